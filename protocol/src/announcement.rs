@@ -1,0 +1,84 @@
+//! Announcements: small signed gossip messages saying "version V of product P exists,
+//! its manifest hashes to H, and these peers serve it".
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::ManifestHash;
+use crate::id::ProductId;
+use crate::keys::PublicKey;
+use crate::manifest::{Classification, Status};
+use crate::signed::SignedKind;
+
+/// The format version of an announcement.
+pub const ANNOUNCEMENT_FORMAT: u8 = 1;
+
+/// The largest announcement payload accepted; gossip carries at most 64 KiB.
+pub const MAX_ANNOUNCEMENT_BYTES: usize = 16 * 1024;
+
+/// A product version's availability, signed by the domain's publisher key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Format version, [`ANNOUNCEMENT_FORMAT`].
+    pub format: u8,
+    /// Which product.
+    pub product: ProductId,
+    /// Which version.
+    pub version: semver::Version,
+    /// The hash naming the signed manifest.
+    pub manifest: ManifestHash,
+    /// What catalogs show before fetching the manifest.
+    pub summary: Summary,
+    /// libp2p peer ids (base58) of nodes serving this version.
+    pub providers: Vec<String>,
+    /// Unix milliseconds when announced; orders re-announcements.
+    pub issued_at_ms: u64,
+    /// The signing publisher key.
+    pub publisher: PublicKey,
+}
+
+/// Catalog-facing facts copied from the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Title.
+    pub title: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Overall sensitivity.
+    pub classification: Classification,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Owning team.
+    pub owner_team: String,
+    /// Total bytes of all files.
+    pub size: u64,
+    /// Number of files.
+    pub files: u32,
+}
+
+impl SignedKind for Announcement {
+    const TAG: &'static str = "mesh/announcement/v1";
+    const MAX_BYTES: usize = MAX_ANNOUNCEMENT_BYTES;
+    const WHAT: &'static str = "announcement";
+}
+
+/// The most providers one announcement may list.
+pub const MAX_PROVIDERS: usize = 16;
+
+impl Announcement {
+    /// Checks limits that keep announcements small and well-formed.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != ANNOUNCEMENT_FORMAT {
+            return Err(format!("unsupported announcement format {}", self.format));
+        }
+        if self.providers.is_empty() || self.providers.len() > MAX_PROVIDERS {
+            return Err(format!(
+                "an announcement lists 1..={MAX_PROVIDERS} providers, this one {}",
+                self.providers.len()
+            ));
+        }
+        if self.providers.iter().any(|p| p.is_empty() || p.len() > 128) {
+            return Err("a provider peer id is empty or too long".into());
+        }
+        Ok(())
+    }
+}

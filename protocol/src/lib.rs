@@ -1,0 +1,30 @@
+//! Pure types of the mesh: hashes, identifiers, keys, the canonical encoding, signed
+//! envelopes, product manifests, announcements, the governance policy and the wire
+//! messages nodes exchange.
+//!
+//! Nothing here does I/O or knows about tokio or libp2p: `storage/` persists these
+//! types, `node/` moves them over the network, and both rely on this crate for the
+//! one canonical byte form ([`encoding`]) and for every signature check ([`signed`]).
+//! Every decoder of untrusted bytes takes a byte limit.
+
+#![deny(missing_docs)]
+
+pub mod announcement;
+pub mod duration;
+pub mod encoding;
+pub mod hash;
+pub mod id;
+pub mod keys;
+pub mod manifest;
+pub mod policy;
+pub mod signed;
+pub mod wire;
+
+pub use announcement::Announcement;
+pub use encoding::{decode, encode, DecodeError};
+pub use hash::{Hash, ManifestHash};
+pub use id::{DomainName, ProductId, ProductRef};
+pub use keys::{KeyPair, PublicKey};
+pub use manifest::Manifest;
+pub use policy::{Policy, PolicyError};
+pub use signed::{Signed, SignedKind};

@@ -1,0 +1,537 @@
+//! The product manifest: the contract that makes files a data product.
+//!
+//! Field names follow the Open Data Contract Standard where one exists (`status`,
+//! `description`, `owner`, `schema` with `logicalType`-like types and
+//! `classification`, `sla` with freshness / frequency / availability / retention).
+//! A [`ManifestDraft`] is what a domain team writes (TOML, see the README); the node
+//! adds the files, timestamps and publisher key to make a [`Manifest`], which is
+//! signed and named by its [`ManifestHash`](crate::ManifestHash).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::parse_duration;
+use crate::hash::Hash;
+use crate::id::ProductId;
+use crate::keys::PublicKey;
+use crate::signed::SignedKind;
+
+/// The format version of a manifest.
+pub const MANIFEST_FORMAT: u8 = 1;
+
+/// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
+/// average chunks lists about four million chunks; larger products split files).
+pub const MAX_MANIFEST_BYTES: usize = 32 * 1024 * 1024;
+
+/// The largest chunk a manifest may reference.
+pub const MAX_CHUNK_LEN: u32 = 4 * 1024 * 1024;
+
+/// Lifecycle of a product version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Being prepared; not for production use.
+    Draft,
+    /// Supported and served.
+    Active,
+    /// Still served; consumers should migrate.
+    Deprecated,
+    /// No longer supported.
+    Retired,
+}
+
+/// Sensitivity of a field or a whole product, from least to most sensitive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    /// Anyone may read it.
+    Public,
+    /// Any registered domain may read it.
+    Internal,
+    /// Only named consumers.
+    Confidential,
+    /// Personal data.
+    Pii,
+}
+
+/// A column's logical type (ODCS `logicalType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogicalType {
+    /// Text.
+    String,
+    /// Whole numbers.
+    Integer,
+    /// Decimal or floating-point numbers.
+    Number,
+    /// true / false.
+    Boolean,
+    /// A calendar date.
+    Date,
+    /// A point in time.
+    Timestamp,
+    /// A nested object.
+    Object,
+    /// A list.
+    Array,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Draft => "draft",
+            Status::Active => "active",
+            Status::Deprecated => "deprecated",
+            Status::Retired => "retired",
+        })
+    }
+}
+
+impl fmt::Display for Classification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Classification::Public => "public",
+            Classification::Internal => "internal",
+            Classification::Confidential => "confidential",
+            Classification::Pii => "pii",
+        })
+    }
+}
+
+/// Who owns the product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The owning team.
+    pub team: String,
+    /// How to reach them (email, chat channel).
+    pub contact: String,
+}
+
+/// One field (column) of the product's schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    /// Column name.
+    pub name: String,
+    /// Logical type.
+    pub logical_type: LogicalType,
+    /// Whether every row must have a value.
+    pub required: bool,
+    /// What the field means.
+    pub description: String,
+    /// Sensitivity of this field.
+    pub classification: Classification,
+}
+
+/// Service levels the owner commits to; durations in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sla {
+    /// Maximum age of the newest data.
+    pub freshness_secs: Option<u64>,
+    /// How often a new version is published.
+    pub update_frequency_secs: Option<u64>,
+    /// Availability target in basis points (9990 = 99.90%).
+    pub availability_bp: Option<u16>,
+    /// How long data is kept.
+    pub retention_secs: Option<u64>,
+}
+
+/// An upstream product this one is built from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The upstream product.
+    pub id: ProductId,
+    /// The exact upstream version used, if known.
+    pub manifest: Option<Hash>,
+}
+
+/// One content-defined chunk of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// BLAKE3 of the chunk's bytes.
+    pub hash: Hash,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// One file of the product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path with `/` separators; never absolute, never `..`.
+    pub path: String,
+    /// Size in bytes; equals the sum of chunk lengths.
+    pub size: u64,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A signed, content-addressed description of one product version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version, [`MANIFEST_FORMAT`].
+    pub format: u8,
+    /// Which product.
+    pub id: ProductId,
+    /// Which version.
+    pub version: semver::Version,
+    /// Lifecycle status.
+    pub status: Status,
+    /// One-line title.
+    pub title: String,
+    /// What the data is and how to use it.
+    pub description: String,
+    /// The owning team.
+    pub owner: Owner,
+    /// Free-form tags for discovery.
+    pub tags: Vec<String>,
+    /// The product's overall sensitivity.
+    pub classification: Classification,
+    /// Columns.
+    pub schema: Vec<Field>,
+    /// Service levels.
+    pub sla: Sla,
+    /// Products this one is derived from.
+    pub lineage: Vec<Upstream>,
+    /// The data files.
+    pub files: Vec<FileEntry>,
+    /// Unix seconds when this version was published.
+    pub created_at: u64,
+    /// The domain publisher key that signs this manifest.
+    pub publisher: PublicKey,
+}
+
+impl SignedKind for Manifest {
+    const TAG: &'static str = "mesh/manifest/v1";
+    const MAX_BYTES: usize = MAX_MANIFEST_BYTES;
+    const WHAT: &'static str = "manifest";
+}
+
+/// A manifest field that is missing or invalid, named as in `product.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("manifest field `{field}`: {problem}")]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `schema[2].name`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+fn field_err(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Whether `path` is a safe relative file path inside a product.
+pub fn is_safe_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 1024
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.contains('\0')
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+impl Manifest {
+    /// Total bytes of all files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Checks the manifest's internal consistency; every problem is listed.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        if self.format != MANIFEST_FORMAT {
+            errs.push(field_err("format", format!("unsupported format {}", self.format)));
+        }
+        if self.title.trim().is_empty() {
+            errs.push(field_err("title", "must not be empty"));
+        }
+        if self.owner.team.trim().is_empty() {
+            errs.push(field_err("owner.team", "must name the owning team"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, f) in self.schema.iter().enumerate() {
+            if f.name.trim().is_empty() {
+                errs.push(field_err(format!("schema[{i}].name"), "must not be empty"));
+            } else if !names.insert(f.name.as_str()) {
+                errs.push(field_err(
+                    format!("schema[{i}].name"),
+                    format!("duplicate field name {:?}", f.name),
+                ));
+            }
+        }
+        let mut paths = BTreeSet::new();
+        for (i, f) in self.files.iter().enumerate() {
+            if !is_safe_relative_path(&f.path) {
+                errs.push(field_err(
+                    format!("files[{i}].path"),
+                    format!("{:?} is not a safe relative path", f.path),
+                ));
+            } else if !paths.insert(f.path.as_str()) {
+                errs.push(field_err(format!("files[{i}].path"), "duplicate path"));
+            }
+            let sum: u64 = f.chunks.iter().map(|c| u64::from(c.len)).sum();
+            if sum != f.size {
+                errs.push(field_err(
+                    format!("files[{i}].size"),
+                    format!("{} does not equal the sum of its chunks ({sum})", f.size),
+                ));
+            }
+            if f.chunks.iter().any(|c| c.len == 0 || c.len > MAX_CHUNK_LEN) {
+                errs.push(field_err(
+                    format!("files[{i}].chunks"),
+                    format!("every chunk must be 1..={MAX_CHUNK_LEN} bytes"),
+                ));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+/// What a domain team writes in `product.toml`; see the README for a full example.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestDraft {
+    /// `domain/name`.
+    pub id: String,
+    /// Semver version of this release.
+    pub version: String,
+    /// Lifecycle status; defaults to `active`.
+    #[serde(default)]
+    pub status: Option<Status>,
+    /// One-line title.
+    pub title: Option<String>,
+    /// What the data is.
+    pub description: Option<String>,
+    /// Overall sensitivity; defaults to `internal`.
+    #[serde(default)]
+    pub classification: Option<Classification>,
+    /// Tags for discovery.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Owning team.
+    pub owner: Option<OwnerDraft>,
+    /// Columns.
+    #[serde(default)]
+    pub schema: Vec<FieldDraft>,
+    /// Service levels.
+    #[serde(default)]
+    pub sla: SlaDraft,
+    /// Upstream products.
+    #[serde(default)]
+    pub lineage: Vec<UpstreamDraft>,
+}
+
+/// `[owner]` in `product.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerDraft {
+    /// Team name.
+    pub team: Option<String>,
+    /// Contact.
+    #[serde(default)]
+    pub contact: String,
+}
+
+/// `[[schema]]` in `product.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDraft {
+    /// Column name.
+    pub name: String,
+    /// Logical type (`string`, `integer`, `number`, `boolean`, `date`, `timestamp`,
+    /// `object`, `array`).
+    #[serde(rename = "type")]
+    pub logical_type: LogicalType,
+    /// Whether values are required.
+    #[serde(default)]
+    pub required: bool,
+    /// Meaning.
+    #[serde(default)]
+    pub description: String,
+    /// Sensitivity; defaults to `internal`.
+    #[serde(default)]
+    pub classification: Option<Classification>,
+}
+
+/// `[sla]` in `product.toml`, with human durations such as `24h`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaDraft {
+    /// Maximum data age, e.g. `24h`.
+    pub freshness: Option<String>,
+    /// Publication cadence, e.g. `1d`.
+    pub update_frequency: Option<String>,
+    /// Availability target in percent, e.g. `99.9`.
+    pub availability: Option<f64>,
+    /// Retention, e.g. `365d`.
+    pub retention: Option<String>,
+}
+
+/// `[[lineage]]` in `product.toml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamDraft {
+    /// Upstream product id.
+    pub id: String,
+    /// Exact upstream manifest hash, if pinned.
+    pub manifest: Option<String>,
+}
+
+/// Everything a node adds to a draft to make a manifest.
+#[derive(Debug)]
+pub struct PublishFacts {
+    /// The data files, chunked.
+    pub files: Vec<FileEntry>,
+    /// Publication time, unix seconds.
+    pub created_at: u64,
+    /// The signing publisher key.
+    pub publisher: PublicKey,
+}
+
+impl ManifestDraft {
+    /// Turns the draft into a manifest, listing every missing or invalid field.
+    pub fn into_manifest(self, facts: PublishFacts) -> Result<Manifest, Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let id = self
+            .id
+            .parse::<ProductId>()
+            .map_err(|e| errs.push(field_err("id", e.to_string())))
+            .ok();
+        let version = semver::Version::parse(&self.version)
+            .map_err(|e| {
+                errs.push(field_err(
+                    "version",
+                    format!("{:?} is not semver ({e}); use e.g. 1.0.0", self.version),
+                ))
+            })
+            .ok();
+        let title = self.title.unwrap_or_default();
+        if title.trim().is_empty() {
+            errs.push(field_err("title", "is missing: add title = \"...\""));
+        }
+        let owner = match self.owner {
+            Some(OwnerDraft {
+                team: Some(team),
+                contact,
+            }) if !team.trim().is_empty() => Owner { team, contact },
+            _ => {
+                errs.push(field_err(
+                    "owner.team",
+                    "is missing: add [owner] with team = \"...\"",
+                ));
+                Owner {
+                    team: String::new(),
+                    contact: String::new(),
+                }
+            }
+        };
+        let mut duration = |name: &str, v: Option<String>| {
+            v.and_then(|s| {
+                parse_duration(&s)
+                    .map_err(|e| errs.push(field_err(format!("sla.{name}"), e)))
+                    .ok()
+            })
+        };
+        let freshness_secs = duration("freshness", self.sla.freshness);
+        let update_frequency_secs = duration("update_frequency", self.sla.update_frequency);
+        let retention_secs = duration("retention", self.sla.retention);
+        let availability_bp = match self.sla.availability {
+            None => None,
+            Some(p) if (0.0..=100.0).contains(&p) => Some((p * 100.0).round() as u16),
+            Some(p) => {
+                errs.push(field_err(
+                    "sla.availability",
+                    format!("{p} is not a percentage between 0 and 100"),
+                ));
+                None
+            }
+        };
+        let mut lineage = Vec::new();
+        for (i, u) in self.lineage.into_iter().enumerate() {
+            let id = u
+                .id
+                .parse::<ProductId>()
+                .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
+                .ok();
+            let manifest = match u.manifest {
+                None => None,
+                Some(h) => h
+                    .parse::<Hash>()
+                    .map_err(|e| {
+                        errs.push(field_err(format!("lineage[{i}].manifest"), e.to_string()))
+                    })
+                    .ok(),
+            };
+            if let Some(id) = id {
+                lineage.push(Upstream { id, manifest });
+            }
+        }
+        let schema = self
+            .schema
+            .into_iter()
+            .map(|f| Field {
+                name: f.name,
+                logical_type: f.logical_type,
+                required: f.required,
+                description: f.description,
+                classification: f.classification.unwrap_or(Classification::Internal),
+            })
+            .collect();
+        let (Some(id), Some(version)) = (id, version) else {
+            return Err(errs);
+        };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id,
+            version,
+            status: self.status.unwrap_or(Status::Active),
+            title,
+            description: self.description.unwrap_or_default(),
+            owner,
+            tags: self.tags,
+            classification: self.classification.unwrap_or(Classification::Internal),
+            schema,
+            sla: Sla {
+                freshness_secs,
+                update_frequency_secs,
+                availability_bp,
+                retention_secs,
+            },
+            lineage,
+            files: facts.files,
+            created_at: facts.created_at,
+            publisher: facts.publisher,
+        };
+        if let Err(more) = manifest.validate() {
+            errs.extend(more);
+        }
+        if errs.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for p in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a\\b", "./a"] {
+            assert!(!is_safe_relative_path(p), "{p:?}");
+        }
+        assert!(is_safe_relative_path("data/orders.csv"));
+    }
+}

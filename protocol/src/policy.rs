@@ -1,0 +1,245 @@
+//! The governance policy: council, domain registry, rules and settings, signed by a
+//! threshold of the council and chained by version like TUF root metadata.
+//!
+//! This module is pure and clock-injected: every check takes `now` in unix seconds.
+//! [`verify_genesis`] establishes the trust root; [`verify_successor`] accepts
+//! version N+1 only with a threshold of both the old and the new council.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::DomainName;
+use crate::keys::PublicKey;
+use crate::signed::{Signed, SignedKind};
+use crate::DecodeError;
+
+/// The format version of a policy.
+pub const POLICY_FORMAT: u8 = 1;
+
+/// The largest policy payload accepted.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+/// The federated council that signs policies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Council {
+    /// Member keys.
+    pub members: BTreeSet<PublicKey>,
+    /// How many distinct members must sign.
+    pub threshold: u16,
+}
+
+/// A domain's entry in the registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainEntry {
+    /// Keys allowed to sign this domain's manifests and announcements.
+    pub publisher_keys: BTreeSet<PublicKey>,
+    /// libp2p peer ids (base58) of the domain's nodes.
+    pub nodes: BTreeSet<String>,
+    /// Who to contact about the domain.
+    pub contact: String,
+}
+
+/// How schema changes between versions are checked at publish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaCompatibility {
+    /// No check.
+    #[default]
+    None,
+    /// Breaking changes need a new major version.
+    Backward,
+}
+
+/// Mesh-wide settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Schema evolution mode.
+    pub schema_compatibility: SchemaCompatibility,
+}
+
+/// One version of the mesh's governance policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Format version, [`POLICY_FORMAT`].
+    pub format: u8,
+    /// Chain position; genesis is 1.
+    pub version: u64,
+    /// Unix seconds when drafted.
+    pub issued_at: u64,
+    /// Unix seconds after which this policy must not be trusted as the newest.
+    pub expires_at: u64,
+    /// Who signs the next version.
+    pub council: Council,
+    /// Domain -> publisher keys and nodes.
+    pub domains: BTreeMap<DomainName, DomainEntry>,
+    /// Policy-as-code evaluated at publish and fetch (empty: allow).
+    pub rules: String,
+    /// Mesh-wide settings.
+    pub settings: Settings,
+}
+
+impl SignedKind for Policy {
+    const TAG: &'static str = "mesh/policy/v1";
+    const MAX_BYTES: usize = MAX_POLICY_BYTES;
+    const WHAT: &'static str = "policy";
+}
+
+/// Why a policy is not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The policy bytes do not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The council is malformed.
+    #[error("policy v{version}: council threshold {threshold} must be between 1 and the {members} members")]
+    BadThreshold {
+        /// Policy version.
+        version: u64,
+        /// Threshold.
+        threshold: u16,
+        /// Council size.
+        members: usize,
+    },
+    /// Not enough distinct council keys signed.
+    #[error("policy v{version}: {have} of {need} required signatures from the {which} council; missing: {}", missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "))]
+    UnderThreshold {
+        /// Policy version.
+        version: u64,
+        /// Which council (`current` or `new`).
+        which: &'static str,
+        /// Valid distinct signatures.
+        have: usize,
+        /// Threshold.
+        need: u16,
+        /// Members that have not signed.
+        missing: Vec<PublicKey>,
+    },
+    /// The version is not the one expected.
+    #[error("policy has version {found}, expected {expected}")]
+    WrongVersion {
+        /// Found.
+        found: u64,
+        /// Expected.
+        expected: u64,
+    },
+    /// The policy expired.
+    #[error("policy v{version} expired at {expires_at} (now {now}); the council must sign a newer version")]
+    Expired {
+        /// Policy version.
+        version: u64,
+        /// Expiry.
+        expires_at: u64,
+        /// Now.
+        now: u64,
+    },
+    /// A domain entry is unusable.
+    #[error("policy v{version}: domain {domain} has no publisher key")]
+    EmptyDomain {
+        /// Policy version.
+        version: u64,
+        /// Domain.
+        domain: DomainName,
+    },
+}
+
+impl Policy {
+    /// Whether `key` may publish for `domain`.
+    pub fn is_publisher(&self, domain: &DomainName, key: &PublicKey) -> bool {
+        self.domains
+            .get(domain)
+            .is_some_and(|d| d.publisher_keys.contains(key))
+    }
+
+    /// The domain a libp2p peer id is registered to, if any.
+    pub fn domain_of_node(&self, peer: &str) -> Option<&DomainName> {
+        self.domains
+            .iter()
+            .find(|(_, d)| d.nodes.contains(peer))
+            .map(|(name, _)| name)
+    }
+
+    fn check_shape(&self) -> Result<(), PolicyError> {
+        crate::encoding::check_format("policy", self.format, POLICY_FORMAT)?;
+        let t = self.council.threshold;
+        if t == 0 || usize::from(t) > self.council.members.len() {
+            return Err(PolicyError::BadThreshold {
+                version: self.version,
+                threshold: t,
+                members: self.council.members.len(),
+            });
+        }
+        if let Some((domain, _)) = self
+            .domains
+            .iter()
+            .find(|(_, d)| d.publisher_keys.is_empty())
+        {
+            return Err(PolicyError::EmptyDomain {
+                version: self.version,
+                domain: domain.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `signed` carries `council.threshold` distinct valid signatures of
+/// `council` members.
+pub fn check_threshold(
+    signed: &Signed<Policy>,
+    version: u64,
+    council: &Council,
+    which: &'static str,
+) -> Result<(), PolicyError> {
+    let signers = signed.valid_signers();
+    let have = council.members.intersection(&signers).count();
+    if have >= usize::from(council.threshold) {
+        return Ok(());
+    }
+    Err(PolicyError::UnderThreshold {
+        version,
+        which,
+        have,
+        need: council.threshold,
+        missing: council.members.difference(&signers).copied().collect(),
+    })
+}
+
+/// Verifies a genesis policy: version 1, well-formed, signed by a threshold of its own
+/// council, not expired at `now`.
+pub fn verify_genesis(signed: &Signed<Policy>, now: u64) -> Result<Policy, PolicyError> {
+    let policy = signed.value()?;
+    if policy.version != 1 {
+        return Err(PolicyError::WrongVersion {
+            found: policy.version,
+            expected: 1,
+        });
+    }
+    policy.check_shape()?;
+    check_threshold(signed, policy.version, &policy.council, "genesis")?;
+    if policy.expires_at <= now {
+        return Err(PolicyError::Expired {
+            version: policy.version,
+            expires_at: policy.expires_at,
+            now,
+        });
+    }
+    Ok(policy)
+}
+
+/// Verifies that `next` may follow `current`: version exactly N+1, a threshold of the
+/// current council and of its own council. Expiry is the caller's check on the newest.
+pub fn verify_successor(current: &Policy, next: &Signed<Policy>) -> Result<Policy, PolicyError> {
+    let policy = next.value()?;
+    if policy.version != current.version + 1 {
+        return Err(PolicyError::WrongVersion {
+            found: policy.version,
+            expected: current.version + 1,
+        });
+    }
+    policy.check_shape()?;
+    check_threshold(next, policy.version, &current.council, "current")?;
+    check_threshold(next, policy.version, &policy.council, "new")?;
+    Ok(policy)
+}
