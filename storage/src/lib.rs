@@ -1,1 +1,17 @@
-//! stub
+//! Persistence for a mesh node: a metadata store behind our own [`MetaStore`]
+//! interface (sled today), a content-addressed [`ChunkStore`], content-defined
+//! chunking of product files ([`chunker`]) and their verified reassembly
+//! ([`assemble`]).
+//!
+//! Writes that the node acknowledges are durable: chunks are written temp + fsync +
+//! rename, and callers flush the metadata store before they reply.
+
+#![deny(missing_docs)]
+
+pub mod assemble;
+pub mod chunker;
+pub mod chunks;
+pub mod meta;
+
+pub use chunks::{ChunkError, ChunkStore};
+pub use meta::{MemStore, MetaStore, SledStore, StoreError, Tree};

@@ -1,0 +1,97 @@
+//! Content-defined chunking (FastCDC 2020) of product files into the chunk store.
+//!
+//! Boundaries depend on content, not offsets, so an edit in one place of a file
+//! changes only the chunks around it and a new version shares the rest.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use mesh_protocol::manifest::ChunkRef;
+
+use crate::chunks::{ChunkError, ChunkStore};
+
+/// Smallest chunk, bytes.
+pub const MIN_CHUNK: u32 = 64 * 1024;
+/// Target average chunk, bytes.
+pub const AVG_CHUNK: u32 = 256 * 1024;
+/// Largest chunk, bytes.
+pub const MAX_CHUNK: u32 = 1024 * 1024;
+
+/// The outcome of chunking one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkedFile {
+    /// Total bytes.
+    pub size: u64,
+    /// Chunks in order.
+    pub chunks: Vec<ChunkRef>,
+    /// Bytes of chunks the store did not already hold.
+    pub new_bytes: u64,
+}
+
+/// Splits the file at `path` into chunks and stores each; streams, never holding more
+/// than one chunk in memory.
+pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkError> {
+    let io = |source| ChunkError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let reader = BufReader::with_capacity(1024 * 1024, file);
+    let mut out = ChunkedFile {
+        size: 0,
+        chunks: Vec::new(),
+        new_bytes: 0,
+    };
+    for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        let chunk = chunk.map_err(|e| {
+            io(std::io::Error::other(format!("reading for chunking: {e}")))
+        })?;
+        let (hash, new) = store.put(&chunk.data)?;
+        let len = chunk.data.len() as u32;
+        out.size += u64::from(len);
+        if new {
+            out.new_bytes += u64::from(len);
+        }
+        out.chunks.push(ChunkRef { hash, len });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn local_edit_shares_most_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
+        let mut data = pseudo_random(8 * 1024 * 1024, 42);
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, &data).unwrap();
+        let v1 = chunk_file(&f, &store).unwrap();
+        assert_eq!(v1.size, data.len() as u64);
+        assert_eq!(v1.new_bytes, v1.size);
+        for b in &mut data[4_000_000..4_000_100] {
+            *b = b.wrapping_add(1);
+        }
+        std::fs::write(&f, &data).unwrap();
+        let v2 = chunk_file(&f, &store).unwrap();
+        assert!(v2.new_bytes < v2.size / 4, "new {} of {}", v2.new_bytes, v2.size);
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(chunk_file(&empty, &store).unwrap().chunks.len(), 0);
+    }
+}

@@ -1,0 +1,235 @@
+//! The metadata store interface and its sled and in-memory implementations.
+//!
+//! Keys and values are bytes; the node encodes them with the canonical encoding.
+//! Keeping sled behind [`MetaStore`] lets the engine be swapped (sled 0.34 is beta
+//! and its format changes before 1.0) and lets tests inject faults.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The separate keyspaces of the metadata store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    /// Signed manifests this node holds, by manifest hash.
+    Manifests,
+    /// Signed announcements of the catalog, by product id and version.
+    Announcements,
+    /// The accepted policy chain, by version.
+    Policies,
+    /// Small node state (counters, settings).
+    State,
+}
+
+impl Tree {
+    fn name(self) -> &'static str {
+        match self {
+            Tree::Manifests => "manifests",
+            Tree::Announcements => "announcements",
+            Tree::Policies => "policies",
+            Tree::State => "state",
+        }
+    }
+}
+
+/// A metadata store failure.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata store: {0}; check the disk and the node home's db/ directory")]
+pub struct StoreError(String);
+
+impl StoreError {
+    /// Builds an error from a description.
+    pub fn new(msg: impl Into<String>) -> Self {
+        StoreError(msg.into())
+    }
+}
+
+/// One key-value pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Ordered key-value storage in named trees.
+pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads a value.
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Writes a value (durable after [`MetaStore::flush`]).
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// Removes a value.
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError>;
+    /// Up to `limit` entries with keys strictly after `after`, in key order.
+    fn scan(
+        &self,
+        tree: Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+    /// Number of entries in a tree.
+    fn len(&self, tree: Tree) -> Result<usize, StoreError>;
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The sled-backed store.
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+}
+
+fn sled_err(e: sled::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            StoreError(format!(
+                "cannot open {}: {e} (is another mesh node using this home?)",
+                dir.display()
+            ))
+        })?;
+        Ok(SledStore { db })
+    }
+
+    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(tree.name()).map_err(sled_err)
+    }
+}
+
+impl MetaStore for SledStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree(tree)?.get(key).map_err(sled_err)?.map(|v| v.to_vec()))
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.insert(key, value).map_err(sled_err)?;
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.tree(tree)?.remove(key).map_err(sled_err)?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        tree: Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let t = self.tree(tree)?;
+        let lower = match after {
+            Some(k) => Bound::Excluded(k.to_vec()),
+            None => Bound::Unbounded,
+        };
+        t.range::<Vec<u8>, _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err))
+            .collect()
+    }
+
+    fn len(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.tree(tree)?.len())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(sled_err)?;
+        Ok(())
+    }
+}
+
+/// An in-memory store for tests and ephemeral nodes.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    trees: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+}
+
+impl MemStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>>, StoreError> {
+        self.trees
+            .lock()
+            .map_err(|_| StoreError::new("in-memory store poisoned"))
+    }
+}
+
+impl MetaStore for MemStore {
+    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock()?.get(&(tree, key.to_vec())).cloned())
+    }
+
+    fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.insert((tree, key.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.lock()?.remove(&(tree, key.to_vec()));
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        tree: Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let map = self.lock()?;
+        let lower = match after {
+            Some(k) => Bound::Excluded((tree, k.to_vec())),
+            None => Bound::Included((tree, Vec::new())),
+        };
+        Ok(map
+            .range((lower, Bound::Unbounded))
+            .take_while(|((t, _), _)| *t == tree)
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn len(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.lock()?.keys().filter(|(t, _)| *t == tree).count())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn MetaStore) {
+        store.put(Tree::Manifests, b"b", b"2").unwrap();
+        store.put(Tree::Manifests, b"a", b"1").unwrap();
+        store.put(Tree::Manifests, b"c", b"3").unwrap();
+        store.put(Tree::State, b"a", b"x").unwrap();
+        assert_eq!(store.get(Tree::Manifests, b"a").unwrap(), Some(b"1".to_vec()));
+        let page = store.scan(Tree::Manifests, Some(b"a"), 1).unwrap();
+        assert_eq!(page, vec![(b"b".to_vec(), b"2".to_vec())]);
+        assert_eq!(store.len(Tree::Manifests).unwrap(), 3);
+        store.remove(Tree::Manifests, b"b").unwrap();
+        assert_eq!(store.scan(Tree::Manifests, None, 10).unwrap().len(), 2);
+        assert_eq!(store.scan(Tree::State, None, 10).unwrap().len(), 1);
+        store.flush().unwrap();
+    }
+
+    #[test]
+    fn sled_and_memory_stores_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&SledStore::open(dir.path()).unwrap());
+        exercise(&MemStore::default());
+    }
+
+    #[test]
+    fn sled_data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put(Tree::Policies, b"k", b"v").unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(Tree::Policies, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+}
