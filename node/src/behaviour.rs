@@ -1,0 +1,113 @@
+//! The libp2p behaviour of a mesh node and how the swarm is built: TCP + noise +
+//! yamux; identify, ping, kademlia (server mode), gossipsub with application
+//! validation and content-hash message ids, and the transfer protocol.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+
+use crate::codec::{TransferCodec, TRANSFER_PROTOCOL};
+use crate::NodeError;
+
+/// The gossip topic of product announcements.
+pub const ANNOUNCE_TOPIC: &str = "mesh/announce/v1";
+
+/// Gossip messages larger than this are dropped by gossipsub itself.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// How long a transfer request may take before it fails.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Concurrent inbound plus outbound transfer streams per connection.
+pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 64;
+
+/// The node's combined behaviour.
+#[derive(NetworkBehaviour)]
+pub(crate) struct MeshBehaviour {
+    /// Exchange of listen addresses and protocols.
+    pub(crate) identify: identify::Behaviour,
+    /// Liveness.
+    pub(crate) ping: ping::Behaviour,
+    /// Peer routing.
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Announcement dissemination.
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    /// Manifests, chunks and catalog pages.
+    pub(crate) transfer: request_response::Behaviour<TransferCodec>,
+}
+
+impl std::fmt::Debug for MeshBehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshBehaviour")
+    }
+}
+
+/// The announcement topic.
+pub(crate) fn announce_topic() -> IdentTopic {
+    IdentTopic::new(ANNOUNCE_TOPIC)
+}
+
+/// Builds the swarm for `key` and subscribes to the announcement topic.
+pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validate_messages()
+                .validation_mode(ValidationMode::Strict)
+                .max_transmit_size(MAX_GOSSIP_BYTES)
+                .heartbeat_interval(Duration::from_millis(700))
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
+                .build()
+                .map_err(|e| e.to_string())?;
+            let gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .map_err(|e| e.to_string())?;
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(StreamProtocol::new("/mesh/kad/1")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let transfer = request_response::Behaviour::with_codec(
+                TransferCodec,
+                [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+            );
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/mesh/id/1".into(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+                kad,
+                gossipsub,
+                transfer,
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&announce_topic())
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+    Ok(swarm)
+}

@@ -1,0 +1,224 @@
+//! The catalog: every product version this node has learned of, from gossip and from
+//! catalog sync, as verified signed announcements in the metadata store.
+//!
+//! Keys are `domain/name \0 version`, so a page of the catalog can resume after any
+//! entry. An announcement enters only after [`Governance::check_announcement`]; the
+//! first manifest hash announced for a version wins and a conflicting one is refused.
+
+use std::sync::Arc;
+
+use mesh_protocol::announcement::Announcement;
+use mesh_protocol::{ManifestHash, ProductId, Signed};
+use mesh_storage::{MetaStore, Tree};
+use serde::Serialize;
+
+use crate::governance::{Governance, Rejection};
+use crate::NodeError;
+
+/// One product version in the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    /// The verified announcement.
+    pub announcement: Announcement,
+    /// Whether this node holds the complete product (manifest and every chunk).
+    pub local: bool,
+}
+
+/// What happened to an offered announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// A version the catalog did not know.
+    New,
+    /// A newer re-announcement of a known version (providers refreshed).
+    Refreshed,
+    /// Nothing new.
+    Known,
+}
+
+/// Filters for listing the catalog.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filter {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only products carrying this tag.
+    pub tag: Option<String>,
+    /// Only products whose id, title or tags contain this text (case-insensitive).
+    pub q: Option<String>,
+}
+
+/// The catalog over the node's metadata store.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn MetaStore>,
+    governance: Governance,
+}
+
+/// The catalog key of a product version.
+pub fn entry_key(id: &ProductId, version: &semver::Version) -> Vec<u8> {
+    format!("{id}\0{version}").into_bytes()
+}
+
+impl Catalog {
+    /// A catalog over `store`, enforcing `governance`.
+    pub fn new(store: Arc<dyn MetaStore>, governance: Governance) -> Self {
+        Catalog { store, governance }
+    }
+
+    /// Verifies and records an announcement's encoded envelope.
+    pub fn offer(&self, bytes: &[u8]) -> Result<Offer, Rejection> {
+        let signed =
+            Signed::<Announcement>::from_bytes(bytes).map_err(|e| Rejection(e.to_string()))?;
+        let a = self.governance.check_announcement(&signed)?;
+        let key = entry_key(&a.product, &a.version);
+        let existing = self
+            .store
+            .get(Tree::Announcements, &key)
+            .map_err(|e| Rejection(e.to_string()))?;
+        let offer = match existing.and_then(|b| Signed::<Announcement>::from_bytes(&b).ok()) {
+            None => Offer::New,
+            Some(old) => {
+                let old = old.value().map_err(|e| Rejection(e.to_string()))?;
+                if old.manifest != a.manifest {
+                    return Err(Rejection(format!(
+                        "{}@{} was already announced with manifest {}; a published version never changes (publish a new version)",
+                        a.product,
+                        a.version,
+                        old.manifest.short()
+                    )));
+                }
+                if a.issued_at_ms <= old.issued_at_ms {
+                    return Ok(Offer::Known);
+                }
+                Offer::Refreshed
+            }
+        };
+        self.store
+            .put(Tree::Announcements, &key, bytes)
+            .map_err(|e| Rejection(e.to_string()))?;
+        Ok(offer)
+    }
+
+    fn decode_entry(&self, bytes: &[u8]) -> Result<CatalogEntry, NodeError> {
+        let signed = Signed::<Announcement>::from_bytes(bytes)
+            .map_err(|e| NodeError::Corrupt(format!("catalog entry: {e}")))?;
+        let announcement = signed
+            .value()
+            .map_err(|e| NodeError::Corrupt(format!("catalog entry: {e}")))?;
+        let local = self.holds(&announcement.manifest)?;
+        Ok(CatalogEntry {
+            announcement,
+            local,
+        })
+    }
+
+    /// Whether this node holds the complete product with this manifest.
+    pub fn holds(&self, manifest: &ManifestHash) -> Result<bool, NodeError> {
+        Ok(self
+            .store
+            .get(Tree::Manifests, manifest.as_bytes())?
+            .is_some())
+    }
+
+    /// Every version of every product matching `filter`, sorted by id then version.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, NodeError> {
+        let q = filter.q.as_ref().map(|q| q.to_lowercase());
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(Tree::Announcements, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (_, v) in &page {
+                let e = self.decode_entry(v)?;
+                let a = &e.announcement;
+                if filter
+                    .domain
+                    .as_ref()
+                    .is_some_and(|d| a.product.domain().as_str() != d)
+                {
+                    continue;
+                }
+                if filter
+                    .tag
+                    .as_ref()
+                    .is_some_and(|t| !a.summary.tags.iter().any(|x| x == t))
+                {
+                    continue;
+                }
+                if let Some(q) = &q {
+                    let hay = format!(
+                        "{} {} {}",
+                        a.product,
+                        a.summary.title,
+                        a.summary.tags.join(" ")
+                    )
+                    .to_lowercase();
+                    if !hay.contains(q.as_str()) {
+                        continue;
+                    }
+                }
+                out.push(e);
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.announcement.product, &a.announcement.version)
+                .cmp(&(&b.announcement.product, &b.announcement.version))
+        });
+        Ok(out)
+    }
+
+    /// One version of a product, or its highest version when `version` is `None`.
+    pub fn get(
+        &self,
+        id: &ProductId,
+        version: Option<&semver::Version>,
+    ) -> Result<Option<CatalogEntry>, NodeError> {
+        if let Some(v) = version {
+            return match self.store.get(Tree::Announcements, &entry_key(id, v))? {
+                Some(b) => Ok(Some(self.decode_entry(&b)?)),
+                None => Ok(None),
+            };
+        }
+        let prefix = format!("{id}\0").into_bytes();
+        let mut best: Option<CatalogEntry> = None;
+        let page = self.store.scan(Tree::Announcements, Some(&prefix[..prefix.len() - 1]), 10_000)?;
+        for (k, v) in page.iter().take_while(|(k, _)| k.starts_with(&prefix)) {
+            let _ = k;
+            let e = self.decode_entry(v)?;
+            if best
+                .as_ref()
+                .is_none_or(|b| e.announcement.version > b.announcement.version)
+            {
+                best = Some(e);
+            }
+        }
+        Ok(best)
+    }
+
+    /// A page of encoded announcements after `after`, for catalog sync.
+    pub fn page(
+        &self,
+        after: Option<&(ProductId, semver::Version)>,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), NodeError> {
+        let cursor = after.map(|(id, v)| entry_key(id, v));
+        let mut rows = self
+            .store
+            .scan(Tree::Announcements, cursor.as_deref(), limit + 1)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows.into_iter().map(|(_, v)| v).collect(), more))
+    }
+
+    /// Number of product versions known.
+    pub fn len(&self) -> Result<usize, NodeError> {
+        Ok(self.store.len(Tree::Announcements)?)
+    }
+
+    /// Whether the catalog is empty.
+    pub fn is_empty(&self) -> Result<bool, NodeError> {
+        Ok(self.len()? == 0)
+    }
+}

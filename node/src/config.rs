@@ -1,0 +1,90 @@
+//! `config.toml`: the node's settings, with defaults, and the validated runtime form
+//! that command-line flags override.
+
+use std::net::SocketAddr;
+
+use libp2p::Multiaddr;
+use mesh_protocol::DomainName;
+use serde::{Deserialize, Serialize};
+
+use crate::NodeError;
+
+/// The node's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The domain this node publishes for.
+    pub domain: DomainName,
+    /// libp2p listen addresses.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Peers to connect to at start (multiaddrs ending in `/p2p/<peer id>`).
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Control API address; loopback only unless you mean otherwise (port 0 picks one
+    /// and writes it to `api.addr`).
+    #[serde(default = "default_api")]
+    pub api_listen: SocketAddr,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/127.0.0.1/tcp/0".into()]
+}
+
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            domain: DomainName::new("default").unwrap_or_else(|_| unreachable!()),
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            api_listen: default_api(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Parses TOML.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Renders TOML.
+    pub fn to_toml(&self) -> Result<String, NodeError> {
+        toml::to_string_pretty(self).map_err(|e| NodeError::Usage(format!("encoding config: {e}")))
+    }
+
+    /// Parses the listen addresses.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        parse_addrs("listen", &self.listen)
+    }
+
+    /// Parses the bootstrap addresses; each must name its peer with `/p2p/<id>`.
+    pub fn bootstrap_addrs(&self) -> Result<Vec<(libp2p::PeerId, Multiaddr)>, NodeError> {
+        parse_addrs("bootstrap", &self.bootstrap)?
+            .into_iter()
+            .map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, a)),
+                _ => Err(NodeError::Usage(format!(
+                    "bootstrap address {a} must end with /p2p/<peer id> (see `mesh status` on that node)"
+                ))),
+            })
+            .collect()
+    }
+}
+
+fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().map_err(|e| {
+                NodeError::Usage(format!(
+                    "{what} address {a:?} is not a multiaddr ({e}); example: /ip4/127.0.0.1/tcp/4801"
+                ))
+            })
+        })
+        .collect()
+}

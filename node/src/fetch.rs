@@ -1,0 +1,375 @@
+//! Fetching a product version: resolve it in the catalog, get the signed manifest from
+//! a provider and verify its hash, signature and publisher registration, download the
+//! chunks this node lacks from several providers in parallel (each verified against
+//! its BLAKE3 hash before it is stored; a bad copy is dropped and fetched elsewhere),
+//! then record the manifest as held and write the files out (temp + rename).
+//!
+//! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
+//! store are never fetched again, so re-running an interrupted fetch resumes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use mesh_protocol::manifest::ChunkRef;
+use mesh_protocol::wire::{Request, Response};
+use mesh_protocol::{Manifest, ProductRef, Signed};
+use mesh_storage::{assemble, Tree};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn, Instrument};
+
+use crate::catalog::CatalogEntry;
+use crate::node::Node;
+use crate::NodeError;
+
+/// Chunk requests in flight at once for one fetch.
+const WINDOW: usize = 16;
+/// Verification failures after which a provider is dropped for this fetch.
+const MAX_BAD_CHUNKS: u32 = 3;
+
+/// Progress of a fetch, streamed to the CLI as JSON lines.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FetchEvent {
+    /// The manifest is verified; chunk download starts.
+    Resolved {
+        /// `domain/name@version`.
+        product: String,
+        /// Manifest hash.
+        manifest: String,
+        /// Total product bytes.
+        total_bytes: u64,
+        /// Bytes this node must download.
+        missing_bytes: u64,
+        /// Providers that will be asked.
+        providers: usize,
+    },
+    /// Chunks arrived.
+    Progress {
+        /// Product bytes held so far.
+        done_bytes: u64,
+        /// Total product bytes.
+        total_bytes: u64,
+    },
+    /// The fetch finished.
+    Done(FetchOutcome),
+    /// The fetch failed.
+    Error {
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+/// The result of a completed fetch.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchOutcome {
+    /// `domain/name`.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Manifest hash.
+    pub manifest: String,
+    /// Number of files.
+    pub files: usize,
+    /// Total product bytes.
+    pub size: u64,
+    /// Bytes downloaded from peers in this fetch.
+    pub transferred_bytes: u64,
+    /// Every chunk verified against its BLAKE3 hash.
+    pub verified: bool,
+    /// Where the files were written, if anywhere.
+    pub out: Option<PathBuf>,
+    /// Peers that served chunks.
+    pub providers: Vec<String>,
+}
+
+struct ChunkFetch {
+    node: Node,
+    providers: Vec<PeerId>,
+    bad: Mutex<HashMap<PeerId, u32>>,
+    used: Mutex<BTreeSet<PeerId>>,
+    done: AtomicU64,
+    transferred: AtomicU64,
+}
+
+async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
+    if let Some(tx) = progress {
+        let _ = tx.send(e).await;
+    }
+}
+
+impl Node {
+    /// Fetches `target` (latest version when none is given), verifies it, and writes
+    /// its files under `out` if given.
+    pub async fn fetch(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
+        let span = tracing::info_span!("fetch", product = %target);
+        self.fetch_inner(target, out, progress).instrument(span).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
+        let entry = self
+            .shared
+            .catalog
+            .get(&target.id, target.version.as_ref())?
+            .ok_or_else(|| {
+                NodeError::NotFound(format!(
+                    "{target} is not in this node's catalog; list products with `mesh products` (a product announced moments ago may still be on its way)"
+                ))
+            })?;
+        let ann = entry.announcement;
+        let providers = self.candidate_providers(&ann).await?;
+
+        let (signed, manifest) = match self.shared.store.get(Tree::Manifests, ann.manifest.as_bytes())? {
+            Some(bytes) => {
+                let s = Signed::<Manifest>::from_bytes(&bytes)
+                    .map_err(|e| NodeError::Corrupt(format!("stored manifest: {e}")))?;
+                let m = self.shared.governance.check_manifest(&s).map_err(|r| NodeError::Rejected(r.0))?;
+                (s, m)
+            }
+            None => self.fetch_manifest(&ann.manifest, &providers).await?,
+        };
+        let label = format!("{}@{}", manifest.id, manifest.version);
+        let mut seen = BTreeSet::new();
+        let missing: Vec<ChunkRef> = manifest
+            .files
+            .iter()
+            .flat_map(|f| f.chunks.iter().copied())
+            .filter(|c| seen.insert(c.hash) && !self.shared.chunks.has(&c.hash))
+            .collect();
+        let total = manifest.total_size();
+        let missing_bytes: u64 = missing.iter().map(|c| u64::from(c.len)).sum();
+        send(
+            &progress,
+            FetchEvent::Resolved {
+                product: label.clone(),
+                manifest: ann.manifest.to_string(),
+                total_bytes: total,
+                missing_bytes,
+                providers: providers.len(),
+            },
+        )
+        .await;
+
+        let job = Arc::new(ChunkFetch {
+            node: self.clone(),
+            providers,
+            bad: Mutex::new(HashMap::new()),
+            used: Mutex::new(BTreeSet::new()),
+            done: AtomicU64::new(total - missing_bytes.min(total)),
+            transferred: AtomicU64::new(0),
+        });
+        let mut results = futures::stream::iter(missing.into_iter().enumerate())
+            .map(|(i, c)| {
+                let job = job.clone();
+                async move { job.fetch_chunk(i, c).await }
+            })
+            .buffer_unordered(WINDOW);
+        while let Some(r) = results.next().await {
+            r?;
+            send(
+                &progress,
+                FetchEvent::Progress {
+                    done_bytes: job.done.load(Ordering::Relaxed),
+                    total_bytes: total,
+                },
+            )
+            .await;
+        }
+        drop(results);
+
+        // Every chunk is present and was verified on arrival; re-verify from disk before
+        // marking the product complete, so a corrupt store is never reported as whole.
+        let shared = self.shared.clone();
+        let files = manifest.files.clone();
+        let manifest_bytes = signed.to_bytes();
+        let hash = ann.manifest;
+        let out2 = out.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+            assemble::verify_files(&files, &shared.chunks)
+                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+            shared
+                .store
+                .put(Tree::Manifests, hash.as_bytes(), &manifest_bytes)?;
+            shared.store.flush()?;
+            if let Some(dir) = out2 {
+                assemble::write_files(&files, &shared.chunks, &dir)
+                    .map_err(|e| NodeError::Usage(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| NodeError::Network(format!("fetch task failed: {e}")))??;
+
+        let outcome = FetchOutcome {
+            product: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            manifest: ann.manifest.to_string(),
+            files: manifest.files.len(),
+            size: total,
+            transferred_bytes: job.transferred.load(Ordering::Relaxed),
+            verified: true,
+            out,
+            providers: lock(&job.used).iter().map(|p| p.to_string()).collect(),
+        };
+        info!(bytes = outcome.transferred_bytes, "fetched {label}");
+        Ok(outcome)
+    }
+
+    /// Providers to ask: those the announcement names, then every connected peer.
+    async fn candidate_providers(
+        &self,
+        ann: &mesh_protocol::Announcement,
+    ) -> Result<Vec<PeerId>, NodeError> {
+        let mut providers: Vec<PeerId> = ann
+            .providers
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| *p != self.peer_id())
+            .collect();
+        for peer in self.net.peers().await.map_err(NodeError::Network)? {
+            if let Ok(p) = peer.peer_id.parse::<PeerId>() {
+                if !providers.contains(&p) {
+                    providers.push(p);
+                }
+            }
+        }
+        Ok(providers)
+    }
+
+    /// The catalog entry of `target` and its verified manifest, from the local store
+    /// or, without storing it, from a provider.
+    pub async fn describe(
+        &self,
+        target: &ProductRef,
+    ) -> Result<(CatalogEntry, Result<Manifest, NodeError>), NodeError> {
+        let entry = self
+            .shared
+            .catalog
+            .get(&target.id, target.version.as_ref())?
+            .ok_or_else(|| {
+                NodeError::NotFound(format!(
+                    "{target} is not in this node's catalog; list products with `mesh products`"
+                ))
+            })?;
+        let hash = entry.announcement.manifest;
+        let manifest = match self.shared.store.get(Tree::Manifests, hash.as_bytes())? {
+            Some(bytes) => Signed::<Manifest>::from_bytes(&bytes)
+                .map_err(|e| NodeError::Corrupt(format!("stored manifest: {e}")))
+                .and_then(|s| {
+                    self.shared
+                        .governance
+                        .check_manifest(&s)
+                        .map_err(|r| NodeError::Rejected(r.0))
+                }),
+            None => {
+                let providers = self.candidate_providers(&entry.announcement).await?;
+                self.fetch_manifest(&hash, &providers).await.map(|(_, m)| m)
+            }
+        };
+        Ok((entry, manifest))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        hash: &mesh_protocol::ManifestHash,
+        providers: &[PeerId],
+    ) -> Result<(Signed<Manifest>, Manifest), NodeError> {
+        let mut tried = Vec::new();
+        for peer in providers {
+            let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
+                Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
+                    Ok(s) if s.hash() == *hash => {
+                        match self.shared.governance.check_manifest(&s) {
+                            Ok(m) => return Ok((s, m)),
+                            Err(r) => format!("manifest rejected: {r}"),
+                        }
+                    }
+                    Ok(_) => "sent a manifest that does not match its hash".into(),
+                    Err(e) => format!("sent an undecodable manifest: {e}"),
+                },
+                Ok(Response::Denied { rule, reason }) => format!("denied by rule {rule}: {reason}"),
+                Ok(Response::NotFound) => "does not hold it".into(),
+                Ok(other) => format!("answered {other:?}"),
+                Err(e) => e,
+            };
+            warn!(%peer, "manifest {}: {why}", hash.short());
+            tried.push(format!("{peer}: {why}"));
+        }
+        Err(NodeError::Unavailable(format!(
+            "no provider reachable for manifest {}: tried {} peer(s){}{}; check `mesh peers` and that a provider is running",
+            hash.short(),
+            tried.len(),
+            if tried.is_empty() { "" } else { ": " },
+            tried.join("; ")
+        )))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChunkFetch {
+    async fn fetch_chunk(&self, index: usize, chunk: ChunkRef) -> Result<(), NodeError> {
+        let n = self.providers.len();
+        let mut failures = Vec::new();
+        for attempt in 0..n {
+            let peer = self.providers[(index + attempt) % n];
+            if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS {
+                continue;
+            }
+            let why = match self.node.net.request(peer, Request::Chunk(chunk.hash)).await {
+                Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
+                    let chunks = self.node.shared.chunks.clone();
+                    let hash = chunk.hash;
+                    let put = tokio::task::spawn_blocking(move || chunks.put_verified(&hash, &data))
+                        .await
+                        .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
+                    match put {
+                        Ok(_) => {
+                            self.done.fetch_add(u64::from(chunk.len), Ordering::Relaxed);
+                            self.transferred
+                                .fetch_add(u64::from(chunk.len), Ordering::Relaxed);
+                            lock(&self.used).insert(peer);
+                            return Ok(());
+                        }
+                        Err(mesh_storage::ChunkError::Corrupt { .. }) => {
+                            *lock(&self.bad).entry(peer).or_default() += 1;
+                            "sent bytes that fail BLAKE3 verification".to_string()
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(Response::Chunk(data)) => {
+                    *lock(&self.bad).entry(peer).or_default() += 1;
+                    format!("sent {} bytes, expected {}", data.len(), chunk.len)
+                }
+                Ok(Response::NotFound) => "does not hold it".into(),
+                Ok(Response::Denied { rule, reason }) => format!("denied by rule {rule}: {reason}"),
+                Ok(other) => format!("answered {other:?}"),
+                Err(e) => e,
+            };
+            warn!(%peer, chunk = %chunk.hash.short(), "{why}");
+            failures.push(format!("{peer}: {why}"));
+        }
+        Err(NodeError::Unavailable(format!(
+            "chunk {} could not be fetched from any provider ({}); nothing was written. Retry when another provider is up",
+            chunk.hash.short(),
+            if failures.is_empty() { "no usable provider".to_string() } else { failures.join("; ") }
+        )))
+    }
+}

@@ -1,0 +1,160 @@
+//! The node home: where a node keeps its identity, keys, token, config and data.
+//!
+//! ```text
+//! HOME/config.toml    NodeConfig (domain, listen and bootstrap addresses, API address)
+//! HOME/node.key       libp2p identity (protobuf-encoded ed25519), mode 0600
+//! HOME/keys/D.key     the publisher key of domain D, mode 0600
+//! HOME/api.token      bearer token for mutating control API calls, mode 0600
+//! HOME/api.addr       written by a running daemon: its control API address
+//! HOME/db/            sled metadata (policy chain, catalog, manifests)
+//! HOME/chunks/        content-addressed chunk files
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use libp2p::identity::Keypair;
+use mesh_protocol::{DomainName, KeyPair};
+
+use crate::config::NodeConfig;
+use crate::keyfile;
+use crate::NodeError;
+
+/// Paths and identity of one node home.
+#[derive(Debug, Clone)]
+pub struct NodeHome {
+    root: PathBuf,
+}
+
+impl NodeHome {
+    /// A home rooted at `root` (not checked).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        NodeHome { root: root.into() }
+    }
+
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `node.key`.
+    pub fn node_key_path(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
+    /// `keys/<domain>.key`.
+    pub fn publisher_key_path(&self, domain: &DomainName) -> PathBuf {
+        self.root.join("keys").join(format!("{domain}.key"))
+    }
+
+    /// `api.token`.
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join("api.token")
+    }
+
+    /// `api.addr`, present while a daemon runs.
+    pub fn api_addr_path(&self) -> PathBuf {
+        self.root.join("api.addr")
+    }
+
+    /// `db/`.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("db")
+    }
+
+    /// `chunks/`.
+    pub fn chunks_path(&self) -> PathBuf {
+        self.root.join("chunks")
+    }
+
+    /// Whether `mesh init` has created this home.
+    pub fn exists(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    /// Creates a new home for `domain`: config, node identity, publisher key (or
+    /// `import_key`), API token. Fails if the home already exists.
+    pub fn create(&self, domain: &DomainName, import_key: Option<KeyPair>) -> Result<(), NodeError> {
+        if self.exists() {
+            return Err(NodeError::Usage(format!(
+                "{} is already a mesh home; use another --home, or run `mesh init --home {} --genesis FILE` to install a genesis policy",
+                self.root.display(),
+                self.root.display()
+            )));
+        }
+        fs::create_dir_all(self.root.join("keys")).map_err(NodeError::io(&self.root))?;
+        let node_key = Keypair::generate_ed25519();
+        let encoded = node_key
+            .to_protobuf_encoding()
+            .map_err(|e| NodeError::Usage(format!("encoding node key: {e}")))?;
+        keyfile::write_private(&self.node_key_path(), &encoded)?;
+        let publisher = import_key.unwrap_or_else(KeyPair::generate);
+        keyfile::write_key(&self.publisher_key_path(domain), &publisher)?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        keyfile::write_private(&self.token_path(), token.as_bytes())?;
+        let config = NodeConfig {
+            domain: domain.clone(),
+            ..NodeConfig::default()
+        };
+        write_atomic(&self.config_path(), config.to_toml()?.as_bytes())?;
+        Ok(())
+    }
+
+    /// Loads `config.toml`.
+    pub fn load_config(&self) -> Result<NodeConfig, NodeError> {
+        if !self.exists() {
+            return Err(NodeError::Usage(format!(
+                "{} is not a mesh home: run `mesh init --home {} --domain DOMAIN` first",
+                self.root.display(),
+                self.root.display()
+            )));
+        }
+        let text = fs::read_to_string(self.config_path()).map_err(NodeError::io(&self.config_path()))?;
+        NodeConfig::from_toml(&text)
+            .map_err(|e| NodeError::Usage(format!("{}: {e}", self.config_path().display())))
+    }
+
+    /// Loads the libp2p identity.
+    pub fn load_node_key(&self) -> Result<Keypair, NodeError> {
+        let path = self.node_key_path();
+        let bytes = fs::read(&path).map_err(NodeError::io(&path))?;
+        Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| NodeError::Usage(format!("{}: not a node key ({e})", path.display())))
+    }
+
+    /// The libp2p peer id of this home's node.
+    pub fn peer_id(&self) -> Result<libp2p::PeerId, NodeError> {
+        Ok(self.load_node_key()?.public().to_peer_id())
+    }
+
+    /// Loads the publisher key of `domain`.
+    pub fn load_publisher_key(&self, domain: &DomainName) -> Result<KeyPair, NodeError> {
+        keyfile::read_key(&self.publisher_key_path(domain))
+    }
+
+    /// Reads the API token.
+    pub fn load_token(&self) -> Result<String, NodeError> {
+        let path = self.token_path();
+        Ok(fs::read_to_string(&path)
+            .map_err(NodeError::io(&path))?
+            .trim()
+            .to_owned())
+    }
+}
+
+/// Writes `bytes` to `path` via a temp file, fsync and rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let tmp = path.with_extension("tmp-write");
+    {
+        let mut f = fs::File::create(&tmp).map_err(NodeError::io(&tmp))?;
+        f.write_all(bytes).map_err(NodeError::io(&tmp))?;
+        f.sync_all().map_err(NodeError::io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(NodeError::io(path))
+}

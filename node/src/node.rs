@@ -1,0 +1,218 @@
+//! Starting and stopping a node: opens the home's stores, loads the policy, builds the
+//! swarm, spawns the network loop and the control API, and tears them down in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libp2p::{Multiaddr, PeerId};
+use mesh_protocol::{DomainName, KeyPair};
+use mesh_storage::{ChunkStore, MetaStore, SledStore};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::behaviour::build_swarm;
+use crate::catalog::Catalog;
+use crate::governance::Governance;
+use crate::home::{write_atomic, NodeHome};
+use crate::network::{EventLoop, NetworkHandle};
+use crate::NodeError;
+
+/// State shared by the network loop, the API and the publish / fetch tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// Metadata.
+    pub store: Arc<dyn MetaStore>,
+    /// Chunks.
+    pub chunks: Arc<ChunkStore>,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// The enforced policy.
+    pub governance: Governance,
+    /// This node's domain.
+    pub domain: DomainName,
+    /// The domain publisher key, if this home holds one.
+    pub publisher: Option<KeyPair>,
+    /// The node home.
+    pub home: NodeHome,
+}
+
+/// Command-line overrides of `config.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace the configured listen addresses.
+    pub listen: Vec<String>,
+    /// Add bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// Replace the control API address.
+    pub api_listen: Option<SocketAddr>,
+}
+
+/// A running node: clone [`Node`] to use it, call [`RunningNode::shutdown`] to stop.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The node's operations.
+    pub node: Node,
+    /// Where the control API listens.
+    pub api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A handle to a running node's operations.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) net: NetworkHandle,
+}
+
+/// What `mesh status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Domain.
+    pub domain: String,
+    /// Listen multiaddrs including `/p2p/<id>`, to give others as `--bootstrap`.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Product versions in the catalog.
+    pub catalog: usize,
+    /// Enforced policy version.
+    pub policy_version: u64,
+    /// The home directory.
+    pub home: PathBuf,
+    /// The publisher key of this node's domain.
+    pub publisher_key: Option<String>,
+}
+
+impl Node {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.net.peer_id()
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The network handle.
+    pub fn network(&self) -> &NetworkHandle {
+        &self.net
+    }
+
+    /// Status summary.
+    pub async fn status(&self) -> Result<NodeStatus, NodeError> {
+        let listen = self
+            .net
+            .listen_addrs()
+            .await
+            .map_err(NodeError::Network)?
+            .into_iter()
+            .map(|a: Multiaddr| format!("{a}/p2p/{}", self.peer_id()))
+            .collect();
+        let peers = self.net.peers().await.map_err(NodeError::Network)?.len();
+        Ok(NodeStatus {
+            peer_id: self.peer_id().to_string(),
+            domain: self.shared.domain.to_string(),
+            listen,
+            peers,
+            catalog: self.shared.catalog.len()?,
+            policy_version: self.shared.governance.policy().version,
+            home: self.shared.home.root().to_owned(),
+            publisher_key: self.shared.publisher.as_ref().map(|k| k.public().to_string()),
+        })
+    }
+}
+
+/// Starts a node from its home.
+pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, NodeError> {
+    let mut config = home.load_config()?;
+    if !options.listen.is_empty() {
+        config.listen = options.listen.clone();
+    }
+    config.bootstrap.extend(options.bootstrap.iter().cloned());
+    if let Some(api) = options.api_listen {
+        config.api_listen = api;
+    }
+    let listen = config.listen_addrs()?;
+    let bootstrap = config.bootstrap_addrs()?;
+    let key = home.load_node_key()?;
+    let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
+    let governance = match Governance::load(store.as_ref()) {
+        Err(NodeError::NoGenesis) => {
+            return Err(NodeError::Usage(format!(
+                "no genesis policy installed in {}: run `mesh init --home {} --genesis FILE` with the council-signed genesis",
+                home.root().display(),
+                home.root().display()
+            )))
+        }
+        other => other?,
+    };
+    let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
+    let publisher = home.load_publisher_key(&config.domain).ok();
+    let shared = Arc::new(Shared {
+        catalog: Catalog::new(store.clone(), governance.clone()),
+        store,
+        chunks,
+        governance,
+        domain: config.domain.clone(),
+        publisher,
+        home: home.clone(),
+    });
+
+    let mut swarm = build_swarm(key)?;
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
+    }
+    let shutdown = CancellationToken::new();
+    let (event_loop, net) = EventLoop::new(swarm, shared.clone(), bootstrap, shutdown.child_token());
+    let node = Node { shared, net };
+    let mut tasks = vec![tokio::spawn(event_loop.run())];
+
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|e| NodeError::Usage(format!("cannot bind the control API on {}: {e}", config.api_listen)))?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(NodeError::io(home.root()))?;
+    tasks.push(tokio::spawn(crate::api::serve(
+        listener,
+        node.clone(),
+        home.load_token()?,
+        shutdown.child_token(),
+    )));
+    write_atomic(&home.api_addr_path(), api_addr.to_string().as_bytes())?;
+    info!(peer = %node.peer_id(), %api_addr, domain = %config.domain, "node started");
+    Ok(RunningNode {
+        node,
+        api_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// The token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting work, ends the network loop and the API, flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_file(self.node.shared.home.api_addr_path());
+        self.node.shared.store.flush()?;
+        info!("node stopped");
+        Ok(())
+    }
+}

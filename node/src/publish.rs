@@ -1,0 +1,227 @@
+//! Publishing: turns files plus a `product.toml` draft into a signed manifest and a
+//! signed announcement, after checking the draft, the domain and the policy.
+//!
+//! Nothing is written until the draft is valid and the key is registered; chunks are
+//! stored as they are cut; the manifest and catalog entry are flushed before the
+//! publish is acknowledged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+use mesh_protocol::manifest::{FileEntry, ManifestDraft, PublishFacts};
+use mesh_protocol::{Announcement, Manifest, Signed};
+use mesh_storage::chunker::chunk_file;
+use mesh_storage::Tree;
+use serde::Serialize;
+
+use crate::governance::{unix_now, unix_now_ms};
+use crate::node::Shared;
+use crate::NodeError;
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    /// `domain/name`.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Manifest hash.
+    pub manifest: String,
+    /// Files.
+    pub files: usize,
+    /// Total bytes.
+    pub size: u64,
+    /// Bytes of chunks this node did not already hold.
+    pub new_bytes: u64,
+    /// Number of chunks.
+    pub chunks: usize,
+}
+
+/// Most files one product may have.
+const MAX_FILES: usize = 100_000;
+
+/// Lists the regular files under `path` (or `path` itself), with their relative paths.
+fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, NodeError> {
+    let meta = fs::metadata(path).map_err(|e| {
+        NodeError::Usage(format!("cannot read {}: {e}", path.display()))
+    })?;
+    if meta.is_file() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| NodeError::Usage(format!("{} has no file name", path.display())))?;
+        return Ok(vec![(name, path.to_owned())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), path.to_owned())];
+    while let Some((prefix, dir)) = stack.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)
+            .map_err(NodeError::io(&dir))?
+            .collect::<Result<_, _>>()
+            .map_err(NodeError::io(&dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let ft = e.file_type().map_err(NodeError::io(&e.path()))?;
+            if ft.is_dir() {
+                stack.push((rel, e.path()));
+            } else if ft.is_file() {
+                out.push((rel, e.path()));
+            } else {
+                return Err(NodeError::Usage(format!(
+                    "{} is not a regular file (symlinks and devices are not published)",
+                    e.path().display()
+                )));
+            }
+            if out.len() > MAX_FILES {
+                return Err(NodeError::Usage(format!(
+                    "{} holds more than {MAX_FILES} files; publish fewer, larger files",
+                    path.display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(NodeError::Usage(format!("{} contains no files", path.display())));
+    }
+    Ok(out)
+}
+
+fn field_errors(errs: Vec<mesh_protocol::manifest::FieldError>) -> NodeError {
+    NodeError::InvalidManifest(errs.iter().map(|e| e.to_string()).collect())
+}
+
+/// Publishes the files at `path` described by the TOML `draft`. Blocking: run it on a
+/// blocking thread. Returns the outcome and the encoded signed announcement to gossip.
+pub fn publish(
+    shared: &Shared,
+    path: &Path,
+    draft_toml: &str,
+) -> Result<(Published, Vec<u8>), NodeError> {
+    let draft: ManifestDraft = toml::from_str(draft_toml)
+        .map_err(|e| NodeError::InvalidManifest(vec![format!("product.toml: {e}")]))?;
+    let key = shared.publisher.as_ref().ok_or_else(|| {
+        NodeError::Usage(format!(
+            "this node holds no publisher key for domain {} (expected {})",
+            shared.domain,
+            shared.home.publisher_key_path(&shared.domain).display()
+        ))
+    })?;
+    // Validate every field before touching the store, so a bad draft changes nothing.
+    let probe = draft.clone().into_manifest(PublishFacts {
+        files: Vec::new(),
+        created_at: 0,
+        publisher: key.public(),
+    });
+    let probe = probe.map_err(field_errors)?;
+    if probe.id.domain() != &shared.domain {
+        return Err(NodeError::Usage(format!(
+            "manifest field `id`: {} belongs to domain {}, but this node publishes for domain {}",
+            probe.id,
+            probe.id.domain(),
+            shared.domain
+        )));
+    }
+    let policy = shared.governance.policy();
+    if !policy.is_publisher(&shared.domain, &key.public()) {
+        return Err(NodeError::Rejected(format!(
+            "publisher key {} is not registered for domain {} in policy v{}; ask the council to add it to the domain registry",
+            key.public(),
+            shared.domain,
+            policy.version
+        )));
+    }
+    if let Some(existing) = shared.catalog.get(&probe.id, Some(&probe.version))? {
+        return Err(NodeError::Usage(format!(
+            "{}@{} is already published (manifest {}); a published version never changes: bump `version`",
+            probe.id,
+            probe.version,
+            existing.announcement.manifest.short()
+        )));
+    }
+
+    let mut files = Vec::new();
+    let mut new_bytes = 0;
+    for (rel, full) in collect_files(path)? {
+        let c = chunk_file(&full, &shared.chunks)?;
+        new_bytes += c.new_bytes;
+        files.push(FileEntry {
+            path: rel,
+            size: c.size,
+            chunks: c.chunks,
+        });
+    }
+    let manifest: Manifest = draft
+        .into_manifest(PublishFacts {
+            files,
+            created_at: unix_now(),
+            publisher: key.public(),
+        })
+        .map_err(field_errors)?;
+    let signed = Signed::sign(&manifest, key);
+    let hash = signed.hash();
+    let announcement = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: manifest.id.clone(),
+        version: manifest.version.clone(),
+        manifest: hash,
+        summary: Summary {
+            title: manifest.title.chars().take(200).collect(),
+            status: manifest.status,
+            classification: manifest.classification,
+            tags: manifest.tags.iter().take(32).map(|t| t.chars().take(64).collect()).collect(),
+            owner_team: manifest.owner.team.chars().take(200).collect(),
+            size: manifest.total_size(),
+            files: manifest.files.len() as u32,
+        },
+        providers: vec![shared.home.peer_id()?.to_string()],
+        issued_at_ms: unix_now_ms(),
+        publisher: key.public(),
+    };
+    let envelope = Signed::sign(&announcement, key).to_bytes();
+    shared
+        .store
+        .put(Tree::Manifests, hash.as_bytes(), &signed.to_bytes())?;
+    shared
+        .catalog
+        .offer(&envelope)
+        .map_err(|r| NodeError::Rejected(r.0))?;
+    shared.store.flush()?;
+    Ok((
+        Published {
+            product: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            manifest: hash.to_string(),
+            files: manifest.files.len(),
+            size: manifest.total_size(),
+            new_bytes,
+            chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
+        },
+        envelope,
+    ))
+}
+
+impl crate::node::Node {
+    /// Publishes the files at `path` described by `draft_toml` and gossips the
+    /// announcement.
+    pub async fn publish(&self, path: PathBuf, draft_toml: String) -> Result<Published, NodeError> {
+        let shared = self.shared.clone();
+        let (published, envelope) =
+            tokio::task::spawn_blocking(move || publish(&shared, &path, &draft_toml))
+                .await
+                .map_err(|e| NodeError::Network(format!("publish task failed: {e}")))??;
+        tracing::info!(product = %published.product, version = %published.version, "published");
+        self.net
+            .announce(envelope)
+            .await
+            .map_err(NodeError::Network)?;
+        Ok(published)
+    }
+}
