@@ -54,7 +54,7 @@ pub struct FetchRequest {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ShowResponse {
     /// The catalog entry.
-    pub entry: serde_json::Value,
+    pub entry: CatalogEntry,
     /// The manifest, when this node or a provider could supply it.
     pub manifest: Option<Manifest>,
     /// Why the manifest is absent.
@@ -184,7 +184,7 @@ async fn show(
         Err(e) => (None, Some(e.to_string())),
     };
     Ok(Json(ShowResponse {
-        entry: serde_json::to_value(entry).map_err(|e| NodeError::Corrupt(e.to_string()))?,
+        entry,
         manifest,
         manifest_error,
     }))

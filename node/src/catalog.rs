@@ -16,7 +16,7 @@ use crate::governance::{Governance, Rejection};
 use crate::NodeError;
 
 /// One product version in the catalog.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct CatalogEntry {
     /// The verified announcement.
     pub announcement: Announcement,

@@ -32,7 +32,7 @@ const WINDOW: usize = 16;
 const MAX_BAD_CHUNKS: u32 = 3;
 
 /// Progress of a fetch, streamed to the CLI as JSON lines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum FetchEvent {
     /// The manifest is verified; chunk download starts.
@@ -65,7 +65,7 @@ pub enum FetchEvent {
 }
 
 /// The result of a completed fetch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FetchOutcome {
     /// `domain/name`.
     pub product: String,

@@ -29,6 +29,7 @@ use std::path::Path;
 
 pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES};
 pub use client::ApiClient;
+pub use libp2p::PeerId;
 pub use home::NodeHome;
 pub use node::{start, Node, RunOptions, RunningNode};
 

@@ -47,7 +47,7 @@ type CatalogCursor = (mesh_protocol::ProductId, semver::Version);
 const MAX_SYNC_PAGES: u32 = 4096;
 
 /// A connected peer, as reported by `mesh peers`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// libp2p peer id.
     pub peer_id: String,

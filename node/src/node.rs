@@ -69,7 +69,7 @@ pub struct Node {
 }
 
 /// What `mesh status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NodeStatus {
     /// libp2p peer id.
     pub peer_id: String,

@@ -20,7 +20,7 @@ use crate::node::Shared;
 use crate::NodeError;
 
 /// The outcome of a publish.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Published {
     /// `domain/name`.
     pub product: String,

@@ -1,0 +1,198 @@
+//! Command-line flags (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A peer-to-peer data mesh node: publish data products, discover them over gossip,
+/// fetch and verify them, under a council-signed governance policy.
+#[derive(Debug, Parser)]
+#[command(name = "mesh", version, propagate_version = true)]
+#[command(after_help = "Start here: `mesh-testnet demo` runs a whole mesh on this machine.\n\
+By hand: `mesh council keygen`, `mesh init`, `mesh policy genesis`, `mesh policy sign`,\n\
+`mesh init --genesis`, `mesh node run`, then `mesh publish` / `mesh products` / `mesh fetch`.\n\
+The README walks through it.")]
+pub(crate) struct Cli {
+    /// The node home (keys, config, data). Defaults to $MESH_HOME, then ~/.local/share/mesh.
+    #[arg(long, global = true, env = "MESH_HOME", default_value_os_t = default_home())]
+    pub(crate) home: PathBuf,
+    /// Print machine-readable JSON instead of human text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("mesh")
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a node home for a domain, and/or install the signed genesis policy.
+    ///
+    /// First run (no --genesis): creates the home, the node identity and the domain's
+    /// publisher key, and prints the peer id and publisher key to register in the
+    /// genesis policy. Second run, with --genesis: verifies and installs the policy.
+    Init(InitArgs),
+    /// Run the node daemon.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Council key management.
+    Council {
+        #[command(subcommand)]
+        command: CouncilCommand,
+    },
+    /// Governance policy files: build the genesis, sign, inspect.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Publish a file or directory as a data product version.
+    Publish(PublishArgs),
+    /// List the products in this node's catalog.
+    Products(ProductsArgs),
+    /// Show one product: catalog entry and manifest (owner, schema, SLA, files).
+    Show(ShowArgs),
+    /// Fetch a product from its providers, verify every byte, write it to a directory.
+    Fetch(FetchArgs),
+    /// List connected peers.
+    Peers,
+    /// Show this node's status: peer id, listen addresses, catalog, policy.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The business domain this node publishes for (e.g. sales).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// A council-signed genesis policy file to trust (from `mesh policy genesis`).
+    #[arg(long)]
+    pub(crate) genesis: Option<PathBuf>,
+    /// Use this existing key file as the domain's publisher key instead of a new one.
+    #[arg(long)]
+    pub(crate) publisher_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Run the daemon until Ctrl-C or SIGTERM.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// libp2p listen multiaddr (repeatable), e.g. /ip4/0.0.0.0/tcp/4801. Default: config.toml.
+    #[arg(long)]
+    pub(crate) listen: Vec<String>,
+    /// A peer to join through, e.g. /ip4/127.0.0.1/tcp/4801/p2p/12D3... (repeatable).
+    #[arg(long)]
+    pub(crate) bootstrap: Vec<String>,
+    /// Control API address (loopback by default; port 0 picks a free port).
+    #[arg(long)]
+    pub(crate) api: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CouncilCommand {
+    /// Generate a council member key file (mode 0600) and print its public key.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Where to write the key file; it is never overwritten.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Build an unsigned genesis policy (version 1); council members then sign it.
+    Genesis(GenesisArgs),
+    /// Add your signature to a policy file (offline; no daemon needed).
+    Sign(SignArgs),
+    /// Print a policy file and which council signatures it still needs.
+    Show(ShowPolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenesisArgs {
+    /// Council member public keys (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) council: Vec<String>,
+    /// How many distinct council members must sign.
+    #[arg(long)]
+    pub(crate) threshold: u16,
+    /// A domain and its publisher key(s): NAME=KEY[+KEY...] (repeatable).
+    #[arg(long = "domain", required = true)]
+    pub(crate) domains: Vec<String>,
+    /// A node peer id of a domain: NAME=PEERID (repeatable).
+    #[arg(long = "node")]
+    pub(crate) nodes: Vec<String>,
+    /// How long the policy stays valid, e.g. 365d.
+    #[arg(long, default_value = "365d")]
+    pub(crate) expires_in: String,
+    /// Where to write the policy file.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// Your council key file.
+    #[arg(long)]
+    pub(crate) key: PathBuf,
+    /// The policy file to sign (updated in place).
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowPolicyArgs {
+    /// The policy file.
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The file or directory to publish.
+    pub(crate) path: PathBuf,
+    /// The product manifest (TOML); see the README for every field.
+    #[arg(long)]
+    pub(crate) manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProductsArgs {
+    /// Only this domain.
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Only products with this tag.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only products whose id, title or tags contain this text.
+    #[arg(long)]
+    pub(crate) search: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// domain/name[@version]; the latest version when none is given.
+    pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// domain/name[@version]; the latest version when none is given.
+    pub(crate) product: String,
+    /// Directory to write the product's files into.
+    #[arg(short, long)]
+    pub(crate) out: PathBuf,
+}

@@ -1,0 +1,260 @@
+//! Commands that talk to the running daemon: publish, products, show, fetch, peers,
+//! status.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use mesh_node::api::{FetchRequest, PublishRequest, ShowResponse};
+use mesh_node::catalog::CatalogEntry;
+use mesh_node::fetch::FetchEvent;
+use mesh_node::network::PeerInfo;
+use mesh_node::node::NodeStatus;
+use mesh_node::publish::Published;
+use mesh_node::{ApiClient, NodeHome};
+use mesh_protocol::duration::format_duration;
+use mesh_protocol::ProductRef;
+
+use crate::args::{FetchArgs, ProductsArgs, PublishArgs, ShowArgs};
+use crate::output::{human_bytes, print_json};
+
+fn client(home: &Path) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::for_home(&NodeHome::new(home))?)
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string(&a.manifest)
+        .with_context(|| format!("reading the manifest {}", a.manifest.display()))?;
+    let path = std::fs::canonicalize(&a.path)
+        .with_context(|| format!("cannot read {}", a.path.display()))?;
+    let p: Published = client(home)?.post("/v1/publish", &PublishRequest { path, manifest })?;
+    if json {
+        return print_json(&p);
+    }
+    println!("published {}@{}", p.product, p.version);
+    println!("  manifest {}", p.manifest);
+    println!(
+        "  {} file(s), {}, {} chunks ({} new)",
+        p.files,
+        human_bytes(p.size),
+        p.chunks,
+        human_bytes(p.new_bytes)
+    );
+    Ok(())
+}
+
+pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<()> {
+    let mut q = Vec::new();
+    for (k, v) in [("domain", &a.domain), ("tag", &a.tag), ("q", &a.search)] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", query_escape(v)));
+        }
+    }
+    let path = format!("/v1/products?{}", q.join("&"));
+    let entries: Vec<CatalogEntry> = client(home)?.get(&path)?;
+    if json {
+        return print_json(&entries);
+    }
+    if entries.is_empty() {
+        println!("no products yet (a new node learns the catalog from its peers within seconds)");
+        return Ok(());
+    }
+    println!("{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  TITLE", "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL");
+    for e in entries {
+        let a = &e.announcement;
+        println!(
+            "{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  {}",
+            a.product.to_string(),
+            a.version.to_string(),
+            a.summary.status.to_string(),
+            a.summary.classification.to_string(),
+            human_bytes(a.summary.size),
+            if e.local { "yes" } else { "-" },
+            a.summary.title
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
+    let target: ProductRef = a.product.parse()?;
+    let mut path = format!("/v1/products/{}/{}", target.id.domain(), target.id.name());
+    if let Some(v) = &target.version {
+        path.push_str(&format!("?version={}", query_escape(&v.to_string())));
+    }
+    let r: ShowResponse = client(home)?.get(&path)?;
+    if json {
+        return print_json(&r);
+    }
+    let entry = &r.entry;
+    let an = &entry.announcement;
+    println!("{}@{}  {}", an.product, an.version, an.summary.title);
+    println!("  manifest   {}", an.manifest);
+    println!("  providers  {}", an.providers.join(", "));
+    println!("  held here  {}", if entry.local { "yes" } else { "no" });
+    let Some(m) = r.manifest else {
+        println!("  (manifest unavailable: {})", r.manifest_error.unwrap_or_default());
+        return Ok(());
+    };
+    println!("  status     {}   classification {}", m.status, m.classification);
+    println!("  owner      {} <{}>", m.owner.team, m.owner.contact);
+    if !m.tags.is_empty() {
+        println!("  tags       {}", m.tags.join(", "));
+    }
+    if !m.description.is_empty() {
+        println!("  {}", m.description);
+    }
+    let sla = [
+        ("freshness", m.sla.freshness_secs.map(format_duration)),
+        ("update every", m.sla.update_frequency_secs.map(format_duration)),
+        ("availability", m.sla.availability_bp.map(|b| format!("{:.2}%", f64::from(b) / 100.0))),
+        ("retention", m.sla.retention_secs.map(format_duration)),
+    ];
+    let sla: Vec<String> = sla.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}"))).collect();
+    if !sla.is_empty() {
+        println!("  sla        {}", sla.join(", "));
+    }
+    if !m.schema.is_empty() {
+        println!("  schema:");
+        for f in &m.schema {
+            println!(
+                "    {:<20} {:<10} {:<9} {:<13} {}",
+                f.name,
+                format!("{:?}", f.logical_type).to_lowercase(),
+                if f.required { "required" } else { "optional" },
+                f.classification.to_string(),
+                f.description
+            );
+        }
+    }
+    for u in &m.lineage {
+        println!("  upstream   {}{}", u.id, u.manifest.map(|h| format!(" @ {}", h.short())).unwrap_or_default());
+    }
+    println!("  files:");
+    for f in &m.files {
+        println!("    {:<40} {:>10}  {} chunks", f.path, human_bytes(f.size), f.chunks.len());
+    }
+    Ok(())
+}
+
+pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()> {
+    let out = if a.out.is_absolute() {
+        a.out.clone()
+    } else {
+        std::env::current_dir()?.join(&a.out)
+    };
+    let body = FetchRequest {
+        product: a.product.clone(),
+        out: Some(out.clone()),
+    };
+    let tty = std::io::stderr().is_terminal() && !json;
+    let bar = ProgressBar::hidden();
+    let mut last_pct = 0;
+    let mut result: Option<Result<mesh_node::fetch::FetchOutcome, String>> = None;
+    client(home)?.post_lines("/v1/fetch", &body, |event: FetchEvent| {
+        if json {
+            if let Ok(line) = serde_json::to_string(&event) {
+                println!("{line}");
+            }
+        }
+        match event {
+            FetchEvent::Resolved { product, total_bytes, missing_bytes, providers, .. } => {
+                if tty {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    bar.set_length(total_bytes);
+                    bar.set_position(total_bytes - missing_bytes.min(total_bytes));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    bar.set_message(format!("{product} from {providers} provider(s)"));
+                } else if !json {
+                    eprintln!(
+                        "fetching {product}: {} to download of {} from {providers} provider(s)",
+                        human_bytes(missing_bytes),
+                        human_bytes(total_bytes)
+                    );
+                }
+            }
+            FetchEvent::Progress { done_bytes, total_bytes } => {
+                if tty {
+                    bar.set_position(done_bytes);
+                } else if !json && total_bytes > 0 {
+                    let pct = done_bytes * 100 / total_bytes;
+                    if pct >= last_pct + 10 {
+                        last_pct = pct - pct % 10;
+                        eprintln!("  {pct}% ({} of {})", human_bytes(done_bytes), human_bytes(total_bytes));
+                    }
+                }
+            }
+            FetchEvent::Done(o) => result = Some(Ok(o)),
+            FetchEvent::Error { message } => result = Some(Err(message)),
+        }
+    })?;
+    bar.finish_and_clear();
+    match result {
+        Some(Ok(o)) => {
+            if !json {
+                println!(
+                    "fetched {}@{} into {}: {} file(s), {}, {} transferred, every chunk verified (BLAKE3)",
+                    o.product,
+                    o.version,
+                    out.display(),
+                    o.files,
+                    human_bytes(o.size),
+                    human_bytes(o.transferred_bytes)
+                );
+            }
+            Ok(())
+        }
+        Some(Err(message)) => anyhow::bail!("fetch of {} failed: {message}", a.product),
+        None => anyhow::bail!("the daemon closed the fetch of {} without a result; see its log", a.product),
+    }
+}
+
+pub(crate) fn peers(home: &Path, json: bool) -> anyhow::Result<()> {
+    let peers: Vec<PeerInfo> = client(home)?.get("/v1/peers")?;
+    if json {
+        return print_json(&peers);
+    }
+    if peers.is_empty() {
+        println!("no connected peers; start the node with --bootstrap ADDR of another node");
+    }
+    for p in peers {
+        println!("{}  {}  {}", p.peer_id, p.domain.as_deref().unwrap_or("-"), p.address);
+    }
+    Ok(())
+}
+
+pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
+    let s: NodeStatus = client(home)?.get("/v1/status")?;
+    if json {
+        return print_json(&s);
+    }
+    println!("peer id    {}", s.peer_id);
+    println!("domain     {}", s.domain);
+    println!("home       {}", s.home.display());
+    println!("policy     v{}", s.policy_version);
+    println!("peers      {}", s.peers);
+    println!("catalog    {} product version(s)", s.catalog);
+    if let Some(k) = &s.publisher_key {
+        println!("publisher  {k}");
+    }
+    for a in &s.listen {
+        println!("listen     {a}");
+    }
+    Ok(())
+}
