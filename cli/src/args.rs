@@ -98,6 +98,10 @@ pub(crate) struct RunArgs {
     /// Control API address (loopback by default; port 0 picks a free port).
     #[arg(long)]
     pub(crate) api: Option<std::net::SocketAddr>,
+    /// Stop when the process with this id exits (used by mesh-testnet so that no node
+    /// outlives its harness).
+    #[arg(long, hide = true)]
+    pub(crate) parent_pid: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

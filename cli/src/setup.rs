@@ -110,8 +110,20 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
         let token = running.shutdown_token();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        let orphaned = async {
+            match a.parent_pid {
+                Some(pid) => {
+                    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+                    while proc_dir.exists() {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => eprintln!("interrupted; shutting down"),
+            _ = orphaned => eprintln!("parent process exited; shutting down"),
             _ = term.recv() => eprintln!("terminated; shutting down"),
             _ = token.cancelled() => {}
         }

@@ -1,1 +1,343 @@
-//! stub
+//! `mesh-testnet`: local meshes of real `mesh` node processes for demos, CI and
+//! experiments.
+//!
+//! [`Testnet::create`] generates a council, one home per node (each node on its own
+//! 127.0.0.x address, since gossipsub penalises many peers on one IP), a genesis
+//! policy registering every node's domain, publisher key and peer id, signed by a
+//! threshold of the council. [`Testnet::start_all`] starts the processes; the
+//! `wait_*` helpers poll conditions against a deadline; dropping the testnet kills
+//! every process it started. Nodes also watch the harness's pid, so none outlives it.
+
+#![deny(missing_docs)]
+
+mod process;
+pub mod sample;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mesh_node::catalog::CatalogEntry;
+use mesh_node::fetch::{FetchEvent, FetchOutcome};
+use mesh_node::api::{FetchRequest, PublishRequest};
+use mesh_node::governance::unix_now;
+use mesh_node::policy_file;
+use mesh_node::publish::Published;
+use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
+use serde::Deserialize;
+
+pub use process::{MeshBin, TestNode};
+
+/// How to build a testnet.
+#[derive(Debug, Clone)]
+pub struct TestnetConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Domain names, assigned to nodes round-robin.
+    pub domains: Vec<String>,
+    /// Council size.
+    pub council: usize,
+    /// Council threshold.
+    pub threshold: u16,
+    /// How to run `mesh`.
+    pub mesh: MeshBin,
+    /// Keep state here instead of a temp dir that is removed on drop.
+    pub dir: Option<PathBuf>,
+}
+
+impl TestnetConfig {
+    /// `nodes` nodes over the given domains, a 2-of-3 council.
+    pub fn new(mesh: MeshBin, nodes: usize, domains: &[&str]) -> Self {
+        TestnetConfig {
+            nodes,
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            council: 3,
+            threshold: 2,
+            mesh,
+            dir: None,
+        }
+    }
+}
+
+/// A local mesh of node processes.
+#[derive(Debug)]
+pub struct Testnet {
+    /// The nodes, by index.
+    pub nodes: Vec<TestNode>,
+    /// Council keys (secret halves, for signing policies in tests).
+    pub council: Vec<KeyPair>,
+    /// The genesis policy file.
+    pub genesis: PathBuf,
+    mesh: MeshBin,
+    root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+#[derive(Deserialize)]
+struct InitOutput {
+    peer_id: String,
+    publisher_key: String,
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            match last_err {
+                Some(e) => bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_mesh(cmd: &mut std::process::Command) -> anyhow::Result<String> {
+    let out = cmd.output().context("running mesh")?;
+    if !out.status.success() {
+        bail!(
+            "mesh failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Testnet {
+    /// Creates homes, council and a signed genesis for `config`; starts nothing.
+    pub fn create(config: TestnetConfig) -> anyhow::Result<Self> {
+        if config.nodes == 0 || config.nodes > 200 {
+            bail!("a testnet has 1..=200 nodes, not {}", config.nodes);
+        }
+        if config.domains.is_empty() {
+            bail!("a testnet needs at least one domain");
+        }
+        let (root, tmp) = match &config.dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (d.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("mesh-testnet-").tempdir()?;
+                (t.path().to_owned(), Some(t))
+            }
+        };
+        let mut nodes = Vec::new();
+        for i in 0..config.nodes {
+            let domain = config.domains[i % config.domains.len()].clone();
+            nodes.push(Self::init_home(&config.mesh, &root, i, &domain)?);
+        }
+        let council: Vec<KeyPair> = (0..config.council).map(|_| KeyPair::generate()).collect();
+        let mut domains: BTreeMap<DomainName, DomainEntry> = BTreeMap::new();
+        for n in &nodes {
+            let entry = domains.entry(DomainName::new(&n.domain)?).or_default();
+            entry.publisher_keys.insert(n.publisher_key.parse::<PublicKey>()?);
+            entry.nodes.insert(n.peer_id.clone());
+            entry.contact = format!("{}@example.com", n.domain);
+        }
+        let now = unix_now();
+        let policy = Policy {
+            format: POLICY_FORMAT,
+            version: 1,
+            issued_at: now,
+            expires_at: now + 365 * 86_400,
+            council: Council {
+                members: council.iter().map(|k| k.public()).collect::<BTreeSet<_>>(),
+                threshold: config.threshold,
+            },
+            domains,
+            rules: String::new(),
+            settings: Settings::default(),
+        };
+        let mut signed = Signed::unsigned(&policy);
+        for k in council.iter().take(usize::from(config.threshold)) {
+            signed.add_signature(k);
+        }
+        let genesis = root.join("genesis.policy.json");
+        policy_file::write(&genesis, &signed)?;
+        let net = Testnet {
+            nodes,
+            council,
+            genesis,
+            mesh: config.mesh,
+            root,
+            _tmp: tmp,
+        };
+        for n in &net.nodes {
+            net.install_genesis(&n.home)?;
+        }
+        Ok(net)
+    }
+
+    fn init_home(mesh: &MeshBin, root: &Path, index: usize, domain: &str) -> anyhow::Result<TestNode> {
+        let home = root.join(format!("node{index:02}-{domain}"));
+        let out = run_mesh(mesh.command(&home).args(["--json", "init", "--domain", domain]))?;
+        let init: InitOutput = serde_json::from_str(&out).context("parsing `mesh init --json`")?;
+        let n = u8::try_from(index + 10).context("too many nodes for 127.0.0.x")?;
+        Ok(TestNode {
+            index,
+            domain: domain.to_owned(),
+            log: root.join(format!("node{index:02}.log")),
+            home,
+            ip: Ipv4Addr::new(127, 0, 0, n),
+            peer_id: init.peer_id,
+            publisher_key: init.publisher_key,
+            port: None,
+            child: None,
+        })
+    }
+
+    fn install_genesis(&self, home: &Path) -> anyhow::Result<()> {
+        run_mesh(
+            self.mesh
+                .command(home)
+                .args(["init", "--genesis"])
+                .arg(&self.genesis),
+        )?;
+        Ok(())
+    }
+
+    /// Adds a node whose domain and key the genesis does **not** register; it trusts
+    /// the genesis but cannot publish. Not started.
+    pub fn add_unregistered_node(&mut self, domain: &str) -> anyhow::Result<usize> {
+        let index = self.nodes.len();
+        let node = Self::init_home(&self.mesh, &self.root, index, domain)?;
+        self.install_genesis(&node.home)?;
+        self.nodes.push(node);
+        Ok(index)
+    }
+
+    /// The directory holding homes, logs and the genesis.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// How this testnet runs `mesh`.
+    pub fn mesh_bin(&self) -> &MeshBin {
+        &self.mesh
+    }
+
+    /// Addresses of up to three running nodes other than `except`, for bootstrap.
+    fn bootstrap_for(&self, except: usize) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.index != except)
+            .filter_map(|n| n.addr())
+            .take(3)
+            .collect()
+    }
+
+    /// Starts node `i` (or restarts it on its old address).
+    pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let bootstrap = self.bootstrap_for(i);
+        let mesh = self.mesh.clone();
+        self.nodes[i].start(&mesh, &bootstrap)
+    }
+
+    /// Starts every node, the first ones serving as bootstrap for the rest, and waits
+    /// until each has a peer.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_peers(i, 1, Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until node `i` has at least `n` connected peers.
+    pub fn wait_peers(&self, i: usize, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(&format!("node {i} to have {n} peer(s)"), timeout, || {
+            Ok(self.nodes[i].status()?.peers >= n)
+        })
+    }
+
+    /// Node `i`'s catalog.
+    pub fn products(&self, i: usize) -> anyhow::Result<Vec<CatalogEntry>> {
+        Ok(self.nodes[i].client()?.get("/v1/products")?)
+    }
+
+    /// Whether node `i`'s catalog lists `product@version`.
+    pub fn knows(&self, i: usize, product: &str, version: &str) -> anyhow::Result<bool> {
+        Ok(self.products(i)?.iter().any(|e| {
+            e.announcement.product.to_string() == product
+                && e.announcement.version.to_string() == version
+        }))
+    }
+
+    /// Waits until node `i` lists `product@version`.
+    pub fn wait_product(&self, i: usize, product: &str, version: &str, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(&format!("node {i} to list {product}@{version}"), timeout, || {
+            self.knows(i, product, version)
+        })
+    }
+
+    /// Publishes `path` with the manifest text `toml` on node `i`.
+    pub fn publish(&self, i: usize, path: &Path, toml: &str) -> anyhow::Result<Published> {
+        let path = std::fs::canonicalize(path)?;
+        Ok(self.nodes[i].client()?.post(
+            "/v1/publish",
+            &PublishRequest {
+                path,
+                manifest: toml.to_owned(),
+            },
+        )?)
+    }
+
+    /// Fetches `product` on node `i` into `out`; the error carries the node's message.
+    pub fn fetch(&self, i: usize, product: &str, out: &Path) -> anyhow::Result<FetchOutcome> {
+        let mut result = None;
+        self.nodes[i].client()?.post_lines(
+            "/v1/fetch",
+            &FetchRequest {
+                product: product.to_owned(),
+                out: Some(out.to_owned()),
+            },
+            |e: FetchEvent| match e {
+                FetchEvent::Done(o) => result = Some(Ok(o)),
+                FetchEvent::Error { message } => result = Some(Err(message)),
+                _ => {}
+            },
+        )?;
+        match result {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(m)) => bail!("{m}"),
+            None => bail!("fetch stream ended without a result"),
+        }
+    }
+
+    /// Stops every node (SIGTERM, clean shutdown).
+    pub fn stop_all(&mut self) -> anyhow::Result<()> {
+        let mut first_err = None;
+        for n in &mut self.nodes {
+            if let Err(e) = n.terminate() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// BLAKE3 of a file, for comparing fetched data with its source.
+pub fn file_hash(path: &Path) -> anyhow::Result<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize())
+}

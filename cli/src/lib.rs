@@ -1,0 +1,61 @@
+//! `mesh`: the command-line interface of a mesh node, as a library so that
+//! `mesh-testnet` can carry the same CLI in its own binary.
+//!
+//! Thin by design: flags are parsed here ([`args`]), long-running work happens in the
+//! daemon (`mesh node run`) reached through its control API, and offline work (keys,
+//! policy files, `init`) calls `mesh-node` directly. Every command that prints data
+//! takes `--json`.
+
+mod args;
+mod keys;
+mod output;
+mod products;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, CouncilCommand, NodeCommand, PolicyCommand};
+
+/// Runs the `mesh` CLI with `args` (the first is the program name) and returns its
+/// exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Init(a) => setup::init(&cli.home, a, json),
+        Command::Node {
+            command: NodeCommand::Run(a),
+        } => setup::run_node(&cli.home, a),
+        Command::Council {
+            command: CouncilCommand::Keygen(a),
+        } => keys::keygen(a, json),
+        Command::Policy { command } => match command {
+            PolicyCommand::Genesis(a) => keys::genesis(a, json),
+            PolicyCommand::Sign(a) => keys::sign(a, json),
+            PolicyCommand::Show(a) => keys::show(a, json),
+        },
+        Command::Publish(a) => products::publish(&cli.home, a, json),
+        Command::Products(a) => products::list(&cli.home, a, json),
+        Command::Show(a) => products::show(&cli.home, a, json),
+        Command::Fetch(a) => products::fetch(&cli.home, a, json),
+        Command::Peers => products::peers(&cli.home, json),
+        Command::Status => products::status(&cli.home, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! One node process of a testnet: its home, address, identity and child process.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mesh_node::node::NodeStatus;
+use mesh_node::{ApiClient, NodeHome};
+
+/// How to run the `mesh` CLI: a `mesh` binary, or `mesh-testnet mesh ...`.
+#[derive(Debug, Clone)]
+pub struct MeshBin {
+    program: PathBuf,
+    prefix: Vec<OsString>,
+}
+
+impl MeshBin {
+    /// A real `mesh` binary.
+    pub fn mesh(program: impl Into<PathBuf>) -> Self {
+        MeshBin {
+            program: program.into(),
+            prefix: Vec::new(),
+        }
+    }
+
+    /// A `mesh-testnet` binary, which carries the CLI behind its hidden `mesh` command.
+    pub fn testnet(program: impl Into<PathBuf>) -> Self {
+        MeshBin {
+            program: program.into(),
+            prefix: vec!["mesh".into()],
+        }
+    }
+
+    /// `$MESH_BIN` if set, else the running `mesh-testnet` executable itself.
+    pub fn from_env_or_current() -> anyhow::Result<Self> {
+        if let Some(p) = std::env::var_os("MESH_BIN") {
+            return Ok(Self::mesh(p));
+        }
+        Ok(Self::testnet(
+            std::env::current_exe().context("locating the mesh-testnet executable")?,
+        ))
+    }
+
+    /// A command running the CLI with `--home home`.
+    pub fn command(&self, home: &Path) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.prefix).arg("--home").arg(home);
+        c.stdin(Stdio::null());
+        c
+    }
+}
+
+/// One node of a testnet.
+#[derive(Debug)]
+pub struct TestNode {
+    /// Position in the testnet.
+    pub index: usize,
+    /// The node's domain.
+    pub domain: String,
+    /// Its home directory.
+    pub home: PathBuf,
+    /// Its loopback address, distinct per node.
+    pub ip: Ipv4Addr,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Its domain publisher key.
+    pub publisher_key: String,
+    pub(crate) port: Option<u16>,
+    pub(crate) child: Option<Child>,
+    pub(crate) log: PathBuf,
+}
+
+/// How long a node may take to start.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+impl TestNode {
+    /// The node's control API client (fails if it is not running).
+    pub fn client(&self) -> anyhow::Result<ApiClient> {
+        Ok(ApiClient::for_home(&NodeHome::new(&self.home))?)
+    }
+
+    /// Its status.
+    pub fn status(&self) -> anyhow::Result<NodeStatus> {
+        Ok(self.client()?.get("/v1/status")?)
+    }
+
+    /// Whether its process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last lines of its log, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The multiaddr peers use to reach it, once it has started.
+    pub fn addr(&self) -> Option<String> {
+        self.port
+            .map(|p| format!("/ip4/{}/tcp/{p}/p2p/{}", self.ip, self.peer_id))
+    }
+
+    /// Starts the node process, bootstrapping to `bootstrap`, and waits until its API
+    /// answers. A restarted node keeps its address.
+    pub(crate) fn start(&mut self, mesh: &MeshBin, bootstrap: &[String]) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let _ = fs::remove_file(NodeHome::new(&self.home).api_addr_path());
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let mut cmd = mesh.command(&self.home);
+        cmd.args(["node", "run", "--listen"])
+            .arg(format!("/ip4/{}/tcp/{}", self.ip, self.port.unwrap_or(0)))
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("MESH_TESTNET_LOG").unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for b in bootstrap {
+            cmd.arg("--bootstrap").arg(b);
+        }
+        self.child = Some(cmd.spawn().context("spawning a mesh node")?);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if !self.is_running() {
+                bail!(
+                    "node {} ({}) exited during start:\n{}",
+                    self.index,
+                    self.domain,
+                    self.log_tail(20)
+                );
+            }
+            if let Ok(status) = self.status() {
+                if let Some(port) = status.listen.iter().find_map(|a| port_of(a, self.ip)) {
+                    self.port = Some(port);
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not start within {START_DEADLINE:?}:\n{}",
+                    self.index,
+                    self.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9`: the process dies without any chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit (SIGKILL after 20 s).
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                if !status.success() {
+                    bail!("node {} exited with {status} on SIGTERM", self.index);
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        bail!("node {} did not stop within 20 s of SIGTERM", self.index)
+    }
+
+    /// Runs the `mesh` CLI against this node's home.
+    pub fn mesh(&self, mesh: &MeshBin, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(mesh.command(&self.home).args(args).output()?)
+    }
+}
+
+fn port_of(addr: &str, ip: Ipv4Addr) -> Option<u16> {
+    let rest = addr.strip_prefix(&format!("/ip4/{ip}/tcp/"))?;
+    rest.split('/').next()?.parse().ok()
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

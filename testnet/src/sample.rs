@@ -1,0 +1,68 @@
+//! Sample data products for demos and tests: deterministic CSV data and a complete
+//! `product.toml`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A complete manifest for `domain/name@version`, with schema, SLA and lineage.
+pub fn manifest_toml(product: &str, version: &str) -> String {
+    format!(
+        r#"id = "{product}"
+version = "{version}"
+status = "active"
+title = "Orders"
+description = "Every customer order, one row per order, refreshed daily."
+classification = "internal"
+tags = ["orders", "daily"]
+
+[owner]
+team = "sales-data"
+contact = "sales-data@example.com"
+
+[[schema]]
+name = "order_id"
+type = "integer"
+required = true
+description = "Unique order number"
+
+[[schema]]
+name = "customer_email"
+type = "string"
+required = true
+classification = "pii"
+description = "Who ordered"
+
+[[schema]]
+name = "amount"
+type = "number"
+required = true
+description = "Order total in EUR"
+
+[sla]
+freshness = "24h"
+update_frequency = "1d"
+availability = 99.5
+retention = "365d"
+
+[[lineage]]
+id = "crm/customers"
+"#
+    )
+}
+
+/// Writes `rows` rows of deterministic order data to `dir/orders.csv`.
+pub fn write_orders(dir: &Path, rows: usize, seed: u64) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut s = String::with_capacity(rows * 48);
+    s.push_str("order_id,customer_email,amount\n");
+    let mut x = seed | 1;
+    for i in 0..rows {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let _ = writeln!(s, "{i},customer{}@example.com,{}.{:02}", x % 10_000, x % 1000, x % 100);
+    }
+    let path = dir.join("orders.csv");
+    std::fs::write(&path, s)?;
+    Ok(path)
+}
