@@ -1,0 +1,202 @@
+//! Multi-node integration tests: real `mesh` processes on loopback, driven through the
+//! testnet library. Every wait has a deadline; no test sleeps for luck.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mesh_node::api::ShowResponse;
+use mesh_testnet::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn testnet(nodes: usize) -> Testnet {
+    let mesh = MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"));
+    Testnet::create(TestnetConfig::new(mesh, nodes, &["sales", "finance", "logistics"]))
+        .expect("create testnet")
+}
+
+fn publish_orders(net: &Testnet, node: usize, product: &str, version: &str, rows: usize, seed: u64) -> std::path::PathBuf {
+    let dir = net.root().join(format!("src-{}-{version}", product.replace('/', "-")));
+    let csv = sample::write_orders(&dir, rows, seed).unwrap();
+    net.publish(node, &dir, &sample::manifest_toml(product, version))
+        .expect("publish");
+    csv
+}
+
+fn chunk_paths(net: &Testnet, node: usize, product: &str) -> Vec<std::path::PathBuf> {
+    let (domain, name) = product.split_once('/').unwrap();
+    let show: ShowResponse = net.nodes[node]
+        .client()
+        .unwrap()
+        .get(&format!("/v1/products/{domain}/{name}"))
+        .unwrap();
+    let manifest = show.manifest.expect("manifest available");
+    let home = mesh_node::NodeHome::new(&net.nodes[node].home);
+    let store = mesh_storage::ChunkStore::open(&home.chunks_path()).unwrap();
+    manifest.files[0]
+        .chunks
+        .iter()
+        .map(|c| store.path_of(&c.hash))
+        .collect()
+}
+
+fn no_partial_files(dir: &Path) -> bool {
+    !dir.exists()
+        || std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains("mesh-partial") && e.file_name() != "orders.csv")
+}
+
+#[test]
+fn three_nodes_publish_gossip_and_fetch_byte_identical() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    let csv = publish_orders(&net, 0, "sales/orders", "1.0.0", 150_000, 1);
+    for i in [1, 2] {
+        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    }
+    let source = file_hash(&csv).unwrap();
+    for i in [1, 2] {
+        let out = net.root().join(format!("out{i}"));
+        let o = net.fetch(i, "sales/orders@1.0.0", &out).unwrap();
+        assert!(o.verified);
+        assert_eq!(o.size, std::fs::metadata(&csv).unwrap().len());
+        assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), source);
+        let entry = net.products(i).unwrap().into_iter().next().unwrap();
+        assert!(entry.local, "node {i} holds the product after fetching it");
+    }
+    // A second fetch of a product already held moves no bytes.
+    let again = net.fetch(1, "sales/orders", &net.root().join("again")).unwrap();
+    assert_eq!(again.transferred_bytes, 0);
+    net.stop_all().unwrap();
+}
+
+#[test]
+fn late_joiner_learns_catalog_by_sync_and_fetches() {
+    let mut net = testnet(3);
+    net.start(0).unwrap();
+    net.start(1).unwrap();
+    net.wait_peers(1, 1, DEADLINE).unwrap();
+    let csv = publish_orders(&net, 0, "sales/orders", "2.1.0", 20_000, 2);
+    net.wait_product(1, "sales/orders", "2.1.0", DEADLINE).unwrap();
+    // Node 2 did not exist when the announcement was gossiped: only catalog sync
+    // on connect can tell it about the product.
+    net.start(2).unwrap();
+    net.wait_product(2, "sales/orders", "2.1.0", DEADLINE).unwrap();
+    let out = net.root().join("late");
+    net.fetch(2, "sales/orders@2.1.0", &out).unwrap();
+    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+}
+
+#[test]
+fn corrupted_chunk_on_provider_never_reaches_a_consumer() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+
+    // Only node 0 holds the product: the fetch fails cleanly, writing nothing.
+    publish_orders(&net, 0, "sales/orders", "1.0.0", 60_000, 3);
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    let victim = &chunk_paths(&net, 0, "sales/orders")[1];
+    let len = std::fs::metadata(victim).unwrap().len() as usize;
+    std::fs::write(victim, vec![0xAB; len]).unwrap();
+    let out = net.root().join("bad");
+    let err = net.fetch(1, "sales/orders@1.0.0", &out).unwrap_err().to_string();
+    assert!(err.contains("could not be fetched from any provider"), "{err}");
+    assert!(no_partial_files(&out), "no file may appear under {}", out.display());
+
+    // Node 2 holds a healthy copy of another product: node 1 gets the chunk there.
+    let csv = publish_orders(&net, 0, "sales/returns", "1.0.0", 60_000, 4);
+    net.wait_product(2, "sales/returns", "1.0.0", DEADLINE).unwrap();
+    net.fetch(2, "sales/returns", &net.root().join("healthy")).unwrap();
+    for victim in chunk_paths(&net, 0, "sales/returns") {
+        let len = std::fs::metadata(&victim).unwrap().len() as usize;
+        std::fs::write(&victim, vec![0xCD; len]).unwrap();
+    }
+    net.wait_product(1, "sales/returns", "1.0.0", DEADLINE).unwrap();
+    let out = net.root().join("failover");
+    let o = net.fetch(1, "sales/returns", &out).unwrap();
+    assert_eq!(o.providers, vec![net.nodes[2].peer_id.clone()]);
+    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+}
+
+#[test]
+fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let dir = net.root().join("src");
+    sample::write_orders(&dir, 1000, 5).unwrap();
+    let good = sample::manifest_toml("sales/orders", "1.0.0");
+    let cases = [
+        (good.replace("[owner]\nteam = \"sales-data\"\n", "[owner]\n"), "owner.team"),
+        (good.replace("version = \"1.0.0\"", "version = \"one\""), "version"),
+        (good.replace("freshness = \"24h\"", "freshness = \"soon\""), "sla.freshness"),
+        (good.replace("title = \"Orders\"\n", ""), "title"),
+        (good.replace("id = \"sales/orders\"", "id = \"Sales Orders\""), "id"),
+        (format!("{good}\nunknown_field = 1\n"), "unknown_field"),
+        (good.replace("sales/orders", "finance/orders"), "domain"),
+    ];
+    for (toml, field) in cases {
+        let err = net.publish(0, &dir, &toml).unwrap_err().to_string();
+        assert!(err.contains(field), "error for {field} must name it: {err}");
+    }
+    // Through the CLI too: non-zero exit, the field named on stderr.
+    let manifest = net.root().join("bad.toml");
+    std::fs::write(&manifest, good.replace("title = \"Orders\"\n", "")).unwrap();
+    let out = net.nodes[0]
+        .mesh(net.mesh_bin(), &["publish", dir.to_str().unwrap(), "--manifest", manifest.to_str().unwrap()])
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`title`"));
+    // Nothing changed: empty catalog, no chunk written.
+    assert!(net.products(0).unwrap().is_empty());
+    let chunks = mesh_node::NodeHome::new(&net.nodes[0].home).chunks_path();
+    let stored = std::fs::read_dir(&chunks).unwrap().flatten().filter(|e| e.file_name() != "tmp").count();
+    assert_eq!(stored, 0, "an invalid publish must not store chunks");
+    // And a valid one still works.
+    net.publish(0, &dir, &good).unwrap();
+}
+
+#[test]
+fn unregistered_domain_key_cannot_publish_and_nothing_spreads() {
+    let mut net = testnet(2);
+    let rogue = net.add_unregistered_node("rogue").unwrap();
+    net.start_all().unwrap();
+    let dir = net.root().join("src");
+    sample::write_orders(&dir, 500, 6).unwrap();
+    let err = net
+        .publish(rogue, &dir, &sample::manifest_toml("rogue/orders", "1.0.0"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not registered for domain rogue"), "{err}");
+    // A registered product published afterwards arrives; the rogue one never does.
+    publish_orders(&net, 0, "sales/orders", "1.0.0", 500, 7);
+    for i in [1, rogue] {
+        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE).unwrap();
+        assert!(!net.knows(i, "rogue/orders", "1.0.0").unwrap());
+    }
+}
+
+#[test]
+fn killed_node_leaves_the_others_serving_and_fetching() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    let csv = publish_orders(&net, 0, "sales/orders", "1.0.0", 40_000, 8);
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    net.fetch(1, "sales/orders", &net.root().join("one")).unwrap();
+    net.wait_product(2, "sales/orders", "1.0.0", DEADLINE).unwrap();
+
+    net.nodes[0].kill();
+    // Node 2 fetches from node 1, the only live holder.
+    let out = net.root().join("two");
+    let o = net.fetch(2, "sales/orders", &out).unwrap();
+    assert_eq!(o.providers, vec![net.nodes[1].peer_id.clone()]);
+    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+    // Publishing and gossip still work without node 0.
+    publish_orders(&net, 1, "finance/ledger", "1.0.0", 1000, 9);
+    net.wait_product(2, "finance/ledger", "1.0.0", DEADLINE).unwrap();
+    // The killed node restarts from its home and catches up by catalog sync.
+    net.start(0).unwrap();
+    net.wait_product(0, "finance/ledger", "1.0.0", DEADLINE).unwrap();
+    assert!(net.knows(0, "sales/orders", "1.0.0").unwrap(), "acknowledged publish survives kill -9");
+}
