@@ -1,0 +1,285 @@
+//! A real node (in-process, on loopback) against a rogue libp2p peer that speaks the
+//! mesh protocols with hostile intent: garbage, forged and oversized gossip, malformed
+//! and oversized transfer frames, and a catalog page full of forgeries that claims
+//! there is always more. The node must reject every forgery, stay responsive, and
+//! keep accepting honest data. Every wait has a deadline.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+use mesh_node::codec::{read_frame, TRANSFER_PROTOCOL};
+use mesh_node::governance::{install_genesis, unix_now, unix_now_ms};
+use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC};
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+use mesh_protocol::manifest::{Classification, Status};
+use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+use mesh_protocol::wire::{self, Request, Response};
+use mesh_protocol::{Announcement, Hash, KeyPair, Policy, Signed};
+use tokio::sync::{mpsc, oneshot};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Writes raw request bytes as given; reads frames with the node's own reader.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        read_frame(io, wire::MAX_REQUEST_BYTES).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+        read_frame(io, wire::MAX_RESPONSE_BYTES).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, raw: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&raw).await?;
+        io.close().await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, raw: Vec<u8>) -> std::io::Result<()> {
+        io.write_all(&raw).await?;
+        io.close().await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Rogue {
+    gossipsub: gossipsub::Behaviour,
+    transfer: request_response::Behaviour<RawCodec>,
+}
+
+enum Cmd {
+    Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    Raw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
+}
+
+#[derive(Default)]
+struct Seen {
+    subscribed: AtomicBool,
+    catalog_requests: AtomicUsize,
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
+    let a = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: product.parse().unwrap(),
+        version: semver::Version::new(1, 0, 0),
+        manifest: Hash::of(product.as_bytes()),
+        summary: Summary {
+            title: product.into(),
+            status: Status::Active,
+            classification: Classification::Public,
+            tags: vec![],
+            owner_team: "t".into(),
+            size: 1,
+            files: 1,
+        },
+        providers: vec![PeerId::random().to_string()],
+        issued_at_ms: unix_now_ms(),
+        publisher: publisher.public(),
+    };
+    // Signed by `key`, claiming `publisher`.
+    Signed::sign(&a, key).to_bytes()
+}
+
+/// Spawns the rogue peer; it answers every catalog request with `catalog_page`.
+fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mpsc::Sender<Cmd> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(1024 * 1024)
+                .build()
+                .unwrap();
+            Rogue {
+                gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).unwrap(),
+                transfer: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                ),
+            }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(ANNOUNCE_TOPIC)).unwrap();
+    swarm.dial(target).unwrap();
+    let (tx, mut rx) = mpsc::channel::<Cmd>(16);
+    tokio::spawn(async move {
+        let mut pending = std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Publish(data, reply)) => {
+                        let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(ANNOUNCE_TOPIC), data);
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    Some(Cmd::Raw(peer, raw, reply)) => {
+                        let id = swarm.behaviour_mut().transfer.send_request(&peer, raw);
+                        pending.insert(id, reply);
+                    }
+                },
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) => {
+                        seen.subscribed.store(true, Ordering::SeqCst);
+                    }
+                    SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::Message { message, .. })) => match message {
+                        request_response::Message::Request { channel, .. } => {
+                            seen.catalog_requests.fetch_add(1, Ordering::SeqCst);
+                            let _ = swarm.behaviour_mut().transfer.send_response(channel, catalog_page.clone());
+                        }
+                        request_response::Message::Response { request_id, response } => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                    },
+                    SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::OutboundFailure { request_id, error, .. })) => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    });
+    tx
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let sales = KeyPair::generate();
+    let finance = KeyPair::generate();
+    let stranger = KeyPair::generate();
+    let mut domains = std::collections::BTreeMap::new();
+    for (name, key) in [("sales", &sales), ("finance", &finance)] {
+        domains.insert(
+            name.parse().unwrap(),
+            DomainEntry { publisher_keys: [key.public()].into(), ..Default::default() },
+        );
+    }
+    let genesis = Signed::sign(
+        &Policy {
+            format: POLICY_FORMAT,
+            version: 1,
+            issued_at: unix_now(),
+            expires_at: unix_now() + 86_400,
+            council: Council { members: [council.public()].into(), threshold: 1 },
+            domains,
+            rules: String::new(),
+            settings: Settings::default(),
+        },
+        &council,
+    );
+    let home = NodeHome::new(dir.path().join("node"));
+    home.create(&"finance".parse().unwrap(), Some(KeyPair::from_secret(finance.secret_bytes()))).unwrap();
+    install_genesis(&mesh_storage::SledStore::open(&home.db_path()).unwrap(), &genesis, unix_now()).unwrap();
+    let running = mesh_node::start(
+        home,
+        RunOptions { listen: vec!["/ip4/127.0.0.1/tcp/0".into()], ..Default::default() },
+    )
+    .await
+    .unwrap();
+    let node = running.node.clone();
+    let status = node.status().await.unwrap();
+    let target: Multiaddr = status.listen[0].parse().unwrap();
+    let catalog = node.shared().catalog.clone();
+    let knows = |p: &str| catalog.list(&Default::default()).unwrap().iter().any(|e| e.announcement.product.to_string() == p);
+
+    // Catalog sync: a page of garbage, a forgery by an unregistered key, an
+    // impersonation of the sales key, and one honest entry; it claims more pages
+    // forever without advancing.
+    let page = wire::encode_response(&Response::Catalog {
+        entries: vec![
+            vec![0xFF; 300],
+            announcement("sales/forged-sync", &stranger, &stranger),
+            announcement("sales/impersonated-sync", &stranger, &sales),
+            announcement("sales/honest-sync", &sales, &sales),
+        ],
+        more: true,
+    });
+    let seen = Arc::new(Seen::default());
+    let rogue = spawn_rogue(target, framed(&page), seen.clone());
+    wait_for("catalog sync to deliver the honest entry", || knows("sales/honest-sync")).await;
+    assert!(!knows("sales/forged-sync"));
+    assert!(!knows("sales/impersonated-sync"));
+
+    // Gossip: garbage, forgery, impersonation, then an honest canary. Messages from
+    // one peer arrive in order, so once the canary is in, the rest were judged.
+    wait_for("the node's gossip subscription", || seen.subscribed.load(Ordering::SeqCst)).await;
+    let publish = |data: Vec<u8>| {
+        let rogue = rogue.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            rogue.send(Cmd::Publish(data, tx)).await.unwrap();
+            rx.await.unwrap()
+        }
+    };
+    for data in [
+        vec![0x00; 50],
+        announcement("sales/forged-gossip", &stranger, &stranger),
+        announcement("sales/impersonated-gossip", &stranger, &sales),
+        announcement("sales/canary-gossip", &sales, &sales),
+    ] {
+        publish(data).await.unwrap();
+    }
+    wait_for("the honest gossip canary", || knows("sales/canary-gossip")).await;
+    assert!(!knows("sales/forged-gossip"));
+    assert!(!knows("sales/impersonated-gossip"));
+    // An oversized gossip message (200 KiB, over the 64 KiB cap) is dropped.
+    publish(vec![7u8; 200 * 1024]).await.unwrap();
+
+    // Transfer: garbage body, an oversized length prefix, a truncated frame.
+    let peer = node.peer_id();
+    let raw = |bytes: Vec<u8>| {
+        let rogue = rogue.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            rogue.send(Cmd::Raw(peer, bytes, tx)).await.unwrap();
+            rx.await.unwrap()
+        }
+    };
+    assert!(raw(framed(&[0xEE; 64])).await.is_err(), "garbage request gets no answer");
+    let mut huge = u32::MAX.to_be_bytes().to_vec();
+    huge.extend_from_slice(&[0u8; 1024]);
+    assert!(raw(huge).await.is_err(), "oversized frame is refused");
+    assert!(raw(vec![0, 0, 0, 100, 1, 2, 3]).await.is_err(), "truncated frame is refused");
+    let too_many = wire::encode_request(&Request::Catalog { after: None, limit: u16::MAX });
+    let body = raw(framed(&too_many)).await.expect("the node still serves");
+    let Response::Catalog { entries, .. } = wire::decode_response(&body).unwrap() else { panic!("expected a catalog page") };
+    assert_eq!(entries.len(), 2, "only the two honest entries are served");
+
+    // The node is still responsive, and the endless catalog was not followed forever.
+    assert_eq!(node.status().await.unwrap().catalog, 2);
+    assert!(seen.catalog_requests.load(Ordering::SeqCst) <= 2, "a non-advancing cursor stops the sync");
+    running.shutdown().await.unwrap();
+}
