@@ -8,10 +8,12 @@ use clap::{Args, Parser, Subcommand};
 /// fetch and verify them, under a council-signed governance policy.
 #[derive(Debug, Parser)]
 #[command(name = "mesh", version, propagate_version = true)]
-#[command(after_help = "Start here: `mesh-testnet demo` runs a whole mesh on this machine.\n\
+#[command(
+    after_help = "Start here: `mesh-testnet demo` runs a whole mesh on this machine.\n\
 By hand: `mesh council keygen`, `mesh init`, `mesh policy genesis`, `mesh policy sign`,\n\
 `mesh init --genesis`, `mesh node run`, then `mesh publish` / `mesh products` / `mesh fetch`.\n\
-The README walks through it.")]
+The README walks through it."
+)]
 pub(crate) struct Cli {
     /// The node home (keys, config, data). Defaults to $MESH_HOME, then ~/.local/share/mesh.
     #[arg(long, global = true, env = "MESH_HOME", default_value_os_t = default_home())]

@@ -20,7 +20,10 @@ pub(crate) fn keygen(a: KeygenArgs, json: bool) -> anyhow::Result<()> {
         print_json(&json!({ "public_key": key.public().to_string(), "file": a.out }))
     } else {
         println!("{}", key.public());
-        eprintln!("wrote {} (mode 0600); share the public key above, keep the file secret", a.out.display());
+        eprintln!(
+            "wrote {} (mode 0600); share the public key above, keep the file secret",
+            a.out.display()
+        );
         Ok(())
     }
 }
@@ -61,7 +64,8 @@ pub(crate) fn build_genesis(a: &GenesisArgs, now: u64) -> anyhow::Result<Policy>
         };
         entry.nodes.insert(peer.to_string());
     }
-    let valid_for = parse_duration(&a.expires_in).map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
+    let valid_for =
+        parse_duration(&a.expires_in).map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
     let policy = Policy {
         format: POLICY_FORMAT,
         version: 1,
@@ -75,7 +79,9 @@ pub(crate) fn build_genesis(a: &GenesisArgs, now: u64) -> anyhow::Result<Policy>
         rules: String::new(),
         settings: Settings::default(),
     };
-    if policy.council.threshold == 0 || usize::from(policy.council.threshold) > policy.council.members.len() {
+    if policy.council.threshold == 0
+        || usize::from(policy.council.threshold) > policy.council.members.len()
+    {
         bail!(
             "--threshold {} must be between 1 and the number of council keys ({})",
             policy.council.threshold,
@@ -98,7 +104,10 @@ pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
             policy.council.threshold,
             policy.domains.len()
         );
-        println!("next: each council member runs `mesh policy sign --key THEIR.key {}`", a.out.display());
+        println!(
+            "next: each council member runs `mesh policy sign --key THEIR.key {}`",
+            a.out.display()
+        );
         Ok(())
     }
 }
@@ -106,7 +115,12 @@ pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
 fn signature_status(signed: &Signed<Policy>, policy: &Policy) -> (usize, Vec<PublicKey>) {
     let signers = signed.valid_signers();
     let have = policy.council.members.intersection(&signers).count();
-    let missing = policy.council.members.difference(&signers).copied().collect();
+    let missing = policy
+        .council
+        .members
+        .difference(&signers)
+        .copied()
+        .collect();
     (have, missing)
 }
 
@@ -149,14 +163,26 @@ pub(crate) fn show(a: ShowPolicyArgs, json: bool) -> anyhow::Result<()> {
     }
     println!("policy v{}  hash {}", policy.version, signed.hash().short());
     println!("expires_at: {} (unix seconds)", policy.expires_at);
-    println!("council: threshold {} of {}", policy.council.threshold, policy.council.members.len());
+    println!(
+        "council: threshold {} of {}",
+        policy.council.threshold,
+        policy.council.members.len()
+    );
     for m in &policy.council.members {
-        let mark = if missing.contains(m) { "not signed" } else { "signed" };
+        let mark = if missing.contains(m) {
+            "not signed"
+        } else {
+            "signed"
+        };
         println!("  {m}  {mark}");
     }
     println!("domains:");
     for (name, d) in &policy.domains {
-        println!("  {name}: {} publisher key(s), {} node(s)", d.publisher_keys.len(), d.nodes.len());
+        println!(
+            "  {name}: {} publisher key(s), {} node(s)",
+            d.publisher_keys.len(),
+            d.nodes.len()
+        );
         for k in &d.publisher_keys {
             println!("    key  {k}");
         }
@@ -170,7 +196,11 @@ pub(crate) fn show(a: ShowPolicyArgs, json: bool) -> anyhow::Result<()> {
     } else {
         println!(
             "signatures: {have} of {need} required; missing: {}",
-            missing.iter().map(|k| k.short()).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|k| k.short())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())

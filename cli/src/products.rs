@@ -69,7 +69,10 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         println!("no products yet (a new node learns the catalog from its peers within seconds)");
         return Ok(());
     }
-    println!("{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  TITLE", "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL");
+    println!(
+        "{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  TITLE",
+        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL"
+    );
     for e in entries {
         let a = &e.announcement;
         println!(
@@ -103,10 +106,16 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     println!("  providers  {}", an.providers.join(", "));
     println!("  held here  {}", if entry.local { "yes" } else { "no" });
     let Some(m) = r.manifest else {
-        println!("  (manifest unavailable: {})", r.manifest_error.unwrap_or_default());
+        println!(
+            "  (manifest unavailable: {})",
+            r.manifest_error.unwrap_or_default()
+        );
         return Ok(());
     };
-    println!("  status     {}   classification {}", m.status, m.classification);
+    println!(
+        "  status     {}   classification {}",
+        m.status, m.classification
+    );
     println!("  owner      {} <{}>", m.owner.team, m.owner.contact);
     if !m.tags.is_empty() {
         println!("  tags       {}", m.tags.join(", "));
@@ -116,11 +125,22 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     }
     let sla = [
         ("freshness", m.sla.freshness_secs.map(format_duration)),
-        ("update every", m.sla.update_frequency_secs.map(format_duration)),
-        ("availability", m.sla.availability_bp.map(|b| format!("{:.2}%", f64::from(b) / 100.0))),
+        (
+            "update every",
+            m.sla.update_frequency_secs.map(format_duration),
+        ),
+        (
+            "availability",
+            m.sla
+                .availability_bp
+                .map(|b| format!("{:.2}%", f64::from(b) / 100.0)),
+        ),
         ("retention", m.sla.retention_secs.map(format_duration)),
     ];
-    let sla: Vec<String> = sla.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}"))).collect();
+    let sla: Vec<String> = sla
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect();
     if !sla.is_empty() {
         println!("  sla        {}", sla.join(", "));
     }
@@ -138,11 +158,22 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     for u in &m.lineage {
-        println!("  upstream   {}{}", u.id, u.manifest.map(|h| format!(" @ {}", h.short())).unwrap_or_default());
+        println!(
+            "  upstream   {}{}",
+            u.id,
+            u.manifest
+                .map(|h| format!(" @ {}", h.short()))
+                .unwrap_or_default()
+        );
     }
     println!("  files:");
     for f in &m.files {
-        println!("    {:<40} {:>10}  {} chunks", f.path, human_bytes(f.size), f.chunks.len());
+        println!(
+            "    {:<40} {:>10}  {} chunks",
+            f.path,
+            human_bytes(f.size),
+            f.chunks.len()
+        );
     }
     Ok(())
 }
@@ -168,7 +199,13 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
             }
         }
         match event {
-            FetchEvent::Resolved { product, total_bytes, missing_bytes, providers, .. } => {
+            FetchEvent::Resolved {
+                product,
+                total_bytes,
+                missing_bytes,
+                providers,
+                ..
+            } => {
                 if tty {
                     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                     bar.set_length(total_bytes);
@@ -189,14 +226,21 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                     );
                 }
             }
-            FetchEvent::Progress { done_bytes, total_bytes } => {
+            FetchEvent::Progress {
+                done_bytes,
+                total_bytes,
+            } => {
                 if tty {
                     bar.set_position(done_bytes);
                 } else if !json && total_bytes > 0 {
                     let pct = done_bytes * 100 / total_bytes;
                     if pct >= last_pct + 10 {
                         last_pct = pct - pct % 10;
-                        eprintln!("  {pct}% ({} of {})", human_bytes(done_bytes), human_bytes(total_bytes));
+                        eprintln!(
+                            "  {pct}% ({} of {})",
+                            human_bytes(done_bytes),
+                            human_bytes(total_bytes)
+                        );
                     }
                 }
             }
@@ -221,7 +265,10 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
             Ok(())
         }
         Some(Err(message)) => anyhow::bail!("fetch of {} failed: {message}", a.product),
-        None => anyhow::bail!("the daemon closed the fetch of {} without a result; see its log", a.product),
+        None => anyhow::bail!(
+            "the daemon closed the fetch of {} without a result; see its log",
+            a.product
+        ),
     }
 }
 
@@ -234,7 +281,12 @@ pub(crate) fn peers(home: &Path, json: bool) -> anyhow::Result<()> {
         println!("no connected peers; start the node with --bootstrap ADDR of another node");
     }
     for p in peers {
-        println!("{}  {}  {}", p.peer_id, p.domain.as_deref().unwrap_or("-"), p.address);
+        println!(
+            "{}  {}  {}",
+            p.peer_id,
+            p.domain.as_deref().unwrap_or("-"),
+            p.address
+        );
     }
     Ok(())
 }

@@ -65,7 +65,11 @@ pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
         }));
     }
     if created {
-        println!("created mesh home {} for domain {}", home.root().display(), config.domain);
+        println!(
+            "created mesh home {} for domain {}",
+            home.root().display(),
+            config.domain
+        );
     }
     println!("peer id:       {peer_id}");
     println!("publisher key: {publisher}");

@@ -177,7 +177,9 @@ async fn show(
         Some(v) => format!("{domain}/{name}@{v}"),
         None => format!("{domain}/{name}"),
     };
-    let target: ProductRef = text.parse().map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))?;
+    let target: ProductRef = text
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))?;
     let (entry, manifest) = s.node.describe(&target).await?;
     let (manifest, manifest_error) = match manifest {
         Ok(m) => (Some(m), None),
@@ -222,8 +224,8 @@ async fn fetch(
         line.push(b'\n');
         Some((Ok::<_, Infallible>(line), rx))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(lines))
-        .map_err(|e| NodeError::Network(e.to_string()))?)
+        .map_err(|e| NodeError::Network(e.to_string()))
 }

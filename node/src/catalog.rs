@@ -183,7 +183,11 @@ impl Catalog {
         }
         let prefix = format!("{id}\0").into_bytes();
         let mut best: Option<CatalogEntry> = None;
-        let page = self.store.scan(Tree::Announcements, Some(&prefix[..prefix.len() - 1]), 10_000)?;
+        let page = self.store.scan(
+            Tree::Announcements,
+            Some(&prefix[..prefix.len() - 1]),
+            10_000,
+        )?;
         for (k, v) in page.iter().take_while(|(k, _)| k.starts_with(&prefix)) {
             let _ = k;
             let e = self.decode_entry(v)?;

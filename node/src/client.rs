@@ -86,7 +86,11 @@ impl ApiClient {
     }
 
     /// `POST path` with a JSON body, JSON answer.
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, NodeError> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, NodeError> {
         self.post_raw(path, body)?
             .into_json()
             .map_err(|e| NodeError::Network(format!("bad response from the daemon: {e}")))
@@ -101,7 +105,8 @@ impl ApiClient {
     ) -> Result<(), NodeError> {
         let reader = BufReader::new(self.post_raw(path, body)?.into_reader());
         for line in reader.lines() {
-            let line = line.map_err(|e| NodeError::Network(format!("stream from the daemon broke: {e}")))?;
+            let line =
+                line.map_err(|e| NodeError::Network(format!("stream from the daemon broke: {e}")))?;
             if line.trim().is_empty() {
                 continue;
             }

@@ -119,7 +119,10 @@ mod tests {
 
             let mut buf = Vec::new();
             write_frame(&mut buf, b"hello").await.unwrap();
-            assert_eq!(read_frame(&mut Cursor::new(buf), 5).await.unwrap(), b"hello");
+            assert_eq!(
+                read_frame(&mut Cursor::new(buf), 5).await.unwrap(),
+                b"hello"
+            );
         });
     }
 

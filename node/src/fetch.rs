@@ -112,7 +112,9 @@ impl Node {
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
         let span = tracing::info_span!("fetch", product = %target);
-        self.fetch_inner(target, out, progress).instrument(span).await
+        self.fetch_inner(target, out, progress)
+            .instrument(span)
+            .await
     }
 
     async fn fetch_inner(
@@ -133,11 +135,19 @@ impl Node {
         let ann = entry.announcement;
         let providers = self.candidate_providers(&ann).await?;
 
-        let (signed, manifest) = match self.shared.store.get(Tree::Manifests, ann.manifest.as_bytes())? {
+        let (signed, manifest) = match self
+            .shared
+            .store
+            .get(Tree::Manifests, ann.manifest.as_bytes())?
+        {
             Some(bytes) => {
                 let s = Signed::<Manifest>::from_bytes(&bytes)
                     .map_err(|e| NodeError::Corrupt(format!("stored manifest: {e}")))?;
-                let m = self.shared.governance.check_manifest(&s).map_err(|r| NodeError::Rejected(r.0))?;
+                let m = self
+                    .shared
+                    .governance
+                    .check_manifest(&s)
+                    .map_err(|r| NodeError::Rejected(r.0))?;
                 (s, m)
             }
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
@@ -292,12 +302,10 @@ impl Node {
         for peer in providers {
             let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
                 Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
-                    Ok(s) if s.hash() == *hash => {
-                        match self.shared.governance.check_manifest(&s) {
-                            Ok(m) => return Ok((s, m)),
-                            Err(r) => format!("manifest rejected: {r}"),
-                        }
-                    }
+                    Ok(s) if s.hash() == *hash => match self.shared.governance.check_manifest(&s) {
+                        Ok(m) => return Ok((s, m)),
+                        Err(r) => format!("manifest rejected: {r}"),
+                    },
                     Ok(_) => "sent a manifest that does not match its hash".into(),
                     Err(e) => format!("sent an undecodable manifest: {e}"),
                 },
@@ -332,13 +340,19 @@ impl ChunkFetch {
             if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS {
                 continue;
             }
-            let why = match self.node.net.request(peer, Request::Chunk(chunk.hash)).await {
+            let why = match self
+                .node
+                .net
+                .request(peer, Request::Chunk(chunk.hash))
+                .await
+            {
                 Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
                     let chunks = self.node.shared.chunks.clone();
                     let hash = chunk.hash;
-                    let put = tokio::task::spawn_blocking(move || chunks.put_verified(&hash, &data))
-                        .await
-                        .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
+                    let put =
+                        tokio::task::spawn_blocking(move || chunks.put_verified(&hash, &data))
+                            .await
+                            .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
                     match put {
                         Ok(_) => {
                             self.done.fetch_add(u64::from(chunk.len), Ordering::Relaxed);

@@ -51,7 +51,8 @@ pub fn install_genesis(
     signed: &Signed<Policy>,
     now: u64,
 ) -> Result<Policy, NodeError> {
-    let policy = policy::verify_genesis(signed, now).map_err(|e| NodeError::Usage(e.to_string()))?;
+    let policy =
+        policy::verify_genesis(signed, now).map_err(|e| NodeError::Usage(e.to_string()))?;
     if let Some(existing) = store.get(Tree::Policies, &version_key(1))? {
         if existing == signed.to_bytes() {
             return Ok(policy);
@@ -98,9 +99,7 @@ impl Governance {
     /// Checks a signed manifest: decodes it, verifies the publisher's signature and
     /// that the policy registers the key for the product's domain.
     pub fn check_manifest(&self, signed: &Signed<Manifest>) -> Result<Manifest, Rejection> {
-        let m = signed
-            .value()
-            .map_err(|e| Rejection(e.to_string()))?;
+        let m = signed.value().map_err(|e| Rejection(e.to_string()))?;
         m.validate().map_err(|errs| {
             Rejection(
                 errs.iter()
@@ -118,9 +117,7 @@ impl Governance {
         &self,
         signed: &Signed<Announcement>,
     ) -> Result<Announcement, Rejection> {
-        let a = signed
-            .value()
-            .map_err(|e| Rejection(e.to_string()))?;
+        let a = signed.value().map_err(|e| Rejection(e.to_string()))?;
         a.validate().map_err(Rejection)?;
         self.check_publisher(signed, a.product.domain(), &a.publisher)?;
         Ok(a)

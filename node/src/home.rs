@@ -80,7 +80,11 @@ impl NodeHome {
 
     /// Creates a new home for `domain`: config, node identity, publisher key (or
     /// `import_key`), API token. Fails if the home already exists.
-    pub fn create(&self, domain: &DomainName, import_key: Option<KeyPair>) -> Result<(), NodeError> {
+    pub fn create(
+        &self,
+        domain: &DomainName,
+        import_key: Option<KeyPair>,
+    ) -> Result<(), NodeError> {
         if self.exists() {
             return Err(NodeError::Usage(format!(
                 "{} is already a mesh home; use another --home, or run `mesh init --home {} --genesis FILE` to install a genesis policy",
@@ -115,7 +119,8 @@ impl NodeHome {
                 self.root.display()
             )));
         }
-        let text = fs::read_to_string(self.config_path()).map_err(NodeError::io(&self.config_path()))?;
+        let text =
+            fs::read_to_string(self.config_path()).map_err(NodeError::io(&self.config_path()))?;
         NodeConfig::from_toml(&text)
             .map_err(|e| NodeError::Usage(format!("{}: {e}", self.config_path().display())))
     }

@@ -72,7 +72,8 @@ pub fn read_key(path: &Path) -> Result<KeyPair, NodeError> {
         return Err(bad(&format!("kind {:?}", doc.kind)));
     }
     let mut secret = [0u8; 32];
-    hex::decode_to_slice(doc.secret.trim(), &mut secret).map_err(|_| bad("secret is not 64 hex digits"))?;
+    hex::decode_to_slice(doc.secret.trim(), &mut secret)
+        .map_err(|_| bad("secret is not 64 hex digits"))?;
     let key = KeyPair::from_secret(secret);
     if key.public() != doc.public {
         return Err(bad("public key does not match the secret"));
@@ -91,11 +92,16 @@ mod tests {
         let path = dir.path().join("k.key");
         let k = KeyPair::generate();
         write_key(&path, &k).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_key(&path).unwrap().public(), k.public());
         assert!(write_key(&path, &KeyPair::generate()).is_err());
         fs::write(dir.path().join("bad.key"), "{}").unwrap();
-        let err = read_key(&dir.path().join("bad.key")).unwrap_err().to_string();
+        let err = read_key(&dir.path().join("bad.key"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a mesh key file"), "{err}");
     }
 }

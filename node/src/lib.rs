@@ -29,8 +29,8 @@ use std::path::Path;
 
 pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES};
 pub use client::ApiClient;
-pub use libp2p::PeerId;
 pub use home::NodeHome;
+pub use libp2p::PeerId;
 pub use node::{start, Node, RunOptions, RunningNode};
 
 /// Any failure of a node operation, phrased for the person who has to fix it.

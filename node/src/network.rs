@@ -322,12 +322,10 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connections.remove(&peer_id);
-                }
+                self.connections.remove(&peer_id);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -341,12 +339,11 @@ impl EventLoop {
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Transfer(event)) => self.on_transfer(event),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                peer, ..
-            })) => {
+                peer,
+                ..
+            })) if !self.swarm.is_connected(&peer) && self.connections.len() < 64 => {
                 // Small meshes: connect to every peer kademlia finds.
-                if !self.swarm.is_connected(&peer) && self.connections.len() < 64 {
-                    let _ = self.swarm.dial(peer);
-                }
+                let _ = self.swarm.dial(peer);
             }
             _ => {}
         }
@@ -380,10 +377,8 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { .. } => {
-                if !self.pending_announcements.is_empty() {
-                    self.on_tick();
-                }
+            gossipsub::Event::Subscribed { .. } if !self.pending_announcements.is_empty() => {
+                self.on_tick();
             }
             _ => {}
         }

@@ -124,7 +124,11 @@ impl Node {
             catalog: self.shared.catalog.len()?,
             policy_version: self.shared.governance.policy().version,
             home: self.shared.home.root().to_owned(),
-            publisher_key: self.shared.publisher.as_ref().map(|k| k.public().to_string()),
+            publisher_key: self
+                .shared
+                .publisher
+                .as_ref()
+                .map(|k| k.public().to_string()),
         })
     }
 }
@@ -172,16 +176,20 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
     }
     let shutdown = CancellationToken::new();
-    let (event_loop, net) = EventLoop::new(swarm, shared.clone(), bootstrap, shutdown.child_token());
+    let (event_loop, net) =
+        EventLoop::new(swarm, shared.clone(), bootstrap, shutdown.child_token());
     let node = Node { shared, net };
     let mut tasks = vec![tokio::spawn(event_loop.run())];
 
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
-        .map_err(|e| NodeError::Usage(format!("cannot bind the control API on {}: {e}", config.api_listen)))?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(NodeError::io(home.root()))?;
+        .map_err(|e| {
+            NodeError::Usage(format!(
+                "cannot bind the control API on {}: {e}",
+                config.api_listen
+            ))
+        })?;
+    let api_addr = listener.local_addr().map_err(NodeError::io(home.root()))?;
     tasks.push(tokio::spawn(crate::api::serve(
         listener,
         node.clone(),

@@ -43,9 +43,8 @@ const MAX_FILES: usize = 100_000;
 
 /// Lists the regular files under `path` (or `path` itself), with their relative paths.
 fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, NodeError> {
-    let meta = fs::metadata(path).map_err(|e| {
-        NodeError::Usage(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let meta = fs::metadata(path)
+        .map_err(|e| NodeError::Usage(format!("cannot read {}: {e}", path.display())))?;
     if meta.is_file() {
         let name = path
             .file_name()
@@ -89,7 +88,10 @@ fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, NodeError> {
     }
     out.sort();
     if out.is_empty() {
-        return Err(NodeError::Usage(format!("{} contains no files", path.display())));
+        return Err(NodeError::Usage(format!(
+            "{} contains no files",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -176,7 +178,12 @@ pub fn publish(
             title: manifest.title.chars().take(200).collect(),
             status: manifest.status,
             classification: manifest.classification,
-            tags: manifest.tags.iter().take(32).map(|t| t.chars().take(64).collect()).collect(),
+            tags: manifest
+                .tags
+                .iter()
+                .take(32)
+                .map(|t| t.chars().take(64).collect())
+                .collect(),
             owner_team: manifest.owner.team.chars().take(200).collect(),
             size: manifest.total_size(),
             files: manifest.files.len() as u32,

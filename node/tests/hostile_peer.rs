@@ -4,6 +4,8 @@
 //! there is always more. The node must reject every forgery, stay responsive, and
 //! keep accepting honest data. Every wait has a deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,17 +36,35 @@ impl request_response::Codec for RawCodec {
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 
-    async fn read_request<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
         read_frame(io, wire::MAX_REQUEST_BYTES).await
     }
-    async fn read_response<T: AsyncRead + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T) -> std::io::Result<Vec<u8>> {
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
         read_frame(io, wire::MAX_RESPONSE_BYTES).await
     }
-    async fn write_request<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, raw: Vec<u8>) -> std::io::Result<()> {
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        raw: Vec<u8>,
+    ) -> std::io::Result<()> {
         io.write_all(&raw).await?;
         io.close().await
     }
-    async fn write_response<T: AsyncWrite + Unpin + Send>(&mut self, _: &StreamProtocol, io: &mut T, raw: Vec<u8>) -> std::io::Result<()> {
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        raw: Vec<u8>,
+    ) -> std::io::Result<()> {
         io.write_all(&raw).await?;
         io.close().await
     }
@@ -100,7 +120,11 @@ fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
 fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mpsc::Sender<Cmd> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .unwrap()
         .with_behaviour(|key| {
             let config = gossipsub::ConfigBuilder::default()
@@ -108,18 +132,27 @@ fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mps
                 .build()
                 .unwrap();
             Rogue {
-                gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config).unwrap(),
+                gossipsub: gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )
+                .unwrap(),
                 transfer: request_response::Behaviour::with_codec(
                     RawCodec,
                     [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10)),
                 ),
             }
         })
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(ANNOUNCE_TOPIC)).unwrap();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(ANNOUNCE_TOPIC))
+        .unwrap();
     swarm.dial(target).unwrap();
     let (tx, mut rx) = mpsc::channel::<Cmd>(16);
     tokio::spawn(async move {
@@ -168,7 +201,10 @@ fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mps
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -184,7 +220,10 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     for (name, key) in [("sales", &sales), ("finance", &finance)] {
         domains.insert(
             name.parse().unwrap(),
-            DomainEntry { publisher_keys: [key.public()].into(), ..Default::default() },
+            DomainEntry {
+                publisher_keys: [key.public()].into(),
+                ..Default::default()
+            },
         );
     }
     let genesis = Signed::sign(
@@ -193,7 +232,10 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
             version: 1,
             issued_at: unix_now(),
             expires_at: unix_now() + 86_400,
-            council: Council { members: [council.public()].into(), threshold: 1 },
+            council: Council {
+                members: [council.public()].into(),
+                threshold: 1,
+            },
             domains,
             rules: String::new(),
             settings: Settings::default(),
@@ -201,11 +243,23 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         &council,
     );
     let home = NodeHome::new(dir.path().join("node"));
-    home.create(&"finance".parse().unwrap(), Some(KeyPair::from_secret(finance.secret_bytes()))).unwrap();
-    install_genesis(&mesh_storage::SledStore::open(&home.db_path()).unwrap(), &genesis, unix_now()).unwrap();
+    home.create(
+        &"finance".parse().unwrap(),
+        Some(KeyPair::from_secret(finance.secret_bytes())),
+    )
+    .unwrap();
+    install_genesis(
+        &mesh_storage::SledStore::open(&home.db_path()).unwrap(),
+        &genesis,
+        unix_now(),
+    )
+    .unwrap();
     let running = mesh_node::start(
         home,
-        RunOptions { listen: vec!["/ip4/127.0.0.1/tcp/0".into()], ..Default::default() },
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
@@ -213,7 +267,13 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     let status = node.status().await.unwrap();
     let target: Multiaddr = status.listen[0].parse().unwrap();
     let catalog = node.shared().catalog.clone();
-    let knows = |p: &str| catalog.list(&Default::default()).unwrap().iter().any(|e| e.announcement.product.to_string() == p);
+    let knows = |p: &str| {
+        catalog
+            .list(&Default::default())
+            .unwrap()
+            .iter()
+            .any(|e| e.announcement.product.to_string() == p)
+    };
 
     // Catalog sync: a page of garbage, a forgery by an unregistered key, an
     // impersonation of the sales key, and one honest entry; it claims more pages
@@ -229,13 +289,19 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     });
     let seen = Arc::new(Seen::default());
     let rogue = spawn_rogue(target, framed(&page), seen.clone());
-    wait_for("catalog sync to deliver the honest entry", || knows("sales/honest-sync")).await;
+    wait_for("catalog sync to deliver the honest entry", || {
+        knows("sales/honest-sync")
+    })
+    .await;
     assert!(!knows("sales/forged-sync"));
     assert!(!knows("sales/impersonated-sync"));
 
     // Gossip: garbage, forgery, impersonation, then an honest canary. Messages from
     // one peer arrive in order, so once the canary is in, the rest were judged.
-    wait_for("the node's gossip subscription", || seen.subscribed.load(Ordering::SeqCst)).await;
+    wait_for("the node's gossip subscription", || {
+        seen.subscribed.load(Ordering::SeqCst)
+    })
+    .await;
     let publish = |data: Vec<u8>| {
         let rogue = rogue.clone();
         async move {
@@ -268,18 +334,32 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
             rx.await.unwrap()
         }
     };
-    assert!(raw(framed(&[0xEE; 64])).await.is_err(), "garbage request gets no answer");
+    assert!(
+        raw(framed(&[0xEE; 64])).await.is_err(),
+        "garbage request gets no answer"
+    );
     let mut huge = u32::MAX.to_be_bytes().to_vec();
     huge.extend_from_slice(&[0u8; 1024]);
     assert!(raw(huge).await.is_err(), "oversized frame is refused");
-    assert!(raw(vec![0, 0, 0, 100, 1, 2, 3]).await.is_err(), "truncated frame is refused");
-    let too_many = wire::encode_request(&Request::Catalog { after: None, limit: u16::MAX });
+    assert!(
+        raw(vec![0, 0, 0, 100, 1, 2, 3]).await.is_err(),
+        "truncated frame is refused"
+    );
+    let too_many = wire::encode_request(&Request::Catalog {
+        after: None,
+        limit: u16::MAX,
+    });
     let body = raw(framed(&too_many)).await.expect("the node still serves");
-    let Response::Catalog { entries, .. } = wire::decode_response(&body).unwrap() else { panic!("expected a catalog page") };
+    let Response::Catalog { entries, .. } = wire::decode_response(&body).unwrap() else {
+        panic!("expected a catalog page")
+    };
     assert_eq!(entries.len(), 2, "only the two honest entries are served");
 
     // The node is still responsive, and the endless catalog was not followed forever.
     assert_eq!(node.status().await.unwrap().catalog, 2);
-    assert!(seen.catalog_requests.load(Ordering::SeqCst) <= 2, "a non-advancing cursor stops the sync");
+    assert!(
+        seen.catalog_requests.load(Ordering::SeqCst) <= 2,
+        "a non-advancing cursor stops the sync"
+    );
     running.shutdown().await.unwrap();
 }

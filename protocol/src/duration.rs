@@ -16,7 +16,11 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("duration {s:?} has unknown unit {unit:?}: use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "duration {s:?} has unknown unit {unit:?}: use s, m, h, d or w"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("duration {s:?} is too large"))
@@ -25,7 +29,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 /// Formats seconds in the largest unit that divides them exactly (`86400` -> `1d`).
 pub fn format_duration(secs: u64) -> String {
     for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size && secs % size == 0 {
+        if secs >= size && secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }

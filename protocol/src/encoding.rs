@@ -81,12 +81,13 @@ pub fn decode<T: DeserializeOwned>(
     }
     // bincode's limit counts claimed lengths against the ceiling before allocating;
     // the input-length check above bounds what a claim could legitimately need.
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(
-        |e| DecodeError::Malformed {
-            what,
-            reason: e.to_string(),
-        },
-    )?;
+    let (value, used) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, config()).map_err(|e| {
+            DecodeError::Malformed {
+                what,
+                reason: e.to_string(),
+            }
+        })?;
     if used != bytes.len() {
         return Err(DecodeError::TrailingBytes {
             what,

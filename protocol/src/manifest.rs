@@ -246,7 +246,10 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
         if self.format != MANIFEST_FORMAT {
-            errs.push(field_err("format", format!("unsupported format {}", self.format)));
+            errs.push(field_err(
+                "format",
+                format!("unsupported format {}", self.format),
+            ));
         }
         if self.title.trim().is_empty() {
             errs.push(field_err("title", "must not be empty"));
@@ -458,11 +461,10 @@ impl ManifestDraft {
         };
         let mut lineage = Vec::new();
         for (i, u) in self.lineage.into_iter().enumerate() {
-            let id = u
-                .id
-                .parse::<ProductId>()
-                .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
-                .ok();
+            let id =
+                u.id.parse::<ProductId>()
+                    .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
+                    .ok();
             let manifest = match u.manifest {
                 None => None,
                 Some(h) => h

@@ -3,6 +3,8 @@
 //! `MESH_BLESS=1 cargo test -p mesh-protocol --test encoding` after a format change,
 //! and bump the format version when you do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use mesh_protocol::announcement::{Announcement, Summary, ANNOUNCEMENT_FORMAT};
@@ -134,7 +136,10 @@ fn golden_vectors() {
     golden(
         "request-catalog",
         &wire::encode_request(&Request::Catalog {
-            after: Some(("sales/orders".parse().unwrap(), semver::Version::new(1, 0, 0))),
+            after: Some((
+                "sales/orders".parse().unwrap(),
+                semver::Version::new(1, 0, 0),
+            )),
             limit: 64,
         }),
     );
@@ -166,7 +171,10 @@ fn genesis_verification() {
     assert!(err.contains("1 of 2 required"), "{err}");
     assert!(err.contains(&key(11).public().to_string()), "{err}");
     p.add_signature(&key(10));
-    assert!(policy::verify_genesis(&p, now).is_err(), "a key counts once");
+    assert!(
+        policy::verify_genesis(&p, now).is_err(),
+        "a key counts once"
+    );
     p.add_signature(&key(11));
     let accepted = policy::verify_genesis(&p, now).unwrap();
     assert!(accepted.is_publisher(&"sales".parse().unwrap(), &key(2).public()));

@@ -44,9 +44,8 @@ pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkE
         new_bytes: 0,
     };
     for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        let chunk = chunk.map_err(|e| {
-            io(std::io::Error::other(format!("reading for chunking: {e}")))
-        })?;
+        let chunk =
+            chunk.map_err(|e| io(std::io::Error::other(format!("reading for chunking: {e}"))))?;
         let (hash, new) = store.put(&chunk.data)?;
         let len = chunk.data.len() as u32;
         out.size += u64::from(len);
@@ -89,7 +88,12 @@ mod tests {
         }
         std::fs::write(&f, &data).unwrap();
         let v2 = chunk_file(&f, &store).unwrap();
-        assert!(v2.new_bytes < v2.size / 4, "new {} of {}", v2.new_bytes, v2.size);
+        assert!(
+            v2.new_bytes < v2.size / 4,
+            "new {} of {}",
+            v2.new_bytes,
+            v2.size
+        );
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         assert_eq!(chunk_file(&empty, &store).unwrap().chunks.len(), 0);

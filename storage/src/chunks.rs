@@ -133,7 +133,9 @@ impl ChunkStore {
         let path = self.path_of(hash);
         let f = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ChunkError::Missing(*hash)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ChunkError::Missing(*hash))
+            }
             Err(e) => return Err(io_err(&path)(e)),
         };
         let len = f.metadata().map_err(io_err(&path))?.len();
@@ -145,7 +147,9 @@ impl ChunkStore {
             });
         }
         let mut data = Vec::with_capacity(len as usize);
-        f.take(limit).read_to_end(&mut data).map_err(io_err(&path))?;
+        f.take(limit)
+            .read_to_end(&mut data)
+            .map_err(io_err(&path))?;
         let actual = Hash::of(&data);
         if actual != *hash {
             return Err(ChunkError::Corrupt {

@@ -98,7 +98,11 @@ impl SledStore {
 
 impl MetaStore for SledStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(tree)?.get(key).map_err(sled_err)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree(tree)?
+            .get(key)
+            .map_err(sled_err)?
+            .map(|v| v.to_vec()))
     }
 
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
@@ -138,14 +142,17 @@ impl MetaStore for SledStore {
     }
 }
 
+/// Every tree of the in-memory store in one ordered map.
+type MemTrees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
+
 /// An in-memory store for tests and ephemeral nodes.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    trees: Mutex<BTreeMap<(Tree, Vec<u8>), Vec<u8>>>,
+    trees: Mutex<MemTrees>,
 }
 
 impl MemStore {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(Tree, Vec<u8>), Vec<u8>>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemTrees>, StoreError> {
         self.trees
             .lock()
             .map_err(|_| StoreError::new("in-memory store poisoned"))
@@ -204,7 +211,10 @@ mod tests {
         store.put(Tree::Manifests, b"a", b"1").unwrap();
         store.put(Tree::Manifests, b"c", b"3").unwrap();
         store.put(Tree::State, b"a", b"x").unwrap();
-        assert_eq!(store.get(Tree::Manifests, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            store.get(Tree::Manifests, b"a").unwrap(),
+            Some(b"1".to_vec())
+        );
         let page = store.scan(Tree::Manifests, Some(b"a"), 1).unwrap();
         assert_eq!(page, vec![(b"b".to_vec(), b"2".to_vec())]);
         assert_eq!(store.len(Tree::Manifests).unwrap(), 3);

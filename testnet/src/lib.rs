@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use mesh_node::api::{FetchRequest, PublishRequest};
 use mesh_node::catalog::CatalogEntry;
 use mesh_node::fetch::{FetchEvent, FetchOutcome};
-use mesh_node::api::{FetchRequest, PublishRequest};
 use mesh_node::governance::unix_now;
 use mesh_node::policy_file;
 use mesh_node::publish::Published;
@@ -98,7 +98,9 @@ pub fn wait_until(
         }
         if Instant::now() > deadline {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what} (last error: {e:#})")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
@@ -146,7 +148,9 @@ impl Testnet {
         let mut domains: BTreeMap<DomainName, DomainEntry> = BTreeMap::new();
         for n in &nodes {
             let entry = domains.entry(DomainName::new(&n.domain)?).or_default();
-            entry.publisher_keys.insert(n.publisher_key.parse::<PublicKey>()?);
+            entry
+                .publisher_keys
+                .insert(n.publisher_key.parse::<PublicKey>()?);
             entry.nodes.insert(n.peer_id.clone());
             entry.contact = format!("{}@example.com", n.domain);
         }
@@ -184,9 +188,17 @@ impl Testnet {
         Ok(net)
     }
 
-    fn init_home(mesh: &MeshBin, root: &Path, index: usize, domain: &str) -> anyhow::Result<TestNode> {
+    fn init_home(
+        mesh: &MeshBin,
+        root: &Path,
+        index: usize,
+        domain: &str,
+    ) -> anyhow::Result<TestNode> {
         let home = root.join(format!("node{index:02}-{domain}"));
-        let out = run_mesh(mesh.command(&home).args(["--json", "init", "--domain", domain]))?;
+        let out = run_mesh(
+            mesh.command(&home)
+                .args(["--json", "init", "--domain", domain]),
+        )?;
         let init: InitOutput = serde_json::from_str(&out).context("parsing `mesh init --json`")?;
         let n = u8::try_from(index + 10).context("too many nodes for 127.0.0.x")?;
         Ok(TestNode {
@@ -282,10 +294,18 @@ impl Testnet {
     }
 
     /// Waits until node `i` lists `product@version`.
-    pub fn wait_product(&self, i: usize, product: &str, version: &str, timeout: Duration) -> anyhow::Result<()> {
-        wait_until(&format!("node {i} to list {product}@{version}"), timeout, || {
-            self.knows(i, product, version)
-        })
+    pub fn wait_product(
+        &self,
+        i: usize,
+        product: &str,
+        version: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        wait_until(
+            &format!("node {i} to list {product}@{version}"),
+            timeout,
+            || self.knows(i, product, version),
+        )
     }
 
     /// Publishes `path` with the manifest text `toml` on node `i`.

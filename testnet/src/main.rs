@@ -57,28 +57,56 @@ fn step(t0: Instant, msg: &str) {
 
 fn demo(rows: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    let mut config = TestnetConfig::new(MeshBin::from_env_or_current()?, 3, &["sales", "finance", "logistics"]);
+    let mut config = TestnetConfig::new(
+        MeshBin::from_env_or_current()?,
+        3,
+        &["sales", "finance", "logistics"],
+    );
     config.dir = dir;
     let mut net = Testnet::create(config).context("creating the testnet")?;
-    step(t0, &format!("council of 3 (threshold 2) signed the genesis policy; homes in {}", net.root().display()));
+    step(
+        t0,
+        &format!(
+            "council of 3 (threshold 2) signed the genesis policy; homes in {}",
+            net.root().display()
+        ),
+    );
     net.start_all()?;
     for n in &net.nodes {
-        step(t0, &format!("node {} [{}] {} on {}", n.index, n.domain, n.peer_id, n.ip));
+        step(
+            t0,
+            &format!("node {} [{}] {} on {}", n.index, n.domain, n.peer_id, n.ip),
+        );
     }
     let data = net.root().join("data");
     let csv = sample::write_orders(&data, rows, 7)?;
     let published = net.publish(0, &data, &sample::manifest_toml("sales/orders", "1.0.0"))?;
-    step(t0, &format!(
-        "sales published {}@{} ({} bytes, manifest {})",
-        published.product, published.version, published.size, &published.manifest[..12]
-    ));
+    step(
+        t0,
+        &format!(
+            "sales published {}@{} ({} bytes, manifest {})",
+            published.product,
+            published.version,
+            published.size,
+            &published.manifest[..12]
+        ),
+    );
     for i in 1..3 {
         net.wait_product(i, "sales/orders", "1.0.0", Duration::from_secs(30))?;
-        step(t0, &format!("node {i} [{}] learned of it over the mesh", net.nodes[i].domain));
+        step(
+            t0,
+            &format!(
+                "node {i} [{}] learned of it over the mesh",
+                net.nodes[i].domain
+            ),
+        );
     }
     let source = file_hash(&csv)?;
     println!();
-    println!("{:<6} {:<10} {:>12} {:>12}  {:<9} RESULT", "NODE", "DOMAIN", "BYTES", "TRANSFER", "VERIFIED");
+    println!(
+        "{:<6} {:<10} {:>12} {:>12}  {:<9} RESULT",
+        "NODE", "DOMAIN", "BYTES", "TRANSFER", "VERIFIED"
+    );
     for i in 1..3 {
         let out = net.root().join(format!("fetched-{i}"));
         let o = net.fetch(i, "sales/orders@1.0.0", &out)?;
@@ -98,6 +126,9 @@ fn demo(rows: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     }
     println!();
     net.stop_all()?;
-    step(t0, "demo complete: published, announced, fetched and verified on every node; nodes stopped");
+    step(
+        t0,
+        "demo complete: published, announced, fetched and verified on every node; nodes stopped",
+    );
     Ok(())
 }

@@ -133,7 +133,8 @@ impl TestNode {
             .arg(std::process::id().to_string())
             .env(
                 "RUST_LOG",
-                std::env::var("MESH_TESTNET_LOG").unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
+                std::env::var("MESH_TESTNET_LOG")
+                    .unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
             )
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -60,7 +60,13 @@ pub fn write_orders(dir: &Path, rows: usize, seed: u64) -> std::io::Result<PathB
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let _ = writeln!(s, "{i},customer{}@example.com,{}.{:02}", x % 10_000, x % 1000, x % 100);
+        let _ = writeln!(
+            s,
+            "{i},customer{}@example.com,{}.{:02}",
+            x % 10_000,
+            x % 1000,
+            x % 100
+        );
     }
     let path = dir.join("orders.csv");
     std::fs::write(&path, s)?;

@@ -1,6 +1,8 @@
 //! Multi-node integration tests: real `mesh` processes on loopback, driven through the
 //! testnet library. Every wait has a deadline; no test sleeps for luck.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,12 +13,25 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 fn testnet(nodes: usize) -> Testnet {
     let mesh = MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"));
-    Testnet::create(TestnetConfig::new(mesh, nodes, &["sales", "finance", "logistics"]))
-        .expect("create testnet")
+    Testnet::create(TestnetConfig::new(
+        mesh,
+        nodes,
+        &["sales", "finance", "logistics"],
+    ))
+    .expect("create testnet")
 }
 
-fn publish_orders(net: &Testnet, node: usize, product: &str, version: &str, rows: usize, seed: u64) -> std::path::PathBuf {
-    let dir = net.root().join(format!("src-{}-{version}", product.replace('/', "-")));
+fn publish_orders(
+    net: &Testnet,
+    node: usize,
+    product: &str,
+    version: &str,
+    rows: usize,
+    seed: u64,
+) -> std::path::PathBuf {
+    let dir = net
+        .root()
+        .join(format!("src-{}-{version}", product.replace('/', "-")));
     let csv = sample::write_orders(&dir, rows, seed).unwrap();
     net.publish(node, &dir, &sample::manifest_toml(product, version))
         .expect("publish");
@@ -42,10 +57,10 @@ fn chunk_paths(net: &Testnet, node: usize, product: &str) -> Vec<std::path::Path
 
 fn no_partial_files(dir: &Path) -> bool {
     !dir.exists()
-        || std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().contains("mesh-partial") && e.file_name() != "orders.csv")
+        || std::fs::read_dir(dir).unwrap().flatten().all(|e| {
+            !e.file_name().to_string_lossy().contains("mesh-partial")
+                && e.file_name() != "orders.csv"
+        })
 }
 
 #[test]
@@ -54,7 +69,8 @@ fn three_nodes_publish_gossip_and_fetch_byte_identical() {
     net.start_all().unwrap();
     let csv = publish_orders(&net, 0, "sales/orders", "1.0.0", 150_000, 1);
     for i in [1, 2] {
-        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE).unwrap();
+        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE)
+            .unwrap();
     }
     let source = file_hash(&csv).unwrap();
     for i in [1, 2] {
@@ -67,7 +83,9 @@ fn three_nodes_publish_gossip_and_fetch_byte_identical() {
         assert!(entry.local, "node {i} holds the product after fetching it");
     }
     // A second fetch of a product already held moves no bytes.
-    let again = net.fetch(1, "sales/orders", &net.root().join("again")).unwrap();
+    let again = net
+        .fetch(1, "sales/orders", &net.root().join("again"))
+        .unwrap();
     assert_eq!(again.transferred_bytes, 0);
     net.stop_all().unwrap();
 }
@@ -79,14 +97,19 @@ fn late_joiner_learns_catalog_by_sync_and_fetches() {
     net.start(1).unwrap();
     net.wait_peers(1, 1, DEADLINE).unwrap();
     let csv = publish_orders(&net, 0, "sales/orders", "2.1.0", 20_000, 2);
-    net.wait_product(1, "sales/orders", "2.1.0", DEADLINE).unwrap();
+    net.wait_product(1, "sales/orders", "2.1.0", DEADLINE)
+        .unwrap();
     // Node 2 did not exist when the announcement was gossiped: only catalog sync
     // on connect can tell it about the product.
     net.start(2).unwrap();
-    net.wait_product(2, "sales/orders", "2.1.0", DEADLINE).unwrap();
+    net.wait_product(2, "sales/orders", "2.1.0", DEADLINE)
+        .unwrap();
     let out = net.root().join("late");
     net.fetch(2, "sales/orders@2.1.0", &out).unwrap();
-    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
 }
 
 #[test]
@@ -96,28 +119,45 @@ fn corrupted_chunk_on_provider_never_reaches_a_consumer() {
 
     // Only node 0 holds the product: the fetch fails cleanly, writing nothing.
     publish_orders(&net, 0, "sales/orders", "1.0.0", 60_000, 3);
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
     let victim = &chunk_paths(&net, 0, "sales/orders")[1];
     let len = std::fs::metadata(victim).unwrap().len() as usize;
     std::fs::write(victim, vec![0xAB; len]).unwrap();
     let out = net.root().join("bad");
-    let err = net.fetch(1, "sales/orders@1.0.0", &out).unwrap_err().to_string();
-    assert!(err.contains("could not be fetched from any provider"), "{err}");
-    assert!(no_partial_files(&out), "no file may appear under {}", out.display());
+    let err = net
+        .fetch(1, "sales/orders@1.0.0", &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not be fetched from any provider"),
+        "{err}"
+    );
+    assert!(
+        no_partial_files(&out),
+        "no file may appear under {}",
+        out.display()
+    );
 
     // Node 2 holds a healthy copy of another product: node 1 gets the chunk there.
     let csv = publish_orders(&net, 0, "sales/returns", "1.0.0", 60_000, 4);
-    net.wait_product(2, "sales/returns", "1.0.0", DEADLINE).unwrap();
-    net.fetch(2, "sales/returns", &net.root().join("healthy")).unwrap();
+    net.wait_product(2, "sales/returns", "1.0.0", DEADLINE)
+        .unwrap();
+    net.fetch(2, "sales/returns", &net.root().join("healthy"))
+        .unwrap();
     for victim in chunk_paths(&net, 0, "sales/returns") {
         let len = std::fs::metadata(&victim).unwrap().len() as usize;
         std::fs::write(&victim, vec![0xCD; len]).unwrap();
     }
-    net.wait_product(1, "sales/returns", "1.0.0", DEADLINE).unwrap();
+    net.wait_product(1, "sales/returns", "1.0.0", DEADLINE)
+        .unwrap();
     let out = net.root().join("failover");
     let o = net.fetch(1, "sales/returns", &out).unwrap();
     assert_eq!(o.providers, vec![net.nodes[2].peer_id.clone()]);
-    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
 }
 
 #[test]
@@ -128,11 +168,23 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
     sample::write_orders(&dir, 1000, 5).unwrap();
     let good = sample::manifest_toml("sales/orders", "1.0.0");
     let cases = [
-        (good.replace("[owner]\nteam = \"sales-data\"\n", "[owner]\n"), "owner.team"),
-        (good.replace("version = \"1.0.0\"", "version = \"one\""), "version"),
-        (good.replace("freshness = \"24h\"", "freshness = \"soon\""), "sla.freshness"),
+        (
+            good.replace("[owner]\nteam = \"sales-data\"\n", "[owner]\n"),
+            "owner.team",
+        ),
+        (
+            good.replace("version = \"1.0.0\"", "version = \"one\""),
+            "version",
+        ),
+        (
+            good.replace("freshness = \"24h\"", "freshness = \"soon\""),
+            "sla.freshness",
+        ),
         (good.replace("title = \"Orders\"\n", ""), "title"),
-        (good.replace("id = \"sales/orders\"", "id = \"Sales Orders\""), "id"),
+        (
+            good.replace("id = \"sales/orders\"", "id = \"Sales Orders\""),
+            "id",
+        ),
         (format!("{good}\nunknown_field = 1\n"), "unknown_field"),
         (good.replace("sales/orders", "finance/orders"), "domain"),
     ];
@@ -144,14 +196,26 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
     let manifest = net.root().join("bad.toml");
     std::fs::write(&manifest, good.replace("title = \"Orders\"\n", "")).unwrap();
     let out = net.nodes[0]
-        .mesh(net.mesh_bin(), &["publish", dir.to_str().unwrap(), "--manifest", manifest.to_str().unwrap()])
+        .mesh(
+            net.mesh_bin(),
+            &[
+                "publish",
+                dir.to_str().unwrap(),
+                "--manifest",
+                manifest.to_str().unwrap(),
+            ],
+        )
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`title`"));
     // Nothing changed: empty catalog, no chunk written.
     assert!(net.products(0).unwrap().is_empty());
     let chunks = mesh_node::NodeHome::new(&net.nodes[0].home).chunks_path();
-    let stored = std::fs::read_dir(&chunks).unwrap().flatten().filter(|e| e.file_name() != "tmp").count();
+    let stored = std::fs::read_dir(&chunks)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "tmp")
+        .count();
     assert_eq!(stored, 0, "an invalid publish must not store chunks");
     // And a valid one still works.
     net.publish(0, &dir, &good).unwrap();
@@ -172,7 +236,8 @@ fn unregistered_domain_key_cannot_publish_and_nothing_spreads() {
     // A registered product published afterwards arrives; the rogue one never does.
     publish_orders(&net, 0, "sales/orders", "1.0.0", 500, 7);
     for i in [1, rogue] {
-        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE).unwrap();
+        net.wait_product(i, "sales/orders", "1.0.0", DEADLINE)
+            .unwrap();
         assert!(!net.knows(i, "rogue/orders", "1.0.0").unwrap());
     }
 }
@@ -182,21 +247,32 @@ fn killed_node_leaves_the_others_serving_and_fetching() {
     let mut net = testnet(3);
     net.start_all().unwrap();
     let csv = publish_orders(&net, 0, "sales/orders", "1.0.0", 40_000, 8);
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE).unwrap();
-    net.fetch(1, "sales/orders", &net.root().join("one")).unwrap();
-    net.wait_product(2, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    net.fetch(1, "sales/orders", &net.root().join("one"))
+        .unwrap();
+    net.wait_product(2, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
 
     net.nodes[0].kill();
     // Node 2 fetches from node 1, the only live holder.
     let out = net.root().join("two");
     let o = net.fetch(2, "sales/orders", &out).unwrap();
     assert_eq!(o.providers, vec![net.nodes[1].peer_id.clone()]);
-    assert_eq!(file_hash(&out.join("orders.csv")).unwrap(), file_hash(&csv).unwrap());
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
     // Publishing and gossip still work without node 0.
     publish_orders(&net, 1, "finance/ledger", "1.0.0", 1000, 9);
-    net.wait_product(2, "finance/ledger", "1.0.0", DEADLINE).unwrap();
+    net.wait_product(2, "finance/ledger", "1.0.0", DEADLINE)
+        .unwrap();
     // The killed node restarts from its home and catches up by catalog sync.
     net.start(0).unwrap();
-    net.wait_product(0, "finance/ledger", "1.0.0", DEADLINE).unwrap();
-    assert!(net.knows(0, "sales/orders", "1.0.0").unwrap(), "acknowledged publish survives kill -9");
+    net.wait_product(0, "finance/ledger", "1.0.0", DEADLINE)
+        .unwrap();
+    assert!(
+        net.knows(0, "sales/orders", "1.0.0").unwrap(),
+        "acknowledged publish survives kill -9"
+    );
 }
