@@ -41,6 +41,8 @@ pub(crate) enum Command {
     /// publisher key, and prints the peer id and publisher key to register in the
     /// genesis policy. Second run, with --genesis: verifies and installs the policy.
     Init(InitArgs),
+    /// Print this home's identity: domain, peer id and publisher key (offline).
+    Id(IdArgs),
     /// Run the node daemon.
     Node {
         #[command(subcommand)]
@@ -81,6 +83,16 @@ pub(crate) struct InitArgs {
     /// Use this existing key file as the domain's publisher key instead of a new one.
     #[arg(long)]
     pub(crate) publisher_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IdArgs {
+    /// Print only the domain publisher key (for scripts and `mesh policy genesis`).
+    #[arg(long, conflicts_with = "peer_id")]
+    pub(crate) publisher_key: bool,
+    /// Print only the libp2p peer id.
+    #[arg(long)]
+    pub(crate) peer_id: bool,
 }
 
 #[derive(Debug, Subcommand)]

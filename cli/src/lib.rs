@@ -29,6 +29,7 @@ where
     let json = cli.json;
     let result = match cli.command {
         Command::Init(a) => setup::init(&cli.home, a, json),
+        Command::Id(a) => setup::id(&cli.home, a, json),
         Command::Node {
             command: NodeCommand::Run(a),
         } => setup::run_node(&cli.home, a),

@@ -182,7 +182,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     let out = if a.out.is_absolute() {
         a.out.clone()
     } else {
-        std::env::current_dir()?.join(&a.out)
+        std::env::current_dir()?.join(a.out.strip_prefix(".").unwrap_or(&a.out))
     };
     let body = FetchRequest {
         product: a.product.clone(),

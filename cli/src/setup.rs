@@ -9,7 +9,7 @@ use mesh_protocol::DomainName;
 use mesh_storage::SledStore;
 use serde_json::json;
 
-use crate::args::{InitArgs, RunArgs};
+use crate::args::{IdArgs, InitArgs, RunArgs};
 use crate::output::print_json;
 
 pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
@@ -79,6 +79,28 @@ pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
             "next: register the publisher key (and peer id) in the genesis policy, then `mesh --home {} init --genesis FILE`",
             home.root().display()
         ),
+    }
+    Ok(())
+}
+
+pub(crate) fn id(home: &Path, a: IdArgs, json: bool) -> anyhow::Result<()> {
+    let home = NodeHome::new(home);
+    let config = home.load_config()?;
+    let publisher = home.load_publisher_key(&config.domain)?.public();
+    let peer_id = home.peer_id()?;
+    if a.publisher_key {
+        println!("{publisher}");
+    } else if a.peer_id {
+        println!("{peer_id}");
+    } else if json {
+        print_json(&json!({
+            "domain": config.domain.to_string(), "peer_id": peer_id.to_string(),
+            "publisher_key": publisher.to_string(),
+        }))?;
+    } else {
+        println!("domain         {}", config.domain);
+        println!("peer id        {peer_id}");
+        println!("publisher key  {publisher}");
     }
     Ok(())
 }
