@@ -82,6 +82,11 @@ fn three_nodes_publish_gossip_and_fetch_byte_identical() {
         let entry = net.products(i).unwrap().into_iter().next().unwrap();
         assert!(entry.local, "node {i} holds the product after fetching it");
     }
+    let err = net
+        .fetch(1, "sales/unknown", &net.root().join("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not in this node's catalog"), "{err}");
     // A second fetch of a product already held moves no bytes.
     let again = net
         .fetch(1, "sales/orders", &net.root().join("again"))
@@ -217,6 +222,23 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
         .filter(|e| e.file_name() != "tmp")
         .count();
     assert_eq!(stored, 0, "an invalid publish must not store chunks");
+    // Mutating calls need the home's token.
+    let addr =
+        std::fs::read_to_string(mesh_node::NodeHome::new(&net.nodes[0].home).api_addr_path())
+            .unwrap();
+    let request = mesh_node::api::PublishRequest {
+        path: dir.clone(),
+        manifest: good.clone(),
+    };
+    for token in [None, Some("wrong".to_string())] {
+        let client = mesh_node::ApiClient::new(addr.trim(), token);
+        let err = client
+            .post::<_, serde_json::Value>("/v1/publish", &request)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("API token"), "{err}");
+    }
+    assert!(net.products(0).unwrap().is_empty());
     // And a valid one still works.
     net.publish(0, &dir, &good).unwrap();
 }
@@ -254,7 +276,16 @@ fn killed_node_leaves_the_others_serving_and_fetching() {
     net.wait_product(2, "sales/orders", "1.0.0", DEADLINE)
         .unwrap();
 
+    publish_orders(&net, 0, "sales/only-here", "1.0.0", 100, 10);
+    net.wait_product(2, "sales/only-here", "1.0.0", DEADLINE)
+        .unwrap();
+
     net.nodes[0].kill();
+    let err = net
+        .fetch(2, "sales/only-here", &net.root().join("gone"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no provider reachable"), "{err}");
     // Node 2 fetches from node 1, the only live holder.
     let out = net.root().join("two");
     let o = net.fetch(2, "sales/orders", &out).unwrap();
