@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod announcement;
+pub mod chain;
 pub mod duration;
 pub mod encoding;
 pub mod hash;
@@ -17,10 +18,14 @@ pub mod id;
 pub mod keys;
 pub mod manifest;
 pub mod policy;
+pub mod policy_change;
+pub mod rules;
+pub mod schema_diff;
 pub mod signed;
 pub mod wire;
 
 pub use announcement::Announcement;
+pub use chain::PolicyChain;
 pub use encoding::{decode, encode, DecodeError};
 pub use hash::{Hash, ManifestHash};
 pub use id::{DomainName, ProductId, ProductRef};

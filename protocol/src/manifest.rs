@@ -187,6 +187,9 @@ pub struct Manifest {
     pub tags: Vec<String>,
     /// The product's overall sensitivity.
     pub classification: Classification,
+    /// Domains this product names as its consumers; the policy's fetch rules decide
+    /// what that means (e.g. only they may fetch a `pii` product).
+    pub consumers: Vec<crate::DomainName>,
     /// Columns.
     pub schema: Vec<Field>,
     /// Service levels.
@@ -321,6 +324,9 @@ pub struct ManifestDraft {
     /// Tags for discovery.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Consumer domains (see [`Manifest::consumers`]).
+    #[serde(default)]
+    pub consumers: Vec<String>,
     /// Owning team.
     pub owner: Option<OwnerDraft>,
     /// Columns.
@@ -478,6 +484,13 @@ impl ManifestDraft {
                 lineage.push(Upstream { id, manifest });
             }
         }
+        let mut consumers = Vec::new();
+        for (i, c) in self.consumers.iter().enumerate() {
+            match crate::DomainName::new(c) {
+                Ok(d) => consumers.push(d),
+                Err(e) => errs.push(field_err(format!("consumers[{i}]"), e.to_string())),
+            }
+        }
         let schema = self
             .schema
             .into_iter()
@@ -502,6 +515,7 @@ impl ManifestDraft {
             owner,
             tags: self.tags,
             classification: self.classification.unwrap_or(Classification::Internal),
+            consumers,
             schema,
             sla: Sla {
                 freshness_secs,

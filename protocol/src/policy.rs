@@ -49,6 +49,8 @@ pub enum SchemaCompatibility {
     None,
     /// Breaking changes need a new major version.
     Backward,
+    /// Breaking changes are refused, whatever the version.
+    Frozen,
 }
 
 /// Mesh-wide settings.
@@ -134,6 +136,24 @@ pub enum PolicyError {
         /// Now.
         now: u64,
     },
+    /// A different document was signed for a version already accepted.
+    #[error("equivocation: policy v{version} {theirs} differs from the accepted v{version} {ours}; report this to the council")]
+    Equivocation {
+        /// The version.
+        version: u64,
+        /// Hash of the accepted document.
+        ours: crate::Hash,
+        /// Hash of the conflicting document.
+        theirs: crate::Hash,
+    },
+    /// The policy's rules do not parse.
+    #[error("policy v{version}: rules are invalid: {error}")]
+    BadRules {
+        /// Policy version.
+        version: u64,
+        /// The parser's message.
+        error: String,
+    },
     /// A domain entry is unusable.
     #[error("policy v{version}: domain {domain} has no publisher key")]
     EmptyDomain {
@@ -160,7 +180,8 @@ impl Policy {
             .map(|(name, _)| name)
     }
 
-    fn check_shape(&self) -> Result<(), PolicyError> {
+    /// Checks format, council threshold, rules and domain entries.
+    pub fn check_shape(&self) -> Result<(), PolicyError> {
         crate::encoding::check_format("policy", self.format, POLICY_FORMAT)?;
         let t = self.council.threshold;
         if t == 0 || usize::from(t) > self.council.members.len() {
@@ -168,6 +189,12 @@ impl Policy {
                 version: self.version,
                 threshold: t,
                 members: self.council.members.len(),
+            });
+        }
+        if let Err(e) = crate::rules::Rules::parse(&self.rules) {
+            return Err(PolicyError::BadRules {
+                version: self.version,
+                error: e.to_string(),
             });
         }
         if let Some((domain, _)) = self

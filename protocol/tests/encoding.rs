@@ -32,6 +32,7 @@ fn sample_manifest() -> Manifest {
         },
         tags: vec!["orders".into(), "daily".into()],
         classification: Classification::Internal,
+        consumers: vec![DomainName::new("finance").unwrap()],
         schema: vec![Field {
             name: "order_id".into(),
             logical_type: LogicalType::String,
