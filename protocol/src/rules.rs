@@ -182,6 +182,16 @@ fn principal_entity(domain: Option<&DomainName>) -> Result<Entity, RuleError> {
     .map_err(|e| RuleError(e.to_string()))
 }
 
+/// Position of a rule in the text: Cedar names parsed rules `policy0`, `policy1`, ...
+fn text_order(id: &cedar_policy::PolicyId) -> (u64, String) {
+    let s = id.to_string();
+    let n = s
+        .strip_prefix("policy")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    (n, s)
+}
+
 impl Rules {
     /// Parses rule text; empty text means "allow everything".
     pub fn parse(text: &str) -> Result<Self, RuleError> {
@@ -251,9 +261,21 @@ impl Rules {
         };
         // Fail closed: a rule that errors (e.g. reads an undeclared attribute without
         // `has`) denies rather than silently not applying.
-        if let Some(e) = response.diagnostics().errors().next() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
-            let (rule, _) = name(pe.policy_id());
+        let mut errors: Vec<_> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(pe) = e;
+                (
+                    text_order(pe.policy_id()),
+                    pe.policy_id().clone(),
+                    e.to_string(),
+                )
+            })
+            .collect();
+        errors.sort();
+        if let Some((_, id, e)) = errors.into_iter().next() {
+            let (rule, _) = name(&id);
             return Ok(Decision::Deny {
                 rule,
                 reason: format!("the rule failed to evaluate ({e}); fix the rule or the product"),
@@ -262,7 +284,11 @@ impl Rules {
         if response.decision() == CedarDecision::Allow {
             return Ok(Decision::Allow);
         }
-        let decision = match response.diagnostics().reason().next() {
+        // Several rules may decide; name the first in rule-text order, so every node
+        // reports the same one.
+        let mut deciding: Vec<&cedar_policy::PolicyId> = response.diagnostics().reason().collect();
+        deciding.sort_by_key(|id| text_order(id));
+        let decision = match deciding.first().copied() {
             Some(id) => {
                 let (rule, reason) = name(id);
                 Decision::Deny {
