@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// A peer-to-peer data mesh node: publish data products, discover them over gossip,
 /// fetch and verify them, under a council-signed governance policy.
 #[derive(Debug, Parser)]
-#[command(name = "mesh", version, propagate_version = true)]
+#[command(name = "mesh", version)]
 #[command(
     after_help = "Start here: `mesh-testnet demo` runs a whole mesh on this machine.\n\
 By hand: `mesh council keygen`, `mesh init`, `mesh policy genesis`, `mesh policy sign`,\n\
@@ -135,10 +135,43 @@ pub(crate) struct KeygenArgs {
 pub(crate) enum PolicyCommand {
     /// Build an unsigned genesis policy (version 1); council members then sign it.
     Genesis(GenesisArgs),
+    /// Draft the next policy version from the current one plus a change file.
+    Draft(DraftArgs),
     /// Add your signature to a policy file (offline; no daemon needed).
     Sign(SignArgs),
-    /// Print a policy file and which council signatures it still needs.
+    /// Submit a signed policy to the node; it verifies it and gossips it to the mesh.
+    Submit(SubmitArgs),
+    /// Show a policy file, or the node's current policy (or --version N).
     Show(ShowPolicyArgs),
+    /// List every version of the node's policy chain.
+    History,
+    /// Dry run: would publishing this manifest be allowed, and if not, which rule says no?
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DraftArgs {
+    /// The change file (TOML): council, domain registry, rules_file, settings, expires_in.
+    #[arg(long)]
+    pub(crate) change: PathBuf,
+    /// The current policy as a file; default: the running node's current policy.
+    #[arg(long)]
+    pub(crate) current: Option<PathBuf>,
+    /// Where to write the unsigned draft.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubmitArgs {
+    /// The signed policy file.
+    pub(crate) file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The product manifest (TOML).
+    pub(crate) manifest: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -174,8 +207,14 @@ pub(crate) struct SignArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ShowPolicyArgs {
-    /// The policy file.
-    pub(crate) file: PathBuf,
+    /// A policy file; without it, the running node's policy.
+    pub(crate) file: Option<PathBuf>,
+    /// Which version of the node's chain (default: the current one).
+    #[arg(long, conflicts_with = "file")]
+    pub(crate) version: Option<u64>,
+    /// Also write the shown policy to this file (e.g. as `--current` for a draft).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -213,4 +252,14 @@ pub(crate) struct FetchArgs {
     /// Directory to write the product's files into.
     #[arg(short, long)]
     pub(crate) out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

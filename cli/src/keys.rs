@@ -10,7 +10,7 @@ use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
 use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
 use serde_json::json;
 
-use crate::args::{GenesisArgs, KeygenArgs, ShowPolicyArgs, SignArgs};
+use crate::args::{GenesisArgs, KeygenArgs};
 use crate::output::print_json;
 
 pub(crate) fn keygen(a: KeygenArgs, json: bool) -> anyhow::Result<()> {
@@ -110,98 +110,4 @@ pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
         );
         Ok(())
     }
-}
-
-fn signature_status(signed: &Signed<Policy>, policy: &Policy) -> (usize, Vec<PublicKey>) {
-    let signers = signed.valid_signers();
-    let have = policy.council.members.intersection(&signers).count();
-    let missing = policy
-        .council
-        .members
-        .difference(&signers)
-        .copied()
-        .collect();
-    (have, missing)
-}
-
-pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
-    let key = keyfile::read_key(&a.key)?;
-    let before = policy_file::read(&a.file)?;
-    let policy = before.value()?;
-    if !policy.council.members.contains(&key.public()) {
-        eprintln!(
-            "warning: {} is not a member of this policy's council; its signature will not count",
-            key.public()
-        );
-    }
-    let signed = policy_file::sign(&a.file, &key)?;
-    let (have, missing) = signature_status(&signed, &policy);
-    if json {
-        return print_json(&json!({
-            "file": a.file, "signatures": have, "threshold": policy.council.threshold,
-            "missing": missing.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        }));
-    }
-    println!(
-        "signed policy v{} with {}: {have} of {} required council signatures",
-        policy.version,
-        key.public().short(),
-        policy.council.threshold
-    );
-    Ok(())
-}
-
-pub(crate) fn show(a: ShowPolicyArgs, json: bool) -> anyhow::Result<()> {
-    let signed = policy_file::read(&a.file)?;
-    let policy = signed.value()?;
-    let (have, missing) = signature_status(&signed, &policy);
-    if json {
-        return print_json(&json!({
-            "policy": policy, "hash": signed.hash().to_string(),
-            "signatures": have, "missing": missing.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        }));
-    }
-    println!("policy v{}  hash {}", policy.version, signed.hash().short());
-    println!("expires_at: {} (unix seconds)", policy.expires_at);
-    println!(
-        "council: threshold {} of {}",
-        policy.council.threshold,
-        policy.council.members.len()
-    );
-    for m in &policy.council.members {
-        let mark = if missing.contains(m) {
-            "not signed"
-        } else {
-            "signed"
-        };
-        println!("  {m}  {mark}");
-    }
-    println!("domains:");
-    for (name, d) in &policy.domains {
-        println!(
-            "  {name}: {} publisher key(s), {} node(s)",
-            d.publisher_keys.len(),
-            d.nodes.len()
-        );
-        for k in &d.publisher_keys {
-            println!("    key  {k}");
-        }
-        for n in &d.nodes {
-            println!("    node {n}");
-        }
-    }
-    let need = usize::from(policy.council.threshold);
-    if have >= need {
-        println!("signatures: {have} of {need} required: complete");
-    } else {
-        println!(
-            "signatures: {have} of {need} required; missing: {}",
-            missing
-                .iter()
-                .map(|k| k.short())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@
 //! takes `--json`.
 
 mod args;
+mod governance;
 mod keys;
 mod output;
 mod products;
@@ -38,8 +39,12 @@ where
         } => keys::keygen(a, json),
         Command::Policy { command } => match command {
             PolicyCommand::Genesis(a) => keys::genesis(a, json),
-            PolicyCommand::Sign(a) => keys::sign(a, json),
-            PolicyCommand::Show(a) => keys::show(a, json),
+            PolicyCommand::Draft(a) => governance::draft(&cli.home, a, json),
+            PolicyCommand::Sign(a) => governance::sign(a, json),
+            PolicyCommand::Submit(a) => governance::submit(&cli.home, a, json),
+            PolicyCommand::Show(a) => governance::show(&cli.home, a, json),
+            PolicyCommand::History => governance::history(&cli.home, json),
+            PolicyCommand::Check(a) => governance::check(&cli.home, a, json),
         },
         Command::Publish(a) => products::publish(&cli.home, a, json),
         Command::Products(a) => products::list(&cli.home, a, json),

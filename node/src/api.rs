@@ -16,7 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mesh_protocol::{Manifest, ProductRef};
+use mesh_protocol::{Manifest, Policy, ProductRef, Signed};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -59,6 +59,51 @@ pub struct ShowResponse {
     pub manifest: Option<Manifest>,
     /// Why the manifest is absent.
     pub manifest_error: Option<String>,
+}
+
+/// `POST /v1/policy`: a signed policy to submit.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// Hex of the encoded `Signed<Policy>` envelope.
+    pub envelope: String,
+}
+
+/// `POST /v1/policy/check`: a manifest to check.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// The `product.toml` text.
+    pub manifest: String,
+}
+
+/// One version of the node's policy chain.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy.
+    pub policy: Policy,
+    /// BLAKE3 of its canonical bytes.
+    pub hash: String,
+    /// Keys with a valid signature on it.
+    pub signers: Vec<String>,
+    /// Hex of the encoded signed envelope (to write a policy file from).
+    pub envelope: String,
+    /// Whether it is expired now.
+    pub expired: bool,
+}
+
+impl PolicyView {
+    fn new(signed: &Signed<Policy>, policy: Policy) -> Self {
+        PolicyView {
+            expired: policy.expires_at <= crate::governance::unix_now(),
+            policy,
+            hash: signed.hash().to_string(),
+            signers: signed
+                .valid_signers()
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            envelope: hex::encode(signed.to_bytes()),
+        }
+    }
 }
 
 /// An error body.
@@ -127,12 +172,16 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
     let mutating = Router::new()
         .route("/v1/publish", post(publish))
         .route("/v1/fetch", post(fetch))
+        .route("/v1/policy", post(submit_policy))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/products", get(products))
         .route("/v1/products/{domain}/{name}", get(show))
+        .route("/v1/policy", get(policy))
+        .route("/v1/policy/history", get(history))
+        .route("/v1/policy/check", post(check))
         .merge(mutating)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
@@ -228,4 +277,61 @@ async fn fetch(
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(lines))
         .map_err(|e| NodeError::Network(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct PolicyQuery {
+    version: Option<u64>,
+}
+
+async fn policy(
+    State(s): State<AppState>,
+    Query(q): Query<PolicyQuery>,
+) -> Result<Json<PolicyView>, NodeError> {
+    let g = &s.node.shared.governance;
+    let version = q.version.unwrap_or_else(|| g.version());
+    let signed = g.get(version).ok_or_else(|| {
+        NodeError::NotFound(format!(
+            "this node holds policy versions 1..={}, not {version}",
+            g.version()
+        ))
+    })?;
+    let policy = signed
+        .value()
+        .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+    Ok(Json(PolicyView::new(&signed, policy)))
+}
+
+async fn history(State(s): State<AppState>) -> Json<Vec<PolicyView>> {
+    Json(
+        s.node
+            .shared
+            .governance
+            .history()
+            .into_iter()
+            .map(|(signed, p)| PolicyView::new(&signed, p))
+            .collect(),
+    )
+}
+
+async fn submit_policy(
+    State(s): State<AppState>,
+    Json(req): Json<SubmitRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let bytes = hex::decode(req.envelope.trim())
+        .map_err(|e| NodeError::Usage(format!("envelope is not hex: {e}")))?;
+    let signed = Signed::<Policy>::from_bytes(&bytes)
+        .map_err(|e| NodeError::Usage(format!("not a signed policy: {e}")))?;
+    Ok(Json(s.node.submit_policy(signed).await?))
+}
+
+async fn check(
+    State(s): State<AppState>,
+    Json(req): Json<CheckRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let shared = s.node.shared.clone();
+    let report = tokio::task::spawn_blocking(move || crate::publish::check(&shared, &req.manifest))
+        .await
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+    Ok(Json(report))
 }

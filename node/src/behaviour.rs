@@ -16,6 +16,9 @@ use crate::NodeError;
 /// The gossip topic of product announcements.
 pub const ANNOUNCE_TOPIC: &str = "mesh/announce/v1";
 
+/// The gossip topic of governance policies.
+pub const POLICY_TOPIC: &str = "mesh/policy/v1";
+
 /// Gossip messages larger than this are dropped by gossipsub itself.
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 
@@ -51,6 +54,11 @@ pub(crate) fn announce_topic() -> IdentTopic {
     IdentTopic::new(ANNOUNCE_TOPIC)
 }
 
+/// The policy topic.
+pub(crate) fn policy_topic() -> IdentTopic {
+    IdentTopic::new(POLICY_TOPIC)
+}
+
 /// Builds the swarm for `key` and subscribes to the announcement topic.
 pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
@@ -68,6 +76,10 @@ pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeErro
                 .validate_messages()
                 .validation_mode(ValidationMode::Strict)
                 .max_transmit_size(MAX_GOSSIP_BYTES)
+                .max_transmit_size_for_topic(
+                    mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
+                    policy_topic().hash(),
+                )
                 .heartbeat_interval(Duration::from_millis(700))
                 .message_id_fn(|m: &gossipsub::Message| {
                     gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
@@ -108,6 +120,11 @@ pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeErro
         .behaviour_mut()
         .gossipsub
         .subscribe(&announce_topic())
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&policy_topic())
         .map_err(|e| NodeError::Network(e.to_string()))?;
     Ok(swarm)
 }

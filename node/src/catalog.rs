@@ -4,15 +4,20 @@
 //! Keys are `domain/name \0 version`, so a page of the catalog can resume after any
 //! entry. An announcement enters only after [`Governance::check_announcement`]; the
 //! first manifest hash announced for a version wins and a conflicting one is refused.
+//!
+//! Verified manifests are kept by hash (`manifests` tree) as soon as they are known;
+//! a product counts as held only once every chunk is verified (`complete` tree). Each
+//! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
+//! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
 use std::sync::Arc;
 
 use mesh_protocol::announcement::Announcement;
-use mesh_protocol::{ManifestHash, ProductId, Signed};
+use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 use serde::Serialize;
 
-use crate::governance::{Governance, Rejection};
+use crate::governance::{Governance, Rejection, Violation};
 use crate::NodeError;
 
 /// One product version in the catalog.
@@ -22,6 +27,9 @@ pub struct CatalogEntry {
     pub announcement: Announcement,
     /// Whether this node holds the complete product (manifest and every chunk).
     pub local: bool,
+    /// Rules of the current policy this version violates (empty when compliant).
+    #[serde(default)]
+    pub flags: Vec<Violation>,
 }
 
 /// What happened to an offered announcement.
@@ -105,9 +113,11 @@ impl Catalog {
             .value()
             .map_err(|e| NodeError::Corrupt(format!("catalog entry: {e}")))?;
         let local = self.holds(&announcement.manifest)?;
+        let flags = self.flags(&entry_key(&announcement.product, &announcement.version))?;
         Ok(CatalogEntry {
             announcement,
             local,
+            flags,
         })
     }
 
@@ -115,8 +125,107 @@ impl Catalog {
     pub fn holds(&self, manifest: &ManifestHash) -> Result<bool, NodeError> {
         Ok(self
             .store
-            .get(Tree::Manifests, manifest.as_bytes())?
+            .get(Tree::Complete, manifest.as_bytes())?
             .is_some())
+    }
+
+    /// Marks the product with this manifest as held completely.
+    pub fn mark_complete(&self, manifest: &ManifestHash) -> Result<(), NodeError> {
+        self.store.put(Tree::Complete, manifest.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    /// A verified manifest this node knows, if any.
+    pub fn manifest(
+        &self,
+        hash: &ManifestHash,
+    ) -> Result<Option<(Signed<Manifest>, Manifest)>, NodeError> {
+        let Some(bytes) = self.store.get(Tree::Manifests, hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let signed = Signed::<Manifest>::from_bytes(&bytes)
+            .map_err(|e| NodeError::Corrupt(format!("stored manifest {}: {e}", hash.short())))?;
+        let m = signed
+            .value()
+            .map_err(|e| NodeError::Corrupt(format!("stored manifest {}: {e}", hash.short())))?;
+        Ok(Some((signed, m)))
+    }
+
+    /// Records a verified manifest and flags its entry with any violations.
+    pub fn record_manifest(
+        &self,
+        signed: &Signed<Manifest>,
+        m: &Manifest,
+    ) -> Result<(), NodeError> {
+        self.store.put(
+            Tree::Manifests,
+            signed.hash().as_bytes(),
+            &signed.to_bytes(),
+        )?;
+        self.set_flags(
+            &entry_key(&m.id, &m.version),
+            &self.governance.violations(m),
+        )
+    }
+
+    fn flags(&self, key: &[u8]) -> Result<Vec<Violation>, NodeError> {
+        match self.store.get(Tree::Flags, key)? {
+            Some(b) => mesh_protocol::decode(&b, 1024 * 1024, "catalog flags")
+                .map_err(|e| NodeError::Corrupt(e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn set_flags(&self, key: &[u8], flags: &[Violation]) -> Result<(), NodeError> {
+        if flags.is_empty() {
+            self.store.remove(Tree::Flags, key)?;
+        } else {
+            self.store
+                .put(Tree::Flags, key, &mesh_protocol::encode(&flags))?;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates every entry against the current policy; returns how many entries
+    /// are flagged. Entries whose manifest is unknown are checked for registration.
+    pub fn reevaluate(&self) -> Result<usize, NodeError> {
+        let policy = self.governance.policy();
+        let mut flagged = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(Tree::Announcements, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, bytes) in &page {
+                let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value())
+                else {
+                    continue;
+                };
+                let flags = match self.manifest(&a.manifest)? {
+                    Some((_, m)) => self.governance.violations(&m),
+                    None if !policy.is_publisher(a.product.domain(), &a.publisher) => {
+                        vec![Violation {
+                            rule: "registry".into(),
+                            reason: format!(
+                                "publisher key {} is no longer registered for domain {}",
+                                a.publisher.short(),
+                                a.product.domain()
+                            ),
+                            policy_version: policy.version,
+                        }]
+                    }
+                    None => Vec::new(),
+                };
+                if !flags.is_empty() {
+                    flagged += 1;
+                }
+                self.set_flags(key, &flags)?;
+            }
+        }
+        self.store.flush()?;
+        Ok(flagged)
     }
 
     /// Every version of every product matching `filter`, sorted by id then version.

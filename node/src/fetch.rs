@@ -17,7 +17,7 @@ use libp2p::PeerId;
 use mesh_protocol::manifest::ChunkRef;
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Manifest, ProductRef, Signed};
-use mesh_storage::{assemble, Tree};
+use mesh_storage::assemble;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
@@ -85,10 +85,14 @@ pub struct FetchOutcome {
     pub out: Option<PathBuf>,
     /// Peers that served chunks.
     pub providers: Vec<String>,
+    /// Rules of the current policy this version violates (a warning, not a failure).
+    #[serde(default)]
+    pub flags: Vec<crate::governance::Violation>,
 }
 
 struct ChunkFetch {
     node: Node,
+    manifest: mesh_protocol::ManifestHash,
     providers: Vec<PeerId>,
     bad: Mutex<HashMap<PeerId, u32>>,
     used: Mutex<BTreeSet<PeerId>>,
@@ -135,14 +139,8 @@ impl Node {
         let ann = entry.announcement;
         let providers = self.candidate_providers(&ann).await?;
 
-        let (signed, manifest) = match self
-            .shared
-            .store
-            .get(Tree::Manifests, ann.manifest.as_bytes())?
-        {
-            Some(bytes) => {
-                let s = Signed::<Manifest>::from_bytes(&bytes)
-                    .map_err(|e| NodeError::Corrupt(format!("stored manifest: {e}")))?;
+        let (signed, manifest) = match self.shared.catalog.manifest(&ann.manifest)? {
+            Some((s, _)) => {
                 let m = self
                     .shared
                     .governance
@@ -176,6 +174,7 @@ impl Node {
 
         let job = Arc::new(ChunkFetch {
             node: self.clone(),
+            manifest: ann.manifest,
             providers,
             bad: Mutex::new(HashMap::new()),
             used: Mutex::new(BTreeSet::new()),
@@ -205,15 +204,14 @@ impl Node {
         // marking the product complete, so a corrupt store is never reported as whole.
         let shared = self.shared.clone();
         let files = manifest.files.clone();
-        let manifest_bytes = signed.to_bytes();
         let hash = ann.manifest;
         let out2 = out.clone();
+        let (signed2, manifest2) = (signed.clone(), manifest.clone());
         tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
             assemble::verify_files(&files, &shared.chunks)
                 .map_err(|e| NodeError::Corrupt(e.to_string()))?;
-            shared
-                .store
-                .put(Tree::Manifests, hash.as_bytes(), &manifest_bytes)?;
+            shared.catalog.record_manifest(&signed2, &manifest2)?;
+            shared.catalog.mark_complete(&hash)?;
             shared.store.flush()?;
             if let Some(dir) = out2 {
                 assemble::write_files(&files, &shared.chunks, &dir)
@@ -234,13 +232,14 @@ impl Node {
             verified: true,
             out,
             providers: lock(&job.used).iter().map(|p| p.to_string()).collect(),
+            flags: self.shared.governance.violations(&manifest),
         };
         info!(bytes = outcome.transferred_bytes, "fetched {label}");
         Ok(outcome)
     }
 
     /// Providers to ask: those the announcement names, then every connected peer.
-    async fn candidate_providers(
+    pub(crate) async fn candidate_providers(
         &self,
         ann: &mesh_protocol::Announcement,
     ) -> Result<Vec<PeerId>, NodeError> {
@@ -276,15 +275,12 @@ impl Node {
                 ))
             })?;
         let hash = entry.announcement.manifest;
-        let manifest = match self.shared.store.get(Tree::Manifests, hash.as_bytes())? {
-            Some(bytes) => Signed::<Manifest>::from_bytes(&bytes)
-                .map_err(|e| NodeError::Corrupt(format!("stored manifest: {e}")))
-                .and_then(|s| {
-                    self.shared
-                        .governance
-                        .check_manifest(&s)
-                        .map_err(|r| NodeError::Rejected(r.0))
-                }),
+        let manifest = match self.shared.catalog.manifest(&hash)? {
+            Some((s, _)) => self
+                .shared
+                .governance
+                .check_manifest(&s)
+                .map_err(|r| NodeError::Rejected(r.0)),
             None => {
                 let providers = self.candidate_providers(&entry.announcement).await?;
                 self.fetch_manifest(&hash, &providers).await.map(|(_, m)| m)
@@ -293,29 +289,48 @@ impl Node {
         Ok((entry, manifest))
     }
 
-    async fn fetch_manifest(
+    pub(crate) async fn fetch_manifest(
         &self,
         hash: &mesh_protocol::ManifestHash,
         providers: &[PeerId],
     ) -> Result<(Signed<Manifest>, Manifest), NodeError> {
         let mut tried = Vec::new();
+        let mut denials = Vec::new();
         for peer in providers {
             let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
                 Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
                     Ok(s) if s.hash() == *hash => match self.shared.governance.check_manifest(&s) {
-                        Ok(m) => return Ok((s, m)),
+                        Ok(m) => {
+                            let catalog = self.shared.catalog.clone();
+                            let (s2, m2) = (s.clone(), m.clone());
+                            tokio::task::spawn_blocking(move || catalog.record_manifest(&s2, &m2))
+                                .await
+                                .map_err(|e| NodeError::Network(e.to_string()))??;
+                            return Ok((s, m));
+                        }
                         Err(r) => format!("manifest rejected: {r}"),
                     },
                     Ok(_) => "sent a manifest that does not match its hash".into(),
                     Err(e) => format!("sent an undecodable manifest: {e}"),
                 },
-                Ok(Response::Denied { rule, reason }) => format!("denied by rule {rule}: {reason}"),
+                Ok(Response::Denied { rule, reason }) => {
+                    let d = format!("denied by rule {rule}: {reason}");
+                    denials.push(d.clone());
+                    d
+                }
                 Ok(Response::NotFound) => "does not hold it".into(),
                 Ok(other) => format!("answered {other:?}"),
                 Err(e) => e,
             };
             warn!(%peer, "manifest {}: {why}", hash.short());
             tried.push(format!("{peer}: {why}"));
+        }
+        if let Some(first) = denials.first() {
+            return Err(NodeError::Rejected(format!(
+                "the mesh policy does not allow this node to fetch it: {first} ({} of {} provider(s) denied)",
+                denials.len(),
+                tried.len()
+            )));
         }
         Err(NodeError::Unavailable(format!(
             "no provider reachable for manifest {}: tried {} peer(s){}{}; check `mesh peers` and that a provider is running",
@@ -343,7 +358,13 @@ impl ChunkFetch {
             let why = match self
                 .node
                 .net
-                .request(peer, Request::Chunk(chunk.hash))
+                .request(
+                    peer,
+                    Request::Chunk {
+                        manifest: self.manifest,
+                        chunk: chunk.hash,
+                    },
+                )
                 .await
             {
                 Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
@@ -373,7 +394,11 @@ impl ChunkFetch {
                     format!("sent {} bytes, expected {}", data.len(), chunk.len)
                 }
                 Ok(Response::NotFound) => "does not hold it".into(),
-                Ok(Response::Denied { rule, reason }) => format!("denied by rule {rule}: {reason}"),
+                Ok(Response::Denied { rule, reason }) => {
+                    return Err(NodeError::Rejected(format!(
+                        "the mesh policy does not allow this node to fetch it: denied by rule {rule}: {reason}"
+                    )));
+                }
                 Ok(other) => format!("answered {other:?}"),
                 Err(e) => e,
             };
@@ -381,7 +406,7 @@ impl ChunkFetch {
             failures.push(format!("{peer}: {why}"));
         }
         Err(NodeError::Unavailable(format!(
-            "chunk {} could not be fetched from any provider ({}); nothing was written. Retry when another provider is up",
+            "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
             chunk.hash.short(),
             if failures.is_empty() { "no usable provider".to_string() } else { failures.join("; ") }
         )))

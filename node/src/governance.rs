@@ -1,16 +1,23 @@
-//! The policy this node enforces, loaded from the chain in the metadata store, and the
-//! checks every manifest and announcement must pass: a valid signature by a publisher
-//! key that the current policy registers for the product's domain.
+//! The policy chain this node enforces, persisted in the metadata store, and every
+//! check that depends on it: publisher registration of manifests and announcements,
+//! the policy's Cedar rules for publish and fetch, and schema evolution.
 //!
-//! The genesis policy is installed by `mesh init`; the governance issue extends this
-//! with successor policies (`mesh_protocol::policy::verify_successor`) and rules.
+//! The chain is verified from genesis on load (`PolicyChain::restore`) and extended
+//! only through [`Governance::offer`], which applies TUF's rules
+//! (`mesh_protocol::chain`) and persists each accepted version before reporting it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mesh_protocol::policy::{self, Policy};
-use mesh_protocol::{Announcement, Manifest, Signed, SignedKind};
+use mesh_protocol::chain::{Offered, PolicyChain};
+use mesh_protocol::policy::{self, Policy, SchemaCompatibility};
+use mesh_protocol::rules::{Decision, Rules};
+use mesh_protocol::schema_diff::breaking_changes;
+use mesh_protocol::{Announcement, DomainName, Manifest, PublicKey, Signed, SignedKind};
 use mesh_storage::{MetaStore, Tree};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 use crate::NodeError;
 
@@ -35,10 +42,36 @@ pub fn unix_now_ms() -> u64 {
 #[error("{0}")]
 pub struct Rejection(pub String);
 
-/// The current policy, shared by every part of the node.
-#[derive(Debug, Clone)]
+/// A rule a product version violates under the current policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The rule's id (or `registry` for an unregistered publisher key).
+    pub rule: String,
+    /// Its human reason.
+    pub reason: String,
+    /// The policy version that flagged it.
+    pub policy_version: u64,
+}
+
+struct State {
+    chain: PolicyChain,
+    rules: Rules,
+}
+
+/// The enforced policy chain, shared by every part of the node.
+#[derive(Clone)]
 pub struct Governance {
-    current: Arc<RwLock<Policy>>,
+    state: Arc<RwLock<State>>,
+    store: Arc<dyn MetaStore>,
+    equivocations: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance")
+            .field("version", &self.version())
+            .finish()
+    }
 }
 
 fn version_key(v: u64) -> [u8; 8] {
@@ -54,12 +87,8 @@ pub fn install_genesis(
     let policy =
         policy::verify_genesis(signed, now).map_err(|e| NodeError::Usage(e.to_string()))?;
     if let Some(existing) = store.get(Tree::Policies, &version_key(1))? {
-        if existing == signed.to_bytes() {
-            return Ok(policy);
-        }
         let old = Signed::<Policy>::from_bytes(&existing).map(|s| s.hash());
         if old.as_ref().ok() == Some(&signed.hash()) {
-            // Same policy, different signature set: keep the stored one.
             return Ok(policy);
         }
         return Err(NodeError::Usage(
@@ -71,29 +100,103 @@ pub fn install_genesis(
     Ok(policy)
 }
 
+fn corrupt(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Corrupt(format!("stored policy chain: {e}"))
+}
+
 impl Governance {
-    /// Loads the newest policy of the stored chain.
-    pub fn load(store: &dyn MetaStore) -> Result<Self, NodeError> {
+    /// Loads and re-verifies the stored chain from genesis.
+    pub fn load(store: Arc<dyn MetaStore>) -> Result<Self, NodeError> {
         let entries = store.scan(Tree::Policies, None, usize::MAX)?;
-        let Some((_, bytes)) = entries.last() else {
+        if entries.is_empty() {
             return Err(NodeError::NoGenesis);
-        };
-        let signed = Signed::<Policy>::from_bytes(bytes)
-            .map_err(|e| NodeError::Corrupt(format!("stored policy: {e}")))?;
-        let policy = signed
-            .value()
-            .map_err(|e| NodeError::Corrupt(format!("stored policy: {e}")))?;
+        }
+        let signed = entries
+            .iter()
+            .map(|(_, b)| Signed::<Policy>::from_bytes(b).map_err(corrupt))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chain = PolicyChain::restore(signed).map_err(corrupt)?;
+        let rules = Rules::parse(&chain.current().rules).map_err(corrupt)?;
+        if chain.is_expired(unix_now()) {
+            warn!(
+                version = chain.version(),
+                "the newest policy has expired; publishing is refused until the council signs a newer one"
+            );
+        }
         Ok(Governance {
-            current: Arc::new(RwLock::new(policy)),
+            state: Arc::new(RwLock::new(State { chain, rules })),
+            store,
+            equivocations: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A copy of the current policy.
     pub fn policy(&self) -> Policy {
-        match self.current.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        self.read().chain.current().clone()
+    }
+
+    /// The current version.
+    pub fn version(&self) -> u64 {
+        self.read().chain.version()
+    }
+
+    /// Version `v` as signed, if held.
+    pub fn get(&self, v: u64) -> Option<Signed<Policy>> {
+        self.read().chain.get(v).cloned()
+    }
+
+    /// Every version, oldest first.
+    pub fn history(&self) -> Vec<(Signed<Policy>, Policy)> {
+        self.read()
+            .chain
+            .iter()
+            .map(|(s, p)| (s.clone(), p.clone()))
+            .collect()
+    }
+
+    /// Conflicting documents seen for accepted versions since start.
+    pub fn equivocations(&self) -> u64 {
+        self.equivocations.load(Ordering::Relaxed)
+    }
+
+    /// Whether the newest policy has expired at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.read().chain.is_expired(now)
+    }
+
+    /// Offers policies to the chain; persists (and flushes) what it accepts.
+    pub fn offer(&self, updates: &[Signed<Policy>], now: u64) -> Result<Offered, NodeError> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut chain = state.chain.clone();
+        let offered = chain.offer(updates, now);
+        if let Some(mesh_protocol::PolicyError::Equivocation {
+            version,
+            ours,
+            theirs,
+        }) = &offered.error
+        {
+            self.equivocations.fetch_add(1, Ordering::Relaxed);
+            warn!(version, %ours, %theirs, "policy equivocation: a conflicting document was signed for an accepted version");
         }
+        if offered.accepted.is_empty() {
+            return Ok(offered);
+        }
+        for v in &offered.accepted {
+            let s = chain
+                .get(*v)
+                .ok_or_else(|| corrupt("accepted version missing"))?;
+            self.store
+                .put(Tree::Policies, &version_key(*v), &s.to_bytes())?;
+        }
+        self.store.flush()?;
+        let rules = Rules::parse(&chain.current().rules).map_err(corrupt)?;
+        info!(version = chain.version(), "policy accepted");
+        *state = State { chain, rules };
+        Ok(offered)
     }
 
     /// Checks a signed manifest: decodes it, verifies the publisher's signature and
@@ -126,8 +229,8 @@ impl Governance {
     fn check_publisher<T: SignedKind>(
         &self,
         signed: &Signed<T>,
-        domain: &mesh_protocol::DomainName,
-        publisher: &mesh_protocol::PublicKey,
+        domain: &DomainName,
+        publisher: &PublicKey,
     ) -> Result<(), Rejection> {
         if !signed.is_signed_by(publisher) {
             return Err(Rejection(format!(
@@ -136,7 +239,8 @@ impl Governance {
                 publisher.short()
             )));
         }
-        let policy = self.policy();
+        let state = self.read();
+        let policy = state.chain.current();
         if !policy.is_publisher(domain, publisher) {
             return Err(Rejection(format!(
                 "key {publisher} is not registered for domain {domain} in policy v{}; the council must add it to the domain registry",
@@ -144,5 +248,74 @@ impl Governance {
             )));
         }
         Ok(())
+    }
+
+    /// The publish rules' decision on a manifest.
+    pub fn publish_decision(&self, m: &Manifest) -> Decision {
+        self.read().rules.publish(m.id.domain(), m)
+    }
+
+    /// The fetch rules' decision for a request by `peer` (a libp2p peer id).
+    pub fn fetch_decision(&self, peer: &str, m: &Manifest) -> Decision {
+        let state = self.read();
+        let domain = state.chain.current().domain_of_node(peer).cloned();
+        state.rules.fetch(domain.as_ref(), m)
+    }
+
+    /// What the current policy says about a product version already in the mesh:
+    /// an unregistered publisher key or a publish rule it violates.
+    pub fn violations(&self, m: &Manifest) -> Vec<Violation> {
+        let state = self.read();
+        let policy = state.chain.current();
+        let mut out = Vec::new();
+        if !policy.is_publisher(m.id.domain(), &m.publisher) {
+            out.push(Violation {
+                rule: "registry".into(),
+                reason: format!(
+                    "publisher key {} is no longer registered for domain {}",
+                    m.publisher.short(),
+                    m.id.domain()
+                ),
+                policy_version: policy.version,
+            });
+        }
+        if let Decision::Deny { rule, reason } = state.rules.publish(m.id.domain(), m) {
+            out.push(Violation {
+                rule,
+                reason,
+                policy_version: policy.version,
+            });
+        }
+        out
+    }
+
+    /// Checks schema evolution from `previous` to `next` under the policy's setting.
+    pub fn check_evolution(&self, previous: &Manifest, next: &Manifest) -> Result<(), Rejection> {
+        let mode = self.read().chain.current().settings.schema_compatibility;
+        if mode == SchemaCompatibility::None {
+            return Ok(());
+        }
+        let breaking = breaking_changes(previous, next);
+        if breaking.is_empty() {
+            return Ok(());
+        }
+        let list = breaking
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        match mode {
+            SchemaCompatibility::Backward if next.version.major > previous.version.major => Ok(()),
+            SchemaCompatibility::Backward => Err(Rejection(format!(
+                "breaking schema change from {}@{} ({list}): the policy requires a new major version ({}.0.0)",
+                previous.id,
+                previous.version,
+                previous.version.major + 1
+            ))),
+            _ => Err(Rejection(format!(
+                "breaking schema change from {}@{} ({list}): the policy freezes schemas; breaking changes are refused",
+                previous.id, previous.version
+            ))),
+        }
     }
 }

@@ -24,10 +24,12 @@ pub mod network;
 pub mod node;
 pub mod policy_file;
 pub mod publish;
+mod serve;
+mod sync;
 
 use std::path::Path;
 
-pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES};
+pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES, POLICY_TOPIC};
 pub use client::ApiClient;
 pub use home::NodeHome;
 pub use libp2p::PeerId;

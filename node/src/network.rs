@@ -6,31 +6,35 @@
 //! wait in a map keyed by request id. Inbound chunk reads run on blocking threads
 //! under a semaphore and hand their responses back through a bounded channel.
 //!
-//! Gossip: every announcement is validated by [`Catalog::offer`] before gossipsub may
-//! forward it (Accept / Ignore / Reject feeds peer scoring). Catalog sync: on every
-//! new connection the node pages through the peer's catalog, so a node that joins
-//! late still learns every product.
+//! Gossip: every announcement is validated by `Catalog::offer` and every policy by
+//! `Governance::offer` before gossipsub may forward it (Accept / Ignore / Reject feeds
+//! peer scoring). On every new connection the node pulls the peer's newer policies,
+//! then pages through its catalog ([`crate::sync`]), so a node that was offline or
+//! joins late catches up. Requests from peers are answered by [`crate::serve`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::gossipsub::IdentTopic;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
-use mesh_protocol::wire::{Request, Response, MAX_CATALOG_PAGE};
-use mesh_protocol::{Announcement, Signed};
-use mesh_storage::{ChunkError, Tree};
+use mesh_protocol::wire::{Request, Response};
+use mesh_protocol::{Announcement, Policy, PolicyError, Signed};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::behaviour::{announce_topic, MeshBehaviour, MeshBehaviourEvent};
+use crate::behaviour::{announce_topic, policy_topic, MeshBehaviour, MeshBehaviourEvent};
 use crate::catalog::Offer;
+use crate::governance::unix_now;
 use crate::node::Shared;
+use crate::serve::Provider;
+use crate::sync::SyncState;
 
 /// Capacity of the command channel.
 const COMMAND_CAPACITY: usize = 256;
@@ -40,11 +44,6 @@ const MAX_INBOUND_READS: usize = 32;
 const MAX_PENDING_ANNOUNCEMENTS: usize = 1024;
 /// How often bootstrap peers are redialled and pending announcements retried.
 const TICK: Duration = Duration::from_secs(2);
-
-type CatalogCursor = (mesh_protocol::ProductId, semver::Version);
-
-/// Catalog pages fetched from one peer per connection, at most (256 entries each).
-const MAX_SYNC_PAGES: u32 = 4096;
 
 /// A connected peer, as reported by `mesh peers`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -64,6 +63,9 @@ enum Command {
         reply: oneshot::Sender<Result<Response, String>>,
     },
     Announce {
+        envelope: Vec<u8>,
+    },
+    PublishPolicy {
         envelope: Vec<u8>,
     },
     Peers {
@@ -111,6 +113,14 @@ impl NetworkHandle {
             .map_err(|_| STOPPED.to_string())
     }
 
+    /// Gossips an encoded signed policy on the policy topic.
+    pub async fn publish_policy(&self, envelope: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::PublishPolicy { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, String> {
         let (reply, rx) = oneshot::channel();
@@ -134,16 +144,20 @@ impl NetworkHandle {
 
 /// The loop that owns the swarm.
 pub struct EventLoop {
-    swarm: Swarm<MeshBehaviour>,
+    pub(crate) swarm: Swarm<MeshBehaviour>,
     commands: mpsc::Receiver<Command>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
+    provider: Arc<Provider>,
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
-    /// Catalog sync requests in flight: peer, pages so far, and the cursor sent.
-    syncing: HashMap<OutboundRequestId, (PeerId, u32, Option<CatalogCursor>)>,
+    /// Sync requests in flight (policy pull, then catalog pages), by request id.
+    pub(crate) syncing: HashMap<OutboundRequestId, SyncState>,
     responses_tx: mpsc::Sender<(ResponseChannel<Response>, Response)>,
     responses_rx: mpsc::Receiver<(ResponseChannel<Response>, Response)>,
     inbound_reads: Arc<Semaphore>,
-    pending_announcements: VecDeque<Vec<u8>>,
+    /// Gossip messages waiting for a subscribed peer: topic and payload.
+    pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
+    /// Announcements whose manifests should be fetched and checked in the background.
+    pub(crate) prefetch: mpsc::Sender<Announcement>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     connections: HashMap<PeerId, Multiaddr>,
     ticks: u64,
@@ -164,6 +178,7 @@ impl EventLoop {
         swarm: Swarm<MeshBehaviour>,
         shared: Arc<Shared>,
         bootstrap: Vec<(PeerId, Multiaddr)>,
+        prefetch: mpsc::Sender<Announcement>,
         shutdown: CancellationToken,
     ) -> (Self, NetworkHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
@@ -175,13 +190,15 @@ impl EventLoop {
         let this = EventLoop {
             swarm,
             commands,
+            provider: Arc::new(Provider::new(shared.clone())),
             shared,
             pending: HashMap::new(),
             syncing: HashMap::new(),
             responses_tx,
             responses_rx,
             inbound_reads: Arc::new(Semaphore::new(MAX_INBOUND_READS)),
-            pending_announcements: VecDeque::new(),
+            pending_gossip: VecDeque::new(),
+            prefetch,
             bootstrap,
             connections: HashMap::new(),
             ticks: 0,
@@ -234,14 +251,8 @@ impl EventLoop {
                     .send_request(&peer, request);
                 self.pending.insert(id, reply);
             }
-            Command::Announce { envelope } => {
-                if !self.publish(envelope.clone()) {
-                    if self.pending_announcements.len() >= MAX_PENDING_ANNOUNCEMENTS {
-                        self.pending_announcements.pop_front();
-                    }
-                    self.pending_announcements.push_back(envelope);
-                }
-            }
+            Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
+            Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
             Command::Peers { reply } => {
                 let policy = self.shared.governance.policy();
                 let peers = self
@@ -263,13 +274,22 @@ impl EventLoop {
         }
     }
 
+    fn gossip(&mut self, topic: IdentTopic, envelope: Vec<u8>) {
+        if !self.publish(topic.clone(), envelope.clone()) {
+            if self.pending_gossip.len() >= MAX_PENDING_ANNOUNCEMENTS {
+                self.pending_gossip.pop_front();
+            }
+            self.pending_gossip.push_back((topic, envelope));
+        }
+    }
+
     /// Publishes on gossip; false when it should be retried later.
-    fn publish(&mut self, envelope: Vec<u8>) -> bool {
+    fn publish(&mut self, topic: IdentTopic, envelope: Vec<u8>) -> bool {
         match self
             .swarm
             .behaviour_mut()
             .gossipsub
-            .publish(announce_topic(), envelope)
+            .publish(topic, envelope)
         {
             Ok(_) | Err(PublishError::Duplicate) => true,
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
@@ -290,10 +310,10 @@ impl EventLoop {
                 let _ = self.swarm.dial(addr.clone());
             }
         }
-        let retry: Vec<_> = self.pending_announcements.drain(..).collect();
-        for envelope in retry {
-            if !self.publish(envelope.clone()) {
-                self.pending_announcements.push_back(envelope);
+        let retry: Vec<_> = self.pending_gossip.drain(..).collect();
+        for (topic, envelope) in retry {
+            if !self.publish(topic.clone(), envelope.clone()) {
+                self.pending_gossip.push_back((topic, envelope));
             }
         }
         if self.ticks % 15 == 1 && !self.connections.is_empty() {
@@ -313,8 +333,8 @@ impl EventLoop {
                 self.connections
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
-                    debug!(peer = %peer_id, "connected; starting catalog sync");
-                    self.request_catalog_page(peer_id, 0, None);
+                    debug!(peer = %peer_id, "connected; starting policy and catalog sync");
+                    self.start_sync(peer_id);
                     if self.connections.len() == 1 {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
@@ -349,6 +369,65 @@ impl EventLoop {
         }
     }
 
+    /// Queues a background fetch of an announced product's manifest, so the catalog
+    /// can show its contract and flag rule violations. Dropped when the queue is full.
+    pub(crate) fn queue_prefetch(&self, envelope: &[u8]) {
+        if let Ok(a) = Signed::<Announcement>::from_bytes(envelope).and_then(|s| s.value()) {
+            let _ = self.prefetch.try_send(a);
+        }
+    }
+
+    /// Offers policies to governance; after an acceptance, re-evaluates the catalog in
+    /// the background. Returns what was offered.
+    pub(crate) fn offer_policies(
+        &mut self,
+        updates: &[Signed<Policy>],
+    ) -> Option<mesh_protocol::chain::Offered> {
+        match self.shared.governance.offer(updates, unix_now()) {
+            Ok(offered) => {
+                if !offered.accepted.is_empty() {
+                    let catalog = self.shared.catalog.clone();
+                    tokio::task::spawn_blocking(move || match catalog.reevaluate() {
+                        Ok(n) => info!(flagged = n, "catalog re-evaluated under the new policy"),
+                        Err(e) => warn!("re-evaluating the catalog: {e}"),
+                    });
+                }
+                Some(offered)
+            }
+            Err(e) => {
+                warn!("storing policies: {e}");
+                None
+            }
+        }
+    }
+
+    fn on_gossip_policy(&mut self, source: PeerId, data: &[u8]) -> MessageAcceptance {
+        let signed = match Signed::<Policy>::from_bytes(data) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(peer = %source, "rejected policy gossip: {e}");
+                return MessageAcceptance::Reject;
+            }
+        };
+        let Some(offered) = self.offer_policies(&[signed]) else {
+            return MessageAcceptance::Ignore;
+        };
+        match offered.error {
+            None if !offered.accepted.is_empty() => MessageAcceptance::Accept,
+            None => MessageAcceptance::Ignore,
+            Some(PolicyError::WrongVersion { found, expected }) if found > expected => {
+                // We missed versions: pull them from the sender, in order.
+                info!(peer = %source, found, expected, "policy gossip ahead of us; pulling the missing versions");
+                self.start_policy_sync(source, false);
+                MessageAcceptance::Ignore
+            }
+            Some(e) => {
+                warn!(peer = %source, "rejected policy gossip: {e}");
+                MessageAcceptance::Reject
+            }
+        }
+    }
+
     fn on_gossip(&mut self, event: gossipsub::Event) {
         match event {
             gossipsub::Event::Message {
@@ -356,12 +435,15 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
-                let acceptance = if message.topic != announce_topic().hash() {
+                let acceptance = if message.topic == policy_topic().hash() {
+                    self.on_gossip_policy(propagation_source, &message.data)
+                } else if message.topic != announce_topic().hash() {
                     MessageAcceptance::Ignore
                 } else {
                     match self.shared.catalog.offer(&message.data) {
                         Ok(Offer::New) => {
                             info!(peer = %propagation_source, "new product version from gossip");
+                            self.queue_prefetch(&message.data);
                             MessageAcceptance::Accept
                         }
                         Ok(Offer::Refreshed) => MessageAcceptance::Accept,
@@ -377,7 +459,7 @@ impl EventLoop {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { .. } if !self.pending_announcements.is_empty() => {
+            gossipsub::Event::Subscribed { .. } if !self.pending_gossip.is_empty() => {
                 self.on_tick();
             }
             _ => {}
@@ -396,8 +478,8 @@ impl EventLoop {
                 } => {
                     if let Some(reply) = self.pending.remove(&request_id) {
                         let _ = reply.send(Ok(response));
-                    } else if let Some((peer, pages, cursor)) = self.syncing.remove(&request_id) {
-                        self.on_catalog_page(peer, pages, cursor, response);
+                    } else if let Some(state) = self.syncing.remove(&request_id) {
+                        self.on_sync_response(state, Some(response));
                     }
                 }
             },
@@ -409,8 +491,9 @@ impl EventLoop {
             } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
                     let _ = reply.send(Err(format!("peer {peer}: {error}")));
-                } else if self.syncing.remove(&request_id).is_some() {
-                    debug!(%peer, "catalog sync failed: {error}");
+                } else if let Some(state) = self.syncing.remove(&request_id) {
+                    debug!(%peer, "sync request failed: {error}");
+                    self.on_sync_response(state, None);
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -431,118 +514,34 @@ impl EventLoop {
     fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
         match request {
             Request::Catalog { after, limit } => {
-                let limit = usize::from(limit.clamp(1, MAX_CATALOG_PAGE));
-                let response = match self.shared.catalog.page(after.as_ref(), limit) {
-                    Ok((entries, more)) => Response::Catalog { entries, more },
-                    Err(e) => {
-                        warn!("serving catalog page: {e}");
-                        Response::Busy
-                    }
-                };
+                let response = self.provider.catalog_page(after.as_ref(), limit);
+                self.respond(channel, response);
+            }
+            Request::Policies { after, limit } => {
+                let response = self.provider.policies_page(after, limit);
                 self.respond(channel, response);
             }
             Request::Manifest(hash) => {
-                let response = match self.shared.store.get(Tree::Manifests, hash.as_bytes()) {
-                    Ok(Some(bytes)) => Response::Manifest(bytes),
-                    Ok(None) => Response::NotFound,
-                    Err(e) => {
-                        warn!("serving manifest: {e}");
-                        Response::Busy
-                    }
-                };
+                let response = self.provider.manifest(&peer, &hash);
                 self.respond(channel, response);
             }
-            Request::Chunk(hash) => {
+            Request::Chunk { manifest, chunk } => {
                 let Ok(permit) = self.inbound_reads.clone().try_acquire_owned() else {
                     self.respond(channel, Response::Busy);
                     return;
                 };
-                let shared = self.shared.clone();
+                let provider = self.provider.clone();
                 let tx = self.responses_tx.clone();
                 tokio::spawn(async move {
-                    let read = tokio::task::spawn_blocking(move || {
-                        let r = shared.chunks.get_verified(
-                            &hash,
-                            u64::from(mesh_protocol::manifest::MAX_CHUNK_LEN),
-                        );
-                        if let Err(ChunkError::Corrupt { .. }) = &r {
-                            warn!(%peer, chunk = %hash, "stored chunk is corrupt; removing it and not serving it");
-                            let _ = std::fs::remove_file(shared.chunks.path_of(&hash));
-                        }
-                        r
+                    let response = tokio::task::spawn_blocking(move || {
+                        provider.chunk(&peer, &manifest, &chunk)
                     })
-                    .await;
-                    let response = match read {
-                        Ok(Ok(data)) => Response::Chunk(data),
-                        Ok(Err(ChunkError::Missing(_) | ChunkError::Corrupt { .. })) => {
-                            Response::NotFound
-                        }
-                        _ => Response::Busy,
-                    };
+                    .await
+                    .unwrap_or(Response::Busy);
                     let _ = tx.send((channel, response)).await;
                     drop(permit);
                 });
             }
-        }
-    }
-
-    fn request_catalog_page(&mut self, peer: PeerId, pages: u32, after: Option<CatalogCursor>) {
-        let id = self.swarm.behaviour_mut().transfer.send_request(
-            &peer,
-            Request::Catalog {
-                after: after.clone(),
-                limit: MAX_CATALOG_PAGE,
-            },
-        );
-        self.syncing.insert(id, (peer, pages, after));
-    }
-
-    fn on_catalog_page(
-        &mut self,
-        peer: PeerId,
-        pages: u32,
-        cursor: Option<CatalogCursor>,
-        response: Response,
-    ) {
-        let Response::Catalog { entries, more } = response else {
-            debug!(%peer, "catalog sync: unexpected response");
-            return;
-        };
-        let mut new = 0usize;
-        let mut rejected = 0usize;
-        let mut last = None;
-        let mut seen = HashSet::new();
-        for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
-            if !seen.insert(blake3::hash(bytes)) {
-                continue;
-            }
-            match self.shared.catalog.offer(bytes) {
-                Ok(Offer::New) => new += 1,
-                Ok(_) => {}
-                Err(rejection) => {
-                    rejected += 1;
-                    debug!(%peer, "catalog sync: rejected entry: {rejection}");
-                }
-            }
-            if let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) {
-                last = Some((a.product, a.version));
-            }
-        }
-        if rejected > 0 {
-            warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
-        }
-        if new > 0 {
-            info!(%peer, new, "catalog sync: learned product versions");
-        }
-        // Continue only while the peer's cursor moves forward and within the page
-        // budget, so a hostile peer cannot keep us paging forever.
-        let progressed = match (&last, &cursor) {
-            (Some(l), Some(c)) => l > c,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if more && progressed && pages + 1 < MAX_SYNC_PAGES {
-            self.request_catalog_page(peer, pages + 1, last);
         }
     }
 }

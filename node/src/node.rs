@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use futures::StreamExt;
+
 use crate::behaviour::build_swarm;
 use crate::catalog::Catalog;
 use crate::governance::Governance;
@@ -83,13 +85,74 @@ pub struct NodeStatus {
     pub catalog: usize,
     /// Enforced policy version.
     pub policy_version: u64,
+    /// Whether the enforced policy has expired (publishing is refused until renewed).
+    #[serde(default)]
+    pub policy_expired: bool,
+    /// Conflicting policy documents seen for accepted versions since start.
+    #[serde(default)]
+    pub equivocations: u64,
     /// The home directory.
     pub home: PathBuf,
     /// The publisher key of this node's domain.
     pub publisher_key: Option<String>,
 }
 
+/// The outcome of submitting a policy.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Submitted {
+    /// The node's policy version after the submission.
+    pub version: u64,
+    /// Versions newly accepted.
+    pub accepted: Vec<u64>,
+}
+
 impl Node {
+    /// Verifies a signed policy against the chain; if accepted, stores it, gossips it
+    /// and re-evaluates the catalog.
+    pub async fn submit_policy(
+        &self,
+        signed: mesh_protocol::Signed<mesh_protocol::Policy>,
+    ) -> Result<Submitted, NodeError> {
+        let governance = self.shared.governance.clone();
+        let s2 = signed.clone();
+        let offered = tokio::task::spawn_blocking(move || {
+            governance.offer(&[s2], crate::governance::unix_now())
+        })
+        .await
+        .map_err(|e| NodeError::Network(e.to_string()))??;
+        if let Some(e) = offered.error {
+            return Err(NodeError::Rejected(e.to_string()));
+        }
+        if !offered.accepted.is_empty() {
+            self.net
+                .publish_policy(signed.to_bytes())
+                .await
+                .map_err(NodeError::Network)?;
+            let catalog = self.shared.catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.reevaluate())
+                .await
+                .map_err(|e| NodeError::Network(e.to_string()))??;
+        }
+        Ok(Submitted {
+            version: self.shared.governance.version(),
+            accepted: offered.accepted,
+        })
+    }
+
+    /// Fetches and records the manifest of an announced product, if not yet known.
+    pub async fn prefetch_manifest(
+        &self,
+        a: &mesh_protocol::Announcement,
+    ) -> Result<(), NodeError> {
+        if self.shared.catalog.manifest(&a.manifest)?.is_some() {
+            return Ok(());
+        }
+        let providers = self.candidate_providers(a).await?;
+        self.fetch_manifest(&a.manifest, &providers)
+            .await
+            .map(|_| ())
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.net.peer_id()
@@ -122,7 +185,12 @@ impl Node {
             listen,
             peers,
             catalog: self.shared.catalog.len()?,
-            policy_version: self.shared.governance.policy().version,
+            policy_version: self.shared.governance.version(),
+            policy_expired: self
+                .shared
+                .governance
+                .is_expired(crate::governance::unix_now()),
+            equivocations: self.shared.governance.equivocations(),
             home: self.shared.home.root().to_owned(),
             publisher_key: self
                 .shared
@@ -130,6 +198,34 @@ impl Node {
                 .as_ref()
                 .map(|k| k.public().to_string()),
         })
+    }
+}
+
+/// Announcements waiting for their manifest to be prefetched, at most.
+const PREFETCH_QUEUE: usize = 1024;
+/// Manifest prefetches in flight at once.
+const PREFETCH_CONCURRENCY: usize = 4;
+
+/// Fetches the manifests of newly announced products in the background, so every
+/// node can show their contracts and flag rule violations without a data fetch.
+async fn prefetch_manifests(
+    node: Node,
+    rx: tokio::sync::mpsc::Receiver<mesh_protocol::Announcement>,
+    shutdown: CancellationToken,
+) {
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
+    let work = stream.for_each_concurrent(PREFETCH_CONCURRENCY, |a| {
+        let node = node.clone();
+        async move {
+            if let Err(e) = node.prefetch_manifest(&a).await {
+                tracing::debug!(product = %a.product, "manifest prefetch: {e}");
+            }
+        }
+    });
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = work => {}
     }
 }
 
@@ -147,7 +243,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let bootstrap = config.bootstrap_addrs()?;
     let key = home.load_node_key()?;
     let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
-    let governance = match Governance::load(store.as_ref()) {
+    let governance = match Governance::load(store.clone()) {
         Err(NodeError::NoGenesis) => {
             return Err(NodeError::Usage(format!(
                 "no genesis policy installed in {}: run `mesh init --home {} --genesis FILE` with the council-signed genesis",
@@ -176,10 +272,23 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
     }
     let shutdown = CancellationToken::new();
-    let (event_loop, net) =
-        EventLoop::new(swarm, shared.clone(), bootstrap, shutdown.child_token());
+    let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
+    let (event_loop, net) = EventLoop::new(
+        swarm,
+        shared.clone(),
+        bootstrap,
+        prefetch_tx,
+        shutdown.child_token(),
+    );
     let node = Node { shared, net };
-    let mut tasks = vec![tokio::spawn(event_loop.run())];
+    let mut tasks = vec![
+        tokio::spawn(event_loop.run()),
+        tokio::spawn(prefetch_manifests(
+            node.clone(),
+            prefetch_rx,
+            shutdown.child_token(),
+        )),
+    ];
 
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await

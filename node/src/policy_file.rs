@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use mesh_protocol::policy::Council;
 use mesh_protocol::{KeyPair, Policy, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +21,24 @@ struct PolicyFile {
     kind: String,
     policy: Policy,
     signed_by: Vec<PublicKey>,
+    /// For people: the council of the version this one replaces, whose threshold must
+    /// also sign. Not trusted: nodes check against the council they hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_council: Option<Council>,
     envelope: String,
 }
 
 /// Writes `signed` to `path` (atomically).
 pub fn write(path: &Path, signed: &Signed<Policy>) -> Result<(), NodeError> {
+    write_with_previous(path, signed, None)
+}
+
+/// Writes `signed` with the council of the version it replaces, for signers to see.
+pub fn write_with_previous(
+    path: &Path,
+    signed: &Signed<Policy>,
+    previous_council: Option<Council>,
+) -> Result<(), NodeError> {
     let policy = signed
         .value()
         .map_err(|e| NodeError::Usage(format!("policy: {e}")))?;
@@ -32,6 +46,7 @@ pub fn write(path: &Path, signed: &Signed<Policy>) -> Result<(), NodeError> {
         kind: KIND.into(),
         policy,
         signed_by: signed.valid_signers().into_iter().collect(),
+        previous_council,
         envelope: hex::encode(signed.to_bytes()),
     };
     let text = serde_json::to_string_pretty(&doc)
@@ -41,6 +56,11 @@ pub fn write(path: &Path, signed: &Signed<Policy>) -> Result<(), NodeError> {
 
 /// Reads a policy file, checking its readable copy against the signed bytes.
 pub fn read(path: &Path) -> Result<Signed<Policy>, NodeError> {
+    read_with_previous(path).map(|(s, _)| s)
+}
+
+/// Reads a policy file and the previous council it carries, if any.
+pub fn read_with_previous(path: &Path) -> Result<(Signed<Policy>, Option<Council>), NodeError> {
     let text = std::fs::read_to_string(path).map_err(NodeError::io(path))?;
     let bad = |why: String| {
         NodeError::Usage(format!(
@@ -60,14 +80,14 @@ pub fn read(path: &Path) -> Result<Signed<Policy>, NodeError> {
             "its readable `policy` differs from the signed envelope; policies are changed by drafting a new version, never by editing the file".into(),
         ));
     }
-    Ok(signed)
+    Ok((signed, doc.previous_council))
 }
 
 /// Adds `key`'s signature to the policy file at `path`.
 pub fn sign(path: &Path, key: &KeyPair) -> Result<Signed<Policy>, NodeError> {
-    let mut signed = read(path)?;
+    let (mut signed, previous) = read_with_previous(path)?;
     signed.add_signature(key);
-    write(path, &signed)?;
+    write_with_previous(path, &signed, previous)?;
     Ok(signed)
 }
 

@@ -1,18 +1,20 @@
 //! Publishing: turns files plus a `product.toml` draft into a signed manifest and a
 //! signed announcement, after checking the draft, the domain and the policy.
 //!
-//! Nothing is written until the draft is valid and the key is registered; chunks are
-//! stored as they are cut; the manifest and catalog entry are flushed before the
-//! publish is acknowledged.
+//! Nothing is written until the draft is valid, the key is registered and the policy
+//! (unexpired; its publish rules; schema evolution against the previous version)
+//! allows it; chunks are stored as they are cut; the manifest and catalog entry are
+//! flushed before the publish is acknowledged. [`check`] runs the same checks as a
+//! dry run.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_protocol::manifest::{FileEntry, ManifestDraft, PublishFacts};
+use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
 use mesh_storage::chunker::chunk_file;
-use mesh_storage::Tree;
 use serde::Serialize;
 
 use crate::governance::{unix_now, unix_now_ms};
@@ -96,6 +98,112 @@ fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, NodeError> {
     Ok(out)
 }
 
+/// Everything the policy says about publishing `m` from this node.
+fn policy_checks(shared: &Shared, m: &Manifest) -> Result<(), NodeError> {
+    let policy = shared.governance.policy();
+    if shared.governance.is_expired(unix_now()) {
+        return Err(NodeError::Rejected(format!(
+            "policy v{} expired at {} (unix seconds); publishing is refused until the council signs and submits a newer policy",
+            policy.version, policy.expires_at
+        )));
+    }
+    if !policy.is_publisher(m.id.domain(), &m.publisher) {
+        return Err(NodeError::Rejected(format!(
+            "publisher key {} is not registered for domain {} in policy v{}; ask the council to add it to the domain registry",
+            m.publisher,
+            m.id.domain(),
+            policy.version
+        )));
+    }
+    if let Decision::Deny { rule, reason } = shared.governance.publish_decision(m) {
+        return Err(NodeError::Rejected(format!(
+            "policy v{} denies publishing {}@{}: rule `{rule}`: {reason}",
+            policy.version, m.id, m.version
+        )));
+    }
+    if let Some(previous) = previous_version(shared, m)? {
+        shared
+            .governance
+            .check_evolution(&previous, m)
+            .map_err(|r| NodeError::Rejected(r.0))?;
+    }
+    Ok(())
+}
+
+/// The newest earlier version of the same product whose manifest this node knows.
+fn previous_version(shared: &Shared, m: &Manifest) -> Result<Option<Manifest>, NodeError> {
+    let mut best: Option<Manifest> = None;
+    for e in shared.catalog.list(&Default::default())? {
+        let a = &e.announcement;
+        if a.product != m.id || a.version >= m.version {
+            continue;
+        }
+        if best.as_ref().is_some_and(|b| b.version >= a.version) {
+            continue;
+        }
+        if let Some((_, prev)) = shared.catalog.manifest(&a.manifest)? {
+            best = Some(prev);
+        }
+    }
+    Ok(best)
+}
+
+/// The outcome of a dry-run publish check.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    /// Whether a publish of this manifest would be allowed.
+    pub allowed: bool,
+    /// The policy version checked against.
+    pub policy_version: u64,
+    /// Why not, when not allowed.
+    pub problems: Vec<String>,
+}
+
+/// Would publishing `draft_toml` from this node be allowed? Checks fields, domain,
+/// registration, expiry, rules and schema evolution, without reading data files.
+pub fn check(shared: &Shared, draft_toml: &str) -> CheckReport {
+    let policy_version = shared.governance.version();
+    let outcome = (|| -> Result<(), NodeError> {
+        let draft: ManifestDraft = toml::from_str(draft_toml)
+            .map_err(|e| NodeError::InvalidManifest(vec![format!("product.toml: {e}")]))?;
+        let publisher = shared
+            .publisher
+            .as_ref()
+            .map(|k| k.public())
+            .ok_or_else(|| {
+                NodeError::Usage(format!(
+                    "this node holds no publisher key for domain {}",
+                    shared.domain
+                ))
+            })?;
+        let probe = draft
+            .into_manifest(PublishFacts {
+                files: Vec::new(),
+                created_at: unix_now(),
+                publisher,
+            })
+            .map_err(field_errors)?;
+        policy_checks(shared, &probe)
+    })();
+    match outcome {
+        Ok(()) => CheckReport {
+            allowed: true,
+            policy_version,
+            problems: Vec::new(),
+        },
+        Err(NodeError::InvalidManifest(errs)) => CheckReport {
+            allowed: false,
+            policy_version,
+            problems: errs,
+        },
+        Err(e) => CheckReport {
+            allowed: false,
+            policy_version,
+            problems: vec![e.to_string()],
+        },
+    }
+}
+
 fn field_errors(errs: Vec<mesh_protocol::manifest::FieldError>) -> NodeError {
     NodeError::InvalidManifest(errs.iter().map(|e| e.to_string()).collect())
 }
@@ -131,15 +239,7 @@ pub fn publish(
             shared.domain
         )));
     }
-    let policy = shared.governance.policy();
-    if !policy.is_publisher(&shared.domain, &key.public()) {
-        return Err(NodeError::Rejected(format!(
-            "publisher key {} is not registered for domain {} in policy v{}; ask the council to add it to the domain registry",
-            key.public(),
-            shared.domain,
-            policy.version
-        )));
-    }
+    policy_checks(shared, &probe)?;
     if let Some(existing) = shared.catalog.get(&probe.id, Some(&probe.version))? {
         return Err(NodeError::Usage(format!(
             "{}@{} is already published (manifest {}); a published version never changes: bump `version`",
@@ -167,6 +267,8 @@ pub fn publish(
             publisher: key.public(),
         })
         .map_err(field_errors)?;
+    // Rules may depend on the files (size, count): evaluate the final manifest too.
+    policy_checks(shared, &manifest)?;
     let signed = Signed::sign(&manifest, key);
     let hash = signed.hash();
     let announcement = Announcement {
@@ -193,9 +295,8 @@ pub fn publish(
         publisher: key.public(),
     };
     let envelope = Signed::sign(&announcement, key).to_bytes();
-    shared
-        .store
-        .put(Tree::Manifests, hash.as_bytes(), &signed.to_bytes())?;
+    shared.catalog.record_manifest(&signed, &manifest)?;
+    shared.catalog.mark_complete(&hash)?;
     shared
         .catalog
         .offer(&envelope)

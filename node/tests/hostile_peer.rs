@@ -17,7 +17,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 use mesh_node::codec::{read_frame, TRANSFER_PROTOCOL};
 use mesh_node::governance::{install_genesis, unix_now, unix_now_ms};
-use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC};
+use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC, POLICY_TOPIC};
 use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_protocol::manifest::{Classification, Status};
 use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
@@ -78,6 +78,7 @@ struct Rogue {
 
 enum Cmd {
     Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    PublishPolicy(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Raw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -85,6 +86,7 @@ enum Cmd {
 struct Seen {
     subscribed: AtomicBool,
     catalog_requests: AtomicUsize,
+    policy_requests: AtomicUsize,
 }
 
 fn framed(body: &[u8]) -> Vec<u8> {
@@ -116,8 +118,14 @@ fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
     Signed::sign(&a, key).to_bytes()
 }
 
-/// Spawns the rogue peer; it answers every catalog request with `catalog_page`.
-fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mpsc::Sender<Cmd> {
+/// Spawns the rogue peer; it answers every catalog request with `catalog_page` and
+/// every policy request with `policy_page` (both already framed).
+fn spawn_rogue(
+    target: Multiaddr,
+    catalog_page: Vec<u8>,
+    policy_page: Vec<u8>,
+    seen: Arc<Seen>,
+) -> mpsc::Sender<Cmd> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -153,6 +161,11 @@ fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mps
         .gossipsub
         .subscribe(&IdentTopic::new(ANNOUNCE_TOPIC))
         .unwrap();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(POLICY_TOPIC))
+        .unwrap();
     swarm.dial(target).unwrap();
     let (tx, mut rx) = mpsc::channel::<Cmd>(16);
     tokio::spawn(async move {
@@ -165,6 +178,10 @@ fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mps
                         let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(ANNOUNCE_TOPIC), data);
                         let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
                     }
+                    Some(Cmd::PublishPolicy(data, reply)) => {
+                        let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(POLICY_TOPIC), data);
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
                     Some(Cmd::Raw(peer, raw, reply)) => {
                         let id = swarm.behaviour_mut().transfer.send_request(&peer, raw);
                         pending.insert(id, reply);
@@ -175,9 +192,19 @@ fn spawn_rogue(target: Multiaddr, catalog_page: Vec<u8>, seen: Arc<Seen>) -> mps
                         seen.subscribed.store(true, Ordering::SeqCst);
                     }
                     SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::Message { message, .. })) => match message {
-                        request_response::Message::Request { channel, .. } => {
-                            seen.catalog_requests.fetch_add(1, Ordering::SeqCst);
-                            let _ = swarm.behaviour_mut().transfer.send_response(channel, catalog_page.clone());
+                        request_response::Message::Request { request, channel, .. } => {
+                            let page = match wire::decode_request(&request) {
+                                Ok(Request::Policies { .. }) => {
+                                    seen.policy_requests.fetch_add(1, Ordering::SeqCst);
+                                    policy_page.clone()
+                                }
+                                Ok(Request::Catalog { .. }) => {
+                                    seen.catalog_requests.fetch_add(1, Ordering::SeqCst);
+                                    catalog_page.clone()
+                                }
+                                _ => framed(&wire::encode_response(&Response::NotFound)),
+                            };
+                            let _ = swarm.behaviour_mut().transfer.send_response(channel, page);
                         }
                         request_response::Message::Response { request_id, response } => {
                             if let Some(reply) = pending.remove(&request_id) {
@@ -287,12 +314,31 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         ],
         more: true,
     });
+    // Policy sync: a v2 signed only by a stranger (not the council), claiming more.
+    let mut forged_policy = genesis.value().unwrap();
+    forged_policy.version = 2;
+    forged_policy
+        .domains
+        .get_mut(&"sales".parse().unwrap())
+        .unwrap()
+        .publisher_keys
+        .insert(stranger.public());
+    let forged_policy = Signed::sign(&forged_policy, &stranger);
+    let policy_page = wire::encode_response(&Response::Policies {
+        entries: vec![vec![0xAA; 100], forged_policy.to_bytes()],
+        more: true,
+    });
     let seen = Arc::new(Seen::default());
-    let rogue = spawn_rogue(target, framed(&page), seen.clone());
+    let rogue = spawn_rogue(target, framed(&page), framed(&policy_page), seen.clone());
     wait_for("catalog sync to deliver the honest entry", || {
         knows("sales/honest-sync")
     })
     .await;
+    assert_eq!(
+        node.status().await.unwrap().policy_version,
+        1,
+        "a forged policy is never accepted"
+    );
     assert!(!knows("sales/forged-sync"));
     assert!(!knows("sales/impersonated-sync"));
 
@@ -310,6 +356,15 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
             rx.await.unwrap()
         }
     };
+    // A forged policy on the policy topic is rejected too.
+    {
+        let (tx, rx) = oneshot::channel();
+        rogue
+            .send(Cmd::PublishPolicy(forged_policy.to_bytes(), tx))
+            .await
+            .unwrap();
+        rx.await.unwrap().unwrap();
+    }
     for data in [
         vec![0x00; 50],
         announcement("sales/forged-gossip", &stranger, &stranger),
@@ -361,5 +416,11 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         seen.catalog_requests.load(Ordering::SeqCst) <= 2,
         "a non-advancing cursor stops the sync"
     );
+    assert_eq!(
+        seen.policy_requests.load(Ordering::SeqCst),
+        2,
+        "a policy page whose versions do not advance is not followed"
+    );
+    assert_eq!(node.status().await.unwrap().policy_version, 1);
     running.shutdown().await.unwrap();
 }

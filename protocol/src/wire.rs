@@ -18,6 +18,9 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// The largest response frame: a maximal manifest plus envelope overhead.
 pub const MAX_RESPONSE_BYTES: usize = MAX_MANIFEST_BYTES + 64 * 1024;
 
+/// The most policies in one page (each at most 1 MiB).
+pub const MAX_POLICY_PAGE: u16 = 16;
+
 /// The most catalog entries in one page.
 pub const MAX_CATALOG_PAGE: u16 = 256;
 
@@ -26,8 +29,21 @@ pub const MAX_CATALOG_PAGE: u16 = 256;
 pub enum Request {
     /// The signed manifest with this hash.
     Manifest(ManifestHash),
-    /// The chunk with this hash.
-    Chunk(Hash),
+    /// A chunk of the product named by `manifest`; providers authorize the request
+    /// against that product and serve only chunks it contains.
+    Chunk {
+        /// The product version the chunk belongs to.
+        manifest: ManifestHash,
+        /// The chunk's hash.
+        chunk: Hash,
+    },
+    /// Signed policies with versions after `after`, oldest first.
+    Policies {
+        /// The requester's newest version.
+        after: u64,
+        /// Page size, at most [`MAX_POLICY_PAGE`].
+        limit: u16,
+    },
     /// A page of the provider's catalog: signed announcements after a cursor.
     Catalog {
         /// Resume after this product version (exclusive), or from the start.
@@ -47,6 +63,13 @@ pub enum Response {
     /// Encoded `Signed<Announcement>`s and whether more pages follow.
     Catalog {
         /// Envelopes, in catalog order.
+        entries: Vec<Vec<u8>>,
+        /// Whether another page follows.
+        more: bool,
+    },
+    /// Encoded `Signed<Policy>`s, oldest first, and whether more pages follow.
+    Policies {
+        /// Envelopes.
         entries: Vec<Vec<u8>>,
         /// Whether another page follows.
         more: bool,

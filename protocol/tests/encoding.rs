@@ -257,7 +257,7 @@ proptest! {
 
     #[test]
     fn wire_round_trips(h in any::<[u8; 32]>(), data in proptest::collection::vec(any::<u8>(), 0..4096), more in any::<bool>()) {
-        for r in [Request::Manifest(Hash::from_bytes(h)), Request::Chunk(Hash::from_bytes(h)), Request::Catalog { after: None, limit: 7 }] {
+        for r in [Request::Manifest(Hash::from_bytes(h)), Request::Chunk { manifest: Hash::from_bytes(h), chunk: Hash::of(&h) }, Request::Catalog { after: None, limit: 7 }, Request::Policies { after: 3, limit: 16 }] {
             prop_assert_eq!(wire::decode_request(&wire::encode_request(&r)).unwrap(), r);
         }
         for r in [Response::Chunk(data.clone()), Response::Catalog { entries: vec![data.clone()], more }, Response::NotFound, Response::Denied { rule: "r".into(), reason: "x".into() }] {

@@ -140,7 +140,7 @@ fn rollback_skip_and_equivocation() {
     let mut c = genesis();
     assert_eq!(c.offer(&[v2(&[1, 2])], NOW).accepted, vec![2]);
     let v3 = signed(&policy(3, council(&[1, 2, 3], 2), NOW + DAY), &[1, 2]);
-    assert_eq!(c.offer(&[v3.clone()], NOW).accepted, vec![3]);
+    assert_eq!(c.offer(std::slice::from_ref(&v3), NOW).accepted, vec![3]);
 
     // Rollback: an older version (the genuine v2) is ignored; the chain stays at v3.
     let o = c.offer(&[v2(&[1, 2])], NOW);
@@ -178,7 +178,7 @@ fn only_the_newest_policy_must_be_unexpired() {
     // Final expired: refused, nothing accepted.
     let mut c = genesis();
     let stale = signed(&policy(2, council(&[1, 2, 3], 2), NOW - 1), &[1, 2]);
-    let o = c.offer(&[stale.clone()], NOW);
+    let o = c.offer(std::slice::from_ref(&stale), NOW);
     assert!(matches!(
         o.error,
         Some(PolicyError::Expired { version: 2, .. })
@@ -439,7 +439,8 @@ fn schema_breaking_changes_are_detected() {
         "adding an optional field is compatible"
     );
 
-    let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Manifest)>;
+    let cases: Vec<(Change, &str)> = vec![
         (
             Box::new(|m| {
                 m.schema.remove(1);

@@ -12,8 +12,12 @@ use std::sync::Mutex;
 /// The separate keyspaces of the metadata store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tree {
-    /// Signed manifests this node holds, by manifest hash.
+    /// Verified signed manifests this node knows, by manifest hash.
     Manifests,
+    /// Manifest hashes of products this node holds completely (every chunk verified).
+    Complete,
+    /// Rule violations flagged per catalog entry, by catalog key.
+    Flags,
     /// Signed announcements of the catalog, by product id and version.
     Announcements,
     /// The accepted policy chain, by version.
@@ -26,6 +30,8 @@ impl Tree {
     fn name(self) -> &'static str {
         match self {
             Tree::Manifests => "manifests",
+            Tree::Complete => "complete",
+            Tree::Flags => "flags",
             Tree::Announcements => "announcements",
             Tree::Policies => "policies",
             Tree::State => "state",

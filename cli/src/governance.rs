@@ -1,0 +1,325 @@
+//! Governance commands: draft, sign, submit, show, history, check.
+//!
+//! Drafting and signing are offline (a council member needs only their key file and
+//! the policy file); submitting, history and check talk to the running node.
+
+use std::path::Path;
+
+use anyhow::Context;
+use mesh_node::api::{CheckRequest, PolicyView, SubmitRequest};
+use mesh_node::governance::unix_now;
+use mesh_node::node::Submitted;
+use mesh_node::publish::CheckReport;
+use mesh_node::{keyfile, policy_file, ApiClient, NodeHome};
+use mesh_protocol::policy::Council;
+use mesh_protocol::policy_change::PolicyChange;
+use mesh_protocol::{Policy, PublicKey, Signed};
+use serde_json::json;
+
+use crate::args::{CheckArgs, DraftArgs, ShowPolicyArgs, SignArgs, SubmitArgs};
+use crate::output::print_json;
+
+fn client(home: &Path) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::for_home(&NodeHome::new(home))?)
+}
+
+fn decode_envelope(hex_text: &str) -> anyhow::Result<Signed<Policy>> {
+    let bytes = hex::decode(hex_text).context("policy envelope from the node is not hex")?;
+    Ok(Signed::from_bytes(&bytes)?)
+}
+
+/// How many distinct members of `council` signed, and who has not.
+fn council_status(signed: &Signed<Policy>, council: &Council) -> (usize, Vec<PublicKey>) {
+    let signers = signed.valid_signers();
+    (
+        council.members.intersection(&signers).count(),
+        council.members.difference(&signers).copied().collect(),
+    )
+}
+
+fn status_lines(
+    signed: &Signed<Policy>,
+    policy: &Policy,
+    previous: Option<&Council>,
+) -> Vec<(String, usize, u16, Vec<PublicKey>)> {
+    let mut out = Vec::new();
+    if let Some(prev) = previous {
+        let (have, missing) = council_status(signed, prev);
+        out.push(("current council".to_string(), have, prev.threshold, missing));
+    }
+    let (have, missing) = council_status(signed, &policy.council);
+    let label = if previous.is_some() {
+        "new council"
+    } else {
+        "council"
+    };
+    out.push((label.to_string(), have, policy.council.threshold, missing));
+    out
+}
+
+pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()> {
+    let current: Signed<Policy> = match &a.current {
+        Some(f) => policy_file::read(f)?,
+        None => decode_envelope(&client(home)?.get::<PolicyView>("/v1/policy")?.envelope)?,
+    };
+    let current = current.value()?;
+    let text = std::fs::read_to_string(&a.change)
+        .with_context(|| format!("reading the change file {}", a.change.display()))?;
+    let mut change = PolicyChange::from_toml(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.change.display()))?;
+    if let Some(rules) = &change.rules_file {
+        let path = a.change.parent().unwrap_or(Path::new(".")).join(rules);
+        change.rules = Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the rules file {}", path.display()))?,
+        );
+    }
+    let next = change
+        .apply(&current, unix_now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.change.display()))?;
+    policy_file::write_with_previous(
+        &a.out,
+        &Signed::unsigned(&next),
+        Some(current.council.clone()),
+    )?;
+    if json {
+        return print_json(&json!({ "file": a.out, "version": next.version }));
+    }
+    println!(
+        "wrote unsigned policy v{} to {} (replaces v{})",
+        next.version,
+        a.out.display(),
+        current.version
+    );
+    println!(
+        "it needs {} of the current council and {} of the new council: each signer runs `mesh policy sign --key KEY {}`",
+        current.council.threshold,
+        next.council.threshold,
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
+    let key = keyfile::read_key(&a.key)?;
+    let (before, previous) = policy_file::read_with_previous(&a.file)?;
+    let policy = before.value()?;
+    let member = policy.council.members.contains(&key.public())
+        || previous
+            .as_ref()
+            .is_some_and(|c| c.members.contains(&key.public()));
+    if !member {
+        eprintln!(
+            "warning: {} is not a council member for this policy; its signature will not count",
+            key.public()
+        );
+    }
+    let signed = policy_file::sign(&a.file, &key)?;
+    let lines = status_lines(&signed, &policy, previous.as_ref());
+    if json {
+        return print_json(&json!({
+            "file": a.file,
+            "councils": lines.iter().map(|(label, have, need, missing)| json!({
+                "council": label, "signatures": have, "threshold": need,
+                "missing": missing.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!(
+        "signed policy v{} with {}",
+        policy.version,
+        key.public().short()
+    );
+    for (label, have, need, _) in lines {
+        println!("  {label}: {have} of {need} required signatures");
+    }
+    Ok(())
+}
+
+pub(crate) fn submit(home: &Path, a: SubmitArgs, json: bool) -> anyhow::Result<()> {
+    let signed = policy_file::read(&a.file)?;
+    let r: Submitted = client(home)?.post(
+        "/v1/policy",
+        &SubmitRequest {
+            envelope: hex::encode(signed.to_bytes()),
+        },
+    )?;
+    if json {
+        return print_json(&r);
+    }
+    if r.accepted.is_empty() {
+        println!(
+            "the node already holds this policy; it enforces v{}",
+            r.version
+        );
+    } else {
+        println!(
+            "accepted policy v{}; it is being gossiped to the mesh",
+            r.version
+        );
+    }
+    Ok(())
+}
+
+fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Council>) {
+    println!("policy v{}  hash {}", policy.version, signed.hash().short());
+    println!(
+        "issued_at {}  expires_at {}{}",
+        policy.issued_at,
+        policy.expires_at,
+        if policy.expires_at <= unix_now() {
+            "  (EXPIRED)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "council: threshold {} of {}",
+        policy.council.threshold,
+        policy.council.members.len()
+    );
+    let signers = signed.valid_signers();
+    for m in &policy.council.members {
+        println!(
+            "  {m}  {}",
+            if signers.contains(m) {
+                "signed"
+            } else {
+                "not signed"
+            }
+        );
+    }
+    println!("domains:");
+    for (name, d) in &policy.domains {
+        println!(
+            "  {name}: {} publisher key(s), {} node(s){}",
+            d.publisher_keys.len(),
+            d.nodes.len(),
+            if d.contact.is_empty() {
+                String::new()
+            } else {
+                format!(", contact {}", d.contact)
+            }
+        );
+        for k in &d.publisher_keys {
+            println!("    key  {k}");
+        }
+        for n in &d.nodes {
+            println!("    node {n}");
+        }
+    }
+    println!(
+        "settings: schema_compatibility {:?}",
+        policy.settings.schema_compatibility
+    );
+    let rules = policy
+        .rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("@id("))
+        .count();
+    println!(
+        "rules: {} bytes, {rules} rule(s) with an @id",
+        policy.rules.len()
+    );
+    for (label, have, need, missing) in status_lines(signed, policy, previous) {
+        if have >= usize::from(need) {
+            println!("signatures ({label}): {have} of {need} required: complete");
+        } else {
+            println!(
+                "signatures ({label}): {have} of {need} required; missing: {}",
+                missing
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+}
+
+pub(crate) fn show(home: &Path, a: ShowPolicyArgs, json: bool) -> anyhow::Result<()> {
+    let (signed, previous) = match &a.file {
+        Some(f) => policy_file::read_with_previous(f)?,
+        None => {
+            let path = match a.version {
+                Some(v) => format!("/v1/policy?version={v}"),
+                None => "/v1/policy".to_string(),
+            };
+            (
+                decode_envelope(&client(home)?.get::<PolicyView>(&path)?.envelope)?,
+                None,
+            )
+        }
+    };
+    let policy = signed.value()?;
+    if let Some(out) = &a.out {
+        policy_file::write_with_previous(out, &signed, previous.clone())?;
+    }
+    if json {
+        let lines = status_lines(&signed, &policy, previous.as_ref());
+        return print_json(&json!({
+            "policy": policy, "hash": signed.hash().to_string(),
+            "signers": signed.valid_signers().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "councils": lines.iter().map(|(label, have, need, missing)| json!({
+                "council": label, "signatures": have, "threshold": need,
+                "missing": missing.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    print_policy(&signed, &policy, previous.as_ref());
+    if !policy.rules.trim().is_empty() {
+        println!("--- rules\n{}", policy.rules.trim_end());
+    }
+    Ok(())
+}
+
+pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
+    let versions: Vec<PolicyView> = client(home)?.get("/v1/policy/history")?;
+    if json {
+        return print_json(&versions);
+    }
+    println!(
+        "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} SIGNERS",
+        "VERSION", "HASH", "ISSUED", "EXPIRES", "COUNCIL", "DOMAINS"
+    );
+    for v in versions {
+        let p = &v.policy;
+        println!(
+            "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} {}{}",
+            p.version,
+            &v.hash[..12],
+            p.issued_at,
+            p.expires_at,
+            format!("{}-of-{}", p.council.threshold, p.council.members.len()),
+            p.domains.len(),
+            v.signers.len(),
+            if v.expired { "  expired" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn check(home: &Path, a: CheckArgs, json: bool) -> anyhow::Result<()> {
+    let manifest = std::fs::read_to_string(&a.manifest)
+        .with_context(|| format!("reading the manifest {}", a.manifest.display()))?;
+    let r: CheckReport = client(home)?.post("/v1/policy/check", &CheckRequest { manifest })?;
+    if json {
+        print_json(&r)?;
+    } else if r.allowed {
+        println!(
+            "allowed: policy v{} permits publishing {}",
+            r.policy_version,
+            a.manifest.display()
+        );
+    } else {
+        println!("denied under policy v{}:", r.policy_version);
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    if r.allowed {
+        Ok(())
+    } else {
+        anyhow::bail!("publishing {} would be refused", a.manifest.display())
+    }
+}
