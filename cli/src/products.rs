@@ -70,19 +70,29 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         return Ok(());
     }
     println!(
-        "{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  TITLE",
-        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL"
+        "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<20}  TITLE",
+        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL", "FLAGS"
     );
     for e in entries {
         let a = &e.announcement;
+        let flags = if e.flags.is_empty() {
+            "-".to_string()
+        } else {
+            e.flags
+                .iter()
+                .map(|f| f.rule.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         println!(
-            "{:<32} {:<10} {:<11} {:<10} {:>10}  {:<5}  {}",
+            "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<20}  {}",
             a.product.to_string(),
             a.version.to_string(),
             a.summary.status.to_string(),
             a.summary.classification.to_string(),
             human_bytes(a.summary.size),
             if e.local { "yes" } else { "-" },
+            flags,
             a.summary.title
         );
     }
@@ -105,6 +115,12 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     println!("  manifest   {}", an.manifest);
     println!("  providers  {}", an.providers.join(", "));
     println!("  held here  {}", if entry.local { "yes" } else { "no" });
+    for f in &entry.flags {
+        println!(
+            "  FLAGGED    rule `{}` (policy v{}): {}",
+            f.rule, f.policy_version, f.reason
+        );
+    }
     let Some(m) = r.manifest else {
         println!(
             "  (manifest unavailable: {})",
@@ -252,6 +268,12 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     match result {
         Some(Ok(o)) => {
             if !json {
+                for f in &o.flags {
+                    eprintln!(
+                        "warning: {}@{} violates rule `{}` of policy v{}: {}",
+                        o.product, o.version, f.rule, f.policy_version, f.reason
+                    );
+                }
                 println!(
                     "fetched {}@{} into {}: {} file(s), {}, {} transferred, every chunk verified (BLAKE3)",
                     o.product,
@@ -299,7 +321,18 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     println!("peer id    {}", s.peer_id);
     println!("domain     {}", s.domain);
     println!("home       {}", s.home.display());
-    println!("policy     v{}", s.policy_version);
+    println!(
+        "policy     v{}{}",
+        s.policy_version,
+        if s.policy_expired {
+            " (EXPIRED: publishing is refused until the council renews it)"
+        } else {
+            ""
+        }
+    );
+    if s.equivocations > 0 {
+        println!("WARNING    {} conflicting policy document(s) seen for accepted versions; tell the council", s.equivocations);
+    }
     println!("peers      {}", s.peers);
     println!("catalog    {} product version(s)", s.catalog);
     if let Some(k) = &s.publisher_key {

@@ -19,13 +19,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mesh_node::api::{FetchRequest, PublishRequest};
+use mesh_node::api::{CheckRequest, FetchRequest, PolicyView, PublishRequest, SubmitRequest};
 use mesh_node::catalog::CatalogEntry;
 use mesh_node::fetch::{FetchEvent, FetchOutcome};
 use mesh_node::governance::unix_now;
+use mesh_node::node::Submitted;
 use mesh_node::policy_file;
+use mesh_node::publish::CheckReport;
 use mesh_node::publish::Published;
 use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
 use serde::Deserialize;
 
@@ -351,6 +354,67 @@ impl Testnet {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Testnet {
+    /// Node `i`'s current policy, as signed.
+    pub fn current_policy(&self, i: usize) -> anyhow::Result<Signed<Policy>> {
+        let view: PolicyView = self.nodes[i].client()?.get("/v1/policy")?;
+        Ok(Signed::from_bytes(&hex::decode(view.envelope)?)?)
+    }
+
+    /// Node `i`'s policy version.
+    pub fn policy_version(&self, i: usize) -> anyhow::Result<u64> {
+        Ok(self.nodes[i].status()?.policy_version)
+    }
+
+    /// Drafts the successor of node `i`'s current policy with `change`, signed by the
+    /// council members at `signers` (indices into [`Testnet::council`]).
+    pub fn draft_policy(
+        &self,
+        i: usize,
+        change: &PolicyChange,
+        signers: &[usize],
+    ) -> anyhow::Result<Signed<Policy>> {
+        let current = self.current_policy(i)?.value()?;
+        let next = change
+            .apply(&current, unix_now())
+            .map_err(|e| anyhow::anyhow!("applying the policy change: {e}"))?;
+        let mut signed = Signed::unsigned(&next);
+        for s in signers {
+            signed.add_signature(&self.council[*s]);
+        }
+        Ok(signed)
+    }
+
+    /// Submits a signed policy at node `i`.
+    pub fn submit_policy(&self, i: usize, signed: &Signed<Policy>) -> anyhow::Result<Submitted> {
+        Ok(self.nodes[i].client()?.post(
+            "/v1/policy",
+            &SubmitRequest {
+                envelope: hex::encode(signed.to_bytes()),
+            },
+        )?)
+    }
+
+    /// Waits until node `i` enforces policy `version` (or newer).
+    pub fn wait_policy(&self, i: usize, version: u64, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(
+            &format!("node {i} to enforce policy v{version}"),
+            timeout,
+            || Ok(self.policy_version(i)? >= version),
+        )
+    }
+
+    /// Dry-run check of a manifest on node `i`.
+    pub fn check(&self, i: usize, toml: &str) -> anyhow::Result<CheckReport> {
+        Ok(self.nodes[i].client()?.post(
+            "/v1/policy/check",
+            &CheckRequest {
+                manifest: toml.to_owned(),
+            },
+        )?)
     }
 }
 

@@ -50,6 +50,23 @@ id = "crm/customers"
     )
 }
 
+/// The sample Cedar rules (`examples/governance/rules.cedar`).
+pub const RULES: &str = include_str!("../../examples/governance/rules.cedar");
+
+/// A manifest that complies with the sample rules for a product holding personal
+/// data: classified `pii`, with a retention SLA, readable by `consumers`.
+pub fn restricted_manifest_toml(product: &str, version: &str, consumers: &[&str]) -> String {
+    let list = consumers
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    manifest_toml(product, version).replace(
+        "classification = \"internal\"\ntags",
+        &format!("classification = \"pii\"\nconsumers = [{list}]\ntags"),
+    )
+}
+
 /// Writes `rows` rows of deterministic order data to `dir/orders.csv`.
 pub fn write_orders(dir: &Path, rows: usize, seed: u64) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
