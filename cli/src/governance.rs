@@ -131,7 +131,12 @@ pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
         key.public().short()
     );
     for (label, have, need, _) in lines {
-        println!("  {label}: {have} of {need} required signatures");
+        let state = if have >= usize::from(need) {
+            "complete"
+        } else {
+            "incomplete"
+        };
+        println!("  {label}: {have} signed, {need} required ({state})");
     }
     Ok(())
 }
