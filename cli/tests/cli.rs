@@ -158,6 +158,71 @@ fn genesis_needs_the_council_threshold_before_init_accepts_it() {
     let show = stdout(&mesh(dir.path(), &["policy", "show", &g]));
     assert!(show.contains("2 of 2 required: complete"), "{show}");
 
+    // Drafting v2 offline from the genesis file: rotate c2 out for c4, threshold 2.
+    let c4 = stdout(&mesh(
+        dir.path(),
+        &["council", "keygen", "--out", &d("c4.key")],
+    ));
+    let change = d("change.toml");
+    std::fs::write(
+        &change,
+        format!("[council]\nadd = [\"{c4}\"]\nremove = [\"{}\"]\n", keys[1]),
+    )
+    .unwrap();
+    let v2 = d("v2.json");
+    let o = mesh(
+        dir.path(),
+        &[
+            "policy",
+            "draft",
+            "--current",
+            &g,
+            "--change",
+            &change,
+            "--out",
+            &v2,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mesh(dir.path(), &["policy", "sign", "--key", &d("c4.key"), &v2]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("current council: 0 signed, 2 required (incomplete)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("new council: 1 signed, 2 required (incomplete)"),
+        "{out}"
+    );
+    let show = stdout(&mesh(dir.path(), &["policy", "show", &v2]));
+    assert!(show.contains("policy v2"), "{show}");
+    let current = show
+        .lines()
+        .find(|l| l.starts_with("signatures (current council): 0 of 2 required; missing:"))
+        .unwrap_or_else(|| panic!("names who must still sign: {show}"));
+    assert!(
+        current.contains(&keys[0]) && current.contains(&keys[2]),
+        "{current}"
+    );
+    // A change that breaks the policy is refused before anything is written.
+    std::fs::write(&change, "[council]\nthreshold = 9\n").unwrap();
+    let o = mesh(
+        dir.path(),
+        &[
+            "policy",
+            "draft",
+            "--current",
+            &g,
+            "--change",
+            &change,
+            "--out",
+            &d("bad.json"),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("threshold 9"), "{}", stderr(&o));
+    assert!(!dir.path().join("bad.json").exists());
+
     // A hand-edited policy file is refused.
     let text = std::fs::read_to_string(&g)
         .unwrap()
