@@ -191,39 +191,30 @@ impl Catalog {
     pub fn reevaluate(&self) -> Result<usize, NodeError> {
         let policy = self.governance.policy();
         let mut flagged = 0;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .store
-                .scan(Tree::Announcements, after.as_deref(), 512)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (key, bytes) in &page {
-                let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value())
-                else {
-                    continue;
-                };
-                let flags = match self.manifest(&a.manifest)? {
-                    Some((_, m)) => self.governance.violations(&m),
-                    None if !policy.is_publisher(a.product.domain(), &a.publisher) => {
-                        vec![Violation {
-                            rule: "registry".into(),
-                            reason: format!(
-                                "publisher key {} is no longer registered for domain {}",
-                                a.publisher.short(),
-                                a.product.domain()
-                            ),
-                            policy_version: policy.version,
-                        }]
-                    }
-                    None => Vec::new(),
-                };
-                if !flags.is_empty() {
-                    flagged += 1;
+        self.for_each_stored(|key, bytes| {
+            let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) else {
+                return Ok(());
+            };
+            let flags = match self.manifest(&a.manifest)? {
+                Some((_, m)) => self.governance.violations(&m),
+                None if !policy.is_publisher(a.product.domain(), &a.publisher) => {
+                    vec![Violation {
+                        rule: "registry".into(),
+                        reason: format!(
+                            "publisher key {} is no longer registered for domain {}",
+                            a.publisher.short(),
+                            a.product.domain()
+                        ),
+                        policy_version: policy.version,
+                    }]
                 }
-                self.set_flags(key, &flags)?;
+                None => Vec::new(),
+            };
+            if !flags.is_empty() {
+                flagged += 1;
             }
-        }
+            self.set_flags(key, &flags)
+        })?;
         self.store.flush()?;
         Ok(flagged)
     }
@@ -232,45 +223,32 @@ impl Catalog {
     pub fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, NodeError> {
         let q = filter.q.as_ref().map(|q| q.to_lowercase());
         let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .store
-                .scan(Tree::Announcements, after.as_deref(), 512)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (_, v) in &page {
-                let e = self.decode_entry(v)?;
-                let a = &e.announcement;
-                if filter
-                    .domain
-                    .as_ref()
-                    .is_some_and(|d| a.product.domain().as_str() != d)
-                {
-                    continue;
-                }
-                if filter
-                    .tag
-                    .as_ref()
-                    .is_some_and(|t| !a.summary.tags.iter().any(|x| x == t))
-                {
-                    continue;
-                }
-                if let Some(q) = &q {
-                    let hay = format!(
-                        "{} {} {}",
-                        a.product,
-                        a.summary.title,
-                        a.summary.tags.join(" ")
-                    )
-                    .to_lowercase();
-                    if !hay.contains(q.as_str()) {
-                        continue;
-                    }
-                }
+        self.for_each_stored(|_, v| {
+            let e = self.decode_entry(v)?;
+            let a = &e.announcement;
+            let domain_ok = filter
+                .domain
+                .as_ref()
+                .is_none_or(|d| a.product.domain().as_str() == d);
+            let tag_ok = filter
+                .tag
+                .as_ref()
+                .is_none_or(|t| a.summary.tags.iter().any(|x| x == t));
+            let text_ok = q.as_ref().is_none_or(|q| {
+                format!(
+                    "{} {} {}",
+                    a.product,
+                    a.summary.title,
+                    a.summary.tags.join(" ")
+                )
+                .to_lowercase()
+                .contains(q.as_str())
+            });
+            if domain_ok && tag_ok && text_ok {
                 out.push(e);
             }
-        }
+            Ok(())
+        })?;
         out.sort_by(|a, b| {
             (&a.announcement.product, &a.announcement.version)
                 .cmp(&(&b.announcement.product, &b.announcement.version))
@@ -308,6 +286,35 @@ impl Catalog {
             }
         }
         Ok(best)
+    }
+
+    /// `target`'s catalog entry, or an error telling the user how to find products.
+    pub fn resolve(&self, target: &mesh_protocol::ProductRef) -> Result<CatalogEntry, NodeError> {
+        self.get(&target.id, target.version.as_ref())?.ok_or_else(|| {
+            NodeError::NotFound(format!(
+                "{target} is not in this node's catalog; list products with `mesh products` (a product announced moments ago may still be on its way)"
+            ))
+        })
+    }
+
+    /// Calls `f` with every stored announcement (key, envelope), in key order.
+    fn for_each_stored(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(Tree::Announcements, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (key, bytes) in &page {
+                f(key, bytes)?;
+            }
+        }
     }
 
     /// A page of encoded announcements after `after`, for catalog sync.

@@ -127,15 +127,7 @@ impl Node {
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
-        let entry = self
-            .shared
-            .catalog
-            .get(&target.id, target.version.as_ref())?
-            .ok_or_else(|| {
-                NodeError::NotFound(format!(
-                    "{target} is not in this node's catalog; list products with `mesh products` (a product announced moments ago may still be on its way)"
-                ))
-            })?;
+        let entry = self.shared.catalog.resolve(target)?;
         let ann = entry.announcement;
         let providers = self.candidate_providers(&ann).await?;
 
@@ -265,15 +257,7 @@ impl Node {
         &self,
         target: &ProductRef,
     ) -> Result<(CatalogEntry, Result<Manifest, NodeError>), NodeError> {
-        let entry = self
-            .shared
-            .catalog
-            .get(&target.id, target.version.as_ref())?
-            .ok_or_else(|| {
-                NodeError::NotFound(format!(
-                    "{target} is not in this node's catalog; list products with `mesh products`"
-                ))
-            })?;
+        let entry = self.shared.catalog.resolve(target)?;
         let hash = entry.announcement.manifest;
         let manifest = match self.shared.catalog.manifest(&hash)? {
             Some((s, _)) => self
