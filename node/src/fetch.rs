@@ -192,7 +192,8 @@ impl Node {
         }
         drop(results);
 
-        // Every chunk is present and was verified on arrival; re-verify from disk before
+        // Every chunk was verified on arrival. Writing the files out verifies each chunk
+        // again as it is read; without an output directory, re-verify from disk before
         // marking the product complete, so a corrupt store is never reported as whole.
         let shared = self.shared.clone();
         let files = manifest.files.clone();
@@ -200,15 +201,18 @@ impl Node {
         let out2 = out.clone();
         let (signed2, manifest2) = (signed.clone(), manifest.clone());
         tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-            assemble::verify_files(&files, &shared.chunks)
-                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+            match &out2 {
+                Some(dir) => {
+                    assemble::write_files(&files, &shared.chunks, dir)
+                        .map_err(|e| NodeError::Usage(e.to_string()))?;
+                }
+                None => assemble::verify_files(&files, &shared.chunks)
+                    .map_err(|e| NodeError::Corrupt(e.to_string()))?,
+            }
+            shared.chunks.sync()?;
             shared.catalog.record_manifest(&signed2, &manifest2)?;
             shared.catalog.mark_complete(&hash)?;
             shared.store.flush()?;
-            if let Some(dir) = out2 {
-                assemble::write_files(&files, &shared.chunks, &dir)
-                    .map_err(|e| NodeError::Usage(e.to_string()))?;
-            }
             Ok(())
         })
         .await

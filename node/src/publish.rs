@@ -249,6 +249,7 @@ pub fn publish(
         )));
     }
 
+    let started = std::time::Instant::now();
     let mut files = Vec::new();
     let mut new_bytes = 0;
     for (rel, full) in collect_files(path)? {
@@ -267,6 +268,7 @@ pub fn publish(
             publisher: key.public(),
         })
         .map_err(field_errors)?;
+    let chunked = started.elapsed();
     // Rules may depend on the files (size, count): evaluate the final manifest too.
     policy_checks(shared, &manifest)?;
     let signed = Signed::sign(&manifest, key);
@@ -295,6 +297,9 @@ pub fn publish(
         publisher: key.public(),
     };
     let envelope = Signed::sign(&announcement, key).to_bytes();
+    let synced_from = std::time::Instant::now();
+    shared.chunks.sync()?;
+    let synced = synced_from.elapsed();
     shared.catalog.record_manifest(&signed, &manifest)?;
     shared.catalog.mark_complete(&hash)?;
     shared
@@ -302,6 +307,13 @@ pub fn publish(
         .offer(&envelope)
         .map_err(|r| NodeError::Rejected(r.0))?;
     shared.store.flush()?;
+    tracing::info!(
+        product = %manifest.id,
+        chunk_ms = chunked.as_millis() as u64,
+        sync_ms = synced.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "publish timings"
+    );
     Ok((
         Published {
             product: manifest.id.to_string(),

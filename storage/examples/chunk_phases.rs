@@ -1,0 +1,32 @@
+//! Times the phases of chunking a file: FastCDC alone, + BLAKE3, + chunk store writes.
+//! `cargo run --release -p mesh-storage --example chunk_phases -- FILE`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use mesh_storage::chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: chunk_phases FILE");
+    let t = Instant::now();
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path).unwrap());
+    let n = fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).count();
+    println!("fastcdc only:        {:?} ({n} chunks)", t.elapsed());
+
+    let t = Instant::now();
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path).unwrap());
+    for c in fastcdc::v2020::StreamCDC::new(f, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+        std::hint::black_box(blake3::hash(&c.unwrap().data));
+    }
+    println!("fastcdc + blake3:    {:?}", t.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
+    let t = Instant::now();
+    mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
+    println!("chunk_file (store):  {:?}", t.elapsed());
+    let t = Instant::now();
+    store.sync().unwrap();
+    println!("sync:                {:?}", t.elapsed());
+}
