@@ -66,6 +66,9 @@ pub(crate) enum Command {
     Show(ShowArgs),
     /// Fetch a product from its providers, verify every byte, write it to a directory.
     Fetch(FetchArgs),
+    /// Delete chunks no retained product version references (keeps the newest
+    /// `keep_versions` complete versions of each product, and any fetch in progress).
+    Gc(GcArgs),
     /// List connected peers.
     Peers,
     /// Show this node's status: peer id, listen addresses, catalog, policy.
@@ -243,6 +246,16 @@ pub(crate) struct ProductsArgs {
 pub(crate) struct ShowArgs {
     /// domain/name[@version]; the latest version when none is given.
     pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Complete versions to keep per product (default: keep_versions in config.toml, 3).
+    #[arg(long)]
+    pub(crate) keep: Option<usize>,
+    /// Report what would be freed without deleting anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

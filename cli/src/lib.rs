@@ -50,6 +50,7 @@ where
         Command::Products(a) => products::list(&cli.home, a, json),
         Command::Show(a) => products::show(&cli.home, a, json),
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
+        Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Peers => products::peers(&cli.home, json),
         Command::Status => products::status(&cli.home, json),
     };

@@ -16,7 +16,7 @@ use mesh_node::{ApiClient, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
-use crate::args::{FetchArgs, ProductsArgs, PublishArgs, ShowArgs};
+use crate::args::{FetchArgs, GcArgs, ProductsArgs, PublishArgs, ShowArgs};
 use crate::output::{human_bytes, print_json};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
@@ -341,5 +341,29 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     for a in &s.listen {
         println!("listen     {a}");
     }
+    Ok(())
+}
+
+pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
+    let r: mesh_node::gc::GcReport = client(home)?.post(
+        "/v1/gc",
+        &mesh_node::api::GcRequest {
+            keep: a.keep,
+            dry_run: a.dry_run,
+        },
+    )?;
+    if json {
+        return print_json(&r);
+    }
+    let verb = if r.dry_run { "would free" } else { "freed" };
+    for v in &r.dropped_versions {
+        println!("no longer held: {v}");
+    }
+    println!(
+        "{verb} {} in {} chunk(s); kept {} chunk(s)",
+        human_bytes(r.freed_bytes),
+        r.freed_chunks,
+        r.kept_chunks
+    );
     Ok(())
 }

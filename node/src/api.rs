@@ -173,6 +173,7 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
         .route("/v1/publish", post(publish))
         .route("/v1/fetch", post(fetch))
         .route("/v1/policy", post(submit_policy))
+        .route("/v1/gc", post(gc))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -334,4 +335,22 @@ async fn check(
         .await
         .map_err(|e| NodeError::Network(e.to_string()))?;
     Ok(Json(report))
+}
+
+/// `POST /v1/gc`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct GcRequest {
+    /// Complete versions to keep per product (default: `keep_versions` in config).
+    pub keep: Option<usize>,
+    /// Report without deleting.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+async fn gc(
+    State(s): State<AppState>,
+    Json(req): Json<GcRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let keep = req.keep.unwrap_or(s.node.shared.keep_versions);
+    Ok(Json(s.node.gc(keep, req.dry_run).await?))
 }

@@ -135,6 +135,30 @@ impl Catalog {
         Ok(())
     }
 
+    /// Marks the product with this manifest as no longer held (GC).
+    pub fn unmark_complete(&self, manifest: &ManifestHash) -> Result<(), NodeError> {
+        self.store.remove(Tree::Complete, manifest.as_bytes())?;
+        Ok(())
+    }
+
+    /// Hashes of every verified manifest this node knows.
+    pub fn known_manifests(&self) -> Result<Vec<ManifestHash>, NodeError> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.scan(Tree::Manifests, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.clone());
+            out.extend(page.iter().filter_map(|(k, _)| {
+                <[u8; 32]>::try_from(k.as_slice())
+                    .ok()
+                    .map(ManifestHash::from_bytes)
+            }));
+        }
+    }
+
     /// A verified manifest this node knows, if any.
     pub fn manifest(
         &self,

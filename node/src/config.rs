@@ -25,6 +25,13 @@ pub struct NodeConfig {
     /// and writes it to `api.addr`).
     #[serde(default = "default_api")]
     pub api_listen: SocketAddr,
+    /// How many complete versions of each product `mesh gc` keeps.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: usize,
+}
+
+fn default_keep_versions() -> usize {
+    3
 }
 
 fn default_listen() -> Vec<String> {
@@ -42,6 +49,7 @@ impl Default for NodeConfig {
             listen: default_listen(),
             bootstrap: Vec::new(),
             api_listen: default_api(),
+            keep_versions: default_keep_versions(),
         }
     }
 }

@@ -115,6 +115,7 @@ impl Node {
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
+        let _shared_work = self.shared.work_lock.read().await;
         let span = tracing::info_span!("fetch", product = %target);
         self.fetch_inner(target, out, progress)
             .instrument(span)

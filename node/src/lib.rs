@@ -17,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod fetch;
+pub mod gc;
 pub mod governance;
 pub mod home;
 pub mod keyfile;

@@ -39,6 +39,10 @@ pub struct Shared {
     pub publisher: Option<KeyPair>,
     /// The node home.
     pub home: NodeHome,
+    /// Publish and fetch hold it shared; GC holds it exclusively.
+    pub work_lock: tokio::sync::RwLock<()>,
+    /// Complete versions per product kept by GC (`keep_versions` in config.toml).
+    pub keep_versions: usize,
 }
 
 /// Command-line overrides of `config.toml`.
@@ -263,6 +267,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         domain: config.domain.clone(),
         publisher,
         home: home.clone(),
+        work_lock: tokio::sync::RwLock::new(()),
+        keep_versions: config.keep_versions,
     });
 
     let mut swarm = build_swarm(key)?;

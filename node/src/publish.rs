@@ -332,6 +332,7 @@ impl crate::node::Node {
     /// Publishes the files at `path` described by `draft_toml` and gossips the
     /// announcement.
     pub async fn publish(&self, path: PathBuf, draft_toml: String) -> Result<Published, NodeError> {
+        let _shared_work = self.shared.work_lock.read().await;
         let shared = self.shared.clone();
         let (published, envelope) =
             tokio::task::spawn_blocking(move || publish(&shared, &path, &draft_toml))

@@ -128,6 +128,41 @@ impl ChunkStore {
         Ok(true)
     }
 
+    /// Every chunk hash in the store (files with a valid name; others are ignored).
+    pub fn list(&self) -> Result<Vec<Hash>, ChunkError> {
+        let mut out = Vec::new();
+        for dir in fs::read_dir(&self.root)
+            .map_err(io_err(&self.root))?
+            .flatten()
+        {
+            let name = dir.file_name();
+            if name == "tmp" || !dir.path().is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(dir.path())
+                .map_err(io_err(&dir.path()))?
+                .flatten()
+            {
+                if let Some(h) = f.file_name().to_str().and_then(|n| n.parse::<Hash>().ok()) {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a chunk; returns the bytes freed (0 if it was absent).
+    pub fn remove(&self, hash: &Hash) -> Result<u64, ChunkError> {
+        let path = self.path_of(hash);
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        Ok(len)
+    }
+
     /// Makes every chunk written so far durable (one `syncfs` of the store's file
     /// system). Call before acknowledging a publish or marking a fetch complete.
     pub fn sync(&self) -> Result<(), ChunkError> {

@@ -169,6 +169,39 @@ impl TestNode {
         }
     }
 
+    /// The node process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, ...) to the node process.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.pid() else {
+            bail!("node {} is not running", self.index)
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{name} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// The number of chunk files in the node's store.
+    pub fn chunk_count(&self) -> usize {
+        let root = NodeHome::new(&self.home).chunks_path();
+        std::fs::read_dir(root)
+            .map(|dirs| {
+                dirs.flatten()
+                    .filter(|d| d.file_name() != "tmp")
+                    .map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// `kill -9`: the process dies without any chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
