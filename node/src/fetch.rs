@@ -85,6 +85,9 @@ pub struct FetchOutcome {
     pub out: Option<PathBuf>,
     /// Peers that served chunks.
     pub providers: Vec<String>,
+    /// Peers dropped from this fetch after sending chunks that failed verification.
+    #[serde(default)]
+    pub banned: Vec<String>,
     /// Rules of the current policy this version violates (a warning, not a failure).
     #[serde(default)]
     pub flags: Vec<crate::governance::Violation>,
@@ -229,6 +232,11 @@ impl Node {
             verified: true,
             out,
             providers: lock(&job.used).iter().map(|p| p.to_string()).collect(),
+            banned: lock(&job.bad)
+                .iter()
+                .filter(|(_, n)| **n >= MAX_BAD_CHUNKS)
+                .map(|(p, _)| p.to_string())
+                .collect(),
             flags: self.shared.governance.violations(&manifest),
         };
         info!(bytes = outcome.transferred_bytes, "fetched {label}");

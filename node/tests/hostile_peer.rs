@@ -118,14 +118,11 @@ fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
     Signed::sign(&a, key).to_bytes()
 }
 
-/// Spawns the rogue peer; it answers every catalog request with `catalog_page` and
-/// every policy request with `policy_page` (both already framed).
-fn spawn_rogue(
-    target: Multiaddr,
-    catalog_page: Vec<u8>,
-    policy_page: Vec<u8>,
-    seen: Arc<Seen>,
-) -> mpsc::Sender<Cmd> {
+/// How the rogue answers each request: returns the framed response bytes.
+type Responder = Arc<dyn Fn(Request) -> Vec<u8> + Send + Sync>;
+
+/// Spawns the rogue peer, dialing `target`; `respond` answers inbound requests.
+fn spawn_rogue(target: Multiaddr, respond: Responder, seen: Arc<Seen>) -> mpsc::Sender<Cmd> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -194,15 +191,15 @@ fn spawn_rogue(
                     SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
                             let page = match wire::decode_request(&request) {
-                                Ok(Request::Policies { .. }) => {
-                                    seen.policy_requests.fetch_add(1, Ordering::SeqCst);
-                                    policy_page.clone()
+                                Ok(r) => {
+                                    match &r {
+                                        Request::Policies { .. } => seen.policy_requests.fetch_add(1, Ordering::SeqCst),
+                                        Request::Catalog { .. } => seen.catalog_requests.fetch_add(1, Ordering::SeqCst),
+                                        _ => 0,
+                                    };
+                                    respond(r)
                                 }
-                                Ok(Request::Catalog { .. }) => {
-                                    seen.catalog_requests.fetch_add(1, Ordering::SeqCst);
-                                    catalog_page.clone()
-                                }
-                                _ => framed(&wire::encode_response(&Response::NotFound)),
+                                Err(_) => framed(&wire::encode_response(&Response::Invalid("?".into()))),
                             };
                             let _ = swarm.behaviour_mut().transfer.send_response(channel, page);
                         }
@@ -329,7 +326,13 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         more: true,
     });
     let seen = Arc::new(Seen::default());
-    let rogue = spawn_rogue(target, framed(&page), framed(&policy_page), seen.clone());
+    let (catalog_page, policy_page) = (framed(&page), framed(&policy_page));
+    let respond: Responder = Arc::new(move |r| match r {
+        Request::Policies { .. } => policy_page.clone(),
+        Request::Catalog { .. } => catalog_page.clone(),
+        _ => framed(&wire::encode_response(&Response::NotFound)),
+    });
+    let rogue = spawn_rogue(target, respond, seen.clone());
     wait_for("catalog sync to deliver the honest entry", || {
         knows("sales/honest-sync")
     })
@@ -423,4 +426,191 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     );
     assert_eq!(node.status().await.unwrap().policy_version, 1);
     running.shutdown().await.unwrap();
+}
+
+/// Starts an in-process node for `domain` with `key`, trusting `genesis`.
+async fn start_node(
+    dir: &std::path::Path,
+    name: &str,
+    domain: &str,
+    key: &KeyPair,
+    genesis: &Signed<Policy>,
+    bootstrap: Vec<String>,
+) -> mesh_node::RunningNode {
+    let home = NodeHome::new(dir.join(name));
+    home.create(
+        &domain.parse().unwrap(),
+        Some(KeyPair::from_secret(key.secret_bytes())),
+    )
+    .unwrap();
+    install_genesis(
+        &mesh_storage::SledStore::open(&home.db_path()).unwrap(),
+        genesis,
+        unix_now(),
+    )
+    .unwrap();
+    mesh_node::start(
+        home,
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let mut domains = std::collections::BTreeMap::new();
+    for (name, key) in [("sales", &sales), ("finance", &finance)] {
+        domains.insert(
+            name.parse().unwrap(),
+            DomainEntry {
+                publisher_keys: [key.public()].into(),
+                ..Default::default()
+            },
+        );
+    }
+    let genesis = Signed::sign(
+        &Policy {
+            format: POLICY_FORMAT,
+            version: 1,
+            issued_at: unix_now(),
+            expires_at: unix_now() + 86_400,
+            council: Council {
+                members: [council.public()].into(),
+                threshold: 1,
+            },
+            domains,
+            rules: String::new(),
+            settings: Settings::default(),
+        },
+        &council,
+    );
+    // A publishes; B fetches it and so becomes a second honest provider.
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(
+        dir.path(),
+        "b",
+        "finance",
+        &finance,
+        &genesis,
+        vec![a_addr.clone()],
+    )
+    .await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let bytes: Vec<u8> = (0..8_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(data.join("big.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data.clone(), toml.into()).await.unwrap();
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || {
+        bn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    b.node.fetch(&target, None, None).await.unwrap();
+
+    // The rogue serves the genuine manifest, but every chunk it sends is garbage of
+    // the right length.
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let lens: std::collections::HashMap<Hash, u32> = manifest
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter().map(|c| (c.hash, c.len)))
+        .collect();
+    let manifest_bytes = signed.to_bytes();
+    let rogue_lens = lens.clone();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => Response::Chunk(vec![
+                0x5A;
+                rogue_lens.get(&chunk).copied().unwrap_or(1)
+                    as usize
+            ]),
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: vec![],
+                more: false,
+            },
+        }))
+    });
+
+    // C knows A and B; the rogue dials C.
+    let b_addr = b.node.status().await.unwrap().listen[0].clone();
+    let c = start_node(
+        dir.path(),
+        "c",
+        "finance",
+        &finance,
+        &genesis,
+        vec![a_addr, b_addr],
+    )
+    .await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while c.node.network().peers().await.unwrap().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C never connected to A, B and the rogue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = dir.path().join("out");
+    let outcome = c
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("big.bin")).unwrap(),
+        bytes,
+        "byte-identical despite the rogue"
+    );
+    let honest = [a.node.peer_id().to_string(), b.node.peer_id().to_string()];
+    assert_eq!(
+        outcome.banned.len(),
+        1,
+        "the corrupting provider is banned: {outcome:?}"
+    );
+    assert!(!honest.contains(&outcome.banned[0]));
+    assert!(
+        outcome.providers.iter().all(|p| honest.contains(p)),
+        "{outcome:?}"
+    );
+    let unique: u64 = lens.values().map(|l| u64::from(*l)).sum();
+    assert_eq!(
+        outcome.transferred_bytes, unique,
+        "only verified bytes count"
+    );
+    for n in [c, b, a] {
+        n.shutdown().await.unwrap();
+    }
 }
