@@ -98,6 +98,8 @@ struct ChunkFetch {
     manifest: mesh_protocol::ManifestHash,
     providers: Vec<PeerId>,
     bad: Mutex<HashMap<PeerId, u32>>,
+    /// Peers that answered `NotFound`: they do not hold this product; not asked again.
+    lacking: Mutex<std::collections::HashSet<PeerId>>,
     used: Mutex<BTreeSet<PeerId>>,
     done: AtomicU64,
     transferred: AtomicU64,
@@ -173,6 +175,7 @@ impl Node {
             manifest: ann.manifest,
             providers,
             bad: Mutex::new(HashMap::new()),
+            lacking: Mutex::new(std::collections::HashSet::new()),
             used: Mutex::new(BTreeSet::new()),
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
@@ -349,7 +352,9 @@ impl ChunkFetch {
         let mut failures = Vec::new();
         for attempt in 0..n {
             let peer = self.providers[(index + attempt) % n];
-            if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS {
+            if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS
+                || lock(&self.lacking).contains(&peer)
+            {
                 continue;
             }
             let why = match self
@@ -390,7 +395,10 @@ impl ChunkFetch {
                     *lock(&self.bad).entry(peer).or_default() += 1;
                     format!("sent {} bytes, expected {}", data.len(), chunk.len)
                 }
-                Ok(Response::NotFound) => "does not hold it".into(),
+                Ok(Response::NotFound) => {
+                    lock(&self.lacking).insert(peer);
+                    "does not hold it".into()
+                }
                 Ok(Response::Denied { rule, reason }) => {
                     return Err(NodeError::Rejected(format!(
                         "the mesh policy does not allow this node to fetch it: denied by rule {rule}: {reason}"

@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 mod process;
 pub mod sample;
 

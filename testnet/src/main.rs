@@ -29,6 +29,13 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Transfer benchmark: publish vs b3sum, fetch vs nginx+curl, 3 providers vs 1,
+    /// bytes moved for a ~1% change, peak RSS. `bench/transfer` installs the anchors.
+    BenchTransfer {
+        /// Product size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+    },
     /// Run the `mesh` CLI (this binary carries it).
     #[command(hide = true, disable_help_flag = true)]
     Mesh {
@@ -41,6 +48,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Mesh { args } => mesh_cli::run(std::iter::once("mesh".into()).chain(args)),
+        Cmd::BenchTransfer { size_mib } => {
+            let run = || -> anyhow::Result<()> {
+                let rows = mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
+                    size_mib,
+                    mesh: MeshBin::from_env_or_current()?,
+                })?;
+                print!("{}", mesh_testnet::bench::markdown(&rows));
+                Ok(())
+            };
+            match run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("benchmark failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Demo { rows, dir } => match demo(rows, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

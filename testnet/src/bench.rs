@@ -1,0 +1,324 @@
+//! The transfer benchmark: mesh against its anchors, measured side by side in one run.
+//!
+//! For a product of `size` random bytes: publish throughput against `b3sum` of the
+//! same file; single-provider fetch against `curl` downloading it from a local nginx;
+//! a fetch from three providers against one; the bytes a consumer holding version N
+//! moves for version N+1 with ~1% scattered edits and with ~1% appended; peak RSS of
+//! the publishing and fetching node processes. `bench/transfer` installs the anchors.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::{sample, MeshBin, Testnet, TestnetConfig};
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Product size in MiB.
+    pub size_mib: u64,
+    /// How to run `mesh`.
+    pub mesh: MeshBin,
+}
+
+/// One row of the result table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was measured.
+    pub what: String,
+    /// The mesh figure.
+    pub mesh: String,
+    /// The anchor figure.
+    pub baseline: String,
+    /// mesh / baseline as a rate ratio (higher is better), when meaningful.
+    pub ratio: String,
+    /// The target.
+    pub target: String,
+}
+
+const LONG: Duration = Duration::from_secs(600);
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
+}
+
+fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(t.elapsed())
+}
+
+/// Writes `size` pseudo-random bytes (fast, deterministic).
+fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut x = seed | 1;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for w in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            w.copy_from_slice(&b[..w.len()]);
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmHWM in /proc status")?;
+    Ok(kb / 1024.0)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Serves `dir` with nginx on a free loopback port; returns the port and a guard.
+struct Nginx {
+    prefix: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path, work: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let prefix = work.join("nginx");
+        std::fs::create_dir_all(prefix.join("logs"))?;
+        let conf = format!(
+            "worker_processes 1; daemon on; pid {p}/nginx.pid; error_log {p}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; sendfile on; tcp_nopush on;\n\
+               client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n\
+               uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n\
+               server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+            p = prefix.display(),
+            root = dir.display()
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf)?;
+        timed(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-c")
+                .arg(prefix.join("nginx.conf")),
+        )
+        .context("starting nginx (install it, or run bench/transfer which does)")?;
+        Ok(Nginx { prefix, port })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("nginx")
+            .arg("-p")
+            .arg(&self.prefix)
+            .arg("-c")
+            .arg(self.prefix.join("nginx.conf"))
+            .args(["-s", "stop"])
+            .status();
+    }
+}
+
+/// Runs the benchmark and returns the table rows.
+pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
+    let size = opts.size_mib * 1024 * 1024;
+    let mut config = TestnetConfig::new(opts.mesh.clone(), 5, &["sales", "finance", "logistics"]);
+    config.council = 1;
+    config.threshold = 1;
+    let mut net = Testnet::create(config)?;
+    net.start_all()?;
+    let data = net.root().join("data");
+    std::fs::create_dir_all(&data)?;
+    let file = data.join("big.bin");
+    eprintln!("writing {} MiB of test data", opts.size_mib);
+    write_random(&file, size, 42)?;
+    let _ = Command::new("sync").status();
+    let mut rows = Vec::new();
+
+    // Publish against b3sum of the same file (warm cache for both).
+    let b3 = timed(Command::new("b3sum").arg(&file)).context("b3sum (cargo install b3sum)")?;
+    let b3_1 = timed(
+        Command::new("b3sum")
+            .args(["--num-threads", "1"])
+            .arg(&file),
+    )?;
+    let toml = |v: &str| sample::manifest_toml("sales/big", v).replace("Orders", "Bench data");
+    let t = Instant::now();
+    let p1 = net.publish(0, &data, &toml("1.0.0"))?;
+    let publish = t.elapsed();
+    let publish_rss = peak_rss_mib(net.nodes[0].pid().context("node 0 pid")?)?;
+    rows.push(Row {
+        what: format!("publish {} MiB", opts.size_mib),
+        mesh: format!(
+            "{:.2} s ({:.0} MB/s)",
+            publish.as_secs_f64(),
+            mbps(size, publish)
+        ),
+        baseline: format!(
+            "b3sum {:.2} s ({:.0} MB/s); 1 thread {:.2} s",
+            b3.as_secs_f64(),
+            mbps(size, b3),
+            b3_1.as_secs_f64()
+        ),
+        ratio: format!("{:.2}x", b3.as_secs_f64() / publish.as_secs_f64()),
+        target: ">= 0.5x".into(),
+    });
+
+    // Single-provider fetch against nginx + curl.
+    for i in 1..5 {
+        net.wait_product(i, "sales/big", "1.0.0", LONG)?;
+    }
+    let t = Instant::now();
+    let f1 = net.fetch(1, "sales/big@1.0.0", &net.root().join("out1"))?;
+    let fetch1 = t.elapsed();
+    let fetch_rss = peak_rss_mib(net.nodes[1].pid().context("node 1 pid")?)?;
+    let nginx = Nginx::start(&data, net.root())?;
+    let url = format!("http://127.0.0.1:{}/big.bin", nginx.port);
+    let curl_file = timed(
+        Command::new("curl")
+            .args(["-sf", "-o"])
+            .arg(net.root().join("curl.bin"))
+            .arg(&url),
+    )?;
+    let curl_null = timed(
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null"])
+            .arg(&url),
+    )?;
+    drop(nginx);
+    rows.push(Row {
+        what: "fetch, 1 provider".into(),
+        mesh: format!(
+            "{:.2} s ({:.0} MB/s)",
+            fetch1.as_secs_f64(),
+            mbps(f1.size, fetch1)
+        ),
+        baseline: format!(
+            "nginx+curl -o file {:.2} s ({:.0} MB/s); -o /dev/null {:.2} s",
+            curl_file.as_secs_f64(),
+            mbps(size, curl_file),
+            curl_null.as_secs_f64()
+        ),
+        ratio: format!("{:.2}x", curl_file.as_secs_f64() / fetch1.as_secs_f64()),
+        target: ">= 0.5x".into(),
+    });
+
+    // Three providers (nodes 0, 1, 2) against one.
+    net.fetch(2, "sales/big@1.0.0", &net.root().join("out2"))?;
+    let t = Instant::now();
+    let f3 = net.fetch(3, "sales/big@1.0.0", &net.root().join("out3"))?;
+    let fetch3 = t.elapsed();
+    rows.push(Row {
+        what: "fetch, 3 providers".into(),
+        mesh: format!(
+            "{:.2} s ({:.0} MB/s, {} providers used)",
+            fetch3.as_secs_f64(),
+            mbps(f3.size, fetch3),
+            f3.providers.len()
+        ),
+        baseline: format!("1 provider {:.2} s", fetch1.as_secs_f64()),
+        ratio: format!("{:.2}x", fetch1.as_secs_f64() / fetch3.as_secs_f64()),
+        target: ">= 1x".into(),
+    });
+
+    // ~1% changed: scattered edits, then appended bytes; node 1 holds 1.0.0.
+    let mut bytes = std::fs::read(&file)?;
+    let edits = 100u64;
+    let edit_len = (size / 100 / edits).max(1) as usize;
+    for k in 0..edits {
+        let at = ((k * 2 + 1) * size / (edits * 2)) as usize;
+        for b in bytes.iter_mut().skip(at).take(edit_len) {
+            *b = b.wrapping_add(1);
+        }
+    }
+    std::fs::write(&file, &bytes)?;
+    let p2 = net.publish(0, &data, &toml("1.1.0"))?;
+    net.wait_product(1, "sales/big", "1.1.0", LONG)?;
+    let f2 = net.fetch(1, "sales/big@1.1.0", &net.root().join("out1b"))?;
+    rows.push(Row {
+        what: format!("new version, {edits} scattered edits (1% of bytes)"),
+        mesh: format!(
+            "{:.1} MB moved ({:.2}%); publish stored {:.1} MB",
+            f2.transferred_bytes as f64 / 1e6,
+            100.0 * f2.transferred_bytes as f64 / f2.size as f64,
+            p2.new_bytes as f64 / 1e6
+        ),
+        baseline: format!("full size {:.1} MB", f2.size as f64 / 1e6),
+        ratio: String::new(),
+        target: "<= 5%".into(),
+    });
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file)?;
+    let extra = size / 100;
+    let tail: Vec<u8> = bytes
+        .iter()
+        .take(extra as usize)
+        .map(|b| b.wrapping_mul(3))
+        .collect();
+    f.write_all(&tail)?;
+    drop(f);
+    let p3 = net.publish(0, &data, &toml("1.2.0"))?;
+    net.wait_product(1, "sales/big", "1.2.0", LONG)?;
+    let f4 = net.fetch(1, "sales/big@1.2.0", &net.root().join("out1c"))?;
+    rows.push(Row {
+        what: "new version, 1% appended".into(),
+        mesh: format!(
+            "{:.1} MB moved ({:.2}%); publish stored {:.1} MB",
+            f4.transferred_bytes as f64 / 1e6,
+            100.0 * f4.transferred_bytes as f64 / f4.size as f64,
+            p3.new_bytes as f64 / 1e6
+        ),
+        baseline: format!("full size {:.1} MB", f4.size as f64 / 1e6),
+        ratio: String::new(),
+        target: "<= 5%".into(),
+    });
+    rows.push(Row {
+        what: "peak RSS".into(),
+        mesh: format!("publisher {publish_rss:.0} MiB, fetcher {fetch_rss:.0} MiB"),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "fetch < 200 MB".into(),
+    });
+    let _ = p1;
+    net.stop_all()?;
+    Ok(rows)
+}
+
+/// Renders rows as a Markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| measurement | mesh | baseline (same run) | ratio | target |\n|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            r.what, r.mesh, r.baseline, r.ratio, r.target
+        );
+    }
+    s
+}
