@@ -268,6 +268,9 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     match result {
         Some(Ok(o)) => {
             if !json {
+                for b in &o.banned {
+                    eprintln!("warning: provider {b} sent chunks that failed verification and was dropped from this fetch");
+                }
                 for f in &o.flags {
                     eprintln!(
                         "warning: {}@{} violates rule `{}` of policy v{}: {}",

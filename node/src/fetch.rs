@@ -27,7 +27,7 @@ use crate::node::Node;
 use crate::NodeError;
 
 /// Chunk requests in flight at once for one fetch.
-const WINDOW: usize = 16;
+const WINDOW: usize = 32;
 /// Verification failures after which a provider is dropped for this fetch.
 const MAX_BAD_CHUNKS: u32 = 3;
 
@@ -180,6 +180,7 @@ impl Node {
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
         });
+        let download_started = std::time::Instant::now();
         let mut results = futures::stream::iter(missing.into_iter().enumerate())
             .map(|(i, c)| {
                 let job = job.clone();
@@ -198,6 +199,7 @@ impl Node {
             .await;
         }
         drop(results);
+        let download = download_started.elapsed();
 
         // Every chunk was verified on arrival. Writing the files out verifies each chunk
         // again as it is read; without an output directory, re-verify from disk before
@@ -207,23 +209,27 @@ impl Node {
         let hash = ann.manifest;
         let out2 = out.clone();
         let (signed2, manifest2) = (signed.clone(), manifest.clone());
-        tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-            match &out2 {
-                Some(dir) => {
-                    assemble::write_files(&files, &shared.chunks, dir)
-                        .map_err(|e| NodeError::Usage(e.to_string()))?;
+        let finish_started = std::time::Instant::now();
+        let sync_time =
+            tokio::task::spawn_blocking(move || -> Result<std::time::Duration, NodeError> {
+                match &out2 {
+                    Some(dir) => {
+                        assemble::write_files(&files, &shared.chunks, dir)
+                            .map_err(|e| NodeError::Usage(e.to_string()))?;
+                    }
+                    None => assemble::verify_files(&files, &shared.chunks)
+                        .map_err(|e| NodeError::Corrupt(e.to_string()))?,
                 }
-                None => assemble::verify_files(&files, &shared.chunks)
-                    .map_err(|e| NodeError::Corrupt(e.to_string()))?,
-            }
-            shared.chunks.sync()?;
-            shared.catalog.record_manifest(&signed2, &manifest2)?;
-            shared.catalog.mark_complete(&hash)?;
-            shared.store.flush()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| NodeError::Network(format!("fetch task failed: {e}")))??;
+                let synced_from = std::time::Instant::now();
+                shared.chunks.sync()?;
+                let sync_time = synced_from.elapsed();
+                shared.catalog.record_manifest(&signed2, &manifest2)?;
+                shared.catalog.mark_complete(&hash)?;
+                shared.store.flush()?;
+                Ok(sync_time)
+            })
+            .await
+            .map_err(|e| NodeError::Network(format!("fetch task failed: {e}")))??;
 
         let outcome = FetchOutcome {
             product: manifest.id.to_string(),
@@ -242,7 +248,14 @@ impl Node {
                 .collect(),
             flags: self.shared.governance.violations(&manifest),
         };
-        info!(bytes = outcome.transferred_bytes, "fetched {label}");
+        let finish = finish_started.elapsed();
+        info!(
+            bytes = outcome.transferred_bytes,
+            download_ms = download.as_millis() as u64,
+            write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
+            sync_ms = sync_time.as_millis() as u64,
+            "fetched {label}"
+        );
         Ok(outcome)
     }
 
