@@ -28,6 +28,10 @@ use crate::NodeError;
 
 /// Chunk requests in flight at once for one fetch.
 const WINDOW: usize = 32;
+/// `Busy` answers tolerated per chunk before giving up on that provider.
+const MAX_BUSY_RETRIES: u32 = 40;
+/// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
+const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 /// Verification failures after which a provider is dropped for this fetch.
 const MAX_BAD_CHUNKS: u32 = 3;
 
@@ -363,8 +367,11 @@ impl ChunkFetch {
     async fn fetch_chunk(&self, index: usize, chunk: ChunkRef) -> Result<(), NodeError> {
         let n = self.providers.len();
         let mut failures = Vec::new();
-        for attempt in 0..n {
+        let mut busy_retries = 0u32;
+        let mut attempt = 0;
+        while attempt < n {
             let peer = self.providers[(index + attempt) % n];
+            attempt += 1;
             if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS
                 || lock(&self.lacking).contains(&peer)
             {
@@ -416,6 +423,13 @@ impl ChunkFetch {
                     return Err(NodeError::Rejected(format!(
                         "the mesh policy does not allow this node to fetch it: denied by rule {rule}: {reason}"
                     )));
+                }
+                Ok(Response::Busy) if busy_retries < MAX_BUSY_RETRIES => {
+                    // The provider is at its concurrency limit: back off, ask again.
+                    busy_retries += 1;
+                    attempt -= 1;
+                    tokio::time::sleep(BUSY_BACKOFF * busy_retries.min(10)).await;
+                    continue;
                 }
                 Ok(other) => format!("answered {other:?}"),
                 Err(e) => e,

@@ -39,7 +39,7 @@ use crate::sync::SyncState;
 /// Capacity of the command channel.
 const COMMAND_CAPACITY: usize = 256;
 /// Inbound chunk reads in flight at once, across all peers.
-const MAX_INBOUND_READS: usize = 32;
+const MAX_INBOUND_READS: usize = 64;
 /// Announcements kept for retry while no peer is subscribed.
 const MAX_PENDING_ANNOUNCEMENTS: usize = 1024;
 /// How often bootstrap peers are redialled and pending announcements retried.

@@ -296,6 +296,22 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         )),
     ];
 
+    // Return only once the swarm listens, so callers can read its address at once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while node
+        .net
+        .listen_addrs()
+        .await
+        .map_err(NodeError::Network)?
+        .is_empty()
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err(NodeError::Network(
+                "the swarm reported no listen address within 10 s; check --listen".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .map_err(|e| {

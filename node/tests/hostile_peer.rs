@@ -222,6 +222,34 @@ fn spawn_rogue(target: Multiaddr, respond: Responder, seen: Arc<Seen>) -> mpsc::
     tx
 }
 
+/// A genesis policy (1-of-1 council, no rules) registering `domains`' publisher keys.
+fn genesis(council: &KeyPair, domains: &[(&str, &KeyPair)]) -> Signed<Policy> {
+    let domains = domains
+        .iter()
+        .map(|(name, key)| {
+            let entry = DomainEntry {
+                publisher_keys: [key.public()].into(),
+                ..Default::default()
+            };
+            (name.parse().unwrap(), entry)
+        })
+        .collect();
+    let policy = Policy {
+        format: POLICY_FORMAT,
+        version: 1,
+        issued_at: unix_now(),
+        expires_at: unix_now() + 86_400,
+        council: Council {
+            members: [council.public()].into(),
+            threshold: 1,
+        },
+        domains,
+        rules: String::new(),
+        settings: Settings::default(),
+    };
+    Signed::sign(&policy, council)
+}
+
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !check() {
@@ -240,53 +268,8 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     let sales = KeyPair::generate();
     let finance = KeyPair::generate();
     let stranger = KeyPair::generate();
-    let mut domains = std::collections::BTreeMap::new();
-    for (name, key) in [("sales", &sales), ("finance", &finance)] {
-        domains.insert(
-            name.parse().unwrap(),
-            DomainEntry {
-                publisher_keys: [key.public()].into(),
-                ..Default::default()
-            },
-        );
-    }
-    let genesis = Signed::sign(
-        &Policy {
-            format: POLICY_FORMAT,
-            version: 1,
-            issued_at: unix_now(),
-            expires_at: unix_now() + 86_400,
-            council: Council {
-                members: [council.public()].into(),
-                threshold: 1,
-            },
-            domains,
-            rules: String::new(),
-            settings: Settings::default(),
-        },
-        &council,
-    );
-    let home = NodeHome::new(dir.path().join("node"));
-    home.create(
-        &"finance".parse().unwrap(),
-        Some(KeyPair::from_secret(finance.secret_bytes())),
-    )
-    .unwrap();
-    install_genesis(
-        &mesh_storage::SledStore::open(&home.db_path()).unwrap(),
-        &genesis,
-        unix_now(),
-    )
-    .unwrap();
-    let running = mesh_node::start(
-        home,
-        RunOptions {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let running = start_node(dir.path(), "node", "finance", &finance, &genesis, vec![]).await;
     let node = running.node.clone();
     let status = node.status().await.unwrap();
     let target: Multiaddr = status.listen[0].parse().unwrap();
@@ -466,32 +449,7 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
     let dir = tempfile::tempdir().unwrap();
     let council = KeyPair::generate();
     let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let mut domains = std::collections::BTreeMap::new();
-    for (name, key) in [("sales", &sales), ("finance", &finance)] {
-        domains.insert(
-            name.parse().unwrap(),
-            DomainEntry {
-                publisher_keys: [key.public()].into(),
-                ..Default::default()
-            },
-        );
-    }
-    let genesis = Signed::sign(
-        &Policy {
-            format: POLICY_FORMAT,
-            version: 1,
-            issued_at: unix_now(),
-            expires_at: unix_now() + 86_400,
-            council: Council {
-                members: [council.public()].into(),
-                threshold: 1,
-            },
-            domains,
-            rules: String::new(),
-            settings: Settings::default(),
-        },
-        &council,
-    );
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
     // A publishes; B fetches it and so becomes a second honest provider.
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
@@ -611,6 +569,80 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
         "only verified bytes count"
     );
     for n in [c, b, a] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_provider_is_retried_not_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes: Vec<u8> = (0..3_000_000u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 7) as u8 ^ (i >> 12) as u8)
+        .collect();
+    std::fs::write(data.join("f.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+
+    // The only provider C can reach: answers Busy to the first request for each chunk,
+    // then serves the genuine bytes (read from A's store).
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let (catalog_page, _) = a.node.shared().catalog.page(None, 16).unwrap();
+    let chunks = a.node.shared().chunks.clone();
+    let manifest_bytes = signed.to_bytes();
+    let asked = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let busy_answers = Arc::new(AtomicUsize::new(0));
+    let busy = busy_answers.clone();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => {
+                if asked.lock().unwrap().insert(chunk) {
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    Response::Busy
+                } else {
+                    Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
+                }
+            }
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: catalog_page.clone(),
+                more: false,
+            },
+        }))
+    });
+    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![]).await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+
+    let out = dir.path().join("out");
+    let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
+    let outcome = c
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), bytes);
+    assert!(
+        busy_answers.load(Ordering::SeqCst) >= published.chunks.min(2),
+        "the provider was busy"
+    );
+    assert_eq!(outcome.banned.len(), 0, "busy is not misbehaviour");
+    for n in [c, a] {
         n.shutdown().await.unwrap();
     }
 }

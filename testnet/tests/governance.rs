@@ -4,22 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::time::Duration;
+mod common;
+
+use common::{testnet, DEADLINE};
 
 use mesh_protocol::policy_change::PolicyChange;
-use mesh_testnet::{sample, wait_until, MeshBin, Testnet, TestnetConfig};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn testnet(nodes: usize) -> Testnet {
-    let mesh = MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"));
-    Testnet::create(TestnetConfig::new(
-        mesh,
-        nodes,
-        &["sales", "finance", "logistics"],
-    ))
-    .expect("create testnet")
-}
+use mesh_testnet::{sample, wait_until, Testnet};
 
 /// A change installing the sample rules (and optionally more TOML).
 fn with_rules(extra: &str) -> PolicyChange {

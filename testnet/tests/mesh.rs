@@ -3,23 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
+use common::{testnet, DEADLINE};
+
 use std::path::Path;
-use std::time::Duration;
 
 use mesh_node::api::ShowResponse;
-use mesh_testnet::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn testnet(nodes: usize) -> Testnet {
-    let mesh = MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"));
-    Testnet::create(TestnetConfig::new(
-        mesh,
-        nodes,
-        &["sales", "finance", "logistics"],
-    ))
-    .expect("create testnet")
-}
+use mesh_testnet::{file_hash, sample, Testnet};
 
 fn publish_orders(
     net: &Testnet,

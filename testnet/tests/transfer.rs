@@ -4,24 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
+use common::{testnet, DEADLINE};
+
 use std::collections::HashSet;
-use std::time::Duration;
 
 use mesh_node::api::ShowResponse;
 use mesh_protocol::manifest::ChunkRef;
-use mesh_testnet::{file_hash, sample, wait_until, MeshBin, Testnet, TestnetConfig};
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn testnet(nodes: usize) -> Testnet {
-    let mesh = MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"));
-    Testnet::create(TestnetConfig::new(
-        mesh,
-        nodes,
-        &["sales", "finance", "logistics"],
-    ))
-    .expect("create testnet")
-}
+use mesh_testnet::{file_hash, sample, wait_until, Testnet};
 
 fn chunks_of(net: &Testnet, node: usize, product: &str) -> Vec<ChunkRef> {
     let (id, version) = product.split_once('@').unwrap();
