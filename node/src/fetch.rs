@@ -7,7 +7,7 @@
 //! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
 //! store are never fetched again, so re-running an interrupted fetch resumes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,8 +26,13 @@ use crate::catalog::CatalogEntry;
 use crate::node::Node;
 use crate::NodeError;
 
-/// Chunk requests in flight at once for one fetch.
-const WINDOW: usize = 32;
+/// Chunk requests in flight at once for one fetch, at most (and at most
+/// [`PEER_WINDOW`] per provider, so no request waits for a slot needlessly).
+const WINDOW: usize = 64;
+/// Chunk requests in flight to one provider at once. Each chunk goes to the usable
+/// provider with the fewest requests outstanding, so a faster provider, freeing its
+/// slots sooner, takes more of the work.
+const PEER_WINDOW: usize = 32;
 /// `Busy` answers tolerated per chunk before giving up on that provider.
 const MAX_BUSY_RETRIES: u32 = 40;
 /// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
@@ -89,6 +94,9 @@ pub struct FetchOutcome {
     pub out: Option<PathBuf>,
     /// Peers that served chunks.
     pub providers: Vec<String>,
+    /// Bytes each provider served in this fetch.
+    #[serde(default)]
+    pub served: std::collections::BTreeMap<String, u64>,
     /// Peers dropped from this fetch after sending chunks that failed verification.
     #[serde(default)]
     pub banned: Vec<String>,
@@ -104,7 +112,11 @@ struct ChunkFetch {
     bad: Mutex<HashMap<PeerId, u32>>,
     /// Peers that answered `NotFound`: they do not hold this product; not asked again.
     lacking: Mutex<std::collections::HashSet<PeerId>>,
-    used: Mutex<BTreeSet<PeerId>>,
+    used: Mutex<BTreeMap<PeerId, u64>>,
+    /// Requests outstanding per provider.
+    inflight: Mutex<HashMap<PeerId, usize>>,
+    /// Signalled whenever a provider slot frees up.
+    slot_freed: tokio::sync::Notify,
     done: AtomicU64,
     transferred: AtomicU64,
 }
@@ -180,7 +192,9 @@ impl Node {
             providers,
             bad: Mutex::new(HashMap::new()),
             lacking: Mutex::new(std::collections::HashSet::new()),
-            used: Mutex::new(BTreeSet::new()),
+            inflight: Mutex::new(HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
+            used: Mutex::new(BTreeMap::new()),
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
         });
@@ -190,7 +204,7 @@ impl Node {
                 let job = job.clone();
                 async move { job.fetch_chunk(i, c).await }
             })
-            .buffer_unordered(WINDOW);
+            .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
         while let Some(r) = results.next().await {
             r?;
             send(
@@ -235,6 +249,10 @@ impl Node {
             .await
             .map_err(|e| NodeError::Network(format!("fetch task failed: {e}")))??;
 
+        let served: BTreeMap<String, u64> = lock(&job.used)
+            .iter()
+            .map(|(p, b)| (p.to_string(), *b))
+            .collect();
         let outcome = FetchOutcome {
             product: manifest.id.to_string(),
             version: manifest.version.to_string(),
@@ -244,7 +262,8 @@ impl Node {
             transferred_bytes: job.transferred.load(Ordering::Relaxed),
             verified: true,
             out,
-            providers: lock(&job.used).iter().map(|p| p.to_string()).collect(),
+            providers: served.keys().cloned().collect(),
+            served,
             banned: lock(&job.bad)
                 .iter()
                 .filter(|(_, n)| **n >= MAX_BAD_CHUNKS)
@@ -364,20 +383,62 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ChunkFetch {
-    async fn fetch_chunk(&self, index: usize, chunk: ChunkRef) -> Result<(), NodeError> {
+    fn usable(&self, peer: &PeerId, tried: &std::collections::HashSet<PeerId>) -> bool {
+        !tried.contains(peer)
+            && lock(&self.bad).get(peer).copied().unwrap_or(0) < MAX_BAD_CHUNKS
+            && !lock(&self.lacking).contains(peer)
+    }
+
+    /// Reserves a slot on the usable provider with the fewest requests outstanding,
+    /// waiting while all of them are at [`PEER_WINDOW`]; `None` when none is usable.
+    /// `index` breaks ties so equal providers share the work.
+    async fn reserve(
+        &self,
+        index: usize,
+        tried: &std::collections::HashSet<PeerId>,
+    ) -> Option<PeerId> {
         let n = self.providers.len();
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut inflight = lock(&self.inflight);
+                let usable: Vec<PeerId> = (0..n)
+                    .map(|k| self.providers[(index + k) % n])
+                    .filter(|p| self.usable(p, tried))
+                    .collect();
+                if usable.is_empty() {
+                    return None;
+                }
+                let best = usable
+                    .iter()
+                    .map(|p| (inflight.get(p).copied().unwrap_or(0), *p))
+                    .filter(|(load, _)| *load < PEER_WINDOW)
+                    .min_by_key(|(load, _)| *load);
+                if let Some((_, peer)) = best {
+                    *inflight.entry(peer).or_default() += 1;
+                    return Some(peer);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self, peer: &PeerId) {
+        if let Some(load) = lock(&self.inflight).get_mut(peer) {
+            *load = load.saturating_sub(1);
+        }
+        self.slot_freed.notify_waiters();
+    }
+
+    async fn fetch_chunk(&self, index: usize, chunk: ChunkRef) -> Result<(), NodeError> {
         let mut failures = Vec::new();
         let mut busy_retries = 0u32;
-        let mut attempt = 0;
-        while attempt < n {
-            let peer = self.providers[(index + attempt) % n];
-            attempt += 1;
-            if lock(&self.bad).get(&peer).copied().unwrap_or(0) >= MAX_BAD_CHUNKS
-                || lock(&self.lacking).contains(&peer)
-            {
-                continue;
-            }
-            let why = match self
+        let mut tried = std::collections::HashSet::new();
+        while let Some(peer) = self.reserve(index, &tried).await {
+            tried.insert(peer);
+            let answer = self
                 .node
                 .net
                 .request(
@@ -387,8 +448,9 @@ impl ChunkFetch {
                         chunk: chunk.hash,
                     },
                 )
-                .await
-            {
+                .await;
+            self.release(&peer);
+            let why = match answer {
                 Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
                     let chunks = self.node.shared.chunks.clone();
                     let hash = chunk.hash;
@@ -401,7 +463,7 @@ impl ChunkFetch {
                             self.done.fetch_add(u64::from(chunk.len), Ordering::Relaxed);
                             self.transferred
                                 .fetch_add(u64::from(chunk.len), Ordering::Relaxed);
-                            lock(&self.used).insert(peer);
+                            *lock(&self.used).entry(peer).or_default() += u64::from(chunk.len);
                             return Ok(());
                         }
                         Err(mesh_storage::ChunkError::Corrupt { .. }) => {
@@ -427,7 +489,7 @@ impl ChunkFetch {
                 Ok(Response::Busy) if busy_retries < MAX_BUSY_RETRIES => {
                     // The provider is at its concurrency limit: back off, ask again.
                     busy_retries += 1;
-                    attempt -= 1;
+                    tried.remove(&peer);
                     tokio::time::sleep(BUSY_BACKOFF * busy_retries.min(10)).await;
                     continue;
                 }

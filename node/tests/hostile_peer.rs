@@ -646,3 +646,87 @@ async fn a_busy_provider_is_retried_not_abandoned() {
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_gets_less_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let bytes: Vec<u8> = (0..40_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(data.join("f.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+
+    // A second provider with the genuine chunks, but 40 ms slow on every chunk.
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let chunks = a.node.shared().chunks.clone();
+    let manifest_bytes = signed.to_bytes();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => {
+                std::thread::sleep(Duration::from_millis(40));
+                Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
+            }
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: vec![],
+                more: false,
+            },
+        }))
+    });
+    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![a_addr]).await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _slow = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while c.node.network().peers().await.unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C never connected to both providers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
+    let outcome = c
+        .node
+        .fetch(&target, Some(dir.path().join("out")), None)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("out/f.bin")).unwrap(), bytes);
+    let fast = outcome
+        .served
+        .get(&a.node.peer_id().to_string())
+        .copied()
+        .unwrap_or(0);
+    let slow: u64 = outcome.served.values().sum::<u64>() - fast;
+    assert!(
+        fast > 2 * slow,
+        "the fast provider served more: fast {fast}, slow {slow}"
+    );
+    for n in [c, a] {
+        n.shutdown().await.unwrap();
+    }
+}
