@@ -1,0 +1,309 @@
+//! Shared by the in-process node tests: a rogue libp2p peer that speaks the mesh
+//! protocols as the test tells it to, genesis and node setup, and deadline waits.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses its own subset
+
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use std::sync::Arc;
+pub(crate) use std::time::Duration;
+
+pub(crate) use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+pub(crate) use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+pub(crate) use libp2p::request_response::{self, ProtocolSupport};
+pub(crate) use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+pub(crate) use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
+pub(crate) use mesh_node::codec::{read_frame, TRANSFER_PROTOCOL};
+pub(crate) use mesh_node::governance::{install_genesis, unix_now, unix_now_ms};
+pub(crate) use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC, POLICY_TOPIC};
+pub(crate) use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+pub(crate) use mesh_protocol::manifest::{Classification, Status};
+pub(crate) use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+pub(crate) use mesh_protocol::wire::{self, Request, Response};
+pub(crate) use mesh_protocol::{Announcement, Hash, KeyPair, Policy, Signed};
+pub(crate) use tokio::sync::{mpsc, oneshot};
+
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Writes raw request bytes as given; reads frames with the node's own reader.
+#[derive(Clone, Default)]
+pub(crate) struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_frame(io, wire::MAX_REQUEST_BYTES).await
+    }
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        read_frame(io, wire::MAX_RESPONSE_BYTES).await
+    }
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        raw: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&raw).await?;
+        io.close().await
+    }
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        raw: Vec<u8>,
+    ) -> std::io::Result<()> {
+        io.write_all(&raw).await?;
+        io.close().await
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Rogue {
+    gossipsub: gossipsub::Behaviour,
+    transfer: request_response::Behaviour<RawCodec>,
+}
+
+pub(crate) enum Cmd {
+    Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    PublishPolicy(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    Raw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
+}
+
+#[derive(Default)]
+pub(crate) struct Seen {
+    pub(crate) subscribed: AtomicBool,
+    pub(crate) catalog_requests: AtomicUsize,
+    pub(crate) policy_requests: AtomicUsize,
+}
+
+pub(crate) fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+pub(crate) fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
+    let a = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: product.parse().unwrap(),
+        version: semver::Version::new(1, 0, 0),
+        manifest: Hash::of(product.as_bytes()),
+        summary: Summary {
+            title: product.into(),
+            status: Status::Active,
+            classification: Classification::Public,
+            tags: vec![],
+            owner_team: "t".into(),
+            size: 1,
+            files: 1,
+        },
+        providers: vec![PeerId::random().to_string()],
+        issued_at_ms: unix_now_ms(),
+        publisher: publisher.public(),
+    };
+    // Signed by `key`, claiming `publisher`.
+    Signed::sign(&a, key).to_bytes()
+}
+
+/// How the rogue answers each request: returns the framed response bytes.
+pub(crate) type Responder = Arc<dyn Fn(Request) -> Vec<u8> + Send + Sync>;
+
+/// Spawns the rogue peer, dialing `target`; `respond` answers inbound requests.
+pub(crate) fn spawn_rogue(
+    target: Multiaddr,
+    respond: Responder,
+    seen: Arc<Seen>,
+) -> mpsc::Sender<Cmd> {
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let config = gossipsub::ConfigBuilder::default()
+                .max_transmit_size(1024 * 1024)
+                .build()
+                .unwrap();
+            Rogue {
+                gossipsub: gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    config,
+                )
+                .unwrap(),
+                transfer: request_response::Behaviour::with_codec(
+                    RawCodec,
+                    [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(10)),
+                ),
+            }
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(ANNOUNCE_TOPIC))
+        .unwrap();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(POLICY_TOPIC))
+        .unwrap();
+    swarm.dial(target).unwrap();
+    let (tx, mut rx) = mpsc::channel::<Cmd>(16);
+    tokio::spawn(async move {
+        let mut pending = std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Publish(data, reply)) => {
+                        let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(ANNOUNCE_TOPIC), data);
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    Some(Cmd::PublishPolicy(data, reply)) => {
+                        let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(POLICY_TOPIC), data);
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    Some(Cmd::Raw(peer, raw, reply)) => {
+                        let id = swarm.behaviour_mut().transfer.send_request(&peer, raw);
+                        pending.insert(id, reply);
+                    }
+                },
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) => {
+                        seen.subscribed.store(true, Ordering::SeqCst);
+                    }
+                    SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::Message { message, .. })) => match message {
+                        request_response::Message::Request { request, channel, .. } => {
+                            let page = match wire::decode_request(&request) {
+                                Ok(r) => {
+                                    match &r {
+                                        Request::Policies { .. } => seen.policy_requests.fetch_add(1, Ordering::SeqCst),
+                                        Request::Catalog { .. } => seen.catalog_requests.fetch_add(1, Ordering::SeqCst),
+                                        _ => 0,
+                                    };
+                                    respond(r)
+                                }
+                                Err(_) => framed(&wire::encode_response(&Response::Invalid("?".into()))),
+                            };
+                            let _ = swarm.behaviour_mut().transfer.send_response(channel, page);
+                        }
+                        request_response::Message::Response { request_id, response } => {
+                            if let Some(reply) = pending.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                    },
+                    SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::OutboundFailure { request_id, error, .. })) => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    });
+    tx
+}
+
+/// A genesis policy (1-of-1 council, no rules) registering `domains`' publisher keys.
+pub(crate) fn genesis(council: &KeyPair, domains: &[(&str, &KeyPair)]) -> Signed<Policy> {
+    let domains = domains
+        .iter()
+        .map(|(name, key)| {
+            let entry = DomainEntry {
+                publisher_keys: [key.public()].into(),
+                ..Default::default()
+            };
+            (name.parse().unwrap(), entry)
+        })
+        .collect();
+    let policy = Policy {
+        format: POLICY_FORMAT,
+        version: 1,
+        issued_at: unix_now(),
+        expires_at: unix_now() + 86_400,
+        council: Council {
+            members: [council.public()].into(),
+            threshold: 1,
+        },
+        domains,
+        rules: String::new(),
+        settings: Settings::default(),
+    };
+    Signed::sign(&policy, council)
+}
+
+pub(crate) async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts an in-process node for `domain` with `key`, trusting `genesis`.
+pub(crate) async fn start_node(
+    dir: &std::path::Path,
+    name: &str,
+    domain: &str,
+    key: &KeyPair,
+    genesis: &Signed<Policy>,
+    bootstrap: Vec<String>,
+) -> mesh_node::RunningNode {
+    let home = NodeHome::new(dir.join(name));
+    home.create(
+        &domain.parse().unwrap(),
+        Some(KeyPair::from_secret(key.secret_bytes())),
+    )
+    .unwrap();
+    install_genesis(
+        &mesh_storage::SledStore::open(&home.db_path()).unwrap(),
+        genesis,
+        unix_now(),
+    )
+    .unwrap();
+    mesh_node::start(
+        home,
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// `n` pseudo-random bytes that FastCDC will not deduplicate within the file.
+pub(crate) fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

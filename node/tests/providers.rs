@@ -1,0 +1,281 @@
+//! Providers as a consumer meets them: one that corrupts every chunk is banned while
+//! the fetch completes from the others, a busy one is retried, a slow one gets less
+//! work. Real nodes in-process on loopback plus a scripted peer; every wait has a
+//! deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    // A publishes; B fetches it and so becomes a second honest provider.
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(
+        dir.path(),
+        "b",
+        "finance",
+        &finance,
+        &genesis,
+        vec![a_addr.clone()],
+    )
+    .await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes = random_bytes(8_000_000, 0x9E37_79B9_7F4A_7C15);
+    std::fs::write(data.join("big.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data.clone(), toml.into()).await.unwrap();
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || {
+        bn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    b.node.fetch(&target, None, None).await.unwrap();
+
+    // The rogue serves the genuine manifest, but every chunk it sends is garbage of
+    // the right length.
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let lens: std::collections::HashMap<Hash, u32> = manifest
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter().map(|c| (c.hash, c.len)))
+        .collect();
+    let manifest_bytes = signed.to_bytes();
+    let rogue_lens = lens.clone();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => Response::Chunk(vec![
+                0x5A;
+                rogue_lens.get(&chunk).copied().unwrap_or(1)
+                    as usize
+            ]),
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: vec![],
+                more: false,
+            },
+        }))
+    });
+
+    // C knows A and B; the rogue dials C.
+    let b_addr = b.node.status().await.unwrap().listen[0].clone();
+    let c = start_node(
+        dir.path(),
+        "c",
+        "finance",
+        &finance,
+        &genesis,
+        vec![a_addr, b_addr],
+    )
+    .await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while c.node.network().peers().await.unwrap().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C never connected to A, B and the rogue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = dir.path().join("out");
+    let outcome = c
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("big.bin")).unwrap(),
+        bytes,
+        "byte-identical despite the rogue"
+    );
+    let honest = [a.node.peer_id().to_string(), b.node.peer_id().to_string()];
+    assert_eq!(
+        outcome.banned.len(),
+        1,
+        "the corrupting provider is banned: {outcome:?}"
+    );
+    assert!(!honest.contains(&outcome.banned[0]));
+    assert!(
+        outcome.providers.iter().all(|p| honest.contains(p)),
+        "{outcome:?}"
+    );
+    let unique: u64 = lens.values().map(|l| u64::from(*l)).sum();
+    assert_eq!(
+        outcome.transferred_bytes, unique,
+        "only verified bytes count"
+    );
+    for n in [c, b, a] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_provider_is_retried_not_abandoned() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes: Vec<u8> = (0..3_000_000u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 7) as u8 ^ (i >> 12) as u8)
+        .collect();
+    std::fs::write(data.join("f.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+
+    // The only provider C can reach: answers Busy to the first request for each chunk,
+    // then serves the genuine bytes (read from A's store).
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let (catalog_page, _) = a.node.shared().catalog.page(None, 16).unwrap();
+    let chunks = a.node.shared().chunks.clone();
+    let manifest_bytes = signed.to_bytes();
+    let asked = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let busy_answers = Arc::new(AtomicUsize::new(0));
+    let busy = busy_answers.clone();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => {
+                if asked.lock().unwrap().insert(chunk) {
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    Response::Busy
+                } else {
+                    Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
+                }
+            }
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: catalog_page.clone(),
+                more: false,
+            },
+        }))
+    });
+    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![]).await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+
+    let out = dir.path().join("out");
+    let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
+    let outcome = c
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), bytes);
+    assert!(
+        busy_answers.load(Ordering::SeqCst) >= published.chunks.min(2),
+        "the provider was busy"
+    );
+    assert_eq!(outcome.banned.len(), 0, "busy is not misbehaviour");
+    for n in [c, a] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_gets_less_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes = random_bytes(40_000_000, 0x2545_F491_4F6C_DD1D);
+    std::fs::write(data.join("f.bin"), &bytes).unwrap();
+    let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+
+    // A second provider with the genuine chunks, but 40 ms slow on every chunk.
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let chunks = a.node.shared().chunks.clone();
+    let manifest_bytes = signed.to_bytes();
+    let respond: Responder = Arc::new(move |r| {
+        framed(&wire::encode_response(&match r {
+            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
+            Request::Chunk { chunk, .. } => {
+                std::thread::sleep(Duration::from_millis(40));
+                Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
+            }
+            Request::Policies { .. } => Response::Policies {
+                entries: vec![],
+                more: false,
+            },
+            Request::Catalog { .. } => Response::Catalog {
+                entries: vec![],
+                more: false,
+            },
+        }))
+    });
+    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![a_addr]).await;
+    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let _slow = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
+    let cn = c.node.clone();
+    wait_for("C to learn the product", || {
+        cn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while c.node.network().peers().await.unwrap().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C never connected to both providers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
+    let outcome = c
+        .node
+        .fetch(&target, Some(dir.path().join("out")), None)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("out/f.bin")).unwrap(), bytes);
+    let fast = outcome
+        .served
+        .get(&a.node.peer_id().to_string())
+        .copied()
+        .unwrap_or(0);
+    let slow: u64 = outcome.served.values().sum::<u64>() - fast;
+    assert!(
+        fast > 2 * slow,
+        "the fast provider served more: fast {fast}, slow {slow}"
+    );
+    for n in [c, a] {
+        n.shutdown().await.unwrap();
+    }
+}
