@@ -73,30 +73,15 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
 
     // C knows A and B; the rogue dials C.
     let b_addr = b.node.status().await.unwrap().listen[0].clone();
-    let c = start_node(
+    let (c, _rogue) = start_consumer(
         dir.path(),
-        "c",
-        "finance",
         &finance,
         &genesis,
         vec![a_addr, b_addr],
+        respond,
+        3,
     )
     .await;
-    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
-    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
-    let cn = c.node.clone();
-    wait_for("C to learn the product", || {
-        cn.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while c.node.network().peers().await.unwrap().len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "C never connected to A, B and the rogue"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let out = dir.path().join("out");
     let outcome = c
@@ -177,14 +162,7 @@ async fn a_busy_provider_is_retried_not_abandoned() {
             },
         }))
     });
-    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![]).await;
-    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
-    let _rogue = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
-    let cn = c.node.clone();
-    wait_for("C to learn the product", || {
-        cn.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
+    let (c, _rogue) = start_consumer(dir.path(), &finance, &genesis, vec![], respond, 1).await;
 
     let out = dir.path().join("out");
     let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
@@ -241,22 +219,7 @@ async fn a_slow_provider_gets_less_work() {
             },
         }))
     });
-    let c = start_node(dir.path(), "c", "finance", &finance, &genesis, vec![a_addr]).await;
-    let c_addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
-    let _slow = spawn_rogue(c_addr, respond, Arc::new(Seen::default()));
-    let cn = c.node.clone();
-    wait_for("C to learn the product", || {
-        cn.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while c.node.network().peers().await.unwrap().len() < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "C never connected to both providers"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (c, _slow) = start_consumer(dir.path(), &finance, &genesis, vec![a_addr], respond, 2).await;
 
     let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
     let outcome = c

@@ -295,6 +295,36 @@ pub(crate) async fn start_node(
     .unwrap()
 }
 
+/// Starts consumer node "c" (domain finance) with `bootstrap`, has a scripted peer
+/// answering with `respond` dial it, and waits until C lists one product and has at
+/// least `min_peers` peers. Keep the returned sender alive as long as the peer should.
+pub(crate) async fn start_consumer(
+    dir: &std::path::Path,
+    key: &KeyPair,
+    genesis: &Signed<Policy>,
+    bootstrap: Vec<String>,
+    respond: Responder,
+    min_peers: usize,
+) -> (mesh_node::RunningNode, mpsc::Sender<Cmd>) {
+    let c = start_node(dir, "c", "finance", key, genesis, bootstrap).await;
+    let addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
+    let peer = spawn_rogue(addr, respond, Arc::new(Seen::default()));
+    let node = c.node.clone();
+    wait_for("C to learn the product", || {
+        node.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while c.node.network().peers().await.unwrap().len() < min_peers {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "C never reached {min_peers} peers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (c, peer)
+}
+
 /// `n` pseudo-random bytes that FastCDC will not deduplicate within the file.
 pub(crate) fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
