@@ -144,19 +144,13 @@ impl Catalog {
     /// Hashes of every verified manifest this node knows.
     pub fn known_manifests(&self) -> Result<Vec<ManifestHash>, NodeError> {
         let mut out = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self.store.scan(Tree::Manifests, after.as_deref(), 512)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(out);
-            };
-            after = Some(last.clone());
-            out.extend(page.iter().filter_map(|(k, _)| {
-                <[u8; 32]>::try_from(k.as_slice())
-                    .ok()
-                    .map(ManifestHash::from_bytes)
-            }));
-        }
+        self.for_each_stored(Tree::Manifests, |key, _| {
+            if let Ok(bytes) = <[u8; 32]>::try_from(key) {
+                out.push(ManifestHash::from_bytes(bytes));
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// A verified manifest this node knows, if any.
@@ -215,7 +209,7 @@ impl Catalog {
     pub fn reevaluate(&self) -> Result<usize, NodeError> {
         let policy = self.governance.policy();
         let mut flagged = 0;
-        self.for_each_stored(|key, bytes| {
+        self.for_each_stored(Tree::Announcements, |key, bytes| {
             let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) else {
                 return Ok(());
             };
@@ -247,7 +241,7 @@ impl Catalog {
     pub fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, NodeError> {
         let q = filter.q.as_ref().map(|q| q.to_lowercase());
         let mut out = Vec::new();
-        self.for_each_stored(|_, v| {
+        self.for_each_stored(Tree::Announcements, |_, v| {
             let e = self.decode_entry(v)?;
             let a = &e.announcement;
             let domain_ok = filter
@@ -321,16 +315,15 @@ impl Catalog {
         })
     }
 
-    /// Calls `f` with every stored announcement (key, envelope), in key order.
+    /// Calls `f` with every entry (key, value) of `tree`, in key order, a page at a time.
     fn for_each_stored(
         &self,
+        tree: Tree,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<(), NodeError>,
     ) -> Result<(), NodeError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self
-                .store
-                .scan(Tree::Announcements, after.as_deref(), 512)?;
+            let page = self.store.scan(tree, after.as_deref(), 512)?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
             };

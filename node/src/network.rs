@@ -40,8 +40,8 @@ use crate::sync::SyncState;
 const COMMAND_CAPACITY: usize = 256;
 /// Inbound chunk reads in flight at once, across all peers.
 const MAX_INBOUND_READS: usize = 64;
-/// Announcements kept for retry while no peer is subscribed.
-const MAX_PENDING_ANNOUNCEMENTS: usize = 1024;
+/// Gossip messages (announcements, policies) kept for retry while no peer is subscribed.
+const MAX_PENDING_GOSSIP: usize = 1024;
 /// How often bootstrap peers are redialled and pending announcements retried.
 const TICK: Duration = Duration::from_secs(2);
 
@@ -276,7 +276,7 @@ impl EventLoop {
 
     fn gossip(&mut self, topic: IdentTopic, envelope: Vec<u8>) {
         if !self.publish(topic.clone(), envelope.clone()) {
-            if self.pending_gossip.len() >= MAX_PENDING_ANNOUNCEMENTS {
+            if self.pending_gossip.len() >= MAX_PENDING_GOSSIP {
                 self.pending_gossip.pop_front();
             }
             self.pending_gossip.push_back((topic, envelope));
