@@ -7,14 +7,14 @@
 //! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
 //! store are never fetched again, so re-running an interrupted fetch resumes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use libp2p::PeerId;
-use mesh_protocol::manifest::ChunkRef;
+use mesh_protocol::manifest::{ChunkRef, MAX_CHUNK_LEN};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Manifest, ProductRef, Signed};
 use mesh_storage::assemble;
@@ -39,6 +39,9 @@ const MAX_BUSY_RETRIES: u32 = 40;
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 /// Verification failures after which a provider is dropped for this fetch.
 const MAX_BAD_CHUNKS: u32 = 3;
+/// Products with at most this many files are written out while chunks arrive (one
+/// open descriptor per file); larger ones are assembled from the store afterwards.
+const MAX_STREAMED_FILES: usize = 256;
 
 /// Progress of a fetch, streamed to the CLI as JSON lines.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -119,6 +122,8 @@ struct ChunkFetch {
     slot_freed: tokio::sync::Notify,
     done: AtomicU64,
     transferred: AtomicU64,
+    /// Output files written as verified chunks arrive.
+    output: Option<Arc<assemble::Output>>,
 }
 
 async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
@@ -165,13 +170,18 @@ impl Node {
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
         };
         let label = format!("{}@{}", manifest.id, manifest.version);
-        let mut seen = BTreeSet::new();
-        let missing: Vec<ChunkRef> = manifest
-            .files
-            .iter()
-            .flat_map(|f| f.chunks.iter().copied())
-            .filter(|c| seen.insert(c.hash) && !self.shared.chunks.has(&c.hash))
-            .collect();
+        // Each distinct chunk once: either held already or to download.
+        let mut seen = HashSet::new();
+        let (mut missing, mut held) = (Vec::<ChunkRef>::new(), Vec::new());
+        for c in manifest.files.iter().flat_map(|f| f.chunks.iter().copied()) {
+            if seen.insert(c.hash) {
+                if self.shared.chunks.has(&c.hash) {
+                    held.push(c.hash);
+                } else {
+                    missing.push(c);
+                }
+            }
+        }
         let total = manifest.total_size();
         let missing_bytes: u64 = missing.iter().map(|c| u64::from(c.len)).sum();
         send(
@@ -186,6 +196,19 @@ impl Node {
         )
         .await;
 
+        let output = match &out {
+            Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
+                let (files, dir) = (manifest.files.clone(), dir.clone());
+                let created =
+                    tokio::task::spawn_blocking(move || assemble::Output::create(&files, &dir))
+                        .await
+                        .map_err(|e| NodeError::Network(format!("fetch task failed: {e}")))?;
+                Some(Arc::new(
+                    created.map_err(|e| NodeError::Usage(e.to_string()))?,
+                ))
+            }
+            _ => None,
+        };
         let job = Arc::new(ChunkFetch {
             node: self.clone(),
             manifest: ann.manifest,
@@ -197,6 +220,7 @@ impl Node {
             used: Mutex::new(BTreeMap::new()),
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
+            output,
         });
         let download_started = std::time::Instant::now();
         let mut results = futures::stream::iter(missing.into_iter().enumerate())
@@ -219,24 +243,37 @@ impl Node {
         drop(results);
         let download = download_started.elapsed();
 
-        // Every chunk was verified on arrival. Writing the files out verifies each chunk
-        // again as it is read; without an output directory, re-verify from disk before
-        // marking the product complete, so a corrupt store is never reported as whole.
+        // Downloaded chunks were verified on arrival (and written out then, if
+        // streaming). Chunks that were already held are read and verified from disk
+        // now, so a corrupt store is never reported as whole.
         let shared = self.shared.clone();
         let files = manifest.files.clone();
+        let output = job.output.clone();
         let hash = ann.manifest;
         let out2 = out.clone();
         let (signed2, manifest2) = (signed.clone(), manifest.clone());
         let finish_started = std::time::Instant::now();
         let sync_time =
             tokio::task::spawn_blocking(move || -> Result<std::time::Duration, NodeError> {
-                match &out2 {
-                    Some(dir) => {
+                match (output, &out2) {
+                    (Some(output), _) => {
+                        output
+                            .fill_from_store(&shared.chunks, &held)
+                            .and_then(|()| output.commit())
+                            .map_err(|e| NodeError::Usage(e.to_string()))?;
+                    }
+                    (None, Some(dir)) => {
                         assemble::write_files(&files, &shared.chunks, dir)
                             .map_err(|e| NodeError::Usage(e.to_string()))?;
                     }
-                    None => assemble::verify_files(&files, &shared.chunks)
-                        .map_err(|e| NodeError::Corrupt(e.to_string()))?,
+                    (None, None) => {
+                        for hash in &held {
+                            shared
+                                .chunks
+                                .get_verified(hash, u64::from(MAX_CHUNK_LEN))
+                                .map_err(|e| NodeError::Corrupt(e.to_string()))?;
+                        }
+                    }
                 }
                 let synced_from = std::time::Instant::now();
                 shared.chunks.sync()?;
@@ -454,23 +491,31 @@ impl ChunkFetch {
                 Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
                     let chunks = self.node.shared.chunks.clone();
                     let hash = chunk.hash;
-                    let put =
-                        tokio::task::spawn_blocking(move || chunks.put_verified(&hash, &data))
-                            .await
-                            .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
+                    let output = self.output.clone();
+                    let put = tokio::task::spawn_blocking(move || {
+                        chunks.put_verified(&hash, &data)?;
+                        if let Some(output) = output {
+                            output
+                                .write_chunk(&hash, &data)
+                                .map_err(|e| NodeError::Usage(e.to_string()))?;
+                        }
+                        Ok::<_, NodeError>(())
+                    })
+                    .await
+                    .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
                     match put {
-                        Ok(_) => {
+                        Ok(()) => {
                             self.done.fetch_add(u64::from(chunk.len), Ordering::Relaxed);
                             self.transferred
                                 .fetch_add(u64::from(chunk.len), Ordering::Relaxed);
                             *lock(&self.used).entry(peer).or_default() += u64::from(chunk.len);
                             return Ok(());
                         }
-                        Err(mesh_storage::ChunkError::Corrupt { .. }) => {
+                        Err(NodeError::Chunk(mesh_storage::ChunkError::Corrupt { .. })) => {
                             *lock(&self.bad).entry(peer).or_default() += 1;
                             "sent bytes that fail BLAKE3 verification".to_string()
                         }
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(e),
                     }
                 }
                 Ok(Response::Chunk(data)) => {

@@ -27,6 +27,9 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Chunks kept.
     pub kept_chunks: usize,
+    /// Disk space returned by compacting pack files that were mostly freed chunks.
+    #[serde(default)]
+    pub reclaimed_bytes: u64,
     /// Whether nothing was actually changed.
     pub dry_run: bool,
 }
@@ -93,12 +96,13 @@ fn collect(
         }
         report.freed_chunks += 1;
         report.freed_bytes += if dry_run {
-            std::fs::metadata(shared.chunks.path_of(&chunk))
-                .map(|m| m.len())
-                .unwrap_or(0)
+            shared.chunks.len_of(&chunk).unwrap_or(0)
         } else {
             shared.chunks.remove(&chunk)?
         };
+    }
+    if !dry_run {
+        report.reclaimed_bytes = shared.chunks.compact()?;
     }
     info!(
         dropped = report.dropped_versions.len(),

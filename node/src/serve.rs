@@ -125,7 +125,7 @@ impl Provider {
             Err(ChunkError::Missing(_)) => Response::NotFound,
             Err(ChunkError::Corrupt { .. }) => {
                 warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it and not serving it");
-                let _ = std::fs::remove_file(self.shared.chunks.path_of(chunk));
+                let _ = self.shared.chunks.remove(chunk);
                 Response::NotFound
             }
             Err(e) => {

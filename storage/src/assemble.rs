@@ -1,11 +1,15 @@
-//! Reassembling product files from the chunk store, verifying every chunk, and
-//! exposing them only when complete (temp file + fsync + rename).
+//! Reassembling product files, verifying every chunk, and exposing them only when
+//! complete (temp file + fsync + rename): from the chunk store ([`write_files`]) or
+//! chunk by chunk as a fetch downloads them ([`Output`]).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mesh_protocol::manifest::{is_safe_relative_path, FileEntry, MAX_CHUNK_LEN};
+use mesh_protocol::Hash;
 
 use crate::chunks::{ChunkError, ChunkStore};
 
@@ -49,51 +53,147 @@ pub fn verify_files(files: &[FileEntry], store: &ChunkStore) -> Result<(), Assem
     Ok(())
 }
 
-/// Writes each file under `out_dir`, verifying every chunk; a file appears under its
-/// final name only once complete and synced.
+/// Writes each file under `out_dir` from the store, verifying every chunk; a file
+/// appears under its final name only once complete and synced.
 pub fn write_files(
     files: &[FileEntry],
     store: &ChunkStore,
     out_dir: &Path,
 ) -> Result<u64, AssembleError> {
-    let mut written = 0;
-    for f in files {
-        if !is_safe_relative_path(&f.path) {
-            return Err(AssembleError::UnsafePath(f.path.clone()));
-        }
-        let dest = out_dir.join(&f.path);
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| AssembleError::Io { path, source }
-        };
-        let dir = dest.parent().unwrap_or(out_dir);
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.mesh-partial"));
-        let result = (|| {
-            let mut out = File::create(&tmp).map_err(io(&tmp))?;
-            for c in &f.chunks {
-                let data = store
-                    .get_verified(&c.hash, u64::from(MAX_CHUNK_LEN))
-                    .map_err(|source| AssembleError::Chunk {
-                        path: f.path.clone(),
-                        source,
-                    })?;
-                out.write_all(&data).map_err(io(&tmp))?;
-            }
-            out.sync_all().map_err(io(&tmp))?;
-            fs::rename(&tmp, &dest).map_err(io(&dest))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
-        written += f.size;
+    let out = Output::create(files, out_dir)?;
+    out.fill_from_store(store, files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)))?;
+    out.commit()
+}
+
+/// Product files being written under an output directory while their chunks arrive,
+/// in any order: each chunk is written at every offset where it occurs. The files
+/// live under temporary names (`.NAME.mesh-partial`) until [`Output::commit`] syncs
+/// and renames them; dropping an uncommitted `Output` removes them, so a failed or
+/// interrupted fetch never leaves a partial file under its final name.
+#[derive(Debug)]
+pub struct Output {
+    files: Vec<OutFile>,
+    /// Where each chunk goes: (file index, byte offset).
+    places: HashMap<Hash, Vec<(usize, u64)>>,
+    committed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct OutFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: File,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
+    move |source| AssembleError::Io {
+        path: path.to_owned(),
+        source,
     }
-    Ok(written)
+}
+
+impl Output {
+    /// Creates the temporary files (pre-sized) for `files` under `out_dir`. Keeps one
+    /// descriptor per file open, so callers should bound the number of files.
+    pub fn create(files: &[FileEntry], out_dir: &Path) -> Result<Self, AssembleError> {
+        let mut out = Output {
+            files: Vec::with_capacity(files.len()),
+            places: HashMap::new(),
+            committed: AtomicBool::new(false),
+        };
+        for (i, f) in files.iter().enumerate() {
+            if !is_safe_relative_path(&f.path) {
+                return Err(AssembleError::UnsafePath(f.path.clone()));
+            }
+            let dest = out_dir.join(&f.path);
+            let dir = dest.parent().unwrap_or(out_dir);
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
+            let name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dir.join(format!(".{name}.mesh-partial"));
+            let file = File::create(&tmp).map_err(io_at(&tmp))?;
+            // Registered before sizing, so a failure below still removes it.
+            out.files.push(OutFile {
+                tmp: tmp.clone(),
+                dest,
+                file,
+            });
+            out.files[i].file.set_len(f.size).map_err(io_at(&tmp))?;
+            let mut offset = 0u64;
+            for c in &f.chunks {
+                out.places.entry(c.hash).or_default().push((i, offset));
+                offset += u64::from(c.len);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes a chunk's (already verified) bytes at every offset where it occurs.
+    /// A chunk the files do not contain is ignored.
+    pub fn write_chunk(&self, hash: &Hash, data: &[u8]) -> Result<(), AssembleError> {
+        use std::os::unix::fs::FileExt;
+        for &(i, offset) in self.places.get(hash).map(Vec::as_slice).unwrap_or_default() {
+            let f = &self.files[i];
+            f.file.write_all_at(data, offset).map_err(io_at(&f.tmp))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `chunks` from the store, verifying each, and writes them in place.
+    pub fn fill_from_store<'a>(
+        &self,
+        store: &ChunkStore,
+        chunks: impl IntoIterator<Item = &'a Hash>,
+    ) -> Result<(), AssembleError> {
+        let mut done = HashSet::new();
+        for hash in chunks {
+            if !done.insert(*hash) {
+                continue;
+            }
+            let data = store
+                .get_verified(hash, u64::from(MAX_CHUNK_LEN))
+                .map_err(|source| AssembleError::Chunk {
+                    path: self.path_of(hash),
+                    source,
+                })?;
+            self.write_chunk(hash, &data)?;
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, hash: &Hash) -> String {
+        self.places
+            .get(hash)
+            .and_then(|p| p.first())
+            .map(|(i, _)| self.files[*i].dest.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Syncs every file and renames it to its final name; returns the bytes written.
+    pub fn commit(&self) -> Result<u64, AssembleError> {
+        let mut written = 0;
+        for f in &self.files {
+            f.file.sync_all().map_err(io_at(&f.tmp))?;
+            written += f.file.metadata().map_err(io_at(&f.tmp))?.len();
+        }
+        for f in &self.files {
+            fs::rename(&f.tmp, &f.dest).map_err(io_at(&f.dest))?;
+        }
+        self.committed.store(true, Ordering::Release);
+        Ok(written)
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.committed.load(Ordering::Acquire) {
+            for f in &self.files {
+                let _ = fs::remove_file(&f.tmp);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,11 +219,49 @@ mod tests {
         write_files(&files, &store, &out).unwrap();
         assert_eq!(fs::read(out.join("d/out.bin")).unwrap(), data);
 
-        fs::write(store.path_of(&c.chunks[1].hash), b"garbage").unwrap();
+        let at = store.locate(&c.chunks[1].hash).unwrap();
+        let pack = fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&pack, b"garbage", at.offset).unwrap();
         assert!(verify_files(&files, &store).is_err());
         let out2 = dir.path().join("out2");
         assert!(write_files(&files, &store, &out2).is_err());
         assert!(!out2.join("d/out.bin").exists());
         assert!(!out2.join("d/.out.bin.mesh-partial").exists());
+    }
+
+    #[test]
+    fn output_takes_chunks_in_any_order_and_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
+        let (a, b) = (vec![1u8; 1000], vec![2u8; 500]);
+        let (ha, hb) = (Hash::of(&a), Hash::of(&b));
+        let r = |hash, len| mesh_protocol::manifest::ChunkRef { hash, len };
+        let files = vec![
+            FileEntry {
+                path: "x.bin".into(),
+                size: 2500,
+                chunks: vec![r(ha, 1000), r(hb, 500), r(ha, 1000)],
+            },
+            FileEntry {
+                path: "empty".into(),
+                size: 0,
+                chunks: vec![],
+            },
+        ];
+        let out_dir = dir.path().join("out");
+        let out = Output::create(&files, &out_dir).unwrap();
+        assert!(!out_dir.join("x.bin").exists());
+        out.write_chunk(&hb, &b).unwrap();
+        store.put(&a).unwrap();
+        out.fill_from_store(&store, [&ha]).unwrap();
+        assert_eq!(out.commit().unwrap(), 2500);
+        let expect = [a.clone(), b, a].concat();
+        assert_eq!(fs::read(out_dir.join("x.bin")).unwrap(), expect);
+        assert_eq!(fs::read(out_dir.join("empty")).unwrap(), b"");
+
+        // Dropped before commit: nothing under a final name, no temp left.
+        let out_dir2 = dir.path().join("out2");
+        drop(Output::create(&files, &out_dir2).unwrap());
+        assert_eq!(fs::read_dir(&out_dir2).unwrap().count(), 0);
     }
 }

@@ -29,8 +29,13 @@ pub struct ChunkedFile {
     pub new_bytes: u64,
 }
 
-/// Splits the file at `path` into chunks and stores each; streams, never holding more
-/// than one chunk in memory.
+/// Chunks cut but not yet stored, at most: bounds the memory of the pipeline to
+/// this many times [`MAX_CHUNK`].
+const PIPELINE_DEPTH: usize = 16;
+
+/// Splits the file at `path` into chunks and stores each. Two stages run in
+/// parallel: one thread reads and cuts chunks (FastCDC), the caller's thread hashes
+/// and stores them; a bounded queue between them keeps memory to a few chunks.
 pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkError> {
     let io = |source| ChunkError::Io {
         path: path.to_owned(),
@@ -43,18 +48,33 @@ pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkE
         chunks: Vec::new(),
         new_bytes: 0,
     };
-    for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-        let chunk =
-            chunk.map_err(|e| io(std::io::Error::other(format!("reading for chunking: {e}"))))?;
-        let (hash, new) = store.put(&chunk.data)?;
-        let len = chunk.data.len() as u32;
-        out.size += u64::from(len);
-        if new {
-            out.new_bytes += u64::from(len);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+                let item = chunk
+                    .map(|c| c.data)
+                    .map_err(|e| std::io::Error::other(format!("reading for chunking: {e}")));
+                let failed = item.is_err();
+                // A closed channel means the storing side failed; stop cutting.
+                if tx.send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // Returning early drops `rx`, which stops the cutting thread at its next send.
+        for data in rx {
+            let data = data.map_err(io)?;
+            let (hash, new) = store.put(&data)?;
+            let len = data.len() as u32;
+            out.size += u64::from(len);
+            if new {
+                out.new_bytes += u64::from(len);
+            }
+            out.chunks.push(ChunkRef { hash, len });
         }
-        out.chunks.push(ChunkRef { hash, len });
-    }
-    Ok(out)
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! chunking of product files ([`chunker`]) and their verified reassembly
 //! ([`assemble`]).
 //!
-//! Writes that the node acknowledges are durable: chunks are written temp + fsync +
-//! rename, and callers flush the metadata store before they reply.
+//! Writes that the node acknowledges are durable: chunks are appended to pack files
+//! and synced, and callers flush the metadata store before they reply.
 
 #![deny(missing_docs)]
 
@@ -12,6 +12,7 @@ pub mod assemble;
 pub mod chunker;
 pub mod chunks;
 pub mod meta;
+mod pack;
 
-pub use chunks::{ChunkError, ChunkStore};
+pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
 pub use meta::{MemStore, MetaStore, SledStore, StoreError, Tree};

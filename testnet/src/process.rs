@@ -189,17 +189,10 @@ impl TestNode {
         Ok(())
     }
 
-    /// The number of chunk files in the node's store.
+    /// The number of chunks in the node's store (read-only, safe while it runs).
     pub fn chunk_count(&self) -> usize {
         let root = NodeHome::new(&self.home).chunks_path();
-        std::fs::read_dir(root)
-            .map(|dirs| {
-                dirs.flatten()
-                    .filter(|d| d.file_name() != "tmp")
-                    .map(|d| std::fs::read_dir(d.path()).map(|f| f.count()).unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
+        mesh_storage::ChunkStore::open_read_only(&root).map_or(0, |s| s.len())
     }
 
     /// `kill -9`: the process dies without any chance to clean up.

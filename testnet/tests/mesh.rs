@@ -29,7 +29,11 @@ fn publish_orders(
     csv
 }
 
-fn chunk_paths(net: &Testnet, node: usize, product: &str) -> Vec<std::path::PathBuf> {
+fn chunk_locations(
+    net: &Testnet,
+    node: usize,
+    product: &str,
+) -> Vec<mesh_storage::ChunkLocation> {
     let (domain, name) = product.split_once('/').unwrap();
     let show: ShowResponse = net.nodes[node]
         .client()
@@ -38,12 +42,20 @@ fn chunk_paths(net: &Testnet, node: usize, product: &str) -> Vec<std::path::Path
         .unwrap();
     let manifest = show.manifest.expect("manifest available");
     let home = mesh_node::NodeHome::new(&net.nodes[node].home);
-    let store = mesh_storage::ChunkStore::open(&home.chunks_path()).unwrap();
+    let store = mesh_storage::ChunkStore::open_read_only(&home.chunks_path()).unwrap();
     manifest.files[0]
         .chunks
         .iter()
-        .map(|c| store.path_of(&c.hash))
+        .map(|c| store.locate(&c.hash).expect("chunk stored"))
         .collect()
+}
+
+/// Overwrites a stored chunk's bytes with `byte`, behind the running node's back.
+fn corrupt(at: &mesh_storage::ChunkLocation, byte: u8) {
+    use std::os::unix::fs::FileExt;
+    let pack = std::fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+    pack.write_all_at(&vec![byte; at.len as usize], at.offset)
+        .unwrap();
 }
 
 fn no_partial_files(dir: &Path) -> bool {
@@ -117,9 +129,7 @@ fn corrupted_chunk_on_provider_never_reaches_a_consumer() {
     publish_orders(&net, 0, "sales/orders", "1.0.0", 60_000, 3);
     net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
         .unwrap();
-    let victim = &chunk_paths(&net, 0, "sales/orders")[1];
-    let len = std::fs::metadata(victim).unwrap().len() as usize;
-    std::fs::write(victim, vec![0xAB; len]).unwrap();
+    corrupt(&chunk_locations(&net, 0, "sales/orders")[1], 0xAB);
     let out = net.root().join("bad");
     let err = net
         .fetch(1, "sales/orders@1.0.0", &out)
@@ -138,9 +148,8 @@ fn corrupted_chunk_on_provider_never_reaches_a_consumer() {
         .unwrap();
     net.fetch(2, "sales/returns", &net.root().join("healthy"))
         .unwrap();
-    for victim in chunk_paths(&net, 0, "sales/returns") {
-        let len = std::fs::metadata(&victim).unwrap().len() as usize;
-        std::fs::write(&victim, vec![0xCD; len]).unwrap();
+    for victim in chunk_locations(&net, 0, "sales/returns") {
+        corrupt(&victim, 0xCD);
     }
     net.wait_product(1, "sales/returns", "1.0.0", DEADLINE)
         .unwrap();
@@ -203,13 +212,11 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("`title`"));
     // Nothing changed: empty catalog, no chunk written.
     assert!(net.products(0).unwrap().is_empty());
-    let chunks = mesh_node::NodeHome::new(&net.nodes[0].home).chunks_path();
-    let stored = std::fs::read_dir(&chunks)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name() != "tmp")
-        .count();
-    assert_eq!(stored, 0, "an invalid publish must not store chunks");
+    assert_eq!(
+        net.nodes[0].chunk_count(),
+        0,
+        "an invalid publish must not store chunks"
+    );
     // Mutating calls need the home's token.
     let addr =
         std::fs::read_to_string(mesh_node::NodeHome::new(&net.nodes[0].home).api_addr_path())

@@ -1,0 +1,203 @@
+//! The on-disk layout of the chunk store: append-only pack files and their index logs.
+//!
+//! `packs/NNNNNNNN.pack` holds chunk bytes back to back. `packs/NNNNNNNN.idx` is an
+//! append-only log of fixed-size [`Record`]s: "chunk H is at (pack, offset, len)" or
+//! "the copy of H at (pack, offset) is removed". Each record carries a checksum, so a
+//! record torn by a crash is recognised and the log is cut there. Logs are replayed in
+//! pack order; a removal names the exact copy it removes, so replay is unambiguous.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use mesh_protocol::Hash;
+
+/// Bytes of one index record.
+pub(crate) const RECORD_LEN: usize = 56;
+/// A pack is sealed, and a new one started, once it reaches this size.
+pub(crate) const PACK_TARGET: u64 = 1 << 30;
+
+/// Where one stored copy of a chunk lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// One index log entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// The chunk's bytes were appended at this location.
+    Add(Hash, Loc),
+    /// This copy of the chunk is no longer part of the store.
+    Remove(Hash, Loc),
+}
+
+impl Record {
+    // Layout: kind u8, 3 zero bytes, hash [32], pack u32, len u32, offset u64, then
+    // the first 4 bytes of BLAKE3 over everything before them. Integers little-endian.
+    pub(crate) fn encode(&self) -> [u8; RECORD_LEN] {
+        let (kind, hash, loc) = match self {
+            Record::Add(h, l) => (1u8, h, l),
+            Record::Remove(h, l) => (2u8, h, l),
+        };
+        let mut b = [0u8; RECORD_LEN];
+        b[0] = kind;
+        b[4..36].copy_from_slice(hash.as_bytes());
+        b[36..40].copy_from_slice(&loc.pack.to_le_bytes());
+        b[40..44].copy_from_slice(&loc.len.to_le_bytes());
+        b[44..52].copy_from_slice(&loc.offset.to_le_bytes());
+        let check = checksum(&b[..52]);
+        b[52..].copy_from_slice(&check);
+        b
+    }
+
+    /// Decodes a record; `None` if it is torn or garbage.
+    pub(crate) fn decode(b: &[u8]) -> Option<Record> {
+        let b: &[u8; RECORD_LEN] = b.try_into().ok()?;
+        if checksum(&b[..52]) != b[52..] || b[1..4] != [0; 3] {
+            return None;
+        }
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&b[4..36]);
+        let loc = Loc {
+            pack: u32::from_le_bytes(b[36..40].try_into().ok()?),
+            len: u32::from_le_bytes(b[40..44].try_into().ok()?),
+            offset: u64::from_le_bytes(b[44..52].try_into().ok()?),
+        };
+        match b[0] {
+            1 => Some(Record::Add(Hash::from_bytes(hash), loc)),
+            2 => Some(Record::Remove(Hash::from_bytes(hash), loc)),
+            _ => None,
+        }
+    }
+}
+
+fn checksum(body: &[u8]) -> [u8; 4] {
+    let mut out = [0u8; 4];
+    out.copy_from_slice(&blake3::hash(body).as_bytes()[..4]);
+    out
+}
+/// The path of pack `n`'s data (`ext` = "pack") or index log (`ext` = "idx").
+pub(crate) fn pack_path(dir: &Path, n: u32, ext: &str) -> PathBuf {
+    dir.join(format!("{n:08}.{ext}"))
+}
+
+/// The pack numbers present in `dir` (those with an index log), ascending.
+pub(crate) fn pack_numbers(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut out: Vec<u32> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".idx")?.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// What replaying the index logs yields.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    /// The live copy of each chunk.
+    pub index: HashMap<Hash, Loc>,
+    /// Live bytes per pack.
+    pub live: BTreeMap<u32, u64>,
+    /// Per pack: the length of its log's valid prefix, where it is shorter than the
+    /// file (the rest is torn or garbage).
+    pub torn: Vec<(u32, u64)>,
+}
+
+impl Replayed {
+    pub(crate) fn apply(&mut self, r: Record) {
+        match r {
+            Record::Add(h, loc) => {
+                if let Some(old) = self.index.insert(h, loc) {
+                    self.sub_live(old);
+                }
+                *self.live.entry(loc.pack).or_default() += u64::from(loc.len);
+            }
+            Record::Remove(h, loc) => {
+                if self.index.get(&h) == Some(&loc) {
+                    self.index.remove(&h);
+                    self.sub_live(loc);
+                }
+            }
+        }
+    }
+
+    fn sub_live(&mut self, loc: Loc) {
+        if let Some(l) = self.live.get_mut(&loc.pack) {
+            *l = l.saturating_sub(u64::from(loc.len));
+        }
+    }
+}
+
+/// Replays every index log under `dir`. An add whose bytes lie beyond the end of its
+/// pack file (data lost in a crash) ends that log's valid prefix, like a torn record.
+pub(crate) fn replay(dir: &Path) -> io::Result<Replayed> {
+    let mut out = Replayed::default();
+    let mut pack_lens = HashMap::new();
+    for n in pack_numbers(dir)? {
+        out.live.entry(n).or_default();
+        let log = match fs::read(pack_path(dir, n, "idx")) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let mut valid = 0usize;
+        for raw in log.chunks(RECORD_LEN) {
+            let Some(r) = Record::decode(raw) else { break };
+            if let Record::Add(_, loc) = r {
+                let len = match pack_lens.get(&loc.pack) {
+                    Some(l) => *l,
+                    None => {
+                        let l = fs::metadata(pack_path(dir, loc.pack, "pack"))
+                            .map(|m| m.len())
+                            .unwrap_or(0);
+                        pack_lens.insert(loc.pack, l);
+                        l
+                    }
+                };
+                if loc.offset + u64::from(loc.len) > len {
+                    break;
+                }
+            }
+            out.apply(r);
+            valid += RECORD_LEN;
+        }
+        if valid < log.len() {
+            out.torn.push((n, valid as u64));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_torn_ones_are_rejected() {
+        let loc = Loc {
+            pack: 7,
+            offset: (1 << 32) + 5,
+            len: 262_144,
+        };
+        for r in [
+            Record::Add(Hash::of(b"a"), loc),
+            Record::Remove(Hash::of(b"b"), loc),
+        ] {
+            let b = r.encode();
+            assert_eq!(Record::decode(&b), Some(r));
+            for i in 0..RECORD_LEN {
+                let mut bad = b;
+                bad[i] ^= 0x40;
+                assert_eq!(Record::decode(&bad), None, "byte {i} flipped");
+            }
+            assert_eq!(Record::decode(&b[..RECORD_LEN - 1]), None);
+        }
+    }
+}
