@@ -39,6 +39,8 @@ const MAX_BUSY_RETRIES: u32 = 40;
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 /// Verification failures after which a provider is dropped for this fetch.
 const MAX_BAD_CHUNKS: u32 = 3;
+/// Bytes downloaded between background syncs during a fetch.
+const FLUSH_EVERY: u64 = 128 << 20;
 /// Products with at most this many files are written out while chunks arrive (one
 /// open descriptor per file); larger ones are assembled from the store afterwards.
 const MAX_STREAMED_FILES: usize = 256;
@@ -229,8 +231,23 @@ impl Node {
                 async move { job.fetch_chunk(i, c).await }
             })
             .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
+        // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
+        // sync starts (never two at once), so the final sync finds little left to do.
+        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut flushed_at = 0u64;
         while let Some(r) = results.next().await {
             r?;
+            let got = job.transferred.load(Ordering::Relaxed);
+            if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
+            {
+                flushed_at = got;
+                let chunks = self.shared.chunks.clone();
+                flushing = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = chunks.sync() {
+                        warn!("background sync during fetch: {e}");
+                    }
+                }));
+            }
             send(
                 &progress,
                 FetchEvent::Progress {
@@ -241,6 +258,9 @@ impl Node {
             .await;
         }
         drop(results);
+        if let Some(f) = flushing {
+            let _ = f.await;
+        }
         let download = download_started.elapsed();
 
         // Downloaded chunks were verified on arrival (and written out then, if
@@ -255,11 +275,10 @@ impl Node {
         let finish_started = std::time::Instant::now();
         let sync_time =
             tokio::task::spawn_blocking(move || -> Result<std::time::Duration, NodeError> {
-                match (output, &out2) {
+                match (&output, &out2) {
                     (Some(output), _) => {
                         output
                             .fill_from_store(&shared.chunks, &held)
-                            .and_then(|()| output.commit())
                             .map_err(|e| NodeError::Usage(e.to_string()))?;
                     }
                     (None, Some(dir)) => {
@@ -275,9 +294,16 @@ impl Node {
                         }
                     }
                 }
+                // One syncfs covers the store and, on the same file system, the
+                // output files, whose own sync in `commit` then finds them clean.
                 let synced_from = std::time::Instant::now();
                 shared.chunks.sync()?;
                 let sync_time = synced_from.elapsed();
+                if let Some(output) = &output {
+                    output
+                        .commit()
+                        .map_err(|e| NodeError::Usage(e.to_string()))?;
+                }
                 shared.catalog.record_manifest(&signed2, &manifest2)?;
                 shared.catalog.mark_complete(&hash)?;
                 shared.store.flush()?;

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod announcement;
+mod bytes;
 pub mod chain;
 pub mod duration;
 pub mod encoding;

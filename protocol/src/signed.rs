@@ -47,6 +47,7 @@ pub struct SignatureEntry {
 #[serde(bound = "")]
 pub struct Signed<T> {
     format: u8,
+    #[serde(with = "crate::bytes")]
     payload: Vec<u8>,
     signatures: Vec<SignatureEntry>,
     #[serde(skip)]

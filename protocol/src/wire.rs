@@ -57,9 +57,9 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Encoded `Signed<Manifest>`.
-    Manifest(Vec<u8>),
+    Manifest(#[serde(with = "crate::bytes")] Vec<u8>),
     /// Chunk bytes.
-    Chunk(Vec<u8>),
+    Chunk(#[serde(with = "crate::bytes")] Vec<u8>),
     /// Encoded `Signed<Announcement>`s and whether more pages follow.
     Catalog {
         /// Envelopes, in catalog order.

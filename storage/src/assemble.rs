@@ -61,7 +61,10 @@ pub fn write_files(
     out_dir: &Path,
 ) -> Result<u64, AssembleError> {
     let out = Output::create(files, out_dir)?;
-    out.fill_from_store(store, files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)))?;
+    out.fill_from_store(
+        store,
+        files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)),
+    )?;
     out.commit()
 }
 

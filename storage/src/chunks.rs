@@ -144,7 +144,10 @@ impl ChunkStore {
                 .open(&log)
                 .map_err(io_err(&log))?;
             f.set_len(*valid).map_err(io_err(&log))?;
-            tracing::warn!("chunk store: cut a torn index log {} at byte {valid}", log.display());
+            tracing::warn!(
+                "chunk store: cut a torn index log {} at byte {valid}",
+                log.display()
+            );
         }
         let store = Self::with(root, packs, replayed, true, Some(lock_file));
         store.import_legacy()?;
@@ -190,14 +193,22 @@ impl ChunkStore {
     fn import_legacy(&self) -> Result<(), ChunkError> {
         let _ = fs::remove_dir_all(self.root.join("tmp"));
         let mut imported = 0usize;
-        for dir in fs::read_dir(&self.root).map_err(io_err(&self.root))?.flatten() {
+        for dir in fs::read_dir(&self.root)
+            .map_err(io_err(&self.root))?
+            .flatten()
+        {
             let name = dir.file_name();
             let is_shard = name.len() == 2
-                && name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+                && name
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
             if !is_shard || !dir.path().is_dir() {
                 continue;
             }
-            for f in fs::read_dir(dir.path()).map_err(io_err(&dir.path()))?.flatten() {
+            for f in fs::read_dir(dir.path())
+                .map_err(io_err(&dir.path()))?
+                .flatten()
+            {
                 let path = f.path();
                 if let Some(h) = f.file_name().to_str().and_then(|n| n.parse::<Hash>().ok()) {
                     let data = fs::read(&path).map_err(io_err(&path))?;
@@ -212,7 +223,9 @@ impl ChunkStore {
             fs::remove_dir_all(dir.path()).map_err(io_err(&dir.path()))?;
         }
         if imported > 0 {
-            tracing::info!("chunk store: imported {imported} chunk(s) from the file-per-chunk layout");
+            tracing::info!(
+                "chunk store: imported {imported} chunk(s) from the file-per-chunk layout"
+            );
         }
         Ok(())
     }
@@ -407,7 +420,9 @@ impl ChunkStore {
                 match self.read_verified(&hash, loc) {
                     Ok(data) => self.append(&mut st, &hash, &data)?,
                     Err(ChunkError::Corrupt { .. }) => {
-                        tracing::warn!("chunk store: dropping corrupt chunk {hash} while compacting");
+                        tracing::warn!(
+                            "chunk store: dropping corrupt chunk {hash} while compacting"
+                        );
                     }
                     Err(e) => {
                         st.index.insert(hash, loc);
@@ -609,7 +624,9 @@ mod tests {
         {
             let store = ChunkStore::open(dir.path()).unwrap();
             keep = store.put(&big(1)).unwrap().0;
-            gone = (2..6).map(|s| store.put(&big(s)).unwrap().0).collect::<Vec<_>>();
+            gone = (2..6)
+                .map(|s| store.put(&big(s)).unwrap().0)
+                .collect::<Vec<_>>();
         }
         // Second session: remove most of pack 1, then compact it away.
         let store = ChunkStore::open(dir.path()).unwrap();

@@ -29,11 +29,7 @@ fn publish_orders(
     csv
 }
 
-fn chunk_locations(
-    net: &Testnet,
-    node: usize,
-    product: &str,
-) -> Vec<mesh_storage::ChunkLocation> {
+fn chunk_locations(net: &Testnet, node: usize, product: &str) -> Vec<mesh_storage::ChunkLocation> {
     let (domain, name) = product.split_once('/').unwrap();
     let show: ShowResponse = net.nodes[node]
         .client()
@@ -53,7 +49,10 @@ fn chunk_locations(
 /// Overwrites a stored chunk's bytes with `byte`, behind the running node's back.
 fn corrupt(at: &mesh_storage::ChunkLocation, byte: u8) {
     use std::os::unix::fs::FileExt;
-    let pack = std::fs::OpenOptions::new().write(true).open(&at.path).unwrap();
+    let pack = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&at.path)
+        .unwrap();
     pack.write_all_at(&vec![byte; at.len as usize], at.offset)
         .unwrap();
 }

@@ -133,9 +133,10 @@ fn gc_keeps_every_chunk_a_retained_version_references_and_frees_the_rest() {
         .collect();
     assert_eq!(report.freed_chunks, freed.len());
     assert_eq!(net.nodes[0].chunk_count(), before - freed.len());
-    let store =
-        mesh_storage::ChunkStore::open_read_only(&mesh_node::NodeHome::new(&net.nodes[0].home).chunks_path())
-            .unwrap();
+    let store = mesh_storage::ChunkStore::open_read_only(
+        &mesh_node::NodeHome::new(&net.nodes[0].home).chunks_path(),
+    )
+    .unwrap();
     for h in &kept {
         store
             .get_verified(h, 4 << 20)
