@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use libp2p::PeerId;
 use mesh_protocol::manifest::{ChunkRef, MAX_CHUNK_LEN};
-use mesh_protocol::wire::{Request, Response};
+use mesh_protocol::wire::{ChunkData, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS};
 use mesh_protocol::{Manifest, ProductRef, Signed};
 use mesh_storage::assemble;
 use serde::Serialize;
@@ -26,13 +26,20 @@ use crate::catalog::CatalogEntry;
 use crate::node::Node;
 use crate::NodeError;
 
-/// Chunk requests in flight at once for one fetch, at most (and at most
-/// [`PEER_WINDOW`] per provider, so no request waits for a slot needlessly).
-const WINDOW: usize = 64;
-/// Chunk requests in flight to one provider at once. Each chunk goes to the usable
-/// provider with the fewest requests outstanding, so a faster provider, freeing its
-/// slots sooner, takes more of the work.
-const PEER_WINDOW: usize = 32;
+/// Chunks are asked for in batches of about this many bytes (one request each).
+const BATCH_BYTES: u64 = 1 << 20;
+/// Batch requests in flight at once for one fetch, at most (and at most
+/// [`PEER_WINDOW`] per provider, so no request waits for a slot needlessly). With
+/// [`BATCH_BYTES`] this bounds the bytes in flight to about 48 MiB.
+const WINDOW: usize = 48;
+/// Batch requests in flight to one provider at once, at most. Each provider starts
+/// at [`INITIAL_PEER_WINDOW`]; every good answer widens its window by one, a busy or
+/// failed one halves it. Each batch goes to the usable provider with the most free
+/// slots, so a faster provider, answering sooner, grows its window and takes more of
+/// the work.
+const PEER_WINDOW: usize = 16;
+/// A provider's window before it has answered.
+const INITIAL_PEER_WINDOW: usize = 2;
 /// `Busy` answers tolerated per chunk before giving up on that provider.
 const MAX_BUSY_RETRIES: u32 = 40;
 /// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
@@ -110,6 +117,21 @@ pub struct FetchOutcome {
     pub flags: Vec<crate::governance::Violation>,
 }
 
+/// One provider's share of a fetch's requests.
+struct Slots {
+    load: usize,
+    window: usize,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            load: 0,
+            window: INITIAL_PEER_WINDOW,
+        }
+    }
+}
+
 struct ChunkFetch {
     node: Node,
     manifest: mesh_protocol::ManifestHash,
@@ -118,8 +140,8 @@ struct ChunkFetch {
     /// Peers that answered `NotFound`: they do not hold this product; not asked again.
     lacking: Mutex<std::collections::HashSet<PeerId>>,
     used: Mutex<BTreeMap<PeerId, u64>>,
-    /// Requests outstanding per provider.
-    inflight: Mutex<HashMap<PeerId, usize>>,
+    /// Requests outstanding and window per provider.
+    inflight: Mutex<HashMap<PeerId, Slots>>,
     /// Signalled whenever a provider slot frees up.
     slot_freed: tokio::sync::Notify,
     done: AtomicU64,
@@ -225,10 +247,10 @@ impl Node {
             output,
         });
         let download_started = std::time::Instant::now();
-        let mut results = futures::stream::iter(missing.into_iter().enumerate())
-            .map(|(i, c)| {
+        let mut results = futures::stream::iter(batches(missing).into_iter().enumerate())
+            .map(|(i, batch)| {
                 let job = job.clone();
-                async move { job.fetch_chunk(i, c).await }
+                async move { job.fetch_batch(i, batch).await }
             })
             .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
         // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
@@ -441,6 +463,29 @@ impl Node {
     }
 }
 
+/// Groups chunks, in order, into requests of about [`BATCH_BYTES`] (never more than
+/// the protocol's batch limits).
+fn batches(chunks: Vec<ChunkRef>) -> Vec<Vec<ChunkRef>> {
+    let mut out: Vec<Vec<ChunkRef>> = Vec::new();
+    let mut bytes = 0u64;
+    for c in chunks {
+        let len = u64::from(c.len);
+        let fits = out.last().is_some_and(|b| {
+            b.len() < MAX_BATCH_CHUNKS && bytes < BATCH_BYTES && bytes + len <= MAX_BATCH_BYTES
+        });
+        if fits {
+            bytes += len;
+            if let Some(b) = out.last_mut() {
+                b.push(c);
+            }
+        } else {
+            bytes = len;
+            out.push(vec![c]);
+        }
+    }
+    out
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -452,9 +497,9 @@ impl ChunkFetch {
             && !lock(&self.lacking).contains(peer)
     }
 
-    /// Reserves a slot on the usable provider with the fewest requests outstanding,
-    /// waiting while all of them are at [`PEER_WINDOW`]; `None` when none is usable.
-    /// `index` breaks ties so equal providers share the work.
+    /// Reserves a slot on the usable provider with the most free slots, waiting while
+    /// all of them are at their window; `None` when none is usable. `index` breaks
+    /// ties so equal providers share the work.
     async fn reserve(
         &self,
         index: usize,
@@ -476,11 +521,14 @@ impl ChunkFetch {
                 }
                 let best = usable
                     .iter()
-                    .map(|p| (inflight.get(p).copied().unwrap_or(0), *p))
-                    .filter(|(load, _)| *load < PEER_WINDOW)
-                    .min_by_key(|(load, _)| *load);
+                    .map(|p| {
+                        let s = inflight.entry(*p).or_default();
+                        (s.window.saturating_sub(s.load), *p)
+                    })
+                    .filter(|(free, _)| *free > 0)
+                    .max_by_key(|(free, _)| *free);
                 if let Some((_, peer)) = best {
-                    *inflight.entry(peer).or_default() += 1;
+                    inflight.entry(peer).or_default().load += 1;
                     return Some(peer);
                 }
             }
@@ -488,65 +536,55 @@ impl ChunkFetch {
         }
     }
 
-    fn release(&self, peer: &PeerId) {
-        if let Some(load) = lock(&self.inflight).get_mut(peer) {
-            *load = load.saturating_sub(1);
+    /// Frees a slot; a good answer widens the provider's window, a bad one halves it.
+    fn release(&self, peer: &PeerId, good: bool) {
+        if let Some(s) = lock(&self.inflight).get_mut(peer) {
+            s.load = s.load.saturating_sub(1);
+            s.window = if good {
+                (s.window + 1).min(PEER_WINDOW)
+            } else {
+                (s.window / 2).max(1)
+            };
         }
         self.slot_freed.notify_waiters();
     }
 
-    async fn fetch_chunk(&self, index: usize, chunk: ChunkRef) -> Result<(), NodeError> {
+    /// Downloads one batch, verifying and storing each chunk; chunks a provider got
+    /// wrong are asked of the next provider.
+    async fn fetch_batch(&self, index: usize, batch: Vec<ChunkRef>) -> Result<(), NodeError> {
+        let mut remaining = batch;
         let mut failures = Vec::new();
         let mut busy_retries = 0u32;
         let mut tried = std::collections::HashSet::new();
         while let Some(peer) = self.reserve(index, &tried).await {
             tried.insert(peer);
-            let answer = self
-                .node
-                .net
-                .request(
-                    peer,
-                    Request::Chunk {
-                        manifest: self.manifest,
-                        chunk: chunk.hash,
-                    },
-                )
-                .await;
-            self.release(&peer);
+            let request = Request::Chunks {
+                manifest: self.manifest,
+                chunks: remaining.iter().map(|c| c.hash).collect(),
+            };
+            let answer = self.node.net.request(peer, request).await;
+            let good = matches!(&answer, Ok(Response::Chunks(d)) if d.len() == remaining.len());
+            self.release(&peer, good);
             let why = match answer {
-                Ok(Response::Chunk(data)) if data.len() == chunk.len as usize => {
-                    let chunks = self.node.shared.chunks.clone();
-                    let hash = chunk.hash;
-                    let output = self.output.clone();
-                    let put = tokio::task::spawn_blocking(move || {
-                        chunks.put_verified(&hash, &data)?;
-                        if let Some(output) = output {
-                            output
-                                .write_chunk(&hash, &data)
-                                .map_err(|e| NodeError::Usage(e.to_string()))?;
-                        }
-                        Ok::<_, NodeError>(())
-                    })
-                    .await
-                    .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))?;
-                    match put {
-                        Ok(()) => {
-                            self.done.fetch_add(u64::from(chunk.len), Ordering::Relaxed);
-                            self.transferred
-                                .fetch_add(u64::from(chunk.len), Ordering::Relaxed);
-                            *lock(&self.used).entry(peer).or_default() += u64::from(chunk.len);
-                            return Ok(());
-                        }
-                        Err(NodeError::Chunk(mesh_storage::ChunkError::Corrupt { .. })) => {
-                            *lock(&self.bad).entry(peer).or_default() += 1;
-                            "sent bytes that fail BLAKE3 verification".to_string()
-                        }
-                        Err(e) => return Err(e),
+                Ok(Response::Chunks(data)) if data.len() == remaining.len() => {
+                    let (stored, wrong) = self.store(remaining, data).await?;
+                    if stored > 0 {
+                        *lock(&self.used).entry(peer).or_default() += stored;
                     }
+                    if wrong.is_empty() {
+                        return Ok(());
+                    }
+                    *lock(&self.bad).entry(peer).or_default() += wrong.len() as u32;
+                    let why = format!(
+                        "sent {} chunk(s) that fail BLAKE3 verification",
+                        wrong.len()
+                    );
+                    remaining = wrong;
+                    why
                 }
-                Ok(Response::Chunk(data)) => {
+                Ok(Response::Chunks(data)) => {
                     *lock(&self.bad).entry(peer).or_default() += 1;
-                    format!("sent {} bytes, expected {}", data.len(), chunk.len)
+                    format!("sent {} chunks, {} were asked", data.len(), remaining.len())
                 }
                 Ok(Response::NotFound) => {
                     lock(&self.lacking).insert(peer);
@@ -567,13 +605,54 @@ impl ChunkFetch {
                 Ok(other) => format!("answered {other:?}"),
                 Err(e) => e,
             };
-            warn!(%peer, chunk = %chunk.hash.short(), "{why}");
+            warn!(%peer, chunks = remaining.len(), first = %remaining[0].hash.short(), "{why}");
             failures.push(format!("{peer}: {why}"));
         }
         Err(NodeError::Unavailable(format!(
             "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
-            chunk.hash.short(),
+            remaining[0].hash.short(),
             if failures.is_empty() { "no usable provider".to_string() } else { failures.join("; ") }
         )))
+    }
+
+    /// Verifies and stores (and writes out) each chunk of an answer. Returns the bytes
+    /// stored and the chunks whose bytes were wrong.
+    async fn store(
+        &self,
+        asked: Vec<ChunkRef>,
+        data: Vec<ChunkData>,
+    ) -> Result<(u64, Vec<ChunkRef>), NodeError> {
+        let chunks = self.node.shared.chunks.clone();
+        let output = self.output.clone();
+        let (stored, wrong) = tokio::task::spawn_blocking(move || {
+            let mut stored = 0u64;
+            let mut wrong = Vec::new();
+            for (c, d) in asked.into_iter().zip(data) {
+                if d.0.len() != c.len as usize {
+                    wrong.push(c);
+                    continue;
+                }
+                match chunks.put_verified(&c.hash, &d.0) {
+                    Ok(_) => {}
+                    Err(mesh_storage::ChunkError::Corrupt { .. }) => {
+                        wrong.push(c);
+                        continue;
+                    }
+                    Err(e) => return Err(NodeError::from(e)),
+                }
+                if let Some(output) = &output {
+                    output
+                        .write_chunk(&c.hash, &d.0)
+                        .map_err(|e| NodeError::Usage(e.to_string()))?;
+                }
+                stored += u64::from(c.len);
+            }
+            Ok((stored, wrong))
+        })
+        .await
+        .map_err(|e| NodeError::Network(format!("chunk task failed: {e}")))??;
+        self.done.fetch_add(stored, Ordering::Relaxed);
+        self.transferred.fetch_add(stored, Ordering::Relaxed);
+        Ok((stored, wrong))
     }
 }

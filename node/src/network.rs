@@ -525,7 +525,7 @@ impl EventLoop {
                 let response = self.provider.manifest(&peer, &hash);
                 self.respond(channel, response);
             }
-            Request::Chunk { manifest, chunk } => {
+            Request::Chunk { .. } | Request::Chunks { .. } => {
                 let Ok(permit) = self.inbound_reads.clone().try_acquire_owned() else {
                     self.respond(channel, Response::Busy);
                     return;
@@ -533,8 +533,14 @@ impl EventLoop {
                 let provider = self.provider.clone();
                 let tx = self.responses_tx.clone();
                 tokio::spawn(async move {
-                    let response = tokio::task::spawn_blocking(move || {
-                        provider.chunk(&peer, &manifest, &chunk)
+                    let response = tokio::task::spawn_blocking(move || match request {
+                        Request::Chunk { manifest, chunk } => {
+                            provider.chunk(&peer, &manifest, &chunk)
+                        }
+                        Request::Chunks { manifest, chunks } => {
+                            provider.chunks(&peer, &manifest, &chunks)
+                        }
+                        _ => Response::Invalid("not a chunk request".into()),
                     })
                     .await
                     .unwrap_or(Response::Busy);

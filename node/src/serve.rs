@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use libp2p::PeerId;
 use mesh_protocol::manifest::MAX_CHUNK_LEN;
 use mesh_protocol::rules::Decision;
-use mesh_protocol::wire::{Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE};
+use mesh_protocol::wire::{
+    ChunkData, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, MAX_CATALOG_PAGE, MAX_POLICY_PAGE,
+};
 use mesh_protocol::{Hash, Manifest, ManifestHash, ProductId};
 use mesh_storage::ChunkError;
 use tracing::{debug, warn};
@@ -101,12 +103,35 @@ impl Provider {
 
     /// `Request::Chunk`; blocking (reads the disk).
     pub(crate) fn chunk(&self, peer: &PeerId, manifest: &ManifestHash, chunk: &Hash) -> Response {
+        match self.chunks(peer, manifest, std::slice::from_ref(chunk)) {
+            Response::Chunks(mut data) => match data.pop() {
+                Some(d) => Response::Chunk(d.0),
+                None => Response::NotFound,
+            },
+            other => other,
+        }
+    }
+
+    /// `Request::Chunks`; blocking (reads the disk). All or nothing: if any chunk is
+    /// missing the answer is `NotFound`.
+    pub(crate) fn chunks(
+        &self,
+        peer: &PeerId,
+        manifest: &ManifestHash,
+        chunks: &[Hash],
+    ) -> Response {
+        if chunks.is_empty() || chunks.len() > MAX_BATCH_CHUNKS {
+            return Response::Invalid(format!(
+                "a chunk batch names 1..={MAX_BATCH_CHUNKS} chunks, not {}",
+                chunks.len()
+            ));
+        }
         let i = match self.indexed(manifest) {
             Err(r) => return r,
             Ok(None) => return Response::NotFound,
             Ok(Some(i)) => i,
         };
-        if !i.chunks.contains(chunk) {
+        if let Some(chunk) = chunks.iter().find(|c| !i.chunks.contains(c)) {
             return Response::Invalid(format!(
                 "chunk {} is not part of manifest {}",
                 chunk.short(),
@@ -116,23 +141,36 @@ impl Provider {
         if let Some(denied) = self.authorize(peer, &i.manifest) {
             return denied;
         }
-        match self
-            .shared
-            .chunks
-            .get_verified(chunk, u64::from(MAX_CHUNK_LEN))
-        {
-            Ok(data) => Response::Chunk(data),
-            Err(ChunkError::Missing(_)) => Response::NotFound,
-            Err(ChunkError::Corrupt { .. }) => {
-                warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it and not serving it");
-                let _ = self.shared.chunks.remove(chunk);
-                Response::NotFound
-            }
-            Err(e) => {
-                warn!("reading chunk {}: {e}", chunk.short());
-                Response::Busy
+        let bytes: u64 = chunks
+            .iter()
+            .map(|c| self.shared.chunks.len_of(c).unwrap_or(0))
+            .sum();
+        if chunks.len() > 1 && bytes > MAX_BATCH_BYTES {
+            return Response::Invalid(format!(
+                "the batch is {bytes} bytes, over the limit of {MAX_BATCH_BYTES}; ask for fewer chunks"
+            ));
+        }
+        let mut out = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            match self
+                .shared
+                .chunks
+                .get_verified(chunk, u64::from(MAX_CHUNK_LEN))
+            {
+                Ok(data) => out.push(ChunkData(data)),
+                Err(ChunkError::Missing(_)) => return Response::NotFound,
+                Err(ChunkError::Corrupt { .. }) => {
+                    warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it and not serving it");
+                    let _ = self.shared.chunks.remove(chunk);
+                    return Response::NotFound;
+                }
+                Err(e) => {
+                    warn!("reading chunk {}: {e}", chunk.short());
+                    return Response::Busy;
+                }
             }
         }
+        Response::Chunks(out)
     }
 
     /// `Request::Catalog`.

@@ -60,6 +60,17 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
                 rogue_lens.get(&chunk).copied().unwrap_or(1)
                     as usize
             ]),
+            Request::Chunks { chunks, .. } => Response::Chunks(
+                chunks
+                    .iter()
+                    .map(|c| {
+                        wire::ChunkData(vec![
+                            0x5A;
+                            rogue_lens.get(c).copied().unwrap_or(1) as usize
+                        ])
+                    })
+                    .collect(),
+            ),
             Request::Policies { .. } => Response::Policies {
                 entries: vec![],
                 more: false,
@@ -152,6 +163,21 @@ async fn a_busy_provider_is_retried_not_abandoned() {
                     Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
                 }
             }
+            Request::Chunks {
+                chunks: asked_for, ..
+            } => {
+                if asked.lock().unwrap().insert(asked_for[0]) {
+                    busy.fetch_add(1, Ordering::SeqCst);
+                    Response::Busy
+                } else {
+                    Response::Chunks(
+                        asked_for
+                            .iter()
+                            .map(|c| wire::ChunkData(chunks.get_verified(c, 4 << 20).unwrap()))
+                            .collect(),
+                    )
+                }
+            }
             Request::Policies { .. } => Response::Policies {
                 entries: vec![],
                 more: false,
@@ -208,6 +234,17 @@ async fn a_slow_provider_gets_less_work() {
             Request::Chunk { chunk, .. } => {
                 std::thread::sleep(Duration::from_millis(40));
                 Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
+            }
+            Request::Chunks {
+                chunks: asked_for, ..
+            } => {
+                std::thread::sleep(Duration::from_millis(40));
+                Response::Chunks(
+                    asked_for
+                        .iter()
+                        .map(|c| wire::ChunkData(chunks.get_verified(c, 4 << 20).unwrap()))
+                        .collect(),
+                )
             }
             Request::Policies { .. } => Response::Policies {
                 entries: vec![],

@@ -148,6 +148,20 @@ fn golden_vectors() {
         "response-chunk",
         &wire::encode_response(&Response::Chunk(b"abc".to_vec())),
     );
+    golden(
+        "request-chunks",
+        &wire::encode_request(&Request::Chunks {
+            manifest: mesh_protocol::Hash::of(b"manifest"),
+            chunks: vec![mesh_protocol::Hash::of(b"a"), mesh_protocol::Hash::of(b"b")],
+        }),
+    );
+    golden(
+        "response-chunks",
+        &wire::encode_response(&Response::Chunks(vec![
+            wire::ChunkData(b"ab".to_vec()),
+            wire::ChunkData(Vec::new()),
+        ])),
+    );
     // Decoding the committed bytes gives back the same values and valid signatures.
     let back: Signed<Manifest> = Signed::from_bytes(&m.to_bytes()).unwrap();
     assert_eq!(back.value().unwrap(), sample_manifest());

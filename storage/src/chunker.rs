@@ -12,11 +12,11 @@ use mesh_protocol::manifest::ChunkRef;
 use crate::chunks::{ChunkError, ChunkStore};
 
 /// Smallest chunk, bytes.
-pub const MIN_CHUNK: u32 = 64 * 1024;
+pub const MIN_CHUNK: u32 = 32 * 1024;
 /// Target average chunk, bytes.
-pub const AVG_CHUNK: u32 = 256 * 1024;
+pub const AVG_CHUNK: u32 = 128 * 1024;
 /// Largest chunk, bytes.
-pub const MAX_CHUNK: u32 = 1024 * 1024;
+pub const MAX_CHUNK: u32 = 512 * 1024;
 
 /// The outcome of chunking one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
