@@ -69,10 +69,26 @@ pub(crate) enum Command {
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
-    /// List connected peers.
-    Peers,
+    /// List connected peers, or add one to keep connected to.
+    Peers(PeersArgs),
     /// Show this node's status: peer id, listen addresses, catalog, policy.
     Status,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PeersArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<PeersCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PeersCommand {
+    /// Connect to a peer and keep reconnecting to it, like a bootstrap peer (until
+    /// the node restarts; put it in config.toml `bootstrap` to make it permanent).
+    Add {
+        /// Its multiaddr, e.g. /ip4/127.0.0.1/tcp/4801/p2p/12D3... (`mesh status` there).
+        addr: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +131,10 @@ pub(crate) struct RunArgs {
     /// Control API address (loopback by default; port 0 picks a free port).
     #[arg(long)]
     pub(crate) api: Option<std::net::SocketAddr>,
+    /// Connect only to bootstrap peers and those added with `mesh peers add` (no
+    /// kademlia or identify discovery); same as `discovery = false` in config.toml.
+    #[arg(long)]
+    pub(crate) no_discovery: bool,
     /// Stop when the process with this id exits (used by mesh-testnet so that no node
     /// outlives its harness).
     #[arg(long, hide = true)]

@@ -51,7 +51,7 @@ where
         Command::Show(a) => products::show(&cli.home, a, json),
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
-        Command::Peers => products::peers(&cli.home, json),
+        Command::Peers(a) => products::peers(&cli.home, a, json),
         Command::Status => products::status(&cli.home, json),
     };
     match result {

@@ -297,7 +297,18 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     }
 }
 
-pub(crate) fn peers(home: &Path, json: bool) -> anyhow::Result<()> {
+pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyhow::Result<()> {
+    if let Some(crate::args::PeersCommand::Add { addr }) = a.command {
+        let added: serde_json::Value = client(home)?.post(
+            "/v1/peers",
+            &mesh_node::api::AddPeerRequest { addr: addr.clone() },
+        )?;
+        if json {
+            return print_json(&added);
+        }
+        println!("dialling {addr}; the node keeps reconnecting to it until it restarts");
+        return Ok(());
+    }
     let peers: Vec<PeerInfo> = client(home)?.get("/v1/peers")?;
     if json {
         return print_json(&peers);

@@ -125,6 +125,7 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
                 listen: a.listen,
                 bootstrap: a.bootstrap,
                 api_listen: a.api,
+                no_discovery: a.no_discovery,
             },
         )
         .await?;

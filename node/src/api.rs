@@ -174,6 +174,7 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
         .route("/v1/fetch", post(fetch))
         .route("/v1/policy", post(submit_policy))
         .route("/v1/gc", post(gc))
+        .route("/v1/peers", post(add_peer))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -200,6 +201,36 @@ async fn status(State(s): State<AppState>) -> Result<impl IntoResponse, NodeErro
 
 async fn peers(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {
     Ok(Json(s.node.net.peers().await.map_err(NodeError::Network)?))
+}
+
+/// `POST /v1/peers`: a peer to keep connected to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddPeerRequest {
+    /// Its multiaddr, ending in `/p2p/<peer id>`.
+    pub addr: String,
+}
+
+async fn add_peer(
+    State(s): State<AppState>,
+    Json(req): Json<AddPeerRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let addr: libp2p::Multiaddr = req.addr.parse().map_err(|e| {
+        NodeError::Usage(format!(
+            "{:?} is not a multiaddr ({e}); example: /ip4/127.0.0.1/tcp/4801/p2p/12D3...",
+            req.addr
+        ))
+    })?;
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+        return Err(NodeError::Usage(format!(
+            "{addr} must end with /p2p/<peer id> (see `mesh status` on that node)"
+        )));
+    };
+    s.node
+        .net
+        .add_peer(peer, addr.clone())
+        .await
+        .map_err(NodeError::Network)?;
+    Ok(Json(serde_json::json!({ "added": addr.to_string() })))
 }
 
 async fn products(

@@ -103,6 +103,10 @@ impl Catalog {
         self.store
             .put(Tree::Announcements, &key, bytes)
             .map_err(|e| Rejection(e.to_string()))?;
+        if offer == Offer::New {
+            // One line per version learned: mesh-testnet measures propagation from it.
+            tracing::info!(product = %a.product, version = %a.version, "catalog learned");
+        }
         Ok(offer)
     }
 

@@ -28,6 +28,16 @@ pub struct NodeConfig {
     /// How many complete versions of each product `mesh gc` keeps.
     #[serde(default = "default_keep_versions")]
     pub keep_versions: usize,
+    /// Find peers through kademlia and identify (the default). Off, the node connects
+    /// only to its bootstrap peers and those added with `mesh peers add`, redialling
+    /// them when a connection drops: for fixed topologies, such as a testnet whose
+    /// links run through a fault proxy.
+    #[serde(default = "default_discovery")]
+    pub discovery: bool,
+}
+
+fn default_discovery() -> bool {
+    true
 }
 
 fn default_keep_versions() -> usize {
@@ -50,6 +60,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             api_listen: default_api(),
             keep_versions: default_keep_versions(),
+            discovery: default_discovery(),
         }
     }
 }

@@ -74,6 +74,10 @@ enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    AddPeer {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
 }
 
 /// A cloneable handle to the event loop.
@@ -131,6 +135,15 @@ impl NetworkHandle {
         rx.await.map_err(|_| STOPPED.to_string())
     }
 
+    /// Adds a peer to keep connected to, like a bootstrap peer: dialled now and
+    /// redialled whenever the connection is lost.
+    pub async fn add_peer(&self, peer: PeerId, addr: Multiaddr) -> Result<(), String> {
+        self.tx
+            .send(Command::AddPeer { peer, addr })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
     /// The addresses the swarm listens on.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, String> {
         let (reply, rx) = oneshot::channel();
@@ -159,6 +172,8 @@ pub struct EventLoop {
     /// Announcements whose manifests should be fetched and checked in the background.
     pub(crate) prefetch: mpsc::Sender<Announcement>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Whether peers are found through kademlia and identify, or only configured.
+    discovery: bool,
     connections: HashMap<PeerId, Multiaddr>,
     ticks: u64,
     shutdown: CancellationToken,
@@ -178,6 +193,7 @@ impl EventLoop {
         swarm: Swarm<MeshBehaviour>,
         shared: Arc<Shared>,
         bootstrap: Vec<(PeerId, Multiaddr)>,
+        discovery: bool,
         prefetch: mpsc::Sender<Announcement>,
         shutdown: CancellationToken,
     ) -> (Self, NetworkHandle) {
@@ -200,6 +216,7 @@ impl EventLoop {
             pending_gossip: VecDeque::new(),
             prefetch,
             bootstrap,
+            discovery,
             connections: HashMap::new(),
             ticks: 0,
             shutdown,
@@ -210,10 +227,12 @@ impl EventLoop {
     /// Runs until shutdown is requested or every handle is dropped.
     pub async fn run(mut self) {
         for (peer, addr) in self.bootstrap.clone() {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, addr.clone());
+            if self.discovery {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
             if let Err(e) = self.swarm.dial(addr.clone()) {
                 warn!(%peer, %addr, "dialing bootstrap peer: {e}");
             }
@@ -250,6 +269,17 @@ impl EventLoop {
                     .transfer
                     .send_request(&peer, request);
                 self.pending.insert(id, reply);
+            }
+            Command::AddPeer { peer, addr } => {
+                if !self.bootstrap.iter().any(|(p, a)| *p == peer && *a == addr) {
+                    self.bootstrap.push((peer, addr.clone()));
+                }
+                if self.discovery {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                }
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    warn!(%peer, %addr, "dialing added peer: {e}");
+                }
             }
             Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
@@ -316,7 +346,7 @@ impl EventLoop {
                 self.pending_gossip.push_back((topic, envelope));
             }
         }
-        if self.ticks % 15 == 1 && !self.connections.is_empty() {
+        if self.discovery && self.ticks % 15 == 1 && !self.connections.is_empty() {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
     }
@@ -335,7 +365,7 @@ impl EventLoop {
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected; starting policy and catalog sync");
                     self.start_sync(peer_id);
-                    if self.connections.len() == 1 {
+                    if self.discovery && self.connections.len() == 1 {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                 }
@@ -351,7 +381,7 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => {
+            })) if self.discovery => {
                 for addr in info.listen_addrs.into_iter().take(16) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
@@ -361,7 +391,10 @@ impl EventLoop {
             SwarmEvent::Behaviour(MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer,
                 ..
-            })) if !self.swarm.is_connected(&peer) && self.connections.len() < 64 => {
+            })) if self.discovery
+                && !self.swarm.is_connected(&peer)
+                && self.connections.len() < 64 =>
+            {
                 // Small meshes: connect to every peer kademlia finds.
                 let _ = self.swarm.dial(peer);
             }
@@ -442,7 +475,7 @@ impl EventLoop {
                 } else {
                     match self.shared.catalog.offer(&message.data) {
                         Ok(Offer::New) => {
-                            info!(peer = %propagation_source, "new product version from gossip");
+                            debug!(peer = %propagation_source, "new product version from gossip");
                             self.queue_prefetch(&message.data);
                             MessageAcceptance::Accept
                         }

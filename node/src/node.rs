@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub bootstrap: Vec<String>,
     /// Replace the control API address.
     pub api_listen: Option<SocketAddr>,
+    /// Turn peer discovery off (`discovery = false`): connect only to bootstrap peers.
+    pub no_discovery: bool,
 }
 
 /// A running node: clone [`Node`] to use it, call [`RunningNode::shutdown`] to stop.
@@ -240,6 +242,9 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         config.listen = options.listen.clone();
     }
     config.bootstrap.extend(options.bootstrap.iter().cloned());
+    if options.no_discovery {
+        config.discovery = false;
+    }
     if let Some(api) = options.api_listen {
         config.api_listen = api;
     }
@@ -283,6 +288,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         swarm,
         shared.clone(),
         bootstrap,
+        config.discovery,
         prefetch_tx,
         shutdown.child_token(),
     );
