@@ -178,6 +178,7 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/peers", get(peers))
         .route("/v1/products", get(products))
         .route("/v1/products/{domain}/{name}", get(show))
@@ -193,6 +194,33 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
     {
         warn!("control API stopped: {e}");
     }
+}
+
+/// `GET /metrics`: OpenMetrics text. The libp2p gossipsub metrics (`gossipsub_*`:
+/// messages received with and without duplicates per topic, mesh and topic peers,
+/// invalid messages), then the node's own gauges.
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut text, &s.node.shared.metrics)
+        .map_err(|e| NodeError::Network(format!("encoding metrics: {e}")))?;
+    let status = s.node.status().await?;
+    let gauges = [
+        ("mesh_peers", "Connected peers.", status.peers as u64),
+        ("mesh_catalog_versions", "Product versions in the catalog.", status.catalog as u64),
+        ("mesh_policy_version", "Version of the enforced policy.", status.policy_version),
+        ("mesh_chunks", "Chunks in the store.", s.node.shared.chunks.len() as u64),
+    ];
+    for (name, help, value) in gauges {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    text.push_str("# EOF\n");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 async fn status(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {

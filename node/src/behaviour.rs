@@ -59,8 +59,13 @@ pub(crate) fn policy_topic() -> IdentTopic {
     IdentTopic::new(POLICY_TOPIC)
 }
 
-/// Builds the swarm for `key` and subscribes to the announcement topic.
-pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeError> {
+/// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
+/// registers its metrics (message counts with and without duplicates, mesh sizes,
+/// invalid messages) in `registry` under `gossipsub_`.
+pub(crate) fn build_swarm(
+    key: Keypair,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Swarm<MeshBehaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -88,7 +93,11 @@ pub(crate) fn build_swarm(key: Keypair) -> Result<Swarm<MeshBehaviour>, NodeErro
                 .map_err(|e| e.to_string())?;
             let gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.to_string())?
+                    .with_metrics(
+                        registry.sub_registry_with_prefix("gossipsub"),
+                        gossipsub::MetricsConfig::default(),
+                    );
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),

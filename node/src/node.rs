@@ -43,6 +43,8 @@ pub struct Shared {
     pub work_lock: tokio::sync::RwLock<()>,
     /// Complete versions per product kept by GC (`keep_versions` in config.toml).
     pub keep_versions: usize,
+    /// Metrics registered by libp2p behaviours (served at `GET /metrics`).
+    pub metrics: prometheus_client::registry::Registry,
 }
 
 /// Command-line overrides of `config.toml`.
@@ -264,6 +266,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     };
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     let publisher = home.load_publisher_key(&config.domain).ok();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut swarm = build_swarm(key, &mut registry)?;
     let shared = Arc::new(Shared {
         catalog: Catalog::new(store.clone(), governance.clone()),
         store,
@@ -274,9 +278,9 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         home: home.clone(),
         work_lock: tokio::sync::RwLock::new(()),
         keep_versions: config.keep_versions,
+        metrics: registry,
     });
 
-    let mut swarm = build_swarm(key)?;
     for addr in listen {
         swarm
             .listen_on(addr.clone())
