@@ -206,12 +206,26 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeErr
     let status = s.node.status().await?;
     let gauges = [
         ("mesh_peers", "Connected peers.", status.peers as u64),
-        ("mesh_catalog_versions", "Product versions in the catalog.", status.catalog as u64),
-        ("mesh_policy_version", "Version of the enforced policy.", status.policy_version),
-        ("mesh_chunks", "Chunks in the store.", s.node.shared.chunks.len() as u64),
+        (
+            "mesh_catalog_versions",
+            "Product versions in the catalog.",
+            status.catalog as u64,
+        ),
+        (
+            "mesh_policy_version",
+            "Version of the enforced policy.",
+            status.policy_version,
+        ),
+        (
+            "mesh_chunks",
+            "Chunks in the store.",
+            s.node.shared.chunks.len() as u64,
+        ),
     ];
     for (name, help, value) in gauges {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
     }
     text.push_str("# EOF\n");
     Ok((

@@ -62,9 +62,14 @@ pub(crate) fn policy_topic() -> IdentTopic {
 /// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
 /// registers its metrics (message counts with and without duplicates, mesh sizes,
 /// invalid messages) in `registry` under `gossipsub_`.
+///
+/// Without `discovery`, identify keeps no cache of the addresses peers report, so a
+/// request to a peer that is not connected can only dial addresses this node itself
+/// dialled before (its configured links), never one learned from others.
 pub(crate) fn build_swarm(
     key: Keypair,
     registry: &mut prometheus_client::registry::Registry,
+    discovery: bool,
 ) -> Result<Swarm<MeshBehaviour>, NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -112,10 +117,10 @@ pub(crate) fn build_swarm(
                     .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/mesh/id/1".into(),
-                    key.public(),
-                )),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/mesh/id/1".into(), key.public())
+                        .with_cache_size(if discovery { 100 } else { 0 }),
+                ),
                 ping: ping::Behaviour::default(),
                 kad,
                 gossipsub,

@@ -77,6 +77,23 @@ impl ApiClient {
             .map_err(|e| NodeError::Network(format!("bad response from the daemon: {e}")))
     }
 
+    /// `GET path` as text (for `/metrics`), at most 16 MiB.
+    pub fn get_text(&self, path: &str) -> Result<String, NodeError> {
+        let resp = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(60))
+            .call()
+            .map_err(|e| self.map_err(e))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(resp.into_reader(), 16 << 20),
+            &mut text,
+        )
+        .map_err(|e| NodeError::Network(format!("bad response from the daemon: {e}")))?;
+        Ok(text)
+    }
+
     fn post_raw<B: Serialize>(&self, path: &str, body: &B) -> Result<ureq::Response, NodeError> {
         let mut req = self.agent.post(&format!("{}{path}", self.base));
         if let Some(t) = &self.token {

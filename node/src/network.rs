@@ -275,7 +275,10 @@ impl EventLoop {
                     self.bootstrap.push((peer, addr.clone()));
                 }
                 if self.discovery {
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                 }
                 if let Err(e) = self.swarm.dial(addr.clone()) {
                     warn!(%peer, %addr, "dialing added peer: {e}");

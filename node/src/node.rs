@@ -267,7 +267,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     let publisher = home.load_publisher_key(&config.domain).ok();
     let mut registry = prometheus_client::registry::Registry::default();
-    let mut swarm = build_swarm(key, &mut registry)?;
+    let mut swarm = build_swarm(key, &mut registry, config.discovery)?;
     let shared = Arc::new(Shared {
         catalog: Catalog::new(store.clone(), governance.clone()),
         store,

@@ -11,8 +11,12 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod cluster;
+pub mod observe;
 mod process;
+pub mod proxy;
 pub mod sample;
+pub mod scenario;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -215,6 +219,7 @@ impl Testnet {
             publisher_key: init.publisher_key,
             port: None,
             child: None,
+            links: Vec::new(),
         })
     }
 
@@ -258,9 +263,13 @@ impl Testnet {
             .collect()
     }
 
-    /// Starts node `i` (or restarts it on its old address).
+    /// Starts node `i` (or restarts it on its old address, and with its proxy links).
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
-        let bootstrap = self.bootstrap_for(i);
+        let bootstrap = if self.nodes[i].links.is_empty() {
+            self.bootstrap_for(i)
+        } else {
+            self.nodes[i].links.clone()
+        };
         let mesh = self.mesh.clone();
         self.nodes[i].start(&mesh, &bootstrap)
     }
@@ -273,6 +282,62 @@ impl Testnet {
         }
         for i in 0..self.nodes.len() {
             self.wait_peers(i, 1, Duration::from_secs(30))?;
+        }
+        Ok(())
+    }
+
+    /// Starts every node with discovery off and connects them only through `proxy`:
+    /// node i dials node i+1 (a ring, so any contiguous half stays connected when the
+    /// other is cut off) and `chords` more nodes picked by `seed`. Waits until every
+    /// node has at least two peers.
+    pub fn start_all_proxied(
+        &mut self,
+        proxy: &proxy::FaultProxy,
+        chords: usize,
+        seed: u64,
+    ) -> anyhow::Result<()> {
+        let n = self.nodes.len();
+        for node in &mut self.nodes {
+            // A placeholder until the real links exist: discovery is off from the start.
+            node.links = vec![String::new()];
+        }
+        for i in 0..n {
+            let mesh = self.mesh.clone();
+            self.nodes[i].start(&mesh, &[])?;
+        }
+        let mut rng = seed | 1;
+        for i in 0..n {
+            let mut targets = vec![(i + 1) % n];
+            let mut tries = 0;
+            while targets.len() < (chords + 1).min(n - 1) && tries < 100 * n {
+                tries += 1;
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let j = (rng % n as u64) as usize;
+                if j != i && !targets.contains(&j) {
+                    targets.push(j);
+                }
+            }
+            self.nodes[i].links.clear();
+            for j in targets.into_iter().filter(|j| *j != i) {
+                let target = self.nodes[j]
+                    .socket_addr()
+                    .with_context(|| format!("node {j} has no address"))?;
+                let via = proxy.link(i, j, target)?;
+                let addr = format!(
+                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                    via.port(),
+                    self.nodes[j].peer_id
+                );
+                self.nodes[i].links.push(addr.clone());
+                let _: serde_json::Value = self.nodes[i]
+                    .client()?
+                    .post("/v1/peers", &mesh_node::api::AddPeerRequest { addr })?;
+            }
+        }
+        for i in 0..n {
+            self.wait_peers(i, 2.min(n - 1), Duration::from_secs(60))?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mesh_testnet::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
+use mesh_testnet::{file_hash, sample, scenario, MeshBin, Testnet, TestnetConfig};
 
 /// Local meshes of real mesh nodes on loopback.
 #[derive(Debug, Parser)]
@@ -35,6 +35,66 @@ enum Cmd {
         /// Product size in MiB.
         #[arg(long, default_value_t = 1024)]
         size_mib: u64,
+    },
+    /// Start N nodes in DIR (council, genesis and domains generated) and hold them in
+    /// the foreground until Ctrl-C, SIGTERM or `down`; no node outlives this process.
+    Up {
+        /// Number of nodes (each on its own 127.0.0.x address).
+        #[arg(short = 'n', long, default_value_t = 5)]
+        nodes: usize,
+        /// Number of distinct domains, assigned round-robin.
+        #[arg(long, default_value_t = 3)]
+        domains: usize,
+        /// Directory for homes, logs and the state file (must not hold a testnet).
+        #[arg(long, default_value = "mesh-testnet")]
+        dir: std::path::PathBuf,
+        /// Run every link through the fault proxy (discovery off; ring plus 3 chords).
+        #[arg(long)]
+        proxied: bool,
+    },
+    /// Show every node of the testnet `up` holds in DIR: running, peers, catalog,
+    /// policy, memory.
+    Status {
+        /// The directory given to `up`.
+        #[arg(long, default_value = "mesh-testnet")]
+        dir: std::path::PathBuf,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the testnet `up` holds in DIR (SIGTERM, then SIGKILL after 30 s).
+    Down {
+        /// The directory given to `up`.
+        #[arg(long, default_value = "mesh-testnet")]
+        dir: std::path::PathBuf,
+    },
+    /// Run a fault scenario on a fresh mesh whose links all go through the fault
+    /// proxy; prints a table, writes JSON, exits non-zero if it failed. Scenarios:
+    /// propagation, policy-convergence, partition, churn, late-join, degrade, all.
+    Scenario {
+        /// Which scenario (or `all`).
+        name: String,
+        /// Number of nodes.
+        #[arg(short = 'n', long, default_value_t = 8)]
+        nodes: usize,
+        /// Announcements to measure (propagation, partition, degrade).
+        #[arg(long, default_value_t = 20)]
+        announcements: usize,
+        /// Products the mesh holds before a node joins (late-join).
+        #[arg(long, default_value_t = 100)]
+        products: usize,
+        /// Kill-and-restart rounds (churn).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds any step may take before the scenario fails.
+        #[arg(long, default_value_t = 120)]
+        deadline: u64,
+        /// Keep homes and logs here (default: a temp dir, removed afterwards).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Write the reports as JSON here.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
     /// Run the `mesh` CLI (this binary carries it).
     #[command(hide = true, disable_help_flag = true)]
@@ -65,6 +125,76 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Up {
+            nodes,
+            domains,
+            dir,
+            proxied,
+        } => report(MeshBin::from_env_or_current().and_then(|mesh| {
+            mesh_testnet::cluster::up(&mesh_testnet::cluster::UpOptions {
+                nodes,
+                domains,
+                dir,
+                proxied,
+                mesh,
+            })
+        })),
+        Cmd::Status { dir, json } => report(status(&dir, json)),
+        Cmd::Down { dir } => report(mesh_testnet::cluster::down(&dir).map(|forced| {
+            println!(
+                "testnet in {} stopped{}",
+                dir.display(),
+                if forced > 0 {
+                    format!(" ({forced} node(s) had to be killed)")
+                } else {
+                    String::new()
+                }
+            );
+        })),
+        Cmd::Scenario {
+            name,
+            nodes,
+            announcements,
+            products,
+            rounds,
+            deadline,
+            dir,
+            json,
+        } => {
+            let run = || -> anyhow::Result<bool> {
+                let mut opts = scenario::Options::new(MeshBin::from_env_or_current()?, nodes);
+                opts.announcements = announcements;
+                opts.products = products;
+                opts.rounds = rounds;
+                opts.deadline = Duration::from_secs(deadline);
+                let names: Vec<&str> = if name == "all" {
+                    scenario::NAMES.to_vec()
+                } else {
+                    vec![name.as_str()]
+                };
+                let mut reports = Vec::new();
+                for n in names {
+                    opts.dir = dir.as_ref().map(|d| d.join(n));
+                    eprintln!("running scenario {n} with {nodes} nodes");
+                    let r = scenario::run(n, &opts)?;
+                    println!("{}", r.table());
+                    reports.push(r);
+                }
+                if let Some(path) = &json {
+                    std::fs::write(path, serde_json::to_string_pretty(&reports)?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                Ok(reports.iter().all(|r| r.passed))
+            };
+            match run() {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("scenario failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Demo { rows, dir } => match demo(rows, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -73,6 +203,52 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-testnet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let (state, views) = mesh_testnet::cluster::status(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(());
+    }
+    println!(
+        "testnet in {} held by pid {}{}",
+        dir.display(),
+        state.pid,
+        if state.proxied {
+            ", links through the fault proxy"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<5} {:<10} {:<8} {:>5} {:>8} {:>7} {:>8}",
+        "NODE", "DOMAIN", "STATE", "PEERS", "CATALOG", "POLICY", "RSS MiB"
+    );
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for v in views {
+        println!(
+            "{:<5} {:<10} {:<8} {:>5} {:>8} {:>7} {:>8}",
+            v.index,
+            v.domain,
+            if v.running { "running" } else { "down" },
+            show(v.peers.map(|p| p.to_string())),
+            show(v.catalog.map(|c| c.to_string())),
+            show(v.policy.map(|p| format!("v{p}"))),
+            show(v.rss_mib.map(|r| format!("{r:.0}"))),
+        );
+    }
+    Ok(())
 }
 
 fn step(t0: Instant, msg: &str) {

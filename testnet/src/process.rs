@@ -72,6 +72,9 @@ pub struct TestNode {
     pub(crate) port: Option<u16>,
     pub(crate) child: Option<Child>,
     pub(crate) log: PathBuf,
+    /// Fixed links (through a fault proxy) this node dials; with any, it runs with
+    /// discovery off and these as its bootstrap peers.
+    pub(crate) links: Vec<String>,
 }
 
 /// How long a node may take to start.
@@ -129,6 +132,11 @@ impl TestNode {
         let mut cmd = mesh.command(&self.home);
         cmd.args(["node", "run", "--listen"])
             .arg(format!("/ip4/{}/tcp/{}", self.ip, self.port.unwrap_or(0)))
+            .args(if self.links.is_empty() {
+                None
+            } else {
+                Some("--no-discovery")
+            })
             .arg("--parent-pid")
             .arg(std::process::id().to_string())
             .env(
@@ -167,6 +175,24 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The address its node listens on, while known.
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        self.port.map(|p| std::net::SocketAddr::from((self.ip, p)))
+    }
+
+    /// Resident memory of the node process, in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(kb / 1024.0)
     }
 
     /// The node process's id, while it runs.

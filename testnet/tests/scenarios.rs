@@ -1,0 +1,52 @@
+//! Every fault scenario at a small size (8 nodes, every link through the fault
+//! proxy), as CI runs them: each must deliver everything to every node and converge
+//! within generous deadlines. Exact times are printed, never asserted. The full sizes
+//! run from `scripts/scenarios`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::time::Duration;
+
+use mesh_testnet::scenario::{self, Options};
+use mesh_testnet::MeshBin;
+
+fn run(name: &str) {
+    let mut opts = Options::new(MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet")), 8);
+    opts.announcements = 10;
+    opts.products = 50;
+    opts.rounds = 2;
+    opts.deadline = Duration::from_secs(90);
+    let report = scenario::run(name, &opts).unwrap();
+    println!("{}", report.table());
+    assert!(report.passed, "{name}: {:?}", report.problems);
+}
+
+#[test]
+fn propagation_reaches_every_node() {
+    run("propagation");
+}
+
+#[test]
+fn a_policy_reaches_every_node() {
+    run("policy-convergence");
+}
+
+#[test]
+fn a_healed_partition_converges_with_nothing_lost_or_doubled() {
+    run("partition");
+}
+
+#[test]
+fn churn_leaves_every_node_with_every_product() {
+    run("churn");
+}
+
+#[test]
+fn a_late_joiner_gets_the_whole_catalog() {
+    run("late-join");
+}
+
+#[test]
+fn announcements_and_fetches_survive_the_degradation_ladder() {
+    run("degrade");
+}
