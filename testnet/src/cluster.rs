@@ -61,8 +61,14 @@ pub struct UpOptions {
     pub mesh: MeshBin,
 }
 
+/// Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not.
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 fn read_state(dir: &Path) -> anyhow::Result<State> {

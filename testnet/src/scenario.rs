@@ -234,7 +234,7 @@ fn rss_row(net: &Testnet, report: &mut Report) {
     let max = rss.iter().cloned().fold(0.0, f64::max);
     let mean = rss.iter().sum::<f64>() / rss.len() as f64;
     report.row("node RSS (mean / max)", format!("{mean:.0} / {max:.0} MiB"));
-    report.data["rss_mib"] = json!({ "mean": mean, "max": max });
+    report.data["rss_mib"] = json!({ "mean": mean, "max": max, "per_node": rss });
 }
 
 /// M announcements from rotating publishers: % of live nodes reached, delay
@@ -444,14 +444,15 @@ pub fn partition(opts: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Nodes are killed (`kill -9`) and restarted while others publish: every node ends
-/// with every product.
+/// Nodes are killed (`kill -9`) and restarted, and one frozen (SIGSTOP / SIGCONT),
+/// while others publish: every node ends with every product.
 pub fn churn(opts: &Options) -> anyhow::Result<Report> {
     let (mut net, _proxy) = mesh(opts)?;
     let n = net.nodes.len();
     let mut report = Report::new("churn", n);
     let mut labels = Vec::new();
     let mut killed_total = 0;
+    let mut frozen_total = 0;
     let mut restarted = now_secs();
     for round in 0..opts.rounds {
         // Kill up to a quarter of the nodes (never node 0, the steady publisher).
@@ -464,12 +465,21 @@ pub fn churn(opts: &Options) -> anyhow::Result<Report> {
             net.nodes[*v].kill();
         }
         killed_total += victims.len();
+        // One more node is frozen (SIGSTOP) while the others publish, then thawed.
+        let frozen = (1..n).rev().find(|i| !victims.contains(i));
+        if let Some(f) = frozen {
+            net.nodes[f].signal("STOP")?;
+        }
         for k in 0..2 {
             labels.push(publish_tiny(&net, 0, &format!("churn-{round}-{k}"))?);
         }
         let live = (1..n).find(|i| !victims.contains(i));
         if let Some(p) = live {
             labels.push(publish_tiny(&net, p, &format!("churn-{round}-x"))?);
+        }
+        if let Some(f) = frozen {
+            net.nodes[f].signal("CONT")?;
+            frozen_total += 1;
         }
         restarted = now_secs();
         for v in &victims {
@@ -491,6 +501,7 @@ pub fn churn(opts: &Options) -> anyhow::Result<Report> {
     }
     report.row("rounds", opts.rounds.to_string());
     report.row("kills (kill -9, then restart)", killed_total.to_string());
+    report.row("freezes (SIGSTOP, then SIGCONT)", frozen_total.to_string());
     report.row("products published during churn", labels.len().to_string());
     report.row(
         "every node complete, after the last restart",
@@ -502,6 +513,7 @@ pub fn churn(opts: &Options) -> anyhow::Result<Report> {
     report.data = json!({
         "rounds": opts.rounds,
         "kills": killed_total,
+        "freezes": frozen_total,
         "products": labels.len(),
         "complete_after_ms": (last - started).max(0.0) * 1000.0,
         "missing": missing,
