@@ -126,6 +126,7 @@ impl IntoResponse for NodeError {
         let (status, kind) = match &self {
             NodeError::Usage(_) => (StatusCode::BAD_REQUEST, "usage"),
             NodeError::InvalidManifest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_manifest"),
+            NodeError::Quality(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_data"),
             NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             NodeError::Rejected(_) => (StatusCode::FORBIDDEN, "rejected"),
             NodeError::Unavailable(_) => (StatusCode::BAD_GATEWAY, "unavailable"),

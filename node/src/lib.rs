@@ -25,6 +25,7 @@ pub mod network;
 pub mod node;
 pub mod policy_file;
 pub mod publish;
+pub mod quality;
 mod serve;
 mod sync;
 
@@ -46,6 +47,10 @@ pub enum NodeError {
     /// A manifest draft has missing or invalid fields.
     #[error("invalid manifest: {}", .0.join("; "))]
     InvalidManifest(Vec<String>),
+    /// The data breaks the contract its manifest declares (and the policy refuses
+    /// such publishes).
+    #[error("the data breaks its contract:\n  {}", .0.join("\n  "))]
+    Quality(Vec<String>),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),

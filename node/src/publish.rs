@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_protocol::manifest::{FileEntry, ManifestDraft, PublishFacts};
+use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
 use mesh_storage::chunker::chunk_file;
@@ -38,6 +39,9 @@ pub struct Published {
     pub new_bytes: u64,
     /// Number of chunks.
     pub chunks: usize,
+    /// Contract violations in the data, when the policy publishes them with a warning.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Most files one product may have.
@@ -181,6 +185,7 @@ pub fn check(shared: &Shared, draft_toml: &str) -> CheckReport {
                 files: Vec::new(),
                 created_at: unix_now(),
                 publisher,
+                quality: None,
             })
             .map_err(field_errors)?;
         policy_checks(shared, &probe)
@@ -229,6 +234,7 @@ pub fn publish(
         files: Vec::new(),
         created_at: 0,
         publisher: key.public(),
+        quality: None,
     });
     let probe = probe.map_err(field_errors)?;
     if probe.id.domain() != &shared.domain {
@@ -249,10 +255,23 @@ pub fn publish(
         )));
     }
 
+    // The data must keep the contract before any chunk is stored.
+    let found = collect_files(path)?;
+    let checked = crate::quality::check(&probe.schema, &found)
+        .map_err(|e| NodeError::Usage(format!("reading the data to check it: {e}")))?;
+    let mut warnings = Vec::new();
+    if checked.total_violations > 0 {
+        match shared.governance.policy().settings.quality {
+            QualityEnforcement::Refuse => return Err(NodeError::Quality(checked.lines())),
+            QualityEnforcement::Warn => warnings = checked.lines(),
+        }
+    }
+    warnings.extend(checked.notes.iter().cloned());
+
     let started = std::time::Instant::now();
     let mut files = Vec::new();
     let mut new_bytes = 0;
-    for (rel, full) in collect_files(path)? {
+    for (rel, full) in found {
         let c = chunk_file(&full, &shared.chunks)?;
         new_bytes += c.new_bytes;
         files.push(FileEntry {
@@ -266,6 +285,7 @@ pub fn publish(
             files,
             created_at: unix_now(),
             publisher: key.public(),
+            quality: checked.quality,
         })
         .map_err(field_errors)?;
     let chunked = started.elapsed();
@@ -323,6 +343,7 @@ pub fn publish(
             size: manifest.total_size(),
             new_bytes,
             chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
+            warnings,
         },
         envelope,
     ))

@@ -19,7 +19,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a manifest.
-pub const MANIFEST_FORMAT: u8 = 1;
+pub const MANIFEST_FORMAT: u8 = 2;
 
 /// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
 /// average chunks lists about four million chunks; larger products split files).
@@ -122,6 +122,31 @@ pub struct Field {
     pub description: String,
     /// Sensitivity of this field.
     pub classification: Classification,
+    /// Whether no two rows may share a (non-null) value.
+    pub unique: bool,
+}
+
+/// Data-quality metrics measured at publish over every data file the node could read
+/// as CSV or JSON lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Data rows, headers excluded.
+    pub rows: u64,
+    /// Per schema field, in schema order.
+    pub fields: Vec<FieldQuality>,
+    /// Files measured (the others are not CSV or JSON lines).
+    pub files_checked: u32,
+}
+
+/// Metrics of one schema field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldQuality {
+    /// Field name.
+    pub name: String,
+    /// Rows where it is null or missing.
+    pub nulls: u64,
+    /// Distinct non-null values, when there were few enough to count.
+    pub distinct: Option<u64>,
 }
 
 /// Service levels the owner commits to; durations in seconds.
@@ -198,6 +223,8 @@ pub struct Manifest {
     pub lineage: Vec<Upstream>,
     /// The data files.
     pub files: Vec<FileEntry>,
+    /// Data-quality metrics measured at publish, if any file could be read.
+    pub quality: Option<Quality>,
     /// Unix seconds when this version was published.
     pub created_at: u64,
     /// The domain publisher key that signs this manifest.
@@ -370,6 +397,9 @@ pub struct FieldDraft {
     /// Sensitivity; defaults to `internal`.
     #[serde(default)]
     pub classification: Option<Classification>,
+    /// Whether values must be unique.
+    #[serde(default)]
+    pub unique: bool,
 }
 
 /// `[sla]` in `product.toml`, with human durations such as `24h`.
@@ -405,6 +435,8 @@ pub struct PublishFacts {
     pub created_at: u64,
     /// The signing publisher key.
     pub publisher: PublicKey,
+    /// Data-quality metrics, if measured.
+    pub quality: Option<Quality>,
 }
 
 impl ManifestDraft {
@@ -500,6 +532,7 @@ impl ManifestDraft {
                 required: f.required,
                 description: f.description,
                 classification: f.classification.unwrap_or(Classification::Internal),
+                unique: f.unique,
             })
             .collect();
         let (Some(id), Some(version)) = (id, version) else {
@@ -525,6 +558,7 @@ impl ManifestDraft {
             },
             lineage,
             files: facts.files,
+            quality: facts.quality,
             created_at: facts.created_at,
             publisher: facts.publisher,
         };

@@ -15,7 +15,7 @@ use crate::signed::{Signed, SignedKind};
 use crate::DecodeError;
 
 /// The format version of a policy.
-pub const POLICY_FORMAT: u8 = 1;
+pub const POLICY_FORMAT: u8 = 2;
 
 /// The largest policy payload accepted.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
@@ -53,11 +53,28 @@ pub enum SchemaCompatibility {
     Frozen,
 }
 
+/// What a publish whose data breaks its own contract (types, required, unique)
+/// gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QualityEnforcement {
+    /// Refused, with the fields and rows at fault.
+    #[default]
+    Refuse,
+    /// Published, with the violations reported as warnings.
+    Warn,
+}
+
 /// Mesh-wide settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     /// Schema evolution mode.
     pub schema_compatibility: SchemaCompatibility,
+    /// Data that breaks its contract at publish.
+    pub quality: QualityEnforcement,
+    /// Whether providers still serve versions whose status is `retired` (by default
+    /// they do not; the catalog keeps listing them).
+    pub serve_retired: bool,
 }
 
 /// One version of the mesh's governance policy.

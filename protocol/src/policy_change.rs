@@ -95,6 +95,10 @@ pub struct DomainChange {
 pub struct SettingsChange {
     /// New schema compatibility mode.
     pub schema_compatibility: Option<SchemaCompatibility>,
+    /// New data-quality enforcement at publish (`refuse` or `warn`).
+    pub quality: Option<crate::policy::QualityEnforcement>,
+    /// Whether retired versions are still served.
+    pub serve_retired: Option<bool>,
 }
 
 fn key(s: &str, what: &str) -> Result<PublicKey, String> {
@@ -163,6 +167,12 @@ impl PolicyChange {
         }
         if let Some(rules) = &self.rules {
             p.rules = rules.clone();
+        }
+        if let Some(q) = self.settings.quality {
+            p.settings.quality = q;
+        }
+        if let Some(s) = self.settings.serve_retired {
+            p.settings.serve_retired = s;
         }
         if let Some(m) = self.settings.schema_compatibility {
             p.settings.schema_compatibility = m;

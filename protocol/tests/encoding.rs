@@ -39,6 +39,7 @@ fn sample_manifest() -> Manifest {
             required: true,
             description: "Order key".into(),
             classification: Classification::Internal,
+            unique: true,
         }],
         sla: Sla {
             freshness_secs: Some(86_400),
@@ -58,6 +59,15 @@ fn sample_manifest() -> Manifest {
                 len: 3,
             }],
         }],
+        quality: Some(Quality {
+            rows: 1,
+            files_checked: 1,
+            fields: vec![FieldQuality {
+                name: "order_id".into(),
+                nulls: 0,
+                distinct: Some(1),
+            }],
+        }),
         created_at: 1_790_000_000,
         publisher: key(2).public(),
     }
@@ -227,7 +237,7 @@ prop_compose! {
         m.tags = tags;
         m.schema = fields.into_iter().map(|(n, r)| Field {
             name: n, logical_type: LogicalType::Number, required: r,
-            description: String::new(), classification: Classification::Pii,
+            description: String::new(), classification: Classification::Pii, unique: !r,
         }).collect();
         m.sla.freshness_secs = freshness;
         m.files[0].chunks = chunks.iter().map(|(h, l)| ChunkRef { hash: Hash::from_bytes(*h), len: *l }).collect();

@@ -298,6 +298,7 @@ fn manifest() -> Manifest {
                 required: true,
                 description: String::new(),
                 classification: Classification::Internal,
+                unique: false,
             },
             Field {
                 name: "note".into(),
@@ -305,6 +306,7 @@ fn manifest() -> Manifest {
                 required: false,
                 description: String::new(),
                 classification: Classification::Internal,
+                unique: false,
             },
         ],
         sla: Sla {
@@ -313,6 +315,7 @@ fn manifest() -> Manifest {
         },
         lineage: vec![],
         files: vec![],
+        quality: None,
         created_at: NOW,
         publisher: key(50).public(),
     }
@@ -432,6 +435,7 @@ fn schema_breaking_changes_are_detected() {
         required: false,
         description: String::new(),
         classification: Classification::Public,
+        unique: false,
     });
     new.schema[1].required = false;
     assert!(
@@ -464,6 +468,7 @@ fn schema_breaking_changes_are_detected() {
                     required: true,
                     description: String::new(),
                     classification: Classification::Internal,
+                    unique: false,
                 })
             }),
             "added as required",

@@ -23,6 +23,7 @@ contact = "sales-data@example.com"
 name = "order_id"
 type = "integer"
 required = true
+unique = true
 description = "Unique order number"
 
 [[schema]]
