@@ -66,6 +66,9 @@ pub(crate) enum Command {
     Show(ShowArgs),
     /// Fetch a product from its providers, verify every byte, write it to a directory.
     Fetch(FetchArgs),
+    /// Show what a product is built from (upstream) and what is built from it
+    /// (downstream), from the manifests this node knows.
+    Lineage(LineageArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
@@ -266,6 +269,26 @@ pub(crate) struct ProductsArgs {
 pub(crate) struct ShowArgs {
     /// domain/name[@version]; the latest version when none is given.
     pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LineageArgs {
+    /// domain/name.
+    pub(crate) product: String,
+    /// `tree` for a terminal, `dot` for Graphviz, `mermaid` for Markdown.
+    #[arg(long, value_enum, default_value_t = LineageFormat::Tree)]
+    pub(crate) format: LineageFormat,
+}
+
+/// How `mesh lineage` draws the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LineageFormat {
+    /// Indented upstream and downstream trees.
+    Tree,
+    /// Graphviz `digraph`.
+    Dot,
+    /// A Mermaid `graph LR`.
+    Mermaid,
 }
 
 #[derive(Debug, Args)]

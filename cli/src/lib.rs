@@ -9,6 +9,7 @@
 mod args;
 mod governance;
 mod keys;
+mod lineage;
 mod output;
 mod products;
 mod setup;
@@ -49,6 +50,7 @@ where
         Command::Publish(a) => products::publish(&cli.home, a, json),
         Command::Products(a) => products::list(&cli.home, a, json),
         Command::Show(a) => products::show(&cli.home, a, json),
+        Command::Lineage(a) => lineage::show(&cli.home, a, json),
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Peers(a) => products::peers(&cli.home, a, json),

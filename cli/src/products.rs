@@ -41,6 +41,9 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
     if json {
         return print_json(&p);
     }
+    for w in &p.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("published {}@{}", p.product, p.version);
     println!("  manifest {}", p.manifest);
     println!(
@@ -70,28 +73,31 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         return Ok(());
     }
     println!(
-        "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<20}  TITLE",
-        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL", "FLAGS"
+        "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  TITLE",
+        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL", "SLA", "FLAGS"
     );
     for e in entries {
         let a = &e.announcement;
-        let flags = if e.flags.is_empty() {
+        let mut flags: Vec<&str> = e.flags.iter().map(|f| f.rule.as_str()).collect();
+        if e.health.as_ref().is_some_and(|h| !h.lineage.is_empty()) {
+            flags.push("upstream");
+        }
+        let flags = if flags.is_empty() {
             "-".to_string()
         } else {
-            e.flags
-                .iter()
-                .map(|f| f.rule.as_str())
-                .collect::<Vec<_>>()
-                .join(",")
+            flags.join(",")
         };
         println!(
-            "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<20}  {}",
+            "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  {}",
             a.product.to_string(),
             a.version.to_string(),
             a.summary.status.to_string(),
             a.summary.classification.to_string(),
             human_bytes(a.summary.size),
             if e.local { "yes" } else { "-" },
+            e.health
+                .as_ref()
+                .map_or("-".to_string(), |h| h.sla.to_string()),
             flags,
             a.summary.title
         );
@@ -160,14 +166,44 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     if !sla.is_empty() {
         println!("  sla        {}", sla.join(", "));
     }
+    if let Some(h) = &entry.health {
+        println!("  sla state  {}", h.sla);
+        for r in &h.reasons {
+            println!("             {r}");
+        }
+        for l in &h.lineage {
+            println!("  flag       {l}");
+        }
+    }
+    if let Some(q) = &m.quality {
+        println!(
+            "  quality    {} rows in {} checked file(s)",
+            q.rows, q.files_checked
+        );
+        for f in &q.fields {
+            println!(
+                "    {:<20} {} null(s){}",
+                f.name,
+                f.nulls,
+                f.distinct
+                    .map(|d| format!(", {d} distinct"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !m.schema.is_empty() {
         println!("  schema:");
         for f in &m.schema {
             println!(
-                "    {:<20} {:<10} {:<9} {:<13} {}",
+                "    {:<20} {:<10} {:<15} {:<13} {}",
                 f.name,
                 format!("{:?}", f.logical_type).to_lowercase(),
-                if f.required { "required" } else { "optional" },
+                match (f.required, f.unique) {
+                    (true, true) => "required,unique",
+                    (true, false) => "required",
+                    (false, true) => "unique",
+                    (false, false) => "optional",
+                },
                 f.classification.to_string(),
                 f.description
             );
@@ -268,6 +304,9 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     match result {
         Some(Ok(o)) => {
             if !json {
+                for w in &o.warnings {
+                    eprintln!("warning: {w}");
+                }
                 for b in &o.banned {
                     eprintln!("warning: provider {b} sent chunks that failed verification and was dropped from this fetch");
                 }

@@ -183,6 +183,7 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
         .route("/v1/peers", get(peers))
         .route("/v1/products", get(products))
         .route("/v1/products/{domain}/{name}", get(show))
+        .route("/v1/lineage/{domain}/{name}", get(lineage))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))
@@ -280,16 +281,22 @@ async fn products(
     State(s): State<AppState>,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Vec<CatalogEntry>>, NodeError> {
-    let catalog = s.node.shared.catalog.clone();
-    let list = tokio::task::spawn_blocking(move || catalog.list(&filter))
-        .await
-        .map_err(|e| NodeError::Network(e.to_string()))??;
-    Ok(Json(list))
+    let now = filter.at.unwrap_or_else(crate::governance::unix_now);
+    Ok(Json(s.node.products_at(filter, now).await?))
+}
+
+async fn lineage(
+    State(s): State<AppState>,
+    Path((domain, name)): Path<(String, String)>,
+) -> Result<Json<crate::health::Lineage>, NodeError> {
+    Ok(Json(s.node.lineage(&format!("{domain}/{name}")).await?))
 }
 
 #[derive(Deserialize)]
 struct VersionQuery {
     version: Option<String>,
+    /// Judge health as of this unix time instead of now.
+    at: Option<u64>,
 }
 
 async fn show(
@@ -304,7 +311,19 @@ async fn show(
     let target: ProductRef = text
         .parse()
         .map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))?;
-    let (entry, manifest) = s.node.describe(&target).await?;
+    let (mut entry, manifest) = s.node.describe(&target).await?;
+    let filter = Filter {
+        domain: Some(domain.clone()),
+        ..Filter::default()
+    };
+    let now = q.at.unwrap_or_else(crate::governance::unix_now);
+    entry.health = s
+        .node
+        .products_at(filter, now)
+        .await?
+        .into_iter()
+        .find(|e| e.announcement.manifest == entry.announcement.manifest)
+        .and_then(|e| e.health);
     let (manifest, manifest_error) = match manifest {
         Ok(m) => (Some(m), None),
         Err(e) => (None, Some(e.to_string())),

@@ -30,6 +30,10 @@ pub struct CatalogEntry {
     /// Rules of the current policy this version violates (empty when compliant).
     #[serde(default)]
     pub flags: Vec<Violation>,
+    /// SLA, lifecycle and lineage health, for the newest version of each product
+    /// (filled in by the API; never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// What happened to an offered announcement.
@@ -52,6 +56,8 @@ pub struct Filter {
     pub tag: Option<String>,
     /// Only products whose id, title or tags contain this text (case-insensitive).
     pub q: Option<String>,
+    /// Judge health as of this unix time instead of now (a what-if, and for tests).
+    pub at: Option<u64>,
 }
 
 /// The catalog over the node's metadata store.
@@ -122,6 +128,7 @@ impl Catalog {
             announcement,
             local,
             flags,
+            health: None,
         })
     }
 

@@ -99,6 +99,9 @@ pub struct FetchOutcome {
     /// Rules of the current policy this version violates (a warning, not a failure).
     #[serde(default)]
     pub flags: Vec<crate::governance::Violation>,
+    /// Lifecycle warnings: the version is deprecated (or retired but still served).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
@@ -306,6 +309,7 @@ impl Node {
                 .map(|(p, _)| p.to_string())
                 .collect(),
             flags: self.shared.governance.violations(&manifest),
+            warnings: lifecycle_warnings(&manifest),
         };
         let finish = finish_started.elapsed();
         info!(
@@ -411,5 +415,25 @@ impl Node {
             if tried.is_empty() { "" } else { ": " },
             tried.join("; ")
         )))
+    }
+}
+
+/// What a consumer should hear about the version's lifecycle.
+fn lifecycle_warnings(m: &Manifest) -> Vec<String> {
+    use mesh_protocol::manifest::Status;
+    match m.status {
+        Status::Deprecated => vec![format!(
+            "{}@{} is deprecated: its owner ({}) asks consumers to migrate to a newer version",
+            m.id, m.version, m.owner.team
+        )],
+        Status::Retired => vec![format!(
+            "{}@{} is retired: it is no longer supported",
+            m.id, m.version
+        )],
+        Status::Draft => vec![format!(
+            "{}@{} is a draft: not for production use",
+            m.id, m.version
+        )],
+        Status::Active => Vec::new(),
     }
 }

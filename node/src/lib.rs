@@ -19,6 +19,7 @@ pub mod config;
 pub mod fetch;
 pub mod gc;
 pub mod governance;
+pub mod health;
 pub mod home;
 pub mod keyfile;
 pub mod network;

@@ -74,6 +74,17 @@ impl Provider {
     }
 
     fn authorize(&self, peer: &PeerId, m: &Manifest) -> Option<Response> {
+        if m.status == mesh_protocol::manifest::Status::Retired
+            && !self.shared.governance.policy().settings.serve_retired
+        {
+            return Some(Response::Denied {
+                rule: "lifecycle".into(),
+                reason: format!(
+                    "{}@{} is retired and the policy does not serve retired versions; use a newer version",
+                    m.id, m.version
+                ),
+            });
+        }
         match self.shared.governance.fetch_decision(&peer.to_string(), m) {
             Decision::Allow => None,
             Decision::Deny { rule, reason } => {

@@ -1,0 +1,204 @@
+//! Data as a product, on real node processes: contracts checked at publish (CSV and
+//! JSON lines, refused or warned as the policy says), lineage across three products
+//! on three nodes, upstream deprecation flags, lifecycle at fetch, and the SLA watch
+//! judged the same way on every node.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::{testnet, DEADLINE};
+use mesh_node::catalog::CatalogEntry;
+use mesh_node::health::{Lineage, SlaState};
+use mesh_protocol::policy::QualityEnforcement;
+use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
+use mesh_testnet::{sample, wait_until, Testnet};
+
+/// The sample manifest with another status and upstream.
+fn toml(product: &str, version: &str, status: &str, upstream: &str) -> String {
+    sample::manifest_toml(product, version)
+        .replace("status = \"active\"", &format!("status = \"{status}\""))
+        .replace("id = \"crm/customers\"", &format!("id = \"{upstream}\""))
+}
+
+fn publish(net: &Testnet, node: usize, name: &str, toml: &str) -> mesh_node::publish::Published {
+    let dir = net.root().join("data").join(name);
+    sample::write_orders(&dir, 50, 11).unwrap();
+    net.publish(node, &dir, toml).unwrap()
+}
+
+fn entry(net: &Testnet, node: usize, product: &str, query: &str) -> CatalogEntry {
+    let list: Vec<CatalogEntry> = net.nodes[node]
+        .client()
+        .unwrap()
+        .get(&format!("/v1/products{query}"))
+        .unwrap();
+    list.into_iter()
+        .filter(|e| e.announcement.product.to_string() == product)
+        .max_by(|a, b| a.announcement.version.cmp(&b.announcement.version))
+        .expect("listed")
+}
+
+#[test]
+fn contracts_are_checked_at_publish_and_the_policy_decides() {
+    let net = {
+        let mut n = testnet(2);
+        n.start_all().unwrap();
+        n
+    };
+    let dir = net.root().join("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("orders.csv"),
+        "order_id,customer_email,amount\n1,a@x.io,1.5\n2,,2.0\n2,c@x.io,lots\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("more.jsonl"),
+        "{\"order_id\": 3, \"customer_email\": \"d@x.io\", \"amount\": \"7\"}\n",
+    )
+    .unwrap();
+    let err = net
+        .publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "orders.csv row 2, field `customer_email`: is required but empty",
+        "orders.csv row 3, field `order_id`: \"2\" repeats an earlier value but must be unique",
+        "orders.csv row 3, field `amount`: \"lots\" is not a number",
+        "more.jsonl row 1, field `amount`: \"7\" is not a number",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(
+        net.nodes[0].chunk_count(),
+        0,
+        "a refused publish stores nothing"
+    );
+
+    // The council relaxes the policy: the same data is published, with warnings.
+    let change = PolicyChange {
+        settings: SettingsChange {
+            quality: Some(QualityEnforcement::Warn),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let signed = net.draft_policy(0, &change, &[0, 1]).unwrap();
+    net.submit_policy(0, &signed).unwrap();
+    let p = net
+        .publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    assert_eq!(p.warnings.len(), 4, "{:?}", p.warnings);
+    let show: mesh_node::api::ShowResponse = net.nodes[0]
+        .client()
+        .unwrap()
+        .get("/v1/products/sales/orders")
+        .unwrap();
+    let q = show.manifest.unwrap().quality.expect("metrics recorded");
+    assert_eq!((q.rows, q.files_checked), (4, 2));
+    assert_eq!(q.fields[1].name, "customer_email");
+    assert_eq!(q.fields[1].nulls, 1);
+}
+
+#[test]
+fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    // web/clicks (unknown) <- sales/raw <- finance/revenue <- logistics/forecast,
+    // one per node.
+    publish(
+        &net,
+        0,
+        "raw",
+        &toml("sales/raw", "1.0.0", "active", "web/clicks"),
+    );
+    publish(
+        &net,
+        1,
+        "revenue",
+        &toml("finance/revenue", "1.0.0", "active", "sales/raw"),
+    );
+    publish(
+        &net,
+        2,
+        "forecast",
+        &toml("logistics/forecast", "1.0.0", "active", "finance/revenue"),
+    );
+    let client = net.nodes[0].client().unwrap();
+    wait_until("node 0 to know the whole lineage", DEADLINE, || {
+        let g: Lineage = client.get("/v1/lineage/finance/revenue")?;
+        Ok(g.edges.len() == 3)
+    })
+    .unwrap();
+    let g: Lineage = client.get("/v1/lineage/finance/revenue").unwrap();
+    assert!(g.edges.contains(&("web/clicks".into(), "sales/raw".into())));
+    assert!(g
+        .edges
+        .contains(&("sales/raw".into(), "finance/revenue".into())));
+    assert!(g
+        .edges
+        .contains(&("finance/revenue".into(), "logistics/forecast".into())));
+    let out = net.nodes[0]
+        .mesh(
+            net.mesh_bin(),
+            &["lineage", "finance/revenue", "--format", "mermaid"],
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("finance/revenue@1.0.0 (active)"), "{text}");
+
+    // The upstream is deprecated: its downstream is flagged everywhere, and a fetch
+    // of the deprecated version warns.
+    publish(
+        &net,
+        0,
+        "raw2",
+        &toml("sales/raw", "2.0.0", "deprecated", "web/clicks"),
+    );
+    for node in 0..3 {
+        wait_until("the deprecation flag", DEADLINE, || {
+            let e = entry(&net, node, "finance/revenue", "");
+            Ok(e.health
+                .is_some_and(|h| h.lineage == ["upstream sales/raw@2.0.0 is deprecated"]))
+        })
+        .unwrap();
+    }
+    let o = net
+        .fetch(1, "sales/raw@2.0.0", &net.root().join("o1"))
+        .unwrap();
+    assert!(o.warnings[0].contains("is deprecated"), "{:?}", o.warnings);
+
+    // A retired version is not served (the default policy).
+    publish(
+        &net,
+        0,
+        "old",
+        &toml("sales/old", "1.0.0", "retired", "web/clicks"),
+    );
+    net.wait_product(2, "sales/old", "1.0.0", DEADLINE).unwrap();
+    let err = net
+        .fetch(2, "sales/old@1.0.0", &net.root().join("o2"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lifecycle") && err.contains("retired"),
+        "{err}"
+    );
+
+    // SLA: fresh now, late two days on, and every node says so.
+    let later = mesh_node::governance::unix_now() + 2 * 86_400;
+    for node in 0..3 {
+        let now = entry(&net, node, "logistics/forecast", "").health.unwrap();
+        assert_eq!(now.sla, SlaState::Ok, "node {node}: {now:?}");
+        let then = entry(&net, node, "logistics/forecast", &format!("?at={later}"))
+            .health
+            .unwrap();
+        assert_eq!(then.sla, SlaState::Late, "node {node}");
+        assert!(
+            then.reasons[0].contains("freshness SLA 1d"),
+            "{:?}",
+            then.reasons
+        );
+    }
+}
