@@ -248,8 +248,16 @@ pub(crate) struct PublishArgs {
     /// The file or directory to publish.
     pub(crate) path: PathBuf,
     /// The product manifest (TOML); see the README for every field.
+    #[arg(
+        long,
+        required_unless_present = "contract",
+        conflicts_with = "contract"
+    )]
+    pub(crate) manifest: Option<PathBuf>,
+    /// An Open Data Contract Standard v3 contract (YAML) instead of a manifest; parts
+    /// mesh does not represent are listed, never dropped silently.
     #[arg(long)]
-    pub(crate) manifest: PathBuf,
+    pub(crate) contract: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +277,18 @@ pub(crate) struct ProductsArgs {
 pub(crate) struct ShowArgs {
     /// domain/name[@version]; the latest version when none is given.
     pub(crate) product: String,
+    /// `text` for people, `odcs` for the product's contract as ODCS v3 YAML.
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    pub(crate) format: ShowFormat,
+}
+
+/// How `mesh show` prints a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ShowFormat {
+    /// A readable summary.
+    Text,
+    /// An Open Data Contract Standard v3 contract.
+    Odcs,
 }
 
 #[derive(Debug, Args)]

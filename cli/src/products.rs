@@ -33,8 +33,21 @@ fn query_escape(s: &str) -> String {
 }
 
 pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
-    let manifest = std::fs::read_to_string(&a.manifest)
-        .with_context(|| format!("reading the manifest {}", a.manifest.display()))?;
+    let manifest = match (&a.manifest, &a.contract) {
+        (_, Some(contract)) => {
+            let yaml = std::fs::read_to_string(contract)
+                .with_context(|| format!("reading the contract {}", contract.display()))?;
+            let imported = mesh_protocol::odcs::import(&yaml)
+                .with_context(|| format!("mapping {}", contract.display()))?;
+            for part in &imported.unsupported {
+                eprintln!("note: not represented in the manifest: {part}");
+            }
+            toml::to_string(&imported.draft).context("writing the manifest draft")?
+        }
+        (Some(path), None) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the manifest {}", path.display()))?,
+        (None, None) => anyhow::bail!("give --manifest FILE or --contract FILE"),
+    };
     let path = std::fs::canonicalize(&a.path)
         .with_context(|| format!("cannot read {}", a.path.display()))?;
     let p: Published = client(home)?.post("/v1/publish", &PublishRequest { path, manifest })?;
@@ -112,6 +125,16 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         path.push_str(&format!("?version={}", query_escape(&v.to_string())));
     }
     let r: ShowResponse = client(home)?.get(&path)?;
+    if a.format == crate::args::ShowFormat::Odcs {
+        let m = r.manifest.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "the manifest is not available: {}",
+                r.manifest_error.as_deref().unwrap_or("unknown")
+            )
+        })?;
+        print!("{}", mesh_protocol::odcs::export(m)?);
+        return Ok(());
+    }
     if json {
         return print_json(&r);
     }

@@ -18,6 +18,7 @@ pub mod hash;
 pub mod id;
 pub mod keys;
 pub mod manifest;
+pub mod odcs;
 pub mod policy;
 pub mod policy_change;
 pub mod rules;

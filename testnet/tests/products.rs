@@ -202,3 +202,51 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
         );
     }
 }
+
+#[test]
+fn an_odcs_contract_publishes_and_exports_back() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let contract = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocol/tests/odcs/orders.odcs.yaml"
+    );
+    let dir = net.root().join("orders");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("orders.csv"),
+        "order_id,customer_email,amount,ordered_at\n1,a@x.io,9.5,2026-11-27T08:00:00Z\n2,b@x.io,,\n",
+    )
+    .unwrap();
+    let out = net.nodes[0]
+        .mesh(
+            net.mesh_bin(),
+            &["publish", dir.to_str().unwrap(), "--contract", contract],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: not represented in the manifest: servers"),
+        "{stderr}"
+    );
+    net.wait_product(1, "sales/orders", "2.1.0", DEADLINE)
+        .unwrap();
+    let out = net.nodes[1]
+        .mesh(
+            net.mesh_bin(),
+            &["show", "sales/orders", "--format", "odcs"],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    let back = mesh_protocol::odcs::import(&yaml).unwrap();
+    assert_eq!(back.draft.id, "sales/orders");
+    assert_eq!(back.draft.schema.len(), 4);
+    assert!(back.draft.schema[0].unique && back.draft.schema[0].required);
+    assert_eq!(back.draft.sla.freshness.as_deref(), Some("4h"));
+}
