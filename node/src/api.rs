@@ -206,27 +206,112 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeErr
     prometheus_client::encoding::text::encode_registry(&mut text, &s.node.shared.metrics)
         .map_err(|e| NodeError::Network(format!("encoding metrics: {e}")))?;
     let status = s.node.status().await?;
-    let gauges = [
-        ("mesh_peers", "Connected peers.", status.peers as u64),
+    let entries = s
+        .node
+        .products_at(Filter::default(), crate::governance::unix_now())
+        .await?;
+    let sla = |state: crate::health::SlaState| {
+        entries
+            .iter()
+            .filter(|e| e.health.as_ref().is_some_and(|h| h.sla == state))
+            .count() as u64
+    };
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let st = &s.node.shared.stats;
+    let metrics = [
         (
-            "mesh_catalog_versions",
-            "Product versions in the catalog.",
-            status.catalog as u64,
+            "mesh_peers",
+            "gauge",
+            "Connected peers.",
+            status.peers as u64,
         ),
         (
             "mesh_policy_version",
+            "gauge",
             "Version of the enforced policy.",
             status.policy_version,
         ),
         (
+            "mesh_catalog_versions",
+            "gauge",
+            "Product versions in the catalog.",
+            status.catalog as u64,
+        ),
+        (
+            "mesh_catalog_products",
+            "gauge",
+            "Products in the catalog.",
+            entries.iter().filter(|e| e.health.is_some()).count() as u64,
+        ),
+        (
+            "mesh_catalog_local_versions",
+            "gauge",
+            "Product versions this node holds completely.",
+            entries.iter().filter(|e| e.local).count() as u64,
+        ),
+        (
+            "mesh_sla_ok_products",
+            "gauge",
+            "Products whose SLA holds.",
+            sla(crate::health::SlaState::Ok),
+        ),
+        (
+            "mesh_sla_late_products",
+            "gauge",
+            "Products late on freshness or update frequency.",
+            sla(crate::health::SlaState::Late),
+        ),
+        (
+            "mesh_sla_at_risk_products",
+            "gauge",
+            "Products with too few reachable providers.",
+            sla(crate::health::SlaState::AtRisk),
+        ),
+        (
             "mesh_chunks",
+            "gauge",
             "Chunks in the store.",
             s.node.shared.chunks.len() as u64,
         ),
+        (
+            "mesh_served_bytes",
+            "counter",
+            "Chunk bytes served to peers.",
+            load(&st.served_bytes),
+        ),
+        (
+            "mesh_served_requests",
+            "counter",
+            "Chunk requests served.",
+            load(&st.served_requests),
+        ),
+        (
+            "mesh_fetched_bytes",
+            "counter",
+            "Bytes downloaded by completed fetches.",
+            load(&st.fetched_bytes),
+        ),
+        (
+            "mesh_fetches",
+            "counter",
+            "Completed fetches.",
+            load(&st.fetches),
+        ),
+        (
+            "mesh_publishes",
+            "counter",
+            "Completed publishes.",
+            load(&st.publishes),
+        ),
     ];
-    for (name, help, value) in gauges {
+    for (name, kind, help, value) in metrics {
+        let sample = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
         text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {value}\n"
         ));
     }
     text.push_str("# EOF\n");

@@ -312,6 +312,11 @@ impl Node {
             warnings: lifecycle_warnings(&manifest),
         };
         let finish = finish_started.elapsed();
+        let stats = &self.shared.stats;
+        stats.fetches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .fetched_bytes
+            .fetch_add(outcome.transferred_bytes, Ordering::Relaxed);
         info!(
             bytes = outcome.transferred_bytes,
             download_ms = download.as_millis() as u64,

@@ -45,6 +45,23 @@ pub struct Shared {
     pub keep_versions: usize,
     /// Metrics registered by libp2p behaviours (served at `GET /metrics`).
     pub metrics: prometheus_client::registry::Registry,
+    /// The node's own counters (served at `GET /metrics`).
+    pub stats: Stats,
+}
+
+/// Counters of what this node did since it started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Chunk bytes served to peers.
+    pub served_bytes: std::sync::atomic::AtomicU64,
+    /// Chunk requests served (single chunks and batches).
+    pub served_requests: std::sync::atomic::AtomicU64,
+    /// Bytes downloaded by completed fetches.
+    pub fetched_bytes: std::sync::atomic::AtomicU64,
+    /// Completed fetches.
+    pub fetches: std::sync::atomic::AtomicU64,
+    /// Completed publishes.
+    pub publishes: std::sync::atomic::AtomicU64,
 }
 
 /// Command-line overrides of `config.toml`.
@@ -279,6 +296,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         work_lock: tokio::sync::RwLock::new(()),
         keep_versions: config.keep_versions,
         metrics: registry,
+        stats: Stats::default(),
     });
 
     for addr in listen {

@@ -360,6 +360,10 @@ impl crate::node::Node {
                 .await
                 .map_err(|e| NodeError::Network(format!("publish task failed: {e}")))??;
         tracing::info!(product = %published.product, version = %published.version, "published");
+        self.shared
+            .stats
+            .publishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.net
             .announce(envelope)
             .await

@@ -181,6 +181,14 @@ impl Provider {
                 }
             }
         }
+        let stats = &self.shared.stats;
+        stats
+            .served_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.served_bytes.fetch_add(
+            out.iter().map(|d| d.0.len() as u64).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Response::Chunks(out)
     }
 

@@ -23,7 +23,11 @@ fn toml(product: &str, version: &str, status: &str, upstream: &str) -> String {
 
 fn publish(net: &Testnet, node: usize, name: &str, toml: &str) -> mesh_node::publish::Published {
     let dir = net.root().join("data").join(name);
-    sample::write_orders(&dir, 50, 11).unwrap();
+    // A distinct seed per product: identical data would dedup to nothing to fetch.
+    let seed = name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    sample::write_orders(&dir, 50, seed).unwrap();
     net.publish(node, &dir, toml).unwrap()
 }
 
@@ -168,6 +172,28 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
         .fetch(1, "sales/raw@2.0.0", &net.root().join("o1"))
         .unwrap();
     assert!(o.warnings[0].contains("is deprecated"), "{:?}", o.warnings);
+
+    // The fetch shows in both nodes' metrics.
+    let metric = |node: usize, name: &str| -> f64 {
+        let text = net.nodes[node]
+            .client()
+            .unwrap()
+            .get_text("/metrics")
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert!(metric(0, "mesh_served_bytes_total") > 0.0);
+    assert!(metric(1, "mesh_fetches_total") >= 1.0);
+    assert_eq!(metric(1, "mesh_catalog_products"), 3.0);
+    assert!(
+        metric(
+            1,
+            "gossipsub_topic_msg_recv_counts_total{hash=\"mesh/announce/v1\"}"
+        ) >= 1.0
+    );
 
     // A retired version is not served (the default policy).
     publish(
