@@ -69,6 +69,9 @@ pub(crate) enum Command {
     /// Show what a product is built from (upstream) and what is built from it
     /// (downstream), from the manifests this node knows.
     Lineage(LineageArgs),
+    /// Show who fetches a product: fetches per consumer domain and per provider, from
+    /// the signed usage reports providers gossip.
+    Usage(ShowArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),

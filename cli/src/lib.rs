@@ -51,6 +51,7 @@ where
         Command::Products(a) => products::list(&cli.home, a, json),
         Command::Show(a) => products::show(&cli.home, a, json),
         Command::Lineage(a) => lineage::show(&cli.home, a, json),
+        Command::Usage(a) => products::usage(&cli.home, a, json),
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Peers(a) => products::peers(&cli.home, a, json),

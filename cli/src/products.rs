@@ -443,3 +443,29 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
+    let target: ProductRef = a.product.parse()?;
+    let u: mesh_node::usage::ProductUsage = client(home)?.get(&format!(
+        "/v1/usage/{}/{}",
+        target.id.domain(),
+        target.id.name()
+    ))?;
+    if json {
+        return print_json(&u);
+    }
+    println!(
+        "{}: {} fetch(es) reported by {} provider(s)",
+        u.product, u.total, u.reports
+    );
+    if u.total == 0 {
+        println!("  no fetches reported yet (providers report within seconds of a fetch)");
+    }
+    for (consumer, n) in &u.by_consumer {
+        println!("  consumer {consumer:<20} {n:>8}");
+    }
+    for (provider, n) in &u.by_provider {
+        println!("  provider {provider:<52} {n:>8}");
+    }
+    Ok(())
+}

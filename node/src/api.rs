@@ -184,6 +184,7 @@ pub async fn serve(listener: TcpListener, node: Node, token: String, shutdown: C
         .route("/v1/products", get(products))
         .route("/v1/products/{domain}/{name}", get(show))
         .route("/v1/lineage/{domain}/{name}", get(lineage))
+        .route("/v1/usage/{domain}/{name}", get(usage))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))
@@ -368,6 +369,16 @@ async fn products(
 ) -> Result<Json<Vec<CatalogEntry>>, NodeError> {
     let now = filter.at.unwrap_or_else(crate::governance::unix_now);
     Ok(Json(s.node.products_at(filter, now).await?))
+}
+
+async fn usage(
+    State(s): State<AppState>,
+    Path((domain, name)): Path<(String, String)>,
+) -> Result<Json<crate::usage::ProductUsage>, NodeError> {
+    let id: mesh_protocol::ProductId = format!("{domain}/{name}")
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))?;
+    Ok(Json(s.node.usage(id).await?))
 }
 
 async fn lineage(

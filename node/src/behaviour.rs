@@ -59,6 +59,13 @@ pub(crate) fn policy_topic() -> IdentTopic {
     IdentTopic::new(POLICY_TOPIC)
 }
 
+/// The gossip topic of signed usage reports.
+pub const USAGE_TOPIC: &str = "mesh/usage/v1";
+
+pub(crate) fn usage_topic() -> IdentTopic {
+    IdentTopic::new(USAGE_TOPIC)
+}
+
 /// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
 /// registers its metrics (message counts with and without duplicates, mesh sizes,
 /// invalid messages) in `registry` under `gossipsub_`.
@@ -89,6 +96,10 @@ pub(crate) fn build_swarm(
                 .max_transmit_size_for_topic(
                     mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
                     policy_topic().hash(),
+                )
+                .max_transmit_size_for_topic(
+                    mesh_protocol::usage::MAX_USAGE_BYTES + 4 * 1024,
+                    usage_topic().hash(),
                 )
                 .heartbeat_interval(Duration::from_millis(700))
                 .message_id_fn(|m: &gossipsub::Message| {
@@ -139,6 +150,11 @@ pub(crate) fn build_swarm(
         .behaviour_mut()
         .gossipsub
         .subscribe(&policy_topic())
+        .map_err(|e| NodeError::Network(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&usage_topic())
         .map_err(|e| NodeError::Network(e.to_string()))?;
     Ok(swarm)
 }

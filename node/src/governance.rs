@@ -226,6 +226,23 @@ impl Governance {
         Ok(a)
     }
 
+    /// Verifies a usage report: well formed and signed by a publisher key registered
+    /// for the domain it names.
+    pub fn check_usage(
+        &self,
+        signed: &Signed<mesh_protocol::usage::UsageReport>,
+    ) -> Result<mesh_protocol::usage::UsageReport, Rejection> {
+        let r = signed.value().map_err(|e| Rejection(e.to_string()))?;
+        if r.format != mesh_protocol::usage::USAGE_FORMAT {
+            return Err(Rejection(format!(
+                "usage report format {} is not supported",
+                r.format
+            )));
+        }
+        self.check_publisher(signed, &r.domain, &r.publisher)?;
+        Ok(r)
+    }
+
     fn check_publisher<T: SignedKind>(
         &self,
         signed: &Signed<T>,

@@ -29,10 +29,11 @@ pub mod publish;
 pub mod quality;
 mod serve;
 mod sync;
+pub mod usage;
 
 use std::path::Path;
 
-pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES, POLICY_TOPIC};
+pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES, POLICY_TOPIC, USAGE_TOPIC};
 pub use client::ApiClient;
 pub use home::NodeHome;
 pub use libp2p::PeerId;

@@ -29,7 +29,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::behaviour::{announce_topic, policy_topic, MeshBehaviour, MeshBehaviourEvent};
+use crate::behaviour::{
+    announce_topic, policy_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
+};
 use crate::catalog::Offer;
 use crate::governance::unix_now;
 use crate::node::Shared;
@@ -78,6 +80,9 @@ enum Command {
         peer: PeerId,
         addr: Multiaddr,
     },
+    GossipUsage {
+        envelope: Vec<u8>,
+    },
 }
 
 /// A cloneable handle to the event loop.
@@ -113,6 +118,14 @@ impl NetworkHandle {
     pub async fn announce(&self, envelope: Vec<u8>) -> Result<(), String> {
         self.tx
             .send(Command::Announce { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// Gossips an encoded signed usage report.
+    pub async fn gossip_usage(&self, envelope: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::GossipUsage { envelope })
             .await
             .map_err(|_| STOPPED.to_string())
     }
@@ -286,6 +299,7 @@ impl EventLoop {
             }
             Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
+            Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
             Command::Peers { reply } => {
                 let policy = self.shared.governance.policy();
                 let peers = self
@@ -473,6 +487,15 @@ impl EventLoop {
             } => {
                 let acceptance = if message.topic == policy_topic().hash() {
                     self.on_gossip_policy(propagation_source, &message.data)
+                } else if message.topic == usage_topic().hash() {
+                    match crate::usage::accept(&self.shared, &message.data) {
+                        Ok(true) => MessageAcceptance::Accept,
+                        Ok(false) => MessageAcceptance::Ignore,
+                        Err(e) => {
+                            warn!(peer = %propagation_source, "rejected usage report: {e}");
+                            MessageAcceptance::Reject
+                        }
+                    }
                 } else if message.topic != announce_topic().hash() {
                     MessageAcceptance::Ignore
                 } else {
@@ -573,8 +596,16 @@ impl EventLoop {
                         Request::Chunk { manifest, chunk } => {
                             provider.chunk(&peer, &manifest, &chunk)
                         }
-                        Request::Chunks { manifest, chunks } => {
-                            provider.chunks(&peer, &manifest, &chunks)
+                        Request::Chunks {
+                            manifest,
+                            chunks,
+                            start,
+                        } => {
+                            let r = provider.chunks(&peer, &manifest, &chunks);
+                            if start && matches!(r, Response::Chunks(_)) {
+                                provider.count_fetch(&peer, &manifest);
+                            }
+                            r
                         }
                         _ => Response::Invalid("not a chunk request".into()),
                     })

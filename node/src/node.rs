@@ -47,6 +47,10 @@ pub struct Shared {
     pub metrics: prometheus_client::registry::Registry,
     /// The node's own counters (served at `GET /metrics`).
     pub stats: Stats,
+    /// Serializes updates of the usage counts.
+    pub(crate) usage_lock: std::sync::Mutex<()>,
+    /// Signalled when a usage count changes (a report is due).
+    pub(crate) usage_changed: tokio::sync::Notify,
 }
 
 /// Counters of what this node did since it started.
@@ -297,6 +301,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         keep_versions: config.keep_versions,
         metrics: registry,
         stats: Stats::default(),
+        usage_lock: std::sync::Mutex::new(()),
+        usage_changed: tokio::sync::Notify::new(),
     });
 
     for addr in listen {
@@ -320,6 +326,10 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         tokio::spawn(prefetch_manifests(
             node.clone(),
             prefetch_rx,
+            shutdown.child_token(),
+        )),
+        tokio::spawn(crate::usage::report_loop(
+            node.clone(),
             shutdown.child_token(),
         )),
     ];

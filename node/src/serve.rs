@@ -123,6 +123,11 @@ impl Provider {
         }
     }
 
+    /// Counts a fetch of `manifest` by `peer` that just started; blocking.
+    pub(crate) fn count_fetch(&self, peer: &PeerId, manifest: &ManifestHash) {
+        crate::usage::count(&self.shared, peer, manifest);
+    }
+
     /// `Request::Chunks`; blocking (reads the disk). All or nothing: if any chunk is
     /// missing the answer is `NotFound`.
     pub(crate) fn chunks(

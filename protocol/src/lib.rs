@@ -24,6 +24,7 @@ pub mod policy_change;
 pub mod rules;
 pub mod schema_diff;
 pub mod signed;
+pub mod usage;
 pub mod wire;
 
 pub use announcement::Announcement;

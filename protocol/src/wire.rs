@@ -78,6 +78,8 @@ pub enum Request {
         manifest: ManifestHash,
         /// The chunks' hashes.
         chunks: Vec<Hash>,
+        /// This is the first request of a fetch: providers count usage on it.
+        start: bool,
     },
 }
 

@@ -163,6 +163,7 @@ fn golden_vectors() {
         &wire::encode_request(&Request::Chunks {
             manifest: mesh_protocol::Hash::of(b"manifest"),
             chunks: vec![mesh_protocol::Hash::of(b"a"), mesh_protocol::Hash::of(b"b")],
+            start: true,
         }),
     );
     golden(

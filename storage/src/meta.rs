@@ -24,6 +24,10 @@ pub enum Tree {
     Policies,
     /// Small node state (counters, settings).
     State,
+    /// This node's usage counts as a provider, by product and consumer domain.
+    Usage,
+    /// The newest signed usage report of each provider, by provider peer id.
+    UsageReports,
 }
 
 impl Tree {
@@ -35,6 +39,8 @@ impl Tree {
             Tree::Announcements => "announcements",
             Tree::Policies => "policies",
             Tree::State => "state",
+            Tree::Usage => "usage",
+            Tree::UsageReports => "usage_reports",
         }
     }
 }

@@ -276,3 +276,41 @@ fn an_odcs_contract_publishes_and_exports_back() {
     assert!(back.draft.schema[0].unique && back.draft.schema[0].required);
     assert_eq!(back.draft.sla.freshness.as_deref(), Some("4h"));
 }
+
+#[test]
+fn usage_reports_reach_every_node() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    publish(
+        &net,
+        0,
+        "used",
+        &toml("sales/used", "1.0.0", "active", "web/clicks"),
+    );
+    for node in [1, 2] {
+        net.wait_product(node, "sales/used", "1.0.0", DEADLINE)
+            .unwrap();
+        net.fetch(node, "sales/used", &net.root().join(format!("u{node}")))
+            .unwrap();
+    }
+    // finance (node 1) and logistics (node 2) fetched once each; node 1 learns of its
+    // own fetch only from the provider's signed report.
+    for node in 0..3 {
+        wait_until("usage reports to arrive", DEADLINE, || {
+            let u: mesh_node::usage::ProductUsage =
+                net.nodes[node].client()?.get("/v1/usage/sales/used")?;
+            Ok(u.by_consumer.get("finance") == Some(&1)
+                && u.by_consumer.get("logistics") == Some(&1)
+                && u.total == 2)
+        })
+        .unwrap();
+    }
+    let out = net.nodes[1]
+        .mesh(net.mesh_bin(), &["usage", "sales/used"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 fetch(es)") && text.contains("consumer finance"),
+        "{text}"
+    );
+}

@@ -172,6 +172,7 @@ impl ChunkFetch {
             let request = Request::Chunks {
                 manifest: self.manifest,
                 chunks: remaining.iter().map(|c| c.hash).collect(),
+                start: index == 0,
             };
             let answer = self.node.net.request(peer, request).await;
             let good = matches!(&answer, Ok(Response::Chunks(d)) if d.len() == remaining.len());
