@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Runs the README's tour and governance walk-through verbatim, as a person would type
-them: the `sh` blocks in order, node-run blocks in the background, the manifest example
+them: the `sh` blocks in order (`bash` blocks, such as the testnet ones, are not part of
+the tour), node-run blocks in the background, the manifest example
 saved as product.toml. Uses /tmp/mesh-tour and ports 4801-4803 like the README, so it
 is a manual check (not part of CI). Needs `cargo build --release -p mesh-cli` first.
 
