@@ -111,6 +111,51 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     wait_for("the honest gossip canary", || knows("sales/canary-gossip")).await;
     assert!(!knows("sales/forged-gossip"));
     assert!(!knows("sales/impersonated-gossip"));
+    // Usage reports: a forged and an impersonated one are rejected, an honest one is
+    // kept (it arrives last from the same peer, so the others were judged first).
+    let report = |consumer: &str, claimed: &KeyPair, signer: &KeyPair| {
+        let r = mesh_protocol::usage::UsageReport {
+            format: mesh_protocol::usage::USAGE_FORMAT,
+            domain: "sales".parse().unwrap(),
+            provider: format!("provider-{consumer}"),
+            issued_at_ms: 1,
+            counts: vec![mesh_protocol::usage::UsageCount {
+                product: "sales/used".parse().unwrap(),
+                consumer: consumer.into(),
+                fetches: 999,
+            }],
+            publisher: claimed.public(),
+        };
+        Signed::sign(&r, signer).to_bytes()
+    };
+    for data in [
+        report("forged", &stranger, &stranger),
+        report("impersonated", &sales, &stranger),
+        report("finance", &sales, &sales),
+    ] {
+        let (tx, rx) = oneshot::channel();
+        rogue.send(Cmd::PublishUsage(data, tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+    }
+    let usage_node = node.clone();
+    let mut usage = Default::default();
+    for _ in 0..600 {
+        usage = usage_node
+            .usage("sales/used".parse().unwrap())
+            .await
+            .unwrap();
+        if usage.total > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let usage: mesh_node::usage::ProductUsage = usage;
+    assert_eq!(
+        usage.by_consumer.keys().collect::<Vec<_>>(),
+        ["finance"],
+        "{usage:?}"
+    );
+
     // An oversized gossip message (200 KiB, over the 64 KiB cap) is dropped.
     publish(vec![7u8; 200 * 1024]).await.unwrap();
 

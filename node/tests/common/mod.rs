@@ -14,7 +14,7 @@ pub(crate) use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 pub(crate) use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
 pub(crate) use mesh_node::codec::{read_frame, TRANSFER_PROTOCOL};
 pub(crate) use mesh_node::governance::{install_genesis, unix_now, unix_now_ms};
-pub(crate) use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC, POLICY_TOPIC};
+pub(crate) use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC, POLICY_TOPIC, USAGE_TOPIC};
 pub(crate) use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 pub(crate) use mesh_protocol::manifest::{Classification, Status};
 pub(crate) use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
@@ -76,6 +76,7 @@ pub(crate) struct Rogue {
 pub(crate) enum Cmd {
     Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
     PublishPolicy(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    PublishUsage(Vec<u8>, oneshot::Sender<Result<(), String>>),
     Raw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -164,6 +165,11 @@ pub(crate) fn spawn_rogue(
         .gossipsub
         .subscribe(&IdentTopic::new(POLICY_TOPIC))
         .unwrap();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(USAGE_TOPIC))
+        .unwrap();
     swarm.dial(target).unwrap();
     let (tx, mut rx) = mpsc::channel::<Cmd>(16);
     tokio::spawn(async move {
@@ -178,6 +184,10 @@ pub(crate) fn spawn_rogue(
                     }
                     Some(Cmd::PublishPolicy(data, reply)) => {
                         let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(POLICY_TOPIC), data);
+                        let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                    Some(Cmd::PublishUsage(data, reply)) => {
+                        let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(USAGE_TOPIC), data);
                         let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
                     }
                     Some(Cmd::Raw(peer, raw, reply)) => {
