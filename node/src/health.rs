@@ -109,17 +109,8 @@ pub fn evaluate_sla(
     (SlaState::Ok, Vec::new())
 }
 
-/// Fills in the health of every entry that is its product's newest version.
-/// `manifest` gives the manifests this node knows; `reachable` the providers of an
-/// announcement this node can reach.
-pub fn annotate(
-    entries: &mut [CatalogEntry],
-    all: &[CatalogEntry],
-    manifest: impl Fn(&CatalogEntry) -> Option<Manifest>,
-    reachable: impl Fn(&CatalogEntry) -> usize,
-    now: u64,
-) {
-    // The newest version of every product in the catalog, and its status.
+/// The newest version of every product in `all`, by product id.
+fn newest_versions(all: &[CatalogEntry]) -> BTreeMap<String, &CatalogEntry> {
     let mut newest: BTreeMap<String, &CatalogEntry> = BTreeMap::new();
     for e in all {
         let key = e.announcement.product.to_string();
@@ -130,6 +121,20 @@ pub fn annotate(
             newest.insert(key, e);
         }
     }
+    newest
+}
+
+/// Fills in the health of every entry that is its product's newest version.
+/// `manifest` gives the manifests this node knows; `reachable` the providers of an
+/// announcement this node can reach.
+pub fn annotate(
+    entries: &mut [CatalogEntry],
+    all: &[CatalogEntry],
+    manifest: impl Fn(&CatalogEntry) -> Option<Manifest>,
+    reachable: impl Fn(&CatalogEntry) -> usize,
+    now: u64,
+) {
+    let newest = newest_versions(all);
     for e in entries.iter_mut() {
         let key = e.announcement.product.to_string();
         let is_newest = newest
@@ -199,16 +204,7 @@ pub fn lineage(
     all: &[CatalogEntry],
     upstreams: impl Fn(&CatalogEntry) -> Option<Vec<String>>,
 ) -> Lineage {
-    let mut newest: BTreeMap<String, &CatalogEntry> = BTreeMap::new();
-    for e in all {
-        let key = e.announcement.product.to_string();
-        if newest
-            .get(&key)
-            .is_none_or(|n| n.announcement.version < e.announcement.version)
-        {
-            newest.insert(key, e);
-        }
-    }
+    let newest = newest_versions(all);
     let ups: BTreeMap<String, Vec<String>> = newest
         .iter()
         .filter_map(|(k, e)| Some((k.clone(), upstreams(e)?)))

@@ -202,17 +202,7 @@ pub fn status(dir: &Path) -> anyhow::Result<(State, Vec<NodeView>)> {
             let st = mesh_node::ApiClient::for_home(&mesh_node::NodeHome::new(&n.home))
                 .ok()
                 .and_then(|c| c.get::<mesh_node::node::NodeStatus>("/v1/status").ok());
-            let rss_mib = n.pid.and_then(|pid| {
-                let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                let kb: f64 = s
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some(kb / 1024.0)
-            });
+            let rss_mib = n.pid.and_then(crate::process::rss_mib);
             NodeView {
                 index: n.index,
                 domain: n.domain.clone(),

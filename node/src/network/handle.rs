@@ -1,0 +1,128 @@
+//! The handle to the network event loop: the commands it accepts and the
+//! cloneable [`NetworkHandle`] that sends them over a bounded channel.
+
+use libp2p::{Multiaddr, PeerId};
+use mesh_protocol::wire::{Request, Response};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+/// A connected peer, as reported by `mesh peers`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PeerInfo {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// The address of one open connection.
+    pub address: String,
+    /// The peer's domain per the policy's registry, if registered.
+    pub domain: Option<String>,
+}
+
+pub(super) enum Command {
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, String>>,
+    },
+    Announce {
+        envelope: Vec<u8>,
+    },
+    PublishPolicy {
+        envelope: Vec<u8>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    AddPeer {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    GossipUsage {
+        envelope: Vec<u8>,
+    },
+}
+
+/// A cloneable handle to the event loop.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) peer_id: PeerId,
+}
+
+const STOPPED: &str = "the node's network loop has stopped (is the node shutting down?)";
+
+impl NetworkHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Sends a transfer request and waits for the response.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Request {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())?
+    }
+
+    /// Gossips an encoded signed announcement (retried until a peer is subscribed).
+    pub async fn announce(&self, envelope: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::Announce { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// Gossips an encoded signed usage report.
+    pub async fn gossip_usage(&self, envelope: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::GossipUsage { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// Gossips an encoded signed policy on the policy topic.
+    pub async fn publish_policy(&self, envelope: Vec<u8>) -> Result<(), String> {
+        self.tx
+            .send(Command::PublishPolicy { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Peers { reply })
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())
+    }
+
+    /// Adds a peer to keep connected to, like a bootstrap peer: dialled now and
+    /// redialled whenever the connection is lost.
+    pub async fn add_peer(&self, peer: PeerId, addr: Multiaddr) -> Result<(), String> {
+        self.tx
+            .send(Command::AddPeer { peer, addr })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// The addresses the swarm listens on.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ListenAddrs { reply })
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())
+    }
+}
