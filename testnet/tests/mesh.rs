@@ -224,14 +224,37 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
         path: dir.clone(),
         manifest: good.clone(),
     };
+    let submit = mesh_node::api::SubmitRequest {
+        envelope: "00".into(),
+    };
+    let peer = mesh_node::api::AddPeerRequest {
+        addr: "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+            .into(),
+    };
+    let gc = mesh_node::api::GcRequest {
+        keep: Some(1),
+        dry_run: false,
+    };
+    let fetch = mesh_node::api::FetchRequest {
+        product: "sales/orders".into(),
+        out: None,
+    };
     for token in [None, Some("wrong".to_string())] {
         let client = mesh_node::ApiClient::new(addr.trim(), token);
-        let err = client
-            .post::<_, serde_json::Value>("/v1/publish", &request)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("API token"), "{err}");
+        // Every mutating endpoint refuses a missing or wrong token.
+        let refused = [
+            client.post::<_, serde_json::Value>("/v1/publish", &request),
+            client.post::<_, serde_json::Value>("/v1/policy", &submit),
+            client.post::<_, serde_json::Value>("/v1/peers", &peer),
+            client.post::<_, serde_json::Value>("/v1/gc", &gc),
+            client.post::<_, serde_json::Value>("/v1/fetch", &fetch),
+        ];
+        for r in refused {
+            let err = r.unwrap_err().to_string();
+            assert!(err.contains("API token"), "{err}");
+        }
     }
+    assert_eq!(net.policy_version(0).unwrap(), 1);
     assert!(net.products(0).unwrap().is_empty());
     // And a valid one still works.
     net.publish(0, &dir, &good).unwrap();
