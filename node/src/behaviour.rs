@@ -31,6 +31,8 @@ pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 64;
 /// The node's combined behaviour.
 #[derive(NetworkBehaviour)]
 pub(crate) struct MeshBehaviour {
+    /// Caps on connections: total, per peer, and pending (see [`connection_limits`]).
+    pub(crate) limits: libp2p::connection_limits::Behaviour,
     /// Exchange of listen addresses and protocols.
     pub(crate) identify: identify::Behaviour,
     /// Liveness.
@@ -47,6 +49,24 @@ impl std::fmt::Debug for MeshBehaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MeshBehaviour")
     }
+}
+
+/// Connections established with one peer at most: one each way through a fixed
+/// link, with room for a redial racing a close.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Connections established in all, at most.
+pub const MAX_CONNECTIONS: u32 = 1024;
+/// Connections being set up (handshakes in progress) each way, at most.
+pub const MAX_PENDING_CONNECTIONS: u32 = 128;
+
+/// The connection caps: a peer that dials again and again, or many peers at once,
+/// are refused past them, before any handshake work for the pending ones.
+pub(crate) fn connection_limits() -> libp2p::connection_limits::ConnectionLimits {
+    libp2p::connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_established(Some(MAX_CONNECTIONS))
+        .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
+        .with_max_pending_outgoing(Some(MAX_PENDING_CONNECTIONS))
 }
 
 /// The announcement topic.
@@ -128,6 +148,7 @@ pub(crate) fn build_swarm(
                     .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
+                limits: libp2p::connection_limits::Behaviour::new(connection_limits()),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/mesh/id/1".into(), key.public())
                         .with_cache_size(if discovery { 100 } else { 0 }),

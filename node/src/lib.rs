@@ -33,7 +33,10 @@ pub mod usage;
 
 use std::path::Path;
 
-pub use behaviour::{ANNOUNCE_TOPIC, MAX_GOSSIP_BYTES, POLICY_TOPIC, USAGE_TOPIC};
+pub use behaviour::{
+    ANNOUNCE_TOPIC, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES,
+    MAX_PENDING_CONNECTIONS, POLICY_TOPIC, USAGE_TOPIC,
+};
 pub use client::ApiClient;
 pub use home::NodeHome;
 pub use libp2p::PeerId;

@@ -202,5 +202,27 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         "a policy page whose versions do not advance is not followed"
     );
     assert_eq!(node.status().await.unwrap().policy_version, 1);
+
+    // Connection exhaustion: the rogue dials 20 more times. The node keeps at most
+    // MAX_CONNECTIONS_PER_PEER connections to it and goes on answering.
+    for _ in 0..20 {
+        rogue.send(Cmd::DialAgain).await.unwrap();
+    }
+    let open = || seen.opened.load(Ordering::SeqCst) - seen.closed.load(Ordering::SeqCst);
+    wait_for("every extra dial to be settled", || {
+        seen.opened.load(Ordering::SeqCst) + seen.refused.load(Ordering::SeqCst) >= 21
+            && open() <= mesh_node::MAX_CONNECTIONS_PER_PEER as usize
+    })
+    .await;
+    assert!(
+        seen.opened.load(Ordering::SeqCst) > 1,
+        "the rogue did dial again"
+    );
+    assert!(
+        open() <= mesh_node::MAX_CONNECTIONS_PER_PEER as usize,
+        "{} open",
+        open()
+    );
+    node.status().await.unwrap();
     running.shutdown().await.unwrap();
 }

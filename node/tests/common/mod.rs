@@ -77,6 +77,8 @@ pub(crate) enum Cmd {
     Publish(Vec<u8>, oneshot::Sender<Result<(), String>>),
     PublishPolicy(Vec<u8>, oneshot::Sender<Result<(), String>>),
     PublishUsage(Vec<u8>, oneshot::Sender<Result<(), String>>),
+    /// Dial the target again, even though a connection exists.
+    DialAgain,
     Raw(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, String>>),
 }
 
@@ -85,6 +87,11 @@ pub(crate) struct Seen {
     pub(crate) subscribed: AtomicBool,
     pub(crate) catalog_requests: AtomicUsize,
     pub(crate) policy_requests: AtomicUsize,
+    /// Connections to the target opened, and closed, so far.
+    pub(crate) opened: AtomicUsize,
+    pub(crate) closed: AtomicUsize,
+    /// Dials that failed or connections the target refused.
+    pub(crate) refused: AtomicUsize,
 }
 
 pub(crate) fn framed(body: &[u8]) -> Vec<u8> {
@@ -170,7 +177,7 @@ pub(crate) fn spawn_rogue(
         .gossipsub
         .subscribe(&IdentTopic::new(USAGE_TOPIC))
         .unwrap();
-    swarm.dial(target).unwrap();
+    swarm.dial(target.clone()).unwrap();
     let (tx, mut rx) = mpsc::channel::<Cmd>(16);
     tokio::spawn(async move {
         let mut pending = std::collections::HashMap::new();
@@ -190,6 +197,14 @@ pub(crate) fn spawn_rogue(
                         let r = swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(USAGE_TOPIC), data);
                         let _ = reply.send(r.map(|_| ()).map_err(|e| e.to_string()));
                     }
+                    Some(Cmd::DialAgain) => {
+                        let opts = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id()
+                            .address(target.clone())
+                            .build();
+                        if swarm.dial(opts).is_err() {
+                            seen.refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
                     Some(Cmd::Raw(peer, raw, reply)) => {
                         let id = swarm.behaviour_mut().transfer.send_request(&peer, raw);
                         pending.insert(id, reply);
@@ -198,6 +213,15 @@ pub(crate) fn spawn_rogue(
                 event = swarm.select_next_some() => match event {
                     SwarmEvent::Behaviour(RogueEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) => {
                         seen.subscribed.store(true, Ordering::SeqCst);
+                    }
+                    SwarmEvent::ConnectionEstablished { .. } => {
+                        seen.opened.fetch_add(1, Ordering::SeqCst);
+                    }
+                    SwarmEvent::ConnectionClosed { .. } => {
+                        seen.closed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    SwarmEvent::OutgoingConnectionError { .. } => {
+                        seen.refused.fetch_add(1, Ordering::SeqCst);
                     }
                     SwarmEvent::Behaviour(RogueEvent::Transfer(request_response::Event::Message { message, .. })) => match message {
                         request_response::Message::Request { request, channel, .. } => {
