@@ -137,19 +137,13 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         rogue.send(Cmd::PublishUsage(data, tx)).await.unwrap();
         rx.await.unwrap().unwrap();
     }
-    let usage_node = node.clone();
-    let mut usage = Default::default();
-    for _ in 0..600 {
-        usage = usage_node
-            .usage("sales/used".parse().unwrap())
-            .await
-            .unwrap();
-        if usage.total > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let usage: mesh_node::usage::ProductUsage = usage;
+    let product: mesh_protocol::ProductId = "sales/used".parse().unwrap();
+    wait_for_async("the honest usage report", || {
+        let (node, product) = (node.clone(), product.clone());
+        async move { node.usage(product).await.is_ok_and(|u| u.total > 0) }
+    })
+    .await;
+    let usage = node.usage(product).await.unwrap();
     assert_eq!(
         usage.by_consumer.keys().collect::<Vec<_>>(),
         ["finance"],

@@ -53,33 +53,9 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
     let manifest_bytes = signed.to_bytes();
     let rogue_lens = lens.clone();
     let respond: Responder = Arc::new(move |r| {
-        framed(&wire::encode_response(&match r {
-            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
-            Request::Chunk { chunk, .. } => Response::Chunk(vec![
-                0x5A;
-                rogue_lens.get(&chunk).copied().unwrap_or(1)
-                    as usize
-            ]),
-            Request::Chunks { chunks, .. } => Response::Chunks(
-                chunks
-                    .iter()
-                    .map(|c| {
-                        wire::ChunkData(vec![
-                            0x5A;
-                            rogue_lens.get(c).copied().unwrap_or(1) as usize
-                        ])
-                    })
-                    .collect(),
-            ),
-            Request::Policies { .. } => Response::Policies {
-                entries: vec![],
-                more: false,
-            },
-            Request::Catalog { .. } => Response::Catalog {
-                entries: vec![],
-                more: false,
-            },
-        }))
+        provider_answer(r, &manifest_bytes, &[], |c| {
+            vec![0x5A; rogue_lens.get(c).copied().unwrap_or(1) as usize]
+        })
     });
 
     // C knows A and B; the rogue dials C.
@@ -153,40 +129,18 @@ async fn a_busy_provider_is_retried_not_abandoned() {
     let busy_answers = Arc::new(AtomicUsize::new(0));
     let busy = busy_answers.clone();
     let respond: Responder = Arc::new(move |r| {
-        framed(&wire::encode_response(&match r {
-            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
-            Request::Chunk { chunk, .. } => {
-                if asked.lock().unwrap().insert(chunk) {
-                    busy.fetch_add(1, Ordering::SeqCst);
-                    Response::Busy
-                } else {
-                    Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
-                }
-            }
-            Request::Chunks {
-                chunks: asked_for, ..
-            } => {
-                if asked.lock().unwrap().insert(asked_for[0]) {
-                    busy.fetch_add(1, Ordering::SeqCst);
-                    Response::Busy
-                } else {
-                    Response::Chunks(
-                        asked_for
-                            .iter()
-                            .map(|c| wire::ChunkData(chunks.get_verified(c, 4 << 20).unwrap()))
-                            .collect(),
-                    )
-                }
-            }
-            Request::Policies { .. } => Response::Policies {
-                entries: vec![],
-                more: false,
-            },
-            Request::Catalog { .. } => Response::Catalog {
-                entries: catalog_page.clone(),
-                more: false,
-            },
-        }))
+        let first = match &r {
+            Request::Chunk { chunk, .. } => Some(*chunk),
+            Request::Chunks { chunks, .. } => chunks.first().copied(),
+            _ => None,
+        };
+        if first.is_some_and(|c| asked.lock().unwrap().insert(c)) {
+            busy.fetch_add(1, Ordering::SeqCst);
+            return framed(&wire::encode_response(&Response::Busy));
+        }
+        provider_answer(r, &manifest_bytes, &catalog_page, |c| {
+            chunks.get_verified(c, 4 << 20).unwrap()
+        })
     });
     let (c, _rogue) = start_consumer(dir.path(), &finance, &genesis, vec![], respond, 1).await;
 
@@ -229,32 +183,12 @@ async fn a_slow_provider_gets_less_work() {
     let chunks = a.node.shared().chunks.clone();
     let manifest_bytes = signed.to_bytes();
     let respond: Responder = Arc::new(move |r| {
-        framed(&wire::encode_response(&match r {
-            Request::Manifest(_) => Response::Manifest(manifest_bytes.clone()),
-            Request::Chunk { chunk, .. } => {
-                std::thread::sleep(Duration::from_millis(40));
-                Response::Chunk(chunks.get_verified(&chunk, 4 << 20).unwrap())
-            }
-            Request::Chunks {
-                chunks: asked_for, ..
-            } => {
-                std::thread::sleep(Duration::from_millis(40));
-                Response::Chunks(
-                    asked_for
-                        .iter()
-                        .map(|c| wire::ChunkData(chunks.get_verified(c, 4 << 20).unwrap()))
-                        .collect(),
-                )
-            }
-            Request::Policies { .. } => Response::Policies {
-                entries: vec![],
-                more: false,
-            },
-            Request::Catalog { .. } => Response::Catalog {
-                entries: vec![],
-                more: false,
-            },
-        }))
+        if matches!(r, Request::Chunk { .. } | Request::Chunks { .. }) {
+            std::thread::sleep(Duration::from_millis(40)); // the provider's slowness
+        }
+        provider_answer(r, &manifest_bytes, &[], |c| {
+            chunks.get_verified(c, 4 << 20).unwrap()
+        })
     });
     let (c, _slow) = start_consumer(dir.path(), &finance, &genesis, vec![a_addr], respond, 2).await;
 

@@ -286,14 +286,47 @@ pub(crate) fn genesis(council: &KeyPair, domains: &[(&str, &KeyPair)]) -> Signed
 }
 
 pub(crate) async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    wait_for_async(what, || std::future::ready(check())).await;
+}
+
+/// Polls an async `check` every 50 ms until it holds; panics after [`DEADLINE`].
+pub(crate) async fn wait_for_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !check() {
+    while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What a scripted provider answers: `manifest` for manifests, `chunk(hash)` for
+/// each chunk asked (singly or in a batch), `catalog` and no policies for sync.
+pub(crate) fn provider_answer(
+    r: Request,
+    manifest: &[u8],
+    catalog: &[Vec<u8>],
+    chunk: impl Fn(&Hash) -> Vec<u8>,
+) -> Vec<u8> {
+    framed(&wire::encode_response(&match r {
+        Request::Manifest(_) => Response::Manifest(manifest.to_vec()),
+        Request::Chunk { chunk: c, .. } => Response::Chunk(chunk(&c)),
+        Request::Chunks { chunks, .. } => {
+            Response::Chunks(chunks.iter().map(|c| wire::ChunkData(chunk(c))).collect())
+        }
+        Request::Policies { .. } => Response::Policies {
+            entries: vec![],
+            more: false,
+        },
+        Request::Catalog { .. } => Response::Catalog {
+            entries: catalog.to_vec(),
+            more: false,
+        },
+    }))
 }
 
 /// Starts an in-process node for `domain` with `key`, trusting `genesis`.
@@ -348,14 +381,12 @@ pub(crate) async fn start_consumer(
         node.shared().catalog.len().unwrap_or(0) == 1
     })
     .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while c.node.network().peers().await.unwrap().len() < min_peers {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "C never reached {min_peers} peers"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let net = c.node.network().clone();
+    wait_for_async(&format!("C to reach {min_peers} peers"), || {
+        let net = net.clone();
+        async move { net.peers().await.is_ok_and(|p| p.len() >= min_peers) }
+    })
+    .await;
     (c, peer)
 }
 
