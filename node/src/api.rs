@@ -371,21 +371,26 @@ async fn products(
     Ok(Json(s.node.products_at(filter, now).await?))
 }
 
+/// `domain/name` from a request path, validated.
+fn product_id(domain: &str, name: &str) -> Result<mesh_protocol::ProductId, NodeError> {
+    format!("{domain}/{name}")
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))
+}
+
 async fn usage(
     State(s): State<AppState>,
     Path((domain, name)): Path<(String, String)>,
 ) -> Result<Json<crate::usage::ProductUsage>, NodeError> {
-    let id: mesh_protocol::ProductId = format!("{domain}/{name}")
-        .parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::Usage(e.to_string()))?;
-    Ok(Json(s.node.usage(id).await?))
+    Ok(Json(s.node.usage(product_id(&domain, &name)?).await?))
 }
 
 async fn lineage(
     State(s): State<AppState>,
     Path((domain, name)): Path<(String, String)>,
 ) -> Result<Json<crate::health::Lineage>, NodeError> {
-    Ok(Json(s.node.lineage(&format!("{domain}/{name}")).await?))
+    let id = product_id(&domain, &name)?;
+    Ok(Json(s.node.lineage(&id.to_string()).await?))
 }
 
 #[derive(Deserialize)]

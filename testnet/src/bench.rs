@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub size_mib: u64,
     /// How to run `mesh`.
     pub mesh: MeshBin,
+    /// Where progress lines and where-the-time-goes notes go (the CLI prints them).
+    pub progress: fn(&str),
 }
 
 /// One row of the result table.
@@ -187,6 +189,7 @@ fn measured_fetch(
     consumer: usize,
     stopped: Option<usize>,
     providers: usize,
+    progress: fn(&str),
 ) -> anyhow::Result<(Duration, FetchOutcome)> {
     if let Some(s) = stopped {
         net.nodes[s].terminate()?;
@@ -196,16 +199,32 @@ fn measured_fetch(
     let t = Instant::now();
     let (outcome, cpu) = cpu_during(net, || net.fetch(consumer, "sales/big@1.0.0", &out))?;
     let elapsed = t.elapsed();
-    eprintln!(
+    progress(&format!(
         "fetch on node {consumer} from {providers} provider(s): {:.2} s; CPU {cpu}",
         elapsed.as_secs_f64()
-    );
+    ));
     let _ = std::fs::remove_dir_all(&out);
     if let Some(s) = stopped {
         net.start(s)?;
         net.wait_peers(s, net.nodes.len() - 1, LONG)?;
     }
     Ok((elapsed, outcome))
+}
+
+/// The row for a new version: bytes the fetch moved against the product size.
+fn moved_row(what: String, fetched: &FetchOutcome, stored: u64) -> Row {
+    Row {
+        what,
+        mesh: format!(
+            "{:.1} MB moved ({:.2}%); publish stored {:.1} MB",
+            fetched.transferred_bytes as f64 / 1e6,
+            100.0 * fetched.transferred_bytes as f64 / fetched.size as f64,
+            stored as f64 / 1e6
+        ),
+        baseline: format!("full size {:.1} MB", fetched.size as f64 / 1e6),
+        ratio: String::new(),
+        target: "<= 5%".into(),
+    }
 }
 
 /// Runs the benchmark and returns the table rows.
@@ -219,7 +238,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let data = net.root().join("data");
     std::fs::create_dir_all(&data)?;
     let file = data.join("big.bin");
-    eprintln!("writing {} MiB of test data", opts.size_mib);
+    (opts.progress)(&format!("writing {} MiB of test data", opts.size_mib));
     write_random(&file, size, 42)?;
     let _ = Command::new("sync").status();
     let mut rows = Vec::new();
@@ -263,7 +282,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let mut fetch_rss: f64 = 0.0;
     let mut size_fetched = size;
     for (consumer, stopped) in [(1, None), (2, Some(1))] {
-        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 1)?;
+        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 1, opts.progress)?;
         fetch_rss = fetch_rss.max(peak_rss_mib(
             net.nodes[consumer].pid().context("consumer pid")?,
         )?);
@@ -309,7 +328,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let mut fetch3 = Duration::MAX;
     let mut used = 0;
     for (consumer, stopped) in [(3, None), (4, Some(3))] {
-        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 3)?;
+        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 3, opts.progress)?;
         fetch3 = fetch3.min(elapsed);
         used = used.max(outcome.providers.len());
     }
@@ -339,18 +358,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let p2 = net.publish(0, &data, &toml("1.1.0"))?;
     net.wait_product(1, "sales/big", "1.1.0", LONG)?;
     let f2 = net.fetch(1, "sales/big@1.1.0", &net.root().join("out1b"))?;
-    rows.push(Row {
-        what: format!("new version, {edits} scattered edits (1% of bytes)"),
-        mesh: format!(
-            "{:.1} MB moved ({:.2}%); publish stored {:.1} MB",
-            f2.transferred_bytes as f64 / 1e6,
-            100.0 * f2.transferred_bytes as f64 / f2.size as f64,
-            p2.new_bytes as f64 / 1e6
-        ),
-        baseline: format!("full size {:.1} MB", f2.size as f64 / 1e6),
-        ratio: String::new(),
-        target: "<= 5%".into(),
-    });
+    rows.push(moved_row(
+        format!("new version, {edits} scattered edits (1% of bytes)"),
+        &f2,
+        p2.new_bytes,
+    ));
     let mut f = std::fs::OpenOptions::new().append(true).open(&file)?;
     let extra = size / 100;
     let tail: Vec<u8> = bytes
@@ -363,18 +375,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let p3 = net.publish(0, &data, &toml("1.2.0"))?;
     net.wait_product(1, "sales/big", "1.2.0", LONG)?;
     let f4 = net.fetch(1, "sales/big@1.2.0", &net.root().join("out1c"))?;
-    rows.push(Row {
-        what: "new version, 1% appended".into(),
-        mesh: format!(
-            "{:.1} MB moved ({:.2}%); publish stored {:.1} MB",
-            f4.transferred_bytes as f64 / 1e6,
-            100.0 * f4.transferred_bytes as f64 / f4.size as f64,
-            p3.new_bytes as f64 / 1e6
-        ),
-        baseline: format!("full size {:.1} MB", f4.size as f64 / 1e6),
-        ratio: String::new(),
-        target: "<= 5%".into(),
-    });
+    rows.push(moved_row(
+        "new version, 1% appended".into(),
+        &f4,
+        p3.new_bytes,
+    ));
     rows.push(Row {
         what: "peak RSS".into(),
         mesh: format!("publisher {publish_rss:.0} MiB, fetcher {fetch_rss:.0} MiB"),
@@ -391,7 +396,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             .lines()
             .filter(|l| l.contains("publish timings") || l.contains("fetched "))
         {
-            eprintln!("node {i}: {}", line.trim());
+            (opts.progress)(&format!("node {i}: {}", line.trim()));
         }
     }
     net.stop_all()?;

@@ -59,6 +59,8 @@ pub struct UpOptions {
     pub proxied: bool,
     /// How to run `mesh`.
     pub mesh: MeshBin,
+    /// Where the lines for the person running `up` go (the CLI prints them).
+    pub say: fn(&str),
 }
 
 /// Whether `pid` runs; a zombie (exited, not yet reaped by its parent) does not.
@@ -136,22 +138,22 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<()> {
     };
     let path = opts.dir.join(STATE_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&state)?)?;
-    println!(
+    (opts.say)(&format!(
         "{} nodes up in {:.1} s; state in {}",
         state.nodes.len(),
         t.elapsed().as_secs_f64(),
         path.display()
-    );
-    println!(
+    ));
+    (opts.say)(&format!(
         "use a node: mesh-testnet mesh --home {} status   (any node's home works)",
         state.nodes[0].home.display()
-    );
-    println!(
+    ));
+    (opts.say)(&format!(
         "stop with Ctrl-C here, or `mesh-testnet down --dir {}`",
         opts.dir.display()
-    );
+    ));
     wait_for_stop_signal()?;
-    println!("stopping {} nodes", net.nodes.len());
+    (opts.say)(&format!("stopping {} nodes", net.nodes.len()));
     let stopped = net.stop_all();
     drop(proxy);
     let _ = std::fs::remove_file(&path);

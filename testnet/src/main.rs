@@ -113,6 +113,7 @@ fn main() -> ExitCode {
                 let rows = mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
                     size_mib,
                     mesh: MeshBin::from_env_or_current()?,
+                    progress: |line| eprintln!("{line}"),
                 })?;
                 print!("{}", mesh_testnet::bench::markdown(&rows));
                 Ok(())
@@ -137,6 +138,7 @@ fn main() -> ExitCode {
                 dir,
                 proxied,
                 mesh,
+                say: |line| println!("{line}"),
             })
         })),
         Cmd::Status { dir, json } => report(status(&dir, json)),

@@ -13,14 +13,20 @@ use mesh_testnet::wait_until;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// Starts `mesh-testnet up` in the background and waits until its state file exists.
 fn up(dir: &Path, nodes: usize) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mesh-testnet"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mesh-testnet"))
         .args(["up", "-n", &nodes.to_string(), "--domains", "2", "--dir"])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    wait_until("the testnet to be up", DEADLINE, || {
+        Ok(dir.join(STATE_FILE).exists())
+    })
+    .unwrap();
+    child
 }
 
 fn alive(pid: u32) -> bool {
@@ -43,10 +49,6 @@ fn up_status_down_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tn");
     let mut holder = up(&dir, 3);
-    wait_until("the testnet to be up", DEADLINE, || {
-        Ok(dir.join(STATE_FILE).exists())
-    })
-    .unwrap();
     let (_, views) = cluster::status(&dir).unwrap();
     assert_eq!(views.len(), 3);
     assert!(
@@ -79,10 +81,6 @@ fn killing_up_takes_every_node_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tn");
     let mut holder = up(&dir, 3);
-    wait_until("the testnet to be up", DEADLINE, || {
-        Ok(dir.join(STATE_FILE).exists())
-    })
-    .unwrap();
     let pids = node_pids(&dir);
     holder.kill().unwrap();
     holder.wait().unwrap();
