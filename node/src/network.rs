@@ -120,18 +120,24 @@ impl EventLoop {
         (this, handle)
     }
 
+    /// Dials a configured peer (bootstrap or added), telling kademlia about it when
+    /// discovery is on.
+    fn connect_to(&mut self, peer: PeerId, addr: Multiaddr) {
+        if self.discovery {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+        }
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            warn!(%peer, %addr, "dialing a configured peer: {e}");
+        }
+    }
+
     /// Runs until shutdown is requested or every handle is dropped.
     pub async fn run(mut self) {
         for (peer, addr) in self.bootstrap.clone() {
-            if self.discovery {
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, addr.clone());
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                warn!(%peer, %addr, "dialing bootstrap peer: {e}");
-            }
+            self.connect_to(peer, addr);
         }
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -170,15 +176,7 @@ impl EventLoop {
                 if !self.bootstrap.iter().any(|(p, a)| *p == peer && *a == addr) {
                     self.bootstrap.push((peer, addr.clone()));
                 }
-                if self.discovery {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
-                }
-                if let Err(e) = self.swarm.dial(addr.clone()) {
-                    warn!(%peer, %addr, "dialing added peer: {e}");
-                }
+                self.connect_to(peer, addr);
             }
             Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
