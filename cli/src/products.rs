@@ -379,8 +379,13 @@ pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyho
         println!("no connected peers; start the node with --bootstrap ADDR of another node");
     }
     for p in peers {
+        let score = match p.score {
+            Some(s) if p.graylisted => format!("{s:.1} graylisted"),
+            Some(s) => format!("{s:.1}"),
+            None => "-".into(),
+        };
         println!(
-            "{}  {}  {}",
+            "{}  {}  {}  score {score}",
             p.peer_id,
             p.domain.as_deref().unwrap_or("-"),
             p.address

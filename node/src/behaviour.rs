@@ -1,6 +1,7 @@
 //! The libp2p behaviour of a mesh node and how the swarm is built: TCP + noise +
 //! yamux; identify, ping, kademlia (server mode), gossipsub with application
-//! validation and content-hash message ids, and the transfer protocol.
+//! validation, content-hash message ids and peer scoring ([`crate::scoring`]), and the
+//! transfer protocol.
 
 use std::time::Duration;
 
@@ -127,13 +128,21 @@ pub(crate) fn build_swarm(
                 })
                 .build()
                 .map_err(|e| e.to_string())?;
-            let gossipsub =
+            let mut gossipsub =
                 gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
                     .map_err(|e| e.to_string())?
                     .with_metrics(
                         registry.sub_registry_with_prefix("gossipsub"),
                         gossipsub::MetricsConfig::default(),
                     );
+            gossipsub.with_peer_score(
+                crate::scoring::params(&[
+                    announce_topic().hash(),
+                    policy_topic().hash(),
+                    usage_topic().hash(),
+                ]),
+                crate::scoring::thresholds(),
+            )?;
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),

@@ -27,6 +27,7 @@ pub mod node;
 pub mod policy_file;
 pub mod publish;
 pub mod quality;
+pub mod scoring;
 mod serve;
 mod sync;
 pub mod usage;

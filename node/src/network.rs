@@ -186,12 +186,18 @@ impl EventLoop {
                 let peers = self
                     .connections
                     .iter()
-                    .map(|(peer, addr)| PeerInfo {
-                        peer_id: peer.to_string(),
-                        address: addr.to_string(),
-                        domain: policy
-                            .domain_of_node(&peer.to_string())
-                            .map(|d| d.to_string()),
+                    .map(|(peer, addr)| {
+                        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
+                        PeerInfo {
+                            peer_id: peer.to_string(),
+                            address: addr.to_string(),
+                            domain: policy
+                                .domain_of_node(&peer.to_string())
+                                .map(|d| d.to_string()),
+                            score,
+                            graylisted: score
+                                .is_some_and(|s| s < crate::scoring::GRAYLIST_THRESHOLD),
+                        }
                     })
                     .collect();
                 let _ = reply.send(peers);

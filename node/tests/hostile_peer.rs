@@ -220,3 +220,91 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     node.status().await.unwrap();
     running.shutdown().await.unwrap();
 }
+
+/// A peer that floods invalid announcements loses its gossip score and is
+/// graylisted, while announcements from an honest peer go on arriving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let sales = KeyPair::generate();
+    let finance = KeyPair::generate();
+    let stranger = KeyPair::generate();
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "finance", &finance, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(
+        dir.path(),
+        "b",
+        "sales",
+        &sales,
+        &genesis,
+        vec![a_addr.clone()],
+    )
+    .await;
+    let seen = Arc::new(Seen::default());
+    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
+    let rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    wait_for("the node's gossip subscription", || {
+        seen.subscribed.load(Ordering::SeqCst)
+    })
+    .await;
+    let (net, b_id) = (a.node.network().clone(), b.node.peer_id().to_string());
+    let rogue_info = || {
+        let (net, b_id) = (net.clone(), b_id.clone());
+        async move {
+            net.peers()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.peer_id != b_id)
+        }
+    };
+    wait_for_async("the rogue to be connected", || async {
+        rogue_info().await.is_some()
+    })
+    .await;
+
+    for i in 0..40 {
+        let forged = announcement(&format!("sales/flood-{i}"), &stranger, &stranger);
+        let (tx, rx) = oneshot::channel();
+        rogue.send(Cmd::Publish(forged, tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+    }
+    wait_for_async("the flooder to be graylisted", || async {
+        rogue_info().await.is_some_and(|p| p.graylisted)
+    })
+    .await;
+    let info = rogue_info().await.unwrap();
+    assert!(
+        info.score.unwrap() < mesh_node::scoring::GRAYLIST_THRESHOLD,
+        "{info:?}"
+    );
+
+    // The honest peer keeps its standing and its announcements still arrive.
+    b.node
+        .network()
+        .announce(announcement("sales/honest-after-flood", &sales, &sales))
+        .await
+        .unwrap();
+    let catalog = a.node.shared().catalog.clone();
+    wait_for("the honest announcement", || {
+        catalog
+            .list(&Default::default())
+            .unwrap()
+            .iter()
+            .any(|e| e.announcement.product.to_string() == "sales/honest-after-flood")
+    })
+    .await;
+    let honest = net.peers().await.unwrap();
+    let honest = honest.iter().find(|p| p.peer_id == b_id).unwrap();
+    assert!(!honest.graylisted, "{honest:?}");
+    assert!(honest.score.unwrap_or(0.0) >= 0.0, "{honest:?}");
+    assert_eq!(
+        a.node.shared().catalog.len().unwrap(),
+        1,
+        "none of the flood was kept"
+    );
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

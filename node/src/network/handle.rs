@@ -15,6 +15,14 @@ pub struct PeerInfo {
     pub address: String,
     /// The peer's domain per the policy's registry, if registered.
     pub domain: Option<String>,
+    /// The peer's gossipsub score (see [`crate::scoring`]); absent for a peer that has
+    /// not spoken gossipsub yet.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Whether the score is below the graylist threshold: everything the peer gossips
+    /// is dropped unread.
+    #[serde(default)]
+    pub graylisted: bool,
 }
 
 pub(super) enum Command {
