@@ -287,6 +287,18 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeErr
             load(&st.served_requests),
         ),
         (
+            "mesh_reads_in_flight",
+            "gauge",
+            "Chunk reads admitted whose responses are not yet written to the peer.",
+            load(&st.reads_in_flight),
+        ),
+        (
+            "mesh_refused_requests",
+            "counter",
+            "Inbound transfer requests answered Busy by the per-peer or overall limits.",
+            load(&st.refused_requests),
+        ),
+        (
             "mesh_fetched_bytes",
             "counter",
             "Bytes downloaded by completed fetches.",

@@ -12,6 +12,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
 
 use crate::codec::{TransferCodec, TRANSFER_PROTOCOL};
+use crate::config::NodeConfig;
 use crate::NodeError;
 
 /// The gossip topic of product announcements.
@@ -34,6 +35,9 @@ pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 64;
 pub(crate) struct MeshBehaviour {
     /// Caps on connections: total, per peer, and pending (see [`connection_limits`]).
     pub(crate) limits: libp2p::connection_limits::Behaviour,
+    /// Refuses new connections while the process uses more memory than
+    /// `[limits] max_memory_mib`.
+    pub(crate) memory: libp2p::memory_connection_limits::Behaviour,
     /// Exchange of listen addresses and protocols.
     pub(crate) identify: identify::Behaviour,
     /// Liveness.
@@ -91,14 +95,17 @@ pub(crate) fn usage_topic() -> IdentTopic {
 /// registers its metrics (message counts with and without duplicates, mesh sizes,
 /// invalid messages) in `registry` under `gossipsub_`.
 ///
-/// Without `discovery`, identify keeps no cache of the addresses peers report, so a
+/// Without `config.discovery`, identify keeps no cache of the addresses peers report, so a
 /// request to a peer that is not connected can only dial addresses this node itself
 /// dialled before (its configured links), never one learned from others.
 pub(crate) fn build_swarm(
     key: Keypair,
     registry: &mut prometheus_client::registry::Registry,
-    discovery: bool,
+    config: &NodeConfig,
 ) -> Result<Swarm<MeshBehaviour>, NodeError> {
+    let discovery = config.discovery;
+    let max_memory = usize::try_from(config.limits.max_memory_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -158,6 +165,7 @@ pub(crate) fn build_swarm(
             );
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
                 limits: libp2p::connection_limits::Behaviour::new(connection_limits()),
+                memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(max_memory),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/mesh/id/1".into(), key.public())
                         .with_cache_size(if discovery { 100 } else { 0 }),

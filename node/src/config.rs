@@ -7,6 +7,7 @@ use libp2p::Multiaddr;
 use mesh_protocol::DomainName;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Limits;
 use crate::NodeError;
 
 /// The node's configuration file.
@@ -34,6 +35,15 @@ pub struct NodeConfig {
     /// links run through a fault proxy.
     #[serde(default = "default_discovery")]
     pub discovery: bool,
+    /// Let the control API listen on a non-loopback address. Off by default: the
+    /// API serves the catalog and usage to anyone who can reach it, and guards
+    /// publishing and policy changes with a bearer token sent in clear text; see
+    /// SECURITY.md before turning this on.
+    #[serde(default)]
+    pub api_allow_remote: bool,
+    /// Caps on what peers may ask of this node.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn default_discovery() -> bool {
@@ -61,6 +71,8 @@ impl Default for NodeConfig {
             api_listen: default_api(),
             keep_versions: default_keep_versions(),
             discovery: default_discovery(),
+            api_allow_remote: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -74,6 +86,19 @@ impl NodeConfig {
     /// Renders TOML.
     pub fn to_toml(&self) -> Result<String, NodeError> {
         toml::to_string_pretty(self).map_err(|e| NodeError::Usage(format!("encoding config: {e}")))
+    }
+
+    /// Checks the settings that parsing alone does not: limits that let work
+    /// through, and an API address that is loopback unless remote access is allowed.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        self.limits.validate()?;
+        if !self.api_listen.ip().is_loopback() && !self.api_allow_remote {
+            return Err(NodeError::Usage(format!(
+                "api_listen {} is not a loopback address: the control API would be reachable from other machines, with its token sent in clear text. Use 127.0.0.1, or set `api_allow_remote = true` in config.toml behind a TLS proxy (see SECURITY.md)",
+                self.api_listen
+            )));
+        }
+        Ok(())
     }
 
     /// Parses the listen addresses.
@@ -106,4 +131,36 @@ fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_api_address_needs_explicit_permission() {
+        let mut config =
+            NodeConfig::from_toml("domain = \"sales\"\napi_listen = \"0.0.0.0:4900\"\n")
+                .expect("parses");
+        let err = config.validate().expect_err("refused").to_string();
+        assert!(err.contains("api_allow_remote"), "{err}");
+        config.api_allow_remote = true;
+        config.validate().expect("allowed when asked for");
+        assert!(
+            NodeConfig::default().validate().is_ok(),
+            "loopback by default"
+        );
+    }
+
+    #[test]
+    fn limits_are_read_from_their_section_with_defaults_for_the_rest() {
+        let config =
+            NodeConfig::from_toml("domain = \"sales\"\n[limits]\nrequests_per_second = 50\n")
+                .expect("parses");
+        assert_eq!(config.limits.requests_per_second, 50);
+        assert_eq!(config.limits.request_burst, Limits::default().request_burst);
+        let err = NodeConfig::from_toml("domain = \"sales\"\n[limits]\nbogus = 1\n")
+            .expect_err("unknown keys are refused");
+        assert!(err.contains("bogus"), "{err}");
+    }
 }

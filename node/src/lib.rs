@@ -22,6 +22,7 @@ pub mod governance;
 pub mod health;
 pub mod home;
 pub mod keyfile;
+pub mod limits;
 pub mod network;
 pub mod node;
 pub mod policy_file;

@@ -19,12 +19,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::gossipsub::IdentTopic;
 use libp2p::gossipsub::{self, MessageAcceptance, PublishError};
-use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Announcement, Policy, PolicyError, Signed};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -32,12 +32,15 @@ use crate::behaviour::{
     announce_topic, policy_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
 };
 use crate::catalog::Offer;
+use crate::config::NodeConfig;
 use crate::governance::unix_now;
+use crate::limits::PeerLimiter;
 use crate::node::Shared;
 use crate::serve::Provider;
 use crate::sync::SyncState;
 
 mod handle;
+mod inbound;
 
 use handle::Command;
 pub use handle::{NetworkHandle, PeerInfo};
@@ -60,9 +63,16 @@ pub struct EventLoop {
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
     /// Sync requests in flight (policy pull, then catalog pages), by request id.
     pub(crate) syncing: HashMap<OutboundRequestId, SyncState>,
-    responses_tx: mpsc::Sender<(ResponseChannel<Response>, Response)>,
-    responses_rx: mpsc::Receiver<(ResponseChannel<Response>, Response)>,
+    /// Chunk reads done on the blocking pool, back to be sent.
+    responses_tx: mpsc::Sender<inbound::Answer>,
+    responses_rx: mpsc::Receiver<inbound::Answer>,
+    /// Chunk reads in flight across all peers, from admission until the response is
+    /// written or fails.
     inbound_reads: Arc<Semaphore>,
+    /// Per-peer request rates and reads in flight.
+    limiter: PeerLimiter,
+    /// Chunk reads admitted and not yet sent: who asked, and the overall permit.
+    serving: HashMap<InboundRequestId, (PeerId, OwnedSemaphorePermit)>,
     /// Gossip messages waiting for a subscribed peer: topic and payload.
     pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
     /// Announcements whose manifests should be fetched and checked in the background.
@@ -89,7 +99,7 @@ impl EventLoop {
         swarm: Swarm<MeshBehaviour>,
         shared: Arc<Shared>,
         bootstrap: Vec<(PeerId, Multiaddr)>,
-        discovery: bool,
+        config: &NodeConfig,
         prefetch: mpsc::Sender<Announcement>,
         shutdown: CancellationToken,
     ) -> (Self, NetworkHandle) {
@@ -109,10 +119,12 @@ impl EventLoop {
             responses_tx,
             responses_rx,
             inbound_reads: Arc::new(Semaphore::new(MAX_INBOUND_READS)),
+            limiter: PeerLimiter::new(config.limits.clone()),
+            serving: HashMap::new(),
             pending_gossip: VecDeque::new(),
             prefetch,
             bootstrap,
-            discovery,
+            discovery: config.discovery,
             connections: HashMap::new(),
             ticks: 0,
             shutdown,
@@ -148,9 +160,7 @@ impl EventLoop {
                     Some(cmd) => self.on_command(cmd),
                     None => break,
                 },
-                Some((channel, response)) = self.responses_rx.recv() => {
-                    let _ = self.swarm.behaviour_mut().transfer.send_response(channel, response);
-                }
+                Some(answer) = self.responses_rx.recv() => self.on_answer(answer),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = tick.tick() => self.on_tick(),
             }
@@ -280,6 +290,7 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.remove(&peer_id);
+                self.limiter.forget(&peer_id);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -416,8 +427,10 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
-                } => self.on_inbound(peer, request, channel),
+                    request_id,
+                    request,
+                    channel,
+                } => self.on_inbound(peer, request_id, request, channel),
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -442,65 +455,17 @@ impl EventLoop {
                     self.on_sync_response(state, None);
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
                 debug!(%peer, "inbound transfer failed: {error}");
+                self.finish_inbound(request_id);
             }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .transfer
-            .send_response(channel, response);
-    }
-
-    fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
-        match request {
-            Request::Catalog { after, limit } => {
-                let response = self.provider.catalog_page(after.as_ref(), limit);
-                self.respond(channel, response);
-            }
-            Request::Policies { after, limit } => {
-                let response = self.provider.policies_page(after, limit);
-                self.respond(channel, response);
-            }
-            Request::Manifest(hash) => {
-                let response = self.provider.manifest(&peer, &hash);
-                self.respond(channel, response);
-            }
-            Request::Chunk { .. } | Request::Chunks { .. } => {
-                let Ok(permit) = self.inbound_reads.clone().try_acquire_owned() else {
-                    self.respond(channel, Response::Busy);
-                    return;
-                };
-                let provider = self.provider.clone();
-                let tx = self.responses_tx.clone();
-                tokio::spawn(async move {
-                    let response = tokio::task::spawn_blocking(move || match request {
-                        Request::Chunk { manifest, chunk } => {
-                            provider.chunk(&peer, &manifest, &chunk)
-                        }
-                        Request::Chunks {
-                            manifest,
-                            chunks,
-                            start,
-                        } => {
-                            let r = provider.chunks(&peer, &manifest, &chunks);
-                            if start && matches!(r, Response::Chunks(_)) {
-                                provider.count_fetch(&peer, &manifest);
-                            }
-                            r
-                        }
-                        _ => Response::Invalid("not a chunk request".into()),
-                    })
-                    .await
-                    .unwrap_or(Response::Busy);
-                    let _ = tx.send((channel, response)).await;
-                    drop(permit);
-                });
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.finish_inbound(request_id);
             }
         }
     }

@@ -66,6 +66,10 @@ pub struct Stats {
     pub fetches: std::sync::atomic::AtomicU64,
     /// Completed publishes.
     pub publishes: std::sync::atomic::AtomicU64,
+    /// Inbound transfer requests answered `Busy` by the per-peer or overall limits.
+    pub refused_requests: std::sync::atomic::AtomicU64,
+    /// Chunk reads admitted whose responses are not yet written to the peer.
+    pub reads_in_flight: std::sync::atomic::AtomicU64,
 }
 
 /// Command-line overrides of `config.toml`.
@@ -271,6 +275,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     if let Some(api) = options.api_listen {
         config.api_listen = api;
     }
+    config.validate()?;
     let listen = config.listen_addrs()?;
     let bootstrap = config.bootstrap_addrs()?;
     let key = home.load_node_key()?;
@@ -288,7 +293,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     let publisher = home.load_publisher_key(&config.domain).ok();
     let mut registry = prometheus_client::registry::Registry::default();
-    let mut swarm = build_swarm(key, &mut registry, config.discovery)?;
+    let mut swarm = build_swarm(key, &mut registry, &config)?;
     let shared = Arc::new(Shared {
         catalog: Catalog::new(store.clone(), governance.clone()),
         store,
@@ -316,7 +321,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         swarm,
         shared.clone(),
         bootstrap,
-        config.discovery,
+        &config,
         prefetch_tx,
         shutdown.child_token(),
     );

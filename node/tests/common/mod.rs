@@ -24,9 +24,12 @@ pub(crate) use tokio::sync::{mpsc, oneshot};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Writes raw request bytes as given; reads frames with the node's own reader.
+/// Writes raw request bytes as given; reads frames with the node's own reader, or,
+/// when `deaf`, never reads a response at all.
 #[derive(Clone, Default)]
-pub(crate) struct RawCodec;
+pub(crate) struct RawCodec {
+    deaf: bool,
+}
 
 impl request_response::Codec for RawCodec {
     type Protocol = StreamProtocol;
@@ -45,6 +48,9 @@ impl request_response::Codec for RawCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> std::io::Result<Vec<u8>> {
+        if self.deaf {
+            std::future::pending::<()>().await;
+        }
         read_frame(io, wire::MAX_RESPONSE_BYTES).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -132,6 +138,17 @@ pub(crate) fn spawn_rogue(
     respond: Responder,
     seen: Arc<Seen>,
 ) -> mpsc::Sender<Cmd> {
+    spawn_rogue_with(target, respond, seen, false)
+}
+
+/// Like [`spawn_rogue`]; a `deaf` rogue sends requests and never reads a response
+/// (its own request timeout is two minutes, so it holds the streams open).
+pub(crate) fn spawn_rogue_with(
+    target: Multiaddr,
+    respond: Responder,
+    seen: Arc<Seen>,
+    deaf: bool,
+) -> mpsc::Sender<Cmd> {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -152,10 +169,10 @@ pub(crate) fn spawn_rogue(
                 )
                 .unwrap(),
                 transfer: request_response::Behaviour::with_codec(
-                    RawCodec,
+                    RawCodec { deaf },
                     [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(10)),
+                        .with_request_timeout(Duration::from_secs(if deaf { 120 } else { 10 })),
                 ),
             }
         })
@@ -338,12 +355,28 @@ pub(crate) async fn start_node(
     genesis: &Signed<Policy>,
     bootstrap: Vec<String>,
 ) -> mesh_node::RunningNode {
+    start_node_with(dir, name, domain, key, genesis, bootstrap, |_| {}).await
+}
+
+/// Like [`start_node`], with `configure` editing the node's config.toml first.
+pub(crate) async fn start_node_with(
+    dir: &std::path::Path,
+    name: &str,
+    domain: &str,
+    key: &KeyPair,
+    genesis: &Signed<Policy>,
+    bootstrap: Vec<String>,
+    configure: impl FnOnce(&mut mesh_node::config::NodeConfig),
+) -> mesh_node::RunningNode {
     let home = NodeHome::new(dir.join(name));
     home.create(
         &domain.parse().unwrap(),
         Some(KeyPair::from_secret(key.secret_bytes())),
     )
     .unwrap();
+    let mut config = home.load_config().unwrap();
+    configure(&mut config);
+    std::fs::write(home.config_path(), config.to_toml().unwrap()).unwrap();
     install_genesis(
         &mesh_storage::SledStore::open(&home.db_path()).unwrap(),
         genesis,

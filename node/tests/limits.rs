@@ -1,0 +1,208 @@
+//! Per-peer and overall limits on inbound requests, against a real node on loopback:
+//! a peer over its request rate is answered `Busy` while others are served; a peer
+//! that asks for chunks and never reads holds only its own few slots, which time out;
+//! a node over its memory limit refuses new connections. Every wait has a deadline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use common::*;
+
+fn busy_or_served(body: &Result<Vec<u8>, String>) -> Option<bool> {
+    match wire::decode_response(body.as_ref().ok()?).ok()? {
+        Response::Busy => Some(true),
+        _ => Some(false),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    // One request a second, five at once: forty requests in a burst cannot all pass
+    // unless the burst takes over half a minute.
+    let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
+        c.limits.requests_per_second = 1;
+        c.limits.request_burst = 5;
+    })
+    .await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let seen = Arc::new(Seen::default());
+    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
+    let rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    wait_for("the rogue to connect", || {
+        seen.opened.load(AtomicOrdering::SeqCst) > 0
+    })
+    .await;
+
+    let request = framed(&wire::encode_request(&Request::Catalog {
+        after: None,
+        limit: 10,
+    }));
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let (tx, rx) = oneshot::channel();
+        rogue
+            .send(Cmd::Raw(a.node.peer_id(), request.clone(), tx))
+            .await
+            .unwrap();
+        answers.push(rx);
+    }
+    let (mut busy, mut served) = (0, 0);
+    for rx in answers {
+        match busy_or_served(&rx.await.unwrap()) {
+            Some(true) => busy += 1,
+            Some(false) => served += 1,
+            None => {}
+        }
+    }
+    assert!(
+        served >= 5,
+        "the burst is served ({served} served, {busy} busy)"
+    );
+    assert!(
+        busy >= 10,
+        "past the burst, Busy ({served} served, {busy} busy)"
+    );
+    assert!(
+        a.node
+            .shared()
+            .stats
+            .refused_requests
+            .load(AtomicOrdering::SeqCst)
+            >= busy
+    );
+
+    // Another peer has its own bucket.
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let answer = b
+        .node
+        .network()
+        .request(
+            a.node.peer_id(),
+            Request::Catalog {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(answer, Response::Catalog { .. }), "{answer:?}");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
+        c.limits.transfers_per_peer = 4;
+    })
+    .await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("big.bin"), random_bytes(8_000_000, 7)).unwrap();
+    let toml = "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (_, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let chunks: Vec<Hash> = manifest.files[0].chunks.iter().map(|c| c.hash).collect();
+
+    // The deaf rogue asks for 1 MiB-ish batches, twenty times, and reads nothing.
+    let seen = Arc::new(Seen::default());
+    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
+    let rogue = spawn_rogue_with(a_addr.parse().unwrap(), nothing, seen.clone(), true);
+    wait_for("the rogue to connect", || {
+        seen.opened.load(AtomicOrdering::SeqCst) > 0
+    })
+    .await;
+    let batch = framed(&wire::encode_request(&Request::Chunks {
+        manifest: hash,
+        chunks: chunks.iter().take(8).copied().collect(),
+        start: false,
+    }));
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        let (tx, rx) = oneshot::channel();
+        rogue
+            .send(Cmd::Raw(a.node.peer_id(), batch.clone(), tx))
+            .await
+            .unwrap();
+        pending.push(rx);
+    }
+    let stats = &a.node.shared().stats;
+    wait_for(
+        "the rogue's requests past its four slots to be refused",
+        || stats.refused_requests.load(AtomicOrdering::SeqCst) >= 16,
+    )
+    .await;
+    assert_eq!(
+        stats.reads_in_flight.load(AtomicOrdering::SeqCst),
+        4,
+        "the rogue holds exactly its own slots"
+    );
+
+    // Meanwhile an honest peer fetches the whole product from the same node.
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || {
+        bn.shared().catalog.len().unwrap_or(0) == 1
+    })
+    .await;
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+    let out = dir.path().join("out");
+    b.node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(out.join("big.bin")).unwrap().len(),
+        8_000_000
+    );
+
+    // The stuck responses time out and release their slots.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while stats.reads_in_flight.load(AtomicOrdering::SeqCst) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck responses were never timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(pending);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_over_its_memory_limit_refuses_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    // Any running process uses more than 1 MiB.
+    let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
+        c.limits.max_memory_mib = 1;
+    })
+    .await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let seen = Arc::new(Seen::default());
+    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
+    let _rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    wait_for("the connection to be refused", || {
+        seen.refused.load(AtomicOrdering::SeqCst) > 0
+            || seen.closed.load(AtomicOrdering::SeqCst) > 0
+    })
+    .await;
+    assert!(a.node.network().peers().await.unwrap().is_empty());
+    a.shutdown().await.unwrap();
+}
