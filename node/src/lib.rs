@@ -17,6 +17,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod fetch;
+pub mod fuzzing;
 pub mod gc;
 pub mod governance;
 pub mod health;
