@@ -152,6 +152,42 @@ impl Catalog {
         Ok(())
     }
 
+    /// Checks every product marked complete against the chunk store, at start: one
+    /// whose manifest is unreadable or whose chunks are not all held (lost to
+    /// corruption, or pack files removed by hand) is marked incomplete, so it is
+    /// neither served nor listed as local, and a fetch brings it back. Returns the
+    /// manifests unmarked.
+    pub fn recheck_complete(
+        &self,
+        chunks: &mesh_storage::ChunkStore,
+    ) -> Result<Vec<ManifestHash>, NodeError> {
+        let mut complete = Vec::new();
+        self.for_each_stored(Tree::Complete, |key, _| {
+            if let Ok(bytes) = <[u8; 32]>::try_from(key) {
+                complete.push(ManifestHash::from_bytes(bytes));
+            }
+            Ok(())
+        })?;
+        let mut unmarked = Vec::new();
+        for hash in complete {
+            let whole = match self.manifest(&hash) {
+                Ok(Some((_, m))) => m
+                    .files
+                    .iter()
+                    .flat_map(|f| &f.chunks)
+                    .all(|c| chunks.has(&c.hash)),
+                Ok(None) | Err(NodeError::Corrupt(_)) => false,
+                Err(e) => return Err(e),
+            };
+            if !whole {
+                tracing::warn!(manifest = %hash, "a product marked complete is missing chunks or its manifest; marked incomplete (fetch it again)");
+                self.unmark_complete(&hash)?;
+                unmarked.push(hash);
+            }
+        }
+        Ok(unmarked)
+    }
+
     /// Hashes of every verified manifest this node knows.
     pub fn known_manifests(&self) -> Result<Vec<ManifestHash>, NodeError> {
         let mut out = Vec::new();

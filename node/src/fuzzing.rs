@@ -73,10 +73,8 @@ fn envelope<T: SignedKind + Serialize + DeserializeOwned + PartialEq + std::fmt:
 /// request and as a response.
 pub fn frame(data: &[u8]) {
     let mut io = futures::io::Cursor::new(data);
-    let read = futures::executor::block_on(crate::codec::read_frame(
-        &mut io,
-        wire::MAX_RESPONSE_BYTES,
-    ));
+    let read =
+        futures::executor::block_on(crate::codec::read_frame(&mut io, wire::MAX_RESPONSE_BYTES));
     if let Ok(body) = read {
         assert!(body.len() <= wire::MAX_RESPONSE_BYTES);
         wire_request(&body);

@@ -291,6 +291,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         other => other?,
     };
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
+    Catalog::new(store.clone(), governance.clone()).recheck_complete(&chunks)?;
     let publisher = home.load_publisher_key(&config.domain).ok();
     let mut registry = prometheus_client::registry::Registry::default();
     let mut swarm = build_swarm(key, &mut registry, &config)?;

@@ -3,7 +3,8 @@
 //! suite, with the memory each input makes the decoder allocate measured: no input
 //! may make a decoder allocate more than [`MAX_PEAK_BYTES`] at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// tests fail loudly by design
 // A counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to System.
 #![allow(unsafe_code)]
 
@@ -98,7 +99,11 @@ fn every_kept_input_passes_its_target_within_the_memory_bound() {
     for (name, _) in mesh_node::fuzzing::TARGETS {
         let dir = regressions().join(name);
         let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
-        assert!(n > 0, "no kept inputs for fuzz target {name} in {}", dir.display());
+        assert!(
+            n > 0,
+            "no kept inputs for fuzz target {name} in {}",
+            dir.display()
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -178,6 +178,9 @@ mod tests {
         // A large legitimate value still decodes: its length picks a larger tier.
         let big = "x".repeat(2 << 20);
         let bytes = encode(&big);
-        assert_eq!(decode::<String>(&bytes, MAX_DECODE_BYTES, "big").unwrap(), big);
+        assert_eq!(
+            decode::<String>(&bytes, MAX_DECODE_BYTES, "big").unwrap(),
+            big
+        );
     }
 }

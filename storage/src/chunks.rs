@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mesh_protocol::Hash;
 
+use crate::faults::Faults;
 use crate::pack::{self, Loc, Record, PACK_TARGET};
 
 mod maintenance;
@@ -95,6 +96,10 @@ pub struct ChunkStore {
     writable: bool,
     /// Held (locked) while the store is open for writing.
     _lock: Option<File>,
+    /// Injected faults (off unless a test turns them on).
+    faults: Faults,
+    /// Corrupt index records skipped when the store was opened.
+    corrupt: usize,
 }
 
 #[derive(Debug)]
@@ -176,6 +181,13 @@ impl ChunkStore {
         lock_file: Option<File>,
     ) -> Self {
         let next_pack = replayed.live.keys().next_back().map_or(1, |n| n + 1);
+        if replayed.corrupt > 0 {
+            tracing::warn!(
+                "chunk store {}: skipped {} corrupt index records; the chunks they named are treated as missing",
+                root.display(),
+                replayed.corrupt
+            );
+        }
         ChunkStore {
             root: root.to_owned(),
             packs,
@@ -188,7 +200,20 @@ impl ChunkStore {
             readers: Mutex::new(HashMap::new()),
             writable,
             _lock: lock_file,
+            faults: Faults::default(),
+            corrupt: replayed.corrupt,
         }
+    }
+
+    /// Corrupt index records skipped when the store was opened: their chunks are
+    /// treated as missing (see the node's check of complete products at start).
+    pub fn corrupt_records(&self) -> usize {
+        self.corrupt
+    }
+
+    /// The faults injected into this store's I/O, for tests of error paths.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// Whether the chunk is present (not verified).
@@ -261,9 +286,10 @@ impl ChunkStore {
             offset: active.size,
             len,
         };
-        let result = active
-            .data
-            .write_all_at(data, loc.offset)
+        let result = self
+            .faults
+            .before_write(data.len())
+            .and_then(|()| active.data.write_all_at(data, loc.offset))
             .map_err(io_err(&pack::pack_path(&self.packs, loc.pack, "pack")))
             .and_then(|()| self.log(active, Record::Add(*hash, loc)));
         if let Err(e) = result {
@@ -278,9 +304,10 @@ impl ChunkStore {
     }
 
     fn log(&self, active: &mut Active, record: Record) -> Result<(), ChunkError> {
-        active
-            .log
-            .write_all(&record.encode())
+        let bytes = record.encode();
+        self.faults
+            .before_write(bytes.len())
+            .and_then(|()| active.log.write_all(&bytes))
             .map_err(io_err(&pack::pack_path(&self.packs, active.n, "idx")))
     }
 
@@ -349,6 +376,7 @@ impl ChunkStore {
     /// Makes every chunk written so far durable (one `syncfs` of the store's file
     /// system). Call before acknowledging a publish or marking a fetch complete.
     pub fn sync(&self) -> Result<(), ChunkError> {
+        self.faults.before_sync().map_err(io_err(&self.root))?;
         let dir = File::open(&self.root).map_err(io_err(&self.root))?;
         syncfs(&dir).map_err(io_err(&self.root))
     }
@@ -501,5 +529,66 @@ mod tests {
         want.sort();
         assert_eq!(held, want);
         assert_eq!(store.get_verified(&c, 100).unwrap(), b"charlie");
+    }
+
+    #[test]
+    fn a_corrupt_record_mid_log_is_skipped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hashes: Vec<Hash> = {
+            let store = ChunkStore::open(dir.path()).unwrap();
+            ["one", "two", "three"]
+                .iter()
+                .map(|s| store.put(s.as_bytes()).unwrap().0)
+                .collect()
+        };
+        let log = pack::pack_path(&dir.path().join("packs"), 1, "idx");
+        let len = fs::metadata(&log).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&log).unwrap();
+        f.write_all_at(&[0xEE], 10).unwrap(); // inside the first record's hash
+        drop(f);
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert_eq!(store.corrupt_records(), 1);
+        assert!(
+            !store.has(&hashes[0]),
+            "the corrupt record's chunk is missing"
+        );
+        assert_eq!(store.get_verified(&hashes[1], 100).unwrap(), b"two");
+        assert_eq!(store.get_verified(&hashes[2], 100).unwrap(), b"three");
+        assert_eq!(
+            fs::metadata(&log).unwrap().len(),
+            len,
+            "records after the corruption are not cut"
+        );
+    }
+
+    #[test]
+    fn injected_faults_reach_the_caller_and_leave_the_store_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let (kept, _) = store.put(b"kept").unwrap();
+        store.faults().disk_full_after(3);
+        let err = store.put(b"does not fit").unwrap_err().to_string();
+        assert!(err.contains("No space left on device"), "{err}");
+        store.faults().fail_sync(true);
+        assert!(store
+            .sync()
+            .unwrap_err()
+            .to_string()
+            .contains("injected sync failure"));
+        store.faults().clear();
+        store.faults().fail_writes(true);
+        assert!(store.put(b"io error").is_err());
+        store.faults().clear();
+        let (later, _) = store.put(b"after the faults").unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert_eq!(store.corrupt_records(), 0);
+        assert_eq!(store.len(), 2, "only the successful writes are held");
+        assert_eq!(store.get_verified(&kept, 100).unwrap(), b"kept");
+        assert_eq!(
+            store.get_verified(&later, 100).unwrap(),
+            b"after the faults"
+        );
     }
 }

@@ -11,8 +11,10 @@
 pub mod assemble;
 pub mod chunker;
 pub mod chunks;
+pub mod faults;
 pub mod meta;
 mod pack;
 
 pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
+pub use faults::Faults;
 pub use meta::{MemStore, MetaStore, SledStore, StoreError, Tree};

@@ -79,12 +79,18 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     fn len(&self, tree: Tree) -> Result<usize, StoreError>;
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// The faults injected into this store, for tests of error paths, if it has any.
+    fn faults(&self) -> Option<&crate::Faults> {
+        None
+    }
 }
 
 /// The sled-backed store.
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
+    /// Injected faults (off unless a test turns them on).
+    faults: crate::Faults,
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
@@ -100,7 +106,10 @@ impl SledStore {
                 dir.display()
             ))
         })?;
-        Ok(SledStore { db })
+        Ok(SledStore {
+            db,
+            faults: crate::Faults::default(),
+        })
     }
 
     fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
@@ -118,11 +127,17 @@ impl MetaStore for SledStore {
     }
 
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.faults
+            .before_write(key.len() + value.len())
+            .map_err(|e| StoreError(format!("writing the metadata store: {e}")))?;
         self.tree(tree)?.insert(key, value).map_err(sled_err)?;
         Ok(())
     }
 
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
+        self.faults
+            .before_write(key.len())
+            .map_err(|e| StoreError(format!("writing the metadata store: {e}")))?;
         self.tree(tree)?.remove(key).map_err(sled_err)?;
         Ok(())
     }
@@ -148,7 +163,14 @@ impl MetaStore for SledStore {
         Ok(self.tree(tree)?.len())
     }
 
+    fn faults(&self) -> Option<&crate::Faults> {
+        Some(&self.faults)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
+        self.faults
+            .before_sync()
+            .map_err(|e| StoreError(format!("flushing the metadata store: {e}")))?;
         self.db.flush().map_err(sled_err)?;
         Ok(())
     }

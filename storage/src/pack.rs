@@ -108,6 +108,8 @@ pub(crate) struct Replayed {
     /// Per pack: the length of its log's valid prefix, where it is shorter than the
     /// file (the rest is torn or garbage).
     pub torn: Vec<(u32, u64)>,
+    /// Invalid records skipped in the middle of a log (corruption, not a crash).
+    pub corrupt: usize,
 }
 
 impl Replayed {
@@ -135,8 +137,14 @@ impl Replayed {
     }
 }
 
-/// Replays every index log under `dir`. An add whose bytes lie beyond the end of its
-/// pack file (data lost in a crash) ends that log's valid prefix, like a torn record.
+/// Replays every index log under `dir`.
+///
+/// A crash can only tear a log's tail: invalid records with no valid one after them
+/// (a half-written record, or an add whose bytes lie beyond the end of its pack)
+/// are cut. An invalid record *followed* by valid ones is corruption, not a crash:
+/// it is skipped and counted in [`Replayed::corrupt`], and the records after it are
+/// kept. A skipped add loses that chunk (fetched again when needed); a skipped
+/// removal leaves a dead chunk live until the next compaction.
 pub(crate) fn replay(dir: &Path) -> io::Result<Replayed> {
     let mut out = Replayed::default();
     let mut pack_lens = HashMap::new();
@@ -147,26 +155,31 @@ pub(crate) fn replay(dir: &Path) -> io::Result<Replayed> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let mut valid = 0usize;
-        for raw in log.chunks(RECORD_LEN) {
-            let Some(r) = Record::decode(raw) else { break };
-            if let Record::Add(_, loc) = r {
-                let len = match pack_lens.get(&loc.pack) {
-                    Some(l) => *l,
-                    None => {
-                        let l = fs::metadata(pack_path(dir, loc.pack, "pack"))
+        // The end of the last valid record, and invalid records seen since it.
+        let (mut valid, mut invalid_since) = (0usize, 0usize);
+        for (i, raw) in log.chunks(RECORD_LEN).enumerate() {
+            let record = Record::decode(raw).filter(|r| match r {
+                Record::Add(_, loc) => {
+                    let len = *pack_lens.entry(loc.pack).or_insert_with(|| {
+                        fs::metadata(pack_path(dir, loc.pack, "pack"))
                             .map(|m| m.len())
-                            .unwrap_or(0);
-                        pack_lens.insert(loc.pack, l);
-                        l
-                    }
-                };
-                if loc.offset + u64::from(loc.len) > len {
-                    break;
+                            .unwrap_or(0)
+                    });
+                    loc.offset
+                        .checked_add(u64::from(loc.len))
+                        .is_some_and(|end| end <= len)
                 }
+                Record::Remove(..) => true,
+            });
+            match record {
+                Some(r) => {
+                    out.apply(r);
+                    out.corrupt += invalid_since;
+                    invalid_since = 0;
+                    valid = (i + 1) * RECORD_LEN;
+                }
+                None => invalid_since += 1,
             }
-            out.apply(r);
-            valid += RECORD_LEN;
         }
         if valid < log.len() {
             out.torn.push((n, valid as u64));

@@ -1,0 +1,190 @@
+//! Storage faults injected under a real node (in-process, on loopback): a full disk,
+//! failed writes and failed syncs during publish, fetch and policy application. Each
+//! error must reach the caller with its cause, leave nothing partial visible, and
+//! the same operation must succeed once the fault clears. Corrupt chunk index
+//! records are detected when the store is loaded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::*;
+
+const PRODUCT_TOML: &str =
+    "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
+
+fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
+    node.shared()
+        .catalog
+        .list(&Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|e| e.announcement.product.to_string() == product)
+        .map(|e| e.local)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
+    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let bytes = random_bytes(4_000_000, 11);
+    std::fs::write(data.join("big.bin"), &bytes).unwrap();
+    let chunk_faults = a.node.shared().chunks.faults();
+    let meta_faults = a.node.shared().store.faults().expect("sled has faults");
+
+    // Publish: disk full, failed sync, failed metadata write. Each is refused with
+    // its cause and leaves no product behind.
+    chunk_faults.disk_full_after(1_000_000);
+    let err = a
+        .node
+        .publish(data.clone(), PRODUCT_TOML.into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    chunk_faults.clear();
+    chunk_faults.fail_sync(true);
+    let err = a
+        .node
+        .publish(data.clone(), PRODUCT_TOML.into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected sync failure"), "{err}");
+    chunk_faults.clear();
+    meta_faults.fail_writes(true);
+    let err = a
+        .node
+        .publish(data.clone(), PRODUCT_TOML.into())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    meta_faults.clear();
+    assert_eq!(
+        lists(&a.node, "sales/big"),
+        None,
+        "no partial product is visible"
+    );
+    a.node
+        .publish(data.clone(), PRODUCT_TOML.into())
+        .await
+        .unwrap();
+    assert_eq!(lists(&a.node, "sales/big"), Some(true));
+
+    // Fetch on a consumer whose disk fills half way: refused with the cause, no
+    // output under its final name; once space is back the fetch completes.
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || {
+        lists(&bn, "sales/big").is_some()
+    })
+    .await;
+    b.node.shared().chunks.faults().disk_full_after(2_000_000);
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+    let out = dir.path().join("out");
+    let err = b
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert!(
+        !out.join("big.bin").exists(),
+        "no partial file under its final name"
+    );
+    assert_eq!(lists(&b.node, "sales/big"), Some(false));
+    b.node.shared().chunks.faults().clear();
+    let outcome = b
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert!(
+        outcome.transferred_bytes < outcome.size,
+        "the fetch resumed"
+    );
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), bytes);
+
+    // Policy: a failed metadata write refuses the new version and keeps the old one
+    // in force; once writes work it is accepted.
+    let mut v2 = genesis.value().unwrap();
+    v2.version = 2;
+    v2.issued_at = unix_now();
+    let v2 = Signed::sign(&v2, &council);
+    let b_meta = b.node.shared().store.faults().unwrap();
+    b_meta.fail_writes(true);
+    let err = b.node.submit_policy(v2.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    assert_eq!(b.node.status().await.unwrap().policy_version, 1);
+    b_meta.clear();
+    b.node.submit_policy(v2).await.unwrap();
+    assert_eq!(b.node.status().await.unwrap().policy_version, 2);
+    b.shutdown().await.unwrap();
+    drop(bn); // the last handle on B's stores
+
+    // The policy chain and the fetched product survive a restart intact.
+    let b = mesh_node::start(
+        NodeHome::new(dir.path().join("b")),
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.node.status().await.unwrap().policy_version, 2);
+    assert_eq!(lists(&b.node, "sales/big"), Some(true));
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let sales = KeyPair::generate();
+    let genesis = genesis(&council, &[("sales", &sales)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("big.bin"), random_bytes(2_000_000, 3)).unwrap();
+    a.node.publish(data, PRODUCT_TOML.into()).await.unwrap();
+    a.shutdown().await.unwrap();
+
+    // Flip a byte in the first record of the first index log.
+    let home = NodeHome::new(dir.path().join("a"));
+    let log = home.chunks_path().join("packs").join("00000001.idx");
+    let log = if log.exists() {
+        log
+    } else {
+        std::fs::read_dir(home.chunks_path().join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .expect("an index log")
+    };
+    let mut raw = std::fs::read(&log).unwrap();
+    raw[10] ^= 0xFF;
+    std::fs::write(&log, raw).unwrap();
+
+    let a = mesh_node::start(
+        home,
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.node.shared().chunks.corrupt_records(), 1);
+    assert_eq!(
+        lists(&a.node, "sales/big"),
+        Some(false),
+        "a product missing a chunk is no longer offered as held"
+    );
+    a.shutdown().await.unwrap();
+}
