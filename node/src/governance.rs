@@ -64,6 +64,8 @@ pub struct Governance {
     state: Arc<RwLock<State>>,
     store: Arc<dyn MetaStore>,
     equivocations: Arc<AtomicU64>,
+    /// Advanced after every accepted version is flushed (see [`crate::seal`]).
+    seal: Option<crate::seal::Seal>,
 }
 
 impl std::fmt::Debug for Governance {
@@ -127,7 +129,14 @@ impl Governance {
             state: Arc::new(RwLock::new(State { chain, rules })),
             store,
             equivocations: Arc::new(AtomicU64::new(0)),
+            seal: None,
         })
+    }
+
+    /// Advances `seal` whenever a new version is accepted from now on.
+    pub fn with_seal(mut self, seal: crate::seal::Seal) -> Self {
+        self.seal = Some(seal);
+        self
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -193,6 +202,9 @@ impl Governance {
                 .put(Tree::Policies, &version_key(*v), &s.to_bytes())?;
         }
         self.store.flush()?;
+        if let Some(seal) = &self.seal {
+            seal.advance(chain.version())?;
+        }
         let rules = Rules::parse(&chain.current().rules).map_err(corrupt)?;
         info!(version = chain.version(), "policy accepted");
         *state = State { chain, rules };

@@ -63,6 +63,11 @@ impl NodeHome {
         self.root.join("api.addr")
     }
 
+    /// `policy.seal`: the highest policy version accepted (see [`crate::seal`]).
+    pub fn seal_path(&self) -> PathBuf {
+        self.root.join("policy.seal")
+    }
+
     /// `db/`.
     pub fn db_path(&self) -> PathBuf {
         self.root.join("db")

@@ -30,6 +30,7 @@ pub mod policy_file;
 pub mod publish;
 pub mod quality;
 pub mod scoring;
+pub mod seal;
 mod serve;
 mod sync;
 pub mod usage;

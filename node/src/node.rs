@@ -280,16 +280,21 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let bootstrap = config.bootstrap_addrs()?;
     let key = home.load_node_key()?;
     let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
+    let seal = crate::seal::Seal::new(home.seal_path());
     let governance = match Governance::load(store.clone()) {
         Err(NodeError::NoGenesis) => {
+            seal.check(None, &home.db_path())?;
             return Err(NodeError::Usage(format!(
                 "no genesis policy installed in {}: run `mesh init --home {} --genesis FILE` with the council-signed genesis",
                 home.root().display(),
                 home.root().display()
-            )))
+            )));
         }
         other => other?,
     };
+    seal.check(Some(governance.version()), &home.db_path())?;
+    seal.advance(governance.version())?;
+    let governance = governance.with_seal(seal);
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     Catalog::new(store.clone(), governance.clone()).recheck_complete(&chunks)?;
     let publisher = home.load_publisher_key(&config.domain).ok();

@@ -188,3 +188,69 @@ async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
     );
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_rolled_back_metadata_database_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let council = KeyPair::generate();
+    let sales = KeyPair::generate();
+    let genesis = genesis(&council, &[("sales", &sales)]);
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    a.shutdown().await.unwrap();
+    let home = NodeHome::new(dir.path().join("a"));
+    let old_db = dir.path().join("db-at-v1");
+    copy_dir(&home.db_path(), &old_db);
+    let start = || {
+        mesh_node::start(
+            NodeHome::new(dir.path().join("a")),
+            RunOptions {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                ..Default::default()
+            },
+        )
+    };
+    let a = start().await.unwrap();
+    let mut v2 = genesis.value().unwrap();
+    v2.version = 2;
+    v2.issued_at = unix_now();
+    a.node
+        .submit_policy(Signed::sign(&v2, &council))
+        .await
+        .unwrap();
+    a.shutdown().await.unwrap();
+
+    // Restored from the copy taken at v1: a rollback the database cannot see.
+    let at_v2 = dir.path().join("db-at-v2");
+    std::fs::rename(home.db_path(), &at_v2).unwrap();
+    copy_dir(&old_db, &home.db_path());
+    let err = start().await.unwrap_err().to_string();
+    assert!(
+        err.contains("holds policy v1") && err.contains("accepted policy v2"),
+        "{err}"
+    );
+
+    // Damaged bytes: refused as corrupt, by sled itself or by the seal.
+    std::fs::remove_dir_all(home.db_path()).unwrap();
+    std::fs::rename(&at_v2, home.db_path()).unwrap();
+    let db = home.db_path().join("db");
+    let mut raw = std::fs::read(&db).unwrap();
+    for i in (100..raw.len()).step_by(97) {
+        raw[i] ^= 0x5A;
+    }
+    std::fs::write(&db, raw).unwrap();
+    let err = start().await.unwrap_err().to_string();
+    assert!(err.contains("corrupt"), "{err}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -100,11 +100,16 @@ fn sled_err(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            StoreError(format!(
-                "cannot open {}: {e} (is another mesh node using this home?)",
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Corruption { .. } => StoreError(format!(
+                "the database {} is corrupt ({e}); restore it from a backup, or move the node home aside and `mesh init` a new one (peers re-sync the catalog and policies)",
                 dir.display()
-            ))
+            )),
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError(format!(
+                "cannot open {}: another mesh node is using this home ({io})",
+                dir.display()
+            )),
+            e => StoreError(format!("cannot open {}: {e}", dir.display())),
         })?;
         Ok(SledStore {
             db,
