@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod crash;
 pub mod observe;
 mod process;
 pub mod proxy;

@@ -1,0 +1,447 @@
+//! The crash-consistency harness: SIGKILL a node at a random moment during a
+//! publish, a fetch or a policy submission, restart it, and check what it promised.
+//!
+//! Two nodes: node 0 (sales) publishes, node 1 (finance) fetches and takes policy
+//! submissions. Each iteration picks an operation and a kill delay from a seeded
+//! generator (so a failing seed replays), with delays spread over the operation's
+//! measured uninterrupted duration. After the restart:
+//! - **publish**: every publish that was acknowledged is listed as held and its
+//!   bytes verify; an unacknowledged one is either absent or complete, never partial;
+//! - **fetch**: nothing sits under the output's final name unless complete and
+//!   correct, and fetching again completes, verifies, and reports how many bytes
+//!   the interrupted attempt had already saved;
+//! - **policy**: the node starts (its chain re-verifies from genesis), enforces the
+//!   new version if the submission was acknowledged, and both nodes converge on the
+//!   same version.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use mesh_node::api::{FetchRequest, PublishRequest};
+use mesh_node::publish::Published;
+use mesh_protocol::policy_change::PolicyChange;
+
+use crate::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
+
+/// How long any one step may take.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct CrashOptions<F: FnMut(&str)> {
+    /// Kill-and-restart iterations.
+    pub iterations: usize,
+    /// Seeds the choice of operation and kill moment.
+    pub seed: u64,
+    /// Rows of sample CSV per product (about 45 bytes a row).
+    pub rows: usize,
+    /// How to run `mesh`.
+    pub mesh: MeshBin,
+    /// Receives one progress line per iteration.
+    pub say: F,
+}
+
+/// The operation an iteration interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// A publish on node 0.
+    Publish,
+    /// A fetch on node 1.
+    Fetch,
+    /// A policy submission on node 1.
+    Policy,
+}
+
+/// What one iteration saw.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Iteration {
+    /// The operation.
+    pub op: Op,
+    /// Milliseconds after the request when the node was killed.
+    pub kill_after_ms: u64,
+    /// Whether the node acknowledged the operation before it died.
+    pub acknowledged: bool,
+    /// Fetch only: bytes the retry did not have to download again.
+    pub saved_bytes: u64,
+}
+
+/// The harness's result: every iteration, all of which passed their checks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CrashReport {
+    /// The seed used.
+    pub seed: u64,
+    /// The iterations, in order.
+    pub iterations: Vec<Iteration>,
+}
+
+/// xorshift64*: small, seedable, good enough to spread kill moments.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+struct Harness {
+    net: Testnet,
+    rows: usize,
+    /// Acknowledged publishes: product, and the source file's hash.
+    published: Vec<(String, blake3::Hash)>,
+    /// Source data by product, for products announced but not yet fetched by node 1.
+    unfetched: Vec<(String, blake3::Hash)>,
+    counter: usize,
+}
+
+/// Runs the harness; fails on the first broken promise, naming the seed and step.
+pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<CrashReport> {
+    let mut net = Testnet::create(TestnetConfig::new(
+        options.mesh.clone(),
+        2,
+        &["sales", "finance"],
+    ))?;
+    net.start_all()?;
+    let mut h = Harness {
+        net,
+        rows: options.rows,
+        published: Vec::new(),
+        unfetched: Vec::new(),
+        counter: 0,
+    };
+    // Calibrate: time one uninterrupted request of each operation.
+    let publish_ms = h.publish_uninterrupted()?;
+    let fetch_ms = h.fetch_uninterrupted()?;
+    let policy_ms = h.submit_policy_uninterrupted()?;
+    (options.say)(&format!(
+        "calibrated: publish {publish_ms} ms, fetch {fetch_ms} ms, policy {policy_ms} ms (seed {})",
+        options.seed
+    ));
+
+    let mut rng = Rng(options.seed | 1);
+    let mut iterations = Vec::new();
+    for i in 0..options.iterations {
+        let op = match rng.below(3) {
+            0 => Op::Publish,
+            1 => Op::Fetch,
+            _ => Op::Policy,
+        };
+        let span = match op {
+            Op::Publish => publish_ms,
+            Op::Fetch => fetch_ms,
+            Op::Policy => policy_ms,
+        };
+        // Up to 20% past the usual duration, so some kills land after the ack.
+        let kill_after_ms = rng.below(span + span / 5 + 1);
+        let step = || {
+            format!(
+                "iteration {i} ({op:?}, kill after {kill_after_ms} ms, seed {})",
+                options.seed
+            )
+        };
+        let it = match op {
+            Op::Publish => h.crash_publish(kill_after_ms),
+            Op::Fetch => h.crash_fetch(kill_after_ms),
+            Op::Policy => h.crash_policy(kill_after_ms),
+        }
+        .with_context(step)?;
+        (options.say)(&format!(
+            "{i:>4} {:<8} killed after {:>5} ms  {}{}",
+            format!("{op:?}").to_lowercase(),
+            kill_after_ms,
+            if it.acknowledged {
+                "acknowledged"
+            } else {
+                "not acknowledged"
+            },
+            if op == Op::Fetch {
+                format!(", retry saved {} bytes", it.saved_bytes)
+            } else {
+                String::new()
+            }
+        ));
+        iterations.push(it);
+    }
+    h.net.stop_all()?;
+    Ok(CrashReport {
+        seed: options.seed,
+        iterations,
+    })
+}
+
+/// A Markdown summary: per operation, iterations, acknowledged before the kill, and
+/// bytes fetch retries saved.
+pub fn markdown(report: &CrashReport) -> String {
+    let mut out = format!(
+        "| operation | iterations | acknowledged before the kill | retry bytes saved | result |\n|---|---|---|---|---|\n"
+    );
+    for op in [Op::Publish, Op::Fetch, Op::Policy] {
+        let its: Vec<_> = report.iterations.iter().filter(|i| i.op == op).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | all checks passed |\n",
+            format!("{op:?}").to_lowercase(),
+            its.len(),
+            its.iter().filter(|i| i.acknowledged).count(),
+            its.iter().map(|i| i.saved_bytes).sum::<u64>(),
+        ));
+    }
+    out
+}
+
+impl Harness {
+    fn root(&self) -> PathBuf {
+        self.net.root().to_owned()
+    }
+
+    /// Fresh data for a new product; returns its name, directory and source hash.
+    fn new_data(&mut self) -> anyhow::Result<(String, PathBuf, blake3::Hash)> {
+        self.counter += 1;
+        let name = format!("sales/crash-{}", self.counter);
+        let dir = self.root().join(format!("data-{}", self.counter));
+        let csv = sample::write_orders(&dir, self.rows, self.counter as u64)?;
+        Ok((name, std::fs::canonicalize(dir)?, file_hash(&csv)?))
+    }
+
+    fn publish_request(name: &str, dir: &Path) -> PublishRequest {
+        PublishRequest {
+            path: dir.to_owned(),
+            manifest: sample::manifest_toml(name, "1.0.0"),
+        }
+    }
+
+    /// Publishes a new product on node 0 and waits until node 1 knows it; returns
+    /// how long the publish request took, in milliseconds.
+    fn publish_uninterrupted(&mut self) -> anyhow::Result<u64> {
+        let (name, dir, hash) = self.new_data()?;
+        let started = Instant::now();
+        let _: Published = self.net.nodes[0]
+            .client()?
+            .post("/v1/publish", &Self::publish_request(&name, &dir))?;
+        let took = started.elapsed().as_millis() as u64;
+        self.net.wait_product(1, &name, "1.0.0", DEADLINE)?;
+        self.published.push((name.clone(), hash));
+        self.unfetched.push((name, hash));
+        Ok(took)
+    }
+
+    /// A product node 1 knows and does not hold yet (published now if none).
+    fn next_unfetched(&mut self) -> anyhow::Result<(String, blake3::Hash)> {
+        if self.unfetched.is_empty() {
+            self.publish_uninterrupted()?;
+        }
+        self.unfetched.pop().context("a product to fetch")
+    }
+
+    /// Fetches a product on node 1; returns how long that took, in milliseconds.
+    fn fetch_uninterrupted(&mut self) -> anyhow::Result<u64> {
+        let (name, hash) = self.next_unfetched()?;
+        let out = self.root().join(format!("calibrate-{}", self.counter));
+        let started = Instant::now();
+        self.net.fetch(1, &name, &out)?;
+        let took = started.elapsed().as_millis() as u64;
+        check_output(&out, hash)?;
+        Ok(took)
+    }
+
+    fn policy_change(&self) -> anyhow::Result<PolicyChange> {
+        PolicyChange::from_toml(&format!(
+            "[domains.sales]\ncontact = \"sales-{}@example.com\"\n",
+            self.counter
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Submits a new policy version on node 1 and waits until node 0 enforces it;
+    /// returns how long the submission took, in milliseconds.
+    fn submit_policy_uninterrupted(&mut self) -> anyhow::Result<u64> {
+        self.counter += 1;
+        let signed = self.net.draft_policy(1, &self.policy_change()?, &[0, 1])?;
+        let version = signed.value()?.version;
+        let started = Instant::now();
+        self.net.submit_policy(1, &signed)?;
+        let took = started.elapsed().as_millis() as u64;
+        self.net.wait_policy(0, version, DEADLINE)?;
+        Ok(took)
+    }
+
+    /// Runs `request` on node `i` in a thread, kills the node after `ms`, restarts it;
+    /// returns the request's result.
+    fn kill_during<T: Send + 'static>(
+        &mut self,
+        i: usize,
+        ms: u64,
+        request: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<anyhow::Result<T>> {
+        let worker = std::thread::spawn(request);
+        std::thread::sleep(Duration::from_millis(ms));
+        self.net.nodes[i].kill();
+        let result = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the request thread panicked"))?;
+        self.net.start(i)?;
+        self.net.wait_peers(i, 1, DEADLINE)?;
+        Ok(result)
+    }
+
+    fn crash_publish(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+        let (name, dir, hash) = self.new_data()?;
+        let client = self.net.nodes[0].client()?;
+        let request = Self::publish_request(&name, &dir);
+        let result = self.kill_during(0, ms, move || {
+            client
+                .post::<_, Published>("/v1/publish", &request)
+                .map_err(anyhow::Error::from)
+        })?;
+        let acknowledged = result.is_ok();
+        // Every acknowledged publish, this one included, is held and verifies.
+        if acknowledged {
+            self.published.push((name.clone(), hash));
+            self.unfetched.push((name.clone(), hash));
+        }
+        let entries = self.net.products(0)?;
+        for (product, source) in &self.published {
+            let held = entries
+                .iter()
+                .any(|e| e.announcement.product.to_string() == *product && e.local);
+            if !held {
+                bail!("acknowledged publish {product} is not held after the restart");
+            }
+            self.verify_local(0, product, *source)?;
+        }
+        // An unacknowledged one is absent or whole.
+        if !acknowledged {
+            if let Some(e) = entries
+                .iter()
+                .find(|e| e.announcement.product.to_string() == name)
+            {
+                if !e.local {
+                    bail!("unacknowledged publish {name} is listed but not held: partial");
+                }
+                self.verify_local(0, &name, hash)?;
+            }
+        }
+        Ok(Iteration {
+            op: Op::Publish,
+            kill_after_ms: ms,
+            acknowledged,
+            saved_bytes: 0,
+        })
+    }
+
+    /// Fetches `product` on node `i` (which holds it) into a scratch directory and
+    /// compares it with its source.
+    fn verify_local(&self, i: usize, product: &str, source: blake3::Hash) -> anyhow::Result<()> {
+        let out = self.root().join("verify");
+        let _ = std::fs::remove_dir_all(&out);
+        self.net
+            .fetch(i, product, &out)
+            .with_context(|| format!("reading back {product} on node {i}"))?;
+        check_output(&out, source).with_context(|| format!("verifying {product}"))
+    }
+
+    fn crash_fetch(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+        let (name, hash) = self.next_unfetched()?;
+        let out = self.root().join(format!("fetch-{}", self.counter));
+        let client = self.net.nodes[1].client()?;
+        let request = FetchRequest {
+            product: name.clone(),
+            out: Some(out.clone()),
+        };
+        let result = self.kill_during(1, ms, move || {
+            let mut done = false;
+            client.post_lines("/v1/fetch", &request, |e: mesh_node::fetch::FetchEvent| {
+                if matches!(e, mesh_node::fetch::FetchEvent::Done(_)) {
+                    done = true;
+                }
+            })?;
+            if done {
+                Ok(())
+            } else {
+                bail!("the fetch stream ended early")
+            }
+        })?;
+        let acknowledged = result.is_ok();
+        // Nothing partial under the final name.
+        if out.join("orders.csv").exists() {
+            check_output(&out, hash).context("a file under its final name after the kill")?;
+        } else if acknowledged {
+            bail!("the fetch was acknowledged but its output is missing");
+        }
+        // Fetching again completes and verifies.
+        let outcome = self.net.fetch(1, &name, &out)?;
+        check_output(&out, hash)?;
+        Ok(Iteration {
+            op: Op::Fetch,
+            kill_after_ms: ms,
+            acknowledged,
+            saved_bytes: outcome.size.saturating_sub(outcome.transferred_bytes),
+        })
+    }
+
+    fn crash_policy(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+        self.counter += 1;
+        let before = self.net.policy_version(1)?;
+        let signed = self.net.draft_policy(1, &self.policy_change()?, &[0, 1])?;
+        let version = signed.value()?.version;
+        let client = self.net.nodes[1].client()?;
+        let request = mesh_node::api::SubmitRequest {
+            envelope: hex::encode(signed.to_bytes()),
+        };
+        let result = self.kill_during(1, ms, move || {
+            client
+                .post::<_, mesh_node::node::Submitted>("/v1/policy", &request)
+                .map_err(anyhow::Error::from)
+        })?;
+        let acknowledged = result.is_ok();
+        let now = self.net.policy_version(1)?;
+        if acknowledged && now < version {
+            bail!(
+                "policy v{version} was acknowledged but the node enforces v{now} after the restart"
+            );
+        }
+        if now < before {
+            bail!("the node went back from policy v{before} to v{now}");
+        }
+        // The chain is whole: history lists every version, and both nodes agree.
+        let history: Vec<serde_json::Value> =
+            self.net.nodes[1].client()?.get("/v1/policy/history")?;
+        if history.len() as u64 != now {
+            bail!(
+                "policy history holds {} versions, expected {now}",
+                history.len()
+            );
+        }
+        if now < version {
+            // Not applied: submit again, as an operator would, and it lands.
+            self.net.submit_policy(1, &signed)?;
+        }
+        self.net.wait_policy(0, version, DEADLINE)?;
+        self.net.wait_policy(1, version, DEADLINE)?;
+        Ok(Iteration {
+            op: Op::Policy,
+            kill_after_ms: ms,
+            acknowledged,
+            saved_bytes: 0,
+        })
+    }
+}
+
+/// The fetched `orders.csv` in `out` matches the source hash.
+fn check_output(out: &Path, source: blake3::Hash) -> anyhow::Result<()> {
+    let got = file_hash(&out.join("orders.csv"))?;
+    if got != source {
+        bail!(
+            "{} does not match its source",
+            out.join("orders.csv").display()
+        );
+    }
+    Ok(())
+}
