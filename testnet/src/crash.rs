@@ -349,6 +349,7 @@ impl Harness {
 
     fn crash_fetch(&mut self, ms: u64) -> anyhow::Result<Iteration> {
         let (name, hash) = self.next_unfetched()?;
+        self.counter += 1;
         let out = self.root().join(format!("fetch-{}", self.counter));
         let client = self.net.nodes[1].client()?;
         let request = FetchRequest {
