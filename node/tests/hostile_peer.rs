@@ -111,6 +111,45 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     wait_for("the honest gossip canary", || knows("sales/canary-gossip")).await;
     assert!(!knows("sales/forged-gossip"));
     assert!(!knows("sales/impersonated-gossip"));
+
+    // A replay: a newer announcement of a version, then an older one of the same
+    // version (validly signed, captured earlier). The older one is ignored.
+    let issued = |p: &str| {
+        catalog
+            .list(&Default::default())
+            .unwrap()
+            .into_iter()
+            .find(|e| e.announcement.product.to_string() == p)
+            .map(|e| e.announcement.issued_at_ms)
+    };
+    let now = unix_now_ms();
+    publish(announcement_at("sales/replayed", &sales, &sales, now))
+        .await
+        .unwrap();
+    wait_for("the newer announcement", || {
+        issued("sales/replayed").is_some()
+    })
+    .await;
+    publish(announcement_at(
+        "sales/replayed",
+        &sales,
+        &sales,
+        now - 60_000,
+    ))
+    .await
+    .unwrap();
+    publish(announcement("sales/after-replay", &sales, &sales))
+        .await
+        .unwrap();
+    wait_for("the canary after the replay", || {
+        knows("sales/after-replay")
+    })
+    .await;
+    assert_eq!(
+        issued("sales/replayed"),
+        Some(now),
+        "the replayed older announcement did not replace the newer one"
+    );
     // Usage reports: a forged and an impersonated one are rejected, an honest one is
     // kept (it arrives last from the same peer, so the others were judged first).
     let report = |consumer: &str, claimed: &KeyPair, signer: &KeyPair| {
@@ -174,6 +213,24 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         raw(vec![0, 0, 0, 100, 1, 2, 3]).await.is_err(),
         "truncated frame is refused"
     );
+    // Too many chunks at once: 65 names fit a request frame but not a batch; 200
+    // names do not even fit a frame.
+    let names = |n: usize| {
+        framed(&wire::encode_request(&Request::Chunks {
+            manifest: Hash::of(b"m"),
+            chunks: (0..n).map(|i| Hash::of(&i.to_le_bytes())).collect(),
+            start: false,
+        }))
+    };
+    let body = raw(names(65)).await.expect("answered");
+    assert!(
+        matches!(wire::decode_response(&body).unwrap(), Response::Invalid(_)),
+        "65 chunks at once are refused"
+    );
+    assert!(
+        raw(names(200)).await.is_err(),
+        "an oversized request is dropped"
+    );
     let too_many = wire::encode_request(&Request::Catalog {
         after: None,
         limit: u16::MAX,
@@ -182,10 +239,10 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     let Response::Catalog { entries, .. } = wire::decode_response(&body).unwrap() else {
         panic!("expected a catalog page")
     };
-    assert_eq!(entries.len(), 2, "only the two honest entries are served");
+    assert_eq!(entries.len(), 4, "only the four honest entries are served");
 
     // The node is still responsive, and the endless catalog was not followed forever.
-    assert_eq!(node.status().await.unwrap().catalog, 2);
+    assert_eq!(node.status().await.unwrap().catalog, 4);
     assert!(
         seen.catalog_requests.load(Ordering::SeqCst) <= 2,
         "a non-advancing cursor stops the sync"

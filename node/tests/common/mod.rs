@@ -107,6 +107,16 @@ pub(crate) fn framed(body: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) -> Vec<u8> {
+    announcement_at(product, key, publisher, unix_now_ms())
+}
+
+/// Like [`announcement`], issued at `issued_at_ms`.
+pub(crate) fn announcement_at(
+    product: &str,
+    key: &KeyPair,
+    publisher: &KeyPair,
+    issued_at_ms: u64,
+) -> Vec<u8> {
     let a = Announcement {
         format: ANNOUNCEMENT_FORMAT,
         product: product.parse().unwrap(),
@@ -122,7 +132,7 @@ pub(crate) fn announcement(product: &str, key: &KeyPair, publisher: &KeyPair) ->
             files: 1,
         },
         providers: vec![PeerId::random().to_string()],
-        issued_at_ms: unix_now_ms(),
+        issued_at_ms,
         publisher: publisher.public(),
     };
     // Signed by `key`, claiming `publisher`.
