@@ -180,8 +180,8 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
 /// A Markdown summary: per operation, iterations, acknowledged before the kill, and
 /// bytes fetch retries saved.
 pub fn markdown(report: &CrashReport) -> String {
-    let mut out = format!(
-        "| operation | iterations | acknowledged before the kill | retry bytes saved | result |\n|---|---|---|---|---|\n"
+    let mut out = String::from(
+        "| operation | iterations | acknowledged before the kill | retry bytes saved | result |\n|---|---|---|---|---|\n",
     );
     for op in [Op::Publish, Op::Fetch, Op::Policy] {
         let its: Vec<_> = report.iterations.iter().filter(|i| i.op == op).collect();
