@@ -71,6 +71,8 @@ pub struct EventLoop {
     inbound_reads: Arc<Semaphore>,
     /// Per-peer request rates and reads in flight.
     limiter: PeerLimiter,
+    /// Application-specific gossip scores of connected peers (penalties only).
+    app_scores: HashMap<PeerId, f64>,
     /// Chunk reads admitted and not yet sent: who asked, and the overall permit.
     serving: HashMap<InboundRequestId, (PeerId, OwnedSemaphorePermit)>,
     /// Gossip messages waiting for a subscribed peer: topic and payload.
@@ -121,6 +123,7 @@ impl EventLoop {
             inbound_reads: Arc::new(Semaphore::new(MAX_INBOUND_READS)),
             limiter: PeerLimiter::new(config.limits.clone()),
             serving: HashMap::new(),
+            app_scores: HashMap::new(),
             pending_gossip: VecDeque::new(),
             prefetch,
             bootstrap,
@@ -191,6 +194,16 @@ impl EventLoop {
             Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
             Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
+            Command::Penalize { peer } => {
+                let score = self.app_scores.entry(peer).or_default();
+                *score -= crate::scoring::CORRUPT_DATA_PENALTY;
+                let score = *score;
+                warn!(%peer, score, "peer penalized for sending corrupt chunks");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, score);
+            }
             Command::Peers { reply } => {
                 let policy = self.shared.governance.policy();
                 let peers = self
@@ -291,6 +304,7 @@ impl EventLoop {
             } => {
                 self.connections.remove(&peer_id);
                 self.limiter.forget(&peer_id);
+                self.app_scores.remove(&peer_id);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

@@ -12,6 +12,10 @@
 //! - **time in the mesh** (P1): a small bonus, capped at one minute, so a long-lived
 //!   peer cannot bank credit to spend on a flood.
 //! - **protocol misbehaviour** (P7): GRAFTs during a backoff and broken promises.
+//! - **corrupt data** (P5, application-specific): a provider banned from a fetch for
+//!   sending chunks that fail BLAKE3 verification loses [`CORRUPT_DATA_PENALTY`] at
+//!   once, which graylists it: transport encryption rules out damage in transit, so
+//!   only a hostile peer sends such chunks.
 //! - **IP colocation** (P6): more than [`COLOCATION_THRESHOLD`] peers from one address
 //!   lose score, except loopback addresses: a local testnet runs every node on
 //!   127.0.0.1, and peers on this machine are this machine's users.
@@ -36,6 +40,9 @@ pub const GOSSIP_THRESHOLD: f64 = -20.0;
 pub const PUBLISH_THRESHOLD: f64 = -40.0;
 /// Below this score, every message from the peer is ignored (graylisted).
 pub const GRAYLIST_THRESHOLD: f64 = -80.0;
+/// The application score a provider loses each time a fetch bans it for chunks
+/// that fail verification.
+pub const CORRUPT_DATA_PENALTY: f64 = 100.0;
 /// Peers sharing one non-loopback IP address beyond this many lose score.
 pub const COLOCATION_THRESHOLD: f64 = 8.0;
 /// The penalty per invalid message, squared over the decaying count.

@@ -88,6 +88,13 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
         "the corrupting provider is banned: {outcome:?}"
     );
     assert!(!honest.contains(&outcome.banned[0]));
+    // Sending corrupt chunks also costs the rogue its gossip standing.
+    let peers = c.node.network().peers().await.unwrap();
+    let rogue = peers
+        .iter()
+        .find(|p| p.peer_id == outcome.banned[0])
+        .expect("the rogue is still connected");
+    assert!(rogue.graylisted, "{rogue:?}");
     assert!(
         outcome.providers.iter().all(|p| honest.contains(p)),
         "{outcome:?}"

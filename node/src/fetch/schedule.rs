@@ -186,7 +186,16 @@ impl ChunkFetch {
                     if wrong.is_empty() {
                         return Ok(());
                     }
-                    *lock(&self.bad).entry(peer).or_default() += wrong.len() as u32;
+                    let banned_now = {
+                        let mut bad = lock(&self.bad);
+                        let count = bad.entry(peer).or_default();
+                        let before = *count;
+                        *count += wrong.len() as u32;
+                        before < MAX_BAD_CHUNKS && *count >= MAX_BAD_CHUNKS
+                    };
+                    if banned_now {
+                        let _ = self.node.net.penalize_corrupt_data(peer).await;
+                    }
                     let why = format!(
                         "sent {} chunk(s) that fail BLAKE3 verification",
                         wrong.len()

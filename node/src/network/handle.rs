@@ -50,6 +50,9 @@ pub(super) enum Command {
     GossipUsage {
         envelope: Vec<u8>,
     },
+    Penalize {
+        peer: PeerId,
+    },
 }
 
 /// A cloneable handle to the event loop.
@@ -85,6 +88,15 @@ impl NetworkHandle {
     pub async fn announce(&self, envelope: Vec<u8>) -> Result<(), String> {
         self.tx
             .send(Command::Announce { envelope })
+            .await
+            .map_err(|_| STOPPED.to_string())
+    }
+
+    /// Lowers `peer`'s gossip score by [`crate::scoring::CORRUPT_DATA_PENALTY`]: it
+    /// sent chunks that fail verification.
+    pub async fn penalize_corrupt_data(&self, peer: PeerId) -> Result<(), String> {
+        self.tx
+            .send(Command::Penalize { peer })
             .await
             .map_err(|_| STOPPED.to_string())
     }
