@@ -212,7 +212,14 @@ impl Node {
         let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
         let mut flushed_at = 0u64;
         while let Some(r) = results.next().await {
-            r?;
+            if let Err(e) = r {
+                // Batches still running on other threads hold the output; remove
+                // its temporary files before reporting, not when the last one ends.
+                if let Some(output) = &job.output {
+                    output.abandon();
+                }
+                return Err(e);
+            }
             let got = job.transferred.load(Ordering::Relaxed);
             if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
             {

@@ -174,6 +174,17 @@ impl Output {
             .unwrap_or_default()
     }
 
+    /// Removes the temporary files now, for a fetch that failed while chunk writes
+    /// may still be in flight on other threads (they land in the unlinked files).
+    /// Nothing can be committed afterwards.
+    pub fn abandon(&self) {
+        if !self.committed.swap(true, Ordering::AcqRel) {
+            for f in &self.files {
+                let _ = fs::remove_file(&f.tmp);
+            }
+        }
+    }
+
     /// Syncs every file and renames it to its final name; returns the bytes written.
     pub fn commit(&self) -> Result<u64, AssembleError> {
         let mut written = 0;
@@ -230,6 +241,29 @@ mod tests {
         assert!(write_files(&files, &store, &out2).is_err());
         assert!(!out2.join("d/out.bin").exists());
         assert!(!out2.join("d/.out.bin.mesh-partial").exists());
+    }
+
+    #[test]
+    fn abandoning_removes_the_partial_file_while_writers_still_hold_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = vec![1u8; 1000];
+        let files = vec![FileEntry {
+            path: "x.bin".into(),
+            size: 1000,
+            chunks: vec![mesh_protocol::manifest::ChunkRef {
+                hash: Hash::of(&a),
+                len: 1000,
+            }],
+        }];
+        let out = std::sync::Arc::new(Output::create(&files, dir.path()).unwrap());
+        let writer = out.clone(); // a batch still in flight elsewhere
+        assert!(dir.path().join(".x.bin.mesh-partial").exists());
+        out.abandon();
+        assert!(!dir.path().join(".x.bin.mesh-partial").exists());
+        writer.write_chunk(&Hash::of(&a), &a).unwrap();
+        assert!(writer.commit().is_err(), "nothing commits after abandon");
+        drop((out, writer));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
