@@ -2,7 +2,7 @@
 """Runs the README's tour and governance walk-through verbatim, as a person would type
 them: the `sh` blocks in order (`bash` blocks, such as the testnet ones, are not part of
 the tour), node-run blocks in the background, the manifest example
-saved as product.toml. Uses /tmp/mesh-tour and ports 4801-4803 like the README, so it
+(the toml block under "The manifest") saved as product.toml. Uses /tmp/mesh-tour and ports 4801-4803 like the README, so it
 is a manual check (not part of CI). Needs `cargo build --release -p mesh-cli` first.
 
 Usage: python3 scripts/check-readme-tour.py
@@ -13,7 +13,8 @@ repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 readme = open(os.path.join(repo, "README.md")).read()
 section = readme[readme.index("## A tour by hand"):readme.index("## How it works")]
 blocks = re.findall(r"```(\w+)\n(.*?)```", section, re.S)
-manifest = next(body for kind, body in blocks if kind == "toml")
+manifest_section = readme[readme.index("## The manifest (`product.toml`)"):]
+manifest = re.search(r"```toml\n(.*?)```", manifest_section, re.S).group(1)
 # Commands whose failure the README shows on purpose.
 expected_failures = [
     "mesh --home finance-node policy submit v2.policy.json\n# error",
