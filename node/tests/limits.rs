@@ -108,11 +108,8 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     })
     .await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("big.bin"), random_bytes(8_000_000, 7)).unwrap();
-    let toml = "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
-    let published = a.node.publish(data, toml.into()).await.unwrap();
+    let data = data_dir(dir.path(), "big.bin", &random_bytes(8_000_000, 7));
+    let published = a.node.publish(data, BIG_TOML.into()).await.unwrap();
     let hash: Hash = published.manifest.parse().unwrap();
     let (_, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
     let chunks: Vec<Hash> = manifest.files[0].chunks.iter().map(|c| c.hash).collect();
@@ -170,14 +167,12 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     );
 
     // The stuck responses time out and release their slots.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while stats.reads_in_flight.load(AtomicOrdering::SeqCst) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stuck responses were never timed out"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_async_within(
+        "the stuck responses to time out",
+        Duration::from_secs(90),
+        || std::future::ready(stats.reads_in_flight.load(AtomicOrdering::SeqCst) == 0),
+    )
+    .await;
     drop(pending);
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();

@@ -27,12 +27,9 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
         vec![a_addr.clone()],
     )
     .await;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     let bytes = random_bytes(8_000_000, 0x9E37_79B9_7F4A_7C15);
-    std::fs::write(data.join("big.bin"), &bytes).unwrap();
-    let toml = "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
-    let published = a.node.publish(data.clone(), toml.into()).await.unwrap();
+    let data = data_dir(dir.path(), "big.bin", &bytes);
+    let published = a.node.publish(data, BIG_TOML.into()).await.unwrap();
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
     let bn = b.node.clone();
     wait_for("B to learn the product", || {
@@ -177,10 +174,8 @@ async fn a_slow_provider_gets_less_work() {
     let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     let bytes = random_bytes(40_000_000, 0x2545_F491_4F6C_DD1D);
-    std::fs::write(data.join("f.bin"), &bytes).unwrap();
+    let data = data_dir(dir.path(), "f.bin", &bytes);
     let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
     let published = a.node.publish(data, toml.into()).await.unwrap();
 

@@ -10,9 +10,6 @@ mod common;
 
 use common::*;
 
-const PRODUCT_TOML: &str =
-    "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
-
 fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
     node.shared()
         .catalog
@@ -30,10 +27,8 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
     let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     let bytes = random_bytes(4_000_000, 11);
-    std::fs::write(data.join("big.bin"), &bytes).unwrap();
+    let data = data_dir(dir.path(), "big.bin", &bytes);
     let chunk_faults = a.node.shared().chunks.faults();
     let meta_faults = a.node.shared().store.faults().expect("sled has faults");
 
@@ -42,7 +37,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     chunk_faults.disk_full_after(1_000_000);
     let err = a
         .node
-        .publish(data.clone(), PRODUCT_TOML.into())
+        .publish(data.clone(), BIG_TOML.into())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("No space left on device"), "{err}");
@@ -50,7 +45,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     chunk_faults.fail_sync(true);
     let err = a
         .node
-        .publish(data.clone(), PRODUCT_TOML.into())
+        .publish(data.clone(), BIG_TOML.into())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected sync failure"), "{err}");
@@ -58,7 +53,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     meta_faults.fail_writes(true);
     let err = a
         .node
-        .publish(data.clone(), PRODUCT_TOML.into())
+        .publish(data.clone(), BIG_TOML.into())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected write failure"), "{err}");
@@ -68,10 +63,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
         None,
         "no partial product is visible"
     );
-    a.node
-        .publish(data.clone(), PRODUCT_TOML.into())
-        .await
-        .unwrap();
+    a.node.publish(data.clone(), BIG_TOML.into()).await.unwrap();
     assert_eq!(lists(&a.node, "sales/big"), Some(true));
 
     // Fetch on a consumer whose disk fills half way: refused with the cause, no
@@ -149,10 +141,8 @@ async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
     let sales = KeyPair::generate();
     let genesis = genesis(&council, &[("sales", &sales)]);
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(data.join("big.bin"), random_bytes(2_000_000, 3)).unwrap();
-    a.node.publish(data, PRODUCT_TOML.into()).await.unwrap();
+    let data = data_dir(dir.path(), "big.bin", &random_bytes(2_000_000, 3));
+    a.node.publish(data, BIG_TOML.into()).await.unwrap();
     a.shutdown().await.unwrap();
 
     // Flip a byte in the first record of the first index log.

@@ -319,9 +319,19 @@ pub(crate) async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 /// Polls an async `check` every 50 ms until it holds; panics after [`DEADLINE`].
 pub(crate) async fn wait_for_async<F: std::future::Future<Output = bool>>(
     what: &str,
+    check: impl FnMut() -> F,
+) {
+    wait_for_async_within(what, DEADLINE, check).await;
+}
+
+/// Like [`wait_for_async`], with its own deadline (for conditions that wait on a
+/// protocol timeout).
+pub(crate) async fn wait_for_async_within<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
     mut check: impl FnMut() -> F,
 ) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let deadline = tokio::time::Instant::now() + within;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -431,6 +441,18 @@ pub(crate) async fn start_consumer(
     })
     .await;
     (c, peer)
+}
+
+/// The draft of `sales/big@1.0.0`, the product most node tests publish.
+pub(crate) const BIG_TOML: &str =
+    "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
+
+/// Writes `bytes` as `DIR/data/NAME`; returns `DIR/data`, ready to publish.
+pub(crate) fn data_dir(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join(name), bytes).unwrap();
+    data
 }
 
 /// `n` pseudo-random bytes that FastCDC will not deduplicate within the file.
