@@ -289,7 +289,7 @@ async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeErr
         (
             "mesh_reads_in_flight",
             "gauge",
-            "Chunk reads admitted whose responses are not yet written to the peer.",
+            "Reads (manifests and chunks) admitted whose responses are not yet written.",
             load(&st.reads_in_flight),
         ),
         (

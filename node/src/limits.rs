@@ -3,8 +3,8 @@
 //! inbound transfer request.
 //!
 //! Each peer has a token bucket (`requests_per_second`, up to `request_burst` at
-//! once) and a cap on chunk reads in flight (`transfers_per_peer`); the node also
-//! caps chunk reads across all peers. A request past any of these is answered
+//! once) and a cap on reads (manifests and chunks) in flight (`transfers_per_peer`);
+//! the node also caps reads across all peers. A request past any of these is answered
 //! `Busy`, which costs the node almost nothing and tells an honest fetcher to back
 //! off. New connections are refused while the process uses more than
 //! `max_memory_mib` of memory.
@@ -29,7 +29,7 @@ pub struct Limits {
     pub requests_per_second: u32,
     /// Requests one peer may make at once after a quiet spell.
     pub request_burst: u32,
-    /// Chunk reads in flight for one peer at a time.
+    /// Reads (manifests and chunks) in flight for one peer at a time.
     pub transfers_per_peer: u32,
 }
 
@@ -73,7 +73,7 @@ impl Limits {
 pub(crate) enum Refusal {
     /// The peer's token bucket is empty.
     Rate,
-    /// The peer has `transfers_per_peer` chunk reads in flight.
+    /// The peer has `transfers_per_peer` reads in flight.
     InFlight,
 }
 
@@ -127,7 +127,7 @@ impl PeerLimiter {
         Ok(())
     }
 
-    /// Starts a chunk read for `peer`, unless it already has its share in flight.
+    /// Starts a read for `peer`, unless it already has its share in flight.
     pub(crate) fn begin_transfer(&mut self, peer: PeerId, now: Instant) -> Result<(), Refusal> {
         let cap = self.limits.transfers_per_peer;
         let state = self.state(peer, now);

@@ -68,7 +68,7 @@ pub struct Stats {
     pub publishes: std::sync::atomic::AtomicU64,
     /// Inbound transfer requests answered `Busy` by the per-peer or overall limits.
     pub refused_requests: std::sync::atomic::AtomicU64,
-    /// Chunk reads admitted whose responses are not yet written to the peer.
+    /// Reads (manifests and chunks) admitted whose responses are not yet written.
     pub reads_in_flight: std::sync::atomic::AtomicU64,
 }
 

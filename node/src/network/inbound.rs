@@ -1,12 +1,13 @@
 //! Serving inbound transfer requests under the limits of [`crate::limits`].
 //!
-//! Every request first takes a token from its peer's bucket. Catalog, policy and
-//! manifest requests are answered at once from the event loop. Chunk reads also
+//! Every request first takes a token from its peer's bucket. Catalog and policy
+//! pages are answered at once from the event loop. Reads (manifests, which can be
+//! megabytes to decode and re-encode, and chunks) run on the blocking pool and also
 //! need one of the peer's `transfers_per_peer` slots and one of the node's
 //! [`MAX_INBOUND_READS`](super::MAX_INBOUND_READS) permits; both are held until the
 //! response has been written to the peer or has failed, so a peer that asks and
 //! never reads ties up at most its own slots, and the node buffers at most that many
-//! batches for it. A request past a limit is answered `Busy`.
+//! responses for it. A request past a limit is answered `Busy`.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,8 +19,8 @@ use tracing::debug;
 
 use super::EventLoop;
 
-/// A chunk read finished on the blocking pool: the request it answers, where to send
-/// the answer, and the answer.
+/// A read finished on the blocking pool: the request it answers, where to send the
+/// answer, and the answer.
 pub(super) type Answer = (InboundRequestId, ResponseChannel<Response>, Response);
 
 impl EventLoop {
@@ -39,7 +40,7 @@ impl EventLoop {
         self.respond(channel, Response::Busy);
     }
 
-    /// Releases what a chunk read held, once its response is sent or has failed.
+    /// Releases what a read held, once its response is sent or has failed.
     pub(super) fn finish_inbound(&mut self, request_id: InboundRequestId) {
         if let Some((peer, _permit)) = self.serving.remove(&request_id) {
             self.limiter.end_transfer(&peer);
@@ -50,7 +51,7 @@ impl EventLoop {
         }
     }
 
-    /// Sends a finished chunk read; if the peer has gone, releases it now.
+    /// Sends a finished read; if the peer has gone, releases it now.
     pub(super) fn on_answer(&mut self, (request_id, channel, response): Answer) {
         let sent = self
             .swarm
@@ -83,13 +84,9 @@ impl EventLoop {
                 let response = self.provider.policies_page(after, limit);
                 self.respond(channel, response);
             }
-            Request::Manifest(hash) => {
-                let response = self.provider.manifest(&peer, &hash);
-                self.respond(channel, response);
-            }
-            Request::Chunk { .. } | Request::Chunks { .. } => {
+            Request::Manifest(_) | Request::Chunk { .. } | Request::Chunks { .. } => {
                 if let Err(refusal) = self.limiter.begin_transfer(peer, Instant::now()) {
-                    debug!(%peer, ?refusal, "chunk read refused: the peer has its share in flight");
+                    debug!(%peer, ?refusal, "read refused: the peer has its share in flight");
                     self.refuse(channel);
                     return;
                 }
@@ -107,6 +104,7 @@ impl EventLoop {
                 let tx = self.responses_tx.clone();
                 tokio::spawn(async move {
                     let response = tokio::task::spawn_blocking(move || match request {
+                        Request::Manifest(hash) => provider.manifest(&peer, &hash),
                         Request::Chunk { manifest, chunk } => {
                             provider.chunk(&peer, &manifest, &chunk)
                         }
@@ -121,7 +119,7 @@ impl EventLoop {
                             }
                             r
                         }
-                        _ => Response::Invalid("not a chunk request".into()),
+                        _ => Response::Invalid("not a read request".into()),
                     })
                     .await
                     .unwrap_or(Response::Busy);
