@@ -161,15 +161,8 @@ impl Catalog {
         &self,
         chunks: &mesh_storage::ChunkStore,
     ) -> Result<Vec<ManifestHash>, NodeError> {
-        let mut complete = Vec::new();
-        self.for_each_stored(Tree::Complete, |key, _| {
-            if let Ok(bytes) = <[u8; 32]>::try_from(key) {
-                complete.push(ManifestHash::from_bytes(bytes));
-            }
-            Ok(())
-        })?;
         let mut unmarked = Vec::new();
-        for hash in complete {
+        for hash in self.stored_hashes(Tree::Complete)? {
             let whole = match self.manifest(&hash) {
                 Ok(Some((_, m))) => m
                     .files
@@ -190,8 +183,13 @@ impl Catalog {
 
     /// Hashes of every verified manifest this node knows.
     pub fn known_manifests(&self) -> Result<Vec<ManifestHash>, NodeError> {
+        self.stored_hashes(Tree::Manifests)
+    }
+
+    /// The manifest hashes that key `tree` (manifests, or completed products).
+    fn stored_hashes(&self, tree: Tree) -> Result<Vec<ManifestHash>, NodeError> {
         let mut out = Vec::new();
-        self.for_each_stored(Tree::Manifests, |key, _| {
+        self.for_each_stored(tree, |key, _| {
             if let Ok(bytes) = <[u8; 32]>::try_from(key) {
                 out.push(ManifestHash::from_bytes(bytes));
             }

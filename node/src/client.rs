@@ -65,26 +65,24 @@ impl ApiClient {
         }
     }
 
-    /// `GET path` as JSON.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeError> {
-        let resp = self
-            .agent
+    fn call_get(&self, path: &str) -> Result<ureq::Response, NodeError> {
+        self.agent
             .get(&format!("{}{path}", self.base))
             .timeout(Duration::from_secs(60))
             .call()
-            .map_err(|e| self.map_err(e))?;
-        resp.into_json()
+            .map_err(|e| self.map_err(e))
+    }
+
+    /// `GET path` as JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeError> {
+        self.call_get(path)?
+            .into_json()
             .map_err(|e| NodeError::Network(format!("bad response from the daemon: {e}")))
     }
 
     /// `GET path` as text (for `/metrics`), at most 16 MiB.
     pub fn get_text(&self, path: &str) -> Result<String, NodeError> {
-        let resp = self
-            .agent
-            .get(&format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(60))
-            .call()
-            .map_err(|e| self.map_err(e))?;
+        let resp = self.call_get(path)?;
         let mut text = String::new();
         std::io::Read::read_to_string(
             &mut std::io::Read::take(resp.into_reader(), 16 << 20),

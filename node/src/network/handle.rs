@@ -70,79 +70,62 @@ impl NetworkHandle {
         self.peer_id
     }
 
+    /// Hands `command` to the event loop.
+    async fn send(&self, command: Command) -> Result<(), String> {
+        self.tx.send(command).await.map_err(|_| STOPPED.to_string())
+    }
+
+    /// Sends the command `make` builds around a reply channel and waits for the reply.
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(make(reply)).await?;
+        rx.await.map_err(|_| STOPPED.to_string())
+    }
+
     /// Sends a transfer request and waits for the response.
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Request {
-                peer,
-                request,
-                reply,
-            })
-            .await
-            .map_err(|_| STOPPED.to_string())?;
-        rx.await.map_err(|_| STOPPED.to_string())?
+        self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
     }
 
     /// Gossips an encoded signed announcement (retried until a peer is subscribed).
     pub async fn announce(&self, envelope: Vec<u8>) -> Result<(), String> {
-        self.tx
-            .send(Command::Announce { envelope })
-            .await
-            .map_err(|_| STOPPED.to_string())
+        self.send(Command::Announce { envelope }).await
     }
 
     /// Lowers `peer`'s gossip score by [`crate::scoring::CORRUPT_DATA_PENALTY`]: it
     /// sent chunks that fail verification.
     pub async fn penalize_corrupt_data(&self, peer: PeerId) -> Result<(), String> {
-        self.tx
-            .send(Command::Penalize { peer })
-            .await
-            .map_err(|_| STOPPED.to_string())
+        self.send(Command::Penalize { peer }).await
     }
 
     /// Gossips an encoded signed usage report.
     pub async fn gossip_usage(&self, envelope: Vec<u8>) -> Result<(), String> {
-        self.tx
-            .send(Command::GossipUsage { envelope })
-            .await
-            .map_err(|_| STOPPED.to_string())
+        self.send(Command::GossipUsage { envelope }).await
     }
 
     /// Gossips an encoded signed policy on the policy topic.
     pub async fn publish_policy(&self, envelope: Vec<u8>) -> Result<(), String> {
-        self.tx
-            .send(Command::PublishPolicy { envelope })
-            .await
-            .map_err(|_| STOPPED.to_string())
+        self.send(Command::PublishPolicy { envelope }).await
     }
 
     /// Connected peers.
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Peers { reply })
-            .await
-            .map_err(|_| STOPPED.to_string())?;
-        rx.await.map_err(|_| STOPPED.to_string())
+        self.ask(|reply| Command::Peers { reply }).await
     }
 
     /// Adds a peer to keep connected to, like a bootstrap peer: dialled now and
     /// redialled whenever the connection is lost.
     pub async fn add_peer(&self, peer: PeerId, addr: Multiaddr) -> Result<(), String> {
-        self.tx
-            .send(Command::AddPeer { peer, addr })
-            .await
-            .map_err(|_| STOPPED.to_string())
+        self.send(Command::AddPeer { peer, addr }).await
     }
 
     /// The addresses the swarm listens on.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, String> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::ListenAddrs { reply })
-            .await
-            .map_err(|_| STOPPED.to_string())?;
-        rx.await.map_err(|_| STOPPED.to_string())
+        self.ask(|reply| Command::ListenAddrs { reply }).await
     }
 }
