@@ -13,11 +13,13 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let sales = KeyPair::generate();
-    let finance = KeyPair::generate();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     let stranger = KeyPair::generate();
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
     let running = start_node(dir.path(), "node", "finance", &finance, &genesis, vec![]).await;
     let node = running.node.clone();
     let status = node.status().await.unwrap();
@@ -283,11 +285,13 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let sales = KeyPair::generate();
-    let finance = KeyPair::generate();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     let stranger = KeyPair::generate();
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
     let a = start_node(dir.path(), "a", "finance", &finance, &genesis, vec![]).await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
     let b = start_node(

@@ -21,9 +21,12 @@ fn busy_or_served(body: &Result<Vec<u8>, String>) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     // One request a second, five at once: forty requests in a burst cannot all pass
     // unless the burst takes over half a minute.
     let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
@@ -100,9 +103,12 @@ async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
         c.limits.transfers_per_peer = 4;
     })
@@ -181,9 +187,7 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_over_its_memory_limit_refuses_new_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys { sales, genesis, .. } = Keys::new();
     // Any running process uses more than 1 MiB.
     let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
         c.limits.max_memory_mib = 1;

@@ -12,9 +12,12 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     // A publishes; B fetches it and so becomes a second honest provider.
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
@@ -109,9 +112,12 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_provider_is_retried_not_abandoned() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -169,9 +175,12 @@ async fn a_busy_provider_is_retried_not_abandoned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_provider_gets_less_work() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
     let bytes = random_bytes(40_000_000, 0x2545_F491_4F6C_DD1D);

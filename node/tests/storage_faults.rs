@@ -9,6 +9,10 @@
 mod common;
 
 use common::*;
+use mesh_storage::Faults;
+
+/// Switches one fault on.
+type Inject = dyn Fn(&Faults);
 
 fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
     node.shared()
@@ -23,9 +27,12 @@ fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let (sales, finance) = (KeyPair::generate(), KeyPair::generate());
-    let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+    let Keys {
+        council,
+        sales,
+        finance,
+        genesis,
+    } = Keys::new();
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let bytes = random_bytes(4_000_000, 11);
     let data = data_dir(dir.path(), "big.bin", &bytes);
@@ -34,30 +41,34 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
 
     // Publish: disk full, failed sync, failed metadata write. Each is refused with
     // its cause and leaves no product behind.
-    chunk_faults.disk_full_after(1_000_000);
-    let err = a
-        .node
-        .publish(data.clone(), BIG_TOML.into())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("No space left on device"), "{err}");
-    chunk_faults.clear();
-    chunk_faults.fail_sync(true);
-    let err = a
-        .node
-        .publish(data.clone(), BIG_TOML.into())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("injected sync failure"), "{err}");
-    chunk_faults.clear();
-    meta_faults.fail_writes(true);
-    let err = a
-        .node
-        .publish(data.clone(), BIG_TOML.into())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("injected write failure"), "{err}");
-    meta_faults.clear();
+    // Which store, how to break it, and the cause the caller must be told.
+    let faults: [(&Faults, &Inject, &str); 3] = [
+        (
+            chunk_faults,
+            &|f| f.disk_full_after(1_000_000),
+            "No space left on device",
+        ),
+        (
+            chunk_faults,
+            &|f| f.fail_sync(true),
+            "injected sync failure",
+        ),
+        (
+            meta_faults,
+            &|f| f.fail_writes(true),
+            "injected write failure",
+        ),
+    ];
+    for (target, inject, cause) in faults {
+        inject(target);
+        let err = a
+            .node
+            .publish(data.clone(), BIG_TOML.into())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(cause), "{err}");
+        target.clear();
+    }
     assert_eq!(
         lists(&a.node, "sales/big"),
         None,
@@ -137,9 +148,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let sales = KeyPair::generate();
-    let genesis = genesis(&council, &[("sales", &sales)]);
+    let Keys { sales, genesis, .. } = Keys::new();
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let data = data_dir(dir.path(), "big.bin", &random_bytes(2_000_000, 3));
     a.node.publish(data, BIG_TOML.into()).await.unwrap();
@@ -182,9 +191,12 @@ async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_rolled_back_metadata_database_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let council = KeyPair::generate();
-    let sales = KeyPair::generate();
-    let genesis = genesis(&council, &[("sales", &sales)]);
+    let Keys {
+        council,
+        sales,
+        genesis,
+        ..
+    } = Keys::new();
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     a.shutdown().await.unwrap();
     let home = NodeHome::new(dir.path().join("a"));

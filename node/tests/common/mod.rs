@@ -284,6 +284,32 @@ pub(crate) fn spawn_rogue_with(
     tx
 }
 
+/// A 1-of-1 council and the publisher keys of two domains, sales and finance,
+/// registered by the genesis policy.
+pub(crate) struct Keys {
+    pub(crate) council: KeyPair,
+    pub(crate) sales: KeyPair,
+    pub(crate) finance: KeyPair,
+    pub(crate) genesis: Signed<Policy>,
+}
+
+impl Keys {
+    pub(crate) fn new() -> Self {
+        let (council, sales, finance) = (
+            KeyPair::generate(),
+            KeyPair::generate(),
+            KeyPair::generate(),
+        );
+        let genesis = genesis(&council, &[("sales", &sales), ("finance", &finance)]);
+        Keys {
+            council,
+            sales,
+            finance,
+            genesis,
+        }
+    }
+}
+
 /// A genesis policy (1-of-1 council, no rules) registering `domains`' publisher keys.
 pub(crate) fn genesis(council: &KeyPair, domains: &[(&str, &KeyPair)]) -> Signed<Policy> {
     let domains = domains
