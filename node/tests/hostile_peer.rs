@@ -303,9 +303,7 @@ async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
         vec![a_addr.clone()],
     )
     .await;
-    let seen = Arc::new(Seen::default());
-    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
-    let rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    let (rogue, seen) = spawn_idle_rogue(&a_addr, false);
     wait_for("the node's gossip subscription", || {
         seen.subscribed.load(Ordering::SeqCst)
     })

@@ -35,9 +35,7 @@ async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
     })
     .await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let seen = Arc::new(Seen::default());
-    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
-    let rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    let (rogue, seen) = spawn_idle_rogue(&a_addr, false);
     wait_for("the rogue to connect", || {
         seen.opened.load(AtomicOrdering::SeqCst) > 0
     })
@@ -121,9 +119,7 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     let chunks: Vec<Hash> = manifest.files[0].chunks.iter().map(|c| c.hash).collect();
 
     // The deaf rogue asks for 1 MiB-ish batches, twenty times, and reads nothing.
-    let seen = Arc::new(Seen::default());
-    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
-    let rogue = spawn_rogue_with(a_addr.parse().unwrap(), nothing, seen.clone(), true);
+    let (rogue, seen) = spawn_idle_rogue(&a_addr, true);
     wait_for("the rogue to connect", || {
         seen.opened.load(AtomicOrdering::SeqCst) > 0
     })
@@ -194,9 +190,7 @@ async fn a_node_over_its_memory_limit_refuses_new_connections() {
     })
     .await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let seen = Arc::new(Seen::default());
-    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
-    let _rogue = spawn_rogue(a_addr.parse().unwrap(), nothing, seen.clone());
+    let (_rogue, seen) = spawn_idle_rogue(&a_addr, false);
     wait_for("the connection to be refused", || {
         seen.refused.load(AtomicOrdering::SeqCst) > 0
             || seen.closed.load(AtomicOrdering::SeqCst) > 0

@@ -151,6 +151,14 @@ pub(crate) fn spawn_rogue(
     spawn_rogue_with(target, respond, seen, false)
 }
 
+/// A rogue dialling `addr` that answers every request `NotFound`; with what it saw.
+pub(crate) fn spawn_idle_rogue(addr: &str, deaf: bool) -> (mpsc::Sender<Cmd>, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let nothing: Responder = Arc::new(|_| framed(&wire::encode_response(&Response::NotFound)));
+    let rogue = spawn_rogue_with(addr.parse().unwrap(), nothing, seen.clone(), deaf);
+    (rogue, seen)
+}
+
 /// Like [`spawn_rogue`]; a `deaf` rogue sends requests and never reads a response
 /// (its own request timeout is two minutes, so it holds the streams open).
 pub(crate) fn spawn_rogue_with(
