@@ -37,7 +37,7 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         (_, Some(contract)) => {
             let yaml = std::fs::read_to_string(contract)
                 .with_context(|| format!("reading the contract {}", contract.display()))?;
-            let imported = mesh_protocol::odcs::import(&yaml)
+            let imported = mesh_contract::odcs::import(&yaml)
                 .with_context(|| format!("mapping {}", contract.display()))?;
             for part in &imported.unsupported {
                 eprintln!("note: not represented in the manifest: {part}");
@@ -132,7 +132,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                 r.manifest_error.as_deref().unwrap_or("unknown")
             )
         })?;
-        print!("{}", mesh_protocol::odcs::export(m)?);
+        print!("{}", mesh_contract::odcs::export(m)?);
         return Ok(());
     }
     if json {

@@ -8,7 +8,7 @@
 //! `fuzz/regressions/<name>/` through it in the normal test suite.
 
 use mesh_protocol::encoding::{decode, encode};
-use mesh_protocol::manifest::{ManifestDraft, PublishFacts};
+use mesh_contract::{ManifestDraft, PublishFacts};
 use mesh_protocol::usage::UsageReport;
 use mesh_protocol::wire::{self, Response};
 use mesh_protocol::{Announcement, KeyPair, Manifest, Policy, Signed, SignedKind};
@@ -74,7 +74,7 @@ fn envelope<T: SignedKind + Serialize + DeserializeOwned + PartialEq + std::fmt:
 pub fn frame(data: &[u8]) {
     let mut io = futures::io::Cursor::new(data);
     let read =
-        futures::executor::block_on(crate::codec::read_frame(&mut io, wire::MAX_RESPONSE_BYTES));
+        futures::executor::block_on(crate::net::transfer::codec::read_frame(&mut io, wire::MAX_RESPONSE_BYTES));
     if let Ok(body) = read {
         assert!(body.len() <= wire::MAX_RESPONSE_BYTES);
         wire_request(&body);
@@ -117,7 +117,7 @@ pub fn announcement(data: &[u8]) {
 pub fn manifest(data: &[u8]) {
     if let Some(m) = envelope::<Manifest>(data) {
         let _ = m.validate();
-        let _ = mesh_protocol::odcs::export(&m);
+        let _ = mesh_contract::odcs::export(&m);
     }
 }
 
@@ -158,7 +158,7 @@ pub fn odcs_yaml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = mesh_protocol::odcs::import(text);
+    let _ = mesh_contract::odcs::import(text);
 }
 
 /// A policy's rules text.
@@ -178,7 +178,7 @@ pub fn policy_change_toml(data: &[u8]) {
 /// A node's `config.toml`.
 pub fn config_toml(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(c) = crate::config::NodeConfig::from_toml(text) {
+        if let Ok(c) = crate::home::config::NodeConfig::from_toml(text) {
             let _ = c.validate();
             let _ = c.listen_addrs();
             let _ = c.bootstrap_addrs();

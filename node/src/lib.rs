@@ -2,104 +2,54 @@
 //! catalog of the mesh, serves manifests and chunks to peers and fetches them with
 //! BLAKE3 verification, under the council-signed governance policy.
 //!
-//! Map: [`home`] and [`config`] locate and configure a node; [`node::start`] opens
-//! the stores and spawns the [`network`] event loop (which owns the swarm built in
-//! [`behaviour`], speaks [`codec`] on the transfer protocol, and feeds the
-//! [`catalog`] under [`governance`]) and the control [`api`]. [`publish`] and
-//! [`fetch`] are the two data paths; [`client`] is the API's blocking client.
+//! Map (each folder's `mod.rs` says more):
+//! - `home/`: where a node keeps its identity, keys, config and policy seal;
+//! - `state/`: local state with no network: catalog, governance, usage, GC;
+//! - `net/`: the swarm event loop and its handle, gossip validation, sync, the
+//!   transfer protocol (codec, admission, serving);
+//! - `ops/`: what users ask for: publish, fetch and its scheduler, discovery,
+//!   policy submission, background prefetch and usage reports;
+//! - `api/`: the control API's types, server and typed client;
+//! - `node.rs`: the [`Node`] handle over the operations; `daemon.rs`: [`start`]
+//!   and ordered shutdown, the one file that wires every part.
+//!
+//! Dependencies point down: `daemon -> api -> node -> ops -> net -> state -> home`;
+//! `net` never names `ops`, `api` or `Node`.
 
 #![deny(missing_docs)]
 
 pub mod api;
-mod behaviour;
-pub mod catalog;
-pub mod client;
-pub mod codec;
-pub mod config;
-pub mod fetch;
+mod clock;
+mod daemon;
+mod error;
 pub mod fuzzing;
-pub mod gc;
-pub mod governance;
-pub mod health;
 pub mod home;
-pub mod keyfile;
-pub mod limits;
-pub mod network;
-pub mod node;
-pub mod policy_file;
-pub mod publish;
-pub mod quality;
-pub mod scoring;
-pub mod seal;
-mod serve;
-mod sync;
-pub mod usage;
+mod metrics;
+mod net;
+mod node;
+mod ops;
+mod state;
+mod task;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
-use std::path::Path;
-
-pub use behaviour::{
+pub use api::{ApiClient, ClientError};
+pub use clock::{unix_now, unix_now_ms};
+pub use daemon::{start, RunOptions, RunningNode};
+pub use error::{ErrorClass, NodeError};
+pub use home::{HomeError, NodeHome};
+pub use libp2p::PeerId;
+pub use net::behaviour::{
     ANNOUNCE_TOPIC, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES,
     MAX_PENDING_CONNECTIONS, POLICY_TOPIC, USAGE_TOPIC,
 };
-pub use client::ApiClient;
-pub use home::NodeHome;
-pub use libp2p::PeerId;
-pub use node::{start, Node, RunOptions, RunningNode};
-
-/// Any failure of a node operation, phrased for the person who has to fix it.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    /// The request or the setup is wrong; the message says how to fix it.
-    #[error("{0}")]
-    Usage(String),
-    /// A manifest draft has missing or invalid fields.
-    #[error("invalid manifest: {}", .0.join("; "))]
-    InvalidManifest(Vec<String>),
-    /// The data breaks the contract its manifest declares (and the policy refuses
-    /// such publishes).
-    #[error("the data breaks its contract:\n  {}", .0.join("\n  "))]
-    Quality(Vec<String>),
-    /// The thing asked for does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The policy refuses it.
-    #[error("{0}")]
-    Rejected(String),
-    /// No peer could provide it.
-    #[error("{0}")]
-    Unavailable(String),
-    /// No genesis policy is installed in the home.
-    #[error("no genesis policy installed: run `mesh init --home HOME --genesis FILE`")]
-    NoGenesis,
-    /// Local data failed verification.
-    #[error("corrupt local data: {0}")]
-    Corrupt(String),
-    /// The network layer failed.
-    #[error("network: {0}")]
-    Network(String),
-    /// A file operation failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// Where.
-        path: std::path::PathBuf,
-        /// What.
-        source: std::io::Error,
-    },
-    /// The metadata store failed.
-    #[error(transparent)]
-    Store(#[from] mesh_storage::StoreError),
-    /// The chunk store failed.
-    #[error(transparent)]
-    Chunk(#[from] mesh_storage::ChunkError),
-}
-
-impl NodeError {
-    /// An I/O error mapper for `path`.
-    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
-        move |source| NodeError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
+pub use net::scoring::GRAYLIST_THRESHOLD;
+pub use net::NetError;
+pub use node::Node;
+pub use ops::discover::DiscoverError;
+pub use ops::fetch::FetchError;
+pub use ops::publish::PublishError;
+pub use ops::submit::SubmitError;
+pub use state::governance::{install_genesis, GenesisError};
+pub use state::{Invalid, OfferError, StateError};
+pub use task::TaskError;

@@ -1,110 +1,36 @@
-//! Starting and stopping a node: opens the home's stores, loads the policy, builds the
-//! swarm, spawns the network loop and the control API, and tears them down in order.
+//! [`Node`]: the handle to a running node's operations, used by the control API
+//! and by embedders. Each method is a thin delegation to the part that does the
+//! work (`ops/`, `state/`, `net/`); publish and fetch hold the work lock shared,
+//! GC exclusively.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use libp2p::{Multiaddr, PeerId};
-use mesh_protocol::{DomainName, KeyPair};
-use mesh_storage::{ChunkStore, MetaStore, SledStore};
-use serde::Serialize;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::info;
+use mesh_contract::health::{Lineage, SlaState};
+use mesh_protocol::{DomainName, Manifest, Policy, ProductId, ProductRef, Signed};
+use mesh_storage::{ChunkStore, MetaStore};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, RwLock};
 
-use futures::StreamExt;
-
-use crate::behaviour::build_swarm;
-use crate::catalog::Catalog;
-use crate::governance::Governance;
-use crate::home::{write_atomic, NodeHome};
-use crate::network::{EventLoop, NetworkHandle};
-use crate::NodeError;
-
-/// State shared by the network loop, the API and the publish / fetch tasks.
-#[derive(Debug)]
-pub struct Shared {
-    /// Metadata.
-    pub store: Arc<dyn MetaStore>,
-    /// Chunks.
-    pub chunks: Arc<ChunkStore>,
-    /// The catalog.
-    pub catalog: Catalog,
-    /// The enforced policy.
-    pub governance: Governance,
-    /// This node's domain.
-    pub domain: DomainName,
-    /// The domain publisher key, if this home holds one.
-    pub publisher: Option<KeyPair>,
-    /// The node home.
-    pub home: NodeHome,
-    /// Publish and fetch hold it shared; GC holds it exclusively.
-    pub work_lock: tokio::sync::RwLock<()>,
-    /// Complete versions per product kept by GC (`keep_versions` in config.toml).
-    pub keep_versions: usize,
-    /// Metrics registered by libp2p behaviours (served at `GET /metrics`).
-    pub metrics: prometheus_client::registry::Registry,
-    /// The node's own counters (served at `GET /metrics`).
-    pub stats: Stats,
-    /// Serializes updates of the usage counts.
-    pub(crate) usage_lock: std::sync::Mutex<()>,
-    /// Signalled when a usage count changes (a report is due).
-    pub(crate) usage_changed: tokio::sync::Notify,
-}
-
-/// Counters of what this node did since it started.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Chunk bytes served to peers.
-    pub served_bytes: std::sync::atomic::AtomicU64,
-    /// Chunk requests served (single chunks and batches).
-    pub served_requests: std::sync::atomic::AtomicU64,
-    /// Bytes downloaded by completed fetches.
-    pub fetched_bytes: std::sync::atomic::AtomicU64,
-    /// Completed fetches.
-    pub fetches: std::sync::atomic::AtomicU64,
-    /// Completed publishes.
-    pub publishes: std::sync::atomic::AtomicU64,
-    /// Inbound transfer requests answered `Busy` by the per-peer or overall limits.
-    pub refused_requests: std::sync::atomic::AtomicU64,
-    /// Reads (manifests and chunks) admitted whose responses are not yet written.
-    pub reads_in_flight: std::sync::atomic::AtomicU64,
-}
-
-/// Command-line overrides of `config.toml`.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Replace the configured listen addresses.
-    pub listen: Vec<String>,
-    /// Add bootstrap peers.
-    pub bootstrap: Vec<String>,
-    /// Replace the control API address.
-    pub api_listen: Option<SocketAddr>,
-    /// Turn peer discovery off (`discovery = false`): connect only to bootstrap peers.
-    pub no_discovery: bool,
-}
-
-/// A running node: clone [`Node`] to use it, call [`RunningNode::shutdown`] to stop.
-#[derive(Debug)]
-pub struct RunningNode {
-    /// The node's operations.
-    pub node: Node,
-    /// Where the control API listens.
-    pub api_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// A handle to a running node's operations.
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) net: NetworkHandle,
-}
+use crate::clock::unix_now;
+use crate::error::NodeError;
+use crate::home::NodeHome;
+use crate::metrics::{gauge_value, Metrics};
+use crate::net::{NetworkHandle, PeerInfo};
+use crate::ops::discover;
+use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
+use crate::ops::publish::{CheckReport, Published, Publisher};
+use crate::ops::submit::{self, Submitted};
+use crate::state::catalog::{Catalog, CatalogEntry, Filter};
+use crate::state::gc::{self, GcReport};
+use crate::state::governance::Governance;
+use crate::state::usage::{ProductUsage, UsageLedger};
+use crate::task::blocking;
 
 /// What `mesh status` shows.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// libp2p peer id.
     pub peer_id: String,
@@ -130,277 +56,260 @@ pub struct NodeStatus {
     pub publisher_key: Option<String>,
 }
 
-/// The outcome of submitting a policy.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Submitted {
-    /// The node's policy version after the submission.
-    pub version: u64,
-    /// Versions newly accepted.
-    pub accepted: Vec<u64>,
+/// The parts a node is made of, handed over by the daemon at start.
+pub(crate) struct Parts {
+    pub(crate) net: NetworkHandle,
+    pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) catalog: Catalog,
+    pub(crate) governance: Governance,
+    pub(crate) usage: UsageLedger,
+    pub(crate) publisher: Publisher,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: Registry,
+    pub(crate) keep_versions: usize,
+    pub(crate) domain: DomainName,
+    pub(crate) home: NodeHome,
+}
+
+/// A handle to a running node's operations; cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    parts: Arc<Parts>,
+    /// Publish and fetch hold it shared; GC holds it exclusively.
+    work_lock: Arc<RwLock<()>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.peer_id())
+            .field("domain", &self.parts.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
-    /// Verifies a signed policy against the chain; if accepted, stores it, gossips it
-    /// and re-evaluates the catalog.
-    pub async fn submit_policy(
-        &self,
-        signed: mesh_protocol::Signed<mesh_protocol::Policy>,
-    ) -> Result<Submitted, NodeError> {
-        let governance = self.shared.governance.clone();
-        let s2 = signed.clone();
-        let offered = tokio::task::spawn_blocking(move || {
-            governance.offer(&[s2], crate::governance::unix_now())
-        })
-        .await
-        .map_err(|e| NodeError::Network(e.to_string()))??;
-        if let Some(e) = offered.error {
-            return Err(NodeError::Rejected(e.to_string()));
+    pub(crate) fn new(parts: Parts) -> Self {
+        Node {
+            parts: Arc::new(parts),
+            work_lock: Arc::new(RwLock::new(())),
         }
-        if !offered.accepted.is_empty() {
-            self.net
-                .publish_policy(signed.to_bytes())
-                .await
-                .map_err(NodeError::Network)?;
-            let catalog = self.shared.catalog.clone();
-            tokio::task::spawn_blocking(move || catalog.reevaluate())
-                .await
-                .map_err(|e| NodeError::Network(e.to_string()))??;
-        }
-        Ok(Submitted {
-            version: self.shared.governance.version(),
-            accepted: offered.accepted,
-        })
-    }
-
-    /// Fetches and records the manifest of an announced product, if not yet known.
-    pub async fn prefetch_manifest(
-        &self,
-        a: &mesh_protocol::Announcement,
-    ) -> Result<(), NodeError> {
-        if self.shared.catalog.manifest(&a.manifest)?.is_some() {
-            return Ok(());
-        }
-        let providers = self.candidate_providers(a).await?;
-        self.fetch_manifest(&a.manifest, &providers)
-            .await
-            .map(|_| ())
     }
 
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.net.peer_id()
-    }
-
-    /// The shared state.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// The network handle.
-    pub fn network(&self) -> &NetworkHandle {
-        &self.net
+        self.parts.net.peer_id()
     }
 
     /// Status summary.
     pub async fn status(&self) -> Result<NodeStatus, NodeError> {
-        let listen = self
+        let p = &self.parts;
+        let listen = p
             .net
             .listen_addrs()
-            .await
-            .map_err(NodeError::Network)?
+            .await?
             .into_iter()
             .map(|a: Multiaddr| format!("{a}/p2p/{}", self.peer_id()))
             .collect();
-        let peers = self.net.peers().await.map_err(NodeError::Network)?.len();
+        let peers = p.net.peers().await?.len();
         Ok(NodeStatus {
             peer_id: self.peer_id().to_string(),
-            domain: self.shared.domain.to_string(),
+            domain: p.domain.to_string(),
             listen,
             peers,
-            catalog: self.shared.catalog.len()?,
-            policy_version: self.shared.governance.version(),
-            policy_expired: self
-                .shared
-                .governance
-                .is_expired(crate::governance::unix_now()),
-            equivocations: self.shared.governance.equivocations(),
-            home: self.shared.home.root().to_owned(),
-            publisher_key: self
-                .shared
-                .publisher
-                .as_ref()
-                .map(|k| k.public().to_string()),
+            catalog: p.catalog.len()?,
+            policy_version: p.governance.version(),
+            policy_expired: p.governance.is_expired(unix_now()),
+            equivocations: p.governance.equivocations(),
+            home: p.home.root().to_owned(),
+            publisher_key: p.publisher.key.as_ref().map(|k| k.public().to_string()),
         })
     }
-}
 
-/// Announcements waiting for their manifest to be prefetched, at most.
-const PREFETCH_QUEUE: usize = 1024;
-/// Manifest prefetches in flight at once.
-const PREFETCH_CONCURRENCY: usize = 4;
+    /// Connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        Ok(self.parts.net.peers().await?)
+    }
 
-/// Fetches the manifests of newly announced products in the background, so every
-/// node can show their contracts and flag rule violations without a data fetch.
-async fn prefetch_manifests(
-    node: Node,
-    rx: tokio::sync::mpsc::Receiver<mesh_protocol::Announcement>,
-    shutdown: CancellationToken,
-) {
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) });
-    let work = stream.for_each_concurrent(PREFETCH_CONCURRENCY, |a| {
-        let node = node.clone();
-        async move {
-            if let Err(e) = node.prefetch_manifest(&a).await {
-                tracing::debug!(product = %a.product, "manifest prefetch: {e}");
-            }
-        }
-    });
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = work => {}
-    }
-}
-
-/// Starts a node from its home.
-pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, NodeError> {
-    let mut config = home.load_config()?;
-    if !options.listen.is_empty() {
-        config.listen = options.listen.clone();
-    }
-    config.bootstrap.extend(options.bootstrap.iter().cloned());
-    if options.no_discovery {
-        config.discovery = false;
-    }
-    if let Some(api) = options.api_listen {
-        config.api_listen = api;
-    }
-    config.validate()?;
-    let listen = config.listen_addrs()?;
-    let bootstrap = config.bootstrap_addrs()?;
-    let key = home.load_node_key()?;
-    let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
-    let seal = crate::seal::Seal::new(home.seal_path());
-    let governance = match Governance::load(store.clone()) {
-        Err(NodeError::NoGenesis) => {
-            seal.check(None, &home.db_path())?;
-            return Err(NodeError::Usage(format!(
-                "no genesis policy installed in {}: run `mesh init --home {} --genesis FILE` with the council-signed genesis",
-                home.root().display(),
-                home.root().display()
-            )));
-        }
-        other => other?,
-    };
-    seal.check(Some(governance.version()), &home.db_path())?;
-    seal.advance(governance.version())?;
-    let governance = governance.with_seal(seal);
-    let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
-    Catalog::new(store.clone(), governance.clone()).recheck_complete(&chunks)?;
-    let publisher = home.load_publisher_key(&config.domain).ok();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut swarm = build_swarm(key, &mut registry, &config)?;
-    let shared = Arc::new(Shared {
-        catalog: Catalog::new(store.clone(), governance.clone()),
-        store,
-        chunks,
-        governance,
-        domain: config.domain.clone(),
-        publisher,
-        home: home.clone(),
-        work_lock: tokio::sync::RwLock::new(()),
-        keep_versions: config.keep_versions,
-        metrics: registry,
-        stats: Stats::default(),
-        usage_lock: std::sync::Mutex::new(()),
-        usage_changed: tokio::sync::Notify::new(),
-    });
-
-    for addr in listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
-    }
-    let shutdown = CancellationToken::new();
-    let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
-    let (event_loop, net) = EventLoop::new(
-        swarm,
-        shared.clone(),
-        bootstrap,
-        &config,
-        prefetch_tx,
-        shutdown.child_token(),
-    );
-    let node = Node { shared, net };
-    let mut tasks = vec![
-        tokio::spawn(event_loop.run()),
-        tokio::spawn(prefetch_manifests(
-            node.clone(),
-            prefetch_rx,
-            shutdown.child_token(),
-        )),
-        tokio::spawn(crate::usage::report_loop(
-            node.clone(),
-            shutdown.child_token(),
-        )),
-    ];
-
-    // Return only once the swarm listens, so callers can read its address at once.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while node
-        .net
-        .listen_addrs()
-        .await
-        .map_err(NodeError::Network)?
-        .is_empty()
-    {
-        if tokio::time::Instant::now() > deadline {
-            return Err(NodeError::Network(
-                "the swarm reported no listen address within 10 s; check --listen".into(),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let listener = tokio::net::TcpListener::bind(config.api_listen)
-        .await
-        .map_err(|e| {
-            NodeError::Usage(format!(
-                "cannot bind the control API on {}: {e}",
-                config.api_listen
+    /// Adds a peer to keep connected to (dialled now, redialled when lost); `addr`
+    /// is a multiaddr ending in `/p2p/<peer id>`.
+    pub async fn add_peer(&self, addr: &str) -> Result<Multiaddr, NodeError> {
+        let addr: Multiaddr = addr.parse().map_err(|e| {
+            NodeError::BadRequest(format!(
+                "{addr:?} is not a multiaddr ({e}); example: /ip4/127.0.0.1/tcp/4801/p2p/12D3..."
             ))
         })?;
-    let api_addr = listener.local_addr().map_err(NodeError::io(home.root()))?;
-    tasks.push(tokio::spawn(crate::api::serve(
-        listener,
-        node.clone(),
-        home.load_token()?,
-        shutdown.child_token(),
-    )));
-    write_atomic(&home.api_addr_path(), api_addr.to_string().as_bytes())?;
-    info!(peer = %node.peer_id(), %api_addr, domain = %config.domain, "node started");
-    Ok(RunningNode {
-        node,
-        api_addr,
-        shutdown,
-        tasks,
-    })
-}
-
-impl RunningNode {
-    /// The token that stops the node when cancelled.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NodeError::BadRequest(format!(
+                "{addr} must end with /p2p/<peer id> (see `mesh status` on that node)"
+            )));
+        };
+        self.parts.net.add_peer(peer, addr.clone()).await?;
+        Ok(addr)
     }
 
-    /// Stops accepting work, ends the network loop and the API, flushes the store.
-    pub async fn shutdown(self) -> Result<(), NodeError> {
-        self.shutdown.cancel();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let _ = std::fs::remove_file(self.node.shared.home.api_addr_path());
-        self.node.shared.store.flush()?;
-        info!("node stopped");
-        Ok(())
+    /// The catalog filtered by `filter`, each product's newest version annotated
+    /// with its health at `now` (unix seconds).
+    pub async fn products(&self, filter: Filter, now: u64) -> Result<Vec<CatalogEntry>, NodeError> {
+        Ok(discover::products_at(&self.parts.catalog, &self.parts.net, filter, now).await?)
+    }
+
+    /// The catalog entry of `target` with its health at `now`, and its verified
+    /// manifest, from the local store or (without storing it) from a provider.
+    pub async fn describe(
+        &self,
+        target: &ProductRef,
+        now: u64,
+    ) -> Result<(CatalogEntry, Result<Manifest, FetchError>), NodeError> {
+        let (mut entry, manifest) = self.parts.fetcher.describe(target).await?;
+        let filter = Filter {
+            domain: Some(target.id.domain().to_string()),
+            ..Filter::default()
+        };
+        entry.health = self
+            .products(filter, now)
+            .await?
+            .into_iter()
+            .find(|e| e.announcement.manifest == entry.announcement.manifest)
+            .and_then(|e| e.health);
+        Ok((entry, manifest))
+    }
+
+    /// The lineage graph of `product` from the manifests this node knows.
+    pub async fn lineage(&self, product: &ProductId) -> Result<Lineage, NodeError> {
+        Ok(discover::lineage_of(&self.parts.catalog, &product.to_string()).await?)
+    }
+
+    /// Adds up the usage of `product` from every provider report this node holds.
+    pub async fn usage(&self, product: ProductId) -> Result<ProductUsage, NodeError> {
+        let usage = self.parts.usage.clone();
+        blocking(move || Ok::<_, NodeError>(usage.totals(&product)?)).await
+    }
+
+    /// Policy `version` (the current one when `None`) as signed.
+    pub fn policy(&self, version: Option<u64>) -> Result<(Signed<Policy>, Policy), NodeError> {
+        let g = &self.parts.governance;
+        let version = version.unwrap_or_else(|| g.version());
+        let signed = g.get(version).ok_or_else(|| {
+            NodeError::NotFound(format!(
+                "this node holds policy versions 1..={}, not {version}",
+                g.version()
+            ))
+        })?;
+        let policy = signed
+            .value()
+            .map_err(|e| crate::state::StateError::corrupt("stored policy", e))?;
+        Ok((signed, policy))
+    }
+
+    /// Every policy version, oldest first.
+    pub fn policy_history(&self) -> Vec<(Signed<Policy>, Policy)> {
+        self.parts.governance.history()
+    }
+
+    /// Verifies a signed policy against the chain; if accepted, stores it, gossips it
+    /// and re-evaluates the catalog.
+    pub async fn submit_policy(&self, signed: Signed<Policy>) -> Result<Submitted, NodeError> {
+        let p = &self.parts;
+        Ok(submit::submit_policy(&p.governance, &p.catalog, &p.net, signed).await?)
+    }
+
+    /// Would publishing `draft_toml` from this node be allowed? A dry run.
+    pub async fn check(&self, draft_toml: String) -> Result<CheckReport, NodeError> {
+        let publisher = self.parts.publisher.clone();
+        blocking(move || Ok::<_, NodeError>(publisher.check(&draft_toml))).await
+    }
+
+    /// Publishes the files at `path` described by `draft_toml` and gossips the
+    /// announcement.
+    pub async fn publish(&self, path: PathBuf, draft_toml: String) -> Result<Published, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        let publisher = self.parts.publisher.clone();
+        let (published, envelope) = blocking(move || {
+            publisher
+                .publish(&path, &draft_toml)
+                .map_err(NodeError::from)
+        })
+        .await?;
+        tracing::info!(product = %published.product, version = %published.version, "published");
+        self.parts.metrics.publishes.inc();
+        self.parts.net.announce(envelope).await?;
+        Ok(published)
+    }
+
+    /// Fetches `target` (latest version when none is given), verifies it, and writes
+    /// its files under `out` if given; progress goes to `progress`.
+    pub async fn fetch(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        Ok(self.parts.fetcher.fetch(target, out, progress).await?)
+    }
+
+    /// Runs GC keeping `keep` complete versions per product (default: the
+    /// configured `keep_versions`; at least 1).
+    pub async fn gc(&self, keep: Option<usize>, dry_run: bool) -> Result<GcReport, NodeError> {
+        let _exclusive = self.work_lock.write().await;
+        let keep = keep.unwrap_or(self.parts.keep_versions);
+        let (catalog, chunks) = (self.parts.catalog.clone(), self.parts.chunks.clone());
+        blocking(move || Ok::<_, NodeError>(gc::collect(&catalog, &chunks, keep, dry_run)?)).await
+    }
+
+    /// The metrics in OpenMetrics text: libp2p's (`gossipsub_*`) and the node's
+    /// own (`mesh_*`), with the catalog and SLA gauges as of now.
+    pub async fn metrics_text(&self) -> Result<String, NodeError> {
+        let p = &self.parts;
+        let entries = self.products(Filter::default(), unix_now()).await?;
+        let sla = |state: SlaState| {
+            gauge_value(
+                entries
+                    .iter()
+                    .filter(|e| e.health.as_ref().is_some_and(|h| h.sla == state))
+                    .count(),
+            )
+        };
+        let m = &p.metrics;
+        m.peers.set(gauge_value(p.net.peers().await?.len()));
+        m.policy_version.set(gauge_value(p.governance.version()));
+        m.catalog_versions.set(gauge_value(entries.len()));
+        m.catalog_products
+            .set(gauge_value(entries.iter().filter(|e| e.health.is_some()).count()));
+        m.catalog_local_versions
+            .set(gauge_value(entries.iter().filter(|e| e.local).count()));
+        m.sla_ok.set(sla(SlaState::Ok));
+        m.sla_late.set(sla(SlaState::Late));
+        m.sla_at_risk.set(sla(SlaState::AtRisk));
+        m.chunks.set(gauge_value(p.chunks.len()));
+        let mut text = String::new();
+        // Formatting into a String cannot fail; the encoder's only error is the writer's.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &p.registry);
+        Ok(text)
+    }
+
+    /// The node home.
+    pub fn home(&self) -> &NodeHome {
+        &self.parts.home
+    }
+
+    /// Flushes the metadata store (at shutdown).
+    pub(crate) fn flush(&self) -> Result<(), NodeError> {
+        Ok(self.parts.store.flush()?)
+    }
+
+    /// A view of the node's internals for tests.
+    #[cfg(feature = "test-support")]
+    pub fn probe(&self) -> crate::testing::Probe {
+        let p = &self.parts;
+        crate::testing::Probe::new(
+            p.catalog.clone(),
+            p.chunks.clone(),
+            p.store.clone(),
+            p.metrics.clone(),
+        )
     }
 }

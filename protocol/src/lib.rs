@@ -1,6 +1,7 @@
-//! Pure types of the mesh: hashes, identifiers, keys, the canonical encoding, signed
-//! envelopes, product manifests, announcements, the governance policy and the wire
-//! messages nodes exchange.
+//! What every node signs and verifies on the wire: hashes, identifiers, keys, the
+//! canonical encoding, signed envelopes, product manifests, announcements, the
+//! governance policy chain and its rules, and the wire messages nodes exchange.
+//! The authoring side of products (drafts, ODCS, quality) is `mesh-contract`.
 //!
 //! Nothing here does I/O or knows about tokio or libp2p: `storage/` persists these
 //! types, `node/` moves them over the network, and both rely on this crate for the
@@ -18,11 +19,9 @@ pub mod hash;
 pub mod id;
 pub mod keys;
 pub mod manifest;
-pub mod odcs;
 pub mod policy;
 pub mod policy_change;
 pub mod rules;
-pub mod schema_diff;
 pub mod signed;
 pub mod usage;
 pub mod wire;

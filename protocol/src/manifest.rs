@@ -3,16 +3,15 @@
 //! Field names follow the Open Data Contract Standard where one exists (`status`,
 //! `description`, `owner`, `schema` with `logicalType`-like types and
 //! `classification`, `sla` with freshness / frequency / availability / retention).
-//! A [`ManifestDraft`] is what a domain team writes (TOML, see the README); the node
-//! adds the files, timestamps and publisher key to make a [`Manifest`], which is
-//! signed and named by its [`ManifestHash`](crate::ManifestHash).
+//! The authoring form (`product.toml`) lives in the `mesh-contract` crate; a node
+//! adds the files, timestamps and publisher key to it to make a [`Manifest`], which
+//! is signed and named by its [`ManifestHash`](crate::ManifestHash).
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::duration::parse_duration;
 use crate::hash::Hash;
 use crate::id::ProductId;
 use crate::keys::PublicKey;
@@ -247,7 +246,8 @@ pub struct FieldError {
     pub problem: String,
 }
 
-fn field_err(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
+/// A [`FieldError`] for `field`.
+pub fn field_err(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
     FieldError {
         field: field.into(),
         problem: problem.into(),
@@ -324,249 +324,6 @@ impl Manifest {
         }
         if errs.is_empty() {
             Ok(())
-        } else {
-            Err(errs)
-        }
-    }
-}
-
-/// What a domain team writes in `product.toml`; see the README for a full example.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManifestDraft {
-    /// `domain/name`.
-    pub id: String,
-    /// Semver version of this release.
-    pub version: String,
-    /// Lifecycle status; defaults to `active`.
-    #[serde(default)]
-    pub status: Option<Status>,
-    /// One-line title.
-    pub title: Option<String>,
-    /// What the data is.
-    pub description: Option<String>,
-    /// Overall sensitivity; defaults to `internal`.
-    #[serde(default)]
-    pub classification: Option<Classification>,
-    /// Tags for discovery.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Consumer domains (see [`Manifest::consumers`]).
-    #[serde(default)]
-    pub consumers: Vec<String>,
-    /// Owning team.
-    pub owner: Option<OwnerDraft>,
-    /// Columns.
-    #[serde(default)]
-    pub schema: Vec<FieldDraft>,
-    /// Service levels.
-    #[serde(default)]
-    pub sla: SlaDraft,
-    /// Upstream products.
-    #[serde(default)]
-    pub lineage: Vec<UpstreamDraft>,
-}
-
-/// `[owner]` in `product.toml`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OwnerDraft {
-    /// Team name.
-    pub team: Option<String>,
-    /// Contact.
-    #[serde(default)]
-    pub contact: String,
-}
-
-/// `[[schema]]` in `product.toml`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldDraft {
-    /// Column name.
-    pub name: String,
-    /// Logical type (`string`, `integer`, `number`, `boolean`, `date`, `timestamp`,
-    /// `object`, `array`).
-    #[serde(rename = "type")]
-    pub logical_type: LogicalType,
-    /// Whether values are required.
-    #[serde(default)]
-    pub required: bool,
-    /// Meaning.
-    #[serde(default)]
-    pub description: String,
-    /// Sensitivity; defaults to `internal`.
-    #[serde(default)]
-    pub classification: Option<Classification>,
-    /// Whether values must be unique.
-    #[serde(default)]
-    pub unique: bool,
-}
-
-/// `[sla]` in `product.toml`, with human durations such as `24h`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlaDraft {
-    /// Maximum data age, e.g. `24h`.
-    pub freshness: Option<String>,
-    /// Publication cadence, e.g. `1d`.
-    pub update_frequency: Option<String>,
-    /// Availability target in percent, e.g. `99.9`.
-    pub availability: Option<f64>,
-    /// Retention, e.g. `365d`.
-    pub retention: Option<String>,
-}
-
-/// `[[lineage]]` in `product.toml`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamDraft {
-    /// Upstream product id.
-    pub id: String,
-    /// Exact upstream manifest hash, if pinned.
-    pub manifest: Option<String>,
-}
-
-/// Everything a node adds to a draft to make a manifest.
-#[derive(Debug)]
-pub struct PublishFacts {
-    /// The data files, chunked.
-    pub files: Vec<FileEntry>,
-    /// Publication time, unix seconds.
-    pub created_at: u64,
-    /// The signing publisher key.
-    pub publisher: PublicKey,
-    /// Data-quality metrics, if measured.
-    pub quality: Option<Quality>,
-}
-
-impl ManifestDraft {
-    /// Turns the draft into a manifest, listing every missing or invalid field.
-    pub fn into_manifest(self, facts: PublishFacts) -> Result<Manifest, Vec<FieldError>> {
-        let mut errs = Vec::new();
-        let id = self
-            .id
-            .parse::<ProductId>()
-            .map_err(|e| errs.push(field_err("id", e.to_string())))
-            .ok();
-        let version = semver::Version::parse(&self.version)
-            .map_err(|e| {
-                errs.push(field_err(
-                    "version",
-                    format!("{:?} is not semver ({e}); use e.g. 1.0.0", self.version),
-                ))
-            })
-            .ok();
-        let title = self.title.unwrap_or_default();
-        if title.trim().is_empty() {
-            errs.push(field_err("title", "is missing: add title = \"...\""));
-        }
-        let owner = match self.owner {
-            Some(OwnerDraft {
-                team: Some(team),
-                contact,
-            }) if !team.trim().is_empty() => Owner { team, contact },
-            _ => {
-                errs.push(field_err(
-                    "owner.team",
-                    "is missing: add [owner] with team = \"...\"",
-                ));
-                Owner {
-                    team: String::new(),
-                    contact: String::new(),
-                }
-            }
-        };
-        let mut duration = |name: &str, v: Option<String>| {
-            v.and_then(|s| {
-                parse_duration(&s)
-                    .map_err(|e| errs.push(field_err(format!("sla.{name}"), e)))
-                    .ok()
-            })
-        };
-        let freshness_secs = duration("freshness", self.sla.freshness);
-        let update_frequency_secs = duration("update_frequency", self.sla.update_frequency);
-        let retention_secs = duration("retention", self.sla.retention);
-        let availability_bp = match self.sla.availability {
-            None => None,
-            Some(p) if (0.0..=100.0).contains(&p) => Some((p * 100.0).round() as u16),
-            Some(p) => {
-                errs.push(field_err(
-                    "sla.availability",
-                    format!("{p} is not a percentage between 0 and 100"),
-                ));
-                None
-            }
-        };
-        let mut lineage = Vec::new();
-        for (i, u) in self.lineage.into_iter().enumerate() {
-            let id =
-                u.id.parse::<ProductId>()
-                    .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
-                    .ok();
-            let manifest = match u.manifest {
-                None => None,
-                Some(h) => h
-                    .parse::<Hash>()
-                    .map_err(|e| {
-                        errs.push(field_err(format!("lineage[{i}].manifest"), e.to_string()))
-                    })
-                    .ok(),
-            };
-            if let Some(id) = id {
-                lineage.push(Upstream { id, manifest });
-            }
-        }
-        let mut consumers = Vec::new();
-        for (i, c) in self.consumers.iter().enumerate() {
-            match crate::DomainName::new(c) {
-                Ok(d) => consumers.push(d),
-                Err(e) => errs.push(field_err(format!("consumers[{i}]"), e.to_string())),
-            }
-        }
-        let schema = self
-            .schema
-            .into_iter()
-            .map(|f| Field {
-                name: f.name,
-                logical_type: f.logical_type,
-                required: f.required,
-                description: f.description,
-                classification: f.classification.unwrap_or(Classification::Internal),
-                unique: f.unique,
-            })
-            .collect();
-        let (Some(id), Some(version)) = (id, version) else {
-            return Err(errs);
-        };
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            id,
-            version,
-            status: self.status.unwrap_or(Status::Active),
-            title,
-            description: self.description.unwrap_or_default(),
-            owner,
-            tags: self.tags,
-            classification: self.classification.unwrap_or(Classification::Internal),
-            consumers,
-            schema,
-            sla: Sla {
-                freshness_secs,
-                update_frequency_secs,
-                availability_bp,
-                retention_secs,
-            },
-            lineage,
-            files: facts.files,
-            quality: facts.quality,
-            created_at: facts.created_at,
-            publisher: facts.publisher,
-        };
-        if let Err(more) = manifest.validate() {
-            errs.extend(more);
-        }
-        if errs.is_empty() {
-            Ok(manifest)
         } else {
             Err(errs)
         }

@@ -1,5 +1,5 @@
 //! Governance rules with an injected clock and hand-built hostile inputs: the policy
-//! chain (TUF root rules), the domain registry, Cedar rules and schema evolution.
+//! chain (TUF root rules), the domain registry, and Cedar rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -10,7 +10,6 @@ use mesh_protocol::manifest::*;
 use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
 use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::rules::{Decision, Rules};
-use mesh_protocol::schema_diff::breaking_changes;
 use mesh_protocol::*;
 
 const NOW: u64 = 1_800_000_000;
@@ -424,61 +423,3 @@ fn rules_fail_closed_and_empty_rules_allow() {
     assert_eq!(deny_rule(none.publish(&sales, &manifest())), "default-deny");
 }
 
-#[test]
-fn schema_breaking_changes_are_detected() {
-    let old = manifest();
-    let mut new = manifest();
-    assert!(breaking_changes(&old, &new).is_empty());
-    new.schema.push(Field {
-        name: "extra".into(),
-        logical_type: LogicalType::Number,
-        required: false,
-        description: String::new(),
-        classification: Classification::Public,
-        unique: false,
-    });
-    new.schema[1].required = false;
-    assert!(
-        breaking_changes(&old, &new).is_empty(),
-        "adding an optional field is compatible"
-    );
-
-    type Change = Box<dyn Fn(&mut Manifest)>;
-    let cases: Vec<(Change, &str)> = vec![
-        (
-            Box::new(|m| {
-                m.schema.remove(1);
-            }),
-            "was removed",
-        ),
-        (Box::new(|m| m.schema[1].required = true), "became required"),
-        (
-            Box::new(|m| m.schema[0].logical_type = LogicalType::String),
-            "changed type",
-        ),
-        (
-            Box::new(|m| m.schema[0].classification = Classification::Public),
-            "loosened its classification",
-        ),
-        (
-            Box::new(|m| {
-                m.schema.push(Field {
-                    name: "new".into(),
-                    logical_type: LogicalType::Date,
-                    required: true,
-                    description: String::new(),
-                    classification: Classification::Internal,
-                    unique: false,
-                })
-            }),
-            "added as required",
-        ),
-    ];
-    for (change, expect) in cases {
-        let mut m = manifest();
-        change(&mut m);
-        let found = breaking_changes(&old, &m);
-        assert_eq!(found.len(), 1, "{expect}: {found:?}");
-        assert!(found[0].to_string().contains(expect), "{}", found[0]);
-    }
-}

@@ -212,6 +212,7 @@ impl ChunkStore {
     }
 
     /// The faults injected into this store's I/O, for tests of error paths.
+    #[cfg(feature = "faults")]
     pub fn faults(&self) -> &Faults {
         &self.faults
     }

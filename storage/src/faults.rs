@@ -1,83 +1,115 @@
-//! Injected storage faults, for tests of the error paths: a [`ChunkStore`] or
-//! [`SledStore`] fails its writes, fails its syncs, or runs out of space when its
-//! [`Faults`] say so. Every store carries one, switched off; nothing in the node
-//! switches it on. Tests reach it through `faults()` on the store.
+//! The fault seam of the stores, for tests of the error paths: a `ChunkStore` or
+//! `SledStore` fails its writes, fails its syncs, or runs out of space when its
+//! `Faults` say so.
 //!
-//! [`ChunkStore`]: crate::ChunkStore
-//! [`SledStore`]: crate::SledStore
+//! The switches exist only with the `faults` cargo feature, which tests enable
+//! (`mesh-node`'s `test-support` turns it on). Without it `Faults` is an empty type
+//! whose checks always pass and compile away: a release build carries no switch.
 
-use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(feature = "faults")]
+pub use switches::Faults;
 
-/// `ENOSPC`, the error a full disk gives.
-const ENOSPC: i32 = 28;
+#[cfg(not(feature = "faults"))]
+pub(crate) use disabled::Faults;
 
-/// Which faults to inject. All off by default.
-#[derive(Debug)]
-pub struct Faults {
-    /// Bytes that may still be written before the disk is "full".
-    space_left: AtomicU64,
-    fail_writes: AtomicBool,
-    fail_sync: AtomicBool,
-}
+#[cfg(not(feature = "faults"))]
+mod disabled {
+    use std::io;
 
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            space_left: AtomicU64::new(u64::MAX),
-            fail_writes: AtomicBool::new(false),
-            fail_sync: AtomicBool::new(false),
+    /// No faults: every check passes.
+    #[derive(Debug, Default)]
+    pub(crate) struct Faults;
+
+    impl Faults {
+        /// Called before writing `len` bytes.
+        #[inline]
+        pub(crate) fn before_write(&self, _len: usize) -> io::Result<()> {
+            Ok(())
+        }
+
+        /// Called before making writes durable.
+        #[inline]
+        pub(crate) fn before_sync(&self) -> io::Result<()> {
+            Ok(())
         }
     }
 }
 
-impl Faults {
-    /// The disk fills after `bytes` more bytes: writes then fail with `ENOSPC`.
-    pub fn disk_full_after(&self, bytes: u64) {
-        self.space_left.store(bytes, Ordering::SeqCst);
+#[cfg(feature = "faults")]
+mod switches {
+    use std::io;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// `ENOSPC`, the error a full disk gives.
+    const ENOSPC: i32 = 28;
+
+    /// Which faults to inject. All off by default.
+    #[derive(Debug)]
+    pub struct Faults {
+        /// Bytes that may still be written before the disk is "full".
+        space_left: AtomicU64,
+        fail_writes: AtomicBool,
+        fail_sync: AtomicBool,
     }
 
-    /// Every write fails with an I/O error while `on`.
-    pub fn fail_writes(&self, on: bool) {
-        self.fail_writes.store(on, Ordering::SeqCst);
-    }
-
-    /// Every sync (fsync, syncfs, flush) fails while `on`.
-    pub fn fail_sync(&self, on: bool) {
-        self.fail_sync.store(on, Ordering::SeqCst);
-    }
-
-    /// Switches every fault off.
-    pub fn clear(&self) {
-        self.disk_full_after(u64::MAX);
-        self.fail_writes(false);
-        self.fail_sync(false);
-    }
-
-    /// Called before writing `len` bytes.
-    pub(crate) fn before_write(&self, len: usize) -> io::Result<()> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected write failure"));
+    impl Default for Faults {
+        fn default() -> Self {
+            Faults {
+                space_left: AtomicU64::new(u64::MAX),
+                fail_writes: AtomicBool::new(false),
+                fail_sync: AtomicBool::new(false),
+            }
         }
-        let len = len as u64;
-        self.space_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(len)
-            })
-            .map(|_| ())
-            .map_err(|_| io::Error::from_raw_os_error(ENOSPC))
     }
 
-    /// Called before making writes durable.
-    pub(crate) fn before_sync(&self) -> io::Result<()> {
-        if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected sync failure"));
+    impl Faults {
+        /// The disk fills after `bytes` more bytes: writes then fail with `ENOSPC`.
+        pub fn disk_full_after(&self, bytes: u64) {
+            self.space_left.store(bytes, Ordering::SeqCst);
         }
-        Ok(())
+
+        /// Every write fails with an I/O error while `on`.
+        pub fn fail_writes(&self, on: bool) {
+            self.fail_writes.store(on, Ordering::SeqCst);
+        }
+
+        /// Every sync (fsync, syncfs, flush) fails while `on`.
+        pub fn fail_sync(&self, on: bool) {
+            self.fail_sync.store(on, Ordering::SeqCst);
+        }
+
+        /// Switches every fault off.
+        pub fn clear(&self) {
+            self.disk_full_after(u64::MAX);
+            self.fail_writes(false);
+            self.fail_sync(false);
+        }
+
+        /// Called before writing `len` bytes.
+        pub(crate) fn before_write(&self, len: usize) -> io::Result<()> {
+            if self.fail_writes.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected write failure"));
+            }
+            let len = len as u64;
+            self.space_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                    left.checked_sub(len)
+                })
+                .map(|_| ())
+                .map_err(|_| io::Error::from_raw_os_error(ENOSPC))
+        }
+
+        /// Called before making writes durable.
+        pub(crate) fn before_sync(&self) -> io::Result<()> {
+            if self.fail_sync.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected sync failure"));
+            }
+            Ok(())
+        }
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "faults"))]
 mod tests {
     use super::*;
 

@@ -11,10 +11,11 @@
 pub mod assemble;
 pub mod chunker;
 pub mod chunks;
-pub mod faults;
+mod faults;
 pub mod meta;
 mod pack;
 
 pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
+#[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use meta::{MemStore, MetaStore, SledStore, StoreError, Tree};

@@ -80,6 +80,7 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// The faults injected into this store, for tests of error paths, if it has any.
+    #[cfg(feature = "faults")]
     fn faults(&self) -> Option<&crate::Faults> {
         None
     }
@@ -90,7 +91,7 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug + 'static {
 pub struct SledStore {
     db: sled::Db,
     /// Injected faults (off unless a test turns them on).
-    faults: crate::Faults,
+    faults: crate::faults::Faults,
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
@@ -113,7 +114,7 @@ impl SledStore {
         })?;
         Ok(SledStore {
             db,
-            faults: crate::Faults::default(),
+            faults: crate::faults::Faults::default(),
         })
     }
 
@@ -168,6 +169,7 @@ impl MetaStore for SledStore {
         Ok(self.tree(tree)?.len())
     }
 
+    #[cfg(feature = "faults")]
     fn faults(&self) -> Option<&crate::Faults> {
         Some(&self.faults)
     }

@@ -270,7 +270,7 @@ fn an_odcs_contract_publishes_and_exports_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8_lossy(&out.stdout);
-    let back = mesh_protocol::odcs::import(&yaml).unwrap();
+    let back = mesh_contract::odcs::import(&yaml).unwrap();
     assert_eq!(back.draft.id, "sales/orders");
     assert_eq!(back.draft.schema.len(), 4);
     assert!(back.draft.schema[0].unique && back.draft.schema[0].required);

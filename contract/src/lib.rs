@@ -1,0 +1,19 @@
+//! The product layer of mesh: what makes files a data product, judged the same way
+//! on every node, with no network and no runtime.
+//!
+//! Map: a domain team writes a [`draft`] (`product.toml`) or imports an [`odcs`]
+//! contract into one; [`quality`] reads the data files against the draft's schema
+//! and measures them; a node turns draft, files and measurements into the signed
+//! wire `Manifest` of `mesh-protocol`. [`schema_diff`] judges a new version against
+//! the previous one, and [`health`] judges a published product's SLA and lineage.
+//! `mesh-node` calls all of these; nothing here calls back.
+
+#![deny(missing_docs)]
+
+pub mod draft;
+pub mod health;
+pub mod odcs;
+pub mod quality;
+pub mod schema_diff;
+
+pub use draft::{ManifestDraft, PublishFacts};

@@ -1,0 +1,346 @@
+//! The typed, blocking client of the control API, used by the `mesh` CLI and
+//! `mesh-testnet`: one method per endpoint, so route strings, query encoding and
+//! the fold over a fetch's event stream live here and nowhere else.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mesh_protocol::{Policy, ProductId, ProductRef, Signed};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::types::{
+    AddPeerRequest, ApiError, CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome,
+    FetchRequest, Filter, GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView,
+    ProductUsage, PublishRequest, Published, ShowResponse, SubmitRequest, Submitted,
+};
+use crate::home::{HomeError, NodeHome};
+
+/// How long one request may take (a fetch streams, and is not bounded by it).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest `/metrics` text read.
+const MAX_METRICS_BYTES: u64 = 16 << 20;
+
+/// A call to the control API that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No daemon runs for this home (no `api.addr`).
+    #[error("no mesh daemon is running for {home}: start it with `mesh node run --home {home}`")]
+    NoDaemon {
+        /// The home directory.
+        home: String,
+    },
+    /// The daemon could not be reached.
+    #[error("cannot reach the mesh daemon at {base}: {reason}; is `mesh node run` running for this home?")]
+    Unreachable {
+        /// The API's base URL.
+        base: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status (0 for an error reported inside a fetch stream).
+        status: u16,
+        /// The stable kind (`usage`, `not_found`, `rejected`, `unavailable`,
+        /// `unauthorized`, `internal`, ...).
+        kind: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The daemon's answer could not be read.
+    #[error("bad response from the daemon: {0}")]
+    Protocol(String),
+    /// The home could not be read.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+}
+
+impl ClientError {
+    /// The daemon's error kind, when it answered with one.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+}
+
+/// A client bound to one node's control API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+/// Percent-encodes a query value.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/PREFIX/domain/name`.
+fn product_path(prefix: &str, id: &ProductId) -> String {
+    format!("{prefix}/{}/{}", id.domain(), id.name())
+}
+
+impl ApiClient {
+    /// A client for the daemon running on `home` (reads `api.addr` and `api.token`).
+    pub fn for_home(home: &NodeHome) -> Result<Self, ClientError> {
+        home.load_config()?;
+        let addr = std::fs::read_to_string(home.api_addr_path()).map_err(|_| {
+            ClientError::NoDaemon {
+                home: home.root().display().to_string(),
+            }
+        })?;
+        Ok(Self::new(addr.trim(), home.load_token().ok()))
+    }
+
+    /// A client for the API at `addr` (`host:port`), with the token for mutating
+    /// calls, if any.
+    pub fn new(addr: &str, token: Option<String>) -> Self {
+        ApiClient {
+            base: format!("http://{addr}"),
+            token,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .build(),
+        }
+    }
+
+    // --- reads ---
+
+    /// `GET /v1/status`.
+    pub fn status(&self) -> Result<NodeStatus, ClientError> {
+        self.get("/v1/status")
+    }
+
+    /// `GET /v1/peers`.
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, ClientError> {
+        self.get("/v1/peers")
+    }
+
+    /// `GET /v1/products`, filtered.
+    pub fn products(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, ClientError> {
+        let mut query = Vec::new();
+        for (key, value) in [
+            ("domain", &filter.domain),
+            ("tag", &filter.tag),
+            ("q", &filter.q),
+        ] {
+            if let Some(v) = value {
+                query.push(format!("{key}={}", query_escape(v)));
+            }
+        }
+        if let Some(at) = filter.at {
+            query.push(format!("at={at}"));
+        }
+        self.get(&format!("/v1/products?{}", query.join("&")))
+    }
+
+    /// `GET /v1/products/{domain}/{name}`: one version (the newest without one),
+    /// its manifest and health (as of `at`, unix seconds, when given).
+    pub fn show(&self, target: &ProductRef, at: Option<u64>) -> Result<ShowResponse, ClientError> {
+        let mut query = Vec::new();
+        if let Some(v) = &target.version {
+            query.push(format!("version={}", query_escape(&v.to_string())));
+        }
+        if let Some(at) = at {
+            query.push(format!("at={at}"));
+        }
+        self.get(&format!(
+            "{}?{}",
+            product_path("/v1/products", &target.id),
+            query.join("&")
+        ))
+    }
+
+    /// `GET /v1/lineage/{domain}/{name}`.
+    pub fn lineage(&self, id: &ProductId) -> Result<Lineage, ClientError> {
+        self.get(&product_path("/v1/lineage", id))
+    }
+
+    /// `GET /v1/usage/{domain}/{name}`.
+    pub fn usage(&self, id: &ProductId) -> Result<ProductUsage, ClientError> {
+        self.get(&product_path("/v1/usage", id))
+    }
+
+    /// `GET /v1/policy`: version `version`, or the current one.
+    pub fn policy(&self, version: Option<u64>) -> Result<PolicyView, ClientError> {
+        match version {
+            Some(v) => self.get(&format!("/v1/policy?version={v}")),
+            None => self.get("/v1/policy"),
+        }
+    }
+
+    /// `GET /v1/policy/history`.
+    pub fn policy_history(&self) -> Result<Vec<PolicyView>, ClientError> {
+        self.get("/v1/policy/history")
+    }
+
+    /// `POST /v1/policy/check`: would this `product.toml` publish? (No token needed:
+    /// a dry run changes nothing.)
+    pub fn check(&self, manifest: &str) -> Result<CheckReport, ClientError> {
+        self.post(
+            "/v1/policy/check",
+            &CheckRequest {
+                manifest: manifest.to_string(),
+            },
+        )
+    }
+
+    /// `GET /metrics`: OpenMetrics text (at most 16 MiB).
+    pub fn metrics(&self) -> Result<String, ClientError> {
+        let resp = self.call_get("/metrics")?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(resp.into_reader(), MAX_METRICS_BYTES),
+            &mut text,
+        )
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(text)
+    }
+
+    // --- mutations (need the token) ---
+
+    /// `POST /v1/publish`: publishes the files at `path` (on the node's machine).
+    pub fn publish(&self, path: &Path, manifest: &str) -> Result<Published, ClientError> {
+        self.post(
+            "/v1/publish",
+            &PublishRequest {
+                path: path.to_owned(),
+                manifest: manifest.to_string(),
+            },
+        )
+    }
+
+    /// `POST /v1/policy`: submits a signed policy.
+    pub fn submit_policy(&self, signed: &Signed<Policy>) -> Result<Submitted, ClientError> {
+        self.submit_envelope(&hex::encode(signed.to_bytes()))
+    }
+
+    /// `POST /v1/policy` with an envelope as hex, exactly as given.
+    pub fn submit_envelope(&self, envelope_hex: &str) -> Result<Submitted, ClientError> {
+        self.post(
+            "/v1/policy",
+            &SubmitRequest {
+                envelope: envelope_hex.to_string(),
+            },
+        )
+    }
+
+    /// `POST /v1/peers`: a peer to keep connected to; returns the address added.
+    pub fn add_peer(&self, addr: &str) -> Result<String, ClientError> {
+        let answer: serde_json::Value = self.post(
+            "/v1/peers",
+            &AddPeerRequest {
+                addr: addr.to_string(),
+            },
+        )?;
+        Ok(answer["added"].as_str().unwrap_or(addr).to_string())
+    }
+
+    /// `POST /v1/gc`.
+    pub fn gc(&self, request: &GcRequest) -> Result<GcReport, ClientError> {
+        self.post("/v1/gc", request)
+    }
+
+    /// `POST /v1/fetch`: fetches `product` (writing it under `out` on the node's
+    /// machine, if given), calling `on_event` with each progress event, and returns
+    /// the outcome, or the error the node reported.
+    pub fn fetch(
+        &self,
+        product: &str,
+        out: Option<PathBuf>,
+        mut on_event: impl FnMut(&FetchEvent),
+    ) -> Result<FetchOutcome, ClientError> {
+        let request = FetchRequest {
+            product: product.to_string(),
+            out,
+        };
+        let reader = BufReader::new(self.post_raw("/v1/fetch", &request)?.into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| {
+                ClientError::Protocol(format!("the fetch stream broke: {e}"))
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event: FetchEvent = serde_json::from_str(&line)
+                .map_err(|e| ClientError::Protocol(format!("bad fetch event: {e}")))?;
+            on_event(&event);
+            match event {
+                FetchEvent::Done(outcome) => return Ok(outcome),
+                FetchEvent::Error { message, kind } => {
+                    return Err(ClientError::Api {
+                        status: 0,
+                        kind,
+                        message,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Err(ClientError::Protocol(
+            "the fetch stream ended without a result (did the daemon stop?)".into(),
+        ))
+    }
+
+    // --- transport ---
+
+    fn map_err(&self, e: ureq::Error) -> ClientError {
+        match e {
+            ureq::Error::Status(code, resp) => {
+                let body = resp.into_string().unwrap_or_default();
+                match serde_json::from_str::<ApiError>(&body) {
+                    Ok(err) => ClientError::Api {
+                        status: code,
+                        kind: err.kind,
+                        message: err.error,
+                    },
+                    Err(_) => ClientError::Protocol(format!("control API answered {code}: {body}")),
+                }
+            }
+            ureq::Error::Transport(t) => ClientError::Unreachable {
+                base: self.base.clone(),
+                reason: t.to_string(),
+            },
+        }
+    }
+
+    fn call_get(&self, path: &str) -> Result<ureq::Response, ClientError> {
+        self.agent
+            .get(&format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT)
+            .call()
+            .map_err(|e| self.map_err(e))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call_get(path)?
+            .into_json()
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    fn post_raw<B: Serialize>(&self, path: &str, body: &B) -> Result<ureq::Response, ClientError> {
+        let mut req = self.agent.post(&format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        req.send_json(body).map_err(|e| self.map_err(e))
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.post_raw(path, body)?
+            .into_json()
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}

@@ -1,0 +1,309 @@
+//! The control API's HTTP server: routes requests to the [`Node`] and errors to
+//! status codes by their [`ErrorClass`].
+//!
+//! Reads are open to local callers; every mutating call (`POST`) needs
+//! `Authorization: Bearer <token>` with the token from the node home's `api.token`,
+//! compared in constant time. Request bodies are capped. `POST /v1/fetch` streams
+//! [`FetchEvent`]s as JSON lines.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mesh_protocol::{Policy, ProductId, ProductRef, Signed};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::types::{
+    AddPeerRequest, ApiError, CatalogEntry, CheckRequest, FetchEvent, FetchRequest, Filter,
+    GcRequest, Lineage, PolicyView, ProductUsage, PublishRequest, ShowResponse, SubmitRequest,
+};
+use crate::clock::unix_now;
+use crate::error::{ErrorClass, NodeError};
+use crate::node::Node;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    node: Node,
+    token: Arc<String>,
+}
+
+/// The HTTP status of an error class.
+fn status_of(class: ErrorClass) -> StatusCode {
+    match class {
+        ErrorClass::Usage => StatusCode::BAD_REQUEST,
+        ErrorClass::InvalidManifest | ErrorClass::InvalidData => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorClass::NotFound => StatusCode::NOT_FOUND,
+        ErrorClass::Rejected => StatusCode::FORBIDDEN,
+        ErrorClass::Unavailable => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for NodeError {
+    fn into_response(self) -> Response {
+        let class = self.class();
+        (
+            status_of(class),
+            Json(ApiError {
+                error: self.to_string(),
+                kind: class.kind().into(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool = given.as_bytes().ct_eq(state.token.as_bytes()).into();
+    if !ok {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(ApiError {
+                error: "missing or wrong API token: mutating calls need `Authorization: Bearer <token>` from the node home's api.token".into(),
+                kind: "unauthorized".into(),
+            }),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    node: Node,
+    token: String,
+    shutdown: CancellationToken,
+) {
+    let state = AppState {
+        node,
+        token: Arc::new(token),
+    };
+    let mutating = Router::new()
+        .route("/v1/publish", post(publish))
+        .route("/v1/fetch", post(fetch))
+        .route("/v1/policy", post(submit_policy))
+        .route("/v1/gc", post(gc))
+        .route("/v1/peers", post(add_peer))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/v1/peers", get(peers))
+        .route("/v1/products", get(products))
+        .route("/v1/products/{domain}/{name}", get(show))
+        .route("/v1/lineage/{domain}/{name}", get(lineage))
+        .route("/v1/usage/{domain}/{name}", get(usage))
+        .route("/v1/policy", get(policy))
+        .route("/v1/policy/history", get(history))
+        .route("/v1/policy/check", post(check))
+        .merge(mutating)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        warn!("control API stopped: {e}");
+    }
+}
+
+/// `GET /metrics`: OpenMetrics text.
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {
+    let text = s.node.metrics_text().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+async fn status(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.status().await?))
+}
+
+async fn peers(State(s): State<AppState>) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.peers().await?))
+}
+
+async fn add_peer(
+    State(s): State<AppState>,
+    Json(req): Json<AddPeerRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let addr = s.node.add_peer(&req.addr).await?;
+    Ok(Json(serde_json::json!({ "added": addr.to_string() })))
+}
+
+async fn products(
+    State(s): State<AppState>,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Vec<CatalogEntry>>, NodeError> {
+    let now = filter.at.unwrap_or_else(unix_now);
+    Ok(Json(s.node.products(filter, now).await?))
+}
+
+/// `domain/name` from a request path, validated.
+fn product_id(domain: &str, name: &str) -> Result<ProductId, NodeError> {
+    format!("{domain}/{name}")
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
+}
+
+async fn usage(
+    State(s): State<AppState>,
+    Path((domain, name)): Path<(String, String)>,
+) -> Result<Json<ProductUsage>, NodeError> {
+    Ok(Json(s.node.usage(product_id(&domain, &name)?).await?))
+}
+
+async fn lineage(
+    State(s): State<AppState>,
+    Path((domain, name)): Path<(String, String)>,
+) -> Result<Json<Lineage>, NodeError> {
+    Ok(Json(s.node.lineage(&product_id(&domain, &name)?).await?))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<String>,
+    /// Judge health as of this unix time instead of now.
+    at: Option<u64>,
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Path((domain, name)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<ShowResponse>, NodeError> {
+    let text = match q.version {
+        Some(v) => format!("{domain}/{name}@{v}"),
+        None => format!("{domain}/{name}"),
+    };
+    let target: ProductRef = text
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))?;
+    let now = q.at.unwrap_or_else(unix_now);
+    let (entry, manifest) = s.node.describe(&target, now).await?;
+    let (manifest, manifest_error) = match manifest {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(Json(ShowResponse {
+        entry,
+        manifest,
+        manifest_error,
+    }))
+}
+
+async fn publish(
+    State(s): State<AppState>,
+    Json(req): Json<PublishRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.publish(req.path, req.manifest).await?))
+}
+
+/// Events a fetch may queue for a slow client before the fetch waits for it.
+const FETCH_EVENTS: usize = 64;
+
+async fn fetch(
+    State(s): State<AppState>,
+    Json(req): Json<FetchRequest>,
+) -> Result<Response, NodeError> {
+    let target: ProductRef = req
+        .product
+        .parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))?;
+    let (tx, rx) = mpsc::channel::<FetchEvent>(FETCH_EVENTS);
+    let node = s.node.clone();
+    tokio::spawn(async move {
+        let last = match node.fetch(&target, req.out, Some(tx.clone())).await {
+            Ok(outcome) => FetchEvent::Done(outcome),
+            Err(e) => FetchEvent::Error {
+                kind: e.class().kind().to_string(),
+                message: e.to_string(),
+            },
+        };
+        let _ = tx.send(last).await;
+    });
+    let lines = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, Infallible>(line), rx))
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(lines))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+#[derive(Deserialize)]
+struct PolicyQuery {
+    version: Option<u64>,
+}
+
+async fn policy(
+    State(s): State<AppState>,
+    Query(q): Query<PolicyQuery>,
+) -> Result<Json<PolicyView>, NodeError> {
+    let (signed, policy) = s.node.policy(q.version)?;
+    Ok(Json(PolicyView::new(&signed, policy, unix_now())))
+}
+
+async fn history(State(s): State<AppState>) -> Json<Vec<PolicyView>> {
+    let now = unix_now();
+    Json(
+        s.node
+            .policy_history()
+            .into_iter()
+            .map(|(signed, p)| PolicyView::new(&signed, p, now))
+            .collect(),
+    )
+}
+
+async fn submit_policy(
+    State(s): State<AppState>,
+    Json(req): Json<SubmitRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    let bytes = hex::decode(req.envelope.trim())
+        .map_err(|e| NodeError::BadRequest(format!("envelope is not hex: {e}")))?;
+    let signed = Signed::<Policy>::from_bytes(&bytes)
+        .map_err(|e| NodeError::BadRequest(format!("not a signed policy: {e}")))?;
+    Ok(Json(s.node.submit_policy(signed).await?))
+}
+
+async fn check(
+    State(s): State<AppState>,
+    Json(req): Json<CheckRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.check(req.manifest).await?))
+}
+
+async fn gc(
+    State(s): State<AppState>,
+    Json(req): Json<GcRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.gc(req.keep, req.dry_run).await?))
+}

@@ -1,0 +1,119 @@
+//! The bodies of the control API's requests and responses. Types produced by the
+//! node's parts are re-exported here, so an API user needs only this module.
+
+use std::path::PathBuf;
+
+use mesh_protocol::{Manifest, Policy, Signed};
+use serde::{Deserialize, Serialize};
+
+pub use crate::net::PeerInfo;
+pub use crate::node::NodeStatus;
+pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
+pub use crate::ops::publish::{CheckReport, Published};
+pub use crate::ops::submit::Submitted;
+pub use crate::state::catalog::{CatalogEntry, Filter};
+pub use crate::state::gc::GcReport;
+pub use crate::state::governance::Violation;
+pub use crate::state::usage::ProductUsage;
+pub use mesh_contract::health::{Health, Lineage, LineageNode, SlaState};
+
+/// `POST /v1/publish`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// A file or directory on the node's machine.
+    pub path: PathBuf,
+    /// The `product.toml` text.
+    pub manifest: String,
+}
+
+/// `POST /v1/fetch`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// `domain/name[@version]`.
+    pub product: String,
+    /// Where to write the files, if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+/// `GET /v1/products/{domain}/{name}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ShowResponse {
+    /// The catalog entry.
+    pub entry: CatalogEntry,
+    /// The manifest, when this node or a provider could supply it.
+    pub manifest: Option<Manifest>,
+    /// Why the manifest is absent.
+    pub manifest_error: Option<String>,
+}
+
+/// `POST /v1/policy`: a signed policy to submit.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// Hex of the encoded `Signed<Policy>` envelope.
+    pub envelope: String,
+}
+
+/// `POST /v1/policy/check`: a manifest to check.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// The `product.toml` text.
+    pub manifest: String,
+}
+
+/// One version of the node's policy chain.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// The policy.
+    pub policy: Policy,
+    /// BLAKE3 of its canonical bytes.
+    pub hash: String,
+    /// Keys with a valid signature on it.
+    pub signers: Vec<String>,
+    /// Hex of the encoded signed envelope (to write a policy file from).
+    pub envelope: String,
+    /// Whether it is expired now.
+    pub expired: bool,
+}
+
+impl PolicyView {
+    /// The view of `signed` (which decodes to `policy`) at `now`.
+    pub fn new(signed: &Signed<Policy>, policy: Policy, now: u64) -> Self {
+        PolicyView {
+            expired: policy.expires_at <= now,
+            policy,
+            hash: signed.hash().to_string(),
+            signers: signed
+                .valid_signers()
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            envelope: hex::encode(signed.to_bytes()),
+        }
+    }
+}
+
+/// An error body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong and what to do.
+    pub error: String,
+    /// A stable machine-readable kind (see `ErrorClass::kind`).
+    pub kind: String,
+}
+
+/// `POST /v1/peers`: a peer to keep connected to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddPeerRequest {
+    /// Its multiaddr, ending in `/p2p/<peer id>`.
+    pub addr: String,
+}
+
+/// `POST /v1/gc`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct GcRequest {
+    /// Complete versions to keep per product (default: `keep_versions` in config).
+    pub keep: Option<usize>,
+    /// Report without deleting.
+    #[serde(default)]
+    pub dry_run: bool,
+}

@@ -1,0 +1,233 @@
+//! Starting and stopping a node: the one place that wires every part.
+//!
+//! [`start`] reads the home, opens the stores, loads and seals the policy chain,
+//! builds the state handles (`state/`), the swarm and its event loop (`net/`), the
+//! operations (`ops/`), the [`Node`] handle, the background tasks and the control
+//! API (`api/`), in that order. [`RunningNode::shutdown`] tears them down in
+//! reverse: stop accepting (cancel), let the tasks end, flush the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mesh_storage::{ChunkStore, MetaStore, SledStore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::error::NodeError;
+use crate::home::seal::Seal;
+use crate::home::{write_atomic, HomeError, NodeHome};
+use crate::metrics::Metrics;
+use crate::net::behaviour::build_swarm;
+use crate::net::{EventLoop, NetError, StateHandles};
+use crate::node::{Node, Parts};
+use crate::ops::background::{self, PREFETCH_QUEUE};
+use crate::ops::fetch::Fetcher;
+use crate::ops::publish::Publisher;
+use crate::state::catalog::Catalog;
+use crate::state::governance::{Governance, LoadError};
+use crate::state::usage::UsageLedger;
+
+/// Command-line overrides of `config.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace the configured listen addresses.
+    pub listen: Vec<String>,
+    /// Add bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// Replace the control API address.
+    pub api_listen: Option<SocketAddr>,
+    /// Turn peer discovery off (`discovery = false`): connect only to bootstrap peers.
+    pub no_discovery: bool,
+}
+
+/// A running node: clone [`RunningNode::node`] to use it, call
+/// [`RunningNode::shutdown`] to stop.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The node's operations.
+    pub node: Node,
+    /// Where the control API listens.
+    pub api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a node from its home.
+pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, NodeError> {
+    let mut config = home.load_config()?;
+    if !options.listen.is_empty() {
+        config.listen = options.listen.clone();
+    }
+    config.bootstrap.extend(options.bootstrap.iter().cloned());
+    if options.no_discovery {
+        config.discovery = false;
+    }
+    if let Some(api) = options.api_listen {
+        config.api_listen = api;
+    }
+    config.validate()?;
+    let listen = config.listen_addrs()?;
+    let bootstrap = config.bootstrap_addrs()?;
+    let key = home.load_node_key()?;
+    let peer_id = key.public().to_peer_id();
+
+    // State: the store, the sealed policy chain, the catalog, the chunks.
+    let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
+    let seal = Seal::new(home.seal_path());
+    let governance = match Governance::load(store.clone()) {
+        Err(LoadError::NoGenesis) => {
+            seal.check(None, &home.db_path())?;
+            return Err(HomeError::Invalid(format!(
+                "no genesis policy installed in {}: run `mesh init --home {} --genesis FILE` with the council-signed genesis",
+                home.root().display(),
+                home.root().display()
+            ))
+            .into());
+        }
+        other => other?,
+    };
+    seal.check(Some(governance.version()), &home.db_path())?;
+    seal.advance(governance.version())?;
+    let governance = governance.with_seal(seal);
+    let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
+    let catalog = Catalog::new(store.clone(), governance.clone());
+    catalog.recheck_complete(&chunks)?;
+    let publisher_key = home.load_publisher_key(&config.domain).ok().map(Arc::new);
+    let usage = UsageLedger::new(
+        store.clone(),
+        catalog.clone(),
+        governance.clone(),
+        config.domain.clone(),
+        publisher_key.clone(),
+        peer_id,
+    );
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+
+    // Network: the swarm and its loop.
+    let mut swarm = build_swarm(key, &mut registry, &config)?;
+    for addr in listen {
+        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
+            addr,
+            reason: e.to_string(),
+        })?;
+    }
+    let shutdown = CancellationToken::new();
+    let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
+    let (event_loop, net) = EventLoop::new(
+        swarm,
+        StateHandles {
+            catalog: catalog.clone(),
+            governance: governance.clone(),
+            usage: usage.clone(),
+            chunks: chunks.clone(),
+            metrics: metrics.clone(),
+        },
+        bootstrap,
+        &config,
+        prefetch_tx,
+        shutdown.child_token(),
+    );
+
+    // Operations, and the handle over them.
+    let fetcher = Fetcher {
+        net: net.clone(),
+        catalog: catalog.clone(),
+        governance: governance.clone(),
+        chunks: chunks.clone(),
+        metrics: metrics.clone(),
+    };
+    let publisher = Publisher {
+        catalog: catalog.clone(),
+        governance: governance.clone(),
+        chunks: chunks.clone(),
+        domain: config.domain.clone(),
+        key: publisher_key,
+        key_path: home.publisher_key_path(&config.domain),
+        peer_id,
+    };
+    let mut tasks = vec![
+        tokio::spawn(event_loop.run()),
+        tokio::spawn(background::prefetch_manifests(
+            fetcher.clone(),
+            prefetch_rx,
+            shutdown.child_token(),
+        )),
+        tokio::spawn(background::usage_reports(
+            usage.clone(),
+            net.clone(),
+            shutdown.child_token(),
+        )),
+    ];
+    let node = Node::new(Parts {
+        net: net.clone(),
+        store,
+        chunks,
+        catalog,
+        governance,
+        usage,
+        publisher,
+        fetcher,
+        metrics,
+        registry,
+        keep_versions: config.keep_versions,
+        domain: config.domain.clone(),
+        home: home.clone(),
+    });
+
+    // Return only once the swarm listens, so callers can read its address at once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while net.listen_addrs().await?.is_empty() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(NetError::NoListenAddress.into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // The control API.
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|e| {
+            HomeError::Invalid(format!(
+                "cannot bind the control API on {}: {e}",
+                config.api_listen
+            ))
+        })?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(HomeError::io(home.root()))?;
+    tasks.push(tokio::spawn(crate::api::server::serve(
+        listener,
+        node.clone(),
+        home.load_token()?,
+        shutdown.child_token(),
+    )));
+    write_atomic(&home.api_addr_path(), api_addr.to_string().as_bytes())?;
+    info!(peer = %peer_id, %api_addr, domain = %config.domain, "node started");
+    Ok(RunningNode {
+        node,
+        api_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// The token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting work, ends the network loop and the API, flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_file(self.node.home().api_addr_path());
+        self.node.flush()?;
+        info!("node stopped");
+        Ok(())
+    }
+}

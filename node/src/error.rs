@@ -1,0 +1,139 @@
+//! The node's umbrella error: every operation's own error, plus the few failures of
+//! a request itself, each with the [`ErrorClass`] that says whose fault it is (the
+//! API turns it into an HTTP status).
+
+use crate::home::HomeError;
+use crate::net::NetError;
+use crate::ops::discover::DiscoverError;
+use crate::ops::fetch::FetchError;
+use crate::ops::publish::PublishError;
+use crate::ops::submit::SubmitError;
+use crate::state::governance::{GenesisError, LoadError};
+use crate::state::StateError;
+use crate::task::TaskError;
+
+/// Any failure of a node operation, phrased for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Fetching failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Submitting a policy failed.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// Listing or judging the catalog failed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The network layer failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// This node's state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The node home failed.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// Installing a genesis policy failed.
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    /// A background task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The request is malformed (a product id, an address, an envelope); the message
+    /// says how to fix it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The thing asked for does not exist here.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl From<LoadError> for NodeError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::NoGenesis => NodeError::BadRequest(e.to_string()),
+            LoadError::State(s) => NodeError::State(s),
+        }
+    }
+}
+
+impl From<mesh_storage::StoreError> for NodeError {
+    fn from(e: mesh_storage::StoreError) -> Self {
+        NodeError::State(e.into())
+    }
+}
+
+impl From<mesh_storage::ChunkError> for NodeError {
+    fn from(e: mesh_storage::ChunkError) -> Self {
+        NodeError::State(e.into())
+    }
+}
+
+/// Whose fault an error is, and so how the API answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The request or setup is wrong (HTTP 400).
+    Usage,
+    /// The manifest draft is invalid (HTTP 422).
+    InvalidManifest,
+    /// The data breaks its contract (HTTP 422).
+    InvalidData,
+    /// Not found (HTTP 404).
+    NotFound,
+    /// The mesh policy refuses it (HTTP 403).
+    Rejected,
+    /// No peer could provide it (HTTP 502).
+    Unavailable,
+    /// This node failed: its disk, its database, a bug (HTTP 500).
+    Internal,
+}
+
+impl ErrorClass {
+    /// The stable machine-readable name used in API error bodies.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ErrorClass::Usage => "usage",
+            ErrorClass::InvalidManifest => "invalid_manifest",
+            ErrorClass::InvalidData => "invalid_data",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+impl NodeError {
+    /// Whose fault this is.
+    pub fn class(&self) -> ErrorClass {
+        use ErrorClass::*;
+        match self {
+            NodeError::Publish(e) => match e {
+                PublishError::InvalidManifest(_) => InvalidManifest,
+                PublishError::Quality(_) => InvalidData,
+                PublishError::Request(_) => Usage,
+                PublishError::Refused(_) => Rejected,
+                _ => Internal,
+            },
+            NodeError::Fetch(e) => match e {
+                FetchError::NotInCatalog(_) => NotFound,
+                FetchError::Denied(_) | FetchError::Rejected(_) => Rejected,
+                FetchError::Unavailable(_) => Unavailable,
+                _ => Internal,
+            },
+            NodeError::Submit(SubmitError::Refused(_)) => Rejected,
+            NodeError::Discover(DiscoverError::NotInCatalog(_)) => NotFound,
+            NodeError::Home(HomeError::Invalid(_)) => Usage,
+            NodeError::Genesis(GenesisError::Store(_)) => Internal,
+            NodeError::Genesis(_) => Usage,
+            NodeError::BadRequest(_) => Usage,
+            NodeError::NotFound(_) => NotFound,
+            _ => Internal,
+        }
+    }
+}

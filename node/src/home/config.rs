@@ -1,0 +1,216 @@
+//! `config.toml`: the node's settings, with defaults, and the validated runtime form
+//! that command-line flags override.
+
+use std::net::SocketAddr;
+
+use libp2p::Multiaddr;
+use mesh_protocol::DomainName;
+use serde::{Deserialize, Serialize};
+
+use super::error::HomeError;
+
+/// The node's configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The domain this node publishes for.
+    pub domain: DomainName,
+    /// libp2p listen addresses.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Peers to connect to at start (multiaddrs ending in `/p2p/<peer id>`).
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Control API address; loopback only unless you mean otherwise (port 0 picks one
+    /// and writes it to `api.addr`).
+    #[serde(default = "default_api")]
+    pub api_listen: SocketAddr,
+    /// How many complete versions of each product `mesh gc` keeps.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: usize,
+    /// Find peers through kademlia and identify (the default). Off, the node connects
+    /// only to its bootstrap peers and those added with `mesh peers add`, redialling
+    /// them when a connection drops: for fixed topologies, such as a testnet whose
+    /// links run through a fault proxy.
+    #[serde(default = "default_discovery")]
+    pub discovery: bool,
+    /// Let the control API listen on a non-loopback address. Off by default: the
+    /// API serves the catalog and usage to anyone who can reach it, and guards
+    /// publishing and policy changes with a bearer token sent in clear text; see
+    /// SECURITY.md before turning this on.
+    #[serde(default)]
+    pub api_allow_remote: bool,
+    /// Caps on what peers may ask of this node.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_discovery() -> bool {
+    true
+}
+
+fn default_keep_versions() -> usize {
+    3
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["/ip4/127.0.0.1/tcp/0".into()]
+}
+
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            domain: DomainName::new("default").unwrap_or_else(|_| unreachable!()),
+            listen: default_listen(),
+            bootstrap: Vec::new(),
+            api_listen: default_api(),
+            keep_versions: default_keep_versions(),
+            discovery: default_discovery(),
+            api_allow_remote: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Parses TOML.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Renders TOML.
+    pub fn to_toml(&self) -> Result<String, HomeError> {
+        toml::to_string_pretty(self).map_err(|e| HomeError::Invalid(format!("encoding config: {e}")))
+    }
+
+    /// Checks the settings that parsing alone does not: limits that let work
+    /// through, and an API address that is loopback unless remote access is allowed.
+    pub fn validate(&self) -> Result<(), HomeError> {
+        self.limits.validate()?;
+        if !self.api_listen.ip().is_loopback() && !self.api_allow_remote {
+            return Err(HomeError::Invalid(format!(
+                "api_listen {} is not a loopback address: the control API would be reachable from other machines, with its token sent in clear text. Use 127.0.0.1, or set `api_allow_remote = true` in config.toml behind a TLS proxy (see SECURITY.md)",
+                self.api_listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parses the listen addresses.
+    pub fn listen_addrs(&self) -> Result<Vec<Multiaddr>, HomeError> {
+        parse_addrs("listen", &self.listen)
+    }
+
+    /// Parses the bootstrap addresses; each must name its peer with `/p2p/<id>`.
+    pub fn bootstrap_addrs(&self) -> Result<Vec<(libp2p::PeerId, Multiaddr)>, HomeError> {
+        parse_addrs("bootstrap", &self.bootstrap)?
+            .into_iter()
+            .map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, a)),
+                _ => Err(HomeError::Invalid(format!(
+                    "bootstrap address {a} must end with /p2p/<peer id> (see `mesh status` on that node)"
+                ))),
+            })
+            .collect()
+    }
+}
+
+fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, HomeError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().map_err(|e| {
+                HomeError::Invalid(format!(
+                    "{what} address {a:?} is not a multiaddr ({e}); example: /ip4/127.0.0.1/tcp/4801"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The `[limits]` section of `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Refuse new connections while the node process uses more memory than this
+    /// (resident, in MiB).
+    pub max_memory_mib: u64,
+    /// Sustained transfer requests per second one peer may make; a 1 MiB chunk batch
+    /// is one request.
+    pub requests_per_second: u32,
+    /// Requests one peer may make at once after a quiet spell.
+    pub request_burst: u32,
+    /// Reads (manifests and chunks) in flight for one peer at a time.
+    pub transfers_per_peer: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_mib: 2048,
+            requests_per_second: 1000,
+            request_burst: 2000,
+            transfers_per_peer: 16,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that every limit lets some work through.
+    pub fn validate(&self) -> Result<(), HomeError> {
+        let zero = |name: &str| {
+            HomeError::Invalid(format!(
+                "[limits] {name} is 0, which would refuse everything; raise it or remove the line to use the default"
+            ))
+        };
+        if self.max_memory_mib == 0 {
+            return Err(zero("max_memory_mib"));
+        }
+        if self.requests_per_second == 0 {
+            return Err(zero("requests_per_second"));
+        }
+        if self.request_burst == 0 {
+            return Err(zero("request_burst"));
+        }
+        if self.transfers_per_peer == 0 {
+            return Err(zero("transfers_per_peer"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_api_address_needs_explicit_permission() {
+        let mut config =
+            NodeConfig::from_toml("domain = \"sales\"\napi_listen = \"0.0.0.0:4900\"\n")
+                .expect("parses");
+        let err = config.validate().expect_err("refused").to_string();
+        assert!(err.contains("api_allow_remote"), "{err}");
+        config.api_allow_remote = true;
+        config.validate().expect("allowed when asked for");
+        assert!(
+            NodeConfig::default().validate().is_ok(),
+            "loopback by default"
+        );
+    }
+
+    #[test]
+    fn limits_are_read_from_their_section_with_defaults_for_the_rest() {
+        let config =
+            NodeConfig::from_toml("domain = \"sales\"\n[limits]\nrequests_per_second = 50\n")
+                .expect("parses");
+        assert_eq!(config.limits.requests_per_second, 50);
+        assert_eq!(config.limits.request_burst, Limits::default().request_burst);
+        let err = NodeConfig::from_toml("domain = \"sales\"\n[limits]\nbogus = 1\n")
+            .expect_err("unknown keys are refused");
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The libp2p behaviour of a mesh node and how the swarm is built: TCP + noise +
+//! yamux; identify, ping, kademlia (server mode), gossipsub with application
+//! validation, content-hash message ids and peer scoring ([`super::scoring`]), and the
+//! transfer protocol.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+
+use super::transfer::codec::{TransferCodec, TRANSFER_PROTOCOL};
+use crate::home::config::NodeConfig;
+use super::error::NetError;
+
+/// The gossip topic of product announcements.
+pub const ANNOUNCE_TOPIC: &str = "mesh/announce/v1";
+
+/// The gossip topic of governance policies.
+pub const POLICY_TOPIC: &str = "mesh/policy/v1";
+
+/// Gossip messages larger than this are dropped by gossipsub itself.
+pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
+
+/// How long a transfer request may take before it fails.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Concurrent inbound plus outbound transfer streams per connection.
+pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 64;
+
+/// The node's combined behaviour.
+#[derive(NetworkBehaviour)]
+pub(crate) struct MeshBehaviour {
+    /// Caps on connections: total, per peer, and pending (see [`connection_limits`]).
+    pub(crate) limits: libp2p::connection_limits::Behaviour,
+    /// Refuses new connections while the process uses more memory than
+    /// `[limits] max_memory_mib`.
+    pub(crate) memory: libp2p::memory_connection_limits::Behaviour,
+    /// Exchange of listen addresses and protocols.
+    pub(crate) identify: identify::Behaviour,
+    /// Liveness.
+    pub(crate) ping: ping::Behaviour,
+    /// Peer routing.
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Announcement dissemination.
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    /// Manifests, chunks and catalog pages.
+    pub(crate) transfer: request_response::Behaviour<TransferCodec>,
+}
+
+impl std::fmt::Debug for MeshBehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MeshBehaviour")
+    }
+}
+
+/// Connections established with one peer at most: one each way through a fixed
+/// link, with room for a redial racing a close.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Connections established in all, at most.
+pub const MAX_CONNECTIONS: u32 = 1024;
+/// Connections being set up (handshakes in progress) each way, at most.
+pub const MAX_PENDING_CONNECTIONS: u32 = 128;
+
+/// The connection caps: a peer that dials again and again, or many peers at once,
+/// are refused past them, before any handshake work for the pending ones.
+pub(crate) fn connection_limits() -> libp2p::connection_limits::ConnectionLimits {
+    libp2p::connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_established(Some(MAX_CONNECTIONS))
+        .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
+        .with_max_pending_outgoing(Some(MAX_PENDING_CONNECTIONS))
+}
+
+/// The announcement topic.
+pub(crate) fn announce_topic() -> IdentTopic {
+    IdentTopic::new(ANNOUNCE_TOPIC)
+}
+
+/// The policy topic.
+pub(crate) fn policy_topic() -> IdentTopic {
+    IdentTopic::new(POLICY_TOPIC)
+}
+
+/// The gossip topic of signed usage reports.
+pub const USAGE_TOPIC: &str = "mesh/usage/v1";
+
+pub(crate) fn usage_topic() -> IdentTopic {
+    IdentTopic::new(USAGE_TOPIC)
+}
+
+/// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
+/// registers its metrics (message counts with and without duplicates, mesh sizes,
+/// invalid messages) in `registry` under `gossipsub_`.
+///
+/// Without `config.discovery`, identify keeps no cache of the addresses peers report, so a
+/// request to a peer that is not connected can only dial addresses this node itself
+/// dialled before (its configured links), never one learned from others.
+pub(crate) fn build_swarm(
+    key: Keypair,
+    registry: &mut prometheus_client::registry::Registry,
+    config: &NodeConfig,
+) -> Result<Swarm<MeshBehaviour>, NetError> {
+    let discovery = config.discovery;
+    let max_memory = usize::try_from(config.limits.max_memory_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
+    let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .validate_messages()
+                .validation_mode(ValidationMode::Strict)
+                .max_transmit_size(MAX_GOSSIP_BYTES)
+                .max_transmit_size_for_topic(
+                    mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
+                    policy_topic().hash(),
+                )
+                .max_transmit_size_for_topic(
+                    mesh_protocol::usage::MAX_USAGE_BYTES + 4 * 1024,
+                    usage_topic().hash(),
+                )
+                .heartbeat_interval(Duration::from_millis(700))
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
+                .build()
+                .map_err(|e| e.to_string())?;
+            let mut gossipsub =
+                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+                    .map_err(|e| e.to_string())?
+                    .with_metrics(
+                        registry.sub_registry_with_prefix("gossipsub"),
+                        gossipsub::MetricsConfig::default(),
+                    );
+            gossipsub.with_peer_score(
+                super::scoring::params(&[
+                    announce_topic().hash(),
+                    policy_topic().hash(),
+                    usage_topic().hash(),
+                ]),
+                super::scoring::thresholds(),
+            )?;
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(StreamProtocol::new("/mesh/kad/1")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let transfer = request_response::Behaviour::with_codec(
+                TransferCodec,
+                [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+            );
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
+                limits: libp2p::connection_limits::Behaviour::new(connection_limits()),
+                memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(max_memory),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/mesh/id/1".into(), key.public())
+                        .with_cache_size(if discovery { 100 } else { 0 }),
+                ),
+                ping: ping::Behaviour::default(),
+                kad,
+                gossipsub,
+                transfer,
+            })
+        })
+        .map_err(|e| net(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&announce_topic())
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&policy_topic())
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&usage_topic())
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    Ok(swarm)
+}

@@ -1,0 +1,505 @@
+//! The swarm event loop: the only code that touches the `Swarm`.
+//!
+//! The rest of the node talks to it through `NetworkHandle` (a bounded command
+//! channel whose commands carry `oneshot` reply senders). Outbound requests wait in
+//! a map keyed by request id. Gossip goes to the `Validator` (`net::gossip`),
+//! connect-time pulls to `net::sync`, inbound requests through `Admission` to the
+//! `Provider` (`net::transfer`); reads run on the blocking pool and hand their
+//! responses back through a bounded channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::gossipsub::{self, PublishError};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
+use mesh_protocol::wire::{Request, Response};
+use mesh_protocol::Announcement;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use mesh_storage::ChunkStore;
+
+use super::behaviour::{
+    announce_topic, policy_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
+};
+use super::error::NetError;
+use super::gossip::{FollowUp, Validator};
+use super::handle::{Command, NetworkHandle, PeerInfo};
+use super::scoring::{CORRUPT_DATA_PENALTY, GRAYLIST_THRESHOLD};
+use super::sync::{self, SyncState};
+use super::transfer::admission::{Admission, MAX_INBOUND_READS};
+use super::transfer::serve::Provider;
+use crate::home::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::state::catalog::Catalog;
+use crate::state::governance::Governance;
+use crate::state::usage::UsageLedger;
+
+/// A read finished on the blocking pool: the request it answers, where to send the
+/// answer, and the answer.
+type Answer = (InboundRequestId, ResponseChannel<Response>, Response);
+
+/// The state the network layer judges gossip against and serves from.
+#[derive(Debug, Clone)]
+pub(crate) struct StateHandles {
+    pub(crate) catalog: Catalog,
+    pub(crate) governance: Governance,
+    pub(crate) usage: UsageLedger,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) metrics: Metrics,
+}
+
+/// Capacity of the command channel.
+const COMMAND_CAPACITY: usize = 256;
+/// Gossip messages (announcements, policies) kept for retry while no peer is subscribed.
+const MAX_PENDING_GOSSIP: usize = 1024;
+/// How often bootstrap peers are redialled and pending announcements retried.
+const TICK: Duration = Duration::from_secs(2);
+
+/// The loop that owns the swarm.
+pub(crate) struct EventLoop {
+    swarm: Swarm<MeshBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    /// Judges gossip and synced entries.
+    validator: Validator,
+    governance: Governance,
+    provider: Arc<Provider>,
+    pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>>,
+    /// Sync requests in flight (policy pull, then catalog pages), by request id.
+    syncing: HashMap<OutboundRequestId, SyncState>,
+    /// Reads done on the blocking pool, back to be sent.
+    responses_tx: mpsc::Sender<Answer>,
+    responses_rx: mpsc::Receiver<Answer>,
+    /// Per-peer rates and slots, overall read permits.
+    admission: Admission,
+    /// Application-specific gossip scores of connected peers (penalties only).
+    app_scores: HashMap<PeerId, f64>,
+    /// Gossip messages waiting for a subscribed peer: topic and payload.
+    pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Whether peers are found through kademlia and identify, or only configured.
+    discovery: bool,
+    connections: HashMap<PeerId, Multiaddr>,
+    ticks: u64,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer_id", self.swarm.local_peer_id())
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// Creates the loop and its handle; `run` must then be spawned.
+    ///
+    /// New announcements are handed to `prefetch` so their manifests are fetched in
+    /// the background (by `ops`, which this layer does not know).
+    pub(crate) fn new(
+        swarm: Swarm<MeshBehaviour>,
+        state: StateHandles,
+        bootstrap: Vec<(PeerId, Multiaddr)>,
+        config: &NodeConfig,
+        prefetch: mpsc::Sender<Announcement>,
+        shutdown: CancellationToken,
+    ) -> (Self, NetworkHandle) {
+        let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+        let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_READS);
+        let handle = NetworkHandle::new(tx, *swarm.local_peer_id());
+        let StateHandles {
+            catalog,
+            governance,
+            usage,
+            chunks,
+            metrics,
+        } = state;
+        let provider = Provider::new(
+            catalog.clone(),
+            governance.clone(),
+            chunks,
+            usage.clone(),
+            metrics.clone(),
+        );
+        let this = EventLoop {
+            swarm,
+            commands,
+            validator: Validator {
+                catalog,
+                governance: governance.clone(),
+                usage,
+                prefetch,
+            },
+            governance,
+            provider: Arc::new(provider),
+            pending: HashMap::new(),
+            syncing: HashMap::new(),
+            responses_tx,
+            responses_rx,
+            admission: Admission::new(config.limits.clone(), metrics),
+            app_scores: HashMap::new(),
+            pending_gossip: VecDeque::new(),
+            bootstrap,
+            discovery: config.discovery,
+            connections: HashMap::new(),
+            ticks: 0,
+            shutdown,
+        };
+        (this, handle)
+    }
+
+    /// Dials a configured peer (bootstrap or added), telling kademlia about it when
+    /// discovery is on.
+    fn connect_to(&mut self, peer: PeerId, addr: Multiaddr) {
+        if self.discovery {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+        }
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            warn!(%peer, %addr, "dialing a configured peer: {e}");
+        }
+    }
+
+    /// Runs until shutdown is requested or every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        for (peer, addr) in self.bootstrap.clone() {
+            self.connect_to(peer, addr);
+        }
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => break,
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some(answer) = self.responses_rx.recv() => self.on_answer(answer),
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+        debug!("network loop stopped");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .transfer
+                    .send_request(&peer, request);
+                self.pending.insert(id, reply);
+            }
+            Command::AddPeer { peer, addr } => {
+                if !self.bootstrap.iter().any(|(p, a)| *p == peer && *a == addr) {
+                    self.bootstrap.push((peer, addr.clone()));
+                }
+                self.connect_to(peer, addr);
+            }
+            Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
+            Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
+            Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
+            Command::Penalize { peer } => {
+                let score = self.app_scores.entry(peer).or_default();
+                *score -= CORRUPT_DATA_PENALTY;
+                let score = *score;
+                warn!(%peer, score, "peer penalized for sending corrupt chunks");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, score);
+            }
+            Command::Peers { reply } => {
+                let policy = self.governance.policy();
+                let peers = self
+                    .connections
+                    .iter()
+                    .map(|(peer, addr)| {
+                        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
+                        PeerInfo {
+                            peer_id: peer.to_string(),
+                            address: addr.to_string(),
+                            domain: policy
+                                .domain_of_node(&peer.to_string())
+                                .map(|d| d.to_string()),
+                            score,
+                            graylisted: score.is_some_and(|s| s < GRAYLIST_THRESHOLD),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+        }
+    }
+
+    fn gossip(&mut self, topic: IdentTopic, envelope: Vec<u8>) {
+        if !self.publish(topic.clone(), envelope.clone()) {
+            if self.pending_gossip.len() >= MAX_PENDING_GOSSIP {
+                self.pending_gossip.pop_front();
+            }
+            self.pending_gossip.push_back((topic, envelope));
+        }
+    }
+
+    /// Publishes on gossip; false when it should be retried later.
+    fn publish(&mut self, topic: IdentTopic, envelope: Vec<u8>) -> bool {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, envelope)
+        {
+            Ok(_) | Err(PublishError::Duplicate) => true,
+            Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
+                debug!("no subscribed peer yet; announcement kept for retry");
+                false
+            }
+            Err(e) => {
+                warn!("gossip publish failed: {e}");
+                true
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        for (peer, addr) in &self.bootstrap {
+            if !self.swarm.is_connected(peer) {
+                let _ = self.swarm.dial(addr.clone());
+            }
+        }
+        let retry: Vec<_> = self.pending_gossip.drain(..).collect();
+        for (topic, envelope) in retry {
+            if !self.publish(topic.clone(), envelope.clone()) {
+                self.pending_gossip.push_back((topic, envelope));
+            }
+        }
+        if self.discovery && self.ticks % 15 == 1 && !self.connections.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<MeshBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.connections
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected; starting policy and catalog sync");
+                    self.start_sync(peer_id, true);
+                    if self.discovery && self.connections.len() == 1 {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connections.remove(&peer_id);
+                self.admission.forget(&peer_id);
+                self.app_scores.remove(&peer_id);
+            }
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.discovery => {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Transfer(event)) => self.on_transfer(event),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                ..
+            })) if self.discovery
+                && !self.swarm.is_connected(&peer)
+                && self.connections.len() < 64 =>
+            {
+                // Small meshes: connect to every peer kademlia finds.
+                let _ = self.swarm.dial(peer);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let (acceptance, follow_up) =
+                    self.validator
+                        .judge(&message.topic, &propagation_source, &message.data);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if follow_up == FollowUp::PullPolicies {
+                    self.start_sync(propagation_source, false);
+                }
+            }
+            gossipsub::Event::Subscribed { .. } if !self.pending_gossip.is_empty() => {
+                self.on_tick();
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts a policy pull from `peer`, then (with `then_catalog`) a catalog pull.
+    fn start_sync(&mut self, peer: PeerId, then_catalog: bool) {
+        let state = SyncState::start(peer, self.governance.version(), then_catalog);
+        self.send_sync(state);
+    }
+
+    fn send_sync(&mut self, state: SyncState) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .transfer
+            .send_request(&state.peer(), state.request());
+        self.syncing.insert(id, state);
+    }
+
+    fn on_sync_response(&mut self, state: SyncState, response: Option<Response>) {
+        if let Some(next) = sync::advance(state, response, &self.validator) {
+            self.send_sync(next);
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .transfer
+            .send_response(channel, response);
+    }
+
+    /// Sends a finished read; if the peer has gone, releases it now.
+    fn on_answer(&mut self, (request_id, channel, response): Answer) {
+        let sent = self
+            .swarm
+            .behaviour_mut()
+            .transfer
+            .send_response(channel, response);
+        if sent.is_err() {
+            self.admission.finish(request_id);
+        }
+    }
+
+    fn on_inbound(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) {
+        if !self.admission.admit(peer) {
+            self.respond(channel, Response::Busy);
+            return;
+        }
+        match request {
+            Request::Catalog { after, limit } => {
+                let response = self.provider.catalog_page(after.as_ref(), limit);
+                self.respond(channel, response);
+            }
+            Request::Policies { after, limit } => {
+                let response = self.provider.policies_page(after, limit);
+                self.respond(channel, response);
+            }
+            Request::Manifest(_) | Request::Chunk { .. } | Request::Chunks { .. } => {
+                if !self.admission.begin_read(peer, request_id) {
+                    self.respond(channel, Response::Busy);
+                    return;
+                }
+                let provider = self.provider.clone();
+                let tx = self.responses_tx.clone();
+                tokio::spawn(async move {
+                    let response = tokio::task::spawn_blocking(move || provider.read(&peer, request))
+                        .await
+                        .unwrap_or(Response::Busy);
+                    let _ = tx.send((request_id, channel, response)).await;
+                });
+            }
+        }
+    }
+
+    fn on_transfer(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request_id,
+                    request,
+                    channel,
+                } => self.on_inbound(peer, request_id, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    } else if let Some(state) = self.syncing.remove(&request_id) {
+                        self.on_sync_response(state, Some(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                peer,
+                ..
+            } => {
+                if let Some(reply) = self.pending.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                } else if let Some(state) = self.syncing.remove(&request_id) {
+                    debug!(%peer, "sync request failed: {error}");
+                    self.on_sync_response(state, None);
+                }
+            }
+            request_response::Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                debug!(%peer, "inbound transfer failed: {error}");
+                self.admission.finish(request_id);
+            }
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.admission.finish(request_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Pull sync on connect: first the peer's newer policies (so that announcements from
+//! newly registered keys verify), then its catalog, page by page.
+//!
+//! A sync is a small state machine: [`SyncState`] says what was asked, and
+//! [`advance`] takes the answer, offers what it holds through the gossip
+//! [`Validator`], and returns the next request, if any. The event loop sends it.
+//!
+//! Policy pages are collected and offered to the chain together, because only the
+//! newest policy of a catch-up must be unexpired. Both syncs are bounded: at most
+//! [`MAX_POLICY_PAGES`] policy pages and [`MAX_CATALOG_PAGES`] catalog pages per
+//! connection, and a catalog cursor that does not advance ends the sync.
+
+use libp2p::PeerId;
+use mesh_protocol::wire::{Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE};
+use mesh_protocol::{Announcement, Policy, ProductId, Signed};
+use tracing::{debug, info, warn};
+
+use super::gossip::Validator;
+use crate::state::catalog::Offer;
+use crate::state::OfferError;
+
+/// Catalog pages fetched from one peer per connection, at most (256 entries each).
+const MAX_CATALOG_PAGES: u32 = 4096;
+/// Policy pages fetched from one peer per sync, at most (16 versions each).
+const MAX_POLICY_PAGES: u32 = 64;
+
+type CatalogCursor = (ProductId, semver::Version);
+
+/// A sync request in flight.
+#[derive(Debug)]
+pub(super) enum SyncState {
+    Policies {
+        peer: PeerId,
+        pages: u32,
+        /// The version the page was requested after.
+        after: u64,
+        collected: Vec<Signed<Policy>>,
+        /// Continue with a catalog sync when done.
+        then_catalog: bool,
+    },
+    Catalog {
+        peer: PeerId,
+        pages: u32,
+        cursor: Option<CatalogCursor>,
+    },
+}
+
+impl SyncState {
+    /// The first step of a sync with `peer`: its policies after `ours`.
+    pub(super) fn start(peer: PeerId, ours: u64, then_catalog: bool) -> Self {
+        SyncState::Policies {
+            peer,
+            pages: 0,
+            after: ours,
+            collected: Vec::new(),
+            then_catalog,
+        }
+    }
+
+    /// The peer this step asks.
+    pub(super) fn peer(&self) -> PeerId {
+        match self {
+            SyncState::Policies { peer, .. } | SyncState::Catalog { peer, .. } => *peer,
+        }
+    }
+
+    /// The request this step sends.
+    pub(super) fn request(&self) -> Request {
+        match self {
+            SyncState::Policies { after, .. } => Request::Policies {
+                after: *after,
+                limit: MAX_POLICY_PAGE,
+            },
+            SyncState::Catalog { cursor, .. } => Request::Catalog {
+                after: cursor.clone(),
+                limit: MAX_CATALOG_PAGE,
+            },
+        }
+    }
+}
+
+/// Takes the answer to `state` (`None`: the request failed), offers what it holds,
+/// and returns the next step, if any.
+pub(super) fn advance(
+    state: SyncState,
+    response: Option<Response>,
+    validator: &Validator,
+) -> Option<SyncState> {
+    match state {
+        SyncState::Policies {
+            peer,
+            pages,
+            after,
+            mut collected,
+            then_catalog,
+        } => {
+            let mut more = false;
+            if let Some(Response::Policies { entries, more: m }) = response {
+                for bytes in entries.iter().take(usize::from(MAX_POLICY_PAGE)) {
+                    match Signed::<Policy>::from_bytes(bytes) {
+                        Ok(s) => collected.push(s),
+                        Err(e) => warn!(%peer, "policy sync: undecodable policy: {e}"),
+                    }
+                }
+                more = m && !entries.is_empty();
+            }
+            let last = collected
+                .last()
+                .and_then(|s| s.value().ok())
+                .map(|p| p.version);
+            // Continue only while versions advance and within the page budget.
+            let advanced = last.filter(|l| *l > after);
+            if let (true, Some(last)) = (more && pages + 1 < MAX_POLICY_PAGES, advanced) {
+                return Some(SyncState::Policies {
+                    peer,
+                    pages: pages + 1,
+                    after: last,
+                    collected,
+                    then_catalog,
+                });
+            }
+            if !collected.is_empty() {
+                if let Some(offered) = validator.offer_policies(&collected) {
+                    if !offered.accepted.is_empty() {
+                        info!(%peer, versions = ?offered.accepted, "policy sync: caught up");
+                    }
+                    if let Some(e) = offered.error {
+                        warn!(%peer, "policy sync: refused: {e}");
+                    }
+                }
+            }
+            then_catalog.then_some(SyncState::Catalog {
+                peer,
+                pages: 0,
+                cursor: None,
+            })
+        }
+        SyncState::Catalog {
+            peer,
+            pages,
+            cursor,
+        } => {
+            let Some(Response::Catalog { entries, more }) = response else {
+                debug!(%peer, "catalog sync: no page");
+                return None;
+            };
+            let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
+            let mut last = None;
+            for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
+                match validator.offer_announcement(bytes) {
+                    Ok(Offer::New) => new += 1,
+                    Ok(_) => {}
+                    Err(OfferError::Invalid(e)) => {
+                        rejected += 1;
+                        debug!(%peer, "catalog sync: rejected entry: {e}");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        debug!(%peer, "catalog sync: could not keep an entry: {e}");
+                    }
+                }
+                if let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) {
+                    last = Some((a.product, a.version));
+                }
+            }
+            if rejected > 0 {
+                warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
+            }
+            if failed > 0 {
+                warn!(%peer, failed, "catalog sync: entries could not be stored here");
+            }
+            if new > 0 {
+                info!(%peer, new, "catalog sync: learned product versions");
+            }
+            // Continue only while the cursor moves forward and within the page
+            // budget, so a hostile peer cannot keep us paging forever.
+            let progressed = match (&last, &cursor) {
+                (Some(l), Some(c)) => l > c,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            (more && progressed && pages + 1 < MAX_CATALOG_PAGES).then_some(SyncState::Catalog {
+                peer,
+                pages: pages + 1,
+                cursor: last,
+            })
+        }
+    }
+}

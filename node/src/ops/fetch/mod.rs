@@ -1,0 +1,471 @@
+//! Fetching a product version: resolve it in the catalog, get the signed manifest from
+//! a provider and verify its hash, signature and publisher registration, download the
+//! chunks this node lacks from several providers in parallel (each verified against
+//! its BLAKE3 hash before it is stored; a bad copy is dropped and fetched elsewhere),
+//! then record the manifest as held and write the files out (temp + rename).
+//!
+//! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
+//! store are never fetched again, so re-running an interrupted fetch resumes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use mesh_protocol::manifest::{ChunkRef, MAX_CHUNK_LEN};
+use mesh_protocol::wire::{Request, Response};
+use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
+use mesh_storage::assemble;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn, Instrument};
+
+use mesh_storage::ChunkStore;
+
+mod error;
+mod schedule;
+
+pub use error::FetchError;
+use schedule::{batches, lock, ChunkFetch, MAX_BAD_CHUNKS, PEER_WINDOW, WINDOW};
+
+use crate::metrics::Metrics;
+use crate::net::NetworkHandle;
+use crate::state::catalog::{Catalog, CatalogEntry};
+use crate::state::governance::{Governance, Violation};
+use crate::task::blocking;
+
+/// Bytes downloaded between background syncs during a fetch.
+const FLUSH_EVERY: u64 = 128 << 20;
+/// Products with at most this many files are written out while chunks arrive (one
+/// open descriptor per file); larger ones are assembled from the store afterwards.
+const MAX_STREAMED_FILES: usize = 256;
+
+/// Progress of a fetch, streamed to the CLI as JSON lines.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FetchEvent {
+    /// The manifest is verified; chunk download starts.
+    Resolved {
+        /// `domain/name@version`.
+        product: String,
+        /// Manifest hash.
+        manifest: String,
+        /// Total product bytes.
+        total_bytes: u64,
+        /// Bytes this node must download.
+        missing_bytes: u64,
+        /// Providers that will be asked.
+        providers: usize,
+    },
+    /// Chunks arrived.
+    Progress {
+        /// Product bytes held so far.
+        done_bytes: u64,
+        /// Total product bytes.
+        total_bytes: u64,
+    },
+    /// The fetch finished.
+    Done(FetchOutcome),
+    /// The fetch failed.
+    Error {
+        /// What went wrong and what to do.
+        message: String,
+        /// Whose fault it is (`ErrorClass::kind`: `not_found`, `rejected`,
+        /// `unavailable`, `internal`, ...).
+        #[serde(default)]
+        kind: String,
+    },
+}
+
+/// The result of a completed fetch.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FetchOutcome {
+    /// `domain/name`.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Manifest hash.
+    pub manifest: String,
+    /// Number of files.
+    pub files: usize,
+    /// Total product bytes.
+    pub size: u64,
+    /// Bytes downloaded from peers in this fetch.
+    pub transferred_bytes: u64,
+    /// Every chunk verified against its BLAKE3 hash.
+    pub verified: bool,
+    /// Where the files were written, if anywhere.
+    pub out: Option<PathBuf>,
+    /// Peers that served chunks.
+    pub providers: Vec<String>,
+    /// Bytes each provider served in this fetch.
+    #[serde(default)]
+    pub served: std::collections::BTreeMap<String, u64>,
+    /// Peers dropped from this fetch after sending chunks that failed verification.
+    #[serde(default)]
+    pub banned: Vec<String>,
+    /// Rules of the current policy this version violates (a warning, not a failure).
+    #[serde(default)]
+    pub flags: Vec<Violation>,
+    /// Lifecycle warnings: the version is deprecated (or retired but still served).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
+    if let Some(tx) = progress {
+        let _ = tx.send(e).await;
+    }
+}
+
+/// Everything a fetch uses: the network to ask providers, the catalog and
+/// governance to resolve and check, the chunk store to fill.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetcher {
+    pub(crate) net: NetworkHandle,
+    pub(crate) catalog: Catalog,
+    pub(crate) governance: Governance,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) metrics: Metrics,
+}
+
+impl Fetcher {
+    /// Fetches `target` (latest version when none is given), verifies it, and writes
+    /// its files under `out` if given.
+    pub(crate) async fn fetch(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, FetchError> {
+        let span = tracing::info_span!("fetch", product = %target);
+        self.fetch_inner(target, out, progress)
+            .instrument(span)
+            .await
+    }
+
+    /// Fetches and records the manifest of an announced product, if not yet known.
+    pub(crate) async fn prefetch_manifest(&self, a: &Announcement) -> Result<(), FetchError> {
+        if self.catalog.manifest(&a.manifest)?.is_some() {
+            return Ok(());
+        }
+        let providers = self.candidate_providers(a).await?;
+        self.fetch_manifest(&a.manifest, &providers)
+            .await
+            .map(|_| ())
+    }
+
+    /// `target`'s catalog entry.
+    pub(crate) fn resolve(&self, target: &ProductRef) -> Result<CatalogEntry, FetchError> {
+        self.catalog
+            .get(&target.id, target.version.as_ref())?
+            .ok_or_else(|| FetchError::NotInCatalog(target.to_string()))
+    }
+
+    async fn fetch_inner(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, FetchError> {
+        let entry = self.resolve(target)?;
+        let ann = entry.announcement;
+        let providers = self.candidate_providers(&ann).await?;
+
+        let (signed, manifest) = match self.catalog.manifest(&ann.manifest)? {
+            Some((s, _)) => {
+                let m = self
+                    .governance
+                    .check_manifest(&s)
+                    .map_err(|r| FetchError::Rejected(r.to_string()))?;
+                (s, m)
+            }
+            None => self.fetch_manifest(&ann.manifest, &providers).await?,
+        };
+        let label = format!("{}@{}", manifest.id, manifest.version);
+        // Each distinct chunk once: either held already or to download.
+        let mut seen = HashSet::new();
+        let (mut missing, mut held) = (Vec::<ChunkRef>::new(), Vec::new());
+        for c in manifest.files.iter().flat_map(|f| f.chunks.iter().copied()) {
+            if seen.insert(c.hash) {
+                if self.chunks.has(&c.hash) {
+                    held.push(c.hash);
+                } else {
+                    missing.push(c);
+                }
+            }
+        }
+        let total = manifest.total_size();
+        let missing_bytes: u64 = missing.iter().map(|c| u64::from(c.len)).sum();
+        send(
+            &progress,
+            FetchEvent::Resolved {
+                product: label.clone(),
+                manifest: ann.manifest.to_string(),
+                total_bytes: total,
+                missing_bytes,
+                providers: providers.len(),
+            },
+        )
+        .await;
+
+        let output = match &out {
+            Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
+                let (files, dir) = (manifest.files.clone(), dir.clone());
+                let created = blocking(move || {
+                    assemble::Output::create(&files, &dir).map_err(FetchError::Output)
+                })
+                .await?;
+                Some(Arc::new(created))
+            }
+            _ => None,
+        };
+        let job = Arc::new(ChunkFetch {
+            net: self.net.clone(),
+            chunks: self.chunks.clone(),
+            manifest: ann.manifest,
+            providers,
+            bad: Mutex::new(HashMap::new()),
+            lacking: Mutex::new(std::collections::HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
+            used: Mutex::new(BTreeMap::new()),
+            done: AtomicU64::new(total - missing_bytes.min(total)),
+            transferred: AtomicU64::new(0),
+            output,
+        });
+        let download_started = std::time::Instant::now();
+        let mut results = futures::stream::iter(batches(missing).into_iter().enumerate())
+            .map(|(i, batch)| {
+                let job = job.clone();
+                async move { job.fetch_batch(i, batch).await }
+            })
+            .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
+        // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
+        // sync starts (never two at once), so the final sync finds little left to do.
+        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut flushed_at = 0u64;
+        while let Some(r) = results.next().await {
+            if let Err(e) = r {
+                // Batches still running on other threads hold the output; remove
+                // its temporary files before reporting, not when the last one ends.
+                if let Some(output) = &job.output {
+                    output.abandon();
+                }
+                return Err(e);
+            }
+            let got = job.transferred.load(Ordering::Relaxed);
+            if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
+            {
+                flushed_at = got;
+                let chunks = self.chunks.clone();
+                flushing = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = chunks.sync() {
+                        warn!("background sync during fetch: {e}");
+                    }
+                }));
+            }
+            send(
+                &progress,
+                FetchEvent::Progress {
+                    done_bytes: job.done.load(Ordering::Relaxed),
+                    total_bytes: total,
+                },
+            )
+            .await;
+        }
+        drop(results);
+        if let Some(f) = flushing {
+            let _ = f.await;
+        }
+        let download = download_started.elapsed();
+
+        // Downloaded chunks were verified on arrival (and written out then, if
+        // streaming). Chunks that were already held are read and verified from disk
+        // now, so a corrupt store is never reported as whole.
+        let (chunks, catalog) = (self.chunks.clone(), self.catalog.clone());
+        let files = manifest.files.clone();
+        let output = job.output.clone();
+        let hash = ann.manifest;
+        let out2 = out.clone();
+        let (signed2, manifest2) = (signed.clone(), manifest.clone());
+        let finish_started = std::time::Instant::now();
+        let sync_time = blocking(move || -> Result<std::time::Duration, FetchError> {
+            match (&output, &out2) {
+                (Some(output), _) => output.fill_from_store(&chunks, &held)?,
+                (None, Some(dir)) => {
+                    assemble::write_files(&files, &chunks, dir)?;
+                }
+                (None, None) => {
+                    for hash in &held {
+                        chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+                    }
+                }
+            }
+            // One syncfs covers the store and, on the same file system, the
+            // output files, whose own sync in `commit` then finds them clean.
+            let synced_from = std::time::Instant::now();
+            chunks.sync()?;
+            let sync_time = synced_from.elapsed();
+            if let Some(output) = &output {
+                output.commit()?;
+            }
+            catalog.record_manifest(&signed2, &manifest2)?;
+            catalog.mark_complete(&hash)?;
+            catalog.flush()?;
+            Ok(sync_time)
+        })
+        .await?;
+
+        let served: BTreeMap<String, u64> = lock(&job.used)
+            .iter()
+            .map(|(p, b)| (p.to_string(), *b))
+            .collect();
+        let outcome = FetchOutcome {
+            product: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            manifest: ann.manifest.to_string(),
+            files: manifest.files.len(),
+            size: total,
+            transferred_bytes: job.transferred.load(Ordering::Relaxed),
+            verified: true,
+            out,
+            providers: served.keys().cloned().collect(),
+            served,
+            banned: lock(&job.bad)
+                .iter()
+                .filter(|(_, n)| **n >= MAX_BAD_CHUNKS)
+                .map(|(p, _)| p.to_string())
+                .collect(),
+            flags: self.governance.violations(&manifest),
+            warnings: lifecycle_warnings(&manifest),
+        };
+        let finish = finish_started.elapsed();
+        self.metrics.fetches.inc();
+        self.metrics.fetched_bytes.inc_by(outcome.transferred_bytes);
+        info!(
+            bytes = outcome.transferred_bytes,
+            download_ms = download.as_millis() as u64,
+            write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
+            sync_ms = sync_time.as_millis() as u64,
+            "fetched {label}"
+        );
+        Ok(outcome)
+    }
+
+    /// Providers to ask: those the announcement names, then every connected peer.
+    pub(crate) async fn candidate_providers(
+        &self,
+        ann: &Announcement,
+    ) -> Result<Vec<PeerId>, FetchError> {
+        let me = self.net.peer_id();
+        let mut providers: Vec<PeerId> = ann
+            .providers
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| *p != me)
+            .collect();
+        for peer in self.net.peers().await? {
+            if let Ok(p) = peer.peer_id.parse::<PeerId>() {
+                if !providers.contains(&p) {
+                    providers.push(p);
+                }
+            }
+        }
+        Ok(providers)
+    }
+
+    /// The catalog entry of `target` and its verified manifest, from the local store
+    /// or, without storing it, from a provider.
+    pub(crate) async fn describe(
+        &self,
+        target: &ProductRef,
+    ) -> Result<(CatalogEntry, Result<Manifest, FetchError>), FetchError> {
+        let entry = self.resolve(target)?;
+        let hash = entry.announcement.manifest;
+        let manifest = match self.catalog.manifest(&hash)? {
+            Some((s, _)) => self
+                .governance
+                .check_manifest(&s)
+                .map_err(|r| FetchError::Rejected(r.to_string())),
+            None => {
+                let providers = self.candidate_providers(&entry.announcement).await?;
+                self.fetch_manifest(&hash, &providers).await.map(|(_, m)| m)
+            }
+        };
+        Ok((entry, manifest))
+    }
+
+    pub(crate) async fn fetch_manifest(
+        &self,
+        hash: &mesh_protocol::ManifestHash,
+        providers: &[PeerId],
+    ) -> Result<(Signed<Manifest>, Manifest), FetchError> {
+        let mut tried = Vec::new();
+        let mut denials = Vec::new();
+        for peer in providers {
+            let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
+                Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
+                    Ok(s) if s.hash() == *hash => match self.governance.check_manifest(&s) {
+                        Ok(m) => {
+                            let catalog = self.catalog.clone();
+                            let (s2, m2) = (s.clone(), m.clone());
+                            blocking(move || catalog.record_manifest(&s2, &m2).map_err(FetchError::from))
+                                .await?;
+                            return Ok((s, m));
+                        }
+                        Err(r) => format!("manifest rejected: {r}"),
+                    },
+                    Ok(_) => "sent a manifest that does not match its hash".into(),
+                    Err(e) => format!("sent an undecodable manifest: {e}"),
+                },
+                Ok(Response::Denied { rule, reason }) => {
+                    let d = format!("denied by rule {rule}: {reason}");
+                    denials.push(d.clone());
+                    d
+                }
+                Ok(Response::NotFound) => "does not hold it".into(),
+                Ok(other) => format!("answered {other:?}"),
+                Err(e) => e.to_string(),
+            };
+            warn!(%peer, "manifest {}: {why}", hash.short());
+            tried.push(format!("{peer}: {why}"));
+        }
+        if let Some(first) = denials.first() {
+            return Err(FetchError::Denied(format!(
+                "{first} ({} of {} provider(s) denied)",
+                denials.len(),
+                tried.len()
+            )));
+        }
+        Err(FetchError::Unavailable(format!(
+            "no provider reachable for manifest {}: tried {} peer(s){}{}; check `mesh peers` and that a provider is running",
+            hash.short(),
+            tried.len(),
+            if tried.is_empty() { "" } else { ": " },
+            tried.join("; ")
+        )))
+    }
+}
+
+/// What a consumer should hear about the version's lifecycle.
+fn lifecycle_warnings(m: &Manifest) -> Vec<String> {
+    use mesh_protocol::manifest::Status;
+    match m.status {
+        Status::Deprecated => vec![format!(
+            "{}@{} is deprecated: its owner ({}) asks consumers to migrate to a newer version",
+            m.id, m.version, m.owner.team
+        )],
+        Status::Retired => vec![format!(
+            "{}@{} is retired: it is no longer supported",
+            m.id, m.version
+        )],
+        Status::Draft => vec![format!(
+            "{}@{} is a draft: not for production use",
+            m.id, m.version
+        )],
+        Status::Active => Vec::new(),
+    }
+}

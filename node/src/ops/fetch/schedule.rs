@@ -1,0 +1,278 @@
+//! The download scheduler of a fetch: chunks grouped into batches, each batch sent to
+//! the usable provider with the most free slots in its window, windows that grow with
+//! good answers and shrink with bad ones, bans after repeated bad chunks, and retries
+//! elsewhere for anything a provider got wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use mesh_protocol::manifest::ChunkRef;
+use mesh_protocol::wire::{ChunkData, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS};
+use mesh_storage::{assemble, ChunkStore};
+use tracing::warn;
+
+use super::error::FetchError;
+use crate::net::NetworkHandle;
+use crate::task::blocking;
+
+/// Chunks are asked for in batches of about this many bytes (one request each).
+const BATCH_BYTES: u64 = 1 << 20;
+/// Batch requests in flight at once for one fetch, at most (and at most
+/// [`PEER_WINDOW`] per provider, so no request waits for a slot needlessly). With
+/// [`BATCH_BYTES`] this bounds the bytes in flight to about 48 MiB.
+pub(super) const WINDOW: usize = 48;
+/// Batch requests in flight to one provider at once, at most. Each provider starts
+/// at [`INITIAL_PEER_WINDOW`]; every good answer widens its window by one, a busy or
+/// failed one halves it. Each batch goes to the usable provider with the most free
+/// slots, so a faster provider, answering sooner, grows its window and takes more of
+/// the work.
+pub(super) const PEER_WINDOW: usize = 16;
+/// A provider's window before it has answered.
+const INITIAL_PEER_WINDOW: usize = 2;
+/// `Busy` answers tolerated per chunk before giving up on that provider.
+const MAX_BUSY_RETRIES: u32 = 40;
+/// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
+const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+/// Verification failures after which a provider is dropped for this fetch.
+pub(super) const MAX_BAD_CHUNKS: u32 = 3;
+
+/// One provider's share of a fetch's requests.
+pub(super) struct Slots {
+    load: usize,
+    window: usize,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            load: 0,
+            window: INITIAL_PEER_WINDOW,
+        }
+    }
+}
+
+pub(super) struct ChunkFetch {
+    pub(super) net: NetworkHandle,
+    pub(super) chunks: Arc<ChunkStore>,
+    pub(super) manifest: mesh_protocol::ManifestHash,
+    pub(super) providers: Vec<PeerId>,
+    pub(super) bad: Mutex<HashMap<PeerId, u32>>,
+    /// Peers that answered `NotFound`: they do not hold this product; not asked again.
+    pub(super) lacking: Mutex<std::collections::HashSet<PeerId>>,
+    pub(super) used: Mutex<BTreeMap<PeerId, u64>>,
+    /// Requests outstanding and window per provider.
+    pub(super) inflight: Mutex<HashMap<PeerId, Slots>>,
+    /// Signalled whenever a provider slot frees up.
+    pub(super) slot_freed: tokio::sync::Notify,
+    pub(super) done: AtomicU64,
+    pub(super) transferred: AtomicU64,
+    /// Output files written as verified chunks arrive.
+    pub(super) output: Option<Arc<assemble::Output>>,
+}
+
+/// Groups chunks, in order, into requests of about [`BATCH_BYTES`] (never more than
+/// the protocol's batch limits).
+pub(super) fn batches(chunks: Vec<ChunkRef>) -> Vec<Vec<ChunkRef>> {
+    let mut out: Vec<Vec<ChunkRef>> = Vec::new();
+    let mut bytes = 0u64;
+    for c in chunks {
+        let len = u64::from(c.len);
+        let fits = out.last().is_some_and(|b| {
+            b.len() < MAX_BATCH_CHUNKS && bytes < BATCH_BYTES && bytes + len <= MAX_BATCH_BYTES
+        });
+        if fits {
+            bytes += len;
+            if let Some(b) = out.last_mut() {
+                b.push(c);
+            }
+        } else {
+            bytes = len;
+            out.push(vec![c]);
+        }
+    }
+    out
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChunkFetch {
+    fn usable(&self, peer: &PeerId, tried: &std::collections::HashSet<PeerId>) -> bool {
+        !tried.contains(peer)
+            && lock(&self.bad).get(peer).copied().unwrap_or(0) < MAX_BAD_CHUNKS
+            && !lock(&self.lacking).contains(peer)
+    }
+
+    /// Reserves a slot on the usable provider with the most free slots, waiting while
+    /// all of them are at their window; `None` when none is usable. `index` breaks
+    /// ties so equal providers share the work.
+    async fn reserve(
+        &self,
+        index: usize,
+        tried: &std::collections::HashSet<PeerId>,
+    ) -> Option<PeerId> {
+        let n = self.providers.len();
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut inflight = lock(&self.inflight);
+                let usable: Vec<PeerId> = (0..n)
+                    .map(|k| self.providers[(index + k) % n])
+                    .filter(|p| self.usable(p, tried))
+                    .collect();
+                if usable.is_empty() {
+                    return None;
+                }
+                let best = usable
+                    .iter()
+                    .map(|p| {
+                        let s = inflight.entry(*p).or_default();
+                        (s.window.saturating_sub(s.load), *p)
+                    })
+                    .filter(|(free, _)| *free > 0)
+                    .max_by_key(|(free, _)| *free);
+                if let Some((_, peer)) = best {
+                    inflight.entry(peer).or_default().load += 1;
+                    return Some(peer);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Frees a slot; a good answer widens the provider's window, a bad one halves it.
+    fn release(&self, peer: &PeerId, good: bool) {
+        if let Some(s) = lock(&self.inflight).get_mut(peer) {
+            s.load = s.load.saturating_sub(1);
+            s.window = if good {
+                (s.window + 1).min(PEER_WINDOW)
+            } else {
+                (s.window / 2).max(1)
+            };
+        }
+        self.slot_freed.notify_waiters();
+    }
+
+    /// Downloads one batch, verifying and storing each chunk; chunks a provider got
+    /// wrong are asked of the next provider.
+    pub(super) async fn fetch_batch(
+        &self,
+        index: usize,
+        batch: Vec<ChunkRef>,
+    ) -> Result<(), FetchError> {
+        let mut remaining = batch;
+        let mut failures = Vec::new();
+        let mut busy_retries = 0u32;
+        let mut tried = std::collections::HashSet::new();
+        while let Some(peer) = self.reserve(index, &tried).await {
+            tried.insert(peer);
+            let request = Request::Chunks {
+                manifest: self.manifest,
+                chunks: remaining.iter().map(|c| c.hash).collect(),
+                start: index == 0,
+            };
+            let answer = self.net.request(peer, request).await;
+            let good = matches!(&answer, Ok(Response::Chunks(d)) if d.len() == remaining.len());
+            self.release(&peer, good);
+            let why = match answer {
+                Ok(Response::Chunks(data)) if data.len() == remaining.len() => {
+                    let (stored, wrong) = self.store(remaining, data).await?;
+                    if stored > 0 {
+                        *lock(&self.used).entry(peer).or_default() += stored;
+                    }
+                    if wrong.is_empty() {
+                        return Ok(());
+                    }
+                    let banned_now = {
+                        let mut bad = lock(&self.bad);
+                        let count = bad.entry(peer).or_default();
+                        let before = *count;
+                        *count += wrong.len() as u32;
+                        before < MAX_BAD_CHUNKS && *count >= MAX_BAD_CHUNKS
+                    };
+                    if banned_now {
+                        let _ = self.net.penalize_corrupt_data(peer).await;
+                    }
+                    let why = format!(
+                        "sent {} chunk(s) that fail BLAKE3 verification",
+                        wrong.len()
+                    );
+                    remaining = wrong;
+                    why
+                }
+                Ok(Response::Chunks(data)) => {
+                    *lock(&self.bad).entry(peer).or_default() += 1;
+                    format!("sent {} chunks, {} were asked", data.len(), remaining.len())
+                }
+                Ok(Response::NotFound) => {
+                    lock(&self.lacking).insert(peer);
+                    "does not hold it".into()
+                }
+                Ok(Response::Denied { rule, reason }) => {
+                    return Err(FetchError::Denied(format!(
+                        "denied by rule {rule}: {reason}"
+                    )));
+                }
+                Ok(Response::Busy) if busy_retries < MAX_BUSY_RETRIES => {
+                    // The provider is at its concurrency limit: back off, ask again.
+                    busy_retries += 1;
+                    tried.remove(&peer);
+                    tokio::time::sleep(BUSY_BACKOFF * busy_retries.min(10)).await;
+                    continue;
+                }
+                Ok(other) => format!("answered {other:?}"),
+                Err(e) => e.to_string(),
+            };
+            warn!(%peer, chunks = remaining.len(), first = %remaining[0].hash.short(), "{why}");
+            failures.push(format!("{peer}: {why}"));
+        }
+        Err(FetchError::Unavailable(format!(
+            "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
+            remaining[0].hash.short(),
+            if failures.is_empty() { "no usable provider".to_string() } else { failures.join("; ") }
+        )))
+    }
+
+    /// Verifies and stores (and writes out) each chunk of an answer. Returns the bytes
+    /// stored and the chunks whose bytes were wrong.
+    async fn store(
+        &self,
+        asked: Vec<ChunkRef>,
+        data: Vec<ChunkData>,
+    ) -> Result<(u64, Vec<ChunkRef>), FetchError> {
+        let chunks = self.chunks.clone();
+        let output = self.output.clone();
+        let (stored, wrong) = blocking(move || {
+            let mut stored = 0u64;
+            let mut wrong = Vec::new();
+            for (c, d) in asked.into_iter().zip(data) {
+                if d.0.len() != c.len as usize {
+                    wrong.push(c);
+                    continue;
+                }
+                match chunks.put_verified(&c.hash, &d.0) {
+                    Ok(_) => {}
+                    Err(mesh_storage::ChunkError::Corrupt { .. }) => {
+                        wrong.push(c);
+                        continue;
+                    }
+                    Err(e) => return Err(FetchError::from(e)),
+                }
+                if let Some(output) = &output {
+                    output.write_chunk(&c.hash, &d.0)?;
+                }
+                stored += u64::from(c.len);
+            }
+            Ok((stored, wrong))
+        })
+        .await?;
+        self.done.fetch_add(stored, Ordering::Relaxed);
+        self.transferred.fetch_add(stored, Ordering::Relaxed);
+        Ok((stored, wrong))
+    }
+}

@@ -1,0 +1,15 @@
+//! The node's operations: what a user asks of it, built on `state/` and, where
+//! peers are needed, the `net/` handle.
+//!
+//! Map: [`publish`] turns files and a draft into a signed, announced product;
+//! [`fetch`] resolves, downloads from several providers and verifies (its
+//! scheduler in `fetch/schedule.rs`); [`discover`] lists the catalog with each
+//! product's SLA and lineage health; [`submit`] takes a signed policy;
+//! `background` runs the daemon's long tasks
+//! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
+
+pub(crate) mod background;
+pub(crate) mod discover;
+pub(crate) mod fetch;
+pub(crate) mod publish;
+pub(crate) mod submit;

@@ -1,0 +1,421 @@
+//! Publishing: turns files plus a `product.toml` draft into a signed manifest and a
+//! signed announcement, after checking the draft, the domain and the policy.
+//!
+//! Nothing is written until the draft is valid, the key is registered and the policy
+//! (unexpired; its publish rules; schema evolution against the previous version)
+//! allows it; chunks are stored as they are cut; the manifest and catalog entry are
+//! flushed before the publish is acknowledged. [`Publisher::check`] runs the same checks as a
+//! dry run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+use mesh_contract::{ManifestDraft, PublishFacts};
+use mesh_protocol::manifest::FileEntry;
+use mesh_protocol::policy::QualityEnforcement;
+use mesh_protocol::rules::Decision;
+use mesh_protocol::{Announcement, Manifest, Signed};
+use mesh_storage::chunker::chunk_file;
+use serde::Serialize;
+
+use libp2p::PeerId;
+use mesh_protocol::{DomainName, KeyPair};
+use mesh_storage::ChunkStore;
+use std::sync::Arc;
+
+use crate::clock::{unix_now, unix_now_ms};
+use crate::state::catalog::Catalog;
+use crate::state::governance::Governance;
+use crate::state::{OfferError, StateError};
+use crate::task::TaskError;
+
+/// A publish that was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The `product.toml` draft has missing or invalid fields.
+    #[error("invalid manifest: {}", .0.join("; "))]
+    InvalidManifest(Vec<String>),
+    /// The data breaks the contract its manifest declares (and the policy refuses
+    /// such publishes).
+    #[error("the data breaks its contract:\n  {}", .0.join("\n  "))]
+    Quality(Vec<String>),
+    /// The request cannot be carried out as asked (wrong domain, version already
+    /// published, no key, unreadable data path); the message says how to fix it.
+    #[error("{0}")]
+    Request(String),
+    /// The mesh policy refuses it; the message names the rule.
+    #[error("{0}")]
+    Refused(String),
+    /// This node's own state failed (disk full, database error).
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A background task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl From<mesh_storage::ChunkError> for PublishError {
+    fn from(e: mesh_storage::ChunkError) -> Self {
+        PublishError::State(e.into())
+    }
+}
+
+impl From<mesh_storage::StoreError> for PublishError {
+    fn from(e: mesh_storage::StoreError) -> Self {
+        PublishError::State(e.into())
+    }
+}
+
+impl From<OfferError> for PublishError {
+    fn from(e: OfferError) -> Self {
+        match e {
+            OfferError::Invalid(i) => PublishError::Refused(i.to_string()),
+            OfferError::Store(s) => PublishError::State(s),
+        }
+    }
+}
+
+/// Everything a publish uses: the catalog, governance and chunk store to write to,
+/// and the domain, key and peer id it publishes as.
+#[derive(Debug, Clone)]
+pub(crate) struct Publisher {
+    pub(crate) catalog: Catalog,
+    pub(crate) governance: Governance,
+    pub(crate) chunks: Arc<ChunkStore>,
+    pub(crate) domain: DomainName,
+    /// The domain's publisher key, if this home holds one, and where it is expected.
+    pub(crate) key: Option<Arc<KeyPair>>,
+    pub(crate) key_path: PathBuf,
+    /// This node, named as the first provider of what it publishes.
+    pub(crate) peer_id: PeerId,
+}
+
+/// The outcome of a publish.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Published {
+    /// `domain/name`.
+    pub product: String,
+    /// Version.
+    pub version: String,
+    /// Manifest hash.
+    pub manifest: String,
+    /// Files.
+    pub files: usize,
+    /// Total bytes.
+    pub size: u64,
+    /// Bytes of chunks this node did not already hold.
+    pub new_bytes: u64,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Contract violations in the data, when the policy publishes them with a warning.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Most files one product may have.
+const MAX_FILES: usize = 100_000;
+
+/// An error mapper for a data path that cannot be read.
+fn unreadable(p: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+    move |e| PublishError::Request(format!("cannot read {}: {e}", p.display()))
+}
+
+/// Lists the regular files under `path` (or `path` itself), with their relative paths.
+fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, PublishError> {
+    let meta = fs::metadata(path).map_err(unreadable(path))?;
+    if meta.is_file() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| PublishError::Request(format!("{} has no file name", path.display())))?;
+        return Ok(vec![(name, path.to_owned())]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), path.to_owned())];
+    while let Some((prefix, dir)) = stack.pop() {
+        let mut entries: Vec<_> = fs::read_dir(&dir)
+            .map_err(unreadable(&dir))?
+            .collect::<Result<_, _>>()
+            .map_err(unreadable(&dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let ft = e.file_type().map_err(unreadable(&e.path()))?;
+            if ft.is_dir() {
+                stack.push((rel, e.path()));
+            } else if ft.is_file() {
+                out.push((rel, e.path()));
+            } else {
+                return Err(PublishError::Request(format!(
+                    "{} is not a regular file (symlinks and devices are not published)",
+                    e.path().display()
+                )));
+            }
+            if out.len() > MAX_FILES {
+                return Err(PublishError::Request(format!(
+                    "{} holds more than {MAX_FILES} files; publish fewer, larger files",
+                    path.display()
+                )));
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(PublishError::Request(format!(
+            "{} contains no files",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// The outcome of a dry-run publish check.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CheckReport {
+    /// Whether a publish of this manifest would be allowed.
+    pub allowed: bool,
+    /// The policy version checked against.
+    pub policy_version: u64,
+    /// Why not, when not allowed.
+    pub problems: Vec<String>,
+}
+
+fn field_errors(errs: Vec<mesh_protocol::manifest::FieldError>) -> PublishError {
+    PublishError::InvalidManifest(errs.iter().map(|e| e.to_string()).collect())
+}
+
+fn parse_draft(draft_toml: &str) -> Result<ManifestDraft, PublishError> {
+    toml::from_str(draft_toml)
+        .map_err(|e| PublishError::InvalidManifest(vec![format!("product.toml: {e}")]))
+}
+
+impl Publisher {
+    /// Everything the policy says about publishing `m` from this node.
+    fn policy_checks(&self, m: &Manifest) -> Result<(), PublishError> {
+        let policy = self.governance.policy();
+        if self.governance.is_expired(unix_now()) {
+            return Err(PublishError::Refused(format!(
+                "policy v{} expired at {} (unix seconds); publishing is refused until the council signs and submits a newer policy",
+                policy.version, policy.expires_at
+            )));
+        }
+        if !policy.is_publisher(m.id.domain(), &m.publisher) {
+            return Err(PublishError::Refused(format!(
+                "publisher key {} is not registered for domain {} in policy v{}; ask the council to add it to the domain registry",
+                m.publisher,
+                m.id.domain(),
+                policy.version
+            )));
+        }
+        if let Decision::Deny { rule, reason } = self.governance.publish_decision(m) {
+            return Err(PublishError::Refused(format!(
+                "policy v{} denies publishing {}@{}: rule `{rule}`: {reason}",
+                policy.version, m.id, m.version
+            )));
+        }
+        if let Some(previous) = self.previous_version(m)? {
+            self.governance
+                .check_evolution(&previous, m)
+                .map_err(|r| PublishError::Refused(r.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The newest earlier version of the same product whose manifest this node knows.
+    fn previous_version(&self, m: &Manifest) -> Result<Option<Manifest>, StateError> {
+        let mut best: Option<Manifest> = None;
+        for e in self.catalog.list(&Default::default())? {
+            let a = &e.announcement;
+            if a.product != m.id || a.version >= m.version {
+                continue;
+            }
+            if best.as_ref().is_some_and(|b| b.version >= a.version) {
+                continue;
+            }
+            if let Some((_, prev)) = self.catalog.manifest(&a.manifest)? {
+                best = Some(prev);
+            }
+        }
+        Ok(best)
+    }
+
+    fn key(&self) -> Result<&KeyPair, PublishError> {
+        self.key.as_deref().ok_or_else(|| {
+            PublishError::Request(format!(
+                "this node holds no publisher key for domain {} (expected {})",
+                self.domain,
+                self.key_path.display()
+            ))
+        })
+    }
+
+    /// Would publishing `draft_toml` from this node be allowed? Checks fields, domain,
+    /// registration, expiry, rules and schema evolution, without reading data files.
+    pub(crate) fn check(&self, draft_toml: &str) -> CheckReport {
+        let policy_version = self.governance.version();
+        let outcome = (|| -> Result<(), PublishError> {
+            let draft = parse_draft(draft_toml)?;
+            let publisher = self.key()?.public();
+            let probe = draft
+                .into_manifest(PublishFacts {
+                    files: Vec::new(),
+                    created_at: unix_now(),
+                    publisher,
+                    quality: None,
+                })
+                .map_err(field_errors)?;
+            self.policy_checks(&probe)
+        })();
+        match outcome {
+            Ok(()) => CheckReport {
+                allowed: true,
+                policy_version,
+                problems: Vec::new(),
+            },
+            Err(PublishError::InvalidManifest(errs)) => CheckReport {
+                allowed: false,
+                policy_version,
+                problems: errs,
+            },
+            Err(e) => CheckReport {
+                allowed: false,
+                policy_version,
+                problems: vec![e.to_string()],
+            },
+        }
+    }
+
+    /// Publishes the files at `path` described by the TOML `draft`. Blocking: run it
+    /// on a blocking thread. Returns the outcome and the encoded signed announcement
+    /// to gossip.
+    pub(crate) fn publish(
+        &self,
+        path: &Path,
+        draft_toml: &str,
+    ) -> Result<(Published, Vec<u8>), PublishError> {
+        let draft = parse_draft(draft_toml)?;
+        let key = self.key()?;
+        // Validate every field before touching the store, so a bad draft changes nothing.
+        let probe = draft.clone().into_manifest(PublishFacts {
+            files: Vec::new(),
+            created_at: 0,
+            publisher: key.public(),
+            quality: None,
+        });
+        let probe = probe.map_err(field_errors)?;
+        if probe.id.domain() != &self.domain {
+            return Err(PublishError::Request(format!(
+                "manifest field `id`: {} belongs to domain {}, but this node publishes for domain {}",
+                probe.id,
+                probe.id.domain(),
+                self.domain
+            )));
+        }
+        self.policy_checks(&probe)?;
+        if let Some(existing) = self.catalog.get(&probe.id, Some(&probe.version))? {
+            return Err(PublishError::Request(format!(
+                "{}@{} is already published (manifest {}); a published version never changes: bump `version`",
+                probe.id,
+                probe.version,
+                existing.announcement.manifest.short()
+            )));
+        }
+
+        // The data must keep the contract before any chunk is stored.
+        let found = collect_files(path)?;
+        let checked = mesh_contract::quality::check(&probe.schema, &found)
+            .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
+        let mut warnings = Vec::new();
+        if checked.total_violations > 0 {
+            match self.governance.policy().settings.quality {
+                QualityEnforcement::Refuse => return Err(PublishError::Quality(checked.lines())),
+                QualityEnforcement::Warn => warnings = checked.lines(),
+            }
+        }
+        warnings.extend(checked.notes.iter().cloned());
+
+        let started = std::time::Instant::now();
+        let mut files = Vec::new();
+        let mut new_bytes = 0;
+        for (rel, full) in found {
+            let c = chunk_file(&full, &self.chunks)?;
+            new_bytes += c.new_bytes;
+            files.push(FileEntry {
+                path: rel,
+                size: c.size,
+                chunks: c.chunks,
+            });
+        }
+        let manifest: Manifest = draft
+            .into_manifest(PublishFacts {
+                files,
+                created_at: unix_now(),
+                publisher: key.public(),
+                quality: checked.quality,
+            })
+            .map_err(field_errors)?;
+        let chunked = started.elapsed();
+        // Rules may depend on the files (size, count): evaluate the final manifest too.
+        self.policy_checks(&manifest)?;
+        let signed = Signed::sign(&manifest, key);
+        let hash = signed.hash();
+        let announcement = Announcement {
+            format: ANNOUNCEMENT_FORMAT,
+            product: manifest.id.clone(),
+            version: manifest.version.clone(),
+            manifest: hash,
+            summary: Summary {
+                title: manifest.title.chars().take(200).collect(),
+                status: manifest.status,
+                classification: manifest.classification,
+                tags: manifest
+                    .tags
+                    .iter()
+                    .take(32)
+                    .map(|t| t.chars().take(64).collect())
+                    .collect(),
+                owner_team: manifest.owner.team.chars().take(200).collect(),
+                size: manifest.total_size(),
+                files: manifest.files.len() as u32,
+            },
+            providers: vec![self.peer_id.to_string()],
+            issued_at_ms: unix_now_ms(),
+            publisher: key.public(),
+        };
+        let envelope = Signed::sign(&announcement, key).to_bytes();
+        let synced_from = std::time::Instant::now();
+        self.chunks.sync()?;
+        let synced = synced_from.elapsed();
+        self.catalog.record_manifest(&signed, &manifest)?;
+        self.catalog.mark_complete(&hash)?;
+        self.catalog.offer(&envelope)?;
+        self.catalog.flush()?;
+        tracing::info!(
+            product = %manifest.id,
+            chunk_ms = chunked.as_millis() as u64,
+            sync_ms = synced.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "publish timings"
+        );
+        Ok((
+            Published {
+                product: manifest.id.to_string(),
+                version: manifest.version.to_string(),
+                manifest: hash.to_string(),
+                files: manifest.files.len(),
+                size: manifest.total_size(),
+                new_bytes,
+                chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
+                warnings,
+            },
+            envelope,
+        ))
+    }
+}

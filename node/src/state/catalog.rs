@@ -1,0 +1,398 @@
+//! The catalog: every product version this node has learned of, from gossip and from
+//! catalog sync, as verified signed announcements in the metadata store.
+//!
+//! Keys are `domain/name \0 version`, so a page of the catalog can resume after any
+//! entry. An announcement enters only after [`Governance::check_announcement`]; the
+//! first manifest hash announced for a version wins and a conflicting one is refused.
+//!
+//! Verified manifests are kept by hash (`manifests` tree) as soon as they are known;
+//! a product counts as held only once every chunk is verified (`complete` tree). Each
+//! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
+//! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
+
+use std::sync::Arc;
+
+use mesh_protocol::announcement::Announcement;
+use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
+use mesh_storage::{MetaStore, Tree};
+use serde::Serialize;
+
+use super::governance::{Governance, Violation};
+use super::{Invalid, OfferError, StateError};
+use mesh_contract::health::Health;
+
+/// One product version in the catalog.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CatalogEntry {
+    /// The verified announcement.
+    pub announcement: Announcement,
+    /// Whether this node holds the complete product (manifest and every chunk).
+    pub local: bool,
+    /// Rules of the current policy this version violates (empty when compliant).
+    #[serde(default)]
+    pub flags: Vec<Violation>,
+    /// SLA, lifecycle and lineage health, for the newest version of each product
+    /// (filled in by the API; never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// What happened to an offered announcement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// A version the catalog did not know.
+    New,
+    /// A newer re-announcement of a known version (providers refreshed).
+    Refreshed,
+    /// Nothing new.
+    Known,
+}
+
+/// Filters for listing the catalog.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Filter {
+    /// Only this domain.
+    pub domain: Option<String>,
+    /// Only products carrying this tag.
+    pub tag: Option<String>,
+    /// Only products whose id, title or tags contain this text (case-insensitive).
+    pub q: Option<String>,
+    /// Judge health as of this unix time instead of now (a what-if, and for tests).
+    pub at: Option<u64>,
+}
+
+/// The catalog over the node's metadata store.
+#[derive(Debug, Clone)]
+pub(crate) struct Catalog {
+    store: Arc<dyn MetaStore>,
+    governance: Governance,
+}
+
+/// The catalog key of a product version.
+pub(crate) fn entry_key(id: &ProductId, version: &semver::Version) -> Vec<u8> {
+    format!("{id}\0{version}").into_bytes()
+}
+
+impl Catalog {
+    /// A catalog over `store`, enforcing `governance`.
+    pub(crate) fn new(store: Arc<dyn MetaStore>, governance: Governance) -> Self {
+        Catalog { store, governance }
+    }
+
+    /// Verifies and records an announcement's encoded envelope.
+    ///
+    /// An invalid announcement is [`OfferError::Invalid`] (the sender's fault); a
+    /// store failure while keeping it is [`OfferError::Store`] (ours).
+    pub(crate) fn offer(&self, bytes: &[u8]) -> Result<Offer, OfferError> {
+        let signed = Signed::<Announcement>::from_bytes(bytes).map_err(Invalid::new)?;
+        let a = self.governance.check_announcement(&signed)?;
+        let key = entry_key(&a.product, &a.version);
+        let existing = self.store.get(Tree::Announcements, &key)?;
+        let old = existing.and_then(|b| {
+            Signed::<Announcement>::from_bytes(&b)
+                .and_then(|s| s.value())
+                .ok()
+        });
+        let offer = match old {
+            None => Offer::New,
+            Some(old) => {
+                if old.manifest != a.manifest {
+                    return Err(Invalid::new(format!(
+                        "{}@{} was already announced with manifest {}; a published version never changes (publish a new version)",
+                        a.product,
+                        a.version,
+                        old.manifest.short()
+                    ))
+                    .into());
+                }
+                if a.issued_at_ms <= old.issued_at_ms {
+                    return Ok(Offer::Known);
+                }
+                Offer::Refreshed
+            }
+        };
+        self.store.put(Tree::Announcements, &key, bytes)?;
+        if offer == Offer::New {
+            // One line per version learned: mesh-testnet measures propagation from it.
+            tracing::info!(product = %a.product, version = %a.version, "catalog learned");
+        }
+        Ok(offer)
+    }
+
+    fn decode_entry(&self, bytes: &[u8]) -> Result<CatalogEntry, StateError> {
+        let announcement = Signed::<Announcement>::from_bytes(bytes)
+            .and_then(|s| s.value())
+            .map_err(|e| StateError::corrupt("catalog entry", e))?;
+        let local = self.holds(&announcement.manifest)?;
+        let flags = self.flags(&entry_key(&announcement.product, &announcement.version))?;
+        Ok(CatalogEntry {
+            announcement,
+            local,
+            flags,
+            health: None,
+        })
+    }
+
+    /// Whether this node holds the complete product with this manifest.
+    pub(crate) fn holds(&self, manifest: &ManifestHash) -> Result<bool, StateError> {
+        Ok(self
+            .store
+            .get(Tree::Complete, manifest.as_bytes())?
+            .is_some())
+    }
+
+    /// Marks the product with this manifest as held completely.
+    pub(crate) fn mark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
+        self.store.put(Tree::Complete, manifest.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    /// Marks the product with this manifest as no longer held (GC).
+    pub(crate) fn unmark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
+        self.store.remove(Tree::Complete, manifest.as_bytes())?;
+        Ok(())
+    }
+
+    /// Checks every product marked complete against the chunk store, at start: one
+    /// whose manifest is unreadable or whose chunks are not all held (lost to
+    /// corruption, or pack files removed by hand) is marked incomplete, so it is
+    /// neither served nor listed as local, and a fetch brings it back. Returns the
+    /// manifests unmarked.
+    pub(crate) fn recheck_complete(
+        &self,
+        chunks: &mesh_storage::ChunkStore,
+    ) -> Result<Vec<ManifestHash>, StateError> {
+        let mut unmarked = Vec::new();
+        for hash in self.stored_hashes(Tree::Complete)? {
+            let whole = match self.manifest(&hash) {
+                Ok(Some((_, m))) => m
+                    .files
+                    .iter()
+                    .flat_map(|f| &f.chunks)
+                    .all(|c| chunks.has(&c.hash)),
+                Ok(None) | Err(StateError::Corrupt { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if !whole {
+                tracing::warn!(manifest = %hash, "a product marked complete is missing chunks or its manifest; marked incomplete (fetch it again)");
+                self.unmark_complete(&hash)?;
+                unmarked.push(hash);
+            }
+        }
+        Ok(unmarked)
+    }
+
+    /// Hashes of every verified manifest this node knows.
+    pub(crate) fn known_manifests(&self) -> Result<Vec<ManifestHash>, StateError> {
+        self.stored_hashes(Tree::Manifests)
+    }
+
+    /// The manifest hashes that key `tree` (manifests, or completed products).
+    fn stored_hashes(&self, tree: Tree) -> Result<Vec<ManifestHash>, StateError> {
+        let mut out = Vec::new();
+        self.for_each_stored(tree, |key, _| {
+            if let Ok(bytes) = <[u8; 32]>::try_from(key) {
+                out.push(ManifestHash::from_bytes(bytes));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A verified manifest this node knows, if any.
+    pub(crate) fn manifest(
+        &self,
+        hash: &ManifestHash,
+    ) -> Result<Option<(Signed<Manifest>, Manifest)>, StateError> {
+        let Some(bytes) = self.store.get(Tree::Manifests, hash.as_bytes())? else {
+            return Ok(None);
+        };
+        let what = || format!("stored manifest {}", hash.short());
+        let signed =
+            Signed::<Manifest>::from_bytes(&bytes).map_err(|e| StateError::corrupt(what(), e))?;
+        let m = signed.value().map_err(|e| StateError::corrupt(what(), e))?;
+        Ok(Some((signed, m)))
+    }
+
+    /// Records a verified manifest and flags its entry with any violations.
+    pub(crate) fn record_manifest(
+        &self,
+        signed: &Signed<Manifest>,
+        m: &Manifest,
+    ) -> Result<(), StateError> {
+        self.store.put(
+            Tree::Manifests,
+            signed.hash().as_bytes(),
+            &signed.to_bytes(),
+        )?;
+        self.set_flags(
+            &entry_key(&m.id, &m.version),
+            &self.governance.violations(m),
+        )
+    }
+
+    fn flags(&self, key: &[u8]) -> Result<Vec<Violation>, StateError> {
+        match self.store.get(Tree::Flags, key)? {
+            Some(b) => mesh_protocol::decode(&b, 1024 * 1024, "catalog flags")
+                .map_err(|e| StateError::corrupt("catalog flags", e)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn set_flags(&self, key: &[u8], flags: &[Violation]) -> Result<(), StateError> {
+        if flags.is_empty() {
+            self.store.remove(Tree::Flags, key)?;
+        } else {
+            self.store
+                .put(Tree::Flags, key, &mesh_protocol::encode(&flags))?;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates every entry against the current policy; returns how many entries
+    /// are flagged. Entries whose manifest is unknown are checked for registration.
+    pub(crate) fn reevaluate(&self) -> Result<usize, StateError> {
+        let policy = self.governance.policy();
+        let mut flagged = 0;
+        self.for_each_stored(Tree::Announcements, |key, bytes| {
+            let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) else {
+                return Ok(());
+            };
+            let flags = match self.manifest(&a.manifest)? {
+                Some((_, m)) => self.governance.violations(&m),
+                None if !policy.is_publisher(a.product.domain(), &a.publisher) => {
+                    vec![Violation {
+                        rule: "registry".into(),
+                        reason: format!(
+                            "publisher key {} is no longer registered for domain {}",
+                            a.publisher.short(),
+                            a.product.domain()
+                        ),
+                        policy_version: policy.version,
+                    }]
+                }
+                None => Vec::new(),
+            };
+            if !flags.is_empty() {
+                flagged += 1;
+            }
+            self.set_flags(key, &flags)
+        })?;
+        self.store.flush()?;
+        Ok(flagged)
+    }
+
+    /// Every version of every product matching `filter`, sorted by id then version.
+    pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, StateError> {
+        let q = filter.q.as_ref().map(|q| q.to_lowercase());
+        let mut out = Vec::new();
+        self.for_each_stored(Tree::Announcements, |_, v| {
+            let e = self.decode_entry(v)?;
+            let a = &e.announcement;
+            let domain_ok = filter
+                .domain
+                .as_ref()
+                .is_none_or(|d| a.product.domain().as_str() == d);
+            let tag_ok = filter
+                .tag
+                .as_ref()
+                .is_none_or(|t| a.summary.tags.iter().any(|x| x == t));
+            let text_ok = q.as_ref().is_none_or(|q| {
+                format!(
+                    "{} {} {}",
+                    a.product,
+                    a.summary.title,
+                    a.summary.tags.join(" ")
+                )
+                .to_lowercase()
+                .contains(q.as_str())
+            });
+            if domain_ok && tag_ok && text_ok {
+                out.push(e);
+            }
+            Ok(())
+        })?;
+        out.sort_by(|a, b| {
+            (&a.announcement.product, &a.announcement.version)
+                .cmp(&(&b.announcement.product, &b.announcement.version))
+        });
+        Ok(out)
+    }
+
+    /// One version of a product, or its highest version when `version` is `None`.
+    pub(crate) fn get(
+        &self,
+        id: &ProductId,
+        version: Option<&semver::Version>,
+    ) -> Result<Option<CatalogEntry>, StateError> {
+        if let Some(v) = version {
+            return match self.store.get(Tree::Announcements, &entry_key(id, v))? {
+                Some(b) => Ok(Some(self.decode_entry(&b)?)),
+                None => Ok(None),
+            };
+        }
+        let prefix = format!("{id}\0").into_bytes();
+        let mut best: Option<CatalogEntry> = None;
+        let page = self.store.scan(
+            Tree::Announcements,
+            Some(&prefix[..prefix.len() - 1]),
+            10_000,
+        )?;
+        for (k, v) in page.iter().take_while(|(k, _)| k.starts_with(&prefix)) {
+            let _ = k;
+            let e = self.decode_entry(v)?;
+            if best
+                .as_ref()
+                .is_none_or(|b| e.announcement.version > b.announcement.version)
+            {
+                best = Some(e);
+            }
+        }
+        Ok(best)
+    }
+
+
+    /// Calls `f` with every entry (key, value) of `tree`, in key order, a page at a time.
+    fn for_each_stored(
+        &self,
+        tree: Tree,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.store.scan(tree, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (key, bytes) in &page {
+                f(key, bytes)?;
+            }
+        }
+    }
+
+    /// A page of encoded announcements after `after`, for catalog sync.
+    pub(crate) fn page(
+        &self,
+        after: Option<&(ProductId, semver::Version)>,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+        let cursor = after.map(|(id, v)| entry_key(id, v));
+        let mut rows = self
+            .store
+            .scan(Tree::Announcements, cursor.as_deref(), limit + 1)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows.into_iter().map(|(_, v)| v).collect(), more))
+    }
+
+    /// Makes everything written so far durable.
+    pub(crate) fn flush(&self) -> Result<(), StateError> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Number of product versions known.
+    pub(crate) fn len(&self) -> Result<usize, StateError> {
+        Ok(self.store.len(Tree::Announcements)?)
+    }
+}

@@ -1,0 +1,109 @@
+//! Garbage collection of the chunk store.
+//!
+//! Retained: for each product, the newest `keep` versions this node holds completely,
+//! and every known manifest that is not complete (a fetch in progress keeps the chunks
+//! it has verified, so it can resume). Older complete versions stop being held (the
+//! node no longer provides them; their manifests stay known) and every chunk no
+//! retained manifest references is deleted. GC runs under the node's exclusive work lock, so no
+//! publish or fetch runs while it decides.
+
+use std::collections::{BTreeMap, HashSet};
+
+use mesh_protocol::Hash;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use mesh_storage::ChunkStore;
+
+use super::catalog::Catalog;
+use super::StateError;
+
+/// What a GC run did (or would do, with `dry_run`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Product versions no longer held, as `domain/name@version`.
+    pub dropped_versions: Vec<String>,
+    /// Chunks deleted.
+    pub freed_chunks: usize,
+    /// Bytes deleted.
+    pub freed_bytes: u64,
+    /// Chunks kept.
+    pub kept_chunks: usize,
+    /// Disk space returned by compacting pack files that were mostly freed chunks.
+    #[serde(default)]
+    pub reclaimed_bytes: u64,
+    /// Whether nothing was actually changed.
+    pub dry_run: bool,
+}
+
+/// Runs GC over `catalog` and `chunks`, keeping `keep` complete versions per
+/// product (at least 1). Blocking; the caller holds the node's exclusive work lock.
+pub(crate) fn collect(
+    catalog: &Catalog,
+    chunks: &ChunkStore,
+    keep: usize,
+    dry_run: bool,
+) -> Result<GcReport, StateError> {
+    let keep = keep.max(1);
+    // Complete versions per product, newest first.
+    let mut held: BTreeMap<String, Vec<(semver::Version, Hash)>> = BTreeMap::new();
+    for e in catalog.list(&Default::default())? {
+        if e.local {
+            let a = e.announcement;
+            held.entry(a.product.to_string())
+                .or_default()
+                .push((a.version, a.manifest));
+        }
+    }
+    let mut report = GcReport {
+        dry_run,
+        ..GcReport::default()
+    };
+    let mut dropped = Vec::new();
+    for (product, mut versions) in held {
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        for (version, hash) in versions.into_iter().skip(keep) {
+            report.dropped_versions.push(format!("{product}@{version}"));
+            dropped.push(hash);
+        }
+    }
+    let dropped_set: HashSet<Hash> = dropped.iter().copied().collect();
+    let mut referenced = HashSet::new();
+    for hash in catalog.known_manifests()? {
+        if dropped_set.contains(&hash) {
+            continue;
+        }
+        if let Some((_, m)) = catalog.manifest(&hash)? {
+            referenced.extend(m.files.iter().flat_map(|f| f.chunks.iter().map(|c| c.hash)));
+        }
+    }
+    if !dry_run {
+        for hash in &dropped {
+            catalog.unmark_complete(hash)?;
+        }
+        catalog.flush()?;
+    }
+    for chunk in chunks.list()? {
+        if referenced.contains(&chunk) {
+            report.kept_chunks += 1;
+            continue;
+        }
+        report.freed_chunks += 1;
+        report.freed_bytes += if dry_run {
+            chunks.len_of(&chunk).unwrap_or(0)
+        } else {
+            chunks.remove(&chunk)?
+        };
+    }
+    if !dry_run {
+        report.reclaimed_bytes = chunks.compact()?;
+    }
+    info!(
+        dropped = report.dropped_versions.len(),
+        freed_chunks = report.freed_chunks,
+        freed_bytes = report.freed_bytes,
+        dry_run,
+        "gc"
+    );
+    Ok(report)
+}

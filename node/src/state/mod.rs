@@ -1,0 +1,81 @@
+//! The node's local state, with no network: the [`catalog`] of every product
+//! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
+//! ledger of who fetched what, and [`gc`] of the chunk store.
+//!
+//! Each part is a cloneable handle over the metadata store with its fields private;
+//! `net/` and `ops/` receive the handles they need. Errors say whose fault a failure
+//! is: [`OfferError::Invalid`] is the sender's (gossip `Reject`, the peer loses
+//! score), [`OfferError::Store`] is ours (gossip `Ignore`, logged).
+
+pub(crate) mod catalog;
+pub(crate) mod gc;
+pub(crate) mod governance;
+pub(crate) mod usage;
+
+use mesh_storage::{ChunkError, StoreError};
+
+use crate::home::HomeError;
+
+/// Our own state failed: the disk, the database, or data that no longer verifies.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The metadata store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chunk store failed.
+    #[error(transparent)]
+    Chunk(#[from] ChunkError),
+    /// Stored data no longer decodes or verifies.
+    #[error("corrupt local data: {what}: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// A file of the node home (the policy seal) failed.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+}
+
+impl StateError {
+    /// A [`StateError::Corrupt`] about `what`.
+    pub(crate) fn corrupt(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StateError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Why a peer's message (announcement, policy, usage report) was refused: the
+/// sender's fault, and the reason to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
+impl Invalid {
+    /// An invalid message, and why.
+    pub(crate) fn new(reason: impl std::fmt::Display) -> Self {
+        Invalid(reason.to_string())
+    }
+}
+
+/// A message offered by a peer that was not taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The message is invalid: the sender is at fault.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Our own store failed while keeping it: not the sender's fault.
+    #[error("keeping it failed locally: {0}")]
+    Store(#[from] StateError),
+}
+
+impl From<StoreError> for OfferError {
+    fn from(e: StoreError) -> Self {
+        OfferError::Store(StateError::Store(e))
+    }
+}

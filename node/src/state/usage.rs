@@ -1,0 +1,195 @@
+//! Usage: who fetches a product. A provider counts each fetch it starts serving (the
+//! consumer marks the first chunk request of a fetch), per product and consumer
+//! domain, in its store; shortly after a count changes it signs its running totals
+//! with its domain's publisher key (the report loop in `ops::reports` gossips them).
+//! Every node keeps each provider's newest verified report, so a product's owner can
+//! add up who uses it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use mesh_protocol::usage::{UsageCount, UsageReport, USAGE_FORMAT};
+use mesh_protocol::{DomainName, KeyPair, ManifestHash, ProductId, Signed};
+use mesh_storage::{MetaStore, Tree};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::catalog::Catalog;
+use super::governance::Governance;
+use super::{Invalid, OfferError, StateError};
+use crate::clock::unix_now_ms;
+
+fn key(product: &ProductId, consumer: &str) -> Vec<u8> {
+    format!("{product}\0{consumer}").into_bytes()
+}
+
+/// Who fetched a product, from every provider's newest report this node holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProductUsage {
+    /// `domain/name`.
+    pub product: String,
+    /// Fetches counted by all providers.
+    pub total: u64,
+    /// Fetches per consumer domain.
+    pub by_consumer: BTreeMap<String, u64>,
+    /// Fetches per provider peer.
+    pub by_provider: BTreeMap<String, u64>,
+    /// Provider reports considered.
+    pub reports: usize,
+}
+
+/// This node's usage counts and the reports of every provider, over the store.
+#[derive(Debug, Clone)]
+pub(crate) struct UsageLedger {
+    store: Arc<dyn MetaStore>,
+    catalog: Catalog,
+    governance: Governance,
+    /// Who signs this node's reports: its domain, publisher key and peer id.
+    domain: DomainName,
+    publisher: Option<Arc<KeyPair>>,
+    provider: PeerId,
+    /// Serializes updates of the counts.
+    lock: Arc<Mutex<()>>,
+    /// Signalled when a count changes (a report is due).
+    changed: Arc<Notify>,
+}
+
+impl UsageLedger {
+    pub(crate) fn new(
+        store: Arc<dyn MetaStore>,
+        catalog: Catalog,
+        governance: Governance,
+        domain: DomainName,
+        publisher: Option<Arc<KeyPair>>,
+        provider: PeerId,
+    ) -> Self {
+        UsageLedger {
+            store,
+            catalog,
+            governance,
+            domain,
+            publisher,
+            provider,
+            lock: Arc::new(Mutex::new(())),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Counts one fetch of `manifest` started by `peer` (blocking: writes the store).
+    pub(crate) fn count(&self, peer: &PeerId, manifest: &ManifestHash) {
+        let product = match self.catalog.manifest(manifest) {
+            Ok(Some((_, m))) => m.id,
+            _ => return,
+        };
+        let consumer = self
+            .governance
+            .policy()
+            .domain_of_node(&peer.to_string())
+            .map_or_else(|| "anonymous".to_string(), |d| d.to_string());
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let k = key(&product, &consumer);
+        let n = match self.store.get(Tree::Usage, &k) {
+            Ok(Some(v)) => v.try_into().map(u64::from_be_bytes).unwrap_or(0),
+            _ => 0,
+        };
+        if let Err(e) = self.store.put(Tree::Usage, &k, &(n + 1).to_be_bytes()) {
+            warn!("recording usage: {e}");
+            return;
+        }
+        debug!(%product, %consumer, fetches = n + 1, "fetch counted");
+        self.changed.notify_one();
+    }
+
+    /// Waits until a count changes.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// This node's running totals.
+    fn own_counts(&self) -> Result<Vec<UsageCount>, StateError> {
+        let mut out = Vec::new();
+        for (k, v) in self.store.scan(Tree::Usage, None, usize::MAX)? {
+            let text = String::from_utf8_lossy(&k).into_owned();
+            let Some((product, consumer)) = text.split_once('\0') else {
+                continue;
+            };
+            let (Ok(product), Ok(n)) = (product.parse::<ProductId>(), <[u8; 8]>::try_from(v))
+            else {
+                continue;
+            };
+            out.push(UsageCount {
+                product,
+                consumer: consumer.to_string(),
+                fetches: u64::from_be_bytes(n),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Verifies a gossiped report and keeps it if it is the provider's newest;
+    /// returns whether it was new. A report that does not verify is
+    /// [`OfferError::Invalid`]; failing to store it is [`OfferError::Store`].
+    pub(crate) fn accept(&self, bytes: &[u8]) -> Result<bool, OfferError> {
+        let signed = Signed::<UsageReport>::from_bytes(bytes).map_err(Invalid::new)?;
+        let report = self.governance.check_usage(&signed)?;
+        let k = report.provider.as_bytes().to_vec();
+        if let Some(old) = self.store.get(Tree::UsageReports, &k)? {
+            let newer = Signed::<UsageReport>::from_bytes(&old)
+                .and_then(|s| s.value())
+                .is_ok_and(|o| o.issued_at_ms >= report.issued_at_ms);
+            if newer {
+                return Ok(false);
+            }
+        }
+        self.store.put(Tree::UsageReports, &k, bytes)?;
+        Ok(true)
+    }
+
+    /// Signs this node's running totals, keeps the report and returns its envelope
+    /// (`None` when there is nothing to report or no publisher key to sign with).
+    pub(crate) fn sign_report(&self) -> Result<Option<Vec<u8>>, StateError> {
+        let Some(key) = self.publisher.as_ref() else {
+            return Ok(None);
+        };
+        let counts = self.own_counts()?;
+        if counts.is_empty() {
+            return Ok(None);
+        }
+        let report = UsageReport {
+            format: USAGE_FORMAT,
+            domain: self.domain.clone(),
+            provider: self.provider.to_string(),
+            issued_at_ms: unix_now_ms(),
+            counts,
+            publisher: key.public(),
+        };
+        let envelope = Signed::sign(&report, key).to_bytes();
+        self.store
+            .put(Tree::UsageReports, report.provider.as_bytes(), &envelope)?;
+        Ok(Some(envelope))
+    }
+
+    /// Adds up the usage of `product` from every provider report this node holds.
+    pub(crate) fn totals(&self, product: &ProductId) -> Result<ProductUsage, StateError> {
+        let mut out = ProductUsage {
+            product: product.to_string(),
+            ..ProductUsage::default()
+        };
+        for (_, bytes) in self.store.scan(Tree::UsageReports, None, usize::MAX)? {
+            let Ok(r) = Signed::<UsageReport>::from_bytes(&bytes).and_then(|s| s.value()) else {
+                continue;
+            };
+            let mut counted = false;
+            for c in r.counts.iter().filter(|c| c.product == *product) {
+                out.total += c.fetches;
+                *out.by_consumer.entry(c.consumer.clone()).or_default() += c.fetches;
+                *out.by_provider.entry(r.provider.clone()).or_default() += c.fetches;
+                counted = true;
+            }
+            out.reports += usize::from(counted);
+        }
+        Ok(out)
+    }
+}

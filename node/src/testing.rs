@@ -1,0 +1,100 @@
+//! What the node's own tests need to see and steer inside a running node, behind
+//! the `test-support` feature (never in a release build): the catalog, the chunk
+//! store, the storage fault switches and a few counters, plus the transfer codec
+//! for hand-written rogue peers.
+
+use std::sync::Arc;
+
+use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
+use mesh_storage::{ChunkStore, Faults, MetaStore};
+
+pub use crate::state::catalog::CatalogEntry;
+
+use crate::net::transfer::codec;
+
+/// The transfer protocol's name, for rogue peers that speak it.
+pub const TRANSFER_PROTOCOL: libp2p::StreamProtocol = codec::TRANSFER_PROTOCOL;
+
+/// Reads one length-prefixed transfer frame of at most `cap` bytes, as the node does.
+pub async fn read_frame<T: futures::AsyncRead + Unpin>(
+    io: &mut T,
+    cap: usize,
+) -> std::io::Result<Vec<u8>> {
+    codec::read_frame(io, cap).await
+}
+
+use crate::metrics::Metrics;
+use crate::state::catalog::Catalog;
+
+/// A test's view of one running node.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    catalog: Catalog,
+    chunks: Arc<ChunkStore>,
+    store: Arc<dyn MetaStore>,
+    metrics: Metrics,
+}
+
+impl Probe {
+    pub(crate) fn new(
+        catalog: Catalog,
+        chunks: Arc<ChunkStore>,
+        store: Arc<dyn MetaStore>,
+        metrics: Metrics,
+    ) -> Self {
+        Probe {
+            catalog,
+            chunks,
+            store,
+            metrics,
+        }
+    }
+
+    /// Product versions in the catalog (0 if the store fails).
+    pub fn catalog_len(&self) -> usize {
+        self.catalog.len().unwrap_or(0)
+    }
+
+    /// A version's catalog entry, if known.
+    pub fn entry(&self, id: &ProductId, version: &semver::Version) -> Option<CatalogEntry> {
+        self.catalog.get(id, Some(version)).ok().flatten()
+    }
+
+    /// A verified manifest this node knows.
+    pub fn manifest(&self, hash: &ManifestHash) -> Option<(Signed<Manifest>, Manifest)> {
+        self.catalog.manifest(hash).ok().flatten()
+    }
+
+    /// The first `limit` encoded announcements of the catalog.
+    pub fn catalog_page(&self, limit: usize) -> Vec<Vec<u8>> {
+        self.catalog
+            .page(None, limit)
+            .map(|(entries, _)| entries)
+            .unwrap_or_default()
+    }
+
+    /// The chunk store.
+    pub fn chunks(&self) -> Arc<ChunkStore> {
+        self.chunks.clone()
+    }
+
+    /// The chunk store's fault switches.
+    pub fn chunk_faults(&self) -> &Faults {
+        self.chunks.faults()
+    }
+
+    /// The metadata store's fault switches, if it has them.
+    pub fn meta_faults(&self) -> Option<&Faults> {
+        self.store.faults()
+    }
+
+    /// Inbound requests answered `Busy` so far.
+    pub fn refused_requests(&self) -> u64 {
+        self.metrics.refused_requests.get()
+    }
+
+    /// Reads admitted whose responses are not yet written.
+    pub fn reads_in_flight(&self) -> i64 {
+        self.metrics.reads_in_flight.get()
+    }
+}
