@@ -6,11 +6,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use mesh_node::api::{CheckRequest, PolicyView, SubmitRequest};
-use mesh_node::governance::unix_now;
-use mesh_node::node::Submitted;
-use mesh_node::publish::CheckReport;
-use mesh_node::{keyfile, policy_file, ApiClient, NodeHome};
+use mesh_node::home::{keyfile, policy_file};
+use mesh_node::{unix_now, ApiClient, NodeHome};
 use mesh_protocol::policy::Council;
 use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::{Policy, PublicKey, Signed};
@@ -28,15 +25,6 @@ fn decode_envelope(hex_text: &str) -> anyhow::Result<Signed<Policy>> {
     Ok(Signed::from_bytes(&bytes)?)
 }
 
-/// How many distinct members of `council` signed, and who has not.
-fn council_status(signed: &Signed<Policy>, council: &Council) -> (usize, Vec<PublicKey>) {
-    let signers = signed.valid_signers();
-    (
-        council.members.intersection(&signers).count(),
-        council.members.difference(&signers).copied().collect(),
-    )
-}
-
 fn status_lines(
     signed: &Signed<Policy>,
     policy: &Policy,
@@ -44,10 +32,10 @@ fn status_lines(
 ) -> Vec<(String, usize, u16, Vec<PublicKey>)> {
     let mut out = Vec::new();
     if let Some(prev) = previous {
-        let (have, missing) = council_status(signed, prev);
+        let (have, missing) = prev.signatures(signed);
         out.push(("current council".to_string(), have, prev.threshold, missing));
     }
-    let (have, missing) = council_status(signed, &policy.council);
+    let (have, missing) = policy.council.signatures(signed);
     let label = if previous.is_some() {
         "new council"
     } else {
@@ -60,7 +48,7 @@ fn status_lines(
 pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()> {
     let current: Signed<Policy> = match &a.current {
         Some(f) => policy_file::read(f)?,
-        None => decode_envelope(&client(home)?.get::<PolicyView>("/v1/policy")?.envelope)?,
+        None => decode_envelope(&client(home)?.policy(None)?.envelope)?,
     };
     let current = current.value()?;
     let text = std::fs::read_to_string(&a.change)
@@ -143,12 +131,7 @@ pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
 
 pub(crate) fn submit(home: &Path, a: SubmitArgs, json: bool) -> anyhow::Result<()> {
     let signed = policy_file::read(&a.file)?;
-    let r: Submitted = client(home)?.post(
-        "/v1/policy",
-        &SubmitRequest {
-            envelope: hex::encode(signed.to_bytes()),
-        },
-    )?;
+    let r = client(home)?.submit_policy(&signed)?;
     if json {
         return print_json(&r);
     }
@@ -245,16 +228,10 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
 pub(crate) fn show(home: &Path, a: ShowPolicyArgs, json: bool) -> anyhow::Result<()> {
     let (signed, previous) = match &a.file {
         Some(f) => policy_file::read_with_previous(f)?,
-        None => {
-            let path = match a.version {
-                Some(v) => format!("/v1/policy?version={v}"),
-                None => "/v1/policy".to_string(),
-            };
-            (
-                decode_envelope(&client(home)?.get::<PolicyView>(&path)?.envelope)?,
-                None,
-            )
-        }
+        None => (
+            decode_envelope(&client(home)?.policy(a.version)?.envelope)?,
+            None,
+        ),
     };
     let policy = signed.value()?;
     if let Some(out) = &a.out {
@@ -279,7 +256,7 @@ pub(crate) fn show(home: &Path, a: ShowPolicyArgs, json: bool) -> anyhow::Result
 }
 
 pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
-    let versions: Vec<PolicyView> = client(home)?.get("/v1/policy/history")?;
+    let versions = client(home)?.policy_history()?;
     if json {
         return print_json(&versions);
     }
@@ -307,7 +284,7 @@ pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
 pub(crate) fn check(home: &Path, a: CheckArgs, json: bool) -> anyhow::Result<()> {
     let manifest = std::fs::read_to_string(&a.manifest)
         .with_context(|| format!("reading the manifest {}", a.manifest.display()))?;
-    let r: CheckReport = client(home)?.post("/v1/policy/check", &CheckRequest { manifest })?;
+    let r = client(home)?.check(&manifest)?;
     if json {
         print_json(&r)?;
     } else if r.allowed {

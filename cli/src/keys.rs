@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
-use mesh_node::governance::unix_now;
-use mesh_node::{keyfile, policy_file};
+use mesh_node::home::{keyfile, policy_file};
+use mesh_node::unix_now;
 use mesh_protocol::duration::parse_duration;
-use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
-use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
+use mesh_protocol::policy::{Council, DomainEntry};
+use mesh_protocol::{DomainName, KeyPair, Policy, PolicyError, PublicKey, Signed};
 use serde_json::json;
 
 use crate::args::{GenesisArgs, KeygenArgs};
@@ -66,29 +66,17 @@ pub(crate) fn build_genesis(a: &GenesisArgs, now: u64) -> anyhow::Result<Policy>
     }
     let valid_for =
         parse_duration(&a.expires_in).map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
-    let policy = Policy {
-        format: POLICY_FORMAT,
-        version: 1,
-        issued_at: now,
-        expires_at: now.saturating_add(valid_for),
-        council: Council {
-            members,
-            threshold: a.threshold,
-        },
-        domains,
-        rules: String::new(),
-        settings: Settings::default(),
+    let council = Council {
+        members,
+        threshold: a.threshold,
     };
-    if policy.council.threshold == 0
-        || usize::from(policy.council.threshold) > policy.council.members.len()
-    {
-        bail!(
-            "--threshold {} must be between 1 and the number of council keys ({})",
-            policy.council.threshold,
-            policy.council.members.len()
-        );
+    match Policy::genesis(council, domains, now, valid_for) {
+        Err(PolicyError::BadThreshold { members, .. }) => bail!(
+            "--threshold {} must be between 1 and the number of council keys ({members})",
+            a.threshold
+        ),
+        other => Ok(other?),
     }
-    Ok(policy)
 }
 
 pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {

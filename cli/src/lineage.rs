@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use mesh_node::health::{Lineage, LineageNode};
+use mesh_node::api::{Lineage, LineageNode};
 use mesh_node::{ApiClient, NodeHome};
 
 use crate::args::{LineageArgs, LineageFormat};
@@ -11,7 +11,7 @@ use crate::args::{LineageArgs, LineageFormat};
 pub(crate) fn show(home: &Path, a: LineageArgs, json: bool) -> anyhow::Result<()> {
     let id: mesh_protocol::ProductId = a.product.parse()?;
     let client = ApiClient::for_home(&NodeHome::new(home))?;
-    let g: Lineage = client.get(&format!("/v1/lineage/{}/{}", id.domain(), id.name()))?;
+    let g = client.lineage(&id)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(());

@@ -6,13 +6,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::api::{FetchRequest, PublishRequest, ShowResponse};
-use mesh_node::catalog::CatalogEntry;
-use mesh_node::fetch::FetchEvent;
-use mesh_node::network::PeerInfo;
-use mesh_node::node::NodeStatus;
-use mesh_node::publish::Published;
-use mesh_node::{ApiClient, NodeHome};
+use mesh_node::api::{FetchEvent, Filter, GcRequest};
+use mesh_node::{ApiClient, ClientError, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
@@ -21,15 +16,6 @@ use crate::output::{human_bytes, print_json};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::for_home(&NodeHome::new(home))?)
-}
-
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
@@ -50,7 +36,7 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
     };
     let path = std::fs::canonicalize(&a.path)
         .with_context(|| format!("cannot read {}", a.path.display()))?;
-    let p: Published = client(home)?.post("/v1/publish", &PublishRequest { path, manifest })?;
+    let p = client(home)?.publish(&path, &manifest)?;
     if json {
         return print_json(&p);
     }
@@ -70,14 +56,13 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
 }
 
 pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<()> {
-    let mut q = Vec::new();
-    for (k, v) in [("domain", &a.domain), ("tag", &a.tag), ("q", &a.search)] {
-        if let Some(v) = v {
-            q.push(format!("{k}={}", query_escape(v)));
-        }
-    }
-    let path = format!("/v1/products?{}", q.join("&"));
-    let entries: Vec<CatalogEntry> = client(home)?.get(&path)?;
+    let filter = Filter {
+        domain: a.domain.clone(),
+        tag: a.tag.clone(),
+        q: a.search.clone(),
+        at: None,
+    };
+    let entries = client(home)?.products(&filter)?;
     if json {
         return print_json(&entries);
     }
@@ -120,11 +105,7 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
 
 pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let target: ProductRef = a.product.parse()?;
-    let mut path = format!("/v1/products/{}/{}", target.id.domain(), target.id.name());
-    if let Some(v) = &target.version {
-        path.push_str(&format!("?version={}", query_escape(&v.to_string())));
-    }
-    let r: ShowResponse = client(home)?.get(&path)?;
+    let r = client(home)?.show(&target, None)?;
     if a.format == crate::args::ShowFormat::Odcs {
         let m = r.manifest.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -259,17 +240,12 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     } else {
         std::env::current_dir()?.join(a.out.strip_prefix(".").unwrap_or(&a.out))
     };
-    let body = FetchRequest {
-        product: a.product.clone(),
-        out: Some(out.clone()),
-    };
     let tty = std::io::stderr().is_terminal() && !json;
     let bar = ProgressBar::hidden();
     let mut last_pct = 0;
-    let mut result: Option<Result<mesh_node::fetch::FetchOutcome, String>> = None;
-    client(home)?.post_lines("/v1/fetch", &body, |event: FetchEvent| {
+    let result = client(home)?.fetch(&a.product, Some(out.clone()), |event| {
         if json {
-            if let Ok(line) = serde_json::to_string(&event) {
+            if let Ok(line) = serde_json::to_string(event) {
                 println!("{line}");
             }
         }
@@ -283,7 +259,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
             } => {
                 if tty {
                     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                    bar.set_length(total_bytes);
+                    bar.set_length(*total_bytes);
                     bar.set_position(total_bytes - missing_bytes.min(total_bytes));
                     bar.set_style(
                         ProgressStyle::with_template(
@@ -296,8 +272,8 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                 } else if !json {
                     eprintln!(
                         "fetching {product}: {} to download of {} from {providers} provider(s)",
-                        human_bytes(missing_bytes),
-                        human_bytes(total_bytes)
+                        human_bytes(*missing_bytes),
+                        human_bytes(*total_bytes)
                     );
                 }
             }
@@ -306,26 +282,25 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                 total_bytes,
             } => {
                 if tty {
-                    bar.set_position(done_bytes);
-                } else if !json && total_bytes > 0 {
+                    bar.set_position(*done_bytes);
+                } else if !json && *total_bytes > 0 {
                     let pct = done_bytes * 100 / total_bytes;
                     if pct >= last_pct + 10 {
                         last_pct = pct - pct % 10;
                         eprintln!(
                             "  {pct}% ({} of {})",
-                            human_bytes(done_bytes),
-                            human_bytes(total_bytes)
+                            human_bytes(*done_bytes),
+                            human_bytes(*total_bytes)
                         );
                     }
                 }
             }
-            FetchEvent::Done(o) => result = Some(Ok(o)),
-            FetchEvent::Error { message } => result = Some(Err(message)),
+            FetchEvent::Done(_) | FetchEvent::Error { .. } => {}
         }
-    })?;
+    });
     bar.finish_and_clear();
     match result {
-        Some(Ok(o)) => {
+        Ok(o) => {
             if !json {
                 for w in &o.warnings {
                     eprintln!("warning: {w}");
@@ -351,27 +326,23 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
             }
             Ok(())
         }
-        Some(Err(message)) => anyhow::bail!("fetch of {} failed: {message}", a.product),
-        None => anyhow::bail!(
-            "the daemon closed the fetch of {} without a result; see its log",
-            a.product
-        ),
+        Err(ClientError::Api { message, .. }) => {
+            anyhow::bail!("fetch of {} failed: {message}", a.product)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
 pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyhow::Result<()> {
     if let Some(crate::args::PeersCommand::Add { addr }) = a.command {
-        let added: serde_json::Value = client(home)?.post(
-            "/v1/peers",
-            &mesh_node::api::AddPeerRequest { addr: addr.clone() },
-        )?;
+        let added = client(home)?.add_peer(&addr)?;
         if json {
-            return print_json(&added);
+            return print_json(&serde_json::json!({ "added": added }));
         }
         println!("dialling {addr}; the node keeps reconnecting to it until it restarts");
         return Ok(());
     }
-    let peers: Vec<PeerInfo> = client(home)?.get("/v1/peers")?;
+    let peers = client(home)?.peers()?;
     if json {
         return print_json(&peers);
     }
@@ -395,7 +366,7 @@ pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyho
 }
 
 pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
-    let s: NodeStatus = client(home)?.get("/v1/status")?;
+    let s = client(home)?.status()?;
     if json {
         return print_json(&s);
     }
@@ -426,13 +397,10 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
-    let r: mesh_node::gc::GcReport = client(home)?.post(
-        "/v1/gc",
-        &mesh_node::api::GcRequest {
-            keep: a.keep,
-            dry_run: a.dry_run,
-        },
-    )?;
+    let r = client(home)?.gc(&GcRequest {
+        keep: a.keep,
+        dry_run: a.dry_run,
+    })?;
     if json {
         return print_json(&r);
     }
@@ -451,11 +419,7 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
 
 pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let target: ProductRef = a.product.parse()?;
-    let u: mesh_node::usage::ProductUsage = client(home)?.get(&format!(
-        "/v1/usage/{}/{}",
-        target.id.domain(),
-        target.id.name()
-    ))?;
+    let u = client(home)?.usage(&target.id)?;
     if json {
         return print_json(&u);
     }

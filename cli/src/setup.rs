@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use mesh_node::governance::{install_genesis, unix_now};
-use mesh_node::{keyfile, policy_file, NodeHome, RunOptions};
+use mesh_node::home::{keyfile, policy_file};
+use mesh_node::{install_genesis, unix_now, NodeHome, RunOptions};
 use mesh_protocol::DomainName;
 use mesh_storage::SledStore;
 use serde_json::json;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use mesh_protocol::duration::parse_duration;
 use mesh_protocol::manifest::{
-    field_err, Classification, Field, FieldError, FileEntry, LogicalType, Manifest, Owner,
-    Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
+    field_err, Classification, Field, FieldError, FileEntry, LogicalType, Manifest, Owner, Quality,
+    Sla, Status, Upstream, MANIFEST_FORMAT,
 };
 use mesh_protocol::{Hash, ProductId, PublicKey};
 
@@ -254,4 +254,3 @@ impl ManifestDraft {
         }
     }
 }
-

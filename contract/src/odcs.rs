@@ -13,8 +13,8 @@
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
-use mesh_protocol::duration::format_duration;
 use crate::draft::{FieldDraft, ManifestDraft, OwnerDraft, SlaDraft};
+use mesh_protocol::duration::format_duration;
 use mesh_protocol::manifest::{Classification, LogicalType, Manifest, Status};
 
 /// The largest contract accepted, in bytes.

@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+use mesh_contract::odcs::{export, import};
 use mesh_contract::PublishFacts;
 use mesh_protocol::manifest::{Classification, LogicalType, Manifest, Status};
-use mesh_contract::odcs::{export, import};
 use mesh_protocol::KeyPair;
 
 fn fixture(name: &str) -> String {

@@ -108,10 +108,12 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     // Network: the swarm and its loop.
     let mut swarm = build_swarm(key, &mut registry, &config)?;
     for addr in listen {
-        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
-            addr,
-            reason: e.to_string(),
-        })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
     }
     let shutdown = CancellationToken::new();
     let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
@@ -194,9 +196,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
                 config.api_listen
             ))
         })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(HomeError::io(home.root()))?;
+    let api_addr = listener.local_addr().map_err(HomeError::io(home.root()))?;
     tasks.push(tokio::spawn(crate::api::server::serve(
         listener,
         node.clone(),

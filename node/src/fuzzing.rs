@@ -7,8 +7,8 @@
 //! libFuzzer, and `node/tests/fuzz_regressions.rs` runs every input kept under
 //! `fuzz/regressions/<name>/` through it in the normal test suite.
 
-use mesh_protocol::encoding::{decode, encode};
 use mesh_contract::{ManifestDraft, PublishFacts};
+use mesh_protocol::encoding::{decode, encode};
 use mesh_protocol::usage::UsageReport;
 use mesh_protocol::wire::{self, Response};
 use mesh_protocol::{Announcement, KeyPair, Manifest, Policy, Signed, SignedKind};
@@ -73,8 +73,10 @@ fn envelope<T: SignedKind + Serialize + DeserializeOwned + PartialEq + std::fmt:
 /// request and as a response.
 pub fn frame(data: &[u8]) {
     let mut io = futures::io::Cursor::new(data);
-    let read =
-        futures::executor::block_on(crate::net::transfer::codec::read_frame(&mut io, wire::MAX_RESPONSE_BYTES));
+    let read = futures::executor::block_on(crate::net::transfer::codec::read_frame(
+        &mut io,
+        wire::MAX_RESPONSE_BYTES,
+    ));
     if let Ok(body) = read {
         assert!(body.len() <= wire::MAX_RESPONSE_BYTES);
         wire_request(&body);

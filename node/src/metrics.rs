@@ -41,14 +41,26 @@ impl Metrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let m = Metrics::default();
         let counters = [
-            ("mesh_served_bytes", "Chunk bytes served to peers.", &m.served_bytes),
-            ("mesh_served_requests", "Chunk requests served.", &m.served_requests),
+            (
+                "mesh_served_bytes",
+                "Chunk bytes served to peers.",
+                &m.served_bytes,
+            ),
+            (
+                "mesh_served_requests",
+                "Chunk requests served.",
+                &m.served_requests,
+            ),
             (
                 "mesh_refused_requests",
                 "Inbound transfer requests answered Busy by the per-peer or overall limits.",
                 &m.refused_requests,
             ),
-            ("mesh_fetched_bytes", "Bytes downloaded by completed fetches.", &m.fetched_bytes),
+            (
+                "mesh_fetched_bytes",
+                "Bytes downloaded by completed fetches.",
+                &m.fetched_bytes,
+            ),
             ("mesh_fetches", "Completed fetches.", &m.fetches),
             ("mesh_publishes", "Completed publishes.", &m.publishes),
         ];
@@ -57,15 +69,31 @@ impl Metrics {
         }
         let gauges = [
             ("mesh_peers", "Connected peers.", &m.peers),
-            ("mesh_policy_version", "Version of the enforced policy.", &m.policy_version),
-            ("mesh_catalog_versions", "Product versions in the catalog.", &m.catalog_versions),
-            ("mesh_catalog_products", "Products in the catalog.", &m.catalog_products),
+            (
+                "mesh_policy_version",
+                "Version of the enforced policy.",
+                &m.policy_version,
+            ),
+            (
+                "mesh_catalog_versions",
+                "Product versions in the catalog.",
+                &m.catalog_versions,
+            ),
+            (
+                "mesh_catalog_products",
+                "Products in the catalog.",
+                &m.catalog_products,
+            ),
             (
                 "mesh_catalog_local_versions",
                 "Product versions this node holds completely.",
                 &m.catalog_local_versions,
             ),
-            ("mesh_sla_ok_products", "Products whose SLA holds.", &m.sla_ok),
+            (
+                "mesh_sla_ok_products",
+                "Products whose SLA holds.",
+                &m.sla_ok,
+            ),
             (
                 "mesh_sla_late_products",
                 "Products late on freshness or update frequency.",

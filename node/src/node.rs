@@ -277,8 +277,9 @@ impl Node {
         m.peers.set(gauge_value(p.net.peers().await?.len()));
         m.policy_version.set(gauge_value(p.governance.version()));
         m.catalog_versions.set(gauge_value(entries.len()));
-        m.catalog_products
-            .set(gauge_value(entries.iter().filter(|e| e.health.is_some()).count()));
+        m.catalog_products.set(gauge_value(
+            entries.iter().filter(|e| e.health.is_some()).count(),
+        ));
         m.catalog_local_versions
             .set(gauge_value(entries.iter().filter(|e| e.local).count()));
         m.sla_ok.set(sla(SlaState::Ok));
@@ -310,6 +311,7 @@ impl Node {
             p.chunks.clone(),
             p.store.clone(),
             p.metrics.clone(),
+            p.net.clone(),
         )
     }
 }

@@ -10,7 +10,9 @@ pub struct TaskError(String);
 
 /// Runs `work` on tokio's blocking pool and returns its result; a panic or
 /// cancellation of the task becomes `E::from(TaskError)`.
-pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<TaskError> + Send + 'static,

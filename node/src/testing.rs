@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use libp2p::PeerId;
+use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
 use mesh_storage::{ChunkStore, Faults, MetaStore};
 
@@ -24,6 +26,7 @@ pub async fn read_frame<T: futures::AsyncRead + Unpin>(
 }
 
 use crate::metrics::Metrics;
+use crate::net::{NetError, NetworkHandle};
 use crate::state::catalog::Catalog;
 
 /// A test's view of one running node.
@@ -33,6 +36,7 @@ pub struct Probe {
     chunks: Arc<ChunkStore>,
     store: Arc<dyn MetaStore>,
     metrics: Metrics,
+    net: NetworkHandle,
 }
 
 impl Probe {
@@ -41,13 +45,37 @@ impl Probe {
         chunks: Arc<ChunkStore>,
         store: Arc<dyn MetaStore>,
         metrics: Metrics,
+        net: NetworkHandle,
     ) -> Self {
         Probe {
             catalog,
             chunks,
             store,
             metrics,
+            net,
         }
+    }
+
+    /// Every catalog entry (empty if the store fails).
+    pub fn entries(&self) -> Vec<CatalogEntry> {
+        self.catalog.list(&Default::default()).unwrap_or_default()
+    }
+
+    /// Whether the catalog lists `product` (any version).
+    pub fn knows(&self, product: &str) -> bool {
+        self.entries()
+            .iter()
+            .any(|e| e.announcement.product.to_string() == product)
+    }
+
+    /// Sends a raw transfer request to `peer` from this node.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        self.net.request(peer, request).await
+    }
+
+    /// Gossips an encoded signed announcement from this node.
+    pub async fn announce(&self, envelope: Vec<u8>) -> Result<(), NetError> {
+        self.net.announce(envelope).await
     }
 
     /// Product versions in the catalog (0 if the store fails).

@@ -24,14 +24,8 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     let node = running.node.clone();
     let status = node.status().await.unwrap();
     let target: Multiaddr = status.listen[0].parse().unwrap();
-    let catalog = node.shared().catalog.clone();
-    let knows = |p: &str| {
-        catalog
-            .list(&Default::default())
-            .unwrap()
-            .iter()
-            .any(|e| e.announcement.product.to_string() == p)
-    };
+    let probe = node.probe();
+    let knows = |p: &str| probe.knows(p);
 
     // Catalog sync: a page of garbage, a forgery by an unregistered key, an
     // impersonation of the sales key, and one honest entry; it claims more pages
@@ -117,9 +111,8 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
     // A replay: a newer announcement of a version, then an older one of the same
     // version (validly signed, captured earlier). The older one is ignored.
     let issued = |p: &str| {
-        catalog
-            .list(&Default::default())
-            .unwrap()
+        probe
+            .entries()
             .into_iter()
             .find(|e| e.announcement.product.to_string() == p)
             .map(|e| e.announcement.issued_at_ms)
@@ -308,7 +301,7 @@ async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
         seen.subscribed.load(Ordering::SeqCst)
     })
     .await;
-    let (net, b_id) = (a.node.network().clone(), b.node.peer_id().to_string());
+    let (net, b_id) = (a.node.clone(), b.node.peer_id().to_string());
     let rogue_info = || {
         let (net, b_id) = (net.clone(), b_id.clone());
         async move {
@@ -336,23 +329,19 @@ async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
     .await;
     let info = rogue_info().await.unwrap();
     assert!(
-        info.score.unwrap() < mesh_node::scoring::GRAYLIST_THRESHOLD,
+        info.score.unwrap() < mesh_node::GRAYLIST_THRESHOLD,
         "{info:?}"
     );
 
     // The honest peer keeps its standing and its announcements still arrive.
     b.node
-        .network()
+        .probe()
         .announce(announcement("sales/honest-after-flood", &sales, &sales))
         .await
         .unwrap();
-    let catalog = a.node.shared().catalog.clone();
+    let probe = a.node.probe();
     wait_for("the honest announcement", || {
-        catalog
-            .list(&Default::default())
-            .unwrap()
-            .iter()
-            .any(|e| e.announcement.product.to_string() == "sales/honest-after-flood")
+        probe.knows("sales/honest-after-flood")
     })
     .await;
     let honest = net.peers().await.unwrap();
@@ -360,7 +349,7 @@ async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
     assert!(!honest.graylisted, "{honest:?}");
     assert!(honest.score.unwrap_or(0.0) >= 0.0, "{honest:?}");
     assert_eq!(
-        a.node.shared().catalog.len().unwrap(),
+        a.node.probe().catalog_len(),
         1,
         "none of the flood was kept"
     );

@@ -70,20 +70,13 @@ async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
         busy >= 10,
         "past the burst, Busy ({served} served, {busy} busy)"
     );
-    assert!(
-        a.node
-            .shared()
-            .stats
-            .refused_requests
-            .load(AtomicOrdering::SeqCst)
-            >= busy
-    );
+    assert!(a.node.probe().refused_requests() >= busy as u64);
 
     // Another peer has its own bucket.
     let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
     let answer = b
         .node
-        .network()
+        .probe()
         .request(
             a.node.peer_id(),
             Request::Catalog {
@@ -115,7 +108,7 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     let data = data_dir(dir.path(), "big.bin", &random_bytes(8_000_000, 7));
     let published = a.node.publish(data, BIG_TOML.into()).await.unwrap();
     let hash: Hash = published.manifest.parse().unwrap();
-    let (_, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let (_, manifest) = a.node.probe().manifest(&hash).unwrap();
     let chunks: Vec<Hash> = manifest.files[0].chunks.iter().map(|c| c.hash).collect();
 
     // The deaf rogue asks for 1 MiB-ish batches, twenty times, and reads nothing.
@@ -138,14 +131,14 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
             .unwrap();
         pending.push(rx);
     }
-    let stats = &a.node.shared().stats;
+    let probe = a.node.probe();
     wait_for(
         "the rogue's requests past its four slots to be refused",
-        || stats.refused_requests.load(AtomicOrdering::SeqCst) >= 16,
+        || probe.refused_requests() >= 16,
     )
     .await;
     assert_eq!(
-        stats.reads_in_flight.load(AtomicOrdering::SeqCst),
+        probe.reads_in_flight(),
         4,
         "the rogue holds exactly its own slots"
     );
@@ -153,10 +146,7 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     // Meanwhile an honest peer fetches the whole product from the same node.
     let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
     let bn = b.node.clone();
-    wait_for("B to learn the product", || {
-        bn.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
+    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
     let out = dir.path().join("out");
     b.node
@@ -172,7 +162,7 @@ async fn a_peer_that_never_reads_holds_only_its_own_slots_until_they_time_out() 
     wait_for_async_within(
         "the stuck responses to time out",
         Duration::from_secs(90),
-        || std::future::ready(stats.reads_in_flight.load(AtomicOrdering::SeqCst) == 0),
+        || std::future::ready(probe.reads_in_flight() == 0),
     )
     .await;
     drop(pending);
@@ -196,6 +186,6 @@ async fn a_node_over_its_memory_limit_refuses_new_connections() {
             || seen.closed.load(AtomicOrdering::SeqCst) > 0
     })
     .await;
-    assert!(a.node.network().peers().await.unwrap().is_empty());
+    assert!(a.node.peers().await.unwrap().is_empty());
     a.shutdown().await.unwrap();
 }

@@ -35,16 +35,13 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
     let published = a.node.publish(data, BIG_TOML.into()).await.unwrap();
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
     let bn = b.node.clone();
-    wait_for("B to learn the product", || {
-        bn.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
+    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
     b.node.fetch(&target, None, None).await.unwrap();
 
     // The rogue serves the genuine manifest, but every chunk it sends is garbage of
     // the right length.
     let hash: Hash = published.manifest.parse().unwrap();
-    let (signed, manifest) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
+    let (signed, manifest) = a.node.probe().manifest(&hash).unwrap();
     let lens: std::collections::HashMap<Hash, u32> = manifest
         .files
         .iter()
@@ -89,7 +86,7 @@ async fn a_provider_serving_corrupt_chunks_is_banned_and_the_fetch_completes_els
     );
     assert!(!honest.contains(&outcome.banned[0]));
     // Sending corrupt chunks also costs the rogue its gossip standing.
-    let peers = c.node.network().peers().await.unwrap();
+    let peers = c.node.peers().await.unwrap();
     let rogue = peers
         .iter()
         .find(|p| p.peer_id == outcome.banned[0])
@@ -131,9 +128,9 @@ async fn a_busy_provider_is_retried_not_abandoned() {
     // The only provider C can reach: answers Busy to the first request for each chunk,
     // then serves the genuine bytes (read from A's store).
     let hash: Hash = published.manifest.parse().unwrap();
-    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
-    let (catalog_page, _) = a.node.shared().catalog.page(None, 16).unwrap();
-    let chunks = a.node.shared().chunks.clone();
+    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
+    let catalog_page = a.node.probe().catalog_page(16);
+    let chunks = a.node.probe().chunks();
     let manifest_bytes = signed.to_bytes();
     let asked = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let busy_answers = Arc::new(AtomicUsize::new(0));
@@ -190,8 +187,8 @@ async fn a_slow_provider_gets_less_work() {
 
     // A second provider with the genuine chunks, but 40 ms slow on every chunk.
     let hash: Hash = published.manifest.parse().unwrap();
-    let (signed, _) = a.node.shared().catalog.manifest(&hash).unwrap().unwrap();
-    let chunks = a.node.shared().chunks.clone();
+    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
+    let chunks = a.node.probe().chunks();
     let manifest_bytes = signed.to_bytes();
     let respond: Responder = Arc::new(move |r| {
         if matches!(r, Request::Chunk { .. } | Request::Chunks { .. }) {

@@ -15,10 +15,8 @@ use mesh_storage::Faults;
 type Inject = dyn Fn(&Faults);
 
 fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
-    node.shared()
-        .catalog
-        .list(&Default::default())
-        .unwrap()
+    node.probe()
+        .entries()
         .into_iter()
         .find(|e| e.announcement.product.to_string() == product)
         .map(|e| e.local)
@@ -36,8 +34,9 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let bytes = random_bytes(4_000_000, 11);
     let data = data_dir(dir.path(), "big.bin", &bytes);
-    let chunk_faults = a.node.shared().chunks.faults();
-    let meta_faults = a.node.shared().store.faults().expect("sled has faults");
+    let probe = a.node.probe();
+    let chunk_faults = probe.chunk_faults();
+    let meta_faults = probe.meta_faults().expect("sled has faults");
 
     // Publish: disk full, failed sync, failed metadata write. Each is refused with
     // its cause and leaves no product behind.
@@ -86,7 +85,8 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
         lists(&bn, "sales/big").is_some()
     })
     .await;
-    b.node.shared().chunks.faults().disk_full_after(2_000_000);
+    let b_probe = b.node.probe();
+    b_probe.chunk_faults().disk_full_after(2_000_000);
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
     let out = dir.path().join("out");
     let err = b
@@ -100,7 +100,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
         "no partial file under its final name"
     );
     assert_eq!(lists(&b.node, "sales/big"), Some(false));
-    b.node.shared().chunks.faults().clear();
+    b_probe.chunk_faults().clear();
     let outcome = b
         .node
         .fetch(&target, Some(out.clone()), None)
@@ -118,7 +118,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     v2.version = 2;
     v2.issued_at = unix_now();
     let v2 = Signed::sign(&v2, &council);
-    let b_meta = b.node.shared().store.faults().unwrap();
+    let b_meta = b_probe.meta_faults().unwrap();
     b_meta.fail_writes(true);
     let err = b.node.submit_policy(v2.clone()).await.unwrap_err();
     assert!(err.to_string().contains("injected write failure"), "{err}");
@@ -179,7 +179,7 @@ async fn a_corrupt_chunk_index_is_detected_at_start_and_the_product_unmarked() {
     )
     .await
     .unwrap();
-    assert_eq!(a.node.shared().chunks.corrupt_records(), 1);
+    assert_eq!(a.node.probe().chunks().corrupt_records(), 1);
     assert_eq!(
         lists(&a.node, "sales/big"),
         Some(false),

@@ -197,6 +197,30 @@ impl Policy {
             .map(|(name, _)| name)
     }
 
+    /// The unsigned genesis (version 1) of a new mesh: `council`, the `domains`
+    /// registry, no rules, default settings, valid from `now` for `valid_for`
+    /// seconds. Its shape is checked (threshold within the council, every domain
+    /// with a publisher key); the council then signs it.
+    pub fn genesis(
+        council: Council,
+        domains: BTreeMap<DomainName, DomainEntry>,
+        now: u64,
+        valid_for: u64,
+    ) -> Result<Policy, PolicyError> {
+        let policy = Policy {
+            format: POLICY_FORMAT,
+            version: 1,
+            issued_at: now,
+            expires_at: now.saturating_add(valid_for),
+            council,
+            domains,
+            rules: String::new(),
+            settings: Settings::default(),
+        };
+        policy.check_shape()?;
+        Ok(policy)
+    }
+
     /// Checks format, council threshold, rules and domain entries.
     pub fn check_shape(&self) -> Result<(), PolicyError> {
         crate::encoding::check_format("policy", self.format, POLICY_FORMAT)?;
@@ -236,8 +260,7 @@ pub fn check_threshold(
     council: &Council,
     which: &'static str,
 ) -> Result<(), PolicyError> {
-    let signers = signed.valid_signers();
-    let have = council.members.intersection(&signers).count();
+    let (have, missing) = council.signatures(signed);
     if have >= usize::from(council.threshold) {
         return Ok(());
     }
@@ -246,8 +269,20 @@ pub fn check_threshold(
         which,
         have,
         need: council.threshold,
-        missing: council.members.difference(&signers).copied().collect(),
+        missing,
     })
+}
+
+impl Council {
+    /// How many distinct members have a valid signature on `signed`, and which
+    /// members have not signed.
+    pub fn signatures(&self, signed: &Signed<Policy>) -> (usize, Vec<PublicKey>) {
+        let signers = signed.valid_signers();
+        (
+            self.members.intersection(&signers).count(),
+            self.members.difference(&signers).copied().collect(),
+        )
+    }
 }
 
 /// Verifies a genesis policy: version 1, well-formed, signed by a threshold of its own

@@ -422,4 +422,3 @@ fn rules_fail_closed_and_empty_rules_allow() {
     let none = Rules::parse(r#"forbid(principal, action, resource) when { false };"#).unwrap();
     assert_eq!(deny_rule(none.publish(&sales, &manifest())), "default-deny");
 }
-

@@ -120,7 +120,7 @@ mod tests {
         f.disk_full_after(10);
         assert!(f.before_write(6).is_ok());
         let err = f.before_write(6).expect_err("full");
-        assert_eq!(err.raw_os_error(), Some(ENOSPC));
+        assert_eq!(err.raw_os_error(), Some(28), "ENOSPC");
         assert!(f.before_write(4).is_ok(), "a smaller write still fits");
         f.fail_sync(true);
         assert!(f.before_sync().is_err());

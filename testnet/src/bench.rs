@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use mesh_node::fetch::FetchOutcome;
+use mesh_node::api::FetchOutcome;
 
 use crate::{sample, MeshBin, Testnet, TestnetConfig};
 
@@ -66,17 +66,11 @@ fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
 /// Writes `size` pseudo-random bytes (fast, deterministic).
 fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    let mut x = seed | 1;
+    let mut rng = mesh_testkit::SeededRng::new(seed);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
-        for w in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let b = x.to_le_bytes();
-            w.copy_from_slice(&b[..w.len()]);
-        }
+        rng.fill(&mut buf);
         let n = left.min(buf.len() as u64) as usize;
         f.write_all(&buf[..n])?;
         left -= n as u64;

@@ -203,7 +203,7 @@ pub fn status(dir: &Path) -> anyhow::Result<(State, Vec<NodeView>)> {
             let running = n.pid.is_some_and(alive);
             let st = mesh_node::ApiClient::for_home(&mesh_node::NodeHome::new(&n.home))
                 .ok()
-                .and_then(|c| c.get::<mesh_node::node::NodeStatus>("/v1/status").ok());
+                .and_then(|c| c.status().ok());
             let rss_mib = n.pid.and_then(crate::process::rss_mib);
             NodeView {
                 index: n.index,

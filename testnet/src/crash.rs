@@ -18,8 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mesh_node::api::{FetchRequest, PublishRequest};
-use mesh_node::publish::Published;
 use mesh_protocol::policy_change::PolicyChange;
 
 use crate::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
@@ -76,22 +74,6 @@ pub struct CrashReport {
     pub iterations: Vec<Iteration>,
 }
 
-/// xorshift64*: small, seedable, good enough to spread kill moments.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 struct Harness {
     net: Testnet,
     rows: usize,
@@ -126,7 +108,7 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
         options.seed
     ));
 
-    let mut rng = Rng(options.seed | 1);
+    let mut rng = mesh_testkit::SeededRng::new(options.seed);
     let mut iterations = Vec::new();
     for i in 0..options.iterations {
         let op = match rng.below(3) {
@@ -210,21 +192,14 @@ impl Harness {
         Ok((name, std::fs::canonicalize(dir)?, file_hash(&csv)?))
     }
 
-    fn publish_request(name: &str, dir: &Path) -> PublishRequest {
-        PublishRequest {
-            path: dir.to_owned(),
-            manifest: sample::manifest_toml(name, "1.0.0"),
-        }
-    }
-
     /// Publishes a new product on node 0 and waits until node 1 knows it; returns
     /// how long the publish request took, in milliseconds.
     fn publish_uninterrupted(&mut self) -> anyhow::Result<u64> {
         let (name, dir, hash) = self.new_data()?;
         let started = Instant::now();
-        let _: Published = self.net.nodes[0]
+        self.net.nodes[0]
             .client()?
-            .post("/v1/publish", &Self::publish_request(&name, &dir))?;
+            .publish(&dir, &sample::manifest_toml(&name, "1.0.0"))?;
         let took = started.elapsed().as_millis() as u64;
         self.net.wait_product(1, &name, "1.0.0", DEADLINE)?;
         self.published.push((name.clone(), hash));
@@ -294,11 +269,9 @@ impl Harness {
     fn crash_publish(&mut self, ms: u64) -> anyhow::Result<Iteration> {
         let (name, dir, hash) = self.new_data()?;
         let client = self.net.nodes[0].client()?;
-        let request = Self::publish_request(&name, &dir);
+        let manifest = sample::manifest_toml(&name, "1.0.0");
         let result = self.kill_during(0, ms, move || {
-            client
-                .post::<_, Published>("/v1/publish", &request)
-                .map_err(anyhow::Error::from)
+            client.publish(&dir, &manifest).map_err(anyhow::Error::from)
         })?;
         let acknowledged = result.is_ok();
         // Every acknowledged publish, this one included, is held and verifies.
@@ -352,22 +325,12 @@ impl Harness {
         self.counter += 1;
         let out = self.root().join(format!("fetch-{}", self.counter));
         let client = self.net.nodes[1].client()?;
-        let request = FetchRequest {
-            product: name.clone(),
-            out: Some(out.clone()),
-        };
+        let (product, into) = (name.clone(), out.clone());
         let result = self.kill_during(1, ms, move || {
-            let mut done = false;
-            client.post_lines("/v1/fetch", &request, |e: mesh_node::fetch::FetchEvent| {
-                if matches!(e, mesh_node::fetch::FetchEvent::Done(_)) {
-                    done = true;
-                }
-            })?;
-            if done {
-                Ok(())
-            } else {
-                bail!("the fetch stream ended early")
-            }
+            client
+                .fetch(&product, Some(into), |_| {})
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
         })?;
         let acknowledged = result.is_ok();
         // Nothing partial under the final name.
@@ -393,12 +356,10 @@ impl Harness {
         let signed = self.net.draft_policy(1, &self.policy_change()?, &[0, 1])?;
         let version = signed.value()?.version;
         let client = self.net.nodes[1].client()?;
-        let request = mesh_node::api::SubmitRequest {
-            envelope: hex::encode(signed.to_bytes()),
-        };
+        let to_submit = signed.clone();
         let result = self.kill_during(1, ms, move || {
             client
-                .post::<_, mesh_node::node::Submitted>("/v1/policy", &request)
+                .submit_policy(&to_submit)
                 .map_err(anyhow::Error::from)
         })?;
         let acknowledged = result.is_ok();
@@ -412,8 +373,7 @@ impl Harness {
             bail!("the node went back from policy v{before} to v{now}");
         }
         // The chain is whole: history lists every version, and both nodes agree.
-        let history: Vec<serde_json::Value> =
-            self.net.nodes[1].client()?.get("/v1/policy/history")?;
+        let history = self.net.nodes[1].client()?.policy_history()?;
         if history.len() as u64 != now {
             bail!(
                 "policy history holds {} versions, expected {now}",

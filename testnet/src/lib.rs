@@ -25,15 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mesh_node::api::{CheckRequest, FetchRequest, PolicyView, PublishRequest, SubmitRequest};
-use mesh_node::catalog::CatalogEntry;
-use mesh_node::fetch::{FetchEvent, FetchOutcome};
-use mesh_node::governance::unix_now;
-use mesh_node::node::Submitted;
-use mesh_node::policy_file;
-use mesh_node::publish::CheckReport;
-use mesh_node::publish::Published;
-use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+use mesh_node::api::{CatalogEntry, CheckReport, FetchOutcome, Filter, Published, Submitted};
+use mesh_node::home::policy_file;
+use mesh_node::unix_now;
+use mesh_protocol::policy::{Council, DomainEntry};
 use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
 use serde::Deserialize;
@@ -163,20 +158,16 @@ impl Testnet {
             entry.nodes.insert(n.peer_id.clone());
             entry.contact = format!("{}@example.com", n.domain);
         }
-        let now = unix_now();
-        let policy = Policy {
-            format: POLICY_FORMAT,
-            version: 1,
-            issued_at: now,
-            expires_at: now + 365 * 86_400,
-            council: Council {
-                members: council.iter().map(|k| k.public()).collect::<BTreeSet<_>>(),
+        let members = council.iter().map(|k| k.public()).collect::<BTreeSet<_>>();
+        let policy = Policy::genesis(
+            Council {
+                members,
                 threshold: config.threshold,
             },
             domains,
-            rules: String::new(),
-            settings: Settings::default(),
-        };
+            unix_now(),
+            365 * 86_400,
+        )?;
         let mut signed = Signed::unsigned(&policy);
         for k in council.iter().take(usize::from(config.threshold)) {
             signed.add_signature(k);
@@ -306,16 +297,13 @@ impl Testnet {
             let mesh = self.mesh.clone();
             self.nodes[i].start(&mesh, &[])?;
         }
-        let mut rng = seed | 1;
+        let mut rng = mesh_testkit::SeededRng::new(seed);
         for i in 0..n {
             let mut targets = vec![(i + 1) % n];
             let mut tries = 0;
             while targets.len() < (chords + 1).min(n - 1) && tries < 100 * n {
                 tries += 1;
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let j = (rng % n as u64) as usize;
+                let j = rng.below(n as u64) as usize;
                 if j != i && !targets.contains(&j) {
                     targets.push(j);
                 }
@@ -332,9 +320,7 @@ impl Testnet {
                     self.nodes[j].peer_id
                 );
                 self.nodes[i].links.push(addr.clone());
-                let _: serde_json::Value = self.nodes[i]
-                    .client()?
-                    .post("/v1/peers", &mesh_node::api::AddPeerRequest { addr })?;
+                self.nodes[i].client()?.add_peer(&addr)?;
             }
         }
         for i in 0..n {
@@ -352,7 +338,7 @@ impl Testnet {
 
     /// Node `i`'s catalog.
     pub fn products(&self, i: usize) -> anyhow::Result<Vec<CatalogEntry>> {
-        Ok(self.nodes[i].client()?.get("/v1/products")?)
+        Ok(self.nodes[i].client()?.products(&Filter::default())?)
     }
 
     /// Whether node `i`'s catalog lists `product@version`.
@@ -381,35 +367,14 @@ impl Testnet {
     /// Publishes `path` with the manifest text `toml` on node `i`.
     pub fn publish(&self, i: usize, path: &Path, toml: &str) -> anyhow::Result<Published> {
         let path = std::fs::canonicalize(path)?;
-        Ok(self.nodes[i].client()?.post(
-            "/v1/publish",
-            &PublishRequest {
-                path,
-                manifest: toml.to_owned(),
-            },
-        )?)
+        Ok(self.nodes[i].client()?.publish(&path, toml)?)
     }
 
     /// Fetches `product` on node `i` into `out`; the error carries the node's message.
     pub fn fetch(&self, i: usize, product: &str, out: &Path) -> anyhow::Result<FetchOutcome> {
-        let mut result = None;
-        self.nodes[i].client()?.post_lines(
-            "/v1/fetch",
-            &FetchRequest {
-                product: product.to_owned(),
-                out: Some(out.to_owned()),
-            },
-            |e: FetchEvent| match e {
-                FetchEvent::Done(o) => result = Some(Ok(o)),
-                FetchEvent::Error { message } => result = Some(Err(message)),
-                _ => {}
-            },
-        )?;
-        match result {
-            Some(Ok(o)) => Ok(o),
-            Some(Err(m)) => bail!("{m}"),
-            None => bail!("fetch stream ended without a result"),
-        }
+        Ok(self.nodes[i]
+            .client()?
+            .fetch(product, Some(out.to_owned()), |_| {})?)
     }
 
     /// Stops every node (SIGTERM, clean shutdown).
@@ -427,7 +392,7 @@ impl Testnet {
 impl Testnet {
     /// Node `i`'s current policy, as signed.
     pub fn current_policy(&self, i: usize) -> anyhow::Result<Signed<Policy>> {
-        let view: PolicyView = self.nodes[i].client()?.get("/v1/policy")?;
+        let view = self.nodes[i].client()?.policy(None)?;
         Ok(Signed::from_bytes(&hex::decode(view.envelope)?)?)
     }
 
@@ -457,12 +422,7 @@ impl Testnet {
 
     /// Submits a signed policy at node `i`.
     pub fn submit_policy(&self, i: usize, signed: &Signed<Policy>) -> anyhow::Result<Submitted> {
-        Ok(self.nodes[i].client()?.post(
-            "/v1/policy",
-            &SubmitRequest {
-                envelope: hex::encode(signed.to_bytes()),
-            },
-        )?)
+        Ok(self.nodes[i].client()?.submit_policy(signed)?)
     }
 
     /// Waits until node `i` enforces policy `version` (or newer).
@@ -476,12 +436,7 @@ impl Testnet {
 
     /// Dry-run check of a manifest on node `i`.
     pub fn check(&self, i: usize, toml: &str) -> anyhow::Result<CheckReport> {
-        Ok(self.nodes[i].client()?.post(
-            "/v1/policy/check",
-            &CheckRequest {
-                manifest: toml.to_owned(),
-            },
-        )?)
+        Ok(self.nodes[i].client()?.check(toml)?)
     }
 }
 

@@ -79,7 +79,7 @@ pub fn learned_all(net: &Testnet) -> Vec<HashMap<String, f64>> {
 /// Gossip messages on the announcement topic a node received, and how many of those
 /// were duplicates, from its `/metrics`.
 pub fn announce_counts(net: &Testnet, i: usize) -> Option<(u64, u64)> {
-    let text = net.nodes[i].client().ok()?.get_text("/metrics").ok()?;
+    let text = net.nodes[i].client().ok()?.metrics().ok()?;
     let value = |metric: &str| -> u64 {
         text.lines()
             .filter(|l| l.starts_with(metric) && l.contains("mesh/announce/v1"))

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mesh_node::node::NodeStatus;
+use mesh_node::api::NodeStatus;
 use mesh_node::{ApiClient, NodeHome};
 
 /// How to run the `mesh` CLI: a `mesh` binary, or `mesh-testnet mesh ...`.
@@ -88,7 +88,7 @@ impl TestNode {
 
     /// Its status.
     pub fn status(&self) -> anyhow::Result<NodeStatus> {
-        Ok(self.client()?.get("/v1/status")?)
+        Ok(self.client()?.status()?)
     }
 
     /// Whether its process is running.

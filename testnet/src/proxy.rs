@@ -177,7 +177,7 @@ async fn pump(
     // Returns whether the link was blackholed (drop everything) or just closed
     // (deliver what is queued first).
     let reader = async move {
-        let mut rng = seed | 1;
+        let mut rng = mesh_testkit::SeededRng::new(seed);
         let mut last = Instant::now();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -199,9 +199,9 @@ async fn pump(
             }
             let mut at = Instant::now() + f.delay;
             if !f.jitter.is_zero() {
-                at += f.jitter.mul_f64(next_unit(&mut rng));
+                at += f.jitter.mul_f64(rng.unit());
             }
-            if f.loss > 0.0 && next_unit(&mut rng) < f.loss {
+            if f.loss > 0.0 && rng.unit() < f.loss {
                 at += RTO;
             }
             if f.rate > 0 {
@@ -221,14 +221,6 @@ async fn pump(
     } else {
         let _ = writer.await;
     }
-}
-
-/// A uniform value in [0, 1) from a xorshift state.
-fn next_unit(x: &mut u64) -> f64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    (*x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -73,11 +73,9 @@ pub fn write_orders(dir: &Path, rows: usize, seed: u64) -> std::io::Result<PathB
     std::fs::create_dir_all(dir)?;
     let mut s = String::with_capacity(rows * 48);
     s.push_str("order_id,customer_email,amount\n");
-    let mut x = seed | 1;
+    let mut rng = mesh_testkit::SeededRng::new(seed);
     for i in 0..rows {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let _ = writeln!(
             s,
             "{i},customer{}@example.com,{}.{:02}",

@@ -393,7 +393,7 @@ pub fn partition(opts: &Options) -> anyhow::Result<Report> {
         Ok(half_a.iter().all(|i| {
             net.nodes[*i]
                 .client()
-                .and_then(|c| Ok(c.get::<Vec<mesh_node::network::PeerInfo>>("/v1/peers")?))
+                .and_then(|c| Ok(c.peers()?))
                 .map(|peers| {
                     peers
                         .iter()

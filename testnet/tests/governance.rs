@@ -18,11 +18,7 @@ fn with_rules(extra: &str) -> PolicyChange {
     c
 }
 
-fn publish(
-    net: &Testnet,
-    node: usize,
-    toml: &str,
-) -> anyhow::Result<mesh_node::publish::Published> {
+fn publish(net: &Testnet, node: usize, toml: &str) -> anyhow::Result<mesh_node::api::Published> {
     let dir = net
         .root()
         .join(format!("src-{}", blake3::hash(toml.as_bytes()).to_hex()));
@@ -126,11 +122,7 @@ fn a_node_offline_during_two_updates_catches_up_on_restart() {
 
     net.start(3).unwrap();
     net.wait_policy(3, 3, DEADLINE).unwrap();
-    let history: Vec<mesh_node::api::PolicyView> = net.nodes[3]
-        .client()
-        .unwrap()
-        .get("/v1/policy/history")
-        .unwrap();
+    let history = net.nodes[3].client().unwrap().policy_history().unwrap();
     let versions: Vec<u64> = history.iter().map(|v| v.policy.version).collect();
     assert_eq!(versions, vec![1, 2, 3]);
     assert_eq!(

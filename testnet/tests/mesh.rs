@@ -9,7 +9,6 @@ use common::{testnet, DEADLINE};
 
 use std::path::Path;
 
-use mesh_node::api::ShowResponse;
 use mesh_testnet::{file_hash, sample, Testnet};
 
 fn publish_orders(
@@ -30,11 +29,10 @@ fn publish_orders(
 }
 
 fn chunk_locations(net: &Testnet, node: usize, product: &str) -> Vec<mesh_storage::ChunkLocation> {
-    let (domain, name) = product.split_once('/').unwrap();
-    let show: ShowResponse = net.nodes[node]
+    let show = net.nodes[node]
         .client()
         .unwrap()
-        .get(&format!("/v1/products/{domain}/{name}"))
+        .show(&product.parse().unwrap(), None)
         .unwrap();
     let manifest = show.manifest.expect("manifest available");
     let home = mesh_node::NodeHome::new(&net.nodes[node].home);
@@ -220,38 +218,25 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
     let addr =
         std::fs::read_to_string(mesh_node::NodeHome::new(&net.nodes[0].home).api_addr_path())
             .unwrap();
-    let request = mesh_node::api::PublishRequest {
-        path: dir.clone(),
-        manifest: good.clone(),
-    };
-    let submit = mesh_node::api::SubmitRequest {
-        envelope: "00".into(),
-    };
-    let peer = mesh_node::api::AddPeerRequest {
-        addr: "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
-            .into(),
-    };
+    let peer = "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
     let gc = mesh_node::api::GcRequest {
         keep: Some(1),
         dry_run: false,
-    };
-    let fetch = mesh_node::api::FetchRequest {
-        product: "sales/orders".into(),
-        out: None,
     };
     for token in [None, Some("wrong".to_string())] {
         let client = mesh_node::ApiClient::new(addr.trim(), token);
         // Every mutating endpoint refuses a missing or wrong token.
         let refused = [
-            client.post::<_, serde_json::Value>("/v1/publish", &request),
-            client.post::<_, serde_json::Value>("/v1/policy", &submit),
-            client.post::<_, serde_json::Value>("/v1/peers", &peer),
-            client.post::<_, serde_json::Value>("/v1/gc", &gc),
-            client.post::<_, serde_json::Value>("/v1/fetch", &fetch),
+            client.publish(&dir, &good).map(|_| ()),
+            client.submit_envelope("00").map(|_| ()),
+            client.add_peer(peer).map(|_| ()),
+            client.gc(&gc).map(|_| ()),
+            client.fetch("sales/orders", None, |_| {}).map(|_| ()),
         ];
         for r in refused {
-            let err = r.unwrap_err().to_string();
-            assert!(err.contains("API token"), "{err}");
+            let err = r.unwrap_err();
+            assert_eq!(err.kind(), Some("unauthorized"), "{err}");
+            assert!(err.to_string().contains("API token"), "{err}");
         }
     }
     assert_eq!(net.policy_version(0).unwrap(), 1);

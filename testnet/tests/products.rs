@@ -8,8 +8,7 @@
 mod common;
 
 use common::{testnet, DEADLINE};
-use mesh_node::catalog::CatalogEntry;
-use mesh_node::health::{Lineage, SlaState};
+use mesh_node::api::{CatalogEntry, Filter, SlaState};
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
 use mesh_testnet::{sample, wait_until, Testnet};
@@ -21,7 +20,7 @@ fn toml(product: &str, version: &str, status: &str, upstream: &str) -> String {
         .replace("id = \"crm/customers\"", &format!("id = \"{upstream}\""))
 }
 
-fn publish(net: &Testnet, node: usize, name: &str, toml: &str) -> mesh_node::publish::Published {
+fn publish(net: &Testnet, node: usize, name: &str, toml: &str) -> mesh_node::api::Published {
     let dir = net.root().join("data").join(name);
     // A distinct seed per product: identical data would dedup to nothing to fetch.
     let seed = name
@@ -31,12 +30,12 @@ fn publish(net: &Testnet, node: usize, name: &str, toml: &str) -> mesh_node::pub
     net.publish(node, &dir, toml).unwrap()
 }
 
-fn entry(net: &Testnet, node: usize, product: &str, query: &str) -> CatalogEntry {
-    let list: Vec<CatalogEntry> = net.nodes[node]
-        .client()
-        .unwrap()
-        .get(&format!("/v1/products{query}"))
-        .unwrap();
+fn entry(net: &Testnet, node: usize, product: &str, at: Option<u64>) -> CatalogEntry {
+    let filter = Filter {
+        at,
+        ..Filter::default()
+    };
+    let list = net.nodes[node].client().unwrap().products(&filter).unwrap();
     list.into_iter()
         .filter(|e| e.announcement.product.to_string() == product)
         .max_by(|a, b| a.announcement.version.cmp(&b.announcement.version))
@@ -94,10 +93,10 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
         .publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
         .unwrap();
     assert_eq!(p.warnings.len(), 4, "{:?}", p.warnings);
-    let show: mesh_node::api::ShowResponse = net.nodes[0]
+    let show = net.nodes[0]
         .client()
         .unwrap()
-        .get("/v1/products/sales/orders")
+        .show(&"sales/orders".parse().unwrap(), None)
         .unwrap();
     let q = show.manifest.unwrap().quality.expect("metrics recorded");
     assert_eq!((q.rows, q.files_checked), (4, 2));
@@ -131,11 +130,11 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
     );
     let client = net.nodes[0].client().unwrap();
     wait_until("node 0 to know the whole lineage", DEADLINE, || {
-        let g: Lineage = client.get("/v1/lineage/finance/revenue")?;
+        let g = client.lineage(&"finance/revenue".parse()?)?;
         Ok(g.edges.len() == 3)
     })
     .unwrap();
-    let g: Lineage = client.get("/v1/lineage/finance/revenue").unwrap();
+    let g = client.lineage(&"finance/revenue".parse().unwrap()).unwrap();
     assert!(g.edges.contains(&("web/clicks".into(), "sales/raw".into())));
     assert!(g
         .edges
@@ -162,7 +161,7 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
     );
     for node in 0..3 {
         wait_until("the deprecation flag", DEADLINE, || {
-            let e = entry(&net, node, "finance/revenue", "");
+            let e = entry(&net, node, "finance/revenue", None);
             Ok(e.health
                 .is_some_and(|h| h.lineage == ["upstream sales/raw@2.0.0 is deprecated"]))
         })
@@ -175,11 +174,7 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
 
     // The fetch shows in both nodes' metrics.
     let metric = |node: usize, name: &str| -> f64 {
-        let text = net.nodes[node]
-            .client()
-            .unwrap()
-            .get_text("/metrics")
-            .unwrap();
+        let text = net.nodes[node].client().unwrap().metrics().unwrap();
         text.lines()
             .find(|l| l.starts_with(&format!("{name} ")))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -213,11 +208,13 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
     );
 
     // SLA: fresh now, late two days on, and every node says so.
-    let later = mesh_node::governance::unix_now() + 2 * 86_400;
+    let later = mesh_node::unix_now() + 2 * 86_400;
     for node in 0..3 {
-        let now = entry(&net, node, "logistics/forecast", "").health.unwrap();
+        let now = entry(&net, node, "logistics/forecast", None)
+            .health
+            .unwrap();
         assert_eq!(now.sla, SlaState::Ok, "node {node}: {now:?}");
-        let then = entry(&net, node, "logistics/forecast", &format!("?at={later}"))
+        let then = entry(&net, node, "logistics/forecast", Some(later))
             .health
             .unwrap();
         assert_eq!(then.sla, SlaState::Late, "node {node}");
@@ -297,8 +294,7 @@ fn usage_reports_reach_every_node() {
     // own fetch only from the provider's signed report.
     for node in 0..3 {
         wait_until("usage reports to arrive", DEADLINE, || {
-            let u: mesh_node::usage::ProductUsage =
-                net.nodes[node].client()?.get("/v1/usage/sales/used")?;
+            let u = net.nodes[node].client()?.usage(&"sales/used".parse()?)?;
             Ok(u.by_consumer.get("finance") == Some(&1)
                 && u.by_consumer.get("logistics") == Some(&1)
                 && u.total == 2)

@@ -10,17 +10,14 @@ use common::{testnet, DEADLINE};
 
 use std::collections::HashSet;
 
-use mesh_node::api::ShowResponse;
 use mesh_protocol::manifest::ChunkRef;
 use mesh_testnet::{file_hash, sample, wait_until, Testnet};
 
 fn chunks_of(net: &Testnet, node: usize, product: &str) -> Vec<ChunkRef> {
-    let (id, version) = product.split_once('@').unwrap();
-    let (domain, name) = id.split_once('/').unwrap();
-    let show: ShowResponse = net.nodes[node]
+    let show = net.nodes[node]
         .client()
         .unwrap()
-        .get(&format!("/v1/products/{domain}/{name}?version={version}"))
+        .show(&product.parse().unwrap(), None)
         .unwrap();
     show.manifest
         .unwrap()
@@ -110,16 +107,13 @@ fn gc_keeps_every_chunk_a_retained_version_references_and_frees_the_rest() {
         .map(|v| chunks_of(&net, 0, &format!("sales/orders@{v}")))
         .collect();
     let before = net.nodes[0].chunk_count();
-    let report: mesh_node::gc::GcReport = net.nodes[0]
+    let report = net.nodes[0]
         .client()
         .unwrap()
-        .post(
-            "/v1/gc",
-            &mesh_node::api::GcRequest {
-                keep: Some(2),
-                dry_run: false,
-            },
-        )
+        .gc(&mesh_node::api::GcRequest {
+            keep: Some(2),
+            dry_run: false,
+        })
         .unwrap();
     assert_eq!(
         report.dropped_versions,
@@ -176,13 +170,8 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
     // Start the fetch; once node 1 holds some chunks, freeze the provider (the fetch
     // stalls there), kill -9 the fetching node, then let the provider go on.
     let client = net.nodes[1].client().unwrap();
-    let request = mesh_node::api::FetchRequest {
-        product: "sales/big".into(),
-        out: Some(net.root().join("out")),
-    };
-    let fetch = std::thread::spawn(move || {
-        client.post_lines("/v1/fetch", &request, |_: serde_json::Value| {})
-    });
+    let out = net.root().join("out");
+    let fetch = std::thread::spawn(move || client.fetch("sales/big", Some(out), |_| {}));
     wait_until("node 1 to hold some chunks", DEADLINE, || {
         Ok(net.nodes[1].chunk_count() >= 8)
     })

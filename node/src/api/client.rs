@@ -96,11 +96,10 @@ impl ApiClient {
     /// A client for the daemon running on `home` (reads `api.addr` and `api.token`).
     pub fn for_home(home: &NodeHome) -> Result<Self, ClientError> {
         home.load_config()?;
-        let addr = std::fs::read_to_string(home.api_addr_path()).map_err(|_| {
-            ClientError::NoDaemon {
+        let addr =
+            std::fs::read_to_string(home.api_addr_path()).map_err(|_| ClientError::NoDaemon {
                 home: home.root().display().to_string(),
-            }
-        })?;
+            })?;
         Ok(Self::new(addr.trim(), home.load_token().ok()))
     }
 
@@ -268,9 +267,8 @@ impl ApiClient {
         };
         let reader = BufReader::new(self.post_raw("/v1/fetch", &request)?.into_reader());
         for line in reader.lines() {
-            let line = line.map_err(|e| {
-                ClientError::Protocol(format!("the fetch stream broke: {e}"))
-            })?;
+            let line =
+                line.map_err(|e| ClientError::Protocol(format!("the fetch stream broke: {e}")))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -338,7 +336,11 @@ impl ApiClient {
         req.send_json(body).map_err(|e| self.map_err(e))
     }
 
-    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         self.post_raw(path, body)?
             .into_json()
             .map_err(|e| ClientError::Protocol(e.to_string()))

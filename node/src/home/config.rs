@@ -84,7 +84,8 @@ impl NodeConfig {
 
     /// Renders TOML.
     pub fn to_toml(&self) -> Result<String, HomeError> {
-        toml::to_string_pretty(self).map_err(|e| HomeError::Invalid(format!("encoding config: {e}")))
+        toml::to_string_pretty(self)
+            .map_err(|e| HomeError::Invalid(format!("encoding config: {e}")))
     }
 
     /// Checks the settings that parsing alone does not: limits that let work

@@ -11,8 +11,8 @@ use mesh_protocol::policy::Council;
 use mesh_protocol::{KeyPair, Policy, PublicKey, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::write::write_atomic;
 use super::error::HomeError;
+use super::write::write_atomic;
 
 const KIND: &str = "mesh-signed-policy/v1";
 

@@ -11,9 +11,9 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
 
+use super::error::NetError;
 use super::transfer::codec::{TransferCodec, TRANSFER_PROTOCOL};
 use crate::home::config::NodeConfig;
-use super::error::NetError;
 
 /// The gossip topic of product announcements.
 pub const ANNOUNCE_TOPIC: &str = "mesh/announce/v1";

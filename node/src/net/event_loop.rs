@@ -444,9 +444,10 @@ impl EventLoop {
                 let provider = self.provider.clone();
                 let tx = self.responses_tx.clone();
                 tokio::spawn(async move {
-                    let response = tokio::task::spawn_blocking(move || provider.read(&peer, request))
-                        .await
-                        .unwrap_or(Response::Busy);
+                    let response =
+                        tokio::task::spawn_blocking(move || provider.read(&peer, request))
+                            .await
+                            .unwrap_or(Response::Busy);
                     let _ = tx.send((request_id, channel, response)).await;
                 });
             }

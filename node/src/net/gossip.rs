@@ -77,10 +77,7 @@ impl Validator {
             debug!(peer = %source, "new product version from gossip");
         }
         log_refusal(source, "announcement", &outcome);
-        (
-            acceptance(&outcome, |o| *o != Offer::Known),
-            FollowUp::None,
-        )
+        (acceptance(&outcome, |o| *o != Offer::Known), FollowUp::None)
     }
 
     /// Offers an announcement to the catalog; a new one queues a background fetch
@@ -147,7 +144,9 @@ impl Validator {
 fn log_refusal<T>(source: &PeerId, what: &str, outcome: &Result<T, OfferError>) {
     match outcome {
         Err(OfferError::Invalid(e)) => warn!(peer = %source, "rejected {what}: {e}"),
-        Err(e) => warn!(peer = %source, "could not keep a valid-looking {what}: {e}; ignored, the sender keeps its score"),
+        Err(e) => {
+            warn!(peer = %source, "could not keep a valid-looking {what}: {e}; ignored, the sender keeps its score")
+        }
         Ok(_) => {}
     }
 }

@@ -91,7 +91,11 @@ impl NetworkHandle {
     }
 
     /// Sends a transfer request and waits for the response.
-    pub(crate) async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+    pub(crate) async fn request(
+        &self,
+        peer: PeerId,
+        request: Request,
+    ) -> Result<Response, NetError> {
         self.ask(|reply| Command::Request {
             peer,
             request,

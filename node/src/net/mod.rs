@@ -21,5 +21,5 @@ pub(crate) mod transfer;
 
 pub use error::NetError;
 pub(crate) use event_loop::{EventLoop, StateHandles};
-pub use handle::PeerInfo;
 pub(crate) use handle::NetworkHandle;
+pub use handle::PeerInfo;

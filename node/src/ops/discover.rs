@@ -37,37 +37,32 @@ pub(crate) async fn products_at(
     filter: Filter,
     now: u64,
 ) -> Result<Vec<CatalogEntry>, DiscoverError> {
-    let connected: HashSet<String> = net
-        .peers()
-        .await?
-        .into_iter()
-        .map(|p| p.peer_id)
-        .collect();
+    let connected: HashSet<String> = net.peers().await?.into_iter().map(|p| p.peer_id).collect();
     let me = net.peer_id().to_string();
     let catalog = catalog.clone();
     blocking(move || {
-            let all = catalog.list(&Default::default())?;
-            let mut entries = catalog.list(&filter)?;
-            let newest = newest_versions(all.iter().map(|e| &e.announcement));
-            for e in entries.iter_mut() {
-                let a = &e.announcement;
-                let is_newest = newest
-                    .get(&a.product.to_string())
-                    .is_some_and(|n| n.version == a.version);
-                if !is_newest {
-                    continue;
-                }
-                let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
-                let listed = a
-                    .providers
-                    .iter()
-                    .filter(|p| connected.contains(*p) || (**p == me && e.local))
-                    .count();
-                let me_unlisted = e.local && !a.providers.contains(&me);
-                let reachable = listed + usize::from(me_unlisted);
-                e.health = Some(judge(a, manifest.as_ref(), &newest, reachable, now));
+        let all = catalog.list(&Default::default())?;
+        let mut entries = catalog.list(&filter)?;
+        let newest = newest_versions(all.iter().map(|e| &e.announcement));
+        for e in entries.iter_mut() {
+            let a = &e.announcement;
+            let is_newest = newest
+                .get(&a.product.to_string())
+                .is_some_and(|n| n.version == a.version);
+            if !is_newest {
+                continue;
             }
-            Ok(entries)
+            let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
+            let listed = a
+                .providers
+                .iter()
+                .filter(|p| connected.contains(*p) || (**p == me && e.local))
+                .count();
+            let me_unlisted = e.local && !a.providers.contains(&me);
+            let reachable = listed + usize::from(me_unlisted);
+            e.health = Some(judge(a, manifest.as_ref(), &newest, reachable, now));
+        }
+        Ok(entries)
     })
     .await
 }
@@ -77,18 +72,17 @@ pub(crate) async fn lineage_of(catalog: &Catalog, product: &str) -> Result<Linea
     let catalog = catalog.clone();
     let root = product.to_string();
     blocking(move || {
-            let all = catalog.list(&Default::default())?;
-            if !all
-                .iter()
-                .any(|e| e.announcement.product.to_string() == root)
-            {
-                return Err(DiscoverError::NotInCatalog(root));
-            }
-            Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
-                let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;
-                Some(m.lineage.iter().map(|u| u.id.to_string()).collect())
-            }))
+        let all = catalog.list(&Default::default())?;
+        if !all
+            .iter()
+            .any(|e| e.announcement.product.to_string() == root)
+        {
+            return Err(DiscoverError::NotInCatalog(root));
+        }
+        Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
+            let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;
+            Some(m.lineage.iter().map(|u| u.id.to_string()).collect())
+        }))
     })
     .await
 }
-

@@ -10,8 +10,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_contract::{ManifestDraft, PublishFacts};
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_protocol::manifest::FileEntry;
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;

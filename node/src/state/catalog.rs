@@ -351,7 +351,6 @@ impl Catalog {
         Ok(best)
     }
 
-
     /// Calls `f` with every entry (key, value) of `tree`, in key order, a page at a time.
     fn for_each_stored(
         &self,

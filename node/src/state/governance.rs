@@ -9,18 +9,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
+use mesh_contract::schema_diff::breaking_changes;
 use mesh_protocol::chain::{Offered, PolicyChain};
 use mesh_protocol::policy::{self, Policy, SchemaCompatibility};
 use mesh_protocol::rules::{Decision, Rules};
-use mesh_contract::schema_diff::breaking_changes;
 use mesh_protocol::{Announcement, DomainName, Manifest, PublicKey, Signed, SignedKind};
 use mesh_storage::{MetaStore, Tree};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::home::seal::Seal;
 use super::{Invalid, StateError};
 use crate::clock::unix_now;
+use crate::home::seal::Seal;
 
 /// A rule a product version violates under the current policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +189,11 @@ impl Governance {
     }
 
     /// Offers policies to the chain; persists (and flushes) what it accepts.
-    pub(crate) fn offer(&self, updates: &[Signed<Policy>], now: u64) -> Result<Offered, StateError> {
+    pub(crate) fn offer(
+        &self,
+        updates: &[Signed<Policy>],
+        now: u64,
+    ) -> Result<Offered, StateError> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let mut chain = state.chain.clone();
         let offered = chain.offer(updates, now);
@@ -330,7 +334,11 @@ impl Governance {
     }
 
     /// Checks schema evolution from `previous` to `next` under the policy's setting.
-    pub(crate) fn check_evolution(&self, previous: &Manifest, next: &Manifest) -> Result<(), Invalid> {
+    pub(crate) fn check_evolution(
+        &self,
+        previous: &Manifest,
+        next: &Manifest,
+    ) -> Result<(), Invalid> {
         let mode = self.read().chain.current().settings.schema_compatibility;
         if mode == SchemaCompatibility::None {
             return Ok(());

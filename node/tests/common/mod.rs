@@ -12,12 +12,12 @@ pub(crate) use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 pub(crate) use libp2p::request_response::{self, ProtocolSupport};
 pub(crate) use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 pub(crate) use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
-pub(crate) use mesh_node::codec::{read_frame, TRANSFER_PROTOCOL};
-pub(crate) use mesh_node::governance::{install_genesis, unix_now, unix_now_ms};
+pub(crate) use mesh_node::testing::{read_frame, TRANSFER_PROTOCOL};
+pub(crate) use mesh_node::{install_genesis, unix_now, unix_now_ms};
 pub(crate) use mesh_node::{NodeHome, RunOptions, ANNOUNCE_TOPIC, POLICY_TOPIC, USAGE_TOPIC};
 pub(crate) use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 pub(crate) use mesh_protocol::manifest::{Classification, Status};
-pub(crate) use mesh_protocol::policy::{Council, DomainEntry, Settings, POLICY_FORMAT};
+pub(crate) use mesh_protocol::policy::{Council, DomainEntry};
 pub(crate) use mesh_protocol::wire::{self, Request, Response};
 pub(crate) use mesh_protocol::{Announcement, Hash, KeyPair, Policy, Signed};
 pub(crate) use tokio::sync::{mpsc, oneshot};
@@ -330,19 +330,11 @@ pub(crate) fn genesis(council: &KeyPair, domains: &[(&str, &KeyPair)]) -> Signed
             (name.parse().unwrap(), entry)
         })
         .collect();
-    let policy = Policy {
-        format: POLICY_FORMAT,
-        version: 1,
-        issued_at: unix_now(),
-        expires_at: unix_now() + 86_400,
-        council: Council {
-            members: [council.public()].into(),
-            threshold: 1,
-        },
-        domains,
-        rules: String::new(),
-        settings: Settings::default(),
+    let council_of_one = Council {
+        members: [council.public()].into(),
+        threshold: 1,
     };
+    let policy = Policy::genesis(council_of_one, domains, unix_now(), 86_400).unwrap();
     Signed::sign(&policy, council)
 }
 
@@ -420,7 +412,7 @@ pub(crate) async fn start_node_with(
     key: &KeyPair,
     genesis: &Signed<Policy>,
     bootstrap: Vec<String>,
-    configure: impl FnOnce(&mut mesh_node::config::NodeConfig),
+    configure: impl FnOnce(&mut mesh_node::home::config::NodeConfig),
 ) -> mesh_node::RunningNode {
     let home = NodeHome::new(dir.join(name));
     home.create(
@@ -464,11 +456,8 @@ pub(crate) async fn start_consumer(
     let addr: Multiaddr = c.node.status().await.unwrap().listen[0].parse().unwrap();
     let peer = spawn_rogue(addr, respond, Arc::new(Seen::default()));
     let node = c.node.clone();
-    wait_for("C to learn the product", || {
-        node.shared().catalog.len().unwrap_or(0) == 1
-    })
-    .await;
-    let net = c.node.network().clone();
+    wait_for("C to learn the product", || node.probe().catalog_len() == 1).await;
+    let net = c.node.clone();
     wait_for_async(&format!("C to reach {min_peers} peers"), || {
         let net = net.clone();
         async move { net.peers().await.is_ok_and(|p| p.len() >= min_peers) }
@@ -491,13 +480,5 @@ pub(crate) fn data_dir(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::
 
 /// `n` pseudo-random bytes that FastCDC will not deduplicate within the file.
 pub(crate) fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    mesh_testkit::SeededRng::new(seed).bytes(n)
 }

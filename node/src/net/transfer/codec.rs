@@ -22,7 +22,10 @@ const EXACT_READ_LIMIT: usize = mesh_protocol::wire::MAX_BATCH_BYTES as usize + 
 pub(crate) struct TransferCodec;
 
 /// Reads one length-prefixed frame of at most `cap` bytes.
-pub(crate) async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, cap: usize) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_frame<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cap: usize,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;

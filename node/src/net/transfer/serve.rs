@@ -13,7 +13,8 @@ use libp2p::PeerId;
 use mesh_protocol::manifest::MAX_CHUNK_LEN;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::wire::{
-    ChunkData, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, MAX_CATALOG_PAGE, MAX_POLICY_PAGE,
+    ChunkData, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, MAX_CATALOG_PAGE,
+    MAX_POLICY_PAGE,
 };
 use mesh_protocol::{Hash, Manifest, ManifestHash, ProductId};
 use mesh_storage::{ChunkError, ChunkStore};
@@ -169,12 +170,7 @@ impl Provider {
 
     /// `Request::Chunks`; blocking (reads the disk). All or nothing: if any chunk is
     /// missing the answer is `NotFound`.
-    fn chunks(
-        &self,
-        peer: &PeerId,
-        manifest: &ManifestHash,
-        chunks: &[Hash],
-    ) -> Response {
+    fn chunks(&self, peer: &PeerId, manifest: &ManifestHash, chunks: &[Hash]) -> Response {
         if chunks.is_empty() || chunks.len() > MAX_BATCH_CHUNKS {
             return Response::Invalid(format!(
                 "a chunk batch names 1..={MAX_BATCH_CHUNKS} chunks, not {}",
@@ -207,8 +203,7 @@ impl Provider {
         }
         let mut out = Vec::with_capacity(chunks.len());
         for chunk in chunks {
-            match self.chunks.get_verified(chunk, u64::from(MAX_CHUNK_LEN))
-            {
+            match self.chunks.get_verified(chunk, u64::from(MAX_CHUNK_LEN)) {
                 Ok(data) => out.push(ChunkData(data)),
                 Err(ChunkError::Missing(_)) => return Response::NotFound,
                 Err(ChunkError::Corrupt { .. }) => {

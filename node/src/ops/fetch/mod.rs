@@ -412,8 +412,10 @@ impl Fetcher {
                         Ok(m) => {
                             let catalog = self.catalog.clone();
                             let (s2, m2) = (s.clone(), m.clone());
-                            blocking(move || catalog.record_manifest(&s2, &m2).map_err(FetchError::from))
-                                .await?;
+                            blocking(move || {
+                                catalog.record_manifest(&s2, &m2).map_err(FetchError::from)
+                            })
+                            .await?;
                             return Ok((s, m));
                         }
                         Err(r) => format!("manifest rejected: {r}"),
