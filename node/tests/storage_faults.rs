@@ -127,7 +127,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     b.node.submit_policy(v2).await.unwrap();
     assert_eq!(b.node.status().await.unwrap().policy_version, 2);
     b.shutdown().await.unwrap();
-    drop(bn); // the last handle on B's stores
+    drop((bn, b_probe)); // the last handles on B's stores
 
     // The policy chain and the fetched product survive a restart intact.
     let b = mesh_node::start(

@@ -232,7 +232,7 @@ fn an_odcs_contract_publishes_and_exports_back() {
     net.start_all().unwrap();
     let contract = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../protocol/tests/odcs/orders.odcs.yaml"
+        "/../contract/tests/odcs/orders.odcs.yaml"
     );
     let dir = net.root().join("orders");
     std::fs::create_dir_all(&dir).unwrap();
