@@ -22,6 +22,9 @@ pub(crate) struct Metrics {
     pub(crate) publishes: Counter,
     /// Inbound transfer requests answered `Busy` by the per-peer or overall limits.
     pub(crate) refused_requests: Counter,
+    /// Gossip messages (and synced entries) that looked valid but this node failed
+    /// to store: its own fault, so the sender was not penalized.
+    pub(crate) not_kept: Counter,
     /// Reads (manifests and chunks) admitted whose responses are not yet written.
     pub(crate) reads_in_flight: Gauge,
     /// Set at scrape time from the node's state.
@@ -63,6 +66,11 @@ impl Metrics {
             ),
             ("mesh_fetches", "Completed fetches.", &m.fetches),
             ("mesh_publishes", "Completed publishes.", &m.publishes),
+            (
+                "mesh_gossip_not_kept",
+                "Peer messages that this node failed to store (a local fault; the sender keeps its score).",
+                &m.not_kept,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());

@@ -121,6 +121,11 @@ impl Probe {
         self.metrics.refused_requests.get()
     }
 
+    /// Peer messages this node failed to store (its own fault).
+    pub fn not_kept(&self) -> u64 {
+        self.metrics.not_kept.get()
+    }
+
     /// Reads admitted whose responses are not yet written.
     pub fn reads_in_flight(&self) -> i64 {
         self.metrics.reads_in_flight.get()

@@ -256,3 +256,68 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Regression: a local store failure while keeping a peer's valid gossip used to be
+/// answered `Reject`, so the honest sender lost peer score for our disk's fault.
+/// Now it is `Ignore`d: the sender's score stays non-negative and its later
+/// gossip still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_while_an_honest_peer_gossips_costs_the_peer_no_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "finance", &finance, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "sales", &sales, &genesis, vec![a_addr]).await;
+    let b_id = b.node.peer_id().to_string();
+    let b_at_a = || {
+        let (node, b_id) = (a.node.clone(), b_id.clone());
+        async move {
+            node.peers()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.peer_id == b_id)
+        }
+    };
+    wait_for_async("A to score B on gossip", || async {
+        b_at_a().await.is_some_and(|p| p.score.is_some())
+    })
+    .await;
+
+    // A's metadata writes fail while B gossips five valid announcements: A cannot
+    // keep them, which is A's problem, not B's.
+    let a_probe = a.node.probe();
+    a_probe.meta_faults().unwrap().fail_writes(true);
+    let b_probe = b.node.probe();
+    for i in 0..5 {
+        let envelope = announcement(&format!("sales/while-a-is-broken-{i}"), &sales, &sales);
+        b_probe.announce(envelope).await.unwrap();
+    }
+    wait_for("A to have failed to keep all five", || {
+        a_probe.not_kept() >= 5
+    })
+    .await;
+    a_probe.meta_faults().unwrap().clear();
+    b_probe
+        .announce(announcement("sales/canary", &sales, &sales))
+        .await
+        .unwrap();
+    wait_for("A to keep the canary", || a_probe.knows("sales/canary")).await;
+    assert!(
+        !a_probe.knows("sales/while-a-is-broken-0"),
+        "the announcements were not kept while writes failed"
+    );
+    let b_info = b_at_a().await.expect("B is still connected");
+    assert!(
+        b_info.score.unwrap() >= 0.0 && !b_info.graylisted,
+        "B was penalized for A's disk: {b_info:?}"
+    );
+    drop((a_probe, b_probe));
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

@@ -136,6 +136,7 @@ impl EventLoop {
                 governance: governance.clone(),
                 usage,
                 prefetch,
+                metrics: metrics.clone(),
             },
             governance,
             provider: Arc::new(provider),

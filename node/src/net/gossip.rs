@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::behaviour::{announce_topic, policy_topic, usage_topic};
 use crate::clock::unix_now;
+use crate::metrics::Metrics;
 use crate::state::catalog::{Catalog, Offer};
 use crate::state::governance::Governance;
 use crate::state::usage::UsageLedger;
@@ -38,6 +39,8 @@ pub(super) struct Validator {
     pub(super) usage: UsageLedger,
     /// Announcements whose manifests should be fetched and checked in the background.
     pub(super) prefetch: mpsc::Sender<Announcement>,
+    /// Counts messages not kept for a local fault.
+    pub(super) metrics: Metrics,
 }
 
 /// The gossip verdict for an offer's outcome: only the sender's fault rejects.
@@ -66,7 +69,7 @@ impl Validator {
         }
         if *topic == usage_topic().hash() {
             let outcome = self.usage.accept(data);
-            log_refusal(source, "usage report", &outcome);
+            self.log_refusal(source, "usage report", &outcome);
             return (acceptance(&outcome, |new| *new), FollowUp::None);
         }
         if *topic != announce_topic().hash() {
@@ -76,7 +79,7 @@ impl Validator {
         if matches!(outcome, Ok(Offer::New)) {
             debug!(peer = %source, "new product version from gossip");
         }
-        log_refusal(source, "announcement", &outcome);
+        self.log_refusal(source, "announcement", &outcome);
         (acceptance(&outcome, |o| *o != Offer::Known), FollowUp::None)
     }
 
@@ -141,12 +144,16 @@ impl Validator {
     }
 }
 
-fn log_refusal<T>(source: &PeerId, what: &str, outcome: &Result<T, OfferError>) {
-    match outcome {
-        Err(OfferError::Invalid(e)) => warn!(peer = %source, "rejected {what}: {e}"),
-        Err(e) => {
-            warn!(peer = %source, "could not keep a valid-looking {what}: {e}; ignored, the sender keeps its score")
+impl Validator {
+    /// Logs why a message was not taken; counts our own failures.
+    fn log_refusal<T>(&self, source: &PeerId, what: &str, outcome: &Result<T, OfferError>) {
+        match outcome {
+            Err(OfferError::Invalid(e)) => warn!(peer = %source, "rejected {what}: {e}"),
+            Err(e) => {
+                self.metrics.not_kept.inc();
+                warn!(peer = %source, "could not keep a valid-looking {what}: {e}; ignored, the sender keeps its score");
+            }
+            Ok(_) => {}
         }
-        Ok(_) => {}
     }
 }

@@ -156,6 +156,7 @@ pub(super) fn advance(
                     }
                     Err(e) => {
                         failed += 1;
+                        validator.metrics.not_kept.inc();
                         debug!(%peer, "catalog sync: could not keep an entry: {e}");
                     }
                 }
