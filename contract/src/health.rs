@@ -1,6 +1,7 @@
 //! Product health as a consumer judges it before building on a product: the SLA
-//! watch (freshness, update frequency, availability), and lineage flags (an upstream
-//! that is deprecated or retired). Pure: given the catalog's announcements, the
+//! watch (freshness, update frequency, availability), lineage flags (an upstream
+//! that is deprecated or retired), and what a version's lifecycle status means for
+//! its consumers. Pure: given the catalog's announcements, the
 //! manifests known, reachable providers and a clock, every node judges a product the
 //! same way.
 
@@ -247,6 +248,25 @@ pub fn lineage<'a>(
     }
 }
 
+/// What a consumer should hear about the version's lifecycle.
+pub fn lifecycle_warnings(m: &Manifest) -> Vec<String> {
+    match m.status {
+        Status::Deprecated => vec![format!(
+            "{}@{} is deprecated: its owner ({}) asks consumers to migrate to a newer version",
+            m.id, m.version, m.owner.team
+        )],
+        Status::Retired => vec![format!(
+            "{}@{} is retired: it is no longer supported",
+            m.id, m.version
+        )],
+        Status::Draft => vec![format!(
+            "{}@{} is a draft: not for production use",
+            m.id, m.version
+        )],
+        Status::Active => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +300,35 @@ mod tests {
             evaluate_sla(&Sla::default(), 0, 0, u64::MAX).0,
             SlaState::Ok
         );
+    }
+
+    #[test]
+    fn only_a_version_that_is_not_active_warns_its_consumers() {
+        let draft: crate::ManifestDraft = serde_json::from_str(
+            r#"{"id": "sales/orders", "version": "1.0.0", "title": "Orders", "owner": {"team": "t"}}"#,
+        )
+        .expect("draft");
+        let base = draft
+            .into_manifest(crate::PublishFacts {
+                files: Vec::new(),
+                created_at: 0,
+                publisher: mesh_protocol::KeyPair::from_secret([1; 32]).public(),
+                quality: None,
+            })
+            .expect("manifest");
+        let m = |status| Manifest {
+            status,
+            ..base.clone()
+        };
+        assert!(lifecycle_warnings(&m(Status::Active)).is_empty());
+        for (status, word) in [
+            (Status::Deprecated, "deprecated"),
+            (Status::Retired, "retired"),
+            (Status::Draft, "draft"),
+        ] {
+            let w = lifecycle_warnings(&m(status));
+            assert_eq!(w.len(), 1);
+            assert!(w[0].contains(word), "{w:?}");
+        }
     }
 }

@@ -95,6 +95,11 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
         .await
         .unwrap_err();
     assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert_eq!(
+        err.class(),
+        mesh_node::ErrorClass::Internal,
+        "a full disk is this node's fault (HTTP 5xx), not a bad request: {err:?}"
+    );
     assert!(
         !out.join("big.bin").exists(),
         "no partial file under its final name"

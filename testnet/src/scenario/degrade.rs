@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{delays, mesh, publish_tiny, wait_learned, Options, Report};
+use super::report::{Options, Report};
+use super::setup::{delays, mesh, publish_tiny, wait_learned};
 use crate::observe::Delays;
 use crate::proxy::Fault;
 use crate::sample;

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
+use mesh_contract::health::lifecycle_warnings;
 use mesh_storage::ChunkStore;
 
 mod error;
@@ -449,25 +450,5 @@ impl Fetcher {
             if tried.is_empty() { "" } else { ": " },
             tried.join("; ")
         )))
-    }
-}
-
-/// What a consumer should hear about the version's lifecycle.
-fn lifecycle_warnings(m: &Manifest) -> Vec<String> {
-    use mesh_protocol::manifest::Status;
-    match m.status {
-        Status::Deprecated => vec![format!(
-            "{}@{} is deprecated: its owner ({}) asks consumers to migrate to a newer version",
-            m.id, m.version, m.owner.team
-        )],
-        Status::Retired => vec![format!(
-            "{}@{} is retired: it is no longer supported",
-            m.id, m.version
-        )],
-        Status::Draft => vec![format!(
-            "{}@{} is a draft: not for production use",
-            m.id, m.version
-        )],
-        Status::Active => Vec::new(),
     }
 }
