@@ -179,7 +179,7 @@ impl Node {
 
     /// The lineage graph of `product` from the manifests this node knows.
     pub async fn lineage(&self, product: &ProductId) -> Result<Lineage, NodeError> {
-        Ok(discover::lineage_of(&self.parts.catalog, &product.to_string()).await?)
+        Ok(discover::lineage_of(&self.parts.catalog, product).await?)
     }
 
     /// Adds up the usage of `product` from every provider report this node holds.

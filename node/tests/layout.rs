@@ -113,7 +113,10 @@ fn graph(root: &Path) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
             to.extend(resolve(&mods, &full));
         }
         // A child module named by a relative path (`schedule::batches`).
-        for (child, _) in mods.iter().filter(|(c, _)| c.len() == m.len() + 1 && c.starts_with(m)) {
+        for (child, _) in mods
+            .iter()
+            .filter(|(c, _)| c.len() == m.len() + 1 && c.starts_with(m))
+        {
             let name = format!("{}::", child[child.len() - 1]);
             if src.contains(&name) {
                 to.insert(child.clone());
@@ -133,7 +136,11 @@ fn node_src() -> PathBuf {
 #[test]
 fn no_source_file_imports_a_file_that_imports_it_back() {
     let edges = graph(&node_src());
-    assert!(edges.len() > 30, "the walk found the sources: {}", edges.len());
+    assert!(
+        edges.len() > 30,
+        "the walk found the sources: {}",
+        edges.len()
+    );
     // Depth-first search for a back edge; report the cycle.
     fn visit(
         m: &Vec<String>,
@@ -173,7 +180,9 @@ fn each_folder_names_only_the_layers_below_it() {
     let edges = graph(&node_src());
     let mut broken = Vec::new();
     for (m, to) in &edges {
-        let Some((_, banned)) = rules.iter().find(|(f, _)| m.first().map(String::as_str) == Some(*f))
+        let Some((_, banned)) = rules
+            .iter()
+            .find(|(f, _)| m.first().map(String::as_str) == Some(*f))
         else {
             continue;
         };
@@ -196,5 +205,8 @@ fn the_checker_sees_an_import_cycle_when_there_is_one() {
     let edges = graph(dir.path());
     let a = vec!["a".to_string()];
     let b = vec!["b".to_string()];
-    assert!(edges[&a].contains(&b) && edges[&b].contains(&a), "{edges:?}");
+    assert!(
+        edges[&a].contains(&b) && edges[&b].contains(&a),
+        "{edges:?}"
+    );
 }

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use mesh_contract::health::{judge, lineage, newest_versions, Lineage};
+use mesh_protocol::ProductId;
 
 use crate::net::{NetError, NetworkHandle};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
@@ -17,7 +18,7 @@ use crate::task::{blocking, TaskError};
 pub enum DiscoverError {
     /// The product asked about is not in the catalog.
     #[error("{0} is not in the catalog; see `mesh products`")]
-    NotInCatalog(String),
+    NotInCatalog(ProductId),
     /// This node's state failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -68,8 +69,12 @@ pub(crate) async fn products_at(
 }
 
 /// The lineage graph of `product` from the manifests this node knows.
-pub(crate) async fn lineage_of(catalog: &Catalog, product: &str) -> Result<Lineage, DiscoverError> {
+pub(crate) async fn lineage_of(
+    catalog: &Catalog,
+    product: &ProductId,
+) -> Result<Lineage, DiscoverError> {
     let catalog = catalog.clone();
+    let id = product.clone();
     let root = product.to_string();
     blocking(move || {
         let all = catalog.list(&Default::default())?;
@@ -77,7 +82,7 @@ pub(crate) async fn lineage_of(catalog: &Catalog, product: &str) -> Result<Linea
             .iter()
             .any(|e| e.announcement.product.to_string() == root)
         {
-            return Err(DiscoverError::NotInCatalog(root));
+            return Err(DiscoverError::NotInCatalog(id));
         }
         Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
             let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;

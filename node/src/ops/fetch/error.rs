@@ -1,8 +1,10 @@
 //! What can go wrong fetching a product, said so that the user knows whose fault it
 //! is: the request, the mesh policy, the providers, or this node's own disk.
 
+use mesh_protocol::ProductRef;
+
 use crate::net::NetError;
-use crate::state::StateError;
+use crate::state::{Invalid, StateError};
 use crate::task::TaskError;
 
 /// A fetch that failed.
@@ -11,7 +13,7 @@ use crate::task::TaskError;
 pub enum FetchError {
     /// The product (or version) is not in this node's catalog.
     #[error("{0} is not in this node's catalog; list products with `mesh products` (a product announced moments ago may still be on its way)")]
-    NotInCatalog(String),
+    NotInCatalog(ProductRef),
     /// The mesh policy does not allow this node to fetch it.
     #[error("the mesh policy does not allow this node to fetch it: {0}")]
     Denied(String),
@@ -21,7 +23,7 @@ pub enum FetchError {
     Unavailable(String),
     /// A manifest held locally no longer passes governance.
     #[error("manifest rejected: {0}")]
-    Rejected(String),
+    Rejected(Invalid),
     /// Writing the output files failed (a full disk, a path that is a directory,
     /// permissions): this node's fault, not the request's.
     #[error("writing the fetched files: {0}")]

@@ -162,7 +162,7 @@ impl Fetcher {
     pub(crate) fn resolve(&self, target: &ProductRef) -> Result<CatalogEntry, FetchError> {
         self.catalog
             .get(&target.id, target.version.as_ref())?
-            .ok_or_else(|| FetchError::NotInCatalog(target.to_string()))
+            .ok_or_else(|| FetchError::NotInCatalog(target.clone()))
     }
 
     async fn fetch_inner(
@@ -180,7 +180,7 @@ impl Fetcher {
                 let m = self
                     .governance
                     .check_manifest(&s)
-                    .map_err(|r| FetchError::Rejected(r.to_string()))?;
+                    .map_err(FetchError::Rejected)?;
                 (s, m)
             }
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
@@ -390,7 +390,7 @@ impl Fetcher {
             Some((s, _)) => self
                 .governance
                 .check_manifest(&s)
-                .map_err(|r| FetchError::Rejected(r.to_string())),
+                .map_err(FetchError::Rejected),
             None => {
                 let providers = self.candidate_providers(&entry.announcement).await?;
                 self.fetch_manifest(&hash, &providers).await.map(|(_, m)| m)
