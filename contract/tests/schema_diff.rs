@@ -4,59 +4,43 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use mesh_contract::schema_diff::breaking_changes;
+use mesh_contract::{ManifestDraft, PublishFacts};
 use mesh_protocol::manifest::*;
 use mesh_protocol::KeyPair;
 
 const NOW: u64 = 1_800_000_000;
-const DAY: u64 = 86_400;
 
 fn key(n: u8) -> KeyPair {
     KeyPair::from_secret([n; 32])
 }
 
+/// The product every case starts from, written as a team would write its draft.
 fn manifest() -> Manifest {
-    Manifest {
-        format: MANIFEST_FORMAT,
-        id: "sales/orders".parse().unwrap(),
-        version: semver::Version::new(1, 0, 0),
-        status: Status::Active,
-        title: "Orders".into(),
-        description: "All orders".into(),
-        owner: Owner {
-            team: "sales-data".into(),
-            contact: "x@example.com".into(),
-        },
-        tags: vec![],
-        classification: Classification::Internal,
-        consumers: vec![],
-        schema: vec![
-            Field {
-                name: "id".into(),
-                logical_type: LogicalType::Integer,
-                required: true,
-                description: String::new(),
-                classification: Classification::Internal,
-                unique: false,
-            },
-            Field {
-                name: "note".into(),
-                logical_type: LogicalType::String,
-                required: false,
-                description: String::new(),
-                classification: Classification::Internal,
-                unique: false,
-            },
-        ],
-        sla: Sla {
-            freshness_secs: Some(DAY),
-            ..Default::default()
-        },
-        lineage: vec![],
-        files: vec![],
-        quality: None,
-        created_at: NOW,
-        publisher: key(50).public(),
-    }
+    let draft: ManifestDraft = draft_from_json(
+        r#"{
+            "id": "sales/orders", "version": "1.0.0", "title": "Orders",
+            "owner": {"team": "sales-data", "contact": "x@example.com"},
+            "classification": "internal",
+            "schema": [
+                {"name": "id", "type": "integer", "required": true, "classification": "internal"},
+                {"name": "note", "type": "string", "classification": "internal"}
+            ],
+            "sla": {"freshness": "1d"}
+        }"#,
+    );
+    draft
+        .into_manifest(PublishFacts {
+            files: Vec::new(),
+            created_at: NOW,
+            publisher: key(50).public(),
+            quality: None,
+        })
+        .unwrap()
+}
+
+/// A draft from its JSON form (the same fields as `product.toml`).
+fn draft_from_json(json: &str) -> ManifestDraft {
+    serde_json::from_str(json).unwrap()
 }
 
 #[test]
