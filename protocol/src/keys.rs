@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An ed25519 public key: a council member, a domain publisher.
@@ -14,10 +14,35 @@ pub struct PublicKey([u8; 32]);
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Signature(pub [u8; 64]);
 
+/// Whether `bytes` are a usable ed25519 public key: a valid point that is not of
+/// small order. A small-order ("weak") key, such as the identity point, lets anyone
+/// make signatures that verify for it, so it never enters a policy, manifest,
+/// announcement or report.
+fn check_key(bytes: &[u8; 32]) -> Result<(), KeyError> {
+    match VerifyingKey::from_bytes(bytes) {
+        Err(_) => Err(KeyError::NotAPoint),
+        Ok(k) if k.is_weak() => Err(KeyError::Weak),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Why bytes are not a usable public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not a point of the curve.
+    #[error("not an ed25519 public key")]
+    NotAPoint,
+    /// A small-order point: anyone can forge signatures for it.
+    #[error("a weak (small-order) ed25519 key, for which anyone can forge signatures; generate a new key with `mesh council keygen`")]
+    Weak,
+}
+
 impl PublicKey {
-    /// Wraps raw key bytes; validity is checked when verifying.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        PublicKey(bytes)
+    /// Checks and wraps raw key bytes: a valid point that is not of small order.
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        check_key(&bytes)?;
+        Ok(PublicKey(bytes))
     }
 
     /// The raw bytes.
@@ -30,13 +55,17 @@ impl PublicKey {
         hex::encode(&self.0[..6])
     }
 
-    /// Whether `sig` is a valid signature by this key over `message`.
+    /// Whether `sig` is a valid signature by this key over `message`, verified
+    /// strictly (RFC 8032 with canonical `S` and no small-order `R` or key), so a
+    /// signature never verifies for more than the message it was made for.
     pub fn verify(&self, message: &[u8], sig: &Signature) -> bool {
         let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
-        key.verify(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
-            .is_ok()
+        !key.is_weak()
+            && key
+                .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
+                .is_ok()
     }
 }
 
@@ -60,17 +89,32 @@ impl fmt::Debug for Signature {
 
 /// Why a string is not a public key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid public key {0:?}: expected 64 hex digits as printed by `mesh council keygen` or `mesh init`")]
-pub struct ParseKeyError(String);
+#[error("invalid public key {text:?}: {why}")]
+pub struct ParseKeyError {
+    text: String,
+    why: String,
+}
+
+impl ParseKeyError {
+    fn new(text: &str, why: impl fmt::Display) -> Self {
+        ParseKeyError {
+            text: text.chars().take(80).collect(),
+            why: why.to_string(),
+        }
+    }
+}
 
 impl FromStr for PublicKey {
     type Err = ParseKeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s.trim(), &mut out)
-            .map_err(|_| ParseKeyError(s.chars().take(80).collect()))?;
-        VerifyingKey::from_bytes(&out).map_err(|_| ParseKeyError(s.chars().take(80).collect()))?;
-        Ok(PublicKey(out))
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| {
+            ParseKeyError::new(
+                s,
+                "expected 64 hex digits as printed by `mesh council keygen` or `mesh init`",
+            )
+        })?;
+        PublicKey::from_bytes(out).map_err(|e| ParseKeyError::new(s, e))
     }
 }
 
@@ -91,7 +135,7 @@ impl<'de> Deserialize<'de> for PublicKey {
                 .parse()
                 .map_err(serde::de::Error::custom)
         } else {
-            Ok(PublicKey(<[u8; 32]>::deserialize(d)?))
+            PublicKey::from_bytes(<[u8; 32]>::deserialize(d)?).map_err(serde::de::Error::custom)
         }
     }
 }
@@ -181,5 +225,40 @@ mod tests {
         assert!(!k.public().verify(b"hellO", &sig));
         assert_eq!(k.public().to_string().parse::<PublicKey>(), Ok(k.public()));
         assert!("xyz".parse::<PublicKey>().is_err());
+    }
+
+    /// The identity point: small order, so `[S]B = R + [k]A` holds for R = identity
+    /// and S = 0 whatever the message.
+    const IDENTITY: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+
+    #[test]
+    fn a_weak_key_is_refused_wherever_it_enters() {
+        let text = hex::encode(IDENTITY);
+        let err = text.parse::<PublicKey>().unwrap_err().to_string();
+        assert!(err.contains("weak"), "{err}");
+        assert_eq!(PublicKey::from_bytes(IDENTITY), Err(KeyError::Weak));
+        // The binary form (manifests, announcements, policies on the wire) too.
+        let bytes = crate::encode(&(1u8, IDENTITY));
+        assert!(crate::decode::<(u8, PublicKey)>(&bytes, 1024, "key").is_err());
+        let json = format!("\"{text}\"");
+        assert!(serde_json::from_str::<PublicKey>(&json).is_err());
+    }
+
+    #[test]
+    fn the_identity_signature_forgery_does_not_verify() {
+        // R = identity, S = 0: verifies non-strictly for the identity key on any
+        // message.
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let weak = PublicKey(IDENTITY);
+        assert!(!weak.verify(b"any message", &Signature(forged)));
+        assert!(!weak.verify(b"another one", &Signature(forged)));
+        // An honest key still verifies its own signatures.
+        let k = KeyPair::generate();
+        assert!(k.public().verify(b"m", &k.sign(b"m")));
     }
 }
