@@ -201,6 +201,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         listener,
         node.clone(),
         home.load_token()?,
+        config.api_allow_remote,
         shutdown.child_token(),
     )));
     write_atomic(&home.api_addr_path(), api_addr.to_string().as_bytes())?;

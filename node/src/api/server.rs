@@ -1,10 +1,13 @@
 //! The control API's HTTP server: routes requests to the [`Node`] and errors to
 //! status codes by their [`ErrorClass`].
 //!
-//! Reads are open to local callers; every mutating call (`POST`) needs
+//! Every request must name a loopback host in its `Host` header (unless the node is
+//! configured with `api_allow_remote`), so a web page cannot reach the API through
+//! DNS rebinding. Reads are open to local callers; every mutating call (`POST`) needs
 //! `Authorization: Bearer <token>` with the token from the node home's `api.token`,
-//! compared in constant time. Request bodies are capped. `POST /v1/fetch` streams
-//! [`FetchEvent`]s as JSON lines.
+//! compared in constant time. Request bodies are capped. Every error is the JSON
+//! [`ApiError`] form, also those axum's extractors produce (an oversized or malformed
+//! body). `POST /v1/fetch` streams [`FetchEvent`]s as JSON lines.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +42,93 @@ const MAX_BODY: usize = 1024 * 1024;
 struct AppState {
     node: Node,
     token: Arc<String>,
+    /// Whether requests may name any host (the API sits behind a proxy).
+    allow_remote: bool,
+}
+
+/// An error answer in the API's JSON form.
+fn error_answer(status: StatusCode, kind: &str, error: String) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error,
+            kind: kind.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// Whether a `Host` header value names this machine: `localhost`, a loopback
+/// address, each with or without a port.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses requests whose `Host` is not this machine (DNS rebinding).
+async fn require_loopback_host(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if state.allow_remote {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_host(host) {
+        return error_answer(
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            format!(
+                "the control API answers only requests for a loopback host (localhost, 127.0.0.1, [::1]), not {host:?}; set `api_allow_remote = true` to serve it behind a proxy"
+            ),
+        );
+    }
+    next.run(req).await
+}
+
+/// Turns the plain-text errors of axum's extractors (an oversized body, malformed
+/// JSON) into the API's JSON form.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (kind, error) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        (
+            "too_large",
+            format!("the request body is over the limit of {MAX_BODY} bytes"),
+        )
+    } else {
+        ("usage", format!("bad request: {text}"))
+    };
+    error_answer(status, kind, error)
 }
 
 /// The HTTP status of an error class.
@@ -93,11 +183,13 @@ pub(crate) async fn serve(
     listener: TcpListener,
     node: Node,
     token: String,
+    allow_remote: bool,
     shutdown: CancellationToken,
 ) {
     let state = AppState {
         node,
         token: Arc::new(token),
+        allow_remote,
     };
     let mutating = Router::new()
         .route("/v1/publish", post(publish))
@@ -119,6 +211,11 @@ pub(crate) async fn serve(
         .route("/v1/policy/check", post(check))
         .merge(mutating)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_loopback_host,
+        ))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -306,4 +403,36 @@ async fn gc(
     Json(req): Json<GcRequest>,
 ) -> Result<impl IntoResponse, NodeError> {
     Ok(Json(s.node.gc(req.keep, req.dry_run).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for ok in [
+            "localhost",
+            "localhost:4900",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:4900",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:4900",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:4900",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:4900",
+            "[::2]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,96 @@
+//! The control API as a browser or a careless client would meet it: requests for
+//! another host (DNS rebinding) are refused, and every error, also an oversized or
+//! malformed body, comes back in the API's JSON form.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+
+/// Sends one raw HTTP/1.1 request; returns the status code and the body.
+fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) before it has read the whole body.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, headers.to_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_foreign_hosts_and_answers_every_error_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys { sales, genesis, .. } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let addr = a.api_addr;
+    let results = tokio::task::spawn_blocking(move || {
+        let get = |host: &str| {
+            raw(
+                addr,
+                &format!("GET /v1/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+                b"",
+            )
+        };
+        let big = vec![b'x'; 2 << 20];
+        let too_large = raw(
+            addr,
+            &format!(
+                "POST /v1/policy/check HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                big.len()
+            ),
+            &big,
+        );
+        let malformed = raw(
+            addr,
+            "POST /v1/policy/check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n",
+            b"{not json",
+        );
+        (
+            get("evil.example"),
+            get("127.0.0.1.evil.example:80"),
+            get(&addr.to_string()),
+            get("localhost"),
+            too_large,
+            malformed,
+        )
+    })
+    .await
+    .unwrap();
+    let (evil, tricky, by_addr, by_name, too_large, malformed) = results;
+    for (status, _, body) in [&evil, &tricky] {
+        assert_eq!(*status, 403, "{body}");
+        let err: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(err["kind"], "bad_host", "{body}");
+    }
+    assert_eq!(by_addr.0, 200, "{}", by_addr.2);
+    assert_eq!(by_name.0, 200, "{}", by_name.2);
+    let (status, headers, body) = too_large;
+    assert_eq!(status, 413);
+    assert!(
+        headers.contains("content-type: application/json"),
+        "{headers}"
+    );
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["kind"], "too_large", "{body}");
+    let (status, headers, body) = malformed;
+    assert!((400..500).contains(&status), "{status}");
+    assert!(
+        headers.contains("content-type: application/json"),
+        "{headers}"
+    );
+    let err: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["kind"], "usage", "{body}");
+    a.shutdown().await.unwrap();
+}
