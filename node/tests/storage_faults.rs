@@ -326,3 +326,24 @@ async fn a_store_failure_while_an_honest_peer_gossips_costs_the_peer_no_score() 
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// Regression: a file name that is not UTF-8 used to be renamed to U+FFFD silently
+/// (and two such names collided as a "duplicate path").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_name_that_is_not_utf8_is_refused_by_name_and_nothing_is_stored() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let Keys { sales, genesis, .. } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = data_dir(dir.path(), "good.bin", b"fine");
+    for name in [&b"bad\xffone.bin"[..], &b"bad\xfetwo.bin"[..]] {
+        std::fs::write(data.join(std::ffi::OsStr::from_bytes(name)), b"x").unwrap();
+    }
+    let err = a.node.publish(data, BIG_TOML.into()).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("not valid UTF-8"), "{text}");
+    assert_eq!(err.class(), mesh_node::ErrorClass::Usage, "{err:?}");
+    assert_eq!(a.node.probe().catalog_len(), 0);
+    assert_eq!(a.node.probe().chunks().len(), 0, "no chunk stored");
+    a.shutdown().await.unwrap();
+}

@@ -122,14 +122,25 @@ fn unreadable(p: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |e| PublishError::Request(format!("cannot read {}: {e}", p.display()))
 }
 
+/// A file name as the manifest will carry it; a name that is not UTF-8 is refused
+/// rather than silently changed (two such names would otherwise collide).
+fn utf8_name(name: &std::ffi::OsStr, path: &Path) -> Result<String, PublishError> {
+    name.to_str().map(str::to_owned).ok_or_else(|| {
+        PublishError::Request(format!(
+            "{} has a file name that is not valid UTF-8; product file names are UTF-8 text: rename it",
+            path.display()
+        ))
+    })
+}
+
 /// Lists the regular files under `path` (or `path` itself), with their relative paths.
 fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, PublishError> {
     let meta = fs::metadata(path).map_err(unreadable(path))?;
     if meta.is_file() {
         let name = path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| PublishError::Request(format!("{} has no file name", path.display())))?;
+            .ok_or_else(|| PublishError::Request(format!("{} has no file name", path.display())))
+            .and_then(|n| utf8_name(n, path))?;
         return Ok(vec![(name, path.to_owned())]);
     }
     let mut out = Vec::new();
@@ -141,7 +152,7 @@ fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, PublishError> {
             .map_err(unreadable(&dir))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name = utf8_name(&e.file_name(), &e.path())?;
             let rel = if prefix.is_empty() {
                 name
             } else {
