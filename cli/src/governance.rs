@@ -14,7 +14,7 @@ use mesh_protocol::{Policy, PublicKey, Signed};
 use serde_json::json;
 
 use crate::args::{CheckArgs, DraftArgs, ShowPolicyArgs, SignArgs, SubmitArgs};
-use crate::output::print_json;
+use crate::output::{print_json, say, say_err};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::for_home(&NodeHome::new(home))?)
@@ -73,13 +73,13 @@ pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()>
     if json {
         return print_json(&json!({ "file": a.out, "version": next.version }));
     }
-    println!(
+    say!(
         "wrote unsigned policy v{} to {} (replaces v{})",
         next.version,
         a.out.display(),
         current.version
     );
-    println!(
+    say!(
         "it needs {} of the current council and {} of the new council: each signer runs `mesh policy sign --key KEY {}`",
         current.council.threshold,
         next.council.threshold,
@@ -97,7 +97,7 @@ pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
             .as_ref()
             .is_some_and(|c| c.members.contains(&key.public()));
     if !member {
-        eprintln!(
+        say_err!(
             "warning: {} is not a council member for this policy; its signature will not count",
             key.public()
         );
@@ -113,7 +113,7 @@ pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
         }));
     }
-    println!(
+    say!(
         "signed policy v{} with {}",
         policy.version,
         key.public().short()
@@ -124,7 +124,7 @@ pub(crate) fn sign(a: SignArgs, json: bool) -> anyhow::Result<()> {
         } else {
             "incomplete"
         };
-        println!("  {label}: {have} signed, {need} required ({state})");
+        say!("  {label}: {have} signed, {need} required ({state})");
     }
     Ok(())
 }
@@ -136,12 +136,12 @@ pub(crate) fn submit(home: &Path, a: SubmitArgs, json: bool) -> anyhow::Result<(
         return print_json(&r);
     }
     if r.accepted.is_empty() {
-        println!(
+        say!(
             "the node already holds this policy; it enforces v{}",
             r.version
         );
     } else {
-        println!(
+        say!(
             "accepted policy v{}; it is being gossiped to the mesh",
             r.version
         );
@@ -150,8 +150,8 @@ pub(crate) fn submit(home: &Path, a: SubmitArgs, json: bool) -> anyhow::Result<(
 }
 
 fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Council>) {
-    println!("policy v{}  hash {}", policy.version, signed.hash().short());
-    println!(
+    say!("policy v{}  hash {}", policy.version, signed.hash().short());
+    say!(
         "issued_at {}  expires_at {}{}",
         policy.issued_at,
         policy.expires_at,
@@ -161,14 +161,14 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
             ""
         }
     );
-    println!(
+    say!(
         "council: threshold {} of {}",
         policy.council.threshold,
         policy.council.members.len()
     );
     let signers = signed.valid_signers();
     for m in &policy.council.members {
-        println!(
+        say!(
             "  {m}  {}",
             if signers.contains(m) {
                 "signed"
@@ -177,9 +177,9 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
             }
         );
     }
-    println!("domains:");
+    say!("domains:");
     for (name, d) in &policy.domains {
-        println!(
+        say!(
             "  {name}: {} publisher key(s), {} node(s){}",
             d.publisher_keys.len(),
             d.nodes.len(),
@@ -190,13 +190,13 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
             }
         );
         for k in &d.publisher_keys {
-            println!("    key  {k}");
+            say!("    key  {k}");
         }
         for n in &d.nodes {
-            println!("    node {n}");
+            say!("    node {n}");
         }
     }
-    println!(
+    say!(
         "settings: schema_compatibility {:?}",
         policy.settings.schema_compatibility
     );
@@ -205,15 +205,15 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
         .lines()
         .filter(|l| l.trim_start().starts_with("@id("))
         .count();
-    println!(
+    say!(
         "rules: {} bytes, {rules} rule(s) with an @id",
         policy.rules.len()
     );
     for (label, have, need, missing) in status_lines(signed, policy, previous) {
         if have >= usize::from(need) {
-            println!("signatures ({label}): {have} of {need} required: complete");
+            say!("signatures ({label}): {have} of {need} required: complete");
         } else {
-            println!(
+            say!(
                 "signatures ({label}): {have} of {need} required; missing: {}",
                 missing
                     .iter()
@@ -250,7 +250,7 @@ pub(crate) fn show(home: &Path, a: ShowPolicyArgs, json: bool) -> anyhow::Result
     }
     print_policy(&signed, &policy, previous.as_ref());
     if !policy.rules.trim().is_empty() {
-        println!("--- rules\n{}", policy.rules.trim_end());
+        say!("--- rules\n{}", policy.rules.trim_end());
     }
     Ok(())
 }
@@ -260,13 +260,18 @@ pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&versions);
     }
-    println!(
+    say!(
         "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} SIGNERS",
-        "VERSION", "HASH", "ISSUED", "EXPIRES", "COUNCIL", "DOMAINS"
+        "VERSION",
+        "HASH",
+        "ISSUED",
+        "EXPIRES",
+        "COUNCIL",
+        "DOMAINS"
     );
     for v in versions {
         let p = &v.policy;
-        println!(
+        say!(
             "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} {}{}",
             p.version,
             &v.hash[..12],
@@ -288,15 +293,15 @@ pub(crate) fn check(home: &Path, a: CheckArgs, json: bool) -> anyhow::Result<()>
     if json {
         print_json(&r)?;
     } else if r.allowed {
-        println!(
+        say!(
             "allowed: policy v{} permits publishing {}",
             r.policy_version,
             a.manifest.display()
         );
     } else {
-        println!("denied under policy v{}:", r.policy_version);
+        say!("denied under policy v{}:", r.policy_version);
         for p in &r.problems {
-            println!("  {p}");
+            say!("  {p}");
         }
     }
     if r.allowed {

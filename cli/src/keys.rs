@@ -11,7 +11,7 @@ use mesh_protocol::{DomainName, KeyPair, Policy, PolicyError, PublicKey, Signed}
 use serde_json::json;
 
 use crate::args::{GenesisArgs, KeygenArgs};
-use crate::output::print_json;
+use crate::output::{print_json, say, say_err};
 
 pub(crate) fn keygen(a: KeygenArgs, json: bool) -> anyhow::Result<()> {
     let key = KeyPair::generate();
@@ -19,8 +19,8 @@ pub(crate) fn keygen(a: KeygenArgs, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&json!({ "public_key": key.public().to_string(), "file": a.out }))
     } else {
-        println!("{}", key.public());
-        eprintln!(
+        say!("{}", key.public());
+        say_err!(
             "wrote {} (mode 0600); share the public key above, keep the file secret",
             a.out.display()
         );
@@ -85,14 +85,14 @@ pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(&json!({ "file": a.out, "version": 1, "threshold": policy.council.threshold }))
     } else {
-        println!(
+        say!(
             "wrote unsigned genesis policy v1 to {}: {} council members, threshold {}, {} domains",
             a.out.display(),
             policy.council.members.len(),
             policy.council.threshold,
             policy.domains.len()
         );
-        println!(
+        say!(
             "next: each council member runs `mesh policy sign --key THEIR.key {}`",
             a.out.display()
         );

@@ -14,6 +14,7 @@ mod output;
 mod products;
 mod setup;
 
+use crate::output::{say, say_err};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -61,9 +62,9 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                say!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             } else {
-                eprintln!("error: {e:#}");
+                say_err!("error: {e:#}");
             }
             ExitCode::FAILURE
         }

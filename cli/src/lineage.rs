@@ -1,5 +1,6 @@
 //! `mesh lineage`: a product's upstream and downstream as trees, Graphviz or Mermaid.
 
+use crate::output::say;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -13,7 +14,7 @@ pub(crate) fn show(home: &Path, a: LineageArgs, json: bool) -> anyhow::Result<()
     let client = ApiClient::for_home(&NodeHome::new(home))?;
     let g = client.lineage(&id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&g)?);
+        say!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(());
     }
     print!(

@@ -1,6 +1,55 @@
-//! Output helpers shared by the commands: JSON printing and human sizes.
+//! Output helpers shared by the commands: JSON printing, human sizes, and the
+//! printing of human output with terminal control characters escaped.
+//!
+//! Much of what the CLI shows was written by someone else: product titles,
+//! descriptions, tags and file names come from publishers, error texts from peers.
+//! Printed raw, an ANSI or OSC escape in a title could set a consumer's terminal
+//! title or colours, or hide text. So human output goes through [`say!`] and
+//! [`say_err!`], which escape every control character but newline and tab (and the
+//! Unicode bidirectional overrides); `--json` output is unchanged (JSON escapes them).
+
+use std::borrow::Cow;
 
 use serde::Serialize;
+
+/// `text` with every control character except `\n` and `\t`, and every bidirectional
+/// override, shown as an escape (`\u{1b}`) instead of acting on the terminal.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `println!` for human output, with control characters escaped ([`printable`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::output::printable(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` for human output, with control characters escaped ([`printable`]).
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::output::printable(&format!($($arg)*)))
+    };
+}
+
+pub(crate) use {say, say_err};
 
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -26,6 +75,16 @@ pub(crate) fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn terminal_escapes_are_shown_not_obeyed() {
+        let title = "Orders\u{1b}]0;pwned\u{7}\u{1b}[31m red \u{9b}2J \u{202e}txt.exe";
+        let shown = super::printable(title);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
+        assert!(shown.contains("\\u{202e}"), "{shown}");
+        assert_eq!(super::printable("two\nlines\tok"), "two\nlines\tok");
+    }
+
     #[test]
     fn human_bytes() {
         assert_eq!(super::human_bytes(10), "10 B");

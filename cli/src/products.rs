@@ -12,7 +12,7 @@ use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
 use crate::args::{FetchArgs, GcArgs, ProductsArgs, PublishArgs, ShowArgs};
-use crate::output::{human_bytes, print_json};
+use crate::output::{human_bytes, print_json, say, say_err};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::for_home(&NodeHome::new(home))?)
@@ -26,7 +26,7 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
             let imported = mesh_contract::odcs::import(&yaml)
                 .with_context(|| format!("mapping {}", contract.display()))?;
             for part in &imported.unsupported {
-                eprintln!("note: not represented in the manifest: {part}");
+                say_err!("note: not represented in the manifest: {part}");
             }
             toml::to_string(&imported.draft).context("writing the manifest draft")?
         }
@@ -41,11 +41,11 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         return print_json(&p);
     }
     for w in &p.warnings {
-        eprintln!("warning: {w}");
+        say_err!("warning: {w}");
     }
-    println!("published {}@{}", p.product, p.version);
-    println!("  manifest {}", p.manifest);
-    println!(
+    say!("published {}@{}", p.product, p.version);
+    say!("  manifest {}", p.manifest);
+    say!(
         "  {} file(s), {}, {} chunks ({} new)",
         p.files,
         human_bytes(p.size),
@@ -67,12 +67,19 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         return print_json(&entries);
     }
     if entries.is_empty() {
-        println!("no products yet (a new node learns the catalog from its peers within seconds)");
+        say!("no products yet (a new node learns the catalog from its peers within seconds)");
         return Ok(());
     }
-    println!(
+    say!(
         "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  TITLE",
-        "PRODUCT", "VERSION", "STATUS", "CLASS", "SIZE", "LOCAL", "SLA", "FLAGS"
+        "PRODUCT",
+        "VERSION",
+        "STATUS",
+        "CLASS",
+        "SIZE",
+        "LOCAL",
+        "SLA",
+        "FLAGS"
     );
     for e in entries {
         let a = &e.announcement;
@@ -85,7 +92,7 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         } else {
             flags.join(",")
         };
-        println!(
+        say!(
             "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  {}",
             a.product.to_string(),
             a.version.to_string(),
@@ -121,33 +128,36 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     }
     let entry = &r.entry;
     let an = &entry.announcement;
-    println!("{}@{}  {}", an.product, an.version, an.summary.title);
-    println!("  manifest   {}", an.manifest);
-    println!("  providers  {}", an.providers.join(", "));
-    println!("  held here  {}", if entry.local { "yes" } else { "no" });
+    say!("{}@{}  {}", an.product, an.version, an.summary.title);
+    say!("  manifest   {}", an.manifest);
+    say!("  providers  {}", an.providers.join(", "));
+    say!("  held here  {}", if entry.local { "yes" } else { "no" });
     for f in &entry.flags {
-        println!(
+        say!(
             "  FLAGGED    rule `{}` (policy v{}): {}",
-            f.rule, f.policy_version, f.reason
+            f.rule,
+            f.policy_version,
+            f.reason
         );
     }
     let Some(m) = r.manifest else {
-        println!(
+        say!(
             "  (manifest unavailable: {})",
             r.manifest_error.unwrap_or_default()
         );
         return Ok(());
     };
-    println!(
+    say!(
         "  status     {}   classification {}",
-        m.status, m.classification
+        m.status,
+        m.classification
     );
-    println!("  owner      {} <{}>", m.owner.team, m.owner.contact);
+    say!("  owner      {} <{}>", m.owner.team, m.owner.contact);
     if !m.tags.is_empty() {
-        println!("  tags       {}", m.tags.join(", "));
+        say!("  tags       {}", m.tags.join(", "));
     }
     if !m.description.is_empty() {
-        println!("  {}", m.description);
+        say!("  {}", m.description);
     }
     let sla = [
         ("freshness", m.sla.freshness_secs.map(format_duration)),
@@ -168,24 +178,25 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
         .collect();
     if !sla.is_empty() {
-        println!("  sla        {}", sla.join(", "));
+        say!("  sla        {}", sla.join(", "));
     }
     if let Some(h) = &entry.health {
-        println!("  sla state  {}", h.sla);
+        say!("  sla state  {}", h.sla);
         for r in &h.reasons {
-            println!("             {r}");
+            say!("             {r}");
         }
         for l in &h.lineage {
-            println!("  flag       {l}");
+            say!("  flag       {l}");
         }
     }
     if let Some(q) = &m.quality {
-        println!(
+        say!(
             "  quality    {} rows in {} checked file(s)",
-            q.rows, q.files_checked
+            q.rows,
+            q.files_checked
         );
         for f in &q.fields {
-            println!(
+            say!(
                 "    {:<20} {} null(s){}",
                 f.name,
                 f.nulls,
@@ -196,9 +207,9 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     if !m.schema.is_empty() {
-        println!("  schema:");
+        say!("  schema:");
         for f in &m.schema {
-            println!(
+            say!(
                 "    {:<20} {:<10} {:<15} {:<13} {}",
                 f.name,
                 format!("{:?}", f.logical_type).to_lowercase(),
@@ -214,7 +225,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     for u in &m.lineage {
-        println!(
+        say!(
             "  upstream   {}{}",
             u.id,
             u.manifest
@@ -222,9 +233,9 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    println!("  files:");
+    say!("  files:");
     for f in &m.files {
-        println!(
+        say!(
             "    {:<40} {:>10}  {} chunks",
             f.path,
             human_bytes(f.size),
@@ -246,7 +257,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     let result = client(home)?.fetch(&a.product, Some(out.clone()), |event| {
         if json {
             if let Ok(line) = serde_json::to_string(event) {
-                println!("{line}");
+                say!("{line}");
             }
         }
         match event {
@@ -270,7 +281,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                     );
                     bar.set_message(format!("{product} from {providers} provider(s)"));
                 } else if !json {
-                    eprintln!(
+                    say_err!(
                         "fetching {product}: {} to download of {} from {providers} provider(s)",
                         human_bytes(*missing_bytes),
                         human_bytes(*total_bytes)
@@ -287,7 +298,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                     let pct = done_bytes * 100 / total_bytes;
                     if pct >= last_pct + 10 {
                         last_pct = pct - pct % 10;
-                        eprintln!(
+                        say_err!(
                             "  {pct}% ({} of {})",
                             human_bytes(*done_bytes),
                             human_bytes(*total_bytes)
@@ -303,18 +314,22 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
         Ok(o) => {
             if !json {
                 for w in &o.warnings {
-                    eprintln!("warning: {w}");
+                    say_err!("warning: {w}");
                 }
                 for b in &o.banned {
-                    eprintln!("warning: provider {b} sent chunks that failed verification and was dropped from this fetch");
+                    say_err!("warning: provider {b} sent chunks that failed verification and was dropped from this fetch");
                 }
                 for f in &o.flags {
-                    eprintln!(
+                    say_err!(
                         "warning: {}@{} violates rule `{}` of policy v{}: {}",
-                        o.product, o.version, f.rule, f.policy_version, f.reason
+                        o.product,
+                        o.version,
+                        f.rule,
+                        f.policy_version,
+                        f.reason
                     );
                 }
-                println!(
+                say!(
                     "fetched {}@{} into {}: {} file(s), {}, {} transferred, every chunk verified (BLAKE3)",
                     o.product,
                     o.version,
@@ -339,7 +354,7 @@ pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyho
         if json {
             return print_json(&serde_json::json!({ "added": added }));
         }
-        println!("dialling {addr}; the node keeps reconnecting to it until it restarts");
+        say!("dialling {addr}; the node keeps reconnecting to it until it restarts");
         return Ok(());
     }
     let peers = client(home)?.peers()?;
@@ -347,7 +362,7 @@ pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyho
         return print_json(&peers);
     }
     if peers.is_empty() {
-        println!("no connected peers; start the node with --bootstrap ADDR of another node");
+        say!("no connected peers; start the node with --bootstrap ADDR of another node");
     }
     for p in peers {
         let score = match p.score {
@@ -355,7 +370,7 @@ pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyho
             Some(s) => format!("{s:.1}"),
             None => "-".into(),
         };
-        println!(
+        say!(
             "{}  {}  {}  score {score}",
             p.peer_id,
             p.domain.as_deref().unwrap_or("-"),
@@ -370,10 +385,10 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(&s);
     }
-    println!("peer id    {}", s.peer_id);
-    println!("domain     {}", s.domain);
-    println!("home       {}", s.home.display());
-    println!(
+    say!("peer id    {}", s.peer_id);
+    say!("domain     {}", s.domain);
+    say!("home       {}", s.home.display());
+    say!(
         "policy     v{}{}",
         s.policy_version,
         if s.policy_expired {
@@ -383,15 +398,15 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
         }
     );
     if s.equivocations > 0 {
-        println!("WARNING    {} conflicting policy document(s) seen for accepted versions; tell the council", s.equivocations);
+        say!("WARNING    {} conflicting policy document(s) seen for accepted versions; tell the council", s.equivocations);
     }
-    println!("peers      {}", s.peers);
-    println!("catalog    {} product version(s)", s.catalog);
+    say!("peers      {}", s.peers);
+    say!("catalog    {} product version(s)", s.catalog);
     if let Some(k) = &s.publisher_key {
-        println!("publisher  {k}");
+        say!("publisher  {k}");
     }
     for a in &s.listen {
-        println!("listen     {a}");
+        say!("listen     {a}");
     }
     Ok(())
 }
@@ -406,9 +421,9 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
     }
     let verb = if r.dry_run { "would free" } else { "freed" };
     for v in &r.dropped_versions {
-        println!("no longer held: {v}");
+        say!("no longer held: {v}");
     }
-    println!(
+    say!(
         "{verb} {} in {} chunk(s); kept {} chunk(s)",
         human_bytes(r.freed_bytes),
         r.freed_chunks,
@@ -423,18 +438,20 @@ pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> 
     if json {
         return print_json(&u);
     }
-    println!(
+    say!(
         "{}: {} fetch(es) reported by {} provider(s)",
-        u.product, u.total, u.reports
+        u.product,
+        u.total,
+        u.reports
     );
     if u.total == 0 {
-        println!("  no fetches reported yet (providers report within seconds of a fetch)");
+        say!("  no fetches reported yet (providers report within seconds of a fetch)");
     }
     for (consumer, n) in &u.by_consumer {
-        println!("  consumer {consumer:<20} {n:>8}");
+        say!("  consumer {consumer:<20} {n:>8}");
     }
     for (provider, n) in &u.by_provider {
-        println!("  provider {provider:<52} {n:>8}");
+        say!("  provider {provider:<52} {n:>8}");
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use mesh_storage::SledStore;
 use serde_json::json;
 
 use crate::args::{IdArgs, InitArgs, RunArgs};
-use crate::output::print_json;
+use crate::output::{print_json, say, say_err};
 
 pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
     let home = NodeHome::new(home);
@@ -50,7 +50,7 @@ pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
         let policy = install_genesis(&store, &signed, unix_now())
             .with_context(|| format!("installing genesis {}", genesis.display()))?;
         if !policy.is_publisher(&config.domain, &publisher) {
-            eprintln!(
+            say_err!(
                 "warning: the genesis does not register this node's publisher key for domain {}; it can fetch but not publish",
                 config.domain
             );
@@ -65,17 +65,17 @@ pub(crate) fn init(home: &Path, a: InitArgs, json: bool) -> anyhow::Result<()> {
         }));
     }
     if created {
-        println!(
+        say!(
             "created mesh home {} for domain {}",
             home.root().display(),
             config.domain
         );
     }
-    println!("peer id:       {peer_id}");
-    println!("publisher key: {publisher}");
+    say!("peer id:       {peer_id}");
+    say!("publisher key: {publisher}");
     match policy_version {
-        Some(v) => println!("trusted genesis policy v{v}; start with `mesh --home {} node run`", home.root().display()),
-        None => println!(
+        Some(v) => say!("trusted genesis policy v{v}; start with `mesh --home {} node run`", home.root().display()),
+        None => say!(
             "next: register the publisher key (and peer id) in the genesis policy, then `mesh --home {} init --genesis FILE`",
             home.root().display()
         ),
@@ -89,18 +89,18 @@ pub(crate) fn id(home: &Path, a: IdArgs, json: bool) -> anyhow::Result<()> {
     let publisher = home.load_publisher_key(&config.domain)?.public();
     let peer_id = home.peer_id()?;
     if a.publisher_key {
-        println!("{publisher}");
+        say!("{publisher}");
     } else if a.peer_id {
-        println!("{peer_id}");
+        say!("{peer_id}");
     } else if json {
         print_json(&json!({
             "domain": config.domain.to_string(), "peer_id": peer_id.to_string(),
             "publisher_key": publisher.to_string(),
         }))?;
     } else {
-        println!("domain         {}", config.domain);
-        println!("peer id        {peer_id}");
-        println!("publisher key  {publisher}");
+        say!("domain         {}", config.domain);
+        say!("peer id        {peer_id}");
+        say!("publisher key  {publisher}");
     }
     Ok(())
 }
@@ -130,9 +130,11 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
         )
         .await?;
         let status = running.node.status().await?;
-        eprintln!(
+        say_err!(
             "mesh node {} (domain {}) running; control API on {}",
-            status.peer_id, status.domain, running.api_addr
+            status.peer_id,
+            status.domain,
+            running.api_addr
         );
         let token = running.shutdown_token();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -149,9 +151,9 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => eprintln!("interrupted; shutting down"),
-            _ = orphaned => eprintln!("parent process exited; shutting down"),
-            _ = term.recv() => eprintln!("terminated; shutting down"),
+            _ = tokio::signal::ctrl_c() => say_err!("interrupted; shutting down"),
+            _ = orphaned => say_err!("parent process exited; shutting down"),
+            _ = term.recv() => say_err!("terminated; shutting down"),
             _ = token.cancelled() => {}
         }
         running.shutdown().await?;

@@ -310,3 +310,42 @@ fn usage_reports_reach_every_node() {
         "{text}"
     );
 }
+
+/// Regression: publisher-written text was printed raw, so a title carrying ANSI and
+/// OSC escapes set a consumer's terminal title and colours.
+#[test]
+fn terminal_escapes_in_publisher_text_are_shown_escaped_not_obeyed() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let toml = sample::manifest_toml("sales/escapes", "1.0.0")
+        .replacen(
+            "title = \"",
+            "title = \"\\u001b]0;pwned\\u0007\\u001b[31mRed ",
+            1,
+        )
+        .replacen("description = \"", "description = \"\\u001b[2J\\u009b", 1);
+    publish(&net, 0, "sales/escapes", &toml);
+    let run = |args: &[&str]| {
+        let out = net.nodes[0].mesh(net.mesh_bin(), args).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for shown in [run(&["products"]), run(&["show", "sales/escapes"])] {
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}') && !shown.contains('\u{9b}'),
+            "raw control characters reached the terminal: {shown:?}"
+        );
+        assert!(shown.contains("\\u{1b}]0;pwned"), "{shown}");
+    }
+    // JSON output keeps the exact text (JSON escapes it).
+    let json = run(&["--json", "show", "sales/escapes"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["manifest"]["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("\u{1b}]0;pwned\u{7}"));
+}
