@@ -398,7 +398,11 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
         }
     );
     if s.equivocations > 0 {
-        say!("WARNING    {} conflicting policy document(s) seen for accepted versions; tell the council", s.equivocations);
+        say!(
+            "WARNING    {} conflicting policy document(s) validly signed for accepted version(s) {:?}; the evidence is kept in the database: tell the council",
+            s.equivocations,
+            s.equivocated_versions
+        );
     }
     say!("peers      {}", s.peers);
     say!("catalog    {} product version(s)", s.catalog);

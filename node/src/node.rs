@@ -47,9 +47,13 @@ pub struct NodeStatus {
     /// Whether the enforced policy has expired (publishing is refused until renewed).
     #[serde(default)]
     pub policy_expired: bool,
-    /// Conflicting policy documents seen for accepted versions since start.
+    /// Policy equivocations on record: documents validly signed by the council that
+    /// conflict with an accepted version (the evidence is kept in the database).
     #[serde(default)]
     pub equivocations: u64,
+    /// The versions those conflicting documents claim.
+    #[serde(default)]
+    pub equivocated_versions: Vec<u64>,
     /// The home directory.
     pub home: PathBuf,
     /// The publisher key of this node's domain.
@@ -114,6 +118,7 @@ impl Node {
             .map(|a: Multiaddr| format!("{a}/p2p/{}", self.peer_id()))
             .collect();
         let peers = p.net.peers().await?.len();
+        let equivocations = p.governance.equivocations();
         Ok(NodeStatus {
             peer_id: self.peer_id().to_string(),
             domain: p.domain.to_string(),
@@ -122,7 +127,8 @@ impl Node {
             catalog: p.catalog.len()?,
             policy_version: p.governance.version(),
             policy_expired: p.governance.is_expired(unix_now()),
-            equivocations: p.governance.equivocations(),
+            equivocations: equivocations.len() as u64,
+            equivocated_versions: equivocations.iter().map(|(v, _)| *v).collect(),
             home: p.home.root().to_owned(),
             publisher_key: p.publisher.key.as_ref().map(|k| k.public().to_string()),
         })

@@ -356,3 +356,55 @@ async fn a_flood_of_invalid_announcements_graylists_the_flooder() {
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// Regression: an unsigned document bearing an accepted version number was reported
+/// as equivocation (any peer could raise the alarm), and the record was lost on
+/// restart. Now only a document validly signed by the council counts, and its
+/// evidence survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_council_signed_conflict_is_equivocation_and_its_evidence_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        council,
+        sales,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let mut conflicting = genesis.value().unwrap();
+    conflicting.rules = "// a different genesis".into();
+    let unsigned = Signed::unsigned(&conflicting);
+    let err = a.node.submit_policy(unsigned).await.unwrap_err();
+    assert!(!err.to_string().contains("equivocation"), "{err}");
+    assert_eq!(a.node.status().await.unwrap().equivocations, 0);
+
+    let signed = Signed::sign(&conflicting, &council);
+    let err = a.node.submit_policy(signed).await.unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("equivocation"),
+        "{err}"
+    );
+    let status = a.node.status().await.unwrap();
+    assert_eq!(
+        (status.equivocations, status.equivocated_versions),
+        (1, vec![1])
+    );
+    assert_eq!(status.policy_version, 1, "the accepted genesis stays");
+    a.shutdown().await.unwrap();
+
+    let a = mesh_node::start(
+        NodeHome::new(dir.path().join("a")),
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.node.status().await.unwrap().equivocations,
+        1,
+        "the evidence survives a restart"
+    );
+    a.shutdown().await.unwrap();
+}

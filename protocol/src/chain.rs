@@ -117,6 +117,28 @@ impl PolicyChain {
         self.current().expires_at <= now
     }
 
+    /// Verifies `s` as a candidate for the already accepted `version`: signed by a
+    /// threshold of the council of `version - 1` and of its own (expiry aside).
+    fn verify_as(&self, version: u64, s: &Signed<Policy>) -> Result<(), PolicyError> {
+        match version {
+            0 => Err(PolicyError::WrongVersion {
+                found: 0,
+                expected: 1,
+            }),
+            1 => verify_genesis(s, 0).map(|_| ()),
+            v => {
+                let previous = usize::try_from(v - 2)
+                    .ok()
+                    .and_then(|i| self.policies.get(i))
+                    .ok_or(PolicyError::WrongVersion {
+                        found: v,
+                        expected: self.version() + 1,
+                    })?;
+                verify_successor(previous, s).map(|_| ())
+            }
+        }
+    }
+
     fn check_not_expired(&self, now: u64) -> Result<(), PolicyError> {
         let p = self.current();
         if p.expires_at <= now {
@@ -154,10 +176,17 @@ impl PolicyChain {
                     out.ignored.push(version);
                     continue;
                 }
-                out.error = Some(PolicyError::Equivocation {
-                    version,
-                    ours: ours.unwrap_or(Hash::from_bytes([0; 32])),
-                    theirs: s.hash(),
+                // A different document for an accepted version is equivocation only
+                // if it carries the signatures that version needs: a threshold of the
+                // council before it and of its own. Anything less is an invalid
+                // document, which any peer could make up.
+                out.error = Some(match self.verify_as(version, s) {
+                    Ok(()) => PolicyError::Equivocation {
+                        version,
+                        ours: ours.unwrap_or(Hash::from_bytes([0; 32])),
+                        theirs: s.hash(),
+                    },
+                    Err(e) => e,
                 });
                 break;
             }

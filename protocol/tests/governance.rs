@@ -172,6 +172,35 @@ fn rollback_skip_and_equivocation() {
     assert_eq!(c.current_signed().hash(), v3.hash());
 }
 
+/// Regression: any peer could raise the equivocation alarm with an unsigned or
+/// under-signed document bearing an accepted version number.
+#[test]
+fn only_a_validly_signed_conflict_is_equivocation() {
+    let mut c = genesis();
+    assert_eq!(c.offer(&[v2(&[1, 2])], NOW).accepted, vec![2]);
+    let mut other = policy(2, council(&[1, 2, 3], 2), NOW + 2 * DAY);
+    other.rules = "// forged".into();
+    for signers in [&[][..], &[1][..], &[9, 8][..]] {
+        let err = c.offer(&[signed(&other, signers)], NOW).error.unwrap();
+        assert!(
+            matches!(err, PolicyError::UnderThreshold { version: 2, .. }),
+            "signed by {signers:?}: {err}"
+        );
+    }
+    // A second genesis, unsigned: invalid, not equivocation.
+    let mut g = policy(1, council(&[1, 2, 3], 2), NOW + DAY);
+    g.rules = "// another genesis".into();
+    let err = c.offer(&[signed(&g, &[])], NOW).error.unwrap();
+    assert!(!matches!(err, PolicyError::Equivocation { .. }), "{err}");
+    // Signed by the threshold: that is equivocation, and the chain keeps its own.
+    let err = c.offer(&[signed(&other, &[1, 3])], NOW).error.unwrap();
+    assert!(
+        matches!(err, PolicyError::Equivocation { version: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(c.version(), 2);
+}
+
 #[test]
 fn only_the_newest_policy_must_be_unexpired() {
     // Final expired: refused, nothing accepted.

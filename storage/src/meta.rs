@@ -28,6 +28,9 @@ pub enum Tree {
     Usage,
     /// The newest signed usage report of each provider, by provider peer id.
     UsageReports,
+    /// Evidence of policy equivocation: a second document validly signed for an
+    /// accepted version, by version and its hash.
+    Equivocations,
 }
 
 impl Tree {
@@ -41,6 +44,7 @@ impl Tree {
             Tree::State => "state",
             Tree::Usage => "usage",
             Tree::UsageReports => "usage_reports",
+            Tree::Equivocations => "equivocations",
         }
     }
 }

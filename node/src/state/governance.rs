@@ -6,7 +6,6 @@
 //! only through [`Governance::offer`], which applies TUF's rules
 //! (`mesh_protocol::chain`) and persists each accepted version before reporting it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use mesh_contract::schema_diff::breaking_changes;
@@ -43,7 +42,6 @@ struct State {
 pub(crate) struct Governance {
     state: Arc<RwLock<State>>,
     store: Arc<dyn MetaStore>,
-    equivocations: Arc<AtomicU64>,
     /// Advanced after every accepted version is flushed (see `home::seal`).
     seal: Option<Seal>,
 }
@@ -55,6 +53,9 @@ impl std::fmt::Debug for Governance {
             .finish()
     }
 }
+
+/// Equivocation evidence documents kept, at most.
+const MAX_EVIDENCE: usize = 1024;
 
 fn version_key(v: u64) -> [u8; 8] {
     v.to_be_bytes()
@@ -139,7 +140,6 @@ impl Governance {
         Ok(Governance {
             state: Arc::new(RwLock::new(State { chain, rules })),
             store,
-            equivocations: Arc::new(AtomicU64::new(0)),
             seal: None,
         })
     }
@@ -178,9 +178,34 @@ impl Governance {
             .collect()
     }
 
-    /// Conflicting documents seen for accepted versions since start.
-    pub(crate) fn equivocations(&self) -> u64 {
-        self.equivocations.load(Ordering::Relaxed)
+    /// Equivocations seen: for each, the version and the conflicting document's
+    /// hash (the accepted one is in the chain). Kept on disk, so they survive a
+    /// restart.
+    pub(crate) fn equivocations(&self) -> Vec<(u64, mesh_protocol::Hash)> {
+        let rows = self
+            .store
+            .scan(Tree::Equivocations, None, MAX_EVIDENCE)
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|(_, bytes)| {
+                let s = Signed::<Policy>::from_bytes(&bytes).ok()?;
+                Some((s.value().ok()?.version, s.hash()))
+            })
+            .collect()
+    }
+
+    /// Stores the conflicting document as evidence (flushed), at most
+    /// [`MAX_EVIDENCE`] of them. Only a document signed by a threshold of the
+    /// council gets here, so peers cannot fill it.
+    fn keep_evidence(&self, version: u64, doc: &Signed<Policy>) -> Result<(), StateError> {
+        if self.store.len(Tree::Equivocations)? >= MAX_EVIDENCE {
+            return Ok(());
+        }
+        let mut key = version_key(version).to_vec();
+        key.extend_from_slice(doc.hash().as_bytes());
+        self.store.put(Tree::Equivocations, &key, &doc.to_bytes())?;
+        self.store.flush()?;
+        Ok(())
     }
 
     /// Whether the newest policy has expired at `now`.
@@ -203,8 +228,10 @@ impl Governance {
             theirs,
         }) = &offered.error
         {
-            self.equivocations.fetch_add(1, Ordering::Relaxed);
-            warn!(version, %ours, %theirs, "policy equivocation: a conflicting document was signed for an accepted version");
+            warn!(version, %ours, %theirs, "policy equivocation: a threshold of the council signed a second document for an accepted version; evidence kept");
+            if let Some(doc) = updates.iter().find(|u| u.hash() == *theirs) {
+                self.keep_evidence(*version, doc)?;
+            }
         }
         if offered.accepted.is_empty() {
             return Ok(offered);
