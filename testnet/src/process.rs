@@ -86,6 +86,11 @@ impl TestNode {
         Ok(ApiClient::for_home(&NodeHome::new(&self.home))?)
     }
 
+    /// The proxied links this node dials (multiaddrs ending in `/p2p/<peer id>`).
+    pub fn links(&self) -> &[String] {
+        &self.links
+    }
+
     /// Its status.
     pub fn status(&self) -> anyhow::Result<NodeStatus> {
         Ok(self.client()?.status()?)

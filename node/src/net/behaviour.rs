@@ -8,6 +8,7 @@ use std::time::Duration;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
 
@@ -43,7 +44,10 @@ pub(crate) struct MeshBehaviour {
     /// Liveness.
     pub(crate) ping: ping::Behaviour,
     /// Peer routing.
-    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Off without discovery: kademlia learns the address of every peer it talks to
+    /// and of every peer those know, and would hand them to any dial, so a node
+    /// told to connect only to its configured links would reach everyone.
+    pub(crate) kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     /// Announcement dissemination.
     pub(crate) gossipsub: gossipsub::Behaviour,
     /// Manifests, chunks and catalog pages.
@@ -171,7 +175,7 @@ pub(crate) fn build_swarm(
                         .with_cache_size(if discovery { 100 } else { 0 }),
                 ),
                 ping: ping::Behaviour::default(),
-                kad,
+                kad: Toggle::from(discovery.then_some(kad)),
                 gossipsub,
                 transfer,
             })

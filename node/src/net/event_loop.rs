@@ -159,11 +159,8 @@ impl EventLoop {
     /// Dials a configured peer (bootstrap or added), telling kademlia about it when
     /// discovery is on.
     fn connect_to(&mut self, peer: PeerId, addr: Multiaddr) {
-        if self.discovery {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, addr.clone());
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            kad.add_address(&peer, addr.clone());
         }
         if let Err(e) = self.swarm.dial(addr.clone()) {
             warn!(%peer, %addr, "dialing a configured peer: {e}");
@@ -294,7 +291,12 @@ impl EventLoop {
             }
         }
         if self.discovery && self.ticks % 15 == 1 && !self.connections.is_empty() {
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .map(|k| k.bootstrap());
         }
     }
 
@@ -313,7 +315,12 @@ impl EventLoop {
                     debug!(peer = %peer_id, "connected; starting policy and catalog sync");
                     self.start_sync(peer_id, true);
                     if self.discovery && self.connections.len() == 1 {
-                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .kad
+                            .as_mut()
+                            .map(|k| k.bootstrap());
                     }
                 }
             }
@@ -332,7 +339,9 @@ impl EventLoop {
                 ..
             })) if self.discovery => {
                 for addr in info.listen_addrs.into_iter().take(16) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        kad.add_address(&peer_id, addr);
+                    }
                 }
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
