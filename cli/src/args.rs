@@ -328,9 +328,15 @@ pub(crate) struct GcArgs {
 pub(crate) struct FetchArgs {
     /// domain/name[@version]; the latest version when none is given.
     pub(crate) product: String,
-    /// Directory to write the product's files into.
+    /// Directory to write the product's files into. A file already there at one of
+    /// the product's paths is replaced only if identical; otherwise nothing is
+    /// written (see --force).
     #[arg(short, long)]
     pub(crate) out: PathBuf,
+    /// Replace files already in the directory at the product's paths, even if they
+    /// differ.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[cfg(test)]

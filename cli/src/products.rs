@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::api::{FetchEvent, Filter, GcRequest};
+use mesh_node::api::{FetchEvent, FetchRequest, Filter, GcRequest};
 use mesh_node::{ApiClient, ClientError, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
@@ -254,7 +254,12 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     let tty = std::io::stderr().is_terminal() && !json;
     let bar = ProgressBar::hidden();
     let mut last_pct = 0;
-    let result = client(home)?.fetch(&a.product, Some(out.clone()), |event| {
+    let request = FetchRequest {
+        product: a.product.clone(),
+        out: Some(out.clone()),
+        force: a.force,
+    };
+    let result = client(home)?.fetch(&request, |event| {
         if json {
             if let Ok(line) = serde_json::to_string(event) {
                 say!("{line}");

@@ -67,6 +67,9 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         config.api_listen = api;
     }
     config.validate()?;
+    if home.secure()? {
+        tracing::warn!(home = %home.root().display(), "the node home was readable by other users; made it owner-only (0700)");
+    }
     let listen = config.listen_addrs()?;
     let bootstrap = config.bootstrap_addrs()?;
     let key = home.load_node_key()?;

@@ -124,6 +124,10 @@ impl NodeError {
                 FetchError::NotInCatalog(_) => NotFound,
                 FetchError::Denied(_) | FetchError::Rejected(_) => Rejected,
                 FetchError::Unavailable(_) => Unavailable,
+                FetchError::Output(
+                    mesh_storage::assemble::AssembleError::Exists(_)
+                    | mesh_storage::assemble::AssembleError::InTheWay(_),
+                ) => Usage,
                 _ => Internal,
             },
             NodeError::Submit(SubmitError::Refused(_)) => Rejected,

@@ -246,7 +246,9 @@ impl Node {
     }
 
     /// Fetches `target` (latest version when none is given), verifies it, and writes
-    /// its files under `out` if given; progress goes to `progress`.
+    /// its files under `out` if given; progress goes to `progress`. A file already
+    /// at one of the product's paths is replaced only if identical (else the fetch
+    /// fails before writing anything); see [`Node::fetch_replacing`].
     pub async fn fetch(
         &self,
         target: &ProductRef,
@@ -254,7 +256,27 @@ impl Node {
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
         let _shared_work = self.work_lock.read().await;
-        Ok(self.parts.fetcher.fetch(target, out, progress).await?)
+        Ok(self
+            .parts
+            .fetcher
+            .fetch(target, out, false, progress)
+            .await?)
+    }
+
+    /// Like [`Node::fetch`], replacing whatever files are at the product's paths
+    /// (`mesh fetch --force`).
+    pub async fn fetch_replacing(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        Ok(self
+            .parts
+            .fetcher
+            .fetch(target, out, true, progress)
+            .await?)
     }
 
     /// Runs GC keeping `keep` complete versions per product (default: the

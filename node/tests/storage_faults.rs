@@ -347,3 +347,122 @@ async fn a_file_name_that_is_not_utf8_is_refused_by_name_and_nothing_is_stored()
     assert_eq!(a.node.probe().chunks().len(), 0, "no chunk stored");
     a.shutdown().await.unwrap();
 }
+
+/// Regression: a fetch silently replaced files already in the output directory
+/// (the publisher picks the names), and a fetch that failed half-way left part of
+/// the product behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_never_replaces_someone_elses_file_and_lands_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = data_dir(dir.path(), "big.bin", &random_bytes(300_000, 5));
+    std::fs::write(data.join("notes.txt"), b"second file").unwrap();
+    a.node.publish(data, BIG_TOML.into()).await.unwrap();
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), b"my own notes").unwrap();
+    let err = b
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(err.class(), mesh_node::ErrorClass::Usage, "{err:?}");
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).unwrap(),
+        b"my own notes"
+    );
+    assert!(
+        !out.join("big.bin").exists(),
+        "nothing of the product was written"
+    );
+
+    // A directory where a product file goes: refused before anything is written.
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(blocked.join("notes.txt")).unwrap();
+    let err = b
+        .node
+        .fetch_replacing(&target, Some(blocked.clone()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("in the way"), "{err}");
+    assert!(!blocked.join("big.bin").exists());
+
+    // Asked to replace: done; fetching again over its own identical files is fine.
+    b.node
+        .fetch_replacing(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).unwrap(),
+        b"second file"
+    );
+    b.node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    drop(bn);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}
+
+/// Regression: homes, pack files and fetched files followed the umask (022), so
+/// another local user could read product data, pii included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let data = data_dir(dir.path(), "people.csv", b"email\nx@example.com\n");
+    let pii = BIG_TOML.replace(
+        "title = \"Big\"\n",
+        "title = \"Big\"\nclassification = \"pii\"\n",
+    );
+    a.node.publish(data, pii).await.unwrap();
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
+    let out = dir.path().join("out");
+    b.node
+        .fetch(&"sales/big".parse().unwrap(), Some(out.clone()), None)
+        .await
+        .unwrap();
+    for home in ["a", "b"] {
+        let root = dir.path().join(home);
+        assert_eq!(mode(&root) & 0o077, 0, "home {home}: {:o}", mode(&root));
+        for e in std::fs::read_dir(root.join("chunks/packs")).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p) & 0o077, 0, "{}: {:o}", p.display(), mode(&p));
+        }
+    }
+    let fetched = out.join("people.csv");
+    assert_eq!(
+        mode(&fetched) & 0o077,
+        0,
+        "pii output: {:o}",
+        mode(&fetched)
+    );
+    drop(bn);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

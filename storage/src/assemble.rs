@@ -3,8 +3,9 @@
 //! chunk by chunk as a fetch downloads them ([`Output`]).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,6 +29,12 @@ pub enum AssembleError {
     /// A manifest path would escape the output directory.
     #[error("refusing unsafe path {0:?} from the manifest")]
     UnsafePath(String),
+    /// A file the product would write already exists there with other contents.
+    #[error("{0} already exists and is not this product's file; nothing was written. Fetch into another directory, or pass --force to replace it")]
+    Exists(PathBuf),
+    /// A path the product would write is a directory (or other non-file) there.
+    #[error("{0} is in the way: the product has a file at that path; nothing was written. Fetch into another directory")]
+    InTheWay(PathBuf),
     /// The output could not be written.
     #[error("writing {path}: {source}")]
     Io {
@@ -36,6 +43,70 @@ pub enum AssembleError {
         /// What.
         source: io::Error,
     },
+}
+
+/// How output files are written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputOptions {
+    /// Owner-only files (mode 0600), for confidential and personal data.
+    pub private: bool,
+    /// Replace files already at the product's paths even when their contents
+    /// differ (`--force`). Without it only an identical file is replaced.
+    pub overwrite: bool,
+}
+
+/// Whether the file at `path` holds exactly the bytes of `f` (its chunks' hashes).
+fn holds_same(path: &Path, f: &FileEntry) -> io::Result<bool> {
+    let mut file = File::open(path)?;
+    if file.metadata()?.len() != f.size {
+        return Ok(false);
+    }
+    let mut buf = Vec::new();
+    for c in &f.chunks {
+        buf.resize(c.len as usize, 0);
+        file.read_exact(&mut buf)?;
+        if Hash::from_bytes(*blake3::hash(&buf).as_bytes()) != c.hash {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Checks, before anything is written, that every file of the product can take its
+/// place under `out_dir`: nothing in the way, and no other file replaced unless
+/// `overwrite`. So a product appears whole or not at all, and never silently over
+/// somebody's file.
+fn check_destinations(
+    files: &[FileEntry],
+    out_dir: &Path,
+    overwrite: bool,
+) -> Result<(), AssembleError> {
+    for f in files {
+        if !is_safe_relative_path(&f.path) {
+            return Err(AssembleError::UnsafePath(f.path.clone()));
+        }
+        let dest = out_dir.join(&f.path);
+        // Every parent must be a directory (or not exist yet).
+        let mut parent = dest.parent();
+        while let Some(p) = parent.filter(|p| p.starts_with(out_dir) && *p != out_dir) {
+            if p.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+                return Err(AssembleError::InTheWay(p.to_owned()));
+            }
+            parent = p.parent();
+        }
+        match dest.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&dest)(e)),
+            Ok(m) if !m.is_file() => return Err(AssembleError::InTheWay(dest)),
+            Ok(_) if overwrite => {}
+            Ok(_) => {
+                if !holds_same(&dest, f).map_err(io_at(&dest))? {
+                    return Err(AssembleError::Exists(dest));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that every chunk of every file is present and hashes correctly.
@@ -59,8 +130,9 @@ pub fn write_files(
     files: &[FileEntry],
     store: &ChunkStore,
     out_dir: &Path,
+    options: OutputOptions,
 ) -> Result<u64, AssembleError> {
-    let out = Output::create(files, out_dir)?;
+    let out = Output::create(files, out_dir, options)?;
     out.fill_from_store(
         store,
         files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)),
@@ -96,9 +168,15 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
 }
 
 impl Output {
-    /// Creates the temporary files (pre-sized) for `files` under `out_dir`. Keeps one
+    /// Creates the temporary files (pre-sized) for `files` under `out_dir`, after
+    /// checking that each can take its place (see [`OutputOptions`]). Keeps one
     /// descriptor per file open, so callers should bound the number of files.
-    pub fn create(files: &[FileEntry], out_dir: &Path) -> Result<Self, AssembleError> {
+    pub fn create(
+        files: &[FileEntry],
+        out_dir: &Path,
+        options: OutputOptions,
+    ) -> Result<Self, AssembleError> {
+        check_destinations(files, out_dir, options.overwrite)?;
         let mut out = Output {
             files: Vec::with_capacity(files.len()),
             places: HashMap::new(),
@@ -116,7 +194,20 @@ impl Output {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let tmp = dir.join(format!(".{name}.mesh-partial"));
-            let file = File::create(&tmp).map_err(io_at(&tmp))?;
+            let mode = if options.private { 0o600 } else { 0o666 };
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(mode)
+                .open(&tmp)
+                .map_err(io_at(&tmp))?;
+            if options.private {
+                // A leftover temp file keeps its old mode: set it.
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
+                    .map_err(io_at(&tmp))?;
+            }
             // Registered before sizing, so a failure below still removes it.
             out.files.push(OutFile {
                 tmp: tmp.clone(),
@@ -230,7 +321,7 @@ mod tests {
         }];
         let out = dir.path().join("out");
         verify_files(&files, &store).unwrap();
-        write_files(&files, &store, &out).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
         assert_eq!(fs::read(out.join("d/out.bin")).unwrap(), data);
 
         let at = store.locate(&c.chunks[1].hash).unwrap();
@@ -238,7 +329,7 @@ mod tests {
         std::os::unix::fs::FileExt::write_all_at(&pack, b"garbage", at.offset).unwrap();
         assert!(verify_files(&files, &store).is_err());
         let out2 = dir.path().join("out2");
-        assert!(write_files(&files, &store, &out2).is_err());
+        assert!(write_files(&files, &store, &out2, OutputOptions::default()).is_err());
         assert!(!out2.join("d/out.bin").exists());
         assert!(!out2.join("d/.out.bin.mesh-partial").exists());
     }
@@ -255,7 +346,9 @@ mod tests {
                 len: 1000,
             }],
         }];
-        let out = std::sync::Arc::new(Output::create(&files, dir.path()).unwrap());
+        let out = std::sync::Arc::new(
+            Output::create(&files, dir.path(), OutputOptions::default()).unwrap(),
+        );
         let writer = out.clone(); // a batch still in flight elsewhere
         assert!(dir.path().join(".x.bin.mesh-partial").exists());
         out.abandon();
@@ -286,7 +379,7 @@ mod tests {
             },
         ];
         let out_dir = dir.path().join("out");
-        let out = Output::create(&files, &out_dir).unwrap();
+        let out = Output::create(&files, &out_dir, OutputOptions::default()).unwrap();
         assert!(!out_dir.join("x.bin").exists());
         out.write_chunk(&hb, &b).unwrap();
         store.put(&a).unwrap();
@@ -298,7 +391,81 @@ mod tests {
 
         // Dropped before commit: nothing under a final name, no temp left.
         let out_dir2 = dir.path().join("out2");
-        drop(Output::create(&files, &out_dir2).unwrap());
+        drop(Output::create(&files, &out_dir2, OutputOptions::default()).unwrap());
         assert_eq!(fs::read_dir(&out_dir2).unwrap().count(), 0);
+    }
+
+    /// Two files of a product, stored.
+    fn product(dir: &Path) -> (ChunkStore, Vec<FileEntry>) {
+        let store = ChunkStore::open(&dir.join("chunks")).unwrap();
+        let mut files = Vec::new();
+        for (name, bytes) in [("a.csv", &b"alpha"[..]), ("sub/b.csv", &b"beta"[..])] {
+            let (hash, _) = store.put(bytes).unwrap();
+            files.push(FileEntry {
+                path: name.into(),
+                size: bytes.len() as u64,
+                chunks: vec![mesh_protocol::manifest::ChunkRef {
+                    hash,
+                    len: bytes.len() as u32,
+                }],
+            });
+        }
+        (store, files)
+    }
+
+    #[test]
+    fn someone_elses_file_is_never_replaced_silently_and_the_product_lands_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, files) = product(dir.path());
+        let out = dir.path().join("out");
+        fs::create_dir_all(out.join("sub")).unwrap();
+        fs::write(out.join("sub/b.csv"), b"mine").unwrap();
+        let err = write_files(&files, &store, &out, OutputOptions::default()).unwrap_err();
+        assert!(matches!(err, AssembleError::Exists(_)), "{err}");
+        assert!(!out.join("a.csv").exists(), "nothing written");
+        assert_eq!(fs::read(out.join("sub/b.csv")).unwrap(), b"mine");
+        // A directory where a file goes: refused up front, whatever --force says.
+        fs::remove_file(out.join("sub/b.csv")).unwrap();
+        fs::create_dir(out.join("sub/b.csv")).unwrap();
+        let force = OutputOptions {
+            overwrite: true,
+            ..OutputOptions::default()
+        };
+        let err = write_files(&files, &store, &out, force).unwrap_err();
+        assert!(matches!(err, AssembleError::InTheWay(_)), "{err}");
+        assert!(!out.join("a.csv").exists(), "nothing written");
+        let leftovers: Vec<_> = fs::read_dir(&out).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp files left: {leftovers:?}");
+        // With the way clear: written; again: an identical file is fine; a changed
+        // one needs --force.
+        fs::remove_dir(out.join("sub/b.csv")).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
+        fs::write(out.join("a.csv"), b"edited").unwrap();
+        assert!(write_files(&files, &store, &out, OutputOptions::default()).is_err());
+        write_files(&files, &store, &out, force).unwrap();
+        assert_eq!(fs::read(out.join("a.csv")).unwrap(), b"alpha");
+    }
+
+    #[test]
+    fn private_output_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, files) = product(dir.path());
+        let out = dir.path().join("out");
+        let private = OutputOptions {
+            private: true,
+            ..OutputOptions::default()
+        };
+        write_files(&files, &store, &out, private).unwrap();
+        for f in ["a.csv", "sub/b.csv"] {
+            let mode = fs::metadata(out.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
+        }
+        let packs = dir.path().join("chunks/packs");
+        for e in fs::read_dir(packs).unwrap() {
+            let mode = e.unwrap().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "pack files are private: {mode:o}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -327,6 +328,7 @@ impl ChunkStore {
             let log = OpenOptions::new()
                 .create_new(true)
                 .append(true)
+                .mode(0o600)
                 .open(&log_path)
                 .map_err(io_err(&log_path))?;
             let data_path = pack::pack_path(&self.packs, n, "pack");
@@ -334,6 +336,7 @@ impl ChunkStore {
                 .create_new(true)
                 .read(true)
                 .write(true)
+                .mode(0o600)
                 .open(&data_path)
                 .map_err(io_err(&data_path))?;
             st.next_pack = n + 1;

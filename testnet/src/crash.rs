@@ -14,6 +14,7 @@
 //!   new version if the submission was acknowledged, and both nodes converge on the
 //!   same version.
 
+use mesh_node::api::FetchRequest;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,10 +326,14 @@ impl Harness {
         self.counter += 1;
         let out = self.root().join(format!("fetch-{}", self.counter));
         let client = self.net.nodes[1].client()?;
-        let (product, into) = (name.clone(), out.clone());
+        let request = FetchRequest {
+            product: name.clone(),
+            out: Some(out.clone()),
+            force: false,
+        };
         let result = self.kill_during(1, ms, move || {
             client
-                .fetch(&product, Some(into), |_| {})
+                .fetch(&request, |_| {})
                 .map(|_| ())
                 .map_err(anyhow::Error::from)
         })?;

@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use mesh_node::api::{CatalogEntry, CheckReport, FetchOutcome, Filter, Published, Submitted};
+use mesh_node::api::{
+    CatalogEntry, CheckReport, FetchOutcome, FetchRequest, Filter, Published, Submitted,
+};
 use mesh_node::home::policy_file;
 use mesh_node::unix_now;
 use mesh_protocol::policy::{Council, DomainEntry};
@@ -372,9 +374,12 @@ impl Testnet {
 
     /// Fetches `product` on node `i` into `out`; the error carries the node's message.
     pub fn fetch(&self, i: usize, product: &str, out: &Path) -> anyhow::Result<FetchOutcome> {
-        Ok(self.nodes[i]
-            .client()?
-            .fetch(product, Some(out.to_owned()), |_| {})?)
+        let request = FetchRequest {
+            product: product.to_owned(),
+            out: Some(out.to_owned()),
+            force: false,
+        };
+        Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
     }
 
     /// Stops every node (SIGTERM, clean shutdown).

@@ -231,7 +231,16 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
             client.submit_envelope("00").map(|_| ()),
             client.add_peer(peer).map(|_| ()),
             client.gc(&gc).map(|_| ()),
-            client.fetch("sales/orders", None, |_| {}).map(|_| ()),
+            client
+                .fetch(
+                    &mesh_node::api::FetchRequest {
+                        product: "sales/orders".into(),
+                        out: None,
+                        force: false,
+                    },
+                    |_| {},
+                )
+                .map(|_| ()),
         ];
         for r in refused {
             let err = r.unwrap_err();

@@ -170,8 +170,12 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
     // Start the fetch; once node 1 holds some chunks, freeze the provider (the fetch
     // stalls there), kill -9 the fetching node, then let the provider go on.
     let client = net.nodes[1].client().unwrap();
-    let out = net.root().join("out");
-    let fetch = std::thread::spawn(move || client.fetch("sales/big", Some(out), |_| {}));
+    let request = mesh_node::api::FetchRequest {
+        product: "sales/big".into(),
+        out: Some(net.root().join("out")),
+        force: false,
+    };
+    let fetch = std::thread::spawn(move || client.fetch(&request, |_| {}));
     wait_until("node 1 to hold some chunks", DEADLINE, || {
         Ok(net.nodes[1].chunk_count() >= 8)
     })

@@ -3,7 +3,7 @@
 //! the fold over a fetch's event stream live here and nowhere else.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use mesh_protocol::{Policy, ProductId, ProductRef, Signed};
@@ -252,20 +252,15 @@ impl ApiClient {
         self.post("/v1/gc", request)
     }
 
-    /// `POST /v1/fetch`: fetches `product` (writing it under `out` on the node's
-    /// machine, if given), calling `on_event` with each progress event, and returns
-    /// the outcome, or the error the node reported.
+    /// `POST /v1/fetch`: fetches `request.product` (writing it under `out` on the
+    /// node's machine, if given), calling `on_event` with each progress event, and
+    /// returns the outcome, or the error the node reported.
     pub fn fetch(
         &self,
-        product: &str,
-        out: Option<PathBuf>,
+        request: &FetchRequest,
         mut on_event: impl FnMut(&FetchEvent),
     ) -> Result<FetchOutcome, ClientError> {
-        let request = FetchRequest {
-            product: product.to_string(),
-            out,
-        };
-        let reader = BufReader::new(self.post_raw("/v1/fetch", &request)?.into_reader());
+        let reader = BufReader::new(self.post_raw("/v1/fetch", request)?.into_reader());
         for line in reader.lines() {
             let line =
                 line.map_err(|e| ClientError::Protocol(format!("the fetch stream broke: {e}")))?;

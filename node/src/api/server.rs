@@ -335,7 +335,13 @@ async fn fetch(
     let (tx, rx) = mpsc::channel::<FetchEvent>(FETCH_EVENTS);
     let node = s.node.clone();
     tokio::spawn(async move {
-        let last = match node.fetch(&target, req.out, Some(tx.clone())).await {
+        let fetched = if req.force {
+            node.fetch_replacing(&target, req.out, Some(tx.clone()))
+                .await
+        } else {
+            node.fetch(&target, req.out, Some(tx.clone())).await
+        };
+        let last = match fetched {
             Ok(outcome) => FetchEvent::Done(outcome),
             Err(e) => FetchEvent::Error {
                 kind: e.class().kind().to_string(),

@@ -33,6 +33,9 @@ pub struct FetchRequest {
     pub product: String,
     /// Where to write the files, if anywhere.
     pub out: Option<PathBuf>,
+    /// Replace files already at the product's paths even if they differ.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// `GET /v1/products/{domain}/{name}`.

@@ -110,6 +110,7 @@ impl NodeHome {
             )));
         }
         fs::create_dir_all(self.root.join("keys")).map_err(HomeError::io(&self.root))?;
+        self.secure()?;
         let node_key = Keypair::generate_ed25519();
         let encoded = node_key
             .to_protobuf_encoding()
@@ -125,6 +126,23 @@ impl NodeHome {
         };
         write_atomic(&self.config_path(), config.to_toml()?.as_bytes())?;
         Ok(())
+    }
+
+    /// Makes the home readable by its owner only (mode 0700), so no other local user
+    /// can read keys, the database or product chunks (pii among them). Returns
+    /// whether the mode had to be tightened.
+    pub fn secure(&self) -> Result<bool, HomeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&self.root)
+            .map_err(HomeError::io(&self.root))?
+            .permissions()
+            .mode();
+        if mode & 0o077 == 0 {
+            return Ok(false);
+        }
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(HomeError::io(&self.root))?;
+        Ok(true)
     }
 
     /// Loads `config.toml`.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use libp2p::PeerId;
-use mesh_protocol::manifest::{ChunkRef, MAX_CHUNK_LEN};
+use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
 use mesh_storage::assemble;
@@ -135,14 +135,17 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     /// Fetches `target` (latest version when none is given), verifies it, and writes
     /// its files under `out` if given.
+    /// With `overwrite`, files already under `out` at the product's paths are
+    /// replaced even when their contents differ; without it only identical ones.
     pub(crate) async fn fetch(
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
+        overwrite: bool,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
         let span = tracing::info_span!("fetch", product = %target);
-        self.fetch_inner(target, out, progress)
+        self.fetch_inner(target, out, overwrite, progress)
             .instrument(span)
             .await
     }
@@ -169,6 +172,7 @@ impl Fetcher {
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
+        overwrite: bool,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
         let entry = self.resolve(target)?;
@@ -212,11 +216,17 @@ impl Fetcher {
         )
         .await;
 
+        // Confidential and personal data stay readable by this node's user only.
+        let output_options = assemble::OutputOptions {
+            private: manifest.classification >= Classification::Confidential,
+            overwrite,
+        };
         let output = match &out {
             Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
                 let (files, dir) = (manifest.files.clone(), dir.clone());
                 let created = blocking(move || {
-                    assemble::Output::create(&files, &dir).map_err(FetchError::Output)
+                    assemble::Output::create(&files, &dir, output_options)
+                        .map_err(FetchError::Output)
                 })
                 .await?;
                 Some(Arc::new(created))
@@ -297,7 +307,7 @@ impl Fetcher {
             match (&output, &out2) {
                 (Some(output), _) => output.fill_from_store(&chunks, &held)?,
                 (None, Some(dir)) => {
-                    assemble::write_files(&files, &chunks, dir)?;
+                    assemble::write_files(&files, &chunks, dir, output_options)?;
                 }
                 (None, None) => {
                     for hash in &held {
