@@ -75,6 +75,10 @@ pub(crate) enum Command {
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
+    /// Read every stored chunk and check it against its BLAKE3 hash; remove corrupt
+    /// ones, mark the products that lost one as not held, and fetch them again from
+    /// peers (unless --no-repair).
+    Verify(VerifyArgs),
     /// List connected peers, or add one to keep connected to.
     Peers(PeersArgs),
     /// Show this node's status: peer id, listen addresses, catalog, policy.
@@ -189,6 +193,11 @@ pub(crate) struct DraftArgs {
     /// Where to write the unsigned draft.
     #[arg(long)]
     pub(crate) out: PathBuf,
+    /// How long the new version is valid, when the change file names no
+    /// `expires_in` (default: `policy_validity` in the home's config.toml, else 365d;
+    /// at most 10 years).
+    #[arg(long)]
+    pub(crate) expires_in: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +331,13 @@ pub(crate) struct GcArgs {
     /// Report what would be freed without deleting anything.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Only check and clean up; do not fetch damaged products again.
+    #[arg(long)]
+    pub(crate) no_repair: bool,
 }
 
 #[derive(Debug, Args)]

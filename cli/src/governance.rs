@@ -55,6 +55,17 @@ pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()>
         .with_context(|| format!("reading the change file {}", a.change.display()))?;
     let mut change = PolicyChange::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.change.display()))?;
+    if change.expires_in.is_none() {
+        // Never inherited from the current version: the flag, the home's default,
+        // or a year.
+        change.expires_in = Some(match &a.expires_in {
+            Some(d) => d.clone(),
+            None => NodeHome::new(home)
+                .load_config()
+                .map(|c| c.policy_validity)
+                .unwrap_or_else(|_| "365d".into()),
+        });
+    }
     if let Some(rules) = &change.rules_file {
         let path = a.change.parent().unwrap_or(Path::new(".")).join(rules);
         change.rules = Some(
@@ -71,13 +82,17 @@ pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()>
         Some(current.council.clone()),
     )?;
     if json {
-        return print_json(&json!({ "file": a.out, "version": next.version }));
+        return print_json(
+            &json!({ "file": a.out, "version": next.version, "expires_at": next.expires_at }),
+        );
     }
     say!(
-        "wrote unsigned policy v{} to {} (replaces v{})",
+        "wrote unsigned policy v{} to {} (replaces v{}); it expires {} ({} from now)",
         next.version,
         a.out.display(),
-        current.version
+        current.version,
+        crate::output::date(next.expires_at),
+        mesh_protocol::duration::format_duration(next.expires_at.saturating_sub(next.issued_at))
     );
     say!(
         "it needs {} of the current council and {} of the new council: each signer runs `mesh policy sign --key KEY {}`",

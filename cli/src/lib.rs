@@ -55,6 +55,7 @@ where
         Command::Usage(a) => products::usage(&cli.home, a, json),
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
+        Command::Verify(a) => products::verify(&cli.home, a, json),
         Command::Peers(a) => products::peers(&cli.home, a, json),
         Command::Status => products::status(&cli.home, json),
     };

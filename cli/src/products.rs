@@ -441,6 +441,40 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> anyhow::Result<()> {
+    let r = client(home)?.verify(&mesh_node::api::VerifyRequest {
+        no_repair: a.no_repair,
+    })?;
+    if json {
+        return print_json(&r);
+    }
+    say!(
+        "checked {} chunk(s), {}: {} corrupt, removed",
+        r.chunks_checked,
+        human_bytes(r.bytes_checked),
+        r.corrupt_removed.len()
+    );
+    for c in &r.corrupt_removed {
+        say!("  corrupt chunk {c}");
+    }
+    for p in &r.unmarked {
+        say!("no longer held whole: {p}");
+    }
+    for p in &r.repaired {
+        say!("repaired from peers: {p}");
+    }
+    for p in &r.not_repaired {
+        say_err!("warning: not repaired: {p}");
+    }
+    if !r.not_repaired.is_empty() {
+        anyhow::bail!(
+            "{} product(s) could not be fetched again; retry when a provider is up",
+            r.not_repaired.len()
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let target: ProductRef = a.product.parse()?;
     let u = client(home)?.usage(&target.id)?;

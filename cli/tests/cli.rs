@@ -184,6 +184,12 @@ fn genesis_needs_the_council_threshold_before_init_accepts_it() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    // The draft shows its expiry: the default year, not the genesis's own span.
+    let drafted = stdout(&o);
+    assert!(
+        drafted.contains("it expires 20") && drafted.contains("(365d from now)"),
+        "{drafted}"
+    );
     let o = mesh(dir.path(), &["policy", "sign", "--key", &d("c4.key"), &v2]);
     let out = stdout(&o);
     assert!(

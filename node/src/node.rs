@@ -27,6 +27,7 @@ use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
 use crate::state::governance::Governance;
 use crate::state::usage::{ProductUsage, UsageLedger};
+use crate::state::verify::{self, VerifyReport};
 use crate::task::blocking;
 
 /// What `mesh status` shows.
@@ -286,6 +287,31 @@ impl Node {
         let keep = keep.unwrap_or(self.parts.keep_versions);
         let (catalog, chunks) = (self.parts.catalog.clone(), self.parts.chunks.clone());
         blocking(move || Ok::<_, NodeError>(gc::collect(&catalog, &chunks, keep, dry_run)?)).await
+    }
+
+    /// Reads and checks every stored chunk; removes corrupt ones, marks the products
+    /// that lose one as not held, and with `repair` fetches those again from peers.
+    pub async fn verify(&self, repair: bool) -> Result<VerifyReport, NodeError> {
+        let (mut report, unmarked) = {
+            let _exclusive = self.work_lock.write().await;
+            let (catalog, chunks) = (self.parts.catalog.clone(), self.parts.chunks.clone());
+            blocking(move || Ok::<_, NodeError>(verify::verify_store(&catalog, &chunks)?)).await?
+        };
+        if repair {
+            for (hash, label) in unmarked.iter().zip(report.unmarked.clone()) {
+                let Ok(target) = label.parse::<ProductRef>() else {
+                    continue;
+                };
+                match self.fetch(&target, None, None).await {
+                    Ok(o) if o.manifest == hash.to_string() => report.repaired.push(label),
+                    Ok(_) => report
+                        .not_repaired
+                        .push(format!("{label}: another manifest")),
+                    Err(e) => report.not_repaired.push(format!("{label}: {e}")),
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// The metrics in OpenMetrics text: libp2p's (`gossipsub_*`) and the node's

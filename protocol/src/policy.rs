@@ -17,6 +17,30 @@ use crate::DecodeError;
 /// The format version of a policy.
 pub const POLICY_FORMAT: u8 = 2;
 
+/// How long a new policy version is valid when its change file names no
+/// `expires_in` (and the drafting tool is given no other default): one year.
+pub const DEFAULT_VALIDITY_SECS: u64 = 365 * 86_400;
+
+/// The longest validity a policy may be drafted with: ten years. A council that
+/// means "forever" should still renew its policy.
+pub const MAX_VALIDITY_SECS: u64 = 10 * 365 * 86_400;
+
+/// Checks a validity span for a new policy: more than zero, at most
+/// [`MAX_VALIDITY_SECS`].
+pub fn check_validity(secs: u64) -> Result<u64, String> {
+    if secs == 0 {
+        return Err("a policy must be valid for some time; give e.g. 365d".into());
+    }
+    if secs > MAX_VALIDITY_SECS {
+        return Err(format!(
+            "{} is longer than the longest validity a policy may have ({}); renew it instead",
+            crate::duration::format_duration(secs),
+            crate::duration::format_duration(MAX_VALIDITY_SECS)
+        ));
+    }
+    Ok(secs)
+}
+
 /// The largest policy payload accepted.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 

@@ -2,7 +2,7 @@
 //! policy N to produce the unsigned draft.
 //!
 //! ```toml
-//! expires_in = "365d"               # validity of the new version (default: keep N's span)
+//! expires_in = "365d"               # validity of the new version (default: 365d, at most 10 years)
 //! rules_file = "rules.cedar"        # replace the rules (path relative to this file)
 //! remove_domains = ["old"]
 //!
@@ -116,10 +116,13 @@ impl PolicyChange {
         let mut p = current.clone();
         p.version = current.version + 1;
         p.issued_at = now;
+        // Never inherited: an emergency policy valid for minutes must not make the
+        // next one expire as fast.
         let span = match &self.expires_in {
             Some(d) => parse_duration(d).map_err(|e| format!("expires_in: {e}"))?,
-            None => current.expires_at.saturating_sub(current.issued_at),
+            None => crate::policy::DEFAULT_VALIDITY_SECS,
         };
+        let span = crate::policy::check_validity(span).map_err(|e| format!("expires_in: {e}"))?;
         p.expires_at = now.saturating_add(span);
         for k in &self.council.add {
             p.council.members.insert(key(k, "council.add")?);

@@ -295,6 +295,28 @@ fn a_removed_publisher_key_is_no_longer_registered() {
     assert!(PolicyChange::from_toml("[council]\nthresold = 2\n").is_err());
 }
 
+/// Regression: a draft silently inherited the previous version's span (a 45 s
+/// emergency policy made the next one expire in 45 s too), and any span was taken.
+#[test]
+fn a_drafted_policy_gets_the_default_validity_and_a_bounded_one() {
+    let mut current = policy(1, council(&[1, 2, 3], 2), NOW + 45);
+    current.issued_at = NOW;
+    let next = PolicyChange::default().apply(&current, NOW).unwrap();
+    assert_eq!(
+        next.expires_at - next.issued_at,
+        mesh_protocol::policy::DEFAULT_VALIDITY_SECS
+    );
+    let change = |d: &str| PolicyChange::from_toml(&format!("expires_in = \"{d}\"\n")).unwrap();
+    assert_eq!(
+        change("30d").apply(&current, NOW).unwrap().expires_at,
+        NOW + 30 * DAY
+    );
+    for absurd in ["213503982334601d", "11000d", "0s"] {
+        let err = change(absurd).apply(&current, NOW).unwrap_err();
+        assert!(err.contains("expires_in"), "{absurd}: {err}");
+    }
+}
+
 #[test]
 fn unparsable_rules_make_a_policy_invalid() {
     let mut c = genesis();

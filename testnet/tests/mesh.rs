@@ -9,7 +9,7 @@ use common::{testnet, DEADLINE};
 
 use std::path::Path;
 
-use mesh_testnet::{file_hash, sample, Testnet};
+use mesh_testnet::{file_hash, sample, wait_until, Testnet};
 
 fn publish_orders(
     net: &Testnet,
@@ -317,4 +317,81 @@ fn killed_node_leaves_the_others_serving_and_fetching() {
         net.knows(0, "sales/orders", "1.0.0").unwrap(),
         "acknowledged publish survives kill -9"
     );
+}
+
+/// Regression: a node whose own stored chunk was corrupted could never fetch that
+/// product again (every fetch failed verification, with a good provider online) and
+/// kept listing it as held; a provider that dropped a corrupt chunk while serving
+/// also kept listing it. Now both mark the product incomplete, a fetch repairs the
+/// chunk from a peer, and `mesh verify` finds and repairs damage on its own.
+#[test]
+fn a_node_repairs_its_own_corrupt_chunks_from_peers() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let csv = publish_orders(&net, 0, "sales/orders", "1.0.0", 60_000, 5);
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    net.fetch(1, "sales/orders", &net.root().join("first"))
+        .unwrap();
+    let local = |node: usize| {
+        net.products(node)
+            .unwrap()
+            .iter()
+            .any(|e| e.announcement.product.to_string() == "sales/orders" && e.local)
+    };
+    assert!(local(1));
+
+    // Damage on the consumer: the next fetch drops the bad chunk, gets it again
+    // from node 0, and writes the right bytes.
+    let locations = chunk_locations(&net, 1, "sales/orders");
+    corrupt(&locations[1], 0xEE);
+    let out = net.root().join("again");
+    let o = net.fetch(1, "sales/orders", &out).unwrap();
+    assert_eq!(
+        u64::from(locations[1].len),
+        o.transferred_bytes,
+        "only the bad chunk moved"
+    );
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    assert!(local(1));
+
+    // `mesh verify` finds damage nobody asked for yet, and repairs it.
+    corrupt(&chunk_locations(&net, 1, "sales/orders")[0], 0x11);
+    let report = net.nodes[1]
+        .client()
+        .unwrap()
+        .verify(&mesh_node::api::VerifyRequest::default())
+        .unwrap();
+    assert_eq!(report.corrupt_removed.len(), 1, "{report:?}");
+    assert_eq!(report.unmarked, vec!["sales/orders@1.0.0"], "{report:?}");
+    assert_eq!(report.repaired, vec!["sales/orders@1.0.0"], "{report:?}");
+    assert!(local(1));
+    let clean = net.nodes[1]
+        .client()
+        .unwrap()
+        .verify(&mesh_node::api::VerifyRequest::default())
+        .unwrap();
+    assert!(
+        clean.corrupt_removed.is_empty() && clean.chunks_checked > 0,
+        "{clean:?}"
+    );
+
+    // Damage on a provider found while serving: node 1 needs the chunk again, node
+    // 0's copy is bad; node 0 drops it and stops listing the product as held, so it
+    // no longer offers it as whole.
+    corrupt(&chunk_locations(&net, 0, "sales/orders")[2], 0x22);
+    corrupt(&chunk_locations(&net, 1, "sales/orders")[2], 0x33);
+    let err = net
+        .fetch(1, "sales/orders", &net.root().join("third"))
+        .unwrap_err();
+    assert!(err.to_string().contains("no provider"), "{err}");
+    wait_until(
+        "node 0 to stop listing its damaged copy as held",
+        DEADLINE,
+        || Ok(!local(0)),
+    )
+    .unwrap();
 }

@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::types::{
     AddPeerRequest, ApiError, CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome,
     FetchRequest, Filter, GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView,
-    ProductUsage, PublishRequest, Published, ShowResponse, SubmitRequest, Submitted,
+    ProductUsage, PublishRequest, Published, ShowResponse, SubmitRequest, Submitted, VerifyReport,
+    VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 
@@ -245,6 +246,12 @@ impl ApiClient {
             },
         )?;
         Ok(answer["added"].as_str().unwrap_or(addr).to_string())
+    }
+
+    /// `POST /v1/verify`: checks every stored chunk, removes corrupt ones and (unless
+    /// `no_repair`) fetches the damaged products again.
+    pub fn verify(&self, request: &VerifyRequest) -> Result<VerifyReport, ClientError> {
+        self.post("/v1/verify", request)
     }
 
     /// `POST /v1/gc`.

@@ -30,6 +30,7 @@ use tracing::warn;
 use super::types::{
     AddPeerRequest, ApiError, CatalogEntry, CheckRequest, FetchEvent, FetchRequest, Filter,
     GcRequest, Lineage, PolicyView, ProductUsage, PublishRequest, ShowResponse, SubmitRequest,
+    VerifyRequest,
 };
 use crate::clock::unix_now;
 use crate::error::{ErrorClass, NodeError};
@@ -196,6 +197,7 @@ pub(crate) async fn serve(
         .route("/v1/fetch", post(fetch))
         .route("/v1/policy", post(submit_policy))
         .route("/v1/gc", post(gc))
+        .route("/v1/verify", post(verify))
         .route("/v1/peers", post(add_peer))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
@@ -409,6 +411,13 @@ async fn gc(
     Json(req): Json<GcRequest>,
 ) -> Result<impl IntoResponse, NodeError> {
     Ok(Json(s.node.gc(req.keep, req.dry_run).await?))
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    Json(req): Json<VerifyRequest>,
+) -> Result<impl IntoResponse, NodeError> {
+    Ok(Json(s.node.verify(!req.no_repair).await?))
 }
 
 #[cfg(test)]

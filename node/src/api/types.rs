@@ -15,6 +15,7 @@ pub use crate::state::catalog::{CatalogEntry, Filter};
 pub use crate::state::gc::GcReport;
 pub use crate::state::governance::Violation;
 pub use crate::state::usage::ProductUsage;
+pub use crate::state::verify::VerifyReport;
 pub use mesh_contract::health::{Health, Lineage, LineageNode, SlaState};
 
 /// `POST /v1/publish`.
@@ -109,6 +110,14 @@ pub struct ApiError {
 pub struct AddPeerRequest {
     /// Its multiaddr, ending in `/p2p/<peer id>`.
     pub addr: String,
+}
+
+/// `POST /v1/verify`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// Only check and clean up; do not fetch the damaged products again.
+    #[serde(default)]
+    pub no_repair: bool,
 }
 
 /// `POST /v1/gc`.

@@ -28,6 +28,10 @@ pub struct NodeConfig {
     /// How many complete versions of each product `mesh gc` keeps.
     #[serde(default = "default_keep_versions")]
     pub keep_versions: usize,
+    /// How long a policy drafted here (`mesh policy draft`) is valid when its change
+    /// file names no `expires_in`, e.g. `"365d"`.
+    #[serde(default = "default_policy_validity")]
+    pub policy_validity: String,
     /// Find peers through kademlia and identify (the default). Off, the node connects
     /// only to its bootstrap peers and those added with `mesh peers add`, redialling
     /// them when a connection drops: for fixed topologies, such as a testnet whose
@@ -53,6 +57,10 @@ fn default_keep_versions() -> usize {
     3
 }
 
+fn default_policy_validity() -> String {
+    mesh_protocol::duration::format_duration(mesh_protocol::policy::DEFAULT_VALIDITY_SECS)
+}
+
 fn default_listen() -> Vec<String> {
     vec!["/ip4/127.0.0.1/tcp/0".into()]
 }
@@ -69,6 +77,7 @@ impl Default for NodeConfig {
             bootstrap: Vec::new(),
             api_listen: default_api(),
             keep_versions: default_keep_versions(),
+            policy_validity: default_policy_validity(),
             discovery: default_discovery(),
             api_allow_remote: false,
             limits: Limits::default(),

@@ -1,6 +1,6 @@
 //! The node's local state, with no network: the [`catalog`] of every product
 //! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
-//! ledger of who fetched what, and [`gc`] of the chunk store.
+//! ledger of who fetched what, [`gc`] of the chunk store and [`verify`] of its bytes.
 //!
 //! Each part is a cloneable handle over the metadata store with its fields private;
 //! `net/` and `ops/` receive the handles they need. Errors say whose fault a failure
@@ -11,6 +11,7 @@ pub(crate) mod catalog;
 pub(crate) mod gc;
 pub(crate) mod governance;
 pub(crate) mod usage;
+pub(crate) mod verify;
 
 use mesh_storage::{ChunkError, StoreError};
 

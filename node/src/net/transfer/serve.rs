@@ -207,8 +207,15 @@ impl Provider {
                 Ok(data) => out.push(ChunkData(data)),
                 Err(ChunkError::Missing(_)) => return Response::NotFound,
                 Err(ChunkError::Corrupt { .. }) => {
-                    warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it and not serving it");
+                    warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it, marking the product incomplete, not serving it");
                     let _ = self.chunks.remove(chunk);
+                    if let Err(e) = self
+                        .catalog
+                        .unmark_complete(manifest)
+                        .and_then(|()| self.catalog.flush())
+                    {
+                        warn!("marking {} incomplete: {e}", manifest.short());
+                    }
                     return Response::NotFound;
                 }
                 Err(e) => {

@@ -37,6 +37,9 @@ use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::{Governance, Violation};
 use crate::task::blocking;
 
+/// Corrupt held chunks one fetch drops and fetches again, at most (each repair
+/// re-reads the held chunks; more than this says the disk needs `mesh verify`).
+const MAX_REPAIRS: usize = 16;
 /// Bytes downloaded between background syncs during a fetch.
 const FLUSH_EVERY: u64 = 128 << 20;
 /// Products with at most this many files are written out while chunks arrive (one
@@ -248,87 +251,81 @@ impl Fetcher {
             output,
         });
         let download_started = std::time::Instant::now();
-        let mut results = futures::stream::iter(batches(missing).into_iter().enumerate())
-            .map(|(i, batch)| {
-                let job = job.clone();
-                async move { job.fetch_batch(i, batch).await }
-            })
-            .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
-        // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
-        // sync starts (never two at once), so the final sync finds little left to do.
-        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
-        let mut flushed_at = 0u64;
-        while let Some(r) = results.next().await {
-            if let Err(e) = r {
-                // Batches still running on other threads hold the output; remove
-                // its temporary files before reporting, not when the last one ends.
-                if let Some(output) = &job.output {
-                    output.abandon();
-                }
-                return Err(e);
-            }
-            let got = job.transferred.load(Ordering::Relaxed);
-            if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
-            {
-                flushed_at = got;
-                let chunks = self.chunks.clone();
-                flushing = Some(tokio::task::spawn_blocking(move || {
-                    if let Err(e) = chunks.sync() {
-                        warn!("background sync during fetch: {e}");
-                    }
-                }));
-            }
-            send(
-                &progress,
-                FetchEvent::Progress {
-                    done_bytes: job.done.load(Ordering::Relaxed),
-                    total_bytes: total,
-                },
-            )
-            .await;
-        }
-        drop(results);
-        if let Some(f) = flushing {
-            let _ = f.await;
-        }
+        self.download(&job, missing, 0, total, &progress).await?;
         let download = download_started.elapsed();
 
         // Downloaded chunks were verified on arrival (and written out then, if
         // streaming). Chunks that were already held are read and verified from disk
         // now, so a corrupt store is never reported as whole.
-        let (chunks, catalog) = (self.chunks.clone(), self.catalog.clone());
-        let files = manifest.files.clone();
-        let output = job.output.clone();
-        let hash = ann.manifest;
-        let out2 = out.clone();
-        let (signed2, manifest2) = (signed.clone(), manifest.clone());
+        // A held chunk that fails verification here (our own disk's damage) is
+        // dropped, the product unmarked, and the chunk fetched again from peers.
         let finish_started = std::time::Instant::now();
-        let sync_time = blocking(move || -> Result<std::time::Duration, FetchError> {
-            match (&output, &out2) {
-                (Some(output), _) => output.fill_from_store(&chunks, &held)?,
-                (None, Some(dir)) => {
-                    assemble::write_files(&files, &chunks, dir, output_options)?;
-                }
-                (None, None) => {
-                    for hash in &held {
-                        chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+        let mut repaired = 0usize;
+        let sync_time = loop {
+            let (chunks, catalog) = (self.chunks.clone(), self.catalog.clone());
+            let files = manifest.files.clone();
+            let output = job.output.clone();
+            let hash = ann.manifest;
+            let out2 = out.clone();
+            let held2 = held.clone();
+            let (signed2, manifest2) = (signed.clone(), manifest.clone());
+            let finished = blocking(move || -> Result<std::time::Duration, FetchError> {
+                let held = held2;
+                match (&output, &out2) {
+                    (Some(output), _) => output.fill_from_store(&chunks, &held)?,
+                    (None, Some(dir)) => {
+                        assemble::write_files(&files, &chunks, dir, output_options)?;
+                    }
+                    (None, None) => {
+                        for hash in &held {
+                            chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+                        }
                     }
                 }
-            }
-            // One syncfs covers the store and, on the same file system, the
-            // output files, whose own sync in `commit` then finds them clean.
-            let synced_from = std::time::Instant::now();
-            chunks.sync()?;
-            let sync_time = synced_from.elapsed();
-            if let Some(output) = &output {
-                output.commit()?;
-            }
-            catalog.record_manifest(&signed2, &manifest2)?;
-            catalog.mark_complete(&hash)?;
-            catalog.flush()?;
-            Ok(sync_time)
-        })
-        .await?;
+                // One syncfs covers the store and, on the same file system, the
+                // output files, whose own sync in `commit` then finds them clean.
+                let synced_from = std::time::Instant::now();
+                chunks.sync()?;
+                let sync_time = synced_from.elapsed();
+                if let Some(output) = &output {
+                    output.commit()?;
+                }
+                catalog.record_manifest(&signed2, &manifest2)?;
+                catalog.mark_complete(&hash)?;
+                catalog.flush()?;
+                Ok(sync_time)
+            })
+            .await;
+            let bad = match &finished {
+                Err(e) if repaired < MAX_REPAIRS => corrupt_chunk(e),
+                _ => None,
+            };
+            let Some(bad) = bad else {
+                break finished?;
+            };
+            let Some(c) = manifest
+                .files
+                .iter()
+                .flat_map(|f| f.chunks.iter())
+                .find(|c| c.hash == bad)
+                .copied()
+            else {
+                break finished?;
+            };
+            warn!(chunk = %bad.short(), "a chunk held here fails verification: dropping it, marking the product incomplete, fetching it again");
+            let (chunks, catalog, hash) = (self.chunks.clone(), self.catalog.clone(), ann.manifest);
+            blocking(move || -> Result<(), FetchError> {
+                chunks.remove(&bad)?;
+                catalog.unmark_complete(&hash)?;
+                Ok(catalog.flush()?)
+            })
+            .await?;
+            held.retain(|h| *h != bad);
+            job.done.fetch_sub(u64::from(c.len), Ordering::Relaxed);
+            self.download(&job, vec![c], usize::MAX / 2, total, &progress)
+                .await?;
+            repaired += 1;
+        };
 
         let served: BTreeMap<String, u64> = lock(&job.used)
             .iter()
@@ -364,6 +361,68 @@ impl Fetcher {
             "fetched {label}"
         );
         Ok(outcome)
+    }
+
+    /// Downloads `missing` through `job`'s providers, reporting progress; on a
+    /// failure removes the output's temporary files before returning. Batches are
+    /// numbered from `first_batch`.
+    async fn download(
+        &self,
+        job: &Arc<ChunkFetch>,
+        missing: Vec<ChunkRef>,
+        first_batch: usize,
+        total: u64,
+        progress: &Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<(), FetchError> {
+        // Batch 0 marks the start of a fetch (providers count it as one use).
+        let numbered = batches(missing)
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (i + first_batch, b));
+        let mut results = futures::stream::iter(numbered)
+            .map(|(i, batch)| {
+                let job = job.clone();
+                async move { job.fetch_batch(i, batch).await }
+            })
+            .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
+        // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
+        // sync starts (never two at once), so the final sync finds little left to do.
+        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
+        let mut flushed_at = 0u64;
+        while let Some(r) = results.next().await {
+            if let Err(e) = r {
+                // Batches still running on other threads hold the output; remove
+                // its temporary files before reporting, not when the last one ends.
+                if let Some(output) = &job.output {
+                    output.abandon();
+                }
+                return Err(e);
+            }
+            let got = job.transferred.load(Ordering::Relaxed);
+            if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
+            {
+                flushed_at = got;
+                let chunks = self.chunks.clone();
+                flushing = Some(tokio::task::spawn_blocking(move || {
+                    if let Err(e) = chunks.sync() {
+                        warn!("background sync during fetch: {e}");
+                    }
+                }));
+            }
+            send(
+                progress,
+                FetchEvent::Progress {
+                    done_bytes: job.done.load(Ordering::Relaxed),
+                    total_bytes: total,
+                },
+            )
+            .await;
+        }
+        drop(results);
+        if let Some(f) = flushing {
+            let _ = f.await;
+        }
+        Ok(())
     }
 
     /// Providers to ask: those the announcement names, then every connected peer.
@@ -460,5 +519,22 @@ impl Fetcher {
             if tried.is_empty() { "" } else { ": " },
             tried.join("; ")
         )))
+    }
+}
+
+/// The chunk whose stored bytes failed verification, if that is what `e` says.
+fn corrupt_chunk(e: &FetchError) -> Option<mesh_protocol::Hash> {
+    use mesh_storage::assemble::AssembleError;
+    use mesh_storage::ChunkError;
+    match e {
+        FetchError::State(crate::state::StateError::Chunk(ChunkError::Corrupt {
+            expected,
+            ..
+        }))
+        | FetchError::Output(AssembleError::Chunk {
+            source: ChunkError::Corrupt { expected, .. },
+            ..
+        }) => Some(*expected),
+        _ => None,
     }
 }
