@@ -14,6 +14,15 @@ use mesh_storage::Faults;
 /// Switches one fault on.
 type Inject = dyn Fn(&Faults);
 
+/// Disk blocks allocated to the files in `dir`, in bytes (holes do not count).
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
 fn lists(node: &mesh_node::Node, product: &str) -> Option<bool> {
     node.probe()
         .entries()
@@ -67,6 +76,14 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
             .unwrap_err();
         assert!(err.to_string().contains(cause), "{err}");
         target.clear();
+        // The failed publish gave back what it stored: no chunk is left, and the
+        // pack files hold (almost) no disk blocks, so a full disk is usable again.
+        assert_eq!(probe.chunks().len(), 0, "{cause}: chunks left behind");
+        let allocated = allocated_bytes(&dir.path().join("a/chunks/packs"));
+        assert!(
+            allocated < 256 * 1024,
+            "{cause}: {allocated} bytes still allocated in pack files"
+        );
     }
     assert_eq!(
         lists(&a.node, "sales/big"),

@@ -37,6 +37,17 @@ const PIPELINE_DEPTH: usize = 16;
 /// parallel: one thread reads and cuts chunks (FastCDC), the caller's thread hashes
 /// and stores them; a bounded queue between them keeps memory to a few chunks.
 pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkError> {
+    chunk_file_tracked(path, store, &mut Vec::new())
+}
+
+/// Like [`chunk_file`], adding to `written` the hash of every chunk it stores that
+/// the store did not hold before, also when it fails part way: a caller that gives
+/// up removes them again ([`ChunkStore::remove`] gives their space back).
+pub fn chunk_file_tracked(
+    path: &Path,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+) -> Result<ChunkedFile, ChunkError> {
     let io = |source| ChunkError::Io {
         path: path.to_owned(),
         source,
@@ -70,6 +81,7 @@ pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkE
             out.size += u64::from(len);
             if new {
                 out.new_bytes += u64::from(len);
+                written.push(hash);
             }
             out.chunks.push(ChunkRef { hash, len });
         }

@@ -360,11 +360,20 @@ impl ChunkStore {
 
     /// Removes a chunk; returns the bytes freed (0 if it was absent). The space is
     /// reclaimed by [`ChunkStore::compact`].
+    ///
+    /// The chunk's bytes are punched out of its pack first (a hole: the file system
+    /// frees those blocks at once), then the removal is logged. So removing works on
+    /// a full disk, which is exactly when a failed publish or `mesh gc` must give
+    /// space back. If the log write fails after the hole, the index record points
+    /// at zeros, which every read detects as corrupt.
     pub fn remove(&self, hash: &Hash) -> Result<u64, ChunkError> {
         let mut st = lock(&self.state);
         let Some(loc) = st.index.get(hash).copied() else {
             return Ok(0);
         };
+        if self.writable {
+            self.punch(&st, loc);
+        }
         let active = self.active(&mut st)?;
         if let Err(e) = self.log(active, Record::Remove(*hash, loc)) {
             st.active = None;
@@ -430,6 +439,49 @@ impl ChunkStore {
             });
         }
         Ok(data)
+    }
+}
+
+impl ChunkStore {
+    /// Frees the disk blocks of `loc`'s bytes; best effort (a file system without
+    /// hole punching keeps them until compaction).
+    fn punch(&self, st: &State, loc: Loc) {
+        let path = pack::pack_path(&self.packs, loc.pack, "pack");
+        let result = match st.active.as_ref().filter(|a| a.n == loc.pack) {
+            Some(active) => punch_hole(&active.data, loc.offset, u64::from(loc.len)),
+            None => OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| punch_hole(&f, loc.offset, u64::from(loc.len))),
+        };
+        if let Err(e) = result {
+            tracing::debug!("cannot punch a hole in {}: {e}", path.display());
+        }
+    }
+}
+
+/// `fallocate(2)` with `PUNCH_HOLE | KEEP_SIZE`: zeroes `len` bytes at `offset` and
+/// frees the whole blocks among them; the file keeps its size.
+#[allow(unsafe_code)]
+fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::other("range too large"));
+    };
+    // SAFETY: `file` is an open file owned by the caller for the whole call, so its
+    // descriptor is valid; fallocate reads no memory of ours.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

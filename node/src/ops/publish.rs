@@ -16,7 +16,7 @@ use mesh_protocol::manifest::FileEntry;
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
-use mesh_storage::chunker::chunk_file;
+use mesh_storage::chunker::chunk_file_tracked;
 use serde::Serialize;
 
 use libp2p::PeerId;
@@ -306,10 +306,42 @@ impl Publisher {
     /// Publishes the files at `path` described by the TOML `draft`. Blocking: run it
     /// on a blocking thread. Returns the outcome and the encoded signed announcement
     /// to gossip.
+    ///
+    /// A publish that fails after storing chunks removes the ones it added, giving
+    /// their disk space back at once (a full disk stays usable), so a failed
+    /// publish leaves the store as it was.
     pub(crate) fn publish(
         &self,
         path: &Path,
         draft_toml: &str,
+    ) -> Result<(Published, Vec<u8>), PublishError> {
+        let mut written = Vec::new();
+        let result = self.publish_tracked(path, draft_toml, &mut written);
+        if result.is_err() && !written.is_empty() {
+            let mut freed = 0u64;
+            for hash in &written {
+                match self.chunks.remove(hash) {
+                    Ok(n) => freed += n,
+                    Err(e) => tracing::warn!("removing a chunk of the failed publish: {e}"),
+                }
+            }
+            if let Err(e) = self.chunks.sync() {
+                tracing::warn!("syncing after removing a failed publish's chunks: {e}");
+            }
+            tracing::info!(
+                chunks = written.len(),
+                freed,
+                "removed the chunks a failed publish had stored"
+            );
+        }
+        result
+    }
+
+    fn publish_tracked(
+        &self,
+        path: &Path,
+        draft_toml: &str,
+        written: &mut Vec<mesh_protocol::Hash>,
     ) -> Result<(Published, Vec<u8>), PublishError> {
         let draft = parse_draft(draft_toml)?;
         let key = self.key()?;
@@ -356,7 +388,7 @@ impl Publisher {
         let mut files = Vec::new();
         let mut new_bytes = 0;
         for (rel, full) in found {
-            let c = chunk_file(&full, &self.chunks)?;
+            let c = chunk_file_tracked(&full, &self.chunks, written)?;
             new_bytes += c.new_bytes;
             files.push(FileEntry {
                 path: rel,
@@ -406,8 +438,16 @@ impl Publisher {
         let synced = synced_from.elapsed();
         self.catalog.record_manifest(&signed, &manifest)?;
         self.catalog.mark_complete(&hash)?;
-        self.catalog.offer(&envelope)?;
-        self.catalog.flush()?;
+        let offered = self
+            .catalog
+            .offer(&envelope)
+            .map_err(PublishError::from)
+            .and_then(|_| Ok(self.catalog.flush()?));
+        if let Err(e) = offered {
+            // Not acknowledged: it must not be listed as held either.
+            let _ = self.catalog.unmark_complete(&hash);
+            return Err(e);
+        }
         tracing::info!(
             product = %manifest.id,
             chunk_ms = chunked.as_millis() as u64,
