@@ -10,9 +10,15 @@
 pub struct SeededRng(u64);
 
 impl SeededRng {
-    /// A generator from `seed` (any value; zero is mapped to a nonzero state).
+    /// A generator from `seed`. Every seed gives its own sequence: the seed is
+    /// mixed (splitmix64) into the state, so neighbouring seeds such as 22 and 23
+    /// do not share one (as `seed | 1` would).
     pub fn new(seed: u64) -> Self {
-        SeededRng(seed | 1)
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        SeededRng(if z == 0 { 1 } else { z })
     }
 
     /// The next 64 random bits.
@@ -62,6 +68,8 @@ mod tests {
         let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
         assert_eq!(xs, ys);
         assert_ne!(SeededRng::new(8).next_u64(), xs[0]);
+        // Regression: `seed | 1` made 22 and 23 one sequence (identical test data).
+        assert_ne!(SeededRng::new(22).next_u64(), SeededRng::new(23).next_u64());
         let mut r = SeededRng::new(0);
         assert_ne!(r.next_u64(), 0, "a zero seed still moves");
         for _ in 0..1000 {

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod chaos;
 pub mod cluster;
 pub mod crash;
 pub mod observe;

@@ -59,6 +59,8 @@ pub(crate) struct StateHandles {
 const COMMAND_CAPACITY: usize = 256;
 /// Gossip messages (announcements, policies) kept for retry while no peer is subscribed.
 const MAX_PENDING_GOSSIP: usize = 1024;
+/// Ticks between anti-entropy syncs with one connected peer (about 30 s).
+const ANTI_ENTROPY_TICKS: u64 = 15;
 /// How often bootstrap peers are redialled and pending announcements retried.
 const TICK: Duration = Duration::from_secs(2);
 
@@ -297,6 +299,18 @@ impl EventLoop {
                 .kad
                 .as_mut()
                 .map(|k| k.bootstrap());
+        }
+        if self.ticks % ANTI_ENTROPY_TICKS == 0 && self.syncing.is_empty() {
+            // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
+            // long GC pause) is not sent again, and a connection that survived the
+            // stall brings no connect-time sync; so every so often pull the policy
+            // chain and catalog of one connected peer, in turn.
+            let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+            if !peers.is_empty() {
+                let peer = peers[(self.ticks / ANTI_ENTROPY_TICKS) as usize % peers.len()];
+                debug!(%peer, "anti-entropy sync");
+                self.start_sync(peer, true);
+            }
         }
     }
 

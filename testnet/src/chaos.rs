@@ -1,0 +1,459 @@
+//! The chaos soak: a seeded random schedule of work and faults on a proxied mesh of
+//! real node processes, every acknowledged operation recorded, and a checker that
+//! judges the mesh afterwards (Jepsen's idea, on one machine).
+//!
+//! Each step draws one action from the seed: publish a new product or version,
+//! fetch an acknowledged version, submit a policy change, `kill -9` a node (and
+//! restart it some steps later), SIGSTOP one (SIGCONT later), partition the mesh in
+//! two through the fault proxy (heal later), or corrupt a stored chunk on a node
+//! whose product another node also holds. At the end every fault is healed and the
+//! checker asserts:
+//! - every acknowledged publish is held by its publisher and its bytes verify;
+//! - every fetched file was byte-identical to what was published (checked as it
+//!   was fetched);
+//! - every live node converges to the same policy head and the same catalog;
+//! - no node died other than by the schedule.
+//!
+//! A failing seed replays the same schedule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mesh_protocol::policy_change::PolicyChange;
+use mesh_testkit::SeededRng;
+use serde::Serialize;
+
+use crate::proxy::FaultProxy;
+use crate::{file_hash, sample, wait_until, MeshBin, Testnet, TestnetConfig};
+
+/// How long convergence and each request may take.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions<F: FnMut(&str)> {
+    /// Nodes in the mesh (at least 4; 10 or more for a real soak).
+    pub nodes: usize,
+    /// How long the schedule runs (the checks come after).
+    pub duration: Duration,
+    /// Seeds the schedule.
+    pub seed: u64,
+    /// How to run `mesh`.
+    pub mesh: MeshBin,
+    /// Keep the homes and logs here (default: a temp dir removed afterwards).
+    pub dir: Option<std::path::PathBuf>,
+    /// Receives one line per step.
+    pub say: F,
+}
+
+/// What a soak did and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosReport {
+    /// The seed used.
+    pub seed: u64,
+    /// Nodes in the mesh.
+    pub nodes: usize,
+    /// Steps of the schedule.
+    pub steps: usize,
+    /// Operations attempted and acknowledged, by kind.
+    pub operations: BTreeMap<String, (usize, usize)>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, usize>,
+    /// Invariants checked: how many instances of each were checked.
+    pub checked: BTreeMap<String, usize>,
+    /// Every violation found (empty: the mesh kept its promises).
+    pub violations: Vec<String>,
+}
+
+/// The report as a Markdown table.
+pub fn markdown(r: &ChaosReport) -> String {
+    let mut s = format!(
+        "### chaos ({} nodes, {} steps, seed {}): {}\n\n| what | count |\n|---|---|\n",
+        r.nodes,
+        r.steps,
+        r.seed,
+        if r.violations.is_empty() {
+            "no violation"
+        } else {
+            "VIOLATIONS"
+        }
+    );
+    for (op, (tried, acked)) in &r.operations {
+        s.push_str(&format!(
+            "| {op} (acknowledged of attempted) | {acked} of {tried} |\n"
+        ));
+    }
+    for (fault, n) in &r.faults {
+        s.push_str(&format!("| fault: {fault} | {n} |\n"));
+    }
+    for (inv, n) in &r.checked {
+        s.push_str(&format!("| checked: {inv} | {n} |\n"));
+    }
+    s.push_str(&format!("| violations | {} |\n", r.violations.len()));
+    for v in &r.violations {
+        s.push_str(&format!("\nviolation: {v}\n"));
+    }
+    s
+}
+
+/// A fault in force, healed when its step comes or at the end.
+#[derive(Debug)]
+enum Healing {
+    Restart(usize),
+    Resume(usize),
+    Heal,
+}
+
+struct Soak<F: FnMut(&str)> {
+    net: Testnet,
+    proxy: FaultProxy,
+    rng: SeededRng,
+    report: ChaosReport,
+    say: F,
+    /// Acknowledged publishes: `product@version`, publisher, source hash.
+    published: Vec<(String, usize, blake3::Hash)>,
+    /// Nodes down (killed) or stopped, and when each comes back.
+    pending: Vec<(usize, Healing)>,
+    down: BTreeSet<usize>,
+    partitioned: bool,
+    counter: usize,
+}
+
+/// Runs a soak; an error means the harness itself could not go on (a node that
+/// would not start); broken promises are `violations` in the report.
+pub fn run<F: FnMut(&str)>(options: ChaosOptions<F>) -> anyhow::Result<ChaosReport> {
+    anyhow::ensure!(options.nodes >= 4, "a chaos soak needs at least 4 nodes");
+    let config = TestnetConfig::new(
+        options.mesh.clone(),
+        options.nodes,
+        &["sales", "finance", "logistics", "marketing"],
+    );
+    let mut config = config;
+    config.dir = options.dir.clone();
+    let mut net = Testnet::create(config)?;
+    let proxy = FaultProxy::new()?;
+    net.start_all_proxied(&proxy, 2, options.seed)?;
+    let mut soak = Soak {
+        net,
+        proxy,
+        rng: SeededRng::new(options.seed),
+        report: ChaosReport {
+            seed: options.seed,
+            nodes: options.nodes,
+            ..ChaosReport::default()
+        },
+        say: options.say,
+        published: Vec::new(),
+        pending: Vec::new(),
+        down: BTreeSet::new(),
+        partitioned: false,
+        counter: 0,
+    };
+    let started = Instant::now();
+    while started.elapsed() < options.duration {
+        soak.step()?;
+    }
+    soak.heal_all()?;
+    soak.check();
+    soak.net.stop_all()?;
+    Ok(soak.report)
+}
+
+impl<F: FnMut(&str)> Soak<F> {
+    fn live(&self) -> Vec<usize> {
+        (0..self.net.nodes.len())
+            .filter(|i| !self.down.contains(i))
+            .collect()
+    }
+
+    fn pick(&mut self, from: &[usize]) -> Option<usize> {
+        (!from.is_empty()).then(|| from[self.rng.below(from.len() as u64) as usize])
+    }
+
+    fn count_op(&mut self, op: &str, acked: bool) {
+        let e = self.report.operations.entry(op.into()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(acked);
+    }
+
+    fn count_fault(&mut self, fault: &str) {
+        *self.report.faults.entry(fault.into()).or_default() += 1;
+    }
+
+    fn step(&mut self) -> anyhow::Result<()> {
+        self.report.steps += 1;
+        let step = self.report.steps;
+        // Faults whose time has come are healed first.
+        let due: Vec<Healing> = {
+            let (now, later): (Vec<_>, Vec<_>) =
+                self.pending.drain(..).partition(|(at, _)| *at <= step);
+            self.pending = later;
+            now.into_iter().map(|(_, h)| h).collect()
+        };
+        for h in due {
+            self.heal(h)?;
+        }
+        let live = self.live();
+        let max_down = self.net.nodes.len() / 3;
+        match self.rng.below(100) {
+            0..=29 => self.publish(&live),
+            30..=54 => self.fetch(&live),
+            55..=62 => self.policy(&live),
+            63..=72 if self.down.len() < max_down => {
+                if let Some(i) = self.pick(&live) {
+                    (self.say)(&format!("step {step}: kill -9 node {i}"));
+                    self.net.nodes[i].kill();
+                    self.down.insert(i);
+                    let back = step + 2 + self.rng.below(4) as usize;
+                    self.pending.push((back, Healing::Restart(i)));
+                    self.count_fault("kill -9 and restart");
+                }
+            }
+            73..=80 if self.down.len() < max_down => {
+                if let Some(i) = self.pick(&live) {
+                    (self.say)(&format!("step {step}: SIGSTOP node {i}"));
+                    self.net.nodes[i].signal("STOP")?;
+                    self.down.insert(i);
+                    let back = step + 1 + self.rng.below(3) as usize;
+                    self.pending.push((back, Healing::Resume(i)));
+                    self.count_fault("SIGSTOP and SIGCONT");
+                }
+            }
+            81..=88 if !self.partitioned => {
+                let n = self.net.nodes.len();
+                let side: Vec<usize> = (0..n / 2).collect();
+                (self.say)(&format!("step {step}: partition {side:?} from the rest"));
+                self.proxy.partition(&side);
+                self.partitioned = true;
+                let back = step + 2 + self.rng.below(4) as usize;
+                self.pending.push((back, Healing::Heal));
+                self.count_fault("partition and heal");
+            }
+            89..=94 => self.corrupt(&live)?,
+            _ => self.fetch(&live),
+        }
+        Ok(())
+    }
+
+    fn heal(&mut self, h: Healing) -> anyhow::Result<()> {
+        match h {
+            Healing::Restart(i) => {
+                self.net
+                    .start(i)
+                    .with_context(|| format!("restarting node {i}"))?;
+                self.down.remove(&i);
+            }
+            Healing::Resume(i) => {
+                self.net.nodes[i].signal("CONT")?;
+                self.down.remove(&i);
+            }
+            Healing::Heal => {
+                self.proxy.heal();
+                self.partitioned = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn heal_all(&mut self) -> anyhow::Result<()> {
+        let pending: Vec<Healing> = self.pending.drain(..).map(|(_, h)| h).collect();
+        for h in pending {
+            self.heal(h)?;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, live: &[usize]) {
+        let Some(i) = self.pick(live) else { return };
+        self.counter += 1;
+        let domain = self.net.nodes[i].domain.clone();
+        // A few products per domain, each published in new versions.
+        let product = format!("{domain}/p{}", self.rng.below(3));
+        let version = format!("1.{}.0", self.counter);
+        let dir = self
+            .net
+            .root()
+            .join("chaos-data")
+            .join(self.counter.to_string());
+        let acked = sample::write_orders(&dir, 200, self.counter as u64)
+            .map_err(anyhow::Error::from)
+            .and_then(|csv| {
+                let hash = file_hash(&csv)?;
+                self.net
+                    .publish(i, &dir, &sample::manifest_toml(&product, &version))?;
+                Ok(hash)
+            });
+        let ok = acked.is_ok();
+        if let Ok(hash) = acked {
+            self.published
+                .push((format!("{product}@{version}"), i, hash));
+        }
+        self.count_op("publish", ok);
+    }
+
+    fn fetch(&mut self, live: &[usize]) {
+        let Some(i) = self.pick(live) else { return };
+        if self.published.is_empty() {
+            return;
+        }
+        let k = self.rng.below(self.published.len() as u64) as usize;
+        let (label, _, source) = self.published[k].clone();
+        self.counter += 1;
+        let out = self
+            .net
+            .root()
+            .join("chaos-out")
+            .join(self.counter.to_string());
+        let result = self.net.fetch(i, &label, &out);
+        let ok = result.is_ok();
+        if ok {
+            // Every fetched file is byte-identical to what was published.
+            *self
+                .report
+                .checked
+                .entry("fetched bytes identical".into())
+                .or_default() += 1;
+            match file_hash(&out.join("orders.csv")) {
+                Ok(h) if h == source => {}
+                other => self.report.violations.push(format!(
+                    "node {i} fetched {label} but its bytes differ: {other:?}"
+                )),
+            }
+        }
+        self.count_op("fetch", ok);
+    }
+
+    fn policy(&mut self, live: &[usize]) {
+        let Some(i) = self.pick(live) else { return };
+        self.counter += 1;
+        let change = PolicyChange::from_toml(&format!(
+            "[domains.sales]\ncontact = \"sales-{}@example.com\"\n",
+            self.counter
+        ));
+        let ok = change
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|c| self.net.draft_policy(i, &c, &[0, 1]))
+            .and_then(|signed| self.net.submit_policy(i, &signed))
+            .is_ok();
+        self.count_op("policy change", ok);
+    }
+
+    /// Corrupts one chunk of a product on a provider that fetched it (a replica,
+    /// never the publisher, whose copy stays the source of truth).
+    fn corrupt(&mut self, live: &[usize]) -> anyhow::Result<()> {
+        let publisher: BTreeMap<&str, usize> = self
+            .published
+            .iter()
+            .map(|(l, n, _)| (l.as_str(), *n))
+            .collect();
+        let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &i in live {
+            for e in self.net.products(i).unwrap_or_default() {
+                let label = format!("{}@{}", e.announcement.product, e.announcement.version);
+                if e.local && publisher.get(label.as_str()).is_some_and(|p| *p != i) {
+                    holders.entry(label).or_default().push(i);
+                }
+            }
+        }
+        let shared: Vec<(String, Vec<usize>)> = holders.into_iter().collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let (label, nodes) = shared[self.rng.below(shared.len() as u64) as usize].clone();
+        let Some(victim) = self.pick(&nodes) else {
+            return Ok(());
+        };
+        let show = self.net.nodes[victim]
+            .client()?
+            .show(&label.parse()?, None)?;
+        let Some(m) = show.manifest else {
+            return Ok(());
+        };
+        let home = mesh_node::NodeHome::new(&self.net.nodes[victim].home);
+        let store = mesh_storage::ChunkStore::open_read_only(&home.chunks_path())?;
+        let Some(at) = m.files[0]
+            .chunks
+            .first()
+            .and_then(|c| store.locate(&c.hash))
+        else {
+            return Ok(());
+        };
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&at.path)?
+            .write_all_at(&vec![0xA5; at.len as usize], at.offset)?;
+        (self.say)(&format!(
+            "step {}: corrupted a chunk of {label} on node {victim}",
+            self.report.steps
+        ));
+        self.count_fault("corrupt chunk on a holder");
+        Ok(())
+    }
+
+    fn check(&mut self) {
+        let n = self.net.nodes.len();
+        let violations = &mut self.report.violations;
+        let checked = &mut self.report.checked;
+        // No node died other than by the schedule.
+        for i in 0..n {
+            *checked.entry("node alive at the end".into()).or_default() += 1;
+            if !self.net.nodes[i].is_running() {
+                violations.push(format!(
+                    "node {i} is not running, though the schedule restarted it: {}",
+                    self.net.nodes[i].log_tail(20)
+                ));
+            }
+        }
+        // Every live node converges to the same policy head and catalog.
+        let heads = || -> anyhow::Result<BTreeSet<u64>> {
+            (0..n).map(|i| self.net.policy_version(i)).collect()
+        };
+        *checked.entry("policy heads converge".into()).or_default() += n;
+        if let Err(e) = wait_until("every node to the same policy head", DEADLINE, || {
+            Ok(heads()?.len() == 1)
+        }) {
+            violations.push(format!("{e:#}: heads {:?}", heads().ok()));
+        }
+        let want: BTreeSet<String> = self.published.iter().map(|(l, _, _)| l.clone()).collect();
+        let catalog = |i: usize| -> anyhow::Result<BTreeSet<String>> {
+            Ok(self
+                .net
+                .products(i)?
+                .iter()
+                .map(|e| format!("{}@{}", e.announcement.product, e.announcement.version))
+                .collect())
+        };
+        *checked.entry("catalogs converge".into()).or_default() += n;
+        for i in 0..n {
+            if let Err(e) = wait_until(&format!("node {i}'s catalog"), DEADLINE, || {
+                Ok(catalog(i)?.is_superset(&want))
+            }) {
+                let missing: Vec<_> = catalog(i)
+                    .map(|c| want.difference(&c).cloned().collect())
+                    .unwrap_or_default();
+                violations.push(format!("{e:#}: node {i} lacks {missing:?}"));
+            }
+        }
+        // Every acknowledged publish is held by its publisher and its bytes verify
+        // (a chunk corrupted by the schedule is repaired from a peer on the way).
+        for (k, (label, node, source)) in self.published.iter().enumerate() {
+            *checked
+                .entry("acknowledged publish held and verifies".into())
+                .or_default() += 1;
+            let out = self.net.root().join("chaos-check").join(k.to_string());
+            match self.net.fetch(*node, label, &out) {
+                Ok(_) => match file_hash(&out.join("orders.csv")) {
+                    Ok(h) if h == *source => {}
+                    other => violations.push(format!(
+                        "{label} on its publisher, node {node}: bytes differ ({other:?})"
+                    )),
+                },
+                Err(e) => violations.push(format!(
+                    "{label} was acknowledged by node {node} but cannot be read back: {e:#}"
+                )),
+            }
+        }
+    }
+}
