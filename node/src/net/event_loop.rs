@@ -300,7 +300,7 @@ impl EventLoop {
                 .as_mut()
                 .map(|k| k.bootstrap());
         }
-        if self.ticks % ANTI_ENTROPY_TICKS == 0 && self.syncing.is_empty() {
+        if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.syncing.is_empty() {
             // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
             // long GC pause) is not sent again, and a connection that survived the
             // stall brings no connect-time sync; so every so often pull the policy
