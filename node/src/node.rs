@@ -256,12 +256,7 @@ impl Node {
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
-        let _shared_work = self.work_lock.read().await;
-        Ok(self
-            .parts
-            .fetcher
-            .fetch(target, out, false, progress)
-            .await?)
+        self.fetch_as(target, out, false, progress).await
     }
 
     /// Like [`Node::fetch`], replacing whatever files are at the product's paths
@@ -272,11 +267,22 @@ impl Node {
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
+        self.fetch_as(target, out, true, progress).await
+    }
+
+    /// A fetch under the shared work lock; `overwrite` as `--force`.
+    async fn fetch_as(
+        &self,
+        target: &ProductRef,
+        out: Option<PathBuf>,
+        overwrite: bool,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
         let _shared_work = self.work_lock.read().await;
         Ok(self
             .parts
             .fetcher
-            .fetch(target, out, true, progress)
+            .fetch(target, out, overwrite, progress)
             .await?)
     }
 

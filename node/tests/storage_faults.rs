@@ -371,20 +371,9 @@ async fn a_file_name_that_is_not_utf8_is_refused_by_name_and_nothing_is_stored()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_never_replaces_someone_elses_file_and_lands_whole_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let Keys {
-        sales,
-        finance,
-        genesis,
-        ..
-    } = Keys::new();
-    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let data = data_dir(dir.path(), "big.bin", &random_bytes(300_000, 5));
     std::fs::write(data.join("notes.txt"), b"second file").unwrap();
-    a.node.publish(data, BIG_TOML.into()).await.unwrap();
-    let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
-    let bn = b.node.clone();
-    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
+    let (a, b) = publisher_and_consumer(dir.path(), data, BIG_TOML).await;
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
 
     let out = dir.path().join("out");
@@ -430,7 +419,6 @@ async fn a_fetch_never_replaces_someone_elses_file_and_lands_whole_or_not_at_all
         .fetch(&target, Some(out.clone()), None)
         .await
         .unwrap();
-    drop(bn);
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
@@ -442,23 +430,12 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
     let dir = tempfile::tempdir().unwrap();
-    let Keys {
-        sales,
-        finance,
-        genesis,
-        ..
-    } = Keys::new();
-    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let data = data_dir(dir.path(), "people.csv", b"email\nx@example.com\n");
     let pii = BIG_TOML.replace(
         "title = \"Big\"\n",
         "title = \"Big\"\nclassification = \"pii\"\n",
     );
-    a.node.publish(data, pii).await.unwrap();
-    let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
-    let bn = b.node.clone();
-    wait_for("B to learn the product", || bn.probe().catalog_len() == 1).await;
+    let (a, b) = publisher_and_consumer(dir.path(), data, &pii).await;
     let out = dir.path().join("out");
     b.node
         .fetch(&"sales/big".parse().unwrap(), Some(out.clone()), None)
@@ -479,7 +456,6 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
         "pii output: {:o}",
         mode(&fetched)
     );
-    drop(bn);
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }

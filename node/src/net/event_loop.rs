@@ -292,13 +292,8 @@ impl EventLoop {
                 self.pending_gossip.push_back((topic, envelope));
             }
         }
-        if self.discovery && self.ticks % 15 == 1 && !self.connections.is_empty() {
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .as_mut()
-                .map(|k| k.bootstrap());
+        if self.ticks % 15 == 1 && !self.connections.is_empty() {
+            self.kad_bootstrap();
         }
         if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.syncing.is_empty() {
             // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
@@ -311,6 +306,14 @@ impl EventLoop {
                 debug!(%peer, "anti-entropy sync");
                 self.start_sync(peer, true);
             }
+        }
+    }
+
+    /// Starts a kademlia bootstrap (a walk that finds more peers), when discovery is
+    /// on.
+    fn kad_bootstrap(&mut self) {
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            let _ = kad.bootstrap();
         }
     }
 
@@ -328,13 +331,8 @@ impl EventLoop {
                 if num_established.get() == 1 {
                     debug!(peer = %peer_id, "connected; starting policy and catalog sync");
                     self.start_sync(peer_id, true);
-                    if self.discovery && self.connections.len() == 1 {
-                        let _ = self
-                            .swarm
-                            .behaviour_mut()
-                            .kad
-                            .as_mut()
-                            .map(|k| k.bootstrap());
+                    if self.connections.len() == 1 {
+                        self.kad_bootstrap();
                     }
                 }
             }

@@ -466,6 +466,28 @@ pub(crate) async fn start_consumer(
     (c, peer)
 }
 
+/// Node A (sales) that published `toml` from `data`, and node B (finance),
+/// bootstrapped to A, once it has learned of the product.
+pub(crate) async fn publisher_and_consumer(
+    dir: &std::path::Path,
+    data: std::path::PathBuf,
+    toml: &str,
+) -> (mesh_node::RunningNode, mesh_node::RunningNode) {
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir, "a", "sales", &sales, &genesis, vec![]).await;
+    a.node.publish(data, toml.into()).await.unwrap();
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir, "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let probe = b.node.probe();
+    wait_for("B to learn the product", || probe.catalog_len() == 1).await;
+    (a, b)
+}
+
 /// The draft of `sales/big@1.0.0`, the product most node tests publish.
 pub(crate) const BIG_TOML: &str =
     "id = \"sales/big\"\nversion = \"1.0.0\"\ntitle = \"Big\"\n[owner]\nteam = \"t\"\n";
