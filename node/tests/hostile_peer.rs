@@ -392,15 +392,7 @@ async fn only_a_council_signed_conflict_is_equivocation_and_its_evidence_survive
     assert_eq!(status.policy_version, 1, "the accepted genesis stays");
     a.shutdown().await.unwrap();
 
-    let a = mesh_node::start(
-        NodeHome::new(dir.path().join("a")),
-        RunOptions {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let a = restart_node(dir.path().join("a")).await.unwrap();
     assert_eq!(
         a.node.status().await.unwrap().equivocations,
         1,

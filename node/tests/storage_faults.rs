@@ -152,15 +152,7 @@ async fn publish_fetch_and_policy_errors_reach_the_caller_and_corrupt_nothing() 
     drop((bn, b_probe)); // the last handles on B's stores
 
     // The policy chain and the fetched product survive a restart intact.
-    let b = mesh_node::start(
-        NodeHome::new(dir.path().join("b")),
-        RunOptions {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let b = restart_node(dir.path().join("b")).await.unwrap();
     assert_eq!(b.node.status().await.unwrap().policy_version, 2);
     assert_eq!(lists(&b.node, "sales/big"), Some(true));
     b.shutdown().await.unwrap();

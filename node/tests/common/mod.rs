@@ -466,6 +466,21 @@ pub(crate) async fn start_consumer(
     (c, peer)
 }
 
+/// Starts the node whose home is `home` again (after a shutdown or a crash),
+/// listening on a fresh loopback port.
+pub(crate) async fn restart_node(
+    home: impl Into<std::path::PathBuf>,
+) -> Result<mesh_node::RunningNode, mesh_node::NodeError> {
+    mesh_node::start(
+        NodeHome::new(home),
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Node A (sales) that published `toml` from `data`, and node B (finance),
 /// bootstrapped to A, once it has learned of the product.
 pub(crate) async fn publisher_and_consumer(
