@@ -328,6 +328,17 @@ impl Publisher {
             if let Err(e) = self.chunks.sync() {
                 tracing::warn!("syncing after removing a failed publish's chunks: {e}");
             }
+            // A fetch running beside this publish may have counted on one of those
+            // chunks (stored here first, so it did not store its own copy): any
+            // product now missing a chunk stops being listed as held.
+            match self.catalog.recheck_complete(&self.chunks) {
+                Ok(unmarked) if !unmarked.is_empty() => tracing::warn!(
+                    products = unmarked.len(),
+                    "products shared a chunk with the failed publish; marked incomplete (fetch them again)"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("rechecking held products: {e}"),
+            }
             tracing::info!(
                 chunks = written.len(),
                 freed,
