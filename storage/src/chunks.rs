@@ -26,6 +26,9 @@ use crate::faults::Faults;
 use crate::pack::{self, Loc, Record, PACK_TARGET};
 
 mod maintenance;
+mod sys;
+
+use sys::{punch_hole, syncfs};
 
 /// A chunk store failure.
 #[derive(Debug, thiserror::Error)]
@@ -457,45 +460,6 @@ impl ChunkStore {
         if let Err(e) = result {
             tracing::debug!("cannot punch a hole in {}: {e}", path.display());
         }
-    }
-}
-
-/// `fallocate(2)` with `PUNCH_HOLE | KEEP_SIZE`: zeroes `len` bytes at `offset` and
-/// frees the whole blocks among them; the file keeps its size.
-#[allow(unsafe_code)]
-fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-        return Err(io::Error::other("range too large"));
-    };
-    // SAFETY: `file` is an open file owned by the caller for the whole call, so its
-    // descriptor is valid; fallocate reads no memory of ours.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            offset,
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// `syncfs(2)`: flushes the whole file system holding `file`.
-#[allow(unsafe_code)]
-fn syncfs(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `file` is an open file owned by the caller for the whole call, so its
-    // descriptor is valid; syncfs reads no memory of ours.
-    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
