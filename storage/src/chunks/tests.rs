@@ -1,0 +1,149 @@
+//! Unit tests of the chunk store: round trips, pack layout, torn and corrupt
+//! index logs, removal, compaction, faults.
+
+use super::*;
+
+fn corrupt(store: &ChunkStore, h: &Hash) {
+    let at = store.locate(h).unwrap();
+    let f = OpenOptions::new().write(true).open(&at.path).unwrap();
+    f.write_all_at(&vec![0xAB; at.len as usize], at.offset)
+        .unwrap();
+}
+
+#[test]
+fn put_get_and_detect_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (h, new) = store.put(b"hello chunk").unwrap();
+    assert!(new);
+    assert!(!store.put(b"hello chunk").unwrap().1);
+    assert_eq!(store.get_verified(&h, 1024).unwrap(), b"hello chunk");
+    store.sync().unwrap();
+    assert!(matches!(
+        store.put_verified(&h, b"other bytes"),
+        Err(ChunkError::Corrupt { .. })
+    ));
+    corrupt(&store, &h);
+    assert!(matches!(
+        store.get_verified(&h, 1024),
+        Err(ChunkError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.get_verified(&Hash::of(b"nope"), 1024),
+        Err(ChunkError::Missing(_))
+    ));
+    assert!(matches!(
+        store.get_verified(&h, 3),
+        Err(ChunkError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn one_writer_at_a_time_and_readers_see_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (h, _) = store.put(b"shared").unwrap();
+    assert!(matches!(
+        ChunkStore::open(dir.path()),
+        Err(ChunkError::Locked(_))
+    ));
+    let reader = ChunkStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.get_verified(&h, 100).unwrap(), b"shared");
+    assert!(matches!(reader.put(b"x"), Err(ChunkError::ReadOnly(_))));
+    drop(store);
+    ChunkStore::open(dir.path()).unwrap();
+}
+
+#[test]
+fn reopening_replays_adds_and_removals_and_cuts_torn_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c);
+    {
+        let store = ChunkStore::open(dir.path()).unwrap();
+        a = store.put(b"alpha").unwrap().0;
+        b = store.put(b"bravo").unwrap().0;
+        assert_eq!(store.remove(&a).unwrap(), 5);
+        assert_eq!(store.remove(&a).unwrap(), 0);
+    }
+    // A crash mid-append: half a record at the end of the log.
+    let log = pack::pack_path(&dir.path().join("packs"), 1, "idx");
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(&[1, 0, 0]).unwrap();
+    drop(f);
+    {
+        let store = ChunkStore::open(dir.path()).unwrap();
+        assert!(!store.has(&a));
+        assert_eq!(store.get_verified(&b, 100).unwrap(), b"bravo");
+        c = store.put(b"charlie").unwrap().0;
+        // Re-adding a removed chunk makes it live again.
+        store.put(b"alpha").unwrap();
+    }
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let mut held = store.list().unwrap();
+    held.sort();
+    let mut want = vec![a, b, c];
+    want.sort();
+    assert_eq!(held, want);
+    assert_eq!(store.get_verified(&c, 100).unwrap(), b"charlie");
+}
+
+#[test]
+fn a_corrupt_record_mid_log_is_skipped_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let hashes: Vec<Hash> = {
+        let store = ChunkStore::open(dir.path()).unwrap();
+        ["one", "two", "three"]
+            .iter()
+            .map(|s| store.put(s.as_bytes()).unwrap().0)
+            .collect()
+    };
+    let log = pack::pack_path(&dir.path().join("packs"), 1, "idx");
+    let len = fs::metadata(&log).unwrap().len();
+    let f = OpenOptions::new().write(true).open(&log).unwrap();
+    f.write_all_at(&[0xEE], 10).unwrap(); // inside the first record's hash
+    drop(f);
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(store.corrupt_records(), 1);
+    assert!(
+        !store.has(&hashes[0]),
+        "the corrupt record's chunk is missing"
+    );
+    assert_eq!(store.get_verified(&hashes[1], 100).unwrap(), b"two");
+    assert_eq!(store.get_verified(&hashes[2], 100).unwrap(), b"three");
+    assert_eq!(
+        fs::metadata(&log).unwrap().len(),
+        len,
+        "records after the corruption are not cut"
+    );
+}
+
+#[test]
+fn injected_faults_reach_the_caller_and_leave_the_store_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (kept, _) = store.put(b"kept").unwrap();
+    store.faults().disk_full_after(3);
+    let err = store.put(b"does not fit").unwrap_err().to_string();
+    assert!(err.contains("No space left on device"), "{err}");
+    store.faults().fail_sync(true);
+    assert!(store
+        .sync()
+        .unwrap_err()
+        .to_string()
+        .contains("injected sync failure"));
+    store.faults().clear();
+    store.faults().fail_writes(true);
+    assert!(store.put(b"io error").is_err());
+    store.faults().clear();
+    let (later, _) = store.put(b"after the faults").unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let store = ChunkStore::open(dir.path()).unwrap();
+    assert_eq!(store.corrupt_records(), 0);
+    assert_eq!(store.len(), 2, "only the successful writes are held");
+    assert_eq!(store.get_verified(&kept, 100).unwrap(), b"kept");
+    assert_eq!(
+        store.get_verified(&later, 100).unwrap(),
+        b"after the faults"
+    );
+}
