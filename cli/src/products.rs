@@ -448,11 +448,14 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
     if json {
         return print_json(&r);
     }
+    let corrupt = match r.corrupt_removed.len() {
+        0 => "none corrupt".to_string(),
+        n => format!("{n} corrupt, removed"),
+    };
     say!(
-        "checked {} chunk(s), {}: {} corrupt, removed",
+        "checked {} chunk(s), {}: {corrupt}",
         r.chunks_checked,
-        human_bytes(r.bytes_checked),
-        r.corrupt_removed.len()
+        human_bytes(r.bytes_checked)
     );
     for c in &r.corrupt_removed {
         say!("  corrupt chunk {c}");
