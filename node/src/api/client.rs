@@ -110,8 +110,12 @@ impl ApiClient {
         ApiClient {
             base: format!("http://{addr}"),
             token,
+            // No pooled connections: the server closes a connection whose request it
+            // refused before reading the body (a 401), and a pooled one reused after
+            // that close fails with an unexpected EOF. Loopback connects are cheap.
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(5))
+                .max_idle_connections(0)
                 .build(),
         }
     }
