@@ -6,13 +6,13 @@
 //! Every read is verified against the chunk's hash. A crash can leave a torn index
 //! record or bytes past the last record; both are recognised when the store opens and
 //! never served. Durability is batched: writers call [`ChunkStore::sync`] (one
-//! `syncfs`) before they acknowledge anything. Removed chunks are tombstoned;
+//! `fsync` per pack written) before they acknowledge anything. Removed chunks are tombstoned;
 //! [`ChunkStore::compact`] rewrites packs that are mostly dead and deletes them.
 //!
 //! One process opens a store for writing at a time (a lock file enforces it); others
 //! may open it read-only, for inspection and tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -28,7 +28,7 @@ use crate::pack::{self, Loc, Record, PACK_TARGET};
 mod maintenance;
 mod sys;
 
-use sys::{punch_hole, syncfs};
+use sys::punch_hole;
 
 /// A chunk store failure.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,9 @@ pub struct ChunkStore {
     state: Mutex<State>,
     /// Read handles of packs, opened on first read.
     readers: Mutex<HashMap<u32, Arc<File>>>,
+    /// Held for the whole of a sync: a writer whose packs another sync took waits
+    /// for that sync to finish before it may acknowledge.
+    syncing: Mutex<()>,
     writable: bool,
     /// Held (locked) while the store is open for writing.
     _lock: Option<File>,
@@ -113,6 +116,10 @@ struct State {
     live: BTreeMap<u32, u64>,
     active: Option<Active>,
     next_pack: u32,
+    /// Packs written (data or log) since the last [`ChunkStore::sync`].
+    unsynced: BTreeSet<u32>,
+    /// Packs were created or deleted since the last sync: the directory needs one.
+    names_unsynced: bool,
 }
 
 /// The pack being appended to.
@@ -200,7 +207,10 @@ impl ChunkStore {
                 live: replayed.live,
                 active: None,
                 next_pack,
+                unsynced: BTreeSet::new(),
+                names_unsynced: false,
             }),
+            syncing: Mutex::new(()),
             readers: Mutex::new(HashMap::new()),
             writable,
             _lock: lock_file,
@@ -296,24 +306,31 @@ impl ChunkStore {
             .before_write(data.len())
             .and_then(|()| active.data.write_all_at(data, loc.offset))
             .map_err(io_err(&pack::pack_path(&self.packs, loc.pack, "pack")))
-            .and_then(|()| self.log(active, Record::Add(*hash, loc)));
+            .and_then(|()| self.log(st, Record::Add(*hash, loc)));
         if let Err(e) = result {
             // The log may now end in a torn record: never append behind it.
             st.active = None;
             return Err(e);
         }
-        active.size += u64::from(len);
+        if let Some(active) = st.active.as_mut() {
+            active.size += u64::from(len);
+        }
         st.index.insert(*hash, loc);
         *st.live.entry(loc.pack).or_default() += u64::from(len);
         Ok(())
     }
 
-    fn log(&self, active: &mut Active, record: Record) -> Result<(), ChunkError> {
+    /// Appends `record` to the active pack's index log; the pack is then unsynced.
+    fn log(&self, st: &mut State, record: Record) -> Result<(), ChunkError> {
         let bytes = record.encode();
+        let active = self.active(st)?;
+        let n = active.n;
         self.faults
             .before_write(bytes.len())
             .and_then(|()| active.log.write_all(&bytes))
-            .map_err(io_err(&pack::pack_path(&self.packs, active.n, "idx")))
+            .map_err(io_err(&pack::pack_path(&self.packs, n, "idx")))?;
+        st.unsynced.insert(n);
+        Ok(())
     }
 
     /// The pack to append to, starting a new one when there is none or it is full.
@@ -344,6 +361,8 @@ impl ChunkStore {
                 .map_err(io_err(&data_path))?;
             st.next_pack = n + 1;
             st.live.insert(n, 0);
+            st.unsynced.insert(n);
+            st.names_unsynced = true;
             st.active = Some(Active {
                 n,
                 data,
@@ -376,9 +395,9 @@ impl ChunkStore {
         };
         if self.writable {
             self.punch(&st, loc);
+            st.unsynced.insert(loc.pack);
         }
-        let active = self.active(&mut st)?;
-        if let Err(e) = self.log(active, Record::Remove(*hash, loc)) {
+        if let Err(e) = self.log(&mut st, Record::Remove(*hash, loc)) {
             st.active = None;
             return Err(e);
         }
@@ -389,12 +408,52 @@ impl ChunkStore {
         Ok(u64::from(loc.len))
     }
 
-    /// Makes every chunk written so far durable (one `syncfs` of the store's file
-    /// system). Call before acknowledging a publish or marking a fetch complete.
+    /// Makes every chunk written so far durable: an `fsync` of each pack and index
+    /// log written since the last sync, and of the packs directory if packs came or
+    /// went. Call before acknowledging a publish or marking a fetch complete.
+    ///
+    /// (It was one `syncfs` of the whole file system, which also flushed every other
+    /// program's writes, and which a FUSE or network file system never sees: the
+    /// power-loss harness lost acknowledged publishes to it.)
     pub fn sync(&self) -> Result<(), ChunkError> {
+        let _one_at_a_time = lock(&self.syncing);
+        let (packs, names) = {
+            let mut st = lock(&self.state);
+            (
+                std::mem::take(&mut st.unsynced),
+                std::mem::replace(&mut st.names_unsynced, false),
+            )
+        };
+        let result = self.sync_packs(&packs, names);
+        if result.is_err() {
+            // Not durable: the next sync tries these again.
+            let mut st = lock(&self.state);
+            st.unsynced.extend(packs);
+            st.names_unsynced |= names;
+        }
+        result
+    }
+
+    /// `fsync`s the packs `packs` (data and log) and, if `names`, the packs directory.
+    /// Takes no lock: callers holding the state lock may call it.
+    fn sync_packs(&self, packs: &BTreeSet<u32>, names: bool) -> Result<(), ChunkError> {
         self.faults.before_sync().map_err(io_err(&self.root))?;
-        let dir = File::open(&self.root).map_err(io_err(&self.root))?;
-        syncfs(&dir).map_err(io_err(&self.root))
+        for n in packs {
+            for ext in ["pack", "idx"] {
+                let path = pack::pack_path(&self.packs, *n, ext);
+                match File::open(&path) {
+                    Ok(f) => f.sync_all().map_err(io_err(&path))?,
+                    // Compacted away since it was written: nothing left to save.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
+            }
+        }
+        if names {
+            let dir = File::open(&self.packs).map_err(io_err(&self.packs))?;
+            dir.sync_all().map_err(io_err(&self.packs))?;
+        }
+        Ok(())
     }
 
     /// Reads a chunk of at most `limit` bytes and verifies it against its name.

@@ -13,6 +13,11 @@
 //! - **policy**: the node starts (its chain re-verifies from genesis), enforces the
 //!   new version if the submission was acknowledged, and both nodes converge on the
 //!   same version.
+//!
+//! With `power_loss`, the homes live on a [`crate::powerloss::Disk`] and each kill is
+//! a power loss of the machine: both nodes are killed, the disk forgets every write
+//! not yet synced, and both restart. Every promise above must still hold; only what
+//! was never acknowledged may be lost.
 
 use mesh_node::api::FetchRequest;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,8 @@ pub struct CrashOptions<F: FnMut(&str)> {
     pub rows: usize,
     /// How to run `mesh`.
     pub mesh: MeshBin,
+    /// Put the homes on a power-loss disk and lose power at each kill.
+    pub power_loss: bool,
     /// Receives one progress line per iteration.
     pub say: F,
 }
@@ -58,8 +65,10 @@ pub enum Op {
 pub struct Iteration {
     /// The operation.
     pub op: Op,
-    /// Milliseconds after the request when the node was killed.
+    /// Milliseconds after the request when the node was killed (0 with `at_ack`).
     pub kill_after_ms: u64,
+    /// The kill (a power loss) came right after the acknowledgment.
+    pub at_ack: bool,
     /// Whether the node acknowledged the operation before it died.
     pub acknowledged: bool,
     /// Fetch only: bytes the retry did not have to download again.
@@ -73,10 +82,18 @@ pub struct CrashReport {
     pub seed: u64,
     /// The iterations, in order.
     pub iterations: Vec<Iteration>,
+    /// With `power_loss`: what the disk saw, and what the power losses threw away.
+    pub disk: Option<crate::powerloss::Stats>,
 }
 
 struct Harness {
     net: Testnet,
+    /// The power-loss disk the homes are on (dropped after `net`: nodes die first).
+    disk: Option<crate::powerloss::Disk>,
+    /// Where source data is written: never on the power-loss disk.
+    scratch: PathBuf,
+    /// Holds `scratch` and the disk's mount point, with `power_loss`.
+    _tmp: Option<tempfile::TempDir>,
     rows: usize,
     /// Acknowledged publishes: product, and the source file's hash.
     published: Vec<(String, blake3::Hash)>,
@@ -87,14 +104,28 @@ struct Harness {
 
 /// Runs the harness; fails on the first broken promise, naming the seed and step.
 pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<CrashReport> {
-    let mut net = Testnet::create(TestnetConfig::new(
-        options.mesh.clone(),
-        2,
-        &["sales", "finance"],
-    ))?;
+    let mut config = TestnetConfig::new(options.mesh.clone(), 2, &["sales", "finance"]);
+    let (disk, tmp) = if options.power_loss {
+        let tmp = tempfile::Builder::new()
+            .prefix("mesh-powerloss-")
+            .tempdir()?;
+        let disk = crate::powerloss::Disk::mount(&tmp.path().join("disk"))?;
+        config.dir = Some(disk.path().to_owned());
+        (Some(disk), Some(tmp))
+    } else {
+        (None, None)
+    };
+    let mut net = Testnet::create(config)?;
     net.start_all()?;
+    let scratch = match &tmp {
+        Some(t) => t.path().join("scratch"),
+        None => net.root().to_owned(),
+    };
     let mut h = Harness {
         net,
+        disk,
+        scratch,
+        _tmp: tmp,
         rows: options.rows,
         published: Vec::new(),
         unfetched: Vec::new(),
@@ -122,24 +153,40 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
             Op::Fetch => fetch_ms,
             Op::Policy => policy_ms,
         };
-        // Up to 20% past the usual duration, so some kills land after the ack.
+        // Up to 20% past the usual duration, so some kills land after the ack. With
+        // a power-loss disk, one iteration in three loses power right after the
+        // acknowledgment, before any background flush: what was acknowledged must
+        // have been synced.
         let kill_after_ms = rng.below(span + span / 5 + 1);
+        let kill = if options.power_loss && rng.below(3) == 0 {
+            None
+        } else {
+            Some(kill_after_ms)
+        };
+        let moment = match kill {
+            Some(ms) => format!("after {ms:>5} ms"),
+            None => "at the ack".to_owned(),
+        };
         let step = || {
             format!(
-                "iteration {i} ({op:?}, kill after {kill_after_ms} ms, seed {})",
+                "iteration {i} ({op:?}, kill {moment}, seed {})",
                 options.seed
             )
         };
         let it = match op {
-            Op::Publish => h.crash_publish(kill_after_ms),
-            Op::Fetch => h.crash_fetch(kill_after_ms),
-            Op::Policy => h.crash_policy(kill_after_ms),
+            Op::Publish => h.crash_publish(kill),
+            Op::Fetch => h.crash_fetch(kill),
+            Op::Policy => h.crash_policy(kill),
         }
         .with_context(step)?;
         (options.say)(&format!(
-            "{i:>4} {:<8} killed after {:>5} ms  {}{}",
+            "{i:>4} {:<8} {} {moment}  {}{}",
             format!("{op:?}").to_lowercase(),
-            kill_after_ms,
+            if options.power_loss {
+                "power lost"
+            } else {
+                "killed"
+            },
             if it.acknowledged {
                 "acknowledged"
             } else {
@@ -157,6 +204,7 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
     Ok(CrashReport {
         seed: options.seed,
         iterations,
+        disk: h.disk.as_ref().map(|d| d.stats()),
     })
 }
 
@@ -176,6 +224,12 @@ pub fn markdown(report: &CrashReport) -> String {
             its.iter().map(|i| i.saved_bytes).sum::<u64>(),
         ));
     }
+    if let Some(d) = &report.disk {
+        out.push_str(&format!(
+            "\npower-loss disk: {} power losses; {} writes ({} bytes) and {} syncs seen; {} files reverted, {} unsynced bytes forgotten\n",
+            d.power_losses, d.writes, d.bytes_written, d.syncs, d.files_reverted, d.bytes_forgotten
+        ));
+    }
     out
 }
 
@@ -188,7 +242,7 @@ impl Harness {
     fn new_data(&mut self) -> anyhow::Result<(String, PathBuf, blake3::Hash)> {
         self.counter += 1;
         let name = format!("sales/crash-{}", self.counter);
-        let dir = self.root().join(format!("data-{}", self.counter));
+        let dir = self.scratch.join(format!("data-{}", self.counter));
         let csv = sample::write_orders(&dir, self.rows, self.counter as u64)?;
         Ok((name, std::fs::canonicalize(dir)?, file_hash(&csv)?))
     }
@@ -248,30 +302,61 @@ impl Harness {
         Ok(took)
     }
 
-    /// Runs `request` on node `i` in a thread, kills the node after `ms`, restarts it;
-    /// returns the request's result.
+    /// Runs `request` on node `i` in a thread, kills the node after `kill` ms or,
+    /// with `None`, as soon as it answers (with a
+    /// power-loss disk: kills every node and loses power), restarts; returns the
+    /// request's result.
     fn kill_during<T: Send + 'static>(
         &mut self,
         i: usize,
-        ms: u64,
+        kill: Option<u64>,
         request: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<anyhow::Result<T>> {
         let worker = std::thread::spawn(request);
-        std::thread::sleep(Duration::from_millis(ms));
-        self.net.nodes[i].kill();
-        let result = worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("the request thread panicked"))?;
-        self.net.start(i)?;
-        self.net.wait_peers(i, 1, DEADLINE)?;
+        let join = |w: std::thread::JoinHandle<anyhow::Result<T>>| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("the request thread panicked"))
+        };
+        let (answered, running) = match kill {
+            // The kill is the point: a fixed moment, whatever the request is doing.
+            Some(ms) => {
+                std::thread::sleep(Duration::from_millis(ms));
+                (None, Some(worker))
+            }
+            None => (Some(join(worker)?), None),
+        };
+        if let Some(disk) = &self.disk {
+            for n in &mut self.net.nodes {
+                n.kill();
+            }
+            disk.power_loss();
+        } else {
+            self.net.nodes[i].kill();
+        }
+        let result = match (answered, running) {
+            (Some(r), _) => r,
+            (None, Some(w)) => join(w)?,
+            (None, None) => bail!("the request thread was lost"),
+        };
+        if self.disk.is_some() {
+            for n in 0..self.net.nodes.len() {
+                self.net.start(n)?;
+            }
+            for n in 0..self.net.nodes.len() {
+                self.net.wait_peers(n, 1, DEADLINE)?;
+            }
+        } else {
+            self.net.start(i)?;
+            self.net.wait_peers(i, 1, DEADLINE)?;
+        }
         Ok(result)
     }
 
-    fn crash_publish(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+    fn crash_publish(&mut self, kill: Option<u64>) -> anyhow::Result<Iteration> {
         let (name, dir, hash) = self.new_data()?;
         let client = self.net.nodes[0].client()?;
         let manifest = sample::manifest_toml(&name, "1.0.0");
-        let result = self.kill_during(0, ms, move || {
+        let result = self.kill_during(0, kill, move || {
             client.publish(&dir, &manifest).map_err(anyhow::Error::from)
         })?;
         let acknowledged = result.is_ok();
@@ -304,7 +389,8 @@ impl Harness {
         }
         Ok(Iteration {
             op: Op::Publish,
-            kill_after_ms: ms,
+            kill_after_ms: kill.unwrap_or(0),
+            at_ack: kill.is_none(),
             acknowledged,
             saved_bytes: 0,
         })
@@ -321,7 +407,7 @@ impl Harness {
         check_output(&out, source).with_context(|| format!("verifying {product}"))
     }
 
-    fn crash_fetch(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+    fn crash_fetch(&mut self, kill: Option<u64>) -> anyhow::Result<Iteration> {
         let (name, hash) = self.next_unfetched()?;
         self.counter += 1;
         let out = self.root().join(format!("fetch-{}", self.counter));
@@ -331,7 +417,7 @@ impl Harness {
             out: Some(out.clone()),
             force: false,
         };
-        let result = self.kill_during(1, ms, move || {
+        let result = self.kill_during(1, kill, move || {
             client
                 .fetch(&request, |_| {})
                 .map(|_| ())
@@ -349,20 +435,21 @@ impl Harness {
         check_output(&out, hash)?;
         Ok(Iteration {
             op: Op::Fetch,
-            kill_after_ms: ms,
+            kill_after_ms: kill.unwrap_or(0),
+            at_ack: kill.is_none(),
             acknowledged,
             saved_bytes: outcome.size.saturating_sub(outcome.transferred_bytes),
         })
     }
 
-    fn crash_policy(&mut self, ms: u64) -> anyhow::Result<Iteration> {
+    fn crash_policy(&mut self, kill: Option<u64>) -> anyhow::Result<Iteration> {
         self.counter += 1;
         let before = self.net.policy_version(1)?;
         let signed = self.net.draft_policy(1, &self.policy_change()?, &[0, 1])?;
         let version = signed.value()?.version;
         let client = self.net.nodes[1].client()?;
         let to_submit = signed.clone();
-        let result = self.kill_during(1, ms, move || {
+        let result = self.kill_during(1, kill, move || {
             client
                 .submit_policy(&to_submit)
                 .map_err(anyhow::Error::from)
@@ -393,7 +480,8 @@ impl Harness {
         self.net.wait_policy(1, version, DEADLINE)?;
         Ok(Iteration {
             op: Op::Policy,
-            kill_after_ms: ms,
+            kill_after_ms: kill.unwrap_or(0),
+            at_ack: kill.is_none(),
             acknowledged,
             saved_bytes: 0,
         })

@@ -15,6 +15,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod crash;
 pub mod observe;
+pub mod powerloss;
 mod process;
 pub mod proxy;
 pub mod sample;

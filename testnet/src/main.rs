@@ -110,6 +110,10 @@ enum Cmd {
         /// Rows of sample CSV per product (about 45 bytes a row).
         #[arg(long, default_value_t = 200_000)]
         rows: usize,
+        /// Put the homes on a disk that forgets unsynced writes, and make each kill a
+        /// power loss of both nodes (needs root or fusermount3, and /dev/fuse).
+        #[arg(long)]
+        power_loss: bool,
         /// Write the report as JSON here.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
             iterations,
             seed,
             rows,
+            power_loss,
             json,
         } => report(MeshBin::from_env_or_current().and_then(|mesh| {
             let r = mesh_testnet::crash::run(mesh_testnet::crash::CrashOptions {
@@ -193,6 +198,7 @@ fn main() -> ExitCode {
                 seed,
                 rows,
                 mesh,
+                power_loss,
                 say: |line| println!("{line}"),
             })?;
             print!("{}", mesh_testnet::crash::markdown(&r));

@@ -17,6 +17,7 @@ fn ten_kills_during_publish_fetch_and_policy_keep_every_promise() {
         seed: 3,
         rows: 100_000,
         mesh: MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet")),
+        power_loss: false,
         say: |line: &str| lines.push(line.to_owned()),
     })
     .unwrap_or_else(|e| panic!("{e:#}"));

@@ -102,8 +102,7 @@ impl ChunkStore {
                 let Some(r) = Record::decode(raw) else { break };
                 if let Record::Remove(_, loc) = r {
                     if !doomed.contains(&loc.pack) && st.live.contains_key(&loc.pack) {
-                        let active = self.active(&mut st)?;
-                        if let Err(e) = self.log(active, r) {
+                        if let Err(e) = self.log(&mut st, r) {
                             st.active = None;
                             return Err(e);
                         }
@@ -111,7 +110,13 @@ impl ChunkStore {
                 }
             }
         }
-        self.sync()?;
+        let packs = std::mem::take(&mut st.unsynced);
+        let names = std::mem::replace(&mut st.names_unsynced, false);
+        if let Err(e) = self.sync_packs(&packs, names) {
+            st.unsynced.extend(packs);
+            st.names_unsynced |= names;
+            return Err(e);
+        }
         let mut reclaimed = 0;
         for (n, size) in victims {
             lock(&self.readers).remove(&n);
@@ -120,6 +125,8 @@ impl ChunkStore {
                 let path = pack::pack_path(&self.packs, n, ext);
                 fs::remove_file(&path).map_err(io_err(&path))?;
             }
+            st.unsynced.remove(&n);
+            st.names_unsynced = true;
             reclaimed += size;
         }
         Ok(reclaimed)

@@ -1,7 +1,6 @@
-//! The two system calls the chunk store needs that std does not offer: `syncfs`
-//! (one flush of the whole file system before acknowledging) and `fallocate`
-//! hole punching (giving a removed chunk's blocks back at once). The only
-//! `unsafe` in the crate, each call documented.
+//! The system call the chunk store needs that std does not offer: `fallocate`
+//! hole punching (giving a removed chunk's blocks back at once). The only `unsafe`
+//! in the crate, documented.
 
 use std::fs::File;
 use std::io;
@@ -24,20 +23,6 @@ pub(super) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
             len,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// `syncfs(2)`: flushes the whole file system holding `file`.
-#[allow(unsafe_code)]
-pub(super) fn syncfs(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `file` is an open file owned by the caller for the whole call, so its
-    // descriptor is valid; syncfs reads no memory of ours.
-    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
     if rc == 0 {
         Ok(())
     } else {

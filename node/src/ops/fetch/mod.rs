@@ -282,8 +282,8 @@ impl Fetcher {
                         }
                     }
                 }
-                // One syncfs covers the store and, on the same file system, the
-                // output files, whose own sync in `commit` then finds them clean.
+                // The store's packs first (an fsync of each written), then the
+                // output files, synced by `commit` before they are renamed.
                 let synced_from = std::time::Instant::now();
                 chunks.sync()?;
                 let sync_time = synced_from.elapsed();
