@@ -214,7 +214,7 @@ impl ChunkStore {
             readers: Mutex::new(HashMap::new()),
             writable,
             _lock: lock_file,
-            faults: Faults::default(),
+            faults: Faults::off(),
             corrupt: replayed.corrupt,
         }
     }

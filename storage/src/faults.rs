@@ -21,6 +21,11 @@ mod disabled {
     pub(crate) struct Faults;
 
     impl Faults {
+        /// No faults.
+        pub(crate) fn off() -> Faults {
+            Faults
+        }
+
         /// Called before writing `len` bytes.
         #[inline]
         pub(crate) fn before_write(&self, _len: usize) -> io::Result<()> {
@@ -63,6 +68,11 @@ mod switches {
     }
 
     impl Faults {
+        /// Every fault off.
+        pub(crate) fn off() -> Faults {
+            Faults::default()
+        }
+
         /// The disk fills after `bytes` more bytes: writes then fail with `ENOSPC`.
         pub fn disk_full_after(&self, bytes: u64) {
             self.space_left.store(bytes, Ordering::SeqCst);

@@ -140,7 +140,7 @@ impl SledStore {
         Ok(SledStore {
             db,
             files,
-            faults: crate::faults::Faults::default(),
+            faults: crate::faults::Faults::off(),
         })
     }
 

@@ -62,7 +62,7 @@ pub fn unavailable() -> Option<String> {
 }
 
 /// Whether this process runs as root (its effective uid, from `/proc/self/status`).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("Uid:"))

@@ -2,30 +2,43 @@
 //! real node processes, every acknowledged operation recorded, and a checker that
 //! judges the mesh afterwards (Jepsen's idea, on one machine).
 //!
-//! Each step draws one action from the seed: publish a new product or version,
-//! fetch an acknowledged version, submit a policy change, `kill -9` a node (and
-//! restart it some steps later), SIGSTOP one (SIGCONT later), partition the mesh in
-//! two through the fault proxy (heal later), or corrupt a stored chunk on a node
-//! whose product another node also holds. At the end every fault is healed and the
-//! checker asserts:
+//! Each step draws one action from the seed:
+//! - work: publish a new product or version, fetch an acknowledged version;
+//! - governance (see [`council`]): a contact change, a council key rotation, a
+//!   domain removed and later added back, and forged policies (signed by a retired
+//!   or never-registered key) that every node must refuse;
+//! - faults: `kill -9` a node (restarted some steps later), SIGSTOP one (SIGCONT
+//!   later), partition the mesh in two through the fault proxy (healed later),
+//!   corrupt a stored chunk on a node whose product another node also holds, and
+//!   fill one node's disk to the last byte (freed later; see [`disk`]).
+//!
+//! At the end every fault is healed, the council delivers its last change and adds
+//! the removed domain back, and the checker ([`check`]) asserts:
 //! - every acknowledged publish is held by its publisher and its bytes verify;
 //! - every fetched file was byte-identical to what was published (checked as it
 //!   was fetched);
-//! - every live node converges to the same policy head and the same catalog;
+//! - no node acknowledged a publish for a domain its own policy did not register;
+//! - every live node converges to the council's policy head and the same catalog,
+//!   with no entry left flagged as unregistered once its domain is back;
+//! - every policy version any node holds is signed by a threshold of its
+//!   predecessor's council: nothing signed by a retired or unregistered key counted;
 //! - no node died other than by the schedule.
 //!
 //! A failing seed replays the same schedule.
+
+mod check;
+mod council;
+mod disk;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mesh_protocol::policy_change::PolicyChange;
 use mesh_testkit::SeededRng;
 use serde::Serialize;
 
 use crate::proxy::FaultProxy;
-use crate::{file_hash, sample, wait_until, MeshBin, Testnet, TestnetConfig};
+use crate::{file_hash, sample, MeshBin, Testnet, TestnetConfig};
 
 /// How long convergence and each request may take.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -97,12 +110,29 @@ pub fn markdown(r: &ChaosReport) -> String {
     s
 }
 
+/// A rare action every soak takes at least once.
+#[derive(Debug, Clone, Copy)]
+enum Tour {
+    Policy(council::Change),
+    Forge,
+    FillDisk,
+}
+
+/// The tour, in order.
+const TOUR: [Tour; 4] = [
+    Tour::Policy(council::Change::Rotate),
+    Tour::Policy(council::Change::Remove),
+    Tour::Forge,
+    Tour::FillDisk,
+];
+
 /// A fault in force, healed when its step comes or at the end.
 #[derive(Debug)]
 enum Healing {
     Restart(usize),
     Resume(usize),
     Heal,
+    FreeDisk,
 }
 
 struct Soak<F: FnMut(&str)> {
@@ -118,22 +148,52 @@ struct Soak<F: FnMut(&str)> {
     down: BTreeSet<usize>,
     partitioned: bool,
     counter: usize,
+    council: council::CouncilState,
+    /// The node whose home is on a small disk, and the disk (dropped after `net`).
+    small: Option<(usize, disk::SmallDisk)>,
+    disk_full: bool,
+    /// Rare actions not taken yet (see [`TOUR`]).
+    tour: Vec<Tour>,
+    /// The soak's own temporary root, when no directory was given.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 /// Runs a soak; an error means the harness itself could not go on (a node that
 /// would not start); broken promises are `violations` in the report.
-pub fn run<F: FnMut(&str)>(options: ChaosOptions<F>) -> anyhow::Result<ChaosReport> {
+pub fn run<F: FnMut(&str)>(mut options: ChaosOptions<F>) -> anyhow::Result<ChaosReport> {
     anyhow::ensure!(options.nodes >= 4, "a chaos soak needs at least 4 nodes");
-    let config = TestnetConfig::new(
+    let mut config = TestnetConfig::new(
         options.mesh.clone(),
         options.nodes,
-        &["sales", "finance", "logistics", "marketing"],
+        &["sales", "finance", "logistics", council::REMOVABLE],
     );
-    let mut config = config;
-    config.dir = options.dir.clone();
+    let tmp = match &options.dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("mesh-chaos-").tempdir()?),
+    };
+    let root = match (&options.dir, &tmp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_owned(),
+        (None, None) => anyhow::bail!("no directory for the soak"),
+    };
+    config.dir = Some(root.clone());
+    // The last node's home goes on a small disk the schedule can fill.
+    let small = if crate::powerloss::is_root() {
+        let last = options.nodes - 1;
+        let domain = &config.domains[last % config.domains.len()];
+        let home = root.join(format!("node{last:02}-{domain}"));
+        Some((last, disk::SmallDisk::mount(&home)?))
+    } else {
+        (options.say)(
+            "NOTE: not root, so no node gets a small disk: the full-disk fault is skipped",
+        );
+        None
+    };
     let mut net = Testnet::create(config)?;
     let proxy = FaultProxy::new()?;
     net.start_all_proxied(&proxy, 2, options.seed)?;
+    let genesis = net.current_policy(0)?;
+    let council = council::CouncilState::new(genesis, net.council.len());
     let mut soak = Soak {
         net,
         proxy,
@@ -149,12 +209,18 @@ pub fn run<F: FnMut(&str)>(options: ChaosOptions<F>) -> anyhow::Result<ChaosRepo
         down: BTreeSet::new(),
         partitioned: false,
         counter: 0,
+        council,
+        small,
+        disk_full: false,
+        tour: TOUR.to_vec(),
+        _tmp: tmp,
     };
     let started = Instant::now();
     while started.elapsed() < options.duration {
         soak.step()?;
     }
     soak.heal_all()?;
+    soak.settle_council()?;
     soak.check();
     soak.net.stop_all()?;
     Ok(soak.report)
@@ -195,11 +261,24 @@ impl<F: FnMut(&str)> Soak<F> {
             self.heal(h)?;
         }
         let live = self.live();
+        // Every fifth step, until each has happened once, a rare action of the tour:
+        // a short soak still rotates a key, removes a domain, forges a policy and
+        // fills a disk.
+        if step.is_multiple_of(5) {
+            if let Some(&action) = self.tour.first() {
+                if self.tour_step(action, &live)? {
+                    self.tour.remove(0);
+                }
+                return Ok(());
+            }
+        }
         let max_down = self.net.nodes.len() / 3;
         match self.rng.below(100) {
             0..=29 => self.publish(&live),
             30..=54 => self.fetch(&live),
-            55..=62 => self.policy(&live),
+            55..=62 => {
+                self.policy(&live, None);
+            }
             63..=72 if self.down.len() < max_down => {
                 if let Some(i) = self.pick(&live) {
                     (self.say)(&format!("step {step}: kill -9 node {i}"));
@@ -230,7 +309,11 @@ impl<F: FnMut(&str)> Soak<F> {
                 self.pending.push((back, Healing::Heal));
                 self.count_fault("partition and heal");
             }
-            89..=94 => self.corrupt(&live)?,
+            89..=93 => self.corrupt(&live)?,
+            94..=96 => {
+                self.forge(&live)?;
+            }
+            97..=99 if !self.disk_full && self.small.is_some() => self.fill_disk()?,
             _ => self.fetch(&live),
         }
         Ok(())
@@ -252,8 +335,55 @@ impl<F: FnMut(&str)> Soak<F> {
                 self.proxy.heal();
                 self.partitioned = false;
             }
+            Healing::FreeDisk => {
+                if let Some((_, d)) = &self.small {
+                    d.free()?;
+                }
+                self.disk_full = false;
+            }
         }
         Ok(())
+    }
+
+    /// One action of the tour; whether it happened (it is tried again otherwise).
+    fn tour_step(&mut self, action: Tour, live: &[usize]) -> anyhow::Result<bool> {
+        Ok(match action {
+            Tour::Policy(change) => self.policy(live, Some(change)),
+            Tour::Forge => self.forge(live)?,
+            Tour::FillDisk if self.small.is_none() => true,
+            Tour::FillDisk if self.disk_full => false,
+            Tour::FillDisk => {
+                self.fill_disk()?;
+                true
+            }
+        })
+    }
+
+    /// Fills the small disk's last byte; freed some steps later.
+    fn fill_disk(&mut self) -> anyhow::Result<()> {
+        let Some((i, d)) = &self.small else {
+            return Ok(());
+        };
+        let (i, filled) = (*i, d.fill()?);
+        (self.say)(&format!(
+            "step {}: node {i}'s disk is full ({} MiB of ballast)",
+            self.report.steps,
+            filled >> 20
+        ));
+        self.disk_full = true;
+        let back = self.report.steps + 2 + self.rng.below(4) as usize;
+        self.pending.push((back, Healing::FreeDisk));
+        self.count_fault("disk full and freed");
+        Ok(())
+    }
+
+    /// Whether node `i`'s own policy registers its domain and publisher key.
+    fn registered(&self, i: usize) -> Option<bool> {
+        let node = &self.net.nodes[i];
+        let policy = self.net.current_policy(i).ok()?.value().ok()?;
+        let key = node.publisher_key.parse().ok()?;
+        let domain = mesh_protocol::id::DomainName::new(&node.domain).ok()?;
+        Some(policy.is_publisher(&domain, &key))
     }
 
     fn heal_all(&mut self) -> anyhow::Result<()> {
@@ -276,6 +406,7 @@ impl<F: FnMut(&str)> Soak<F> {
             .root()
             .join("chaos-data")
             .join(self.counter.to_string());
+        let before = self.registered(i);
         let acked = sample::write_orders(&dir, 200, self.counter as u64)
             .map_err(anyhow::Error::from)
             .and_then(|csv| {
@@ -285,6 +416,21 @@ impl<F: FnMut(&str)> Soak<F> {
                 Ok(hash)
             });
         let ok = acked.is_ok();
+        // A node whose policy did not register its domain before the publish, and
+        // still does not after it, must have refused (the domain can only come
+        // back through this schedule, so "not before, not after" means "not during").
+        if before == Some(false) {
+            *self
+                .report
+                .checked
+                .entry("publish of an unregistered domain refused".into())
+                .or_default() += 1;
+            if ok && self.registered(i) == Some(false) {
+                self.report.violations.push(format!(
+                    "node {i} acknowledged {product}@{version} though its policy does not register domain {domain}"
+                ));
+            }
+        }
         if let Ok(hash) = acked {
             self.published
                 .push((format!("{product}@{version}"), i, hash));
@@ -322,21 +468,6 @@ impl<F: FnMut(&str)> Soak<F> {
             }
         }
         self.count_op("fetch", ok);
-    }
-
-    fn policy(&mut self, live: &[usize]) {
-        let Some(i) = self.pick(live) else { return };
-        self.counter += 1;
-        let change = PolicyChange::from_toml(&format!(
-            "[domains.sales]\ncontact = \"sales-{}@example.com\"\n",
-            self.counter
-        ));
-        let ok = change
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .and_then(|c| self.net.draft_policy(i, &c, &[0, 1]))
-            .and_then(|signed| self.net.submit_policy(i, &signed))
-            .is_ok();
-        self.count_op("policy change", ok);
     }
 
     /// Corrupts one chunk of a product on a provider that fetched it (a replica,
@@ -390,70 +521,5 @@ impl<F: FnMut(&str)> Soak<F> {
         ));
         self.count_fault("corrupt chunk on a holder");
         Ok(())
-    }
-
-    fn check(&mut self) {
-        let n = self.net.nodes.len();
-        let violations = &mut self.report.violations;
-        let checked = &mut self.report.checked;
-        // No node died other than by the schedule.
-        for i in 0..n {
-            *checked.entry("node alive at the end".into()).or_default() += 1;
-            if !self.net.nodes[i].is_running() {
-                violations.push(format!(
-                    "node {i} is not running, though the schedule restarted it: {}",
-                    self.net.nodes[i].log_tail(20)
-                ));
-            }
-        }
-        // Every live node converges to the same policy head and catalog.
-        let heads = || -> anyhow::Result<BTreeSet<u64>> {
-            (0..n).map(|i| self.net.policy_version(i)).collect()
-        };
-        *checked.entry("policy heads converge".into()).or_default() += n;
-        if let Err(e) = wait_until("every node to the same policy head", DEADLINE, || {
-            Ok(heads()?.len() == 1)
-        }) {
-            violations.push(format!("{e:#}: heads {:?}", heads().ok()));
-        }
-        let want: BTreeSet<String> = self.published.iter().map(|(l, _, _)| l.clone()).collect();
-        let catalog = |i: usize| -> anyhow::Result<BTreeSet<String>> {
-            Ok(self
-                .net
-                .products(i)?
-                .iter()
-                .map(|e| format!("{}@{}", e.announcement.product, e.announcement.version))
-                .collect())
-        };
-        *checked.entry("catalogs converge".into()).or_default() += n;
-        for i in 0..n {
-            if let Err(e) = wait_until(&format!("node {i}'s catalog"), DEADLINE, || {
-                Ok(catalog(i)?.is_superset(&want))
-            }) {
-                let missing: Vec<_> = catalog(i)
-                    .map(|c| want.difference(&c).cloned().collect())
-                    .unwrap_or_default();
-                violations.push(format!("{e:#}: node {i} lacks {missing:?}"));
-            }
-        }
-        // Every acknowledged publish is held by its publisher and its bytes verify
-        // (a chunk corrupted by the schedule is repaired from a peer on the way).
-        for (k, (label, node, source)) in self.published.iter().enumerate() {
-            *checked
-                .entry("acknowledged publish held and verifies".into())
-                .or_default() += 1;
-            let out = self.net.root().join("chaos-check").join(k.to_string());
-            match self.net.fetch(*node, label, &out) {
-                Ok(_) => match file_hash(&out.join("orders.csv")) {
-                    Ok(h) if h == *source => {}
-                    other => violations.push(format!(
-                        "{label} on its publisher, node {node}: bytes differ ({other:?})"
-                    )),
-                },
-                Err(e) => violations.push(format!(
-                    "{label} was acknowledged by node {node} but cannot be read back: {e:#}"
-                )),
-            }
-        }
     }
 }
