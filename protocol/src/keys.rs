@@ -183,10 +183,11 @@ impl fmt::Debug for KeyPair {
 }
 
 impl KeyPair {
-    /// A fresh key from the operating system's random source.
+    /// A fresh key from rand's thread generator (a CSPRNG seeded from the
+    /// operating system's random source).
     pub fn generate() -> Self {
         KeyPair {
-            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+            signing: SigningKey::generate(&mut rand::rng()),
         }
     }
 
