@@ -60,17 +60,21 @@ impl Seal {
         if self.read()?.is_some_and(|v| v >= version) {
             return Ok(());
         }
-        let io = |e: std::io::Error| {
-            HomeError::Corrupt(format!(
-                "writing the policy seal {}: {e}",
-                self.path.display()
-            ))
+        // A failed write (a full disk, say) is an I/O error, not damage: the seal
+        // keeps its older version, which the database is at least at.
+        let io = |e: std::io::Error| HomeError::Io {
+            path: self.path.clone(),
+            source: e,
         };
         let tmp = self.path.with_extension("seal.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(format!("{HEADER}\nversion {version}\n").as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io)?;
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            f.write_all(format!("{HEADER}\nversion {version}\n").as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)

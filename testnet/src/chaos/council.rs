@@ -121,7 +121,7 @@ impl<F: FnMut(&str)> Soak<F> {
         } else {
             self.council.unsent = Some((doc, effect, kind));
         }
-        self.count_op(kind, ok);
+        self.count_op(kind, &result);
     }
 
     /// Drafts and signs the next change from the council's head.

@@ -75,6 +75,9 @@ pub struct ChaosReport {
     pub faults: BTreeMap<String, usize>,
     /// Invariants checked: how many instances of each were checked.
     pub checked: BTreeMap<String, usize>,
+    /// Why operations were not acknowledged: `op: reason` (numbers and hashes
+    /// blanked), with how often.
+    pub refusals: BTreeMap<String, usize>,
     /// Every violation found (empty: the mesh kept its promises).
     pub violations: Vec<String>,
 }
@@ -103,6 +106,11 @@ pub fn markdown(r: &ChaosReport) -> String {
     for (inv, n) in &r.checked {
         s.push_str(&format!("| checked: {inv} | {n} |\n"));
     }
+    let mut refusals: Vec<_> = r.refusals.iter().collect();
+    refusals.sort_by(|a, b| b.1.cmp(a.1));
+    for (why, n) in refusals.iter().take(8) {
+        s.push_str(&format!("| not acknowledged: {why} | {n} |\n"));
+    }
     s.push_str(&format!("| violations | {} |\n", r.violations.len()));
     for v in &r.violations {
         s.push_str(&format!("\nviolation: {v}\n"));
@@ -125,6 +133,24 @@ const TOUR: [Tour; 4] = [
     Tour::Forge,
     Tour::FillDisk,
 ];
+
+/// An error's innermost cause, with numbers, hashes and addresses blanked, so
+/// refusals of one kind count together.
+fn reason(err: &anyhow::Error) -> String {
+    let text = err.root_cause().to_string();
+    let words: Vec<String> = text
+        .split_whitespace()
+        .take(14)
+        .map(|w| {
+            if w.chars().any(|c| c.is_ascii_digit()) {
+                "#".to_owned()
+            } else {
+                w.to_owned()
+            }
+        })
+        .collect();
+    words.join(" ")
+}
 
 /// A fault in force, healed when its step comes or at the end.
 #[derive(Debug)]
@@ -237,10 +263,18 @@ impl<F: FnMut(&str)> Soak<F> {
         (!from.is_empty()).then(|| from[self.rng.below(from.len() as u64) as usize])
     }
 
-    fn count_op(&mut self, op: &str, acked: bool) {
+    /// Counts an attempted operation, and why it was not acknowledged.
+    fn count_op<T>(&mut self, op: &str, result: &anyhow::Result<T>) {
         let e = self.report.operations.entry(op.into()).or_default();
         e.0 += 1;
-        e.1 += usize::from(acked);
+        e.1 += usize::from(result.is_ok());
+        if let Err(err) = result {
+            *self
+                .report
+                .refusals
+                .entry(format!("{op}: {}", reason(err)))
+                .or_default() += 1;
+        }
     }
 
     fn count_fault(&mut self, fault: &str) {
@@ -431,11 +465,11 @@ impl<F: FnMut(&str)> Soak<F> {
                 ));
             }
         }
+        self.count_op("publish", &acked);
         if let Ok(hash) = acked {
             self.published
                 .push((format!("{product}@{version}"), i, hash));
         }
-        self.count_op("publish", ok);
     }
 
     fn fetch(&mut self, live: &[usize]) {
@@ -467,7 +501,7 @@ impl<F: FnMut(&str)> Soak<F> {
                 )),
             }
         }
-        self.count_op("fetch", ok);
+        self.count_op("fetch", &result);
     }
 
     /// Corrupts one chunk of a product on a provider that fetched it (a replica,
