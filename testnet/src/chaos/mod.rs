@@ -355,12 +355,29 @@ impl<F: FnMut(&str)> Soak<F> {
 
     fn heal(&mut self, h: Healing) -> anyhow::Result<()> {
         match h {
-            Healing::Restart(i) => {
-                self.net
-                    .start(i)
-                    .with_context(|| format!("restarting node {i}"))?;
-                self.down.remove(&i);
-            }
+            Healing::Restart(i) => match self.net.start(i) {
+                Ok(()) => {
+                    self.down.remove(&i);
+                }
+                // A node cannot open its database on a full disk: it must say so
+                // and exit; it is started again once the disk is freed.
+                Err(e) if self.disk_full && self.small.as_ref().is_some_and(|(n, _)| *n == i) => {
+                    let text = format!("{e:#}");
+                    *self
+                        .report
+                        .checked
+                        .entry("start on a full disk refused with a clear error".into())
+                        .or_default() += 1;
+                    if !text.contains("No space left on device") {
+                        self.report.violations.push(format!(
+                            "node {i} failed to start on a full disk without saying so: {text}"
+                        ));
+                    }
+                    self.pending
+                        .push((self.report.steps + 1, Healing::Restart(i)));
+                }
+                Err(e) => return Err(e).with_context(|| format!("restarting node {i}")),
+            },
             Healing::Resume(i) => {
                 self.net.nodes[i].signal("CONT")?;
                 self.down.remove(&i);
@@ -421,9 +438,13 @@ impl<F: FnMut(&str)> Soak<F> {
     }
 
     fn heal_all(&mut self) -> anyhow::Result<()> {
-        let pending: Vec<Healing> = self.pending.drain(..).map(|(_, h)| h).collect();
-        for h in pending {
-            self.heal(h)?;
+        // Restarts last: a node killed on a full disk starts once the disk is free.
+        while !self.pending.is_empty() {
+            let mut pending: Vec<Healing> = self.pending.drain(..).map(|(_, h)| h).collect();
+            pending.sort_by_key(|h| matches!(h, Healing::Restart(_)));
+            for h in pending {
+                self.heal(h)?;
+            }
         }
         Ok(())
     }
