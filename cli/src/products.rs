@@ -23,10 +23,12 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         (_, Some(contract)) => {
             let yaml = std::fs::read_to_string(contract)
                 .with_context(|| format!("reading the contract {}", contract.display()))?;
-            let imported = mesh_contract::odcs::import(&yaml)
-                .with_context(|| format!("mapping {}", contract.display()))?;
-            for part in &imported.unsupported {
-                say_err!("note: not represented in the manifest: {part}");
+            // A contract without `domain` belongs to this node's domain.
+            let domain = NodeHome::new(home).load_config().ok().map(|c| c.domain);
+            let imported = mesh_contract::odcs::import(&yaml, domain.as_ref().map(|d| d.as_str()))
+                .with_context(|| format!("reading {}", contract.display()))?;
+            for note in &imported.notes {
+                say_err!("note: {note}");
             }
             toml::to_string(&imported.draft).context("writing the manifest draft")?
         }

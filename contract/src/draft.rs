@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use mesh_protocol::duration::parse_duration;
 use mesh_protocol::manifest::{
-    field_err, Classification, Field, FieldError, FileEntry, LogicalType, Manifest, Owner, Quality,
-    Sla, Status, Upstream, MANIFEST_FORMAT,
+    field_err, Classification, Contract, Field, FieldError, FileEntry, LogicalType, Manifest,
+    Owner, Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
 };
 use mesh_protocol::{Hash, ProductId, PublicKey};
 
@@ -47,6 +47,10 @@ pub struct ManifestDraft {
     /// Upstream products.
     #[serde(default)]
     pub lineage: Vec<UpstreamDraft>,
+    /// The ODCS contract this draft was made from (set by `mesh publish
+    /// --contract`; see [`crate::odcs::import`]), kept whole in the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<Contract>,
 }
 
 /// `[owner]` in `product.toml`.
@@ -67,7 +71,7 @@ pub struct FieldDraft {
     /// Column name.
     pub name: String,
     /// Logical type (`string`, `integer`, `number`, `boolean`, `date`, `timestamp`,
-    /// `object`, `array`).
+    /// `time`, `object`, `array`).
     #[serde(rename = "type")]
     pub logical_type: LogicalType,
     /// Whether values are required.
@@ -243,6 +247,7 @@ impl ManifestDraft {
             quality: facts.quality,
             created_at: facts.created_at,
             publisher: facts.publisher,
+            contract: self.contract,
         };
         if let Err(more) = manifest.validate() {
             errs.extend(more);

@@ -118,7 +118,8 @@ fn days_in(month: u32) -> u32 {
 }
 
 fn is_timestamp(s: &str) -> bool {
-    if s.len() < 16 || !is_date(&s[..10]) {
+    // `get`, not indexing: a multi-byte character at byte 10 must not panic.
+    if s.len() < 16 || !s.get(..10).is_some_and(is_date) {
         return false;
     }
     let rest = &s.as_bytes()[10..];
@@ -126,6 +127,38 @@ fn is_timestamp(s: &str) -> bool {
         && rest[1..3].iter().all(u8::is_ascii_digit)
         && rest[3] == b':'
         && rest[4..6].iter().all(u8::is_ascii_digit)
+}
+
+/// A time of day: `HH:MM:SS`, optionally with fractional seconds and a `Z` or
+/// `±HH:MM` offset.
+fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    let two = |i: usize, max: u8| {
+        b.get(i..i + 2).is_some_and(|d| {
+            d.iter().all(u8::is_ascii_digit) && (d[0] - b'0') * 10 + (d[1] - b'0') <= max
+        })
+    };
+    if !(two(0, 23)
+        && b.get(2) == Some(&b':')
+        && two(3, 59)
+        && b.get(5) == Some(&b':')
+        && two(6, 60))
+    {
+        return false;
+    }
+    let mut rest = &b[8..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &frac[digits..];
+    }
+    match rest {
+        [] | [b'Z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    }
 }
 
 /// Whether text `v` (a CSV cell, or a JSON string) is a valid `t`.
@@ -137,6 +170,7 @@ fn text_fits(t: LogicalType, v: &str) -> bool {
         LogicalType::Boolean => v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false"),
         LogicalType::Date => is_date(v),
         LogicalType::Timestamp => is_timestamp(v),
+        LogicalType::Time => is_time(v),
         LogicalType::Object => v.trim_start().starts_with('{'),
         LogicalType::Array => v.trim_start().starts_with('['),
     }
@@ -150,6 +184,7 @@ fn type_name(t: LogicalType) -> &'static str {
         LogicalType::Boolean => "a boolean (true or false)",
         LogicalType::Date => "a date (YYYY-MM-DD)",
         LogicalType::Timestamp => "a timestamp (YYYY-MM-DDTHH:MM...)",
+        LogicalType::Time => "a time of day (HH:MM:SS)",
         LogicalType::Object => "an object",
         LogicalType::Array => "an array",
     }
@@ -339,6 +374,7 @@ fn json_fits(t: LogicalType, v: &serde_json::Value) -> Result<String, String> {
         (LogicalType::Boolean, V::Bool(_)) => true,
         (LogicalType::Date, V::String(s)) => is_date(s),
         (LogicalType::Timestamp, V::String(s)) => is_timestamp(s),
+        (LogicalType::Time, V::String(s)) => is_time(s),
         (LogicalType::Object, V::Object(_)) => true,
         (LogicalType::Array, V::Array(_)) => true,
         _ => false,
@@ -473,6 +509,34 @@ mod tests {
             classification: Classification::Internal,
             unique,
         }
+    }
+
+    #[test]
+    fn times_and_timestamps_are_recognised_without_panicking_on_any_text() {
+        for ok in [
+            "00:00:00",
+            "23:59:60",
+            "12:30:05.125",
+            "08:00:00Z",
+            "08:00:00+02:00",
+        ] {
+            assert!(is_time(ok), "{ok}");
+        }
+        for bad in [
+            "24:00:00",
+            "12:60:00",
+            "1:00:00",
+            "12:00",
+            "12:00:00.",
+            "12:00:00+2",
+            "é",
+        ] {
+            assert!(!is_time(bad), "{bad}");
+        }
+        assert!(is_timestamp("2024-02-29T10:00:00Z"));
+        // Byte 10 falls inside a multi-byte character: no panic, just "no".
+        assert!(!is_timestamp("2024-02-2éT10:00:00"));
+        assert!(!is_timestamp("ééééééééééééééé"));
     }
 
     fn schema() -> Vec<Field> {

@@ -1,18 +1,22 @@
-//! ODCS v3 contracts: every mapped field of a fixture, unsupported parts listed, a
-//! round trip through `export`, and clear errors for malformed or wrong contracts.
+//! ODCS v3 contracts: the whole document kept and exported leaf for leaf, the
+//! parts mesh checks mapped, notes for what it keeps without checking, round trips
+//! through `export`, and clear errors for malformed or wrong contracts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use mesh_contract::odcs::{export, import};
-use mesh_contract::PublishFacts;
+use std::collections::BTreeMap;
+
+use mesh_contract::odcs::{export, export_value, import, Imported};
+use mesh_contract::{ManifestDraft, PublishFacts};
 use mesh_protocol::manifest::{Classification, LogicalType, Manifest, Status};
 use mesh_protocol::KeyPair;
+use serde_json::Value;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/odcs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn manifest(draft: mesh_contract::ManifestDraft) -> Manifest {
+fn manifest(draft: ManifestDraft) -> Manifest {
     draft
         .into_manifest(PublishFacts {
             files: Vec::new(),
@@ -23,93 +27,274 @@ fn manifest(draft: mesh_contract::ManifestDraft) -> Manifest {
         .unwrap()
 }
 
+/// Every leaf of a JSON value by its path (`schema[0].properties[1].name`).
+fn leaves(v: &Value) -> BTreeMap<String, Value> {
+    fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let p = if at.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{at}.{k}")
+                    };
+                    walk(v, p, out);
+                }
+            }
+            Value::Array(a) if !a.is_empty() => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, format!("{at}[{i}]"), out);
+                }
+            }
+            leaf => {
+                out.insert(at, leaf.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(v, String::new(), &mut out);
+    out
+}
+
+fn yaml_as_json(yaml: &str) -> Value {
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap()
+}
+
+fn notes(i: &Imported) -> String {
+    i.notes.join("\n")
+}
+
 #[test]
-fn every_mapped_field_is_imported_and_the_rest_is_listed() {
-    let imported = import(&fixture("orders.odcs.yaml")).unwrap();
+fn a_full_3_1_contract_maps_what_mesh_checks_and_notes_the_rest() {
+    let imported = import(&fixture("full-3.1.odcs.yaml"), None).unwrap();
     let m = manifest(imported.draft.clone());
-    assert_eq!(m.id.to_string(), "sales/orders");
-    assert_eq!(m.version.to_string(), "2.1.0");
-    assert_eq!(m.status, Status::Active);
-    assert_eq!(m.title, "Customer orders");
-    assert_eq!(
-        m.description,
-        "Every customer order, one row per order.\n\nUsage: Join with crm/customers on customer_id.\n\nLimitations: Amounts before 2020 are estimates."
-    );
+    assert_eq!(m.id.to_string(), "logistics/shipments");
+    assert_eq!(m.version.to_string(), "3.2.1");
+    assert_eq!(m.status, Status::Active, "production means active");
+    assert_eq!(m.title, "Shipments");
+    assert!(m.description.starts_with("Every parcel shipped"));
     assert_eq!(
         (m.owner.team.as_str(), m.owner.contact.as_str()),
-        ("sales-data", "alice@example.com")
+        ("logistics-data", "carol@example.com")
     );
-    assert_eq!(m.tags, vec!["orders", "daily"]);
+    assert_eq!(m.tags, vec!["shipping", "daily"]);
+    let names: Vec<_> = m.schema.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
-        m.classification,
-        Classification::Pii,
-        "the most sensitive field"
+        names,
+        [
+            "shipment_id",
+            "receiver_id",
+            "day",
+            "pickup_time",
+            "weight_kg",
+            "address",
+            "events"
+        ]
     );
-    let f = &m.schema;
-    assert_eq!(f.len(), 4);
+    assert_eq!(m.schema[3].logical_type, LogicalType::Time);
+    assert_eq!(m.schema[1].classification, Classification::Confidential);
     assert_eq!(
-        (
-            f[0].name.as_str(),
-            f[0].logical_type,
-            f[0].required,
-            f[0].unique
-        ),
-        ("order_id", LogicalType::Integer, true, true)
+        m.schema[5].classification,
+        Classification::Internal,
+        "an unknown classification string is read as internal"
     );
-    assert_eq!(f[0].description, "Unique order number");
-    assert_eq!(f[1].classification, Classification::Pii);
-    assert_eq!(
-        f[2].classification,
-        Classification::Confidential,
-        "restricted"
-    );
-    assert_eq!(f[3].logical_type, LogicalType::Timestamp);
+    assert_eq!(m.classification, Classification::Confidential);
     assert_eq!(m.sla.freshness_secs, Some(4 * 3600));
     assert_eq!(m.sla.update_frequency_secs, Some(86_400));
-    assert_eq!(m.sla.retention_secs, Some(3 * 365 * 86_400));
-    assert_eq!(m.sla.availability_bp, Some(9990));
-    let u = imported.unsupported.join("\n");
+    assert_eq!(m.sla.retention_secs, Some(5 * 365 * 86_400));
+    assert_eq!(m.sla.availability_bp, Some(9950));
+    let contract = m
+        .contract
+        .as_ref()
+        .expect("the document travels with the manifest");
+    assert_eq!(contract.api_version, "v3.1.0");
+    let n = notes(&imported);
     for part in [
-        "id (the contract's own id",
-        "tenant",
-        "team members other than the owner (1 more)",
-        "schema[0].properties[1].examples",
-        "schema[1] (order_lines)",
-        "slaProperties[4] (timeOfAvailability)",
-        "servers",
-        "price",
+        "servers: kept",
+        "roles: kept",
+        "support: kept",
+        "price: kept",
+        "tenant: kept",
+        "customProperties: kept",
+        "authoritativeDefinitions: kept",
+        "slaDefaultElement: kept",
+        "description.authoritativeDefinitions: kept",
+        "schema[1] (receivers): kept",
+        "schema[0].quality: kept",
+        "schema[0].properties[0].quality: kept",
+        "slaProperties[4] (timeOfAvailability): kept",
+        "classification \"gdpr-special\" is kept as written",
     ] {
-        assert!(u.contains(part), "{part:?} not listed in:\n{u}");
+        assert!(n.contains(part), "{part:?} not noted in:\n{n}");
+    }
+    assert!(!n.contains("status"), "production is a known status:\n{n}");
+}
+
+#[test]
+fn export_keeps_every_value_of_the_input_in_its_order() {
+    for name in [
+        "full-3.1.odcs.yaml",
+        "minimal-3.0.odcs.yaml",
+        "orders.odcs.yaml",
+    ] {
+        let yaml = fixture(name);
+        let m = manifest(import(&yaml, Some("logistics")).unwrap().draft);
+        let input = yaml_as_json(&yaml);
+        let out = export_value(&m).unwrap();
+        let (want, got) = (leaves(&input), leaves(&out));
+        if name.starts_with("full") {
+            assert!(
+                want.len() > 150,
+                "the full fixture has {} leaves",
+                want.len()
+            );
+        }
+        for (path, value) in &want {
+            assert_eq!(got.get(path), Some(value), "{name}: {path} lost or changed");
+        }
+        // Only fields mesh owns may be added.
+        for path in got.keys().filter(|p| !want.contains_key(*p)) {
+            assert!(
+                ["apiVersion", "kind", "id", "status", "domain"].contains(&path.as_str()),
+                "{name}: export added {path}"
+            );
+        }
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let order: Vec<_> = keys(&out)
+            .into_iter()
+            .filter(|k| input.get(k).is_some())
+            .collect();
+        assert_eq!(order, keys(&input), "{name}: key order");
+        // The YAML text says the same.
+        assert_eq!(yaml_as_json(&export(&m).unwrap()), out);
     }
 }
 
 #[test]
 fn export_then_import_gives_the_same_manifest() {
-    let m = manifest(import(&fixture("orders.odcs.yaml")).unwrap().draft);
-    let yaml = export(&m).unwrap();
-    let back = import(&yaml).unwrap();
-    assert!(back.unsupported.is_empty(), "{:?}", back.unsupported);
-    assert_eq!(manifest(back.draft), m, "{yaml}");
+    for name in [
+        "full-3.1.odcs.yaml",
+        "minimal-3.0.odcs.yaml",
+        "orders.odcs.yaml",
+    ] {
+        let m = manifest(import(&fixture(name), Some("logistics")).unwrap().draft);
+        let yaml = export(&m).unwrap();
+        let back = manifest(import(&yaml, None).unwrap().draft);
+        assert_eq!(back.id, m.id, "{name}");
+        let mut m2 = m.clone();
+        m2.contract = None;
+        let mut b2 = back.clone();
+        b2.contract = None;
+        assert_eq!(b2, m2, "{name}: the mapped parts\n{yaml}");
+        assert_eq!(
+            leaves(&export_value(&back).unwrap()),
+            leaves(&export_value(&m).unwrap()),
+            "{name}: a second round trip changes nothing"
+        );
+    }
+}
+
+#[test]
+fn the_least_contract_the_standard_accepts_imports() {
+    let yaml = fixture("minimal-3.0.odcs.yaml");
+    let err = import(&yaml, None).unwrap_err().to_string();
+    assert!(err.contains("domain is missing"), "{err}");
+    let imported = import(&yaml, Some("logistics")).unwrap();
+    let m = manifest(imported.draft);
+    assert_eq!(m.id.to_string(), "logistics/parcels", "named by its id");
+    assert_eq!(m.title, "parcels");
+    assert_eq!(m.status, Status::Draft, "development");
+    assert_eq!(m.owner.contact, "erin@example.com");
+    let out = export_value(&m).unwrap();
+    assert_eq!(
+        out["apiVersion"], "v3.0.2",
+        "the input's version of the standard"
+    );
+    assert_eq!(out["domain"], "logistics");
+    assert!(out.get("name").is_none(), "not made up");
+    let odd = yaml.replace("status: development", "status: in-review");
+    let imported = import(&odd, Some("logistics")).unwrap();
+    assert!(notes(&imported).contains("status \"in-review\" is kept as written"));
+    let m = manifest(imported.draft);
+    assert_eq!(export_value(&m).unwrap()["status"], "in-review");
+}
+
+#[test]
+fn a_product_toml_product_exports_a_3_1_contract_that_reads_back_the_same() {
+    let draft: ManifestDraft = toml::from_str(
+        r#"
+id = "web/clicks"
+version = "1.4.0"
+status = "deprecated"
+title = "Clicks"
+description = "One row per click."
+classification = "public"
+tags = ["web"]
+consumers = ["sales"]
+[owner]
+team = "web-analytics"
+contact = "web@example.com"
+[[schema]]
+name = "at"
+type = "timestamp"
+required = true
+[[schema]]
+name = "local_time"
+type = "time"
+[sla]
+freshness = "2h"
+availability = 99.9
+[[lineage]]
+id = "web/raw-events"
+"#,
+    )
+    .unwrap();
+    let m = manifest(draft);
+    let out = export_value(&m).unwrap();
+    assert_eq!(out["apiVersion"], "v3.1.0");
+    assert_eq!(out["id"], "web/clicks");
+    assert_eq!(out["schema"][0]["properties"][1]["logicalType"], "time");
+    let back = manifest(import(&export(&m).unwrap(), None).unwrap().draft);
+    assert_eq!(
+        back.classification,
+        Classification::Public,
+        "a public product stays public"
+    );
+    assert_eq!(back.consumers, m.consumers);
+    assert_eq!(back.lineage, m.lineage);
+    let mut b2 = back;
+    b2.contract = None;
+    assert_eq!(b2, m);
 }
 
 #[test]
 fn malformed_and_wrong_contracts_get_clear_errors() {
-    let err = import(&fixture("malformed.odcs.yaml"))
+    let err = import(&fixture("malformed.odcs.yaml"), None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("not valid YAML"), "{err}");
-    let err = import("apiVersion: v2.2.0\nkind: DataContract\nname: x\n")
+    let err = import("apiVersion: v2.2.0\nkind: DataContract\nname: x\n", None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("only ODCS v3"), "{err}");
     assert!(err.contains("domain is missing"), "{err}");
     assert!(err.contains("version is missing"), "{err}");
-    let err = import("apiVersion: v3.0.0\nname: x\ndomain: d\nversion: 1.0.0\nschema:\n  - properties:\n      - name: a\n        logicalType: decimal\n")
-        .unwrap_err()
-        .to_string();
+    let err = import(
+        "apiVersion: v3.0.0\nid: x\ndomain: d\nversion: 1.0.0\nschema:\n  - properties:\n      - name: a\n        logicalType: decimal\n",
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("logicalType \"decimal\""), "{err}");
-    assert!(import("- just\n- a list\n").is_err());
-    assert!(import(&"x".repeat(2 << 20))
+    let err = import(
+        "apiVersion: v3.1.0\nversion: 1.0.0\n? [a, b]\n: c\n",
+        Some("d"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("every key must be a string"), "{err}");
+    assert!(import("- just\n- a list\n", Some("d")).is_err());
+    assert!(import(&"x".repeat(2 << 20), Some("d"))
         .unwrap_err()
         .to_string()
         .contains("over the limit"));

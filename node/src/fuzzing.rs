@@ -160,7 +160,7 @@ pub fn odcs_yaml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = mesh_contract::odcs::import(text);
+    let _ = mesh_contract::odcs::import(text, Some("fuzz"));
 }
 
 /// A policy's rules text.

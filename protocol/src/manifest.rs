@@ -18,7 +18,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a manifest.
-pub const MANIFEST_FORMAT: u8 = 2;
+pub const MANIFEST_FORMAT: u8 = 3;
 
 /// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
 /// average chunks lists about four million chunks; larger products split files).
@@ -75,6 +75,8 @@ pub enum LogicalType {
     Object,
     /// A list.
     Array,
+    /// A time of day (`HH:MM:SS`, ODCS 3.1).
+    Time,
 }
 
 impl fmt::Display for Status {
@@ -228,6 +230,23 @@ pub struct Manifest {
     pub created_at: u64,
     /// The domain publisher key that signs this manifest.
     pub publisher: PublicKey,
+    /// The data contract this version was published with, whole (`None`: published
+    /// from `product.toml`). Signed with the rest, so every node exports the same
+    /// document.
+    pub contract: Option<Contract>,
+}
+
+/// The largest contract document a manifest carries, in bytes.
+pub const MAX_CONTRACT_BYTES: usize = 1 << 20;
+
+/// A data contract as its author wrote it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contract {
+    /// The standard it follows, as written (ODCS's `apiVersion`, e.g. `v3.1.0`).
+    pub api_version: String,
+    /// The whole document as compact JSON (ODCS's data model is JSON Schema's),
+    /// every value as given; only the fields mesh owns are set on export.
+    pub document: String,
 }
 
 impl SignedKind for Manifest {
@@ -296,6 +315,21 @@ impl Manifest {
                     format!("schema[{i}].name"),
                     format!("duplicate field name {:?}", f.name),
                 ));
+            }
+        }
+        if let Some(c) = &self.contract {
+            if c.document.len() > MAX_CONTRACT_BYTES {
+                errs.push(field_err(
+                    "contract",
+                    format!(
+                        "the contract is {} bytes, over the limit of {MAX_CONTRACT_BYTES}",
+                        c.document.len()
+                    ),
+                ));
+            } else if !serde_json::from_str::<serde_json::Value>(&c.document)
+                .is_ok_and(|v| v.is_object())
+            {
+                errs.push(field_err("contract", "the document is not a JSON object"));
             }
         }
         let mut paths = BTreeSet::new();

@@ -70,6 +70,10 @@ fn sample_manifest() -> Manifest {
         }),
         created_at: 1_790_000_000,
         publisher: key(2).public(),
+        contract: Some(mesh_protocol::manifest::Contract {
+            api_version: "v3.1.0".into(),
+            document: r#"{"apiVersion":"v3.1.0","kind":"DataContract","id":"orders"}"#.into(),
+        }),
     }
 }
 

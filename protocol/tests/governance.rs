@@ -368,6 +368,7 @@ fn manifest() -> Manifest {
         quality: None,
         created_at: NOW,
         publisher: key(50).public(),
+        contract: None,
     }
 }
 
