@@ -273,6 +273,10 @@ fn an_odcs_contract_publishes_and_exports_back() {
     };
     let original = as_json(&std::fs::read_to_string(contract).unwrap());
     assert_eq!(
+        original["apiVersion"], "v3.1.0",
+        "the fixture is already v3.1.0"
+    );
+    assert_eq!(
         as_json(&yaml),
         original,
         "node 1's export is the published contract"

@@ -17,9 +17,11 @@ pub fn export(m: &Manifest) -> Result<String, OdcsError> {
 
 /// The contract of a manifest. A product published with a contract gets that
 /// document back, every value as its author wrote it, with `version` set to the
-/// product version and `id`, `status`, `domain`, `kind` and `apiVersion` filled in
-/// where the author left them out (each is required by the standard or names the
-/// product). A product published from `product.toml` gets a v3.1.0 contract.
+/// product version, `apiVersion` to v3.1.0 (the version the author declared stays
+/// in the manifest's [`mesh_protocol::manifest::Contract::api_version`]), and `id`,
+/// `status`, `domain` and `kind` filled in where the author left them out (each is
+/// required by the standard or names the product). A product published from
+/// `product.toml` gets a v3.1.0 contract made from the manifest.
 pub fn export_value(m: &Manifest) -> Result<Value, OdcsError> {
     let Some(c) = &m.contract else {
         return Ok(from_manifest(m));
@@ -31,11 +33,17 @@ pub fn export_value(m: &Manifest) -> Result<Value, OdcsError> {
         )])
     })?;
     doc.insert("version".into(), Value::String(m.version.to_string()));
+    // Written in the current standard, which reads every v3.0.x form (checked on
+    // all of the standard's published examples): a v3.0.2 contract that already
+    // uses 3.1 forms, as several published examples do, comes out valid.
+    doc.insert(
+        "apiVersion".into(),
+        Value::String(EXPORT_API_VERSION.into()),
+    );
     let mut fill = |key: &str, value: String| {
         doc.entry(key.to_owned())
             .or_insert_with(|| Value::String(value));
     };
-    fill("apiVersion", c.api_version.clone());
     fill("kind", "DataContract".into());
     fill("id", m.id.to_string());
     fill("status", m.status.to_string());

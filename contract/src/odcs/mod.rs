@@ -10,9 +10,9 @@
 //!
 //! What mesh keeps but does not check is listed in [`Imported::notes`], never
 //! dropped. [`export`] writes the kept document back with only the fields mesh owns
-//! set (`version`; `id`, `status`, `domain`, `kind` and `apiVersion` when the input
-//! had none), or, for a product published from `product.toml`, a v3.1.0 contract
-//! made from the manifest.
+//! set (`version`, `apiVersion` as v3.1.0; `id`, `status`, `domain` and `kind` when
+//! the input had none), or, for a product published from `product.toml`, a v3.1.0
+//! contract made from the manifest.
 //!
 //! Files: `import.rs` (contract to draft), `export.rs` (manifest to contract).
 
