@@ -4,60 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::collections::BTreeMap;
+mod common;
 
+use common::{leaves, manifest, yaml_as_json};
 use mesh_contract::odcs::{export, export_value, import, Imported};
-use mesh_contract::{ManifestDraft, PublishFacts};
-use mesh_protocol::manifest::{Classification, LogicalType, Manifest, Status};
-use mesh_protocol::KeyPair;
+use mesh_contract::ManifestDraft;
+use mesh_protocol::manifest::{Classification, LogicalType, Status};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/odcs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn manifest(draft: ManifestDraft) -> Manifest {
-    draft
-        .into_manifest(PublishFacts {
-            files: Vec::new(),
-            created_at: 1_800_000_000,
-            publisher: KeyPair::from_secret([7; 32]).public(),
-            quality: None,
-        })
-        .unwrap()
-}
-
-/// Every leaf of a JSON value by its path (`schema[0].properties[1].name`).
-fn leaves(v: &Value) -> BTreeMap<String, Value> {
-    fn walk(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, v) in m {
-                    let p = if at.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{at}.{k}")
-                    };
-                    walk(v, p, out);
-                }
-            }
-            Value::Array(a) if !a.is_empty() => {
-                for (i, v) in a.iter().enumerate() {
-                    walk(v, format!("{at}[{i}]"), out);
-                }
-            }
-            leaf => {
-                out.insert(at, leaf.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, String::new(), &mut out);
-    out
-}
-
-fn yaml_as_json(yaml: &str) -> Value {
-    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap()
 }
 
 fn notes(i: &Imported) -> String {
@@ -227,34 +183,7 @@ fn the_least_contract_the_standard_accepts_imports() {
 
 #[test]
 fn a_product_toml_product_exports_a_3_1_contract_that_reads_back_the_same() {
-    let draft: ManifestDraft = toml::from_str(
-        r#"
-id = "web/clicks"
-version = "1.4.0"
-status = "deprecated"
-title = "Clicks"
-description = "One row per click."
-classification = "public"
-tags = ["web"]
-consumers = ["sales"]
-[owner]
-team = "web-analytics"
-contact = "web@example.com"
-[[schema]]
-name = "at"
-type = "timestamp"
-required = true
-[[schema]]
-name = "local_time"
-type = "time"
-[sla]
-freshness = "2h"
-availability = 99.9
-[[lineage]]
-id = "web/raw-events"
-"#,
-    )
-    .unwrap();
+    let draft: ManifestDraft = toml::from_str(common::PRODUCT_TOML).unwrap();
     let m = manifest(draft);
     let out = export_value(&m).unwrap();
     assert_eq!(out["apiVersion"], "v3.1.0");

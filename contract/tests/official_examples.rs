@@ -7,36 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{leaves, manifest, yaml_as_json};
 use mesh_contract::odcs::{export_value, import};
-use mesh_contract::PublishFacts;
-use mesh_protocol::KeyPair;
-use serde_json::Value;
-
-fn leaves(v: &Value, at: String, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, v) in m {
-                let p = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                leaves(v, p, out);
-            }
-        }
-        Value::Array(a) if !a.is_empty() => {
-            for (i, v) in a.iter().enumerate() {
-                leaves(v, format!("{at}[{i}]"), out);
-            }
-        }
-        leaf => {
-            out.insert(at, leaf.clone());
-        }
-    }
-}
 
 fn examples(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -66,19 +42,10 @@ fn every_official_example_imports_and_exports_every_value() {
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let yaml = std::fs::read_to_string(f).unwrap();
+        // `manifest` panics on a draft it cannot build: that too is a failure here.
         let result = import(&yaml, Some("examples"))
             .map_err(|e| e.to_string())
-            .and_then(|i| {
-                i.draft
-                    .into_manifest(PublishFacts {
-                        files: Vec::new(),
-                        created_at: 1_800_000_000,
-                        publisher: KeyPair::from_secret([7; 32]).public(),
-                        quality: None,
-                    })
-                    .map_err(|e| format!("{e:?}"))
-            })
-            .and_then(|m| export_value(&m).map_err(|e| e.to_string()));
+            .and_then(|i| export_value(&manifest(i.draft)).map_err(|e| e.to_string()));
         let exported = match result {
             Ok(v) => v,
             Err(e) => {
@@ -86,11 +53,7 @@ fn every_official_example_imports_and_exports_every_value() {
                 continue;
             }
         };
-        let input = serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&yaml).unwrap())
-            .unwrap();
-        let (mut want, mut got) = (BTreeMap::new(), BTreeMap::new());
-        leaves(&input, String::new(), &mut want);
-        leaves(&exported, String::new(), &mut got);
+        let (want, got) = (leaves(&yaml_as_json(&yaml)), leaves(&exported));
         let lost: Vec<_> = want
             .iter()
             .filter(|(p, v)| *p != "apiVersion" && got.get(*p) != Some(v))
@@ -120,15 +83,7 @@ fn every_official_example_imports_and_exports_every_value() {
     }
     // And a product published from `product.toml`, for the schema check.
     if let Some(dir) = &out_dir {
-        let draft: mesh_contract::ManifestDraft = toml::from_str(PRODUCT_TOML).unwrap();
-        let m = draft
-            .into_manifest(PublishFacts {
-                files: Vec::new(),
-                created_at: 1_800_000_000,
-                publisher: KeyPair::from_secret([7; 32]).public(),
-                quality: None,
-            })
-            .unwrap();
+        let m = manifest(toml::from_str(common::PRODUCT_TOML).unwrap());
         std::fs::write(
             dir.join("product-toml.json"),
             serde_json::to_vec_pretty(&export_value(&m).unwrap()).unwrap(),
@@ -137,35 +92,3 @@ fn every_official_example_imports_and_exports_every_value() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
-
-/// A `product.toml` using every field.
-const PRODUCT_TOML: &str = r#"
-id = "web/clicks"
-version = "1.4.0"
-status = "deprecated"
-title = "Clicks"
-description = "One row per click."
-classification = "public"
-tags = ["web"]
-consumers = ["sales"]
-[owner]
-team = "web-analytics"
-contact = "web@example.com"
-[[schema]]
-name = "at"
-type = "timestamp"
-required = true
-unique = true
-description = "When"
-classification = "pii"
-[[schema]]
-name = "local_time"
-type = "time"
-[sla]
-freshness = "2h"
-update_frequency = "1d"
-retention = "30d"
-availability = 99.9
-[[lineage]]
-id = "web/raw-events"
-"#;

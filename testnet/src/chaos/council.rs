@@ -281,20 +281,8 @@ impl<F: FnMut(&str)> Soak<F> {
         while self.council.unsent.is_some() || self.council.removed {
             let (doc, effect, kind) = match self.council.unsent.take() {
                 Some(u) => u,
-                None => {
-                    let head = self.council.head.value()?;
-                    let change = PolicyChange::from_toml(&self.readd_toml()?)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let next = change
-                        .apply(&head, unix_now())
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let mut s = Signed::unsigned(&next);
-                    let threshold = usize::from(head.council.threshold);
-                    for m in self.council.members.iter().take(threshold) {
-                        s.add_signature(&self.net.council[*m]);
-                    }
-                    (s, Effect::Readded, "policy: domain added back")
-                }
+                // `removed`: the draft is the domain added back.
+                None => self.draft_change(Some(Change::Readd))?,
             };
             let head = self.council.head.value()?.version;
             let mut at_head = None;
