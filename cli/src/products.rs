@@ -207,6 +207,12 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                     .unwrap_or_default()
             );
         }
+        if !q.violations.is_empty() {
+            say!("  broke its contract (published with quality mode warn):");
+            for v in &q.violations {
+                say!("    {}", mesh_contract::quality::summary_line(v));
+            }
+        }
     }
     if !m.schema.is_empty() {
         say!("  schema:");

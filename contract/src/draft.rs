@@ -3,12 +3,14 @@
 //! every field and, with the facts only a node knows ([`PublishFacts`]: files,
 //! time, publisher key, measured quality), makes the wire [`Manifest`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use mesh_protocol::duration::parse_duration;
 use mesh_protocol::manifest::{
     field_err, Classification, Contract, Field, FieldError, FileEntry, LogicalType, Manifest,
-    Owner, Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
+    NullValues, Owner, Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
 };
 use mesh_protocol::{Hash, ProductId, PublicKey};
 
@@ -41,6 +43,13 @@ pub struct ManifestDraft {
     /// Columns.
     #[serde(default)]
     pub schema: Vec<FieldDraft>,
+    /// What a missing value looks like, e.g. `["NA", ""]` (default: only the
+    /// empty cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_values: Option<Vec<String>>,
+    /// Per data file (path relative to the product): `[files."flights.csv"]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileDraft>,
     /// Service levels.
     #[serde(default)]
     pub sla: SlaDraft,
@@ -62,6 +71,14 @@ pub struct OwnerDraft {
     /// Contact.
     #[serde(default)]
     pub contact: String,
+}
+
+/// `[files."PATH"]` in `product.toml`: settings of one data file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDraft {
+    /// This file's null markers, replacing the product's `null_values`.
+    pub null_values: Vec<String>,
 }
 
 /// `[[schema]]` in `product.toml`.
@@ -236,6 +253,16 @@ impl ManifestDraft {
             classification: self.classification.unwrap_or(Classification::Internal),
             consumers,
             schema,
+            null_values: NullValues {
+                default: self
+                    .null_values
+                    .unwrap_or_else(|| NullValues::default().default),
+                files: self
+                    .files
+                    .into_iter()
+                    .map(|(path, f)| (path, f.null_values))
+                    .collect(),
+            },
             sla: Sla {
                 freshness_secs,
                 update_frequency_secs,

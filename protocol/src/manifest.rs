@@ -137,6 +137,61 @@ pub struct Quality {
     pub fields: Vec<FieldQuality>,
     /// Files measured (the others are not CSV or JSON lines).
     pub files_checked: u32,
+    /// Where the data broke the contract, per file and field (published anyway:
+    /// the policy's quality mode was `warn`). Empty when it kept it.
+    pub violations: Vec<QualityIssue>,
+}
+
+/// The violations of one field in one file, summarised.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityIssue {
+    /// The file, relative to the product.
+    pub file: String,
+    /// The schema field (`-` for a record that is not readable at all).
+    pub field: String,
+    /// How many rows break it.
+    pub count: u64,
+    /// The first few of those rows (1-based data rows; 0 is the header).
+    pub first_rows: Vec<u64>,
+    /// What the first one breaks, e.g. `"lots" is not a number`.
+    pub problem: String,
+}
+
+/// Null markers per list.
+pub const MAX_NULL_MARKERS: usize = 32;
+/// Bytes per null marker.
+pub const MAX_NULL_MARKER_BYTES: usize = 64;
+/// Files with their own null markers.
+pub const MAX_NULL_FILES: usize = 1024;
+
+/// What a missing value looks like in the data files: cells equal to one of these
+/// are nulls, not values (R and pandas write `NA`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NullValues {
+    /// For every file, unless `files` says otherwise.
+    pub default: Vec<String>,
+    /// Per file (path relative to the product), replacing `default`.
+    pub files: Vec<(String, Vec<String>)>,
+}
+
+impl Default for NullValues {
+    /// Only the empty cell.
+    fn default() -> Self {
+        NullValues {
+            default: vec![String::new()],
+            files: Vec::new(),
+        }
+    }
+}
+
+impl NullValues {
+    /// The markers of file `rel`.
+    pub fn for_file(&self, rel: &str) -> &[String] {
+        self.files
+            .iter()
+            .find(|(f, _)| f == rel)
+            .map_or(&self.default, |(_, v)| v)
+    }
 }
 
 /// Metrics of one schema field.
@@ -218,6 +273,8 @@ pub struct Manifest {
     pub consumers: Vec<crate::DomainName>,
     /// Columns.
     pub schema: Vec<Field>,
+    /// What a missing value looks like in the files.
+    pub null_values: NullValues,
     /// Service levels.
     pub sla: Sla,
     /// Products this one is derived from.
@@ -331,6 +388,20 @@ impl Manifest {
             {
                 errs.push(field_err("contract", "the document is not a JSON object"));
             }
+        }
+        let markers = std::iter::once(&self.null_values.default)
+            .chain(self.null_values.files.iter().map(|(_, v)| v));
+        if self.null_values.files.len() > MAX_NULL_FILES
+            || markers.into_iter().any(|m| {
+                m.len() > MAX_NULL_MARKERS || m.iter().any(|v| v.len() > MAX_NULL_MARKER_BYTES)
+            })
+        {
+            errs.push(field_err(
+                "null_values",
+                format!(
+                    "at most {MAX_NULL_MARKERS} markers of {MAX_NULL_MARKER_BYTES} bytes each, for at most {MAX_NULL_FILES} files"
+                ),
+            ));
         }
         let mut paths = BTreeSet::new();
         for (i, f) in self.files.iter().enumerate() {

@@ -41,6 +41,10 @@ fn sample_manifest() -> Manifest {
             classification: Classification::Internal,
             unique: true,
         }],
+        null_values: mesh_protocol::manifest::NullValues {
+            default: vec!["NA".into(), String::new()],
+            files: vec![("orders.csv".into(), vec!["-".into()])],
+        },
         sla: Sla {
             freshness_secs: Some(86_400),
             update_frequency_secs: Some(86_400),
@@ -66,6 +70,13 @@ fn sample_manifest() -> Manifest {
                 name: "order_id".into(),
                 nulls: 0,
                 distinct: Some(1),
+            }],
+            violations: vec![mesh_protocol::manifest::QualityIssue {
+                file: "orders.csv".into(),
+                field: "amount".into(),
+                count: 2,
+                first_rows: vec![3, 9],
+                problem: "\"lots\" is not a number".into(),
             }],
         }),
         created_at: 1_790_000_000,

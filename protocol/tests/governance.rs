@@ -359,6 +359,7 @@ fn manifest() -> Manifest {
                 unique: false,
             },
         ],
+        null_values: Default::default(),
         sla: Sla {
             freshness_secs: Some(DAY),
             ..Default::default()

@@ -92,7 +92,11 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
     let p = net
         .publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
         .unwrap();
-    assert_eq!(p.warnings.len(), 4, "{:?}", p.warnings);
+    // A line per broken file and field first, then each violation.
+    assert_eq!(p.warnings.len(), 8, "{:?}", p.warnings);
+    assert!(
+        p.warnings[0].starts_with("more.jsonl, field `amount`: 1 violation(s), first at row(s) 1")
+    );
     let show = net.nodes[0]
         .client()
         .unwrap()
@@ -102,6 +106,80 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
     assert_eq!((q.rows, q.files_checked), (4, 2));
     assert_eq!(q.fields[1].name, "customer_email");
     assert_eq!(q.fields[1].nulls, 1);
+    assert_eq!(
+        q.violations.len(),
+        4,
+        "the violations travel with the version"
+    );
+    // Every node flags it, and `mesh show` lists what broke.
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    wait_until("node 1 to flag the warned version", DEADLINE, || {
+        Ok(entry(&net, 1, "sales/orders", None)
+            .flags
+            .iter()
+            .any(|f| f.rule == "quality"))
+    })
+    .unwrap();
+    let out = net.nodes[1]
+        .mesh(net.mesh_bin(), &["show", "sales/orders"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("broke its contract")
+            && text.contains("orders.csv, field `amount`: 1 violation(s), first at row(s) 3"),
+        "{text}"
+    );
+
+    // Null markers: `NA` is a null, so the data keeps its contract, and the metrics
+    // are the same whether the policy warns or refuses.
+    let na = net.root().join("na");
+    std::fs::create_dir_all(&na).unwrap();
+    std::fs::write(
+        na.join("orders.csv"),
+        "order_id,customer_email,amount\n1,a@x.io,NA\n2,b@x.io,NA\n3,c@x.io,2.5\n4,d@x.io,\n",
+    )
+    .unwrap();
+    let optional_amount = |version: &str| {
+        sample::manifest_toml("sales/flights", version).replace(
+            "name = \"amount\"\ntype = \"number\"\nrequired = true",
+            "name = \"amount\"\ntype = \"number\"\nrequired = false",
+        )
+    };
+    let with_na =
+        |version: &str| format!("null_values = [\"NA\", \"\"]\n{}", optional_amount(version));
+    let metrics = |version: &str| {
+        let show = net.nodes[0]
+            .client()
+            .unwrap()
+            .show(&format!("sales/flights@{version}").parse().unwrap(), None)
+            .unwrap();
+        show.manifest.unwrap().quality.unwrap()
+    };
+    let warned = net.publish(0, &na, &with_na("1.0.0")).unwrap();
+    assert!(warned.warnings.is_empty(), "{:?}", warned.warnings);
+    let back_to_refuse = PolicyChange {
+        settings: SettingsChange {
+            quality: Some(QualityEnforcement::Refuse),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let signed = net.draft_policy(0, &back_to_refuse, &[0, 1]).unwrap();
+    net.submit_policy(0, &signed).unwrap();
+    net.publish(0, &na, &with_na("1.0.1")).unwrap();
+    let (w, r) = (metrics("1.0.0"), metrics("1.0.1"));
+    assert_eq!(w, r, "warn-mode and refuse-mode metrics of the same data");
+    assert_eq!(r.fields[2].nulls, 3, "two NA and one empty amount");
+    // Without the markers the same data breaks its contract and is refused.
+    let err = net
+        .publish(0, &na, &optional_amount("1.0.2"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("orders.csv, field `amount`: 2 violation(s), first at row(s) 1, 2: \"NA\" is not a number"),
+        "{err}"
+    );
 }
 
 #[test]

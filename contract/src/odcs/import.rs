@@ -148,6 +148,8 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
             consumers: custom.consumers,
             owner,
             schema,
+            null_values: None,
+            files: Default::default(),
             sla,
             lineage: custom.lineage,
             contract: Some(Contract {

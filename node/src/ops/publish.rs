@@ -384,7 +384,7 @@ impl Publisher {
 
         // The data must keep the contract before any chunk is stored.
         let found = collect_files(path)?;
-        let checked = mesh_contract::quality::check(&probe.schema, &found)
+        let checked = mesh_contract::quality::check(&probe.schema, &found, &probe.null_values)
             .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
         let mut warnings = Vec::new();
         if checked.total_violations > 0 {

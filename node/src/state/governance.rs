@@ -357,6 +357,17 @@ impl Governance {
                 policy_version: policy.version,
             });
         }
+        if let Some(q) = m.quality.as_ref().filter(|q| !q.violations.is_empty()) {
+            let n: u64 = q.violations.iter().map(|v| v.count).sum();
+            out.push(Violation {
+                rule: "quality".into(),
+                reason: format!(
+                    "published (quality mode warn) with {n} contract violation(s) in {} field(s) of its files; `mesh show` lists them",
+                    q.violations.len()
+                ),
+                policy_version: policy.version,
+            });
+        }
         out
     }
 

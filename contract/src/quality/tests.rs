@@ -1,0 +1,227 @@
+//! Unit tests of the quality checks.
+
+use super::values::{is_time, is_timestamp};
+use super::*;
+use mesh_protocol::manifest::{Classification, LogicalType};
+
+fn field(name: &str, t: LogicalType, required: bool, unique: bool) -> Field {
+    Field {
+        name: name.into(),
+        logical_type: t,
+        required,
+        description: String::new(),
+        classification: Classification::Internal,
+        unique,
+    }
+}
+
+#[test]
+fn times_and_timestamps_are_recognised_without_panicking_on_any_text() {
+    for ok in [
+        "00:00:00",
+        "23:59:60",
+        "12:30:05.125",
+        "08:00:00Z",
+        "08:00:00+02:00",
+    ] {
+        assert!(is_time(ok), "{ok}");
+    }
+    for bad in [
+        "24:00:00",
+        "12:60:00",
+        "1:00:00",
+        "12:00",
+        "12:00:00.",
+        "12:00:00+2",
+        "é",
+    ] {
+        assert!(!is_time(bad), "{bad}");
+    }
+    assert!(is_timestamp("2024-02-29T10:00:00Z"));
+    // Byte 10 falls inside a multi-byte character: no panic, just "no".
+    assert!(!is_timestamp("2024-02-2éT10:00:00"));
+    assert!(!is_timestamp("ééééééééééééééé"));
+}
+
+fn schema() -> Vec<Field> {
+    vec![
+        field("id", LogicalType::Integer, true, true),
+        field("email", LogicalType::String, true, false),
+        field("amount", LogicalType::Number, false, false),
+        field("day", LogicalType::Date, false, false),
+    ]
+}
+
+fn run(name: &str, text: &str) -> Report {
+    run_with(&schema(), name, text, &NullValues::default())
+}
+
+fn run_with(schema: &[Field], name: &str, text: &str, nulls: &NullValues) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    check(schema, &[(name.to_string(), path)], nulls).unwrap()
+}
+
+fn listed(r: &Report) -> Vec<String> {
+    r.violations.iter().map(|v| v.to_string()).collect()
+}
+
+fn markers(m: &[&str]) -> NullValues {
+    NullValues {
+        default: m.iter().map(|s| s.to_string()).collect(),
+        files: Vec::new(),
+    }
+}
+
+#[test]
+fn na_markers_are_nulls_not_values_or_type_errors() {
+    // An integer column that is mostly NA, as R and pandas write it.
+    let schema = [
+        field("dep_delay", LogicalType::Integer, false, false),
+        field("tailnum", LogicalType::String, false, false),
+    ];
+    let text = "dep_delay,tailnum\nNA,N14228\n2,NA\nNA,\nNA,N24211\nNA,N619AA\n";
+    let r = run_with(&schema, "flights.csv", text, &markers(&["NA", ""]));
+    assert_eq!(r.total_violations, 0, "{:?}", r.lines());
+    let q = r.quality.unwrap();
+    assert_eq!(q.rows, 5);
+    assert_eq!((q.fields[0].nulls, q.fields[1].nulls), (4, 2));
+    assert_eq!(q.fields[1].distinct, Some(3), "NA is not a tail number");
+    // Without the marker, NA is a type error in the integer column and a value in
+    // the string one; and the metrics say so, whatever the policy does with them.
+    let r = run_with(&schema, "flights.csv", text, &NullValues::default());
+    assert_eq!(r.total_violations, 4);
+    let q = r.quality.unwrap();
+    assert_eq!((q.fields[0].nulls, q.fields[1].nulls), (0, 1));
+    // Markers per file replace the product's.
+    let per_file = NullValues {
+        default: vec![String::new()],
+        files: vec![("flights.csv".into(), vec!["NA".into(), String::new()])],
+    };
+    assert_eq!(
+        run_with(&schema, "flights.csv", text, &per_file).total_violations,
+        0
+    );
+    // Markers apply to JSON strings too.
+    let r = run_with(
+        &schema,
+        "f.jsonl",
+        "{\"dep_delay\": \"NA\", \"tailnum\": null}\n",
+        &markers(&["NA"]),
+    );
+    assert_eq!(r.total_violations, 0, "{:?}", r.lines());
+    assert_eq!(r.quality.unwrap().fields[0].nulls, 1);
+}
+
+#[test]
+fn blank_lines_are_rows_of_a_single_column_file_and_skipped_otherwise() {
+    let one = [field("x", LogicalType::Integer, false, false)];
+    let q = run_with(&one, "one.csv", "x\n1\n\n3\n\n", &NullValues::default())
+        .quality
+        .unwrap();
+    assert_eq!((q.rows, q.fields[0].nulls), (4, 2));
+    let two = [
+        field("x", LogicalType::Integer, false, false),
+        field("y", LogicalType::Integer, false, false),
+    ];
+    let q = run_with(&two, "two.csv", "x,y\n1,2\n\n3,4\n", &NullValues::default())
+        .quality
+        .unwrap();
+    assert_eq!(q.rows, 2);
+}
+
+#[test]
+fn violations_are_summarised_per_file_and_field_before_the_list() {
+    let schema = [
+        field("a", LogicalType::Integer, false, false),
+        field("b", LogicalType::Integer, false, false),
+    ];
+    let mut text = String::from("a,b\n");
+    for i in 0..200 {
+        text.push_str(&format!("x{i},{}\n", if i % 50 == 7 { "y" } else { "1" }));
+    }
+    let r = run_with(&schema, "m.csv", &text, &NullValues::default());
+    assert_eq!(r.total_violations, 204);
+    let lines = r.lines();
+    assert_eq!(
+        lines[0],
+        "m.csv, field `a`: 200 violation(s), first at row(s) 1, 2, 3, 4, 5: \"x0\" is not an integer"
+    );
+    assert_eq!(
+        lines[1],
+        "m.csv, field `b`: 4 violation(s), first at row(s) 8, 58, 108, 158: \"y\" is not an integer",
+        "the second broken column is not hidden behind the first"
+    );
+    let q = r.quality.unwrap();
+    assert_eq!(q.violations.len(), 2, "kept with the metrics");
+    assert_eq!(q.violations[1].count, 4);
+}
+
+#[test]
+fn csv_violations_name_the_field_and_row() {
+    let r = run(
+        "orders.csv",
+        "id,email,amount,day\n\
+         1,a@x.io,3.5,2026-01-02\n\
+         2,,abc,2026-02-30\n\
+         1,\"b, \"\"quoted\"\"\n@x.io\",,\n",
+    );
+    let lines = listed(&r);
+    assert_eq!(
+        lines,
+        vec![
+            "orders.csv row 2, field `email`: is required but empty",
+            "orders.csv row 2, field `amount`: \"abc\" is not a number",
+            "orders.csv row 2, field `day`: \"2026-02-30\" is not a date (YYYY-MM-DD)",
+            "orders.csv row 3, field `id`: \"1\" repeats an earlier value but must be unique",
+        ],
+        "{lines:#?}"
+    );
+    let q = r.quality.unwrap();
+    assert_eq!(q.rows, 3);
+    assert_eq!(q.fields[2].nulls, 1, "amount is empty in row 3");
+    assert_eq!(q.fields[1].distinct, Some(2));
+}
+
+#[test]
+fn jsonl_violations_name_the_field_and_row() {
+    let r = run(
+        "orders.jsonl",
+        "{\"id\": 1, \"email\": \"a@x.io\", \"amount\": 2}\n\
+         \n\
+         {\"id\": \"2\", \"email\": \"b@x.io\"}\n\
+         [1, 2]\n\
+         {\"id\": 3, \"amount\": null}\n",
+    );
+    assert_eq!(
+        listed(&r),
+        vec![
+            "orders.jsonl row 2, field `id`: \"2\" is not an integer",
+            "orders.jsonl row 3, field `-`: the line is not a JSON object",
+            "orders.jsonl row 4, field `email`: is required but empty",
+        ]
+    );
+    assert_eq!(r.quality.unwrap().rows, 4);
+}
+
+#[test]
+fn a_missing_column_and_other_files_and_limits() {
+    let r = run("a.csv", "id,email\n1,x\n");
+    assert_eq!(
+        r.violations[0].to_string(),
+        "a.csv row 0, field `amount`: no such column in the header"
+    );
+    let r = run("notes.txt", "anything");
+    assert!(r.quality.is_none() && r.violations.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    std::fs::write(&path, "x".repeat(MAX_RECORD_BYTES + 10)).unwrap();
+    let err = check(
+        &schema(),
+        &[("big.jsonl".into(), path)],
+        &NullValues::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+}
