@@ -32,6 +32,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 mod fs;
+mod tree;
 
 /// What the disk saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -81,7 +82,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// A mounted power-loss disk; unmounted when dropped.
 pub struct Disk {
-    tree: Arc<Mutex<fs::Tree>>,
+    tree: Arc<Mutex<tree::Tree>>,
     session: Option<fuser::BackgroundSession>,
     path: PathBuf,
 }
@@ -102,7 +103,7 @@ impl Disk {
         // The disk's root belongs to whoever owns the mount point.
         let owner = std::fs::metadata(at).with_context(|| format!("reading {}", at.display()))?;
         let (uid, gid) = (owner.uid(), owner.gid());
-        let tree = Arc::new(Mutex::new(fs::Tree::new(uid, gid)));
+        let tree = Arc::new(Mutex::new(tree::Tree::new(uid, gid)));
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("mesh-powerloss".into()),
