@@ -436,6 +436,14 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
     for home in ["a", "b"] {
         let root = dir.path().join(home);
         assert_eq!(mode(&root) & 0o077, 0, "home {home}: {:o}", mode(&root));
+        let config = root.join("config.toml");
+        assert_eq!(
+            mode(&config) & 0o077,
+            0,
+            "{}: {:o}",
+            config.display(),
+            mode(&config)
+        );
         for e in std::fs::read_dir(root.join("chunks/packs")).unwrap() {
             let p = e.unwrap().path();
             assert_eq!(mode(&p) & 0o077, 0, "{}: {:o}", p.display(), mode(&p));

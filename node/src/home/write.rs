@@ -1,5 +1,6 @@
 //! Crash-safe file writes: private files created once with mode 0600, and
-//! replacements written to a temp file, synced and renamed into place.
+//! replacements written to a private temp file, synced, renamed into place and the
+//! directory synced.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -34,13 +35,30 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     f.sync_all().map_err(HomeError::io(path))
 }
 
-/// Writes `bytes` to `path` via a temp file, fsync and rename.
+/// Writes `bytes` to `path` via a temp file (owner-only, like everything in a
+/// home), fsync, rename and an fsync of the directory, so the new name survives a
+/// power loss too. A failed write leaves no temp file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     let tmp = path.with_extension("tmp-write");
-    {
-        let mut f = fs::File::create(&tmp).map_err(HomeError::io(&tmp))?;
-        f.write_all(bytes).map_err(HomeError::io(&tmp))?;
-        f.sync_all().map_err(HomeError::io(&tmp))?;
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(HomeError::io(&tmp)(e));
     }
-    fs::rename(&tmp, path).map_err(HomeError::io(path))
+    fs::rename(&tmp, path).map_err(HomeError::io(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(HomeError::io(dir))?;
+    }
+    Ok(())
 }
