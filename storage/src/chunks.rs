@@ -122,6 +122,22 @@ struct State {
     names_unsynced: bool,
 }
 
+impl State {
+    /// What the next sync must save, cleared.
+    fn take_unsynced(&mut self) -> (BTreeSet<u32>, bool) {
+        (
+            std::mem::take(&mut self.unsynced),
+            std::mem::replace(&mut self.names_unsynced, false),
+        )
+    }
+
+    /// Puts back what a failed sync did not save.
+    fn restore_unsynced(&mut self, packs: BTreeSet<u32>, names: bool) {
+        self.unsynced.extend(packs);
+        self.names_unsynced |= names;
+    }
+}
+
 /// The pack being appended to.
 #[derive(Debug)]
 struct Active {
@@ -417,25 +433,27 @@ impl ChunkStore {
     /// power-loss harness lost acknowledged publishes to it.)
     pub fn sync(&self) -> Result<(), ChunkError> {
         let _one_at_a_time = lock(&self.syncing);
-        let (packs, names) = {
-            let mut st = lock(&self.state);
-            (
-                std::mem::take(&mut st.unsynced),
-                std::mem::replace(&mut st.names_unsynced, false),
-            )
-        };
+        let (packs, names) = lock(&self.state).take_unsynced();
         let result = self.sync_packs(&packs, names);
         if result.is_err() {
             // Not durable: the next sync tries these again.
-            let mut st = lock(&self.state);
-            st.unsynced.extend(packs);
-            st.names_unsynced |= names;
+            lock(&self.state).restore_unsynced(packs, names);
+        }
+        result
+    }
+
+    /// Syncs what is unsynced while the caller holds the state lock (compaction).
+    fn sync_locked(&self, st: &mut State) -> Result<(), ChunkError> {
+        let (packs, names) = st.take_unsynced();
+        let result = self.sync_packs(&packs, names);
+        if result.is_err() {
+            st.restore_unsynced(packs, names);
         }
         result
     }
 
     /// `fsync`s the packs `packs` (data and log) and, if `names`, the packs directory.
-    /// Takes no lock: callers holding the state lock may call it.
+    /// Takes no lock.
     fn sync_packs(&self, packs: &BTreeSet<u32>, names: bool) -> Result<(), ChunkError> {
         self.faults.before_sync().map_err(io_err(&self.root))?;
         for n in packs {

@@ -266,6 +266,16 @@ impl Drop for TestNode {
     }
 }
 
+/// Whether this process runs as root (its effective uid, from `/proc/self/status`).
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+            .unwrap_or(false)
+    })
+}
+
 /// Resident memory of process `pid`, in MiB (from `/proc`).
 pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

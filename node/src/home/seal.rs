@@ -8,10 +8,10 @@
 //! The seal is written after the database is flushed, atomically (write, fsync,
 //! rename), so a crash can leave it behind the database but never ahead of it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::HomeError;
+use super::write::write_atomic;
 
 const HEADER: &str = "mesh policy seal v1";
 
@@ -62,26 +62,10 @@ impl Seal {
         }
         // A failed write (a full disk, say) is an I/O error, not damage: the seal
         // keeps its older version, which the database is at least at.
-        let io = |e: std::io::Error| HomeError::Io {
-            path: self.path.clone(),
-            source: e,
-        };
-        let tmp = self.path.with_extension("seal.tmp");
-        let written = std::fs::File::create(&tmp).and_then(|mut f| {
-            f.write_all(format!("{HEADER}\nversion {version}\n").as_bytes())?;
-            f.sync_all()
-        });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        Ok(())
+        write_atomic(
+            &self.path,
+            format!("{HEADER}\nversion {version}\n").as_bytes(),
+        )
     }
 
     /// Checks a database holding policy `held` (`None`: no policy at all) against

@@ -110,13 +110,7 @@ impl ChunkStore {
                 }
             }
         }
-        let packs = std::mem::take(&mut st.unsynced);
-        let names = std::mem::replace(&mut st.names_unsynced, false);
-        if let Err(e) = self.sync_packs(&packs, names) {
-            st.unsynced.extend(packs);
-            st.names_unsynced |= names;
-            return Err(e);
-        }
+        self.sync_locked(&mut st)?;
         let mut reclaimed = 0;
         for (n, size) in victims {
             lock(&self.readers).remove(&n);

@@ -19,6 +19,14 @@ use mesh_protocol::signed::Signed;
 use super::Soak;
 use crate::wait_until;
 
+/// The version after `head` that the change file `toml` makes.
+fn next_version(head: &Policy, toml: &str) -> anyhow::Result<Policy> {
+    let change = PolicyChange::from_toml(toml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    change
+        .apply(head, unix_now())
+        .map_err(|e| anyhow::anyhow!("applying {toml:?}: {e}"))
+}
+
 /// The domain the schedule removes and adds back.
 pub(super) const REMOVABLE: &str = "marketing";
 
@@ -178,10 +186,7 @@ impl<F: FnMut(&str)> Soak<F> {
                 "policy: contact changed",
             )
         };
-        let change = PolicyChange::from_toml(&toml).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let next = change
-            .apply(&head, unix_now())
-            .map_err(|e| anyhow::anyhow!("applying {toml:?}: {e}"))?;
+        let next = next_version(&head, &toml)?;
         let mut signed = Signed::unsigned(&next);
         let threshold = usize::from(head.council.threshold);
         for m in self.council.members.iter().take(threshold) {
@@ -234,14 +239,13 @@ impl<F: FnMut(&str)> Soak<F> {
             return Ok(false);
         };
         self.counter += 1;
-        let change = PolicyChange::from_toml(&format!(
-            "[domains.sales]\ncontact = \"forged-{}@example.com\"\n",
-            self.counter
-        ))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let next = change
-            .apply(&head, unix_now())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let next = next_version(
+            &head,
+            &format!(
+                "[domains.sales]\ncontact = \"forged-{}@example.com\"\n",
+                self.counter
+            ),
+        )?;
         let mut forged = Signed::unsigned(&next);
         let stranger = KeyPair::generate();
         let (who, key) = match self.council.retired.last() {

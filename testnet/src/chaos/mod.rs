@@ -204,7 +204,7 @@ pub fn run<F: FnMut(&str)>(mut options: ChaosOptions<F>) -> anyhow::Result<Chaos
     };
     config.dir = Some(root.clone());
     // The last node's home goes on a small disk the schedule can fill.
-    let small = if crate::powerloss::is_root() {
+    let small = if crate::process::is_root() {
         let last = options.nodes - 1;
         let domain = &config.domains[last % config.domains.len()];
         let home = root.join(format!("node{last:02}-{domain}"));

@@ -56,20 +56,11 @@ pub fn unavailable() -> Option<String> {
     if !Path::new("/dev/fuse").exists() {
         return Some("/dev/fuse is missing (no FUSE in this kernel or container)".into());
     }
-    if !is_root() && which("fusermount3").is_none() && which("fusermount").is_none() {
+    if !crate::process::is_root() && which("fusermount3").is_none() && which("fusermount").is_none()
+    {
         return Some("mounting FUSE needs root, or fusermount3 (Debian's fuse3 package)".into());
     }
     None
-}
-
-/// Whether this process runs as root (its effective uid, from `/proc/self/status`).
-pub(crate) fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-            .unwrap_or(false)
-    })
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
