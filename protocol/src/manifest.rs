@@ -18,7 +18,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a manifest.
-pub const MANIFEST_FORMAT: u8 = 3;
+pub const MANIFEST_FORMAT: u8 = 4;
 
 /// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
 /// average chunks lists about four million chunks; larger products split files).
@@ -140,6 +140,56 @@ pub struct Quality {
     /// Where the data broke the contract, per file and field (published anyway:
     /// the policy's quality mode was `warn`). Empty when it kept it.
     pub violations: Vec<QualityIssue>,
+    /// Each schema object the files were mapped to: its files and rows.
+    pub objects: Vec<ObjectQuality>,
+    /// Each quality rule of the contract, as measured.
+    pub rules: Vec<RuleOutcome>,
+}
+
+/// What was measured of one schema object (a table, a set of files).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectQuality {
+    /// The object's name in the contract (empty for a `product.toml` schema).
+    pub name: String,
+    /// Files read as this object.
+    pub files: u32,
+    /// Their data rows.
+    pub rows: u64,
+}
+
+/// Whether a quality rule held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleState {
+    /// The measured value is within the rule's bounds.
+    Passed,
+    /// It is not.
+    Failed,
+    /// mesh did not run it (`sql`, `custom` and `text` rules, or no file for its
+    /// object); `note` says why.
+    #[default]
+    NotEvaluated,
+}
+
+/// One quality rule of the contract (ODCS `quality`), as measured at publish.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleOutcome {
+    /// Where the rule is in the contract, e.g. `schema[1].properties[0].quality[2]`.
+    pub path: String,
+    /// The rule's `id`, else its `name`, else its metric.
+    pub rule: String,
+    /// The schema object it belongs to.
+    pub object: String,
+    /// The property, for a property-level rule (else empty).
+    pub property: String,
+    /// What was measured, e.g. `3 rows (0.21%)` (empty when not evaluated).
+    pub measured: String,
+    /// What the rule asks, e.g. `nullValues < 1 percent`.
+    pub expected: String,
+    /// Passed, failed or not evaluated.
+    pub state: RuleState,
+    /// Why it was not evaluated, or what limited the measurement.
+    pub note: String,
 }
 
 /// The violations of one field in one file, summarised.

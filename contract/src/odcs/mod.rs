@@ -100,7 +100,7 @@ fn status(s: &str) -> (Status, bool) {
     }
 }
 
-fn logical_type(s: &str) -> Option<LogicalType> {
+pub(crate) fn logical_type(s: &str) -> Option<LogicalType> {
     Some(match s.to_ascii_lowercase().as_str() {
         "string" => LogicalType::String,
         "integer" => LogicalType::Integer,
@@ -115,7 +115,7 @@ fn logical_type(s: &str) -> Option<LogicalType> {
     })
 }
 
-fn logical_type_name(t: LogicalType) -> &'static str {
+pub(crate) fn logical_type_name(t: LogicalType) -> &'static str {
     match t {
         LogicalType::String => "string",
         LogicalType::Integer => "integer",

@@ -1,28 +1,43 @@
-//! Data quality at publish: every CSV (`.csv`) and JSON-lines (`.jsonl`, `.ndjson`)
-//! file is read against the manifest's schema. A declared field must be present, each
-//! value must parse as its logical type, a `required` field must never be null, and a
-//! `unique` one must never repeat. The same pass measures rows, nulls per field and,
-//! where cheap, distinct values, which go into the manifest.
+//! Data quality at publish: every CSV (`.csv`), JSON-lines (`.jsonl`, `.ndjson`)
+//! and Parquet (`.parquet`) file is read against the schema object it maps to
+//! ([`Plan`]: the contract's objects, matched to files by `name` or
+//! `physicalName`, or `product.toml`'s one schema). A declared property must be
+//! present, each value must be of its logical type and keep its
+//! `logicalTypeOptions`, a `required` one (or a primary-key column) must never be
+//! null, a `unique` one (or the primary key) must never repeat. The same pass
+//! measures what the contract's quality rules compare ([`rules`]) and what goes
+//! into the manifest: rows, nulls per field and, where cheap, distinct values.
 //!
 //! Reading is streaming and bounded: one record at a time (at most
-//! [`MAX_RECORD_BYTES`]), distinct values tracked as 64-bit hashes up to
-//! [`DISTINCT_CAP`] per field (uniqueness up to [`UNIQUE_CAP`]), and at most
-//! [`MAX_LISTED`] violations listed (all are counted).
+//! [`MAX_RECORD_BYTES`]; Parquet a batch of [`parquet::BATCH_ROWS`] rows),
+//! distinct values tracked as 64-bit hashes up to [`DISTINCT_CAP`] per field
+//! (repeats up to [`UNIQUE_CAP`]), and at most [`MAX_LISTED`] violations listed
+//! (all are counted).
+//!
+//! Files: `plan.rs` (contract to checks), `rules.rs` (quality rules and their
+//! bounds), `options.rs` (`logicalTypeOptions`), `object.rs` (one object's
+//! measurements), `text.rs` and `csv.rs` (CSV and JSON lines), `parquet.rs`,
+//! `values.rs` (types of text values).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::File;
-use std::hash::{Hash as _, Hasher};
-use std::io::{self, BufReader};
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use mesh_protocol::manifest::{Field, FieldQuality, NullValues, Quality, QualityIssue};
+use mesh_protocol::manifest::{
+    Field, FieldQuality, ObjectQuality, Quality, QualityIssue, RuleOutcome, RuleState,
+};
 
 mod csv;
+mod object;
+mod options;
+pub mod parquet;
+mod plan;
+pub mod rules;
+mod text;
 mod values;
 
-use csv::{read_line_capped, CsvReader};
-use values::{json_fits, shown, text_fits, type_name};
+pub use plan::{Plan, CUSTOM_NULL_VALUES};
 
 /// The longest CSV record or JSON line accepted.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -61,8 +76,11 @@ impl fmt::Display for Violation {
 /// The outcome of checking a product's files.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Metrics for the manifest (`None` when no file was CSV or JSON lines).
+    /// Metrics for the manifest (`None` when no file was CSV, JSON lines or
+    /// Parquet).
     pub quality: Option<Quality>,
+    /// Every quality rule of the contract, measured (also in `quality`).
+    pub rules: Vec<RuleOutcome>,
     /// The first [`MAX_LISTED`] violations.
     pub violations: Vec<Violation>,
     /// Every violation counted per file and field, with its first rows.
@@ -74,11 +92,30 @@ pub struct Report {
 }
 
 impl Report {
-    /// A line per file and field that breaks the contract (count, first rows,
-    /// first problem), then every listed violation, then a count of those not
-    /// listed.
+    /// The rules that failed.
+    pub fn failed_rules(&self) -> usize {
+        self.rules
+            .iter()
+            .filter(|r| r.state == RuleState::Failed)
+            .count()
+    }
+
+    /// Whether the data keeps its contract: no violation, no failed rule.
+    pub fn kept(&self) -> bool {
+        self.total_violations == 0 && self.failed_rules() == 0
+    }
+
+    /// A line per failed rule, then per file and field that breaks the contract
+    /// (count, first rows, first problem), then every listed violation, then a
+    /// count of those not listed.
     pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.summary.iter().map(summary_line).collect();
+        let mut out: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|r| r.state == RuleState::Failed)
+            .map(rule_line)
+            .collect();
+        out.extend(self.summary.iter().map(summary_line));
         out.extend(self.violations.iter().map(|v| v.to_string()));
         let more = self
             .total_violations
@@ -88,6 +125,33 @@ impl Report {
         }
         out
     }
+}
+
+/// One rule's outcome as a line: `FAIL schema[0].quality[0] orders_rows (orders):
+/// rowCount between 100 and 120, measured 3 rows`.
+pub fn rule_line(r: &RuleOutcome) -> String {
+    let state = match r.state {
+        RuleState::Passed => "pass",
+        RuleState::Failed => "FAIL",
+        RuleState::NotEvaluated => "not evaluated",
+    };
+    let at = if r.property.is_empty() {
+        r.object.clone()
+    } else {
+        format!("{}.{}", r.object, r.property)
+    };
+    let mut line = format!("{state} {} ({at})", r.rule);
+    if !r.expected.is_empty() {
+        line.push_str(&format!(": {}", r.expected));
+    }
+    if !r.measured.is_empty() {
+        line.push_str(&format!(", measured {}", r.measured));
+    }
+    if !r.note.is_empty() {
+        line.push_str(&format!(" [{}]", r.note));
+    }
+    line.push_str(&format!(" at {}", r.path));
+    line
 }
 
 /// One file-and-field summary as a line.
@@ -103,48 +167,16 @@ pub fn summary_line(i: &QualityIssue) -> String {
     )
 }
 
-struct FieldState {
-    nulls: u64,
-    seen: HashSet<u64>,
-    distinct_overflow: bool,
-    unique_overflow: bool,
-}
-
-struct Checker<'a> {
-    schema: &'a [Field],
-    state: Vec<FieldState>,
-    rows: u64,
+/// Where violations and notes go while files are read.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
     report: Report,
     /// Violations per (file, field).
     issues: BTreeMap<(String, String), QualityIssue>,
 }
 
-fn value_hash(v: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
-}
-
-impl<'a> Checker<'a> {
-    fn new(schema: &'a [Field]) -> Self {
-        Checker {
-            schema,
-            state: schema
-                .iter()
-                .map(|_| FieldState {
-                    nulls: 0,
-                    seen: HashSet::new(),
-                    distinct_overflow: false,
-                    unique_overflow: false,
-                })
-                .collect(),
-            rows: 0,
-            report: Report::default(),
-            issues: BTreeMap::new(),
-        }
-    }
-
-    fn violate(&mut self, file: &str, row: u64, field: &str, problem: String) {
+impl Sink {
+    pub(crate) fn violate(&mut self, file: &str, row: u64, field: &str, problem: String) {
         self.report.total_violations += 1;
         let issue = self
             .issues
@@ -170,173 +202,144 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Records field `i`'s value in row `row`: `None` is null; `Some(Ok(text))` a
-    /// value given as text; `Some(Err(problem))` a value of the wrong type.
-    fn value(&mut self, file: &str, row: u64, i: usize, v: Option<Result<String, String>>) {
-        let field = &self.schema[i];
-        let (name, required, unique) = (field.name.clone(), field.required, field.unique);
-        match v {
-            None => {
-                self.state[i].nulls += 1;
-                if required {
-                    self.violate(file, row, &name, "is required but empty".into());
-                }
-            }
-            Some(Err(problem)) => self.violate(file, row, &name, problem),
-            Some(Ok(text)) => {
-                let st = &mut self.state[i];
-                let cap = if unique { UNIQUE_CAP } else { DISTINCT_CAP };
-                if st.seen.len() < cap {
-                    if !st.seen.insert(value_hash(&text)) && unique {
-                        self.violate(
-                            file,
-                            row,
-                            &name,
-                            format!(
-                                "{} repeats an earlier value but must be unique",
-                                shown(&text)
-                            ),
-                        );
-                    }
-                } else if unique && !st.unique_overflow {
-                    st.unique_overflow = true;
-                    self.report.notes.push(format!(
-                        "field `{name}`: uniqueness checked on the first {UNIQUE_CAP} values only"
-                    ));
-                } else {
-                    st.distinct_overflow = true;
-                }
-            }
-        }
-    }
-
-    fn csv(&mut self, rel: &str, path: &Path, nulls: &[String]) -> io::Result<()> {
-        let mut reader = CsvReader::new(BufReader::new(File::open(path)?));
-        let Some(header) = reader.next_record()? else {
-            return Ok(());
-        };
-        // With one column a blank line is a row whose value is empty; with more it
-        // is skipped, as R and pandas read it.
-        reader.blank_is_row = header.len() == 1;
-        let columns: Vec<Option<usize>> = self
-            .schema
-            .iter()
-            .map(|f| header.iter().position(|h| h.trim() == f.name))
-            .collect();
-        for (i, c) in columns.iter().enumerate() {
-            if c.is_none() {
-                let name = self.schema[i].name.clone();
-                self.violate(rel, 0, &name, "no such column in the header".into());
-            }
-        }
-        let mut row = 0u64;
-        while let Some(record) = reader.next_record()? {
-            row += 1;
-            self.rows += 1;
-            for (i, col) in columns.iter().enumerate() {
-                let Some(col) = col else { continue };
-                let cell = record.get(*col).map(String::as_str).unwrap_or("");
-                let t = self.schema[i].logical_type;
-                let v = if nulls.iter().any(|n| n == cell) {
-                    None
-                } else if text_fits(t, cell) {
-                    Some(Ok(cell.to_owned()))
-                } else {
-                    Some(Err(format!("{} is not {}", shown(cell), type_name(t))))
-                };
-                self.value(rel, row, i, v);
-            }
-        }
-        Ok(())
-    }
-
-    fn jsonl(&mut self, rel: &str, path: &Path, nulls: &[String]) -> io::Result<()> {
-        let mut reader = BufReader::new(File::open(path)?);
-        let mut line = String::new();
-        let mut row = 0u64;
-        loop {
-            line.clear();
-            if read_line_capped(&mut reader, &mut line)? == 0 {
-                return Ok(());
-            }
-            if line.trim().is_empty() {
-                continue;
-            }
-            row += 1;
-            self.rows += 1;
-            let object = match serde_json::from_str::<serde_json::Value>(&line) {
-                Ok(serde_json::Value::Object(o)) => o,
-                Ok(_) => {
-                    self.violate(rel, row, "-", "the line is not a JSON object".into());
-                    continue;
-                }
-                Err(e) => {
-                    self.violate(rel, row, "-", format!("the line is not JSON: {e}"));
-                    continue;
-                }
-            };
-            for i in 0..self.schema.len() {
-                let t = self.schema[i].logical_type;
-                let v = match object.get(&self.schema[i].name) {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(serde_json::Value::String(s)) if nulls.iter().any(|n| n == s) => None,
-                    Some(v) => Some(json_fits(t, v)),
-                };
-                self.value(rel, row, i, v);
-            }
-        }
-    }
-
-    fn finish(mut self, files_checked: u32) -> Report {
-        self.report.summary = std::mem::take(&mut self.issues).into_values().collect();
-        if files_checked > 0 {
-            self.report.quality = Some(Quality {
-                rows: self.rows,
-                files_checked,
-                fields: self
-                    .schema
-                    .iter()
-                    .zip(&self.state)
-                    .map(|(f, st)| FieldQuality {
-                        name: f.name.clone(),
-                        nulls: st.nulls,
-                        distinct: (!st.distinct_overflow && !st.unique_overflow)
-                            .then_some(st.seen.len() as u64),
-                    })
-                    .collect(),
-                violations: self.report.summary.clone(),
-            });
-        }
-        self.report
+    pub(crate) fn note(&mut self, note: String) {
+        self.report.notes.push(note);
     }
 }
 
-/// Checks the files (`(relative path, full path)`) against `schema`; a cell equal
-/// to one of the file's `nulls` markers is a null.
-pub fn check(
-    schema: &[Field],
-    files: &[(String, std::path::PathBuf)],
-    nulls: &NullValues,
-) -> io::Result<Report> {
-    if schema.is_empty() {
+/// The data formats read, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Csv,
+    JsonLines,
+    Parquet,
+}
+
+fn format_of(path: &Path) -> Option<Format> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Some(Format::Csv),
+        "jsonl" | "ndjson" => Some(Format::JsonLines),
+        "parquet" => Some(Format::Parquet),
+        _ => None,
+    }
+}
+
+/// The object a data file is read as: the one whose `physicalName` or `name` is
+/// the file's name without its extension or one of its folders (nearest first;
+/// exact, then ignoring case). With a single object, every file is read as it.
+fn object_for(plan: &Plan, rel: &str) -> Option<usize> {
+    let objects = &plan.objects;
+    if objects.len() == 1 && objects[0].name.is_empty() {
+        return Some(0);
+    }
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let file = parts.pop().unwrap_or(rel);
+    let stem = file.split_once('.').map_or(file, |(s, _)| s);
+    let mut candidates = vec![stem];
+    candidates.extend(parts.iter().rev());
+    let names = |o: &plan::ObjectPlan| [o.physical_name.clone(), Some(o.name.clone())];
+    for c in &candidates {
+        if let Some(i) = objects
+            .iter()
+            .position(|o| names(o).iter().flatten().any(|n| n == c))
+        {
+            return Some(i);
+        }
+    }
+    for c in &candidates {
+        if let Some(i) = objects
+            .iter()
+            .position(|o| names(o).iter().flatten().any(|n| n.eq_ignore_ascii_case(c)))
+        {
+            return Some(i);
+        }
+    }
+    (objects.len() == 1).then_some(0)
+}
+
+/// Checks the files (`(relative path, full path)`) against `plan`. `schema` is
+/// the manifest's schema: the recorded field metrics follow it (the first
+/// object's properties).
+pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::Result<Report> {
+    if plan.is_empty() {
         return Ok(Report::default());
     }
-    let mut checker = Checker::new(schema);
+    let mut sink = Sink::default();
+    let mut states: Vec<object::ObjectState<'_>> =
+        plan.objects.iter().map(object::ObjectState::new).collect();
     let mut checked = 0u32;
+    let mut rows = 0u64;
     for (rel, full) in files {
-        let ext = full
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let read = match ext.as_deref() {
-            Some("csv") => checker.csv(rel, full, nulls.for_file(rel)),
-            Some("jsonl" | "ndjson") => checker.jsonl(rel, full, nulls.for_file(rel)),
-            _ => continue,
+        let Some(format) = format_of(full) else { continue };
+        let Some(o) = object_for(plan, rel) else {
+            sink.note(format!(
+                "{rel}: not checked; it matches no schema object (name or physicalName: {})",
+                plan.objects
+                    .iter()
+                    .map(object::object_label)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            continue;
+        };
+        let state = &mut states[o];
+        let before = state.rows;
+        let markers = state
+            .plan
+            .nulls
+            .clone()
+            .unwrap_or_else(|| plan.nulls.for_file(rel).to_vec());
+        let markers = match plan.nulls.files.iter().find(|(f, _)| f == rel) {
+            Some((_, m)) => m.clone(),
+            None => markers,
+        };
+        let read = match format {
+            Format::Csv => text::csv(state, &mut sink, rel, full, &markers),
+            Format::JsonLines => text::jsonl(state, &mut sink, rel, full, &markers),
+            Format::Parquet => parquet::read(state, &mut sink, rel, full),
         };
         read.map_err(|e| io::Error::new(e.kind(), format!("{rel}: {e}")))?;
+        state.files += 1;
+        rows += state.rows - before;
         checked += 1;
     }
-    Ok(checker.finish(checked))
+    let mut report = std::mem::take(&mut sink.report);
+    report.summary = std::mem::take(&mut sink.issues).into_values().collect();
+    report.rules = states.iter().flat_map(object::ObjectState::outcomes).collect();
+    report.notes.extend(plan.lint.iter().cloned());
+    if checked > 0 {
+        let first = states.first().map(object::ObjectState::fields).unwrap_or_default();
+        report.quality = Some(Quality {
+            rows,
+            files_checked: checked,
+            fields: schema
+                .iter()
+                .map(|f| {
+                    first
+                        .iter()
+                        .find(|q| q.name == f.name)
+                        .cloned()
+                        .unwrap_or_else(|| FieldQuality {
+                            name: f.name.clone(),
+                            nulls: 0,
+                            distinct: None,
+                        })
+                })
+                .collect(),
+            violations: report.summary.clone(),
+            objects: states
+                .iter()
+                .map(|s| ObjectQuality {
+                    name: s.plan.name.clone(),
+                    files: s.files,
+                    rows: s.rows,
+                })
+                .collect(),
+            rules: report.rules.clone(),
+        });
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

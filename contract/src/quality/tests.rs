@@ -2,7 +2,7 @@
 
 use super::values::{is_time, is_timestamp};
 use super::*;
-use mesh_protocol::manifest::{Classification, LogicalType};
+use mesh_protocol::manifest::{Classification, LogicalType, NullValues};
 
 fn field(name: &str, t: LogicalType, required: bool, unique: bool) -> Field {
     Field {
@@ -60,7 +60,7 @@ fn run_with(schema: &[Field], name: &str, text: &str, nulls: &NullValues) -> Rep
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    check(schema, &[(name.to_string(), path)], nulls).unwrap()
+    check(&Plan::from_schema(schema, nulls), schema, &[(name.to_string(), path)]).unwrap()
 }
 
 fn listed(r: &Report) -> Vec<String> {
@@ -218,9 +218,9 @@ fn a_missing_column_and_other_files_and_limits() {
     let path = dir.path().join("big.jsonl");
     std::fs::write(&path, "x".repeat(MAX_RECORD_BYTES + 10)).unwrap();
     let err = check(
+        &Plan::from_schema(&schema(), &NullValues::default()),
         &schema(),
         &[("big.jsonl".into(), path)],
-        &NullValues::default(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");

@@ -384,10 +384,15 @@ impl Publisher {
 
         // The data must keep the contract before any chunk is stored.
         let found = collect_files(path)?;
-        let checked = mesh_contract::quality::check(&probe.schema, &found, &probe.null_values)
+        let plan = mesh_contract::quality::Plan::new(
+            &probe.schema,
+            &probe.null_values,
+            probe.contract.as_ref(),
+        );
+        let checked = mesh_contract::quality::check(&plan, &probe.schema, &found)
             .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
         let mut warnings = Vec::new();
-        if checked.total_violations > 0 {
+        if !checked.kept() {
             match self.governance.policy().settings.quality {
                 QualityEnforcement::Refuse => return Err(PublishError::Quality(checked.lines())),
                 QualityEnforcement::Warn => warnings = checked.lines(),

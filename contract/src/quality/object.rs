@@ -1,0 +1,384 @@
+//! The measurements of one schema object over its files: each value checked
+//! against its property (type, required, `logicalTypeOptions`, unique), and the
+//! counts its quality rules compare (nulls, missing, invalid, duplicates, rows).
+
+use std::collections::HashSet;
+use std::hash::{Hash as _, Hasher};
+
+use mesh_protocol::manifest::{FieldQuality, LogicalType, RuleOutcome};
+
+use super::plan::{ColumnPlan, ObjectPlan};
+use super::rules::{unmeasured, Metric};
+use super::values::{json_fits, shown, text_fits, type_name};
+use super::{Sink, DISTINCT_CAP, UNIQUE_CAP};
+
+/// One value as a reader found it.
+#[derive(Debug)]
+pub(crate) enum Cell<'a> {
+    /// The column is not in this file.
+    Absent,
+    /// A null in the file's own terms (a JSON `null` or missing key, a Parquet null).
+    Null,
+    /// Text to read as the property's type (a CSV cell, a JSON string); a null
+    /// marker is a null.
+    Text(&'a str),
+    /// A JSON string: a null marker is a null; else it must be a string, date,
+    /// timestamp or time.
+    JsonString(&'a str),
+    /// A JSON value that is not a string.
+    Json(&'a serde_json::Value),
+    /// A value whose type the reader already checked (Parquet), as text.
+    Typed(String),
+}
+
+struct Column {
+    nulls: u64,
+    /// Rows where the column was in the file.
+    present: u64,
+    seen: HashSet<u64>,
+    /// More values than the set keeps: the distinct count is unknown.
+    distinct_overflow: bool,
+    /// Repeats found before the set filled.
+    duplicates: u64,
+    /// Duplicates were counted only on the first values.
+    duplicates_capped: bool,
+    /// Per property rule, the rows it counted.
+    counts: Vec<u64>,
+    /// Whether repeats matter (unique, or a duplicateValues rule).
+    track_repeats: bool,
+}
+
+/// Rows whose combination of columns repeats (a composite primary key, an
+/// object-level duplicateValues rule).
+struct Combination {
+    columns: Vec<usize>,
+    seen: HashSet<u64>,
+    duplicates: u64,
+    capped: bool,
+}
+
+/// The state of one object while its files are read.
+pub(crate) struct ObjectState<'p> {
+    pub(crate) plan: &'p ObjectPlan,
+    pub(crate) rows: u64,
+    pub(crate) files: u32,
+    columns: Vec<Column>,
+    /// The primary key first (when it has two or more columns... or one), then
+    /// one per object-level duplicateValues rule, in rule order.
+    combos: Vec<Combination>,
+    key_index: Option<usize>,
+}
+
+fn hash_of(v: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+impl<'p> ObjectState<'p> {
+    pub(crate) fn new(plan: &'p ObjectPlan) -> Self {
+        let columns = plan
+            .columns
+            .iter()
+            .map(|c| Column {
+                nulls: 0,
+                present: 0,
+                seen: HashSet::new(),
+                distinct_overflow: false,
+                duplicates: 0,
+                duplicates_capped: false,
+                counts: vec![0; c.rules.len()],
+                track_repeats: c.unique
+                    || c.rules.iter().any(|r| matches!(r.metric(), Some(Metric::Duplicates { .. }))),
+            })
+            .collect();
+        let mut combos = Vec::new();
+        let mut key_index = None;
+        if !plan.primary_key.is_empty() {
+            key_index = Some(0);
+            combos.push(Combination {
+                columns: plan.primary_key.clone(),
+                seen: HashSet::new(),
+                duplicates: 0,
+                capped: false,
+            });
+        }
+        for r in &plan.rules {
+            if let Some(Metric::Duplicates { columns }) = r.metric() {
+                let idx = columns
+                    .iter()
+                    .filter_map(|c| plan.columns.iter().position(|p| &p.name == c))
+                    .collect();
+                combos.push(Combination {
+                    columns: idx,
+                    seen: HashSet::new(),
+                    duplicates: 0,
+                    capped: false,
+                });
+            }
+        }
+        ObjectState {
+            plan,
+            rows: 0,
+            files: 0,
+            columns,
+            combos,
+            key_index,
+        }
+    }
+
+    /// Checks one row; `cells` are in the plan's column order, `markers` the
+    /// file's null markers.
+    pub(crate) fn row(&mut self, sink: &mut Sink, file: &str, row: u64, cells: &[Cell<'_>], markers: &[String]) {
+        self.rows += 1;
+        let mut texts: Vec<Option<String>> = Vec::with_capacity(cells.len());
+        for (i, cell) in cells.iter().enumerate() {
+            texts.push(self.value(sink, file, row, i, cell, markers));
+        }
+        let key_index = self.key_index;
+        for (k, combo) in self.combos.iter_mut().enumerate() {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for &c in &combo.columns {
+                match texts.get(c).and_then(Option::as_ref) {
+                    Some(t) => (1u8, t).hash(&mut h),
+                    None => 0u8.hash(&mut h),
+                }
+            }
+            let h = h.finish();
+            if combo.seen.len() >= UNIQUE_CAP {
+                combo.capped = true;
+                continue;
+            }
+            if !combo.seen.insert(h) {
+                combo.duplicates += 1;
+                if Some(k) == key_index {
+                    let names: Vec<&str> = combo
+                        .columns
+                        .iter()
+                        .map(|&c| self.plan.columns[c].name.as_str())
+                        .collect();
+                    let values: Vec<String> = combo
+                        .columns
+                        .iter()
+                        .map(|&c| texts.get(c).and_then(Option::as_deref).map_or("null".into(), shown))
+                        .collect();
+                    sink.violate(
+                        file,
+                        row,
+                        &names.join("+"),
+                        format!(
+                            "primary key ({}) repeats an earlier row",
+                            values.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Checks one value; its text when it is a non-null value of the right type.
+    fn value(&mut self, sink: &mut Sink, file: &str, row: u64, i: usize, cell: &Cell<'_>, markers: &[String]) -> Option<String> {
+        let object: &'p ObjectPlan = self.plan;
+        let plan: &ColumnPlan = &object.columns[i];
+        let st = &mut self.columns[i];
+        // The value as the file has it, before any marker is read as null.
+        let raw: Option<String> = match cell {
+            Cell::Absent => return None,
+            Cell::Null => None,
+            Cell::Text(s) | Cell::JsonString(s) => Some((*s).to_owned()),
+            Cell::Json(v) => Some(v.to_string()),
+            Cell::Typed(s) => Some(s.clone()),
+        };
+        st.present += 1;
+        let is_marker = |s: &str| markers.iter().any(|m| m == s) || plan.missing.iter().any(|m| m == s);
+        let null = match cell {
+            Cell::Null => true,
+            Cell::Text(s) | Cell::JsonString(s) => is_marker(s),
+            _ => false,
+        };
+        // Rules that count per value.
+        for (r, rule) in plan.rules.iter().enumerate() {
+            let hit = match rule.metric() {
+                Some(Metric::Missing { values, null: n }) => match &raw {
+                    None => *n,
+                    Some(t) => values.iter().any(|v| v == t) || (*n && null),
+                },
+                _ => false,
+            };
+            if hit {
+                st.counts[r] += 1;
+            }
+        }
+        if null {
+            st.nulls += 1;
+            if plan.required {
+                let why = if object.primary_key.contains(&i) {
+                    "is part of the primary key but empty"
+                } else {
+                    "is required but empty"
+                };
+                sink.violate(file, row, &plan.name, why.into());
+            }
+            return None;
+        }
+        // The type, then the options.
+        let text = match cell {
+            Cell::Text(s) | Cell::JsonString(s) => {
+                let json = matches!(cell, Cell::JsonString(_));
+                let fits = match &plan.options.format {
+                    Some((re, _)) if is_temporal(plan.logical_type) => re.is_match(s),
+                    _ if json && !matches!(plan.logical_type, LogicalType::String) && !is_temporal(plan.logical_type) => false,
+                    _ => text_fits(plan.logical_type, s),
+                };
+                if !fits {
+                    let want = match &plan.options.format {
+                        Some((_, f)) if is_temporal(plan.logical_type) => format!("{} in the format {f:?}", type_name(plan.logical_type)),
+                        _ => type_name(plan.logical_type).to_owned(),
+                    };
+                    sink.violate(file, row, &plan.name, format!("{} is not {want}", shown(s)));
+                    return None;
+                }
+                (*s).to_owned()
+            }
+            Cell::Json(v) => match json_fits(plan.logical_type, v) {
+                Ok(t) => t,
+                Err(problem) => {
+                    sink.violate(file, row, &plan.name, problem);
+                    return None;
+                }
+            },
+            Cell::Typed(s) => s.clone(),
+            Cell::Absent | Cell::Null => return None,
+        };
+        if !plan.options.is_empty() {
+            if let Some(problem) = plan.options.problem(&text) {
+                sink.violate(file, row, &plan.name, problem);
+            }
+        }
+        for (r, rule) in plan.rules.iter().enumerate() {
+            if let Some(Metric::Invalid { valid, pattern }) = rule.metric() {
+                let in_list = valid.as_ref().is_none_or(|v| v.iter().any(|x| same_value(x, &text)));
+                let matches = pattern.as_ref().is_none_or(|re| re.is_match(&text));
+                if !(in_list && matches) {
+                    st.counts[r] += 1;
+                }
+            }
+        }
+        let cap = if st.track_repeats { UNIQUE_CAP } else { DISTINCT_CAP };
+        if st.seen.len() < cap {
+            if !st.seen.insert(hash_of(&text)) {
+                st.duplicates += 1;
+                if plan.unique {
+                    sink.violate(
+                        file,
+                        row,
+                        &plan.name,
+                        format!("{} repeats an earlier value but must be unique", shown(&text)),
+                    );
+                }
+            }
+        } else {
+            if st.track_repeats && !st.duplicates_capped {
+                sink.note(format!(
+                    "{}: repeats of `{}` checked on the first {UNIQUE_CAP} values only",
+                    object_label(object),
+                    plan.name
+                ));
+                st.duplicates_capped = true;
+            }
+            st.distinct_overflow = true;
+        }
+        Some(text)
+    }
+
+    /// The metrics of each column, for the manifest.
+    pub(crate) fn fields(&self) -> Vec<FieldQuality> {
+        self.plan
+            .columns
+            .iter()
+            .zip(&self.columns)
+            .map(|(p, st)| FieldQuality {
+                name: p.name.clone(),
+                nulls: st.nulls,
+                distinct: (!st.distinct_overflow).then_some(st.seen.len() as u64),
+            })
+            .collect()
+    }
+
+    /// Every rule of the object and its properties, measured.
+    pub(crate) fn outcomes(&self) -> Vec<RuleOutcome> {
+        let object = object_label(self.plan);
+        let mut out = Vec::new();
+        if self.files == 0 {
+            let why = format!(
+                "no data file maps to object `{object}` (files are matched by name or physicalName)"
+            );
+            for r in &self.plan.rules {
+                out.push(unmeasured(r, &object, "", &why));
+            }
+            for c in &self.plan.columns {
+                for r in &c.rules {
+                    out.push(unmeasured(r, &object, &c.name, &why));
+                }
+            }
+            return out;
+        }
+        let mut combo = self.key_index.map_or(0, |_| 1);
+        for r in &self.plan.rules {
+            let measured = match r.metric() {
+                Some(Metric::RowCount) => Ok(self.rows),
+                Some(Metric::Duplicates { .. }) => {
+                    let c = &self.combos[combo];
+                    combo += 1;
+                    if c.capped {
+                        Err(format!("more than {UNIQUE_CAP} rows: repeats counted on the first ones only"))
+                    } else {
+                        Ok(c.duplicates)
+                    }
+                }
+                _ => Err(String::new()),
+            };
+            out.push(r.outcome(&object, "", measured, self.rows));
+        }
+        for (c, st) in self.plan.columns.iter().zip(&self.columns) {
+            for (i, r) in c.rules.iter().enumerate() {
+                let measured = if st.present == 0 {
+                    Err(format!("column `{}` is in none of the object's files", c.column))
+                } else {
+                    match r.metric() {
+                        Some(Metric::Nulls) => Ok(st.nulls),
+                        Some(Metric::Missing { .. } | Metric::Invalid { .. }) => Ok(st.counts[i]),
+                        Some(Metric::Duplicates { .. }) if st.duplicates_capped => Err(format!(
+                            "more than {UNIQUE_CAP} values: repeats counted on the first ones only"
+                        )),
+                        Some(Metric::Duplicates { .. }) => Ok(st.duplicates),
+                        Some(Metric::RowCount) => Ok(self.rows),
+                        None => Err(String::new()),
+                    }
+                };
+                out.push(r.outcome(&object, &c.name, measured, self.rows));
+            }
+        }
+        out
+    }
+}
+
+fn is_temporal(t: LogicalType) -> bool {
+    matches!(t, LogicalType::Date | LogicalType::Timestamp | LogicalType::Time)
+}
+
+/// The object's name as messages show it.
+pub(crate) fn object_label(o: &ObjectPlan) -> String {
+    if o.name.is_empty() {
+        "schema".into()
+    } else {
+        o.name.clone()
+    }
+}
+
+/// A valid value of the contract and a value of the data: equal as text, or as
+/// numbers (`1` and `1.0`).
+fn same_value(listed: &str, v: &str) -> bool {
+    listed == v
+        || matches!((listed.parse::<f64>(), v.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+}

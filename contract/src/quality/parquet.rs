@@ -1,0 +1,133 @@
+//! Parquet files, read with the Apache Arrow crates: the file's schema against
+//! the object's properties (names, logical types), then the values batch by batch
+//! (only the contract's columns are decoded, [`BATCH_ROWS`] rows at a time, so
+//! memory stays bounded by a batch, not the file).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use arrow_array::{Array, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use mesh_protocol::manifest::LogicalType;
+
+use super::object::{Cell, ObjectState};
+use super::values::type_name;
+use super::Sink;
+
+/// Rows decoded at a time.
+pub const BATCH_ROWS: usize = 8192;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("not a readable Parquet file: {e}"))
+}
+
+/// Whether a column of Arrow type `d` holds values of logical type `t`.
+pub(crate) fn fits(t: LogicalType, d: &DataType) -> bool {
+    use DataType as D;
+    match t {
+        LogicalType::String => matches!(d, D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Dictionary(_, _)) && dictionary_of_text(d),
+        LogicalType::Integer => d.is_integer(),
+        LogicalType::Number => d.is_integer() || d.is_floating() || matches!(d, D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) | D::Decimal256(..)),
+        LogicalType::Boolean => matches!(d, D::Boolean),
+        LogicalType::Date => matches!(d, D::Date32 | D::Date64),
+        LogicalType::Timestamp => matches!(d, D::Timestamp(_, _)),
+        LogicalType::Time => matches!(d, D::Time32(_) | D::Time64(_)),
+        LogicalType::Object => matches!(d, D::Struct(_) | D::Map(_, _)),
+        LogicalType::Array => matches!(d, D::List(_) | D::LargeList(_) | D::FixedSizeList(_, _) | D::ListView(_) | D::LargeListView(_)),
+    }
+}
+
+fn dictionary_of_text(d: &DataType) -> bool {
+    match d {
+        DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        _ => true,
+    }
+}
+
+/// Reads a Parquet file as the object.
+pub(crate) fn read(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path: &Path) -> io::Result<()> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(invalid)?;
+    let schema = builder.schema().clone();
+    let plan = state.plan;
+    // Each property's column among the file's top-level fields, if its type fits.
+    let mut wanted: Vec<Option<usize>> = Vec::with_capacity(plan.columns.len());
+    for c in &plan.columns {
+        let found = schema.fields().iter().position(|f| f.name() == &c.column);
+        match found {
+            None => {
+                sink.violate(rel, 0, &c.name, format!("no column `{}` in the Parquet schema", c.column));
+                wanted.push(None);
+            }
+            Some(i) if !fits(c.logical_type, schema.field(i).data_type()) => {
+                sink.violate(
+                    rel,
+                    0,
+                    &c.name,
+                    format!(
+                        "the Parquet column is {}, but the contract says {}",
+                        schema.field(i).data_type(),
+                        type_name(c.logical_type)
+                    ),
+                );
+                wanted.push(None);
+            }
+            Some(i) => wanted.push(Some(i)),
+        }
+    }
+    let mut roots: Vec<usize> = wanted.iter().flatten().copied().collect();
+    roots.sort_unstable();
+    roots.dedup();
+    let rows_in_file = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    if roots.is_empty() {
+        // No property is readable here: the rows still count, nothing else can.
+        state.rows += rows_in_file;
+        return Ok(());
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(invalid)?;
+    // After projection, a root's column index is its rank among the kept roots.
+    let index: Vec<Option<usize>> = wanted
+        .iter()
+        .map(|w| w.and_then(|i| roots.iter().position(|r| *r == i)))
+        .collect();
+    let options = FormatOptions::default();
+    let mut row = 0u64;
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(invalid)?;
+        let formatters = index
+            .iter()
+            .map(|i| {
+                i.map(|i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let columns: Vec<Option<&dyn Array>> = index
+            .iter()
+            .map(|i| i.map(|i| batch.column(i).as_ref()))
+            .collect();
+        let mut cells = Vec::with_capacity(columns.len());
+        for r in 0..batch.num_rows() {
+            row += 1;
+            cells.clear();
+            for (col, fmt) in columns.iter().zip(&formatters) {
+                cells.push(match (col, fmt) {
+                    (Some(a), _) if a.is_null(r) => Cell::Null,
+                    (Some(_), Some(f)) => Cell::Typed(f.value(r).to_string()),
+                    _ => Cell::Absent,
+                });
+            }
+            state.row(sink, rel, row, &cells, &[]);
+        }
+    }
+    Ok(())
+}
