@@ -54,6 +54,12 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         p.chunks,
         human_bytes(p.new_bytes)
     );
+    if !p.rules.is_empty() {
+        say!("  quality rules:");
+        for r in &p.rules {
+            say!("    {}", mesh_contract::quality::rule_line(r));
+        }
+    }
     Ok(())
 }
 

@@ -232,7 +232,14 @@ impl<'p> ObjectState<'p> {
                 };
                 if !fits {
                     let want = match &plan.options.format {
-                        Some((_, f)) if is_temporal(plan.logical_type) => format!("{} in the format {f:?}", type_name(plan.logical_type)),
+                        Some((_, f)) if is_temporal(plan.logical_type) => {
+                            let kind = match plan.logical_type {
+                                LogicalType::Date => "a date",
+                                LogicalType::Time => "a time",
+                                _ => "a timestamp",
+                            };
+                            format!("{kind} in the format {f:?}")
+                        }
                         _ => type_name(plan.logical_type).to_owned(),
                     };
                     sink.violate(file, row, &plan.name, format!("{} is not {want}", shown(s)));

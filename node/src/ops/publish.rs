@@ -112,6 +112,10 @@ pub struct Published {
     /// Contract violations in the data, when the policy publishes them with a warning.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Each quality rule of the contract: measured value, pass, fail or not
+    /// evaluated.
+    #[serde(default)]
+    pub rules: Vec<mesh_protocol::manifest::RuleOutcome>,
 }
 
 /// Most files one product may have.
@@ -481,6 +485,11 @@ impl Publisher {
                 new_bytes,
                 chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
                 warnings,
+                rules: manifest
+                    .quality
+                    .as_ref()
+                    .map(|q| q.rules.clone())
+                    .unwrap_or_default(),
             },
             envelope,
         ))
