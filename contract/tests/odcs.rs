@@ -75,15 +75,17 @@ fn a_full_3_1_contract_maps_what_mesh_checks_and_notes_the_rest() {
         "authoritativeDefinitions: kept",
         "slaDefaultElement: kept",
         "description.authoritativeDefinitions: kept",
-        "schema[1] (receivers): kept",
-        "schema[0].quality: kept",
-        "schema[0].properties[0].quality: kept",
         "slaProperties[4] (timeOfAvailability): kept",
         "classification \"gdpr-special\" is kept as written",
     ] {
         assert!(n.contains(part), "{part:?} not noted in:\n{n}");
     }
     assert!(!n.contains("status"), "production is a known status:\n{n}");
+    // Every schema object and its quality rules are checked at publish now.
+    assert!(
+        !n.contains("quality: kept") && !n.contains("(receivers)"),
+        "schema objects and rules are checked, not only kept:\n{n}"
+    );
 }
 
 #[test]

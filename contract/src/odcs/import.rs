@@ -268,21 +268,13 @@ impl Reader {
         })
     }
 
-    /// The first schema object's properties, as the columns mesh checks. The other
-    /// objects are kept and noted.
+    /// The first schema object's properties, as the columns the catalog shows.
+    /// Every object, with its quality rules, is checked against its files at
+    /// publish (see [`crate::quality::Plan`]).
     fn schema(&mut self, v: Option<&Value>) -> Vec<FieldDraft> {
         let Some(objects) = v.and_then(Value::as_array) else {
             return Vec::new();
         };
-        for (i, obj) in objects.iter().enumerate().skip(1) {
-            let n = obj
-                .as_object()
-                .and_then(|o| field(o, "name"))
-                .unwrap_or_default();
-            self.notes.push(format!(
-                "schema[{i}] ({n}): kept in the contract; mesh checks the columns of schema[0] only"
-            ));
-        }
         let mut fields = Vec::new();
         let props = objects
             .first()
@@ -320,11 +312,6 @@ impl Reader {
                 }
                 level.unwrap_or(mesh_protocol::manifest::Classification::Internal)
             });
-            if p.contains_key("quality") {
-                self.notes.push(format!(
-                    "{at}.quality: kept in the contract, not checked yet"
-                ));
-            }
             fields.push(FieldDraft {
                 name,
                 logical_type: logical,
@@ -333,14 +320,6 @@ impl Reader {
                 description: field(p, "description").unwrap_or_default(),
                 classification: class,
             });
-        }
-        if objects
-            .first()
-            .and_then(Value::as_object)
-            .is_some_and(|o| o.contains_key("quality"))
-        {
-            self.notes
-                .push("schema[0].quality: kept in the contract, not checked yet".into());
         }
         fields
     }
