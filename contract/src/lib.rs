@@ -5,11 +5,13 @@
 //! contract into one; [`quality`] reads the data files against the draft's schema
 //! and measures them; a node turns draft, files and measurements into the signed
 //! wire `Manifest` of `mesh-protocol`. [`schema_diff`] judges a new version against
-//! the previous one, and [`health`] judges a published product's SLA and lineage.
+//! the previous one ([`changelog`] two contracts, over every schema object), and
+//! [`health`] judges a published product's SLA and lineage.
 //! `mesh-node` calls all of these; nothing here calls back.
 
 #![deny(missing_docs)]
 
+pub mod changelog;
 pub mod draft;
 pub mod health;
 pub mod odcs;

@@ -72,6 +72,19 @@ fn every_official_example_imports_and_exports_every_value() {
         if !lost.is_empty() {
             failures.push(format!("{name}: lost {lost:?}"));
         }
+        // Every object and rule must be readable as checks: what mesh cannot run
+        // is listed, not a problem of the contract.
+        let plan = mesh_contract::quality::Plan::from_contract(
+            yaml_as_json(&yaml).as_object().unwrap(),
+            &Default::default(),
+        );
+        for problem in &plan.lint {
+            failures.push(format!("{name}: plan: {problem}"));
+        }
+        // The standard's own examples lint clean (notes aside).
+        for problem in mesh_contract::odcs::lint(&yaml, Some("examples")).errors {
+            failures.push(format!("{name}: lint: {problem}"));
+        }
         if let Some(dir) = &out_dir {
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(

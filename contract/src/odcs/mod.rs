@@ -14,7 +14,10 @@
 //! the input had none), or, for a product published from `product.toml`, a v3.1.0
 //! contract made from the manifest.
 //!
-//! Files: `import.rs` (contract to draft), `export.rs` (manifest to contract).
+//! [`lint`] lists a contract's problems with their field paths.
+//!
+//! Files: `import.rs` (contract to draft), `export.rs` (manifest to contract),
+//! `lint.rs` (problems before publish).
 
 use serde_json::{Map, Value};
 
@@ -22,9 +25,11 @@ use mesh_protocol::manifest::{Classification, LogicalType, Status};
 
 mod export;
 mod import;
+mod lint;
 
 pub use export::{export, export_value};
 pub use import::import;
+pub use lint::{lint, Lint};
 pub use mesh_protocol::manifest::{Contract, MAX_CONTRACT_BYTES};
 
 use crate::draft::ManifestDraft;
@@ -131,7 +136,7 @@ pub(crate) fn logical_type_name(t: LogicalType) -> &'static str {
 
 /// A classification string on mesh's levels; `None` when it names none of them
 /// (the string is kept in the contract either way).
-fn classification(s: &str) -> Option<Classification> {
+pub(crate) fn classification(s: &str) -> Option<Classification> {
     Some(match s.trim().to_ascii_lowercase().as_str() {
         "public" => Classification::Public,
         "internal" => Classification::Internal,

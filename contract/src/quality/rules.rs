@@ -321,9 +321,11 @@ fn library(r: &Map<String, Value>, metric: &str, level: Level) -> Result<(Metric
         ("invalidValues" | "validValues", Level::Property) => {
             let valid = match argument(r, "validValues") {
                 None => None,
+                // A null in the list is allowed (nulls are never counted invalid).
                 Some(Value::Array(a)) => Some(
                     a.iter()
-                        .map(|v| scalar_text(v).ok_or("validValues: each entry must be a scalar"))
+                        .filter(|v| !v.is_null())
+                        .map(|v| scalar_text(v).ok_or("validValues: each entry must be a scalar or null"))
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
                 Some(_) => return Err("validValues must be a list".into()),
