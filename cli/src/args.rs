@@ -58,6 +58,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Work with ODCS data contracts, without a node: draft one from data, lint it,
+    /// test data against it, compare two versions. Each exits 1 on a problem.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
     /// Publish a file or directory as a data product version.
     Publish(PublishArgs),
     /// List the products in this node's catalog.
@@ -363,4 +369,89 @@ mod tests {
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContractCommand {
+    /// Draft an ODCS v3.1.0 contract from data files: one schema object per CSV,
+    /// JSON-lines or Parquet file (a folder of files is one object), column types
+    /// inferred, `required` where no null was seen.
+    Init(ContractInitArgs),
+    /// List a contract's problems, each with its field path: the standard's
+    /// required fields and values, mesh's rules, quality rules that cannot run.
+    Lint(ContractLintArgs),
+    /// Check a data directory against a contract: every check publish makes
+    /// (types, required, unique, primary keys, logicalTypeOptions, quality rules),
+    /// without publishing. Exits 1 when the data breaks the contract.
+    Test(ContractTestArgs),
+    /// What changed between two contracts, over every schema object and property;
+    /// exits 1 when a change breaks consumers under the schema-compatibility mode.
+    Changelog(ChangelogArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContractInitArgs {
+    /// The directory (or file) of data.
+    pub(crate) dir: PathBuf,
+    /// The product name (default: the directory's name).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// The owning domain (default: this home's domain).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Write the contract here instead of printing it.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// Replace an existing --output file.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContractLintArgs {
+    /// The contract (ODCS v3 YAML).
+    pub(crate) file: PathBuf,
+    /// The domain a contract without `domain` is published for (default: this
+    /// home's).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContractTestArgs {
+    /// The contract (ODCS v3 YAML).
+    pub(crate) file: PathBuf,
+    /// The data: a directory (files map to schema objects by name or
+    /// physicalName, or by folder) or one file.
+    pub(crate) dir: PathBuf,
+    /// The domain a contract without `domain` is published for (default: this
+    /// home's).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+}
+
+/// Schema-compatibility modes, as the policy names them.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum CompatMode {
+    /// Never refuse.
+    None,
+    /// Breaking changes need a new major version.
+    Backward,
+    /// Breaking changes are refused, whatever the version.
+    Frozen,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChangelogArgs {
+    /// The earlier contract.
+    pub(crate) old: PathBuf,
+    /// The later contract.
+    pub(crate) new: PathBuf,
+    /// The schema-compatibility mode (default: --policy's, else the running node's
+    /// policy's, else backward).
+    #[arg(long, value_enum)]
+    pub(crate) mode: Option<CompatMode>,
+    /// A policy file whose `schema_compatibility` to apply.
+    #[arg(long, conflicts_with = "mode")]
+    pub(crate) policy: Option<PathBuf>,
 }

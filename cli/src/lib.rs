@@ -7,6 +7,7 @@
 //! takes `--json`.
 
 mod args;
+mod contract;
 mod governance;
 mod keys;
 mod lineage;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, CouncilCommand, NodeCommand, PolicyCommand};
+use crate::args::{Cli, Command, ContractCommand, CouncilCommand, NodeCommand, PolicyCommand};
 
 /// Runs the `mesh` CLI with `args` (the first is the program name) and returns its
 /// exit code.
@@ -47,6 +48,12 @@ where
             PolicyCommand::Show(a) => governance::show(&cli.home, a, json),
             PolicyCommand::History => governance::history(&cli.home, json),
             PolicyCommand::Check(a) => governance::check(&cli.home, a, json),
+        },
+        Command::Contract { command } => match command {
+            ContractCommand::Init(a) => contract::init(&cli.home, a, json),
+            ContractCommand::Lint(a) => contract::lint(&cli.home, a, json),
+            ContractCommand::Test(a) => contract::test(&cli.home, a, json),
+            ContractCommand::Changelog(a) => contract::changelog(&cli.home, a, json),
         },
         Command::Publish(a) => products::publish(&cli.home, a, json),
         Command::Products(a) => products::list(&cli.home, a, json),

@@ -4,25 +4,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn mesh(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mesh"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("MESH_HOME")
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
+use common::{mesh, stderr, stdout};
 
 #[test]
 fn help_teaches_the_commands() {

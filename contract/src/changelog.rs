@@ -109,7 +109,14 @@ impl Diff {
     }
 
     /// A value that changed at `path`, with `severity`.
-    fn value(&mut self, path: &str, key: &str, a: &Map<String, Value>, b: &Map<String, Value>, severity: Severity) {
+    fn value(
+        &mut self,
+        path: &str,
+        key: &str,
+        a: &Map<String, Value>,
+        b: &Map<String, Value>,
+        severity: Severity,
+    ) {
         if a.get(key) != b.get(key) {
             self.push(
                 format!("{path}.{key}"),
@@ -130,7 +137,11 @@ impl Diff {
                 self.push(
                     format!("{path}.{key}"),
                     format!("{} -> {}", flag(a, key), flag(b, key)),
-                    if tightened && key != "primaryKey" { Breaking } else { Compatible },
+                    if tightened && key != "primaryKey" {
+                        Breaking
+                    } else {
+                        Compatible
+                    },
                 );
             }
         }
@@ -143,11 +154,22 @@ impl Diff {
             let loosened = matches!((level(a), level(b)), (Some(x), Some(y)) if y < x);
             self.push(
                 format!("{path}.classification"),
-                format!("{} -> {}", text(a.get("classification")), text(b.get("classification"))),
+                format!(
+                    "{} -> {}",
+                    text(a.get("classification")),
+                    text(b.get("classification"))
+                ),
                 if loosened { Breaking } else { Compatible },
             );
         }
-        for key in ["logicalTypeOptions", "quality", "description", "businessName", "examples", "tags"] {
+        for key in [
+            "logicalTypeOptions",
+            "quality",
+            "description",
+            "businessName",
+            "examples",
+            "tags",
+        ] {
             self.value(path, key, a, b, Compatible);
         }
         self.children(path, a.get("properties"), b.get("properties"));
@@ -168,8 +190,16 @@ impl Diff {
                 let required = flag(n, "required") || flag(n, "primaryKey");
                 self.push(
                     format!("{path}.properties[{name}]"),
-                    if required { "added as required".into() } else { "added".into() },
-                    if required { Severity::Breaking } else { Severity::Compatible },
+                    if required {
+                        "added as required".into()
+                    } else {
+                        "added".into()
+                    },
+                    if required {
+                        Severity::Breaking
+                    } else {
+                        Severity::Compatible
+                    },
                 );
             }
         }
@@ -178,7 +208,9 @@ impl Diff {
 
 /// The changes from contract `old` to `new` (both ODCS, as JSON).
 pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelog {
-    let mut d = Diff { changes: Vec::new() };
+    let mut d = Diff {
+        changes: Vec::new(),
+    };
     let (a, b) = (named(old.get("schema")), named(new.get("schema")));
     for (name, o) in &a {
         let at = format!("schema[{name}]");
@@ -186,7 +218,12 @@ pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelo
             None => d.push(at, "removed".into(), Severity::Breaking),
             Some((_, n)) => {
                 d.value(&at, "physicalName", o, n, Severity::Breaking);
-                for key in ["physicalType", "description", "quality", "dataGranularityDescription"] {
+                for key in [
+                    "physicalType",
+                    "description",
+                    "quality",
+                    "dataGranularityDescription",
+                ] {
                     d.value(&at, key, o, n, Severity::Compatible);
                 }
                 d.children(&at, o.get("properties"), n.get("properties"));
@@ -195,10 +232,18 @@ pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelo
     }
     for (name, _) in &b {
         if !a.iter().any(|(o, _)| o == name) {
-            d.push(format!("schema[{name}]"), "added".into(), Severity::Compatible);
+            d.push(
+                format!("schema[{name}]"),
+                "added".into(),
+                Severity::Compatible,
+            );
         }
     }
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).filter(|k| *k != "schema").collect();
+    let keys: Vec<&String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| *k != "schema")
+        .collect();
     let mut seen = std::collections::BTreeSet::new();
     for k in keys {
         if seen.insert(k) && old.get(k) != new.get(k) {
@@ -207,7 +252,9 @@ pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelo
                 match (old.get(k), new.get(k)) {
                     (None, Some(_)) => "added".into(),
                     (Some(_), None) => "removed".into(),
-                    (Some(a @ Value::String(_)), Some(b @ Value::String(_))) => format!("{} -> {}", text(Some(a)), text(Some(b))),
+                    (Some(a @ Value::String(_)), Some(b @ Value::String(_))) => {
+                        format!("{} -> {}", text(Some(a)), text(Some(b)))
+                    }
                     _ => "changed".into(),
                 },
                 Severity::Compatible,
@@ -239,7 +286,10 @@ mod tests {
     fn removals_type_changes_and_new_required_properties_break() {
         let new = "version: 1.1.0\nschema:\n  - name: orders\n    properties:\n      - {name: amount, logicalType: string}\n      - {name: id, logicalType: integer, required: true}\n      - {name: note, logicalType: string}\n      - {name: region, logicalType: string, required: true}\n      - {name: channel, logicalType: string}\n";
         let log = changelog(&doc(OLD), &doc(new));
-        let breaking: Vec<String> = log.breaking().map(|c| format!("{}: {}", c.path, c.change)).collect();
+        let breaking: Vec<String> = log
+            .breaking()
+            .map(|c| format!("{}: {}", c.path, c.change))
+            .collect();
         assert_eq!(
             breaking,
             [
@@ -254,7 +304,8 @@ mod tests {
             .filter(|c| c.severity == Severity::Compatible)
             .map(|c| format!("{}: {}", c.path, c.change))
             .collect();
-        assert!(compatible.contains(&"schema[orders].properties[note].required: true -> false".to_string()));
+        assert!(compatible
+            .contains(&"schema[orders].properties[note].required: true -> false".to_string()));
         assert!(compatible.contains(&"schema[orders].properties[channel]: added".to_string()));
         assert!(compatible.contains(&"version: 1.0.0 -> 1.1.0".to_string()));
         assert!(log.refused_by(SchemaCompatibility::Backward).is_some());
@@ -264,7 +315,9 @@ mod tests {
 
     #[test]
     fn a_new_major_version_may_break_under_backward_but_not_frozen() {
-        let new = OLD.replace("version: 1.0.0", "version: 2.0.0").replace("  - name: refunds\n    properties: [{name: id}]\n", "");
+        let new = OLD
+            .replace("version: 1.0.0", "version: 2.0.0")
+            .replace("  - name: refunds\n    properties: [{name: id}]\n", "");
         let log = changelog(&doc(OLD), &doc(&new));
         assert_eq!(log.breaking().count(), 1);
         assert!(log.refused_by(SchemaCompatibility::Backward).is_none());

@@ -2,7 +2,7 @@
 //! on every node, with no network and no runtime.
 //!
 //! Map: a domain team writes a [`draft`] (`product.toml`) or imports an [`odcs`]
-//! contract into one; [`quality`] reads the data files against the draft's schema
+//! contract into one ([`infer`] drafts a contract from the data); [`quality`] reads the data files against the draft's schema
 //! and measures them; a node turns draft, files and measurements into the signed
 //! wire `Manifest` of `mesh-protocol`. [`schema_diff`] judges a new version against
 //! the previous one ([`changelog`] two contracts, over every schema object), and
@@ -14,6 +14,7 @@
 pub mod changelog;
 pub mod draft;
 pub mod health;
+pub mod infer;
 pub mod odcs;
 pub mod quality;
 pub mod schema_diff;

@@ -37,7 +37,9 @@ fn common_schema(d: &mesh_contract::ManifestDraft) -> Vec<mesh_protocol::manifes
             logical_type: f.logical_type,
             required: f.required,
             description: f.description.clone(),
-            classification: f.classification.unwrap_or(mesh_protocol::manifest::Classification::Internal),
+            classification: f
+                .classification
+                .unwrap_or(mesh_protocol::manifest::Classification::Internal),
             unique: f.unique,
         })
         .collect()
@@ -122,10 +124,19 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
     }
     // Both shipments files were read as one object; the stray CSV is listed.
     let q = r.quality.as_ref().unwrap();
-    let objects: Vec<(&str, u32, u64)> = q.objects.iter().map(|o| (o.name.as_str(), o.files, o.rows)).collect();
-    assert_eq!(objects, [("shipments", 2, 4), ("carriers", 1, 3), ("events", 0, 0)]);
+    let objects: Vec<(&str, u32, u64)> = q
+        .objects
+        .iter()
+        .map(|o| (o.name.as_str(), o.files, o.rows))
+        .collect();
+    assert_eq!(
+        objects,
+        [("shipments", 2, 4), ("carriers", 1, 3), ("events", 0, 0)]
+    );
     assert!(
-        r.notes.iter().any(|n| n.starts_with("notes/regions.csv: not checked; it matches no schema object")),
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("notes/regions.csv: not checked; it matches no schema object")),
         "{:#?}",
         r.notes
     );
@@ -139,7 +150,10 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
 fn data_that_breaks_the_rules_fails_each_one_with_its_measurement() {
     let shipments = "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,NA,UA1234\n1,UA,100,n/a,nope\n,A,0,NA,bad\n";
     let carriers = "{\"code\":\"UA\",\"founded\":\"1926-04-06\",\"fleet\":1}\n{\"code\":\"UA\",\"founded\":\"15/04/1926\",\"fleet\":2}\n";
-    let r = run(&[("shipments.csv", shipments), ("carrier_list.jsonl", carriers)]);
+    let r = run(&[
+        ("shipments.csv", shipments),
+        ("carrier_list.jsonl", carriers),
+    ]);
     let s = states(&r);
     for failed in [
         "shipments_carrier_number_once",
@@ -185,10 +199,25 @@ fn shipments_batch(ids: Vec<Option<i64>>, weights: Vec<Option<f64>>) -> RecordBa
     let numbers = [100, 200, 300, 101];
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("shipment_id", Arc::new(Int64Array::from(ids))),
-        ("carrier_code", Arc::new(StringArray::from((0..n).map(|i| carriers[i % 4]).collect::<Vec<_>>()))),
-        ("number", Arc::new(Int64Array::from((0..n).map(|i| numbers[i % 4]).collect::<Vec<i64>>()))),
+        (
+            "carrier_code",
+            Arc::new(StringArray::from(
+                (0..n).map(|i| carriers[i % 4]).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "number",
+            Arc::new(Int64Array::from(
+                (0..n).map(|i| numbers[i % 4]).collect::<Vec<i64>>(),
+            )),
+        ),
         ("weight_kg", Arc::new(Float64Array::from(weights))),
-        ("tracking", Arc::new(StringArray::from((0..n).map(|i| tracking[i % 4]).collect::<Vec<_>>()))),
+        (
+            "tracking",
+            Arc::new(StringArray::from(
+                (0..n).map(|i| tracking[i % 4]).collect::<Vec<_>>(),
+            )),
+        ),
     ];
     RecordBatch::try_from_iter(columns).unwrap()
 }
@@ -197,10 +226,18 @@ fn write_parquet(path: &Path, batch: &RecordBatch, rows_per_group: usize) {
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(rows_per_group))
         .build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
     w.write(batch).unwrap();
     let meta = w.close().unwrap();
-    assert_eq!(meta.num_row_groups(), batch.num_rows().div_ceil(rows_per_group));
+    assert_eq!(
+        meta.num_row_groups(),
+        batch.num_rows().div_ceil(rows_per_group)
+    );
 }
 
 #[test]
@@ -219,9 +256,24 @@ fn parquet_rows_are_measured_as_the_same_rows_in_csv() {
         ("carrier_list.jsonl".into(), carriers.clone()),
     ]);
     let csv = dir.path().join("shipments.csv");
-    std::fs::write(&csv, format!("{GOOD_SHIPMENTS_1}{}", GOOD_SHIPMENTS_2.split_once('\n').unwrap().1)).unwrap();
-    let from_csv = check(&[("shipments.csv".into(), csv), ("carrier_list.jsonl".into(), carriers)]);
-    assert_eq!(from_parquet.total_violations, 0, "{:#?}", from_parquet.lines());
+    std::fs::write(
+        &csv,
+        format!(
+            "{GOOD_SHIPMENTS_1}{}",
+            GOOD_SHIPMENTS_2.split_once('\n').unwrap().1
+        ),
+    )
+    .unwrap();
+    let from_csv = check(&[
+        ("shipments.csv".into(), csv),
+        ("carrier_list.jsonl".into(), carriers),
+    ]);
+    assert_eq!(
+        from_parquet.total_violations,
+        0,
+        "{:#?}",
+        from_parquet.lines()
+    );
     assert_eq!(states(&from_parquet), states(&from_csv));
     let (pq_q, csv_q) = (from_parquet.quality.unwrap(), from_csv.quality.unwrap());
     assert_eq!(pq_q.fields, csv_q.fields);
@@ -240,18 +292,43 @@ fn parquet_nulls_duplicates_and_type_mismatches_are_found_across_row_groups() {
     write_parquet(&pq, &shipments_batch(ids, weights), 999);
     let r = check(&[("shipments.parquet".into(), pq)]);
     let s = states(&r);
-    assert_eq!(s["shipment_id_no_nulls"], (RuleState::Failed, "1 row (0.01%)".into()));
-    assert_eq!(s["shipment_id_no_duplicates"], (RuleState::Failed, "1 row (0.01%)".into()));
-    assert_eq!(s["weight_missing"], (RuleState::Passed, "3334 rows (33.34%)".into()));
+    assert_eq!(
+        s["shipment_id_no_nulls"],
+        (RuleState::Failed, "1 row (0.01%)".into())
+    );
+    assert_eq!(
+        s["shipment_id_no_duplicates"],
+        (RuleState::Failed, "1 row (0.01%)".into())
+    );
+    assert_eq!(
+        s["weight_missing"],
+        (RuleState::Passed, "3334 rows (33.34%)".into())
+    );
     assert_eq!(s["shipments_rows"].0, RuleState::Failed);
     let problems: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
-    assert!(problems.iter().any(|p| p.starts_with("shipments.parquet row 4322, field `shipment_id`: is part of the primary key but empty")), "{problems:#?}");
-    assert!(problems.iter().any(|p| p.starts_with("shipments.parquet row 9001, field `shipment_id`: primary key (\"5\") repeats")), "{problems:#?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with(
+            "shipments.parquet row 4322, field `shipment_id`: is part of the primary key but empty"
+        )),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with(
+            "shipments.parquet row 9001, field `shipment_id`: primary key (\"5\") repeats"
+        )),
+        "{problems:#?}"
+    );
 
     // A column of the wrong type is one violation at the schema, not one per row.
     let wrong = RecordBatch::try_from_iter(vec![
-        ("shipment_id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
-        ("carrier_code", Arc::new(StringArray::from(vec!["UA", "AA"]))),
+        (
+            "shipment_id",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        ),
+        (
+            "carrier_code",
+            Arc::new(StringArray::from(vec!["UA", "AA"])),
+        ),
         ("number", Arc::new(StringArray::from(vec!["100", "x"]))),
     ])
     .unwrap();
@@ -269,7 +346,11 @@ fn parquet_nulls_duplicates_and_type_mismatches_are_found_across_row_groups() {
     );
     let o = r.rules.iter().find(|o| o.rule == "weight_missing").unwrap();
     assert_eq!(o.state, RuleState::NotEvaluated);
-    assert!(o.note.contains("in none of the object's files"), "{}", o.note);
+    assert!(
+        o.note.contains("in none of the object's files"),
+        "{}",
+        o.note
+    );
 }
 
 #[test]
@@ -278,5 +359,9 @@ fn a_file_that_is_not_parquet_is_a_clear_error() {
     let p = dir.path().join("shipments.parquet");
     std::fs::write(&p, b"PAR1 this is not parquet").unwrap();
     let err = quality::check(&plan().0, &plan().1, &[("shipments.parquet".into(), p)]).unwrap_err();
-    assert!(err.to_string().starts_with("shipments.parquet: not a readable Parquet file"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("shipments.parquet: not a readable Parquet file"),
+        "{err}"
+    );
 }

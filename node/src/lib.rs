@@ -48,7 +48,7 @@ pub use net::NetError;
 pub use node::Node;
 pub use ops::discover::DiscoverError;
 pub use ops::fetch::FetchError;
-pub use ops::publish::PublishError;
+pub use ops::publish::{collect_files, PublishError};
 pub use ops::submit::SubmitError;
 pub use state::governance::{install_genesis, GenesisError};
 pub use state::{Invalid, OfferError, StateError};

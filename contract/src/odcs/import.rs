@@ -4,7 +4,6 @@ use serde_json::{Map, Value};
 
 use super::{
     classification, field, logical_type, slug, status, text, Imported, OdcsError, API_VERSIONS,
-    MAX_CONTRACT_BYTES,
 };
 use crate::draft::{FieldDraft, ManifestDraft, OwnerDraft, SlaDraft, UpstreamDraft};
 use mesh_protocol::manifest::Contract;
@@ -29,25 +28,7 @@ const MAPPED: [&str; 13] = [
 /// Reads an ODCS v3 contract (YAML or JSON). A contract without `domain` belongs
 /// to `default_domain` (the publishing node's), if given.
 pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, OdcsError> {
-    if yaml.len() > MAX_CONTRACT_BYTES {
-        return Err(OdcsError(vec![format!(
-            "the contract is {} bytes, over the limit of {MAX_CONTRACT_BYTES}",
-            yaml.len()
-        )]));
-    }
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(yaml).map_err(|e| OdcsError(vec![format!("not valid YAML: {e}")]))?;
-    // ODCS is defined by a JSON Schema: its data model is JSON's.
-    let doc: Value = serde_json::to_value(&doc).map_err(|e| {
-        OdcsError(vec![format!(
-            "not a JSON-compatible document ({e}); every key must be a string"
-        )])
-    })?;
-    let Value::Object(top) = doc else {
-        return Err(OdcsError(vec![
-            "the contract must be a YAML mapping (apiVersion, kind, id, version, ...)".into(),
-        ]));
-    };
+    let top = super::document(yaml)?;
     let mut r = Reader {
         errs: Vec::new(),
         notes: Vec::new(),
@@ -148,7 +129,7 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
             consumers: custom.consumers,
             owner,
             schema,
-            null_values: None,
+            null_values: custom.null_values,
             files: Default::default(),
             sla,
             lineage: custom.lineage,
@@ -167,6 +148,7 @@ struct Custom {
     classification: Option<mesh_protocol::manifest::Classification>,
     consumers: Vec<String>,
     lineage: Vec<UpstreamDraft>,
+    null_values: Option<Vec<String>>,
     /// Every custom property is one of mesh's.
     only_mesh: bool,
 }
@@ -206,6 +188,11 @@ impl Reader {
                             });
                         }
                     }
+                }
+                Some(crate::quality::CUSTOM_NULL_VALUES) => {
+                    c.null_values = value
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(text).collect());
                 }
                 _ => c.only_mesh = false,
             }

@@ -28,43 +28,101 @@ pub struct Lint {
 
 const TOP_REQUIRED: [&str; 5] = ["version", "apiVersion", "kind", "id", "status"];
 const TOP_KEYS: [&str; 22] = [
-    "version", "kind", "apiVersion", "id", "name", "tenant", "tags", "status", "servers",
-    "dataProduct", "description", "domain", "schema", "support", "price", "team", "roles",
-    "slaDefaultElement", "slaProperties", "authoritativeDefinitions", "customProperties",
+    "version",
+    "kind",
+    "apiVersion",
+    "id",
+    "name",
+    "tenant",
+    "tags",
+    "status",
+    "servers",
+    "dataProduct",
+    "description",
+    "domain",
+    "schema",
+    "support",
+    "price",
+    "team",
+    "roles",
+    "slaDefaultElement",
+    "slaProperties",
+    "authoritativeDefinitions",
+    "customProperties",
     "contractCreatedTs",
 ];
 const OBJECT_KEYS: [&str; 14] = [
-    "authoritativeDefinitions", "businessName", "customProperties", "dataGranularityDescription",
-    "description", "id", "logicalType", "name", "physicalName", "physicalType", "properties",
-    "quality", "relationships", "tags",
+    "authoritativeDefinitions",
+    "businessName",
+    "customProperties",
+    "dataGranularityDescription",
+    "description",
+    "id",
+    "logicalType",
+    "name",
+    "physicalName",
+    "physicalType",
+    "properties",
+    "quality",
+    "relationships",
+    "tags",
 ];
 const PROPERTY_KEYS: [&str; 28] = [
-    "authoritativeDefinitions", "businessName", "classification", "criticalDataElement",
-    "customProperties", "description", "encryptedName", "examples", "id", "items", "logicalType",
-    "logicalTypeOptions", "name", "partitionKeyPosition", "partitioned", "physicalName",
-    "physicalType", "primaryKey", "primaryKeyPosition", "properties", "quality", "relationships",
-    "required", "tags", "transformDescription", "transformLogic", "transformSourceObjects", "unique",
+    "authoritativeDefinitions",
+    "businessName",
+    "classification",
+    "criticalDataElement",
+    "customProperties",
+    "description",
+    "encryptedName",
+    "examples",
+    "id",
+    "items",
+    "logicalType",
+    "logicalTypeOptions",
+    "name",
+    "partitionKeyPosition",
+    "partitioned",
+    "physicalName",
+    "physicalType",
+    "primaryKey",
+    "primaryKeyPosition",
+    "properties",
+    "quality",
+    "relationships",
+    "required",
+    "tags",
+    "transformDescription",
+    "transformLogic",
+    "transformSourceObjects",
+    "unique",
 ];
 const DIMENSIONS: [&str; 14] = [
-    "accuracy", "completeness", "conformity", "consistency", "coverage", "timeliness", "uniqueness",
-    "ac", "cp", "cf", "cs", "cv", "tm", "uq",
+    "accuracy",
+    "completeness",
+    "conformity",
+    "consistency",
+    "coverage",
+    "timeliness",
+    "uniqueness",
+    "ac",
+    "cp",
+    "cf",
+    "cs",
+    "cv",
+    "tm",
+    "uq",
 ];
 
 /// Lints a contract (YAML or JSON). `default_domain` is the domain a contract
 /// without one is published for, if known.
 pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
     let mut l = Lint::default();
-    let doc = match serde_yaml::from_str::<serde_yaml::Value>(yaml)
-        .map_err(|e| format!("not valid YAML: {e}"))
-        .and_then(|v| serde_json::to_value(v).map_err(|e| format!("not a JSON-compatible document: {e}")))
-    {
-        Ok(Value::Object(m)) => m,
-        Ok(_) => {
-            l.errors.push("(top): the contract must be a mapping".into());
-            return l;
-        }
+    let doc = match super::document(yaml) {
+        Ok(m) => m,
         Err(e) => {
-            l.errors.push(format!("(top): {e}"));
+            l.errors
+                .extend(e.0.into_iter().map(|p| format!("(top): {p}")));
             return l;
         }
     };
@@ -76,10 +134,16 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
     }
     if let Some(v) = doc.get("apiVersion").and_then(Value::as_str) {
         if !API_VERSIONS.contains(&v) {
-            l.errors.push(format!("apiVersion: {v:?} is not one of {}", API_VERSIONS.join(", ")));
+            l.errors.push(format!(
+                "apiVersion: {v:?} is not one of {}",
+                API_VERSIONS.join(", ")
+            ));
         }
     }
-    if let Some(k) = doc.get("kind").filter(|k| k.as_str() != Some("DataContract")) {
+    if let Some(k) = doc
+        .get("kind")
+        .filter(|k| k.as_str() != Some("DataContract"))
+    {
         l.errors.push(format!("kind: {k} must be DataContract"));
     }
     if strict {
@@ -101,11 +165,15 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
         Some(Value::Array(_)) => {
             required_in_list(&mut l, &doc, "team", &["username"]);
             if strict {
-                l.notes.push("team: a list of members is deprecated in v3.1.0; use {name, members}".into());
+                l.notes.push(
+                    "team: a list of members is deprecated in v3.1.0; use {name, members}".into(),
+                );
             }
         }
         Some(Value::Object(t)) => required_in_list(&mut l, t, "members", &["username"]),
-        Some(other) => l.errors.push(format!("team: {other} must be a mapping (v3.1) or a list (v3.0)")),
+        Some(other) => l.errors.push(format!(
+            "team: {other} must be a mapping (v3.1) or a list (v3.0)"
+        )),
         None => {}
     }
     walk_custom(&mut l, &Value::Object(doc.clone()), String::new());
@@ -138,7 +206,11 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
 
 fn unknown(l: &mut Lint, m: &Map<String, Value>, at: &str, known: &[&str]) {
     for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
-        let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+        let path = if at.is_empty() {
+            k.clone()
+        } else {
+            format!("{at}.{k}")
+        };
         l.errors.push(format!(
             "{path}: not a field of ODCS v3.1.0 here (custom data goes in customProperties)"
         ));
@@ -170,7 +242,11 @@ fn walk_custom(l: &mut Lint, v: &Value, at: String) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
-                let path = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
                 if k == "customProperties" {
                     if let Some(list) = v.as_array() {
                         for (i, p) in list.iter().enumerate() {
@@ -217,14 +293,18 @@ fn schema(l: &mut Lint, doc: &Map<String, Value>, strict: bool) {
 }
 
 fn properties(l: &mut Lint, v: Option<&Value>, at: &str, strict: bool) {
-    let Some(props) = v.and_then(Value::as_array) else { return };
+    let Some(props) = v.and_then(Value::as_array) else {
+        return;
+    };
     let mut names = BTreeSet::new();
     for (j, p) in props.iter().enumerate() {
         let pat = format!("{at}.properties[{j}]");
         let Some(p) = p.as_object() else { continue };
         if let Some(n) = p.get("name").and_then(Value::as_str) {
             if !names.insert(n.to_owned()) {
-                l.errors.push(format!("{pat}.name: {n:?} names two properties of the same object"));
+                l.errors.push(format!(
+                    "{pat}.name: {n:?} names two properties of the same object"
+                ));
             }
         }
         if strict {
@@ -240,7 +320,13 @@ fn properties(l: &mut Lint, v: Option<&Value>, at: &str, strict: bool) {
 }
 
 fn quality_fields(l: &mut Lint, m: &Map<String, Value>, at: &str) {
-    for (i, r) in m.get("quality").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, r) in m
+        .get("quality")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let Some(r) = r.as_object() else { continue };
         if let Some(d) = r.get("dimension").and_then(Value::as_str) {
             if !DIMENSIONS.contains(&d) {
@@ -251,12 +337,14 @@ fn quality_fields(l: &mut Lint, m: &Map<String, Value>, at: &str) {
         }
         match r.get("type").and_then(Value::as_str) {
             Some("sql") if !r.contains_key("query") => {
-                l.errors.push(format!("{at}.quality[{i}].query: required for a sql rule"));
+                l.errors
+                    .push(format!("{at}.quality[{i}].query: required for a sql rule"));
             }
             Some("custom") => {
                 for k in ["engine", "implementation"] {
                     if !r.contains_key(k) {
-                        l.errors.push(format!("{at}.quality[{i}].{k}: required for a custom rule"));
+                        l.errors
+                            .push(format!("{at}.quality[{i}].{k}: required for a custom rule"));
                     }
                 }
             }

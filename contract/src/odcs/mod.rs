@@ -63,6 +63,30 @@ pub struct Imported {
 #[error("ODCS contract: {}", .0.join("; "))]
 pub struct OdcsError(pub Vec<String>);
 
+/// A contract (YAML or JSON) as the JSON document ODCS defines (its data model is
+/// JSON Schema's), at most [`MAX_CONTRACT_BYTES`].
+pub fn document(yaml: &str) -> Result<Map<String, Value>, OdcsError> {
+    if yaml.len() > MAX_CONTRACT_BYTES {
+        return Err(OdcsError(vec![format!(
+            "the contract is {} bytes, over the limit of {MAX_CONTRACT_BYTES}",
+            yaml.len()
+        )]));
+    }
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(yaml).map_err(|e| OdcsError(vec![format!("not valid YAML: {e}")]))?;
+    let doc: Value = serde_json::to_value(&doc).map_err(|e| {
+        OdcsError(vec![format!(
+            "not a JSON-compatible document ({e}); every key must be a string"
+        )])
+    })?;
+    match doc {
+        Value::Object(top) => Ok(top),
+        _ => Err(OdcsError(vec![
+            "the contract must be a YAML mapping (apiVersion, kind, id, version, ...)".into(),
+        ])),
+    }
+}
+
 /// A scalar as text (numbers and booleans too).
 fn text(v: &Value) -> Option<String> {
     match v {

@@ -6,7 +6,7 @@ use std::io::{self, BufRead};
 use super::MAX_RECORD_BYTES;
 
 /// Reads one line of at most [`MAX_RECORD_BYTES`].
-pub(super) fn read_line_capped<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<usize> {
+pub(crate) fn read_line_capped<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<usize> {
     let n = io::Read::take(&mut *r, MAX_RECORD_BYTES as u64 + 1).read_line(line)?;
     if n > MAX_RECORD_BYTES {
         return Err(io::Error::new(
@@ -19,15 +19,15 @@ pub(super) fn read_line_capped<R: BufRead>(r: &mut R, line: &mut String) -> io::
 
 /// An RFC 4180 CSV reader: quoted fields may hold commas, doubled quotes and line
 /// breaks; records are capped at [`MAX_RECORD_BYTES`].
-pub(super) struct CsvReader<R> {
+pub(crate) struct CsvReader<R> {
     inner: R,
     line: String,
     /// A blank line is a record of one empty field (single-column files).
-    pub(super) blank_is_row: bool,
+    pub(crate) blank_is_row: bool,
 }
 
 impl<R: BufRead> CsvReader<R> {
-    pub(super) fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         CsvReader {
             inner,
             line: String::new(),
@@ -35,7 +35,7 @@ impl<R: BufRead> CsvReader<R> {
         }
     }
 
-    pub(super) fn next_record(&mut self) -> io::Result<Option<Vec<String>>> {
+    pub(crate) fn next_record(&mut self) -> io::Result<Option<Vec<String>>> {
         let mut fields = Vec::new();
         let mut field = String::new();
         let mut in_quotes = false;

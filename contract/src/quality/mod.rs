@@ -24,19 +24,18 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use mesh_protocol::manifest::{
-    Field, FieldQuality, ObjectQuality, Quality, QualityIssue, RuleOutcome, RuleState,
-};
+use mesh_protocol::manifest::{Field, FieldQuality, ObjectQuality, Quality, QualityIssue};
 
-mod csv;
+pub(crate) mod csv;
 mod object;
 mod options;
 pub mod parquet;
 mod plan;
 pub mod rules;
 mod text;
-mod values;
+pub(crate) mod values;
 
+pub use mesh_protocol::manifest::{RuleOutcome, RuleState};
 pub use plan::{Plan, CUSTOM_NULL_VALUES};
 
 /// The longest CSV record or JSON line accepted.
@@ -271,7 +270,9 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
     let mut checked = 0u32;
     let mut rows = 0u64;
     for (rel, full) in files {
-        let Some(format) = format_of(full) else { continue };
+        let Some(format) = format_of(full) else {
+            continue;
+        };
         let Some(o) = object_for(plan, rel) else {
             sink.note(format!(
                 "{rel}: not checked; it matches no schema object (name or physicalName: {})",
@@ -306,10 +307,16 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
     }
     let mut report = std::mem::take(&mut sink.report);
     report.summary = std::mem::take(&mut sink.issues).into_values().collect();
-    report.rules = states.iter().flat_map(object::ObjectState::outcomes).collect();
+    report.rules = states
+        .iter()
+        .flat_map(object::ObjectState::outcomes)
+        .collect();
     report.notes.extend(plan.lint.iter().cloned());
     if checked > 0 {
-        let first = states.first().map(object::ObjectState::fields).unwrap_or_default();
+        let first = states
+            .first()
+            .map(object::ObjectState::fields)
+            .unwrap_or_default();
         report.quality = Some(Quality {
             rows,
             files_checked: checked,

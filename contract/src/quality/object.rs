@@ -89,7 +89,9 @@ impl<'p> ObjectState<'p> {
                 duplicates_capped: false,
                 counts: vec![0; c.rules.len()],
                 track_repeats: c.unique
-                    || c.rules.iter().any(|r| matches!(r.metric(), Some(Metric::Duplicates { .. }))),
+                    || c.rules
+                        .iter()
+                        .any(|r| matches!(r.metric(), Some(Metric::Duplicates { .. }))),
             })
             .collect();
         let mut combos = Vec::new();
@@ -129,7 +131,14 @@ impl<'p> ObjectState<'p> {
 
     /// Checks one row; `cells` are in the plan's column order, `markers` the
     /// file's null markers.
-    pub(crate) fn row(&mut self, sink: &mut Sink, file: &str, row: u64, cells: &[Cell<'_>], markers: &[String]) {
+    pub(crate) fn row(
+        &mut self,
+        sink: &mut Sink,
+        file: &str,
+        row: u64,
+        cells: &[Cell<'_>],
+        markers: &[String],
+    ) {
         self.rows += 1;
         let mut texts: Vec<Option<String>> = Vec::with_capacity(cells.len());
         for (i, cell) in cells.iter().enumerate() {
@@ -160,16 +169,18 @@ impl<'p> ObjectState<'p> {
                     let values: Vec<String> = combo
                         .columns
                         .iter()
-                        .map(|&c| texts.get(c).and_then(Option::as_deref).map_or("null".into(), shown))
+                        .map(|&c| {
+                            texts
+                                .get(c)
+                                .and_then(Option::as_deref)
+                                .map_or("null".into(), shown)
+                        })
                         .collect();
                     sink.violate(
                         file,
                         row,
                         &names.join("+"),
-                        format!(
-                            "primary key ({}) repeats an earlier row",
-                            values.join(", ")
-                        ),
+                        format!("primary key ({}) repeats an earlier row", values.join(", ")),
                     );
                 }
             }
@@ -177,7 +188,15 @@ impl<'p> ObjectState<'p> {
     }
 
     /// Checks one value; its text when it is a non-null value of the right type.
-    fn value(&mut self, sink: &mut Sink, file: &str, row: u64, i: usize, cell: &Cell<'_>, markers: &[String]) -> Option<String> {
+    fn value(
+        &mut self,
+        sink: &mut Sink,
+        file: &str,
+        row: u64,
+        i: usize,
+        cell: &Cell<'_>,
+        markers: &[String],
+    ) -> Option<String> {
         let object: &'p ObjectPlan = self.plan;
         let plan: &ColumnPlan = &object.columns[i];
         let st = &mut self.columns[i];
@@ -190,7 +209,8 @@ impl<'p> ObjectState<'p> {
             Cell::Typed(s) => Some(s.clone()),
         };
         st.present += 1;
-        let is_marker = |s: &str| markers.iter().any(|m| m == s) || plan.missing.iter().any(|m| m == s);
+        let is_marker =
+            |s: &str| markers.iter().any(|m| m == s) || plan.missing.iter().any(|m| m == s);
         let null = match cell {
             Cell::Null => true,
             Cell::Text(s) | Cell::JsonString(s) => is_marker(s),
@@ -227,7 +247,12 @@ impl<'p> ObjectState<'p> {
                 let json = matches!(cell, Cell::JsonString(_));
                 let fits = match &plan.options.format {
                     Some((re, _)) if is_temporal(plan.logical_type) => re.is_match(s),
-                    _ if json && !matches!(plan.logical_type, LogicalType::String) && !is_temporal(plan.logical_type) => false,
+                    _ if json
+                        && !matches!(plan.logical_type, LogicalType::String)
+                        && !is_temporal(plan.logical_type) =>
+                    {
+                        false
+                    }
                     _ => text_fits(plan.logical_type, s),
                 };
                 if !fits {
@@ -264,14 +289,20 @@ impl<'p> ObjectState<'p> {
         }
         for (r, rule) in plan.rules.iter().enumerate() {
             if let Some(Metric::Invalid { valid, pattern }) = rule.metric() {
-                let in_list = valid.as_ref().is_none_or(|v| v.iter().any(|x| same_value(x, &text)));
+                let in_list = valid
+                    .as_ref()
+                    .is_none_or(|v| v.iter().any(|x| same_value(x, &text)));
                 let matches = pattern.as_ref().is_none_or(|re| re.is_match(&text));
                 if !(in_list && matches) {
                     st.counts[r] += 1;
                 }
             }
         }
-        let cap = if st.track_repeats { UNIQUE_CAP } else { DISTINCT_CAP };
+        let cap = if st.track_repeats {
+            UNIQUE_CAP
+        } else {
+            DISTINCT_CAP
+        };
         if st.seen.len() < cap {
             if !st.seen.insert(hash_of(&text)) {
                 st.duplicates += 1;
@@ -280,7 +311,10 @@ impl<'p> ObjectState<'p> {
                         file,
                         row,
                         &plan.name,
-                        format!("{} repeats an earlier value but must be unique", shown(&text)),
+                        format!(
+                            "{} repeats an earlier value but must be unique",
+                            shown(&text)
+                        ),
                     );
                 }
             }
@@ -338,7 +372,9 @@ impl<'p> ObjectState<'p> {
                     let c = &self.combos[combo];
                     combo += 1;
                     if c.capped {
-                        Err(format!("more than {UNIQUE_CAP} rows: repeats counted on the first ones only"))
+                        Err(format!(
+                            "more than {UNIQUE_CAP} rows: repeats counted on the first ones only"
+                        ))
                     } else {
                         Ok(c.duplicates)
                     }
@@ -350,7 +386,10 @@ impl<'p> ObjectState<'p> {
         for (c, st) in self.plan.columns.iter().zip(&self.columns) {
             for (i, r) in c.rules.iter().enumerate() {
                 let measured = if st.present == 0 {
-                    Err(format!("column `{}` is in none of the object's files", c.column))
+                    Err(format!(
+                        "column `{}` is in none of the object's files",
+                        c.column
+                    ))
                 } else {
                     match r.metric() {
                         Some(Metric::Nulls) => Ok(st.nulls),
@@ -371,7 +410,10 @@ impl<'p> ObjectState<'p> {
 }
 
 fn is_temporal(t: LogicalType) -> bool {
-    matches!(t, LogicalType::Date | LogicalType::Timestamp | LogicalType::Time)
+    matches!(
+        t,
+        LogicalType::Date | LogicalType::Timestamp | LogicalType::Time
+    )
 }
 
 /// The object's name as messages show it.
@@ -386,6 +428,5 @@ pub(crate) fn object_label(o: &ObjectPlan) -> String {
 /// A valid value of the contract and a value of the data: equal as text, or as
 /// numbers (`1` and `1.0`).
 fn same_value(listed: &str, v: &str) -> bool {
-    listed == v
-        || matches!((listed.parse::<f64>(), v.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+    listed == v || matches!((listed.parse::<f64>(), v.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }

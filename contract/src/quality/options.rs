@@ -58,7 +58,10 @@ impl ValueOptions {
                 (false, Value::String(s)) => Some(Limit::Text(s.clone())),
                 (false, v) if v.as_f64().is_some() => v.as_f64().map(Limit::Number),
                 _ => {
-                    lint.push(format!("{at}.{key}: {v} is not a {}", if numeric { "number" } else { "string" }));
+                    lint.push(format!(
+                        "{at}.{key}: {v} is not a {}",
+                        if numeric { "number" } else { "string" }
+                    ));
                     None
                 }
             }
@@ -164,7 +167,11 @@ impl ValueOptions {
             return Some(format!("{} is longer than {max} characters", shown(v)));
         }
         if let Some(re) = self.pattern.as_ref().filter(|re| !re.is_match(v)) {
-            return Some(format!("{} does not match the pattern {:?}", shown(v), re.as_str()));
+            return Some(format!(
+                "{} does not match the pattern {:?}",
+                shown(v),
+                re.as_str()
+            ));
         }
         if let Some((lo, hi, name)) = self.integer_range {
             let fits = v.trim().parse::<i128>().map_or_else(
@@ -247,10 +254,22 @@ pub(crate) fn java_format(f: &str) -> Result<Regex, String> {
                 3 => r"[A-Za-z]{3}",
                 _ => r"[A-Za-z]+",
             }),
-            'd' => re.push_str(if n == 1 { r"(?:3[01]|[12]\d|0?[1-9])" } else { r"(?:0[1-9]|[12]\d|3[01])" }),
+            'd' => re.push_str(if n == 1 {
+                r"(?:3[01]|[12]\d|0?[1-9])"
+            } else {
+                r"(?:0[1-9]|[12]\d|3[01])"
+            }),
             'D' => re.push_str(r"\d{1,3}"),
-            'H' | 'k' => re.push_str(if n == 1 { r"(?:2[0-4]|[01]?\d)" } else { r"(?:[01]\d|2[0-4])" }),
-            'h' | 'K' => re.push_str(if n == 1 { r"(?:1[0-2]|0?\d)" } else { r"(?:0\d|1[0-2])" }),
+            'H' | 'k' => re.push_str(if n == 1 {
+                r"(?:2[0-4]|[01]?\d)"
+            } else {
+                r"(?:[01]\d|2[0-4])"
+            }),
+            'h' | 'K' => re.push_str(if n == 1 {
+                r"(?:1[0-2]|0?\d)"
+            } else {
+                r"(?:0\d|1[0-2])"
+            }),
             'm' | 's' => re.push_str(if n == 1 { r"[0-5]?\d" } else { r"[0-5]\d" }),
             'S' => re.push_str(&format!(r"\d{{{n}}}")),
             'n' => re.push_str(r"\d+"),
@@ -282,7 +301,13 @@ pub(crate) fn known_keys(t: LogicalType) -> &'static [&'static str] {
             "exclusiveMinimum",
             "format",
         ],
-        LogicalType::Date => &["format", "exclusiveMaximum", "maximum", "exclusiveMinimum", "minimum"],
+        LogicalType::Date => &[
+            "format",
+            "exclusiveMaximum",
+            "maximum",
+            "exclusiveMinimum",
+            "minimum",
+        ],
         LogicalType::Timestamp | LogicalType::Time => &[
             "format",
             "exclusiveMaximum",
@@ -301,7 +326,10 @@ pub(crate) fn known_keys(t: LogicalType) -> &'static [&'static str] {
 /// Keys of `m` that the type does not know.
 pub(crate) fn unknown_keys(m: &Map<String, Value>, t: LogicalType) -> Vec<String> {
     let known = known_keys(t);
-    m.keys().filter(|k| !known.contains(&k.as_str())).cloned().collect()
+    m.keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -318,12 +346,17 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_bounds() {
-        let o = opts("{minimum: 0, exclusiveMaximum: 10, multipleOf: 0.5}", LogicalType::Number);
+        let o = opts(
+            "{minimum: 0, exclusiveMaximum: 10, multipleOf: 0.5}",
+            LogicalType::Number,
+        );
         assert_eq!(o.problem("0"), None);
         assert_eq!(o.problem("9.5"), None);
         assert!(o.problem("-1").is_some_and(|p| p.contains(">= 0")));
         assert!(o.problem("10").is_some_and(|p| p.contains("< 10")));
-        assert!(o.problem("0.25").is_some_and(|p| p.contains("multiple of 0.5")));
+        assert!(o
+            .problem("0.25")
+            .is_some_and(|p| p.contains("multiple of 0.5")));
     }
 
     #[test]
@@ -338,7 +371,10 @@ mod tests {
 
     #[test]
     fn strings_keep_length_and_pattern() {
-        let o = opts("{minLength: 2, maxLength: 3, pattern: '^[A-Z]+$'}", LogicalType::String);
+        let o = opts(
+            "{minLength: 2, maxLength: 3, pattern: '^[A-Z]+$'}",
+            LogicalType::String,
+        );
         assert_eq!(o.problem("AB"), None);
         assert!(o.problem("A").is_some_and(|p| p.contains("shorter")));
         assert!(o.problem("ABCD").is_some_and(|p| p.contains("longer")));
@@ -347,7 +383,10 @@ mod tests {
 
     #[test]
     fn dates_compare_as_iso_text() {
-        let o = opts("{minimum: '2020-01-01', maximum: '2020-12-31'}", LogicalType::Date);
+        let o = opts(
+            "{minimum: '2020-01-01', maximum: '2020-12-31'}",
+            LogicalType::Date,
+        );
         assert_eq!(o.problem("2020-06-01"), None);
         assert!(o.problem("2019-12-31").is_some());
         assert!(o.problem("2021-01-01").is_some());

@@ -23,34 +23,64 @@ use super::Sink;
 pub const BATCH_ROWS: usize = 8192;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("not a readable Parquet file: {e}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a readable Parquet file: {e}"),
+    )
 }
 
 /// Whether a column of Arrow type `d` holds values of logical type `t`.
 pub(crate) fn fits(t: LogicalType, d: &DataType) -> bool {
     use DataType as D;
     match t {
-        LogicalType::String => matches!(d, D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Dictionary(_, _)) && dictionary_of_text(d),
+        LogicalType::String => {
+            matches!(
+                d,
+                D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Dictionary(_, _)
+            ) && dictionary_of_text(d)
+        }
         LogicalType::Integer => d.is_integer(),
-        LogicalType::Number => d.is_integer() || d.is_floating() || matches!(d, D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) | D::Decimal256(..)),
+        LogicalType::Number => {
+            d.is_integer()
+                || d.is_floating()
+                || matches!(
+                    d,
+                    D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) | D::Decimal256(..)
+                )
+        }
         LogicalType::Boolean => matches!(d, D::Boolean),
         LogicalType::Date => matches!(d, D::Date32 | D::Date64),
         LogicalType::Timestamp => matches!(d, D::Timestamp(_, _)),
         LogicalType::Time => matches!(d, D::Time32(_) | D::Time64(_)),
         LogicalType::Object => matches!(d, D::Struct(_) | D::Map(_, _)),
-        LogicalType::Array => matches!(d, D::List(_) | D::LargeList(_) | D::FixedSizeList(_, _) | D::ListView(_) | D::LargeListView(_)),
+        LogicalType::Array => matches!(
+            d,
+            D::List(_)
+                | D::LargeList(_)
+                | D::FixedSizeList(_, _)
+                | D::ListView(_)
+                | D::LargeListView(_)
+        ),
     }
 }
 
 fn dictionary_of_text(d: &DataType) -> bool {
     match d {
-        DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+        DataType::Dictionary(_, v) => matches!(
+            v.as_ref(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
         _ => true,
     }
 }
 
 /// Reads a Parquet file as the object.
-pub(crate) fn read(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path: &Path) -> io::Result<()> {
+pub(crate) fn read(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    path: &Path,
+) -> io::Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(invalid)?;
     let schema = builder.schema().clone();
     let plan = state.plan;
@@ -60,7 +90,12 @@ pub(crate) fn read(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path
         let found = schema.fields().iter().position(|f| f.name() == &c.column);
         match found {
             None => {
-                sink.violate(rel, 0, &c.name, format!("no column `{}` in the Parquet schema", c.column));
+                sink.violate(
+                    rel,
+                    0,
+                    &c.name,
+                    format!("no column `{}` in the Parquet schema", c.column),
+                );
                 wanted.push(None);
             }
             Some(i) if !fits(c.logical_type, schema.field(i).data_type()) => {

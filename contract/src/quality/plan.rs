@@ -105,7 +105,9 @@ impl Plan {
     pub fn from_contract(doc: &Map<String, Value>, nulls: &NullValues) -> Plan {
         let mut lint = Vec::new();
         let mut nulls = nulls.clone();
-        if let Some(markers) = custom_nulls(doc.get("customProperties"), "customProperties", &mut lint) {
+        if let Some(markers) =
+            custom_nulls(doc.get("customProperties"), "customProperties", &mut lint)
+        {
             nulls.default = markers;
         }
         let mut objects = Vec::new();
@@ -137,9 +139,10 @@ impl Plan {
 
 fn custom_nulls(v: Option<&Value>, at: &str, lint: &mut Vec<String>) -> Option<Vec<String>> {
     let list = v?.as_array()?;
-    let (i, p) = list.iter().enumerate().find(|(_, p)| {
-        p.get("property").and_then(Value::as_str) == Some(CUSTOM_NULL_VALUES)
-    })?;
+    let (i, p) = list
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.get("property").and_then(Value::as_str) == Some(CUSTOM_NULL_VALUES))?;
     let values = p.get("value").and_then(Value::as_array);
     let markers: Option<Vec<String>> = values.map(|a| a.iter().filter_map(scalar_text).collect());
     if markers.is_none() {
@@ -160,7 +163,9 @@ fn text_at(m: &Map<String, Value>, key: &str) -> Option<String> {
 
 fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPlan {
     let name = text_at(o, "name").unwrap_or_else(|| {
-        lint.push(format!("{at}.name: missing (files are matched to objects by name)"));
+        lint.push(format!(
+            "{at}.name: missing (files are matched to objects by name)"
+        ));
         String::new()
     });
     let mut columns = Vec::new();
@@ -178,7 +183,10 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
                     continue;
                 };
                 if p.get("primaryKey").and_then(Value::as_bool) == Some(true) {
-                    let pos = p.get("primaryKeyPosition").and_then(Value::as_i64).unwrap_or(-1);
+                    let pos = p
+                        .get("primaryKeyPosition")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(-1);
                     keyed.push((pos, columns.len()));
                 }
                 columns.push(c);
@@ -191,11 +199,18 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
     let mut rules = rules::read(o.get("quality"), at, Level::Object, lint);
     for r in &mut rules {
         if let Ok((Metric::Duplicates { columns: cols }, _, _)) = &r.check {
-            let missing: Vec<&String> = cols.iter().filter(|c| !columns.iter().any(|p| &p.name == *c)).collect();
+            let missing: Vec<&String> = cols
+                .iter()
+                .filter(|c| !columns.iter().any(|p| &p.name == *c))
+                .collect();
             if !missing.is_empty() {
                 let why = format!(
                     "arguments.properties names {} not in the object's properties",
-                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 lint.push(format!("{}: {why}", r.path));
                 r.check = Err(why);
@@ -204,7 +219,11 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
     }
     ObjectPlan {
         physical_name: text_at(o, "physicalName"),
-        nulls: custom_nulls(o.get("customProperties"), &format!("{at}.customProperties"), lint),
+        nulls: custom_nulls(
+            o.get("customProperties"),
+            &format!("{at}.customProperties"),
+            lint,
+        ),
         name,
         columns,
         rules,

@@ -211,7 +211,12 @@ pub(crate) enum Level {
 
 /// Reads the rules of a `quality` list at `path`; problems that make a rule
 /// unusable are the rule's reason not to run, and are also pushed to `lint`.
-pub(crate) fn read(v: Option<&Value>, path: &str, level: Level, lint: &mut Vec<String>) -> Vec<Rule> {
+pub(crate) fn read(
+    v: Option<&Value>,
+    path: &str,
+    level: Level,
+    lint: &mut Vec<String>,
+) -> Vec<Rule> {
     let Some(list) = v else { return Vec::new() };
     let Some(list) = list.as_array() else {
         lint.push(format!("{path}.quality: must be a list of rules"));
@@ -301,7 +306,11 @@ pub(crate) fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-fn library(r: &Map<String, Value>, metric: &str, level: Level) -> Result<(Metric, Vec<Bound>, Unit), String> {
+fn library(
+    r: &Map<String, Value>,
+    metric: &str,
+    level: Level,
+) -> Result<(Metric, Vec<Bound>, Unit), String> {
     let metric = match (metric, level) {
         ("nullValues" | "nullCheck", Level::Property) => Metric::Nulls,
         ("missingValues", Level::Property) => {
@@ -393,15 +402,24 @@ fn number(r: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
 
 fn pair(r: &Map<String, Value>, key: &str) -> Result<Option<(f64, f64)>, String> {
     let Some(v) = r.get(key) else { return Ok(None) };
-    match v.as_array().map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>()) {
+    match v
+        .as_array()
+        .map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>())
+    {
         Some(a) if a.len() == 2 && a.iter().all(Option::is_some) => {
             let (lo, hi) = (a[0].unwrap_or(0.0), a[1].unwrap_or(0.0));
             if lo > hi {
-                return Err(format!("{key}: the smaller number comes first ([{}, {}])", num(hi), num(lo)));
+                return Err(format!(
+                    "{key}: the smaller number comes first ([{}, {}])",
+                    num(hi),
+                    num(lo)
+                ));
             }
             Ok(Some((lo, hi)))
         }
-        _ => Err(format!("{key} must be a list of two numbers, e.g. [0, 100]")),
+        _ => Err(format!(
+            "{key} must be a list of two numbers, e.g. [0, 100]"
+        )),
     }
 }
 
@@ -427,7 +445,10 @@ fn bounds(r: &Map<String, Value>) -> Result<Vec<Bound>, String> {
         out.push(Bound::NotBetween(a, b));
     }
     if out.is_empty() {
-        return Err(format!("the rule has no operator (one of {})", OPERATORS.join(", ")));
+        return Err(format!(
+            "the rule has no operator (one of {})",
+            OPERATORS.join(", ")
+        ));
     }
     Ok(out)
 }
@@ -482,14 +503,23 @@ mod tests {
         for (op, pass, fail) in cases {
             let r = rule(&format!("metric: rowCount\n{op}"), Level::Object);
             let (_, bounds, _) = r.check.as_ref().expect(op);
-            assert!(bounds.iter().all(|b| b.holds(pass)), "{op} holds for {pass}");
-            assert!(!bounds.iter().all(|b| b.holds(fail)), "{op} fails for {fail}");
+            assert!(
+                bounds.iter().all(|b| b.holds(pass)),
+                "{op} holds for {pass}"
+            );
+            assert!(
+                !bounds.iter().all(|b| b.holds(fail)),
+                "{op} fails for {fail}"
+            );
         }
     }
 
     #[test]
     fn percent_is_of_the_objects_rows() {
-        let r = rule("metric: nullValues\nmustBeLessThan: 10\nunit: percent", Level::Property);
+        let r = rule(
+            "metric: nullValues\nmustBeLessThan: 10\nunit: percent",
+            Level::Property,
+        );
         let pass = r.outcome("o", "p", Ok(9), 100);
         assert_eq!(pass.state, RuleState::Passed, "{pass:?}");
         assert_eq!(pass.measured, "9 rows (9%)");
@@ -520,12 +550,21 @@ mod tests {
             "- {metric: nullValues}\n- {metric: invalidValues, mustBe: 0}\n- {metric: invalidValues, mustBe: 0, arguments: {pattern: '(?<=a)b'}}\n- {metric: rowCount, mustBeBetween: [5, 1]}\n- {metric: sizeOf, mustBe: 1}",
         )
         .expect("yaml");
-        let rules = read(Some(&v), "schema[2].properties[1]", Level::Property, &mut lint);
+        let rules = read(
+            Some(&v),
+            "schema[2].properties[1]",
+            Level::Property,
+            &mut lint,
+        );
         assert_eq!(rules.len(), 5);
         assert_eq!(lint.len(), 5, "{lint:#?}");
         assert!(lint[0].starts_with("schema[2].properties[1].quality[0]: the rule has no operator"));
         assert!(lint[2].contains("look-around"), "{}", lint[2]);
-        assert!(lint[3].contains("rowCount is an object-level metric"), "{}", lint[3]);
+        assert!(
+            lint[3].contains("rowCount is an object-level metric"),
+            "{}",
+            lint[3]
+        );
         assert!(lint[4].contains("sizeOf"), "{}", lint[4]);
     }
 
@@ -533,7 +572,10 @@ mod tests {
     fn v3_0_rule_names_are_read() {
         let r = rule("rule: duplicateCount\nmustBe: 0", Level::Property);
         assert!(matches!(r.metric(), Some(Metric::Duplicates { .. })));
-        let r = rule("rule: validValues\nvalidValues: [a, b]\nmustBe: 0", Level::Property);
+        let r = rule(
+            "rule: validValues\nvalidValues: [a, b]\nmustBe: 0",
+            Level::Property,
+        );
         assert!(matches!(r.metric(), Some(Metric::Invalid { valid: Some(v), .. }) if v.len() == 2));
     }
 }

@@ -60,7 +60,12 @@ fn run_with(schema: &[Field], name: &str, text: &str, nulls: &NullValues) -> Rep
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    check(&Plan::from_schema(schema, nulls), schema, &[(name.to_string(), path)]).unwrap()
+    check(
+        &Plan::from_schema(schema, nulls),
+        schema,
+        &[(name.to_string(), path)],
+    )
+    .unwrap()
 }
 
 fn listed(r: &Report) -> Vec<String> {

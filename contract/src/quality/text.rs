@@ -11,7 +11,13 @@ use super::Sink;
 
 /// Reads a CSV file as the object: its header names the columns (a property's
 /// `physicalName`, else its `name`).
-pub(crate) fn csv(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path: &Path, markers: &[String]) -> io::Result<()> {
+pub(crate) fn csv(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    path: &Path,
+    markers: &[String],
+) -> io::Result<()> {
     let mut reader = CsvReader::new(BufReader::new(File::open(path)?));
     let Some(header) = reader.next_record()? else {
         return Ok(());
@@ -52,7 +58,13 @@ pub(crate) fn csv(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path:
 
 /// Reads a JSON-lines file as the object: each line's keys are its columns; a
 /// missing key or `null` is a null, a string equal to a marker too.
-pub(crate) fn jsonl(state: &mut ObjectState<'_>, sink: &mut Sink, rel: &str, path: &Path, markers: &[String]) -> io::Result<()> {
+pub(crate) fn jsonl(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    path: &Path,
+    markers: &[String],
+) -> io::Result<()> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut line = String::new();
     let mut row = 0u64;

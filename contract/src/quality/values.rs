@@ -2,7 +2,7 @@
 
 use mesh_protocol::manifest::LogicalType;
 
-pub(super) fn is_date(s: &str) -> bool {
+pub(crate) fn is_date(s: &str) -> bool {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
@@ -22,7 +22,7 @@ fn days_in(month: u32) -> u32 {
     }
 }
 
-pub(super) fn is_timestamp(s: &str) -> bool {
+pub(crate) fn is_timestamp(s: &str) -> bool {
     // `get`, not indexing: a multi-byte character at byte 10 must not panic.
     if s.len() < 16 || !s.get(..10).is_some_and(is_date) {
         return false;
@@ -36,7 +36,7 @@ pub(super) fn is_timestamp(s: &str) -> bool {
 
 /// A time of day: `HH:MM:SS`, optionally with fractional seconds and a `Z` or
 /// `±HH:MM` offset.
-pub(super) fn is_time(s: &str) -> bool {
+pub(crate) fn is_time(s: &str) -> bool {
     let b = s.as_bytes();
     let two = |i: usize, max: u8| {
         b.get(i..i + 2).is_some_and(|d| {
@@ -67,7 +67,7 @@ pub(super) fn is_time(s: &str) -> bool {
 }
 
 /// Whether text `v` (a CSV cell, or a JSON string) is a valid `t`.
-pub(super) fn text_fits(t: LogicalType, v: &str) -> bool {
+pub(crate) fn text_fits(t: LogicalType, v: &str) -> bool {
     match t {
         LogicalType::String => true,
         LogicalType::Integer => v.parse::<i64>().is_ok() || v.parse::<u64>().is_ok(),
@@ -81,7 +81,7 @@ pub(super) fn text_fits(t: LogicalType, v: &str) -> bool {
     }
 }
 
-pub(super) fn type_name(t: LogicalType) -> &'static str {
+pub(crate) fn type_name(t: LogicalType) -> &'static str {
     match t {
         LogicalType::String => "a string",
         LogicalType::Integer => "an integer",
@@ -95,7 +95,7 @@ pub(super) fn type_name(t: LogicalType) -> &'static str {
     }
 }
 
-pub(super) fn shown(v: &str) -> String {
+pub(crate) fn shown(v: &str) -> String {
     let short: String = v.chars().take(40).collect();
     if short.len() < v.len() {
         format!("{short:?}...")
@@ -105,7 +105,7 @@ pub(super) fn shown(v: &str) -> String {
 }
 
 /// A JSON value checked against `t`: its canonical text, or why it does not fit.
-pub(super) fn json_fits(t: LogicalType, v: &serde_json::Value) -> Result<String, String> {
+pub(crate) fn json_fits(t: LogicalType, v: &serde_json::Value) -> Result<String, String> {
     use serde_json::Value as V;
     let ok = match (t, v) {
         (LogicalType::String, V::String(_)) => true,

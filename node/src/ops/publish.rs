@@ -137,8 +137,9 @@ fn utf8_name(name: &std::ffi::OsStr, path: &Path) -> Result<String, PublishError
     })
 }
 
-/// Lists the regular files under `path` (or `path` itself), with their relative paths.
-fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, PublishError> {
+/// Lists the regular files under `path` (or `path` itself), with their relative
+/// paths, sorted; a symlink, device or non-UTF-8 name is refused.
+pub fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf)>, PublishError> {
     let meta = fs::metadata(path).map_err(unreadable(path))?;
     if meta.is_file() {
         let name = path
