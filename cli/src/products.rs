@@ -213,6 +213,22 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                     .unwrap_or_default()
             );
         }
+        if q.objects.len() > 1 {
+            for o in &q.objects {
+                say!(
+                    "    object {:<13} {} file(s), {} row(s)",
+                    o.name,
+                    o.files,
+                    o.rows
+                );
+            }
+        }
+        if !q.rules.is_empty() {
+            say!("  quality rules:");
+            for r in &q.rules {
+                say!("    {}", mesh_contract::quality::rule_line(r));
+            }
+        }
         if !q.violations.is_empty() {
             say!("  broke its contract (published with quality mode warn):");
             for v in &q.violations {

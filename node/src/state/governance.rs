@@ -357,16 +357,23 @@ impl Governance {
                 policy_version: policy.version,
             });
         }
-        if let Some(q) = m.quality.as_ref().filter(|q| !q.violations.is_empty()) {
+        if let Some(q) = m.quality.as_ref() {
             let n: u64 = q.violations.iter().map(|v| v.count).sum();
-            out.push(Violation {
-                rule: "quality".into(),
-                reason: format!(
-                    "published (quality mode warn) with {n} contract violation(s) in {} field(s) of its files; `mesh show` lists them",
-                    q.violations.len()
-                ),
-                policy_version: policy.version,
-            });
+            let failed = q
+                .rules
+                .iter()
+                .filter(|r| r.state == mesh_protocol::manifest::RuleState::Failed)
+                .count();
+            if n > 0 || failed > 0 {
+                out.push(Violation {
+                    rule: "quality".into(),
+                    reason: format!(
+                        "published (quality mode warn) with {n} contract violation(s) in {} field(s) of its files and {failed} failed quality rule(s); `mesh show` lists them",
+                        q.violations.len()
+                    ),
+                    policy_version: policy.version,
+                });
+            }
         }
         out
     }

@@ -1,0 +1,147 @@
+//! An ODCS contract's quality rules on real node processes: a publish whose data
+//! fails a rule is refused with the rule named; data that keeps them publishes with
+//! each rule's measurement; under `warn` the failed rules travel with the version,
+//! and every node flags it and `mesh show` lists them. CSV, JSON lines and Parquet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::Path;
+
+use common::{testnet, DEADLINE};
+use mesh_protocol::manifest::RuleState;
+use mesh_protocol::policy::QualityEnforcement;
+use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
+use mesh_testnet::{wait_until, Testnet};
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn publish(net: &Testnet, dir: &Path, contract: &Path) -> std::process::Output {
+    net.nodes[0]
+        .mesh(
+            net.mesh_bin(),
+            &[
+                "publish",
+                dir.to_str().unwrap(),
+                "--contract",
+                contract.to_str().unwrap(),
+            ],
+        )
+        .unwrap()
+}
+
+#[test]
+fn quality_rules_refuse_or_travel_with_the_version() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    // The fixture's domain is the testnet's publishing domain here.
+    let fixture = include_str!("../../contract/tests/odcs/quality-rules.odcs.yaml");
+    let contract = net.root().join("shipments.odcs.yaml");
+    std::fs::write(
+        &contract,
+        fixture.replace("domain: logistics", "domain: sales"),
+    )
+    .unwrap();
+    let data = net.root().join("shipments");
+    write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,ZZ,300,7,DL0002\n");
+    write(&data, "carrier_list.jsonl", "{\"code\":\"UA\",\"founded\":\"06/04/1926\",\"fleet\":9}\n{\"code\":\"AA\",\"founded\":\"15/04/1926\"}\n{\"code\":\"DL\",\"founded\":\"30/05/1925\"}\n");
+
+    let refused = publish(&net, &data, &contract);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "FAIL carrier_known (shipments.carrier): invalidValues < 1, measured 1 row (33.33%)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        net.nodes[0].chunk_count(),
+        0,
+        "a refused publish stores nothing"
+    );
+
+    // Fixed data publishes, and the output names each rule.
+    write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,DL,300,7,DL0002\n");
+    let ok = publish(&net, &data, &contract);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for line in [
+        "pass shipments_rows (shipments): rowCount between 3 and 10, measured 3 rows",
+        "pass weight_missing (shipments.weight_kg): missingValues < 50 percent, measured 1 row (33.33%)",
+        "not evaluated events_rows (events)",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in:\n{stdout}");
+    }
+
+    // Under warn, data that fails a rule publishes; the outcome travels with it.
+    let change = PolicyChange {
+        settings: SettingsChange {
+            quality: Some(QualityEnforcement::Warn),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let signed = net.draft_policy(0, &change, &[0, 1]).unwrap();
+    net.submit_policy(0, &signed).unwrap();
+    let v2 = std::fs::read_to_string(&contract)
+        .unwrap()
+        .replace("version: 1.0.0", "version: 1.0.1");
+    std::fs::write(&contract, v2).unwrap();
+    write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,NA,UA1234\n2,AA,200,NA,AA0001\n3,DL,300,NA,DL0002\n");
+    let warned = publish(&net, &data, &contract);
+    assert!(
+        warned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warned.stderr)
+    );
+    net.wait_product(1, "sales/shipments", "1.0.1", DEADLINE)
+        .unwrap();
+    let show = net.nodes[1]
+        .client()
+        .unwrap()
+        .show(&"sales/shipments@1.0.1".parse().unwrap(), None)
+        .unwrap();
+    let q = show.manifest.unwrap().quality.unwrap();
+    let failed: Vec<&str> = q
+        .rules
+        .iter()
+        .filter(|r| r.state == RuleState::Failed)
+        .map(|r| r.rule.as_str())
+        .collect();
+    assert_eq!(failed, ["weight_missing", "weight_nulls_not_most"]);
+    assert_eq!(
+        q.fields
+            .iter()
+            .find(|f| f.name == "weight_kg")
+            .unwrap()
+            .nulls,
+        3
+    );
+    wait_until("node 1 to flag the warned version", DEADLINE, || {
+        let list = net.nodes[1].client()?.products(&Default::default())?;
+        Ok(list.iter().any(|e| {
+            e.announcement.version.to_string() == "1.0.1"
+                && e.flags.iter().any(|f| f.rule == "quality")
+        }))
+    })
+    .unwrap();
+    let out = net.nodes[1]
+        .mesh(net.mesh_bin(), &["show", "sales/shipments"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL weight_missing (shipments.weight_kg): missingValues < 50 percent, measured 3 rows (100%)"),
+        "{text}"
+    );
+    assert!(text.contains("object carriers"), "{text}");
+}
