@@ -215,7 +215,15 @@ pub(crate) struct SubmitArgs {
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The product manifest (TOML).
-    pub(crate) manifest: PathBuf,
+    #[arg(required_unless_present = "contract", conflicts_with = "contract")]
+    pub(crate) manifest: Option<PathBuf>,
+    /// An ODCS v3 contract instead of a manifest.
+    #[arg(long)]
+    pub(crate) contract: Option<PathBuf>,
+    /// The data to publish: also check it as publish would (columns present,
+    /// types, quality rules), under the policy's quality mode.
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

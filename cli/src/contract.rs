@@ -7,10 +7,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use mesh_contract::quality::{self, Plan, RuleState};
+use mesh_contract::quality::{self, RuleState};
 use mesh_node::home::policy_file;
 use mesh_node::NodeHome;
-use mesh_protocol::manifest::NullValues;
 use mesh_protocol::policy::SchemaCompatibility;
 use serde_json::json;
 
@@ -99,30 +98,7 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
     let yaml = read(&a.file)?;
     let imported = mesh_contract::odcs::import(&yaml, domain(home, a.domain).as_deref())
         .with_context(|| format!("reading {}", a.file.display()))?;
-    let draft = imported.draft;
-    let nulls = NullValues {
-        default: draft
-            .null_values
-            .clone()
-            .unwrap_or_else(|| vec![String::new()]),
-        files: Vec::new(),
-    };
-    let doc = contract_json(&a.file)?;
-    let plan = Plan::from_contract(&doc, &nulls);
-    let schema: Vec<mesh_protocol::manifest::Field> = draft
-        .schema
-        .iter()
-        .map(|f| mesh_protocol::manifest::Field {
-            name: f.name.clone(),
-            logical_type: f.logical_type,
-            required: f.required,
-            description: f.description.clone(),
-            classification: f
-                .classification
-                .unwrap_or(mesh_protocol::manifest::Classification::Internal),
-            unique: f.unique,
-        })
-        .collect();
+    let (plan, schema) = imported.draft.checks();
     let files = mesh_node::collect_files(&a.dir)?;
     let report = quality::check(&plan, &schema, &files)
         .with_context(|| format!("reading the data in {}", a.dir.display()))?;

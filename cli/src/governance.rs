@@ -302,26 +302,71 @@ pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
 }
 
 pub(crate) fn check(home: &Path, a: CheckArgs, json: bool) -> anyhow::Result<()> {
-    let manifest = std::fs::read_to_string(&a.manifest)
-        .with_context(|| format!("reading the manifest {}", a.manifest.display()))?;
-    let r = client(home)?.check(&manifest)?;
+    let what = a
+        .manifest
+        .as_deref()
+        .or(a.contract.as_deref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let manifest = crate::products::draft_toml(home, a.manifest.as_deref(), a.contract.as_deref())?;
+    let node = client(home)?;
+    let r = node.check(&manifest)?;
+    // The data, checked here as the node would at publish.
+    let data = match &a.data {
+        None => None,
+        Some(dir) => {
+            let draft: mesh_contract::ManifestDraft =
+                toml::from_str(&manifest).context("reading the manifest")?;
+            let (plan, schema) = draft.checks();
+            let files = mesh_node::collect_files(dir)?;
+            let report = mesh_contract::quality::check(&plan, &schema, &files)
+                .with_context(|| format!("reading the data in {}", dir.display()))?;
+            let warn = node.policy(None)?.policy.settings.quality
+                == mesh_protocol::policy::QualityEnforcement::Warn;
+            Some((report, warn))
+        }
+    };
+    let data_refused = data.as_ref().is_some_and(|(d, warn)| !d.kept() && !warn);
     if json {
-        print_json(&r)?;
-    } else if r.allowed {
-        say!(
-            "allowed: policy v{} permits publishing {}",
-            r.policy_version,
-            a.manifest.display()
-        );
+        print_json(&json!({
+            "allowed": r.allowed && !data_refused,
+            "policy_version": r.policy_version,
+            "problems": r.problems,
+            "data": data.as_ref().map(|(d, warn)| json!({
+                "kept": d.kept(), "quality_mode_warn": warn, "rules": d.rules,
+                "violations": d.summary, "total_violations": d.total_violations,
+            })),
+        }))?;
     } else {
-        say!("denied under policy v{}:", r.policy_version);
-        for p in &r.problems {
-            say!("  {p}");
+        if r.allowed {
+            say!(
+                "allowed: policy v{} permits publishing {what}",
+                r.policy_version
+            );
+        } else {
+            say!("denied under policy v{}:", r.policy_version);
+            for p in &r.problems {
+                say!("  {p}");
+            }
+        }
+        if let Some((d, warn)) = &data {
+            match (d.kept(), warn) {
+                (true, _) => say!("the data keeps its contract"),
+                (false, true) => say!(
+                    "the data breaks its contract (published with warnings: quality mode warn):"
+                ),
+                (false, false) => {
+                    say!("the data breaks its contract (refused: quality mode refuse):")
+                }
+            }
+            for line in d.lines() {
+                say!("  {line}");
+            }
         }
     }
-    if r.allowed {
+    if r.allowed && !data_refused {
         Ok(())
     } else {
-        anyhow::bail!("publishing {} would be refused", a.manifest.display())
+        anyhow::bail!("publishing {what} would be refused")
     }
 }

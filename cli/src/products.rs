@@ -18,24 +18,34 @@ fn client(home: &Path) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::for_home(&NodeHome::new(home))?)
 }
 
-pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
-    let manifest = match (&a.manifest, &a.contract) {
+/// The manifest draft (TOML) to publish: `manifest` as written, or `contract`
+/// imported (a contract without `domain` belongs to this node's domain), with its
+/// notes printed.
+pub(crate) fn draft_toml(
+    home: &Path,
+    manifest: Option<&Path>,
+    contract: Option<&Path>,
+) -> anyhow::Result<String> {
+    match (manifest, contract) {
         (_, Some(contract)) => {
             let yaml = std::fs::read_to_string(contract)
                 .with_context(|| format!("reading the contract {}", contract.display()))?;
-            // A contract without `domain` belongs to this node's domain.
             let domain = NodeHome::new(home).load_config().ok().map(|c| c.domain);
             let imported = mesh_contract::odcs::import(&yaml, domain.as_ref().map(|d| d.as_str()))
                 .with_context(|| format!("reading {}", contract.display()))?;
             for note in &imported.notes {
                 say_err!("note: {note}");
             }
-            toml::to_string(&imported.draft).context("writing the manifest draft")?
+            toml::to_string(&imported.draft).context("writing the manifest draft")
         }
         (Some(path), None) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the manifest {}", path.display()))?,
+            .with_context(|| format!("reading the manifest {}", path.display())),
         (None, None) => anyhow::bail!("give --manifest FILE or --contract FILE"),
-    };
+    }
+}
+
+pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
+    let manifest = draft_toml(home, a.manifest.as_deref(), a.contract.as_deref())?;
     let path = std::fs::canonicalize(&a.path)
         .with_context(|| format!("cannot read {}", a.path.display()))?;
     let p = client(home)?.publish(&path, &manifest)?;

@@ -143,9 +143,49 @@ pub struct PublishFacts {
 }
 
 impl ManifestDraft {
+    /// The schema as the manifest carries it.
+    pub fn fields(&self) -> Vec<Field> {
+        self.schema
+            .iter()
+            .map(|f| Field {
+                name: f.name.clone(),
+                logical_type: f.logical_type,
+                required: f.required,
+                description: f.description.clone(),
+                classification: f.classification.unwrap_or(Classification::Internal),
+                unique: f.unique,
+            })
+            .collect()
+    }
+
+    /// The null markers as the manifest carries them.
+    pub fn nulls(&self) -> NullValues {
+        NullValues {
+            default: self
+                .null_values
+                .clone()
+                .unwrap_or_else(|| NullValues::default().default),
+            files: self
+                .files
+                .iter()
+                .map(|(path, f)| (path.clone(), f.null_values.clone()))
+                .collect(),
+        }
+    }
+
+    /// What publish checks the data against: the contract's objects and rules, or
+    /// the schema; and the schema the recorded metrics follow.
+    pub fn checks(&self) -> (crate::quality::Plan, Vec<Field>) {
+        let fields = self.fields();
+        let plan = crate::quality::Plan::new(&fields, &self.nulls(), self.contract.as_ref());
+        (plan, fields)
+    }
+
     /// Turns the draft into a manifest, listing every missing or invalid field.
     pub fn into_manifest(self, facts: PublishFacts) -> Result<Manifest, Vec<FieldError>> {
         let mut errs = Vec::new();
+        let schema = self.fields();
+        let null_values = self.nulls();
         let id = self
             .id
             .parse::<ProductId>()
@@ -226,18 +266,6 @@ impl ManifestDraft {
                 Err(e) => errs.push(field_err(format!("consumers[{i}]"), e.to_string())),
             }
         }
-        let schema = self
-            .schema
-            .into_iter()
-            .map(|f| Field {
-                name: f.name,
-                logical_type: f.logical_type,
-                required: f.required,
-                description: f.description,
-                classification: f.classification.unwrap_or(Classification::Internal),
-                unique: f.unique,
-            })
-            .collect();
         let (Some(id), Some(version)) = (id, version) else {
             return Err(errs);
         };
@@ -253,16 +281,7 @@ impl ManifestDraft {
             classification: self.classification.unwrap_or(Classification::Internal),
             consumers,
             schema,
-            null_values: NullValues {
-                default: self
-                    .null_values
-                    .unwrap_or_else(|| NullValues::default().default),
-                files: self
-                    .files
-                    .into_iter()
-                    .map(|(path, f)| (path, f.null_values))
-                    .collect(),
-            },
+            null_values,
             sla: Sla {
                 freshness_secs,
                 update_frequency_secs,

@@ -51,6 +51,46 @@ fn quality_rules_refuse_or_travel_with_the_version() {
     write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,ZZ,300,7,DL0002\n");
     write(&data, "carrier_list.jsonl", "{\"code\":\"UA\",\"founded\":\"06/04/1926\",\"fleet\":9}\n{\"code\":\"AA\",\"founded\":\"15/04/1926\"}\n{\"code\":\"DL\",\"founded\":\"30/05/1925\"}\n");
 
+    // `policy check --data` catches it before publish, as publish would.
+    let check = |dir: &Path| {
+        net.nodes[0]
+            .mesh(
+                net.mesh_bin(),
+                &[
+                    "policy",
+                    "check",
+                    "--contract",
+                    contract.to_str().unwrap(),
+                    "--data",
+                    dir.to_str().unwrap(),
+                ],
+            )
+            .unwrap()
+    };
+    let checked = check(&data);
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success(), "{out}");
+    assert!(
+        out.contains("allowed: policy v1 permits publishing"),
+        "{out}"
+    );
+    assert!(
+        out.contains("refused: quality mode refuse") && out.contains("FAIL carrier_known"),
+        "{out}"
+    );
+    let renamed = net.root().join("renamed");
+    write(
+        &renamed,
+        "shipments.csv",
+        "shipment_id,carrier,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n",
+    );
+    let out = check(&renamed);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("shipments.csv, field `carrier`: 1 violation(s), first at row(s) 0: no column `carrier_code` (its physicalName) in the header"),
+        "{text}"
+    );
+
     let refused = publish(&net, &data, &contract);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
@@ -68,6 +108,7 @@ fn quality_rules_refuse_or_travel_with_the_version() {
 
     // Fixed data publishes, and the output names each rule.
     write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,DL,300,7,DL0002\n");
+    assert!(check(&data).status.success());
     let ok = publish(&net, &data, &contract);
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(
