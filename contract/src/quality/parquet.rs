@@ -33,10 +33,19 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 pub(crate) fn fits(t: LogicalType, d: &DataType) -> bool {
     use DataType as D;
     match t {
+        // Binary too: older writers (Spark, Impala) store strings as unannotated
+        // byte arrays.
         LogicalType::String => {
             matches!(
                 d,
-                D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Dictionary(_, _)
+                D::Utf8
+                    | D::LargeUtf8
+                    | D::Utf8View
+                    | D::Binary
+                    | D::LargeBinary
+                    | D::BinaryView
+                    | D::FixedSizeBinary(_)
+                    | D::Dictionary(_, _)
             ) && dictionary_of_text(d)
         }
         LogicalType::Integer => d.is_integer(),
@@ -68,10 +77,30 @@ fn dictionary_of_text(d: &DataType) -> bool {
     match d {
         DataType::Dictionary(_, v) => matches!(
             v.as_ref(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
         ),
         _ => true,
     }
+}
+
+/// A binary value as text: UTF-8 as it is, other bytes in hex.
+fn binary_text(a: &dyn Array, i: usize) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    let bytes: &[u8] = match a.data_type() {
+        DataType::Binary => a.as_binary::<i32>().value(i),
+        DataType::LargeBinary => a.as_binary::<i64>().value(i),
+        DataType::BinaryView => a.as_binary_view().value(i),
+        DataType::FixedSizeBinary(_) => a.as_fixed_size_binary().value(i),
+        _ => return None,
+    };
+    Some(match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    })
 }
 
 /// Reads a Parquet file as the object.
@@ -157,7 +186,7 @@ pub(crate) fn read(
             for (col, fmt) in columns.iter().zip(&formatters) {
                 cells.push(match (col, fmt) {
                     (Some(a), _) if a.is_null(r) => Cell::Null,
-                    (Some(_), Some(f)) => Cell::Typed(f.value(r).to_string()),
+                    (Some(a), Some(f)) => Cell::Typed(binary_text(*a, r).unwrap_or_else(|| f.value(r).to_string())),
                     _ => Cell::Absent,
                 });
             }
