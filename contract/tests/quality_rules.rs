@@ -365,3 +365,28 @@ fn a_file_that_is_not_parquet_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn parquet_binary_strings_and_zoned_timestamps_are_read_as_their_logical_types() {
+    use arrow_array::{BinaryArray, TimestampMillisecondArray};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("events.parquet");
+    let batch = RecordBatch::try_from_iter(vec![
+        ("kind", Arc::new(BinaryArray::from(vec![&b"click"[..], b"view", b"click"])) as ArrayRef),
+        (
+            "at",
+            Arc::new(
+                TimestampMillisecondArray::from(vec![1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000])
+                    .with_timezone("America/New_York"),
+            ),
+        ),
+    ])
+    .unwrap();
+    write_parquet(&p, &batch, 2);
+    let contract = "apiVersion: v3.1.0\nkind: DataContract\nid: e\nversion: 1.0.0\nstatus: active\nschema:\n  - name: events\n    properties:\n      - name: kind\n        logicalType: string\n        quality:\n          - {id: kinds, metric: invalidValues, arguments: {validValues: [click, view]}, mustBe: 0}\n      - name: at\n        logicalType: timestamp\n        logicalTypeOptions: {minimum: '2023-11-14'}\n";
+    let doc = odcs::document(contract).unwrap();
+    let plan = Plan::from_contract(&doc, &NullValues::default());
+    let r = quality::check(&plan, &[], &[("events.parquet".into(), p)]).unwrap();
+    assert!(r.kept(), "{:#?}", r.lines());
+    assert_eq!(r.rules[0].measured, "0 rows (0%)");
+}
