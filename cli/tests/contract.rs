@@ -115,7 +115,7 @@ fn test_exits_1_on_broken_data_and_names_each_failed_rule() {
         stdout(&ok)
     );
     assert!(
-        stdout(&ok).contains("not evaluated shipments_weight_sql"),
+        stdout(&ok).contains("pass shipments_weight_sql (shipments): sql = 0, measured 0"),
         "{}",
         stdout(&ok)
     );

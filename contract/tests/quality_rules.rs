@@ -105,15 +105,22 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
         "code_few_repeats",
         "fleet_some",
         "fleet_not_all_null",
+        "shipments_weight_sql",
+        "number_max_sql",
+        "carriers_distinct_sql",
     ] {
         assert_eq!(s[passed].0, RuleState::Passed, "{passed}: {:?}", s[passed]);
     }
+    // SQL over the object's rows: the table is named by physicalName, with a view
+    // by name; `{property}` is the column.
+    assert_eq!(s["number_max_sql"].1, "300");
+    assert_eq!(s["carriers_distinct_sql"].1, "3");
+    assert_eq!(s["shipments_weight_sql"].1, "0");
     assert_eq!(s["shipments_rows"].1, "4 rows");
     assert_eq!(s["weight_missing"].1, "1 row (25%)");
     assert_eq!(s["tracking_format"].1, "1 row (25%)");
     assert_eq!(s["fleet_some"].1, "2 rows (66.67%)");
     for (not_run, why) in [
-        ("shipments_weight_sql", "`sql` rule"),
         ("tracking_reviewed", "`text` rule"),
         ("carriers_soda", "engine soda"),
         ("events_rows", "no data file maps to object `events`"),
@@ -165,14 +172,16 @@ fn data_that_breaks_the_rules_fails_each_one_with_its_measurement() {
         "tracking_format",
         "carriers_rows",
         "code_few_repeats",
+        "carriers_distinct_sql",
     ] {
         assert_eq!(s[failed].0, RuleState::Failed, "{failed}: {:?}", s[failed]);
     }
+    assert_eq!(s["carriers_distinct_sql"].1, "1");
     assert_eq!(s["shipments_rows"].0, RuleState::Passed);
     assert_eq!(s["weight_missing"].1, "3 rows (100%)");
     assert_eq!(s["code_few_repeats"].1, "1 row (50%)");
     assert!(!r.kept());
-    assert_eq!(r.failed_rules(), 9);
+    assert_eq!(r.failed_rules(), 10);
     let lines = r.lines();
     assert!(
         lines[0].starts_with("FAIL shipments_carrier_number_once (shipments): duplicateValues = 0, measured 1 row (33.33%)"),
@@ -372,12 +381,19 @@ fn parquet_binary_strings_and_zoned_timestamps_are_read_as_their_logical_types()
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("events.parquet");
     let batch = RecordBatch::try_from_iter(vec![
-        ("kind", Arc::new(BinaryArray::from(vec![&b"click"[..], b"view", b"click"])) as ArrayRef),
+        (
+            "kind",
+            Arc::new(BinaryArray::from(vec![&b"click"[..], b"view", b"click"])) as ArrayRef,
+        ),
         (
             "at",
             Arc::new(
-                TimestampMillisecondArray::from(vec![1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000])
-                    .with_timezone("America/New_York"),
+                TimestampMillisecondArray::from(vec![
+                    1_700_000_000_000,
+                    1_700_000_001_000,
+                    1_700_000_002_000,
+                ])
+                .with_timezone("America/New_York"),
             ),
         ),
     ])

@@ -17,6 +17,7 @@
 //! Files: `plan.rs` (contract to checks), `rules.rs` (quality rules and their
 //! bounds), `options.rs` (`logicalTypeOptions`), `object.rs` (one object's
 //! measurements), `text.rs` and `csv.rs` (CSV and JSON lines), `parquet.rs`,
+//! `sql.rs` (`sql` rules in an embedded SQLite),
 //! `values.rs` (types of text values).
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ mod options;
 pub mod parquet;
 mod plan;
 pub mod rules;
+pub mod sql;
 mod text;
 pub(crate) mod values;
 
@@ -307,10 +309,7 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
     }
     let mut report = std::mem::take(&mut sink.report);
     report.summary = std::mem::take(&mut sink.issues).into_values().collect();
-    report.rules = states
-        .iter()
-        .flat_map(object::ObjectState::outcomes)
-        .collect();
+    report.rules = states.iter_mut().flat_map(|s| s.outcomes()).collect();
     report.notes.extend(plan.lint.iter().cloned());
     if checked > 0 {
         let first = states

@@ -9,6 +9,7 @@ use mesh_protocol::manifest::{FieldQuality, LogicalType, RuleOutcome};
 
 use super::plan::{ColumnPlan, ObjectPlan};
 use super::rules::{unmeasured, Metric};
+use super::sql::SqlTable;
 use super::values::{json_fits, shown, text_fits, type_name};
 use super::{Sink, DISTINCT_CAP, UNIQUE_CAP};
 
@@ -67,6 +68,8 @@ pub(crate) struct ObjectState<'p> {
     /// one per object-level duplicateValues rule, in rule order.
     combos: Vec<Combination>,
     key_index: Option<usize>,
+    /// The rows in SQLite, when a `sql` rule needs them (or why they are not).
+    sql: Option<Result<SqlTable, String>>,
 }
 
 fn hash_of(v: &str) -> u64 {
@@ -119,6 +122,11 @@ impl<'p> ObjectState<'p> {
                 });
             }
         }
+        let wants_sql = plan
+            .rules
+            .iter()
+            .chain(plan.columns.iter().flat_map(|c| &c.rules))
+            .any(|r| matches!(r.metric(), Some(Metric::Sql { .. })));
         ObjectState {
             plan,
             rows: 0,
@@ -126,6 +134,7 @@ impl<'p> ObjectState<'p> {
             columns,
             combos,
             key_index,
+            sql: wants_sql.then(|| SqlTable::new(plan)),
         }
     }
 
@@ -143,6 +152,9 @@ impl<'p> ObjectState<'p> {
         let mut texts: Vec<Option<String>> = Vec::with_capacity(cells.len());
         for (i, cell) in cells.iter().enumerate() {
             texts.push(self.value(sink, file, row, i, cell, markers));
+        }
+        if let Some(Ok(table)) = &mut self.sql {
+            table.row(&texts);
         }
         let key_index = self.key_index;
         for (k, combo) in self.combos.iter_mut().enumerate() {
@@ -347,7 +359,7 @@ impl<'p> ObjectState<'p> {
     }
 
     /// Every rule of the object and its properties, measured.
-    pub(crate) fn outcomes(&self) -> Vec<RuleOutcome> {
+    pub(crate) fn outcomes(&mut self) -> Vec<RuleOutcome> {
         let object = object_label(self.plan);
         let mut out = Vec::new();
         if self.files == 0 {
@@ -365,7 +377,13 @@ impl<'p> ObjectState<'p> {
             return out;
         }
         let mut combo = self.key_index.map_or(0, |_| 1);
-        for r in &self.plan.rules {
+        let plan = self.plan;
+        for r in &plan.rules {
+            if let Some(Metric::Sql { query }) = r.metric() {
+                let v = self.sql_value(query, None);
+                out.push(r.outcome_value(&object, "", v));
+                continue;
+            }
             let measured = match r.metric() {
                 Some(Metric::RowCount) => Ok(self.rows),
                 Some(Metric::Duplicates { .. }) => {
@@ -383,8 +401,14 @@ impl<'p> ObjectState<'p> {
             };
             out.push(r.outcome(&object, "", measured, self.rows));
         }
-        for (c, st) in self.plan.columns.iter().zip(&self.columns) {
+        for (ci, c) in plan.columns.iter().enumerate() {
             for (i, r) in c.rules.iter().enumerate() {
+                if let Some(Metric::Sql { query }) = r.metric() {
+                    let v = self.sql_value(query, Some(&c.name));
+                    out.push(r.outcome_value(&object, &c.name, v));
+                    continue;
+                }
+                let st = &self.columns[ci];
                 let measured = if st.present == 0 {
                     Err(format!(
                         "column `{}` is in none of the object's files",
@@ -399,13 +423,24 @@ impl<'p> ObjectState<'p> {
                         )),
                         Some(Metric::Duplicates { .. }) => Ok(st.duplicates),
                         Some(Metric::RowCount) => Ok(self.rows),
-                        None => Err(String::new()),
+                        Some(Metric::Sql { .. }) | None => Err(String::new()),
                     }
                 };
                 out.push(r.outcome(&object, &c.name, measured, self.rows));
             }
         }
         out
+    }
+}
+
+impl ObjectState<'_> {
+    fn sql_value(&mut self, query: &str, property: Option<&str>) -> Result<f64, String> {
+        let plan = self.plan;
+        match &mut self.sql {
+            Some(Ok(t)) => t.query(query, plan, property),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err("no SQL table was built".into()),
+        }
     }
 }
 

@@ -186,7 +186,9 @@ pub(crate) fn read(
             for (col, fmt) in columns.iter().zip(&formatters) {
                 cells.push(match (col, fmt) {
                     (Some(a), _) if a.is_null(r) => Cell::Null,
-                    (Some(a), Some(f)) => Cell::Typed(binary_text(*a, r).unwrap_or_else(|| f.value(r).to_string())),
+                    (Some(a), Some(f)) => {
+                        Cell::Typed(binary_text(*a, r).unwrap_or_else(|| f.value(r).to_string()))
+                    }
                     _ => Cell::Absent,
                 });
             }

@@ -6,7 +6,8 @@
 //! `duplicateValues` (of a property, or of several at object level) and `rowCount`,
 //! in `rows` (the default) or `percent` of the object's rows. The v3.0 names
 //! (`rule: duplicateCount`, `validValues`, `nullCheck`) are read as their v3.1
-//! metrics. `sql`, `custom` and `text` rules are kept and listed as not evaluated.
+//! metrics. `sql` rules run in an embedded SQLite ([`super::sql`]); `custom`
+//! and `text` rules are kept and listed as not evaluated.
 //!
 //! `mustBeBetween: [a, b]` holds for `a <= x <= b`, as SQL's `BETWEEN`, Soda and
 //! datacontract-cli read it; `mustNotBeBetween` is its negation.
@@ -95,6 +96,8 @@ pub(crate) enum Metric {
     Duplicates { columns: Vec<String> },
     /// Rows of the object.
     RowCount,
+    /// The value a SQL query returns over the object's rows.
+    Sql { query: String },
 }
 
 impl Metric {
@@ -105,6 +108,7 @@ impl Metric {
             Metric::Invalid { .. } => "invalidValues",
             Metric::Duplicates { .. } => "duplicateValues",
             Metric::RowCount => "rowCount",
+            Metric::Sql { .. } => "sql",
         }
     }
 }
@@ -191,6 +195,32 @@ impl Rule {
         out
     }
 
+    /// The outcome of a rule whose measurement is a value (a SQL query's).
+    pub(crate) fn outcome_value(
+        &self,
+        object: &str,
+        property: &str,
+        measured: Result<f64, String>,
+    ) -> RuleOutcome {
+        let mut out = self.outcome(object, property, Err(String::new()), 0);
+        match measured {
+            Err(why) => out.note = why,
+            Ok(v) => {
+                out.measured = num(v);
+                let holds = self
+                    .check
+                    .as_ref()
+                    .is_ok_and(|(_, bounds, _)| bounds.iter().all(|b| b.holds(v)));
+                out.state = if holds {
+                    RuleState::Passed
+                } else {
+                    RuleState::Failed
+                };
+            }
+        }
+        out
+    }
+
     /// Whether the metric is counted per property value.
     pub(crate) fn metric(&self) -> Option<&Metric> {
         self.check.as_ref().ok().map(|(m, _, _)| m)
@@ -269,9 +299,22 @@ fn one(r: &Map<String, Value>, at: &str, level: Level) -> Rule {
         check: Err(String::new()),
     };
     rule.check = match kind {
-        "sql" => Err(format!(
-            "{NOT_RUN} a `sql` rule (mesh has no SQL engine; run it where the data is served)"
-        )),
+        "sql" => match r.get("query").and_then(Value::as_str) {
+            None => Err("a sql rule needs `query`".into()),
+            Some(q) if q.len() > super::sql::MAX_QUERY_BYTES => Err(format!(
+                "query is longer than {} bytes",
+                super::sql::MAX_QUERY_BYTES
+            )),
+            Some(q) => bounds(r).map(|b| {
+                (
+                    Metric::Sql {
+                        query: q.to_owned(),
+                    },
+                    b,
+                    Unit::Rows,
+                )
+            }),
+        },
         "custom" => {
             let engine = r.get("engine").and_then(Value::as_str).unwrap_or("?");
             Err(format!("{NOT_RUN} a `custom` rule for engine {engine}"))
@@ -532,7 +575,7 @@ mod tests {
     fn rules_mesh_does_not_run_say_why_and_are_not_lint() {
         let mut lint = Vec::new();
         let v: Value = serde_yaml::from_str(
-            "- {type: sql, query: 'select 1', mustBe: 1}\n- {type: custom, engine: soda, implementation: x}\n- {type: text, description: fine}",
+            "- {type: custom, engine: soda, implementation: x}\n- {type: text, description: fine}",
         )
         .expect("yaml");
         let rules = read(Some(&v), "schema[0]", Level::Object, &mut lint);
