@@ -406,3 +406,40 @@ fn parquet_binary_strings_and_zoned_timestamps_are_read_as_their_logical_types()
     assert!(r.kept(), "{:#?}", r.lines());
     assert_eq!(r.rules[0].measured, "0 rows (0%)");
 }
+
+#[test]
+fn nested_properties_are_checked_in_json_lines() {
+    let contract = "apiVersion: v3.1.0\nkind: DataContract\nid: c\nversion: 1.0.0\nstatus: active\nschema:\n  - name: customers\n    properties:\n      - {name: id, logicalType: integer, required: true}\n      - name: address\n        logicalType: object\n        properties:\n          - {name: city, logicalType: string, required: true}\n          - name: geo\n            logicalType: object\n            properties:\n              - {name: lat, logicalType: number, logicalTypeOptions: {minimum: -90, maximum: 90}}\n          - name: zip\n            physicalName: postcode\n            logicalType: string\n            quality:\n              - {id: zip_present, metric: nullValues, mustBe: 0}\n";
+    let doc = odcs::document(contract).unwrap();
+    let plan = Plan::from_contract(&doc, &NullValues::default());
+    assert!(plan.lint.is_empty(), "{:?}", plan.lint);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("customers.jsonl");
+    std::fs::write(
+        &p,
+        concat!(
+            "{\"id\": 1, \"address\": {\"city\": \"Lyon\", \"geo\": {\"lat\": 45.7}, \"postcode\": \"69001\"}}\n",
+            "{\"id\": 2, \"address\": {\"geo\": {\"lat\": 123}, \"postcode\": \"75001\"}}\n",
+            "{\"id\": 3, \"address\": {\"city\": 7}}\n",
+            "{\"id\": 4}\n",
+        ),
+    )
+    .unwrap();
+    let r = quality::check(&plan, &[], &[("customers.jsonl".into(), p)]).unwrap();
+    let problems: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "customers.jsonl row 2, field `address.city`: is required but empty",
+            "customers.jsonl row 2, field `address.geo.lat`: \"123\" must be <= 90",
+            "customers.jsonl row 3, field `address.city`: \"7\" is not a string",
+        ],
+        "a missing parent (row 4) is not a missing child"
+    );
+    let zip = r.rules.iter().find(|o| o.rule == "zip_present").unwrap();
+    assert_eq!(
+        (zip.state, zip.measured.as_str()),
+        (RuleState::Failed, "1 row (25%)")
+    );
+    assert_eq!(zip.property, "address.zip");
+}

@@ -116,6 +116,11 @@ pub(crate) fn read(
     // Each property's column among the file's top-level fields, if its type fits.
     let mut wanted: Vec<Option<usize>> = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
+        if c.nested() {
+            // A struct's fields are checked in JSON lines only.
+            wanted.push(None);
+            continue;
+        }
         let found = schema.fields().iter().position(|f| f.name() == &c.column);
         match found {
             None => {

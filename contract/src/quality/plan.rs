@@ -55,6 +55,56 @@ pub(crate) struct ColumnPlan {
     /// Values the property's `missingValues` rules call missing: nulls, not type
     /// errors.
     pub(crate) missing: Vec<String>,
+    /// The keys from the record to the value: `[column]`, or for a nested
+    /// property (an object's field, JSON lines only) its parents' columns first.
+    pub(crate) path: Vec<String>,
+}
+
+impl ColumnPlan {
+    /// Whether this is a nested property (checked in JSON lines only).
+    pub(crate) fn nested(&self) -> bool {
+        self.path.len() > 1
+    }
+}
+
+/// How deep nested properties are followed.
+const MAX_DEPTH: usize = 8;
+
+/// Adds the nested properties of `p` (an object property) under `parent`.
+fn nested(
+    p: &Map<String, Value>,
+    parent: &ColumnPlan,
+    at: &str,
+    depth: usize,
+    out: &mut Vec<ColumnPlan>,
+    lint: &mut Vec<String>,
+) {
+    let Some(props) = p.get("properties").and_then(Value::as_array) else {
+        return;
+    };
+    if depth >= MAX_DEPTH {
+        lint.push(format!(
+            "{at}.properties: nested more than {MAX_DEPTH} deep; the deeper ones are not checked"
+        ));
+        return;
+    }
+    for (i, child) in props.iter().enumerate() {
+        let cat = format!("{at}.properties[{i}]");
+        let Some(child) = child.as_object() else {
+            continue;
+        };
+        let Some(mut c) = column(child, &cat, lint) else {
+            continue;
+        };
+        c.name = format!("{}.{}", parent.name, c.name);
+        let mut path = parent.path.clone();
+        path.push(c.column.clone());
+        c.column = path.join(".");
+        c.path = path;
+        let parent = c.clone();
+        out.push(c);
+        nested(child, &parent, &cat, depth + 1, out, lint);
+    }
 }
 
 impl Plan {
@@ -79,6 +129,7 @@ impl Plan {
                 options: ValueOptions::default(),
                 rules: Vec::new(),
                 missing: Vec::new(),
+                path: vec![f.name.clone()],
             })
             .collect();
         let objects = if columns.is_empty() {
@@ -182,6 +233,8 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
                 let Some(c) = column(p, &pat, lint) else {
                     continue;
                 };
+                let mut children = Vec::new();
+                nested(p, &c, &pat, 1, &mut children, lint);
                 if p.get("primaryKey").and_then(Value::as_bool) == Some(true) {
                     let pos = p
                         .get("primaryKeyPosition")
@@ -190,6 +243,7 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
                     keyed.push((pos, columns.len()));
                 }
                 columns.push(c);
+                columns.extend(children);
             }
         }
         Some(_) => lint.push(format!("{at}.properties: must be a list")),
@@ -267,8 +321,10 @@ fn column(p: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> Option<Co
         .flatten()
         .collect();
     let primary = p.get("primaryKey").and_then(Value::as_bool) == Some(true);
+    let column = text_at(p, "physicalName").unwrap_or_else(|| name.clone());
     Some(ColumnPlan {
-        column: text_at(p, "physicalName").unwrap_or_else(|| name.clone()),
+        path: vec![column.clone()],
+        column,
         name,
         logical_type,
         required: p.get("required").and_then(Value::as_bool) == Some(true) || primary,

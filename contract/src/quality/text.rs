@@ -32,7 +32,8 @@ pub(crate) fn csv(
         .map(|c| header.iter().position(|h| h.trim() == c.column))
         .collect();
     for (c, found) in state.plan.columns.iter().zip(&columns) {
-        if found.is_none() {
+        // Nested properties have no column of their own in a CSV file.
+        if found.is_none() && !c.nested() {
             let problem = if c.column == c.name {
                 "no such column in the header".to_owned()
             } else {
@@ -94,12 +95,39 @@ pub(crate) fn jsonl(
             .plan
             .columns
             .iter()
-            .map(|c| match object.get(&c.column) {
-                None | Some(serde_json::Value::Null) => Cell::Null,
-                Some(serde_json::Value::String(s)) => Cell::JsonString(s),
-                Some(v) => Cell::Json(v),
+            .map(|c| match lookup(&object, &c.path) {
+                Lookup::NoParent => Cell::Absent,
+                Lookup::Found(None | Some(serde_json::Value::Null)) => Cell::Null,
+                Lookup::Found(Some(serde_json::Value::String(s))) => Cell::JsonString(s),
+                Lookup::Found(Some(v)) => Cell::Json(v),
             })
             .collect();
         state.row(sink, rel, row, &cells, markers);
     }
+}
+
+/// A value found by its key path.
+enum Lookup<'a> {
+    /// A parent object is missing or null: the nested value is not there to check.
+    NoParent,
+    /// The value (`None`: its key is missing).
+    Found(Option<&'a serde_json::Value>),
+}
+
+fn lookup<'a>(
+    record: &'a serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) -> Lookup<'a> {
+    let mut current = record;
+    for (i, key) in path.iter().enumerate() {
+        let v = current.get(key);
+        if i + 1 == path.len() {
+            return Lookup::Found(v);
+        }
+        match v {
+            Some(serde_json::Value::Object(o)) => current = o,
+            _ => return Lookup::NoParent,
+        }
+    }
+    Lookup::Found(None)
 }
