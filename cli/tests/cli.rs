@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 mod common;
 

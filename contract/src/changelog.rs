@@ -82,7 +82,7 @@ fn text(v: Option<&Value>) -> String {
     }
 }
 
-fn named<'a>(v: Option<&'a Value>) -> Vec<(String, &'a Map<String, Value>)> {
+fn named(v: Option<&Value>) -> Vec<(String, &Map<String, Value>)> {
     v.and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -261,7 +261,7 @@ pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelo
             );
         }
     }
-    d.changes.sort_by(|x, y| y.severity.cmp(&x.severity));
+    d.changes.sort_by_key(|c| std::cmp::Reverse(c.severity));
     Changelog {
         versions: (text(old.get("version")), text(new.get("version"))),
         changes: d.changes,

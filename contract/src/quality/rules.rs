@@ -468,7 +468,8 @@ fn pair(r: &Map<String, Value>, key: &str) -> Result<Option<(f64, f64)>, String>
 
 fn bounds(r: &Map<String, Value>) -> Result<Vec<Bound>, String> {
     let mut out = Vec::new();
-    let singles: [(&str, fn(f64) -> Bound); 6] = [
+    type Make = fn(f64) -> Bound;
+    let singles: [(&str, Make); 6] = [
         ("mustBe", Bound::Eq),
         ("mustNotBe", Bound::Ne),
         ("mustBeGreaterThan", Bound::Gt),
