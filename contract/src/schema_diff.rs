@@ -3,7 +3,9 @@
 //!
 //! Breaking: a field removed; a field made required; a field's type changed; a field's
 //! classification loosened (e.g. `pii` to `internal`). Adding an optional field,
-//! relaxing `required`, or tightening a classification is compatible.
+//! relaxing `required`, or tightening a classification is compatible. When both
+//! versions carry an ODCS contract, every schema object is compared
+//! ([`crate::changelog`], the rules of `mesh contract changelog`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +31,24 @@ impl fmt::Display for BreakingChange {
 
 /// The breaking changes from `old` to `new`, in field order.
 pub fn breaking_changes(old: &Manifest, new: &Manifest) -> Vec<BreakingChange> {
+    let doc = |m: &Manifest| {
+        m.contract
+            .as_ref()
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(&c.document).ok())
+            .and_then(|v| match v {
+                serde_json::Value::Object(o) => Some(o),
+                _ => None,
+            })
+    };
+    if let (Some(a), Some(b)) = (doc(old), doc(new)) {
+        return crate::changelog::changelog(&a, &b)
+            .breaking()
+            .map(|c| BreakingChange {
+                field: c.path.clone(),
+                change: c.change.clone(),
+            })
+            .collect();
+    }
     let new_fields: BTreeMap<&str, &Field> =
         new.schema.iter().map(|f| (f.name.as_str(), f)).collect();
     let mut out = Vec::new();

@@ -101,3 +101,28 @@ fn schema_breaking_changes_are_detected() {
         assert!(found[0].to_string().contains(expect), "{}", found[0]);
     }
 }
+
+#[test]
+fn contract_products_are_compared_over_every_schema_object() {
+    let contract = |second_object_type: &str| Contract {
+        api_version: "v3.1.0".into(),
+        document: format!(
+            r#"{{"apiVersion":"v3.1.0","kind":"DataContract","id":"c","version":"1.0.0","status":"active","schema":[{{"name":"orders","properties":[{{"name":"id","logicalType":"integer"}}]}},{{"name":"refunds","properties":[{{"name":"amount","logicalType":"{second_object_type}"}}]}}]}}"#
+        ),
+    };
+    let mut old = manifest();
+    old.contract = Some(contract("number"));
+    let mut new = manifest();
+    new.contract = Some(contract("string"));
+    let breaking: Vec<String> = breaking_changes(&old, &new)
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(
+        breaking,
+        ["field `schema[refunds].properties[amount].logicalType` number -> string"],
+        "the second object's change is seen (Manifest::schema holds only the first)"
+    );
+    new.contract = Some(contract("number"));
+    assert!(breaking_changes(&old, &new).is_empty());
+}

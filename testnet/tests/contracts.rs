@@ -9,10 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{testnet, DEADLINE};
+use common::{set_quality, testnet, DEADLINE};
 use mesh_protocol::manifest::RuleState;
 use mesh_protocol::policy::QualityEnforcement;
-use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
 use mesh_testnet::{wait_until, Testnet};
 
 fn write(dir: &Path, rel: &str, text: &str) {
@@ -125,15 +124,7 @@ fn quality_rules_refuse_or_travel_with_the_version() {
     }
 
     // Under warn, data that fails a rule publishes; the outcome travels with it.
-    let change = PolicyChange {
-        settings: SettingsChange {
-            quality: Some(QualityEnforcement::Warn),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let signed = net.draft_policy(0, &change, &[0, 1]).unwrap();
-    net.submit_policy(0, &signed).unwrap();
+    set_quality(&net, QualityEnforcement::Warn);
     let v2 = std::fs::read_to_string(&contract)
         .unwrap()
         .replace("version: 1.0.0", "version: 1.0.1");

@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::{testnet, DEADLINE};
+use common::{set_quality, testnet, DEADLINE};
 use mesh_node::api::{CatalogEntry, Filter, SlaState};
 use mesh_protocol::policy::QualityEnforcement;
-use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
 use mesh_testnet::{sample, wait_until, Testnet};
 
 /// The sample manifest with another status and upstream.
@@ -80,15 +79,7 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
     );
 
     // The council relaxes the policy: the same data is published, with warnings.
-    let change = PolicyChange {
-        settings: SettingsChange {
-            quality: Some(QualityEnforcement::Warn),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let signed = net.draft_policy(0, &change, &[0, 1]).unwrap();
-    net.submit_policy(0, &signed).unwrap();
+    set_quality(&net, QualityEnforcement::Warn);
     let p = net
         .publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
         .unwrap();
@@ -158,15 +149,7 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
     };
     let warned = net.publish(0, &na, &with_na("1.0.0")).unwrap();
     assert!(warned.warnings.is_empty(), "{:?}", warned.warnings);
-    let back_to_refuse = PolicyChange {
-        settings: SettingsChange {
-            quality: Some(QualityEnforcement::Refuse),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let signed = net.draft_policy(0, &back_to_refuse, &[0, 1]).unwrap();
-    net.submit_policy(0, &signed).unwrap();
+    set_quality(&net, QualityEnforcement::Refuse);
     net.publish(0, &na, &with_na("1.0.1")).unwrap();
     let (w, r) = (metrics("1.0.0"), metrics("1.0.1"));
     assert_eq!(w, r, "warn-mode and refuse-mode metrics of the same data");

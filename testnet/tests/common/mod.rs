@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use mesh_protocol::policy::QualityEnforcement;
+use mesh_protocol::policy_change::{PolicyChange, SettingsChange};
 use mesh_testnet::{MeshBin, Testnet, TestnetConfig};
 
 /// How long any single condition may take.
@@ -17,4 +19,20 @@ pub(crate) fn testnet(nodes: usize) -> Testnet {
         &["sales", "finance", "logistics"],
     ))
     .expect("create testnet")
+}
+
+/// Has the council (signing on nodes 0 and 1) set the policy's quality mode.
+#[allow(dead_code)] // not every test binary changes it
+pub(crate) fn set_quality(net: &Testnet, mode: QualityEnforcement) {
+    let change = PolicyChange {
+        settings: SettingsChange {
+            quality: Some(mode),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let signed = net
+        .draft_policy(0, &change, &[0, 1])
+        .expect("draft the policy");
+    net.submit_policy(0, &signed).expect("submit the policy");
 }
