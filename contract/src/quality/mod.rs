@@ -15,10 +15,10 @@
 //! (all are counted).
 //!
 //! Files: `plan.rs` (contract to checks), `rules.rs` (quality rules and their
-//! bounds), `options.rs` (`logicalTypeOptions`), `object.rs` (one object's
-//! measurements), `text.rs` and `csv.rs` (CSV and JSON lines), `parquet.rs`,
-//! `sql.rs` (`sql` rules in an embedded SQLite),
-//! `values.rs` (types of text values).
+//! outcomes; `bounds.rs` their operators), `options.rs` (`logicalTypeOptions`),
+//! `object.rs` (one object's measurements), `text.rs` and `csv.rs` (CSV and JSON
+//! lines), `parquet.rs`, `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
+//! (types of text values).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use mesh_protocol::manifest::{Field, FieldQuality, ObjectQuality, Quality, QualityIssue};
 
+mod bounds;
 pub(crate) mod csv;
 mod object;
 mod options;

@@ -8,76 +8,16 @@
 //! (`rule: duplicateCount`, `validValues`, `nullCheck`) are read as their v3.1
 //! metrics. `sql` rules run in an embedded SQLite ([`super::sql`]); `custom`
 //! and `text` rules are kept and listed as not evaluated.
-//!
-//! `mustBeBetween: [a, b]` holds for `a <= x <= b`, as SQL's `BETWEEN`, Soda and
-//! datacontract-cli read it; `mustNotBeBetween` is its negation.
+//! Their bounds are in `bounds.rs`.
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
 use mesh_protocol::manifest::{RuleOutcome, RuleState};
 
-/// The comparison operators of ODCS, as written.
-pub const OPERATORS: [&str; 8] = [
-    "mustBe",
-    "mustNotBe",
-    "mustBeGreaterThan",
-    "mustBeGreaterOrEqualTo",
-    "mustBeLessThan",
-    "mustBeLessOrEqualTo",
-    "mustBeBetween",
-    "mustNotBeBetween",
-];
-
-/// A bound a measured value must keep.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Bound {
-    Eq(f64),
-    Ne(f64),
-    Gt(f64),
-    Ge(f64),
-    Lt(f64),
-    Le(f64),
-    Between(f64, f64),
-    NotBetween(f64, f64),
-}
-
-impl Bound {
-    pub(crate) fn holds(self, x: f64) -> bool {
-        match self {
-            Bound::Eq(v) => x == v,
-            Bound::Ne(v) => x != v,
-            Bound::Gt(v) => x > v,
-            Bound::Ge(v) => x >= v,
-            Bound::Lt(v) => x < v,
-            Bound::Le(v) => x <= v,
-            Bound::Between(a, b) => a <= x && x <= b,
-            Bound::NotBetween(a, b) => !(a <= x && x <= b),
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Bound::Eq(v) => format!("= {}", num(v)),
-            Bound::Ne(v) => format!("!= {}", num(v)),
-            Bound::Gt(v) => format!("> {}", num(v)),
-            Bound::Ge(v) => format!(">= {}", num(v)),
-            Bound::Lt(v) => format!("< {}", num(v)),
-            Bound::Le(v) => format!("<= {}", num(v)),
-            Bound::Between(a, b) => format!("between {} and {}", num(a), num(b)),
-            Bound::NotBetween(a, b) => format!("not between {} and {}", num(a), num(b)),
-        }
-    }
-}
-
-/// A number as people write it: `3`, not `3.0`.
-pub(crate) fn num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
+pub(crate) use super::bounds::num;
+pub use super::bounds::OPERATORS;
+use super::bounds::{bounds, Bound};
 
 /// What a rule counts, per row of its object.
 #[derive(Debug, Clone)]
@@ -431,70 +371,6 @@ fn library(
         return Err("rowCount is counted in rows, not percent".into());
     }
     Ok((metric, bounds, unit))
-}
-
-fn number(r: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
-    match r.get(key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| format!("{key} must be a number")),
-    }
-}
-
-fn pair(r: &Map<String, Value>, key: &str) -> Result<Option<(f64, f64)>, String> {
-    let Some(v) = r.get(key) else { return Ok(None) };
-    match v
-        .as_array()
-        .map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>())
-    {
-        Some(a) if a.len() == 2 && a.iter().all(Option::is_some) => {
-            let (lo, hi) = (a[0].unwrap_or(0.0), a[1].unwrap_or(0.0));
-            if lo > hi {
-                return Err(format!(
-                    "{key}: the smaller number comes first ([{}, {}])",
-                    num(hi),
-                    num(lo)
-                ));
-            }
-            Ok(Some((lo, hi)))
-        }
-        _ => Err(format!(
-            "{key} must be a list of two numbers, e.g. [0, 100]"
-        )),
-    }
-}
-
-fn bounds(r: &Map<String, Value>) -> Result<Vec<Bound>, String> {
-    let mut out = Vec::new();
-    type Make = fn(f64) -> Bound;
-    let singles: [(&str, Make); 6] = [
-        ("mustBe", Bound::Eq),
-        ("mustNotBe", Bound::Ne),
-        ("mustBeGreaterThan", Bound::Gt),
-        ("mustBeGreaterOrEqualTo", Bound::Ge),
-        ("mustBeLessThan", Bound::Lt),
-        ("mustBeLessOrEqualTo", Bound::Le),
-    ];
-    for (key, make) in singles {
-        if let Some(v) = number(r, key)? {
-            out.push(make(v));
-        }
-    }
-    if let Some((a, b)) = pair(r, "mustBeBetween")? {
-        out.push(Bound::Between(a, b));
-    }
-    if let Some((a, b)) = pair(r, "mustNotBeBetween")? {
-        out.push(Bound::NotBetween(a, b));
-    }
-    if out.is_empty() {
-        return Err(format!(
-            "the rule has no operator (one of {})",
-            OPERATORS.join(", ")
-        ));
-    }
-    Ok(out)
 }
 
 /// The longest pattern compiled, and the compiled program's size limit: a
