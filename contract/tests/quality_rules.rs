@@ -25,24 +25,8 @@ fn plan() -> (Plan, Vec<mesh_protocol::manifest::Field>) {
     let doc: serde_json::Value = serde_json::from_str(&contract.document).unwrap();
     let plan = Plan::from_contract(doc.as_object().unwrap(), &NullValues::default());
     assert!(plan.lint.is_empty(), "{:#?}", plan.lint);
-    let schema = common_schema(&imported.draft);
+    let schema = imported.draft.fields();
     (plan, schema)
-}
-
-fn common_schema(d: &mesh_contract::ManifestDraft) -> Vec<mesh_protocol::manifest::Field> {
-    d.schema
-        .iter()
-        .map(|f| mesh_protocol::manifest::Field {
-            name: f.name.clone(),
-            logical_type: f.logical_type,
-            required: f.required,
-            description: f.description.clone(),
-            classification: f
-                .classification
-                .unwrap_or(mesh_protocol::manifest::Classification::Internal),
-            unique: f.unique,
-        })
-        .collect()
 }
 
 /// Writes `files` under a temp dir and checks them.
