@@ -195,7 +195,7 @@ pub(crate) fn changelog(home: &Path, a: ChangelogArgs, json: bool) -> anyhow::Re
             "{} -> {} (schema compatibility {}, from {from})",
             log.versions.0,
             log.versions.1,
-            format!("{mode:?}").to_lowercase()
+            mode
         );
         if log.changes.is_empty() {
             say!("no changes");

@@ -211,9 +211,12 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
             say!("    node {n}");
         }
     }
+    let st = &policy.settings;
     say!(
-        "settings: schema_compatibility {:?}",
-        policy.settings.schema_compatibility
+        "settings: schema_compatibility = \"{}\", quality = \"{}\", serve_retired = {}",
+        st.schema_compatibility,
+        st.quality,
+        st.serve_retired
     );
     let rules = policy
         .rules

@@ -141,6 +141,12 @@ fn genesis_needs_the_council_threshold_before_init_accepts_it() {
 
     let show = stdout(&mesh(dir.path(), &["policy", "show", &g]));
     assert!(show.contains("2 of 2 required: complete"), "{show}");
+    assert!(
+        show.contains(
+            r#"settings: schema_compatibility = "none", quality = "refuse", serve_retired = false"#
+        ),
+        "settings as a change file writes them: {show}"
+    );
 
     // Drafting v2 offline from the genesis file: rotate c2 out for c4, threshold 2.
     let c4 = stdout(&mesh(

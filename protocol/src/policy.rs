@@ -77,6 +77,17 @@ pub enum SchemaCompatibility {
     Frozen,
 }
 
+impl std::fmt::Display for SchemaCompatibility {
+    /// As a change file writes it: `none`, `backward`, `frozen`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SchemaCompatibility::None => "none",
+            SchemaCompatibility::Backward => "backward",
+            SchemaCompatibility::Frozen => "frozen",
+        })
+    }
+}
+
 /// What a publish whose data breaks its own contract (types, required, unique)
 /// gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +98,16 @@ pub enum QualityEnforcement {
     Refuse,
     /// Published, with the violations reported as warnings.
     Warn,
+}
+
+impl std::fmt::Display for QualityEnforcement {
+    /// As a change file writes it: `refuse`, `warn`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            QualityEnforcement::Refuse => "refuse",
+            QualityEnforcement::Warn => "warn",
+        })
+    }
 }
 
 /// Mesh-wide settings.
