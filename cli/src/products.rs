@@ -85,7 +85,30 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         return print_json(&entries);
     }
     if entries.is_empty() {
-        say!("no products yet (a new node learns the catalog from its peers within seconds)");
+        let filtered = a.domain.is_some() || a.tag.is_some() || a.search.is_some();
+        let all = if filtered {
+            client(home)?.products(&Filter::default())?.len()
+        } else {
+            0
+        };
+        if all > 0 {
+            let mut given = Vec::new();
+            if let Some(d) = &a.domain {
+                given.push(format!("--domain {d}"));
+            }
+            if let Some(t) = &a.tag {
+                given.push(format!("--tag {t}"));
+            }
+            if let Some(q) = &a.search {
+                given.push(format!("--search {q}"));
+            }
+            say!(
+                "no product matches {} ({all} version(s) in the catalog; `mesh products` lists them all)",
+                given.join(" ")
+            );
+        } else {
+            say!("no products yet (a new node learns the catalog from its peers within seconds)");
+        }
         return Ok(());
     }
     say!(

@@ -122,6 +122,20 @@ fn contracts_are_checked_at_publish_and_the_policy_decides() {
         "{text}"
     );
 
+    // Tags match whatever their case; a filter that matches nothing says so.
+    let list = |args: &[&str]| {
+        let mut all = vec!["products"];
+        all.extend_from_slice(args);
+        let out = net.nodes[1].mesh(net.mesh_bin(), &all).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(list(&["--tag", "ORDERS"]).contains("sales/orders"));
+    let none = list(&["--tag", "nope"]);
+    assert!(
+        none.contains("no product matches --tag nope (1 version(s) in the catalog"),
+        "{none}"
+    );
+
     // Null markers: `NA` is a null, so the data keeps its contract, and the metrics
     // are the same whether the policy warns or refuses.
     let na = net.root().join("na");

@@ -285,18 +285,19 @@ impl Catalog {
     /// Every version of every product matching `filter`, sorted by id then version.
     pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, StateError> {
         let q = filter.q.as_ref().map(|q| q.to_lowercase());
+        // Tags and domains match whatever their case.
+        let tag = filter.tag.as_ref().map(|t| t.to_lowercase());
+        let domain = filter.domain.as_ref().map(|d| d.to_lowercase());
         let mut out = Vec::new();
         self.for_each_stored(Tree::Announcements, |_, v| {
             let e = self.decode_entry(v)?;
             let a = &e.announcement;
-            let domain_ok = filter
-                .domain
+            let domain_ok = domain
                 .as_ref()
                 .is_none_or(|d| a.product.domain().as_str() == d);
-            let tag_ok = filter
-                .tag
+            let tag_ok = tag
                 .as_ref()
-                .is_none_or(|t| a.summary.tags.iter().any(|x| x == t));
+                .is_none_or(|t| a.summary.tags.iter().any(|x| x.to_lowercase() == *t));
             let text_ok = q.as_ref().is_none_or(|q| {
                 format!(
                     "{} {} {}",
