@@ -4,7 +4,7 @@ use crate::output::say;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use mesh_node::api::{Lineage, LineageNode};
+use mesh_node::api::{Lineage, LineageNode, LineagePin};
 use mesh_node::{ApiClient, NodeHome};
 
 use crate::args::{LineageArgs, LineageFormat};
@@ -39,6 +39,25 @@ fn label(n: Option<&LineageNode>, id: &str) -> String {
     }
 }
 
+/// The pin of edge `upstream -> downstream`, if the downstream pins a version.
+fn pin<'g>(g: &'g Lineage, upstream: &str, downstream: &str) -> Option<&'g LineagePin> {
+    g.pins
+        .iter()
+        .find(|p| p.upstream == upstream && p.downstream == downstream)
+}
+
+/// How a pin reads: `pinned to 1.0.0`, or the manifest when the catalog does not
+/// know it.
+fn pinned(p: &LineagePin) -> String {
+    match &p.version {
+        Some(v) => format!("pinned to {v}"),
+        None => format!(
+            "pinned to manifest {}",
+            p.manifest.chars().take(12).collect::<String>()
+        ),
+    }
+}
+
 /// Indented trees: upstream (what the root is built from), then downstream.
 pub(crate) fn tree(g: &Lineage) -> String {
     let nodes: BTreeMap<&str, &LineageNode> = g.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
@@ -49,24 +68,27 @@ pub(crate) fn tree(g: &Lineage) -> String {
         downs.entry(u.as_str()).or_default().push(d.as_str());
     }
     let mut out = String::new();
-    for (title, edges) in [
-        ("upstream (built from)", &ups),
-        ("downstream (built on it)", &downs),
+    for (title, edges, upstream) in [
+        ("upstream (built from)", &ups, true),
+        ("downstream (built on it)", &downs, false),
     ] {
         out.push_str(&format!(
             "{title}:\n{}\n",
             label(nodes.get(g.root.as_str()).copied(), &g.root)
         ));
         let mut seen = BTreeSet::from([g.root.as_str()]);
-        walk(&g.root, edges, &nodes, "", &mut seen, &mut out);
+        walk(g, &g.root, edges, &nodes, upstream, "", &mut seen, &mut out);
     }
     out
 }
 
+#[allow(clippy::too_many_arguments)] // one recursive walk; a struct would only rename them
 fn walk<'a>(
+    g: &Lineage,
     at: &str,
     edges: &BTreeMap<&str, Vec<&'a str>>,
     nodes: &BTreeMap<&str, &LineageNode>,
+    upstream: bool,
     indent: &str,
     seen: &mut BTreeSet<&'a str>,
     out: &mut String,
@@ -78,15 +100,24 @@ fn walk<'a>(
     for (i, n) in next.iter().enumerate() {
         let last = i + 1 == next.len();
         let again = !seen.insert(n);
+        let (u, d) = if upstream { (*n, at) } else { (at, *n) };
+        let pin = pin(g, u, d).map(|p| {
+            if upstream {
+                format!(" [{}]", pinned(p))
+            } else {
+                format!(" [{u} {}]", pinned(p))
+            }
+        });
         out.push_str(&format!(
-            "{indent}{}{}{}\n",
+            "{indent}{}{}{}{}\n",
             if last { "└── " } else { "├── " },
             label(nodes.get(n).copied(), n),
+            pin.unwrap_or_default(),
             if again { " (see above)" } else { "" }
         ));
         if !again {
             let deeper = format!("{indent}{}", if last { "    " } else { "│   " });
-            walk(n, edges, nodes, &deeper, seen, out);
+            walk(g, n, edges, nodes, upstream, &deeper, seen, out);
         }
     }
 }
@@ -103,7 +134,10 @@ pub(crate) fn dot(g: &Lineage) -> String {
         ));
     }
     for (u, d) in &g.edges {
-        out.push_str(&format!("  {u:?} -> {d:?};\n"));
+        match pin(g, u, d) {
+            Some(p) => out.push_str(&format!("  {u:?} -> {d:?} [label={:?}];\n", pinned(p))),
+            None => out.push_str(&format!("  {u:?} -> {d:?};\n")),
+        }
     }
     out.push_str("}\n");
     out
@@ -126,7 +160,10 @@ pub(crate) fn mermaid(g: &Lineage) -> String {
     }
     for (u, d) in &g.edges {
         if let (Some(a), Some(b)) = (index.get(u.as_str()), index.get(d.as_str())) {
-            out.push_str(&format!("  n{a} --> n{b}\n"));
+            match pin(g, u, d) {
+                Some(p) => out.push_str(&format!("  n{a} -- \"{}\" --> n{b}\n", pinned(p))),
+                None => out.push_str(&format!("  n{a} --> n{b}\n")),
+            }
         }
     }
     out
@@ -156,6 +193,12 @@ mod tests {
                 ("web/clicks".into(), "sales/orders".into()),
                 ("sales/orders".into(), "finance/revenue".into()),
             ],
+            pins: vec![LineagePin {
+                upstream: "sales/orders".into(),
+                downstream: "finance/revenue".into(),
+                manifest: "b3abcdef0123456789".into(),
+                version: Some("0.9.0".into()),
+            }],
         }
     }
 
@@ -168,7 +211,7 @@ mod tests {
              ├── crm/customers@1.0.0 (deprecated)\n\
              └── web/clicks (not in the catalog)\n\
              downstream (built on it):\nsales/orders@1.0.0 (active)\n\
-             └── finance/revenue@1.0.0 (active)\n"
+             └── finance/revenue@1.0.0 (active) [sales/orders pinned to 0.9.0]\n"
         );
         let d = dot(&graph());
         assert!(d.contains("\"crm/customers\" -> \"sales/orders\";"), "{d}");
@@ -178,6 +221,21 @@ mod tests {
         );
         let m = mermaid(&graph());
         assert!(m.starts_with("graph LR\n"));
-        assert!(m.contains("n0 --> n2") && m.contains("n2 --> n1"), "{m}");
+        assert!(
+            m.contains("n0 --> n2") && m.contains("n2 -- \"pinned to 0.9.0\" --> n1"),
+            "{m}"
+        );
+        assert!(
+            d.contains("\"sales/orders\" -> \"finance/revenue\" [label=\"pinned to 0.9.0\"];"),
+            "{d}"
+        );
+        let up = tree(&Lineage {
+            root: "finance/revenue".into(),
+            ..graph()
+        });
+        assert!(
+            up.contains("└── sales/orders@1.0.0 (active) [pinned to 0.9.0]"),
+            "{up}"
+        );
     }
 }

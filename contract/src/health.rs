@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use mesh_protocol::manifest::{Manifest, Sla, Status};
 use serde::{Deserialize, Serialize};
 
-use mesh_protocol::Announcement;
+use mesh_protocol::{Announcement, Hash};
 
 /// The SLA verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,22 +175,45 @@ pub struct Lineage {
     pub nodes: Vec<LineageNode>,
     /// `(upstream, downstream)` pairs.
     pub edges: Vec<(String, String)>,
+    /// The edges whose downstream pins one exact upstream version
+    /// (`[[lineage]] manifest = "<hash>"`).
+    #[serde(default)]
+    pub pins: Vec<LineagePin>,
+}
+
+/// An upstream version a downstream product is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineagePin {
+    /// The upstream product.
+    pub upstream: String,
+    /// The product that pins it.
+    pub downstream: String,
+    /// The pinned manifest.
+    pub manifest: String,
+    /// Its version, if the catalog knows that manifest.
+    pub version: Option<String>,
 }
 
 /// Products followed at most this many hops either way.
 pub const MAX_LINEAGE_DEPTH: usize = 16;
 
 /// Builds the lineage graph of `root` from each product's newest manifest
-/// (`upstreams` gives a product's declared upstream ids, if its manifest is known).
+/// (`upstreams` gives a product's declared upstreams, with the manifest each pins
+/// if it pins one, when its manifest is known).
 pub fn lineage<'a>(
     root: &str,
     all: impl IntoIterator<Item = &'a Announcement>,
-    upstreams: impl Fn(&Announcement) -> Option<Vec<String>>,
+    upstreams: impl Fn(&Announcement) -> Option<Vec<(String, Option<Hash>)>>,
 ) -> Lineage {
-    let newest = newest_versions(all);
-    let ups: BTreeMap<String, Vec<String>> = newest
+    let all: Vec<&Announcement> = all.into_iter().collect();
+    let newest = newest_versions(all.iter().copied());
+    let declared: BTreeMap<String, Vec<(String, Option<Hash>)>> = newest
         .iter()
         .filter_map(|(k, e)| Some((k.clone(), upstreams(e)?)))
+        .collect();
+    let ups: BTreeMap<String, Vec<String>> = declared
+        .iter()
+        .map(|(k, list)| (k.clone(), list.iter().map(|(u, _)| u.clone()).collect()))
         .collect();
     let mut edges = Vec::new();
     let mut seen: HashSet<String> = HashSet::from([root.to_string()]);
@@ -229,9 +252,31 @@ pub fn lineage<'a>(
         }
         frontier = next;
     }
+    let mut pins = Vec::new();
+    for (u, d) in &edges {
+        for (_, hash) in declared
+            .get(d)
+            .into_iter()
+            .flatten()
+            .filter(|(x, _)| x == u)
+        {
+            if let Some(h) = hash {
+                pins.push(LineagePin {
+                    upstream: u.clone(),
+                    downstream: d.clone(),
+                    manifest: h.to_string(),
+                    version: all
+                        .iter()
+                        .find(|a| a.manifest == *h)
+                        .map(|a| a.version.to_string()),
+                });
+            }
+        }
+    }
     let mut ids: Vec<String> = seen.into_iter().collect();
     ids.sort();
     Lineage {
+        pins,
         root: root.to_string(),
         nodes: ids
             .into_iter()

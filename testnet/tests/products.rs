@@ -185,17 +185,22 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
     net.start_all().unwrap();
     // web/clicks (unknown) <- sales/raw <- finance/revenue <- logistics/forecast,
     // one per node.
-    publish(
+    let raw = publish(
         &net,
         0,
         "raw",
         &toml("sales/raw", "1.0.0", "active", "web/clicks"),
     );
+    // finance/revenue pins the exact version it was built from.
+    net.wait_product(1, "sales/raw", "1.0.0", DEADLINE).unwrap();
     publish(
         &net,
         1,
         "revenue",
-        &toml("finance/revenue", "1.0.0", "active", "sales/raw"),
+        &toml("finance/revenue", "1.0.0", "active", "sales/raw").replace(
+            "id = \"sales/raw\"",
+            &format!("id = \"sales/raw\"\nmanifest = \"{}\"", raw.manifest),
+        ),
     );
     publish(
         &net,
@@ -233,6 +238,22 @@ fn lineage_deprecation_lifecycle_and_sla_across_three_nodes() {
         0,
         "raw2",
         &toml("sales/raw", "2.0.0", "deprecated", "web/clicks"),
+    );
+    // The pin still names the version it pins, not the newest.
+    wait_until("node 0 to know sales/raw 2.0.0", DEADLINE, || {
+        let g = client.lineage(&"finance/revenue".parse()?)?;
+        Ok(g.nodes
+            .iter()
+            .any(|n| n.id == "sales/raw" && n.version.as_deref() == Some("2.0.0")))
+    })
+    .unwrap();
+    let out = net.nodes[0]
+        .mesh(net.mesh_bin(), &["lineage", "finance/revenue"])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("└── sales/raw@2.0.0 (deprecated) [pinned to 1.0.0]"),
+        "{text}"
     );
     for node in 0..3 {
         wait_until("the deprecation flag", DEADLINE, || {

@@ -16,7 +16,7 @@ pub use crate::state::gc::GcReport;
 pub use crate::state::governance::Violation;
 pub use crate::state::usage::ProductUsage;
 pub use crate::state::verify::VerifyReport;
-pub use mesh_contract::health::{Health, Lineage, LineageNode, SlaState};
+pub use mesh_contract::health::{Health, Lineage, LineageNode, LineagePin, SlaState};
 
 /// `POST /v1/publish`.
 #[derive(Debug, Serialize, Deserialize)]

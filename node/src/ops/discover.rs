@@ -86,7 +86,12 @@ pub(crate) async fn lineage_of(
         }
         Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
             let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;
-            Some(m.lineage.iter().map(|u| u.id.to_string()).collect())
+            Some(
+                m.lineage
+                    .iter()
+                    .map(|u| (u.id.to_string(), u.manifest))
+                    .collect(),
+            )
         }))
     })
     .await
