@@ -20,7 +20,7 @@ use crate::output::{print_json, say, say_err};
 
 /// The domain a contract without one is published for: `--domain`, else this
 /// home's.
-fn domain(home: &Path, given: Option<String>) -> Option<String> {
+pub(crate) fn domain(home: &Path, given: Option<String>) -> Option<String> {
     given.or_else(|| {
         NodeHome::new(home)
             .load_config()

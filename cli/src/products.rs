@@ -30,8 +30,8 @@ pub(crate) fn draft_toml(
         (_, Some(contract)) => {
             let yaml = std::fs::read_to_string(contract)
                 .with_context(|| format!("reading the contract {}", contract.display()))?;
-            let domain = NodeHome::new(home).load_config().ok().map(|c| c.domain);
-            let imported = mesh_contract::odcs::import(&yaml, domain.as_ref().map(|d| d.as_str()))
+            let domain = crate::contract::domain(home, None);
+            let imported = mesh_contract::odcs::import(&yaml, domain.as_deref())
                 .with_context(|| format!("reading {}", contract.display()))?;
             for note in &imported.notes {
                 say_err!("note: {note}");

@@ -289,18 +289,16 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
         };
         let state = &mut states[o];
         let before = state.rows;
-        let markers = state
-            .plan
-            .nulls
-            .clone()
-            .unwrap_or_else(|| plan.nulls.for_file(rel).to_vec());
-        let markers = match plan.nulls.files.iter().find(|(f, _)| f == rel) {
-            Some((_, m)) => m.clone(),
-            None => markers,
+        // The file's own markers, else its object's, else the product's.
+        let object = state.plan;
+        let own = plan.nulls.files.iter().any(|(f, _)| f == rel);
+        let markers: &[String] = match &object.nulls {
+            Some(m) if !own => m,
+            _ => plan.nulls.for_file(rel),
         };
         let read = match format {
-            Format::Csv => text::csv(state, &mut sink, rel, full, &markers),
-            Format::JsonLines => text::jsonl(state, &mut sink, rel, full, &markers),
+            Format::Csv => text::csv(state, &mut sink, rel, full, markers),
+            Format::JsonLines => text::jsonl(state, &mut sink, rel, full, markers),
             Format::Parquet => parquet::read(state, &mut sink, rel, full),
         };
         read.map_err(|e| io::Error::new(e.kind(), format!("{rel}: {e}")))?;
