@@ -77,7 +77,7 @@ pub(crate) enum Command {
     Lineage(LineageArgs),
     /// Show who fetches a product: fetches per consumer domain and per provider, from
     /// the signed usage reports providers gossip.
-    Usage(ShowArgs),
+    Usage(UsageArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
@@ -315,6 +315,12 @@ pub(crate) enum ShowFormat {
     Text,
     /// An Open Data Contract Standard v3 contract.
     Odcs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UsageArgs {
+    /// domain/name, or domain/name@version to count that version's fetches only.
+    pub(crate) product: String,
 }
 
 #[derive(Debug, Args)]

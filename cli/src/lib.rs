@@ -11,6 +11,7 @@ mod contract;
 mod governance;
 mod keys;
 mod lineage;
+mod network;
 mod output;
 mod products;
 mod setup;
@@ -63,8 +64,8 @@ where
         Command::Fetch(a) => products::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Verify(a) => products::verify(&cli.home, a, json),
-        Command::Peers(a) => products::peers(&cli.home, a, json),
-        Command::Status => products::status(&cli.home, json),
+        Command::Peers(a) => network::peers(&cli.home, a, json),
+        Command::Status => network::status(&cli.home, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

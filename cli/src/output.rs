@@ -69,6 +69,16 @@ pub(crate) fn date(unix_secs: u64) -> String {
         .unwrap_or_else(|| format!("at unix time {unix_secs}"))
 }
 
+/// Seconds elapsed as a short phrase: `42 s ago`, `3 min ago`, `5 h ago`, `2 d ago`.
+pub(crate) fn ago(secs: u64) -> String {
+    match secs {
+        0..=119 => format!("{secs} s ago"),
+        120..=7199 => format!("{} min ago", secs / 60),
+        7200..=172_799 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
 /// `1536` -> `1.5 KiB`.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -95,6 +105,14 @@ mod tests {
         assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
         assert!(shown.contains("\\u{202e}"), "{shown}");
         assert_eq!(super::printable("two\nlines\tok"), "two\nlines\tok");
+    }
+
+    #[test]
+    fn ago() {
+        assert_eq!(super::ago(5), "5 s ago");
+        assert_eq!(super::ago(600), "10 min ago");
+        assert_eq!(super::ago(3 * 3600), "3 h ago");
+        assert_eq!(super::ago(3 * 86_400), "3 d ago");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use mesh_node::{ApiClient, ClientError, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
-use crate::args::{FetchArgs, GcArgs, ProductsArgs, PublishArgs, ShowArgs};
+use crate::args::{FetchArgs, GcArgs, ProductsArgs, PublishArgs, ShowArgs, UsageArgs};
 use crate::output::{human_bytes, print_json, say, say_err};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
@@ -171,8 +171,8 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let an = &entry.announcement;
     say!("{}@{}  {}", an.product, an.version, an.summary.title);
     say!("  manifest   {}", an.manifest);
-    say!("  providers  {}", an.providers.join(", "));
     say!("  held here  {}", if entry.local { "yes" } else { "no" });
+    print_providers(&entry.providers);
     for f in &entry.flags {
         say!(
             "  FLAGGED    rule `{}` (policy v{}): {}",
@@ -347,10 +347,10 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(format!("{product} from {providers} provider(s)"));
+                    bar.set_message(format!("{product} asking {providers} provider(s)"));
                 } else if !json {
                     say_err!(
-                        "fetching {product}: {} to download of {} from {providers} provider(s)",
+                        "fetching {product}: {} to download of {}, asking {providers} provider(s)",
                         human_bytes(*missing_bytes),
                         human_bytes(*total_bytes)
                     );
@@ -406,6 +406,12 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
                     human_bytes(o.size),
                     human_bytes(o.transferred_bytes)
                 );
+                if !o.served.is_empty() {
+                    say!("  served by {} provider(s):", o.served.len());
+                }
+                for (peer, bytes) in &o.served {
+                    say!("    {peer}  {}", human_bytes(*bytes));
+                }
             }
             Ok(())
         }
@@ -416,71 +422,53 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
     }
 }
 
-pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyhow::Result<()> {
-    if let Some(crate::args::PeersCommand::Add { addr }) = a.command {
-        let added = client(home)?.add_peer(&addr)?;
-        if json {
-            return print_json(&serde_json::json!({ "added": added }));
+/// The providers of a version: reachable ones counted, each with its role and
+/// when its record was last renewed.
+fn print_providers(providers: &[mesh_node::api::ProviderStatus]) {
+    let reachable = providers.iter().filter(|p| p.connected).count();
+    say!(
+        "  providers  {reachable} reachable of {} known",
+        providers.len()
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for p in providers {
+        let mut notes = Vec::new();
+        if p.this_node {
+            notes.push("this node".to_string());
         }
-        say!("dialling {addr}; the node keeps reconnecting to it until it restarts");
-        return Ok(());
-    }
-    let peers = client(home)?.peers()?;
-    if json {
-        return print_json(&peers);
-    }
-    if peers.is_empty() {
-        say!("no connected peers; start the node with --bootstrap ADDR of another node");
-    }
-    for p in peers {
-        let score = match p.score {
-            Some(s) if p.graylisted => format!("{s:.1} graylisted"),
-            Some(s) => format!("{s:.1}"),
-            None => "-".into(),
-        };
+        if p.announced {
+            notes.push("publisher".into());
+        }
+        if p.replica {
+            notes.push("replica".into());
+        }
+        if !p.this_node {
+            notes.push(
+                if p.connected {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+                .into(),
+            );
+        }
+        if let Some(seen) = p.last_seen_ms {
+            let ago = crate::output::ago(now_ms.saturating_sub(seen) / 1000);
+            notes.push(if p.stale {
+                format!("STALE, last seen {ago}")
+            } else {
+                format!("last seen {ago}")
+            });
+        }
         say!(
-            "{}  {}  {}  score {score}",
+            "    {}  {:<12} {}",
             p.peer_id,
             p.domain.as_deref().unwrap_or("-"),
-            p.address
+            notes.join(", ")
         );
     }
-    Ok(())
-}
-
-pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
-    let s = client(home)?.status()?;
-    if json {
-        return print_json(&s);
-    }
-    say!("peer id    {}", s.peer_id);
-    say!("domain     {}", s.domain);
-    say!("home       {}", s.home.display());
-    say!(
-        "policy     v{}{}",
-        s.policy_version,
-        if s.policy_expired {
-            " (EXPIRED: publishing is refused until the council renews it)"
-        } else {
-            ""
-        }
-    );
-    if s.equivocations > 0 {
-        say!(
-            "WARNING    {} conflicting policy document(s) validly signed for accepted version(s) {:?}; the evidence is kept in the database: tell the council",
-            s.equivocations,
-            s.equivocated_versions
-        );
-    }
-    say!("peers      {}", s.peers);
-    say!("catalog    {} product version(s)", s.catalog);
-    if let Some(k) = &s.publisher_key {
-        say!("publisher  {k}");
-    }
-    for a in &s.listen {
-        say!("listen     {a}");
-    }
-    Ok(())
 }
 
 pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
@@ -541,15 +529,18 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
     Ok(())
 }
 
-pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
+pub(crate) fn usage(home: &Path, a: UsageArgs, json: bool) -> anyhow::Result<()> {
     let target: ProductRef = a.product.parse()?;
-    let u = client(home)?.usage(&target.id)?;
+    let u = client(home)?.usage(&target)?;
     if json {
         return print_json(&u);
     }
+    let what = match &u.version {
+        Some(v) => format!("{}@{v}", u.product),
+        None => u.product.clone(),
+    };
     say!(
-        "{}: {} fetch(es) reported by {} provider(s)",
-        u.product,
+        "{what}: {} fetch(es) reported by {} provider(s)",
         u.total,
         u.reports
     );
@@ -558,6 +549,11 @@ pub(crate) fn usage(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> 
     }
     for (consumer, n) in &u.by_consumer {
         say!("  consumer {consumer:<20} {n:>8}");
+    }
+    if u.version.is_none() {
+        for (version, n) in &u.by_version {
+            say!("  version  {version:<20} {n:>8}");
+        }
     }
     for (provider, n) in &u.by_provider {
         say!("  provider {provider:<52} {n:>8}");

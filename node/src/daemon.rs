@@ -26,6 +26,7 @@ use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError};
+use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 
 /// Command-line overrides of `config.toml`.
@@ -105,6 +106,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         publisher_key.clone(),
         peer_id,
     );
+    let providers = Providers::load(store.clone(), governance.clone(), &key)?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
 
@@ -126,6 +128,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             catalog: catalog.clone(),
             governance: governance.clone(),
             usage: usage.clone(),
+            providers: providers.clone(),
             chunks: chunks.clone(),
             metrics: metrics.clone(),
         },
@@ -139,6 +142,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let fetcher = Fetcher {
         net: net.clone(),
         catalog: catalog.clone(),
+        providers: providers.clone(),
         governance: governance.clone(),
         chunks: chunks.clone(),
         metrics: metrics.clone(),
@@ -164,6 +168,12 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             net.clone(),
             shutdown.child_token(),
         )),
+        tokio::spawn(background::provider_records(
+            providers.clone(),
+            catalog.clone(),
+            net.clone(),
+            shutdown.child_token(),
+        )),
     ];
     let node = Node::new(Parts {
         net: net.clone(),
@@ -172,6 +182,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         catalog,
         governance,
         usage,
+        providers,
         publisher,
         fetcher,
         metrics,

@@ -40,8 +40,8 @@ pub use error::{ErrorClass, NodeError};
 pub use home::{HomeError, NodeHome};
 pub use libp2p::PeerId;
 pub use net::behaviour::{
-    ANNOUNCE_TOPIC, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES,
-    MAX_PENDING_CONNECTIONS, POLICY_TOPIC, USAGE_TOPIC,
+    agent_version, ANNOUNCE_TOPIC, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES,
+    MAX_PENDING_CONNECTIONS, POLICY_TOPIC, PROVIDERS_TOPIC, USAGE_TOPIC,
 };
 pub use net::scoring::GRAYLIST_THRESHOLD;
 pub use net::NetError;

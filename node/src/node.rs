@@ -18,14 +18,15 @@ use crate::clock::unix_now;
 use crate::error::NodeError;
 use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
-use crate::net::{NetworkHandle, PeerInfo};
-use crate::ops::discover;
+use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
+use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
 use crate::state::governance::Governance;
+use crate::state::providers::Providers;
 use crate::state::usage::{ProductUsage, UsageLedger};
 use crate::state::verify::{self, VerifyReport};
 use crate::task::blocking;
@@ -59,6 +60,10 @@ pub struct NodeStatus {
     pub home: PathBuf,
     /// The publisher key of this node's domain.
     pub publisher_key: Option<String>,
+    /// How others reach this node: public, or behind a NAT through relays; direct
+    /// and relayed peers; hole punches.
+    #[serde(default)]
+    pub reachability: ReachabilityView,
 }
 
 /// The parts a node is made of, handed over by the daemon at start.
@@ -69,6 +74,7 @@ pub(crate) struct Parts {
     pub(crate) catalog: Catalog,
     pub(crate) governance: Governance,
     pub(crate) usage: UsageLedger,
+    pub(crate) providers: Providers,
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
     pub(crate) metrics: Metrics,
@@ -132,6 +138,7 @@ impl Node {
             equivocated_versions: equivocations.iter().map(|(v, _)| *v).collect(),
             home: p.home.root().to_owned(),
             publisher_key: p.publisher.key.as_ref().map(|k| k.public().to_string()),
+            reachability: p.net.reachability().await?,
         })
     }
 
@@ -160,7 +167,9 @@ impl Node {
     /// The catalog filtered by `filter`, each product's newest version annotated
     /// with its health at `now` (unix seconds).
     pub async fn products(&self, filter: Filter, now: u64) -> Result<Vec<CatalogEntry>, NodeError> {
-        Ok(discover::products_at(&self.parts.catalog, &self.parts.net, filter, now).await?)
+        let p = &self.parts;
+        let view = ProviderView::now(&p.net, &p.providers, &p.governance).await?;
+        Ok(discover::products_at(&p.catalog, view, filter, now).await?)
     }
 
     /// The catalog entry of `target` with its health at `now`, and its verified
@@ -181,6 +190,9 @@ impl Node {
             .into_iter()
             .find(|e| e.announcement.manifest == entry.announcement.manifest)
             .and_then(|e| e.health);
+        let p = &self.parts;
+        let view = ProviderView::now(&p.net, &p.providers, &p.governance).await?;
+        entry.providers = view.statuses(&entry, now.saturating_mul(1000));
         Ok((entry, manifest))
     }
 
@@ -189,10 +201,28 @@ impl Node {
         Ok(discover::lineage_of(&self.parts.catalog, product).await?)
     }
 
-    /// Adds up the usage of `product` from every provider report this node holds.
-    pub async fn usage(&self, product: ProductId) -> Result<ProductUsage, NodeError> {
+    /// Adds up the usage of `target` (one version of it, if it names one) from every
+    /// provider report this node holds; a product or version the catalog does not
+    /// know is an error, not zero fetches.
+    pub async fn usage(&self, target: ProductRef) -> Result<ProductUsage, NodeError> {
         let usage = self.parts.usage.clone();
-        blocking(move || Ok::<_, NodeError>(usage.totals(&product)?)).await
+        let catalog = self.parts.catalog.clone();
+        blocking(move || {
+            let version = target.version.as_ref();
+            if catalog.get(&target.id, version)?.is_none() {
+                return Err(match version {
+                    None => NodeError::Discover(discover::DiscoverError::NotInCatalog(
+                        target.id.clone(),
+                    )),
+                    Some(v) => NodeError::NotFound(format!(
+                        "{}@{v} is not in the catalog; `mesh show {}` lists its versions",
+                        target.id, target.id
+                    )),
+                });
+            }
+            Ok::<_, NodeError>(usage.totals(&target.id, version)?)
+        })
+        .await
     }
 
     /// Policy `version` (the current one when `None`) as signed.

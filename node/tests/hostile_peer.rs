@@ -155,6 +155,7 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
             issued_at_ms: 1,
             counts: vec![mesh_protocol::usage::UsageCount {
                 product: "sales/used".parse().unwrap(),
+                version: semver::Version::new(1, 0, 0),
                 consumer: consumer.into(),
                 fetches: 999,
             }],

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod manifest;
 pub mod policy;
 pub mod policy_change;
+pub mod provider;
 pub mod rules;
 pub mod signed;
 pub mod usage;

@@ -1,5 +1,5 @@
 //! Usage reports: a provider's running count of fetches it started serving, per
-//! product and consumer domain, signed with its domain's publisher key and gossiped,
+//! product version and consumer domain, signed with its domain's publisher key and gossiped,
 //! so a product's owner sees who uses it. Counts are totals since the provider began
 //! counting; a receiver keeps each provider's newest report.
 
@@ -10,16 +10,18 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a usage report.
-pub const USAGE_FORMAT: u8 = 1;
+pub const USAGE_FORMAT: u8 = 2;
 
 /// The largest usage report accepted, in canonical bytes.
 pub const MAX_USAGE_BYTES: usize = 256 * 1024;
 
-/// Fetches of one product by one consumer domain.
+/// Fetches of one product version by one consumer domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageCount {
     /// The product.
     pub product: ProductId,
+    /// The version fetched.
+    pub version: semver::Version,
     /// The consumer's domain, or `anonymous` for a node the registry does not name.
     pub consumer: String,
     /// Fetches started from this provider.

@@ -24,6 +24,9 @@ pub const MAX_POLICY_PAGE: u16 = 16;
 /// The most catalog entries in one page.
 pub const MAX_CATALOG_PAGE: u16 = 256;
 
+/// The most signed records (provider records, usage reports) in one page.
+pub const MAX_RECORD_PAGE: u16 = 16;
+
 /// The most chunks one [`Request::Chunks`] may name.
 pub const MAX_BATCH_CHUNKS: usize = 64;
 
@@ -81,6 +84,26 @@ pub enum Request {
         /// This is the first request of a fetch: providers count usage on it.
         start: bool,
     },
+    /// A page of the signed records of one kind the provider holds, one per node,
+    /// in peer id order after a cursor: pulled on connect like the catalog, so every
+    /// node converges on the same providers and usage totals.
+    Records {
+        /// Which records.
+        kind: RecordKind,
+        /// Resume after this peer id (exclusive), or from the start.
+        after: Option<String>,
+        /// Page size, at most [`MAX_RECORD_PAGE`].
+        limit: u16,
+    },
+}
+
+/// The kinds of per-node signed records pulled with [`Request::Records`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordKind {
+    /// `Signed<ProviderRecord>`: which versions a node holds.
+    Providers,
+    /// `Signed<UsageReport>`: a provider's fetch counts.
+    Usage,
 }
 
 /// A response to a [`Request`].
@@ -119,6 +142,14 @@ pub enum Response {
     Invalid(String),
     /// The chunks of a [`Request::Chunks`], in the order asked.
     Chunks(Vec<ChunkData>),
+    /// Encoded signed records of a [`Request::Records`], in peer id order, and
+    /// whether more pages follow.
+    Records {
+        /// Envelopes.
+        entries: Vec<Vec<u8>>,
+        /// Whether another page follows.
+        more: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -28,6 +28,8 @@ pub enum Tree {
     Usage,
     /// The newest signed usage report of each provider, by provider peer id.
     UsageReports,
+    /// The newest signed provider record of each node (this one's too), by peer id.
+    Providers,
     /// Evidence of policy equivocation: a second document validly signed for an
     /// accepted version, by version and its hash.
     Equivocations,
@@ -44,6 +46,7 @@ impl Tree {
             Tree::State => "state",
             Tree::Usage => "usage",
             Tree::UsageReports => "usage_reports",
+            Tree::Providers => "providers",
             Tree::Equivocations => "equivocations",
         }
     }

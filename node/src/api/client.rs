@@ -172,9 +172,13 @@ impl ApiClient {
         self.get(&product_path("/v1/lineage", id))
     }
 
-    /// `GET /v1/usage/{domain}/{name}`.
-    pub fn usage(&self, id: &ProductId) -> Result<ProductUsage, ClientError> {
-        self.get(&product_path("/v1/usage", id))
+    /// `GET /v1/usage/{domain}/{name}[?version=V]`.
+    pub fn usage(&self, target: &ProductRef) -> Result<ProductUsage, ClientError> {
+        let path = product_path("/v1/usage", &target.id);
+        match &target.version {
+            Some(v) => self.get(&format!("{path}?version={v}")),
+            None => self.get(&path),
+        }
     }
 
     /// `GET /v1/policy`: version `version`, or the current one.

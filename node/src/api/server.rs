@@ -273,8 +273,23 @@ fn product_id(domain: &str, name: &str) -> Result<ProductId, NodeError> {
 async fn usage(
     State(s): State<AppState>,
     Path((domain, name)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
 ) -> Result<Json<ProductUsage>, NodeError> {
-    Ok(Json(s.node.usage(product_id(&domain, &name)?).await?))
+    Ok(Json(
+        s.node
+            .usage(product_ref(&domain, &name, q.version)?)
+            .await?,
+    ))
+}
+
+/// `domain/name[@version]` from a request path and query, validated.
+fn product_ref(domain: &str, name: &str, version: Option<String>) -> Result<ProductRef, NodeError> {
+    let text = match version {
+        Some(v) => format!("{domain}/{name}@{v}"),
+        None => format!("{domain}/{name}"),
+    };
+    text.parse()
+        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
 }
 
 async fn lineage(
@@ -296,13 +311,7 @@ async fn show(
     Path((domain, name)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Json<ShowResponse>, NodeError> {
-    let text = match q.version {
-        Some(v) => format!("{domain}/{name}@{v}"),
-        None => format!("{domain}/{name}"),
-    };
-    let target: ProductRef = text
-        .parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))?;
+    let target = product_ref(&domain, &name, q.version)?;
     let now = q.at.unwrap_or_else(unix_now);
     let (entry, manifest) = s.node.describe(&target, now).await?;
     let (manifest, manifest_error) = match manifest {

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use mesh_protocol::{Manifest, Policy, Signed};
 use serde::{Deserialize, Serialize};
 
-pub use crate::net::PeerInfo;
+pub use crate::net::{PeerInfo, ReachabilityView};
 pub use crate::node::NodeStatus;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
 pub use crate::ops::publish::{CheckReport, Published};
 pub use crate::ops::submit::Submitted;
-pub use crate::state::catalog::{CatalogEntry, Filter};
+pub use crate::state::catalog::{CatalogEntry, Filter, ProviderStatus};
 pub use crate::state::gc::GcReport;
 pub use crate::state::governance::Violation;
 pub use crate::state::usage::ProductUsage;

@@ -15,12 +15,21 @@ use super::error::HomeError;
 pub struct NodeConfig {
     /// The domain this node publishes for.
     pub domain: DomainName,
-    /// libp2p listen addresses.
+    /// libp2p listen addresses: TCP and QUIC (`/udp/PORT/quic-v1`) by default.
     #[serde(default = "default_listen")]
     pub listen: Vec<String>,
-    /// Peers to connect to at start (multiaddrs ending in `/p2p/<peer id>`).
+    /// Peers to connect to at start (multiaddrs ending in `/p2p/<peer id>`); a
+    /// `/dns4/`, `/dns6/` or `/dnsaddr/` name is resolved when dialled.
     #[serde(default)]
     pub bootstrap: Vec<String>,
+    /// Addresses others can reach this node at that it cannot see itself: a public
+    /// IP forwarded to it, a DNS name (`/dns4/mesh.example.org/udp/4801/quic-v1`).
+    /// Advertised at once, with no reachability probe needed.
+    #[serde(default)]
+    pub external: Vec<String>,
+    /// How others reach this node: relays, reachability and hole punching.
+    #[serde(default)]
+    pub network: Network,
     /// Control API address; loopback only unless you mean otherwise (port 0 picks one
     /// and writes it to `api.addr`).
     #[serde(default = "default_api")]
@@ -62,7 +71,10 @@ fn default_policy_validity() -> String {
 }
 
 fn default_listen() -> Vec<String> {
-    vec!["/ip4/127.0.0.1/tcp/0".into()]
+    vec![
+        "/ip4/127.0.0.1/tcp/0".into(),
+        "/ip4/127.0.0.1/udp/0/quic-v1".into(),
+    ]
 }
 
 fn default_api() -> SocketAddr {
@@ -75,6 +87,8 @@ impl Default for NodeConfig {
             domain: DomainName::new("default").unwrap_or_else(|_| unreachable!()),
             listen: default_listen(),
             bootstrap: Vec::new(),
+            external: Vec::new(),
+            network: Network::default(),
             api_listen: default_api(),
             keep_versions: default_keep_versions(),
             policy_validity: default_policy_validity(),
@@ -101,6 +115,9 @@ impl NodeConfig {
     /// through, and an API address that is loopback unless remote access is allowed.
     pub fn validate(&self) -> Result<(), HomeError> {
         self.limits.validate()?;
+        self.network.validate()?;
+        self.external_addrs()?;
+        self.relay_addrs()?;
         if !self.api_listen.ip().is_loopback() && !self.api_allow_remote {
             return Err(HomeError::Invalid(format!(
                 "api_listen {} is not a loopback address: the control API would be reachable from other machines, with its token sent in clear text. Use 127.0.0.1, or set `api_allow_remote = true` in config.toml behind a TLS proxy (see SECURITY.md)",
@@ -117,15 +134,99 @@ impl NodeConfig {
 
     /// Parses the bootstrap addresses; each must name its peer with `/p2p/<id>`.
     pub fn bootstrap_addrs(&self) -> Result<Vec<(libp2p::PeerId, Multiaddr)>, HomeError> {
-        parse_addrs("bootstrap", &self.bootstrap)?
-            .into_iter()
-            .map(|a| match a.iter().last() {
-                Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, a)),
-                _ => Err(HomeError::Invalid(format!(
-                    "bootstrap address {a} must end with /p2p/<peer id> (see `mesh status` on that node)"
-                ))),
-            })
-            .collect()
+        peer_addrs("bootstrap", &self.bootstrap)
+    }
+
+    /// Parses the configured external addresses.
+    pub fn external_addrs(&self) -> Result<Vec<Multiaddr>, HomeError> {
+        parse_addrs("external", &self.external)
+    }
+
+    /// Parses the configured relays; each must name its peer with `/p2p/<id>`.
+    pub fn relay_addrs(&self) -> Result<Vec<(libp2p::PeerId, Multiaddr)>, HomeError> {
+        peer_addrs("[network] relays", &self.network.relays)
+    }
+}
+
+fn peer_addrs(what: &str, addrs: &[String]) -> Result<Vec<(libp2p::PeerId, Multiaddr)>, HomeError> {
+    parse_addrs(what, addrs)?
+        .into_iter()
+        .map(|a| match a.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => Ok((peer, a)),
+            _ => Err(HomeError::Invalid(format!(
+                "{what} address {a} must end with /p2p/<peer id> (see `mesh status` on that node)"
+            ))),
+        })
+        .collect()
+}
+
+/// Whether this node is publicly reachable, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// Learn it: AutoNAT asks peers to dial back; reachable means public.
+    #[default]
+    Auto,
+    /// Reachable: serve the DHT and never reserve a relay slot.
+    Public,
+    /// Behind a NAT or firewall: reserve relay slots at once, DHT client only.
+    Private,
+}
+
+/// The `[network]` section of `config.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// `auto` (AutoNAT decides), `public` or `private`.
+    pub reachability: Reachability,
+    /// Relays to reserve a slot on when this node is not publicly reachable
+    /// (multiaddrs ending in `/p2p/<peer id>`). Connected peers that run a relay
+    /// are used as well.
+    pub relays: Vec<String>,
+    /// Upgrade relayed connections to direct ones by hole punching (DCUtR).
+    pub hole_punching: bool,
+    /// Serve as a relay for nodes that are not reachable.
+    pub relay_server: bool,
+    /// Relay: reservations held at once, at most.
+    pub relay_max_reservations: usize,
+    /// Relay: relayed connections open at once, at most.
+    pub relay_max_circuits: usize,
+    /// Relay: bytes one relayed connection may carry each way before it is closed
+    /// (enough for hole punching, the catalog and small products).
+    pub relay_max_circuit_bytes: u64,
+    /// Relay: seconds one relayed connection may stay open.
+    pub relay_max_circuit_secs: u64,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            reachability: Reachability::Auto,
+            relays: Vec::new(),
+            hole_punching: true,
+            relay_server: false,
+            relay_max_reservations: 128,
+            relay_max_circuits: 16,
+            relay_max_circuit_bytes: 64 * 1024 * 1024,
+            relay_max_circuit_secs: 30 * 60,
+        }
+    }
+}
+
+impl Network {
+    /// Checks that relay limits let some work through.
+    pub fn validate(&self) -> Result<(), HomeError> {
+        if self.relay_server
+            && (self.relay_max_reservations == 0
+                || self.relay_max_circuits == 0
+                || self.relay_max_circuit_bytes == 0
+                || self.relay_max_circuit_secs == 0)
+        {
+            return Err(HomeError::Invalid(
+                "[network] relay_server is on but a relay_max_* limit is 0, which would refuse every client; raise it or remove the line to use the default".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

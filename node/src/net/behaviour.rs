@@ -1,7 +1,9 @@
-//! The libp2p behaviour of a mesh node and how the swarm is built: TCP + noise +
-//! yamux; identify, ping, kademlia (server mode), gossipsub with application
-//! validation, content-hash message ids and peer scoring ([`super::scoring`]), and the
-//! transfer protocol.
+//! The libp2p behaviour of a mesh node and how the swarm is built: QUIC, and TCP +
+//! noise + yamux, both behind DNS resolution (`/dns4`, `/dns6`, `/dnsaddr`) and the
+//! circuit relay v2 client; identify, ping, kademlia, gossipsub with application
+//! validation, content-hash message ids and peer scoring ([`super::scoring`]), the
+//! transfer protocol, and reachability: AutoNAT v2 (client and server), a relay
+//! server when configured, and DCUtR hole punching.
 
 use std::time::Duration;
 
@@ -10,11 +12,13 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, kad, noise, ping, relay, tcp, yamux, StreamProtocol, Swarm,
+};
 
 use super::error::NetError;
 use super::transfer::codec::{TransferCodec, TRANSFER_PROTOCOL};
-use crate::home::config::NodeConfig;
+use crate::home::config::{NodeConfig, Reachability};
 
 /// The gossip topic of product announcements.
 pub const ANNOUNCE_TOPIC: &str = "mesh/announce/v1";
@@ -52,6 +56,16 @@ pub(crate) struct MeshBehaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     /// Manifests, chunks and catalog pages.
     pub(crate) transfer: request_response::Behaviour<TransferCodec>,
+    /// Reserving slots on relays and dialling through them.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Relaying for others, when `[network] relay_server` is on.
+    pub(crate) relay: Toggle<relay::Behaviour>,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub(crate) dcutr: Toggle<dcutr::Behaviour>,
+    /// Asks peers to dial this node's candidate addresses back (reachability).
+    pub(crate) autonat: autonat::v2::client::Behaviour,
+    /// Dials other nodes' candidate addresses back when they ask.
+    pub(crate) autonat_server: autonat::v2::server::Behaviour,
 }
 
 impl std::fmt::Debug for MeshBehaviour {
@@ -95,6 +109,57 @@ pub(crate) fn usage_topic() -> IdentTopic {
     IdentTopic::new(USAGE_TOPIC)
 }
 
+/// The gossip topic of signed provider records (who holds which versions).
+pub const PROVIDERS_TOPIC: &str = "mesh/providers/v1";
+
+pub(crate) fn providers_topic() -> IdentTopic {
+    IdentTopic::new(PROVIDERS_TOPIC)
+}
+
+/// What identify announces as the agent: mesh and its version.
+pub fn agent_version() -> String {
+    format!("mesh/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// How often AutoNAT tests a candidate address while some are untested.
+const AUTONAT_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The relay server's limits from `[network]`.
+fn relay_config(n: &crate::home::config::Network) -> relay::Config {
+    relay::Config {
+        max_reservations: n.relay_max_reservations,
+        max_reservations_per_peer: 2,
+        max_circuits: n.relay_max_circuits,
+        max_circuits_per_peer: 4,
+        max_circuit_duration: Duration::from_secs(n.relay_max_circuit_secs),
+        max_circuit_bytes: n.relay_max_circuit_bytes,
+        ..relay::Config::default()
+    }
+}
+
+/// Kademlia answers queries (server mode) only where others can reach this node:
+/// when configured public, or when it listens on loopback only (a single-host mesh,
+/// where every peer can reach it). Configured private it is a client. Otherwise it
+/// starts as a client and serves once AutoNAT confirms an external address.
+fn kad_mode(config: &NodeConfig) -> Option<kad::Mode> {
+    let loopback_only = config.listen_addrs().is_ok_and(|addrs| {
+        !addrs.is_empty()
+            && addrs.iter().all(|a| {
+                a.iter().any(|p| match p {
+                    libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+                    libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+                    _ => false,
+                })
+            })
+    });
+    match config.network.reachability {
+        Reachability::Public => Some(kad::Mode::Server),
+        Reachability::Private => Some(kad::Mode::Client),
+        Reachability::Auto if loopback_only => Some(kad::Mode::Server),
+        Reachability::Auto => None,
+    }
+}
+
 /// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
 /// registers its metrics (message counts with and without duplicates, mesh sizes,
 /// invalid messages) in `registry` under `gossipsub_`.
@@ -111,6 +176,7 @@ pub(crate) fn build_swarm(
     let max_memory = usize::try_from(config.limits.max_memory_mib.saturating_mul(1024 * 1024))
         .unwrap_or(usize::MAX);
     let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let network = config.network.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -119,7 +185,16 @@ pub(crate) fn build_swarm(
             yamux::Config::default,
         )
         .map_err(|e| net(&e))?
-        .with_behaviour(|key| {
+        .with_quic()
+        .with_dns()
+        .map_err(|e| {
+            NetError::Setup(format!(
+                "reading the system's DNS configuration (/etc/resolv.conf): {e}"
+            ))
+        })?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| net(&e))?
+        .with_behaviour(|key, relay_client| {
             let peer_id = key.public().to_peer_id();
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validate_messages()
@@ -132,6 +207,10 @@ pub(crate) fn build_swarm(
                 .max_transmit_size_for_topic(
                     mesh_protocol::usage::MAX_USAGE_BYTES + 4 * 1024,
                     usage_topic().hash(),
+                )
+                .max_transmit_size_for_topic(
+                    mesh_protocol::provider::MAX_PROVIDER_BYTES + 4 * 1024,
+                    providers_topic().hash(),
                 )
                 .heartbeat_interval(Duration::from_millis(700))
                 .message_id_fn(|m: &gossipsub::Message| {
@@ -151,6 +230,7 @@ pub(crate) fn build_swarm(
                     announce_topic().hash(),
                     policy_topic().hash(),
                     usage_topic().hash(),
+                    providers_topic().hash(),
                 ]),
                 super::scoring::thresholds(),
             )?;
@@ -159,7 +239,7 @@ pub(crate) fn build_swarm(
                 kad::store::MemoryStore::new(peer_id),
                 kad::Config::new(StreamProtocol::new("/mesh/kad/1")),
             );
-            kad.set_mode(Some(kad::Mode::Server));
+            kad.set_mode(kad_mode(config));
             let transfer = request_response::Behaviour::with_codec(
                 TransferCodec,
                 [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
@@ -172,12 +252,30 @@ pub(crate) fn build_swarm(
                 memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(max_memory),
                 identify: identify::Behaviour::new(
                     identify::Config::new("/mesh/id/1".into(), key.public())
+                        .with_agent_version(agent_version())
                         .with_cache_size(if discovery { 100 } else { 0 }),
                 ),
                 ping: ping::Behaviour::default(),
                 kad: Toggle::from(discovery.then_some(kad)),
                 gossipsub,
                 transfer,
+                relay_client,
+                relay: Toggle::from(
+                    network
+                        .relay_server
+                        .then(|| relay::Behaviour::new(peer_id, relay_config(&network))),
+                ),
+                dcutr: Toggle::from(
+                    network
+                        .hole_punching
+                        .then(|| dcutr::Behaviour::new(peer_id)),
+                ),
+                autonat: autonat::v2::client::Behaviour::new(
+                    rand::make_rng::<rand::rngs::StdRng>(),
+                    autonat::v2::client::Config::default()
+                        .with_probe_interval(AUTONAT_PROBE_INTERVAL),
+                ),
+                autonat_server: autonat::v2::server::Behaviour::default(),
             })
         })
         .map_err(|e| net(&e))?
@@ -193,10 +291,12 @@ pub(crate) fn build_swarm(
         .gossipsub
         .subscribe(&policy_topic())
         .map_err(|e| NetError::Setup(e.to_string()))?;
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&usage_topic())
-        .map_err(|e| NetError::Setup(e.to_string()))?;
+    for topic in [usage_topic(), providers_topic()] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| NetError::Setup(e.to_string()))?;
+    }
     Ok(swarm)
 }

@@ -4,8 +4,8 @@
 //! fault: it is `Ignore`d and logged, so an honest peer never loses score for our
 //! disk.
 //!
-//! [`Validator`] also takes what catalog and policy sync pull from peers, so both
-//! paths offer through the same checks.
+//! [`Validator`] also takes what sync pulls from peers (policies, catalog, provider
+//! records, usage reports), so both paths offer through the same checks.
 
 use libp2p::gossipsub::{MessageAcceptance, TopicHash};
 use libp2p::PeerId;
@@ -14,11 +14,12 @@ use mesh_protocol::{Announcement, Policy, PolicyError, Signed};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::behaviour::{announce_topic, policy_topic, usage_topic};
-use crate::clock::unix_now;
+use super::behaviour::{announce_topic, policy_topic, providers_topic, usage_topic};
+use crate::clock::{unix_now, unix_now_ms};
 use crate::metrics::Metrics;
 use crate::state::catalog::{Catalog, Offer};
 use crate::state::governance::Governance;
+use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 use crate::state::OfferError;
 
@@ -37,6 +38,7 @@ pub(super) struct Validator {
     pub(super) catalog: Catalog,
     pub(super) governance: Governance,
     pub(super) usage: UsageLedger,
+    pub(super) providers: Providers,
     /// Announcements whose manifests should be fetched and checked in the background.
     pub(super) prefetch: mpsc::Sender<Announcement>,
     /// Counts messages not kept for a local fault.
@@ -70,6 +72,11 @@ impl Validator {
         if *topic == usage_topic().hash() {
             let outcome = self.usage.accept(data);
             self.log_refusal(source, "usage report", &outcome);
+            return (acceptance(&outcome, |new| *new), FollowUp::None);
+        }
+        if *topic == providers_topic().hash() {
+            let outcome = self.providers.accept(data, unix_now_ms());
+            self.log_refusal(source, "provider record", &outcome);
             return (acceptance(&outcome, |new| *new), FollowUp::None);
         }
         if *topic != announce_topic().hash() {

@@ -4,17 +4,36 @@
 use libp2p::{Multiaddr, PeerId};
 use mesh_protocol::wire::{Request, Response};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::error::NetError;
+use super::reach::ReachabilityView;
 
 /// A connected peer, as reported by `mesh peers`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
     /// libp2p peer id.
     pub peer_id: String,
-    /// The address of one open connection.
+    /// The remote address of its best open connection (direct before relayed, QUIC
+    /// before TCP); for an inbound connection this is the peer's ephemeral port.
     pub address: String,
+    /// `direct`, or `relayed` when every connection goes through a relay.
+    #[serde(default)]
+    pub connection: String,
+    /// `quic` or `tcp`: the transport of that connection.
+    #[serde(default)]
+    pub transport: String,
+    /// Open connections to the peer.
+    #[serde(default)]
+    pub connections: usize,
+    /// The addresses the peer says it listens on (from identify): the ones to dial.
+    #[serde(default)]
+    pub listen_addrs: Vec<String>,
+    /// The peer's agent (e.g. `mesh/0.1.0`), from identify.
+    #[serde(default)]
+    pub agent: Option<String>,
     /// The peer's domain per the policy's registry, if registered.
     pub domain: Option<String>,
     /// The peer's gossipsub score (see `net::scoring`); absent for a peer that has
@@ -45,12 +64,25 @@ pub(crate) enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    AdvertisedAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Reachability {
+        reply: oneshot::Sender<ReachabilityView>,
+    },
     AddPeer {
         peer: PeerId,
         addr: Multiaddr,
     },
     GossipUsage {
         envelope: Vec<u8>,
+    },
+    GossipProviders {
+        envelope: Vec<u8>,
+    },
+    LearnAddrs {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
     },
     Penalize {
         peer: PeerId,
@@ -62,12 +94,32 @@ pub(crate) enum Command {
 pub(crate) struct NetworkHandle {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    /// Signalled when this node's listen or external addresses change.
+    addrs_changed: Arc<Notify>,
 }
 
 impl NetworkHandle {
     /// A handle that sends to `tx`, for the node `peer_id`.
-    pub(crate) fn new(tx: mpsc::Sender<Command>, peer_id: PeerId) -> Self {
-        NetworkHandle { tx, peer_id }
+    pub(crate) fn new(
+        tx: mpsc::Sender<Command>,
+        peer_id: PeerId,
+        addrs_changed: Arc<Notify>,
+    ) -> Self {
+        NetworkHandle {
+            tx,
+            peer_id,
+            addrs_changed,
+        }
+    }
+
+    /// Waits until this node's listen or external addresses change.
+    pub(crate) async fn addrs_changed(&self) {
+        self.addrs_changed.notified().await;
+    }
+
+    /// How this node is reached: AutoNAT's verdict, relay slots, hole punches.
+    pub(crate) async fn reachability(&self) -> Result<ReachabilityView, NetError> {
+        self.ask(|reply| Command::Reachability { reply }).await
     }
 
     /// This node's peer id.
@@ -120,6 +172,22 @@ impl NetworkHandle {
         self.send(Command::GossipUsage { envelope }).await
     }
 
+    /// Gossips an encoded signed provider record.
+    pub(crate) async fn gossip_providers(&self, envelope: Vec<u8>) -> Result<(), NetError> {
+        self.send(Command::GossipProviders { envelope }).await
+    }
+
+    /// Tells the swarm where `peer` says it can be dialled (from its provider
+    /// record), so a request to it can connect. Ignored without discovery: a node
+    /// told to keep to its configured links dials nothing it learns from others.
+    pub(crate) async fn learn_addrs(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<(), NetError> {
+        self.send(Command::LearnAddrs { peer, addrs }).await
+    }
+
     /// Gossips an encoded signed policy on the policy topic.
     pub(crate) async fn publish_policy(&self, envelope: Vec<u8>) -> Result<(), NetError> {
         self.send(Command::PublishPolicy { envelope }).await
@@ -134,6 +202,12 @@ impl NetworkHandle {
     /// redialled whenever the connection is lost.
     pub(crate) async fn add_peer(&self, peer: PeerId, addr: Multiaddr) -> Result<(), NetError> {
         self.send(Command::AddPeer { peer, addr }).await
+    }
+
+    /// The addresses others can dial this node at: external addresses (configured, or
+    /// confirmed by peers), then listen addresses that name an interface.
+    pub(crate) async fn advertised_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(|reply| Command::AdvertisedAddrs { reply }).await
     }
 
     /// The addresses the swarm listens on.

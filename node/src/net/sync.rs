@@ -1,5 +1,7 @@
 //! Pull sync on connect: first the peer's newer policies (so that announcements from
-//! newly registered keys verify), then its catalog, page by page.
+//! newly registered keys verify), then its catalog, page by page, then the signed
+//! records it holds: provider records (who holds which versions) and usage reports,
+//! so every connected node converges on the same providers and usage totals.
 //!
 //! A sync is a small state machine: [`SyncState`] says what was asked, and
 //! [`advance`] takes the answer, offers what it holds through the gossip
@@ -8,14 +10,18 @@
 //! Policy pages are collected and offered to the chain together, because only the
 //! newest policy of a catch-up must be unexpired. Both syncs are bounded: at most
 //! [`MAX_POLICY_PAGES`] policy pages and [`MAX_CATALOG_PAGES`] catalog pages per
-//! connection, and a catalog cursor that does not advance ends the sync.
+//! connection, and a catalog cursor that does not advance ends the sync; records
+//! likewise, at most [`MAX_RECORD_PAGES`] pages of each kind.
 
 use libp2p::PeerId;
-use mesh_protocol::wire::{Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE};
+use mesh_protocol::wire::{
+    RecordKind, Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE, MAX_RECORD_PAGE,
+};
 use mesh_protocol::{Announcement, Policy, ProductId, Signed};
 use tracing::{debug, info, warn};
 
 use super::gossip::Validator;
+use crate::clock::unix_now_ms;
 use crate::state::catalog::Offer;
 use crate::state::OfferError;
 
@@ -23,6 +29,9 @@ use crate::state::OfferError;
 const MAX_CATALOG_PAGES: u32 = 4096;
 /// Policy pages fetched from one peer per sync, at most (16 versions each).
 const MAX_POLICY_PAGES: u32 = 64;
+/// Record pages of one kind fetched from one peer per sync, at most (16 each): every
+/// node's provider record (at most `state::providers::MAX_RECORDS`) fits.
+const MAX_RECORD_PAGES: u32 = 128;
 
 type CatalogCursor = (ProductId, semver::Version);
 
@@ -43,6 +52,13 @@ pub(super) enum SyncState {
         pages: u32,
         cursor: Option<CatalogCursor>,
     },
+    Records {
+        peer: PeerId,
+        kind: RecordKind,
+        pages: u32,
+        /// The peer id the page was requested after.
+        cursor: Option<String>,
+    },
 }
 
 impl SyncState {
@@ -60,7 +76,9 @@ impl SyncState {
     /// The peer this step asks.
     pub(super) fn peer(&self) -> PeerId {
         match self {
-            SyncState::Policies { peer, .. } | SyncState::Catalog { peer, .. } => *peer,
+            SyncState::Policies { peer, .. }
+            | SyncState::Catalog { peer, .. }
+            | SyncState::Records { peer, .. } => *peer,
         }
     }
 
@@ -74,6 +92,11 @@ impl SyncState {
             SyncState::Catalog { cursor, .. } => Request::Catalog {
                 after: cursor.clone(),
                 limit: MAX_CATALOG_PAGE,
+            },
+            SyncState::Records { kind, cursor, .. } => Request::Records {
+                kind: *kind,
+                after: cursor.clone(),
+                limit: MAX_RECORD_PAGE,
             },
         }
     }
@@ -180,11 +203,96 @@ pub(super) fn advance(
                 (Some(_), None) => true,
                 _ => false,
             };
-            (more && progressed && pages + 1 < MAX_CATALOG_PAGES).then_some(SyncState::Catalog {
+            if more && progressed && pages + 1 < MAX_CATALOG_PAGES {
+                return Some(SyncState::Catalog {
+                    peer,
+                    pages: pages + 1,
+                    cursor: last,
+                });
+            }
+            Some(SyncState::Records {
                 peer,
-                pages: pages + 1,
-                cursor: last,
+                kind: RecordKind::Providers,
+                pages: 0,
+                cursor: None,
+            })
+        }
+        SyncState::Records {
+            peer,
+            kind,
+            pages,
+            cursor,
+        } => {
+            let Some(Response::Records { entries, more }) = response else {
+                debug!(%peer, ?kind, "record sync: no page");
+                return None;
+            };
+            let now = unix_now_ms();
+            let (mut new, mut rejected) = (0usize, 0usize);
+            let mut last = None;
+            for bytes in entries.iter().take(usize::from(MAX_RECORD_PAGE)) {
+                let (outcome, owner) = match kind {
+                    RecordKind::Providers => (
+                        validator.providers.accept(bytes, now),
+                        record_owner::<mesh_protocol::provider::ProviderRecord>(bytes, |r| r.peer),
+                    ),
+                    RecordKind::Usage => (
+                        validator.usage.accept(bytes),
+                        record_owner::<mesh_protocol::usage::UsageReport>(bytes, |r| r.provider),
+                    ),
+                };
+                match outcome {
+                    Ok(true) => new += 1,
+                    Ok(false) => {}
+                    Err(OfferError::Invalid(e)) => {
+                        rejected += 1;
+                        debug!(%peer, ?kind, "record sync: rejected entry: {e}");
+                    }
+                    Err(e) => {
+                        validator.metrics.not_kept.inc();
+                        debug!(%peer, ?kind, "record sync: could not keep an entry: {e}");
+                    }
+                }
+                if owner.is_some() {
+                    last = owner;
+                }
+            }
+            if rejected > 0 {
+                warn!(%peer, ?kind, rejected, "record sync: peer sent records that failed verification");
+            }
+            if new > 0 {
+                debug!(%peer, ?kind, new, "record sync: learned records");
+            }
+            let progressed = match (&last, &cursor) {
+                (Some(l), Some(c)) => l > c,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if more && progressed && pages + 1 < MAX_RECORD_PAGES {
+                return Some(SyncState::Records {
+                    peer,
+                    kind,
+                    pages: pages + 1,
+                    cursor: last,
+                });
+            }
+            (kind == RecordKind::Providers).then_some(SyncState::Records {
+                peer,
+                kind: RecordKind::Usage,
+                pages: 0,
+                cursor: None,
             })
         }
     }
+}
+
+/// The store key (peer id) of a record envelope: where the next page resumes.
+fn record_owner<T: mesh_protocol::SignedKind>(
+    bytes: &[u8],
+    owner: impl FnOnce(T) -> String,
+) -> Option<String> {
+    Signed::<T>::from_bytes(bytes)
+        .and_then(|s| s.value())
+        .ok()
+        .map(owner)
 }

@@ -1,6 +1,8 @@
 //! The daemon's background work: fetching the manifests of newly announced products
 //! (so every node can show their contracts and flag rule violations without a data
-//! fetch), and gossiping this node's usage report shortly after its counts change.
+//! fetch), gossiping this node's usage report shortly after its counts change, and
+//! its provider record when what it holds or its addresses change (and every
+//! [`PROVIDER_REFRESH_MS`], so others know it is still there).
 
 use futures::StreamExt;
 use mesh_protocol::Announcement;
@@ -8,8 +10,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use mesh_protocol::provider::PROVIDER_REFRESH_MS;
+
 use super::fetch::Fetcher;
+use crate::clock::unix_now_ms;
 use crate::net::NetworkHandle;
+use crate::state::catalog::Catalog;
+use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 use crate::state::StateError;
 use crate::task::blocking;
@@ -65,6 +72,41 @@ pub(crate) async fn usage_reports(
             Ok(None) => {}
             Err(e) => warn!("signing a usage report: {e}"),
         }
+    }
+}
+
+/// Signs and gossips this node's provider record at start, shortly after what it
+/// holds changes, and every [`PROVIDER_REFRESH_MS`], until shutdown.
+pub(crate) async fn provider_records(
+    providers: Providers,
+    catalog: Catalog,
+    net: NetworkHandle,
+    shutdown: CancellationToken,
+) {
+    let refresh = std::time::Duration::from_millis(PROVIDER_REFRESH_MS);
+    loop {
+        let addrs = match net.advertised_addrs().await {
+            Ok(a) => a.iter().map(|a| a.to_string()).collect(),
+            Err(_) => return,
+        };
+        let (p, c) = (providers.clone(), catalog.clone());
+        let signed =
+            blocking(move || Ok::<_, ReportError>(p.sign_own(c.held()?, addrs, unix_now_ms())?));
+        match signed.await {
+            Ok(envelope) => {
+                if let Err(e) = net.gossip_providers(envelope).await {
+                    warn!("gossiping the provider record: {e}");
+                }
+            }
+            Err(e) => warn!("signing the provider record: {e}"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = catalog.holdings_changed() => {}
+            _ = net.addrs_changed() => {}
+            _ = tokio::time::sleep(refresh) => {}
+        }
+        tokio::time::sleep(REPORT_DEBOUNCE).await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The catalog as a consumer sees it: each product's newest version judged for SLA
 //! and lineage health (`mesh_contract::health`) from this node's catalog, manifests
-//! and connected providers.
+//! and providers: the publisher's node and every replica with a provider record.
 
 use std::collections::HashSet;
 
@@ -8,7 +8,9 @@ use mesh_contract::health::{judge, lineage, newest_versions, Lineage};
 use mesh_protocol::ProductId;
 
 use crate::net::{NetError, NetworkHandle};
-use crate::state::catalog::{Catalog, CatalogEntry, Filter};
+use crate::state::catalog::{Catalog, CatalogEntry, Filter, ProviderStatus};
+use crate::state::governance::Governance;
+use crate::state::providers::Providers;
 use crate::state::StateError;
 use crate::task::{blocking, TaskError};
 
@@ -30,16 +32,90 @@ pub enum DiscoverError {
     Task(#[from] TaskError),
 }
 
+/// What judging providers needs: this node, its connected peers, the records.
+#[derive(Debug, Clone)]
+pub(crate) struct ProviderView {
+    providers: Providers,
+    governance: Governance,
+    me: String,
+    connected: HashSet<String>,
+}
+
+impl ProviderView {
+    /// A view as of now: the peers `net` is connected to.
+    pub(crate) async fn now(
+        net: &NetworkHandle,
+        providers: &Providers,
+        governance: &Governance,
+    ) -> Result<Self, NetError> {
+        Ok(ProviderView {
+            providers: providers.clone(),
+            governance: governance.clone(),
+            me: net.peer_id().to_string(),
+            connected: net.peers().await?.into_iter().map(|p| p.peer_id).collect(),
+        })
+    }
+
+    /// The nodes serving `e`'s version: this node if it holds it, the nodes its
+    /// announcement names, and the replicas whose records list it. Connected ones
+    /// (reachable) first, then by when last seen.
+    pub(crate) fn statuses(&self, e: &CatalogEntry, now_ms: u64) -> Vec<ProviderStatus> {
+        let a = &e.announcement;
+        let policy = self.governance.policy();
+        let mut out: Vec<ProviderStatus> = Vec::new();
+        let me = self.me.as_str();
+        let add = |out: &mut Vec<ProviderStatus>, peer: &str| -> Option<usize> {
+            if let Some(i) = out.iter().position(|p| p.peer_id == peer) {
+                return Some(i);
+            }
+            let this_node = peer == me;
+            if this_node && !e.local {
+                return None;
+            }
+            out.push(ProviderStatus {
+                peer_id: peer.to_string(),
+                domain: policy.domain_of_node(peer).map(|d| d.to_string()),
+                announced: false,
+                replica: false,
+                this_node,
+                connected: this_node || self.connected.contains(peer),
+                last_seen_ms: None,
+                stale: false,
+            });
+            Some(out.len() - 1)
+        };
+        if e.local {
+            add(&mut out, me);
+        }
+        for p in &a.providers {
+            if let Some(i) = add(&mut out, p) {
+                out[i].announced = true;
+            }
+        }
+        for h in self.providers.holders(&a.manifest, now_ms) {
+            if let Some(i) = add(&mut out, &h.peer_id) {
+                out[i].replica = true;
+                out[i].last_seen_ms = Some(h.last_seen_ms);
+                out[i].stale = h.stale;
+            }
+        }
+        out.sort_by(|x, y| {
+            (!x.connected, std::cmp::Reverse(x.last_seen_ms))
+                .cmp(&(!y.connected, std::cmp::Reverse(y.last_seen_ms)))
+        });
+        out
+    }
+}
+
 /// The catalog filtered by `filter`, each product's newest version annotated with
-/// its health at `now` (unix seconds), counting providers reachable from `net`.
+/// its health at `now` (unix seconds) and its providers, counting as reachable the
+/// providers connected to this node (and this node when it holds the version).
 pub(crate) async fn products_at(
     catalog: &Catalog,
-    net: &NetworkHandle,
+    view: ProviderView,
     filter: Filter,
     now: u64,
 ) -> Result<Vec<CatalogEntry>, DiscoverError> {
-    let connected: HashSet<String> = net.peers().await?.into_iter().map(|p| p.peer_id).collect();
-    let me = net.peer_id().to_string();
     let catalog = catalog.clone();
     blocking(move || {
         let all = catalog.list(&Default::default())?;
@@ -54,14 +130,15 @@ pub(crate) async fn products_at(
                 continue;
             }
             let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
-            let listed = a
-                .providers
-                .iter()
-                .filter(|p| connected.contains(*p) || (**p == me && e.local))
-                .count();
-            let me_unlisted = e.local && !a.providers.contains(&me);
-            let reachable = listed + usize::from(me_unlisted);
-            e.health = Some(judge(a, manifest.as_ref(), &newest, reachable, now));
+            e.providers = view.statuses(e, now.saturating_mul(1000));
+            let reachable = e.providers.iter().filter(|p| p.connected).count();
+            e.health = Some(judge(
+                &e.announcement,
+                manifest.as_ref(),
+                &newest,
+                reachable,
+                now,
+            ));
         }
         Ok(entries)
     })

@@ -35,6 +35,40 @@ pub struct CatalogEntry {
     /// (filled in by the API; never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// The nodes that serve this version, for the newest version of each product
+    /// and for the version `mesh show` asks about (filled in by the API; never
+    /// stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// One node that serves a product version, as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProviderStatus {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Its domain per the policy's registry, if registered.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Named by the signed announcement (the publisher's node).
+    #[serde(default)]
+    pub announced: bool,
+    /// A replica: its own signed provider record says it holds the version.
+    #[serde(default)]
+    pub replica: bool,
+    /// This node.
+    #[serde(default)]
+    pub this_node: bool,
+    /// Connected to this node now (or this node itself holding it): counted as
+    /// reachable by the SLA.
+    #[serde(default)]
+    pub connected: bool,
+    /// Unix milliseconds of its newest provider record, if any.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+    /// That record is past its TTL (the node has not renewed it).
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// What happened to an offered announcement.
@@ -66,6 +100,9 @@ pub struct Filter {
 pub(crate) struct Catalog {
     store: Arc<dyn MetaStore>,
     governance: Governance,
+    /// Signalled when a version becomes held or stops being held (the provider
+    /// record is due).
+    holdings: Arc<tokio::sync::Notify>,
 }
 
 /// The catalog key of a product version.
@@ -76,7 +113,21 @@ pub(crate) fn entry_key(id: &ProductId, version: &semver::Version) -> Vec<u8> {
 impl Catalog {
     /// A catalog over `store`, enforcing `governance`.
     pub(crate) fn new(store: Arc<dyn MetaStore>, governance: Governance) -> Self {
-        Catalog { store, governance }
+        Catalog {
+            store,
+            governance,
+            holdings: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Waits until a version becomes held or stops being held.
+    pub(crate) async fn holdings_changed(&self) {
+        self.holdings.notified().await;
+    }
+
+    /// Manifest hashes of every version this node holds completely.
+    pub(crate) fn held(&self) -> Result<Vec<ManifestHash>, StateError> {
+        self.stored_hashes(Tree::Complete)
     }
 
     /// Verifies and records an announcement's encoded envelope.
@@ -130,6 +181,7 @@ impl Catalog {
             local,
             flags,
             health: None,
+            providers: Vec::new(),
         })
     }
 
@@ -144,12 +196,14 @@ impl Catalog {
     /// Marks the product with this manifest as held completely.
     pub(crate) fn mark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
         self.store.put(Tree::Complete, manifest.as_bytes(), &[])?;
+        self.holdings.notify_one();
         Ok(())
     }
 
     /// Marks the product with this manifest as no longer held (GC).
     pub(crate) fn unmark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
         self.store.remove(Tree::Complete, manifest.as_bytes())?;
+        self.holdings.notify_one();
         Ok(())
     }
 

@@ -21,21 +21,28 @@ use super::governance::Governance;
 use super::{Invalid, OfferError, StateError};
 use crate::clock::unix_now_ms;
 
-fn key(product: &ProductId, consumer: &str) -> Vec<u8> {
-    format!("{product}\0{consumer}").into_bytes()
+fn key(product: &ProductId, version: &semver::Version, consumer: &str) -> Vec<u8> {
+    format!("{product}\0{version}\0{consumer}").into_bytes()
 }
 
-/// Who fetched a product, from every provider's newest report this node holds.
+/// Who fetched a product (or one version of it), from every provider's newest
+/// report this node holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProductUsage {
     /// `domain/name`.
     pub product: String,
+    /// The version counted, when only one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Fetches counted by all providers.
     pub total: u64,
     /// Fetches per consumer domain.
     pub by_consumer: BTreeMap<String, u64>,
     /// Fetches per provider peer.
     pub by_provider: BTreeMap<String, u64>,
+    /// Fetches per version.
+    #[serde(default)]
+    pub by_version: BTreeMap<String, u64>,
     /// Provider reports considered.
     pub reports: usize,
 }
@@ -79,8 +86,8 @@ impl UsageLedger {
 
     /// Counts one fetch of `manifest` started by `peer` (blocking: writes the store).
     pub(crate) fn count(&self, peer: &PeerId, manifest: &ManifestHash) {
-        let product = match self.catalog.manifest(manifest) {
-            Ok(Some((_, m))) => m.id,
+        let (product, version) = match self.catalog.manifest(manifest) {
+            Ok(Some((_, m))) => (m.id, m.version),
             _ => return,
         };
         let consumer = self
@@ -89,7 +96,7 @@ impl UsageLedger {
             .domain_of_node(&peer.to_string())
             .map_or_else(|| "anonymous".to_string(), |d| d.to_string());
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let k = key(&product, &consumer);
+        let k = key(&product, &version, &consumer);
         let n = match self.store.get(Tree::Usage, &k) {
             Ok(Some(v)) => v.try_into().map(u64::from_be_bytes).unwrap_or(0),
             _ => 0,
@@ -98,7 +105,7 @@ impl UsageLedger {
             warn!("recording usage: {e}");
             return;
         }
-        debug!(%product, %consumer, fetches = n + 1, "fetch counted");
+        debug!(%product, %version, %consumer, fetches = n + 1, "fetch counted");
         self.changed.notify_one();
     }
 
@@ -112,15 +119,23 @@ impl UsageLedger {
         let mut out = Vec::new();
         for (k, v) in self.store.scan(Tree::Usage, None, usize::MAX)? {
             let text = String::from_utf8_lossy(&k).into_owned();
-            let Some((product, consumer)) = text.split_once('\0') else {
+            // Counts from before per-version keys (`product \0 consumer`) are skipped.
+            let mut parts = text.splitn(3, '\0');
+            let (Some(product), Some(version), Some(consumer)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
-            let (Ok(product), Ok(n)) = (product.parse::<ProductId>(), <[u8; 8]>::try_from(v))
-            else {
+            let (Ok(product), Ok(version), Ok(n)) = (
+                product.parse::<ProductId>(),
+                version.parse::<semver::Version>(),
+                <[u8; 8]>::try_from(v),
+            ) else {
                 continue;
             };
             out.push(UsageCount {
                 product,
+                version,
                 consumer: consumer.to_string(),
                 fetches: u64::from_be_bytes(n),
             });
@@ -171,10 +186,32 @@ impl UsageLedger {
         Ok(Some(envelope))
     }
 
-    /// Adds up the usage of `product` from every provider report this node holds.
-    pub(crate) fn totals(&self, product: &ProductId) -> Result<ProductUsage, StateError> {
+    /// A page of stored reports after `after` (a provider peer id), and whether
+    /// more follow: what a peer pulls on connect.
+    pub(crate) fn page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+        let rows = self.store.scan(
+            Tree::UsageReports,
+            after.map(str::as_bytes),
+            limit.saturating_add(1),
+        )?;
+        let more = rows.len() > limit;
+        Ok((rows.into_iter().take(limit).map(|(_, v)| v).collect(), more))
+    }
+
+    /// Adds up the usage of `product` (of its `version` only, if given) from every
+    /// provider report this node holds.
+    pub(crate) fn totals(
+        &self,
+        product: &ProductId,
+        version: Option<&semver::Version>,
+    ) -> Result<ProductUsage, StateError> {
         let mut out = ProductUsage {
             product: product.to_string(),
+            version: version.map(|v| v.to_string()),
             ..ProductUsage::default()
         };
         for (_, bytes) in self.store.scan(Tree::UsageReports, None, usize::MAX)? {
@@ -182,8 +219,13 @@ impl UsageLedger {
                 continue;
             };
             let mut counted = false;
-            for c in r.counts.iter().filter(|c| c.product == *product) {
+            let counts = r
+                .counts
+                .iter()
+                .filter(|c| c.product == *product && version.is_none_or(|v| c.version == *v));
+            for c in counts {
                 out.total += c.fetches;
+                *out.by_version.entry(c.version.to_string()).or_default() += c.fetches;
                 *out.by_consumer.entry(c.consumer.clone()).or_default() += c.fetches;
                 *out.by_provider.entry(r.provider.clone()).or_default() += c.fetches;
                 counted = true;

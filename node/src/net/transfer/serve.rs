@@ -13,8 +13,8 @@ use libp2p::PeerId;
 use mesh_protocol::manifest::MAX_CHUNK_LEN;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::wire::{
-    ChunkData, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, MAX_CATALOG_PAGE,
-    MAX_POLICY_PAGE,
+    ChunkData, RecordKind, Request, Response, MAX_BATCH_BYTES, MAX_BATCH_CHUNKS, MAX_CATALOG_PAGE,
+    MAX_POLICY_PAGE, MAX_RECORD_PAGE,
 };
 use mesh_protocol::{Hash, Manifest, ManifestHash, ProductId};
 use mesh_storage::{ChunkError, ChunkStore};
@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 use crate::metrics::Metrics;
 use crate::state::catalog::Catalog;
 use crate::state::governance::Governance;
+use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 
 /// Manifests indexed for chunk membership, at most this many at once.
@@ -39,6 +40,7 @@ pub(crate) struct Provider {
     governance: Governance,
     chunks: Arc<ChunkStore>,
     usage: UsageLedger,
+    providers: Providers,
     metrics: Metrics,
     index: Mutex<HashMap<ManifestHash, Arc<Indexed>>>,
 }
@@ -55,6 +57,7 @@ impl Provider {
         governance: Governance,
         chunks: Arc<ChunkStore>,
         usage: UsageLedger,
+        providers: Providers,
         metrics: Metrics,
     ) -> Self {
         Provider {
@@ -62,6 +65,7 @@ impl Provider {
             governance,
             chunks,
             usage,
+            providers,
             metrics,
             index: Mutex::new(HashMap::new()),
         }
@@ -242,6 +246,27 @@ impl Provider {
             Ok((entries, more)) => Response::Catalog { entries, more },
             Err(e) => {
                 warn!("serving catalog page: {e}");
+                Response::Busy
+            }
+        }
+    }
+
+    /// `Request::Records`: a page of provider records or usage reports.
+    pub(crate) fn records_page(
+        &self,
+        kind: RecordKind,
+        after: Option<&str>,
+        limit: u16,
+    ) -> Response {
+        let limit = usize::from(limit.clamp(1, MAX_RECORD_PAGE));
+        let page = match kind {
+            RecordKind::Providers => self.providers.page(after, limit),
+            RecordKind::Usage => self.usage.page(after, limit),
+        };
+        match page {
+            Ok((entries, more)) => Response::Records { entries, more },
+            Err(e) => {
+                warn!("serving {kind:?} records: {e}");
                 Response::Busy
             }
         }

@@ -31,10 +31,12 @@ mod schedule;
 pub use error::FetchError;
 use schedule::{batches, lock, ChunkFetch, MAX_BAD_CHUNKS, PEER_WINDOW, WINDOW};
 
+use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 use crate::net::NetworkHandle;
 use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::{Governance, Violation};
+use crate::state::providers::Providers;
 use crate::task::blocking;
 
 /// Corrupt held chunks one fetch drops and fetches again, at most (each repair
@@ -130,6 +132,8 @@ async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
 pub(crate) struct Fetcher {
     pub(crate) net: NetworkHandle,
     pub(crate) catalog: Catalog,
+    /// Who else holds which versions (replicas), from provider records.
+    pub(crate) providers: Providers,
     pub(crate) governance: Governance,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) metrics: Metrics,
@@ -425,26 +429,56 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Providers to ask: those the announcement names, then every connected peer.
+    /// Providers to ask: those the announcement names and the replicas whose fresh
+    /// provider records list the version (connected ones first), then every other
+    /// connected peer. Replicas not connected are dialled at the addresses their
+    /// records give (with discovery on).
     pub(crate) async fn candidate_providers(
         &self,
         ann: &Announcement,
     ) -> Result<Vec<PeerId>, FetchError> {
         let me = self.net.peer_id();
-        let mut providers: Vec<PeerId> = ann
+        let connected: Vec<PeerId> = self
+            .net
+            .peers()
+            .await?
+            .into_iter()
+            .filter_map(|p| p.peer_id.parse().ok())
+            .collect();
+        let holders: Vec<PeerId> = self
+            .providers
+            .holders(&ann.manifest, unix_now_ms())
+            .into_iter()
+            .filter(|h| !h.stale)
+            .filter_map(|h| h.peer_id.parse().ok())
+            .collect();
+        let named = ann
             .providers
             .iter()
-            .filter_map(|p| p.parse().ok())
-            .filter(|p| *p != me)
-            .collect();
-        for peer in self.net.peers().await? {
-            if let Ok(p) = peer.peer_id.parse::<PeerId>() {
-                if !providers.contains(&p) {
-                    providers.push(p);
-                }
+            .filter_map(|p| p.parse::<PeerId>().ok());
+        let mut listed: Vec<PeerId> = Vec::new();
+        for p in named.chain(holders) {
+            if p != me && !listed.contains(&p) {
+                listed.push(p);
             }
         }
-        Ok(providers)
+        // Connected holders first (no dial), then the others.
+        listed.sort_by_key(|p| !connected.contains(p));
+        for p in listed.iter().filter(|p| !connected.contains(p)) {
+            let addrs = self
+                .providers
+                .addrs(&p.to_string())
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            self.net.learn_addrs(*p, addrs).await?;
+        }
+        for p in connected {
+            if !listed.contains(&p) {
+                listed.push(p);
+            }
+        }
+        Ok(listed)
     }
 
     /// The catalog entry of `target` and its verified manifest, from the local store

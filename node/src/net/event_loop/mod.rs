@@ -1,4 +1,6 @@
-//! The swarm event loop: the only code that touches the `Swarm`.
+//! The swarm event loop: the only code that touches the `Swarm`. Its
+//! connectivity work (addresses, reachability, relays, hole punching) is in
+//! `connectivity`.
 //!
 //! The rest of the node talks to it through `NetworkHandle` (a bounded command
 //! channel whose commands carry `oneshot` reply senders). Outbound requests wait in
@@ -16,22 +18,24 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::gossipsub::{self, PublishError};
 use libp2p::request_response::{self, InboundRequestId, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{identify, kad, Multiaddr, PeerId, Swarm};
+use libp2p::{kad, Multiaddr, PeerId, Swarm};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::Announcement;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use mesh_storage::ChunkStore;
 
 use super::behaviour::{
-    announce_topic, policy_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
+    announce_topic, policy_topic, providers_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
 };
 use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
-use super::handle::{Command, NetworkHandle, PeerInfo};
-use super::scoring::{CORRUPT_DATA_PENALTY, GRAYLIST_THRESHOLD};
+use super::handle::{Command, NetworkHandle};
+use super::peers::PeerTable;
+use super::reach::Reach;
+use super::scoring::CORRUPT_DATA_PENALTY;
 use super::sync::{self, SyncState};
 use super::transfer::admission::{Admission, MAX_INBOUND_READS};
 use super::transfer::serve::Provider;
@@ -39,7 +43,10 @@ use crate::home::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::state::catalog::Catalog;
 use crate::state::governance::Governance;
+use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
+
+mod connectivity;
 
 /// A read finished on the blocking pool: the request it answers, where to send the
 /// answer, and the answer.
@@ -51,6 +58,7 @@ pub(crate) struct StateHandles {
     pub(crate) catalog: Catalog,
     pub(crate) governance: Governance,
     pub(crate) usage: UsageLedger,
+    pub(crate) providers: Providers,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) metrics: Metrics,
 }
@@ -87,7 +95,12 @@ pub(crate) struct EventLoop {
     bootstrap: Vec<(PeerId, Multiaddr)>,
     /// Whether peers are found through kademlia and identify, or only configured.
     discovery: bool,
-    connections: HashMap<PeerId, Multiaddr>,
+    connections: PeerTable,
+    /// Reachability, relay slots and hole punching.
+    reach: Reach,
+    /// Signalled when listen or external addresses change (the provider record is
+    /// due).
+    addrs_changed: Arc<Notify>,
     ticks: u64,
     shutdown: CancellationToken,
 }
@@ -106,7 +119,7 @@ impl EventLoop {
     /// New announcements are handed to `prefetch` so their manifests are fetched in
     /// the background (by `ops`, which this layer does not know).
     pub(crate) fn new(
-        swarm: Swarm<MeshBehaviour>,
+        mut swarm: Swarm<MeshBehaviour>,
         state: StateHandles,
         bootstrap: Vec<(PeerId, Multiaddr)>,
         config: &NodeConfig,
@@ -115,11 +128,31 @@ impl EventLoop {
     ) -> (Self, NetworkHandle) {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_READS);
-        let handle = NetworkHandle::new(tx, *swarm.local_peer_id());
+        let addrs_changed = Arc::new(Notify::new());
+        let handle = NetworkHandle::new(tx, *swarm.local_peer_id(), addrs_changed.clone());
+        // Parsed and checked by `NodeConfig::validate` before the node starts.
+        let external = config.external_addrs().unwrap_or_default();
+        let relays = config.relay_addrs().unwrap_or_default();
+        for a in &external {
+            swarm.add_external_address(a.clone());
+        }
+        let mut bootstrap = bootstrap;
+        for r in &relays {
+            if !bootstrap.contains(r) {
+                bootstrap.push(r.clone());
+            }
+        }
+        let reach = Reach::new(
+            config.network.reachability,
+            config.network.relay_server,
+            relays,
+            external,
+        );
         let StateHandles {
             catalog,
             governance,
             usage,
+            providers,
             chunks,
             metrics,
         } = state;
@@ -128,6 +161,7 @@ impl EventLoop {
             governance.clone(),
             chunks,
             usage.clone(),
+            providers.clone(),
             metrics.clone(),
         );
         let this = EventLoop {
@@ -137,6 +171,7 @@ impl EventLoop {
                 catalog,
                 governance: governance.clone(),
                 usage,
+                providers,
                 prefetch,
                 metrics: metrics.clone(),
             },
@@ -151,7 +186,9 @@ impl EventLoop {
             pending_gossip: VecDeque::new(),
             bootstrap,
             discovery: config.discovery,
-            connections: HashMap::new(),
+            connections: PeerTable::default(),
+            reach,
+            addrs_changed,
             ticks: 0,
             shutdown,
         };
@@ -214,6 +251,14 @@ impl EventLoop {
             Command::Announce { envelope } => self.gossip(announce_topic(), envelope),
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
             Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
+            Command::GossipProviders { envelope } => self.gossip(providers_topic(), envelope),
+            Command::LearnAddrs { peer, addrs } => {
+                if self.discovery && peer != *self.swarm.local_peer_id() {
+                    for addr in addrs.into_iter().take(super::peers::MAX_LISTEN_ADDRS) {
+                        self.swarm.add_peer_address(peer, addr);
+                    }
+                }
+            }
             Command::Penalize { peer } => {
                 let score = self.app_scores.entry(peer).or_default();
                 *score -= CORRUPT_DATA_PENALTY;
@@ -225,27 +270,32 @@ impl EventLoop {
                     .set_application_score(&peer, score);
             }
             Command::Peers { reply } => {
-                let policy = self.governance.policy();
+                let gossipsub = &self.swarm.behaviour().gossipsub;
                 let peers = self
                     .connections
-                    .iter()
-                    .map(|(peer, addr)| {
-                        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
-                        PeerInfo {
-                            peer_id: peer.to_string(),
-                            address: addr.to_string(),
-                            domain: policy
-                                .domain_of_node(&peer.to_string())
-                                .map(|d| d.to_string()),
-                            score,
-                            graylisted: score.is_some_and(|s| s < GRAYLIST_THRESHOLD),
-                        }
-                    })
-                    .collect();
+                    .infos(&self.governance.policy(), |p| gossipsub.peer_score(p));
                 let _ = reply.send(peers);
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Reachability { reply } => {
+                let (direct, relayed) = self.connections.direct_and_relayed();
+                let _ = reply.send(self.reach.view(direct, relayed));
+            }
+            Command::AdvertisedAddrs { reply } => {
+                let mut addrs: Vec<Multiaddr> = Vec::new();
+                let candidates = self
+                    .swarm
+                    .external_addresses()
+                    .chain(self.swarm.listeners())
+                    .filter(|a| !super::peers::is_unspecified(a));
+                for a in candidates {
+                    if !addrs.contains(a) {
+                        addrs.push(a.clone());
+                    }
+                }
+                let _ = reply.send(addrs);
             }
         }
     }
@@ -295,12 +345,16 @@ impl EventLoop {
         if self.ticks % 15 == 1 && !self.connections.is_empty() {
             self.kad_bootstrap();
         }
+        self.reserve_relays();
+        if self.ticks % 5 == 2 {
+            self.dial_replicas();
+        }
         if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.syncing.is_empty() {
             // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
             // long GC pause) is not sent again, and a connection that survived the
             // stall brings no connect-time sync; so every so often pull the policy
             // chain and catalog of one connected peer, in turn.
-            let peers: Vec<PeerId> = self.connections.keys().copied().collect();
+            let peers: Vec<PeerId> = self.connections.ids();
             if !peers.is_empty() {
                 let peer = peers[(self.ticks / ANTI_ENTROPY_TICKS) as usize % peers.len()];
                 debug!(%peer, "anti-entropy sync");
@@ -318,18 +372,23 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<MeshBehaviourEvent>) {
+        let Some(event) = self.on_connectivity_event(event) else {
+            return;
+        };
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
-                num_established,
                 ..
             } => {
-                self.connections
-                    .insert(peer_id, endpoint.get_remote_address().clone());
-                if num_established.get() == 1 {
-                    debug!(peer = %peer_id, "connected; starting policy and catalog sync");
+                let first = self.connections.connected(
+                    peer_id,
+                    connection_id,
+                    endpoint.get_remote_address().clone(),
+                );
+                if first {
+                    debug!(peer = %peer_id, "connected; starting policy, catalog and record sync");
                     self.start_sync(peer_id, true);
                     if self.connections.len() == 1 {
                         self.kad_bootstrap();
@@ -338,22 +397,13 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
                 ..
             } => {
-                self.connections.remove(&peer_id);
-                self.admission.forget(&peer_id);
-                self.app_scores.remove(&peer_id);
-            }
-            SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) if self.discovery => {
-                for addr in info.listen_addrs.into_iter().take(16) {
-                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                        kad.add_address(&peer_id, addr);
-                    }
+                if self.connections.closed(&peer_id, connection_id) {
+                    self.admission.forget(&peer_id);
+                    self.app_scores.remove(&peer_id);
+                    self.reach.disconnected(&peer_id);
                 }
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
@@ -456,6 +506,10 @@ impl EventLoop {
             }
             Request::Policies { after, limit } => {
                 let response = self.provider.policies_page(after, limit);
+                self.respond(channel, response);
+            }
+            Request::Records { kind, after, limit } => {
+                let response = self.provider.records_page(kind, after.as_deref(), limit);
                 self.respond(channel, response);
             }
             Request::Manifest(_) | Request::Chunk { .. } | Request::Chunks { .. } => {

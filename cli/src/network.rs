@@ -1,0 +1,119 @@
+//! `mesh peers` and `mesh status`: the node's place in the network.
+
+use std::path::Path;
+
+use mesh_node::{ApiClient, NodeHome};
+
+use crate::output::{print_json, say};
+
+fn client(home: &Path) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::for_home(&NodeHome::new(home))?)
+}
+
+pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyhow::Result<()> {
+    if let Some(crate::args::PeersCommand::Add { addr }) = a.command {
+        let added = client(home)?.add_peer(&addr)?;
+        if json {
+            return print_json(&serde_json::json!({ "added": added }));
+        }
+        say!("dialling {addr}; the node keeps reconnecting to it until it restarts");
+        return Ok(());
+    }
+    let peers = client(home)?.peers()?;
+    if json {
+        return print_json(&peers);
+    }
+    if peers.is_empty() {
+        say!("no connected peers; start the node with --bootstrap ADDR of another node");
+    }
+    for p in peers {
+        let score = match p.score {
+            Some(s) if p.graylisted => format!("{s:.1} graylisted"),
+            Some(s) => format!("{s:.1}"),
+            None => "-".into(),
+        };
+        say!(
+            "{}  {:<12} {} over {}  score {score}  {}",
+            p.peer_id,
+            p.domain.as_deref().unwrap_or("-"),
+            p.connection,
+            p.transport,
+            p.agent.as_deref().unwrap_or("agent unknown")
+        );
+        if p.listen_addrs.is_empty() {
+            say!("    connection {}", p.address);
+        }
+        for a in &p.listen_addrs {
+            say!("    listens on {a}");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
+    let s = client(home)?.status()?;
+    if json {
+        return print_json(&s);
+    }
+    say!("peer id    {}", s.peer_id);
+    say!("domain     {}", s.domain);
+    say!("home       {}", s.home.display());
+    say!(
+        "policy     v{}{}",
+        s.policy_version,
+        if s.policy_expired {
+            " (EXPIRED: publishing is refused until the council renews it)"
+        } else {
+            ""
+        }
+    );
+    if s.equivocations > 0 {
+        say!(
+            "WARNING    {} conflicting policy document(s) validly signed for accepted version(s) {:?}; the evidence is kept in the database: tell the council",
+            s.equivocations,
+            s.equivocated_versions
+        );
+    }
+    say!("peers      {}", s.peers);
+    say!("catalog    {} product version(s)", s.catalog);
+    if let Some(k) = &s.publisher_key {
+        say!("publisher  {k}");
+    }
+    for a in &s.listen {
+        say!("listen     {a}");
+    }
+    let r = &s.reachability;
+    let how = match r.status.as_str() {
+        "public" => "public: peers can dial this node directly".to_string(),
+        "private" if r.relays.is_empty() => {
+            "behind a NAT or firewall, and no relay slot yet: only outbound connections work (configure [network] relays)".to_string()
+        }
+        "private" => format!("behind a NAT or firewall, reachable via relay {}", r.relays.join(", ")),
+        _ => "not known yet (AutoNAT asks peers to dial back)".to_string(),
+    };
+    say!(
+        "reachable  {how}{}",
+        if r.configured == "auto" {
+            String::new()
+        } else {
+            format!(" (configured {})", r.configured)
+        }
+    );
+    for a in &r.external {
+        say!("external   {a}");
+    }
+    for a in &r.relayed_addrs {
+        say!("relayed    {a}");
+    }
+    say!(
+        "direct     {} peer(s); {} through a relay only; {} hole punch(es), {} failed",
+        r.direct_peers,
+        r.relayed_peers,
+        r.hole_punches,
+        r.hole_punch_failures
+    );
+    if r.relay_server {
+        say!("relay      serving as a relay for others");
+    }
+    Ok(())
+}

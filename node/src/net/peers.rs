@@ -1,0 +1,209 @@
+//! What the event loop knows of each connected peer: its open connections (each
+//! direct or through a relay, over TCP or QUIC) and what identify told about it
+//! (the addresses it listens on, its agent), so `mesh peers` can show addresses
+//! that can be dialled instead of a connection's ephemeral port.
+
+use std::collections::HashMap;
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+use mesh_protocol::Policy;
+
+use super::handle::PeerInfo;
+use super::scoring::GRAYLIST_THRESHOLD;
+
+/// Listen addresses kept per peer from identify, at most.
+pub(super) const MAX_LISTEN_ADDRS: usize = 16;
+
+/// How a connection reaches its peer.
+pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether an address names no interface (`0.0.0.0`, `::`): nobody can dial it.
+pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// The transport of a connection address: `quic`, `tcp`, or `other`.
+pub(crate) fn transport_of(addr: &Multiaddr) -> &'static str {
+    // A relayed address names the relay's transport first; what counts is the hop.
+    let mut transport = "other";
+    for p in addr.iter() {
+        match p {
+            Protocol::QuicV1 | Protocol::Quic => transport = "quic",
+            Protocol::Tcp(_) => transport = "tcp",
+            _ => {}
+        }
+    }
+    transport
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    connections: HashMap<ConnectionId, Multiaddr>,
+    listen: Vec<Multiaddr>,
+    agent: Option<String>,
+}
+
+/// The connected peers.
+#[derive(Debug, Default)]
+pub(super) struct PeerTable {
+    peers: HashMap<PeerId, Peer>,
+}
+
+impl PeerTable {
+    /// Records an established connection; true if it is the peer's first.
+    pub(super) fn connected(&mut self, peer: PeerId, id: ConnectionId, addr: Multiaddr) -> bool {
+        let p = self.peers.entry(peer).or_default();
+        p.connections.insert(id, addr);
+        p.connections.len() == 1
+    }
+
+    /// Records a closed connection; true if it was the peer's last.
+    pub(super) fn closed(&mut self, peer: &PeerId, id: ConnectionId) -> bool {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        p.connections.remove(&id);
+        if p.connections.is_empty() {
+            self.peers.remove(peer);
+            return true;
+        }
+        false
+    }
+
+    /// Keeps what identify reported of a connected peer.
+    pub(super) fn identified(&mut self, peer: &PeerId, listen: &[Multiaddr], agent: &str) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.listen = listen.iter().take(MAX_LISTEN_ADDRS).cloned().collect();
+            p.agent = Some(agent.chars().take(128).collect());
+        }
+    }
+
+    /// Number of connected peers.
+    pub(super) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is connected.
+    pub(super) fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The connected peers' ids.
+    pub(super) fn ids(&self) -> Vec<PeerId> {
+        self.peers.keys().copied().collect()
+    }
+
+    /// Whether `peer` has a direct (not relayed) connection.
+    pub(super) fn is_direct(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.connections.values().any(|a| !is_relayed(a)))
+    }
+
+    /// Peers with at least one direct connection, and peers reached only through a
+    /// relay.
+    pub(super) fn direct_and_relayed(&self) -> (usize, usize) {
+        let direct = self.peers.keys().filter(|p| self.is_direct(p)).count();
+        (direct, self.peers.len() - direct)
+    }
+
+    /// `mesh peers`: each peer with its best connection (direct before relayed, QUIC
+    /// before TCP), the addresses it listens on, and its standing.
+    pub(super) fn infos(
+        &self,
+        policy: &Policy,
+        score: impl Fn(&PeerId) -> Option<f64>,
+    ) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> =
+            self.peers
+                .iter()
+                .filter_map(|(peer, p)| {
+                    let best = p.connections.values().min_by_key(|a| {
+                        (is_relayed(a), transport_of(a) != "quic", a.to_string())
+                    })?;
+                    let s = score(peer);
+                    Some(PeerInfo {
+                        peer_id: peer.to_string(),
+                        address: best.to_string(),
+                        connection: if is_relayed(best) {
+                            "relayed"
+                        } else {
+                            "direct"
+                        }
+                        .into(),
+                        transport: transport_of(best).into(),
+                        connections: p.connections.len(),
+                        listen_addrs: p.listen.iter().map(|a| a.to_string()).collect(),
+                        agent: p.agent.clone(),
+                        domain: policy
+                            .domain_of_node(&peer.to_string())
+                            .map(|d| d.to_string()),
+                        score: s,
+                        graylisted: s.is_some_and(|s| s < GRAYLIST_THRESHOLD),
+                    })
+                })
+                .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_classified() {
+        let tcp: Multiaddr = "/ip4/10.0.0.1/tcp/4801".parse().unwrap();
+        let quic: Multiaddr = "/ip4/10.0.0.1/udp/4801/quic-v1".parse().unwrap();
+        let relayed: Multiaddr =
+            "/ip4/10.0.0.9/tcp/4801/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
+                .parse()
+                .unwrap();
+        assert_eq!(transport_of(&tcp), "tcp");
+        assert_eq!(transport_of(&quic), "quic");
+        assert!(!is_relayed(&quic));
+        assert!(is_relayed(&relayed));
+    }
+
+    #[test]
+    fn a_peer_is_listed_by_its_best_connection_and_leaves_with_its_last() {
+        let mut t = PeerTable::default();
+        let peer = PeerId::random();
+        let relayed: Multiaddr = "/ip4/10.0.0.9/udp/1/quic-v1/p2p-circuit".parse().unwrap();
+        let tcp: Multiaddr = "/ip4/10.0.0.1/tcp/40000".parse().unwrap();
+        let (a, b) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        assert!(t.connected(peer, a, relayed));
+        assert!(!t.is_direct(&peer));
+        assert!(!t.connected(peer, b, tcp.clone()));
+        assert!(t.is_direct(&peer));
+        t.identified(
+            &peer,
+            &["/ip4/10.0.0.1/tcp/4801".parse().unwrap()],
+            "mesh/0.1.0",
+        );
+        let policy = crate::state::test_governance().1.policy();
+        let info = &t.infos(&policy, |_| None)[0];
+        assert_eq!(info.address, tcp.to_string());
+        assert_eq!(info.connection, "direct");
+        assert_eq!(info.transport, "tcp");
+        assert_eq!(info.listen_addrs, vec!["/ip4/10.0.0.1/tcp/4801"]);
+        assert_eq!(info.agent.as_deref(), Some("mesh/0.1.0"));
+        assert_eq!(t.direct_and_relayed(), (1, 0));
+        assert!(!t.closed(&peer, b));
+        assert_eq!(t.direct_and_relayed(), (0, 1));
+        assert!(t.closed(&peer, a));
+        assert!(t.is_empty());
+    }
+}
