@@ -154,7 +154,8 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
             provider: format!("provider-{consumer}"),
             issued_at_ms: 1,
             counts: vec![mesh_protocol::usage::UsageCount {
-                product: "sales/used".parse().unwrap(),
+                // A product the catalog knows: usage of unknown products is an error.
+                product: "sales/after-replay".parse().unwrap(),
                 version: semver::Version::new(1, 0, 0),
                 consumer: consumer.into(),
                 fetches: 999,
@@ -172,7 +173,7 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
         rogue.send(Cmd::PublishUsage(data, tx)).await.unwrap();
         rx.await.unwrap().unwrap();
     }
-    let product: mesh_protocol::ProductId = "sales/used".parse().unwrap();
+    let product: mesh_protocol::ProductRef = "sales/after-replay".parse().unwrap();
     wait_for_async("the honest usage report", || {
         let (node, product) = (node.clone(), product.clone());
         async move { node.usage(product).await.is_ok_and(|u| u.total > 0) }

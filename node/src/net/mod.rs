@@ -9,6 +9,7 @@
 //! [`handle`]. This layer receives the state handles it needs (`state::*`) and never
 //! names the operations or the API above it.
 
+pub(crate) mod addr;
 pub(crate) mod behaviour;
 mod error;
 mod event_loop;

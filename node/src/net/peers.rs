@@ -5,44 +5,16 @@
 
 use std::collections::HashMap;
 
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use mesh_protocol::Policy;
 
+use super::addr::{is_relayed, transport_of};
 use super::handle::PeerInfo;
 use super::scoring::GRAYLIST_THRESHOLD;
 
 /// Listen addresses kept per peer from identify, at most.
 pub(super) const MAX_LISTEN_ADDRS: usize = 16;
-
-/// How a connection reaches its peer.
-pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
-}
-
-/// Whether an address names no interface (`0.0.0.0`, `::`): nobody can dial it.
-pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
-}
-
-/// The transport of a connection address: `quic`, `tcp`, or `other`.
-pub(crate) fn transport_of(addr: &Multiaddr) -> &'static str {
-    // A relayed address names the relay's transport first; what counts is the hop.
-    let mut transport = "other";
-    for p in addr.iter() {
-        match p {
-            Protocol::QuicV1 | Protocol::Quic => transport = "quic",
-            Protocol::Tcp(_) => transport = "tcp",
-            _ => {}
-        }
-    }
-    transport
-}
 
 #[derive(Debug, Default)]
 struct Peer {
@@ -161,20 +133,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connections_are_classified() {
-        let tcp: Multiaddr = "/ip4/10.0.0.1/tcp/4801".parse().unwrap();
-        let quic: Multiaddr = "/ip4/10.0.0.1/udp/4801/quic-v1".parse().unwrap();
-        let relayed: Multiaddr =
-            "/ip4/10.0.0.9/tcp/4801/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
-                .parse()
-                .unwrap();
-        assert_eq!(transport_of(&tcp), "tcp");
-        assert_eq!(transport_of(&quic), "quic");
-        assert!(!is_relayed(&quic));
-        assert!(is_relayed(&relayed));
-    }
-
-    #[test]
     fn a_peer_is_listed_by_its_best_connection_and_leaves_with_its_last() {
         let mut t = PeerTable::default();
         let peer = PeerId::random();
@@ -193,7 +151,7 @@ mod tests {
             &["/ip4/10.0.0.1/tcp/4801".parse().unwrap()],
             "mesh/0.1.0",
         );
-        let policy = crate::state::test_governance().1.policy();
+        let policy = crate::state::fixtures::test_governance().1.policy();
         let info = &t.infos(&policy, |_| None)[0];
         assert_eq!(info.address, tcp.to_string());
         assert_eq!(info.connection, "direct");

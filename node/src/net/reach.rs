@@ -19,7 +19,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
-use super::peers::is_relayed;
+use super::addr::is_relayed;
 use crate::home::config::Reachability as Configured;
 
 /// Relay slots held at once, at most.
@@ -159,7 +159,7 @@ impl Reach {
     pub(super) fn identified(&mut self, peer: PeerId, offers_hop: bool, listen: &[Multiaddr]) {
         let direct = listen
             .iter()
-            .find(|a| !is_relayed(a) && !super::peers::is_unspecified(a));
+            .find(|a| !is_relayed(a) && !super::addr::is_unspecified(a));
         match (offers_hop, direct) {
             (true, Some(a)) => {
                 self.relay_capable.insert(peer, a.clone());

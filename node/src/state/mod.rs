@@ -14,6 +14,9 @@ pub(crate) mod providers;
 pub(crate) mod usage;
 pub(crate) mod verify;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 use mesh_storage::{ChunkError, StoreError};
 
 use crate::home::HomeError;
@@ -80,44 +83,4 @@ impl From<StoreError> for OfferError {
     fn from(e: StoreError) -> Self {
         OfferError::Store(StateError::Store(e))
     }
-}
-
-/// A fresh in-memory store holding a one-domain genesis (`sales`), and the
-/// governance over it, for unit tests.
-#[cfg(test)]
-pub(crate) fn test_governance() -> (
-    std::sync::Arc<dyn mesh_storage::MetaStore>,
-    governance::Governance,
-) {
-    use mesh_protocol::policy::{Council, DomainEntry};
-    use mesh_protocol::{KeyPair, Policy, Signed};
-    let council = KeyPair::generate();
-    let domains = [(
-        "sales".parse().expect("domain name"),
-        DomainEntry {
-            publisher_keys: [KeyPair::generate().public()].into(),
-            ..DomainEntry::default()
-        },
-    )]
-    .into();
-    let genesis = Policy::genesis(
-        Council {
-            members: [council.public()].into(),
-            threshold: 1,
-        },
-        domains,
-        crate::clock::unix_now(),
-        86_400,
-    )
-    .expect("genesis");
-    let store: std::sync::Arc<dyn mesh_storage::MetaStore> =
-        std::sync::Arc::new(mesh_storage::MemStore::default());
-    governance::install_genesis(
-        store.as_ref(),
-        &Signed::sign(&genesis, &council),
-        crate::clock::unix_now(),
-    )
-    .expect("install genesis");
-    let governance = governance::Governance::load(store.clone()).expect("governance");
-    (store, governance)
 }

@@ -294,7 +294,7 @@ impl Providers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::test_governance;
+    use crate::state::fixtures::test_governance;
     use mesh_protocol::provider::PROVIDER_TTL_MS;
 
     fn providers() -> (Providers, libp2p::identity::Keypair) {

@@ -368,7 +368,8 @@ pub(crate) async fn wait_for_async_within<F: std::future::Future<Output = bool>>
 }
 
 /// What a scripted provider answers: `manifest` for manifests, `chunk(hash)` for
-/// each chunk asked (singly or in a batch), `catalog` and no policies for sync.
+/// each chunk asked (singly or in a batch), `catalog` and no policies or records for
+/// sync.
 pub(crate) fn provider_answer(
     r: Request,
     manifest: &[u8],
@@ -387,6 +388,10 @@ pub(crate) fn provider_answer(
         },
         Request::Catalog { .. } => Response::Catalog {
             entries: catalog.to_vec(),
+            more: false,
+        },
+        Request::Records { .. } => Response::Records {
+            entries: vec![],
             more: false,
         },
     }))

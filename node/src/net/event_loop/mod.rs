@@ -289,7 +289,7 @@ impl EventLoop {
                     .swarm
                     .external_addresses()
                     .chain(self.swarm.listeners())
-                    .filter(|a| !super::peers::is_unspecified(a));
+                    .filter(|a| !super::addr::is_unspecified(a));
                 for a in candidates {
                     if !addrs.contains(a) {
                         addrs.push(a.clone());
