@@ -37,7 +37,7 @@ use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::{DomainName, KeyPair, Policy, PublicKey, Signed};
 use serde::Deserialize;
 
-pub use process::{MeshBin, TestNode};
+pub use process::{MeshBin, TestNode, Transport};
 
 /// How to build a testnet.
 #[derive(Debug, Clone)]
@@ -211,6 +211,7 @@ impl Testnet {
             log: root.join(format!("node{index:02}.log")),
             home,
             ip: Ipv4Addr::new(127, 0, 0, n),
+            transport: Transport::default(),
             peer_id: init.peer_id,
             publisher_key: init.publisher_key,
             port: None,
@@ -268,6 +269,12 @@ impl Testnet {
         };
         let mesh = self.mesh.clone();
         self.nodes[i].start(&mesh, &bootstrap)
+    }
+
+    /// Starts node `i` bootstrapping to exactly `bootstrap` (with discovery on).
+    pub fn start_with(&mut self, i: usize, bootstrap: &[String]) -> anyhow::Result<()> {
+        let mesh = self.mesh.clone();
+        self.nodes[i].start(&mesh, bootstrap)
     }
 
     /// Starts every node, the first ones serving as bootstrap for the rest, and waits

@@ -54,6 +54,16 @@ impl MeshBin {
     }
 }
 
+/// Which transport a testnet node listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// TCP (noise + yamux).
+    #[default]
+    Tcp,
+    /// QUIC only.
+    Quic,
+}
+
 /// One node of a testnet.
 #[derive(Debug)]
 pub struct TestNode {
@@ -65,6 +75,8 @@ pub struct TestNode {
     pub home: PathBuf,
     /// Its loopback address, distinct per node.
     pub ip: Ipv4Addr,
+    /// What it listens on (set before it starts).
+    pub transport: Transport,
     /// libp2p peer id.
     pub peer_id: String,
     /// Its domain publisher key.
@@ -119,7 +131,15 @@ impl TestNode {
     /// The multiaddr peers use to reach it, once it has started.
     pub fn addr(&self) -> Option<String> {
         self.port
-            .map(|p| format!("/ip4/{}/tcp/{p}/p2p/{}", self.ip, self.peer_id))
+            .map(|p| format!("{}/p2p/{}", self.listen_addr(p), self.peer_id))
+    }
+
+    /// Its listen multiaddr on `port`.
+    fn listen_addr(&self, port: u16) -> String {
+        match self.transport {
+            Transport::Tcp => format!("/ip4/{}/tcp/{port}", self.ip),
+            Transport::Quic => format!("/ip4/{}/udp/{port}/quic-v1", self.ip),
+        }
     }
 
     /// Starts the node process, bootstrapping to `bootstrap`, and waits until its API
@@ -136,7 +156,7 @@ impl TestNode {
             .with_context(|| format!("opening {}", self.log.display()))?;
         let mut cmd = mesh.command(&self.home);
         cmd.args(["node", "run", "--listen"])
-            .arg(format!("/ip4/{}/tcp/{}", self.ip, self.port.unwrap_or(0)))
+            .arg(self.listen_addr(self.port.unwrap_or(0)))
             .args(if self.links.is_empty() {
                 None
             } else {
@@ -166,7 +186,11 @@ impl TestNode {
                 );
             }
             if let Ok(status) = self.status() {
-                if let Some(port) = status.listen.iter().find_map(|a| port_of(a, self.ip)) {
+                let port = status
+                    .listen
+                    .iter()
+                    .find_map(|a| port_of(a, self.ip, self.transport));
+                if let Some(port) = port {
                     self.port = Some(port);
                     return Ok(());
                 }
@@ -255,8 +279,12 @@ impl TestNode {
     }
 }
 
-fn port_of(addr: &str, ip: Ipv4Addr) -> Option<u16> {
-    let rest = addr.strip_prefix(&format!("/ip4/{ip}/tcp/"))?;
+fn port_of(addr: &str, ip: Ipv4Addr, transport: Transport) -> Option<u16> {
+    let proto = match transport {
+        Transport::Tcp => "tcp",
+        Transport::Quic => "udp",
+    };
+    let rest = addr.strip_prefix(&format!("/ip4/{ip}/{proto}/"))?;
     rest.split('/').next()?.parse().ok()
 }
 
