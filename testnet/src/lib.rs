@@ -14,6 +14,7 @@ pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod crash;
+pub mod nat;
 pub mod observe;
 pub mod powerloss;
 mod process;
@@ -212,6 +213,9 @@ impl Testnet {
             home,
             ip: Ipv4Addr::new(127, 0, 0, n),
             transport: Transport::default(),
+            netns: None,
+            listen: Vec::new(),
+            mesh: None,
             peer_id: init.peer_id,
             publisher_key: init.publisher_key,
             port: None,

@@ -47,7 +47,20 @@ impl MeshBin {
 
     /// A command running the CLI with `--home home`.
     pub fn command(&self, home: &Path) -> Command {
-        let mut c = Command::new(&self.program);
+        self.command_in(None, home)
+    }
+
+    /// A command running the CLI with `--home home`, inside network namespace
+    /// `netns` if given (`ip netns exec`, which needs root).
+    pub fn command_in(&self, netns: Option<&str>, home: &Path) -> Command {
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.program);
+                c
+            }
+            None => Command::new(&self.program),
+        };
         c.args(&self.prefix).arg("--home").arg(home);
         c.stdin(Stdio::null());
         c
@@ -77,6 +90,13 @@ pub struct TestNode {
     pub ip: Ipv4Addr,
     /// What it listens on (set before it starts).
     pub transport: Transport,
+    /// The network namespace it runs in, if not the harness's own; its control API
+    /// is then reached through the CLI run in that namespace.
+    pub netns: Option<String>,
+    /// Listen addresses replacing the one `transport` and `ip` make (fixed ports).
+    pub listen: Vec<String>,
+    /// How it was last started (the CLI that reaches a node in a namespace).
+    pub(crate) mesh: Option<MeshBin>,
     /// libp2p peer id.
     pub peer_id: String,
     /// Its domain publisher key.
@@ -105,7 +125,40 @@ impl TestNode {
 
     /// Its status.
     pub fn status(&self) -> anyhow::Result<NodeStatus> {
+        if let (Some(_), Some(mesh)) = (&self.netns, &self.mesh) {
+            return self.cli_json(mesh, &["status"]);
+        }
         Ok(self.client()?.status()?)
+    }
+
+    /// Runs `mesh --json ARGS` against this node (in its namespace) and parses what
+    /// it prints; a failure carries its stderr.
+    pub fn cli_json<T: serde::de::DeserializeOwned>(
+        &self,
+        mesh: &MeshBin,
+        args: &[&str],
+    ) -> anyhow::Result<T> {
+        let out = mesh
+            .command_in(self.netns.as_deref(), &self.home)
+            .arg("--json")
+            .args(args)
+            .output()
+            .context("running mesh")?;
+        if !out.status.success() {
+            bail!(
+                "mesh {} on node {} failed: {}",
+                args.join(" "),
+                self.index,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "parsing `mesh --json {}`: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 
     /// Whether its process is running.
@@ -149,28 +202,35 @@ impl TestNode {
             return Ok(());
         }
         let _ = fs::remove_file(NodeHome::new(&self.home).api_addr_path());
+        self.mesh = Some(mesh.clone());
         let log = File::options()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let mut cmd = mesh.command(&self.home);
-        cmd.args(["node", "run", "--listen"])
-            .arg(self.listen_addr(self.port.unwrap_or(0)))
-            .args(if self.links.is_empty() {
-                None
-            } else {
-                Some("--no-discovery")
-            })
-            .arg("--parent-pid")
-            .arg(std::process::id().to_string())
-            .env(
-                "RUST_LOG",
-                std::env::var("MESH_TESTNET_LOG")
-                    .unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
-            )
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let mut cmd = mesh.command_in(self.netns.as_deref(), &self.home);
+        cmd.args(["node", "run"]);
+        if self.listen.is_empty() {
+            cmd.arg("--listen")
+                .arg(self.listen_addr(self.port.unwrap_or(0)));
+        }
+        for a in &self.listen {
+            cmd.arg("--listen").arg(a);
+        }
+        cmd.args(if self.links.is_empty() {
+            None
+        } else {
+            Some("--no-discovery")
+        })
+        .arg("--parent-pid")
+        .arg(std::process::id().to_string())
+        .env(
+            "RUST_LOG",
+            std::env::var("MESH_TESTNET_LOG")
+                .unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
+        )
+        .stdout(log.try_clone()?)
+        .stderr(log);
         for b in bootstrap {
             cmd.arg("--bootstrap").arg(b);
         }
@@ -273,9 +333,12 @@ impl TestNode {
         bail!("node {} did not stop within 20 s of SIGTERM", self.index)
     }
 
-    /// Runs the `mesh` CLI against this node's home.
+    /// Runs the `mesh` CLI against this node's home (in its namespace).
     pub fn mesh(&self, mesh: &MeshBin, args: &[&str]) -> anyhow::Result<Output> {
-        Ok(mesh.command(&self.home).args(args).output()?)
+        Ok(mesh
+            .command_in(self.netns.as_deref(), &self.home)
+            .args(args)
+            .output()?)
     }
 }
 

@@ -33,7 +33,8 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
     net.start_all().unwrap();
     // 99.95% availability needs two reachable providers.
     let toml = |v: &str| {
-        sample::manifest_toml("sales/orders", v).replace("availability = 99.5", "availability = 99.95")
+        sample::manifest_toml("sales/orders", v)
+            .replace("availability = 99.5", "availability = 99.95")
     };
     for (v, seed) in [("1.0.0", 1), ("1.1.0", 2)] {
         let dir = net.root().join(format!("orders-{v}"));
@@ -41,13 +42,19 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
         net.publish(0, &dir, &toml(v)).unwrap();
     }
     for i in 1..4 {
-        net.wait_product(i, "sales/orders", "1.1.0", DEADLINE).unwrap();
+        net.wait_product(i, "sales/orders", "1.1.0", DEADLINE)
+            .unwrap();
     }
     // Only the publisher holds it: at risk everywhere, one provider listed.
     let before = show(&net, 3, "sales/orders@1.1.0");
     let health = before.entry.health.clone().expect("newest version judged");
     assert_eq!(health.sla, SlaState::AtRisk, "{health:?}");
-    assert_eq!(before.entry.providers.len(), 1, "{:?}", before.entry.providers);
+    assert_eq!(
+        before.entry.providers.len(),
+        1,
+        "{:?}",
+        before.entry.providers
+    );
     assert!(before.entry.providers[0].announced);
 
     // Node 1 fetches both versions: within seconds every node lists it as a
@@ -71,9 +78,17 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
         .unwrap();
     }
     let s = show(&net, 3, "sales/orders@1.0.0");
-    let p = s.entry.providers.iter().find(|p| p.peer_id == replica).unwrap();
+    let p = s
+        .entry
+        .providers
+        .iter()
+        .find(|p| p.peer_id == replica)
+        .unwrap();
     let seen = p.last_seen_ms.expect("a replica has a record");
-    assert!(mesh_node::unix_now_ms().saturating_sub(seen) < 120_000, "{p:?}");
+    assert!(
+        mesh_node::unix_now_ms().saturating_sub(seen) < 120_000,
+        "{p:?}"
+    );
 
     // The publisher goes away (and misses what follows). Node 2 fetches from the
     // replica, which is the provider that served every byte.
@@ -85,7 +100,10 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
         vec![replica.clone()],
         "{fetched:?}"
     );
-    assert_eq!(fetched.served.values().sum::<u64>(), fetched.transferred_bytes);
+    assert_eq!(
+        fetched.served.values().sum::<u64>(),
+        fetched.transferred_bytes
+    );
     assert!(fetched.transferred_bytes > 0);
 
     // Node 1 reports that fetch; node 3 sees it. Node 0 was down when the report
@@ -111,7 +129,9 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
     let all = usage(&net, 0, "sales/orders").unwrap();
     assert_eq!(all.by_version.get("1.0.0"), Some(&1), "{all:?}");
     assert_eq!(all.by_version.get("1.1.0"), Some(&2), "{all:?}");
-    let err = usage(&net, 0, "sales/orders@9.9.9").unwrap_err().to_string();
+    let err = usage(&net, 0, "sales/orders@9.9.9")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not in the catalog"), "{err}");
     let err = usage(&net, 0, "sales/nothing").unwrap_err().to_string();
     assert!(err.contains("not in the catalog"), "{err}");
@@ -127,10 +147,14 @@ fn replicas_are_providers_everywhere_and_usage_converges() {
         })
         .unwrap();
     assert_eq!(gc.dropped_versions, vec!["sales/orders@1.0.0"]);
-    wait_until("node 1 to drop out as a provider of 1.0.0", DEADLINE, || {
-        let s = show(&net, 3, "sales/orders@1.0.0");
-        Ok(!s.entry.providers.iter().any(|p| p.peer_id == replica))
-    })
+    wait_until(
+        "node 1 to drop out as a provider of 1.0.0",
+        DEADLINE,
+        || {
+            let s = show(&net, 3, "sales/orders@1.0.0");
+            Ok(!s.entry.providers.iter().any(|p| p.peer_id == replica))
+        },
+    )
     .unwrap();
     let s = show(&net, 3, "sales/orders@1.1.0");
     assert!(s.entry.providers.iter().any(|p| p.peer_id == replica));

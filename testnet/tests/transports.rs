@@ -25,7 +25,10 @@ fn a_quic_only_mesh_bootstrapped_by_dns_name_publishes_and_fetches() {
     net.start_with(0, &[]).unwrap();
     let first = net.nodes[0].status().unwrap();
     assert!(
-        first.listen.iter().all(|a| a.contains("/udp/") && a.contains("/quic-v1")),
+        first
+            .listen
+            .iter()
+            .all(|a| a.contains("/udp/") && a.contains("/quic-v1")),
         "{:?}",
         first.listen
     );
@@ -44,23 +47,31 @@ fn a_quic_only_mesh_bootstrapped_by_dns_name_publishes_and_fetches() {
         .expect("connected to the bootstrap node");
     assert_eq!(p.transport, "quic", "{p:?}");
     assert_eq!(p.connection, "direct", "{p:?}");
-    assert!(p.address.contains("/udp/") && p.address.contains("/quic-v1"), "{p:?}");
-    wait_until("identify to report the peer's listen address", DEADLINE, || {
-        let peers = net.nodes[1].client()?.peers()?;
-        Ok(peers.iter().any(|p| {
-            p.listen_addrs
-                .iter()
-                .any(|a| a == &format!("/ip4/127.0.0.1/udp/{port}/quic-v1"))
-                && p.agent.as_deref() == Some(&*mesh_node::agent_version())
-        }))
-    })
+    assert!(
+        p.address.contains("/udp/") && p.address.contains("/quic-v1"),
+        "{p:?}"
+    );
+    wait_until(
+        "identify to report the peer's listen address",
+        DEADLINE,
+        || {
+            let peers = net.nodes[1].client()?.peers()?;
+            Ok(peers.iter().any(|p| {
+                p.listen_addrs
+                    .iter()
+                    .any(|a| a == &format!("/ip4/127.0.0.1/udp/{port}/quic-v1"))
+                    && p.agent.as_deref() == Some(&*mesh_node::agent_version())
+            }))
+        },
+    )
     .unwrap();
 
     let dir = net.root().join("orders");
     let csv = sample::write_orders(&dir, 2_000, 9).unwrap();
     net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
         .unwrap();
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE).unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
     let out = net.root().join("out");
     let fetched = net.fetch(1, "sales/orders", &out).unwrap();
     assert!(fetched.verified);

@@ -80,6 +80,21 @@ impl PeerTable {
             .is_some_and(|p| p.connections.values().any(|a| !is_relayed(a)))
     }
 
+    /// Relayed connections to peers that also have a direct one: once a hole is
+    /// punched, traffic should not keep going through the relay.
+    pub(super) fn redundant_relayed(&self) -> Vec<(PeerId, ConnectionId)> {
+        self.peers
+            .iter()
+            .filter(|(peer, _)| self.is_direct(peer))
+            .flat_map(|(peer, p)| {
+                p.connections
+                    .iter()
+                    .filter(|(_, a)| is_relayed(a))
+                    .map(|(id, _)| (*peer, *id))
+            })
+            .collect()
+    }
+
     /// Peers with at least one direct connection, and peers reached only through a
     /// relay.
     pub(super) fn direct_and_relayed(&self) -> (usize, usize) {
@@ -159,6 +174,7 @@ mod tests {
         assert_eq!(info.listen_addrs, vec!["/ip4/10.0.0.1/tcp/4801"]);
         assert_eq!(info.agent.as_deref(), Some("mesh/0.1.0"));
         assert_eq!(t.direct_and_relayed(), (1, 0));
+        assert_eq!(t.redundant_relayed(), vec![(peer, a)]);
         assert!(!t.closed(&peer, b));
         assert_eq!(t.direct_and_relayed(), (0, 1));
         assert!(t.closed(&peer, a));

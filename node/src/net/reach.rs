@@ -107,6 +107,11 @@ impl Reach {
         }
     }
 
+    /// Whether this node is configured as publicly reachable.
+    pub(super) fn is_configured_public(&self) -> bool {
+        self.configured == Configured::Public
+    }
+
     /// `public`, `private` or `unknown`.
     pub(super) fn status(&self) -> &'static str {
         match self.configured {
@@ -221,9 +226,12 @@ impl Reach {
         }
     }
 
-    /// A listener closed: if it was a reservation, it is gone (retried later).
-    pub(super) fn listener_closed(&mut self, listener: ListenerId) {
+    /// A listener closed: if it was a reservation, it is gone (retried later);
+    /// returns whether it was one.
+    pub(super) fn listener_closed(&mut self, listener: ListenerId) -> bool {
+        let before = self.reservations.len();
         self.reservations.retain(|_, r| r.listener != listener);
+        self.reservations.len() < before
     }
 
     /// A new listen address; relayed ones are kept to show.

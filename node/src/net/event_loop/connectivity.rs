@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::EventLoop;
 use crate::clock::unix_now_ms;
+use crate::net::addr::is_relayed;
 use crate::net::behaviour::MeshBehaviourEvent;
 
 /// Unconnected replicas dialled per tick, at most.
@@ -27,17 +28,33 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
                 self.reach.listening(&address);
+                // Configured public: what it listens on is what others dial (and a
+                // relay server takes reservations only with an external address).
+                if self.reach.is_configured_public() && !is_relayed(&address) {
+                    self.swarm.add_external_address(address);
+                }
                 self.addrs_changed.notify_one();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.reach.not_listening(&address);
                 self.addrs_changed.notify_one();
             }
-            SwarmEvent::ListenerClosed { listener_id, .. } => {
-                self.reach.listener_closed(listener_id);
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                addresses,
+            } => {
+                if self.reach.listener_closed(listener_id) {
+                    warn!(?addresses, "relay slot lost: {reason:?}; asking again");
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                debug!(?listener_id, "listener error: {error}");
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
-                info!(%address, "reachable at this address (confirmed by a peer's dial-back)");
+                if !is_relayed(&address) {
+                    info!(%address, "reachable at this address (confirmed by a peer's dial-back)");
+                }
                 self.reach.confirmed(address);
                 self.addrs_changed.notify_one();
             }
@@ -103,6 +120,16 @@ impl EventLoop {
             other => return Some(other),
         }
         None
+    }
+
+    /// Closes relayed connections to peers that now have a direct one (after a hole
+    /// punch): requests are spread over all of a peer's connections, and bulk
+    /// transfer should not go through the relay.
+    pub(super) fn drop_redundant_relayed(&mut self) {
+        for (peer, id) in self.connections.redundant_relayed() {
+            debug!(%peer, "direct connection open; closing the relayed one");
+            self.swarm.close_connection(id);
+        }
     }
 
     /// Reserves relay slots when this node is not reachable (see `net::reach`).

@@ -346,6 +346,7 @@ impl EventLoop {
             self.kad_bootstrap();
         }
         self.reserve_relays();
+        self.drop_redundant_relayed();
         if self.ticks % 5 == 2 {
             self.dial_replicas();
         }

@@ -240,6 +240,20 @@ impl Fetcher {
             }
             _ => None,
         };
+        // A provider reached only through a relay gets one batch in flight at a time
+        // (see `schedule::RELAYED_WINDOW`): direct providers take the bulk.
+        let relayed: HashSet<PeerId> = self
+            .net
+            .peers()
+            .await?
+            .into_iter()
+            .filter(|p| p.connection == "relayed")
+            .filter_map(|p| p.peer_id.parse().ok())
+            .collect();
+        let inflight = relayed
+            .iter()
+            .map(|p| (*p, schedule::Slots::relayed()))
+            .collect();
         let job = Arc::new(ChunkFetch {
             net: self.net.clone(),
             chunks: self.chunks.clone(),
@@ -247,7 +261,7 @@ impl Fetcher {
             providers,
             bad: Mutex::new(HashMap::new()),
             lacking: Mutex::new(std::collections::HashSet::new()),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(inflight),
             slot_freed: tokio::sync::Notify::new(),
             used: Mutex::new(BTreeMap::new()),
             done: AtomicU64::new(total - missing_bytes.min(total)),

@@ -38,10 +38,28 @@ const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 /// Verification failures after which a provider is dropped for this fetch.
 pub(super) const MAX_BAD_CHUNKS: u32 = 3;
 
+/// The window of a provider reached only through a relay: one batch (1 MiB) in
+/// flight at a time, so a relay's bandwidth and its per-circuit byte cap are spent
+/// on what no direct provider can serve.
+pub(super) const RELAYED_WINDOW: usize = 1;
+
 /// One provider's share of a fetch's requests.
 pub(super) struct Slots {
     load: usize,
     window: usize,
+    /// The most its window may grow to.
+    cap: usize,
+}
+
+impl Slots {
+    /// The slots of a provider reached only through a relay.
+    pub(super) fn relayed() -> Self {
+        Slots {
+            load: 0,
+            window: RELAYED_WINDOW,
+            cap: RELAYED_WINDOW,
+        }
+    }
 }
 
 impl Default for Slots {
@@ -49,6 +67,7 @@ impl Default for Slots {
         Slots {
             load: 0,
             window: INITIAL_PEER_WINDOW,
+            cap: PEER_WINDOW,
         }
     }
 }
@@ -150,7 +169,7 @@ impl ChunkFetch {
         if let Some(s) = lock(&self.inflight).get_mut(peer) {
             s.load = s.load.saturating_sub(1);
             s.window = if good {
-                (s.window + 1).min(PEER_WINDOW)
+                (s.window + 1).min(s.cap)
             } else {
                 (s.window / 2).max(1)
             };
