@@ -373,6 +373,18 @@ pub(crate) struct FetchArgs {
     /// differ.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Fetch without a daemon: start an ephemeral node that trusts this genesis
+    /// policy, catches up from --bootstrap, verifies everything, fetches and exits.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) genesis: Option<PathBuf>,
+    /// With --genesis: a node of the mesh to start from (a multiaddr ending in
+    /// /p2p/<peer id>; /dns4/ and /dnsaddr/ names work). Repeatable.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bootstrap: Vec<String>,
+    /// With --genesis: fetch as the node whose key this is (a node.key the policy's
+    /// registry names, so its domain's rules apply). Anonymous without it.
+    #[arg(long, value_name = "NODE_KEY")]
+    pub(crate) identity: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod args;
 mod contract;
+mod fetch;
 mod governance;
 mod keys;
 mod lineage;
@@ -61,7 +62,7 @@ where
         Command::Show(a) => products::show(&cli.home, a, json),
         Command::Lineage(a) => lineage::show(&cli.home, a, json),
         Command::Usage(a) => products::usage(&cli.home, a, json),
-        Command::Fetch(a) => products::fetch(&cli.home, a, json),
+        Command::Fetch(a) => fetch::fetch(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Verify(a) => products::verify(&cli.home, a, json),
         Command::Peers(a) => network::peers(&cli.home, a, json),

@@ -1,17 +1,15 @@
 //! Commands that talk to the running daemon: publish, products, show, fetch, peers,
 //! status.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::api::{FetchEvent, FetchRequest, Filter, GcRequest};
-use mesh_node::{ApiClient, ClientError, NodeHome};
+use mesh_node::api::{Filter, GcRequest};
+use mesh_node::{ApiClient, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
-use crate::args::{FetchArgs, GcArgs, ProductsArgs, PublishArgs, ShowArgs, UsageArgs};
+use crate::args::{GcArgs, ProductsArgs, PublishArgs, ShowArgs, UsageArgs};
 use crate::output::{human_bytes, print_json, say, say_err};
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
@@ -306,120 +304,6 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()> {
-    let out = if a.out.is_absolute() {
-        a.out.clone()
-    } else {
-        std::env::current_dir()?.join(a.out.strip_prefix(".").unwrap_or(&a.out))
-    };
-    let tty = std::io::stderr().is_terminal() && !json;
-    let bar = ProgressBar::hidden();
-    let mut last_pct = 0;
-    let request = FetchRequest {
-        product: a.product.clone(),
-        out: Some(out.clone()),
-        force: a.force,
-    };
-    let result = client(home)?.fetch(&request, |event| {
-        if json {
-            if let Ok(line) = serde_json::to_string(event) {
-                say!("{line}");
-            }
-        }
-        match event {
-            FetchEvent::Resolved {
-                product,
-                total_bytes,
-                missing_bytes,
-                providers,
-                ..
-            } => {
-                if tty {
-                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                    bar.set_length(*total_bytes);
-                    bar.set_position(total_bytes - missing_bytes.min(total_bytes));
-                    bar.set_style(
-                        ProgressStyle::with_template(
-                            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(format!("{product} asking {providers} provider(s)"));
-                } else if !json {
-                    say_err!(
-                        "fetching {product}: {} to download of {}, asking {providers} provider(s)",
-                        human_bytes(*missing_bytes),
-                        human_bytes(*total_bytes)
-                    );
-                }
-            }
-            FetchEvent::Progress {
-                done_bytes,
-                total_bytes,
-            } => {
-                if tty {
-                    bar.set_position(*done_bytes);
-                } else if !json && *total_bytes > 0 {
-                    let pct = done_bytes * 100 / total_bytes;
-                    if pct >= last_pct + 10 {
-                        last_pct = pct - pct % 10;
-                        say_err!(
-                            "  {pct}% ({} of {})",
-                            human_bytes(*done_bytes),
-                            human_bytes(*total_bytes)
-                        );
-                    }
-                }
-            }
-            FetchEvent::Done(_) | FetchEvent::Error { .. } => {}
-        }
-    });
-    bar.finish_and_clear();
-    match result {
-        Ok(o) => {
-            if !json {
-                for w in &o.warnings {
-                    say_err!("warning: {w}");
-                }
-                for b in &o.banned {
-                    say_err!("warning: provider {b} sent chunks that failed verification and was dropped from this fetch");
-                }
-                for f in &o.flags {
-                    say_err!(
-                        "warning: {}@{} violates rule `{}` of policy v{}: {}",
-                        o.product,
-                        o.version,
-                        f.rule,
-                        f.policy_version,
-                        f.reason
-                    );
-                }
-                say!(
-                    "fetched {}@{} into {}: {} file(s), {}, {} transferred, every chunk verified (BLAKE3)",
-                    o.product,
-                    o.version,
-                    out.display(),
-                    o.files,
-                    human_bytes(o.size),
-                    human_bytes(o.transferred_bytes)
-                );
-                if !o.served.is_empty() {
-                    say!("  served by {} provider(s):", o.served.len());
-                }
-                for (peer, bytes) in &o.served {
-                    say!("    {peer}  {}", human_bytes(*bytes));
-                }
-            }
-            Ok(())
-        }
-        Err(ClientError::Api { message, .. }) => {
-            anyhow::bail!("fetch of {} failed: {message}", a.product)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The providers of a version: reachable ones counted, each with its role and

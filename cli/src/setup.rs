@@ -126,6 +126,7 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
                 bootstrap: a.bootstrap,
                 api_listen: a.api,
                 no_discovery: a.no_discovery,
+                ephemeral: false,
             },
         )
         .await?;

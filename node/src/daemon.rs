@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub api_listen: Option<SocketAddr>,
     /// Turn peer discovery off (`discovery = false`): connect only to bootstrap peers.
     pub no_discovery: bool,
+    /// A short-lived node (a one-shot fetch): it signs no provider record, so it is
+    /// never listed as a replica after it is gone.
+    pub ephemeral: bool,
 }
 
 /// A running node: clone [`RunningNode::node`] to use it, call
@@ -168,13 +171,15 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             net.clone(),
             shutdown.child_token(),
         )),
-        tokio::spawn(background::provider_records(
+    ];
+    if !options.ephemeral {
+        tasks.push(tokio::spawn(background::provider_records(
             providers.clone(),
             catalog.clone(),
             net.clone(),
             shutdown.child_token(),
-        )),
-    ];
+        )));
+    }
     let node = Node::new(Parts {
         net: net.clone(),
         store,

@@ -96,6 +96,21 @@ enum Cmd {
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
+    /// A mesh across NATs in network namespaces (root only): a relay with DNS, two
+    /// cone-NAT sites and a symmetric-NAT site; relay slots, hole punching, fetches
+    /// direct, relayed and within a LAN, and a fetch after the relay is gone. Prints
+    /// the figures; exits non-zero if a step failed.
+    Nat {
+        /// Nodes in each of the two main sites (the second cone site has one).
+        #[arg(long, default_value_t = 2)]
+        per_site: usize,
+        /// Rows of sample CSV in the throughput products (about 38 bytes a row).
+        #[arg(long, default_value_t = 400_000)]
+        rows: usize,
+        /// Seconds any step may take.
+        #[arg(long, default_value_t = 120)]
+        deadline: u64,
+    },
     /// Crash consistency: SIGKILL a node at random moments during publish, fetch and
     /// policy submission, restart it, and check that every acknowledged publish is
     /// held and verifies, nothing partial is visible, fetches resume, and the policy
@@ -186,6 +201,20 @@ fn main() -> ExitCode {
             })
         })),
         Cmd::Status { dir, json } => report(status(&dir, json)),
+        Cmd::Nat {
+            per_site,
+            rows,
+            deadline,
+        } => report(MeshBin::from_env_or_current().and_then(|mesh| {
+            let mut lab = mesh_testnet::nat::NatLab::start(mesh, per_site)?;
+            let r = mesh_testnet::nat::scenario(
+                &mut lab,
+                rows,
+                std::time::Duration::from_secs(deadline),
+            )?;
+            print!("{}", r.markdown());
+            Ok(())
+        })),
         Cmd::Crash {
             iterations,
             seed,
