@@ -85,6 +85,13 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     let r = &s.reachability;
     let how = match r.status.as_str() {
         "public" => "public: peers can dial this node directly".to_string(),
+        "local" if r.relays.is_empty() => {
+            "within its own network: peers there dial it directly, others cannot (configure [network] relays)".to_string()
+        }
+        "local" => format!(
+            "within its own network directly; from elsewhere via relay {}",
+            r.relays.join(", ")
+        ),
         "private" if r.relays.is_empty() => {
             "behind a NAT or firewall, and no relay slot yet: only outbound connections work (configure [network] relays)".to_string()
         }

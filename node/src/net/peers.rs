@@ -9,16 +9,43 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use mesh_protocol::Policy;
 
-use super::addr::{is_relayed, transport_of};
+use super::addr::transport_of;
 use super::handle::PeerInfo;
 use super::scoring::GRAYLIST_THRESHOLD;
 
 /// Listen addresses kept per peer from identify, at most.
 pub(super) const MAX_LISTEN_ADDRS: usize = 16;
 
+/// One open connection.
+#[derive(Debug, Clone)]
+pub(super) struct Conn {
+    /// The remote address (for an inbound relayed connection, just `/p2p/<peer>`).
+    pub(super) addr: Multiaddr,
+    /// Through a relay (libp2p's `ConnectedPoint::is_relayed`).
+    pub(super) relayed: bool,
+    /// `quic`, `tcp` or `other`: of the hop this node speaks.
+    pub(super) transport: &'static str,
+}
+
+impl Conn {
+    /// The connection `endpoint` describes.
+    pub(super) fn of(endpoint: &libp2p::core::ConnectedPoint) -> Self {
+        use libp2p::core::ConnectedPoint;
+        let hop = match endpoint {
+            ConnectedPoint::Dialer { address, .. } => address,
+            ConnectedPoint::Listener { local_addr, .. } => local_addr,
+        };
+        Conn {
+            addr: endpoint.get_remote_address().clone(),
+            relayed: endpoint.is_relayed(),
+            transport: transport_of(hop),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Peer {
-    connections: HashMap<ConnectionId, Multiaddr>,
+    connections: HashMap<ConnectionId, Conn>,
     listen: Vec<Multiaddr>,
     agent: Option<String>,
 }
@@ -31,9 +58,9 @@ pub(super) struct PeerTable {
 
 impl PeerTable {
     /// Records an established connection; true if it is the peer's first.
-    pub(super) fn connected(&mut self, peer: PeerId, id: ConnectionId, addr: Multiaddr) -> bool {
+    pub(super) fn connected(&mut self, peer: PeerId, id: ConnectionId, conn: Conn) -> bool {
         let p = self.peers.entry(peer).or_default();
-        p.connections.insert(id, addr);
+        p.connections.insert(id, conn);
         p.connections.len() == 1
     }
 
@@ -77,7 +104,7 @@ impl PeerTable {
     pub(super) fn is_direct(&self, peer: &PeerId) -> bool {
         self.peers
             .get(peer)
-            .is_some_and(|p| p.connections.values().any(|a| !is_relayed(a)))
+            .is_some_and(|p| p.connections.values().any(|c| !c.relayed))
     }
 
     /// Relayed connections to peers that also have a direct one: once a hole is
@@ -89,7 +116,7 @@ impl PeerTable {
             .flat_map(|(peer, p)| {
                 p.connections
                     .iter()
-                    .filter(|(_, a)| is_relayed(a))
+                    .filter(|(_, c)| c.relayed)
                     .map(|(id, _)| (*peer, *id))
             })
             .collect()
@@ -109,35 +136,31 @@ impl PeerTable {
         policy: &Policy,
         score: impl Fn(&PeerId) -> Option<f64>,
     ) -> Vec<PeerInfo> {
-        let mut out: Vec<PeerInfo> =
-            self.peers
-                .iter()
-                .filter_map(|(peer, p)| {
-                    let best = p.connections.values().min_by_key(|a| {
-                        (is_relayed(a), transport_of(a) != "quic", a.to_string())
-                    })?;
-                    let s = score(peer);
-                    Some(PeerInfo {
-                        peer_id: peer.to_string(),
-                        address: best.to_string(),
-                        connection: if is_relayed(best) {
-                            "relayed"
-                        } else {
-                            "direct"
-                        }
-                        .into(),
-                        transport: transport_of(best).into(),
-                        connections: p.connections.len(),
-                        listen_addrs: p.listen.iter().map(|a| a.to_string()).collect(),
-                        agent: p.agent.clone(),
-                        domain: policy
-                            .domain_of_node(&peer.to_string())
-                            .map(|d| d.to_string()),
-                        score: s,
-                        graylisted: s.is_some_and(|s| s < GRAYLIST_THRESHOLD),
-                    })
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .filter_map(|(peer, p)| {
+                let best = p
+                    .connections
+                    .values()
+                    .min_by_key(|c| (c.relayed, c.transport != "quic", c.addr.to_string()))?;
+                let s = score(peer);
+                Some(PeerInfo {
+                    peer_id: peer.to_string(),
+                    address: best.addr.to_string(),
+                    connection: if best.relayed { "relayed" } else { "direct" }.into(),
+                    transport: best.transport.into(),
+                    connections: p.connections.len(),
+                    listen_addrs: p.listen.iter().map(|a| a.to_string()).collect(),
+                    agent: p.agent.clone(),
+                    domain: policy
+                        .domain_of_node(&peer.to_string())
+                        .map(|d| d.to_string()),
+                    score: s,
+                    graylisted: s.is_some_and(|s| s < GRAYLIST_THRESHOLD),
                 })
-                .collect();
+            })
+            .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         out
     }
@@ -151,15 +174,24 @@ mod tests {
     fn a_peer_is_listed_by_its_best_connection_and_leaves_with_its_last() {
         let mut t = PeerTable::default();
         let peer = PeerId::random();
-        let relayed: Multiaddr = "/ip4/10.0.0.9/udp/1/quic-v1/p2p-circuit".parse().unwrap();
+        let relayed = Conn {
+            addr: format!("/p2p/{peer}").parse().unwrap(),
+            relayed: true,
+            transport: "quic",
+        };
         let tcp: Multiaddr = "/ip4/10.0.0.1/tcp/40000".parse().unwrap();
+        let direct = Conn {
+            addr: tcp.clone(),
+            relayed: false,
+            transport: "tcp",
+        };
         let (a, b) = (
             ConnectionId::new_unchecked(1),
             ConnectionId::new_unchecked(2),
         );
         assert!(t.connected(peer, a, relayed));
         assert!(!t.is_direct(&peer));
-        assert!(!t.connected(peer, b, tcp.clone()));
+        assert!(!t.connected(peer, b, direct));
         assert!(t.is_direct(&peer));
         t.identified(
             &peer,

@@ -32,7 +32,8 @@ const UNKNOWN_GRACE: Duration = Duration::from_secs(10);
 /// How this node is reached, as `mesh status` shows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReachabilityView {
-    /// `public`, `private` or `unknown`.
+    /// `public`, `local` (reachable in its own private network only), `private`
+    /// or `unknown`.
     pub status: String,
     /// `auto`, `public` or `private`, as configured.
     pub configured: String,
@@ -57,6 +58,30 @@ pub struct ReachabilityView {
     /// Milliseconds from start to the first hole punch that succeeded.
     #[serde(default)]
     pub first_hole_punch_ms: Option<u64>,
+}
+
+/// Whether `addr` is on a public IP: not loopback, link-local, or a private or
+/// shared (carrier-grade NAT) range, where only the peers of that network reach it.
+fn is_public(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        Protocol::Ip6(ip) => {
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+        Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => true,
+        _ => false,
+    })
 }
 
 #[derive(Debug)]
@@ -112,23 +137,28 @@ impl Reach {
         self.configured == Configured::Public
     }
 
-    /// `public`, `private` or `unknown`.
+    /// `public` (an external address on a public IP is confirmed, or so
+    /// configured), `local` (only addresses of a private network are confirmed: peers
+    /// in that network reach it, others need a relay), `private` (probes failed, or
+    /// so configured) or `unknown`.
     pub(super) fn status(&self) -> &'static str {
         match self.configured {
             Configured::Public => "public",
             Configured::Private => "private",
-            Configured::Auto if !self.external.is_empty() => "public",
+            Configured::Auto if self.external.iter().any(is_public) => "public",
+            Configured::Auto if !self.external.is_empty() => "local",
             Configured::Auto if self.failed_probes > 0 => "private",
             Configured::Auto => "unknown",
         }
     }
 
-    /// Whether this node should hold relay slots now.
+    /// Whether this node should hold relay slots now: unless it is public (a node
+    /// reachable only in its own network holds them for the peers outside it).
     fn needs_relay(&self) -> bool {
         match self.status() {
             "public" => false,
-            "private" => true,
-            _ => self.started.elapsed() >= UNKNOWN_GRACE,
+            "unknown" => self.started.elapsed() >= UNKNOWN_GRACE,
+            _ => true,
         }
     }
 
@@ -337,6 +367,10 @@ mod tests {
         assert!(reach.wanted(|_| true).is_empty());
         reach.expired(&addr);
         assert_eq!(reach.status(), "private");
+        // Confirmed by a peer of its own network only: local, and it keeps relaying.
+        reach.confirmed("/ip4/10.2.0.12/udp/4802/quic-v1".parse().unwrap());
+        assert_eq!(reach.status(), "local");
+        assert_eq!(reach.wanted(|_| true).len(), 1);
         let public = Reach::new(Configured::Public, true, vec![], vec![]);
         assert_eq!(public.status(), "public");
         assert!(public.view(3, 1).relay_server);

@@ -166,8 +166,14 @@ impl EventLoop {
             if peer == me || self.swarm.is_connected(&peer_id) || addrs.is_empty() {
                 continue;
             }
-            let addrs: Vec<Multiaddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            let opts = DialOpts::peer_id(peer_id).addresses(addrs).build();
+            // Direct addresses first, one at a time, then the relayed ones: a peer
+            // on this node's own network is reached straight, not through the relay.
+            let mut addrs: Vec<Multiaddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            addrs.sort_by_key(is_relayed);
+            let opts = DialOpts::peer_id(peer_id)
+                .addresses(addrs)
+                .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
+                .build();
             if self.swarm.dial(opts).is_ok() {
                 dialled += 1;
             }

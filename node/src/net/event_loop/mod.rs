@@ -33,7 +33,7 @@ use super::behaviour::{
 use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
 use super::handle::{Command, NetworkHandle};
-use super::peers::PeerTable;
+use super::peers::{Conn, PeerTable};
 use super::reach::Reach;
 use super::scoring::CORRUPT_DATA_PENALTY;
 use super::sync::{self, SyncState};
@@ -383,11 +383,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                let first = self.connections.connected(
-                    peer_id,
-                    connection_id,
-                    endpoint.get_remote_address().clone(),
-                );
+                let first = self
+                    .connections
+                    .connected(peer_id, connection_id, Conn::of(&endpoint));
                 if first {
                     debug!(peer = %peer_id, "connected; starting policy, catalog and record sync");
                     self.start_sync(peer_id, true);
