@@ -458,6 +458,14 @@ impl Testnet {
     }
 }
 
+/// The last event `mesh --json fetch` printed (its outcome or its error).
+pub fn last_fetch_event(stdout: &str) -> Option<mesh_node::api::FetchEvent> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+}
+
 /// BLAKE3 of a file, for comparing fetched data with its source.
 pub fn file_hash(path: &Path) -> anyhow::Result<blake3::Hash> {
     let mut h = blake3::Hasher::new();

@@ -67,10 +67,7 @@ fn a_one_shot_fetch_needs_only_the_genesis_and_one_address() {
         String::from_utf8_lossy(&o.stderr),
         String::from_utf8_lossy(&o.stdout)
     );
-    let last = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<FetchEvent>(l).ok())
-        .last();
+    let last = mesh_testnet::last_fetch_event(&String::from_utf8_lossy(&o.stdout));
     let Some(FetchEvent::Done(outcome)) = last else {
         panic!("no outcome: {}", String::from_utf8_lossy(&o.stdout));
     };

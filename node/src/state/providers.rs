@@ -248,7 +248,7 @@ impl Providers {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms));
+        out.sort_by_key(|h| std::cmp::Reverse(h.last_seen_ms));
         out
     }
 

@@ -312,11 +312,7 @@ impl NatLab {
         )?;
         let took = t.elapsed();
         let text = String::from_utf8_lossy(&output.stdout);
-        match text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<FetchEvent>(l).ok())
-            .last()
-        {
+        match crate::last_fetch_event(&text) {
             Some(FetchEvent::Done(o)) => Ok((o, took)),
             Some(FetchEvent::Error { message, .. }) => {
                 bail!("fetch of {product} on node {i}: {message}")
@@ -345,11 +341,7 @@ impl NatLab {
             .args(["--bootstrap", &format!("/dnsaddr/mesh.test/p2p/{relay}")])
             .output()?;
         let text = String::from_utf8_lossy(&output.stdout);
-        match text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<FetchEvent>(l).ok())
-            .last()
-        {
+        match crate::last_fetch_event(&text) {
             Some(FetchEvent::Done(o)) => Ok(o),
             _ => bail!(
                 "the one-shot fetch of {product} failed: {text}{}",

@@ -398,12 +398,11 @@ impl EventLoop {
                 peer_id,
                 connection_id,
                 ..
-            } => {
-                if self.connections.closed(&peer_id, connection_id) {
-                    self.admission.forget(&peer_id);
-                    self.app_scores.remove(&peer_id);
-                    self.reach.disconnected(&peer_id);
-                }
+            } if self.connections.closed(&peer_id, connection_id) => {
+                // The peer's last connection.
+                self.admission.forget(&peer_id);
+                self.app_scores.remove(&peer_id);
+                self.reach.disconnected(&peer_id);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Transfer(event)) => self.on_transfer(event),
