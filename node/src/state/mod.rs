@@ -21,6 +21,19 @@ use mesh_storage::{ChunkError, StoreError};
 
 use crate::home::HomeError;
 
+/// Up to `limit` values of `tree` with keys after `after`, and whether more follow:
+/// a page of per-node records (provider records, usage reports) for a peer's pull.
+pub(crate) fn page_after(
+    store: &dyn mesh_storage::MetaStore,
+    tree: mesh_storage::Tree,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+    let rows = store.scan(tree, after, limit.saturating_add(1))?;
+    let more = rows.len() > limit;
+    Ok((rows.into_iter().take(limit).map(|(_, v)| v).collect(), more))
+}
+
 /// Our own state failed: the disk, the database, or data that no longer verifies.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -281,13 +281,12 @@ impl Providers {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
-        let rows = self.store.scan(
+        super::page_after(
+            self.store.as_ref(),
             Tree::Providers,
             after.map(str::as_bytes),
-            limit.saturating_add(1),
-        )?;
-        let more = rows.len() > limit;
-        Ok((rows.into_iter().take(limit).map(|(_, v)| v).collect(), more))
+            limit,
+        )
     }
 }
 

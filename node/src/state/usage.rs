@@ -193,13 +193,12 @@ impl UsageLedger {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
-        let rows = self.store.scan(
+        super::page_after(
+            self.store.as_ref(),
             Tree::UsageReports,
             after.map(str::as_bytes),
-            limit.saturating_add(1),
-        )?;
-        let more = rows.len() > limit;
-        Ok((rows.into_iter().take(limit).map(|(_, v)| v).collect(), more))
+            limit,
+        )
     }
 
     /// Adds up the usage of `product` (of its `version` only, if given) from every

@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::EventLoop;
 use crate::clock::unix_now_ms;
-use crate::net::addr::is_relayed;
+use crate::net::addr::{is_relayed, transport_of};
 use crate::net::behaviour::MeshBehaviourEvent;
 
 /// Unconnected replicas dialled per tick, at most.
@@ -168,8 +168,9 @@ impl EventLoop {
             }
             // Direct addresses first, one at a time, then the relayed ones: a peer
             // on this node's own network is reached straight, not through the relay.
+            // QUIC before TCP where a peer has both.
             let mut addrs: Vec<Multiaddr> = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            addrs.sort_by_key(is_relayed);
+            addrs.sort_by_key(|a| (is_relayed(a), transport_of(a) != "quic"));
             let opts = DialOpts::peer_id(peer_id)
                 .addresses(addrs)
                 .override_dial_concurrency_factor(std::num::NonZeroU8::MIN)
