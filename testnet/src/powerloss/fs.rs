@@ -181,10 +181,21 @@ impl Filesystem for PowerLossFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.tree().get(ino).map(|i| &i.kind) {
-            Ok(Kind::File(_)) => reply.opened(FileHandle(0), OPEN_FLAGS),
-            Ok(Kind::Dir(_)) => reply.error(Errno::EISDIR),
-            Ok(Kind::Symlink(_)) => reply.error(Errno::ELOOP),
+        // One lock for the lookup and the count (a guard in a match scrutinee lives
+        // to the end of the match: locking again inside it would deadlock).
+        let mut tree = self.tree();
+        let answer = match tree.get(ino).map(|i| &i.kind) {
+            Ok(Kind::File(_)) => Ok(()),
+            Ok(Kind::Dir(_)) => Err(Errno::EISDIR),
+            Ok(Kind::Symlink(_)) => Err(Errno::ELOOP),
+            Err(e) => Err(e),
+        };
+        if answer.is_ok() {
+            tree.open_files += 1;
+        }
+        drop(tree);
+        match answer {
+            Ok(()) => reply.opened(FileHandle(0), OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
@@ -337,10 +348,31 @@ impl Filesystem for PowerLossFs {
         reply: ReplyCreate,
     ) {
         let inode = Inode::new(Kind::File(Data::default()), perm(mode, umask), req);
-        match self.tree().insert(parent, name, inode) {
-            Ok(attr) => reply.created(&TTL, &attr, Generation(0), FileHandle(0), OPEN_FLAGS),
+        let mut tree = self.tree();
+        match tree.insert(parent, name, inode) {
+            Ok(attr) => {
+                tree.open_files += 1;
+                drop(tree);
+                reply.created(&TTL, &attr, Generation(0), FileHandle(0), OPEN_FLAGS)
+            }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut tree = self.tree();
+        tree.open_files = tree.open_files.saturating_sub(1);
+        drop(tree);
+        reply.ok();
     }
 
     fn fallocate(

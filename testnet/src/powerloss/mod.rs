@@ -130,8 +130,15 @@ impl Disk {
         fs::lock(&self.tree).stats
     }
 
-    /// Unmounts, reporting a failure (dropping unmounts too, silently).
+    /// Unmounts, reporting a failure (dropping unmounts too, silently). Waits first
+    /// (up to 10 s) for the kernel to release every closed file: a release may
+    /// arrive just after `close` returns, and the unmount is refused (`EBUSY`)
+    /// while any file is open.
     pub fn unmount(mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::lock(&self.tree).open_files > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         match self.session.take() {
             Some(s) => s
                 .umount_and_join()

@@ -113,6 +113,9 @@ pub(super) struct Tree {
     pub(super) inodes: HashMap<u64, Inode>,
     next: u64,
     pub(super) stats: Stats,
+    /// Files open (opened or created, not yet released): the kernel refuses to
+    /// unmount while any is, and a release can arrive just after `close` returns.
+    pub(super) open_files: u64,
 }
 
 impl Tree {
@@ -132,6 +135,7 @@ impl Tree {
             inodes: HashMap::from([(INodeNo::ROOT.0, root)]),
             next: INodeNo::ROOT.0 + 1,
             stats: Stats::default(),
+            open_files: 0,
         }
     }
 
