@@ -52,6 +52,17 @@ pub(super) struct Slots {
 }
 
 impl Slots {
+    /// An answer came back: a good one widens the window (up to its cap), a bad or
+    /// busy one halves it.
+    fn answered(&mut self, good: bool) {
+        self.load = self.load.saturating_sub(1);
+        self.window = if good {
+            (self.window + 1).min(self.cap)
+        } else {
+            (self.window / 2).max(1)
+        };
+    }
+
     /// The slots of a provider reached only through a relay.
     pub(super) fn relayed() -> Self {
         Slots {
@@ -167,12 +178,7 @@ impl ChunkFetch {
     /// Frees a slot; a good answer widens the provider's window, a bad one halves it.
     fn release(&self, peer: &PeerId, good: bool) {
         if let Some(s) = lock(&self.inflight).get_mut(peer) {
-            s.load = s.load.saturating_sub(1);
-            s.window = if good {
-                (s.window + 1).min(s.cap)
-            } else {
-                (s.window / 2).max(1)
-            };
+            s.answered(good);
         }
         self.slot_freed.notify_waiters();
     }
@@ -293,5 +299,27 @@ impl ChunkFetch {
         self.done.fetch_add(stored, Ordering::Relaxed);
         self.transferred.fetch_add(stored, Ordering::Relaxed);
         Ok((stored, wrong))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relayed_provider_keeps_one_batch_in_flight_and_a_direct_one_grows() {
+        let (mut direct, mut relayed) = (Slots::default(), Slots::relayed());
+        for _ in 0..40 {
+            direct.load += 1;
+            direct.answered(true);
+            relayed.load += 1;
+            relayed.answered(true);
+        }
+        assert_eq!(direct.window, PEER_WINDOW);
+        assert_eq!(relayed.window, RELAYED_WINDOW);
+        direct.answered(false);
+        assert_eq!(direct.window, PEER_WINDOW / 2);
+        relayed.answered(false);
+        assert_eq!(relayed.window, 1, "never below one");
     }
 }
