@@ -358,10 +358,7 @@ impl Testnet {
 
     /// Whether node `i`'s catalog lists `product@version`.
     pub fn knows(&self, i: usize, product: &str, version: &str) -> anyhow::Result<bool> {
-        Ok(self.products(i)?.iter().any(|e| {
-            e.announcement.product.to_string() == product
-                && e.announcement.version.to_string() == version
-        }))
+        Ok(lists(&self.products(i)?, product, version))
     }
 
     /// Waits until node `i` lists `product@version`.
@@ -456,6 +453,14 @@ impl Testnet {
     pub fn check(&self, i: usize, toml: &str) -> anyhow::Result<CheckReport> {
         Ok(self.nodes[i].client()?.check(toml)?)
     }
+}
+
+/// Whether `entries` (a catalog) lists `product@version`.
+pub fn lists(entries: &[CatalogEntry], product: &str, version: &str) -> bool {
+    entries.iter().any(|e| {
+        e.announcement.product.to_string() == product
+            && e.announcement.version.to_string() == version
+    })
 }
 
 /// The last event `mesh --json fetch` printed (its outcome or its error).

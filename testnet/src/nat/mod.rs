@@ -261,10 +261,7 @@ impl NatLab {
 
     /// Whether node `i` lists `product@version`.
     pub fn knows(&self, i: usize, product: &str, version: &str) -> anyhow::Result<bool> {
-        Ok(self.products(i)?.iter().any(|e| {
-            e.announcement.product.to_string() == product
-                && e.announcement.version.to_string() == version
-        }))
+        Ok(crate::lists(&self.products(i)?, product, version))
     }
 
     /// Writes `rows` sample rows and publishes them as `product@version` on node `i`.
