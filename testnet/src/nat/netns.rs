@@ -117,16 +117,16 @@ impl Namespaces {
 
     /// Makes `ns` a router translating what leaves through `wan` as `nat` says.
     pub fn router(&self, ns: &str, wan: &str, nat: Nat) -> anyhow::Result<()> {
+        // /proc/sys/net is the namespace's own (no sysctl binary needed).
         run(
             "ip",
             &[
                 "netns",
                 "exec",
                 ns,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv4.ip_forward=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
             ],
         )?;
         let masquerade = match nat {
