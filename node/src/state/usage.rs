@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
-use mesh_protocol::usage::{UsageCount, UsageReport, USAGE_FORMAT};
+use mesh_protocol::usage::{UsageCount, UsageReport, MAX_USAGE_BYTES, USAGE_FORMAT};
 use mesh_protocol::{DomainName, KeyPair, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 use serde::{Deserialize, Serialize};
@@ -168,19 +168,37 @@ impl UsageLedger {
         let Some(key) = self.publisher.as_ref() else {
             return Ok(None);
         };
-        let counts = self.own_counts()?;
+        let mut counts = self.own_counts()?;
         if counts.is_empty() {
             return Ok(None);
         }
-        let report = UsageReport {
-            format: USAGE_FORMAT,
-            domain: self.domain.clone(),
-            provider: self.provider.to_string(),
-            issued_at_ms: unix_now_ms(),
-            counts,
-            publisher: key.public(),
+        // A report over the size every receiver accepts would be refused whole: keep
+        // the most-fetched counts that fit, and say what was left out.
+        counts.sort_by_key(|c| std::cmp::Reverse(c.fetches));
+        let total = counts.len();
+        let (report, signed) = loop {
+            let report = UsageReport {
+                format: USAGE_FORMAT,
+                domain: self.domain.clone(),
+                provider: self.provider.to_string(),
+                issued_at_ms: unix_now_ms(),
+                counts: counts.clone(),
+                publisher: key.public(),
+            };
+            let signed = Signed::sign(&report, key);
+            if signed.payload().len() <= MAX_USAGE_BYTES || counts.len() <= 1 {
+                break (report, signed);
+            }
+            counts.truncate(counts.len() * 9 / 10);
         };
-        let envelope = Signed::sign(&report, key).to_bytes();
+        if report.counts.len() < total {
+            warn!(
+                kept = report.counts.len(),
+                total,
+                "usage report over {MAX_USAGE_BYTES} bytes: the least-fetched counts are left out"
+            );
+        }
+        let envelope = signed.to_bytes();
         self.store
             .put(Tree::UsageReports, report.provider.as_bytes(), &envelope)?;
         Ok(Some(envelope))
@@ -232,5 +250,43 @@ impl UsageLedger {
             out.reports += usize::from(counted);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::fixtures::test_governance;
+
+    #[test]
+    fn an_oversized_report_keeps_the_most_fetched_counts_that_fit() {
+        let (store, governance) = test_governance();
+        let catalog = Catalog::new(store.clone(), governance.clone());
+        let ledger = UsageLedger::new(
+            store.clone(),
+            catalog,
+            governance,
+            "sales".parse().unwrap(),
+            Some(Arc::new(KeyPair::generate())),
+            PeerId::random(),
+        );
+        let product: ProductId = "sales/orders".parse().unwrap();
+        let n = 8_000u64;
+        for i in 0..n {
+            let version = semver::Version::new(1, 0, i);
+            let k = key(&product, &version, &format!("consumer-{i}"));
+            store.put(Tree::Usage, &k, &(i + 1).to_be_bytes()).unwrap();
+        }
+        let envelope = ledger.sign_report().unwrap().unwrap();
+        let signed = Signed::<UsageReport>::from_bytes(&envelope).unwrap();
+        assert!(signed.payload().len() <= MAX_USAGE_BYTES);
+        let report = signed.value().unwrap();
+        assert!(report.counts.len() < n as usize && report.counts.len() > 1_000);
+        let least_kept = report.counts.iter().map(|c| c.fetches).min().unwrap();
+        assert_eq!(
+            least_kept,
+            n - report.counts.len() as u64 + 1,
+            "the most fetched are kept"
+        );
     }
 }
