@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh_node::api::{FetchEvent, FetchOutcome, FetchRequest, Filter};
-use mesh_node::home::config::NodeConfig;
 use mesh_node::home::policy_file;
 use mesh_node::{unix_now, ApiClient, ClientError, NodeHome, RunOptions};
 use mesh_protocol::ProductRef;
@@ -211,14 +210,12 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
         let store = mesh_storage::SledStore::open(&home.db_path())?;
         mesh_node::install_genesis(&store, &genesis, unix_now())?;
     }
-    let config = NodeConfig {
-        domain: "consumer".parse()?,
-        listen: vec![
-            "/ip4/0.0.0.0/udp/0/quic-v1".into(),
-            "/ip4/0.0.0.0/tcp/0".into(),
-        ],
-        ..NodeConfig::default()
-    };
+    // Any interface, any port: the node dials out, and peers it reaches may dial back.
+    let mut config = home.load_config()?;
+    config.listen = vec![
+        "/ip4/0.0.0.0/udp/0/quic-v1".into(),
+        "/ip4/0.0.0.0/tcp/0".into(),
+    ];
     std::fs::write(home.config_path(), config.to_toml()?)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,18 +7,15 @@ use std::path::Path;
 
 use anyhow::Context;
 use mesh_node::home::{keyfile, policy_file};
-use mesh_node::{unix_now, ApiClient, NodeHome};
+use mesh_node::{unix_now, NodeHome};
 use mesh_protocol::policy::Council;
 use mesh_protocol::policy_change::PolicyChange;
 use mesh_protocol::{Policy, PublicKey, Signed};
 use serde_json::json;
 
 use crate::args::{CheckArgs, DraftArgs, ShowPolicyArgs, SignArgs, SubmitArgs};
+use crate::client;
 use crate::output::{print_json, say, say_err};
-
-fn client(home: &Path) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::for_home(&NodeHome::new(home))?)
-}
 
 fn decode_envelope(hex_text: &str) -> anyhow::Result<Signed<Policy>> {
     let bytes = hex::decode(hex_text).context("policy envelope from the node is not hex")?;

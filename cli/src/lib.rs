@@ -24,6 +24,13 @@ use clap::Parser;
 
 use crate::args::{Cli, Command, ContractCommand, CouncilCommand, NodeCommand, PolicyCommand};
 
+/// The control API client of the daemon running for `home`.
+fn client(home: &std::path::Path) -> anyhow::Result<mesh_node::ApiClient> {
+    Ok(mesh_node::ApiClient::for_home(&mesh_node::NodeHome::new(
+        home,
+    ))?)
+}
+
 /// Runs the `mesh` CLI with `args` (the first is the program name) and returns its
 /// exit code.
 pub fn run<I, T>(args: I) -> ExitCode

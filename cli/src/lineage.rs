@@ -5,13 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use mesh_node::api::{Lineage, LineageNode, LineagePin};
-use mesh_node::{ApiClient, NodeHome};
 
 use crate::args::{LineageArgs, LineageFormat};
 
 pub(crate) fn show(home: &Path, a: LineageArgs, json: bool) -> anyhow::Result<()> {
     let id: mesh_protocol::ProductId = a.product.parse()?;
-    let client = ApiClient::for_home(&NodeHome::new(home))?;
+    let client = crate::client(home)?;
     let g = client.lineage(&id)?;
     if json {
         say!("{}", serde_json::to_string_pretty(&g)?);

@@ -2,13 +2,8 @@
 
 use std::path::Path;
 
-use mesh_node::{ApiClient, NodeHome};
-
+use crate::client;
 use crate::output::{print_json, say};
-
-fn client(home: &Path) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::for_home(&NodeHome::new(home))?)
-}
 
 pub(crate) fn peers(home: &Path, a: crate::args::PeersArgs, json: bool) -> anyhow::Result<()> {
     if let Some(crate::args::PeersCommand::Add { addr }) = a.command {

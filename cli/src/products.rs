@@ -5,16 +5,12 @@ use std::path::Path;
 
 use anyhow::Context;
 use mesh_node::api::{Filter, GcRequest};
-use mesh_node::{ApiClient, NodeHome};
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::ProductRef;
 
 use crate::args::{GcArgs, ProductsArgs, PublishArgs, ShowArgs, UsageArgs};
+use crate::client;
 use crate::output::{human_bytes, print_json, say, say_err};
-
-fn client(home: &Path) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::for_home(&NodeHome::new(home))?)
-}
 
 /// The manifest draft (TOML) to publish: `manifest` as written, or `contract`
 /// imported (a contract without `domain` belongs to this node's domain), with its

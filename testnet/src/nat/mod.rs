@@ -46,7 +46,7 @@ pub struct Site {
     pub name: char,
     /// Its router's translation.
     pub nat: Nat,
-    /// Its second address octet (`10.N.0.0/24`) and the router's last WAN octet.
+    /// Its network's second octet (`10.N.0.0/24`); its router is `198.18.0.(N+1)`.
     pub net: u8,
     /// Lab node indices inside.
     pub nodes: Vec<usize>,
@@ -308,17 +308,10 @@ impl NatLab {
             &["--json", "fetch", product, "-o", &out.to_string_lossy()],
         )?;
         let took = t.elapsed();
-        let text = String::from_utf8_lossy(&output.stdout);
-        match crate::last_fetch_event(&text) {
-            Some(FetchEvent::Done(o)) => Ok((o, took)),
-            Some(FetchEvent::Error { message, .. }) => {
-                bail!("fetch of {product} on node {i}: {message}")
-            }
-            _ => bail!(
-                "fetch of {product} on node {i} printed no outcome: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-        }
+        Ok((
+            outcome(&output, &format!("fetch of {product} on node {i}"))?,
+            took,
+        ))
     }
 
     /// Runs a one-shot fetch (`mesh fetch --genesis --bootstrap /dnsaddr/...`, no
@@ -337,14 +330,10 @@ impl NatLab {
             .arg(&self.net.genesis)
             .args(["--bootstrap", &format!("/dnsaddr/mesh.test/p2p/{relay}")])
             .output()?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        match crate::last_fetch_event(&text) {
-            Some(FetchEvent::Done(o)) => Ok(o),
-            _ => bail!(
-                "the one-shot fetch of {product} failed: {text}{}",
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        }
+        outcome(
+            &output,
+            &format!("one-shot fetch of {product} on node {i}'s host"),
+        )
     }
 
     /// Waits until `check` holds, for up to `timeout`.
@@ -376,6 +365,19 @@ impl NatLab {
             .map(|n| format!("--- node {} ({}):\n{}", n.index, n.domain, n.log_tail(25)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// The outcome a `mesh --json fetch` run printed, or its error.
+fn outcome(output: &std::process::Output, what: &str) -> anyhow::Result<FetchOutcome> {
+    match crate::last_fetch_event(&String::from_utf8_lossy(&output.stdout)) {
+        Some(FetchEvent::Done(o)) => Ok(o),
+        Some(FetchEvent::Error { message, .. }) => bail!("{what}: {message}"),
+        _ => bail!(
+            "{what} printed no outcome: {}{}",
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
     }
 }
 
