@@ -89,6 +89,20 @@ pub(crate) enum Command {
     Peers(PeersArgs),
     /// Show this node's status: peer id, listen addresses, catalog, policy.
     Status,
+    /// Print the address of the web catalog this node serves (the whole mesh's
+    /// products, their schema, quality, SLA, lineage and usage, and governance), or
+    /// open it in a browser with --open. Read-only; served on the control API's
+    /// loopback address.
+    Ui(UiArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    /// A product (`domain/name`) whose page to show instead of the home page.
+    pub(crate) product: Option<String>,
+    /// Open the page in the desktop's browser (xdg-open or open).
+    #[arg(long)]
+    pub(crate) open: bool,
 }
 
 #[derive(Debug, Args)]

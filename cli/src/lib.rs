@@ -74,6 +74,7 @@ where
         Command::Verify(a) => products::verify(&cli.home, a, json),
         Command::Peers(a) => network::peers(&cli.home, a, json),
         Command::Status => network::status(&cli.home, json),
+        Command::Ui(a) => network::ui(&cli.home, a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -119,3 +119,48 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `mesh ui`: the web catalog's address, checked to be served, and opened on request.
+pub(crate) fn ui(home: &Path, a: crate::args::UiArgs, json: bool) -> anyhow::Result<()> {
+    let api = client(home)?;
+    // The daemon must answer before its address is worth printing.
+    let status = api.status()?;
+    let product: Option<mesh_protocol::ProductId> = match &a.product {
+        Some(p) => Some(
+            p.parse()
+                .map_err(|e| anyhow::anyhow!("{p} is not a product id (domain/name): {e}"))?,
+        ),
+        None => None,
+    };
+    let url = api.catalog_url(product.as_ref());
+    let mut opened = false;
+    if a.open {
+        for opener in ["xdg-open", "open"] {
+            let spawned = std::process::Command::new(opener)
+                .arg(&url)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            if spawned.is_ok() {
+                opened = true;
+                break;
+            }
+        }
+    }
+    if json {
+        return print_json(&serde_json::json!({ "url": url, "opened": opened }));
+    }
+    say!("{url}");
+    if a.open && !opened {
+        anyhow::bail!("no browser opener (xdg-open or open) on this machine; open {url} by hand");
+    }
+    if !a.open {
+        crate::output::say_err!(
+            "the mesh catalog as node {} of domain {} sees it (read-only, served on loopback); open it in a browser",
+            status.peer_id,
+            status.domain
+        );
+    }
+    Ok(())
+}

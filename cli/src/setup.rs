@@ -137,6 +137,10 @@ pub(crate) fn run_node(home: &Path, a: RunArgs) -> anyhow::Result<()> {
             status.domain,
             running.api_addr
         );
+        say_err!(
+            "the mesh catalog in your browser: http://{}/",
+            running.api_addr
+        );
         let token = running.shutdown_token();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;

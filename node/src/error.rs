@@ -94,6 +94,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// The HTTP status the control API and the web catalog answer with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorClass::Usage => 400,
+            ErrorClass::InvalidManifest | ErrorClass::InvalidData => 422,
+            ErrorClass::NotFound => 404,
+            ErrorClass::Rejected => 403,
+            ErrorClass::Unavailable => 502,
+            ErrorClass::Internal => 500,
+        }
+    }
+
     /// The stable machine-readable name used in API error bodies.
     pub fn kind(self) -> &'static str {
         match self {

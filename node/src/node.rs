@@ -172,6 +172,23 @@ impl Node {
         Ok(discover::products_at(&p.catalog, view, filter, now).await?)
     }
 
+    /// Every product of the catalog grouped by id, the newest version of each judged
+    /// at `now` (for the web catalog), and the catalog generation it was read at.
+    pub(crate) async fn listing(
+        &self,
+        now: u64,
+    ) -> Result<(u64, Vec<discover::ProductListing>), NodeError> {
+        let p = &self.parts;
+        let generation = p.catalog.generation();
+        let view = ProviderView::now(&p.net, &p.providers, &p.governance).await?;
+        Ok((generation, discover::listing(&p.catalog, view, now).await?))
+    }
+
+    /// The catalog's generation: it changes whenever anything in the catalog does.
+    pub(crate) fn catalog_generation(&self) -> u64 {
+        self.parts.catalog.generation()
+    }
+
     /// The catalog entry of `target` with its health at `now`, and its verified
     /// manifest, from the local store or (without storing it) from a provider.
     pub async fn describe(
@@ -398,6 +415,7 @@ impl Node {
         let p = &self.parts;
         crate::testing::Probe::new(
             p.catalog.clone(),
+            p.governance.clone(),
             p.chunks.clone(),
             p.store.clone(),
             p.metrics.clone(),

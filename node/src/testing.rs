@@ -28,11 +28,13 @@ pub async fn read_frame<T: futures::AsyncRead + Unpin>(
 use crate::metrics::Metrics;
 use crate::net::{NetError, NetworkHandle};
 use crate::state::catalog::Catalog;
+use crate::state::governance::Governance;
 
 /// A test's view of one running node.
 #[derive(Debug, Clone)]
 pub struct Probe {
     catalog: Catalog,
+    governance: Governance,
     chunks: Arc<ChunkStore>,
     store: Arc<dyn MetaStore>,
     metrics: Metrics,
@@ -42,6 +44,7 @@ pub struct Probe {
 impl Probe {
     pub(crate) fn new(
         catalog: Catalog,
+        governance: Governance,
         chunks: Arc<ChunkStore>,
         store: Arc<dyn MetaStore>,
         metrics: Metrics,
@@ -49,11 +52,26 @@ impl Probe {
     ) -> Self {
         Probe {
             catalog,
+            governance,
             chunks,
             store,
             metrics,
             net,
         }
+    }
+
+    /// Verifies and records a signed announcement and its signed manifest, as
+    /// gossip and the manifest prefetch would: fills a catalog without a network
+    /// (benchmarks of catalog-wide reads).
+    pub fn learn(&self, announcement: &[u8], manifest: &Signed<Manifest>) -> Result<(), String> {
+        self.catalog.offer(announcement).map_err(|e| e.to_string())?;
+        let m = self
+            .governance
+            .check_manifest(manifest)
+            .map_err(|e| e.to_string())?;
+        self.catalog
+            .record_manifest(manifest, &m)
+            .map_err(|e| e.to_string())
     }
 
     /// Every catalog entry (empty if the store fails).

@@ -192,7 +192,44 @@ fn text_order(id: &cedar_policy::PolicyId) -> (u64, String) {
     (n, s)
 }
 
+/// One rule of a rule set, as a person reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSummary {
+    /// Its `@id` annotation, or Cedar's id (`policy0`, ...).
+    pub id: String,
+    /// `permit` or `forbid`.
+    pub effect: String,
+    /// Its `@reason` annotation, if any.
+    pub reason: Option<String>,
+    /// The rule as Cedar prints it.
+    pub text: String,
+}
+
 impl Rules {
+    /// Every rule in rule-text order, with its id, effect and reason.
+    pub fn summaries(&self) -> Vec<RuleSummary> {
+        let Some(set) = &self.set else {
+            return Vec::new();
+        };
+        let mut rules: Vec<_> = set.policies().collect();
+        rules.sort_by_key(|p| text_order(p.id()));
+        rules
+            .into_iter()
+            .map(|p| RuleSummary {
+                id: p
+                    .annotation("id")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| p.id().to_string()),
+                effect: match p.effect() {
+                    cedar_policy::Effect::Permit => "permit".into(),
+                    cedar_policy::Effect::Forbid => "forbid".into(),
+                },
+                reason: p.annotation("reason").map(str::to_owned),
+                text: p.to_string(),
+            })
+            .collect()
+    }
+
     /// Parses rule text; empty text means "allow everything".
     pub fn parse(text: &str) -> Result<Self, RuleError> {
         if text.len() > MAX_RULES_BYTES {

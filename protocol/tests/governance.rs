@@ -475,3 +475,23 @@ fn rules_fail_closed_and_empty_rules_allow() {
     let none = Rules::parse(r#"forbid(principal, action, resource) when { false };"#).unwrap();
     assert_eq!(deny_rule(none.publish(&sales, &manifest())), "default-deny");
 }
+
+#[test]
+fn rule_summaries_list_every_rule_in_text_order_with_id_effect_and_reason() {
+    let rules = Rules::parse(SAMPLE_RULES).unwrap();
+    let listed = rules.summaries();
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(&ids[..2], ["publish-open", "owner-and-description"]);
+    assert_eq!(listed.len(), SAMPLE_RULES.matches("@id(").count());
+    assert_eq!(listed[0].effect, "permit");
+    assert_eq!(listed[1].effect, "forbid");
+    assert_eq!(
+        listed[1].reason.as_deref(),
+        Some("every product names an owner team and has a description")
+    );
+    assert!(listed[1].text.contains("owner_team"));
+    let bare = Rules::parse("permit (principal, action, resource);").unwrap();
+    assert_eq!(bare.summaries()[0].id, "policy0");
+    assert_eq!(bare.summaries()[0].reason, None);
+    assert!(Rules::parse("").unwrap().summaries().is_empty());
+}

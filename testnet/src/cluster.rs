@@ -160,7 +160,8 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<()> {
     stopped
 }
 
-fn wait_for_stop_signal() -> anyhow::Result<()> {
+/// Blocks until Ctrl-C or SIGTERM.
+pub fn wait_for_stop_signal() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

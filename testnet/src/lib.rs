@@ -21,6 +21,7 @@ mod process;
 pub mod proxy;
 pub mod sample;
 pub mod scenario;
+pub mod showcase;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -28,6 +28,11 @@ enum Cmd {
         /// Keep homes and logs in this directory instead of a temp dir.
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
+        /// Then keep the mesh running with a few more products (lineage with a
+        /// pinned upstream, several versions, usage) and print the address of each
+        /// node's web catalog; Ctrl-C stops it.
+        #[arg(long)]
+        serve: bool,
     },
     /// Transfer benchmark: publish vs b3sum, fetch vs nginx+curl, 3 providers vs 1,
     /// bytes moved for a ~1% change, peak RSS. `bench/transfer` installs the anchors.
@@ -317,7 +322,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Demo { rows, dir } => match demo(rows, dir) {
+        Cmd::Demo { rows, dir, serve } => match demo(rows, dir, serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo failed: {e:#}");
@@ -377,7 +382,7 @@ fn step(t0: Instant, msg: &str) {
     println!("[{:>6.2}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-fn demo(rows: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+fn demo(rows: usize, dir: Option<std::path::PathBuf>, serve: bool) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut config = TestnetConfig::new(
         MeshBin::from_env_or_current()?,
@@ -447,6 +452,21 @@ fn demo(rows: usize, dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
         }
     }
     println!();
+    if serve {
+        mesh_testnet::showcase::extend(&net, &data, rows, &published.manifest)?;
+        step(
+            t0,
+            "published finance/revenue (pinned to sales/orders 1.0.0), logistics/shipments and sales/orders 1.1.0",
+        );
+        println!();
+        println!("The mesh catalog in your browser, as each node sees it:");
+        for n in &net.nodes {
+            println!("  node {} [{}]  {}", n.index, n.domain, n.client()?.catalog_url(None));
+        }
+        println!();
+        println!("Ctrl-C stops the nodes.");
+        mesh_testnet::cluster::wait_for_stop_signal()?;
+    }
     net.stop_all()?;
     step(
         t0,

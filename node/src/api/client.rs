@@ -120,6 +120,15 @@ impl ApiClient {
         }
     }
 
+    /// The web catalog's address on this node: `http://host:port/`, or the page of
+    /// `product` (`domain/name`).
+    pub fn catalog_url(&self, product: Option<&ProductId>) -> String {
+        match product {
+            Some(id) => format!("{}{}", self.base, product_path("/products", id)),
+            None => format!("{}/", self.base),
+        }
+    }
+
     // --- reads ---
 
     /// `GET /v1/status`.

@@ -4,11 +4,13 @@
 //! Map: [`types`] are the request and response bodies (shared by both ends),
 //! `server` routes them to the [`Node`](crate::Node), and [`client`] is the one
 //! typed client the CLI and the testnet use, so route strings and the fold over a
-//! fetch's event stream live only here.
+//! fetch's event stream live only here. `web` is the catalog in the browser, served
+//! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
 
 pub mod client;
 pub(crate) mod server;
 pub mod types;
+pub(crate) mod web;
 
 pub use client::{ApiClient, ClientError};
 pub use types::*;

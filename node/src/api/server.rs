@@ -109,12 +109,14 @@ async fn require_loopback_host(
 async fn json_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_json = resp
+    // JSON errors are already in form, and the web catalog's HTML error pages are
+    // for people.
+    let formed = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || formed {
         return resp;
     }
     let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
@@ -134,14 +136,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// The HTTP status of an error class.
 fn status_of(class: ErrorClass) -> StatusCode {
-    match class {
-        ErrorClass::Usage => StatusCode::BAD_REQUEST,
-        ErrorClass::InvalidManifest | ErrorClass::InvalidData => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorClass::NotFound => StatusCode::NOT_FOUND,
-        ErrorClass::Rejected => StatusCode::FORBIDDEN,
-        ErrorClass::Unavailable => StatusCode::BAD_GATEWAY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 impl IntoResponse for NodeError {
@@ -212,13 +207,14 @@ pub(crate) async fn serve(
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))
         .merge(mutating)
+        .with_state(state.clone())
+        .merge(super::web::router(state.node.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_loopback_host,
-        ))
-        .with_state(state);
+        ));
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -2,10 +2,11 @@
 //! and lineage health (`mesh_contract::health`) from this node's catalog, manifests
 //! and providers: the publisher's node and every replica with a provider record.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use mesh_contract::health::{judge, lineage, newest_versions, Lineage};
-use mesh_protocol::ProductId;
+use mesh_protocol::manifest::RuleState;
+use mesh_protocol::{Announcement, Manifest, ProductId};
 
 use crate::net::{NetError, NetworkHandle};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter, ProviderStatus};
@@ -130,17 +131,94 @@ pub(crate) async fn products_at(
                 continue;
             }
             let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
-            e.providers = view.statuses(e, now.saturating_mul(1000));
-            let reachable = e.providers.iter().filter(|p| p.connected).count();
-            e.health = Some(judge(
-                &e.announcement,
-                manifest.as_ref(),
-                &newest,
-                reachable,
-                now,
-            ));
+            annotate(e, manifest.as_ref(), &newest, &view, now);
         }
         Ok(entries)
+    })
+    .await
+}
+
+/// Fills in a newest version's providers and its health at `now`.
+fn annotate(
+    e: &mut CatalogEntry,
+    manifest: Option<&Manifest>,
+    newest: &BTreeMap<String, &Announcement>,
+    view: &ProviderView,
+    now: u64,
+) {
+    e.providers = view.statuses(e, now.saturating_mul(1000));
+    let reachable = e.providers.iter().filter(|p| p.connected).count();
+    e.health = Some(judge(&e.announcement, manifest, newest, reachable, now));
+}
+
+/// One product as a catalog browser lists it: its newest version (with health and
+/// providers), every version, and what a text search reads beyond the
+/// announcement (the description and column names of the newest manifest).
+#[derive(Debug, Clone)]
+pub(crate) struct ProductListing {
+    /// The newest version, annotated like `products_at` does.
+    pub(crate) newest: CatalogEntry,
+    /// Every version, oldest first (not annotated).
+    pub(crate) versions: Vec<CatalogEntry>,
+    /// The newest manifest's description (empty when the manifest is unknown).
+    pub(crate) description: String,
+    /// The newest manifest's column names.
+    pub(crate) columns: Vec<String>,
+    /// Quality violations and failed quality rules the newest version was published
+    /// with (under the policy's `warn` mode).
+    pub(crate) quality_problems: usize,
+}
+
+/// Every product of the catalog, grouped, sorted by id, with the newest version of
+/// each judged at `now`.
+pub(crate) async fn listing(
+    catalog: &Catalog,
+    view: ProviderView,
+    now: u64,
+) -> Result<Vec<ProductListing>, DiscoverError> {
+    let catalog = catalog.clone();
+    blocking(move || {
+        let all = catalog.list(&Default::default())?;
+        let newest = newest_versions(all.iter().map(|e| &e.announcement));
+        let mut out: Vec<ProductListing> = Vec::with_capacity(newest.len());
+        let mut group: Vec<CatalogEntry> = Vec::new();
+        // `list` is sorted by id then version: the last of each run is the newest.
+        for (i, e) in all.iter().enumerate() {
+            group.push(e.clone());
+            let last_of_product = all
+                .get(i + 1)
+                .is_none_or(|next| next.announcement.product != e.announcement.product);
+            if !last_of_product {
+                continue;
+            }
+            let mut top = e.clone();
+            let manifest = catalog.manifest(&top.announcement.manifest).ok().flatten();
+            let manifest = manifest.map(|(_, m)| m);
+            annotate(&mut top, manifest.as_ref(), &newest, &view, now);
+            out.push(ProductListing {
+                newest: top,
+                versions: std::mem::take(&mut group),
+                description: manifest
+                    .as_ref()
+                    .map(|m| m.description.clone())
+                    .unwrap_or_default(),
+                columns: manifest
+                    .as_ref()
+                    .map(|m| m.schema.iter().map(|f| f.name.clone()).collect())
+                    .unwrap_or_default(),
+                quality_problems: manifest
+                    .as_ref()
+                    .and_then(|m| m.quality.as_ref())
+                    .map_or(0, |q| {
+                        q.violations.len()
+                            + q.rules
+                                .iter()
+                                .filter(|r| r.state == RuleState::Failed)
+                                .count()
+                    }),
+            });
+        }
+        Ok(out)
     })
     .await
 }

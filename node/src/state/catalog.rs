@@ -10,6 +10,7 @@
 //! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
 //! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mesh_protocol::announcement::Announcement;
@@ -103,6 +104,8 @@ pub(crate) struct Catalog {
     /// Signalled when a version becomes held or stops being held (the provider
     /// record is due).
     holdings: Arc<tokio::sync::Notify>,
+    /// Bumped by every write, so a reader's cache knows when it is stale.
+    generation: Arc<AtomicU64>,
 }
 
 /// The catalog key of a product version.
@@ -117,7 +120,19 @@ impl Catalog {
             store,
             governance,
             holdings: Arc::new(tokio::sync::Notify::new()),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// A number that changes whenever anything in the catalog does (an entry, a
+    /// manifest, a flag, a holding): a cache built at one generation is current
+    /// while the generation is the same.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Waits until a version becomes held or stops being held.
@@ -163,6 +178,7 @@ impl Catalog {
             }
         };
         self.store.put(Tree::Announcements, &key, bytes)?;
+        self.changed();
         if offer == Offer::New {
             // One line per version learned: mesh-testnet measures propagation from it.
             tracing::info!(product = %a.product, version = %a.version, "catalog learned");
@@ -196,6 +212,7 @@ impl Catalog {
     /// Marks the product with this manifest as held completely.
     pub(crate) fn mark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
         self.store.put(Tree::Complete, manifest.as_bytes(), &[])?;
+        self.changed();
         self.holdings.notify_one();
         Ok(())
     }
@@ -203,6 +220,7 @@ impl Catalog {
     /// Marks the product with this manifest as no longer held (GC).
     pub(crate) fn unmark_complete(&self, manifest: &ManifestHash) -> Result<(), StateError> {
         self.store.remove(Tree::Complete, manifest.as_bytes())?;
+        self.changed();
         self.holdings.notify_one();
         Ok(())
     }
@@ -279,6 +297,7 @@ impl Catalog {
             signed.hash().as_bytes(),
             &signed.to_bytes(),
         )?;
+        self.changed();
         self.set_flags(
             &entry_key(&m.id, &m.version),
             &self.governance.violations(m),
@@ -294,6 +313,7 @@ impl Catalog {
     }
 
     fn set_flags(&self, key: &[u8], flags: &[Violation]) -> Result<(), StateError> {
+        self.changed();
         if flags.is_empty() {
             self.store.remove(Tree::Flags, key)?;
         } else {

@@ -1,0 +1,213 @@
+//! Benchmark: the web catalog's server time over a catalog of 10,000 products
+//! (100 domains × 100 products, each with a signed manifest of 8 columns), on an
+//! in-process node, measured over loopback HTTP. The baseline, measured in the same
+//! run on the same catalog, is the control API's JSON listing (`GET /v1/products`),
+//! which reads and judges the same products.
+//!
+//! Run: `cargo bench -p mesh-node --bench web_catalog` (prints a Markdown table;
+//! `MESH_BENCH_PRODUCTS=N` changes the catalog size).
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use mesh_node::{install_genesis, unix_now, unix_now_ms, NodeHome, RunOptions};
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+use mesh_protocol::manifest::{
+    ChunkRef, Classification, Field, FileEntry, LogicalType, Owner, Sla, Status, MANIFEST_FORMAT,
+};
+use mesh_protocol::policy::{Council, DomainEntry};
+use mesh_protocol::{Announcement, Hash, KeyPair, Manifest, Policy, Signed};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Products per domain.
+const PER_DOMAIN: usize = 100;
+/// Timed requests per row (the median is reported).
+const RUNS: usize = 15;
+
+fn manifest(domain: &str, n: usize, key: &KeyPair) -> Res<Manifest> {
+    let id = format!("{domain}/product-{n}");
+    let size = 1_000_000 + n as u64;
+    Ok(Manifest {
+        format: MANIFEST_FORMAT,
+        id: id.parse()?,
+        version: semver::Version::new(1, 0, n as u64 % 5),
+        status: Status::Active,
+        title: format!("Product {n} of {domain}"),
+        description: format!("Sample product {n} of domain {domain}, with eight columns and a daily SLA."),
+        owner: Owner {
+            team: format!("{domain}-data"),
+            contact: format!("{domain}@example.com"),
+        },
+        tags: vec!["bench".into(), format!("t{}", n % 10)],
+        classification: Classification::Internal,
+        consumers: vec![],
+        schema: (0..8)
+            .map(|c| Field {
+                name: format!("col{}", (n * 8 + c) % 1000),
+                logical_type: LogicalType::String,
+                required: c == 0,
+                description: format!("column {c}"),
+                classification: Classification::Internal,
+                unique: false,
+            })
+            .collect(),
+        null_values: Default::default(),
+        sla: Sla {
+            freshness_secs: Some(86_400),
+            ..Default::default()
+        },
+        lineage: vec![],
+        files: vec![FileEntry {
+            path: "data.csv".into(),
+            size,
+            chunks: vec![ChunkRef {
+                hash: Hash::of(id.as_bytes()),
+                len: u32::try_from(size)?,
+            }],
+        }],
+        quality: None,
+        created_at: unix_now(),
+        publisher: key.public(),
+        contract: None,
+    })
+}
+
+fn announcement(m: &Manifest, signed: &Signed<Manifest>, key: &KeyPair) -> Vec<u8> {
+    let a = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: m.id.clone(),
+        version: m.version.clone(),
+        manifest: signed.hash(),
+        summary: Summary {
+            title: m.title.clone(),
+            status: m.status,
+            classification: m.classification,
+            tags: m.tags.clone(),
+            owner_team: m.owner.team.clone(),
+            size: m.files.iter().map(|f| f.size).sum(),
+            files: 1,
+        },
+        providers: vec![libp2p::PeerId::random().to_string()],
+        issued_at_ms: unix_now_ms(),
+        publisher: key.public(),
+    };
+    Signed::sign(&a, key).to_bytes()
+}
+
+/// Median wall time and body size of `GET url` over [`RUNS`] runs.
+fn time_get(url: &str) -> Res<(Duration, usize)> {
+    let mut times = Vec::with_capacity(RUNS);
+    let mut bytes = 0;
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let body = ureq::get(url).call()?.into_string()?;
+        times.push(t.elapsed());
+        bytes = body.len();
+    }
+    times.sort();
+    Ok((times[RUNS / 2], bytes))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> Res<()> {
+    let products: usize = std::env::var("MESH_BENCH_PRODUCTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let domains = products.div_ceil(PER_DOMAIN).max(1);
+    let dir = tempfile::tempdir()?;
+    let council = KeyPair::generate();
+    let keys: Vec<(String, KeyPair)> = (0..domains)
+        .map(|d| (format!("dom{d}"), KeyPair::generate()))
+        .collect();
+    let registry = keys
+        .iter()
+        .map(|(name, key)| {
+            Ok((
+                name.parse()?,
+                DomainEntry {
+                    publisher_keys: [key.public()].into(),
+                    ..Default::default()
+                },
+            ))
+        })
+        .collect::<Res<_>>()?;
+    let council_of_one = Council {
+        members: [council.public()].into(),
+        threshold: 1,
+    };
+    let genesis = Signed::sign(
+        &Policy::genesis(council_of_one, registry, unix_now(), 86_400)?,
+        &council,
+    );
+    let home = NodeHome::new(dir.path().join("node"));
+    home.create(&"dom0".parse()?, Some(KeyPair::from_secret(keys[0].1.secret_bytes())))?;
+    install_genesis(
+        &mesh_storage::SledStore::open(&home.db_path())?,
+        &genesis,
+        unix_now(),
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let running = rt.block_on(mesh_node::start(
+        home,
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            ..Default::default()
+        },
+    ))?;
+    let probe = running.node.probe();
+    let filled = Instant::now();
+    for i in 0..products {
+        let (domain, key) = &keys[i / PER_DOMAIN];
+        let m = manifest(domain, i % PER_DOMAIN, key)?;
+        let signed = Signed::sign(&m, key);
+        probe.learn(&announcement(&m, &signed, key), &signed)?;
+    }
+    eprintln!(
+        "catalog of {products} products over {domains} domains filled in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
+    let base = format!("http://{}", running.api_addr);
+    let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
+    // The first page view after a catalog change builds the listing.
+    let cold = Instant::now();
+    let first = ureq::get(&format!("{base}/products")).call()?.into_string()?;
+    let cold = cold.elapsed();
+    let rows: Vec<(&str, String)> = vec![
+        ("products page, warm", format!("{base}/products")),
+        ("products search `col123 t3`", format!("{base}/products?q=col123+t3")),
+        ("products page 150, newest first", format!("{base}/products?sort=updated&page=150")),
+        ("home page", format!("{base}/")),
+        ("product page", format!("{base}/products/dom7/product-42")),
+    ];
+    println!("| request ({products} products) | median ms | bytes | vs baseline |");
+    println!("|---|---|---|---|");
+    println!(
+        "| baseline: `GET /v1/products` (JSON, same catalog) | {} | {baseline_bytes} | 1.00x |",
+        ms(baseline)
+    );
+    println!(
+        "| products page, first view after a change (builds the listing) | {} | {} | {:.2}x |",
+        ms(cold),
+        first.len(),
+        cold.as_secs_f64() / baseline.as_secs_f64()
+    );
+    for (what, url) in rows {
+        let (t, bytes) = time_get(&url)?;
+        println!(
+            "| {what} | {} | {bytes} | {:.2}x |",
+            ms(t),
+            t.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
+    eprintln!(
+        "machine: {} cores; median of {RUNS} runs over loopback HTTP",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    rt.block_on(running.shutdown())?;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The catalog's product listing, cached for the pages: built once per catalog
+//! generation (and at most [`FRESH`] old, since SLA verdicts age with the clock and
+//! providers come and go), then searched, filtered, sorted and paged in memory, so
+//! typing a search over 10,000 products costs no store reads.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_contract::health::SlaState;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::clock::unix_now;
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::ops::discover::ProductListing;
+
+/// How long a listing is reused while the catalog has not changed.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// Products per page of results.
+pub(super) const PAGE_SIZE: usize = 50;
+
+/// One product with the text a search reads, lowercased once.
+#[derive(Debug)]
+pub(super) struct Row {
+    pub(super) listing: ProductListing,
+    haystack: String,
+}
+
+impl Row {
+    fn new(listing: ProductListing) -> Self {
+        let a = &listing.newest.announcement;
+        let haystack = format!(
+            "{} {} {} {} {} {}",
+            a.product,
+            a.summary.title,
+            listing.description,
+            a.summary.tags.join(" "),
+            listing.columns.join(" "),
+            a.summary.owner_team,
+        )
+        .to_lowercase();
+        Row { listing, haystack }
+    }
+
+    /// `domain/name`.
+    pub(super) fn id(&self) -> String {
+        self.listing.newest.announcement.product.to_string()
+    }
+
+    /// The SLA verdict of the newest version.
+    pub(super) fn sla(&self) -> SlaState {
+        self.listing
+            .newest
+            .health
+            .as_ref()
+            .map_or(SlaState::Ok, |h| h.sla)
+    }
+
+    /// Unix milliseconds of the newest version's announcement.
+    pub(super) fn updated_ms(&self) -> u64 {
+        self.listing.newest.announcement.issued_at_ms
+    }
+
+    /// Whether the newest version carries a policy flag or recorded quality
+    /// violations.
+    pub(super) fn flagged(&self) -> bool {
+        !self.listing.newest.flags.is_empty() || self.listing.quality_problems > 0
+    }
+}
+
+/// The listing at one catalog generation.
+#[derive(Debug)]
+struct Cached {
+    generation: u64,
+    built: Instant,
+    rows: Arc<Vec<Row>>,
+}
+
+/// The cache: one listing, rebuilt by whichever request finds it stale (the others
+/// wait for it rather than each reading the whole catalog).
+#[derive(Debug, Default)]
+pub(super) struct IndexCache {
+    cell: Mutex<Option<Cached>>,
+}
+
+impl IndexCache {
+    /// Every product, sorted by id, current as of the catalog's generation.
+    pub(super) async fn rows(&self, node: &Node) -> Result<Arc<Vec<Row>>, NodeError> {
+        let mut cell = self.cell.lock().await;
+        if let Some(c) = cell.as_ref() {
+            if c.generation == node.catalog_generation() && c.built.elapsed() < FRESH {
+                return Ok(c.rows.clone());
+            }
+        }
+        let (generation, listing) = node.listing(unix_now()).await?;
+        let rows = Arc::new(listing.into_iter().map(Row::new).collect::<Vec<_>>());
+        *cell = Some(Cached {
+            generation,
+            built: Instant::now(),
+            rows: rows.clone(),
+        });
+        Ok(rows)
+    }
+}
+
+/// The products page's query string.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(super) struct Query {
+    /// Words that must all appear in id, title, description, tags, columns or
+    /// owner (any case).
+    #[serde(default)]
+    pub(super) q: String,
+    /// Only this domain.
+    #[serde(default)]
+    pub(super) domain: String,
+    /// Only products with this tag (any case).
+    #[serde(default)]
+    pub(super) tag: String,
+    /// Only this lifecycle status.
+    #[serde(default)]
+    pub(super) status: String,
+    /// Only this classification.
+    #[serde(default)]
+    pub(super) class: String,
+    /// Only this SLA verdict (`ok`, `late`, `at-risk`), or `flagged`.
+    #[serde(default)]
+    pub(super) sla: String,
+    /// `name` (default: by id), `updated` (newest first) or `size` (largest first).
+    #[serde(default)]
+    pub(super) sort: String,
+    /// 1-based page.
+    #[serde(default)]
+    pub(super) page: Option<usize>,
+}
+
+impl Query {
+    /// The same query on another page or with another sort, as a URL.
+    pub(super) fn href(&self, page: usize, sort: &str) -> String {
+        let mut parts: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in [
+            ("q", self.q.as_str()),
+            ("domain", &self.domain),
+            ("tag", &self.tag),
+            ("status", &self.status),
+            ("class", &self.class),
+            ("sla", &self.sla),
+            ("sort", sort),
+        ] {
+            if !v.is_empty() && !(k == "sort" && v == "name") {
+                parts.push((k, v));
+            }
+        }
+        let page = page.to_string();
+        if page != "1" {
+            parts.push(("page", &page));
+        }
+        let query: Vec<String> = parts
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        if query.is_empty() {
+            "/products".into()
+        } else {
+            format!("/products?{}", query.join("&"))
+        }
+    }
+
+    /// The filters set, as `name: value` pairs, for telling a user which matched
+    /// nothing.
+    pub(super) fn filters(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("search", self.q.as_str()),
+            ("domain", &self.domain),
+            ("tag", &self.tag),
+            ("status", &self.status),
+            ("classification", &self.class),
+            ("SLA", &self.sla),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect()
+    }
+}
+
+/// Percent-encodes a query value.
+pub(super) fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// What a query selects: the rows of the asked page and how many matched.
+#[derive(Debug)]
+pub(super) struct Selection<'a> {
+    pub(super) rows: Vec<&'a Row>,
+    pub(super) matched: usize,
+    pub(super) page: usize,
+    pub(super) pages: usize,
+}
+
+/// Applies `q` to `rows`.
+pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
+    let words: Vec<String> = q.q.split_whitespace().map(str::to_lowercase).collect();
+    let tag = q.tag.trim().to_lowercase();
+    let domain = q.domain.trim().to_lowercase();
+    let status = q.status.trim().to_lowercase();
+    let class = q.class.trim().to_lowercase();
+    let sla = q.sla.trim().to_lowercase();
+    let mut hits: Vec<&Row> = rows
+        .iter()
+        .filter(|r| {
+            let a = &r.listing.newest.announcement;
+            words.iter().all(|w| r.haystack.contains(w.as_str()))
+                && (domain.is_empty() || a.product.domain().as_str() == domain)
+                && (tag.is_empty() || a.summary.tags.iter().any(|t| t.to_lowercase() == tag))
+                && (status.is_empty() || a.summary.status.to_string() == status)
+                && (class.is_empty() || a.summary.classification.to_string() == class)
+                && match sla.as_str() {
+                    "" => true,
+                    "flagged" => r.flagged(),
+                    "late" | "at-risk" | "ok" => r.sla().to_string() == sla,
+                    _ => false,
+                }
+        })
+        .collect();
+    match q.sort.as_str() {
+        "updated" => hits.sort_by_key(|r| std::cmp::Reverse(r.updated_ms())),
+        "size" => hits.sort_by_key(|r| std::cmp::Reverse(r.listing.newest.announcement.summary.size)),
+        // Rows come sorted by id, which is domain then name.
+        _ => {}
+    }
+    let matched = hits.len();
+    let pages = matched.div_ceil(PAGE_SIZE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let rows = hits
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
+    Selection {
+        rows,
+        matched,
+        page,
+        pages,
+    }
+}
