@@ -34,7 +34,9 @@ fn manifest(domain: &str, n: usize, key: &KeyPair) -> Res<Manifest> {
         version: semver::Version::new(1, 0, n as u64 % 5),
         status: Status::Active,
         title: format!("Product {n} of {domain}"),
-        description: format!("Sample product {n} of domain {domain}, with eight columns and a daily SLA."),
+        description: format!(
+            "Sample product {n} of domain {domain}, with eight columns and a daily SLA."
+        ),
         owner: Owner {
             team: format!("{domain}-data"),
             contact: format!("{domain}@example.com"),
@@ -145,13 +147,18 @@ fn main() -> Res<()> {
         &council,
     );
     let home = NodeHome::new(dir.path().join("node"));
-    home.create(&"dom0".parse()?, Some(KeyPair::from_secret(keys[0].1.secret_bytes())))?;
+    home.create(
+        &"dom0".parse()?,
+        Some(KeyPair::from_secret(keys[0].1.secret_bytes())),
+    )?;
     install_genesis(
         &mesh_storage::SledStore::open(&home.db_path())?,
         &genesis,
         unix_now(),
     )?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let running = rt.block_on(mesh_node::start(
         home,
         RunOptions {
@@ -175,12 +182,20 @@ fn main() -> Res<()> {
     let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
     // The first page view after a catalog change builds the listing.
     let cold = Instant::now();
-    let first = ureq::get(&format!("{base}/products")).call()?.into_string()?;
+    let first = ureq::get(&format!("{base}/products"))
+        .call()?
+        .into_string()?;
     let cold = cold.elapsed();
     let rows: Vec<(&str, String)> = vec![
         ("products page, warm", format!("{base}/products")),
-        ("products search `col123 t3`", format!("{base}/products?q=col123+t3")),
-        ("products page 150, newest first", format!("{base}/products?sort=updated&page=150")),
+        (
+            "products search `col123 t3`",
+            format!("{base}/products?q=col123+t3"),
+        ),
+        (
+            "products page 150, newest first",
+            format!("{base}/products?sort=updated&page=150"),
+        ),
         ("home page", format!("{base}/")),
         ("product page", format!("{base}/products/dom7/product-42")),
     ];

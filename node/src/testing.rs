@@ -64,7 +64,9 @@ impl Probe {
     /// gossip and the manifest prefetch would: fills a catalog without a network
     /// (benchmarks of catalog-wide reads).
     pub fn learn(&self, announcement: &[u8], manifest: &Signed<Manifest>) -> Result<(), String> {
-        self.catalog.offer(announcement).map_err(|e| e.to_string())?;
+        self.catalog
+            .offer(announcement)
+            .map_err(|e| e.to_string())?;
         let m = self
             .governance
             .check_manifest(manifest)

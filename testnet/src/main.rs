@@ -461,7 +461,12 @@ fn demo(rows: usize, dir: Option<std::path::PathBuf>, serve: bool) -> anyhow::Re
         println!();
         println!("The mesh catalog in your browser, as each node sees it:");
         for n in &net.nodes {
-            println!("  node {} [{}]  {}", n.index, n.domain, n.client()?.catalog_url(None));
+            println!(
+                "  node {} [{}]  {}",
+                n.index,
+                n.domain,
+                n.client()?.catalog_url(None)
+            );
         }
         println!();
         println!("Ctrl-C stops the nodes.");

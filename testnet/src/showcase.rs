@@ -106,7 +106,11 @@ pub fn publish(net: &Testnet, dir: &Path, rows: usize) -> anyhow::Result<Showcas
     let orders_dir = dir.join("orders");
     sample::write_orders(&orders_dir, rows, 7)?;
     let orders = net
-        .publish(0, &orders_dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .publish(
+            0,
+            &orders_dir,
+            &sample::manifest_toml("sales/orders", "1.0.0"),
+        )
         .context("publishing sales/orders 1.0.0")?;
     for i in 1..3 {
         net.wait_product(i, "sales/orders", "1.0.0", DEADLINE)?;
@@ -153,8 +157,12 @@ pub fn extend(
 
     // A newer orders version: finance/revenue stays pinned to 1.0.0.
     sample::write_orders(&orders_dir, rows, 8)?;
-    net.publish(0, &orders_dir, &sample::manifest_toml("sales/orders", "1.1.0"))
-        .context("publishing sales/orders 1.1.0")?;
+    net.publish(
+        0,
+        &orders_dir,
+        &sample::manifest_toml("sales/orders", "1.1.0"),
+    )
+    .context("publishing sales/orders 1.1.0")?;
     published.push("sales/orders@1.1.0".to_string());
 
     for i in 0..3 {

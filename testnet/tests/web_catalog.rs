@@ -23,13 +23,14 @@ use chromiumoxide::cdp::browser_protocol::emulation::SetScriptExecutionDisabledP
 use chromiumoxide::cdp::browser_protocol::log::EventEntryAdded;
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::cdp::js_protocol::runtime::{EventConsoleApiCalled, EventExceptionThrown};
+use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use mesh_testnet::showcase;
 
 /// How long a page may take to load.
-const PAGE_DEADLINE: Duration = Duration::from_secs(30);
+const PAGE_DEADLINE: Duration = common::DEADLINE;
 
 fn find_chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("MESH_CHROMIUM") {
@@ -63,14 +64,19 @@ type Errors = Arc<Mutex<Vec<String>>>;
 async fn open_tab(browser: &Browser, javascript: bool) -> (Page, Errors) {
     let page = browser.new_page("about:blank").await.expect("new tab");
     page.enable_log().await.expect("enable the log domain");
-    page.enable_runtime().await.expect("enable the runtime domain");
+    page.enable_runtime()
+        .await
+        .expect("enable the runtime domain");
     if !javascript {
         page.execute(SetScriptExecutionDisabledParams::new(true))
             .await
             .expect("disable JavaScript");
     }
     let errors: Errors = Arc::default();
-    let mut log = page.event_listener::<EventEntryAdded>().await.expect("log events");
+    let mut log = page
+        .event_listener::<EventEntryAdded>()
+        .await
+        .expect("log events");
     let mut console = page
         .event_listener::<EventConsoleApiCalled>()
         .await
@@ -128,6 +134,30 @@ async fn visit(page: &Page, url: &str) -> String {
     .await
     .unwrap_or_else(|_| panic!("{url} did not load within {PAGE_DEADLINE:?}"));
     dom(page).await
+}
+
+/// Waits (with a deadline, polling) until the tab's URL ends with `suffix` and the
+/// page has loaded, after a click started a navigation.
+async fn wait_for_url(page: &Page, suffix: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
+    loop {
+        let url = page.url().await.expect("url").unwrap_or_default();
+        if url.ends_with(suffix) {
+            let ready = page
+                .evaluate("document.readyState")
+                .await
+                .ok()
+                .and_then(|r| r.into_value::<String>().ok());
+            if ready.as_deref() == Some("complete") {
+                return dom(page).await;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tab did not reach ...{suffix} within {PAGE_DEADLINE:?} (at {url})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn screenshot(page: &Page, name: &str) {
@@ -193,6 +223,11 @@ fn a_consumer_finds_judges_and_learns_to_fetch_a_product_in_a_real_browser() {
             .no_sandbox()
             .user_data_dir(profile.path())
             .window_size(1280, 900)
+            .viewport(Viewport {
+                width: 1280,
+                height: 900,
+                ..Viewport::default()
+            })
             .arg("--disable-gpu")
             .arg("--disable-dev-shm-usage")
             .launch_timeout(Duration::from_secs(60))
@@ -207,82 +242,159 @@ fn a_consumer_finds_judges_and_learns_to_fetch_a_product_in_a_real_browser() {
 
         // Home: every domain, the newest versions.
         let home = visit(&page, &format!("{base}/")).await;
-        assert_all(&home, "home", &["sales", "finance", "logistics", "sales/orders@1.1.0", "3 products (4 versions)"]);
+        assert_all(
+            &home,
+            "home",
+            &[
+                "sales",
+                "finance",
+                "logistics",
+                "sales/orders@1.1.0",
+                "3 products (4 versions)",
+            ],
+        );
         screenshot(&page, "home").await;
         links.extend(internal_links(&home));
 
         // Search as a person does: type a column name into the box and submit.
-        let input = page.find_element("form.search input[name=q]").await.expect("the search box");
+        let input = page
+            .find_element("form.search input[name=q]")
+            .await
+            .expect("the search box");
         input.click().await.expect("focus the search box");
         input.type_str("revenue_eur").await.expect("type");
-        page.find_element("form.search button").await.expect("the search button")
-            .click().await.expect("submit");
-        tokio::time::timeout(PAGE_DEADLINE, page.wait_for_navigation()).await
-            .expect("the search answers in time").expect("search navigation");
-        let url = page.url().await.expect("url").unwrap_or_default();
-        assert!(url.ends_with("/products?q=revenue_eur"), "{url}");
-        let found = dom(&page).await;
+        page.find_element("form.search button")
+            .await
+            .expect("the search button")
+            .click()
+            .await
+            .expect("submit");
+        let found = wait_for_url(&page, "/products?q=revenue_eur").await;
         assert_all(&found, "search", &["1 of 3 products", "finance/revenue"]);
         assert!(!found.contains(">sales/orders<"), "{found}");
         screenshot(&page, "search").await;
 
         // Follow the result to the product page and judge it.
-        page.find_element("table.products a[href='/products/finance/revenue']").await
-            .expect("the result links to the product").click().await.expect("follow it");
-        tokio::time::timeout(PAGE_DEADLINE, page.wait_for_navigation()).await
-            .expect("the product page loads in time").expect("navigation");
-        let product = dom(&page).await;
-        assert_all(&product, "finance/revenue", &[
-            "Daily revenue", "finance-analytics", "confidential",
-            "revenue_eur", "28 rows",                       // schema and quality
-            "pinned to 1.0.0", "href=\"/products/sales/orders\"", // lineage, drawn by the node
-            "mesh fetch finance/revenue@1.0.0 -o revenue",  // how to get it
-            "contract.yaml?version=1.0.0", "99.90%",       // contract, SLA
-        ]);
+        page.find_element("table.products a[href='/products/finance/revenue']")
+            .await
+            .expect("the result links to the product")
+            .click()
+            .await
+            .expect("follow it");
+        let product = wait_for_url(&page, "/products/finance/revenue").await;
+        assert_all(
+            &product,
+            "finance/revenue",
+            &[
+                "Daily revenue",
+                "finance-analytics",
+                "confidential",
+                "revenue_eur",
+                "28 rows", // schema and quality
+                "pinned to 1.0.0",
+                "href=\"/products/sales/orders\"", // lineage, drawn by the node
+                "mesh fetch finance/revenue@1.0.0 -o revenue", // how to get it
+                "contract.yaml?version=1.0.0",
+                "99.90%", // contract, SLA
+            ],
+        );
         screenshot(&page, "product-revenue").await;
         links.extend(internal_links(&product));
 
         // The upstream: versions, usage per consumer domain, providers.
         let orders = visit(&page, &format!("{base}/products/sales/orders")).await;
-        assert_all(&orders, "sales/orders", &[
-            "1.1.0", "1.0.0", "Fetches per consumer domain", ">finance<", ">logistics<",
-            "publisher", "customer_email", "finance/revenue", "logistics/shipments",
-        ]);
+        assert_all(
+            &orders,
+            "sales/orders",
+            &[
+                "1.1.0",
+                "1.0.0",
+                "Fetches per consumer domain",
+                ">finance<",
+                ">logistics<",
+                "publisher",
+                "customer_email",
+                "finance/revenue",
+                "logistics/shipments",
+            ],
+        );
         screenshot(&page, "product-orders").await;
         links.extend(internal_links(&orders));
 
         let products = visit(&page, &format!("{base}/products?tag=DAILY")).await;
         assert_all(&products, "tag filter", &["3 of 3 products"]);
         let none = visit(&page, &format!("{base}/products?tag=nothing-like-it")).await;
-        assert_all(&none, "empty filter", &["No product matches", "tag", "nothing-like-it", "whatever their case"]);
+        assert_all(
+            &none,
+            "empty filter",
+            &[
+                "No product matches",
+                "tag",
+                "nothing-like-it",
+                "whatever their case",
+            ],
+        );
         let all = visit(&page, &format!("{base}/products")).await;
         screenshot(&page, "products").await;
         links.extend(internal_links(&all));
 
         let domain = visit(&page, &format!("{base}/domains/sales")).await;
-        assert_all(&domain, "domain page", &[&net.nodes[0].publisher_key, "sales/orders"]);
+        assert_all(
+            &domain,
+            "domain page",
+            &[&net.nodes[0].publisher_key, "sales/orders"],
+        );
         screenshot(&page, "domain-sales").await;
         links.extend(internal_links(&domain));
 
         let governance = visit(&page, &format!("{base}/governance")).await;
-        assert_all(&governance, "governance", &["version <strong>1</strong>", "2 of 3 members", "schema_compatibility"]);
+        assert_all(
+            &governance,
+            "governance",
+            &[
+                "version <strong>1</strong>",
+                "2 of 3 members",
+                "schema_compatibility",
+            ],
+        );
         screenshot(&page, "governance").await;
         links.extend(internal_links(&governance));
 
         let node = visit(&page, &format!("{base}/node")).await;
-        assert_all(&node, "node page", &[&net.nodes[1].peer_id, "Peers (2)", "mesh_"]);
+        assert_all(
+            &node,
+            "node page",
+            &[&net.nodes[1].peer_id, "Peers (2)", "mesh_"],
+        );
         screenshot(&page, "node").await;
         links.extend(internal_links(&node));
 
-        let missing = visit(&page, &format!("{base}/products/sales/no-such-product")).await;
-        assert_all(&missing, "missing product", &["Not found", "sales/no-such-product"]);
+        // A product that does not exist: a real 404 with a page that says so (in
+        // its own tab: the browser logs the 404 status as an error, rightly).
+        let (lost, lost_errors) = open_tab(&browser, true).await;
+        let missing = visit(&lost, &format!("{base}/products/sales/no-such-product")).await;
+        assert_all(
+            &missing,
+            "missing product",
+            &["Not found", "sales/no-such-product"],
+        );
+        let lost_errors = lost_errors.lock().expect("lock").clone();
+        assert!(
+            lost_errors
+                .iter()
+                .all(|e| e.contains("404") && e.contains("no-such-product")),
+            "{lost_errors:#?}"
+        );
 
         // The core pages without JavaScript.
         let (quiet, quiet_errors) = open_tab(&browser, false).await;
         for (path, wanted) in [
             ("/", "Recently published"),
             ("/products?q=shipments", "logistics/shipments"),
-            ("/products/logistics/shipments", "mesh fetch logistics/shipments@2.0.0"),
+            (
+                "/products/logistics/shipments",
+                "mesh fetch logistics/shipments@2.0.0",
+            ),
             ("/governance", "Council"),
         ] {
             let html = visit(&quiet, &format!("{base}{path}")).await;
@@ -295,14 +407,25 @@ fn a_consumer_finds_judges_and_learns_to_fetch_a_product_in_a_real_browser() {
             let resp = ureq::get(&format!("{base}{link}")).call();
             assert!(resp.is_ok(), "{link} is a broken link: {resp:?}");
         }
-        let contract = ureq::get(&format!("{base}/products/sales/orders/contract.yaml?version=1.0.0"))
-            .call().expect("contract download").into_string().expect("contract text");
-        assert!(contract.contains("apiVersion") && contract.contains("customer_email"), "{contract}");
+        let contract = ureq::get(&format!(
+            "{base}/products/sales/orders/contract.yaml?version=1.0.0"
+        ))
+        .call()
+        .expect("contract download")
+        .into_string()
+        .expect("contract text");
+        assert!(
+            contract.contains("apiVersion") && contract.contains("customer_email"),
+            "{contract}"
+        );
 
         let errors = errors.lock().expect("lock").clone();
         let quiet_errors = quiet_errors.lock().expect("lock").clone();
         assert!(errors.is_empty(), "console errors: {errors:#?}");
-        assert!(quiet_errors.is_empty(), "console errors without JavaScript: {quiet_errors:#?}");
+        assert!(
+            quiet_errors.is_empty(),
+            "console errors without JavaScript: {quiet_errors:#?}"
+        );
         eprintln!(
             "web catalog: {} internal links checked; screenshots in {}; pinned orders manifest {}",
             links.len(),

@@ -206,16 +206,16 @@ pub(crate) async fn listing(
                     .as_ref()
                     .map(|m| m.schema.iter().map(|f| f.name.clone()).collect())
                     .unwrap_or_default(),
-                quality_problems: manifest
-                    .as_ref()
-                    .and_then(|m| m.quality.as_ref())
-                    .map_or(0, |q| {
+                quality_problems: manifest.as_ref().and_then(|m| m.quality.as_ref()).map_or(
+                    0,
+                    |q| {
                         q.violations.len()
                             + q.rules
                                 .iter()
                                 .filter(|r| r.state == RuleState::Failed)
                                 .count()
-                    }),
+                    },
+                ),
             });
         }
         Ok(out)

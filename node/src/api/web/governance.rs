@@ -217,5 +217,10 @@ pub(super) async fn domain(
             }
         }
     };
-    Ok(respond(layout(&format!("Domain {domain}"), Nav::Domains, "", body)))
+    Ok(respond(layout(
+        &format!("Domain {domain}"),
+        Nav::Domains,
+        "",
+        body,
+    )))
 }

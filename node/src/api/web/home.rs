@@ -37,7 +37,11 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
         .take(SHORT_LIST)
         .collect();
     let troubled_count = rows.iter().filter(|r| r.sla() != SlaState::Ok).count();
-    let flagged: Vec<&Row> = rows.iter().filter(|r| r.flagged()).take(SHORT_LIST).collect();
+    let flagged: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.flagged())
+        .take(SHORT_LIST)
+        .collect();
     let flagged_count = rows.iter().filter(|r| r.flagged()).count();
     let versions: usize = rows.iter().map(|r| r.listing.versions.len()).sum();
     let body = html! {

@@ -148,7 +148,8 @@ impl Query {
             ("sla", &self.sla),
             ("sort", sort),
         ] {
-            if !v.is_empty() && !(k == "sort" && v == "name") {
+            let default_sort = k == "sort" && v == "name";
+            if !v.is_empty() && !default_sort {
                 parts.push((k, v));
             }
         }
@@ -235,7 +236,9 @@ pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
         .collect();
     match q.sort.as_str() {
         "updated" => hits.sort_by_key(|r| std::cmp::Reverse(r.updated_ms())),
-        "size" => hits.sort_by_key(|r| std::cmp::Reverse(r.listing.newest.announcement.summary.size)),
+        "size" => {
+            hits.sort_by_key(|r| std::cmp::Reverse(r.listing.newest.announcement.summary.size))
+        }
         // Rows come sorted by id, which is domain then name.
         _ => {}
     }

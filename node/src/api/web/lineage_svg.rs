@@ -96,7 +96,7 @@ pub(super) fn draw(g: &Lineage) -> Markup {
                 width=(width) height=(height) viewBox={ "0 0 " (width) " " (height) } {
                 defs {
                     marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse" {
-                        path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead";
+                        path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead" {}
                     }
                 }
                 @for (up, down) in &g.edges {
@@ -118,9 +118,10 @@ pub(super) fn draw(g: &Lineage) -> Markup {
                 }
                 @for (id, &(x, y)) in &at {
                     @let node = node_of(id);
-                    a href={ "/products/" (id) } {
-                        rect class=(if *id == g.root { "box root" } else { "box" })
-                            x=(x) y=(y) width=(BOX_W) height=(BOX_H) rx="6";
+                    @let known = node.is_some_and(|n| n.version.is_some());
+                    @let body = html! {
+                        rect class=(if *id == g.root { "box root" } else if known { "box" } else { "box missing" })
+                            x=(x) y=(y) width=(BOX_W) height=(BOX_H) rx="6" {}
                         text.name x=(x + 10) y=(y + 19) { (cut(id, 28)) }
                         text.meta x=(x + 10) y=(y + 36) {
                             @match node.and_then(|n| n.version.as_ref()) {
@@ -129,6 +130,13 @@ pub(super) fn draw(g: &Lineage) -> Markup {
                             }
                             @if let Some(s) = node.and_then(|n| n.status) { " · " (s) }
                         }
+                    };
+                    // Only products this node knows get a link: a page for an
+                    // unknown one would be a 404.
+                    @if known {
+                        a href={ "/products/" (id) } { (body) }
+                    } @else {
+                        g { title { (id) " is not in this node's catalog" } (body) }
                     }
                 }
             }
@@ -183,6 +191,16 @@ mod tests {
         assert!(svg.contains("href=\"/products/exec/dashboard\""));
         assert_eq!(svg.matches("class=\"edge pinned\"").count(), 1);
         assert!(svg.contains("newest 1.4.0"));
+        // Inside HTML, SVG elements are not void: an unclosed <rect> would swallow
+        // the labels after it (they would not be drawn).
+        for tag in ["rect", "path", "text"] {
+            let open = svg.matches(&format!("<{tag} ")).count();
+            assert_eq!(
+                open,
+                svg.matches(&format!("</{tag}>")).count(),
+                "{tag}: {svg}"
+            );
+        }
     }
 
     #[test]
@@ -195,5 +213,19 @@ mod tests {
         };
         let svg = draw(&g).into_string();
         assert_eq!(svg.matches("<rect").count(), 2);
+    }
+
+    #[test]
+    fn a_product_missing_from_the_catalog_is_drawn_without_a_link() {
+        let g = Lineage {
+            root: "a/x".into(),
+            nodes: vec![node("a/x", "1.0.0")],
+            edges: vec![("crm/customers".into(), "a/x".into())],
+            pins: vec![],
+        };
+        let svg = draw(&g).into_string();
+        assert!(svg.contains("not in this catalog"), "{svg}");
+        assert!(!svg.contains("href=\"/products/crm/customers\""), "{svg}");
+        assert!(svg.contains("href=\"/products/a/x\""), "{svg}");
     }
 }

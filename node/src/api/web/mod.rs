@@ -61,7 +61,10 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/", get(home::page))
         .route("/products", get(products::page))
         .route("/products/{domain}/{name}", get(product::page))
-        .route("/products/{domain}/{name}/contract.yaml", get(product::contract))
+        .route(
+            "/products/{domain}/{name}/contract.yaml",
+            get(product::contract),
+        )
         .route("/domains", get(governance::domains))
         .route("/domains/{domain}", get(governance::domain))
         .route("/governance", get(governance::page))
@@ -86,7 +89,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }
@@ -117,7 +123,10 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(crate::api::types::ApiError {
-                error: format!("no API route {}; see the README's control API section", uri.path()),
+                error: format!(
+                    "no API route {}; see the README's control API section",
+                    uri.path()
+                ),
                 kind: "not_found".into(),
             }),
         )

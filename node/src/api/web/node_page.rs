@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn only_the_nodes_own_samples_are_shown() {
-        let text = "# HELP mesh_peers peers\nmesh_peers 3\nlibp2p_x 1\nmesh_publishes_total 2\n# EOF\n";
+        let text =
+            "# HELP mesh_peers peers\nmesh_peers 3\nlibp2p_x 1\nmesh_publishes_total 2\n# EOF\n";
         assert_eq!(
             mesh_samples(text),
             vec![("mesh_peers", "3"), ("mesh_publishes_total", "2")]

@@ -60,7 +60,12 @@ pub(super) async fn page(
     let title = format!("{}@{}", a.product, a.version);
     let manifest_error = manifest.as_ref().err().map(|e| e.to_string());
     let manifest = manifest.ok();
-    let fetch_cmd = format!("mesh fetch {}@{} -o {}", a.product, a.version, a.product.name());
+    let fetch_cmd = format!(
+        "mesh fetch {}@{} -o {}",
+        a.product,
+        a.version,
+        a.product.name()
+    );
     let oneshot = status.listen.first().map(|addr| {
         format!(
             "mesh fetch {}@{} -o {} --genesis genesis.json --bootstrap {addr}/p2p/{}",
@@ -136,7 +141,11 @@ pub(super) async fn page(
 }
 
 fn schema(m: &Manifest) -> Markup {
-    let objects = m.quality.as_ref().map(|q| q.objects.as_slice()).unwrap_or_default();
+    let objects = m
+        .quality
+        .as_ref()
+        .map(|q| q.objects.as_slice())
+        .unwrap_or_default();
     html! {
         section {
             h2 { "Schema" }
@@ -360,8 +369,9 @@ pub(super) async fn contract(
     let target = target(&domain, &name, q.version.as_deref())?;
     let (entry, manifest) = s.node.describe(&target, unix_now()).await?;
     let manifest = manifest.map_err(NodeError::from)?;
-    let yaml = mesh_contract::odcs::export(&manifest)
-        .map_err(|e| PageError::Unprocessable(format!("the contract of {target} does not export: {e}")))?;
+    let yaml = mesh_contract::odcs::export(&manifest).map_err(|e| {
+        PageError::Unprocessable(format!("the contract of {target} does not export: {e}"))
+    })?;
     let a = &entry.announcement;
     let file = format!(
         "attachment; filename=\"{}-{}-{}.odcs.yaml\"",
@@ -371,7 +381,10 @@ pub(super) async fn contract(
     );
     Ok((
         [
-            (header::CONTENT_TYPE, "application/yaml; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "application/yaml; charset=utf-8".to_string(),
+            ),
             (header::CONTENT_DISPOSITION, file),
         ],
         yaml,

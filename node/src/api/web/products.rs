@@ -44,7 +44,11 @@ pub(super) async fn page(
     let statuses = owned(&["draft", "active", "deprecated", "retired"]);
     let classes = owned(&["public", "internal", "confidential", "pii"]);
     let slas = owned(&["ok", "late", "at-risk", "flagged"]);
-    let sort = if q.sort.is_empty() { "name" } else { q.sort.as_str() };
+    let sort = if q.sort.is_empty() {
+        "name"
+    } else {
+        q.sort.as_str()
+    };
     let body = html! {
         h1 { "Products" }
         form.filters action="/products" method="get" {
