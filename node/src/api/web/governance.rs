@@ -10,8 +10,8 @@ use maud::html;
 use mesh_protocol::rules::Rules;
 use mesh_protocol::DomainName;
 
+use super::context::{PageError, WebState};
 use super::page::{self, layout, respond, Nav};
-use super::{PageError, WebState};
 use crate::api::types::PolicyView;
 use crate::clock::unix_now;
 use crate::error::NodeError;

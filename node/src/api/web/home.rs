@@ -8,9 +8,9 @@ use axum::response::Response;
 use maud::html;
 use mesh_contract::health::SlaState;
 
+use super::context::{PageError, WebState};
 use super::index::Row;
 use super::page::{self, layout, respond, Nav};
-use super::{PageError, WebState};
 use crate::clock::unix_now;
 
 /// Rows in each short list of the home page.

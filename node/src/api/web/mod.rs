@@ -3,7 +3,7 @@
 //!
 //! Map: `index` keeps the catalog's product listing cached per catalog generation
 //! and answers searches and filters over it; `page` is the layout and the small
-//! formatting helpers; the pages are `home`, `products` (the list), `product` (one
+//! formatting helpers; `context` what every handler gets and how a page fails; the pages are `home`, `products` (the list), `product` (one
 //! product, with `lineage_svg` and `chart` drawing its graph and usage),
 //! `governance` (the policy and the domains) and `node_page` (this node, its peers
 //! and metrics). Everything is read-only: no page mutates, so no page needs the API
@@ -11,6 +11,7 @@
 //! says so to the browser), and no page needs JavaScript.
 
 mod chart;
+mod context;
 mod governance;
 mod home;
 mod index;
@@ -29,16 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::error::NodeError;
 use crate::node::Node;
+use context::WebState;
 use index::IndexCache;
-
-/// What every page handler gets.
-#[derive(Clone)]
-struct WebState {
-    node: Node,
-    index: Arc<IndexCache>,
-}
 
 /// The browser may load styles, images and icons from this node only, run no
 /// script, submit forms only here, and show the pages in no frame.
@@ -137,37 +131,4 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         "Not found",
         "There is no page here. Start from the catalog's home page or search for a product.",
     )
-}
-
-/// A failed page, answered as HTML.
-enum PageError {
-    /// A node operation failed: its class decides the status.
-    Node(NodeError),
-    /// The page itself failed, e.g. a stored contract that does not export.
-    Unprocessable(String),
-}
-
-impl From<NodeError> for PageError {
-    fn from(e: NodeError) -> Self {
-        PageError::Node(e)
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, message) = match self {
-            PageError::Node(e) => (
-                StatusCode::from_u16(e.class().http_status())
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                e.to_string(),
-            ),
-            PageError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
-        };
-        let title = if status == StatusCode::NOT_FOUND {
-            "Not found"
-        } else {
-            "Something went wrong"
-        };
-        page::error_page(status, title, &message)
-    }
 }

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::response::Response;
 use maud::html;
 
+use super::context::{PageError, WebState};
 use super::page::{self, layout, respond, Nav};
-use super::{PageError, WebState};
 
 /// Metric samples shown at most.
 const MAX_METRICS: usize = 80;

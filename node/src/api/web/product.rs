@@ -10,8 +10,9 @@ use mesh_protocol::manifest::{Manifest, RuleState};
 use mesh_protocol::ProductRef;
 use serde::Deserialize;
 
+use super::context::{PageError, WebState};
 use super::page::{self, layout, respond, Nav};
-use super::{chart, lineage_svg, PageError, WebState};
+use super::{chart, lineage_svg};
 use crate::api::types::{CatalogEntry, ProductUsage};
 use crate::clock::unix_now;
 use crate::error::NodeError;

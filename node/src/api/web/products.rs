@@ -7,9 +7,9 @@ use axum::extract::{Query as QueryString, State};
 use axum::response::Response;
 use maud::{html, Markup};
 
+use super::context::{PageError, WebState};
 use super::index::{select, Query, PAGE_SIZE};
 use super::page::{self, layout, respond, Nav};
-use super::{PageError, WebState};
 use crate::clock::unix_now;
 
 /// One `<select>` of the filter form.
