@@ -94,3 +94,110 @@ async fn the_api_refuses_foreign_hosts_and_answers_every_error_in_json() {
     assert_eq!(err["kind"], "usage", "{body}");
     a.shutdown().await.unwrap();
 }
+
+/// `GET path` with `Host: 127.0.0.1`.
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        b"",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_catalog_escapes_hostile_text_and_sends_a_strict_csp() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys { sales, genesis, .. } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    // A publisher (or a peer's announcement) may carry any text: a title and a
+    // description that try to break out of the HTML, a tag that tries a link.
+    let toml = "id = \"sales/evil\"\nversion = \"1.0.0\"\n\
+        title = \"<script>alert('title')</script>\"\n\
+        description = \"\\\"><img src=x onerror=alert(1)> <b>bold</b>\"\n\
+        tags = [\"javascript:alert(2)\"]\n\
+        [owner]\nteam = \"<iframe>\"\ncontact = \"mailto:x\\\" onclick=\\\"alert(3)\"\n";
+    let data = data_dir(dir.path(), "evil.csv", b"a,b\n1,<script>\n");
+    a.node.publish(data, toml.into()).await.unwrap();
+    let addr = a.api_addr;
+    let pages = tokio::task::spawn_blocking(move || {
+        [
+            "/",
+            "/products",
+            "/products?q=%3Cscript%3E&tag=%22%3E%3Cb%3E",
+            "/products/sales/evil",
+            "/domains/sales",
+            "/governance",
+            "/node",
+            "/no/such/page",
+            "/v1/no-such-route",
+            "/products/sales/evil/contract.yaml",
+            "/products?page=999999999999999999999&sort=%00",
+            "/products?page=2&page=3&q=%FF%FE",
+        ]
+        .map(|p| (p, get(addr, p)))
+    })
+    .await
+    .unwrap();
+    for (path, (status, headers, body)) in &pages {
+        let html = headers.contains("content-type: text/html");
+        match *path {
+            "/no/such/page" => assert_eq!(*status, 404, "{path}: {body}"),
+            // A duplicated field does not read: an HTML page says so.
+            "/products?page=2&page=3&q=%FF%FE" => {
+                assert_eq!(*status, 400, "{body}");
+                assert!(html && body.contains("does not read"), "{headers}{body}");
+            }
+            "/v1/no-such-route" => {
+                assert_eq!(*status, 404, "{body}");
+                let err: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(err["kind"], "not_found", "{body}");
+            }
+            "/products/sales/evil/contract.yaml" => {
+                assert_eq!(*status, 200, "{body}");
+                assert!(
+                    headers.contains("content-type: application/yaml"),
+                    "{headers}"
+                );
+                assert!(body.contains("apiVersion"), "{body}");
+            }
+            _ => assert_eq!(*status, 200, "{path}: {body}"),
+        }
+        assert!(
+            headers.contains("content-security-policy: default-src 'none'"),
+            "{path} lacks the CSP: {headers}"
+        );
+        assert!(
+            headers.contains("x-content-type-options: nosniff"),
+            "{path}"
+        );
+        if html {
+            // No tag of the hostile text survives as markup; only the escaped
+            // forms do. (The pages carry no script of their own at all.)
+            for raw_tag in ["<script", "<img", "<iframe", "<b>bold", "onclick=\""] {
+                assert!(
+                    !body.contains(raw_tag),
+                    "{path} lets {raw_tag} through:\n{body}"
+                );
+            }
+            assert!(!body.contains("href=\"javascript:"), "{path}: {body}");
+        }
+    }
+    let product = &pages[3].1 .2;
+    assert!(
+        product.contains("&lt;script&gt;alert('title')&lt;/script&gt;"),
+        "{product}"
+    );
+    assert!(product.contains("&lt;iframe&gt;"), "{product}");
+    // A page from another host (DNS rebinding) is refused like the API.
+    let foreign = tokio::task::spawn_blocking(move || {
+        raw(
+            addr,
+            "GET /products HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(foreign.0, 403, "{}", foreign.2);
+    a.shutdown().await.unwrap();
+}

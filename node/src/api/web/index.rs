@@ -130,9 +130,10 @@ pub(super) struct Query {
     /// `name` (default: by id), `updated` (newest first) or `size` (largest first).
     #[serde(default)]
     pub(super) sort: String,
-    /// 1-based page.
+    /// 1-based page, as written (a page past the last shows the last; one
+    /// that is not a number, the first).
     #[serde(default)]
-    pub(super) page: Option<usize>,
+    pub(super) page: String,
 }
 
 impl Query {
@@ -244,7 +245,14 @@ pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
     }
     let matched = hits.len();
     let pages = matched.div_ceil(PAGE_SIZE).max(1);
-    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let page = q.page.trim();
+    let page = match page.parse::<usize>() {
+        Ok(n) => n,
+        // Digits too many for a number: past the last page.
+        Err(_) if !page.is_empty() && page.bytes().all(|b| b.is_ascii_digit()) => usize::MAX,
+        Err(_) => 1,
+    }
+    .clamp(1, pages);
     let rows = hits
         .into_iter()
         .skip((page - 1) * PAGE_SIZE)

@@ -2,7 +2,7 @@
 //! quality measured at publish, the SLA and its state, providers, lineage and usage,
 //! the contract to download, and the exact command that fetches it.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -10,7 +10,7 @@ use mesh_protocol::manifest::{Manifest, RuleState};
 use mesh_protocol::ProductRef;
 use serde::Deserialize;
 
-use super::context::{PageError, WebState};
+use super::context::{PageError, PageQuery, WebState};
 use super::page::{self, layout, respond, Nav};
 use super::{chart, lineage_svg};
 use crate::api::types::{CatalogEntry, ProductUsage};
@@ -34,7 +34,7 @@ fn target(domain: &str, name: &str, version: Option<&str>) -> Result<ProductRef,
 pub(super) async fn page(
     State(s): State<WebState>,
     Path((domain, name)): Path<(String, String)>,
-    Query(q): Query<VersionQuery>,
+    PageQuery(q): PageQuery<VersionQuery>,
 ) -> Result<Response, PageError> {
     let target = target(&domain, &name, q.version.as_deref())?;
     let now = unix_now();
@@ -365,7 +365,7 @@ fn files(m: &Manifest) -> Markup {
 pub(super) async fn contract(
     State(s): State<WebState>,
     Path((domain, name)): Path<(String, String)>,
-    Query(q): Query<VersionQuery>,
+    PageQuery(q): PageQuery<VersionQuery>,
 ) -> Result<Response, PageError> {
     let target = target(&domain, &name, q.version.as_deref())?;
     let (entry, manifest) = s.node.describe(&target, unix_now()).await?;

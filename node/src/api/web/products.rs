@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Query as QueryString, State};
+use axum::extract::State;
 use axum::response::Response;
 use maud::{html, Markup};
 
-use super::context::{PageError, WebState};
+use super::context::{PageError, PageQuery, WebState};
 use super::index::{select, Query, PAGE_SIZE};
 use super::page::{self, layout, respond, Nav};
 use crate::clock::unix_now;
@@ -29,7 +29,7 @@ fn choice(name: &str, label: &str, current: &str, options: &[String]) -> Markup 
 
 pub(super) async fn page(
     State(s): State<WebState>,
-    QueryString(q): QueryString<Query>,
+    PageQuery(q): PageQuery<Query>,
 ) -> Result<Response, PageError> {
     let rows = s.index.rows(&s.node).await?;
     let now = unix_now();
