@@ -196,7 +196,7 @@ impl Node {
         target: &ProductRef,
         now: u64,
     ) -> Result<(CatalogEntry, Result<Manifest, FetchError>), NodeError> {
-        let (mut entry, manifest) = self.parts.fetcher.describe(target).await?;
+        let (mut entry, manifest) = self.describe_unjudged(target, now).await?;
         let filter = Filter {
             domain: Some(target.id.domain().to_string()),
             ..Filter::default()
@@ -207,6 +207,17 @@ impl Node {
             .into_iter()
             .find(|e| e.announcement.manifest == entry.announcement.manifest)
             .and_then(|e| e.health);
+        Ok((entry, manifest))
+    }
+
+    /// [`Node::describe`] without the health verdict (which reads the whole
+    /// catalog): the entry with its providers at `now`, and the manifest.
+    pub(crate) async fn describe_unjudged(
+        &self,
+        target: &ProductRef,
+        now: u64,
+    ) -> Result<(CatalogEntry, Result<Manifest, FetchError>), NodeError> {
+        let (mut entry, manifest) = self.parts.fetcher.describe(target).await?;
         let p = &self.parts;
         let view = ProviderView::now(&p.net, &p.providers, &p.governance).await?;
         entry.providers = view.statuses(&entry, now.saturating_mul(1000));

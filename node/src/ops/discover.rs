@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use mesh_contract::health::{judge, lineage, newest_versions, Lineage};
 use mesh_protocol::manifest::RuleState;
-use mesh_protocol::{Announcement, Manifest, ProductId};
+use mesh_protocol::{Announcement, Hash, Manifest, ProductId};
 
 use crate::net::{NetError, NetworkHandle};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter, ProviderStatus};
@@ -167,6 +167,9 @@ pub(crate) struct ProductListing {
     /// Quality violations and failed quality rules the newest version was published
     /// with (under the policy's `warn` mode).
     pub(crate) quality_problems: usize,
+    /// The newest manifest's declared upstreams (`domain/name`, and the manifest
+    /// it pins, if any): what a lineage graph is drawn from.
+    pub(crate) upstreams: Vec<(String, Option<Hash>)>,
 }
 
 /// Every product of the catalog, grouped, sorted by id, with the newest version of
@@ -206,6 +209,7 @@ pub(crate) async fn listing(
                     .as_ref()
                     .map(|m| m.schema.iter().map(|f| f.name.clone()).collect())
                     .unwrap_or_default(),
+                upstreams: manifest.as_ref().map(upstreams_of).unwrap_or_default(),
                 quality_problems: manifest.as_ref().and_then(|m| m.quality.as_ref()).map_or(
                     0,
                     |q| {
@@ -221,6 +225,15 @@ pub(crate) async fn listing(
         Ok(out)
     })
     .await
+}
+
+/// What `m` declares it is built from: each upstream's id and the manifest it
+/// pins, if any.
+fn upstreams_of(m: &Manifest) -> Vec<(String, Option<Hash>)> {
+    m.lineage
+        .iter()
+        .map(|u| (u.id.to_string(), u.manifest))
+        .collect()
 }
 
 /// The lineage graph of `product` from the manifests this node knows.
@@ -241,12 +254,7 @@ pub(crate) async fn lineage_of(
         }
         Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
             let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;
-            Some(
-                m.lineage
-                    .iter()
-                    .map(|u| (u.id.to_string(), u.manifest))
-                    .collect(),
-            )
+            Some(upstreams_of(&m))
         }))
     })
     .await

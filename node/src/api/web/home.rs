@@ -87,7 +87,7 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
                     @for r in &recent {
                         @let a = &r.listing.newest.announcement;
                         li {
-                            a href=(page::product_href(&r.id())) { (a.product) "@" (a.version) }
+                            a href=(page::product_href(r.id())) { (a.product) "@" (a.version) }
                             " " span.muted { (a.summary.title) " · " (page::ago(now, a.issued_at_ms / 1000)) }
                         }
                     }
@@ -103,7 +103,7 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
                         @for r in &troubled {
                             li {
                                 (page::sla_badge(r.sla())) " "
-                                a href=(page::product_href(&r.id())) { (r.id()) }
+                                a href=(page::product_href(r.id())) { (r.id()) }
                                 @if let Some(h) = &r.listing.newest.health {
                                     " " span.muted { (h.reasons.join("; ")) }
                                 }
@@ -123,7 +123,7 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
                     ul.plain {
                         @for r in &flagged {
                             li {
-                                a href=(page::product_href(&r.id())) { (r.id()) }
+                                a href=(page::product_href(r.id())) { (r.id()) }
                                 " " span.muted {
                                     @for f in &r.listing.newest.flags { (f.rule) ": " (f.reason) " " }
                                     @if r.listing.quality_problems > 0 {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_contract::health::SlaState;
+use mesh_contract::health::{self, Lineage, SlaState};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -25,15 +25,17 @@ pub(super) const PAGE_SIZE: usize = 50;
 #[derive(Debug)]
 pub(super) struct Row {
     pub(super) listing: ProductListing,
+    id: String,
     haystack: String,
 }
 
 impl Row {
     fn new(listing: ProductListing) -> Self {
         let a = &listing.newest.announcement;
+        let id = a.product.to_string();
         let haystack = format!(
             "{} {} {} {} {} {}",
-            a.product,
+            id,
             a.summary.title,
             listing.description,
             a.summary.tags.join(" "),
@@ -41,12 +43,16 @@ impl Row {
             a.summary.owner_team,
         )
         .to_lowercase();
-        Row { listing, haystack }
+        Row {
+            listing,
+            id,
+            haystack,
+        }
     }
 
     /// `domain/name`.
-    pub(super) fn id(&self) -> String {
-        self.listing.newest.announcement.product.to_string()
+    pub(super) fn id(&self) -> &str {
+        &self.id
     }
 
     /// The SLA verdict of the newest version.
@@ -95,7 +101,11 @@ impl IndexCache {
             }
         }
         let (generation, listing) = node.listing(unix_now()).await?;
-        let rows = Arc::new(listing.into_iter().map(Row::new).collect::<Vec<_>>());
+        let mut rows: Vec<Row> = listing.into_iter().map(Row::new).collect();
+        // By the id as written, which is what [`find`] searches by (the store's
+        // order compares domain and name apart, so `a-b/x` and `a/x` swap).
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        let rows = Arc::new(rows);
         *cell = Some(Cached {
             generation,
             built: Instant::now(),
@@ -103,6 +113,27 @@ impl IndexCache {
         });
         Ok(rows)
     }
+}
+
+/// The row of product `id` in `rows` (sorted by id, as [`IndexCache::rows`] keeps
+/// them).
+pub(super) fn find<'a>(rows: &'a [Row], id: &str) -> Option<&'a Row> {
+    rows.binary_search_by(|r| r.id().cmp(id))
+        .ok()
+        .and_then(|i| rows.get(i))
+}
+
+/// The lineage graph of `root` drawn from the listing's upstreams (what every
+/// product's newest manifest declares) without reading the store; `None` when the
+/// listing does not hold `root`.
+pub(super) fn lineage(rows: &[Row], root: &str) -> Option<Lineage> {
+    find(rows, root)?;
+    let every_version = rows
+        .iter()
+        .flat_map(|r| r.listing.versions.iter().map(|e| &e.announcement));
+    Some(health::lineage(root, every_version, |a| {
+        find(rows, &a.product.to_string()).map(|r| r.listing.upstreams.clone())
+    }))
 }
 
 /// The products page's query string.
@@ -263,5 +294,84 @@ pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
         matched,
         page,
         pages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+    use mesh_protocol::manifest::{Classification, Status};
+    use mesh_protocol::{Announcement, Hash, KeyPair};
+
+    use super::*;
+    use crate::state::catalog::CatalogEntry;
+
+    fn row(id: &str, version: &str, upstreams: Vec<(String, Option<Hash>)>) -> Row {
+        let entry = CatalogEntry {
+            announcement: Announcement {
+                format: ANNOUNCEMENT_FORMAT,
+                product: id.parse().expect("test id"),
+                version: version.parse().expect("test version"),
+                manifest: Hash::of(format!("{id}@{version}").as_bytes()),
+                summary: Summary {
+                    title: id.to_string(),
+                    status: Status::Active,
+                    classification: Classification::Internal,
+                    tags: Vec::new(),
+                    owner_team: "team".to_string(),
+                    size: 1,
+                    files: 1,
+                },
+                providers: vec!["peer".to_string()],
+                issued_at_ms: 1,
+                publisher: KeyPair::generate().public(),
+            },
+            local: false,
+            flags: Vec::new(),
+            health: None,
+            providers: Vec::new(),
+        };
+        Row::new(ProductListing {
+            newest: entry.clone(),
+            versions: vec![entry],
+            description: String::new(),
+            columns: Vec::new(),
+            quality_problems: 0,
+            upstreams,
+        })
+    }
+
+    #[test]
+    fn lineage_from_the_listing_finds_ids_that_sort_apart_by_domain_and_by_text() {
+        let pinned = Hash::of(b"a-b/raw@1.0.0");
+        let mut rows = vec![
+            row(
+                "a/report",
+                "1.0.0",
+                vec![("a-b/raw".to_string(), Some(pinned))],
+            ),
+            row("a-b/raw", "1.0.0", Vec::new()),
+            row("a-b/clean", "1.0.0", vec![("a-b/raw".to_string(), None)]),
+        ];
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        for r in &rows {
+            assert_eq!(find(&rows, r.id()).map(Row::id), Some(r.id()));
+        }
+        assert!(find(&rows, "a/missing").is_none());
+        assert!(lineage(&rows, "a/missing").is_none());
+
+        let g = lineage(&rows, "a-b/raw").expect("raw is listed");
+        let mut edges = g.edges.clone();
+        edges.sort();
+        assert_eq!(
+            edges,
+            vec![
+                ("a-b/raw".to_string(), "a-b/clean".to_string()),
+                ("a-b/raw".to_string(), "a/report".to_string()),
+            ]
+        );
+        assert_eq!(g.pins.len(), 1, "report pins raw: {:?}", g.pins);
+        assert_eq!(g.pins[0].downstream, "a/report");
+        assert_eq!(g.pins[0].version.as_deref(), Some("1.0.0"));
     }
 }

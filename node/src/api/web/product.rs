@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::context::{PageError, PageQuery, WebState};
 use super::page::{self, layout, respond, Nav};
-use super::{chart, lineage_svg};
+use super::{chart, index, lineage_svg};
 use crate::api::types::{CatalogEntry, ProductUsage};
 use crate::clock::unix_now;
 use crate::error::NodeError;
@@ -38,15 +38,18 @@ pub(super) async fn page(
 ) -> Result<Response, PageError> {
     let target = target(&domain, &name, q.version.as_deref())?;
     let now = unix_now();
-    let (entry, manifest) = s.node.describe(&target, now).await?;
+    let (mut entry, manifest) = s.node.describe_unjudged(&target, now).await?;
     let id = target.id.to_string();
     let rows = s.index.rows(&s.node).await?;
-    let versions: Vec<CatalogEntry> = rows
-        .iter()
-        .find(|r| r.id() == id)
-        .map(|r| r.listing.versions.clone())
-        .unwrap_or_default();
-    let lineage = s.node.lineage(&target.id).await.ok();
+    let row = index::find(&rows, &id);
+    // The listing judged the newest version (at most a few seconds ago); older
+    // versions have no verdict, as in `mesh show`.
+    entry.health = row
+        .map(|r| &r.listing.newest)
+        .filter(|n| n.announcement.manifest == entry.announcement.manifest)
+        .and_then(|n| n.health.clone());
+    let versions: Vec<CatalogEntry> = row.map(|r| r.listing.versions.clone()).unwrap_or_default();
+    let lineage = index::lineage(&rows, &id);
     let usage = s
         .node
         .usage(ProductRef {
@@ -368,7 +371,7 @@ pub(super) async fn contract(
     PageQuery(q): PageQuery<VersionQuery>,
 ) -> Result<Response, PageError> {
     let target = target(&domain, &name, q.version.as_deref())?;
-    let (entry, manifest) = s.node.describe(&target, unix_now()).await?;
+    let (entry, manifest) = s.node.describe_unjudged(&target, unix_now()).await?;
     let manifest = manifest.map_err(NodeError::from)?;
     let yaml = mesh_contract::odcs::export(&manifest).map_err(|e| {
         PageError::Unprocessable(format!("the contract of {target} does not export: {e}"))
