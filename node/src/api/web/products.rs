@@ -98,7 +98,7 @@ pub(super) async fn page(
                     @for r in &found.rows {
                         @let a = &r.listing.newest.announcement;
                         tr {
-                            td { a href=(page::product_href(&r.id())) { (a.product) } }
+                            td { a href=(page::product_href(r.id())) { (a.product) } }
                             td { (a.summary.title) }
                             td { (a.version) }
                             td { (page::status_badge(a.summary.status)) }
