@@ -146,7 +146,14 @@ impl Testnet {
             }
             None => {
                 let t = tempfile::Builder::new().prefix("mesh-testnet-").tempdir()?;
-                (t.path().to_owned(), Some(t))
+                if std::env::var_os("MESH_TESTNET_KEEP").is_some() {
+                    // Debugging a failure: the node homes and logs stay for reading.
+                    let kept = t.keep();
+                    eprintln!("MESH_TESTNET_KEEP: the testnet stays in {}", kept.display());
+                    (kept, None)
+                } else {
+                    (t.path().to_owned(), Some(t))
+                }
             }
         };
         let mut nodes = Vec::new();
@@ -346,9 +353,20 @@ impl Testnet {
     }
 
     /// Waits until node `i` has at least `n` connected peers.
+    /// On timeout the error names the peers it has and ends with its log.
     pub fn wait_peers(&self, i: usize, n: usize, timeout: Duration) -> anyhow::Result<()> {
         wait_until(&format!("node {i} to have {n} peer(s)"), timeout, || {
             Ok(self.nodes[i].status()?.peers >= n)
+        })
+        .map_err(|e| {
+            let peers = self.nodes[i]
+                .client()
+                .and_then(|c| Ok(c.peers()?))
+                .map(|ps| ps.iter().map(|p| p.peer_id.clone()).collect::<Vec<_>>());
+            e.context(format!(
+                "node {i} is connected to {peers:?}; the end of its log:\n{}",
+                self.nodes[i].log_tail(40)
+            ))
         })
     }
 

@@ -3,7 +3,7 @@
 //! provider records name (see `net::reach`).
 
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{autonat, dcutr, identify, relay, Multiaddr, PeerId};
 use tracing::{debug, info, warn};
 
@@ -117,9 +117,45 @@ impl EventLoop {
                     }
                 }
             }
-            other => return Some(other),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if port_refused(&error) => {
+                debug!(%peer, "the listen port cannot dial this peer now; next dial from a fresh port");
+                self.fresh_port.insert(peer);
+            }
+            other => {
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &other {
+                    self.fresh_port.remove(peer_id);
+                }
+                return Some(other);
+            }
         }
         None
+    }
+
+    /// Redials the configured peers (bootstrap and added) that are not connected.
+    ///
+    /// A dial goes out from the listen port (libp2p's port reuse), so the peer sees
+    /// the address it can dial back and a NAT keeps one mapping. The kernel can
+    /// refuse that port for a destination, with `EADDRINUSE`, while an earlier
+    /// connection on the same address pair lingers in TIME_WAIT (about 60 s); every
+    /// redial in that window would fail the same way, so a peer that got this
+    /// answer is dialled from a fresh port until it connects.
+    pub(super) fn redial_configured(&mut self) {
+        for (peer, addr) in self.bootstrap.clone() {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let opts = DialOpts::unknown_peer_id().address(addr);
+            let opts = if self.fresh_port.contains(&peer) {
+                opts.allocate_new_port().build()
+            } else {
+                opts.build()
+            };
+            let _ = self.swarm.dial(opts);
+        }
     }
 
     /// Closes relayed connections to peers that now have a direct one (after a hole
@@ -179,5 +215,41 @@ impl EventLoop {
                 dialled += 1;
             }
         }
+    }
+}
+
+/// Whether a dial failed because the kernel refused the local (listen) port.
+///
+/// libp2p wraps the OS error in transport, relay and DNS layers whose `source()`
+/// chains skip levels, so the error's debug form is what names the OS error kind.
+fn port_refused(error: &DialError) -> bool {
+    match error {
+        DialError::Transport(errors) => errors
+            .iter()
+            .any(|(_, e)| format!("{e:?}").contains("AddrInUse")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_listen_port_is_told_apart_from_other_dial_failures() {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1"
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty());
+        let failed = |kind: std::io::ErrorKind| {
+            DialError::Transport(vec![(
+                addr.clone(),
+                libp2p::TransportError::Other(std::io::Error::other(std::io::Error::from(kind))),
+            )])
+        };
+        assert!(port_refused(&failed(std::io::ErrorKind::AddrInUse)));
+        assert!(!port_refused(&failed(
+            std::io::ErrorKind::ConnectionRefused
+        )));
+        assert!(!port_refused(&DialError::Aborted));
     }
 }

@@ -9,7 +9,7 @@
 //! `Provider` (`net::transfer`); reads run on the blocking pool and hand their
 //! responses back through a bounded channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +93,9 @@ pub(crate) struct EventLoop {
     /// Gossip messages waiting for a subscribed peer: topic and payload.
     pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Configured peers whose last dial from the listen port failed because the
+    /// kernel refused that port (see `connectivity::redial_configured`).
+    fresh_port: HashSet<PeerId>,
     /// Whether peers are found through kademlia and identify, or only configured.
     discovery: bool,
     connections: PeerTable,
@@ -185,6 +188,7 @@ impl EventLoop {
             app_scores: HashMap::new(),
             pending_gossip: VecDeque::new(),
             bootstrap,
+            fresh_port: HashSet::new(),
             discovery: config.discovery,
             connections: PeerTable::default(),
             reach,
@@ -331,11 +335,7 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
-        for (peer, addr) in &self.bootstrap {
-            if !self.swarm.is_connected(peer) {
-                let _ = self.swarm.dial(addr.clone());
-            }
-        }
+        self.redial_configured();
         let retry: Vec<_> = self.pending_gossip.drain(..).collect();
         for (topic, envelope) in retry {
             if !self.publish(topic.clone(), envelope.clone()) {
