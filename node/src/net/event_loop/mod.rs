@@ -94,7 +94,7 @@ pub(crate) struct EventLoop {
     pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     /// Configured peers whose last dial from the listen port failed because the
-    /// kernel refused that port (see `connectivity::redial_configured`).
+    /// kernel refused that port (see `redial_configured`).
     fresh_port: HashSet<PeerId>,
     /// Whether peers are found through kademlia and identify, or only configured.
     discovery: bool,
