@@ -40,8 +40,8 @@ use crate::node::Node;
 const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
-struct AppState {
-    node: Node,
+pub(super) struct AppState {
+    pub(super) node: Node,
     token: Arc<String>,
     /// Whether requests may name any host (the API sits behind a proxy).
     allow_remote: bool,
@@ -194,6 +194,8 @@ pub(crate) async fn serve(
         .route("/v1/gc", post(gc))
         .route("/v1/verify", post(verify))
         .route("/v1/peers", post(add_peer))
+        .route("/v1/access/request", post(super::access::request))
+        .route("/v1/access/decide", post(super::access::decide))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -203,6 +205,7 @@ pub(crate) async fn serve(
         .route("/v1/products/{domain}/{name}", get(show))
         .route("/v1/lineage/{domain}/{name}", get(lineage))
         .route("/v1/usage/{domain}/{name}", get(usage))
+        .route("/v1/access", get(super::access::list))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))
