@@ -171,6 +171,19 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     assert!(err.contains("restricted-to-consumers"), "{err}");
     assert!(err.contains("5 of 5 provider(s) denied"), "{err}");
     assert!(!net.root().join("o5/orders.csv").exists());
+    // The product page of any node shows the agreement and its end.
+    let page_url = net.nodes[4]
+        .client()
+        .unwrap()
+        .catalog_url(Some(&PRODUCT.parse().unwrap()));
+    let page = ureq::get(&page_url)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let access = &page[page.find("<h2>Access</h2>").expect("an Access section")..];
+    assert!(access.contains("logistics") && access.contains("revoked"), "{access}");
+    assert!(access.contains("the route planning project ended"), "{access}");
     println!(
         "access on 6 nodes: request known everywhere after {} ms, grant after {} ms, revocation on the 5 running nodes after {} ms",
         requested.as_millis(),
