@@ -56,7 +56,9 @@ pub(crate) fn run(home: &Path, a: AccessArgs, json: bool) -> anyhow::Result<()> 
                 return print_json(&list);
             }
             if list.is_empty() {
-                say!("no access requests or decisions yet (`mesh access request DOMAIN/NAME` asks)");
+                say!(
+                    "no access requests or decisions yet (`mesh access request DOMAIN/NAME` asks)"
+                );
             }
             for v in &list {
                 say!("{}", line(v));
@@ -146,11 +148,20 @@ fn line(v: &AccessView) -> String {
 fn show(v: &AccessView) {
     say!("{} for {}: {}", v.product, v.consumer, v.state);
     if let Some(r) = &v.reason {
-        let at = v.requested_at_ms.map(|t| date(t / 1000)).unwrap_or_default();
+        let at = v
+            .requested_at_ms
+            .map(|t| date(t / 1000))
+            .unwrap_or_default();
         say!("  requested {at}: {r}");
     }
     if let Some(d) = &v.decision {
-        say!("  {} {} (id {}, signed by {})", d.kind, date(d.issued_at_ms / 1000), d.id, d.signed_by);
+        say!(
+            "  {} {} (id {}, signed by {})",
+            d.kind,
+            date(d.issued_at_ms / 1000),
+            d.id,
+            d.signed_by
+        );
         match d.until_ms {
             Some(u) if d.kind == "grant" => say!("  until   {}", date(u / 1000)),
             None if d.kind == "grant" => say!("  until   revoked"),
@@ -169,7 +180,8 @@ fn show(v: &AccessView) {
     if v.state == "pending" {
         say!(
             "  the owner answers with `mesh access grant {} {}` (or deny)",
-            v.consumer, v.product
+            v.consumer,
+            v.product
         );
     }
 }

@@ -21,14 +21,14 @@ use crate::metrics::Metrics;
 use crate::net::behaviour::build_swarm;
 use crate::net::{EventLoop, NetError, StateHandles};
 use crate::node::{Node, Parts};
+use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
+use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError};
 use crate::state::providers::Providers;
-use crate::ops::access::AccessDesk;
-use crate::state::access::AccessBook;
 use crate::state::usage::UsageLedger;
 
 /// Command-line overrides of `config.toml`.

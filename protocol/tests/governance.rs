@@ -430,7 +430,10 @@ fn sample_fetch_rules_decide_by_requesting_domain() {
     let hr = DomainName::new("hr").unwrap();
     let m = manifest();
     assert_eq!(rules.fetch(Some(&finance), &m, &[]), Decision::Allow);
-    assert_eq!(deny_rule(rules.fetch(None, &m, &[])), "internal-needs-a-domain");
+    assert_eq!(
+        deny_rule(rules.fetch(None, &m, &[])),
+        "internal-needs-a-domain"
+    );
     let mut public = manifest();
     public.classification = Classification::Public;
     assert_eq!(rules.fetch(None, &public, &[]), Decision::Allow);

@@ -30,9 +30,11 @@ fn state_on(net: &Testnet, i: usize) -> anyhow::Result<Option<String>> {
 fn wait_everywhere(net: &Testnet, state: &str) -> std::time::Duration {
     let start = Instant::now();
     for i in (0..net.nodes.len()).filter(|i| net.nodes[*i].pid().is_some()) {
-        wait_until(&format!("node {i} to see the access {state}"), DEADLINE, || {
-            Ok(state_on(net, i)?.as_deref() == Some(state))
-        })
+        wait_until(
+            &format!("node {i} to see the access {state}"),
+            DEADLINE,
+            || Ok(state_on(net, i)?.as_deref() == Some(state)),
+        )
         .unwrap();
     }
     start.elapsed()
@@ -43,8 +45,10 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     // sales, finance, logistics, sales, finance, logistics
     let mut net = testnet(6);
     net.start_all().unwrap();
-    let mut rules = PolicyChange::default();
-    rules.rules = Some(sample::RULES.to_string());
+    let rules = PolicyChange {
+        rules: Some(sample::RULES.to_string()),
+        ..PolicyChange::default()
+    };
     net.submit_policy(0, &net.draft_policy(0, &rules, &[0, 1]).unwrap())
         .unwrap();
     for i in 0..6 {
@@ -176,14 +180,16 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
         .client()
         .unwrap()
         .catalog_url(Some(&PRODUCT.parse().unwrap()));
-    let page = ureq::get(&page_url)
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let page = ureq::get(&page_url).call().unwrap().into_string().unwrap();
     let access = &page[page.find("<h2>Access</h2>").expect("an Access section")..];
-    assert!(access.contains("logistics") && access.contains("revoked"), "{access}");
-    assert!(access.contains("the route planning project ended"), "{access}");
+    assert!(
+        access.contains("logistics") && access.contains("revoked"),
+        "{access}"
+    );
+    assert!(
+        access.contains("the route planning project ended"),
+        "{access}"
+    );
     println!(
         "access on 6 nodes: request known everywhere after {} ms, grant after {} ms, revocation on the 5 running nodes after {} ms",
         requested.as_millis(),

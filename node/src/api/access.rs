@@ -1,15 +1,16 @@
 //! The control API's access routes: `POST /v1/access/request`, `POST
 //! /v1/access/decide` (both need the token) and `GET /v1/access` (filters
-//! `product`, `owner`, `consumer`).
+//! `product`, `owner`, `consumer`). Handlers take the [`Node`] from the server's
+//! state (`FromRef`), so this file does not name the server.
 
 use axum::extract::{Query, State};
 use axum::Json;
 use mesh_protocol::access::Verdict;
 use mesh_protocol::{DomainName, ProductId};
 
-use super::server::AppState;
 use super::types::{AccessDecideBody, AccessFilter, AccessRequestBody, AccessView};
 use crate::error::NodeError;
+use crate::node::Node;
 
 fn product(text: &str) -> Result<ProductId, NodeError> {
     text.parse()
@@ -18,22 +19,21 @@ fn product(text: &str) -> Result<ProductId, NodeError> {
 
 /// `POST /v1/access/request`.
 pub(super) async fn request(
-    State(s): State<AppState>,
+    State(node): State<Node>,
     Json(body): Json<AccessRequestBody>,
 ) -> Result<Json<AccessView>, NodeError> {
     let id = product(&body.product)?;
-    Ok(Json(s.node.access_request(id, body.reason).await?))
+    Ok(Json(node.access_request(id, body.reason).await?))
 }
 
 /// `POST /v1/access/decide`.
 pub(super) async fn decide(
-    State(s): State<AppState>,
+    State(node): State<Node>,
     Json(body): Json<AccessDecideBody>,
 ) -> Result<Json<AccessView>, NodeError> {
     let id = product(&body.product)?;
-    let consumer = DomainName::new(&body.consumer).map_err(|e| {
-        NodeError::BadRequest(format!("consumer domain {:?}: {e}", body.consumer))
-    })?;
+    let consumer = DomainName::new(&body.consumer)
+        .map_err(|e| NodeError::BadRequest(format!("consumer domain {:?}: {e}", body.consumer)))?;
     let verdict = match body.decision.as_str() {
         "grant" => Verdict::Grant {
             until_ms: body.until_ms,
@@ -52,13 +52,13 @@ pub(super) async fn decide(
             )))
         }
     };
-    Ok(Json(s.node.access_decide(id, consumer, verdict).await?))
+    Ok(Json(node.access_decide(id, consumer, verdict).await?))
 }
 
 /// `GET /v1/access`.
 pub(super) async fn list(
-    State(s): State<AppState>,
+    State(node): State<Node>,
     Query(filter): Query<AccessFilter>,
 ) -> Result<Json<Vec<AccessView>>, NodeError> {
-    Ok(Json(s.node.access_list(filter).await?))
+    Ok(Json(node.access_list(filter).await?))
 }

@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError, CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome,
-    FetchRequest, Filter, GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView,
-    ProductUsage, PublishRequest, Published, ShowResponse, SubmitRequest, Submitted, VerifyReport,
-    VerifyRequest,
+    AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
+    CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
+    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishRequest,
+    Published, ShowResponse, SubmitRequest, Submitted, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 

@@ -40,8 +40,8 @@ use crate::node::Node;
 const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
-pub(super) struct AppState {
-    pub(super) node: Node,
+struct AppState {
+    node: Node,
     token: Arc<String>,
     /// Whether requests may name any host (the API sits behind a proxy).
     allow_remote: bool,
@@ -172,6 +172,12 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
             .into_response();
     }
     next.run(req).await
+}
+
+impl axum::extract::FromRef<AppState> for Node {
+    fn from_ref(state: &AppState) -> Node {
+        state.node.clone()
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.

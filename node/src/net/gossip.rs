@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::behaviour::{
-    access_decisions_topic, access_requests_topic, announce_topic, policy_topic,
-    providers_topic, usage_topic,
+    access_decisions_topic, access_requests_topic, announce_topic, policy_topic, providers_topic,
+    usage_topic,
 };
 use crate::clock::{unix_now, unix_now_ms};
 use crate::metrics::Metrics;

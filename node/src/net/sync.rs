@@ -14,10 +14,10 @@
 //! likewise, at most [`MAX_RECORD_PAGES`] pages of each kind.
 
 use libp2p::PeerId;
+use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::wire::{
     RecordKind, Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE, MAX_RECORD_PAGE,
 };
-use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::{Announcement, Policy, ProductId, Signed};
 use tracing::{debug, info, warn};
 

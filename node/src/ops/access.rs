@@ -118,11 +118,9 @@ impl AccessDesk {
             consumer: Some(consumer.to_string()),
             ..AccessFilter::default()
         };
-        self.list(filter)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| NodeError::NotFound(format!("no access record of {consumer} on {product}")))
+        self.list(filter).await?.into_iter().next().ok_or_else(|| {
+            NodeError::NotFound(format!("no access record of {consumer} on {product}"))
+        })
     }
 
     /// Refuses a product the catalog does not list (a typo would otherwise sign a
@@ -130,8 +128,7 @@ impl AccessDesk {
     async fn known(&self, product: &ProductId) -> Result<(), NodeError> {
         let catalog = self.catalog.clone();
         let id = product.clone();
-        let found =
-            blocking(move || Ok::<_, NodeError>(catalog.get(&id, None)?.is_some())).await?;
+        let found = blocking(move || Ok::<_, NodeError>(catalog.get(&id, None)?.is_some())).await?;
         if found {
             Ok(())
         } else {

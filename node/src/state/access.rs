@@ -228,7 +228,9 @@ impl AccessBook {
                 let asked_since = view.requested_at_ms.is_some_and(|t| t > d.issued_at_ms);
                 view.state = match &d.verdict {
                     _ if asked_since && !d.grants_at(now) => "pending",
-                    Verdict::Grant { .. } if !policy.is_publisher(product.domain(), &d.publisher) => {
+                    Verdict::Grant { .. }
+                        if !policy.is_publisher(product.domain(), &d.publisher) =>
+                    {
                         "withdrawn"
                     }
                     Verdict::Grant { .. } if d.grants_at(now) => "granted",
@@ -337,8 +339,14 @@ mod tests {
                 threshold: 1,
             },
             [
-                ("sales".parse().unwrap(), entry(vec![&sales, &sales_old], "sales-node")),
-                ("finance".parse().unwrap(), entry(vec![&finance], "finance-node")),
+                (
+                    "sales".parse().unwrap(),
+                    entry(vec![&sales, &sales_old], "sales-node"),
+                ),
+                (
+                    "finance".parse().unwrap(),
+                    entry(vec![&finance], "finance-node"),
+                ),
             ]
             .into(),
             crate::clock::unix_now(),
@@ -464,7 +472,10 @@ mod tests {
         // A reopened book (a restart) keeps the revocation.
         let reopened = AccessBook::open(m.book.store.clone(), m.governance.clone()).unwrap();
         assert!(!reopened.accept_decision(&granted).unwrap());
-        assert_eq!(reopened.list(&AccessFilter::default()).unwrap()[0].state, "revoked");
+        assert_eq!(
+            reopened.list(&AccessFilter::default()).unwrap()[0].state,
+            "revoked"
+        );
     }
 
     #[test]
@@ -495,7 +506,10 @@ mod tests {
         assert!(invalid(m.book.accept_request(&forged)).contains("not validly signed"));
         let genuine = Signed::sign(&request, &m.finance).to_bytes();
         assert!(m.book.accept_request(&genuine).unwrap());
-        assert_eq!(m.book.list(&AccessFilter::default()).unwrap()[0].state, "pending");
+        assert_eq!(
+            m.book.list(&AccessFilter::default()).unwrap()[0].state,
+            "pending"
+        );
         // Flipping a byte of a valid grant breaks its signature or its encoding.
         let mut tampered = decision(&m.sales, grant(None), unix_now_ms());
         let last = tampered.len() - 1;
@@ -511,7 +525,10 @@ mod tests {
         let lapsed = decision(&m.sales, grant(Some(now - 1)), now - 60_000);
         assert!(m.book.accept_decision(&lapsed).unwrap());
         assert!(!finance_may_fetch(&m));
-        assert_eq!(m.book.list(&AccessFilter::default()).unwrap()[0].state, "expired");
+        assert_eq!(
+            m.book.list(&AccessFilter::default()).unwrap()[0].state,
+            "expired"
+        );
     }
 
     #[test]
@@ -533,8 +550,14 @@ mod tests {
             .offer(&[Signed::sign(&next, &m.council)], crate::clock::unix_now())
             .unwrap();
         assert_eq!(offered.accepted.len(), 1, "{:?}", offered.error);
-        assert!(!finance_may_fetch(&m), "a removed key's grant no longer counts");
-        assert_eq!(m.book.list(&AccessFilter::default()).unwrap()[0].state, "withdrawn");
+        assert!(
+            !finance_may_fetch(&m),
+            "a removed key's grant no longer counts"
+        );
+        assert_eq!(
+            m.book.list(&AccessFilter::default()).unwrap()[0].state,
+            "withdrawn"
+        );
         // And the removed key cannot sign a new one.
         let again = decision(&m.sales_old, grant(None), unix_now_ms() + 1);
         assert!(invalid(m.book.accept_decision(&again)).contains("not registered"));

@@ -262,10 +262,7 @@ impl EventLoop {
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
             Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
             Command::GossipProviders { envelope } => self.gossip(providers_topic(), envelope),
-            Command::GossipAccess {
-                decision,
-                envelope,
-            } => {
+            Command::GossipAccess { decision, envelope } => {
                 let topic = if decision {
                     access_decisions_topic()
                 } else {
