@@ -78,6 +78,11 @@ pub(crate) enum Command {
     /// Show who fetches a product: fetches per consumer domain and per provider, from
     /// the signed usage reports providers gossip.
     Usage(UsageArgs),
+    /// Access to restricted products: a consumer domain asks, the owning domain
+    /// grants (with a purpose, terms and an end), denies or revokes. Each is signed
+    /// with the domain's publisher key and replicated, and every provider enforces
+    /// the grants through the fetch rules (`resource.grants`).
+    Access(AccessArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
@@ -329,6 +334,80 @@ pub(crate) enum ShowFormat {
     Text,
     /// An Open Data Contract Standard v3 contract.
     Odcs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccessArgs {
+    #[command(subcommand)]
+    pub(crate) command: AccessCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessCommand {
+    /// Ask the owner of a product for access for this node's domain.
+    Request {
+        /// domain/name.
+        product: String,
+        /// Why your domain needs the data; the owner reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Grant a consumer domain access to a product this node's domain owns.
+    Grant {
+        /// The consumer domain (e.g. finance).
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// When the grant ends: a date (2027-06-30, midnight UTC), a time
+        /// (2027-06-30T12:00:00Z) or a duration from now (90d). Default: until revoked.
+        #[arg(long)]
+        until: Option<String>,
+        /// What the consumer may use the data for.
+        #[arg(long, default_value = "")]
+        purpose: String,
+        /// The terms of the agreement (retention, sharing, ...).
+        #[arg(long, default_value = "")]
+        terms: String,
+    },
+    /// Refuse a consumer domain's request.
+    Deny {
+        /// The consumer domain.
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// Why; the consumer reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Withdraw a grant; every provider refuses the domain within seconds.
+    Revoke {
+        /// The consumer domain.
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// Why; the consumer reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List access requests and decisions this node knows, pending ones first.
+    Requests {
+        /// Only this product (domain/name).
+        #[arg(long)]
+        product: Option<String>,
+        /// Only products of this owner domain.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only requests by, and decisions on, this consumer domain.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+    /// Show one agreement: the request, the decision, its purpose, terms and end.
+    Show {
+        /// domain/name.
+        product: String,
+        /// The consumer domain.
+        consumer: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! policy files, `init`) calls `mesh-node` directly. Every command that prints data
 //! takes `--json`.
 
+mod access;
 mod args;
 mod contract;
 mod fetch;
@@ -75,6 +76,7 @@ where
         Command::Peers(a) => network::peers(&cli.home, a, json),
         Command::Status => network::status(&cli.home, json),
         Command::Ui(a) => network::ui(&cli.home, a, json),
+        Command::Access(a) => access::run(&cli.home, a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

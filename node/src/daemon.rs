@@ -21,9 +21,11 @@ use crate::metrics::Metrics;
 use crate::net::behaviour::build_swarm;
 use crate::net::{EventLoop, NetError, StateHandles};
 use crate::node::{Node, Parts};
+use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
+use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError};
 use crate::state::providers::Providers;
@@ -110,6 +112,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         peer_id,
     );
     let providers = Providers::load(store.clone(), governance.clone(), &key)?;
+    let access = AccessBook::open(store.clone(), governance.clone())?;
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
 
@@ -132,6 +135,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             governance: governance.clone(),
             usage: usage.clone(),
             providers: providers.clone(),
+            access: access.clone(),
             chunks: chunks.clone(),
             metrics: metrics.clone(),
         },
@@ -155,7 +159,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         governance: governance.clone(),
         chunks: chunks.clone(),
         domain: config.domain.clone(),
-        key: publisher_key,
+        key: publisher_key.clone(),
         key_path: home.publisher_key_path(&config.domain),
         peer_id,
     };
@@ -180,6 +184,13 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             shutdown.child_token(),
         )));
     }
+    let access = AccessDesk {
+        book: access,
+        catalog: catalog.clone(),
+        net: net.clone(),
+        domain: config.domain.clone(),
+        key: publisher_key.clone(),
+    };
     let node = Node::new(Parts {
         net: net.clone(),
         store,
@@ -188,6 +199,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         governance,
         usage,
         providers,
+        access,
         publisher,
         fetcher,
         metrics,

@@ -19,10 +19,12 @@ use crate::error::NodeError;
 use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
 use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
+use crate::ops::access::AccessDesk;
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
+use crate::state::access::{AccessFilter, AccessView};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
 use crate::state::governance::Governance;
@@ -75,6 +77,7 @@ pub(crate) struct Parts {
     pub(crate) governance: Governance,
     pub(crate) usage: UsageLedger,
     pub(crate) providers: Providers,
+    pub(crate) access: AccessDesk,
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
     pub(crate) metrics: Metrics,
@@ -227,6 +230,32 @@ impl Node {
     /// The lineage graph of `product` from the manifests this node knows.
     pub async fn lineage(&self, product: &ProductId) -> Result<Lineage, NodeError> {
         Ok(discover::lineage_of(&self.parts.catalog, product).await?)
+    }
+
+    /// Asks the owner of `product` for access for this node's domain (signed with
+    /// its publisher key, gossiped); returns the pair as it stands.
+    pub async fn access_request(
+        &self,
+        product: ProductId,
+        reason: String,
+    ) -> Result<AccessView, NodeError> {
+        self.parts.access.request(product, reason).await
+    }
+
+    /// Grants, denies or revokes `consumer`'s access to `product`, which this node's
+    /// domain owns (signed with its publisher key, gossiped).
+    pub async fn access_decide(
+        &self,
+        product: ProductId,
+        consumer: DomainName,
+        verdict: mesh_protocol::access::Verdict,
+    ) -> Result<AccessView, NodeError> {
+        self.parts.access.decide(product, consumer, verdict).await
+    }
+
+    /// The access requests and decisions this node knows, pending first.
+    pub async fn access_list(&self, filter: AccessFilter) -> Result<Vec<AccessView>, NodeError> {
+        self.parts.access.list(filter).await
     }
 
     /// Adds up the usage of `target` (one version of it, if it names one) from every

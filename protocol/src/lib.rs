@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod announcement;
 mod bytes;
 pub mod chain;

@@ -10,7 +10,9 @@
 //! The resource (`Mesh::Product`) has the attributes `id`, `domain`, `name`,
 //! `version`, `major`, `status`, `classification`, `classification_rank` (public 0,
 //! internal 1, confidential 2, pii 3), `title`, `description`, `owner_team`,
-//! `owner_contact`, `tags`, `consumers`, `field_classifications`, `has_pii`,
+//! `owner_contact`, `tags`, `consumers`, `grants` (the consumer domains holding an
+//! access grant in force, see [`crate::access`]; empty at publish),
+//! `field_classifications`, `has_pii`,
 //! `fields` (set of `{name, type, required, classification}`) and `sla`, a record
 //! whose keys `freshness_secs`, `update_frequency_secs`, `availability_bp` and
 //! `retention_secs` are present only when declared (test them with `has`).
@@ -93,7 +95,7 @@ fn strings<I: IntoIterator<Item = T>, T: ToString>(items: I) -> RestrictedExpres
     RestrictedExpression::new_set(items.into_iter().map(s))
 }
 
-fn product_entity(m: &Manifest) -> Result<Entity, RuleError> {
+fn product_entity(m: &Manifest, grants: &[DomainName]) -> Result<Entity, RuleError> {
     let err = |e: &dyn std::fmt::Display| RuleError(e.to_string());
     let mut sla = Vec::new();
     for (k, v) in [
@@ -147,6 +149,7 @@ fn product_entity(m: &Manifest) -> Result<Entity, RuleError> {
         ("owner_contact", s(&m.owner.contact)),
         ("tags", strings(&m.tags)),
         ("consumers", strings(&m.consumers)),
+        ("grants", strings(grants)),
         (
             "field_classifications",
             strings(m.schema.iter().map(|f| f.classification)),
@@ -247,19 +250,31 @@ impl Rules {
 
     /// May `publisher` publish this manifest?
     pub fn publish(&self, publisher: &DomainName, m: &Manifest) -> Decision {
-        self.decide(Some(publisher), "publish", m)
+        self.decide(Some(publisher), "publish", m, &[])
     }
 
-    /// May a node of `requester` (None: an unregistered peer) fetch this product?
-    pub fn fetch(&self, requester: Option<&DomainName>, m: &Manifest) -> Decision {
-        self.decide(requester, "fetch", m)
+    /// May a node of `requester` (None: an unregistered peer) fetch this product,
+    /// whose access grants in force name the domains `grants`?
+    pub fn fetch(
+        &self,
+        requester: Option<&DomainName>,
+        m: &Manifest,
+        grants: &[DomainName],
+    ) -> Decision {
+        self.decide(requester, "fetch", m, grants)
     }
 
-    fn decide(&self, principal: Option<&DomainName>, action: &str, m: &Manifest) -> Decision {
+    fn decide(
+        &self,
+        principal: Option<&DomainName>,
+        action: &str,
+        m: &Manifest,
+        grants: &[DomainName],
+    ) -> Decision {
         let Some(set) = &self.set else {
             return Decision::Allow;
         };
-        match self.evaluate(set, principal, action, m) {
+        match self.evaluate(set, principal, action, m, grants) {
             Ok(d) => d,
             Err(e) => Decision::Deny {
                 rule: "evaluation".into(),
@@ -274,9 +289,10 @@ impl Rules {
         principal: Option<&DomainName>,
         action: &str,
         m: &Manifest,
+        grants: &[DomainName],
     ) -> Result<Decision, RuleError> {
         let p = principal_entity(principal)?;
-        let r = product_entity(m)?;
+        let r = product_entity(m, grants)?;
         let request = Request::new(
             p.uid(),
             uid("Mesh::Action", action)?,

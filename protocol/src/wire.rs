@@ -84,9 +84,10 @@ pub enum Request {
         /// This is the first request of a fetch: providers count usage on it.
         start: bool,
     },
-    /// A page of the signed records of one kind the provider holds, one per node,
-    /// in peer id order after a cursor: pulled on connect like the catalog, so every
-    /// node converges on the same providers and usage totals.
+    /// A page of the signed records of one kind the provider holds, in key order
+    /// after a cursor (a peer id for per-node records, `domain/name consumer` for
+    /// access records): pulled on connect like the catalog, so every node converges
+    /// on the same providers, usage totals and access decisions.
     Records {
         /// Which records.
         kind: RecordKind,
@@ -104,6 +105,11 @@ pub enum RecordKind {
     Providers,
     /// `Signed<UsageReport>`: a provider's fetch counts.
     Usage,
+    /// `Signed<AccessRequest>`: one per product and consumer domain, by
+    /// `domain/name consumer` (see `access::access_key`).
+    AccessRequests,
+    /// `Signed<AccessDecision>`: one per product and consumer domain, keyed alike.
+    AccessDecisions,
 }
 
 /// A response to a [`Request`].

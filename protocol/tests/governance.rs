@@ -429,27 +429,44 @@ fn sample_fetch_rules_decide_by_requesting_domain() {
     let finance = DomainName::new("finance").unwrap();
     let hr = DomainName::new("hr").unwrap();
     let m = manifest();
-    assert_eq!(rules.fetch(Some(&finance), &m), Decision::Allow);
-    assert_eq!(deny_rule(rules.fetch(None, &m)), "internal-needs-a-domain");
+    assert_eq!(rules.fetch(Some(&finance), &m, &[]), Decision::Allow);
+    assert_eq!(
+        deny_rule(rules.fetch(None, &m, &[])),
+        "internal-needs-a-domain"
+    );
     let mut public = manifest();
     public.classification = Classification::Public;
-    assert_eq!(rules.fetch(None, &public), Decision::Allow);
+    assert_eq!(rules.fetch(None, &public, &[]), Decision::Allow);
 
     let mut pii = manifest();
     pii.classification = Classification::Pii;
     pii.consumers = vec![finance.clone()];
-    assert_eq!(rules.fetch(Some(&finance), &pii), Decision::Allow);
+    assert_eq!(rules.fetch(Some(&finance), &pii, &[]), Decision::Allow);
     assert_eq!(
-        rules.fetch(Some(&sales), &pii),
+        rules.fetch(Some(&sales), &pii, &[]),
         Decision::Allow,
         "the owner reads its own"
     );
     assert_eq!(
-        deny_rule(rules.fetch(Some(&hr), &pii)),
+        deny_rule(rules.fetch(Some(&hr), &pii, &[])),
+        "restricted-to-consumers"
+    );
+    // A grant in force lets a domain read a restricted product; someone else's
+    // grant does not, and an anonymous peer is still refused.
+    assert_eq!(
+        rules.fetch(Some(&hr), &pii, std::slice::from_ref(&hr)),
+        Decision::Allow
+    );
+    assert_eq!(
+        deny_rule(rules.fetch(Some(&hr), &pii, std::slice::from_ref(&finance))),
         "restricted-to-consumers"
     );
     assert_eq!(
-        deny_rule(rules.fetch(None, &pii)),
+        deny_rule(rules.fetch(None, &pii, std::slice::from_ref(&hr))),
+        "internal-needs-a-domain"
+    );
+    assert_eq!(
+        deny_rule(rules.fetch(None, &pii, &[])),
         "internal-needs-a-domain"
     );
 }

@@ -30,6 +30,11 @@ pub enum Tree {
     UsageReports,
     /// The newest signed provider record of each node (this one's too), by peer id.
     Providers,
+    /// The newest signed access request of each product and consumer domain.
+    AccessRequests,
+    /// The newest signed access decision (grant, denial, revocation) of each product
+    /// and consumer domain.
+    AccessDecisions,
     /// Evidence of policy equivocation: a second document validly signed for an
     /// accepted version, by version and its hash.
     Equivocations,
@@ -48,6 +53,8 @@ impl Tree {
             Tree::UsageReports => "usage_reports",
             Tree::Providers => "providers",
             Tree::Equivocations => "equivocations",
+            Tree::AccessRequests => "access_requests",
+            Tree::AccessDecisions => "access_decisions",
         }
     }
 }

@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::types::{
-    AddPeerRequest, ApiError, CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome,
-    FetchRequest, Filter, GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView,
-    ProductUsage, PublishRequest, Published, ShowResponse, SubmitRequest, Submitted, VerifyReport,
-    VerifyRequest,
+    AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
+    CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
+    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishRequest,
+    Published, ShowResponse, SubmitRequest, Submitted, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 
@@ -188,6 +188,36 @@ impl ApiClient {
             Some(v) => self.get(&format!("{path}?version={v}")),
             None => self.get(&path),
         }
+    }
+
+    /// `GET /v1/access`: the access requests and decisions the node knows, pending
+    /// first.
+    pub fn access(&self, filter: &AccessFilter) -> Result<Vec<AccessView>, ClientError> {
+        let mut query = Vec::new();
+        for (k, v) in [
+            ("product", &filter.product),
+            ("owner", &filter.owner),
+            ("consumer", &filter.consumer),
+        ] {
+            if let Some(v) = v {
+                query.push(format!("{k}={}", query_escape(v)));
+            }
+        }
+        if query.is_empty() {
+            self.get("/v1/access")
+        } else {
+            self.get(&format!("/v1/access?{}", query.join("&")))
+        }
+    }
+
+    /// `POST /v1/access/request`: asks the owner of a product for access.
+    pub fn access_request(&self, body: &AccessRequestBody) -> Result<AccessView, ClientError> {
+        self.post("/v1/access/request", body)
+    }
+
+    /// `POST /v1/access/decide`: grants, denies or revokes a domain's access.
+    pub fn access_decide(&self, body: &AccessDecideBody) -> Result<AccessView, ClientError> {
+        self.post("/v1/access/decide", body)
     }
 
     /// `GET /v1/policy`: version `version`, or the current one.

@@ -174,6 +174,12 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     next.run(req).await
 }
 
+impl axum::extract::FromRef<AppState> for Node {
+    fn from_ref(state: &AppState) -> Node {
+        state.node.clone()
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -194,6 +200,8 @@ pub(crate) async fn serve(
         .route("/v1/gc", post(gc))
         .route("/v1/verify", post(verify))
         .route("/v1/peers", post(add_peer))
+        .route("/v1/access/request", post(super::access::request))
+        .route("/v1/access/decide", post(super::access::decide))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -203,6 +211,7 @@ pub(crate) async fn serve(
         .route("/v1/products/{domain}/{name}", get(show))
         .route("/v1/lineage/{domain}/{name}", get(lineage))
         .route("/v1/usage/{domain}/{name}", get(usage))
+        .route("/v1/access", get(super::access::list))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))

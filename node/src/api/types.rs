@@ -11,6 +11,7 @@ pub use crate::node::NodeStatus;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
 pub use crate::ops::publish::{CheckReport, Published};
 pub use crate::ops::submit::Submitted;
+pub use crate::state::access::{AccessFilter, AccessView, DecisionView};
 pub use crate::state::catalog::{CatalogEntry, Filter, ProviderStatus};
 pub use crate::state::gc::GcReport;
 pub use crate::state::governance::Violation;
@@ -128,4 +129,37 @@ pub struct GcRequest {
     /// Report without deleting.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// `POST /v1/access/request`: this node's domain asks for access to a product.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessRequestBody {
+    /// `domain/name`.
+    pub product: String,
+    /// Why the domain needs the data (shown to the owner).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /v1/access/decide`: the owning domain grants, denies or revokes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessDecideBody {
+    /// `domain/name`, owned by this node's domain.
+    pub product: String,
+    /// The consumer domain decided on.
+    pub consumer: String,
+    /// `grant`, `deny` or `revoke`.
+    pub decision: String,
+    /// A grant's end, Unix milliseconds (none: until revoked).
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+    /// A grant's purpose.
+    #[serde(default)]
+    pub purpose: String,
+    /// A grant's terms.
+    #[serde(default)]
+    pub terms: String,
+    /// A denial's or revocation's reason.
+    #[serde(default)]
+    pub reason: String,
 }

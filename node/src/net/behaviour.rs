@@ -116,6 +116,20 @@ pub(crate) fn providers_topic() -> IdentTopic {
     IdentTopic::new(PROVIDERS_TOPIC)
 }
 
+/// The gossip topic of signed access requests.
+pub(crate) const ACCESS_REQUESTS_TOPIC: &str = "mesh/access-requests/v1";
+
+pub(crate) fn access_requests_topic() -> IdentTopic {
+    IdentTopic::new(ACCESS_REQUESTS_TOPIC)
+}
+
+/// The gossip topic of signed access decisions (grants, denials, revocations).
+pub(crate) const ACCESS_DECISIONS_TOPIC: &str = "mesh/access-decisions/v1";
+
+pub(crate) fn access_decisions_topic() -> IdentTopic {
+    IdentTopic::new(ACCESS_DECISIONS_TOPIC)
+}
+
 /// What identify announces as the agent: mesh and its version.
 pub fn agent_version() -> String {
     format!("mesh/{}", env!("CARGO_PKG_VERSION"))
@@ -291,7 +305,12 @@ pub(crate) fn build_swarm(
         .gossipsub
         .subscribe(&policy_topic())
         .map_err(|e| NetError::Setup(e.to_string()))?;
-    for topic in [usage_topic(), providers_topic()] {
+    for topic in [
+        usage_topic(),
+        providers_topic(),
+        access_requests_topic(),
+        access_decisions_topic(),
+    ] {
         swarm
             .behaviour_mut()
             .gossipsub

@@ -14,9 +14,13 @@ use mesh_protocol::{Announcement, Policy, PolicyError, Signed};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::behaviour::{announce_topic, policy_topic, providers_topic, usage_topic};
+use super::behaviour::{
+    access_decisions_topic, access_requests_topic, announce_topic, policy_topic, providers_topic,
+    usage_topic,
+};
 use crate::clock::{unix_now, unix_now_ms};
 use crate::metrics::Metrics;
+use crate::state::access::AccessBook;
 use crate::state::catalog::{Catalog, Offer};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -39,6 +43,7 @@ pub(super) struct Validator {
     pub(super) governance: Governance,
     pub(super) usage: UsageLedger,
     pub(super) providers: Providers,
+    pub(super) access: AccessBook,
     /// Announcements whose manifests should be fetched and checked in the background.
     pub(super) prefetch: mpsc::Sender<Announcement>,
     /// Counts messages not kept for a local fault.
@@ -77,6 +82,16 @@ impl Validator {
         if *topic == providers_topic().hash() {
             let outcome = self.providers.accept(data, unix_now_ms());
             self.log_refusal(source, "provider record", &outcome);
+            return (acceptance(&outcome, |new| *new), FollowUp::None);
+        }
+        if *topic == access_requests_topic().hash() {
+            let outcome = self.access.accept_request(data);
+            self.log_refusal(source, "access request", &outcome);
+            return (acceptance(&outcome, |new| *new), FollowUp::None);
+        }
+        if *topic == access_decisions_topic().hash() {
+            let outcome = self.access.accept_decision(data);
+            self.log_refusal(source, "access decision", &outcome);
             return (acceptance(&outcome, |new| *new), FollowUp::None);
         }
         if *topic != announce_topic().hash() {

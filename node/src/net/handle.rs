@@ -77,6 +77,11 @@ pub(crate) enum Command {
     GossipUsage {
         envelope: Vec<u8>,
     },
+    /// An access request (`decision` false) or decision.
+    GossipAccess {
+        decision: bool,
+        envelope: Vec<u8>,
+    },
     GossipProviders {
         envelope: Vec<u8>,
     },
@@ -170,6 +175,17 @@ impl NetworkHandle {
     /// Gossips an encoded signed usage report.
     pub(crate) async fn gossip_usage(&self, envelope: Vec<u8>) -> Result<(), NetError> {
         self.send(Command::GossipUsage { envelope }).await
+    }
+
+    /// Gossips an encoded signed access request, or with `decision` an access
+    /// decision.
+    pub(crate) async fn gossip_access(
+        &self,
+        decision: bool,
+        envelope: Vec<u8>,
+    ) -> Result<(), NetError> {
+        self.send(Command::GossipAccess { decision, envelope })
+            .await
     }
 
     /// Gossips an encoded signed provider record.

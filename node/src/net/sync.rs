@@ -14,6 +14,7 @@
 //! likewise, at most [`MAX_RECORD_PAGES`] pages of each kind.
 
 use libp2p::PeerId;
+use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::wire::{
     RecordKind, Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE, MAX_RECORD_PAGE,
 };
@@ -240,6 +241,14 @@ pub(super) fn advance(
                         validator.usage.accept(bytes),
                         record_owner::<mesh_protocol::usage::UsageReport>(bytes, |r| r.provider),
                     ),
+                    RecordKind::AccessRequests => (
+                        validator.access.accept_request(bytes),
+                        record_owner::<AccessRequest>(bytes, |r| r.key()),
+                    ),
+                    RecordKind::AccessDecisions => (
+                        validator.access.accept_decision(bytes),
+                        record_owner::<AccessDecision>(bytes, |d| d.key()),
+                    ),
                 };
                 match outcome {
                     Ok(true) => new += 1,
@@ -276,9 +285,16 @@ pub(super) fn advance(
                     cursor: last,
                 });
             }
-            (kind == RecordKind::Providers).then_some(SyncState::Records {
+            // Providers, then usage, then access requests and decisions.
+            let next = match kind {
+                RecordKind::Providers => RecordKind::Usage,
+                RecordKind::Usage => RecordKind::AccessRequests,
+                RecordKind::AccessRequests => RecordKind::AccessDecisions,
+                RecordKind::AccessDecisions => return None,
+            };
+            Some(SyncState::Records {
                 peer,
-                kind: RecordKind::Usage,
+                kind: next,
                 pages: 0,
                 cursor: None,
             })

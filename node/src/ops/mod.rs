@@ -4,10 +4,12 @@
 //! Map: [`publish`] turns files and a draft into a signed, announced product;
 //! [`fetch`] resolves, downloads from several providers and verifies (its
 //! scheduler in `fetch/schedule.rs`); [`discover`] lists the catalog with each
-//! product's SLA and lineage health; [`submit`] takes a signed policy;
+//! product's SLA and lineage health; [`submit`] takes a signed policy; [`access`]
+//! signs access requests and the owner's decisions;
 //! `background` runs the daemon's long tasks
 //! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
 
+pub(crate) mod access;
 pub(crate) mod background;
 pub(crate) mod discover;
 pub(crate) mod fetch;

@@ -9,6 +9,7 @@
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use mesh_contract::schema_diff::breaking_changes;
+use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::chain::{Offered, PolicyChain};
 use mesh_protocol::policy::{self, Policy, SchemaCompatibility};
 use mesh_protocol::rules::{Decision, Rules};
@@ -297,6 +298,39 @@ impl Governance {
         Ok(r)
     }
 
+    /// Verifies an access request: well formed, dated no later than the clock
+    /// allows, and signed by a publisher key registered for the consumer domain.
+    pub(crate) fn check_access_request(
+        &self,
+        signed: &Signed<AccessRequest>,
+        now_ms: u64,
+    ) -> Result<AccessRequest, Invalid> {
+        let r = signed.value().map_err(Invalid::new)?;
+        r.validate(now_ms).map_err(Invalid::new)?;
+        self.check_publisher(signed, &r.consumer, &r.publisher)?;
+        Ok(r)
+    }
+
+    /// Verifies an access decision: well formed, dated no later than the clock
+    /// allows, and signed by a publisher key registered for the product's domain
+    /// (its owner; no other domain can grant).
+    pub(crate) fn check_access_decision(
+        &self,
+        signed: &Signed<AccessDecision>,
+        now_ms: u64,
+    ) -> Result<AccessDecision, Invalid> {
+        let d = signed.value().map_err(Invalid::new)?;
+        d.validate(now_ms).map_err(Invalid::new)?;
+        self.check_publisher(signed, d.product.domain(), &d.publisher)
+            .map_err(|e| {
+                Invalid::new(format!(
+                    "only the owner of {} decides who reads it: {e}",
+                    d.product
+                ))
+            })?;
+        Ok(d)
+    }
+
     fn check_publisher<T: SignedKind>(
         &self,
         signed: &Signed<T>,
@@ -326,11 +360,31 @@ impl Governance {
         self.read().rules.publish(m.id.domain(), m)
     }
 
-    /// The fetch rules' decision for a request by `peer` (a libp2p peer id).
-    pub(crate) fn fetch_decision(&self, peer: &str, m: &Manifest) -> Decision {
+    /// The fetch rules' decision for a request by `peer` (a libp2p peer id), with
+    /// the access decisions in force for the product (`grants`: every consumer
+    /// domain's newest decision). A grant counts only while it is unexpired and
+    /// signed by a key the current policy registers for the owner, so removing a
+    /// key withdraws its grants.
+    pub(crate) fn fetch_decision(
+        &self,
+        peer: &str,
+        m: &Manifest,
+        grants: &[AccessDecision],
+        now_ms: u64,
+    ) -> Decision {
         let state = self.read();
-        let domain = state.chain.current().domain_of_node(peer).cloned();
-        state.rules.fetch(domain.as_ref(), m)
+        let policy = state.chain.current();
+        let domain = policy.domain_of_node(peer).cloned();
+        let granted: Vec<DomainName> = grants
+            .iter()
+            .filter(|g| {
+                g.product == m.id
+                    && g.grants_at(now_ms)
+                    && policy.is_publisher(m.id.domain(), &g.publisher)
+            })
+            .map(|g| g.consumer.clone())
+            .collect();
+        state.rules.fetch(domain.as_ref(), m, &granted)
     }
 
     /// What the current policy says about a product version already in the mesh:

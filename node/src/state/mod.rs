@@ -1,12 +1,14 @@
 //! The node's local state, with no network: the [`catalog`] of every product
 //! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
-//! ledger of who fetched what, [`gc`] of the chunk store and [`verify`] of its bytes.
+//! ledger of who fetched what, the [`access`] requests and grants that open
+//! restricted products, [`gc`] of the chunk store and [`verify`] of its bytes.
 //!
 //! Each part is a cloneable handle over the metadata store with its fields private;
 //! `net/` and `ops/` receive the handles they need. Errors say whose fault a failure
 //! is: [`OfferError::Invalid`] is the sender's (gossip `Reject`, the peer loses
 //! score), [`OfferError::Store`] is ours (gossip `Ignore`, logged).
 
+pub(crate) mod access;
 pub(crate) mod catalog;
 pub(crate) mod gc;
 pub(crate) mod governance;

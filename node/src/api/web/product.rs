@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::context::{PageError, PageQuery, WebState};
 use super::page::{self, layout, respond, Nav};
 use super::{chart, index, lineage_svg};
-use crate::api::types::{CatalogEntry, ProductUsage};
+use crate::api::types::{AccessFilter, AccessView, CatalogEntry, DecisionView, ProductUsage};
 use crate::clock::unix_now;
 use crate::error::NodeError;
 
@@ -58,6 +58,14 @@ pub(super) async fn page(
         })
         .await
         .ok();
+    let access = s
+        .node
+        .access_list(AccessFilter {
+            product: Some(id.clone()),
+            ..AccessFilter::default()
+        })
+        .await
+        .unwrap_or_default();
     let status = s.node.status().await?;
     let a = &entry.announcement;
     let newest = versions.last().map(|v| &v.announcement.version) == Some(&a.version);
@@ -132,6 +140,7 @@ pub(super) async fn page(
             }
         }
         (usage_section(usage.as_ref()))
+        (access_section(&access, a.product.domain().as_str(), now))
         (versions_table(&versions, &a.version, now))
         @if let Some(m) = &manifest {
             (files(m))
@@ -318,6 +327,53 @@ fn usage_section(usage: Option<&ProductUsage>) -> Markup {
                     (chart::bars(&u.by_consumer))
                 }
                 _ => p.muted { "No fetch reported yet." },
+            }
+        }
+    }
+}
+
+/// Who may read the product beyond its listed consumers: the owner's grants (with
+/// purpose, terms and end), pending requests, denials and revocations.
+fn access_section(access: &[AccessView], owner: &str, now: u64) -> Markup {
+    let until = |d: &DecisionView| match d.until_ms {
+        Some(u) => format!("until {}", page::date(u / 1000)),
+        None => "until revoked".to_string(),
+    };
+    html! {
+        section {
+            h2 { "Access" }
+            @if access.is_empty() {
+                p.muted { "No access requested. A domain asks with " code { "mesh access request DOMAIN/NAME" } "; the owner answers with " code { "mesh access grant" } "." }
+            } @else {
+                table {
+                    thead { tr { th { "Consumer" } th { "State" } th { "Since" } th { "Purpose, terms, reason" } } }
+                    tbody {
+                        @for v in access {
+                            tr {
+                                td { a href={ "/domains/" (v.consumer) } { (v.consumer) } }
+                                td { (v.state) }
+                                td {
+                                    @match (&v.decision, v.requested_at_ms) {
+                                        (Some(d), _) if v.state != "pending" => { (page::ago(now, d.issued_at_ms / 1000)) }
+                                        (_, Some(t)) => { (page::ago(now, t / 1000)) }
+                                        _ => "–",
+                                    }
+                                }
+                                td {
+                                    @match &v.decision {
+                                        Some(d) if v.state != "pending" && d.kind == "grant" => {
+                                            (d.purpose) @if !d.terms.is_empty() { " · terms: " (d.terms) } " · " (until(d))
+                                            " · " code title="decision id" { (d.id) }
+                                        }
+                                        Some(d) if v.state != "pending" => { (d.reason) }
+                                        _ => { "asks: " (v.reason.clone().unwrap_or_default()) " · the owner answers with " code { "mesh access grant " (v.consumer) " " (v.product) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                p.muted { "Grants are signed by " (owner) "'s publisher key and enforced by every provider." }
             }
         }
     }

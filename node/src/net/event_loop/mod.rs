@@ -28,7 +28,8 @@ use tracing::{debug, warn};
 use mesh_storage::ChunkStore;
 
 use super::behaviour::{
-    announce_topic, policy_topic, providers_topic, usage_topic, MeshBehaviour, MeshBehaviourEvent,
+    access_decisions_topic, access_requests_topic, announce_topic, policy_topic, providers_topic,
+    usage_topic, MeshBehaviour, MeshBehaviourEvent,
 };
 use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
@@ -41,6 +42,7 @@ use super::transfer::admission::{Admission, MAX_INBOUND_READS};
 use super::transfer::serve::Provider;
 use crate::home::config::NodeConfig;
 use crate::metrics::Metrics;
+use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -59,6 +61,7 @@ pub(crate) struct StateHandles {
     pub(crate) governance: Governance,
     pub(crate) usage: UsageLedger,
     pub(crate) providers: Providers,
+    pub(crate) access: AccessBook,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) metrics: Metrics,
 }
@@ -156,6 +159,7 @@ impl EventLoop {
             governance,
             usage,
             providers,
+            access,
             chunks,
             metrics,
         } = state;
@@ -165,6 +169,7 @@ impl EventLoop {
             chunks,
             usage.clone(),
             providers.clone(),
+            access.clone(),
             metrics.clone(),
         );
         let this = EventLoop {
@@ -175,6 +180,7 @@ impl EventLoop {
                 governance: governance.clone(),
                 usage,
                 providers,
+                access,
                 prefetch,
                 metrics: metrics.clone(),
             },
@@ -256,6 +262,14 @@ impl EventLoop {
             Command::PublishPolicy { envelope } => self.gossip(policy_topic(), envelope),
             Command::GossipUsage { envelope } => self.gossip(usage_topic(), envelope),
             Command::GossipProviders { envelope } => self.gossip(providers_topic(), envelope),
+            Command::GossipAccess { decision, envelope } => {
+                let topic = if decision {
+                    access_decisions_topic()
+                } else {
+                    access_requests_topic()
+                };
+                self.gossip(topic, envelope);
+            }
             Command::LearnAddrs { peer, addrs } => {
                 if self.discovery && peer != *self.swarm.local_peer_id() {
                     for addr in addrs.into_iter().take(super::peers::MAX_LISTEN_ADDRS) {

@@ -20,7 +20,9 @@ use mesh_protocol::{Hash, Manifest, ManifestHash, ProductId};
 use mesh_storage::{ChunkError, ChunkStore};
 use tracing::{debug, warn};
 
+use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
+use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -41,6 +43,7 @@ pub(crate) struct Provider {
     chunks: Arc<ChunkStore>,
     usage: UsageLedger,
     providers: Providers,
+    access: AccessBook,
     metrics: Metrics,
     index: Mutex<HashMap<ManifestHash, Arc<Indexed>>>,
 }
@@ -58,6 +61,7 @@ impl Provider {
         chunks: Arc<ChunkStore>,
         usage: UsageLedger,
         providers: Providers,
+        access: AccessBook,
         metrics: Metrics,
     ) -> Self {
         Provider {
@@ -66,6 +70,7 @@ impl Provider {
             chunks,
             usage,
             providers,
+            access,
             metrics,
             index: Mutex::new(HashMap::new()),
         }
@@ -113,7 +118,11 @@ impl Provider {
                 ),
             });
         }
-        match self.governance.fetch_decision(&peer.to_string(), m) {
+        let grants = self.access.decisions_for(&m.id);
+        match self
+            .governance
+            .fetch_decision(&peer.to_string(), m, &grants, unix_now_ms())
+        {
             Decision::Allow => None,
             Decision::Deny { rule, reason } => {
                 debug!(%peer, product = %m.id, %rule, "fetch denied");
@@ -262,6 +271,8 @@ impl Provider {
         let page = match kind {
             RecordKind::Providers => self.providers.page(after, limit),
             RecordKind::Usage => self.usage.page(after, limit),
+            RecordKind::AccessRequests => self.access.page(false, after, limit),
+            RecordKind::AccessDecisions => self.access.page(true, after, limit),
         };
         match page {
             Ok((entries, more)) => Response::Records { entries, more },
