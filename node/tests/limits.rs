@@ -27,11 +27,13 @@ async fn a_peer_over_its_request_rate_is_answered_busy_and_others_are_served() {
         genesis,
         ..
     } = Keys::new();
-    // One request a second, five at once: forty requests in a burst cannot all pass
-    // unless the burst takes over half a minute.
+    // One request a second, seven at once: forty requests in a burst cannot all pass
+    // unless the burst takes over half a minute. Seven is what another node needs
+    // when it connects (six sync pulls: policies, catalog, provider records, usage,
+    // access requests, access decisions) plus the one request below.
     let a = start_node_with(dir.path(), "a", "sales", &sales, &genesis, vec![], |c| {
         c.limits.requests_per_second = 1;
-        c.limits.request_burst = 5;
+        c.limits.request_burst = 7;
     })
     .await;
     let a_addr = a.node.status().await.unwrap().listen[0].clone();
