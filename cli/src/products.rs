@@ -435,6 +435,12 @@ pub(crate) fn usage(home: &Path, a: UsageArgs, json: bool) -> anyhow::Result<()>
             say!("  version  {version:<20} {n:>8}");
         }
     }
+    for (grant, n) in &u.by_grant {
+        say!(
+            "  grant    {grant:<20} {n:>8}   (`mesh access requests --product {}` names it)",
+            u.product
+        );
+    }
     for (provider, n) in &u.by_provider {
         say!("  provider {provider:<52} {n:>8}");
     }

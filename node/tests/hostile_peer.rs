@@ -159,6 +159,7 @@ async fn hostile_peer_cannot_forge_crash_or_stall_a_node() {
                 version: semver::Version::new(1, 0, 0),
                 consumer: consumer.into(),
                 fetches: 999,
+                grant: String::new(),
             }],
             publisher: claimed.public(),
         };

@@ -10,7 +10,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a usage report.
-pub const USAGE_FORMAT: u8 = 2;
+pub const USAGE_FORMAT: u8 = 3;
 
 /// The largest usage report accepted, in canonical bytes.
 pub const MAX_USAGE_BYTES: usize = 256 * 1024;
@@ -26,6 +26,9 @@ pub struct UsageCount {
     pub consumer: String,
     /// Fetches started from this provider.
     pub fetches: u64,
+    /// The access grant the fetches were served under (the short id of the owner's
+    /// signed decision), or empty when no grant was in force for the consumer.
+    pub grant: String,
 }
 
 /// One provider's usage counts.

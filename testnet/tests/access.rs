@@ -145,6 +145,15 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
         std::fs::read(dir.join("orders.csv")).unwrap()
     );
 
+    // The providers count that fetch under the grant, by its id, and every node
+    // adds the reports up the same way.
+    let grant_id = d.id.clone();
+    wait_until("the fetch to be counted under the grant", DEADLINE, || {
+        let u = net.nodes[0].client()?.usage(&PRODUCT.parse()?)?;
+        Ok(u.by_grant.get(&grant_id).copied().unwrap_or(0) >= 1)
+    })
+    .unwrap();
+
     // The owner revokes; every node learns it within seconds, and every node that
     // could serve it (the owner's two nodes, finance's replica, logistics' own
     // replica, and the other finance node, which knows the manifest) denies

@@ -65,7 +65,7 @@ pub struct DecisionView {
     /// The signing key (short form).
     pub signed_by: String,
     /// A short id of this decision: the first 12 hex digits of the BLAKE3 hash of
-    /// its envelope.
+    /// its envelope (usage counts name the grant they were served under by it).
     pub id: String,
 }
 
@@ -165,6 +165,21 @@ impl AccessBook {
             .get(product)
             .map(|m| m.values().map(|(d, _)| d.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The short id of the grant in force for `consumer` on `product`, if any (the
+    /// usage counts name the grant a fetch was served under by it).
+    pub(crate) fn grant_id(&self, product: &ProductId, consumer: &str) -> Option<String> {
+        let now = unix_now_ms();
+        let policy = self.governance.policy();
+        let index = self.decisions.read().unwrap_or_else(|p| p.into_inner());
+        let (d, id) = index
+            .get(product)?
+            .iter()
+            .find(|(c, _)| c.as_str() == consumer)
+            .map(|(_, v)| v)?;
+        (d.grants_at(now) && policy.is_publisher(product.domain(), &d.publisher))
+            .then(|| id.clone())
     }
 
     /// A page of envelopes of one kind after `after` (a key), for a peer's pull.

@@ -21,8 +21,8 @@ use super::governance::Governance;
 use super::{Invalid, OfferError, StateError};
 use crate::clock::unix_now_ms;
 
-fn key(product: &ProductId, version: &semver::Version, consumer: &str) -> Vec<u8> {
-    format!("{product}\0{version}\0{consumer}").into_bytes()
+fn key(product: &ProductId, version: &semver::Version, consumer: &str, grant: &str) -> Vec<u8> {
+    format!("{product}\0{version}\0{consumer}\0{grant}").into_bytes()
 }
 
 /// Who fetched a product (or one version of it), from every provider's newest
@@ -43,6 +43,10 @@ pub struct ProductUsage {
     /// Fetches per version.
     #[serde(default)]
     pub by_version: BTreeMap<String, u64>,
+    /// Fetches per access grant they were served under (the grant's short id; those
+    /// served without a grant are not counted here).
+    #[serde(default)]
+    pub by_grant: BTreeMap<String, u64>,
     /// Provider reports considered.
     pub reports: usize,
 }
@@ -84,8 +88,14 @@ impl UsageLedger {
         }
     }
 
-    /// Counts one fetch of `manifest` started by `peer` (blocking: writes the store).
-    pub(crate) fn count(&self, peer: &PeerId, manifest: &ManifestHash) {
+    /// Counts one fetch of `manifest` started by `peer` (blocking: writes the store),
+    /// under the access grant `grant_of(product, consumer)` names, if any.
+    pub(crate) fn count(
+        &self,
+        peer: &PeerId,
+        manifest: &ManifestHash,
+        grant_of: impl FnOnce(&ProductId, &str) -> Option<String>,
+    ) {
         let (product, version) = match self.catalog.manifest(manifest) {
             Ok(Some((_, m))) => (m.id, m.version),
             _ => return,
@@ -95,8 +105,9 @@ impl UsageLedger {
             .policy()
             .domain_of_node(&peer.to_string())
             .map_or_else(|| "anonymous".to_string(), |d| d.to_string());
+        let grant = grant_of(&product, &consumer).unwrap_or_default();
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let k = key(&product, &version, &consumer);
+        let k = key(&product, &version, &consumer, &grant);
         let n = match self.store.get(Tree::Usage, &k) {
             Ok(Some(v)) => v.try_into().map(u64::from_be_bytes).unwrap_or(0),
             _ => 0,
@@ -119,13 +130,15 @@ impl UsageLedger {
         let mut out = Vec::new();
         for (k, v) in self.store.scan(Tree::Usage, None, usize::MAX)? {
             let text = String::from_utf8_lossy(&k).into_owned();
-            // Counts from before per-version keys (`product \0 consumer`) are skipped.
-            let mut parts = text.splitn(3, '\0');
+            // Counts from before per-grant keys (`product \0 version \0 consumer`)
+            // count as served without a grant.
+            let mut parts = text.splitn(4, '\0');
             let (Some(product), Some(version), Some(consumer)) =
                 (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
+            let grant = parts.next().unwrap_or_default();
             let (Ok(product), Ok(version), Ok(n)) = (
                 product.parse::<ProductId>(),
                 version.parse::<semver::Version>(),
@@ -138,6 +151,7 @@ impl UsageLedger {
                 version,
                 consumer: consumer.to_string(),
                 fetches: u64::from_be_bytes(n),
+                grant: grant.to_string(),
             });
         }
         Ok(out)
@@ -245,6 +259,9 @@ impl UsageLedger {
                 *out.by_version.entry(c.version.to_string()).or_default() += c.fetches;
                 *out.by_consumer.entry(c.consumer.clone()).or_default() += c.fetches;
                 *out.by_provider.entry(r.provider.clone()).or_default() += c.fetches;
+                if !c.grant.is_empty() {
+                    *out.by_grant.entry(c.grant.clone()).or_default() += c.fetches;
+                }
                 counted = true;
             }
             out.reports += usize::from(counted);
@@ -274,7 +291,7 @@ mod tests {
         let n = 8_000u64;
         for i in 0..n {
             let version = semver::Version::new(1, 0, i);
-            let k = key(&product, &version, &format!("consumer-{i}"));
+            let k = key(&product, &version, &format!("consumer-{i}"), "");
             store.put(Tree::Usage, &k, &(i + 1).to_be_bytes()).unwrap();
         }
         let envelope = ledger.sign_report().unwrap().unwrap();

@@ -144,7 +144,8 @@ impl Provider {
             } => {
                 let r = self.chunks(peer, &manifest, &chunks);
                 if start && matches!(r, Response::Chunks(_)) {
-                    self.usage.count(peer, &manifest);
+                    self.usage
+                        .count(peer, &manifest, |p, c| self.access.grant_id(p, c));
                 }
                 r
             }
