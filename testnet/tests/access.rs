@@ -26,6 +26,27 @@ fn state_on(net: &Testnet, i: usize) -> anyhow::Result<Option<String>> {
     Ok(list.into_iter().next().map(|v| v.state))
 }
 
+/// Node `i` decides `decision` on logistics' access; `text` is a grant's purpose
+/// and terms, or a denial's or revocation's reason.
+fn decide(
+    net: &Testnet,
+    i: usize,
+    decision: &str,
+    text: (&str, &str),
+) -> anyhow::Result<mesh_node::api::AccessView> {
+    let grant = decision == "grant";
+    let body = AccessDecideBody {
+        product: PRODUCT.into(),
+        consumer: "logistics".into(),
+        decision: decision.into(),
+        until_ms: None,
+        purpose: if grant { text.0.into() } else { String::new() },
+        terms: if grant { text.1.into() } else { String::new() },
+        reason: if grant { String::new() } else { text.0.into() },
+    };
+    Ok(net.nodes[i].client()?.access_decide(&body)?)
+}
+
 /// Waits until every running node sees `state`; returns how long that took.
 fn wait_everywhere(net: &Testnet, state: &str) -> std::time::Duration {
     let start = Instant::now();
@@ -97,36 +118,20 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     );
 
     // Only the owner decides: finance cannot grant sales' product.
-    let by_finance = net.nodes[1]
-        .client()
-        .unwrap()
-        .access_decide(&AccessDecideBody {
-            product: PRODUCT.into(),
-            consumer: "logistics".into(),
-            decision: "grant".into(),
-            until_ms: None,
-            purpose: String::new(),
-            terms: String::new(),
-            reason: String::new(),
-        })
-        .unwrap_err()
-        .to_string();
+    let by_finance = decide(&net, 1, "grant", ("", "")).unwrap_err().to_string();
     assert!(by_finance.contains("only its owner"), "{by_finance}");
 
     // The owner grants, with a purpose and terms; every node learns it.
-    let granted = net.nodes[0]
-        .client()
-        .unwrap()
-        .access_decide(&AccessDecideBody {
-            product: PRODUCT.into(),
-            consumer: "logistics".into(),
-            decision: "grant".into(),
-            until_ms: None,
-            purpose: "route planning".into(),
-            terms: "no copies outside logistics; delete after 90 days".into(),
-            reason: String::new(),
-        })
-        .unwrap();
+    let granted = decide(
+        &net,
+        0,
+        "grant",
+        (
+            "route planning",
+            "no copies outside logistics; delete after 90 days",
+        ),
+    )
+    .unwrap();
     assert_eq!(granted.state, "granted");
     let grant_spread = wait_everywhere(&net, "granted");
     let seen_by_consumer = logistics
@@ -161,19 +166,7 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     // Logistics' other node is down meanwhile: it learns the revocation from a
     // peer's records when it comes back (gossip is not sent again).
     net.nodes[5].terminate().unwrap();
-    net.nodes[0]
-        .client()
-        .unwrap()
-        .access_decide(&AccessDecideBody {
-            product: PRODUCT.into(),
-            consumer: "logistics".into(),
-            decision: "revoke".into(),
-            until_ms: None,
-            purpose: String::new(),
-            terms: String::new(),
-            reason: "the route planning project ended".into(),
-        })
-        .unwrap();
+    decide(&net, 0, "revoke", ("the route planning project ended", "")).unwrap();
     let revoke_spread = wait_everywhere(&net, "revoked");
     net.start(5).unwrap();
     wait_everywhere(&net, "revoked");

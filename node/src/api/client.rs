@@ -88,6 +88,18 @@ fn query_escape(s: &str) -> String {
         .collect()
 }
 
+/// `key=value` query parts of the filter fields that are set, values escaped.
+fn query_parts(fields: &[(&str, &Option<String>)]) -> Vec<String> {
+    fields
+        .iter()
+        .filter_map(|(key, value)| {
+            value
+                .as_deref()
+                .map(|v| format!("{key}={}", query_escape(v)))
+        })
+        .collect()
+}
+
 /// `/PREFIX/domain/name`.
 fn product_path(prefix: &str, id: &ProductId) -> String {
     format!("{prefix}/{}/{}", id.domain(), id.name())
@@ -143,16 +155,11 @@ impl ApiClient {
 
     /// `GET /v1/products`, filtered.
     pub fn products(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, ClientError> {
-        let mut query = Vec::new();
-        for (key, value) in [
+        let mut query = query_parts(&[
             ("domain", &filter.domain),
             ("tag", &filter.tag),
             ("q", &filter.q),
-        ] {
-            if let Some(v) = value {
-                query.push(format!("{key}={}", query_escape(v)));
-            }
-        }
+        ]);
         if let Some(at) = filter.at {
             query.push(format!("at={at}"));
         }
@@ -193,16 +200,11 @@ impl ApiClient {
     /// `GET /v1/access`: the access requests and decisions the node knows, pending
     /// first.
     pub fn access(&self, filter: &AccessFilter) -> Result<Vec<AccessView>, ClientError> {
-        let mut query = Vec::new();
-        for (k, v) in [
+        let query = query_parts(&[
             ("product", &filter.product),
             ("owner", &filter.owner),
             ("consumer", &filter.consumer),
-        ] {
-            if let Some(v) = v {
-                query.push(format!("{k}={}", query_escape(v)));
-            }
-        }
+        ]);
         if query.is_empty() {
             self.get("/v1/access")
         } else {

@@ -80,6 +80,13 @@ pub(crate) struct AccessBook {
     decisions: Arc<RwLock<Decisions>>,
 }
 
+/// Whether `d` is a grant in force at `now_ms` under `policy`: unexpired and signed
+/// by a key the policy still registers for the product's owner (the test the
+/// providers' fetch check applies too, in `Governance::fetch_decision`).
+fn in_force(d: &AccessDecision, policy: &mesh_protocol::Policy, now_ms: u64) -> bool {
+    d.grants_at(now_ms) && policy.is_publisher(d.product.domain(), &d.publisher)
+}
+
 /// The short id of an envelope.
 fn short_id(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex()[..12].to_string()
@@ -178,8 +185,7 @@ impl AccessBook {
             .iter()
             .find(|(c, _)| c.as_str() == consumer)
             .map(|(_, v)| v)?;
-        (d.grants_at(now) && policy.is_publisher(product.domain(), &d.publisher))
-            .then(|| id.clone())
+        in_force(d, &policy, now).then(|| id.clone())
     }
 
     /// A page of envelopes of one kind after `after` (a key), for a peer's pull.
@@ -243,12 +249,12 @@ impl AccessBook {
                 let asked_since = view.requested_at_ms.is_some_and(|t| t > d.issued_at_ms);
                 view.state = match &d.verdict {
                     _ if asked_since && !d.grants_at(now) => "pending",
+                    Verdict::Grant { .. } if in_force(d, &policy, now) => "granted",
                     Verdict::Grant { .. }
                         if !policy.is_publisher(product.domain(), &d.publisher) =>
                     {
                         "withdrawn"
                     }
-                    Verdict::Grant { .. } if d.grants_at(now) => "granted",
                     Verdict::Grant { .. } => "expired",
                     Verdict::Deny { .. } => "denied",
                     Verdict::Revoke { .. } => "revoked",
