@@ -189,7 +189,8 @@ pub struct Network {
     pub relay_server: bool,
     /// Relay: reservations held at once, at most.
     pub relay_max_reservations: usize,
-    /// Relay: relayed connections open at once, at most.
+    /// Relay: relayed connections open at once, at most (one peer may hold a
+    /// quarter of them).
     pub relay_max_circuits: usize,
     /// Relay: bytes one relayed connection may carry each way before it is closed
     /// (enough for hole punching, the catalog and small products).
@@ -206,7 +207,7 @@ impl Default for Network {
             hole_punching: true,
             relay_server: false,
             relay_max_reservations: 128,
-            relay_max_circuits: 16,
+            relay_max_circuits: 64,
             relay_max_circuit_bytes: 64 * 1024 * 1024,
             relay_max_circuit_secs: 30 * 60,
         }

@@ -144,7 +144,10 @@ fn relay_config(n: &crate::home::config::Network) -> relay::Config {
         max_reservations: n.relay_max_reservations,
         max_reservations_per_peer: 2,
         max_circuits: n.relay_max_circuits,
-        max_circuits_per_peer: 4,
+        // One dial opens a circuit per relayed address it tries, and a consumer
+        // fetching from several NATed providers dials them all at once: a quarter
+        // of the relay's circuits per peer, and never fewer than libp2p's 4.
+        max_circuits_per_peer: (n.relay_max_circuits / 4).max(4),
         max_circuit_duration: Duration::from_secs(n.relay_max_circuit_secs),
         max_circuit_bytes: n.relay_max_circuit_bytes,
         ..relay::Config::default()

@@ -16,6 +16,10 @@ pub enum NetError {
         peer: PeerId,
         /// What libp2p reported.
         reason: String,
+        /// The peer could not be reached at all (the dial failed or the connection
+        /// closed before the answer): worth asking again after a pause, unlike a
+        /// timeout or a refused protocol.
+        unreachable: bool,
     },
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
@@ -31,4 +35,18 @@ pub enum NetError {
     /// The swarm could not be built (transport or behaviour setup).
     #[error("setting up the network: {0}")]
     Setup(String),
+}
+
+impl NetError {
+    /// Whether the request failed because the peer could not be reached (see
+    /// [`NetError::Request`]'s `unreachable`).
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            NetError::Request {
+                unreachable: true,
+                ..
+            }
+        )
+    }
 }

@@ -417,6 +417,9 @@ pub struct NatReport {
     /// Seconds a one-shot fetch (no home, no daemon; genesis and a `/dnsaddr`
     /// bootstrap only) took from behind the symmetric NAT.
     pub one_shot_s: f64,
+    /// Circuits the relay refused (its log's `circuit refused` lines), up to the
+    /// one-shot fetch.
+    pub relay_refusals: usize,
 }
 
 impl NatReport {
@@ -434,7 +437,8 @@ impl NatReport {
              | fetch through the relay | {:.1} MB/s |\n\
              | fetch within one LAN | {:.1} MB/s |\n\
              | product size | {:.1} MB |\n\
-             | one-shot fetch behind the symmetric NAT (genesis + /dnsaddr only) | {:.1} s |\n",
+             | one-shot fetch behind the symmetric NAT (genesis + /dnsaddr only) | {:.1} s |\n\
+             | circuits the relay refused | {} |\n",
             self.catalog_everywhere_s,
             opt(self.first_hole_punch_ms),
             self.direct_links,
@@ -445,7 +449,8 @@ impl NatReport {
             self.relayed_mbps,
             self.lan_mbps,
             self.bytes as f64 / 1e6,
-            self.one_shot_s
+            self.one_shot_s,
+            self.relay_refusals
         )
     }
 }
@@ -567,6 +572,7 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
         bail!("the one-shot fetch was not verified: {o:?}");
     }
     report.one_shot_s = t.elapsed().as_secs_f64();
+    report.relay_refusals = lab.net.nodes[0].log().matches("circuit refused").count();
 
     // The relay goes away: the punched link stays, gossip and fetches go on over it.
     lab.stop_relay()?;

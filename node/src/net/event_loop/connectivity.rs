@@ -97,7 +97,24 @@ impl EventLoop {
                 }
                 self.reach.hole_punched(result.is_ok());
             }
-            SwarmEvent::Behaviour(MeshBehaviourEvent::Relay(e)) => debug!("relay server: {e:?}"),
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Relay(e)) => match e {
+                // A refusal is what an operator needs to see: a relay at its limits
+                // leaves NATed peers unreachable to each other.
+                relay::Event::CircuitReqDenied {
+                    src_peer_id,
+                    dst_peer_id,
+                    status,
+                } => {
+                    info!(src = %src_peer_id, dst = %dst_peer_id, "relay server: circuit refused ({status:?}); see [network] relay_max_circuits")
+                }
+                relay::Event::ReservationReqDenied {
+                    src_peer_id,
+                    status,
+                } => {
+                    info!(src = %src_peer_id, "relay server: reservation refused ({status:?}); see [network] relay_max_reservations")
+                }
+                other => debug!("relay server: {other:?}"),
+            },
             SwarmEvent::Behaviour(MeshBehaviourEvent::AutonatServer(_)) => {}
             SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

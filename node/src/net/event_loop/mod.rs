@@ -302,17 +302,11 @@ impl EventLoop {
                 let _ = reply.send(self.reach.view(direct, relayed));
             }
             Command::AdvertisedAddrs { reply } => {
-                let mut addrs: Vec<Multiaddr> = Vec::new();
-                let candidates = self
-                    .swarm
-                    .external_addresses()
-                    .chain(self.swarm.listeners())
-                    .filter(|a| !super::addr::is_unspecified(a));
-                for a in candidates {
-                    if !addrs.contains(a) {
-                        addrs.push(a.clone());
-                    }
-                }
+                let addrs = super::addr::advertised(
+                    self.swarm
+                        .external_addresses()
+                        .chain(self.swarm.listeners()),
+                );
                 let _ = reply.send(addrs);
             }
         }
@@ -568,9 +562,15 @@ impl EventLoop {
                 ..
             } => {
                 if let Some(reply) = self.pending.remove(&request_id) {
+                    let unreachable = matches!(
+                        error,
+                        request_response::OutboundFailure::DialFailure
+                            | request_response::OutboundFailure::ConnectionClosed
+                    );
                     let _ = reply.send(Err(NetError::Request {
                         peer,
                         reason: error.to_string(),
+                        unreachable,
                     }));
                 } else if let Some(state) = self.syncing.remove(&request_id) {
                     debug!(%peer, "sync request failed: {error}");

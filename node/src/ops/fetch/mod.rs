@@ -523,35 +523,53 @@ impl Fetcher {
     ) -> Result<(Signed<Manifest>, Manifest), FetchError> {
         let mut tried = Vec::new();
         let mut denials = Vec::new();
-        for peer in providers {
-            let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
-                Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
-                    Ok(s) if s.hash() == *hash => match self.governance.check_manifest(&s) {
-                        Ok(m) => {
-                            let catalog = self.catalog.clone();
-                            let (s2, m2) = (s.clone(), m.clone());
-                            blocking(move || {
-                                catalog.record_manifest(&s2, &m2).map_err(FetchError::from)
-                            })
-                            .await?;
-                            return Ok((s, m));
-                        }
-                        Err(r) => format!("manifest rejected: {r}"),
+        // Providers that could not be reached are asked again, after a pause, once
+        // every other one was tried (see `schedule::MAX_DIAL_ROUNDS`).
+        let mut round: Vec<PeerId> = providers.to_vec();
+        let mut dial_rounds = 0;
+        while !round.is_empty() {
+            let mut unreachable = Vec::new();
+            for peer in &round {
+                let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
+                    Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
+                        Ok(s) if s.hash() == *hash => match self.governance.check_manifest(&s) {
+                            Ok(m) => {
+                                let catalog = self.catalog.clone();
+                                let (s2, m2) = (s.clone(), m.clone());
+                                blocking(move || {
+                                    catalog.record_manifest(&s2, &m2).map_err(FetchError::from)
+                                })
+                                .await?;
+                                return Ok((s, m));
+                            }
+                            Err(r) => format!("manifest rejected: {r}"),
+                        },
+                        Ok(_) => "sent a manifest that does not match its hash".into(),
+                        Err(e) => format!("sent an undecodable manifest: {e}"),
                     },
-                    Ok(_) => "sent a manifest that does not match its hash".into(),
-                    Err(e) => format!("sent an undecodable manifest: {e}"),
-                },
-                Ok(Response::Denied { rule, reason }) => {
-                    let d = format!("denied by rule {rule}: {reason}");
-                    denials.push(d.clone());
-                    d
-                }
-                Ok(Response::NotFound) => "does not hold it".into(),
-                Ok(other) => format!("answered {other:?}"),
-                Err(e) => e.to_string(),
-            };
-            warn!(%peer, "manifest {}: {why}", hash.short());
-            tried.push(format!("{peer}: {why}"));
+                    Ok(Response::Denied { rule, reason }) => {
+                        let d = format!("denied by rule {rule}: {reason}");
+                        denials.push(d.clone());
+                        d
+                    }
+                    Ok(Response::NotFound) => "does not hold it".into(),
+                    Ok(other) => format!("answered {other:?}"),
+                    Err(e) => {
+                        if e.is_unreachable() {
+                            unreachable.push(*peer);
+                        }
+                        e.to_string()
+                    }
+                };
+                warn!(%peer, "manifest {}: {why}", hash.short());
+                tried.push(format!("{peer}: {why}"));
+            }
+            if unreachable.is_empty() || dial_rounds == schedule::MAX_DIAL_ROUNDS {
+                break;
+            }
+            dial_rounds += 1;
+            tokio::time::sleep(schedule::DIAL_BACKOFF * dial_rounds).await;
+            round = unreachable;
         }
         if let Some(first) = denials.first() {
             return Err(FetchError::Denied(format!(

@@ -35,6 +35,12 @@ const INITIAL_PEER_WINDOW: usize = 2;
 const MAX_BUSY_RETRIES: u32 = 40;
 /// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+/// Rounds of asking again the providers that could not be reached (a dial that
+/// failed, a connection that closed), once every other provider was tried: a relay
+/// that refused a circuit for a moment or a link being upgraded by a hole punch.
+pub(super) const MAX_DIAL_ROUNDS: u32 = 3;
+/// The pause before such a round (grows linearly).
+pub(super) const DIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 /// Verification failures after which a provider is dropped for this fetch.
 pub(super) const MAX_BAD_CHUNKS: u32 = 3;
 
@@ -194,7 +200,19 @@ impl ChunkFetch {
         let mut failures = Vec::new();
         let mut busy_retries = 0u32;
         let mut tried = std::collections::HashSet::new();
-        while let Some(peer) = self.reserve(index, &tried).await {
+        let (mut unreachable, mut dial_rounds) = (Vec::new(), 0u32);
+        loop {
+            let Some(peer) = self.reserve(index, &tried).await else {
+                if unreachable.is_empty() || dial_rounds == MAX_DIAL_ROUNDS {
+                    break;
+                }
+                dial_rounds += 1;
+                for p in unreachable.drain(..) {
+                    tried.remove(&p);
+                }
+                tokio::time::sleep(DIAL_BACKOFF * dial_rounds).await;
+                continue;
+            };
             tried.insert(peer);
             let request = Request::Chunks {
                 manifest: self.manifest,
@@ -251,7 +269,12 @@ impl ChunkFetch {
                     continue;
                 }
                 Ok(other) => format!("answered {other:?}"),
-                Err(e) => e.to_string(),
+                Err(e) => {
+                    if e.is_unreachable() {
+                        unreachable.push(peer);
+                    }
+                    e.to_string()
+                }
             };
             warn!(%peer, chunks = remaining.len(), first = %remaining[0].hash.short(), "{why}");
             failures.push(format!("{peer}: {why}"));
