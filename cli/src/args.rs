@@ -83,6 +83,23 @@ pub(crate) enum Command {
     /// with the domain's publisher key and replicated, and every provider enforces
     /// the grants through the fetch rules (`resource.grants`).
     Access(AccessArgs),
+    /// Follow a product into a directory: the daemon fetches each new version as it
+    /// is announced (only the chunks it lacks), verifies it, and switches it in whole
+    /// (DIR/VERSION/, then the DIR/current link), keeping the newest --keep.
+    ///
+    /// A job reads DIR/current/...: it always names a complete version. The
+    /// subscription survives restarts; a denied or revoked one stops and says why
+    /// (run `mesh subscribe` again to resume). The node serves what it fetched to
+    /// others, and the product's owner sees it among the subscribers.
+    Subscribe(SubscribeArgs),
+    /// Stop following a product (its folders stay).
+    Unsubscribe(UnsubscribeArgs),
+    /// List this node's subscriptions: state (up to date, fetching, behind, denied,
+    /// failing, waiting), the current and newest versions, and the lag.
+    Subscriptions,
+    /// List the nodes that follow a product (from their signed provider records),
+    /// with their domain and the versions they hold.
+    Subscribers(SubscribersArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),
@@ -573,4 +590,32 @@ pub(crate) struct ChangelogArgs {
     /// A policy file whose `schema_compatibility` to apply.
     #[arg(long, conflicts_with = "mode")]
     pub(crate) policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
+    /// The directory (new or empty, or this subscription's own) on the node's machine.
+    #[arg(short, long)]
+    pub(crate) out: PathBuf,
+    /// How many versions stay materialized (older folders are removed).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) keep: usize,
+    /// Wait until the newest version is materialized (or the subscription is denied
+    /// or failing), printing its state.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnsubscribeArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribersArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
 }

@@ -17,6 +17,7 @@ mod network;
 mod output;
 mod products;
 mod setup;
+mod subscribe;
 
 use crate::output::{say, say_err};
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ where
         Command::Status => network::status(&cli.home, json),
         Command::Ui(a) => network::ui(&cli.home, a, json),
         Command::Access(a) => access::run(&cli.home, a, json),
+        Command::Subscribe(a) => subscribe::subscribe(&cli.home, a, json),
+        Command::Unsubscribe(a) => subscribe::unsubscribe(&cli.home, a, json),
+        Command::Subscriptions => subscribe::list(&cli.home, json),
+        Command::Subscribers(a) => subscribe::subscribers(&cli.home, a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

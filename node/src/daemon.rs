@@ -25,10 +25,12 @@ use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
+use crate::ops::subscribe::Follower;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError};
 use crate::state::providers::Providers;
+use crate::state::subscriptions::SubscriptionBook;
 use crate::state::usage::UsageLedger;
 
 /// Command-line overrides of `config.toml`.
@@ -113,6 +115,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     );
     let providers = Providers::load(store.clone(), governance.clone(), &key)?;
     let access = AccessBook::open(store.clone(), governance.clone())?;
+    let subscriptions = SubscriptionBook::new(store.clone());
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
 
@@ -176,13 +179,26 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             shutdown.child_token(),
         )),
     ];
+    let work_lock = Arc::new(tokio::sync::RwLock::new(()));
+    let follower = Follower {
+        book: subscriptions.clone(),
+        fetcher: fetcher.clone(),
+        catalog: catalog.clone(),
+        governance: governance.clone(),
+        access: access.clone(),
+        providers: providers.clone(),
+        work_lock: work_lock.clone(),
+        peer_id: peer_id.to_string(),
+    };
     if !options.ephemeral {
         tasks.push(tokio::spawn(background::provider_records(
             providers.clone(),
             catalog.clone(),
+            subscriptions,
             net.clone(),
             shutdown.child_token(),
         )));
+        tasks.push(tokio::spawn(follower.clone().run(shutdown.child_token())));
     }
     let access = AccessDesk {
         book: access,
@@ -202,6 +218,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         access,
         publisher,
         fetcher,
+        follower,
+        work_lock,
         metrics,
         registry,
         keep_versions: config.keep_versions,

@@ -24,6 +24,7 @@ use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
+use crate::ops::subscribe::{Follower, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
@@ -80,6 +81,9 @@ pub(crate) struct Parts {
     pub(crate) access: AccessDesk,
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
+    pub(crate) follower: Follower,
+    /// Publish and fetch hold it shared; GC holds it exclusively.
+    pub(crate) work_lock: Arc<RwLock<()>>,
     pub(crate) metrics: Metrics,
     pub(crate) registry: Registry,
     pub(crate) keep_versions: usize,
@@ -91,7 +95,8 @@ pub(crate) struct Parts {
 #[derive(Clone)]
 pub struct Node {
     parts: Arc<Parts>,
-    /// Publish and fetch hold it shared; GC holds it exclusively.
+    /// Publish and fetch hold it shared; GC holds it exclusively (the
+    /// subscription follower's fetches too).
     work_lock: Arc<RwLock<()>>,
 }
 
@@ -106,9 +111,10 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     pub(crate) fn new(parts: Parts) -> Self {
+        let work_lock = parts.work_lock.clone();
         Node {
             parts: Arc::new(parts),
-            work_lock: Arc::new(RwLock::new(())),
+            work_lock,
         }
     }
 
@@ -256,6 +262,34 @@ impl Node {
     /// The access requests and decisions this node knows, pending first.
     pub async fn access_list(&self, filter: AccessFilter) -> Result<Vec<AccessView>, NodeError> {
         self.parts.access.list(filter).await
+    }
+
+    /// Follows `product` into `out` (absolute), keeping `keep` versions: each new
+    /// version is fetched and switched in whole (`out/current`). Again on an
+    /// existing subscription: updates `keep`, resumes a denied one.
+    pub async fn subscribe(
+        &self,
+        product: ProductId,
+        out: PathBuf,
+        keep: usize,
+    ) -> Result<SubscriptionView, NodeError> {
+        self.parts.follower.subscribe(product, out, keep).await
+    }
+
+    /// Stops following `product` (its folders stay).
+    pub async fn unsubscribe(&self, product: ProductId) -> Result<SubscriptionView, NodeError> {
+        self.parts.follower.unsubscribe(product).await
+    }
+
+    /// This node's subscriptions, with state and lag.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, NodeError> {
+        self.parts.follower.list().await
+    }
+
+    /// The nodes that follow `product` (from their provider records), with the
+    /// versions each holds.
+    pub async fn subscribers(&self, product: ProductId) -> Result<Vec<SubscriberView>, NodeError> {
+        self.parts.follower.subscribers(product).await
     }
 
     /// Adds up the usage of `target` (one version of it, if it names one) from every

@@ -1,5 +1,5 @@
 //! Provider records: a node's signed statement "I hold these product versions
-//! completely, and you can dial me here". Every node that holds a version (its
+//! completely, I follow these products, and you can dial me here". Every node that holds a version (its
 //! publisher, and every replica that fetched it) is found through these records.
 //!
 //! A record is signed with the node's own identity key (the ed25519 key its libp2p
@@ -13,15 +13,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hash::ManifestHash;
+use crate::id::ProductId;
 use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
-/// The format version of a provider record.
-pub const PROVIDER_FORMAT: u8 = 1;
+/// The format version of a provider record (2 added `follows`).
+pub const PROVIDER_FORMAT: u8 = 2;
 
 /// The most product versions one record lists (a node holding more lists its
 /// newest ones).
 pub const MAX_HELD: usize = 2048;
+
+/// The most followed products one record lists.
+pub const MAX_FOLLOWS: usize = 256;
 
 /// The most addresses one record lists.
 pub const MAX_PROVIDER_ADDRS: usize = 8;
@@ -30,7 +34,7 @@ pub const MAX_PROVIDER_ADDRS: usize = 8;
 pub const MAX_ADDR_LEN: usize = 256;
 
 /// The largest record accepted, in canonical bytes.
-pub const MAX_PROVIDER_BYTES: usize = 96 * 1024;
+pub const MAX_PROVIDER_BYTES: usize = 128 * 1024;
 
 /// How often a node re-issues its record while nothing changes.
 pub const PROVIDER_REFRESH_MS: u64 = 10 * 60 * 1000;
@@ -54,6 +58,9 @@ pub struct ProviderRecord {
     pub held: Vec<ManifestHash>,
     /// Multiaddrs the node listens on or is reachable at (without `/p2p/`).
     pub addrs: Vec<String>,
+    /// Products the node subscribes to (`mesh subscribe`): it fetches each new
+    /// version as it is announced. Their owners see their subscribers from this.
+    pub follows: Vec<ProductId>,
 }
 
 impl SignedKind for ProviderRecord {
@@ -78,6 +85,12 @@ impl ProviderRecord {
             return Err(format!(
                 "a provider record lists at most {MAX_HELD} versions, this one {}",
                 self.held.len()
+            ));
+        }
+        if self.follows.len() > MAX_FOLLOWS {
+            return Err(format!(
+                "a provider record lists at most {MAX_FOLLOWS} followed products, this one {}",
+                self.follows.len()
             ));
         }
         if self.addrs.len() > MAX_PROVIDER_ADDRS
@@ -117,6 +130,7 @@ mod tests {
             addrs: (0..addrs)
                 .map(|i| format!("/ip4/10.0.0.{i}/tcp/4801"))
                 .collect(),
+            follows: Vec::new(),
         }
     }
 
@@ -127,6 +141,11 @@ mod tests {
         assert!(record(MAX_HELD + 1, 1).validate().is_err());
         assert!(record(1, MAX_PROVIDER_ADDRS + 1).validate().is_err());
         let mut r = record(1, 1);
+        r.follows = (0..=MAX_FOLLOWS)
+            .map(|i| format!("sales/p{i}").parse().unwrap())
+            .collect();
+        assert!(r.validate().unwrap_err().contains("followed products"));
+        let mut r = record(1, 1);
         r.format = 9;
         assert!(r.validate().unwrap_err().contains("format 9"));
     }
@@ -134,7 +153,10 @@ mod tests {
     #[test]
     fn a_full_record_fits_its_limit_and_signs() {
         let key = KeyPair::generate();
-        let r = record(MAX_HELD, MAX_PROVIDER_ADDRS);
+        let mut r = record(MAX_HELD, MAX_PROVIDER_ADDRS);
+        r.follows = (0..MAX_FOLLOWS)
+            .map(|i| format!("a-very-long-domain-name-{i}/a-very-long-product-name").parse().unwrap())
+            .collect();
         let env = Signed::sign(&r, &key).to_bytes();
         let back = Signed::<ProviderRecord>::from_bytes(&env).unwrap();
         assert!(back.is_signed_by(&key.public()));

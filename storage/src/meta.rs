@@ -38,6 +38,9 @@ pub enum Tree {
     /// Evidence of policy equivocation: a second document validly signed for an
     /// accepted version, by version and its hash.
     Equivocations,
+    /// This node's subscriptions (products it follows into a directory), by
+    /// product id.
+    Subscriptions,
 }
 
 impl Tree {
@@ -55,6 +58,7 @@ impl Tree {
             Tree::Equivocations => "equivocations",
             Tree::AccessRequests => "access_requests",
             Tree::AccessDecisions => "access_decisions",
+            Tree::Subscriptions => "subscriptions",
         }
     }
 }

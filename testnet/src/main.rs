@@ -75,7 +75,8 @@ enum Cmd {
     },
     /// Run a fault scenario on a fresh mesh whose links all go through the fault
     /// proxy; prints a table, writes JSON, exits non-zero if it failed. Scenarios:
-    /// propagation, policy-convergence, partition, churn, late-join, degrade, all.
+    /// propagation, policy-convergence, partition, churn, late-join, degrade,
+    /// subscription, all.
     Scenario {
         /// Which scenario (or `all`).
         name: String,

@@ -50,3 +50,8 @@ fn a_late_joiner_gets_the_whole_catalog() {
 fn announcements_and_fetches_survive_the_degradation_ladder() {
     run("degrade");
 }
+
+#[test]
+fn subscribers_materialize_every_version_across_a_partition_and_a_publisher_restart() {
+    run("subscription");
+}

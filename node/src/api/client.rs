@@ -14,7 +14,8 @@ use super::types::{
     AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
     CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
     GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishRequest,
-    Published, ShowResponse, SubmitRequest, Submitted, VerifyReport, VerifyRequest,
+    Published, ShowResponse, SubmitRequest, Submitted, SubscribeBody, SubscriberView,
+    SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 
@@ -220,6 +221,32 @@ impl ApiClient {
     /// `POST /v1/access/decide`: grants, denies or revokes a domain's access.
     pub fn access_decide(&self, body: &AccessDecideBody) -> Result<AccessView, ClientError> {
         self.post("/v1/access/decide", body)
+    }
+
+    /// `GET /v1/subscriptions`: this node's subscriptions with state and lag.
+    pub fn subscriptions(&self) -> Result<Vec<SubscriptionView>, ClientError> {
+        self.get("/v1/subscriptions")
+    }
+
+    /// `GET /v1/subscribers/{domain}/{name}`: the nodes that follow a product.
+    pub fn subscribers(&self, id: &ProductId) -> Result<Vec<SubscriberView>, ClientError> {
+        self.get(&product_path("/v1/subscribers", id))
+    }
+
+    /// `POST /v1/subscriptions`: follows a product into a directory on the node's
+    /// machine.
+    pub fn subscribe(&self, body: &SubscribeBody) -> Result<SubscriptionView, ClientError> {
+        self.post("/v1/subscriptions", body)
+    }
+
+    /// `POST /v1/subscriptions/remove`: stops following a product.
+    pub fn unsubscribe(&self, id: &ProductId) -> Result<SubscriptionView, ClientError> {
+        self.post(
+            "/v1/subscriptions/remove",
+            &UnsubscribeBody {
+                product: id.to_string(),
+            },
+        )
     }
 
     /// `GET /v1/policy`: version `version`, or the current one.

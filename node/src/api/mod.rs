@@ -3,11 +3,13 @@
 //!
 //! Map: [`types`] are the request and response bodies (shared by both ends),
 //! `server` routes them to the [`Node`](crate::Node), and [`client`] is the one
-//! typed client the CLI and the testnet use (`access` holds the access routes), so route strings and the fold over a
+//! typed client the CLI and the testnet use (`access` and `subscriptions` hold
+//! those routes), so route strings and the fold over a
 //! fetch's event stream live only here. `web` is the catalog in the browser, served
 //! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
 
 mod access;
+mod subscriptions;
 pub mod client;
 pub(crate) mod server;
 pub mod types;

@@ -202,6 +202,11 @@ pub(crate) async fn serve(
         .route("/v1/peers", post(add_peer))
         .route("/v1/access/request", post(super::access::request))
         .route("/v1/access/decide", post(super::access::decide))
+        .route("/v1/subscriptions", post(super::subscriptions::subscribe))
+        .route(
+            "/v1/subscriptions/remove",
+            post(super::subscriptions::unsubscribe),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -212,6 +217,11 @@ pub(crate) async fn serve(
         .route("/v1/lineage/{domain}/{name}", get(lineage))
         .route("/v1/usage/{domain}/{name}", get(usage))
         .route("/v1/access", get(super::access::list))
+        .route("/v1/subscriptions", get(super::subscriptions::list))
+        .route(
+            "/v1/subscribers/{domain}/{name}",
+            get(super::subscriptions::subscribers),
+        )
         .route("/v1/policy", get(policy))
         .route("/v1/policy/history", get(history))
         .route("/v1/policy/check", post(check))

@@ -11,10 +11,12 @@ pub use crate::node::NodeStatus;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
 pub use crate::ops::publish::{CheckReport, Published};
 pub use crate::ops::submit::Submitted;
+pub use crate::ops::subscribe::{SubscriberView, SubscriptionView};
 pub use crate::state::access::{AccessFilter, AccessView, DecisionView};
 pub use crate::state::catalog::{CatalogEntry, Filter, ProviderStatus};
 pub use crate::state::gc::GcReport;
 pub use crate::state::governance::Violation;
+pub use crate::state::subscriptions::Materialized;
 pub use crate::state::usage::ProductUsage;
 pub use crate::state::verify::VerifyReport;
 pub use mesh_contract::health::{Health, Lineage, LineageNode, LineagePin, SlaState};
@@ -162,4 +164,27 @@ pub struct AccessDecideBody {
     /// A denial's or revocation's reason.
     #[serde(default)]
     pub reason: String,
+}
+
+/// `POST /v1/subscriptions`: follow a product into a directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeBody {
+    /// `domain/name`.
+    pub product: String,
+    /// The directory, absolute, on the node's machine.
+    pub out: PathBuf,
+    /// Versions to keep materialized (default 2).
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    2
+}
+
+/// `POST /v1/subscriptions/remove`: stop following a product.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsubscribeBody {
+    /// `domain/name`.
+    pub product: String,
 }

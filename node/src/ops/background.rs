@@ -17,6 +17,7 @@ use crate::clock::unix_now_ms;
 use crate::net::NetworkHandle;
 use crate::state::catalog::Catalog;
 use crate::state::providers::Providers;
+use crate::state::subscriptions::SubscriptionBook;
 use crate::state::usage::UsageLedger;
 use crate::state::StateError;
 use crate::task::blocking;
@@ -76,10 +77,12 @@ pub(crate) async fn usage_reports(
 }
 
 /// Signs and gossips this node's provider record at start, shortly after what it
-/// holds changes, and every [`PROVIDER_REFRESH_MS`], until shutdown.
+/// holds, follows or listens on changes, and every [`PROVIDER_REFRESH_MS`], until
+/// shutdown.
 pub(crate) async fn provider_records(
     providers: Providers,
     catalog: Catalog,
+    subscriptions: SubscriptionBook,
     net: NetworkHandle,
     shutdown: CancellationToken,
 ) {
@@ -89,9 +92,10 @@ pub(crate) async fn provider_records(
             Ok(a) => a.iter().map(|a| a.to_string()).collect(),
             Err(_) => return,
         };
-        let (p, c) = (providers.clone(), catalog.clone());
-        let signed =
-            blocking(move || Ok::<_, ReportError>(p.sign_own(c.held()?, addrs, unix_now_ms())?));
+        let (p, c, subs) = (providers.clone(), catalog.clone(), subscriptions.clone());
+        let signed = blocking(move || {
+            Ok::<_, ReportError>(p.sign_own(c.held()?, addrs, subs.follows()?, unix_now_ms())?)
+        });
         match signed.await {
             Ok(envelope) => {
                 if let Err(e) = net.gossip_providers(envelope).await {
@@ -103,6 +107,7 @@ pub(crate) async fn provider_records(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = catalog.holdings_changed() => {}
+            _ = subscriptions.changed() => {}
             _ = net.addrs_changed() => {}
             _ = tokio::time::sleep(refresh) => {}
         }

@@ -5,7 +5,8 @@
 //! [`fetch`] resolves, downloads from several providers and verifies (its
 //! scheduler in `fetch/schedule.rs`); [`discover`] lists the catalog with each
 //! product's SLA and lineage health; [`submit`] takes a signed policy; [`access`]
-//! signs access requests and the owner's decisions;
+//! signs access requests and the owner's decisions; [`subscribe`] follows
+//! products into directories (each new version fetched and switched in whole);
 //! `background` runs the daemon's long tasks
 //! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
 
@@ -15,3 +16,4 @@ pub(crate) mod discover;
 pub(crate) mod fetch;
 pub(crate) mod publish;
 pub(crate) mod submit;
+pub(crate) mod subscribe;

@@ -106,6 +106,8 @@ pub(crate) struct Catalog {
     holdings: Arc<tokio::sync::Notify>,
     /// Bumped by every write, so a reader's cache knows when it is stale.
     generation: Arc<AtomicU64>,
+    /// Signalled (to current waiters) by every write.
+    updated: Arc<tokio::sync::Notify>,
 }
 
 /// The catalog key of a product version.
@@ -121,6 +123,7 @@ impl Catalog {
             governance,
             holdings: Arc::new(tokio::sync::Notify::new()),
             generation: Arc::new(AtomicU64::new(0)),
+            updated: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -133,6 +136,13 @@ impl Catalog {
 
     fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.updated.notify_waiters();
+    }
+
+    /// The signal of every write: a waiter that enables its `notified()` future
+    /// before reading misses no change made after.
+    pub(crate) fn updates(&self) -> Arc<tokio::sync::Notify> {
+        self.updated.clone()
     }
 
     /// Waits until a version becomes held or stops being held.

@@ -1,7 +1,8 @@
 //! The node's local state, with no network: the [`catalog`] of every product
 //! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
 //! ledger of who fetched what, the [`access`] requests and grants that open
-//! restricted products, [`gc`] of the chunk store and [`verify`] of its bytes.
+//! restricted products, this node's [`subscriptions`], [`gc`] of the chunk store
+//! and [`verify`] of its bytes.
 //!
 //! Each part is a cloneable handle over the metadata store with its fields private;
 //! `net/` and `ops/` receive the handles they need. Errors say whose fault a failure
@@ -13,6 +14,7 @@ pub(crate) mod catalog;
 pub(crate) mod gc;
 pub(crate) mod governance;
 pub(crate) mod providers;
+pub(crate) mod subscriptions;
 pub(crate) mod usage;
 pub(crate) mod verify;
 

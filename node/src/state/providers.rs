@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 
 use libp2p::identity::{ed25519, PublicKey as Libp2pKey};
 use libp2p::PeerId;
-use mesh_protocol::provider::{ProviderRecord, MAX_HELD, PROVIDER_FORMAT};
-use mesh_protocol::{KeyPair, ManifestHash, Signed};
+use mesh_protocol::provider::{ProviderRecord, MAX_FOLLOWS, MAX_HELD, PROVIDER_FORMAT};
+use mesh_protocol::{KeyPair, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 
 use super::governance::Governance;
@@ -40,10 +40,32 @@ pub(crate) struct Holder {
     pub(crate) stale: bool,
 }
 
+/// One node that follows a product (`mesh subscribe`), as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Follower {
+    /// The node's peer id.
+    pub(crate) peer_id: String,
+    /// Unix milliseconds of its newest record: when it last said it follows.
+    pub(crate) last_seen_ms: u64,
+    /// Whether that record is older than the TTL.
+    pub(crate) stale: bool,
+    /// The product's versions it holds.
+    pub(crate) held: Vec<ManifestHash>,
+}
+
+/// What one node's newest record says.
+#[derive(Debug)]
+struct NodeRecord {
+    issued_at_ms: u64,
+    held: Vec<ManifestHash>,
+    addrs: Vec<String>,
+    follows: Vec<ProductId>,
+}
+
 #[derive(Debug, Default)]
 struct Index {
-    /// Per node: issue time, held versions, addresses.
-    nodes: HashMap<String, (u64, Vec<ManifestHash>, Vec<String>)>,
+    /// Per node: its newest record.
+    nodes: HashMap<String, NodeRecord>,
     /// Per version: the nodes holding it.
     by_manifest: HashMap<ManifestHash, BTreeSet<String>>,
 }
@@ -57,12 +79,20 @@ impl Index {
                 .or_default()
                 .insert(r.peer.clone());
         }
-        self.nodes.insert(r.peer, (r.issued_at_ms, r.held, r.addrs));
+        self.nodes.insert(
+            r.peer,
+            NodeRecord {
+                issued_at_ms: r.issued_at_ms,
+                held: r.held,
+                addrs: r.addrs,
+                follows: r.follows,
+            },
+        );
     }
 
     fn remove(&mut self, peer: &str) {
-        if let Some((_, held, _)) = self.nodes.remove(peer) {
-            for m in held {
+        if let Some(record) = self.nodes.remove(peer) {
+            for m in record.held {
                 if let Some(set) = self.by_manifest.get_mut(&m) {
                     set.remove(peer);
                     if set.is_empty() {
@@ -169,8 +199,8 @@ impl Providers {
             return Ok(false);
         }
         let mut index = self.write();
-        if let Some((issued, _, _)) = index.nodes.get(&r.peer) {
-            if *issued >= r.issued_at_ms {
+        if let Some(known) = index.nodes.get(&r.peer) {
+            if known.issued_at_ms >= r.issued_at_ms {
                 return Ok(false);
             }
         } else if index.nodes.len() >= MAX_RECORDS {
@@ -194,7 +224,7 @@ impl Providers {
             .nodes
             .iter()
             .filter(|(p, _)| !registered(p))
-            .map(|(p, (issued, _, _))| (p.clone(), *issued))
+            .map(|(p, n)| (p.clone(), n.issued_at_ms))
             .min_by_key(|(_, issued)| *issued)?;
         let stale = now_ms.saturating_sub(issued) > mesh_protocol::provider::PROVIDER_TTL_MS;
         (registered(&new.peer) || (stale && new.issued_at_ms > issued)).then_some(peer)
@@ -206,10 +236,14 @@ impl Providers {
         &self,
         mut held: Vec<ManifestHash>,
         addrs: Vec<String>,
+        mut follows: Vec<ProductId>,
         now_ms: u64,
     ) -> Result<Vec<u8>, StateError> {
         held.sort();
         held.truncate(MAX_HELD);
+        follows.sort();
+        follows.dedup();
+        follows.truncate(MAX_FOLLOWS);
         let record = ProviderRecord {
             format: PROVIDER_FORMAT,
             peer: self.me.to_string(),
@@ -220,6 +254,7 @@ impl Providers {
                 .into_iter()
                 .take(mesh_protocol::provider::MAX_PROVIDER_ADDRS)
                 .collect(),
+            follows,
         };
         let envelope = Signed::sign(&record, &self.key).to_bytes();
         self.store
@@ -239,12 +274,11 @@ impl Providers {
             .flatten()
             .filter(|p| **p != me)
             .filter_map(|p| {
-                let (issued, _, _) = index.nodes.get(p)?;
+                let issued = index.nodes.get(p)?.issued_at_ms;
                 Some(Holder {
                     peer_id: p.clone(),
-                    last_seen_ms: *issued,
-                    stale: now_ms.saturating_sub(*issued)
-                        > mesh_protocol::provider::PROVIDER_TTL_MS,
+                    last_seen_ms: issued,
+                    stale: now_ms.saturating_sub(issued) > mesh_protocol::provider::PROVIDER_TTL_MS,
                 })
             })
             .collect();
@@ -258,11 +292,12 @@ impl Providers {
         self.read()
             .nodes
             .iter()
-            .filter(|(p, (issued, _, _))| {
+            .filter(|(p, n)| {
                 **p != me
-                    && now_ms.saturating_sub(*issued) <= mesh_protocol::provider::PROVIDER_TTL_MS
+                    && now_ms.saturating_sub(n.issued_at_ms)
+                        <= mesh_protocol::provider::PROVIDER_TTL_MS
             })
-            .map(|(p, (_, _, addrs))| (p.clone(), addrs.clone()))
+            .map(|(p, n)| (p.clone(), n.addrs.clone()))
             .collect()
     }
 
@@ -271,8 +306,39 @@ impl Providers {
         self.read()
             .nodes
             .get(peer)
-            .map(|(_, _, a)| a.clone())
+            .map(|n| n.addrs.clone())
             .unwrap_or_default()
+    }
+
+    /// The nodes whose records say they follow `product`, freshest first, each with
+    /// the product's versions (among `versions`) it holds. This node is included:
+    /// its own record says what it follows too.
+    pub(crate) fn followers(
+        &self,
+        product: &ProductId,
+        versions: &[ManifestHash],
+        now_ms: u64,
+    ) -> Vec<Follower> {
+        let index = self.read();
+        let mut out: Vec<Follower> = index
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.follows.contains(product))
+            .map(|(p, n)| Follower {
+                peer_id: p.clone(),
+                last_seen_ms: n.issued_at_ms,
+                stale: now_ms.saturating_sub(n.issued_at_ms)
+                    > mesh_protocol::provider::PROVIDER_TTL_MS,
+                held: n
+                    .held
+                    .iter()
+                    .filter(|h| versions.contains(h))
+                    .copied()
+                    .collect(),
+            })
+            .collect();
+        out.sort_by_key(|f| std::cmp::Reverse(f.last_seen_ms));
+        out
     }
 
     /// A page of stored records after `after` (a peer id), and whether more follow.
@@ -306,7 +372,7 @@ mod tests {
         let (store, governance) = test_governance();
         let other = Providers::load(store, governance, id).unwrap();
         other
-            .sign_own(held.to_vec(), vec!["/ip4/127.0.0.1/tcp/1".into()], at)
+            .sign_own(held.to_vec(), vec!["/ip4/127.0.0.1/tcp/1".into()], Vec::new(), at)
             .unwrap()
     }
 
@@ -375,10 +441,46 @@ mod tests {
     }
 
     #[test]
+    fn followers_are_listed_from_records_with_the_versions_they_hold() {
+        let (p, id) = providers();
+        let orders: ProductId = "sales/orders".parse().unwrap();
+        let (v1, v2, other) = (
+            ManifestHash::of(b"v1"),
+            ManifestHash::of(b"v2"),
+            ManifestHash::of(b"other"),
+        );
+        let sub = libp2p::identity::Keypair::generate_ed25519();
+        let (store, governance) = test_governance();
+        let theirs = Providers::load(store, governance, &sub).unwrap();
+        let env = theirs
+            .sign_own(vec![v1, other], vec![], vec![orders.clone()], 1_000)
+            .unwrap();
+        assert!(p.accept(&env, 1_000).unwrap());
+        // A replica that does not follow is not a follower.
+        let replica = libp2p::identity::Keypair::generate_ed25519();
+        assert!(p.accept(&record_of(&replica, &[v1], 1_500), 1_500).unwrap());
+        p.sign_own(vec![v2], vec![], vec![orders.clone()], 2_000)
+            .unwrap();
+        let f = p.followers(&orders, &[v1, v2], 3_000);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[0].peer_id, id.public().to_peer_id().to_string());
+        assert_eq!(f[0].held, vec![v2]);
+        assert_eq!(f[1].peer_id, sub.public().to_peer_id().to_string());
+        assert_eq!(f[1].held, vec![v1], "other products' versions are left out");
+        assert!(!f[1].stale);
+        let later = 1_000 + mesh_protocol::provider::PROVIDER_TTL_MS + 1;
+        assert!(p.followers(&orders, &[v1], later)[1].stale);
+        // Unfollowing drops it with the next record.
+        let env = theirs.sign_own(vec![v1], vec![], vec![], 4_000).unwrap();
+        assert!(p.accept(&env, 4_000).unwrap());
+        assert_eq!(p.followers(&orders, &[v1, v2], 4_000).len(), 1);
+    }
+
+    #[test]
     fn own_record_is_kept_and_paged_but_not_a_holder() {
         let (p, id) = providers();
         let a = ManifestHash::of(b"a");
-        let env = p.sign_own(vec![a], vec![], 5).unwrap();
+        let env = p.sign_own(vec![a], vec![], Vec::new(), 5).unwrap();
         assert!(
             p.holders(&a, 5).is_empty(),
             "this node is not its own remote provider"

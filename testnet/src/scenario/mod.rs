@@ -13,20 +13,23 @@ mod faults;
 mod gossip;
 mod report;
 mod setup;
+mod subscribe;
 
 pub use degrade::degrade;
 pub use faults::{churn, late_join, partition};
 pub use gossip::{policy_convergence, propagation};
 pub use report::{Options, Report};
+pub use subscribe::subscription;
 
 /// The scenarios, by name.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "propagation",
     "policy-convergence",
     "partition",
     "churn",
     "late-join",
     "degrade",
+    "subscription",
 ];
 
 /// Runs the named scenario.
@@ -38,6 +41,7 @@ pub fn run(name: &str, opts: &Options) -> anyhow::Result<Report> {
         "churn" => churn(opts),
         "late-join" => late_join(opts),
         "degrade" => degrade(opts),
+        "subscription" => subscription(opts),
         other => bail!("no scenario {other:?}; choose one of: {}", NAMES.join(", ")),
     }
 }

@@ -1,0 +1,553 @@
+//! Subscriptions: a product followed into a directory. The follower task wakes on
+//! every catalog change (and every [`TICK`]), and for each active subscription
+//! whose newest announced version is not yet materialized, fetches that version
+//! (only the chunks this node lacks), verified, into a hidden folder, and makes it
+//! `current` atomically (see [`layout`]); older folders beyond `keep` are removed.
+//! The node then holds the version, so its provider record offers it to others: a
+//! subscriber is a replica.
+//!
+//! Access is checked twice: before fetching, with this node's own copy of the
+//! policy's fetch rules and the access decisions (what every provider will decide),
+//! and by the providers themselves. A denial either way stops the subscription with
+//! the rule and its reason; `mesh subscribe` again resumes it. Any other failure is
+//! retried, with a pause that doubles up to [`MAX_BACKOFF`].
+
+pub(crate) mod layout;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_protocol::{ProductId, ProductRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::layout::Layout;
+use super::fetch::{FetchError, Fetcher};
+use mesh_protocol::rules::Decision;
+use crate::clock::unix_now_ms;
+use crate::error::NodeError;
+use crate::state::access::AccessBook;
+use crate::state::catalog::{Catalog, CatalogEntry};
+use crate::state::governance::Governance;
+use crate::state::providers::Providers;
+use crate::state::subscriptions::{
+    Materialized, SubState, Subscription, SubscriptionBook, MAX_KEEP,
+};
+use crate::task::blocking;
+
+/// How often the follower looks again without a catalog change (a revocation, a
+/// retry that is due).
+const TICK: Duration = Duration::from_secs(1);
+/// The longest pause between retries of a failing subscription.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A subscription as `mesh subscriptions` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriptionView {
+    /// `domain/name`.
+    pub product: String,
+    /// The directory its versions go to; `current` in it names the newest.
+    pub out: PathBuf,
+    /// Versions kept.
+    pub keep: usize,
+    /// `waiting`, `up to date`, `fetching`, `behind`, `denied`, `failing`.
+    pub state: String,
+    /// Why it is denied or failing.
+    pub reason: Option<String>,
+    /// Since when it is in this state (unix ms).
+    pub since_ms: u64,
+    /// The version `current` names.
+    pub current: Option<String>,
+    /// The newest version the catalog knows.
+    pub newest: Option<String>,
+    /// Up to date: how long the current version took from its announcement to
+    /// `current`. Otherwise: how long the newest version has waited so far.
+    pub lag_ms: Option<u64>,
+    /// The versions materialized and kept, oldest first.
+    pub kept: Vec<String>,
+    /// Recent materializations with their lags, oldest first.
+    pub history: Vec<Materialized>,
+}
+
+/// A node that follows a product, as its owner sees it (`mesh subscribers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscriberView {
+    /// The node's peer id.
+    pub peer_id: String,
+    /// Its domain, when the policy's registry names the node.
+    pub domain: Option<String>,
+    /// When its newest record was issued (unix ms).
+    pub last_seen_ms: u64,
+    /// Whether that record is older than the provider TTL.
+    pub stale: bool,
+    /// The product's versions it holds, newest first.
+    pub versions: Vec<String>,
+}
+
+/// Why a version could not be materialized.
+enum Failed {
+    /// Access denied: the subscription stops.
+    Denied(String),
+    /// Anything else: retried.
+    Other(String),
+}
+
+impl From<FetchError> for Failed {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Denied(reason) => Failed::Denied(reason),
+            other => Failed::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<layout::LayoutError> for Failed {
+    fn from(e: layout::LayoutError) -> Self {
+        Failed::Other(format!("materializing: {e}"))
+    }
+}
+
+impl From<crate::task::TaskError> for Failed {
+    fn from(e: crate::task::TaskError) -> Self {
+        Failed::Other(e.to_string())
+    }
+}
+
+/// A retry that is not due yet.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    due: Instant,
+}
+
+/// What subscription work needs from the node.
+#[derive(Debug, Clone)]
+pub(crate) struct Follower {
+    pub(crate) book: SubscriptionBook,
+    pub(crate) fetcher: Fetcher,
+    pub(crate) catalog: Catalog,
+    pub(crate) governance: Governance,
+    pub(crate) access: AccessBook,
+    /// Provider records: who else follows a product.
+    pub(crate) providers: Providers,
+    /// The node's work lock: a fetch holds it shared (GC exclusively).
+    pub(crate) work_lock: Arc<RwLock<()>>,
+    /// This node's peer id, as the fetch rules name it.
+    pub(crate) peer_id: String,
+}
+
+impl Follower {
+    /// Subscribes to `product` into `out` (absolute), keeping `keep` versions; or
+    /// updates `keep` of an existing subscription and resumes it if it was denied.
+    pub(crate) async fn subscribe(
+        &self,
+        product: ProductId,
+        out: PathBuf,
+        keep: usize,
+    ) -> Result<SubscriptionView, NodeError> {
+        if !out.is_absolute() {
+            return Err(NodeError::BadRequest(format!(
+                "the subscription directory must be an absolute path, not {}",
+                out.display()
+            )));
+        }
+        if keep == 0 || keep > MAX_KEEP {
+            return Err(NodeError::BadRequest(format!(
+                "--keep must be 1..={MAX_KEEP}, not {keep}"
+            )));
+        }
+        let (book, catalog) = (self.book.clone(), self.catalog.clone());
+        let id = product.clone();
+        let sub = blocking(move || -> Result<Subscription, NodeError> {
+            if catalog.get(&id, None)?.is_none() {
+                return Err(NodeError::NotFound(format!(
+                    "{id} is not in this node's catalog; `mesh products` lists what the mesh offers"
+                )));
+            }
+            let now = unix_now_ms();
+            let sub = match book.get(&id)? {
+                Some(mut s) if s.out == out => {
+                    s.keep = keep;
+                    if !s.active() {
+                        s.set_state(SubState::Waiting, now);
+                    }
+                    s
+                }
+                Some(s) => {
+                    return Err(NodeError::BadRequest(format!(
+                        "{id} is already followed into {}; `mesh unsubscribe {id}` first to move it",
+                        s.out.display()
+                    )))
+                }
+                None => Subscription::new(id.clone(), out.clone(), keep, now),
+            };
+            Layout::new(&out)
+                .claim(&id.to_string())
+                .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+            if !book.put(&sub)? {
+                return Err(NodeError::BadRequest(format!(
+                    "this node follows {} products already, the most it keeps; unsubscribe from one first",
+                    crate::state::subscriptions::MAX_SUBSCRIPTIONS
+                )));
+            }
+            Ok(sub)
+        })
+        .await?;
+        info!(product = %product, out = %sub.out.display(), keep, "subscribed");
+        self.book.notify();
+        self.view(sub).await
+    }
+
+    /// Stops following `product`; its folders stay.
+    pub(crate) async fn unsubscribe(
+        &self,
+        product: ProductId,
+    ) -> Result<SubscriptionView, NodeError> {
+        let book = self.book.clone();
+        let id = product.clone();
+        let removed = blocking(move || Ok::<_, NodeError>(book.remove(&id)?)).await?;
+        let Some(sub) = removed else {
+            return Err(NodeError::NotFound(format!(
+                "this node does not follow {product}; `mesh subscriptions` lists what it follows"
+            )));
+        };
+        info!(product = %product, "unsubscribed");
+        self.book.notify();
+        self.view(sub).await
+    }
+
+    /// The nodes whose provider records say they follow `product`.
+    pub(crate) async fn subscribers(
+        &self,
+        product: ProductId,
+    ) -> Result<Vec<SubscriberView>, NodeError> {
+        let (catalog, providers, governance) = (
+            self.catalog.clone(),
+            self.providers.clone(),
+            self.governance.clone(),
+        );
+        blocking(move || {
+            if catalog.get(&product, None)?.is_none() {
+                return Err(NodeError::NotFound(format!(
+                    "{product} is not in this node's catalog; `mesh products` lists what the mesh offers"
+                )));
+            }
+            let filter = crate::state::catalog::Filter {
+                domain: Some(product.domain().to_string()),
+                ..Default::default()
+            };
+            let mut versions: Vec<(semver::Version, mesh_protocol::ManifestHash)> = catalog
+                .list(&filter)?
+                .into_iter()
+                .filter(|e| e.announcement.product == product)
+                .map(|e| (e.announcement.version, e.announcement.manifest))
+                .collect();
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            let hashes: Vec<_> = versions.iter().map(|(_, h)| *h).collect();
+            let policy = governance.policy();
+            Ok(providers
+                .followers(&product, &hashes, unix_now_ms())
+                .into_iter()
+                .map(|f| SubscriberView {
+                    domain: policy.domain_of_node(&f.peer_id).map(|d| d.to_string()),
+                    versions: versions
+                        .iter()
+                        .filter(|(_, h)| f.held.contains(h))
+                        .map(|(v, _)| v.to_string())
+                        .collect(),
+                    peer_id: f.peer_id,
+                    last_seen_ms: f.last_seen_ms,
+                    stale: f.stale,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Every subscription with its state and lag.
+    pub(crate) async fn list(&self) -> Result<Vec<SubscriptionView>, NodeError> {
+        let book = self.book.clone();
+        let subs = blocking(move || Ok::<_, NodeError>(book.all()?)).await?;
+        let mut out = Vec::with_capacity(subs.len());
+        for s in subs {
+            out.push(self.view(s).await?);
+        }
+        Ok(out)
+    }
+
+    async fn view(&self, s: Subscription) -> Result<SubscriptionView, NodeError> {
+        let catalog = self.catalog.clone();
+        let id = s.product.clone();
+        let newest = blocking(move || Ok::<_, NodeError>(catalog.get(&id, None)?)).await?;
+        Ok(view(s, newest.as_ref(), unix_now_ms()))
+    }
+
+    /// Follows every active subscription until `shutdown`.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        if let Err(e) = self.recover().await {
+            warn!("subscriptions: {e}");
+        }
+        let updates = self.catalog.updates();
+        let mut backoff: HashMap<ProductId, Backoff> = HashMap::new();
+        loop {
+            // Registered before the pass, so a change during it wakes the next one.
+            let changed = updates.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let subs = {
+                let book = self.book.clone();
+                match blocking(move || Ok::<_, NodeError>(book.all()?)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("subscriptions: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            for sub in subs.into_iter().filter(Subscription::active) {
+                let product = sub.product.clone();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = self.step(sub, &mut backoff) => if let Err(e) = r {
+                        warn!(%product, "subscription: {e}");
+                    },
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = changed => {}
+                _ = self.book.changed() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// At start: removes what an interrupted run left in each directory, and turns
+    /// a `fetching` state (the run that fetched is gone) into `behind`.
+    async fn recover(&self) -> Result<(), NodeError> {
+        let book = self.book.clone();
+        blocking(move || -> Result<(), NodeError> {
+            for mut s in book.all()? {
+                match Layout::new(&s.out).clean() {
+                    Ok(0) => {}
+                    Ok(n) => info!(product = %s.product, "removed {n} leftover(s) of an interrupted materialization"),
+                    Err(e) => warn!(product = %s.product, "cleaning {}: {e}", s.out.display()),
+                }
+                if matches!(s.state, SubState::Fetching { .. }) {
+                    s.set_state(SubState::Behind, unix_now_ms());
+                    book.put(&s)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One look at one subscription: stop it if access is denied, else fetch and
+    /// materialize the newest version if it is not current.
+    async fn step(
+        &self,
+        mut sub: Subscription,
+        backoff: &mut HashMap<ProductId, Backoff>,
+    ) -> Result<(), NodeError> {
+        let now = unix_now_ms();
+        let (catalog, governance, access) = (
+            self.catalog.clone(),
+            self.governance.clone(),
+            self.access.clone(),
+        );
+        let (id, peer) = (sub.product.clone(), self.peer_id.clone());
+        let (newest, denial) = blocking(move || {
+            let Some(entry) = catalog.get(&id, None)? else {
+                return Ok::<_, NodeError>((None, None));
+            };
+            // What every provider will decide, from this node's copy of the
+            // rules and grants (the manifest is known once prefetched or held).
+            let denial = match catalog.manifest(&entry.announcement.manifest)? {
+                Some((signed, _)) => match governance.check_manifest(&signed) {
+                    Ok(m) => match governance.fetch_decision(
+                        &peer,
+                        &m,
+                        &access.decisions_for(&id),
+                        unix_now_ms(),
+                    ) {
+                        Decision::Deny { rule, reason } => {
+                            Some(format!("denied by rule {rule}: {reason}"))
+                        }
+                        Decision::Allow => None,
+                    },
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            Ok((Some(entry), denial))
+        })
+        .await?;
+        if let Some(reason) = denial {
+            warn!(product = %sub.product, "subscription stopped: {reason}");
+            sub.set_state(SubState::Denied { reason }, now);
+            return self.save(sub).await;
+        }
+        let Some(newest) = newest else {
+            return Ok(());
+        };
+        let version = newest.announcement.version.to_string();
+        if sub.current().is_some_and(|c| c.version == version) {
+            if sub.state != SubState::UpToDate {
+                sub.set_state(SubState::UpToDate, now);
+                self.save(sub).await?;
+            }
+            backoff.remove(&newest.announcement.product);
+            return Ok(());
+        }
+        if backoff
+            .get(&sub.product)
+            .is_some_and(|b| b.due > Instant::now())
+        {
+            return Ok(());
+        }
+        sub.set_state(
+            SubState::Fetching {
+                version: version.clone(),
+            },
+            now,
+        );
+        self.save(sub.clone()).await?;
+        match self.materialize(&sub, &newest).await {
+            Ok(m) => {
+                backoff.remove(&sub.product);
+                info!(product = %sub.product, %version, lag_ms = m.lag_ms(), "subscription: materialized");
+                let gone = sub.materialized(m);
+                let layout = Layout::new(&sub.out);
+                let pruned = blocking(move || {
+                    for g in gone {
+                        layout.prune(&g.version).map_err(Failed::from)?;
+                    }
+                    Ok::<_, Failed>(())
+                })
+                .await;
+                if let Err(Failed::Denied(e) | Failed::Other(e)) = pruned {
+                    warn!(product = %sub.product, "subscription: removing an old version: {e}");
+                }
+                sub.set_state(SubState::UpToDate, unix_now_ms());
+            }
+            Err(Failed::Denied(reason)) => {
+                warn!(product = %sub.product, "subscription stopped: {reason}");
+                sub.set_state(SubState::Denied { reason }, unix_now_ms());
+            }
+            Err(Failed::Other(e)) => {
+                let attempts = match &sub.state {
+                    SubState::Failing { attempts, .. } => attempts + 1,
+                    _ => 1,
+                };
+                let pause = Duration::from_secs(1 << attempts.min(6)).min(MAX_BACKOFF);
+                warn!(product = %sub.product, %version, attempts, "subscription: {e}; retrying in {} s", pause.as_secs());
+                backoff.insert(
+                    sub.product.clone(),
+                    Backoff {
+                        due: Instant::now() + pause,
+                    },
+                );
+                sub.set_state(
+                    SubState::Failing {
+                        reason: e,
+                        attempts,
+                    },
+                    unix_now_ms(),
+                );
+            }
+        }
+        self.save(sub).await
+    }
+
+    /// Fetches `entry`'s version into its hidden folder and makes it current.
+    async fn materialize(
+        &self,
+        sub: &Subscription,
+        entry: &CatalogEntry,
+    ) -> Result<Materialized, Failed> {
+        let a = &entry.announcement;
+        let version = a.version.to_string();
+        let layout = Layout::new(&sub.out);
+        let (l, v) = (layout.clone(), version.clone());
+        let partial = blocking(move || l.partial(&v).map_err(Failed::from)).await?;
+        let target = ProductRef {
+            id: a.product.clone(),
+            version: Some(a.version.clone()),
+        };
+        let fetched = {
+            let _shared_work = self.work_lock.read().await;
+            self.fetcher
+                .fetch(&target, Some(partial.clone()), true, None)
+                .await
+        };
+        let outcome = match fetched {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(partial)).await;
+                return Err(e.into());
+            }
+        };
+        let (l, v) = (layout, version.clone());
+        blocking(move || l.commit(&v).map_err(Failed::from)).await?;
+        Ok(Materialized {
+            version,
+            manifest: outcome.manifest,
+            published_at_ms: a.issued_at_ms,
+            materialized_at_ms: unix_now_ms(),
+            transferred_bytes: outcome.transferred_bytes,
+            size: outcome.size,
+        })
+    }
+
+    async fn save(&self, sub: Subscription) -> Result<(), NodeError> {
+        let book = self.book.clone();
+        blocking(move || {
+            // Unsubscribed meanwhile: nothing to save.
+            if book.get(&sub.product)?.is_some() {
+                book.put(&sub)?;
+            }
+            Ok::<_, NodeError>(())
+        })
+        .await
+    }
+}
+
+/// The view of `s`, with the catalog's newest version of its product.
+fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> SubscriptionView {
+    let current = s.current().cloned();
+    let newest_version = newest.map(|e| e.announcement.version.to_string());
+    let lag_ms = match (&current, newest) {
+        (Some(c), Some(n)) if c.version == n.announcement.version.to_string() => Some(c.lag_ms()),
+        (_, Some(n)) => Some(now_ms.saturating_sub(n.announcement.issued_at_ms)),
+        (Some(c), None) => Some(c.lag_ms()),
+        (None, None) => None,
+    };
+    let reason = match &s.state {
+        SubState::Denied { reason } | SubState::Failing { reason, .. } => Some(reason.clone()),
+        _ => None,
+    };
+    // A known newer version that is not being fetched: behind.
+    let state = match &s.state {
+        SubState::UpToDate if newest_version.as_ref() != current.as_ref().map(|c| &c.version) => {
+            "behind"
+        }
+        other => other.label(),
+    };
+    SubscriptionView {
+        product: s.product.to_string(),
+        out: s.out.clone(),
+        keep: s.keep,
+        state: state.to_string(),
+        reason,
+        since_ms: s.since_ms,
+        current: current.map(|c| c.version),
+        newest: newest_version,
+        lag_ms,
+        kept: s.kept.iter().map(|k| k.version.clone()).collect(),
+        history: s.history.into_iter().collect(),
+    }
+}
