@@ -17,8 +17,8 @@ const WAIT: Duration = Duration::from_secs(600);
 /// `mesh subscribe PRODUCT -o DIR [--keep N] [--wait]`.
 pub(crate) fn subscribe(home: &Path, a: SubscribeArgs, json: bool) -> anyhow::Result<()> {
     let api = client(home)?;
-    let out = std::path::absolute(&a.out)
-        .with_context(|| format!("resolving {}", a.out.display()))?;
+    let out =
+        std::path::absolute(&a.out).with_context(|| format!("resolving {}", a.out.display()))?;
     let mut view = api.subscribe(&SubscribeBody {
         product: a.product.clone(),
         out,

@@ -155,7 +155,11 @@ mod tests {
         let key = KeyPair::generate();
         let mut r = record(MAX_HELD, MAX_PROVIDER_ADDRS);
         r.follows = (0..MAX_FOLLOWS)
-            .map(|i| format!("a-very-long-domain-name-{i}/a-very-long-product-name").parse().unwrap())
+            .map(|i| {
+                format!("a-very-long-domain-name-{i}/a-very-long-product-name")
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         let env = Signed::sign(&r, &key).to_bytes();
         let back = Signed::<ProviderRecord>::from_bytes(&env).unwrap();

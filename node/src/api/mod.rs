@@ -9,9 +9,9 @@
 //! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
 
 mod access;
-mod subscriptions;
 pub mod client;
 pub(crate) mod server;
+mod subscriptions;
 pub mod types;
 pub(crate) mod web;
 

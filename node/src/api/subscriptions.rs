@@ -35,7 +35,9 @@ pub(super) async fn unsubscribe(
 }
 
 /// `GET /v1/subscriptions`.
-pub(super) async fn list(State(node): State<Node>) -> Result<Json<Vec<SubscriptionView>>, NodeError> {
+pub(super) async fn list(
+    State(node): State<Node>,
+) -> Result<Json<Vec<SubscriptionView>>, NodeError> {
     Ok(Json(node.subscriptions().await?))
 }
 

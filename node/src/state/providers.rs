@@ -372,7 +372,12 @@ mod tests {
         let (store, governance) = test_governance();
         let other = Providers::load(store, governance, id).unwrap();
         other
-            .sign_own(held.to_vec(), vec!["/ip4/127.0.0.1/tcp/1".into()], Vec::new(), at)
+            .sign_own(
+                held.to_vec(),
+                vec!["/ip4/127.0.0.1/tcp/1".into()],
+                Vec::new(),
+                at,
+            )
             .unwrap()
     }
 

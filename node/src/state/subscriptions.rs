@@ -235,7 +235,8 @@ impl SubscriptionBook {
         }
         let bytes = serde_json::to_vec(s)
             .map_err(|e| StateError::corrupt(format!("subscription {key}"), e))?;
-        self.store.put(Tree::Subscriptions, key.as_bytes(), &bytes)?;
+        self.store
+            .put(Tree::Subscriptions, key.as_bytes(), &bytes)?;
         self.store.flush()?;
         Ok(true)
     }

@@ -122,10 +122,14 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
     }
     wait_current(&net, &subs, 0, opts.deadline)?;
     // The owner sees its subscribers (from their provider records).
-    let seen = wait_until("the publisher to list every subscriber", opts.deadline, || {
-        let list = net.nodes[0].client()?.subscribers(&p.parse()?)?;
-        Ok(list.len() >= subs.len())
-    });
+    let seen = wait_until(
+        "the publisher to list every subscriber",
+        opts.deadline,
+        || {
+            let list = net.nodes[0].client()?.subscribers(&p.parse()?)?;
+            Ok(list.len() >= subs.len())
+        },
+    );
     report.check(seen.is_ok(), || {
         "the publisher does not list every subscriber".into()
     });
@@ -185,11 +189,15 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
     for &i in &subs {
         let current = outs[i].join("current").join("orders.csv");
         if file_hash(&current)? != hash {
-            wrong.push(format!("node {i}: current/orders.csv differs from the source"));
+            wrong.push(format!(
+                "node {i}: current/orders.csv differs from the source"
+            ));
         }
         let (names, leftovers) = folders(&outs[i])?;
         if names.len() != KEEP || !names.contains(&version) {
-            wrong.push(format!("node {i}: folders {names:?}, {KEEP} expected with {version}"));
+            wrong.push(format!(
+                "node {i}: folders {names:?}, {KEEP} expected with {version}"
+            ));
         }
         if leftovers {
             wrong.push(format!("node {i}: a half-written leftover is visible"));

@@ -35,9 +35,11 @@ const INITIAL_PEER_WINDOW: usize = 2;
 const MAX_BUSY_RETRIES: u32 = 40;
 /// Backoff unit after a `Busy` answer (grows linearly, capped at 10 units).
 const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
-/// Rounds of asking again the providers that could not be reached (a dial that
-/// failed, a connection that closed), once every other provider was tried: a relay
-/// that refused a circuit for a moment or a link being upgraded by a hole punch.
+/// Rounds of asking again, once every provider was tried, those that could not be
+/// reached (a dial that failed, a connection that closed: a relay that refused a
+/// circuit for a moment, a link being upgraded by a hole punch) or did not hold the
+/// version yet (a replica fetching it right now, as every subscriber of a product
+/// does when a version is announced).
 pub(super) const MAX_DIAL_ROUNDS: u32 = 3;
 /// The pause before such a round (grows linearly).
 pub(super) const DIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
@@ -200,15 +202,19 @@ impl ChunkFetch {
         let mut failures = Vec::new();
         let mut busy_retries = 0u32;
         let mut tried = std::collections::HashSet::new();
-        let (mut unreachable, mut dial_rounds) = (Vec::new(), 0u32);
+        let (mut unreachable, mut lacked, mut dial_rounds) = (Vec::new(), Vec::new(), 0u32);
         loop {
             let Some(peer) = self.reserve(index, &tried).await else {
-                if unreachable.is_empty() || dial_rounds == MAX_DIAL_ROUNDS {
+                if (unreachable.is_empty() && lacked.is_empty()) || dial_rounds == MAX_DIAL_ROUNDS {
                     break;
                 }
                 dial_rounds += 1;
                 for p in unreachable.drain(..) {
                     tried.remove(&p);
+                }
+                for p in lacked.drain(..) {
+                    tried.remove(&p);
+                    lock(&self.lacking).remove(&p);
                 }
                 tokio::time::sleep(DIAL_BACKOFF * dial_rounds).await;
                 continue;
@@ -254,6 +260,7 @@ impl ChunkFetch {
                 }
                 Ok(Response::NotFound) => {
                     lock(&self.lacking).insert(peer);
+                    lacked.push(peer);
                     "does not hold it".into()
                 }
                 Ok(Response::Denied { rule, reason }) => {

@@ -250,7 +250,10 @@ mod tests {
         assert_eq!(l.current().as_deref(), Some("1.1.0"));
         assert!(l.version_dir("1.0.0").join("data.csv").exists());
         l.prune("1.1.0").unwrap();
-        assert!(l.version_dir("1.1.0").exists(), "the current one is never pruned");
+        assert!(
+            l.version_dir("1.1.0").exists(),
+            "the current one is never pruned"
+        );
         l.prune("1.0.0").unwrap();
         assert!(!l.version_dir("1.0.0").exists());
     }
@@ -295,6 +298,9 @@ mod tests {
         l.claim("sales/orders").unwrap();
         l.claim("sales/orders").unwrap();
         let err = l.claim("finance/ledger").unwrap_err();
-        assert!(err.to_string().contains("already follows sales/orders"), "{err}");
+        assert!(
+            err.to_string().contains("already follows sales/orders"),
+            "{err}"
+        );
     }
 }

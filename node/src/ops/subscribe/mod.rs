@@ -27,7 +27,6 @@ use tracing::{info, warn};
 
 use self::layout::Layout;
 use super::fetch::{FetchError, Fetcher};
-use mesh_protocol::rules::Decision;
 use crate::clock::unix_now_ms;
 use crate::error::NodeError;
 use crate::state::access::AccessBook;
@@ -38,6 +37,7 @@ use crate::state::subscriptions::{
     Materialized, SubState, Subscription, SubscriptionBook, MAX_KEEP,
 };
 use crate::task::blocking;
+use mesh_protocol::rules::Decision;
 
 /// How often the follower looks again without a catalog change (a revocation, a
 /// retry that is due).
