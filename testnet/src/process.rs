@@ -145,11 +145,13 @@ impl TestNode {
             .output()
             .context("running mesh")?;
         if !out.status.success() {
+            // With --json the CLI reports its error on stdout (`{"error": ...}`).
             bail!(
-                "mesh {} on node {} failed: {}",
+                "mesh {} on node {} failed: {}{}",
                 args.join(" "),
                 self.index,
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
             );
         }
         serde_json::from_slice(&out.stdout).with_context(|| {

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use super::context::{PageError, PageQuery, WebState};
 use super::page::{self, layout, respond, Nav};
 use super::{chart, index, lineage_svg};
-use crate::api::types::{AccessFilter, AccessView, CatalogEntry, DecisionView, ProductUsage};
+use crate::api::types::{
+    AccessFilter, AccessView, CatalogEntry, DecisionView, ProductUsage, SubscriberView,
+};
 use crate::clock::unix_now;
 use crate::error::NodeError;
 
@@ -64,6 +66,11 @@ pub(super) async fn page(
             product: Some(id.clone()),
             ..AccessFilter::default()
         })
+        .await
+        .unwrap_or_default();
+    let subscribers = s
+        .node
+        .subscribers(target.id.clone())
         .await
         .unwrap_or_default();
     let status = s.node.status().await?;
@@ -141,6 +148,7 @@ pub(super) async fn page(
         }
         (usage_section(usage.as_ref()))
         (access_section(&access, a.product.domain().as_str(), now))
+        (subscribers_section(&subscribers, &a.product.to_string(), now))
         (versions_table(&versions, &a.version, now))
         @if let Some(m) = &manifest {
             (files(m))
@@ -374,6 +382,39 @@ fn access_section(access: &[AccessView], owner: &str, now: u64) -> Markup {
                     }
                 }
                 p.muted { "Grants are signed by " (owner) "'s publisher key and enforced by every provider." }
+            }
+        }
+    }
+}
+
+/// The nodes that follow the product (`mesh subscribe`), from their provider
+/// records.
+fn subscribers_section(subscribers: &[SubscriberView], product: &str, now: u64) -> Markup {
+    html! {
+        section {
+            h2 { "Subscribers" }
+            @if subscribers.is_empty() {
+                p.muted { "No node follows this product. " code { "mesh subscribe " (product) " -o DIR" } " keeps a copy current: each new version is fetched and switched in whole." }
+            } @else {
+                table {
+                    thead { tr { th { "Domain" } th { "Node" } th { "Holds" } th { "Last seen" } } }
+                    tbody {
+                        @for f in subscribers {
+                            tr {
+                                td {
+                                    @match &f.domain {
+                                        Some(d) => { a href={ "/domains/" (d) } { (d) } },
+                                        None => { span.muted { "no domain" } },
+                                    }
+                                }
+                                td { code title=(f.peer_id) { (f.peer_id.get(f.peer_id.len().saturating_sub(8)..).unwrap_or(&f.peer_id)) } }
+                                td { @if f.versions.is_empty() { "–" } @else { (f.versions.join(", ")) } }
+                                td { (page::ago(now, f.last_seen_ms / 1000)) @if f.stale { " (stale)" } }
+                            }
+                        }
+                    }
+                }
+                p.muted { "Each subscriber serves what it holds to others, as a replica." }
             }
         }
     }
