@@ -425,6 +425,7 @@ mod tests {
             issued_at_ms: 1,
             held: vec![ManifestHash::of(b"x")],
             addrs: vec![],
+            follows: vec![],
         };
         let err = p
             .accept(&Signed::sign(&forged, &liar_key).to_bytes(), 10)
