@@ -144,7 +144,7 @@ fn show(v: &SubscriptionView) {
     }
     if let Some(h) = v.history.last() {
         say!(
-            "  last    {} materialized {}, {} after its announcement ({} of {} downloaded)",
+            "  last    {} materialized {}, {} after it was announced (or subscribed to) ({} of {} downloaded)",
             h.version,
             date(h.materialized_at_ms / 1000),
             lag(h.lag_ms()),

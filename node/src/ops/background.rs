@@ -87,7 +87,14 @@ pub(crate) async fn provider_records(
     shutdown: CancellationToken,
 ) {
     let refresh = std::time::Duration::from_millis(PROVIDER_REFRESH_MS);
+    let (holdings, follows) = (catalog.holdings(), subscriptions.changes());
     loop {
+        // Registered before the record is read, so a change while it is signed
+        // brings the next one.
+        let (held_changed, follows_changed) = (holdings.notified(), follows.notified());
+        tokio::pin!(held_changed, follows_changed);
+        held_changed.as_mut().enable();
+        follows_changed.as_mut().enable();
         let addrs = match net.advertised_addrs().await {
             Ok(a) => a.iter().map(|a| a.to_string()).collect(),
             Err(_) => return,
@@ -106,8 +113,8 @@ pub(crate) async fn provider_records(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = catalog.holdings_changed() => {}
-            _ = subscriptions.changed() => {}
+            _ = held_changed => {}
+            _ = follows_changed => {}
             _ = net.addrs_changed() => {}
             _ = tokio::time::sleep(refresh) => {}
         }

@@ -145,9 +145,10 @@ impl Catalog {
         self.updated.clone()
     }
 
-    /// Waits until a version becomes held or stops being held.
-    pub(crate) async fn holdings_changed(&self) {
-        self.holdings.notified().await;
+    /// The signal of a version becoming held or no longer held: a waiter that
+    /// enables its `notified()` future before reading misses no change made after.
+    pub(crate) fn holdings(&self) -> Arc<tokio::sync::Notify> {
+        self.holdings.clone()
     }
 
     /// Manifest hashes of every version this node holds completely.

@@ -80,8 +80,9 @@ pub struct Materialized {
     pub version: String,
     /// Its manifest hash.
     pub manifest: String,
-    /// When its publisher announced it (unix ms, the announcement's own time).
-    pub published_at_ms: u64,
+    /// When it became due (unix ms): its announcement's own time, or when the
+    /// subscription was made, if later.
+    pub due_at_ms: u64,
     /// When its folder became `current` here (unix ms).
     pub materialized_at_ms: u64,
     /// Bytes downloaded for it (chunks the node held already are not).
@@ -91,9 +92,9 @@ pub struct Materialized {
 }
 
 impl Materialized {
-    /// From announcement to `current`, in milliseconds.
+    /// From due (announced, or subscribed if later) to `current`, in milliseconds.
     pub fn lag_ms(&self) -> u64 {
-        self.materialized_at_ms.saturating_sub(self.published_at_ms)
+        self.materialized_at_ms.saturating_sub(self.due_at_ms)
     }
 }
 
@@ -187,12 +188,13 @@ impl SubscriptionBook {
         }
     }
 
-    /// Waits until a subscription is added or removed.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
+    /// The signal of a subscription added or removed: a waiter that enables its
+    /// `notified()` future before reading misses no change made after.
+    pub(crate) fn changes(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
-    /// Wakes whoever waits in [`SubscriptionBook::changed`].
+    /// Wakes whoever waits on [`SubscriptionBook::changes`].
     pub(crate) fn notify(&self) {
         self.changed.notify_waiters();
     }
@@ -279,7 +281,7 @@ mod tests {
         Materialized {
             version: version.into(),
             manifest: format!("hash-{version}"),
-            published_at_ms: published,
+            due_at_ms: published,
             materialized_at_ms: at,
             transferred_bytes: 10,
             size: 100,

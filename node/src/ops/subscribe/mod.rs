@@ -290,13 +290,14 @@ impl Follower {
         if let Err(e) = self.recover().await {
             warn!("subscriptions: {e}");
         }
-        let updates = self.catalog.updates();
+        let (updates, book_changes) = (self.catalog.updates(), self.book.changes());
         let mut backoff: HashMap<ProductId, Backoff> = HashMap::new();
         loop {
             // Registered before the pass, so a change during it wakes the next one.
-            let changed = updates.notified();
-            tokio::pin!(changed);
+            let (changed, book_changed) = (updates.notified(), book_changes.notified());
+            tokio::pin!(changed, book_changed);
             changed.as_mut().enable();
+            book_changed.as_mut().enable();
             let subs = {
                 let book = self.book.clone();
                 match blocking(move || Ok::<_, NodeError>(book.all()?)).await {
@@ -319,7 +320,7 @@ impl Follower {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = changed => {}
-                _ = self.book.changed() => {}
+                _ = book_changed => {}
                 _ = tokio::time::sleep(TICK) => {}
             }
         }
@@ -496,7 +497,7 @@ impl Follower {
         Ok(Materialized {
             version,
             manifest: outcome.manifest,
-            published_at_ms: a.issued_at_ms,
+            due_at_ms: a.issued_at_ms.max(sub.created_at_ms),
             materialized_at_ms: unix_now_ms(),
             transferred_bytes: outcome.transferred_bytes,
             size: outcome.size,
