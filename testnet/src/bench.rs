@@ -64,7 +64,7 @@ fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
 }
 
 /// Writes `size` pseudo-random bytes (fast, deterministic).
-fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
+pub(crate) fn write_random(path: &Path, size: u64, seed: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut rng = mesh_testkit::SeededRng::new(seed);
     let mut buf = vec![0u8; 1 << 20];

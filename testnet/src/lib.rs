@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod bench_links;
 pub mod chaos;
 pub mod cluster;
 pub mod crash;
@@ -312,15 +313,8 @@ impl Testnet {
         seed: u64,
     ) -> anyhow::Result<()> {
         let n = self.nodes.len();
-        for node in &mut self.nodes {
-            // A placeholder until the real links exist: discovery is off from the start.
-            node.links = vec![String::new()];
-        }
-        for i in 0..n {
-            let mesh = self.mesh.clone();
-            self.nodes[i].start(&mesh, &[])?;
-        }
         let mut rng = mesh_testkit::SeededRng::new(seed);
+        let mut links = Vec::new();
         for i in 0..n {
             let mut targets = vec![(i + 1) % n];
             let mut tries = 0;
@@ -331,23 +325,46 @@ impl Testnet {
                     targets.push(j);
                 }
             }
-            self.nodes[i].links.clear();
-            for j in targets.into_iter().filter(|j| *j != i) {
-                let target = self.nodes[j]
-                    .socket_addr()
-                    .with_context(|| format!("node {j} has no address"))?;
-                let via = proxy.link(i, j, target)?;
-                let addr = format!(
-                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-                    via.port(),
-                    self.nodes[j].peer_id
-                );
-                self.nodes[i].links.push(addr.clone());
-                self.nodes[i].client()?.add_peer(&addr)?;
-            }
+            links.extend(targets.into_iter().filter(|j| *j != i).map(|j| (i, j)));
         }
+        self.start_all_linked(proxy, &links)?;
         for i in 0..n {
             self.wait_peers(i, 2.min(n - 1), Duration::from_secs(60))?;
+        }
+        Ok(())
+    }
+
+    /// Starts every node with discovery off and connects them only through `proxy`,
+    /// exactly by `links`: `(i, j)` has node i dial node j through its own proxy
+    /// link (the proxy's link `(i, j)`, whose faults apply to that connection).
+    pub fn start_all_linked(
+        &mut self,
+        proxy: &proxy::FaultProxy,
+        links: &[(usize, usize)],
+    ) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            // A placeholder until the real links exist: discovery is off from the start.
+            node.links = vec![String::new()];
+        }
+        for i in 0..self.nodes.len() {
+            let mesh = self.mesh.clone();
+            self.nodes[i].start(&mesh, &[])?;
+        }
+        for node in &mut self.nodes {
+            node.links.clear();
+        }
+        for &(i, j) in links {
+            let target = self.nodes[j]
+                .socket_addr()
+                .with_context(|| format!("node {j} has no address"))?;
+            let via = proxy.link(i, j, target)?;
+            let addr = format!(
+                "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                via.port(),
+                self.nodes[j].peer_id
+            );
+            self.nodes[i].links.push(addr.clone());
+            self.nodes[i].client()?.add_peer(&addr)?;
         }
         Ok(())
     }

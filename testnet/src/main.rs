@@ -41,6 +41,20 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         size_mib: u64,
     },
+    /// Multi-provider fetch on shaped links: every consumer reaches each of 4
+    /// providers through its own link limited to --rate-mbps; fetches from 1, 2, 3
+    /// and 4 providers, and from 3 with a fourth at --slow-mbps.
+    BenchLinks {
+        /// Product size in MiB.
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Each provider link's rate in MB/s.
+        #[arg(long, default_value_t = 50)]
+        rate_mbps: u64,
+        /// The slow provider's rate in MB/s.
+        #[arg(long, default_value_t = 5)]
+        slow_mbps: u64,
+    },
     /// Start N nodes in DIR (council, genesis and domains generated) and hold them in
     /// the foreground until Ctrl-C, SIGTERM or `down`; no node outlives this process.
     Up {
@@ -180,6 +194,32 @@ fn main() -> ExitCode {
                     mesh: MeshBin::from_env_or_current()?,
                     progress: |line| eprintln!("{line}"),
                 })?;
+                print!("{}", mesh_testnet::bench::markdown(&rows));
+                Ok(())
+            };
+            match run() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("benchmark failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::BenchLinks {
+            size_mib,
+            rate_mbps,
+            slow_mbps,
+        } => {
+            let run = || -> anyhow::Result<()> {
+                let rows = mesh_testnet::bench_links::links(
+                    &mesh_testnet::bench_links::LinkBenchOptions {
+                        size_mib,
+                        rate_mbps,
+                        slow_mbps,
+                        mesh: MeshBin::from_env_or_current()?,
+                        progress: |line| eprintln!("{line}"),
+                    },
+                )?;
                 print!("{}", mesh_testnet::bench::markdown(&rows));
                 Ok(())
             };
