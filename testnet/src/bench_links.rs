@@ -77,8 +77,12 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
     net.publish(0, &data, &toml)?;
     for p in 1..PROVIDERS {
         net.wait_product(p, "sales/big", "1.0.0", LONG)?;
-        net.fetch(p, "sales/big@1.0.0", &net.root().join(format!("replica{p}")))
-            .with_context(|| format!("provider {p} taking a replica"))?;
+        net.fetch(
+            p,
+            "sales/big@1.0.0",
+            &net.root().join(format!("replica{p}")),
+        )
+        .with_context(|| format!("provider {p} taking a replica"))?;
     }
     let rate = opts.rate_mbps * 1_000_000;
     let mut rows = Vec::new();

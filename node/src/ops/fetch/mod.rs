@@ -264,6 +264,7 @@ impl Fetcher {
             inflight: Mutex::new(inflight),
             slot_freed: tokio::sync::Notify::new(),
             used: Mutex::new(BTreeMap::new()),
+            answer_us: AtomicU64::new(0),
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
             output,

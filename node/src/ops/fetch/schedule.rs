@@ -43,6 +43,13 @@ const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 pub(super) const MAX_DIAL_ROUNDS: u32 = 3;
 /// The pause before such a round (grows linearly).
 pub(super) const DIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+/// A batch not answered within this many times the fetch's typical answer time is
+/// also asked of another provider with a free slot, if one has; the first good
+/// answer wins. Mid-fetch the fast providers' windows are full, so this happens at
+/// the tail, where a slow provider would otherwise hold the last batches.
+const HEDGE_FACTOR: u64 = 4;
+/// Never sooner than this.
+const MIN_HEDGE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Verification failures after which a provider is dropped for this fetch.
 pub(super) const MAX_BAD_CHUNKS: u32 = 3;
 
@@ -60,6 +67,11 @@ pub(super) struct Slots {
 }
 
 impl Slots {
+    /// A request whose answer is no longer awaited (the other of a hedged pair won).
+    fn abandoned(&mut self) {
+        self.load = self.load.saturating_sub(1);
+    }
+
     /// An answer came back: a good one widens the window (up to its cap), a bad or
     /// busy one halves it.
     fn answered(&mut self, good: bool) {
@@ -104,6 +116,8 @@ pub(super) struct ChunkFetch {
     pub(super) inflight: Mutex<HashMap<PeerId, Slots>>,
     /// Signalled whenever a provider slot frees up.
     pub(super) slot_freed: tokio::sync::Notify,
+    /// A moving average of good answers' times, in microseconds (0: none yet).
+    pub(super) answer_us: AtomicU64,
     pub(super) done: AtomicU64,
     pub(super) transferred: AtomicU64,
     /// Output files written as verified chunks arrive.
@@ -183,6 +197,132 @@ impl ChunkFetch {
         }
     }
 
+    /// Reserves a slot on a usable provider other than `not` that has one free now,
+    /// without waiting.
+    fn try_reserve_other(
+        &self,
+        index: usize,
+        tried: &std::collections::HashSet<PeerId>,
+        not: &PeerId,
+    ) -> Option<PeerId> {
+        let n = self.providers.len();
+        let mut inflight = lock(&self.inflight);
+        let (free, peer) = (0..n)
+            .map(|k| self.providers[(index + k) % n])
+            .filter(|p| p != not && self.usable(p, tried))
+            .map(|p| {
+                let s = inflight.entry(p).or_default();
+                (s.window.saturating_sub(s.load), p)
+            })
+            .max_by_key(|(free, _)| *free)?;
+        if free == 0 {
+            return None;
+        }
+        inflight.entry(peer).or_default().load += 1;
+        Some(peer)
+    }
+
+    /// How long to wait for an answer before hedging, once answers were timed.
+    fn hedge_after(&self) -> Option<std::time::Duration> {
+        match self.answer_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us * HEDGE_FACTOR).max(MIN_HEDGE)),
+        }
+    }
+
+    /// Folds a good answer's time into the moving average (weight 1/8).
+    fn timed(&self, took: std::time::Duration) {
+        let us = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.answer_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        self.answer_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Sends `request` to `peer` (its slot reserved); if no answer comes within
+    /// [`ChunkFetch::hedge_after`] and another provider has a free slot, asks that
+    /// one too. Returns who answered and the answer: the first good one, else the
+    /// first. The other's slot is freed here; the answerer's is the caller's.
+    async fn ask(
+        &self,
+        index: usize,
+        peer: PeerId,
+        request: &Request,
+        tried: &mut std::collections::HashSet<PeerId>,
+        expected: usize,
+    ) -> (PeerId, Result<Response, crate::net::NetError>) {
+        let good = |a: &Result<Response, crate::net::NetError>| matches!(a, Ok(Response::Chunks(d)) if d.len() == expected);
+        let started = std::time::Instant::now();
+        let primary = self.net.request(peer, request.clone());
+        tokio::pin!(primary);
+        // Until some answer was timed nobody is known to be faster: look again
+        // every MIN_HEDGE; then hedge once the answer is overdue and another
+        // provider has a free slot.
+        let second = loop {
+            let wait = self.hedge_after().unwrap_or(MIN_HEDGE);
+            tokio::select! {
+                answer = &mut primary => {
+                    if good(&answer) {
+                        self.timed(started.elapsed());
+                    }
+                    return (peer, answer);
+                }
+                _ = tokio::time::sleep(wait) => {
+                    let overdue = self.hedge_after().is_some_and(|h| started.elapsed() >= h);
+                    if let Some(other) = overdue
+                        .then(|| self.try_reserve_other(index, tried, &peer))
+                        .flatten()
+                    {
+                        break other;
+                    }
+                }
+            }
+        };
+        tried.insert(second);
+        // Only the first request of a fetch counts it as a use (`start`).
+        let again = match request.clone() {
+            Request::Chunks {
+                manifest, chunks, ..
+            } => Request::Chunks {
+                manifest,
+                chunks,
+                start: false,
+            },
+            other => other,
+        };
+        let hedge = self.net.request(second, again);
+        tokio::pin!(hedge);
+        let (first, answer, rest) = tokio::select! {
+            a = &mut primary => (peer, a, second),
+            a = &mut hedge => (second, a, peer),
+        };
+        if good(&answer) {
+            self.timed(started.elapsed());
+            self.abandon(&rest);
+            return (first, answer);
+        }
+        // The first answer was no good: wait for the other.
+        let other = if rest == peer {
+            primary.await
+        } else {
+            hedge.await
+        };
+        if good(&other) {
+            self.timed(started.elapsed());
+            self.release(&first, false);
+            return (rest, other);
+        }
+        self.release(&rest, false);
+        (first, answer)
+    }
+
+    /// Frees the slot of a request whose answer is no longer awaited.
+    fn abandon(&self, peer: &PeerId) {
+        if let Some(s) = lock(&self.inflight).get_mut(peer) {
+            s.abandoned();
+        }
+        self.slot_freed.notify_waiters();
+    }
+
     /// Frees a slot; a good answer widens the provider's window, a bad one halves it.
     fn release(&self, peer: &PeerId, good: bool) {
         if let Some(s) = lock(&self.inflight).get_mut(peer) {
@@ -225,7 +365,9 @@ impl ChunkFetch {
                 chunks: remaining.iter().map(|c| c.hash).collect(),
                 start: index == 0,
             };
-            let answer = self.net.request(peer, request).await;
+            let (peer, answer) = self
+                .ask(index, peer, &request, &mut tried, remaining.len())
+                .await;
             let good = matches!(&answer, Ok(Response::Chunks(d)) if d.len() == remaining.len());
             self.release(&peer, good);
             let why = match answer {
