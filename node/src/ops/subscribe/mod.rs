@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_protocol::{ProductId, ProductRef};
+use mesh_protocol::{Manifest, ManifestHash, ProductId, ProductRef};
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -292,6 +292,7 @@ impl Follower {
         }
         let (updates, book_changes) = (self.catalog.updates(), self.book.changes());
         let mut backoff: HashMap<ProductId, Backoff> = HashMap::new();
+        let mut manifests: HashMap<ProductId, (ManifestHash, Arc<Manifest>)> = HashMap::new();
         loop {
             // Registered before the pass, so a change during it wakes the next one.
             let (changed, book_changed) = (updates.notified(), book_changes.notified());
@@ -308,11 +309,12 @@ impl Follower {
                     }
                 }
             };
+            manifests.retain(|p, _| subs.iter().any(|s| &s.product == p));
             for sub in subs.into_iter().filter(Subscription::active) {
                 let product = sub.product.clone();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    r = self.step(sub, &mut backoff) => if let Err(e) = r {
+                    r = self.step(sub, &mut backoff, &mut manifests) => if let Err(e) = r {
                         warn!(%product, "subscription: {e}");
                     },
                 }
@@ -353,6 +355,7 @@ impl Follower {
         &self,
         mut sub: Subscription,
         backoff: &mut HashMap<ProductId, Backoff>,
+        manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
     ) -> Result<(), NodeError> {
         let now = unix_now_ms();
         let (catalog, governance, access) = (
@@ -361,32 +364,37 @@ impl Follower {
             self.access.clone(),
         );
         let (id, peer) = (sub.product.clone(), self.peer_id.clone());
-        let (newest, denial) = blocking(move || {
+        let cached = manifests.get(&sub.product).cloned();
+        let (newest, manifest, denial) = blocking(move || {
             let Some(entry) = catalog.get(&id, None)? else {
-                return Ok::<_, NodeError>((None, None));
+                return Ok::<_, NodeError>((None, None, None));
             };
             // What every provider will decide, from this node's copy of the
-            // rules and grants (the manifest is known once prefetched or held).
-            let denial = match catalog.manifest(&entry.announcement.manifest)? {
-                Some((signed, _)) => match governance.check_manifest(&signed) {
-                    Ok(m) => match governance.fetch_decision(
-                        &peer,
-                        &m,
-                        &access.decisions_for(&id),
-                        unix_now_ms(),
-                    ) {
-                        Decision::Deny { rule, reason } => {
-                            Some(format!("denied by rule {rule}: {reason}"))
-                        }
-                        Decision::Allow => None,
-                    },
-                    Err(_) => None,
-                },
-                None => None,
+            // rules and grants (the manifest is known once prefetched or held;
+            // decoded once per version, the rules asked on every look).
+            let hash = entry.announcement.manifest;
+            let manifest = match cached {
+                Some((h, m)) if h == hash => Some(m),
+                _ => catalog
+                    .manifest(&hash)?
+                    .and_then(|(signed, _)| governance.check_manifest(&signed).ok())
+                    .map(Arc::new),
             };
-            Ok((Some(entry), denial))
+            let denial = manifest.as_ref().and_then(|m| {
+                match governance.fetch_decision(&peer, m, &access.decisions_for(&id), unix_now_ms())
+                {
+                    Decision::Deny { rule, reason } => {
+                        Some(format!("denied by rule {rule}: {reason}"))
+                    }
+                    Decision::Allow => None,
+                }
+            });
+            Ok((Some(entry), manifest.map(|m| (hash, m)), denial))
         })
         .await?;
+        if let Some(m) = manifest {
+            manifests.insert(sub.product.clone(), m);
+        }
         if let Some(reason) = denial {
             warn!(product = %sub.product, "subscription stopped: {reason}");
             sub.set_state(SubState::Denied { reason }, now);
