@@ -33,11 +33,13 @@ pub enum DiscoverError {
     Task(#[from] TaskError),
 }
 
-/// What judging providers needs: this node, its connected peers, the records.
+/// What judging providers needs: this node, its connected peers, the records, and
+/// the policy's registry (copied once per view, not once per product: with 1,000
+/// domains a copy per product was most of a 100,000-product listing).
 #[derive(Debug, Clone)]
 pub(crate) struct ProviderView {
     providers: Providers,
-    governance: Governance,
+    policy: std::sync::Arc<mesh_protocol::Policy>,
     me: String,
     connected: HashSet<String>,
 }
@@ -51,7 +53,7 @@ impl ProviderView {
     ) -> Result<Self, NetError> {
         Ok(ProviderView {
             providers: providers.clone(),
-            governance: governance.clone(),
+            policy: std::sync::Arc::new(governance.policy()),
             me: net.peer_id().to_string(),
             connected: net.peers().await?.into_iter().map(|p| p.peer_id).collect(),
         })
@@ -62,7 +64,7 @@ impl ProviderView {
     /// (reachable) first, then by when last seen.
     pub(crate) fn statuses(&self, e: &CatalogEntry, now_ms: u64) -> Vec<ProviderStatus> {
         let a = &e.announcement;
-        let policy = self.governance.policy();
+        let policy = &self.policy;
         let mut out: Vec<ProviderStatus> = Vec::new();
         let me = self.me.as_str();
         let add = |out: &mut Vec<ProviderStatus>, peer: &str| -> Option<usize> {
@@ -119,9 +121,11 @@ pub(crate) async fn products_at(
 ) -> Result<Vec<CatalogEntry>, DiscoverError> {
     let catalog = catalog.clone();
     blocking(move || {
-        let all = catalog.list(&Default::default())?;
+        // Every product's newest version (lineage health reads upstreams' too), from
+        // the announcements alone; the entries the filter keeps in full.
+        let all = catalog.announcements()?;
         let mut entries = catalog.list(&filter)?;
-        let newest = newest_versions(all.iter().map(|e| &e.announcement));
+        let newest = newest_versions(all.iter());
         for e in entries.iter_mut() {
             let a = &e.announcement;
             let is_newest = newest

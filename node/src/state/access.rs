@@ -178,14 +178,15 @@ impl AccessBook {
     /// usage counts name the grant a fetch was served under by it).
     pub(crate) fn grant_id(&self, product: &ProductId, consumer: &str) -> Option<String> {
         let now = unix_now_ms();
-        let policy = self.governance.policy();
         let index = self.decisions.read().unwrap_or_else(|p| p.into_inner());
         let (d, id) = index
             .get(product)?
             .iter()
             .find(|(c, _)| c.as_str() == consumer)
             .map(|(_, v)| v)?;
-        in_force(d, &policy, now).then(|| id.clone())
+        self.governance
+            .with_policy(|policy| in_force(d, policy, now))
+            .then(|| id.clone())
     }
 
     /// A page of envelopes of one kind after `after` (a key), for a peer's pull.

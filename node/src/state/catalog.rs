@@ -110,6 +110,13 @@ pub(crate) struct Catalog {
     updated: Arc<tokio::sync::Notify>,
 }
 
+/// A stored announcement's value.
+fn decode_announcement(bytes: &[u8]) -> Result<Announcement, StateError> {
+    Signed::<Announcement>::from_bytes(bytes)
+        .and_then(|s| s.value())
+        .map_err(|e| StateError::corrupt("catalog entry", e))
+}
+
 /// The catalog key of a product version.
 pub(crate) fn entry_key(id: &ProductId, version: &semver::Version) -> Vec<u8> {
     format!("{id}\0{version}").into_bytes()
@@ -198,9 +205,11 @@ impl Catalog {
     }
 
     fn decode_entry(&self, bytes: &[u8]) -> Result<CatalogEntry, StateError> {
-        let announcement = Signed::<Announcement>::from_bytes(bytes)
-            .and_then(|s| s.value())
-            .map_err(|e| StateError::corrupt("catalog entry", e))?;
+        self.entry_of(decode_announcement(bytes)?)
+    }
+
+    /// The entry of a stored announcement: whether this node holds it, its flags.
+    fn entry_of(&self, announcement: Announcement) -> Result<CatalogEntry, StateError> {
         let local = self.holds(&announcement.manifest)?;
         let flags = self.flags(&entry_key(&announcement.product, &announcement.version))?;
         Ok(CatalogEntry {
@@ -375,8 +384,9 @@ impl Catalog {
         let domain = filter.domain.as_ref().map(|d| d.to_lowercase());
         let mut out = Vec::new();
         self.for_each_stored(Tree::Announcements, |_, v| {
-            let e = self.decode_entry(v)?;
-            let a = &e.announcement;
+            // The filter reads the announcement only; the store is asked about
+            // holdings and flags for the entries it keeps.
+            let a = decode_announcement(v)?;
             let domain_ok = domain
                 .as_ref()
                 .is_none_or(|d| a.product.domain().as_str() == d);
@@ -394,7 +404,7 @@ impl Catalog {
                 .contains(q.as_str())
             });
             if domain_ok && tag_ok && text_ok {
-                out.push(e);
+                out.push(self.entry_of(a)?);
             }
             Ok(())
         })?;
@@ -402,6 +412,16 @@ impl Catalog {
             (&a.announcement.product, &a.announcement.version)
                 .cmp(&(&b.announcement.product, &b.announcement.version))
         });
+        Ok(out)
+    }
+
+    /// Every stored announcement (no holdings or flags), in key order.
+    pub(crate) fn announcements(&self) -> Result<Vec<Announcement>, StateError> {
+        let mut out = Vec::new();
+        self.for_each_stored(Tree::Announcements, |_, v| {
+            out.push(decode_announcement(v)?);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -417,24 +437,29 @@ impl Catalog {
                 None => Ok(None),
             };
         }
+        match self
+            .versions_of(id)?
+            .into_iter()
+            .max_by(|a, b| a.version.cmp(&b.version))
+        {
+            Some(a) => Ok(Some(self.entry_of(a)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every version of `id` this catalog holds (announcements only), by a prefix
+    /// scan of the product's keys (at most 10,000 versions).
+    pub(crate) fn versions_of(&self, id: &ProductId) -> Result<Vec<Announcement>, StateError> {
         let prefix = format!("{id}\0").into_bytes();
-        let mut best: Option<CatalogEntry> = None;
         let page = self.store.scan(
             Tree::Announcements,
             Some(&prefix[..prefix.len() - 1]),
             10_000,
         )?;
-        for (k, v) in page.iter().take_while(|(k, _)| k.starts_with(&prefix)) {
-            let _ = k;
-            let e = self.decode_entry(v)?;
-            if best
-                .as_ref()
-                .is_none_or(|b| e.announcement.version > b.announcement.version)
-            {
-                best = Some(e);
-            }
-        }
-        Ok(best)
+        page.iter()
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| decode_announcement(v))
+            .collect()
     }
 
     /// Calls `f` with every entry (key, value) of `tree`, in key order, a page at a time.

@@ -155,9 +155,15 @@ impl Governance {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A copy of the current policy.
+    /// A copy of the current policy. It holds the whole domain registry: on a path
+    /// taken per request or per product, read it with [`Governance::with_policy`].
     pub(crate) fn policy(&self) -> Policy {
         self.read().chain.current().clone()
+    }
+
+    /// `f` of the current policy, without copying it.
+    pub(crate) fn with_policy<R>(&self, f: impl FnOnce(&Policy) -> R) -> R {
+        f(self.read().chain.current())
     }
 
     /// The current version.

@@ -100,11 +100,10 @@ impl UsageLedger {
             Ok(Some((_, m))) => (m.id, m.version),
             _ => return,
         };
-        let consumer = self
-            .governance
-            .policy()
-            .domain_of_node(&peer.to_string())
-            .map_or_else(|| "anonymous".to_string(), |d| d.to_string());
+        let consumer = self.governance.with_policy(|p| {
+            p.domain_of_node(&peer.to_string())
+                .map_or_else(|| "anonymous".to_string(), |d| d.to_string())
+        });
         let grant = grant_of(&product, &consumer).unwrap_or_default();
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let k = key(&product, &version, &consumer, &grant);

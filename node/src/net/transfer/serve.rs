@@ -108,7 +108,7 @@ impl Provider {
 
     fn authorize(&self, peer: &PeerId, m: &Manifest) -> Option<Response> {
         if m.status == mesh_protocol::manifest::Status::Retired
-            && !self.governance.policy().settings.serve_retired
+            && !self.governance.with_policy(|p| p.settings.serve_retired)
         {
             return Some(Response::Denied {
                 rule: "lifecycle".into(),

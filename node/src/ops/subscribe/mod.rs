@@ -235,15 +235,10 @@ impl Follower {
                     "{product} is not in this node's catalog; `mesh products` lists what the mesh offers"
                 )));
             }
-            let filter = crate::state::catalog::Filter {
-                domain: Some(product.domain().to_string()),
-                ..Default::default()
-            };
-            let mut versions: Vec<(semver::Version, mesh_protocol::ManifestHash)> = catalog
-                .list(&filter)?
+            let mut versions: Vec<(semver::Version, ManifestHash)> = catalog
+                .versions_of(&product)?
                 .into_iter()
-                .filter(|e| e.announcement.product == product)
-                .map(|e| (e.announcement.version, e.announcement.manifest))
+                .map(|a| (a.version, a.manifest))
                 .collect();
             versions.sort_by(|a, b| b.0.cmp(&a.0));
             let hashes: Vec<_> = versions.iter().map(|(_, h)| *h).collect();
