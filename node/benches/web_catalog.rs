@@ -229,8 +229,16 @@ fn main() -> Res<()> {
             t.as_secs_f64() / baseline.as_secs_f64()
         );
     }
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or_else(|| "unknown".to_string(), |kb| format!("{:.0} MiB", kb / 1024.0));
     eprintln!(
-        "machine: {} cores; median of {RUNS} runs over loopback HTTP",
+        "machine: {} cores; median of {RUNS} runs over loopback HTTP; the node's process RSS after the runs: {rss}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     rt.block_on(running.shutdown())?;

@@ -121,23 +121,33 @@ pub(crate) async fn products_at(
 ) -> Result<Vec<CatalogEntry>, DiscoverError> {
     let catalog = catalog.clone();
     blocking(move || {
-        // Every product's newest version (lineage health reads upstreams' too), from
-        // the announcements alone; the entries the filter keeps in full.
-        let all = catalog.announcements()?;
-        let mut entries = catalog.list(&filter)?;
-        let newest = newest_versions(all.iter());
-        for e in entries.iter_mut() {
-            let a = &e.announcement;
-            let is_newest = newest
-                .get(&a.product.to_string())
-                .is_some_and(|n| n.version == a.version);
-            if !is_newest {
-                continue;
-            }
-            let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
-            annotate(e, manifest.as_ref(), &newest, &view, now);
-        }
-        Ok(entries)
+        // Every product's newest version (lineage health reads upstreams' too) and
+        // the entries the filter keeps, from the catalog's in-memory index; the
+        // store is read for the kept entries only.
+        let parts = crate::state::catalog::FilterParts::of(&filter);
+        catalog
+            .with_index(|index| {
+                let newest = newest_versions(index.values().map(|i| &i.announcement));
+                let mut entries = Vec::new();
+                for i in index.values().filter(|i| parts.matches(i)) {
+                    let mut e = catalog.entry_of(i.announcement.clone())?;
+                    let a = &e.announcement;
+                    let is_newest = newest
+                        .get(&a.product.to_string())
+                        .is_some_and(|n| n.version == a.version);
+                    if is_newest {
+                        let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
+                        annotate(&mut e, manifest.as_ref(), &newest, &view, now);
+                    }
+                    entries.push(e);
+                }
+                entries.sort_by(|a, b| {
+                    (&a.announcement.product, &a.announcement.version)
+                        .cmp(&(&b.announcement.product, &b.announcement.version))
+                });
+                Ok::<_, StateError>(entries)
+            })?
+            .map_err(DiscoverError::from)
     })
     .await
 }

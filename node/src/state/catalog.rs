@@ -10,6 +10,7 @@
 //! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
 //! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 use serde::Serialize;
 
+use super::announcements::{AnnouncementIndex, Indexed};
 use super::governance::{Governance, Violation};
 use super::{Invalid, OfferError, StateError};
 use mesh_contract::health::Health;
@@ -108,6 +110,37 @@ pub(crate) struct Catalog {
     generation: Arc<AtomicU64>,
     /// Signalled (to current waiters) by every write.
     updated: Arc<tokio::sync::Notify>,
+    /// Every announcement, decoded, for listing and search.
+    index: AnnouncementIndex,
+}
+
+/// A filter's parts, lowercased once.
+pub(crate) struct FilterParts {
+    domain: Option<String>,
+    tag: Option<String>,
+    q: Option<String>,
+}
+
+impl FilterParts {
+    /// Tags and domains match whatever their case; the text is searched in id,
+    /// title and tags.
+    pub(crate) fn of(filter: &Filter) -> Self {
+        let lower = |s: &Option<String>| s.as_ref().map(|s| s.to_lowercase());
+        FilterParts {
+            domain: lower(&filter.domain),
+            tag: lower(&filter.tag),
+            q: lower(&filter.q),
+        }
+    }
+
+    /// Whether `i` passes.
+    pub(crate) fn matches(&self, i: &Indexed) -> bool {
+        i.matches(
+            self.domain.as_deref(),
+            self.tag.as_deref(),
+            self.q.as_deref(),
+        )
+    }
 }
 
 /// A stored announcement's value.
@@ -131,6 +164,7 @@ impl Catalog {
             holdings: Arc::new(tokio::sync::Notify::new()),
             generation: Arc::new(AtomicU64::new(0)),
             updated: Arc::new(tokio::sync::Notify::new()),
+            index: AnnouncementIndex::default(),
         }
     }
 
@@ -196,6 +230,7 @@ impl Catalog {
             }
         };
         self.store.put(Tree::Announcements, &key, bytes)?;
+        self.index.insert(key, a.clone());
         self.changed();
         if offer == Offer::New {
             // One line per version learned: mesh-testnet measures propagation from it.
@@ -209,7 +244,7 @@ impl Catalog {
     }
 
     /// The entry of a stored announcement: whether this node holds it, its flags.
-    fn entry_of(&self, announcement: Announcement) -> Result<CatalogEntry, StateError> {
+    pub(crate) fn entry_of(&self, announcement: Announcement) -> Result<CatalogEntry, StateError> {
         let local = self.holds(&announcement.manifest)?;
         let flags = self.flags(&entry_key(&announcement.product, &announcement.version))?;
         Ok(CatalogEntry {
@@ -378,36 +413,17 @@ impl Catalog {
 
     /// Every version of every product matching `filter`, sorted by id then version.
     pub(crate) fn list(&self, filter: &Filter) -> Result<Vec<CatalogEntry>, StateError> {
-        let q = filter.q.as_ref().map(|q| q.to_lowercase());
-        // Tags and domains match whatever their case.
-        let tag = filter.tag.as_ref().map(|t| t.to_lowercase());
-        let domain = filter.domain.as_ref().map(|d| d.to_lowercase());
-        let mut out = Vec::new();
-        self.for_each_stored(Tree::Announcements, |_, v| {
-            // The filter reads the announcement only; the store is asked about
-            // holdings and flags for the entries it keeps.
-            let a = decode_announcement(v)?;
-            let domain_ok = domain
-                .as_ref()
-                .is_none_or(|d| a.product.domain().as_str() == d);
-            let tag_ok = tag
-                .as_ref()
-                .is_none_or(|t| a.summary.tags.iter().any(|x| x.to_lowercase() == *t));
-            let text_ok = q.as_ref().is_none_or(|q| {
-                format!(
-                    "{} {} {}",
-                    a.product,
-                    a.summary.title,
-                    a.summary.tags.join(" ")
-                )
-                .to_lowercase()
-                .contains(q.as_str())
-            });
-            if domain_ok && tag_ok && text_ok {
-                out.push(self.entry_of(a)?);
-            }
-            Ok(())
+        let matched: Vec<Announcement> = self.with_index(|map| {
+            let parts = FilterParts::of(filter);
+            map.values()
+                .filter(|i| parts.matches(i))
+                .map(|i| i.announcement.clone())
+                .collect()
         })?;
+        let mut out = matched
+            .into_iter()
+            .map(|a| self.entry_of(a))
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| {
             (&a.announcement.product, &a.announcement.version)
                 .cmp(&(&b.announcement.product, &b.announcement.version))
@@ -415,14 +431,23 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Every stored announcement (no holdings or flags), in key order.
-    pub(crate) fn announcements(&self) -> Result<Vec<Announcement>, StateError> {
-        let mut out = Vec::new();
-        self.for_each_stored(Tree::Announcements, |_, v| {
-            out.push(decode_announcement(v)?);
-            Ok(())
-        })?;
-        Ok(out)
+    /// `f` over every announcement, decoded, by catalog key (loaded from the store
+    /// on first use).
+    pub(crate) fn with_index<R>(
+        &self,
+        f: impl FnOnce(&BTreeMap<Vec<u8>, Indexed>) -> R,
+    ) -> Result<R, StateError> {
+        self.index.read(
+            || {
+                let mut all = Vec::new();
+                self.for_each_stored(Tree::Announcements, |k, v| {
+                    all.push((k.to_vec(), decode_announcement(v)?));
+                    Ok(())
+                })?;
+                Ok(all)
+            },
+            f,
+        )
     }
 
     /// One version of a product, or its highest version when `version` is `None`.

@@ -10,6 +10,7 @@
 //! score), [`OfferError::Store`] is ours (gossip `Ignore`, logged).
 
 pub(crate) mod access;
+pub(crate) mod announcements;
 pub(crate) mod catalog;
 pub(crate) mod gc;
 pub(crate) mod governance;

@@ -1,0 +1,93 @@
+//! Every announcement of the catalog, decoded once and kept in memory, with the
+//! lowercased text a search reads: listing, searching and finding the newest
+//! versions read this instead of decoding the whole store each time (at 100,000
+//! products, two decodes of the store were most of `mesh products --search`).
+//!
+//! Loaded from the store on first use; the catalog inserts every announcement it
+//! stores afterwards (its one write path, `Catalog::offer`), so the two agree. A
+//! reader may briefly see the store ahead of the index, never the reverse.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use mesh_protocol::Announcement;
+
+/// One announcement and its search text.
+#[derive(Debug)]
+pub(crate) struct Indexed {
+    /// The announcement.
+    pub(crate) announcement: Announcement,
+    /// `id title tags`, lowercased.
+    haystack: String,
+    /// The tags, lowercased.
+    tags: Vec<String>,
+}
+
+impl Indexed {
+    fn new(announcement: Announcement) -> Self {
+        let a = &announcement;
+        let haystack = format!(
+            "{} {} {}",
+            a.product,
+            a.summary.title,
+            a.summary.tags.join(" ")
+        )
+        .to_lowercase();
+        let tags = a.summary.tags.iter().map(|t| t.to_lowercase()).collect();
+        Indexed {
+            announcement,
+            haystack,
+            tags,
+        }
+    }
+
+    /// Whether it passes a filter whose parts are already lowercased: the domain,
+    /// a tag (exact), a text contained in id, title or tags.
+    pub(crate) fn matches(&self, domain: Option<&str>, tag: Option<&str>, q: Option<&str>) -> bool {
+        domain.is_none_or(|d| self.announcement.product.domain().as_str() == d)
+            && tag.is_none_or(|t| self.tags.iter().any(|x| x == t))
+            && q.is_none_or(|q| self.haystack.contains(q))
+    }
+}
+
+/// The index: catalog key -> announcement, or not loaded yet.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AnnouncementIndex {
+    inner: Arc<RwLock<Option<BTreeMap<Vec<u8>, Indexed>>>>,
+}
+
+impl AnnouncementIndex {
+    /// `f` over every announcement in key order (product id, then version as
+    /// stored), loading the index with `load` first if it is not yet.
+    pub(crate) fn read<R, E>(
+        &self,
+        load: impl FnOnce() -> Result<Vec<(Vec<u8>, Announcement)>, E>,
+        f: impl FnOnce(&BTreeMap<Vec<u8>, Indexed>) -> R,
+    ) -> Result<R, E> {
+        {
+            let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(map) = guard.as_ref() {
+                return Ok(f(map));
+            }
+        }
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let map = load()?
+                .into_iter()
+                .map(|(k, a)| (k, Indexed::new(a)))
+                .collect();
+            *guard = Some(map);
+        }
+        let map = guard.get_or_insert_with(BTreeMap::new);
+        Ok(f(map))
+    }
+
+    /// Records a stored announcement (if the index is loaded; else the load will
+    /// read it from the store).
+    pub(crate) fn insert(&self, key: Vec<u8>, announcement: Announcement) {
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = guard.as_mut() {
+            map.insert(key, Indexed::new(announcement));
+        }
+    }
+}
