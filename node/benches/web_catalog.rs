@@ -236,7 +236,10 @@ fn main() -> Res<()> {
                 .find(|l| l.starts_with("VmRSS:"))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
-        .map_or_else(|| "unknown".to_string(), |kb| format!("{:.0} MiB", kb / 1024.0));
+        .map_or_else(
+            || "unknown".to_string(),
+            |kb| format!("{:.0} MiB", kb / 1024.0),
+        );
     eprintln!(
         "machine: {} cores; median of {RUNS} runs over loopback HTTP; the node's process RSS after the runs: {rss}",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -50,10 +50,13 @@ impl Indexed {
     }
 }
 
-/// The index: catalog key -> announcement, or not loaded yet.
+/// Catalog key -> announcement.
+pub(crate) type ByKey = BTreeMap<Vec<u8>, Indexed>;
+
+/// The index, or nothing until it is loaded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AnnouncementIndex {
-    inner: Arc<RwLock<Option<BTreeMap<Vec<u8>, Indexed>>>>,
+    inner: Arc<RwLock<Option<ByKey>>>,
 }
 
 impl AnnouncementIndex {
@@ -62,7 +65,7 @@ impl AnnouncementIndex {
     pub(crate) fn read<R, E>(
         &self,
         load: impl FnOnce() -> Result<Vec<(Vec<u8>, Announcement)>, E>,
-        f: impl FnOnce(&BTreeMap<Vec<u8>, Indexed>) -> R,
+        f: impl FnOnce(&ByKey) -> R,
     ) -> Result<R, E> {
         {
             let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());

@@ -10,7 +10,6 @@
 //! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
 //! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 use serde::Serialize;
 
-use super::announcements::{AnnouncementIndex, Indexed};
+use super::announcements::{AnnouncementIndex, ByKey, Indexed};
 use super::governance::{Governance, Violation};
 use super::{Invalid, OfferError, StateError};
 use mesh_contract::health::Health;
@@ -433,10 +432,7 @@ impl Catalog {
 
     /// `f` over every announcement, decoded, by catalog key (loaded from the store
     /// on first use).
-    pub(crate) fn with_index<R>(
-        &self,
-        f: impl FnOnce(&BTreeMap<Vec<u8>, Indexed>) -> R,
-    ) -> Result<R, StateError> {
+    pub(crate) fn with_index<R>(&self, f: impl FnOnce(&ByKey) -> R) -> Result<R, StateError> {
         self.index.read(
             || {
                 let mut all = Vec::new();
