@@ -94,3 +94,91 @@ impl AnnouncementIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+    use mesh_protocol::manifest::{Classification, Status};
+    use mesh_protocol::{KeyPair, ManifestHash};
+
+    fn announcement(id: &str, title: &str, tags: &[&str]) -> (Vec<u8>, Announcement) {
+        let a = Announcement {
+            format: ANNOUNCEMENT_FORMAT,
+            product: id.parse().unwrap(),
+            version: semver::Version::new(1, 0, 0),
+            manifest: ManifestHash::of(id.as_bytes()),
+            summary: Summary {
+                title: title.into(),
+                status: Status::Active,
+                classification: Classification::Internal,
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                owner_team: "team".into(),
+                size: 1,
+                files: 1,
+            },
+            providers: vec![],
+            issued_at_ms: 1,
+            publisher: KeyPair::generate().public(),
+        };
+        (format!("{id}\0001.0.0").into_bytes(), a)
+    }
+
+    fn ids(
+        index: &AnnouncementIndex,
+        d: Option<&str>,
+        t: Option<&str>,
+        q: Option<&str>,
+    ) -> Vec<String> {
+        index
+            .read(
+                || Ok::<_, ()>(Vec::new()),
+                |m| {
+                    m.values()
+                        .filter(|i| i.matches(d, t, q))
+                        .map(|i| i.announcement.product.to_string())
+                        .collect()
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn loads_once_then_follows_inserts_and_searches_lowercased_text() {
+        let index = AnnouncementIndex::default();
+        // Not loaded: an insert waits for the load, which reads the store.
+        let (k, a) = announcement("sales/orders", "Daily Orders", &["Daily"]);
+        index.insert(k.clone(), a.clone());
+        let mut loads = 0;
+        let n = index
+            .read(
+                || {
+                    loads += 1;
+                    Ok::<_, ()>(vec![(k.clone(), a.clone())])
+                },
+                |m| m.len(),
+            )
+            .unwrap();
+        assert_eq!((n, loads), (1, 1));
+        let n = index
+            .read(
+                || {
+                    loads += 1;
+                    Ok::<_, ()>(Vec::new())
+                },
+                |m| m.len(),
+            )
+            .unwrap();
+        assert_eq!((n, loads), (1, 1), "loaded once");
+        let (k2, a2) = announcement("finance/ledger", "General ledger", &["monthly"]);
+        index.insert(k2, a2);
+        assert_eq!(ids(&index, None, None, None).len(), 2);
+        assert_eq!(ids(&index, None, None, Some("orders")), ["sales/orders"]);
+        assert_eq!(ids(&index, None, Some("daily"), None), ["sales/orders"]);
+        assert_eq!(
+            ids(&index, Some("finance"), None, Some("ledger")),
+            ["finance/ledger"]
+        );
+        assert!(ids(&index, Some("sales"), None, Some("ledger")).is_empty());
+    }
+}
