@@ -97,6 +97,17 @@ struct InitOutput {
 pub fn wait_until(
     what: &str,
     timeout: Duration,
+    check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    wait_until_every(what, timeout, Duration::from_millis(50), check)
+}
+
+/// Polls `check` every `every` until it returns true or `timeout` passes: for a
+/// state that lasts only a moment (a file being written), a short `every`.
+pub fn wait_until_every(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
     mut check: impl FnMut() -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -115,7 +126,7 @@ pub fn wait_until(
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 

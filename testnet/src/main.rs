@@ -183,54 +183,44 @@ enum Cmd {
     },
 }
 
+/// Runs a benchmark and prints its table; a failure is said and exits non-zero.
+fn bench(run: impl FnOnce(MeshBin) -> anyhow::Result<Vec<mesh_testnet::bench::Row>>) -> ExitCode {
+    match MeshBin::from_env_or_current().and_then(run) {
+        Ok(rows) => {
+            print!("{}", mesh_testnet::bench::markdown(&rows));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("benchmark failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Mesh { args } => mesh_cli::run(std::iter::once("mesh".into()).chain(args)),
-        Cmd::BenchTransfer { size_mib } => {
-            let run = || -> anyhow::Result<()> {
-                let rows = mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
-                    size_mib,
-                    mesh: MeshBin::from_env_or_current()?,
-                    progress: |line| eprintln!("{line}"),
-                })?;
-                print!("{}", mesh_testnet::bench::markdown(&rows));
-                Ok(())
-            };
-            match run() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("benchmark failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Cmd::BenchTransfer { size_mib } => bench(|mesh| {
+            mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
+                size_mib,
+                mesh,
+                progress: |line| eprintln!("{line}"),
+            })
+        }),
         Cmd::BenchLinks {
             size_mib,
             rate_mbps,
             slow_mbps,
-        } => {
-            let run = || -> anyhow::Result<()> {
-                let rows = mesh_testnet::bench_links::links(
-                    &mesh_testnet::bench_links::LinkBenchOptions {
-                        size_mib,
-                        rate_mbps,
-                        slow_mbps,
-                        mesh: MeshBin::from_env_or_current()?,
-                        progress: |line| eprintln!("{line}"),
-                    },
-                )?;
-                print!("{}", mesh_testnet::bench::markdown(&rows));
-                Ok(())
-            };
-            match run() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("benchmark failed: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => bench(|mesh| {
+            mesh_testnet::bench_links::links(&mesh_testnet::bench_links::LinkBenchOptions {
+                size_mib,
+                rate_mbps,
+                slow_mbps,
+                mesh,
+                progress: |line| eprintln!("{line}"),
+            })
+        }),
         Cmd::Up {
             nodes,
             domains,

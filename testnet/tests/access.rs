@@ -9,9 +9,8 @@ mod common;
 
 use std::time::Instant;
 
-use common::{testnet, DEADLINE};
+use common::{adopt_sample_rules, testnet, DEADLINE};
 use mesh_node::api::{AccessDecideBody, AccessFilter, AccessRequestBody};
-use mesh_protocol::policy_change::PolicyChange;
 use mesh_testnet::{sample, wait_until, Testnet};
 
 const PRODUCT: &str = "sales/customers";
@@ -66,15 +65,7 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     // sales, finance, logistics, sales, finance, logistics
     let mut net = testnet(6);
     net.start_all().unwrap();
-    let rules = PolicyChange {
-        rules: Some(sample::RULES.to_string()),
-        ..PolicyChange::default()
-    };
-    net.submit_policy(0, &net.draft_policy(0, &rules, &[0, 1]).unwrap())
-        .unwrap();
-    for i in 0..6 {
-        net.wait_policy(i, 2, DEADLINE).unwrap();
-    }
+    adopt_sample_rules(&net);
     let dir = net.root().join("customers");
     sample::write_orders(&dir, 200, 1).unwrap();
     net.publish(

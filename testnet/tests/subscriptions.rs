@@ -12,10 +12,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{testnet, DEADLINE};
+use common::{adopt_sample_rules, testnet, DEADLINE};
 use mesh_node::api::{AccessDecideBody, SubscriberView, SubscriptionView};
-use mesh_protocol::policy_change::PolicyChange;
-use mesh_testnet::{file_hash, sample, wait_until, MeshBin, Testnet};
+use mesh_testnet::{file_hash, sample, wait_until, wait_until_every, MeshBin, Testnet};
 
 fn mesh() -> MeshBin {
     MeshBin::testnet(env!("CARGO_BIN_EXE_mesh-testnet"))
@@ -87,18 +86,9 @@ fn subscribe(
 fn a_subscription_is_denied_resumed_by_a_grant_and_stopped_by_a_revocation() {
     const PRODUCT: &str = "sales/customers";
     // sales, finance, logistics
-    let net = testnet(3);
-    let mut net = net;
+    let mut net = testnet(3);
     net.start_all().unwrap();
-    let rules = PolicyChange {
-        rules: Some(sample::RULES.to_string()),
-        ..PolicyChange::default()
-    };
-    net.submit_policy(0, &net.draft_policy(0, &rules, &[0, 1]).unwrap())
-        .unwrap();
-    for i in 0..3 {
-        net.wait_policy(i, 2, DEADLINE).unwrap();
-    }
+    adopt_sample_rules(&net);
     let publish = |version: &str, seed: u64| {
         let dir = net.root().join(format!("customers-{version}"));
         let file = sample::write_orders(&dir, 500, seed).unwrap();
@@ -258,19 +248,18 @@ fn a_subscriber_killed_while_materializing_shows_nothing_half_written_and_finish
         let version = format!("1.{k}.0");
         let partial = out.join(format!(".partial-{version}"));
         let hash = publish(&version, 10 + k);
-        let deadline = Instant::now() + DEADLINE;
-        let seen = loop {
-            if partial.exists() {
-                break true;
-            }
-            if followed(&net, 1, PRODUCT).and_then(|s| s.current) == Some(version.clone())
-                || Instant::now() > deadline
-            {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        if seen {
+        // Until the hidden folder appears or the version is already current.
+        wait_until_every(
+            &format!("node 1 to materialize {version}"),
+            DEADLINE,
+            Duration::from_millis(1),
+            || {
+                Ok(partial.exists()
+                    || followed(&net, 1, PRODUCT).and_then(|s| s.current) == Some(version.clone()))
+            },
+        )
+        .unwrap();
+        if partial.exists() {
             net.nodes[1].kill();
             caught = Some((version, hash));
             break;

@@ -6,23 +6,18 @@
 use axum::extract::{Query, State};
 use axum::Json;
 use mesh_protocol::access::Verdict;
-use mesh_protocol::{DomainName, ProductId};
+use mesh_protocol::DomainName;
 
 use super::types::{AccessDecideBody, AccessFilter, AccessRequestBody, AccessView};
 use crate::error::NodeError;
 use crate::node::Node;
-
-fn product(text: &str) -> Result<ProductId, NodeError> {
-    text.parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
-}
 
 /// `POST /v1/access/request`.
 pub(super) async fn request(
     State(node): State<Node>,
     Json(body): Json<AccessRequestBody>,
 ) -> Result<Json<AccessView>, NodeError> {
-    let id = product(&body.product)?;
+    let id = super::parse_product(&body.product)?;
     Ok(Json(node.access_request(id, body.reason).await?))
 }
 
@@ -31,7 +26,7 @@ pub(super) async fn decide(
     State(node): State<Node>,
     Json(body): Json<AccessDecideBody>,
 ) -> Result<Json<AccessView>, NodeError> {
-    let id = product(&body.product)?;
+    let id = super::parse_product(&body.product)?;
     let consumer = DomainName::new(&body.consumer)
         .map_err(|e| NodeError::BadRequest(format!("consumer domain {:?}: {e}", body.consumer)))?;
     let verdict = match body.decision.as_str() {

@@ -16,4 +16,10 @@ pub mod types;
 pub(crate) mod web;
 
 pub use client::{ApiClient, ClientError};
+
+/// A `domain/name` from a request (a body field or a path), validated.
+fn parse_product(text: &str) -> Result<mesh_protocol::ProductId, crate::error::NodeError> {
+    text.parse()
+        .map_err(|e: mesh_protocol::id::IdError| crate::error::NodeError::BadRequest(e.to_string()))
+}
 pub use types::*;

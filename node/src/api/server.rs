@@ -280,9 +280,7 @@ async fn products(
 
 /// `domain/name` from a request path, validated.
 fn product_id(domain: &str, name: &str) -> Result<ProductId, NodeError> {
-    format!("{domain}/{name}")
-        .parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
+    super::parse_product(&format!("{domain}/{name}"))
 }
 
 async fn usage(

@@ -5,23 +5,17 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use mesh_protocol::ProductId;
 
 use super::types::{SubscribeBody, SubscriberView, SubscriptionView, UnsubscribeBody};
 use crate::error::NodeError;
 use crate::node::Node;
-
-fn product(text: &str) -> Result<ProductId, NodeError> {
-    text.parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
-}
 
 /// `POST /v1/subscriptions`.
 pub(super) async fn subscribe(
     State(node): State<Node>,
     Json(body): Json<SubscribeBody>,
 ) -> Result<Json<SubscriptionView>, NodeError> {
-    let id = product(&body.product)?;
+    let id = super::parse_product(&body.product)?;
     Ok(Json(node.subscribe(id, body.out, body.keep).await?))
 }
 
@@ -30,7 +24,7 @@ pub(super) async fn unsubscribe(
     State(node): State<Node>,
     Json(body): Json<UnsubscribeBody>,
 ) -> Result<Json<SubscriptionView>, NodeError> {
-    let id = product(&body.product)?;
+    let id = super::parse_product(&body.product)?;
     Ok(Json(node.unsubscribe(id).await?))
 }
 
@@ -46,6 +40,6 @@ pub(super) async fn subscribers(
     State(node): State<Node>,
     Path((domain, name)): Path<(String, String)>,
 ) -> Result<Json<Vec<SubscriberView>>, NodeError> {
-    let id = product(&format!("{domain}/{name}"))?;
+    let id = super::parse_product(&format!("{domain}/{name}"))?;
     Ok(Json(node.subscribers(id).await?))
 }

@@ -36,3 +36,23 @@ pub(crate) fn set_quality(net: &Testnet, mode: QualityEnforcement) {
         .expect("draft the policy");
     net.submit_policy(0, &signed).expect("submit the policy");
 }
+
+/// Has the council (signing on nodes 0 and 1) adopt the sample fetch rules
+/// (`examples/governance/rules.cedar`: confidential and pii products for their
+/// owner, listed consumers and granted domains), and waits until every node
+/// enforces that policy (version 2).
+#[allow(dead_code)] // not every test binary needs the rules
+pub(crate) fn adopt_sample_rules(net: &Testnet) {
+    let rules = PolicyChange {
+        rules: Some(mesh_testnet::sample::RULES.to_string()),
+        ..PolicyChange::default()
+    };
+    let signed = net
+        .draft_policy(0, &rules, &[0, 1])
+        .expect("draft the policy");
+    net.submit_policy(0, &signed).expect("submit the policy");
+    for i in 0..net.nodes.len() {
+        net.wait_policy(i, 2, DEADLINE)
+            .expect("every node enforces the rules");
+    }
+}
