@@ -141,10 +141,7 @@ pub(crate) async fn products_at(
                     }
                     entries.push(e);
                 }
-                entries.sort_by(|a, b| {
-                    (&a.announcement.product, &a.announcement.version)
-                        .cmp(&(&b.announcement.product, &b.announcement.version))
-                });
+                crate::state::catalog::sort_entries(&mut entries);
                 Ok::<_, StateError>(entries)
             })?
             .map_err(DiscoverError::from)

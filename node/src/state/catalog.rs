@@ -113,6 +113,15 @@ pub(crate) struct Catalog {
     index: AnnouncementIndex,
 }
 
+/// Sorts entries by product id, then version (the store's key order compares
+/// versions as text).
+pub(crate) fn sort_entries(entries: &mut [CatalogEntry]) {
+    entries.sort_by(|a, b| {
+        (&a.announcement.product, &a.announcement.version)
+            .cmp(&(&b.announcement.product, &b.announcement.version))
+    });
+}
+
 /// A filter's parts, lowercased once.
 pub(crate) struct FilterParts {
     domain: Option<String>,
@@ -423,10 +432,7 @@ impl Catalog {
             .into_iter()
             .map(|a| self.entry_of(a))
             .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| {
-            (&a.announcement.product, &a.announcement.version)
-                .cmp(&(&b.announcement.product, &b.announcement.version))
-        });
+        sort_entries(&mut out);
         Ok(out)
     }
 

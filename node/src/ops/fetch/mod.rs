@@ -18,7 +18,6 @@ use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
 use mesh_storage::assemble;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
@@ -26,16 +25,19 @@ use mesh_contract::health::lifecycle_warnings;
 use mesh_storage::ChunkStore;
 
 mod error;
+mod events;
 mod schedule;
 
 pub use error::FetchError;
+use events::send;
+pub use events::{FetchEvent, FetchOutcome};
 use schedule::{batches, lock, ChunkFetch, MAX_BAD_CHUNKS, PEER_WINDOW, WINDOW};
 
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 use crate::net::NetworkHandle;
 use crate::state::catalog::{Catalog, CatalogEntry};
-use crate::state::governance::{Governance, Violation};
+use crate::state::governance::Governance;
 use crate::state::providers::Providers;
 use crate::task::blocking;
 
@@ -47,84 +49,6 @@ const FLUSH_EVERY: u64 = 128 << 20;
 /// Products with at most this many files are written out while chunks arrive (one
 /// open descriptor per file); larger ones are assembled from the store afterwards.
 const MAX_STREAMED_FILES: usize = 256;
-
-/// Progress of a fetch, streamed to the CLI as JSON lines.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum FetchEvent {
-    /// The manifest is verified; chunk download starts.
-    Resolved {
-        /// `domain/name@version`.
-        product: String,
-        /// Manifest hash.
-        manifest: String,
-        /// Total product bytes.
-        total_bytes: u64,
-        /// Bytes this node must download.
-        missing_bytes: u64,
-        /// Providers that will be asked.
-        providers: usize,
-    },
-    /// Chunks arrived.
-    Progress {
-        /// Product bytes held so far.
-        done_bytes: u64,
-        /// Total product bytes.
-        total_bytes: u64,
-    },
-    /// The fetch finished.
-    Done(FetchOutcome),
-    /// The fetch failed.
-    Error {
-        /// What went wrong and what to do.
-        message: String,
-        /// Whose fault it is (`ErrorClass::kind`: `not_found`, `rejected`,
-        /// `unavailable`, `internal`, ...).
-        #[serde(default)]
-        kind: String,
-    },
-}
-
-/// The result of a completed fetch.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct FetchOutcome {
-    /// `domain/name`.
-    pub product: String,
-    /// Version.
-    pub version: String,
-    /// Manifest hash.
-    pub manifest: String,
-    /// Number of files.
-    pub files: usize,
-    /// Total product bytes.
-    pub size: u64,
-    /// Bytes downloaded from peers in this fetch.
-    pub transferred_bytes: u64,
-    /// Every chunk verified against its BLAKE3 hash.
-    pub verified: bool,
-    /// Where the files were written, if anywhere.
-    pub out: Option<PathBuf>,
-    /// Peers that served chunks.
-    pub providers: Vec<String>,
-    /// Bytes each provider served in this fetch.
-    #[serde(default)]
-    pub served: std::collections::BTreeMap<String, u64>,
-    /// Peers dropped from this fetch after sending chunks that failed verification.
-    #[serde(default)]
-    pub banned: Vec<String>,
-    /// Rules of the current policy this version violates (a warning, not a failure).
-    #[serde(default)]
-    pub flags: Vec<Violation>,
-    /// Lifecycle warnings: the version is deprecated (or retired but still served).
-    #[serde(default)]
-    pub warnings: Vec<String>,
-}
-
-async fn send(progress: &Option<mpsc::Sender<FetchEvent>>, e: FetchEvent) {
-    if let Some(tx) = progress {
-        let _ = tx.send(e).await;
-    }
-}
 
 /// Everything a fetch uses: the network to ask providers, the catalog and
 /// governance to resolve and check, the chunk store to fill.
@@ -525,9 +449,9 @@ impl Fetcher {
         let mut tried = Vec::new();
         let mut denials = Vec::new();
         // Providers that could not be reached are asked again, after a pause, once
-        // every other one was tried (see `schedule::MAX_DIAL_ROUNDS`).
+        // every other one was tried (see `schedule::MAX_RETRY_ROUNDS`).
         let mut round: Vec<PeerId> = providers.to_vec();
-        let mut dial_rounds = 0;
+        let mut retry_rounds = 0;
         while !round.is_empty() {
             let mut unreachable = Vec::new();
             for peer in &round {
@@ -565,11 +489,11 @@ impl Fetcher {
                 warn!(%peer, "manifest {}: {why}", hash.short());
                 tried.push(format!("{peer}: {why}"));
             }
-            if unreachable.is_empty() || dial_rounds == schedule::MAX_DIAL_ROUNDS {
+            if unreachable.is_empty() || retry_rounds == schedule::MAX_RETRY_ROUNDS {
                 break;
             }
-            dial_rounds += 1;
-            tokio::time::sleep(schedule::DIAL_BACKOFF * dial_rounds).await;
+            retry_rounds += 1;
+            tokio::time::sleep(schedule::RETRY_BACKOFF * retry_rounds).await;
             round = unreachable;
         }
         if let Some(first) = denials.first() {

@@ -40,9 +40,9 @@ const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
 /// circuit for a moment, a link being upgraded by a hole punch) or did not hold the
 /// version yet (a replica fetching it right now, as every subscriber of a product
 /// does when a version is announced).
-pub(super) const MAX_DIAL_ROUNDS: u32 = 3;
+pub(super) const MAX_RETRY_ROUNDS: u32 = 3;
 /// The pause before such a round (grows linearly).
-pub(super) const DIAL_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+pub(super) const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
 /// A batch not answered within this many times the fetch's typical answer time is
 /// also asked of another provider with a free slot, if one has; the first good
 /// answer wins. Mid-fetch the fast providers' windows are full, so this happens at
@@ -145,6 +145,11 @@ pub(super) fn batches(chunks: Vec<ChunkRef>) -> Vec<Vec<ChunkRef>> {
         }
     }
     out
+}
+
+/// Whether an answer holds as many chunks as were asked (not yet verified).
+fn complete(answer: &Result<Response, crate::net::NetError>, asked: usize) -> bool {
+    matches!(answer, Ok(Response::Chunks(d)) if d.len() == asked)
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -250,7 +255,7 @@ impl ChunkFetch {
         tried: &mut std::collections::HashSet<PeerId>,
         expected: usize,
     ) -> (PeerId, Result<Response, crate::net::NetError>) {
-        let good = |a: &Result<Response, crate::net::NetError>| matches!(a, Ok(Response::Chunks(d)) if d.len() == expected);
+        let good = |a: &Result<Response, crate::net::NetError>| complete(a, expected);
         let started = std::time::Instant::now();
         let primary = self.net.request(peer, request.clone());
         tokio::pin!(primary);
@@ -342,13 +347,14 @@ impl ChunkFetch {
         let mut failures = Vec::new();
         let mut busy_retries = 0u32;
         let mut tried = std::collections::HashSet::new();
-        let (mut unreachable, mut lacked, mut dial_rounds) = (Vec::new(), Vec::new(), 0u32);
+        let (mut unreachable, mut lacked, mut retry_rounds) = (Vec::new(), Vec::new(), 0u32);
         loop {
             let Some(peer) = self.reserve(index, &tried).await else {
-                if (unreachable.is_empty() && lacked.is_empty()) || dial_rounds == MAX_DIAL_ROUNDS {
+                if (unreachable.is_empty() && lacked.is_empty()) || retry_rounds == MAX_RETRY_ROUNDS
+                {
                     break;
                 }
-                dial_rounds += 1;
+                retry_rounds += 1;
                 for p in unreachable.drain(..) {
                     tried.remove(&p);
                 }
@@ -356,7 +362,7 @@ impl ChunkFetch {
                     tried.remove(&p);
                     lock(&self.lacking).remove(&p);
                 }
-                tokio::time::sleep(DIAL_BACKOFF * dial_rounds).await;
+                tokio::time::sleep(RETRY_BACKOFF * retry_rounds).await;
                 continue;
             };
             tried.insert(peer);
@@ -368,7 +374,7 @@ impl ChunkFetch {
             let (peer, answer) = self
                 .ask(index, peer, &request, &mut tried, remaining.len())
                 .await;
-            let good = matches!(&answer, Ok(Response::Chunks(d)) if d.len() == remaining.len());
+            let good = complete(&answer, remaining.len());
             self.release(&peer, good);
             let why = match answer {
                 Ok(Response::Chunks(data)) if data.len() == remaining.len() => {
