@@ -1,0 +1,109 @@
+//! Flags of the commands between domains: asking for and granting access
+//! (`mesh access`), and following products (`mesh subscribe`, `unsubscribe`,
+//! `subscribers`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub(crate) struct AccessArgs {
+    #[command(subcommand)]
+    pub(crate) command: AccessCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessCommand {
+    /// Ask the owner of a product for access for this node's domain.
+    Request {
+        /// domain/name.
+        product: String,
+        /// Why your domain needs the data; the owner reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Grant a consumer domain access to a product this node's domain owns.
+    Grant {
+        /// The consumer domain (e.g. finance).
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// When the grant ends: a date (2027-06-30, midnight UTC), a time
+        /// (2027-06-30T12:00:00Z) or a duration from now (90d). Default: until revoked.
+        #[arg(long)]
+        until: Option<String>,
+        /// What the consumer may use the data for.
+        #[arg(long, default_value = "")]
+        purpose: String,
+        /// The terms of the agreement (retention, sharing, ...).
+        #[arg(long, default_value = "")]
+        terms: String,
+    },
+    /// Refuse a consumer domain's request.
+    Deny {
+        /// The consumer domain.
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// Why; the consumer reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Withdraw a grant; every provider refuses the domain within seconds.
+    Revoke {
+        /// The consumer domain.
+        consumer: String,
+        /// domain/name.
+        product: String,
+        /// Why; the consumer reads it.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List access requests and decisions this node knows, pending ones first.
+    Requests {
+        /// Only this product (domain/name).
+        #[arg(long)]
+        product: Option<String>,
+        /// Only products of this owner domain.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only requests by, and decisions on, this consumer domain.
+        #[arg(long)]
+        consumer: Option<String>,
+    },
+    /// Show one agreement: the request, the decision, its purpose, terms and end.
+    Show {
+        /// domain/name.
+        product: String,
+        /// The consumer domain.
+        consumer: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
+    /// The directory (new or empty, or this subscription's own) on the node's machine.
+    #[arg(short, long)]
+    pub(crate) out: PathBuf,
+    /// How many versions stay materialized (older folders are removed).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) keep: usize,
+    /// Wait until the newest version is materialized (or the subscription is denied
+    /// or failing), printing its state.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UnsubscribeArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SubscribersArgs {
+    /// The product, `domain/name`.
+    pub(crate) product: String,
+}
