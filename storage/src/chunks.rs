@@ -26,9 +26,8 @@ use crate::faults::Faults;
 use crate::pack::{self, Loc, Record, PACK_TARGET};
 
 mod maintenance;
-mod sys;
 
-use sys::punch_hole;
+use crate::sys::punch_hole;
 
 /// A chunk store failure.
 #[derive(Debug, thiserror::Error)]

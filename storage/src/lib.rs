@@ -14,6 +14,7 @@ pub mod chunks;
 mod faults;
 pub mod meta;
 mod pack;
+mod sys;
 
 pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
 #[cfg(feature = "faults")]

@@ -1,6 +1,7 @@
 //! Reassembling product files, verifying every chunk, and exposing them only when
 //! complete (temp file + fsync + rename): from the chunk store ([`write_files`]) or
-//! chunk by chunk as a fetch downloads them ([`Output`]).
+//! chunk by chunk as a fetch downloads them ([`Output`]), starting each file from an
+//! earlier version already on disk where there is one ([`reuse`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -13,6 +14,12 @@ use mesh_protocol::manifest::{is_safe_relative_path, FileEntry, MAX_CHUNK_LEN};
 use mesh_protocol::Hash;
 
 use crate::chunks::{ChunkError, ChunkStore};
+
+mod reuse;
+#[cfg(test)]
+mod reuse_tests;
+
+pub use reuse::{Base, Reuse};
 
 /// Why a product could not be reassembled.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +87,9 @@ fn check_destinations(
     files: &[FileEntry],
     out_dir: &Path,
     overwrite: bool,
+    bases: &[Option<Base>],
 ) -> Result<(), AssembleError> {
-    for f in files {
+    for (i, f) in files.iter().enumerate() {
         if !is_safe_relative_path(&f.path) {
             return Err(AssembleError::UnsafePath(f.path.clone()));
         }
@@ -99,6 +107,12 @@ fn check_destinations(
             Err(e) => return Err(io_at(&dest)(e)),
             Ok(m) if !m.is_file() => return Err(AssembleError::InTheWay(dest)),
             Ok(_) if overwrite => {}
+            // The caller vouches that this file is an earlier version it wrote.
+            Ok(_)
+                if bases
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|b| b.path == dest) => {}
             Ok(_) => {
                 if !holds_same(&dest, f).map_err(io_at(&dest))? {
                     return Err(AssembleError::Exists(dest));
@@ -125,19 +139,22 @@ pub fn verify_files(files: &[FileEntry], store: &ChunkStore) -> Result<(), Assem
 }
 
 /// Writes each file under `out_dir` from the store, verifying every chunk; a file
-/// appears under its final name only once complete and synced.
+/// appears under its final name only once complete and synced. `bases` are earlier
+/// versions of the files on disk, by file index (see [`Output::create_from`]).
 pub fn write_files(
     files: &[FileEntry],
     store: &ChunkStore,
     out_dir: &Path,
     options: OutputOptions,
-) -> Result<u64, AssembleError> {
-    let out = Output::create(files, out_dir, options)?;
+    bases: &[Option<Base>],
+) -> Result<Output, AssembleError> {
+    let out = Output::create_from(files, out_dir, options, bases)?;
     out.fill_from_store(
         store,
         files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)),
     )?;
-    out.commit()
+    out.commit()?;
+    Ok(out)
 }
 
 /// Product files being written under an output directory while their chunks arrive,
@@ -148,8 +165,10 @@ pub fn write_files(
 #[derive(Debug)]
 pub struct Output {
     files: Vec<OutFile>,
-    /// Where each chunk goes: (file index, byte offset).
+    /// Where each chunk still to write goes: (file index, byte offset).
     places: HashMap<Hash, Vec<(usize, u64)>>,
+    /// What the files' bases provided.
+    reuse: Reuse,
     committed: AtomicBool,
 }
 
@@ -176,10 +195,25 @@ impl Output {
         out_dir: &Path,
         options: OutputOptions,
     ) -> Result<Self, AssembleError> {
-        check_destinations(files, out_dir, options.overwrite)?;
+        Self::create_from(files, out_dir, options, &[])
+    }
+
+    /// [`Output::create`], starting file `i` from `bases[i]` when given: an earlier
+    /// version on disk that the caller vouches holds exactly its entry's bytes (it
+    /// may be the destination itself, which may then be replaced without
+    /// `overwrite`). Its bytes are cloned or copied in the kernel (see [`reuse`]),
+    /// and only the chunks it lacks are left to write.
+    pub fn create_from(
+        files: &[FileEntry],
+        out_dir: &Path,
+        options: OutputOptions,
+        bases: &[Option<Base>],
+    ) -> Result<Self, AssembleError> {
+        check_destinations(files, out_dir, options.overwrite, bases)?;
         let mut out = Output {
             files: Vec::with_capacity(files.len()),
             places: HashMap::new(),
+            reuse: Reuse::default(),
             committed: AtomicBool::new(false),
         };
         for (i, f) in files.iter().enumerate() {
@@ -214,10 +248,23 @@ impl Output {
                 dest,
                 file,
             });
-            out.files[i].file.set_len(f.size).map_err(io_at(&tmp))?;
+            let in_place = match bases.get(i).and_then(Option::as_ref) {
+                Some(base) => {
+                    let (done, reuse) =
+                        reuse::seed(base, &out.files[i].file, f).map_err(io_at(&tmp))?;
+                    out.reuse.add(reuse);
+                    done
+                }
+                None => {
+                    out.files[i].file.set_len(f.size).map_err(io_at(&tmp))?;
+                    Vec::new()
+                }
+            };
             let mut offset = 0u64;
-            for c in &f.chunks {
-                out.places.entry(c.hash).or_default().push((i, offset));
+            for (j, c) in f.chunks.iter().enumerate() {
+                if !in_place.get(j).copied().unwrap_or(false) {
+                    out.places.entry(c.hash).or_default().push((i, offset));
+                }
                 offset += u64::from(c.len);
             }
         }
@@ -243,7 +290,8 @@ impl Output {
     ) -> Result<(), AssembleError> {
         let mut done = HashSet::new();
         for hash in chunks {
-            if !done.insert(*hash) {
+            // Chunks already in place (from a base) are not read at all.
+            if !self.places.contains_key(hash) || !done.insert(*hash) {
                 continue;
             }
             let data = store
@@ -255,6 +303,16 @@ impl Output {
             self.write_chunk(hash, &data)?;
         }
         Ok(())
+    }
+
+    /// What the files' bases provided (nothing without bases).
+    pub fn reuse(&self) -> Reuse {
+        self.reuse
+    }
+
+    /// The final paths of the files, in the order of the entries.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|f| f.dest.as_path())
     }
 
     fn path_of(&self, hash: &Hash) -> String {
@@ -321,7 +379,7 @@ mod tests {
         }];
         let out = dir.path().join("out");
         verify_files(&files, &store).unwrap();
-        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default(), &[]).unwrap();
         assert_eq!(fs::read(out.join("d/out.bin")).unwrap(), data);
 
         let at = store.locate(&c.chunks[1].hash).unwrap();
@@ -329,7 +387,7 @@ mod tests {
         std::os::unix::fs::FileExt::write_all_at(&pack, b"garbage", at.offset).unwrap();
         assert!(verify_files(&files, &store).is_err());
         let out2 = dir.path().join("out2");
-        assert!(write_files(&files, &store, &out2, OutputOptions::default()).is_err());
+        assert!(write_files(&files, &store, &out2, OutputOptions::default(), &[]).is_err());
         assert!(!out2.join("d/out.bin").exists());
         assert!(!out2.join("d/.out.bin.mesh-partial").exists());
     }
@@ -420,7 +478,7 @@ mod tests {
         let out = dir.path().join("out");
         fs::create_dir_all(out.join("sub")).unwrap();
         fs::write(out.join("sub/b.csv"), b"mine").unwrap();
-        let err = write_files(&files, &store, &out, OutputOptions::default()).unwrap_err();
+        let err = write_files(&files, &store, &out, OutputOptions::default(), &[]).unwrap_err();
         assert!(matches!(err, AssembleError::Exists(_)), "{err}");
         assert!(!out.join("a.csv").exists(), "nothing written");
         assert_eq!(fs::read(out.join("sub/b.csv")).unwrap(), b"mine");
@@ -431,7 +489,7 @@ mod tests {
             overwrite: true,
             ..OutputOptions::default()
         };
-        let err = write_files(&files, &store, &out, force).unwrap_err();
+        let err = write_files(&files, &store, &out, force, &[]).unwrap_err();
         assert!(matches!(err, AssembleError::InTheWay(_)), "{err}");
         assert!(!out.join("a.csv").exists(), "nothing written");
         let leftovers: Vec<_> = fs::read_dir(&out).unwrap().collect();
@@ -439,11 +497,11 @@ mod tests {
         // With the way clear: written; again: an identical file is fine; a changed
         // one needs --force.
         fs::remove_dir(out.join("sub/b.csv")).unwrap();
-        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
-        write_files(&files, &store, &out, OutputOptions::default()).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default(), &[]).unwrap();
+        write_files(&files, &store, &out, OutputOptions::default(), &[]).unwrap();
         fs::write(out.join("a.csv"), b"edited").unwrap();
-        assert!(write_files(&files, &store, &out, OutputOptions::default()).is_err());
-        write_files(&files, &store, &out, force).unwrap();
+        assert!(write_files(&files, &store, &out, OutputOptions::default(), &[]).is_err());
+        write_files(&files, &store, &out, force, &[]).unwrap();
         assert_eq!(fs::read(out.join("a.csv")).unwrap(), b"alpha");
     }
 
@@ -457,7 +515,7 @@ mod tests {
             private: true,
             ..OutputOptions::default()
         };
-        write_files(&files, &store, &out, private).unwrap();
+        write_files(&files, &store, &out, private, &[]).unwrap();
         for f in ["a.csv", "sub/b.csv"] {
             let mode = fs::metadata(out.join(f)).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "{f}: {mode:o}");
