@@ -29,6 +29,7 @@ use crate::ops::subscribe::Follower;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError};
+use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
 use crate::state::subscriptions::SubscriptionBook;
 use crate::state::usage::UsageLedger;
@@ -155,6 +156,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         providers: providers.clone(),
         governance: governance.clone(),
         chunks: chunks.clone(),
+        outputs: OutputBook::new(store.clone()),
         metrics: metrics.clone(),
     };
     let publisher = Publisher {

@@ -41,6 +41,9 @@ pub enum Tree {
     /// This node's subscriptions (products it follows into a directory), by
     /// product id.
     Subscriptions,
+    /// Files this node wrote out for products (fetches and subscriptions), so a
+    /// later version can start from them, by product, file path and destination.
+    Outputs,
 }
 
 impl Tree {
@@ -59,6 +62,7 @@ impl Tree {
             Tree::AccessRequests => "access_requests",
             Tree::AccessDecisions => "access_decisions",
             Tree::Subscriptions => "subscriptions",
+            Tree::Outputs => "outputs",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Transfer across real node processes: only new chunks move for a new version, GC
+//! Transfer across real node processes: only new chunks move for a new version (and
+//! its files start from the previous version's output, if untouched), GC
 //! frees exactly what no retained version references, and a fetch killed with -9
 //! resumes without downloading again what it had verified.
 
@@ -88,6 +89,63 @@ fn a_new_version_transfers_only_the_chunks_the_consumer_lacks() {
     );
     assert_eq!(
         file_hash(&net.root().join("o2/orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    // The unchanged bytes came from the 1.0.0 file written to o1 (copied by the
+    // kernel or cloned), not written again: exactly the places of old chunks.
+    let reusable: u64 = chunks_of(&net, 0, "sales/orders@1.1.0")
+        .iter()
+        .filter(|c| old.contains(&c.hash))
+        .map(|c| u64::from(c.len))
+        .sum();
+    assert_eq!(f2.reused_bytes, reusable, "{f2:?}");
+    assert!(reusable * 10 > f2.size * 9, "{reusable} of {}", f2.size);
+}
+
+/// A file the node wrote is a base for later versions only while untouched, and
+/// fetching over the node's own earlier version needs no --force.
+#[test]
+fn a_written_file_is_reused_only_while_untouched() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, 100_000, 12).unwrap();
+    let toml = |v| sample::manifest_toml("sales/orders", v);
+    net.publish(0, &dir, &toml("1.0.0")).unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let (o1, o2) = (net.root().join("o1"), net.root().join("o2"));
+    net.fetch(1, "sales/orders@1.0.0", &o1).unwrap();
+    net.fetch(1, "sales/orders@1.0.0", &o2).unwrap();
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("100001,late@example.com,1.00\n");
+    std::fs::write(&csv, &text).unwrap();
+    net.publish(0, &dir, &toml("1.1.0")).unwrap();
+    net.wait_product(1, "sales/orders", "1.1.0", DEADLINE)
+        .unwrap();
+
+    // Someone edits o2's copy in place, keeping its size.
+    let edited = o2.join("orders.csv");
+    let f = std::fs::OpenOptions::new().write(true).open(&edited).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"#", 10).unwrap();
+    drop(f);
+    // o2 is someone's file now: not replaced without --force...
+    let err = net.fetch(1, "sales/orders@1.1.0", &o2).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err:#}");
+    // ...and not a base: o3 gets the right bytes (from o1's untouched copy).
+    let f3 = net
+        .fetch(1, "sales/orders@1.1.0", &net.root().join("o3"))
+        .unwrap();
+    assert!(f3.reused_bytes > f3.size / 2, "{f3:?}");
+    assert_eq!(
+        file_hash(&net.root().join("o3/orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    // o1 holds 1.0.0 as this node wrote it: 1.1.0 replaces it in place, no --force.
+    let f1 = net.fetch(1, "sales/orders@1.1.0", &o1).unwrap();
+    assert!(f1.reused_bytes > f1.size / 2, "{f1:?}");
+    assert_eq!(
+        file_hash(&o1.join("orders.csv")).unwrap(),
         file_hash(&csv).unwrap()
     );
 }

@@ -14,6 +14,7 @@ pub(crate) mod announcements;
 pub(crate) mod catalog;
 pub(crate) mod gc;
 pub(crate) mod governance;
+pub(crate) mod outputs;
 pub(crate) mod providers;
 pub(crate) mod subscriptions;
 pub(crate) mod usage;

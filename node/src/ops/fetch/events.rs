@@ -60,6 +60,13 @@ pub struct FetchOutcome {
     pub size: u64,
     /// Bytes downloaded from peers in this fetch.
     pub transferred_bytes: u64,
+    /// Bytes of the written files that came from an earlier version this node had
+    /// written out (cloned or copied in the kernel, not written again).
+    #[serde(default)]
+    pub reused_bytes: u64,
+    /// Files cloned copy-on-write from an earlier version (XFS, btrfs).
+    #[serde(default)]
+    pub cloned_files: u64,
     /// Every chunk verified against its BLAKE3 hash.
     pub verified: bool,
     /// Where the files were written, if anywhere.

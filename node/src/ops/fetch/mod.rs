@@ -17,7 +17,7 @@ use libp2p::PeerId;
 use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
-use mesh_storage::assemble;
+use mesh_storage::assemble::{self, Reuse};
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::net::NetworkHandle;
 use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::Governance;
+use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
 use crate::task::blocking;
 
@@ -60,6 +61,8 @@ pub(crate) struct Fetcher {
     pub(crate) providers: Providers,
     pub(crate) governance: Governance,
     pub(crate) chunks: Arc<ChunkStore>,
+    /// Files written out earlier, that a new version's files start from.
+    pub(crate) outputs: OutputBook,
     pub(crate) metrics: Metrics,
 }
 
@@ -152,11 +155,23 @@ impl Fetcher {
             private: manifest.classification >= Classification::Confidential,
             overwrite,
         };
+        // Files of an earlier version this node wrote (there, or elsewhere) and
+        // that are untouched since: the new files start from them.
+        let bases = match &out {
+            Some(dir) => {
+                let (outputs, catalog) = (self.outputs.clone(), self.catalog.clone());
+                let (id, files, dir) = (manifest.id.clone(), manifest.files.clone(), dir.clone());
+                blocking(move || outputs.bases(&catalog, &id, &files, &dir).map_err(FetchError::from))
+                    .await?
+            }
+            None => Vec::new(),
+        };
         let output = match &out {
             Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
                 let (files, dir) = (manifest.files.clone(), dir.clone());
+                let bases = bases.clone();
                 let created = blocking(move || {
-                    assemble::Output::create(&files, &dir, output_options)
+                    assemble::Output::create_from(&files, &dir, output_options, &bases)
                         .map_err(FetchError::Output)
                 })
                 .await?;
@@ -204,7 +219,7 @@ impl Fetcher {
         // dropped, the product unmarked, and the chunk fetched again from peers.
         let finish_started = std::time::Instant::now();
         let mut repaired = 0usize;
-        let sync_time = loop {
+        let (sync_time, reuse) = loop {
             let (chunks, catalog) = (self.chunks.clone(), self.catalog.clone());
             let files = manifest.files.clone();
             let output = job.output.clone();
@@ -212,12 +227,22 @@ impl Fetcher {
             let out2 = out.clone();
             let held2 = held.clone();
             let (signed2, manifest2) = (signed.clone(), manifest.clone());
-            let finished = blocking(move || -> Result<std::time::Duration, FetchError> {
+            let (outputs, bases) = (self.outputs.clone(), bases.clone());
+            let finished = blocking(move || -> Result<(std::time::Duration, Reuse), FetchError> {
                 let held = held2;
+                // Held chunks already in place from a base are not read (see
+                // `Output::fill_from_store`); the others are read and verified.
+                let mut written = None;
                 match (&output, &out2) {
                     (Some(output), _) => output.fill_from_store(&chunks, &held)?,
                     (None, Some(dir)) => {
-                        assemble::write_files(&files, &chunks, dir, output_options)?;
+                        written = Some(assemble::write_files(
+                            &files,
+                            &chunks,
+                            dir,
+                            output_options,
+                            &bases,
+                        )?);
                     }
                     (None, None) => {
                         for hash in &held {
@@ -235,8 +260,14 @@ impl Fetcher {
                 }
                 catalog.record_manifest(&signed2, &manifest2)?;
                 catalog.mark_complete(&hash)?;
+                let mut reuse = Reuse::default();
+                if let Some(o) = output.as_deref().or(written.as_ref()) {
+                    let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
+                    outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())?;
+                    reuse = o.reuse();
+                }
                 catalog.flush()?;
-                Ok(sync_time)
+                Ok((sync_time, reuse))
             })
             .await;
             let bad = match &finished {
@@ -281,6 +312,8 @@ impl Fetcher {
             files: manifest.files.len(),
             size: total,
             transferred_bytes: job.transferred.load(Ordering::Relaxed),
+            reused_bytes: reuse.bytes(),
+            cloned_files: reuse.cloned_files,
             verified: true,
             out,
             providers: served.keys().cloned().collect(),
@@ -298,6 +331,8 @@ impl Fetcher {
         self.metrics.fetched_bytes.inc_by(outcome.transferred_bytes);
         info!(
             bytes = outcome.transferred_bytes,
+            reused_bytes = reuse.bytes(),
+            cloned_files = reuse.cloned_files,
             download_ms = download.as_millis() as u64,
             write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
             sync_ms = sync_time.as_millis() as u64,

@@ -111,6 +111,12 @@ impl From<layout::LayoutError> for Failed {
     }
 }
 
+impl From<crate::state::StateError> for Failed {
+    fn from(e: crate::state::StateError) -> Self {
+        Failed::Other(format!("recording the written files: {e}"))
+    }
+}
+
 impl From<crate::task::TaskError> for Failed {
     fn from(e: crate::task::TaskError) -> Self {
         Failed::Other(e.to_string())
@@ -496,7 +502,13 @@ impl Follower {
             }
         };
         let (l, v) = (layout, version.clone());
-        blocking(move || l.commit(&v).map_err(Failed::from)).await?;
+        let (outputs, product) = (self.fetcher.outputs.clone(), a.product.clone());
+        blocking(move || {
+            l.commit(&v)?;
+            // The files' records follow them, so the next version starts from them.
+            Ok::<_, Failed>(outputs.relocate(&product, &partial, &l.version_dir(&v))?)
+        })
+        .await?;
         Ok(Materialized {
             version,
             manifest: outcome.manifest,
