@@ -144,12 +144,13 @@ fn show(v: &SubscriptionView) {
     }
     if let Some(h) = v.history.last() {
         say!(
-            "  last    {} materialized {}, {} after it was announced (or subscribed to) ({} of {} downloaded)",
+            "  last    {} materialized {}, {} after it was announced (or subscribed to) ({} of {} downloaded, {} reused from the previous version)",
             h.version,
             date(h.materialized_at_ms / 1000),
             lag(h.lag_ms()),
             human_bytes(h.transferred_bytes),
-            human_bytes(h.size)
+            human_bytes(h.size),
+            human_bytes(h.reused_bytes)
         );
     }
     if let Some(r) = &v.reason {

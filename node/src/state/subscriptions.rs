@@ -89,6 +89,10 @@ pub struct Materialized {
     pub transferred_bytes: u64,
     /// The version's size.
     pub size: u64,
+    /// Bytes of its files that came from the previous version's folder (cloned or
+    /// copied by the kernel) rather than written again.
+    #[serde(default)]
+    pub reused_bytes: u64,
 }
 
 impl Materialized {

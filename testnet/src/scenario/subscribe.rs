@@ -141,15 +141,21 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         wait_current(&net, &subs, k, opts.deadline)?;
     }
     let mut lags: Vec<u64> = Vec::new();
-    let (mut moved, mut size) = (0u64, 0u64);
+    let (mut moved, mut size, mut reused) = (0u64, 0u64, 0u64);
     for &i in &subs {
         let s = followed(&net, i)?.context("a subscription vanished")?;
         for h in s.history.iter().filter(|h| h.version != "1.0.0") {
             lags.push(h.lag_ms());
             moved += h.transferred_bytes;
             size += h.size;
+            reused += h.reused_bytes;
         }
     }
+    // Each version appends to the last: most of its bytes come from the previous
+    // version's folder, not from the store.
+    report.check(reused * 2 > size, || {
+        format!("only {reused} of {size} bytes came from the previous versions' folders")
+    });
     lags.sort_unstable();
     report.check(lags.len() == versions * subs.len(), || {
         format!(
@@ -236,6 +242,13 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         ),
     );
     report.row(
+        "bytes reused from the previous version's folder / version size",
+        format!(
+            "{:.1}% (cloned or copied by the kernel, not written again)",
+            100.0 * reused as f64 / size.max(1) as f64
+        ),
+    );
+    report.row(
         "far side of a partition materialized, after the heal",
         format!(
             "{} ms (max over its nodes; all waited {} ms)",
@@ -252,6 +265,7 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         "versions": versions,
         "lag_ms": { "p50": quantile(&lags, 0.5), "p99": quantile(&lags, 0.99), "max": lags.last(), "all": lags },
         "downloaded_bytes": moved,
+        "reused_bytes": reused,
         "version_bytes": size,
         "after_heal_ms": far_lag.iter().max(),
         "after_restart_ms": after_restart.as_millis() as u64,

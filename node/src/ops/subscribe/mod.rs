@@ -516,6 +516,7 @@ impl Follower {
             materialized_at_ms: unix_now_ms(),
             transferred_bytes: outcome.transferred_bytes,
             size: outcome.size,
+            reused_bytes: outcome.reused_bytes,
         })
     }
 
