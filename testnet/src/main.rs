@@ -34,12 +34,17 @@ enum Cmd {
         #[arg(long)]
         serve: bool,
     },
-    /// Transfer benchmark: publish vs b3sum, fetch vs nginx+curl, 3 providers vs 1,
-    /// bytes moved for a ~1% change, peak RSS. `bench/transfer` installs the anchors.
+    /// Transfer benchmark: publish vs b3sum and sendme, fetch vs nginx+curl and
+    /// sendme, 3 providers vs 1, bytes moved and time taken for a ~1% change, peak
+    /// RSS. `bench/transfer` installs the anchors and mounts an XFS image.
     BenchTransfer {
         /// Product size in MiB.
         #[arg(long, default_value_t = 1024)]
         size_mib: u64,
+        /// A directory on a file system with reflinks (XFS, btrfs): the new-version
+        /// row is also measured there.
+        #[arg(long)]
+        reflink_dir: Option<std::path::PathBuf>,
     },
     /// Multi-provider fetch on shaped links: every consumer reaches each of 4
     /// providers through its own link limited to --rate-mbps; fetches from 1, 2, 3
@@ -201,9 +206,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Mesh { args } => mesh_cli::run(std::iter::once("mesh".into()).chain(args)),
-        Cmd::BenchTransfer { size_mib } => bench(|mesh| {
+        Cmd::BenchTransfer {
+            size_mib,
+            reflink_dir,
+        } => bench(|mesh| {
             mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
                 size_mib,
+                reflink_dir,
                 mesh,
                 progress: |line| eprintln!("{line}"),
             })

@@ -126,7 +126,10 @@ fn a_written_file_is_reused_only_while_untouched() {
 
     // Someone edits o2's copy in place, keeping its size.
     let edited = o2.join("orders.csv");
-    let f = std::fs::OpenOptions::new().write(true).open(&edited).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&edited)
+        .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"#", 10).unwrap();
     drop(f);
     // o2 is someone's file now: not replaced without --force...

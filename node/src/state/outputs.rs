@@ -54,7 +54,9 @@ struct Identity {
 
 impl Identity {
     fn of(path: &Path) -> Option<Identity> {
-        let m = std::fs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
+        let m = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.is_file())?;
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Some(Identity {
             dev: m.dev(),
@@ -129,11 +131,13 @@ impl OutputBook {
 
     /// The records of one product file, with their keys. Undecodable ones are
     /// removed (they are only hints).
-    fn of_file(&self, product: &ProductId, file: &str) -> Result<Vec<(Vec<u8>, Written)>, StateError> {
+    fn of_file(
+        &self,
+        product: &ProductId,
+        file: &str,
+    ) -> Result<Vec<(Vec<u8>, Written)>, StateError> {
         let p = prefix(product, file);
-        let rows = self
-            .store
-            .scan(Tree::Outputs, Some(&p), 4 * MAX_PER_FILE)?;
+        let rows = self.store.scan(Tree::Outputs, Some(&p), 4 * MAX_PER_FILE)?;
         let mut out = Vec::new();
         for (k, v) in rows.into_iter().take_while(|(k, _)| k.starts_with(&p)) {
             match serde_json::from_slice::<Written>(&v) {
@@ -193,7 +197,12 @@ impl OutputBook {
 
     /// Follows a directory rename: records of `product` under `from` now name the
     /// same files under `to` (a subscription renames a finished version's folder).
-    pub(crate) fn relocate(&self, product: &ProductId, from: &Path, to: &Path) -> Result<(), StateError> {
+    pub(crate) fn relocate(
+        &self,
+        product: &ProductId,
+        from: &Path,
+        to: &Path,
+    ) -> Result<(), StateError> {
         let mut p = product.to_string().into_bytes();
         p.push(0);
         let mut after = p.clone();

@@ -289,6 +289,7 @@ mod tests {
             materialized_at_ms: at,
             transferred_bytes: 10,
             size: 100,
+            reused_bytes: 0,
         }
     }
 

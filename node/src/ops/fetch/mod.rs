@@ -161,11 +161,16 @@ impl Fetcher {
             Some(dir) => {
                 let (outputs, catalog) = (self.outputs.clone(), self.catalog.clone());
                 let (id, files, dir) = (manifest.id.clone(), manifest.files.clone(), dir.clone());
-                blocking(move || outputs.bases(&catalog, &id, &files, &dir).map_err(FetchError::from))
-                    .await?
+                blocking(move || {
+                    outputs
+                        .bases(&catalog, &id, &files, &dir)
+                        .map_err(FetchError::from)
+                })
+                .await?
             }
             None => Vec::new(),
         };
+        let prepare_started = std::time::Instant::now();
         let output = match &out {
             Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
                 let (files, dir) = (manifest.files.clone(), dir.clone());
@@ -208,6 +213,8 @@ impl Fetcher {
             transferred: AtomicU64::new(0),
             output,
         });
+        // Creating the output includes cloning or copying the bases.
+        let prepare = prepare_started.elapsed();
         let download_started = std::time::Instant::now();
         self.download(&job, missing, 0, total, &progress).await?;
         let download = download_started.elapsed();
@@ -228,47 +235,49 @@ impl Fetcher {
             let held2 = held.clone();
             let (signed2, manifest2) = (signed.clone(), manifest.clone());
             let (outputs, bases) = (self.outputs.clone(), bases.clone());
-            let finished = blocking(move || -> Result<(std::time::Duration, Reuse), FetchError> {
-                let held = held2;
-                // Held chunks already in place from a base are not read (see
-                // `Output::fill_from_store`); the others are read and verified.
-                let mut written = None;
-                match (&output, &out2) {
-                    (Some(output), _) => output.fill_from_store(&chunks, &held)?,
-                    (None, Some(dir)) => {
-                        written = Some(assemble::write_files(
-                            &files,
-                            &chunks,
-                            dir,
-                            output_options,
-                            &bases,
-                        )?);
-                    }
-                    (None, None) => {
-                        for hash in &held {
-                            chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+            let finished = blocking(
+                move || -> Result<(std::time::Duration, Reuse), FetchError> {
+                    let held = held2;
+                    // Held chunks already in place from a base are not read (see
+                    // `Output::fill_from_store`); the others are read and verified.
+                    let mut written = None;
+                    match (&output, &out2) {
+                        (Some(output), _) => output.fill_from_store(&chunks, &held)?,
+                        (None, Some(dir)) => {
+                            written = Some(assemble::write_files(
+                                &files,
+                                &chunks,
+                                dir,
+                                output_options,
+                                &bases,
+                            )?);
+                        }
+                        (None, None) => {
+                            for hash in &held {
+                                chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+                            }
                         }
                     }
-                }
-                // The store's packs first (an fsync of each written), then the
-                // output files, synced by `commit` before they are renamed.
-                let synced_from = std::time::Instant::now();
-                chunks.sync()?;
-                let sync_time = synced_from.elapsed();
-                if let Some(output) = &output {
-                    output.commit()?;
-                }
-                catalog.record_manifest(&signed2, &manifest2)?;
-                catalog.mark_complete(&hash)?;
-                let mut reuse = Reuse::default();
-                if let Some(o) = output.as_deref().or(written.as_ref()) {
-                    let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
-                    outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())?;
-                    reuse = o.reuse();
-                }
-                catalog.flush()?;
-                Ok((sync_time, reuse))
-            })
+                    // The store's packs first (an fsync of each written), then the
+                    // output files, synced by `commit` before they are renamed.
+                    let synced_from = std::time::Instant::now();
+                    chunks.sync()?;
+                    let sync_time = synced_from.elapsed();
+                    if let Some(output) = &output {
+                        output.commit()?;
+                    }
+                    catalog.record_manifest(&signed2, &manifest2)?;
+                    catalog.mark_complete(&hash)?;
+                    let mut reuse = Reuse::default();
+                    if let Some(o) = output.as_deref().or(written.as_ref()) {
+                        let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
+                        outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())?;
+                        reuse = o.reuse();
+                    }
+                    catalog.flush()?;
+                    Ok((sync_time, reuse))
+                },
+            )
             .await;
             let bad = match &finished {
                 Err(e) if repaired < MAX_REPAIRS => corrupt_chunk(e),
@@ -333,6 +342,7 @@ impl Fetcher {
             bytes = outcome.transferred_bytes,
             reused_bytes = reuse.bytes(),
             cloned_files = reuse.cloned_files,
+            prepare_ms = prepare.as_millis() as u64,
             download_ms = download.as_millis() as u64,
             write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
             sync_ms = sync_time.as_millis() as u64,

@@ -1,28 +1,38 @@
 //! The transfer benchmark: mesh against its anchors, measured side by side in one run.
 //!
-//! For a product of `size` random bytes: publish throughput against `b3sum` of the
-//! same file; single-provider fetch against `curl` downloading it from a local nginx;
-//! a fetch from three providers against one; the bytes a consumer holding version N
-//! moves for version N+1 with ~1% scattered edits and with ~1% appended; peak RSS of
-//! the publishing and fetching node processes. `bench/transfer` installs the anchors.
+//! For a product of `size` random bytes: publish against `b3sum` and sendme's import
+//! of the same file; single-provider fetch against `curl` downloading it from a local
+//! nginx and against `sendme receive`; a fetch from three providers against one; for
+//! version N+1 with ~1% scattered edits, the bytes a consumer holding version N moves
+//! and the time it takes to fetch and materialize N+1 over N's output (on the node's
+//! disk, and on a reflink file system if given), against a full fetch; the bytes
+//! moved for ~1% appended; peak RSS of the publishing and fetching node processes.
+//! `bench/transfer` installs the anchors.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use mesh_node::api::FetchOutcome;
 
 use crate::{sample, MeshBin, Testnet, TestnetConfig};
+
+mod anchors;
+
+use anchors::{timed, Nginx, Sendme};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Product size in MiB.
     pub size_mib: u64,
+    /// A directory on a file system with reflinks, to measure the new-version row
+    /// there too.
+    pub reflink_dir: Option<PathBuf>,
     /// How to run `mesh`.
     pub mesh: MeshBin,
     /// Where progress lines and where-the-time-goes notes go (the CLI prints them).
@@ -48,19 +58,6 @@ const LONG: Duration = Duration::from_secs(600);
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
-}
-
-fn timed(cmd: &mut Command) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let status = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(t.elapsed())
 }
 
 /// Writes `size` pseudo-random bytes (fast, deterministic).
@@ -121,58 +118,6 @@ fn cpu_during<T>(
     Ok((out, used))
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Serves `dir` with nginx on a free loopback port; returns the port and a guard.
-struct Nginx {
-    prefix: PathBuf,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, work: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let prefix = work.join("nginx");
-        std::fs::create_dir_all(prefix.join("logs"))?;
-        let conf = format!(
-            "worker_processes 1; daemon on; pid {p}/nginx.pid; error_log {p}/logs/error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{ access_log off; sendfile on; tcp_nopush on;\n\
-               client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n\
-               uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
-            p = prefix.display(),
-            root = dir.display()
-        );
-        std::fs::write(prefix.join("nginx.conf"), conf)?;
-        timed(
-            Command::new("nginx")
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-c")
-                .arg(prefix.join("nginx.conf")),
-        )
-        .context("starting nginx (install it, or run bench/transfer which does)")?;
-        Ok(Nginx { prefix, port })
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("nginx")
-            .arg("-p")
-            .arg(&self.prefix)
-            .arg("-c")
-            .arg(self.prefix.join("nginx.conf"))
-            .args(["-s", "stop"])
-            .status();
-    }
-}
-
 /// Fetches `sales/big@1.0.0` on node `consumer` (with node `stopped` stopped for
 /// the duration, so it cannot serve) and times it. The output is deleted afterwards
 /// and the disk synced before, so every measured fetch starts from the same
@@ -221,6 +166,41 @@ fn moved_row(what: String, fetched: &FetchOutcome, stored: u64) -> Row {
     }
 }
 
+/// The row for a new version fetched and materialized over the previous one's
+/// output: its time against a full fetch's.
+fn blink_row(where_: &str, took: Duration, f: &FetchOutcome, full: Duration) -> Row {
+    let how = if f.cloned_files > 0 {
+        "reflink"
+    } else {
+        "copy_file_range"
+    };
+    Row {
+        what: format!("new version, 1% scattered edits, fetched and materialized over 1.0.0's output ({where_})"),
+        mesh: format!(
+            "{:.2} s ({:.0} MB reused by {how}, {:.1} MB moved)",
+            took.as_secs_f64(),
+            f.reused_bytes as f64 / 1e6,
+            f.transferred_bytes as f64 / 1e6
+        ),
+        baseline: format!("full fetch {:.2} s", full.as_secs_f64()),
+        ratio: format!("{:.1}%", 100.0 * took.as_secs_f64() / full.as_secs_f64()),
+        target: "<= 10%".into(),
+    }
+}
+
+/// Fetches `product` on node `i` into `out` after a sync; the outcome and time.
+fn timed_fetch(
+    net: &Testnet,
+    i: usize,
+    product: &str,
+    out: &Path,
+) -> anyhow::Result<(FetchOutcome, Duration)> {
+    let _ = Command::new("sync").status();
+    let t = Instant::now();
+    let f = net.fetch(i, product, out)?;
+    Ok((f, t.elapsed()))
+}
+
 /// Runs the benchmark and returns the table rows.
 pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let size = opts.size_mib * 1024 * 1024;
@@ -237,7 +217,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let _ = Command::new("sync").status();
     let mut rows = Vec::new();
 
-    // Publish against b3sum of the same file (warm cache for both).
+    // Publish against b3sum and sendme's import of the same file (warm cache).
     let b3 = timed(Command::new("b3sum").arg(&file)).context("b3sum (cargo install b3sum)")?;
     let b3_1 = timed(
         Command::new("b3sum")
@@ -246,9 +226,10 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     )?;
     let toml = |v: &str| sample::manifest_toml("sales/big", v).replace("Orders", "Bench data");
     let t = Instant::now();
-    let p1 = net.publish(0, &data, &toml("1.0.0"))?;
+    net.publish(0, &data, &toml("1.0.0"))?;
     let publish = t.elapsed();
     let publish_rss = peak_rss_mib(net.nodes[0].pid().context("node 0 pid")?)?;
+    let sendme = Sendme::send(&file, net.root(), LONG)?;
     rows.push(Row {
         what: format!("publish {} MiB", opts.size_mib),
         mesh: format!(
@@ -257,13 +238,17 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             mbps(size, publish)
         ),
         baseline: format!(
-            "b3sum {:.2} s ({:.0} MB/s); 1 thread {:.2} s",
+            "sendme import {:.2} s; b3sum {:.2} s ({:.0} MB/s), 1 thread {:.2} s",
+            sendme.import.as_secs_f64(),
             b3.as_secs_f64(),
             mbps(size, b3),
             b3_1.as_secs_f64()
         ),
-        ratio: format!("{:.2}x", b3.as_secs_f64() / publish.as_secs_f64()),
-        target: ">= 0.5x".into(),
+        ratio: format!(
+            "{:.2}x",
+            sendme.import.as_secs_f64() / publish.as_secs_f64()
+        ),
+        target: ">= 1x (sendme import)".into(),
     });
 
     // Fetches: each configuration twice, best run reported (the machine is shared and
@@ -302,6 +287,12 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             .arg(&url),
     )?;
     drop(nginx);
+    let mut receive = Duration::MAX;
+    for _ in 0..2 {
+        let _ = Command::new("sync").status();
+        receive = receive.min(sendme.receive(&net.root().join("sendme-recv"))?);
+    }
+    drop(sendme);
     rows.push(Row {
         what: "fetch, 1 provider (best of 2)".into(),
         mesh: format!(
@@ -316,7 +307,18 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             curl_null.as_secs_f64()
         ),
         ratio: format!("{:.2}x", curl_file.as_secs_f64() / fetch1.as_secs_f64()),
-        target: ">= 0.5x".into(),
+        target: ">= 0.8x".into(),
+    });
+    rows.push(Row {
+        what: "fetch, 1 provider, against sendme (best of 2)".into(),
+        mesh: format!("{:.2} s", fetch1.as_secs_f64()),
+        baseline: format!(
+            "sendme receive {:.2} s ({:.0} MB/s, best of 2)",
+            receive.as_secs_f64(),
+            mbps(size, receive)
+        ),
+        ratio: format!("{:.2}x", receive.as_secs_f64() / fetch1.as_secs_f64()),
+        target: ">= 2.5x".into(),
     });
 
     let mut fetch3 = Duration::MAX;
@@ -327,7 +329,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         used = used.max(outcome.providers.len());
     }
     rows.push(Row {
-        what: "fetch, 3 providers (best of 2)".into(),
+        what: "fetch, 3 providers on loopback (best of 2; shaped links: `bench-links`)".into(),
         mesh: format!(
             "{:.2} s ({:.0} MB/s, {used} providers used)",
             fetch3.as_secs_f64(),
@@ -338,7 +340,18 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         target: ">= 1x".into(),
     });
 
-    // ~1% changed: scattered edits, then appended bytes; node 1 holds 1.0.0.
+    // A new version over the previous one's output: node 1 writes 1.0.0 to the
+    // node's own disk, node 2 to the reflink file system if there is one.
+    let here = net.root().join("versions");
+    net.fetch(1, "sales/big@1.0.0", &here)?;
+    let there = opts
+        .reflink_dir
+        .as_ref()
+        .map(|d| d.join(format!("mesh-bench-{}", std::process::id())));
+    if let Some(dir) = &there {
+        net.fetch(2, "sales/big@1.0.0", dir)?;
+    }
+    // ~1% changed: scattered edits, then appended bytes.
     let mut bytes = std::fs::read(&file)?;
     let edits = 100u64;
     let edit_len = (size / 100 / edits).max(1) as usize;
@@ -351,12 +364,20 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     std::fs::write(&file, &bytes)?;
     let p2 = net.publish(0, &data, &toml("1.1.0"))?;
     net.wait_product(1, "sales/big", "1.1.0", LONG)?;
-    let f2 = net.fetch(1, "sales/big@1.1.0", &net.root().join("out1b"))?;
+    net.wait_product(2, "sales/big", "1.1.0", LONG)?;
+    let (f2, took) = timed_fetch(&net, 1, "sales/big@1.1.0", &here)?;
     rows.push(moved_row(
         format!("new version, {edits} scattered edits (1% of bytes)"),
         &f2,
         p2.new_bytes,
     ));
+    let fs_here = fs_type(net.root());
+    rows.push(blink_row(&fs_here, took, &f2, fetch1));
+    if let Some(dir) = &there {
+        let (f, took) = timed_fetch(&net, 2, "sales/big@1.1.0", dir)?;
+        rows.push(blink_row(&fs_type(dir), took, &f, fetch1));
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let mut f = std::fs::OpenOptions::new().append(true).open(&file)?;
     let extra = size / 100;
     let tail: Vec<u8> = bytes
@@ -381,7 +402,6 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         ratio: String::new(),
         target: "fetch < 200 MB".into(),
     });
-    let _ = p1;
     // Where the time went, from the nodes' own phase logs.
     for i in 0..4 {
         let log =
@@ -395,6 +415,18 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     }
     net.stop_all()?;
     Ok(rows)
+}
+
+/// The file system type of `path` as `df` names it ("ext4", "xfs"), or "?".
+fn fs_type(path: &Path) -> String {
+    Command::new("df")
+        .args(["--output=fstype"])
+        .arg(path)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.lines().nth(1).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Renders rows as a Markdown table.
