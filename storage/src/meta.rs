@@ -122,6 +122,17 @@ pub struct SledStore {
     faults: crate::faults::Faults,
 }
 
+/// Whether sled failed to open because another holder has the database's lock.
+fn is_lock_held(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 fn sled_err(e: sled::Error) -> StoreError {
     StoreError(e.to_string())
 }
@@ -129,13 +140,25 @@ fn sled_err(e: sled::Error) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        // A store this process just dropped keeps its lock until sled's flusher
+        // thread notices (up to its flush interval): wait that long for the lock,
+        // never longer, before saying another node holds it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let opened = loop {
+            match sled::Config::new().path(dir).open() {
+                Err(e) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        let db = opened.map_err(|e| match e {
             sled::Error::Corruption { .. } => StoreError(format!(
                 "the database {} is corrupt ({e}); restore it from a backup, or move the node home aside and `mesh init` a new one (peers re-sync the catalog and policies)",
                 dir.display()
             )),
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError(format!(
-                "cannot open {}: another mesh node is using this home ({io})",
+            e if is_lock_held(&e) => StoreError(format!(
+                "cannot open {}: another mesh node is using this home ({e})",
                 dir.display()
             )),
             e => StoreError(format!("cannot open {}: {e}", dir.display())),
