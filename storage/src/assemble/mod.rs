@@ -290,8 +290,9 @@ impl Output {
     ) -> Result<(), AssembleError> {
         let mut done = HashSet::new();
         for hash in chunks {
-            // Chunks already in place (from a base) are not read at all.
-            if !self.places.contains_key(hash) || !done.insert(*hash) {
+            // Chunks already in place (from a base) are still read and verified, so
+            // the store is never taken as whole unchecked, but not written again.
+            if !done.insert(*hash) {
                 continue;
             }
             let data = store

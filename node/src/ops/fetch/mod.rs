@@ -238,8 +238,8 @@ impl Fetcher {
             let finished = blocking(
                 move || -> Result<(std::time::Duration, Reuse), FetchError> {
                     let held = held2;
-                    // Held chunks already in place from a base are not read (see
-                    // `Output::fill_from_store`); the others are read and verified.
+                    // Every held chunk is read and verified (a corrupt one is repaired
+                    // below); those already in place from a base are not written.
                     let mut written = None;
                     match (&output, &out2) {
                         (Some(output), _) => output.fill_from_store(&chunks, &held)?,
