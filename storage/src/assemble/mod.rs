@@ -157,6 +157,39 @@ pub fn write_files(
     Ok(out)
 }
 
+/// Reads and verifies `hashes` from `store` on up to 4 threads; the first failure.
+fn verify_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), AssembleError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let per = hashes.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = hashes
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || {
+                    for hash in part {
+                        store
+                            .get_verified(hash, u64::from(MAX_CHUNK_LEN))
+                            .map_err(|source| AssembleError::Chunk {
+                                path: format!("the store's copy of chunk {}", hash.short()),
+                                source,
+                            })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        // Every worker is joined (the scope does), the first failure reported.
+        workers.into_iter().try_for_each(|w| {
+            w.join().unwrap_or_else(|_| {
+                Err(AssembleError::Io {
+                    path: PathBuf::from("chunk store"),
+                    source: io::Error::other("a verifying thread panicked"),
+                })
+            })
+        })
+    })
+}
+
 /// Product files being written under an output directory while their chunks arrive,
 /// in any order: each chunk is written at every offset where it occurs. The files
 /// live under temporary names (`.NAME.mesh-partial`) until [`Output::commit`] syncs
@@ -289,10 +322,13 @@ impl Output {
         chunks: impl IntoIterator<Item = &'a Hash>,
     ) -> Result<(), AssembleError> {
         let mut done = HashSet::new();
+        let mut in_place = Vec::new();
         for hash in chunks {
-            // Chunks already in place (from a base) are still read and verified, so
-            // the store is never taken as whole unchecked, but not written again.
             if !done.insert(*hash) {
+                continue;
+            }
+            if !self.places.contains_key(hash) {
+                in_place.push(*hash);
                 continue;
             }
             let data = store
@@ -303,7 +339,10 @@ impl Output {
                 })?;
             self.write_chunk(hash, &data)?;
         }
-        Ok(())
+        // Chunks already in place (from a base) are still read and verified, so the
+        // store is never taken as whole unchecked, but not written again: on every
+        // core, as nothing else waits on them.
+        verify_in_parallel(store, &in_place)
     }
 
     /// What the files' bases provided (nothing without bases).
