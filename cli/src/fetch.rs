@@ -127,6 +127,17 @@ impl Display {
             human_bytes(o.size),
             human_bytes(o.transferred_bytes)
         );
+        if o.reused_bytes > 0 {
+            say!(
+                "  {} came from an earlier version this node wrote out ({}), not written again",
+                human_bytes(o.reused_bytes),
+                if o.cloned_files > 0 {
+                    "cloned, sharing its blocks"
+                } else {
+                    "copied by the kernel"
+                }
+            );
+        }
         if !o.served.is_empty() {
             say!("  served by {} provider(s):", o.served.len());
         }
