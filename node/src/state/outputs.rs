@@ -74,9 +74,16 @@ pub(crate) struct OutputBook {
     store: Arc<dyn MetaStore>,
 }
 
-fn prefix(product: &ProductId, file: &str) -> Vec<u8> {
+/// The key prefix of every record of `product`.
+fn product_prefix(product: &ProductId) -> Vec<u8> {
     let mut k = product.to_string().into_bytes();
     k.push(0);
+    k
+}
+
+/// The key prefix of the records of one product file.
+fn prefix(product: &ProductId, file: &str) -> Vec<u8> {
+    let mut k = product_prefix(product);
     k.extend_from_slice(file.as_bytes());
     k.push(0);
     k
@@ -107,17 +114,16 @@ impl OutputBook {
             let Some(id) = Identity::of(dest) else {
                 continue;
             };
-            let w = Written {
-                manifest: manifest.to_string(),
-                file: f.path.clone(),
-                dest: dest.clone(),
-                id,
-                at_ms: now_ms,
-            };
-            let bytes = serde_json::to_vec(&w)
-                .map_err(|e| StateError::corrupt(format!("output record {}", f.path), e))?;
-            self.store
-                .put(Tree::Outputs, &key(product, &f.path, dest), &bytes)?;
+            self.put(
+                product,
+                &Written {
+                    manifest: manifest.to_string(),
+                    file: f.path.clone(),
+                    dest: dest.clone(),
+                    id,
+                    at_ms: now_ms,
+                },
+            )?;
             let mut all = self.of_file(product, &f.path)?;
             if all.len() > MAX_PER_FILE {
                 all.sort_by_key(|(_, w)| std::cmp::Reverse(w.at_ms));
@@ -203,35 +209,47 @@ impl OutputBook {
         from: &Path,
         to: &Path,
     ) -> Result<(), StateError> {
-        let mut p = product.to_string().into_bytes();
-        p.push(0);
+        const PAGE: usize = 256;
+        let p = product_prefix(product);
+        // Collected first and rewritten after, so no rewritten record is met again.
+        let mut moved = Vec::new();
         let mut after = p.clone();
         loop {
-            let rows = self.store.scan(Tree::Outputs, Some(&after), 256)?;
-            let last = rows.last().map(|(k, _)| k.clone());
-            let mut more = rows.len() == 256;
-            for (k, v) in rows {
-                if !k.starts_with(&p) {
-                    more = false;
-                    break;
+            let rows = self.store.scan(Tree::Outputs, Some(&after), PAGE)?;
+            let full_page = rows.len() == PAGE;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            after = last.clone();
+            let mine: Vec<_> = rows
+                .into_iter()
+                .take_while(|(k, _)| k.starts_with(&p))
+                .collect();
+            let ended = !full_page || mine.len() < PAGE;
+            for (k, v) in mine {
+                if let Ok(w) = serde_json::from_slice::<Written>(&v) {
+                    if let Ok(rest) = w.dest.strip_prefix(from) {
+                        let dest = to.join(rest);
+                        moved.push((k, Written { dest, ..w }));
+                    }
                 }
-                let Ok(mut w) = serde_json::from_slice::<Written>(&v) else {
-                    continue;
-                };
-                let Ok(rest) = w.dest.strip_prefix(from) else {
-                    continue;
-                };
-                w.dest = to.join(rest);
-                let bytes = serde_json::to_vec(&w)
-                    .map_err(|e| StateError::corrupt(format!("output record {}", w.file), e))?;
-                self.store.remove(Tree::Outputs, &k)?;
-                self.store
-                    .put(Tree::Outputs, &key(product, &w.file, &w.dest), &bytes)?;
             }
-            match last {
-                Some(k) if more => after = k,
-                _ => return Ok(()),
+            if ended {
+                break;
             }
         }
+        for (k, w) in moved {
+            self.store.remove(Tree::Outputs, &k)?;
+            self.put(product, &w)?;
+        }
+        Ok(())
+    }
+
+    fn put(&self, product: &ProductId, w: &Written) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(w)
+            .map_err(|e| StateError::corrupt(format!("output record {}", w.file), e))?;
+        Ok(self
+            .store
+            .put(Tree::Outputs, &key(product, &w.file, &w.dest), &bytes)?)
     }
 }

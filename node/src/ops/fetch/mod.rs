@@ -161,10 +161,16 @@ impl Fetcher {
             Some(dir) => {
                 let (outputs, catalog) = (self.outputs.clone(), self.catalog.clone());
                 let (id, files, dir) = (manifest.id.clone(), manifest.files.clone(), dir.clone());
+                // Only hints: if they cannot be read, every byte is written.
                 blocking(move || {
-                    outputs
-                        .bases(&catalog, &id, &files, &dir)
-                        .map_err(FetchError::from)
+                    Ok::<_, FetchError>(outputs.bases(&catalog, &id, &files, &dir).unwrap_or_else(
+                        |e| {
+                            warn!(
+                                "reading the records of earlier outputs: {e}; writing every byte"
+                            );
+                            Vec::new()
+                        },
+                    ))
                 })
                 .await?
             }
@@ -271,7 +277,12 @@ impl Fetcher {
                     let mut reuse = Reuse::default();
                     if let Some(o) = output.as_deref().or(written.as_ref()) {
                         let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
-                        outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())?;
+                        // A hint for the next version: losing it costs a full write.
+                        if let Err(e) =
+                            outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())
+                        {
+                            warn!("recording the written files for the next version: {e}");
+                        }
                         reuse = o.reuse();
                     }
                     catalog.flush()?;

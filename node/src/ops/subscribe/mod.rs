@@ -111,12 +111,6 @@ impl From<layout::LayoutError> for Failed {
     }
 }
 
-impl From<crate::state::StateError> for Failed {
-    fn from(e: crate::state::StateError) -> Self {
-        Failed::Other(format!("recording the written files: {e}"))
-    }
-}
-
 impl From<crate::task::TaskError> for Failed {
     fn from(e: crate::task::TaskError) -> Self {
         Failed::Other(e.to_string())
@@ -505,8 +499,12 @@ impl Follower {
         let (outputs, product) = (self.fetcher.outputs.clone(), a.product.clone());
         blocking(move || {
             l.commit(&v)?;
-            // The files' records follow them, so the next version starts from them.
-            Ok::<_, Failed>(outputs.relocate(&product, &partial, &l.version_dir(&v))?)
+            // The files' records follow them, so the next version starts from them
+            // (only hints: losing them costs the next version a full write).
+            if let Err(e) = outputs.relocate(&product, &partial, &l.version_dir(&v)) {
+                tracing::warn!("following the renamed folder's records: {e}");
+            }
+            Ok::<_, Failed>(())
         })
         .await?;
         Ok(Materialized {
