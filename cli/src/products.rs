@@ -42,7 +42,10 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
     let manifest = draft_toml(home, a.manifest.as_deref(), a.contract.as_deref())?;
     let path = std::fs::canonicalize(&a.path)
         .with_context(|| format!("cannot read {}", a.path.display()))?;
-    let p = client(home)?.publish(&path, &manifest)?;
+    let options = mesh_node::api::PublishOptions {
+        in_place: a.in_place,
+    };
+    let p = client(home)?.publish_with(&path, &manifest, options)?;
     if json {
         return print_json(&p);
     }
@@ -58,6 +61,12 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         p.chunks,
         human_bytes(p.new_bytes)
     );
+    if p.in_place {
+        say!(
+            "  served in place from {} (no copy in the store; keep the files unchanged)",
+            path.display()
+        );
+    }
     if !p.rules.is_empty() {
         say!("  quality rules:");
         for r in &p.rules {

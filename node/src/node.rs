@@ -22,7 +22,7 @@ use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
 use crate::ops::access::AccessDesk;
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
-use crate::ops::publish::{CheckReport, Published, Publisher};
+use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
 use crate::ops::subscribe::{Follower, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
@@ -353,11 +353,23 @@ impl Node {
     /// Publishes the files at `path` described by `draft_toml` and gossips the
     /// announcement.
     pub async fn publish(&self, path: PathBuf, draft_toml: String) -> Result<Published, NodeError> {
+        self.publish_with(path, draft_toml, PublishOptions::default())
+            .await
+    }
+
+    /// [`Node::publish`] with options: `in_place` records the chunks as ranges of
+    /// the files at `path` instead of copying them (see [`PublishOptions`]).
+    pub async fn publish_with(
+        &self,
+        path: PathBuf,
+        draft_toml: String,
+        options: PublishOptions,
+    ) -> Result<Published, NodeError> {
         let _shared_work = self.work_lock.read().await;
         let publisher = self.parts.publisher.clone();
         let (published, envelope) = blocking(move || {
             publisher
-                .publish(&path, &draft_toml)
+                .publish(&path, &draft_toml, options)
                 .map_err(NodeError::from)
         })
         .await?;

@@ -3,7 +3,7 @@
 //! Boundaries depend on content, not offsets, so an edit in one place of a file
 //! changes only the chunks around it and a new version shares the rest.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::BufReader;
 use std::path::Path;
 
@@ -48,23 +48,68 @@ pub fn chunk_file_tracked(
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
 ) -> Result<ChunkedFile, ChunkError> {
+    chunk_with(path, store, written, false)
+}
+
+/// Like [`chunk_file_tracked`], but in place: the chunks are recorded as ranges of
+/// the file ([`ChunkStore::reference`]) instead of copied into the store, so the
+/// node serves them from the file for as long as it keeps those bytes. Fails if the
+/// file changes while it is being chunked.
+pub fn chunk_file_in_place(
+    path: &Path,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+) -> Result<ChunkedFile, ChunkError> {
+    let io = |source| ChunkError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let before = stamp(&fs::metadata(path).map_err(io)?);
+    let out = chunk_with(path, store, written, true)?;
+    let after = fs::metadata(path).map_err(io)?;
+    if stamp(&after) != before || after.len() != out.size {
+        return Err(io(std::io::Error::other(
+            "the file changed while it was being published in place; publish it again once nothing writes to it",
+        )));
+    }
+    Ok(out)
+}
+
+/// What tells a changed file from the same one: size, modification time, inode.
+fn stamp(m: &fs::Metadata) -> (u64, i64, i64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+}
+
+fn chunk_with(
+    path: &Path,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+    in_place: bool,
+) -> Result<ChunkedFile, ChunkError> {
     let io = |source| ChunkError::Io {
         path: path.to_owned(),
         source,
     };
     let file = File::open(path).map_err(io)?;
+    let referenced = if in_place {
+        Some(store.reference(path)?)
+    } else {
+        None
+    };
     let reader = BufReader::with_capacity(1024 * 1024, file);
     let mut out = ChunkedFile {
         size: 0,
         chunks: Vec::new(),
         new_bytes: 0,
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PIPELINE_DEPTH);
+    let (tx, rx) =
+        std::sync::mpsc::sync_channel::<std::io::Result<(u64, Vec<u8>)>>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
                 let item = chunk
-                    .map(|c| c.data)
+                    .map(|c| (c.offset, c.data))
                     .map_err(|e| std::io::Error::other(format!("reading for chunking: {e}")));
                 let failed = item.is_err();
                 // A closed channel means the storing side failed; stop cutting.
@@ -75,9 +120,15 @@ pub fn chunk_file_tracked(
         });
         // Returning early drops `rx`, which stops the cutting thread at its next send.
         for data in rx {
-            let data = data.map_err(io)?;
-            let (hash, new) = store.put(&data)?;
+            let (offset, data) = data.map_err(io)?;
             let len = data.len() as u32;
+            let (hash, new) = match referenced {
+                Some(id) => {
+                    let hash = mesh_protocol::Hash::of(&data);
+                    (hash, store.put_ref(&hash, id, offset, len)?)
+                }
+                None => store.put(&data)?,
+            };
             out.size += u64::from(len);
             if new {
                 out.new_bytes += u64::from(len);
@@ -121,5 +172,32 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         assert_eq!(chunk_file(&empty, &store).unwrap().chunks.len(), 0);
+    }
+
+    #[test]
+    fn in_place_chunks_match_copied_ones_and_are_read_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pseudo_random(3 * 1024 * 1024, 7);
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, &data).unwrap();
+        let copied = {
+            let other = ChunkStore::open(&dir.path().join("copied")).unwrap();
+            chunk_file(&f, &other).unwrap()
+        };
+        let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
+        let mut written = Vec::new();
+        let placed = chunk_file_in_place(&f, &store, &mut written).unwrap();
+        assert_eq!(placed, copied);
+        assert_eq!(written.len(), placed.chunks.len());
+        let mut back = Vec::new();
+        for c in &placed.chunks {
+            assert!(store.is_referenced(&c.hash));
+            back.extend(store.get_verified(&c.hash, u64::from(MAX_CHUNK)).unwrap());
+        }
+        assert_eq!(back, data);
+        // A directory is not a file to publish in place: a clear error, nothing held.
+        let before = store.len();
+        assert!(chunk_file_in_place(dir.path(), &store, &mut Vec::new()).is_err());
+        assert_eq!(store.len(), before);
     }
 }

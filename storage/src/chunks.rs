@@ -9,6 +9,11 @@
 //! `fsync` per pack written) before they acknowledge anything. Removed chunks are tombstoned;
 //! [`ChunkStore::compact`] rewrites packs that are mostly dead and deletes them.
 //!
+//! A chunk may also be *referenced* instead of copied ([`ChunkStore::reference`]):
+//! its bytes stay in a file outside the store (a product published in place), and
+//! every read verifies them like any other, so a referenced file that changed reads
+//! as [`ChunkError::SourceChanged`] and is never served.
+//!
 //! One process opens a store for writing at a time (a lock file enforces it); others
 //! may open it read-only, for inspection and tests.
 
@@ -26,6 +31,9 @@ use crate::faults::Faults;
 use crate::pack::{self, Loc, Record, PACK_TARGET};
 
 mod maintenance;
+mod refs;
+
+pub use refs::RefId;
 
 use crate::sys::punch_hole;
 
@@ -54,6 +62,15 @@ pub enum ChunkError {
         /// The limit.
         limit: u64,
     },
+    /// A referenced chunk's file (published in place) is gone or no longer holds
+    /// the chunk's bytes.
+    #[error("chunk {hash} was published in place from {path}, which has changed, moved or gone since; restore the file, or publish the data again as a new version")]
+    SourceChanged {
+        /// Which chunk.
+        hash: Hash,
+        /// The referenced file.
+        path: PathBuf,
+    },
     /// Another process has the store open for writing.
     #[error("the chunk store {0} is in use by another process; is a node already running on this home? Stop it first")]
     Locked(PathBuf),
@@ -68,6 +85,18 @@ pub enum ChunkError {
         /// What.
         source: io::Error,
     },
+}
+
+impl ChunkError {
+    /// Whether this copy of the chunk is bad (corrupt bytes, or a referenced file
+    /// that changed): the caller drops the copy and fetches the chunk again rather
+    /// than failing.
+    pub fn is_bad_copy(&self) -> bool {
+        matches!(
+            self,
+            ChunkError::Corrupt { .. } | ChunkError::SourceChanged { .. }
+        )
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ChunkError + '_ {
@@ -93,8 +122,10 @@ pub struct ChunkLocation {
 pub struct ChunkStore {
     root: PathBuf,
     packs: PathBuf,
+    /// Records of referenced files (`NNNNNNNN.ref`, each holding a path).
+    refs: PathBuf,
     state: Mutex<State>,
-    /// Read handles of packs, opened on first read.
+    /// Read handles of packs and referenced files, opened on first read.
     readers: Mutex<HashMap<u32, Arc<File>>>,
     /// Held for the whole of a sync: a writer whose packs another sync took waits
     /// for that sync to finish before it may acknowledge.
@@ -119,6 +150,13 @@ struct State {
     unsynced: BTreeSet<u32>,
     /// Packs were created or deleted since the last sync: the directory needs one.
     names_unsynced: bool,
+    /// Referenced files by id (with [`pack::REF_BIT`]).
+    ref_paths: BTreeMap<u32, PathBuf>,
+    /// The id the next referenced file gets.
+    next_ref: u32,
+    /// Referenced files whose chunks were recorded since the last sync: their
+    /// bytes are made durable with the records.
+    refs_unsynced: BTreeSet<u32>,
 }
 
 impl State {
@@ -182,7 +220,8 @@ impl ChunkStore {
                 log.display()
             );
         }
-        let store = Self::with(root, packs, replayed, true, Some(lock_file));
+        let store = Self::with(root, packs, replayed, true, Some(lock_file))?;
+        store.forget_dead_refs();
         store.import_legacy()?;
         Ok(store)
     }
@@ -196,7 +235,7 @@ impl ChunkStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => pack::Replayed::default(),
             Err(e) => return Err(io_err(&packs)(e)),
         };
-        Ok(Self::with(root, packs, replayed, false, None))
+        Self::with(root, packs, replayed, false, None)
     }
 
     fn with(
@@ -205,8 +244,22 @@ impl ChunkStore {
         replayed: pack::Replayed,
         writable: bool,
         lock_file: Option<File>,
-    ) -> Self {
-        let next_pack = replayed.live.keys().next_back().map_or(1, |n| n + 1);
+    ) -> Result<Self, ChunkError> {
+        let refs = root.join("refs");
+        let ref_paths = pack::read_refs(&refs).map_err(io_err(&refs))?;
+        let next_pack = replayed
+            .live
+            .keys()
+            .filter(|n| *n & pack::REF_BIT == 0)
+            .next_back()
+            .map_or(1, |n| n + 1);
+        let next_ref = replayed
+            .live
+            .keys()
+            .chain(ref_paths.keys())
+            .filter(|n| *n & pack::REF_BIT != 0)
+            .max()
+            .map_or(pack::REF_BIT, |n| n + 1);
         if replayed.corrupt > 0 {
             tracing::warn!(
                 "chunk store {}: skipped {} corrupt index records; the chunks they named are treated as missing",
@@ -214,9 +267,10 @@ impl ChunkStore {
                 replayed.corrupt
             );
         }
-        ChunkStore {
+        Ok(ChunkStore {
             root: root.to_owned(),
             packs,
+            refs,
             state: Mutex::new(State {
                 index: replayed.index,
                 live: replayed.live,
@@ -224,6 +278,9 @@ impl ChunkStore {
                 next_pack,
                 unsynced: BTreeSet::new(),
                 names_unsynced: false,
+                ref_paths,
+                next_ref,
+                refs_unsynced: BTreeSet::new(),
             }),
             syncing: Mutex::new(()),
             readers: Mutex::new(HashMap::new()),
@@ -231,7 +288,7 @@ impl ChunkStore {
             _lock: lock_file,
             faults: Faults::off(),
             corrupt: replayed.corrupt,
-        }
+        })
     }
 
     /// Corrupt index records skipped when the store was opened: their chunks are
@@ -268,9 +325,10 @@ impl ChunkStore {
 
     /// Where a chunk's bytes are stored (for diagnostics and fault-injection tests).
     pub fn locate(&self, hash: &Hash) -> Option<ChunkLocation> {
-        let loc = *lock(&self.state).index.get(hash)?;
+        let st = lock(&self.state);
+        let loc = *st.index.get(hash)?;
         Some(ChunkLocation {
-            path: pack::pack_path(&self.packs, loc.pack, "pack"),
+            path: self.data_path(&st, loc)?,
             offset: loc.offset,
             len: loc.len,
         })
@@ -408,7 +466,8 @@ impl ChunkStore {
         let Some(loc) = st.index.get(hash).copied() else {
             return Ok(0);
         };
-        if self.writable {
+        // A referenced file is the publisher's own: never punched.
+        if self.writable && !loc.is_ref() {
             self.punch(&st, loc);
             st.unsynced.insert(loc.pack);
         }
@@ -432,11 +491,24 @@ impl ChunkStore {
     /// power-loss harness lost acknowledged publishes to it.)
     pub fn sync(&self) -> Result<(), ChunkError> {
         let _one_at_a_time = lock(&self.syncing);
-        let (packs, names) = lock(&self.state).take_unsynced();
-        let result = self.sync_packs(&packs, names);
+        let (packs, names, refs) = {
+            let mut st = lock(&self.state);
+            let (packs, names) = st.take_unsynced();
+            let refs: Vec<(u32, PathBuf)> = std::mem::take(&mut st.refs_unsynced)
+                .into_iter()
+                .filter_map(|id| Some((id, st.ref_paths.get(&id)?.clone())))
+                .collect();
+            (packs, names, refs)
+        };
+        // A referenced file's bytes first, then the records that point into it.
+        let result = self
+            .sync_referenced(&refs)
+            .and_then(|()| self.sync_packs(&packs, names));
         if result.is_err() {
             // Not durable: the next sync tries these again.
-            lock(&self.state).restore_unsynced(packs, names);
+            let mut st = lock(&self.state);
+            st.restore_unsynced(packs, names);
+            st.refs_unsynced.extend(refs.iter().map(|(id, _)| *id));
         }
         result
     }
@@ -467,8 +539,13 @@ impl ChunkStore {
             }
         }
         if names {
-            let dir = File::open(&self.packs).map_err(io_err(&self.packs))?;
-            dir.sync_all().map_err(io_err(&self.packs))?;
+            for dir in [&self.packs, &self.refs] {
+                match File::open(dir) {
+                    Ok(d) => d.sync_all().map_err(io_err(dir))?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(dir)(e)),
+                }
+            }
         }
         Ok(())
     }
@@ -491,17 +568,25 @@ impl ChunkStore {
     }
 
     fn read_verified(&self, hash: &Hash, loc: Loc) -> Result<Vec<u8>, ChunkError> {
-        let path = pack::pack_path(&self.packs, loc.pack, "pack");
-        let file = {
-            let mut readers = lock(&self.readers);
-            match readers.get(&loc.pack) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = Arc::new(File::open(&path).map_err(io_err(&path))?);
-                    readers.insert(loc.pack, f.clone());
-                    f
-                }
+        let path = self
+            .data_path(&lock(&self.state), loc)
+            .ok_or(ChunkError::Missing(*hash))?;
+        self.read_verified_at(hash, loc, path)
+    }
+
+    /// Reads and verifies `loc`'s bytes in the file at `path`. Takes no state lock
+    /// (compaction calls it holding one).
+    fn read_verified_at(&self, hash: &Hash, loc: Loc, path: PathBuf) -> Result<Vec<u8>, ChunkError> {
+        let changed = || ChunkError::SourceChanged {
+            hash: *hash,
+            path: path.clone(),
+        };
+        let file = match self.reader(loc.pack, &path) {
+            Ok(f) => f,
+            Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => {
+                return Err(changed())
             }
+            Err(e) => return Err(io_err(&path)(e)),
         };
         let mut data = vec![0u8; loc.len as usize];
         match file.read_exact_at(&mut data, loc.offset) {
@@ -512,12 +597,46 @@ impl ChunkStore {
         }
         let actual = Hash::of(&data);
         if actual != *hash {
+            // A referenced file that changed is not corruption of the store.
+            if loc.is_ref() {
+                lock(&self.readers).remove(&loc.pack);
+                return Err(changed());
+            }
             return Err(ChunkError::Corrupt {
                 expected: *hash,
                 actual,
             });
         }
         Ok(data)
+    }
+
+    /// The file holding `loc`'s bytes: its pack, or the referenced file.
+    fn data_path(&self, st: &State, loc: Loc) -> Option<PathBuf> {
+        if loc.is_ref() {
+            st.ref_paths.get(&loc.pack).cloned()
+        } else {
+            Some(pack::pack_path(&self.packs, loc.pack, "pack"))
+        }
+    }
+
+    /// An open read handle of pack (or referenced file) `n` at `path`, cached.
+    /// Referenced files can be many: their handles are dropped when too many are
+    /// open.
+    fn reader(&self, n: u32, path: &Path) -> io::Result<Arc<File>> {
+        /// Open handles of referenced files kept at most.
+        const MAX_REF_READERS: usize = 64;
+        let mut readers = lock(&self.readers);
+        if let Some(f) = readers.get(&n) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(path)?);
+        if n & pack::REF_BIT != 0
+            && readers.keys().filter(|k| *k & pack::REF_BIT != 0).count() >= MAX_REF_READERS
+        {
+            readers.retain(|k, _| k & pack::REF_BIT == 0);
+        }
+        readers.insert(n, f.clone());
+        Ok(f)
     }
 }
 

@@ -5,6 +5,11 @@
 //! "the copy of H at (pack, offset) is removed". Each record carries a checksum, so a
 //! record torn by a crash is recognised and the log is cut there. Logs are replayed in
 //! pack order; a removal names the exact copy it removes, so replay is unambiguous.
+//!
+//! A location may instead name a *referenced file* (its pack number has
+//! [`REF_BIT`] set): a file outside the store, published in place, whose path is in
+//! `refs/NNNNNNNN.ref`. Its records live in the pack logs like any other, so the
+//! order of every add and removal is still the order of the logs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -18,12 +23,57 @@ pub(crate) const RECORD_LEN: usize = 56;
 /// A pack is sealed, and a new one started, once it reaches this size.
 pub(crate) const PACK_TARGET: u64 = 1 << 30;
 
+/// Pack numbers with this bit set name a referenced file, not a pack.
+pub(crate) const REF_BIT: u32 = 1 << 31;
+
 /// Where one stored copy of a chunk lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Loc {
     pub pack: u32,
     pub offset: u64,
     pub len: u32,
+}
+
+impl Loc {
+    /// Whether the bytes are in a referenced file rather than a pack.
+    pub(crate) fn is_ref(&self) -> bool {
+        self.pack & REF_BIT != 0
+    }
+}
+
+/// The path of referenced file `id`'s record (`id` has [`REF_BIT`] set).
+pub(crate) fn ref_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{:08}.ref", id & !REF_BIT))
+}
+
+/// The referenced files recorded under `dir`: id (with [`REF_BIT`]) to the path it
+/// names. A record that cannot be read is left out (its chunks read as missing).
+pub(crate) fn read_refs(dir: &Path) -> io::Result<BTreeMap<u32, PathBuf>> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = BTreeMap::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in entries.flatten() {
+        let Some(n) = e
+            .file_name()
+            .to_str()
+            .and_then(|name| name.strip_suffix(".ref")?.parse::<u32>().ok())
+            .filter(|n| n & REF_BIT == 0)
+        else {
+            continue;
+        };
+        match fs::read(e.path()) {
+            Ok(bytes) if !bytes.is_empty() => {
+                out.insert(n | REF_BIT, PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!("chunk store: cannot read {}: {err}", e.path().display()),
+        }
+    }
+    Ok(out)
 }
 
 /// One index log entry.
@@ -159,6 +209,8 @@ pub(crate) fn replay(dir: &Path) -> io::Result<Replayed> {
         let (mut valid, mut invalid_since) = (0usize, 0usize);
         for (i, raw) in log.chunks(RECORD_LEN).enumerate() {
             let record = Record::decode(raw).filter(|r| match r {
+                // A referenced file is not ours to cut by: reads verify its bytes.
+                Record::Add(_, loc) if loc.is_ref() => true,
                 Record::Add(_, loc) => {
                     let len = *pack_lens.entry(loc.pack).or_insert_with(|| {
                         fs::metadata(pack_path(dir, loc.pack, "pack"))

@@ -327,6 +327,13 @@ pub(crate) struct PublishArgs {
     /// mesh does not represent are listed, never dropped silently.
     #[arg(long)]
     pub(crate) contract: Option<PathBuf>,
+    /// Serve the files from where they are instead of copying them into the node's
+    /// store: no second copy on disk. The node serves this version only while the
+    /// files keep exactly these bytes (every chunk is verified as it is read); edit,
+    /// move or delete one and the version is no longer held here (`mesh verify`
+    /// reports it). Publish a changed file as a new version.
+    #[arg(long)]
+    pub(crate) in_place: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::types::{
     AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
     CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
-    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishRequest,
+    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions, PublishRequest,
     Published, ShowResponse, SubmitRequest, Submitted, SubscribeBody, SubscriberView,
     SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
 };
@@ -289,11 +289,22 @@ impl ApiClient {
 
     /// `POST /v1/publish`: publishes the files at `path` (on the node's machine).
     pub fn publish(&self, path: &Path, manifest: &str) -> Result<Published, ClientError> {
+        self.publish_with(path, manifest, PublishOptions::default())
+    }
+
+    /// `POST /v1/publish` with options (`in_place`: no copy into the store).
+    pub fn publish_with(
+        &self,
+        path: &Path,
+        manifest: &str,
+        options: PublishOptions,
+    ) -> Result<Published, ClientError> {
         self.post(
             "/v1/publish",
             &PublishRequest {
                 path: path.to_owned(),
                 manifest: manifest.to_string(),
+                in_place: options.in_place,
             },
         )
     }

@@ -29,7 +29,7 @@ use tracing::warn;
 
 use super::types::{
     AddPeerRequest, ApiError, CatalogEntry, CheckRequest, FetchEvent, FetchRequest, Filter,
-    GcRequest, Lineage, PolicyView, ProductUsage, PublishRequest, ShowResponse, SubmitRequest,
+    GcRequest, Lineage, PolicyView, ProductUsage, PublishOptions, PublishRequest, ShowResponse, SubmitRequest,
     VerifyRequest,
 };
 use crate::clock::unix_now;
@@ -342,7 +342,14 @@ async fn publish(
     State(s): State<AppState>,
     Json(req): Json<PublishRequest>,
 ) -> Result<impl IntoResponse, NodeError> {
-    Ok(Json(s.node.publish(req.path, req.manifest).await?))
+    let options = PublishOptions {
+        in_place: req.in_place,
+    };
+    Ok(Json(
+        s.node
+            .publish_with(req.path, req.manifest, options)
+            .await?,
+    ))
 }
 
 /// Events a fetch may queue for a slow client before the fetch waits for it.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::net::{PeerInfo, ReachabilityView};
 pub use crate::node::NodeStatus;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
-pub use crate::ops::publish::{CheckReport, Published};
+pub use crate::ops::publish::{CheckReport, PublishOptions, Published};
 pub use crate::ops::submit::Submitted;
 pub use crate::ops::subscribe::{SubscriberView, SubscriptionView};
 pub use crate::state::access::{AccessFilter, AccessView, DecisionView};
@@ -28,6 +28,9 @@ pub struct PublishRequest {
     pub path: PathBuf,
     /// The `product.toml` text.
     pub manifest: String,
+    /// Serve the files in place instead of copying them into the store.
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// `POST /v1/fetch`.

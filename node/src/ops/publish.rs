@@ -16,7 +16,7 @@ use mesh_protocol::manifest::FileEntry;
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
-use mesh_storage::chunker::chunk_file_tracked;
+use mesh_storage::chunker::{chunk_file_in_place, chunk_file_tracked};
 use serde::Serialize;
 
 use libp2p::PeerId;
@@ -116,6 +116,19 @@ pub struct Published {
     /// evaluated.
     #[serde(default)]
     pub rules: Vec<mesh_protocol::manifest::RuleOutcome>,
+    /// The chunks are served from the published files in place, not from copies.
+    #[serde(default)]
+    pub in_place: bool,
+}
+
+/// How a publish stores the data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PublishOptions {
+    /// Record the chunks as ranges of the published files instead of copying them
+    /// into the store (like kubo's filestore): no second copy on disk, and the node
+    /// serves the version only while those files keep their bytes.
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// Most files one product may have.
@@ -319,9 +332,10 @@ impl Publisher {
         &self,
         path: &Path,
         draft_toml: &str,
+        options: PublishOptions,
     ) -> Result<(Published, Vec<u8>), PublishError> {
         let mut written = Vec::new();
-        let result = self.publish_tracked(path, draft_toml, &mut written);
+        let result = self.publish_tracked(path, draft_toml, options, &mut written);
         if result.is_err() && !written.is_empty() {
             let mut freed = 0u64;
             for hash in &written {
@@ -357,6 +371,7 @@ impl Publisher {
         &self,
         path: &Path,
         draft_toml: &str,
+        options: PublishOptions,
         written: &mut Vec<mesh_protocol::Hash>,
     ) -> Result<(Published, Vec<u8>), PublishError> {
         let draft = parse_draft(draft_toml)?;
@@ -409,7 +424,11 @@ impl Publisher {
         let mut files = Vec::new();
         let mut new_bytes = 0;
         for (rel, full) in found {
-            let c = chunk_file_tracked(&full, &self.chunks, written)?;
+            let c = if options.in_place {
+                chunk_file_in_place(&full, &self.chunks, written)?
+            } else {
+                chunk_file_tracked(&full, &self.chunks, written)?
+            };
             new_bytes += c.new_bytes;
             files.push(FileEntry {
                 path: rel,
@@ -471,6 +490,7 @@ impl Publisher {
         }
         tracing::info!(
             product = %manifest.id,
+            in_place = options.in_place,
             chunk_ms = chunked.as_millis() as u64,
             sync_ms = synced.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
@@ -491,6 +511,7 @@ impl Publisher {
                     .as_ref()
                     .map(|q| q.rules.clone())
                     .unwrap_or_default(),
+                in_place: options.in_place,
             },
             envelope,
         ))

@@ -42,8 +42,8 @@ pub(crate) fn verify_store(
         report.chunks_checked += 1;
         match chunks.get_verified(&hash, u64::from(MAX_CHUNK_LEN)) {
             Ok(data) => report.bytes_checked += data.len() as u64,
-            Err(ChunkError::Corrupt { .. }) => {
-                warn!(chunk = %hash, "verify: stored chunk is corrupt; removing it");
+            Err(e) if e.is_bad_copy() => {
+                warn!(chunk = %hash, "verify: {e}; removing the chunk");
                 chunks.remove(&hash)?;
                 report.corrupt_removed.push(hash.to_string());
             }

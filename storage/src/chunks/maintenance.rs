@@ -53,7 +53,8 @@ impl ChunkStore {
 
     /// Rewrites every sealed pack that is at least half dead: its live chunks (each
     /// verified; corrupt ones are dropped) are appended to the active pack, its
-    /// removal records that still matter are carried over, and once that is durable
+    /// removal records that still matter and its records of live referenced chunks
+    /// are carried over, and once that is durable
     /// the old pack and its log are deleted. Returns the bytes of disk reclaimed.
     /// Blocks other store users while it runs.
     pub fn compact(&self) -> Result<u64, ChunkError> {
@@ -64,6 +65,9 @@ impl ChunkStore {
         let active_n = st.active.as_ref().map(|a| a.n);
         let mut victims = Vec::new();
         for (&n, &live) in &st.live {
+            if n & pack::REF_BIT != 0 {
+                continue;
+            }
             let path = pack::pack_path(&self.packs, n, "pack");
             let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if Some(n) != active_n && live * 2 <= size {
@@ -83,7 +87,8 @@ impl ChunkStore {
                 .collect();
             for (hash, loc) in moving {
                 st.index.remove(&hash);
-                match self.read_verified(&hash, loc) {
+                let path = pack::pack_path(&self.packs, loc.pack, "pack");
+                match self.read_verified_at(&hash, loc, path) {
                     Ok(data) => self.append(&mut st, &hash, &data)?,
                     Err(ChunkError::Corrupt { .. }) => {
                         tracing::warn!(
@@ -100,12 +105,17 @@ impl ChunkStore {
             let log = fs::read(&log_path).map_err(io_err(&log_path))?;
             for raw in log.chunks(pack::RECORD_LEN) {
                 let Some(r) = Record::decode(raw) else { break };
-                if let Record::Remove(_, loc) = r {
-                    if !doomed.contains(&loc.pack) && st.live.contains_key(&loc.pack) {
-                        if let Err(e) = self.log(&mut st, r) {
-                            st.active = None;
-                            return Err(e);
-                        }
+                let keep = match r {
+                    Record::Remove(_, loc) => {
+                        !doomed.contains(&loc.pack) && st.live.contains_key(&loc.pack)
+                    }
+                    // A referenced chunk's bytes are not in the pack: its record moves.
+                    Record::Add(h, loc) => loc.is_ref() && st.index.get(&h) == Some(&loc),
+                };
+                if keep {
+                    if let Err(e) = self.log(&mut st, r) {
+                        st.active = None;
+                        return Err(e);
                     }
                 }
             }

@@ -220,8 +220,8 @@ impl Provider {
             match self.chunks.get_verified(chunk, u64::from(MAX_CHUNK_LEN)) {
                 Ok(data) => out.push(ChunkData(data)),
                 Err(ChunkError::Missing(_)) => return Response::NotFound,
-                Err(ChunkError::Corrupt { .. }) => {
-                    warn!(%peer, chunk = %chunk, "stored chunk is corrupt; removing it, marking the product incomplete, not serving it");
+                Err(e) if e.is_bad_copy() => {
+                    warn!(%peer, chunk = %chunk, "{e}; removing the chunk, marking the product incomplete, not serving it");
                     let _ = self.chunks.remove(chunk);
                     if let Err(e) = self
                         .catalog

@@ -575,13 +575,18 @@ fn corrupt_chunk(e: &FetchError) -> Option<mesh_protocol::Hash> {
     use mesh_storage::ChunkError;
     match e {
         FetchError::State(crate::state::StateError::Chunk(ChunkError::Corrupt {
-            expected,
+            expected: hash,
+            ..
+        }))
+        | FetchError::State(crate::state::StateError::Chunk(ChunkError::SourceChanged {
+            hash,
             ..
         }))
         | FetchError::Output(AssembleError::Chunk {
-            source: ChunkError::Corrupt { expected, .. },
+            source:
+                ChunkError::Corrupt { expected: hash, .. } | ChunkError::SourceChanged { hash, .. },
             ..
-        }) => Some(*expected),
+        }) => Some(*hash),
         _ => None,
     }
 }

@@ -1,0 +1,255 @@
+//! Referenced files: chunks whose bytes stay in a file outside the store (a product
+//! published in place, like kubo's filestore), recorded but not copied.
+//!
+//! A referenced file gets an id and a record `refs/NNNNNNNN.ref` holding its path;
+//! its chunks are index records like any other, whose location names the file.
+//! Nothing vouches for the file afterwards except its bytes: every read is verified,
+//! and a file that changed, moved or went reads as [`ChunkError::SourceChanged`],
+//! which callers treat like a corrupt copy (dropped, the product marked incomplete).
+//! The store never writes, punches or deletes a referenced file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use mesh_protocol::Hash;
+
+use super::{io_err, lock, ChunkError, ChunkStore};
+use crate::pack::{self, Loc, Record};
+
+/// A file registered with [`ChunkStore::reference`], whose chunks
+/// [`ChunkStore::put_ref`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefId(u32);
+
+impl ChunkStore {
+    /// Registers the file at `path` (made absolute) so that chunks can be recorded
+    /// as ranges of it instead of copies. The record is durable at the next
+    /// [`ChunkStore::sync`].
+    pub fn reference(&self, path: &Path) -> Result<RefId, ChunkError> {
+        let path = fs::canonicalize(path).map_err(io_err(path))?;
+        if !self.writable {
+            return Err(ChunkError::ReadOnly(self.root.clone()));
+        }
+        let mut st = lock(&self.state);
+        if st.next_ref == u32::MAX {
+            return Err(io_err(&self.refs)(io::Error::other(
+                "no referenced-file ids left; run `mesh gc`",
+            )));
+        }
+        let id = st.next_ref;
+        fs::create_dir_all(&self.refs).map_err(io_err(&self.refs))?;
+        let record = pack::ref_path(&self.refs, id);
+        OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&record)
+            .and_then(|mut f| f.write_all(path.as_os_str().as_bytes()))
+            .map_err(io_err(&record))?;
+        st.next_ref = id + 1;
+        st.ref_paths.insert(id, path);
+        st.live.insert(id, 0);
+        st.refs_unsynced.insert(id);
+        st.names_unsynced = true;
+        Ok(RefId(id))
+    }
+
+    /// Records that the chunk `hash` is the `len` bytes at `offset` of the
+    /// referenced file `file`; returns whether it was new (a chunk the store already
+    /// holds keeps its copy). The caller has hashed exactly those bytes: this
+    /// records, it does not read.
+    pub fn put_ref(
+        &self,
+        hash: &Hash,
+        file: RefId,
+        offset: u64,
+        len: u32,
+    ) -> Result<bool, ChunkError> {
+        let mut st = lock(&self.state);
+        if st.index.contains_key(hash) {
+            return Ok(false);
+        }
+        if !st.ref_paths.contains_key(&file.0) {
+            return Err(ChunkError::Missing(*hash));
+        }
+        let loc = Loc {
+            pack: file.0,
+            offset,
+            len,
+        };
+        if let Err(e) = self.log(&mut st, Record::Add(*hash, loc)) {
+            st.active = None;
+            return Err(e);
+        }
+        st.index.insert(*hash, loc);
+        *st.live.entry(file.0).or_default() += u64::from(len);
+        st.refs_unsynced.insert(file.0);
+        Ok(true)
+    }
+
+    /// Whether the chunk is stored as a range of a referenced file.
+    pub fn is_referenced(&self, hash: &Hash) -> bool {
+        lock(&self.state).index.get(hash).is_some_and(Loc::is_ref)
+    }
+
+    /// `fsync`s referenced files (their bytes are what the records vouch for) and
+    /// their records.
+    pub(super) fn sync_referenced(&self, refs: &[(u32, PathBuf)]) -> Result<(), ChunkError> {
+        for (id, path) in refs {
+            for p in [path.clone(), pack::ref_path(&self.refs, *id)] {
+                match File::open(&p) {
+                    Ok(f) => f.sync_all().map_err(io_err(&p))?,
+                    // Gone since: its chunks read as changed; nothing to save.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&p)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the records of referenced files no live chunk points into (left by
+    /// removals or by a publish that stopped), at open.
+    pub(super) fn forget_dead_refs(&self) {
+        let mut st = lock(&self.state);
+        let dead: Vec<u32> = st
+            .ref_paths
+            .keys()
+            .copied()
+            .chain(st.live.keys().copied().filter(|n| n & pack::REF_BIT != 0))
+            .filter(|id| st.live.get(id).copied().unwrap_or(0) == 0)
+            .collect();
+        for id in dead {
+            st.live.remove(&id);
+            if st.ref_paths.remove(&id).is_some() {
+                let record = pack::ref_path(&self.refs, id);
+                if let Err(e) = fs::remove_file(&record) {
+                    tracing::debug!("removing {}: {e}", record.display());
+                }
+                st.names_unsynced = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referenced(dir: &Path, data: &[u8]) -> (ChunkStore, PathBuf, Hash) {
+        let file = dir.join("data.bin");
+        fs::write(&file, data).unwrap();
+        let store = ChunkStore::open(&dir.join("store")).unwrap();
+        let id = store.reference(&file).unwrap();
+        let h = Hash::of(&data[10..60]);
+        assert!(store.put_ref(&h, id, 10, 50).unwrap());
+        assert!(!store.put_ref(&h, id, 10, 50).unwrap(), "already held");
+        store.sync().unwrap();
+        (store, file, h)
+    }
+
+    #[test]
+    fn a_referenced_chunk_is_read_from_its_file_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let (store, file, h) = referenced(dir.path(), &data);
+        assert!(store.is_referenced(&h));
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        assert_eq!(store.locate(&h).unwrap().path, fs::canonicalize(&file).unwrap());
+        // No copy of the bytes went into a pack.
+        let packed: u64 = fs::read_dir(dir.path().join("store/packs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(packed, 0);
+        drop(store);
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        // Later packs are numbered apart from referenced files.
+        let (p, _) = store.put(b"packed after").unwrap();
+        assert!(!store.is_referenced(&p));
+        assert_eq!(store.locate(&p).unwrap().path.extension().unwrap(), "pack");
+    }
+
+    #[test]
+    fn a_changed_or_missing_file_reads_as_changed_and_is_never_punched() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 100];
+        let (store, file, h) = referenced(dir.path(), &data);
+        let mut edited = data.clone();
+        edited[20] = 8;
+        fs::write(&file, &edited).unwrap();
+        let err = store.get_verified(&h, 100).unwrap_err();
+        assert!(matches!(err, ChunkError::SourceChanged { .. }), "{err}");
+        assert!(err.is_bad_copy());
+        assert!(err.to_string().contains("data.bin"), "{err}");
+        // Removing the chunk leaves the publisher's file alone.
+        store.remove(&h).unwrap();
+        assert_eq!(fs::read(&file).unwrap(), edited);
+        assert!(!store.has(&h));
+        drop(store);
+        // Its record is forgotten once nothing points into the file.
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert!(!store.has(&h));
+        assert_eq!(fs::read_dir(dir.path().join("store/refs")).unwrap().count(), 0);
+
+        let id = store.reference(&file).unwrap();
+        let h2 = Hash::of(&edited[..50]);
+        store.put_ref(&h2, id, 0, 50).unwrap();
+        fs::remove_file(&file).unwrap();
+        assert!(matches!(
+            store.get_verified(&h2, 100),
+            Err(ChunkError::SourceChanged { .. })
+        ));
+    }
+
+    #[test]
+    fn a_truncated_file_keeps_its_records_and_reads_as_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![3u8; 100];
+        let (store, file, h) = referenced(dir.path(), &data);
+        drop(store);
+        fs::write(&file, b"short").unwrap();
+        // Replay does not cut the log at a record past the end of a referenced file.
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert!(store.has(&h));
+        assert!(matches!(
+            store.get_verified(&h, 100),
+            Err(ChunkError::SourceChanged { .. })
+        ));
+        fs::write(&file, &data).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+    }
+
+    #[test]
+    fn compaction_keeps_referenced_chunks_recorded_in_a_dead_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200u8).collect();
+        let file = dir.path().join("data.bin");
+        fs::write(&file, &data).unwrap();
+        let root = dir.path().join("store");
+        let h = Hash::of(&data[..100]);
+        {
+            // Pack 1 holds the referenced chunk's record and a big chunk.
+            let store = ChunkStore::open(&root).unwrap();
+            let id = store.reference(&file).unwrap();
+            store.put_ref(&h, id, 0, 100).unwrap();
+            let big = store.put(&vec![1u8; 100_000]).unwrap().0;
+            store.remove(&big).unwrap();
+            store.sync().unwrap();
+        }
+        let store = ChunkStore::open(&root).unwrap();
+        store.put(b"start pack 2").unwrap();
+        assert!(store.compact().unwrap() >= 100_000);
+        assert!(!pack::pack_path(&root.join("packs"), 1, "idx").exists());
+        drop(store);
+        let store = ChunkStore::open(&root).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[..100]);
+        assert_eq!(fs::read(&file).unwrap(), data, "the file is untouched");
+    }
+}
