@@ -103,8 +103,7 @@ fn chunk_with(
         chunks: Vec::new(),
         new_bytes: 0,
     };
-    let (tx, rx) =
-        std::sync::mpsc::sync_channel::<std::io::Result<(u64, Vec<u8>)>>(PIPELINE_DEPTH);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<(u64, Vec<u8>)>>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {

@@ -576,16 +576,19 @@ impl ChunkStore {
 
     /// Reads and verifies `loc`'s bytes in the file at `path`. Takes no state lock
     /// (compaction calls it holding one).
-    fn read_verified_at(&self, hash: &Hash, loc: Loc, path: PathBuf) -> Result<Vec<u8>, ChunkError> {
+    fn read_verified_at(
+        &self,
+        hash: &Hash,
+        loc: Loc,
+        path: PathBuf,
+    ) -> Result<Vec<u8>, ChunkError> {
         let changed = || ChunkError::SourceChanged {
             hash: *hash,
             path: path.clone(),
         };
         let file = match self.reader(loc.pack, &path) {
             Ok(f) => f,
-            Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => {
-                return Err(changed())
-            }
+            Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => return Err(changed()),
             Err(e) => return Err(io_err(&path)(e)),
         };
         let mut data = vec![0u8; loc.len as usize];

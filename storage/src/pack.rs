@@ -67,7 +67,10 @@ pub(crate) fn read_refs(dir: &Path) -> io::Result<BTreeMap<u32, PathBuf>> {
         };
         match fs::read(e.path()) {
             Ok(bytes) if !bytes.is_empty() => {
-                out.insert(n | REF_BIT, PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+                out.insert(
+                    n | REF_BIT,
+                    PathBuf::from(std::ffi::OsString::from_vec(bytes)),
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::warn!("chunk store: cannot read {}: {err}", e.path().display()),

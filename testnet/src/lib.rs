@@ -429,6 +429,13 @@ impl Testnet {
         Ok(self.nodes[i].client()?.publish(&path, toml)?)
     }
 
+    /// Publishes `path` in place (no copy into the store) on node `i`.
+    pub fn publish_in_place(&self, i: usize, path: &Path, toml: &str) -> anyhow::Result<Published> {
+        let path = std::fs::canonicalize(path)?;
+        let options = mesh_node::api::PublishOptions { in_place: true };
+        Ok(self.nodes[i].client()?.publish_with(&path, toml, options)?)
+    }
+
     /// Fetches `product` on node `i` into `out`; the error carries the node's message.
     pub fn fetch(&self, i: usize, product: &str, out: &Path) -> anyhow::Result<FetchOutcome> {
         let request = FetchRequest {

@@ -13,9 +13,9 @@ use serde::Serialize;
 use super::types::{
     AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
     CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
-    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions, PublishRequest,
-    Published, ShowResponse, SubmitRequest, Submitted, SubscribeBody, SubscriberView,
-    SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
+    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions,
+    PublishRequest, Published, ShowResponse, SubmitRequest, Submitted, SubscribeBody,
+    SubscriberView, SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 

@@ -29,8 +29,8 @@ use tracing::warn;
 
 use super::types::{
     AddPeerRequest, ApiError, CatalogEntry, CheckRequest, FetchEvent, FetchRequest, Filter,
-    GcRequest, Lineage, PolicyView, ProductUsage, PublishOptions, PublishRequest, ShowResponse, SubmitRequest,
-    VerifyRequest,
+    GcRequest, Lineage, PolicyView, ProductUsage, PublishOptions, PublishRequest, ShowResponse,
+    SubmitRequest, VerifyRequest,
 };
 use crate::clock::unix_now;
 use crate::error::{ErrorClass, NodeError};
@@ -346,9 +346,7 @@ async fn publish(
         in_place: req.in_place,
     };
     Ok(Json(
-        s.node
-            .publish_with(req.path, req.manifest, options)
-            .await?,
+        s.node.publish_with(req.path, req.manifest, options).await?,
     ))
 }
 

@@ -158,7 +158,10 @@ mod tests {
         let (store, file, h) = referenced(dir.path(), &data);
         assert!(store.is_referenced(&h));
         assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
-        assert_eq!(store.locate(&h).unwrap().path, fs::canonicalize(&file).unwrap());
+        assert_eq!(
+            store.locate(&h).unwrap().path,
+            fs::canonicalize(&file).unwrap()
+        );
         // No copy of the bytes went into a pack.
         let packed: u64 = fs::read_dir(dir.path().join("store/packs"))
             .unwrap()
@@ -196,7 +199,10 @@ mod tests {
         // Its record is forgotten once nothing points into the file.
         let store = ChunkStore::open(&dir.path().join("store")).unwrap();
         assert!(!store.has(&h));
-        assert_eq!(fs::read_dir(dir.path().join("store/refs")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/refs")).unwrap().count(),
+            0
+        );
 
         let id = store.reference(&file).unwrap();
         let h2 = Hash::of(&edited[..50]);

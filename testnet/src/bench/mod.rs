@@ -214,6 +214,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let file = data.join("big.bin");
     (opts.progress)(&format!("writing {} MiB of test data", opts.size_mib));
     write_random(&file, size, 42)?;
+    // Another file of the same size for the in-place publish, on a node that holds
+    // none of big.bin's chunks (big.bin itself is edited by the new-version rows).
+    let other = net.root().join("in-place");
+    std::fs::create_dir_all(&other)?;
+    write_random(&other.join("big.bin"), size, 43)?;
     let _ = Command::new("sync").status();
     let mut rows = Vec::new();
 
@@ -230,6 +235,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let publish = t.elapsed();
     let publish_rss = peak_rss_mib(net.nodes[0].pid().context("node 0 pid")?)?;
     let sendme = Sendme::send(&file, net.root(), LONG)?;
+    let t = Instant::now();
+    let toml_other =
+        sample::manifest_toml("sales/big-in-place", "1.0.0").replace("Orders", "Bench");
+    net.publish_in_place(3, &other, &toml_other)?;
+    let in_place = t.elapsed();
     rows.push(Row {
         what: format!("publish {} MiB", opts.size_mib),
         mesh: format!(
@@ -249,6 +259,28 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             sendme.import.as_secs_f64() / publish.as_secs_f64()
         ),
         target: ">= 1x (sendme import)".into(),
+    });
+    rows.push(Row {
+        what: format!(
+            "publish {} MiB in place (`--in-place`, another random file)",
+            opts.size_mib
+        ),
+        mesh: format!(
+            "{:.2} s ({:.0} MB/s)",
+            in_place.as_secs_f64(),
+            mbps(size, in_place)
+        ),
+        baseline: format!(
+            "b3sum 1 thread {:.2} s; sendme import {:.2} s",
+            b3_1.as_secs_f64(),
+            sendme.import.as_secs_f64()
+        ),
+        ratio: format!(
+            "{:.2}x b3sum 1 thread; {:.2}x sendme import",
+            in_place.as_secs_f64() / b3_1.as_secs_f64(),
+            sendme.import.as_secs_f64() / in_place.as_secs_f64()
+        ),
+        target: "<= 1.5x b3sum 1 thread; >= 1x sendme import".into(),
     });
 
     // Fetches: each configuration twice, best run reported (the machine is shared and
