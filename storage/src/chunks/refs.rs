@@ -58,9 +58,11 @@ impl ChunkStore {
     }
 
     /// Records that the chunk `hash` is the `len` bytes at `offset` of the
-    /// referenced file `file`; returns whether it was new (a chunk the store already
-    /// holds keeps its copy). The caller has hashed exactly those bytes: this
-    /// records, it does not read.
+    /// referenced file `file`; returns whether it was new. A chunk the store holds
+    /// in a pack keeps that copy; one it holds as a range of a referenced file moves
+    /// to this range, which was just read (the older file may since have changed:
+    /// the same file published again with bytes inserted before the chunk). The
+    /// caller has hashed exactly those bytes: this records, it does not read.
     pub fn put_ref(
         &self,
         hash: &Hash,
@@ -69,25 +71,39 @@ impl ChunkStore {
         len: u32,
     ) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
-        if st.index.contains_key(hash) {
-            return Ok(false);
-        }
-        if !st.ref_paths.contains_key(&file.0) {
-            return Err(ChunkError::Missing(*hash));
-        }
         let loc = Loc {
             pack: file.0,
             offset,
             len,
         };
-        if let Err(e) = self.log(&mut st, Record::Add(*hash, loc)) {
-            st.active = None;
-            return Err(e);
+        let held = st.index.get(hash).copied();
+        match held {
+            Some(old) if !old.is_ref() || old == loc => return Ok(false),
+            _ => {}
+        }
+        if !st.ref_paths.contains_key(&file.0) {
+            return Err(ChunkError::Missing(*hash));
+        }
+        let mut records = Vec::with_capacity(2);
+        if let Some(old) = held {
+            records.push(Record::Remove(*hash, old));
+        }
+        records.push(Record::Add(*hash, loc));
+        for r in records {
+            if let Err(e) = self.log(&mut st, r) {
+                st.active = None;
+                return Err(e);
+            }
+        }
+        if let Some(old) = held {
+            if let Some(l) = st.live.get_mut(&old.pack) {
+                *l = l.saturating_sub(u64::from(old.len));
+            }
         }
         st.index.insert(*hash, loc);
         *st.live.entry(file.0).or_default() += u64::from(len);
         st.refs_unsynced.insert(file.0);
-        Ok(true)
+        Ok(held.is_none())
     }
 
     /// Whether the chunk is stored as a range of a referenced file.
@@ -212,6 +228,32 @@ mod tests {
             store.get_verified(&h2, 100),
             Err(ChunkError::SourceChanged { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_published_again_with_bytes_inserted_moves_its_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let (store, file, h) = referenced(dir.path(), &data);
+        // The same chunk, now 5 bytes further on in the rewritten file.
+        let mut shifted = vec![0xEE; 5];
+        shifted.extend_from_slice(&data);
+        fs::write(&file, &shifted).unwrap();
+        let id = store.reference(&file).unwrap();
+        assert!(!store.put_ref(&h, id, 15, 50).unwrap(), "held before");
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        store.sync().unwrap();
+        drop(store);
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        // The first reference has no live chunk left: its record is gone.
+        assert_eq!(fs::read_dir(dir.path().join("store/refs")).unwrap().count(), 1);
+        // A packed copy stays where it is.
+        let (p, _) = store.put(b"a packed chunk").unwrap();
+        fs::write(&file, b"xx a packed chunk").unwrap();
+        let id = store.reference(&file).unwrap();
+        assert!(!store.put_ref(&p, id, 3, 14).unwrap());
+        assert!(!store.is_referenced(&p));
     }
 
     #[test]
