@@ -250,8 +250,7 @@ impl ChunkStore {
         let next_pack = replayed
             .live
             .keys()
-            .filter(|n| *n & pack::REF_BIT == 0)
-            .next_back()
+            .rfind(|n| *n & pack::REF_BIT == 0)
             .map_or(1, |n| n + 1);
         let next_ref = replayed
             .live

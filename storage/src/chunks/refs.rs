@@ -247,7 +247,10 @@ mod tests {
         let store = ChunkStore::open(&dir.path().join("store")).unwrap();
         assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
         // The first reference has no live chunk left: its record is gone.
-        assert_eq!(fs::read_dir(dir.path().join("store/refs")).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("store/refs")).unwrap().count(),
+            1
+        );
         // A packed copy stays where it is.
         let (p, _) = store.put(b"a packed chunk").unwrap();
         fs::write(&file, b"xx a packed chunk").unwrap();
