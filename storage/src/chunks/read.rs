@@ -1,0 +1,107 @@
+//! Reading chunks back: every read is verified against the chunk's hash, from its
+//! pack or from the referenced file it is a range of.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mesh_protocol::Hash;
+
+use super::{io_err, lock, ChunkError, ChunkStore, State};
+use crate::pack::{self, Loc};
+
+impl ChunkStore {
+    /// Reads a chunk of at most `limit` bytes and verifies it against its name.
+    pub fn get_verified(&self, hash: &Hash, limit: u64) -> Result<Vec<u8>, ChunkError> {
+        let loc = lock(&self.state)
+            .index
+            .get(hash)
+            .copied()
+            .ok_or(ChunkError::Missing(*hash))?;
+        if u64::from(loc.len) > limit {
+            return Err(ChunkError::TooLarge {
+                hash: *hash,
+                len: u64::from(loc.len),
+                limit,
+            });
+        }
+        self.read_verified(hash, loc)
+    }
+
+    pub(super) fn read_verified(&self, hash: &Hash, loc: Loc) -> Result<Vec<u8>, ChunkError> {
+        let path = self
+            .data_path(&lock(&self.state), loc)
+            .ok_or(ChunkError::Missing(*hash))?;
+        self.read_verified_at(hash, loc, path)
+    }
+
+    /// Reads and verifies `loc`'s bytes in the file at `path`. Takes no state lock
+    /// (compaction calls it holding one).
+    pub(super) fn read_verified_at(
+        &self,
+        hash: &Hash,
+        loc: Loc,
+        path: PathBuf,
+    ) -> Result<Vec<u8>, ChunkError> {
+        let changed = || ChunkError::SourceChanged {
+            hash: *hash,
+            path: path.clone(),
+        };
+        let file = match self.reader(loc.pack, &path) {
+            Ok(f) => f,
+            Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => return Err(changed()),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let mut data = vec![0u8; loc.len as usize];
+        match file.read_exact_at(&mut data, loc.offset) {
+            Ok(()) => {}
+            // Truncated under us: the bytes are gone, like corrupt ones.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => data.clear(),
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        let actual = Hash::of(&data);
+        if actual != *hash {
+            // A referenced file that changed is not corruption of the store.
+            if loc.is_ref() {
+                lock(&self.readers).remove(&loc.pack);
+                return Err(changed());
+            }
+            return Err(ChunkError::Corrupt {
+                expected: *hash,
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// The file holding `loc`'s bytes: its pack, or the referenced file.
+    pub(super) fn data_path(&self, st: &State, loc: Loc) -> Option<PathBuf> {
+        if loc.is_ref() {
+            st.ref_paths.get(&loc.pack).cloned()
+        } else {
+            Some(pack::pack_path(&self.packs, loc.pack, "pack"))
+        }
+    }
+
+    /// An open read handle of pack (or referenced file) `n` at `path`, cached.
+    /// Referenced files can be many: their handles are dropped when too many are
+    /// open.
+    fn reader(&self, n: u32, path: &Path) -> io::Result<Arc<File>> {
+        /// Open handles of referenced files kept at most.
+        const MAX_REF_READERS: usize = 64;
+        let mut readers = lock(&self.readers);
+        if let Some(f) = readers.get(&n) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(path)?);
+        if n & pack::REF_BIT != 0
+            && readers.keys().filter(|k| *k & pack::REF_BIT != 0).count() >= MAX_REF_READERS
+        {
+            readers.retain(|k, _| k & pack::REF_BIT == 0);
+        }
+        readers.insert(n, f.clone());
+        Ok(f)
+    }
+}
