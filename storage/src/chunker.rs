@@ -75,10 +75,20 @@ pub fn chunk_file_in_place(
     Ok(out)
 }
 
-/// What tells a changed file from the same one: size, modification time, inode.
-fn stamp(m: &fs::Metadata) -> (u64, i64, i64, u64) {
+/// What tells a changed file from the same one without reading it (as the node's
+/// records of written outputs do): device, inode, size, modification and change
+/// times (a write that restores the mtime still moves the ctime).
+fn stamp(m: &fs::Metadata) -> [i64; 7] {
     use std::os::unix::fs::MetadataExt;
-    (m.len(), m.mtime(), m.mtime_nsec(), m.ino())
+    [
+        m.dev() as i64,
+        m.ino() as i64,
+        m.size() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ]
 }
 
 fn chunk_with(

@@ -251,13 +251,13 @@ impl ChunkStore {
         let next_pack = replayed
             .live
             .keys()
-            .rfind(|n| *n & pack::REF_BIT == 0)
+            .rfind(|n| !pack::is_ref_id(**n))
             .map_or(1, |n| n + 1);
         let next_ref = replayed
             .live
             .keys()
             .chain(ref_paths.keys())
-            .filter(|n| *n & pack::REF_BIT != 0)
+            .filter(|n| pack::is_ref_id(**n))
             .max()
             .map_or(pack::REF_BIT, |n| n + 1);
         if replayed.corrupt > 0 {

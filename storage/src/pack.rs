@@ -34,10 +34,15 @@ pub(crate) struct Loc {
     pub len: u32,
 }
 
+/// Whether pack number `n` names a referenced file rather than a pack.
+pub(crate) fn is_ref_id(n: u32) -> bool {
+    n & REF_BIT != 0
+}
+
 impl Loc {
     /// Whether the bytes are in a referenced file rather than a pack.
     pub(crate) fn is_ref(&self) -> bool {
-        self.pack & REF_BIT != 0
+        is_ref_id(self.pack)
     }
 }
 

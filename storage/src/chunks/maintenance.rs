@@ -65,7 +65,7 @@ impl ChunkStore {
         let active_n = st.active.as_ref().map(|a| a.n);
         let mut victims = Vec::new();
         for (&n, &live) in &st.live {
-            if n & pack::REF_BIT != 0 {
+            if pack::is_ref_id(n) {
                 continue;
             }
             let path = pack::pack_path(&self.packs, n, "pack");

@@ -96,10 +96,10 @@ impl ChunkStore {
             return Ok(f.clone());
         }
         let f = Arc::new(File::open(path)?);
-        if n & pack::REF_BIT != 0
-            && readers.keys().filter(|k| *k & pack::REF_BIT != 0).count() >= MAX_REF_READERS
+        if pack::is_ref_id(n)
+            && readers.keys().filter(|k| pack::is_ref_id(**k)).count() >= MAX_REF_READERS
         {
-            readers.retain(|k, _| k & pack::REF_BIT == 0);
+            readers.retain(|k, _| !pack::is_ref_id(*k));
         }
         readers.insert(n, f.clone());
         Ok(f)

@@ -135,7 +135,7 @@ impl ChunkStore {
             .ref_paths
             .keys()
             .copied()
-            .chain(st.live.keys().copied().filter(|n| n & pack::REF_BIT != 0))
+            .chain(st.live.keys().copied().filter(|n| pack::is_ref_id(*n)))
             .filter(|id| st.live.get(id).copied().unwrap_or(0) == 0)
             .collect();
         for id in dead {
