@@ -87,13 +87,23 @@ impl ChunkStore {
 
     /// An open read handle of pack (or referenced file) `n` at `path`, cached.
     /// Referenced files can be many: their handles are dropped when too many are
-    /// open.
+    /// open. A referenced file replaced at its path (an editor saves by writing a
+    /// new file and renaming it over the old one) is reopened, so reads see what the
+    /// path holds now, not the old file kept alive by the cached handle.
     fn reader(&self, n: u32, path: &Path) -> io::Result<Arc<File>> {
+        use std::os::unix::fs::MetadataExt;
         /// Open handles of referenced files kept at most.
         const MAX_REF_READERS: usize = 64;
         let mut readers = lock(&self.readers);
         if let Some(f) = readers.get(&n) {
-            return Ok(f.clone());
+            if !pack::is_ref_id(n) {
+                return Ok(f.clone());
+            }
+            let (held, now) = (f.metadata()?, std::fs::metadata(path)?);
+            if (held.dev(), held.ino()) == (now.dev(), now.ino()) {
+                return Ok(f.clone());
+            }
+            readers.remove(&n);
         }
         let f = Arc::new(File::open(path)?);
         if pack::is_ref_id(n)

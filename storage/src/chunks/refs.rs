@@ -205,6 +205,15 @@ mod tests {
         fs::write(&file, &edited).unwrap();
         let err = store.get_verified(&h, 100).unwrap_err();
         assert!(matches!(err, ChunkError::SourceChanged { .. }), "{err}");
+        // Saved the way editors and `sed -i` do (a new file renamed over the old
+        // one, which the store's cached handle still reads): changed just the same.
+        fs::write(&file, &data).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        let new = dir.path().join("data.bin.new");
+        fs::write(&new, &edited).unwrap();
+        fs::rename(&new, &file).unwrap();
+        let err = store.get_verified(&h, 100).unwrap_err();
+        assert!(matches!(err, ChunkError::SourceChanged { .. }), "{err}");
         assert!(err.is_bad_copy());
         assert!(err.to_string().contains("data.bin"), "{err}");
         // Removing the chunk leaves the publisher's file alone.
