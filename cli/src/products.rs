@@ -400,6 +400,9 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
     for c in &r.corrupt_removed {
         say!("  corrupt chunk {c}");
     }
+    for f in &r.changed_files {
+        say!("  published in place, changed since: {f} (restore it, or publish the data again as a new version)");
+    }
     for p in &r.unmarked {
         say!("no longer held whole: {p}");
     }

@@ -27,6 +27,9 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
     net.start_all().unwrap();
     let dir = net.root().join("orders");
     let csv = sample::write_orders(&dir, 200_000, 21).unwrap();
+    let notes = dir.join("notes.txt");
+    let text: String = (0..20_000).map(|i| format!("note {i}\n")).collect();
+    std::fs::write(&notes, text).unwrap();
     let manifest = net.root().join("orders.toml");
     std::fs::write(&manifest, sample::manifest_toml("sales/orders", "1.0.0")).unwrap();
 
@@ -63,6 +66,10 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
         file_hash(&net.root().join("o1/orders.csv")).unwrap(),
         file_hash(&csv).unwrap()
     );
+    assert_eq!(
+        file_hash(&net.root().join("o1/notes.txt")).unwrap(),
+        file_hash(&notes).unwrap()
+    );
 
     // The publisher edits its file (same size). With the only other holder gone, a
     // new consumer cannot get the version: the publisher refuses the changed bytes.
@@ -78,10 +85,19 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
         .unwrap_err();
     assert!(!net.root().join("o2/orders.csv").exists(), "{err:#}");
 
-    // The publisher's own check says what happened, and left the file alone.
+    // The publisher's own check names the file that changed (the CSV's changed chunk
+    // was already dropped when it was asked for), and left the files alone.
+    let f = std::fs::OpenOptions::new().write(true).open(&notes).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"#", 10).unwrap();
+    drop(f);
     let report: VerifyReport = net.nodes[0]
         .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
         .unwrap();
+    assert_eq!(
+        report.changed_files,
+        vec![std::fs::canonicalize(&notes).unwrap().display().to_string()],
+        "{report:?}"
+    );
     let client = net.nodes[0].client().unwrap();
     let held = client.products(&Default::default()).unwrap();
     let listed = held

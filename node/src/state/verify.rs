@@ -21,6 +21,10 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Chunks whose bytes did not match their hash, removed (hex hashes).
     pub corrupt_removed: Vec<String>,
+    /// Files published in place that no longer hold their chunks' bytes (changed,
+    /// moved or gone); their chunks were dropped like corrupt ones.
+    #[serde(default)]
+    pub changed_files: Vec<String>,
     /// Products no longer held completely, as `domain/name@version`.
     pub unmarked: Vec<String>,
     /// Of those, the ones fetched again from peers and whole now.
@@ -45,7 +49,15 @@ pub(crate) fn verify_store(
             Err(e) if e.is_bad_copy() => {
                 warn!(chunk = %hash, "verify: {e}; removing the chunk");
                 chunks.remove(&hash)?;
-                report.corrupt_removed.push(hash.to_string());
+                match e {
+                    ChunkError::SourceChanged { path, .. } => {
+                        let path = path.display().to_string();
+                        if !report.changed_files.contains(&path) {
+                            report.changed_files.push(path);
+                        }
+                    }
+                    _ => report.corrupt_removed.push(hash.to_string()),
+                }
             }
             // Removed meanwhile (GC is excluded by the work lock, so rare): fine.
             Err(ChunkError::Missing(_)) => {}
