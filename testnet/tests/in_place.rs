@@ -21,6 +21,12 @@ fn packed_bytes(home: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Overwrites one byte of `path` at `offset` in place (same file, same size).
+fn poke(path: &std::path::Path, offset: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"#", offset).unwrap();
+}
+
 #[test]
 fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
     let mut net = testnet(3);
@@ -73,9 +79,7 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
 
     // The publisher edits its file (same size). With the only other holder gone, a
     // new consumer cannot get the version: the publisher refuses the changed bytes.
-    let f = std::fs::OpenOptions::new().write(true).open(&csv).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, b"#", 200).unwrap();
-    drop(f);
+    poke(&csv, 200);
     let edited = std::fs::read(&csv).unwrap();
     net.nodes[1].kill();
     net.wait_product(2, "sales/orders", "1.0.0", DEADLINE)
@@ -87,9 +91,7 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
 
     // The publisher's own check names the file that changed (the CSV's changed chunk
     // was already dropped when it was asked for), and left the files alone.
-    let f = std::fs::OpenOptions::new().write(true).open(&notes).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, b"#", 10).unwrap();
-    drop(f);
+    poke(&notes, 10);
     let report: VerifyReport = net.nodes[0]
         .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
         .unwrap();
