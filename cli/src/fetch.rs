@@ -27,6 +27,8 @@ struct Display {
     tty: bool,
     bar: ProgressBar,
     last_pct: u64,
+    /// An ephemeral node's fetch: nothing is served afterwards.
+    one_shot: bool,
 }
 
 impl Display {
@@ -36,6 +38,7 @@ impl Display {
             tty: std::io::stderr().is_terminal() && !json,
             bar: ProgressBar::hidden(),
             last_pct: 0,
+            one_shot: false,
         }
     }
 
@@ -127,6 +130,9 @@ impl Display {
             human_bytes(o.size),
             human_bytes(o.transferred_bytes)
         );
+        if o.in_place && !self.one_shot {
+            say!("  kept in place: this node serves it from these files, with no copy in its store (edit one and it stops serving that version)");
+        }
         if o.reused_bytes > 0 {
             say!(
                 "  {} came from an earlier version this node wrote out ({}), not written again",
@@ -169,6 +175,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
         product: a.product.clone(),
         out: Some(out.clone()),
         force: a.force,
+        in_place: a.in_place,
     };
     let client = ApiClient::for_home(&NodeHome::new(home)).map_err(|e| {
         anyhow::anyhow!(
@@ -234,6 +241,7 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let mut display = Display::new(json);
+    display.one_shot = true;
     let result = runtime.block_on(async {
         let running = mesh_node::start(
             home,
@@ -248,14 +256,13 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
         let outcome = async {
             wait_for_product(&node, &target, json).await?;
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-            let fetching = async {
-                if a.force {
-                    node.fetch_replacing(&target, Some(out.clone()), Some(tx))
-                        .await
-                } else {
-                    node.fetch(&target, Some(out.clone()), Some(tx)).await
-                }
+            // The ephemeral store is thrown away: a copy there is pure cost, so
+            // every byte is written once, into the output.
+            let options = mesh_node::FetchOptions {
+                overwrite: a.force,
+                in_place: true,
             };
+            let fetching = node.fetch_with(&target, Some(out.clone()), options, Some(tx));
             let showing = async {
                 while let Some(e) = rx.recv().await {
                     display.event(&e);

@@ -134,6 +134,7 @@ impl NodeError {
             },
             NodeError::Fetch(e) => match e {
                 FetchError::NotInCatalog(_) => NotFound,
+                FetchError::InPlaceNeedsOut => Usage,
                 FetchError::Denied(_) | FetchError::Rejected(_) => Rejected,
                 FetchError::Unavailable(_) => Unavailable,
                 FetchError::Output(

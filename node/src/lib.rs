@@ -47,7 +47,7 @@ pub use net::scoring::GRAYLIST_THRESHOLD;
 pub use net::NetError;
 pub use node::Node;
 pub use ops::discover::DiscoverError;
-pub use ops::fetch::FetchError;
+pub use ops::fetch::{FetchError, FetchOptions};
 pub use ops::publish::{collect_files, PublishError};
 pub use ops::submit::SubmitError;
 pub use state::governance::{install_genesis, GenesisError};

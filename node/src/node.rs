@@ -21,7 +21,7 @@ use crate::metrics::{gauge_value, Metrics};
 use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
 use crate::ops::access::AccessDesk;
 use crate::ops::discover::{self, ProviderView};
-use crate::ops::fetch::{FetchError, FetchEvent, FetchOutcome, Fetcher};
+use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
 use crate::ops::subscribe::{Follower, SubscriberView, SubscriptionView};
@@ -382,14 +382,15 @@ impl Node {
     /// Fetches `target` (latest version when none is given), verifies it, and writes
     /// its files under `out` if given; progress goes to `progress`. A file already
     /// at one of the product's paths is replaced only if identical (else the fetch
-    /// fails before writing anything); see [`Node::fetch_replacing`].
+    /// fails before writing anything); see [`Node::fetch_with`].
     pub async fn fetch(
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
-        self.fetch_as(target, out, false, progress).await
+        self.fetch_with(target, out, FetchOptions::default(), progress)
+            .await
     }
 
     /// Like [`Node::fetch`], replacing whatever files are at the product's paths
@@ -400,22 +401,27 @@ impl Node {
         out: Option<PathBuf>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
-        self.fetch_as(target, out, true, progress).await
+        let options = FetchOptions {
+            overwrite: true,
+            ..FetchOptions::default()
+        };
+        self.fetch_with(target, out, options, progress).await
     }
 
-    /// A fetch under the shared work lock; `overwrite` as `--force`.
-    async fn fetch_as(
+    /// [`Node::fetch`] with options (`--force`, `--in-place`), under the shared work
+    /// lock.
+    pub async fn fetch_with(
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
-        overwrite: bool,
+        options: FetchOptions,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, NodeError> {
         let _shared_work = self.work_lock.read().await;
         Ok(self
             .parts
             .fetcher
-            .fetch(target, out, overwrite, progress)
+            .fetch(target, out, options, progress)
             .await?)
     }
 

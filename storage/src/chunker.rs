@@ -9,7 +9,7 @@ use std::path::Path;
 
 use mesh_protocol::manifest::ChunkRef;
 
-use crate::chunks::{ChunkError, ChunkStore};
+use crate::chunks::{ChunkError, ChunkStore, RefId};
 
 /// Smallest chunk, bytes.
 pub const MIN_CHUNK: u32 = 32 * 1024;
@@ -27,6 +27,10 @@ pub struct ChunkedFile {
     pub chunks: Vec<ChunkRef>,
     /// Bytes of chunks the store did not already hold.
     pub new_bytes: u64,
+    /// In place: chunks of an earlier in-place publish of the same path that are not
+    /// in the file any more, dropped from the store (see
+    /// [`ChunkStore::forget_replaced`]).
+    pub replaced: Vec<mesh_protocol::Hash>,
 }
 
 /// Chunks cut but not yet stored, at most: bounds the memory of the pipeline to
@@ -48,7 +52,7 @@ pub fn chunk_file_tracked(
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
 ) -> Result<ChunkedFile, ChunkError> {
-    chunk_with(path, store, written, false)
+    chunk_with(path, store, written, false).map(|(out, _)| out)
 }
 
 /// Like [`chunk_file_tracked`], but in place: the chunks are recorded as ranges of
@@ -65,12 +69,15 @@ pub fn chunk_file_in_place(
         source,
     };
     let before = stamp(&fs::metadata(path).map_err(io)?);
-    let out = chunk_with(path, store, written, true)?;
+    let (mut out, id) = chunk_with(path, store, written, true)?;
     let after = fs::metadata(path).map_err(io)?;
     if stamp(&after) != before || after.len() != out.size {
         return Err(io(std::io::Error::other(
             "the file changed while it was being published in place; publish it again once nothing writes to it",
         )));
+    }
+    if let Some(id) = id {
+        out.replaced = store.forget_replaced(id)?;
     }
     Ok(out)
 }
@@ -96,7 +103,7 @@ fn chunk_with(
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
     in_place: bool,
-) -> Result<ChunkedFile, ChunkError> {
+) -> Result<(ChunkedFile, Option<RefId>), ChunkError> {
     let io = |source| ChunkError::Io {
         path: path.to_owned(),
         source,
@@ -112,6 +119,7 @@ fn chunk_with(
         size: 0,
         chunks: Vec::new(),
         new_bytes: 0,
+        replaced: Vec::new(),
     };
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<(u64, Vec<u8>)>>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
@@ -145,7 +153,7 @@ fn chunk_with(
             }
             out.chunks.push(ChunkRef { hash, len });
         }
-        Ok(out)
+        Ok((out, referenced))
     })
 }
 

@@ -416,6 +416,7 @@ impl Harness {
             product: name.clone(),
             out: Some(out.clone()),
             force: false,
+            in_place: false,
         };
         let result = self.kill_during(1, kill, move || {
             client

@@ -442,6 +442,7 @@ impl Testnet {
             product: product.to_owned(),
             out: Some(out.to_owned()),
             force: false,
+            in_place: false,
         };
         Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
     }

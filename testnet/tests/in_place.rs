@@ -112,3 +112,124 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
     assert!(!listed.local, "no longer held: {report:?}");
     assert_eq!(std::fs::read(&csv).unwrap(), edited);
 }
+
+/// `mesh --json fetch ... --in-place` on node `i`: the outcome.
+fn fetch_in_place(
+    net: &mesh_testnet::Testnet,
+    i: usize,
+    product: &str,
+    out: &std::path::Path,
+) -> mesh_node::api::FetchOutcome {
+    let o = net
+        .mesh_bin()
+        .command(&net.nodes[i].home)
+        .args(["--json", "fetch", product, "--in-place", "-o"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    match mesh_testnet::last_fetch_event(&stdout) {
+        Some(mesh_node::api::FetchEvent::Done(outcome)) if o.status.success() => outcome,
+        _ => panic!("{stdout}{}", String::from_utf8_lossy(&o.stderr)),
+    }
+}
+
+/// Whether node `i` lists `product@version` as held.
+fn holds(net: &mesh_testnet::Testnet, i: usize, product: &str, version: &str) -> bool {
+    let client = net.nodes[i].client().unwrap();
+    client.products(&Default::default()).unwrap().iter().any(|e| {
+        e.announcement.product.to_string() == product
+            && e.announcement.version.to_string() == version
+            && e.local
+    })
+}
+
+#[test]
+fn a_product_fetched_in_place_lands_once_and_its_next_version_replaces_it() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, 200_000, 22).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+
+    // Verified and written into the output only: the consumer's store keeps no copy.
+    let out = net.root().join("consumer");
+    let v1 = fetch_in_place(&net, 1, "sales/orders@1.0.0", &out);
+    assert!(v1.in_place && v1.verified);
+    assert_eq!(v1.transferred_bytes, v1.size);
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    assert!(
+        packed_bytes(&net.nodes[1].home) < v1.size / 20,
+        "no second copy: {} bytes packed for a {}-byte product",
+        packed_bytes(&net.nodes[1].home),
+        v1.size
+    );
+
+    // A small change: the next version moves little and lands over the same file.
+    poke(&csv, 4_000_000);
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.1.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.1.0", DEADLINE)
+        .unwrap();
+    let v2 = fetch_in_place(&net, 1, "sales/orders@1.1.0", &out);
+    assert!(v2.in_place);
+    assert!(
+        v2.transferred_bytes < v2.size / 10,
+        "{} of {} bytes moved",
+        v2.transferred_bytes,
+        v2.size
+    );
+    assert_eq!(
+        file_hash(&out.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    assert!(packed_bytes(&net.nodes[1].home) < v2.size / 20);
+    // The file holds 1.1.0 now: 1.0.0's other bytes are gone, and the node says so
+    // instead of finding them changed later.
+    assert!(holds(&net, 1, "sales/orders", "1.1.0"));
+    assert!(!holds(&net, 1, "sales/orders", "1.0.0"));
+    let report: VerifyReport = net.nodes[1]
+        .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
+        .unwrap();
+    assert!(
+        report.changed_files.is_empty() && report.corrupt_removed.is_empty(),
+        "{report:?}"
+    );
+
+    // Served from the consumer's output: with the publisher gone, a third node
+    // gets 1.1.0 whole from it.
+    net.nodes[0].kill();
+    net.wait_product(2, "sales/orders", "1.1.0", DEADLINE)
+        .unwrap();
+    let third = net
+        .fetch(2, "sales/orders@1.1.0", &net.root().join("third"))
+        .unwrap();
+    assert_eq!(third.providers, vec![net.nodes[1].peer_id.clone()]);
+    assert_eq!(
+        file_hash(&net.root().join("third/orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+
+    // Editing the output is noticed, and the edit is left alone.
+    poke(&out.join("orders.csv"), 10);
+    let edited = std::fs::read(out.join("orders.csv")).unwrap();
+    let report: VerifyReport = net.nodes[1]
+        .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
+        .unwrap();
+    assert_eq!(
+        report.changed_files,
+        vec![std::fs::canonicalize(out.join("orders.csv"))
+            .unwrap()
+            .display()
+            .to_string()],
+        "{report:?}"
+    );
+    assert!(!holds(&net, 1, "sales/orders", "1.1.0"));
+    assert_eq!(std::fs::read(out.join("orders.csv")).unwrap(), edited);
+}

@@ -237,6 +237,7 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
                         product: "sales/orders".into(),
                         out: None,
                         force: false,
+                        in_place: false,
                     },
                     |_| {},
                 )

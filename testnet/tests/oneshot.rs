@@ -72,6 +72,7 @@ fn a_one_shot_fetch_needs_only_the_genesis_and_one_address() {
         panic!("no outcome: {}", String::from_utf8_lossy(&o.stdout));
     };
     assert!(outcome.verified);
+    assert!(outcome.in_place, "a one-shot fetch writes each byte once");
     assert_eq!(outcome.version, "1.0.0");
     assert_eq!(
         file_hash(&out.join("orders.csv")).unwrap(),

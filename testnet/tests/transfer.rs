@@ -235,6 +235,7 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
         product: "sales/big".into(),
         out: Some(net.root().join("out")),
         force: false,
+        in_place: false,
     };
     let fetch = std::thread::spawn(move || client.fetch(&request, |_| {}));
     wait_until("node 1 to hold some chunks", DEADLINE, || {

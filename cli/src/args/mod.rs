@@ -423,6 +423,15 @@ pub(crate) struct FetchArgs {
     /// differ.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Keep the product only in the files written under --out: the node verifies
+    /// each chunk, writes it there and serves it from there, with no second copy in
+    /// its store (every byte lands on disk once). The node serves this version only
+    /// while the files keep exactly these bytes; edit, move or delete one and it is
+    /// no longer held here (`mesh verify` reports it). An interrupted in-place fetch
+    /// downloads again. Products of more than 256 files are fetched as usual. A
+    /// one-shot fetch (--genesis) always writes this way: its store is thrown away.
+    #[arg(long)]
+    pub(crate) in_place: bool,
     /// Fetch without a daemon: start an ephemeral node that trusts this genesis
     /// policy, catches up from --bootstrap, verifies everything, fetches and exits.
     #[arg(long, value_name = "FILE")]

@@ -364,12 +364,13 @@ async fn fetch(
     let (tx, rx) = mpsc::channel::<FetchEvent>(FETCH_EVENTS);
     let node = s.node.clone();
     tokio::spawn(async move {
-        let fetched = if req.force {
-            node.fetch_replacing(&target, req.out, Some(tx.clone()))
-                .await
-        } else {
-            node.fetch(&target, req.out, Some(tx.clone())).await
+        let options = crate::FetchOptions {
+            overwrite: req.force,
+            in_place: req.in_place,
         };
+        let fetched = node
+            .fetch_with(&target, req.out, options, Some(tx.clone()))
+            .await;
         let last = match fetched {
             Ok(outcome) => FetchEvent::Done(outcome),
             Err(e) => FetchEvent::Error {

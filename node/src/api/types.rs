@@ -43,6 +43,9 @@ pub struct FetchRequest {
     /// Replace files already at the product's paths even if they differ.
     #[serde(default)]
     pub force: bool,
+    /// Keep the product only in the written files (see `FetchOptions::in_place`).
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// `GET /v1/products/{domain}/{name}`.

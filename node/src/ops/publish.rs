@@ -423,6 +423,7 @@ impl Publisher {
         let started = std::time::Instant::now();
         let mut files = Vec::new();
         let mut new_bytes = 0;
+        let mut replaced = 0;
         for (rel, full) in found {
             let c = if options.in_place {
                 chunk_file_in_place(&full, &self.chunks, written)?
@@ -430,6 +431,7 @@ impl Publisher {
                 chunk_file_tracked(&full, &self.chunks, written)?
             };
             new_bytes += c.new_bytes;
+            replaced += c.replaced.len();
             files.push(FileEntry {
                 path: rel,
                 size: c.size,
@@ -478,6 +480,18 @@ impl Publisher {
         let synced = synced_from.elapsed();
         self.catalog.record_manifest(&signed, &manifest)?;
         self.catalog.mark_complete(&hash)?;
+        if replaced > 0 {
+            // The same files were published in place before and have changed since:
+            // the versions that need their old bytes are no longer held here.
+            for gone in self.catalog.recheck_complete(&self.chunks)? {
+                if let Ok(Some((_, m))) = self.catalog.manifest(&gone) {
+                    warnings.push(format!(
+                        "{}@{} was published in place from these files, which have changed since: it is no longer served from this node",
+                        m.id, m.version
+                    ));
+                }
+            }
+        }
         let offered = self
             .catalog
             .offer(&envelope)

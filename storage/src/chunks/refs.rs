@@ -106,6 +106,58 @@ impl ChunkStore {
         Ok(held.is_none())
     }
 
+    /// References the file at `path` and records `chunks` as its consecutive ranges
+    /// from offset 0 (a product file written out whole, each chunk already
+    /// verified). As with [`ChunkStore::put_ref`], chunks held in packs keep that
+    /// copy. Returns the chunks of an earlier reference to the same path that the
+    /// file no longer has, now dropped (see [`ChunkStore::forget_replaced`]).
+    pub fn reference_file(
+        &self,
+        path: &Path,
+        chunks: &[mesh_protocol::manifest::ChunkRef],
+    ) -> Result<Vec<Hash>, ChunkError> {
+        let id = self.reference(path)?;
+        let mut offset = 0u64;
+        for c in chunks {
+            self.put_ref(&c.hash, id, offset, c.len)?;
+            offset += u64::from(c.len);
+        }
+        self.forget_replaced(id)
+    }
+
+    /// Drops the chunks still recorded as ranges of an *earlier* reference to
+    /// `current`'s path: the file there now is the one `current` describes (a new
+    /// version written over it, or the same path published again), so an older
+    /// range holds other bytes, or will. Chunks the new file also has were moved to
+    /// it by [`ChunkStore::put_ref`] first. Returns the chunks dropped: a product
+    /// that needs them is no longer whole here.
+    pub fn forget_replaced(&self, current: RefId) -> Result<Vec<Hash>, ChunkError> {
+        let stale: Vec<Hash> = {
+            let st = lock(&self.state);
+            let Some(path) = st.ref_paths.get(&current.0) else {
+                return Ok(Vec::new());
+            };
+            let older: std::collections::HashSet<u32> = st
+                .ref_paths
+                .iter()
+                .filter(|(id, p)| **id != current.0 && *p == path)
+                .map(|(id, _)| *id)
+                .collect();
+            if older.is_empty() {
+                return Ok(Vec::new());
+            }
+            st.index
+                .iter()
+                .filter(|(_, loc)| older.contains(&loc.pack))
+                .map(|(h, _)| *h)
+                .collect()
+        };
+        for h in &stale {
+            self.remove(h)?;
+        }
+        Ok(stale)
+    }
+
     /// Whether the chunk is stored as a range of a referenced file.
     pub fn is_referenced(&self, hash: &Hash) -> bool {
         lock(&self.state).index.get(hash).is_some_and(Loc::is_ref)

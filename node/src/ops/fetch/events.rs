@@ -69,6 +69,10 @@ pub struct FetchOutcome {
     pub cloned_files: u64,
     /// Every chunk verified against its BLAKE3 hash.
     pub verified: bool,
+    /// The store records the chunks as ranges of the written files instead of
+    /// holding a second copy (an in-place fetch of at most 256 files).
+    #[serde(default)]
+    pub in_place: bool,
     /// Where the files were written, if anywhere.
     pub out: Option<PathBuf>,
     /// Peers that served chunks.

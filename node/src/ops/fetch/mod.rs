@@ -5,7 +5,9 @@
 //! then record the manifest as held and write the files out (temp + rename).
 //!
 //! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
-//! store are never fetched again, so re-running an interrupted fetch resumes.
+//! store are never fetched again, so re-running an interrupted fetch resumes (except
+//! in place, see [`FetchOptions::in_place`]: the chunks of an unfinished one were
+//! only in its temporary files, so it downloads them again).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -51,6 +53,22 @@ const FLUSH_EVERY: u64 = 128 << 20;
 /// open descriptor per file); larger ones are assembled from the store afterwards.
 const MAX_STREAMED_FILES: usize = 256;
 
+/// How a fetch writes its files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchOptions {
+    /// Replace files already at the product's paths even if they differ
+    /// (`mesh fetch --force`); without it only identical ones.
+    pub overwrite: bool,
+    /// Keep the product's bytes only in the written files (`mesh fetch --in-place`):
+    /// downloaded chunks are verified and written there, not copied into the
+    /// store's packs too, and the store records them as ranges of those files (see
+    /// `ChunkStore::reference_file`). Every byte lands on disk once. Editing a
+    /// file afterwards makes this node stop serving the changed chunks. Needs an
+    /// output directory; a product of more than 256 files is
+    /// fetched into the store as usual (the outcome says which happened).
+    pub in_place: bool,
+}
+
 /// Everything a fetch uses: the network to ask providers, the catalog and
 /// governance to resolve and check, the chunk store to fill.
 #[derive(Debug, Clone)]
@@ -68,18 +86,16 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     /// Fetches `target` (latest version when none is given), verifies it, and writes
-    /// its files under `out` if given.
-    /// With `overwrite`, files already under `out` at the product's paths are
-    /// replaced even when their contents differ; without it only identical ones.
+    /// its files under `out` if given, as `options` say.
     pub(crate) async fn fetch(
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
-        overwrite: bool,
+        options: FetchOptions,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
         let span = tracing::info_span!("fetch", product = %target);
-        self.fetch_inner(target, out, overwrite, progress)
+        self.fetch_inner(target, out, options, progress)
             .instrument(span)
             .await
     }
@@ -106,9 +122,12 @@ impl Fetcher {
         &self,
         target: &ProductRef,
         out: Option<PathBuf>,
-        overwrite: bool,
+        options: FetchOptions,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
+        if options.in_place && out.is_none() {
+            return Err(FetchError::InPlaceNeedsOut);
+        }
         let entry = self.resolve(target)?;
         let ann = entry.announcement;
         let providers = self.candidate_providers(&ann).await?;
@@ -153,8 +172,16 @@ impl Fetcher {
         // Confidential and personal data stay readable by this node's user only.
         let output_options = assemble::OutputOptions {
             private: manifest.classification >= Classification::Confidential,
-            overwrite,
+            overwrite: options.overwrite,
         };
+        // In place only when the files are written while chunks arrive.
+        let in_place = options.in_place && manifest.files.len() <= MAX_STREAMED_FILES;
+        if options.in_place && !in_place {
+            warn!(
+                files = manifest.files.len(),
+                "more than {MAX_STREAMED_FILES} files: fetching into the store, not in place"
+            );
+        }
         // Files of an earlier version this node wrote (there, or elsewhere) and
         // that are untouched since: the new files start from them.
         let bases = match &out {
@@ -218,6 +245,7 @@ impl Fetcher {
             done: AtomicU64::new(total - missing_bytes.min(total)),
             transferred: AtomicU64::new(0),
             output,
+            in_place,
         });
         // Creating the output includes cloning or copying the bases.
         let prepare = prepare_started.elapsed();
@@ -244,6 +272,7 @@ impl Fetcher {
             let finished = blocking(
                 move || -> Result<(std::time::Duration, Reuse), FetchError> {
                     let held = held2;
+                    let mut replaced = 0usize;
                     // Every held chunk is read and verified (a corrupt one is repaired
                     // below); those already in place from a base are not written.
                     let mut written = None;
@@ -271,9 +300,25 @@ impl Fetcher {
                     let sync_time = synced_from.elapsed();
                     if let Some(output) = &output {
                         output.commit()?;
+                        if in_place {
+                            // The files are whole and synced: the store now records
+                            // every chunk as a range of them, durable before the
+                            // version is marked held.
+                            let dests: Vec<PathBuf> = output.paths().map(PathBuf::from).collect();
+                            for (f, dest) in files.iter().zip(&dests) {
+                                replaced += chunks.reference_file(dest, &f.chunks)?.len();
+                            }
+                            chunks.sync()?;
+                        }
                     }
                     catalog.record_manifest(&signed2, &manifest2)?;
                     catalog.mark_complete(&hash)?;
+                    if replaced > 0 {
+                        // Files an earlier in-place fetch wrote were replaced: the
+                        // versions that needed their other bytes are not held now.
+                        let gone = catalog.recheck_complete(&chunks)?;
+                        info!(replaced, versions = gone.len(), "in place over an earlier version's files: it is no longer held here");
+                    }
                     let mut reuse = Reuse::default();
                     if let Some(o) = output.as_deref().or(written.as_ref()) {
                         let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
@@ -335,6 +380,7 @@ impl Fetcher {
             reused_bytes: reuse.bytes(),
             cloned_files: reuse.cloned_files,
             verified: true,
+            in_place,
             out,
             providers: served.keys().cloned().collect(),
             served,

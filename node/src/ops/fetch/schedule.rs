@@ -122,6 +122,8 @@ pub(super) struct ChunkFetch {
     pub(super) transferred: AtomicU64,
     /// Output files written as verified chunks arrive.
     pub(super) output: Option<Arc<assemble::Output>>,
+    /// Downloaded chunks go to the output only (see `FetchOptions::in_place`).
+    pub(super) in_place: bool,
 }
 
 /// Groups chunks, in order, into requests of about [`BATCH_BYTES`] (never more than
@@ -450,6 +452,7 @@ impl ChunkFetch {
     ) -> Result<(u64, Vec<ChunkRef>), FetchError> {
         let chunks = self.chunks.clone();
         let output = self.output.clone();
+        let in_place = self.in_place;
         let (stored, wrong) = blocking(move || {
             let mut stored = 0u64;
             let mut wrong = Vec::new();
@@ -458,7 +461,19 @@ impl ChunkFetch {
                     wrong.push(c);
                     continue;
                 }
-                match chunks.put_verified(&c.hash, &d.0) {
+                // In place, the output is the only copy: verified here, recorded
+                // in the store once the files are whole.
+                let put = if in_place {
+                    if mesh_protocol::Hash::of(&d.0) == c.hash {
+                        Ok(false)
+                    } else {
+                        wrong.push(c);
+                        continue;
+                    }
+                } else {
+                    chunks.put_verified(&c.hash, &d.0)
+                };
+                match put {
                     Ok(_) => {}
                     Err(mesh_storage::ChunkError::Corrupt { .. }) => {
                         wrong.push(c);

@@ -485,7 +485,15 @@ impl Follower {
         let fetched = {
             let _shared_work = self.work_lock.read().await;
             self.fetcher
-                .fetch(&target, Some(partial.clone()), true, None)
+                .fetch(
+                    &target,
+                    Some(partial.clone()),
+                    crate::ops::fetch::FetchOptions {
+                        overwrite: true,
+                        in_place: false,
+                    },
+                    None,
+                )
                 .await
         };
         let outcome = match fetched {
