@@ -137,11 +137,15 @@ fn fetch_in_place(
 /// Whether node `i` lists `product@version` as held.
 fn holds(net: &mesh_testnet::Testnet, i: usize, product: &str, version: &str) -> bool {
     let client = net.nodes[i].client().unwrap();
-    client.products(&Default::default()).unwrap().iter().any(|e| {
-        e.announcement.product.to_string() == product
-            && e.announcement.version.to_string() == version
-            && e.local
-    })
+    client
+        .products(&Default::default())
+        .unwrap()
+        .iter()
+        .any(|e| {
+            e.announcement.product.to_string() == product
+                && e.announcement.version.to_string() == version
+                && e.local
+        })
 }
 
 #[test]

@@ -321,6 +321,53 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_again_drops_the_chunks_it_no_longer_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let (store, file, kept) = referenced(dir.path(), &data);
+        let gone = Hash::of(&data[60..100]);
+        let first = store.reference(&file).unwrap();
+        store.put_ref(&gone, first, 60, 40).unwrap();
+        // An unrelated file's chunks are not touched.
+        let other = dir.path().join("other.bin");
+        fs::write(&other, &data).unwrap();
+        let o = store.reference(&other).unwrap();
+        let elsewhere = Hash::of(&data[0..10]);
+        store.put_ref(&elsewhere, o, 0, 10).unwrap();
+
+        // The file replaced by a version that keeps one chunk, elsewhere.
+        let mut next = vec![0xAB; 30];
+        next.extend_from_slice(&data[10..60]);
+        let tmp = dir.path().join("next.tmp");
+        fs::write(&tmp, &next).unwrap();
+        fs::rename(&tmp, &file).unwrap();
+        let chunks = [
+            mesh_protocol::manifest::ChunkRef {
+                hash: Hash::of(&next[..30]),
+                len: 30,
+            },
+            mesh_protocol::manifest::ChunkRef {
+                hash: kept,
+                len: 50,
+            },
+        ];
+        let dropped = store.reference_file(&file, &chunks).unwrap();
+        assert_eq!(dropped, vec![gone]);
+        assert!(!store.has(&gone));
+        assert_eq!(store.get_verified(&kept, 100).unwrap(), &data[10..60]);
+        assert_eq!(
+            store.get_verified(&chunks[0].hash, 100).unwrap(),
+            &next[..30]
+        );
+        assert_eq!(store.get_verified(&elsewhere, 100).unwrap(), &data[..10]);
+        // Durably so.
+        store.sync().unwrap();
+        drop(store);
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert!(!store.has(&gone));
+        assert!(store.has(&kept) && store.has(&elsewhere));
+    }
+    #[test]
     fn a_truncated_file_keeps_its_records_and_reads_as_changed() {
         let dir = tempfile::tempdir().unwrap();
         let data = vec![3u8; 100];

@@ -15,7 +15,9 @@ pub enum FetchError {
     #[error("{0} is not in this node's catalog; list products with `mesh products` (a product announced moments ago may still be on its way)")]
     NotInCatalog(ProductRef),
     /// An in-place fetch was asked for without an output directory.
-    #[error("an in-place fetch keeps the product only in its written files: give an output directory")]
+    #[error(
+        "an in-place fetch keeps the product only in its written files: give an output directory"
+    )]
     InPlaceNeedsOut,
     /// The mesh policy does not allow this node to fetch it.
     #[error("the mesh policy does not allow this node to fetch it: {0}")]

@@ -317,7 +317,11 @@ impl Fetcher {
                         // Files an earlier in-place fetch wrote were replaced: the
                         // versions that needed their other bytes are not held now.
                         let gone = catalog.recheck_complete(&chunks)?;
-                        info!(replaced, versions = gone.len(), "in place over an earlier version's files: it is no longer held here");
+                        info!(
+                            replaced,
+                            versions = gone.len(),
+                            "in place over an earlier version's files: it is no longer held here"
+                        );
                     }
                     let mut reuse = Reuse::default();
                     if let Some(o) = output.as_deref().or(written.as_ref()) {
