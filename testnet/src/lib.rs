@@ -447,6 +447,23 @@ impl Testnet {
         Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
     }
 
+    /// Fetches `product` on node `i` into `out` in place: the node keeps it only in
+    /// the written files (`mesh fetch --in-place`).
+    pub fn fetch_in_place(
+        &self,
+        i: usize,
+        product: &str,
+        out: &Path,
+    ) -> anyhow::Result<FetchOutcome> {
+        let request = FetchRequest {
+            product: product.to_owned(),
+            out: Some(out.to_owned()),
+            force: false,
+            in_place: true,
+        };
+        Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
+    }
+
     /// Stops every node (SIGTERM, clean shutdown).
     pub fn stop_all(&mut self) -> anyhow::Result<()> {
         let mut first_err = None;

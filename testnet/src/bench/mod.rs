@@ -204,7 +204,8 @@ fn timed_fetch(
 /// Runs the benchmark and returns the table rows.
 pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let size = opts.size_mib * 1024 * 1024;
-    let mut config = TestnetConfig::new(opts.mesh.clone(), 5, &["sales", "finance", "logistics"]);
+    // Nodes 5 and 6 take part only at the end, in the in-place fetch rows.
+    let mut config = TestnetConfig::new(opts.mesh.clone(), 7, &["sales", "finance", "logistics"]);
     config.council = 1;
     config.threshold = 1;
     let mut net = Testnet::create(config)?;
@@ -427,6 +428,49 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         &f4,
         p3.new_bytes,
     ));
+    // In place, from node 0 alone (the other holders stopped), on two nodes that
+    // never held it, each stopped after its fetch so it does not serve the next.
+    for i in 1..5 {
+        net.nodes[i].terminate()?;
+    }
+    let mut fetch_in_place = Duration::MAX;
+    for consumer in [5, 6] {
+        net.wait_product(consumer, "sales/big", "1.0.0", LONG)?;
+        let out = net.root().join(format!("out{consumer}"));
+        let _ = Command::new("sync").status();
+        let t = Instant::now();
+        let (f, cpu) = cpu_during(&net, || {
+            net.fetch_in_place(consumer, "sales/big@1.0.0", &out)
+        })?;
+        let elapsed = t.elapsed();
+        anyhow::ensure!(f.in_place, "the fetch on node {consumer} was not in place");
+        (opts.progress)(&format!(
+            "in-place fetch on node {consumer}: {:.2} s; CPU {cpu}",
+            elapsed.as_secs_f64()
+        ));
+        fetch_in_place = fetch_in_place.min(elapsed);
+        net.nodes[consumer].terminate()?;
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    rows.push(Row {
+        what: "fetch, 1 provider, in place (`--in-place`: no copy in the store; best of 2)".into(),
+        mesh: format!(
+            "{:.2} s ({:.0} MB/s)",
+            fetch_in_place.as_secs_f64(),
+            mbps(size_fetched, fetch_in_place)
+        ),
+        baseline: format!(
+            "nginx+curl -o file {:.2} s; sendme receive {:.2} s",
+            curl_file.as_secs_f64(),
+            receive.as_secs_f64()
+        ),
+        ratio: format!(
+            "{:.2}x curl; {:.2}x sendme",
+            curl_file.as_secs_f64() / fetch_in_place.as_secs_f64(),
+            receive.as_secs_f64() / fetch_in_place.as_secs_f64()
+        ),
+        target: ">= 0.8x curl; >= 2.5x sendme".into(),
+    });
     rows.push(Row {
         what: "peak RSS".into(),
         mesh: format!("publisher {publish_rss:.0} MiB, fetcher {fetch_rss:.0} MiB"),
@@ -435,7 +479,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         target: "fetch < 200 MB".into(),
     });
     // Where the time went, from the nodes' own phase logs.
-    for i in 0..4 {
+    for i in 0..7 {
         let log =
             std::fs::read_to_string(net.root().join(format!("node{i:02}.log"))).unwrap_or_default();
         for line in log
