@@ -374,6 +374,16 @@ impl Output {
         }
     }
 
+    /// Starts writing back what was written so far (`fdatasync` of each file), so
+    /// that [`Output::commit`]'s sync finds little left; callable while chunks are
+    /// still being written from other threads.
+    pub fn sync_data(&self) -> Result<(), AssembleError> {
+        for f in &self.files {
+            f.file.sync_data().map_err(io_at(&f.tmp))?;
+        }
+        Ok(())
+    }
+
     /// Syncs every file and renames it to its final name; returns the bytes written.
     pub fn commit(&self) -> Result<u64, AssembleError> {
         let mut written = 0;

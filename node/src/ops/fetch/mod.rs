@@ -435,7 +435,8 @@ impl Fetcher {
             })
             .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
         // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
-        // sync starts (never two at once), so the final sync finds little left to do.
+        // sync of the store and the output starts (never two at once), so the final
+        // syncs find little left to do.
         let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
         let mut flushed_at = 0u64;
         while let Some(r) = results.next().await {
@@ -451,10 +452,14 @@ impl Fetcher {
             if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
             {
                 flushed_at = got;
-                let chunks = self.chunks.clone();
+                let (chunks, output) = (self.chunks.clone(), job.output.clone());
                 flushing = Some(tokio::task::spawn_blocking(move || {
                     if let Err(e) = chunks.sync() {
                         warn!("background sync during fetch: {e}");
+                    }
+                    // The output files too: their final fsync is then short.
+                    if let Some(Err(e)) = output.map(|o| o.sync_data()) {
+                        warn!("background sync of the output during fetch: {e}");
                     }
                 }));
             }
