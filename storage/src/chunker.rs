@@ -4,7 +4,6 @@
 //! changes only the chunks around it and a new version shares the rest.
 
 use std::fs::{self, File};
-use std::io::BufReader;
 use std::path::Path;
 
 use mesh_protocol::manifest::ChunkRef;
@@ -33,13 +32,29 @@ pub struct ChunkedFile {
     pub replaced: Vec<mesh_protocol::Hash>,
 }
 
-/// Chunks cut but not yet stored, at most: bounds the memory of the pipeline to
-/// this many times [`MAX_CHUNK`].
-const PIPELINE_DEPTH: usize = 16;
+/// Bytes read at a time. A chunk is cut only where at least [`MAX_CHUNK`] bytes
+/// follow its start in the block (or the file ends there), so the boundaries are
+/// exactly those of cutting the whole file as one stream; the rest of the block is
+/// carried to the front of the next.
+const BLOCK: usize = 4 << 20;
 
-/// Splits the file at `path` into chunks and stores each. Two stages run in
-/// parallel: one thread reads and cuts chunks (FastCDC), the caller's thread hashes
-/// and stores them; a bounded queue between them keeps memory to a few chunks.
+/// Room kept at the front of every block for the bytes carried from the one before.
+const CARRY_ROOM: usize = MAX_CHUNK as usize;
+
+/// Blocks between two stages of the pipeline, at most: it holds a few [`BLOCK`]s.
+const BLOCKS_IN_FLIGHT: usize = 2;
+
+/// A block of a file and the chunks cut in it.
+struct Block {
+    data: Vec<u8>,
+    /// `(file offset, start in data, len)` of each chunk, in order.
+    cuts: Vec<(u64, usize, usize)>,
+}
+
+/// Splits the file at `path` into chunks and stores each. Three stages run in
+/// parallel: one thread reads blocks, one cuts them into chunks (FastCDC), the
+/// caller's thread hashes and stores them; bounded queues between them keep memory
+/// to a few blocks, whose buffers go back to the reader for reuse.
 pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkError> {
     chunk_file_tracked(path, store, &mut Vec::new())
 }
@@ -114,47 +129,109 @@ fn chunk_with(
     } else {
         None
     };
-    let reader = BufReader::with_capacity(1024 * 1024, file);
     let mut out = ChunkedFile {
         size: 0,
         chunks: Vec::new(),
         new_bytes: 0,
         replaced: Vec::new(),
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<(u64, Vec<u8>)>>(PIPELINE_DEPTH);
+    use std::sync::mpsc::sync_channel;
+    let (read_tx, read_rx) = sync_channel::<std::io::Result<(Vec<u8>, bool)>>(BLOCKS_IN_FLIGHT);
+    let (tx, rx) = sync_channel::<std::io::Result<Block>>(BLOCKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(2 * BLOCKS_IN_FLIGHT + 2);
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for chunk in fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-                let item = chunk
-                    .map(|c| (c.offset, c.data))
-                    .map_err(|e| std::io::Error::other(format!("reading for chunking: {e}")));
-                let failed = item.is_err();
-                // A closed channel means the storing side failed; stop cutting.
-                if tx.send(item).is_err() || failed {
-                    return;
+        scope.spawn(move || read_blocks(file, &read_tx, &spare_rx));
+        scope.spawn(move || cut_blocks(&read_rx, &tx));
+        // Returning early drops `rx`, which stops the other stages at their next send.
+        for block in rx {
+            let block = block.map_err(io)?;
+            for &(offset, start, len) in &block.cuts {
+                let data = &block.data[start..start + len];
+                let len = len as u32;
+                let (hash, new) = match referenced {
+                    Some(id) => {
+                        let hash = mesh_protocol::Hash::of(data);
+                        (hash, store.put_ref(&hash, id, offset, len)?)
+                    }
+                    None => store.put(data)?,
+                };
+                out.size += u64::from(len);
+                if new {
+                    out.new_bytes += u64::from(len);
+                    written.push(hash);
                 }
+                out.chunks.push(ChunkRef { hash, len });
             }
-        });
-        // Returning early drops `rx`, which stops the cutting thread at its next send.
-        for data in rx {
-            let (offset, data) = data.map_err(io)?;
-            let len = data.len() as u32;
-            let (hash, new) = match referenced {
-                Some(id) => {
-                    let hash = mesh_protocol::Hash::of(&data);
-                    (hash, store.put_ref(&hash, id, offset, len)?)
-                }
-                None => store.put(&data)?,
-            };
-            out.size += u64::from(len);
-            if new {
-                out.new_bytes += u64::from(len);
-                written.push(hash);
-            }
-            out.chunks.push(ChunkRef { hash, len });
+            // Full means the reader has buffers enough; this one is dropped.
+            let _ = spare_tx.try_send(block.data);
         }
         Ok((out, referenced))
     })
+}
+
+/// Reads `file` in blocks of [`BLOCK`] bytes after [`CARRY_ROOM`] and sends each
+/// with whether the file ended there; stops at the end, at an error (sent), or when
+/// the receiver is gone.
+fn read_blocks(
+    mut file: File,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<(Vec<u8>, bool)>>,
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    use std::io::Read;
+    loop {
+        let mut data = spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CARRY_ROOM + BLOCK));
+        // The room's bytes are overwritten by the carry: only its length matters.
+        data.resize(CARRY_ROOM, 0);
+        // `read_to_end` reads into the spare capacity without zeroing it first.
+        let read = (&mut file)
+            .take(BLOCK as u64)
+            .read_to_end(&mut data)
+            .map(|n| (data, n < BLOCK));
+        let stop = !matches!(read, Ok((_, false)));
+        if tx.send(read).is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// Cuts the blocks from `rx` into chunks, carrying each block's unfinished tail to
+/// the front of the next, and sends them on `tx`.
+fn cut_blocks(
+    rx: &std::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, bool)>>,
+    tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
+) {
+    let max = MAX_CHUNK as usize;
+    let mut carry: Vec<u8> = Vec::with_capacity(CARRY_ROOM);
+    let mut base = 0u64;
+    for read in rx {
+        let (mut data, eof) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let from = CARRY_ROOM - carry.len();
+        data[from..CARRY_ROOM].copy_from_slice(&carry);
+        let len = data.len() - from;
+        let mut cuts = Vec::new();
+        let mut next = 0;
+        for c in fastcdc::v2020::FastCDC::new(&data[from..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
+            if !eof && len - c.offset < max {
+                break;
+            }
+            cuts.push((base + c.offset as u64, from + c.offset, c.length));
+            next = c.offset + c.length;
+        }
+        carry.clear();
+        carry.extend_from_slice(&data[from + next..]);
+        base += next as u64;
+        if tx.send(Ok(Block { data, cuts })).is_err() || eof {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +240,57 @@ mod tests {
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         mesh_testkit::SeededRng::new(seed).bytes(n)
+    }
+
+    /// Cutting in blocks gives exactly the boundaries of cutting the file as one
+    /// stream (what every earlier version was chunked with), so versions chunked
+    /// before and after still share their chunks: random data, runs of zeros (cut at
+    /// the maximum size), and sizes around the block and chunk limits.
+    #[test]
+    fn blocks_cut_exactly_where_one_stream_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
+        let mut mixed = pseudo_random(3 * BLOCK, 7);
+        mixed[BLOCK - 100_000..BLOCK + 2_000_000].fill(0);
+        let cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            pseudo_random(1, 1),
+            pseudo_random(MIN_CHUNK as usize - 1, 2),
+            pseudo_random(MAX_CHUNK as usize + 3, 3),
+            pseudo_random(BLOCK, 4),
+            pseudo_random(BLOCK + 1, 5),
+            pseudo_random(2 * BLOCK + MAX_CHUNK as usize / 2, 6),
+            vec![0u8; BLOCK + 12_345],
+            mixed,
+        ];
+        for (i, data) in cases.iter().enumerate() {
+            let f = dir.path().join(format!("case{i}.bin"));
+            std::fs::write(&f, data).unwrap();
+            let stream: Vec<u32> = fastcdc::v2020::StreamCDC::new(
+                File::open(&f).unwrap(),
+                MIN_CHUNK,
+                AVG_CHUNK,
+                MAX_CHUNK,
+            )
+            .map(|c| c.unwrap().length as u32)
+            .collect();
+            for in_place in [false, true] {
+                let (got, _) = chunk_with(&f, &store, &mut Vec::new(), in_place).unwrap();
+                let lens: Vec<u32> = got.chunks.iter().map(|c| c.len).collect();
+                assert_eq!(lens, stream, "case {i} ({} bytes)", data.len());
+                assert_eq!(got.size, data.len() as u64);
+                let mut at = 0usize;
+                for c in &got.chunks {
+                    let bytes = &data[at..at + c.len as usize];
+                    assert_eq!(c.hash, mesh_protocol::Hash::of(bytes), "case {i}");
+                    assert_eq!(
+                        store.get_verified(&c.hash, u64::from(MAX_CHUNK)).unwrap(),
+                        bytes
+                    );
+                    at += c.len as usize;
+                }
+            }
+        }
     }
 
     #[test]
