@@ -42,7 +42,7 @@ const BLOCK: usize = 4 << 20;
 const CARRY_ROOM: usize = MAX_CHUNK as usize;
 
 /// Blocks between two stages of the pipeline, at most: it holds a few [`BLOCK`]s.
-const BLOCKS_IN_FLIGHT: usize = 2;
+const BLOCKS_IN_FLIGHT: usize = 1;
 
 /// A block of a file and the chunks cut in it.
 struct Block {
@@ -138,7 +138,7 @@ fn chunk_with(
     use std::sync::mpsc::sync_channel;
     let (read_tx, read_rx) = sync_channel::<std::io::Result<(Vec<u8>, bool)>>(BLOCKS_IN_FLIGHT);
     let (tx, rx) = sync_channel::<std::io::Result<Block>>(BLOCKS_IN_FLIGHT);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(2 * BLOCKS_IN_FLIGHT + 2);
+    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || read_blocks(file, &read_tx, &spare_rx));
         scope.spawn(move || cut_blocks(&read_rx, &tx));
