@@ -139,34 +139,94 @@ fn chunk_with(
     let (read_tx, read_rx) = sync_channel::<std::io::Result<(Vec<u8>, bool)>>(BLOCKS_IN_FLIGHT);
     let (tx, rx) = sync_channel::<std::io::Result<Block>>(BLOCKS_IN_FLIGHT);
     let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(4);
+    let (sync_tx, sync_rx) = sync_channel::<()>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || read_blocks(file, &read_tx, &spare_rx));
         scope.spawn(move || cut_blocks(&read_rx, &tx));
-        // Returning early drops `rx`, which stops the other stages at their next send.
+        // Copies into packs start their writeback while chunking goes on, so the
+        // caller's final sync finds little left. A failed writeback fails the
+        // chunking: after an I/O error a later fsync may report success for pages
+        // already lost.
+        let syncer = referenced.is_none().then(|| {
+            scope.spawn(move || -> Result<(), ChunkError> {
+                for () in sync_rx {
+                    store.start_writeback()?;
+                }
+                Ok(())
+            })
+        });
+        let stages = Stages {
+            store,
+            referenced,
+            spare: spare_tx,
+            writeback: sync_tx,
+        };
+        // Returning drops `rx`, which stops the other stages at their next send.
+        let stored = stages.store_blocks(rx, &mut out, written, io);
+        drop(stages);
+        let synced = match syncer.map(|s| s.join()) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io(std::io::Error::other("the writeback thread panicked"))),
+        };
+        stored.and(synced)?;
+        Ok((out, referenced))
+    })
+}
+
+/// Bytes copied into packs between two writeback starts while chunking (small in
+/// tests, so that they run the writeback thread).
+const WRITEBACK_EVERY: u64 = if cfg!(test) { 1 << 20 } else { 128 << 20 };
+
+/// The last stage of chunking: hashing and storing the chunks of each block.
+struct Stages<'a> {
+    store: &'a ChunkStore,
+    referenced: Option<RefId>,
+    /// Buffers back to the reader.
+    spare: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// Asks the writeback thread (if any) for a sync.
+    writeback: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Stages<'_> {
+    fn store_blocks(
+        &self,
+        rx: std::sync::mpsc::Receiver<std::io::Result<Block>>,
+        out: &mut ChunkedFile,
+        written: &mut Vec<mesh_protocol::Hash>,
+        io: impl Fn(std::io::Error) -> ChunkError,
+    ) -> Result<(), ChunkError> {
+        let mut unsynced = 0u64;
         for block in rx {
-            let block = block.map_err(io)?;
+            let block = block.map_err(&io)?;
             for &(offset, start, len) in &block.cuts {
                 let data = &block.data[start..start + len];
                 let len = len as u32;
-                let (hash, new) = match referenced {
+                let (hash, new) = match self.referenced {
                     Some(id) => {
                         let hash = mesh_protocol::Hash::of(data);
-                        (hash, store.put_ref(&hash, id, offset, len)?)
+                        (hash, self.store.put_ref(&hash, id, offset, len)?)
                     }
-                    None => store.put(data)?,
+                    None => self.store.put(data)?,
                 };
                 out.size += u64::from(len);
                 if new {
                     out.new_bytes += u64::from(len);
                     written.push(hash);
+                    unsynced += u64::from(len);
                 }
                 out.chunks.push(ChunkRef { hash, len });
             }
+            if unsynced >= WRITEBACK_EVERY {
+                unsynced = 0;
+                // Busy or absent: the next one, or the caller's, will do.
+                let _ = self.writeback.try_send(());
+            }
             // Full means the reader has buffers enough; this one is dropped.
-            let _ = spare_tx.try_send(block.data);
+            let _ = self.spare.try_send(block.data);
         }
-        Ok((out, referenced))
-    })
+        Ok(())
+    }
 }
 
 /// Reads `file` in blocks of [`BLOCK`] bytes after [`CARRY_ROOM`] and sends each

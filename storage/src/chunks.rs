@@ -513,6 +513,22 @@ impl ChunkStore {
         result
     }
 
+    /// Starts writing back the packs written since the last sync, without waiting
+    /// and without making anything durable (the next [`ChunkStore::sync`] still
+    /// does): called while a large write goes on, so that sync is short.
+    pub fn start_writeback(&self) -> Result<(), ChunkError> {
+        let packs: Vec<u32> = lock(&self.state).unsynced.iter().copied().collect();
+        for n in packs {
+            let path = pack::pack_path(&self.packs, n, "pack");
+            match File::open(&path) {
+                Ok(f) => crate::sys::start_writeback(&f).map_err(io_err(&path))?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Syncs what is unsynced while the caller holds the state lock (compaction).
     fn sync_locked(&self, st: &mut State) -> Result<(), ChunkError> {
         let (packs, names) = st.take_unsynced();

@@ -374,12 +374,12 @@ impl Output {
         }
     }
 
-    /// Starts writing back what was written so far (`fdatasync` of each file), so
-    /// that [`Output::commit`]'s sync finds little left; callable while chunks are
-    /// still being written from other threads.
-    pub fn sync_data(&self) -> Result<(), AssembleError> {
+    /// Starts writing back what was written so far (`sync_file_range`, not
+    /// waiting), so that [`Output::commit`]'s sync finds little left; callable
+    /// while chunks are still being written from other threads.
+    pub fn start_writeback(&self) -> Result<(), AssembleError> {
         for f in &self.files {
-            f.file.sync_data().map_err(io_at(&f.tmp))?;
+            crate::sys::start_writeback(&f.file).map_err(io_at(&f.tmp))?;
         }
         Ok(())
     }

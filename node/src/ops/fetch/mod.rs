@@ -457,9 +457,10 @@ impl Fetcher {
                     if let Err(e) = chunks.sync() {
                         warn!("background sync during fetch: {e}");
                     }
-                    // The output files too: their final fsync is then short.
-                    if let Some(Err(e)) = output.map(|o| o.sync_data()) {
-                        warn!("background sync of the output during fetch: {e}");
+                    // The output files' writeback starts too: their final fsync
+                    // (which alone makes them durable) is then short.
+                    if let Some(Err(e)) = output.map(|o| o.start_writeback()) {
+                        warn!("starting the output's writeback during fetch: {e}");
                     }
                 }));
             }
