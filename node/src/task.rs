@@ -8,6 +8,12 @@ use thiserror::Error;
 #[error("a background task of the node failed ({0}); this is a bug, or the node is shutting down")]
 pub struct TaskError(String);
 
+impl From<tokio::task::JoinError> for TaskError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        TaskError(e.to_string())
+    }
+}
+
 /// Runs `work` on tokio's blocking pool and returns its result; a panic or
 /// cancellation of the task becomes `E::from(TaskError)`.
 pub(crate) async fn blocking<T, E>(
@@ -19,5 +25,5 @@ where
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| E::from(TaskError(e.to_string())))?
+        .map_err(|e| E::from(TaskError::from(e)))?
 }

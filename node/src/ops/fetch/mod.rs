@@ -437,31 +437,39 @@ impl Fetcher {
         // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
         // sync of the store and the output starts (never two at once), so the final
         // syncs find little left to do.
-        let mut flushing: Option<tokio::task::JoinHandle<()>> = None;
+        // A failed sync fails the fetch: after an I/O error a later fsync may report
+        // success for pages already lost.
+        let mut flushing: Option<tokio::task::JoinHandle<Result<(), FetchError>>> = None;
         let mut flushed_at = 0u64;
-        while let Some(r) = results.next().await {
-            if let Err(e) = r {
-                // Batches still running on other threads hold the output; remove
-                // its temporary files before reporting, not when the last one ends.
-                if let Some(output) = &job.output {
-                    output.abandon();
-                }
-                return Err(e);
+        let abandon = |e: FetchError| {
+            // Batches still running on other threads hold the output; remove its
+            // temporary files before reporting, not when the last one ends.
+            if let Some(output) = &job.output {
+                output.abandon();
             }
+            e
+        };
+        while let Some(r) = results.next().await {
+            r.map_err(abandon)?;
             let got = job.transferred.load(Ordering::Relaxed);
             if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
             {
+                if let Some(done) = flushing.take() {
+                    done.await
+                        .map_err(|e| FetchError::Task(e.into()))
+                        .and_then(|r| r)
+                        .map_err(abandon)?;
+                }
                 flushed_at = got;
                 let (chunks, output) = (self.chunks.clone(), job.output.clone());
                 flushing = Some(tokio::task::spawn_blocking(move || {
-                    if let Err(e) = chunks.sync() {
-                        warn!("background sync during fetch: {e}");
-                    }
+                    chunks.sync()?;
                     // The output files' writeback starts too: their final fsync
                     // (which alone makes them durable) is then short.
-                    if let Some(Err(e)) = output.map(|o| o.start_writeback()) {
-                        warn!("starting the output's writeback during fetch: {e}");
+                    if let Some(output) = output {
+                        output.start_writeback()?;
                     }
+                    Ok(())
                 }));
             }
             send(
@@ -475,7 +483,10 @@ impl Fetcher {
         }
         drop(results);
         if let Some(f) = flushing {
-            let _ = f.await;
+            f.await
+                .map_err(|e| FetchError::Task(e.into()))
+                .and_then(|r| r)
+                .map_err(abandon)?;
         }
         Ok(())
     }
