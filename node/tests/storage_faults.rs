@@ -459,3 +459,51 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
     b.shutdown().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+/// A sync that fails while a fetch is still downloading (the background one, every
+/// MiB under `test-support`) fails the fetch, even though the final sync would
+/// succeed: after an I/O error, a later fsync may report success for lost pages.
+/// It leaves no file under its final name, and succeeds once the fault has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_failing_mid_fetch_fails_the_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let bytes = random_bytes(6_000_000, 12);
+    let data = data_dir(dir.path(), "big.bin", &bytes);
+    a.node.publish(data, BIG_TOML.into()).await.unwrap();
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let bn = b.node.clone();
+    wait_for("B to learn the product", || {
+        lists(&bn, "sales/big").is_some()
+    })
+    .await;
+    let probe = b.node.probe();
+    let faults = probe.chunk_faults();
+    let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
+    let out = dir.path().join("out");
+    faults.fail_next_syncs(1);
+    let err = b
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("injected sync failure"), "{err}");
+    assert!(!out.join("big.bin").exists());
+    assert_eq!(lists(&b.node, "sales/big"), Some(false));
+    let outcome = b
+        .node
+        .fetch(&target, Some(out.clone()), None)
+        .await
+        .unwrap();
+    assert!(!outcome.in_place);
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), bytes);
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

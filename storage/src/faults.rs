@@ -55,6 +55,8 @@ mod switches {
         space_left: AtomicU64,
         fail_writes: AtomicBool,
         fail_sync: AtomicBool,
+        /// Syncs still to fail before they work again.
+        failing_syncs: AtomicU64,
     }
 
     impl Default for Faults {
@@ -63,6 +65,7 @@ mod switches {
                 space_left: AtomicU64::new(u64::MAX),
                 fail_writes: AtomicBool::new(false),
                 fail_sync: AtomicBool::new(false),
+                failing_syncs: AtomicU64::new(0),
             }
         }
     }
@@ -88,11 +91,17 @@ mod switches {
             self.fail_sync.store(on, Ordering::SeqCst);
         }
 
+        /// The next `n` syncs fail; later ones work (an I/O error that passes).
+        pub fn fail_next_syncs(&self, n: u64) {
+            self.failing_syncs.store(n, Ordering::SeqCst);
+        }
+
         /// Switches every fault off.
         pub fn clear(&self) {
             self.disk_full_after(u64::MAX);
             self.fail_writes(false);
             self.fail_sync(false);
+            self.fail_next_syncs(0);
         }
 
         /// Called before writing `len` bytes.
@@ -111,7 +120,11 @@ mod switches {
 
         /// Called before making writes durable.
         pub(crate) fn before_sync(&self) -> io::Result<()> {
-            if self.fail_sync.load(Ordering::SeqCst) {
+            let once = self
+                .failing_syncs
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if once || self.fail_sync.load(Ordering::SeqCst) {
                 return Err(io::Error::other("injected sync failure"));
             }
             Ok(())
@@ -136,5 +149,8 @@ mod tests {
         assert!(f.before_sync().is_err());
         f.clear();
         assert!(f.before_sync().is_ok() && f.before_write(100).is_ok());
+        f.fail_next_syncs(2);
+        assert!(f.before_sync().is_err() && f.before_sync().is_err());
+        assert!(f.before_sync().is_ok(), "passes after two");
     }
 }

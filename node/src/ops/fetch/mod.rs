@@ -47,8 +47,13 @@ use crate::task::blocking;
 /// Corrupt held chunks one fetch drops and fetches again, at most (each repair
 /// re-reads the held chunks; more than this says the disk needs `mesh verify`).
 const MAX_REPAIRS: usize = 16;
-/// Bytes downloaded between background syncs during a fetch.
-const FLUSH_EVERY: u64 = 128 << 20;
+/// Bytes downloaded between background syncs during a fetch (1 MiB with the
+/// `test-support` feature, so that tests of a few MiB run them).
+const FLUSH_EVERY: u64 = if cfg!(feature = "test-support") {
+    1 << 20
+} else {
+    128 << 20
+};
 /// Products with at most this many files are written out while chunks arrive (one
 /// open descriptor per file); larger ones are assembled from the store afterwards.
 const MAX_STREAMED_FILES: usize = 256;
