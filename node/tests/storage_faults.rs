@@ -467,23 +467,9 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_failing_mid_fetch_fails_the_fetch() {
     let dir = tempfile::tempdir().unwrap();
-    let Keys {
-        sales,
-        finance,
-        genesis,
-        ..
-    } = Keys::new();
-    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
     let bytes = random_bytes(6_000_000, 12);
     let data = data_dir(dir.path(), "big.bin", &bytes);
-    a.node.publish(data, BIG_TOML.into()).await.unwrap();
-    let a_addr = a.node.status().await.unwrap().listen[0].clone();
-    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
-    let bn = b.node.clone();
-    wait_for("B to learn the product", || {
-        lists(&bn, "sales/big").is_some()
-    })
-    .await;
+    let (a, b) = publisher_and_consumer(dir.path(), data, BIG_TOML).await;
     let probe = b.node.probe();
     let faults = probe.chunk_faults();
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();

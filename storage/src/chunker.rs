@@ -184,7 +184,7 @@ struct Stages<'a> {
     referenced: Option<RefId>,
     /// Buffers back to the reader.
     spare: std::sync::mpsc::SyncSender<Vec<u8>>,
-    /// Asks the writeback thread (if any) for a sync.
+    /// Asks the writeback thread (if any) to start a writeback.
     writeback: std::sync::mpsc::SyncSender<()>,
 }
 

@@ -367,6 +367,7 @@ mod tests {
         assert!(!store.has(&gone));
         assert!(store.has(&kept) && store.has(&elsewhere));
     }
+
     #[test]
     fn a_truncated_file_keeps_its_records_and_reads_as_changed() {
         let dir = tempfile::tempdir().unwrap();

@@ -309,8 +309,7 @@ impl Fetcher {
                             // The files are whole and synced: the store now records
                             // every chunk as a range of them, durable before the
                             // version is marked held.
-                            let dests: Vec<PathBuf> = output.paths().map(PathBuf::from).collect();
-                            for (f, dest) in files.iter().zip(&dests) {
+                            for (f, dest) in files.iter().zip(output.paths()) {
                                 replaced += chunks.reference_file(dest, &f.chunks)?.len();
                             }
                             chunks.sync()?;
@@ -460,10 +459,7 @@ impl Fetcher {
             if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
             {
                 if let Some(done) = flushing.take() {
-                    done.await
-                        .map_err(|e| FetchError::Task(e.into()))
-                        .and_then(|r| r)
-                        .map_err(abandon)?;
+                    flushed(done).await.map_err(abandon)?;
                 }
                 flushed_at = got;
                 let (chunks, output) = (self.chunks.clone(), job.output.clone());
@@ -487,14 +483,16 @@ impl Fetcher {
             .await;
         }
         drop(results);
-        if let Some(f) = flushing {
-            f.await
-                .map_err(|e| FetchError::Task(e.into()))
-                .and_then(|r| r)
-                .map_err(abandon)?;
+        if let Some(done) = flushing {
+            flushed(done).await.map_err(abandon)?;
         }
         Ok(())
     }
+}
+
+/// The outcome of a background sync started during a download.
+async fn flushed(done: tokio::task::JoinHandle<Result<(), FetchError>>) -> Result<(), FetchError> {
+    done.await.map_err(|e| FetchError::Task(e.into()))?
 }
 
 /// The chunk whose stored bytes failed verification, if that is what `e` says.

@@ -464,11 +464,14 @@ impl ChunkFetch {
                 // In place, the output is the only copy: verified here, recorded
                 // in the store once the files are whole.
                 let put = if in_place {
-                    if mesh_protocol::Hash::of(&d.0) == c.hash {
+                    let actual = mesh_protocol::Hash::of(&d.0);
+                    if actual == c.hash {
                         Ok(false)
                     } else {
-                        wrong.push(c);
-                        continue;
+                        Err(mesh_storage::ChunkError::Corrupt {
+                            expected: c.hash,
+                            actual,
+                        })
                     }
                 } else {
                     chunks.put_verified(&c.hash, &d.0)
