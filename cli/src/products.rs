@@ -401,7 +401,7 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
         say!("  corrupt chunk {c}");
     }
     for f in &r.changed_files {
-        say!("  published in place, changed since: {f} (restore it, or publish the data again as a new version)");
+        say!("  kept in place, changed since: {f} (restore it; or publish the data again as a new version, or fetch the version again)");
     }
     for p in &r.unmarked {
         say!("no longer held whole: {p}");

@@ -21,7 +21,7 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Chunks whose bytes did not match their hash, removed (hex hashes).
     pub corrupt_removed: Vec<String>,
-    /// Files published in place that no longer hold their chunks' bytes (changed,
+    /// Files published or fetched in place that no longer hold their chunks' bytes (changed,
     /// moved or gone); their chunks were dropped like corrupt ones.
     #[serde(default)]
     pub changed_files: Vec<String>,
