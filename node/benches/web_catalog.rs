@@ -2,7 +2,9 @@
 //! (100 domains × 100 products, each with a signed manifest of 8 columns), on an
 //! in-process node, measured over loopback HTTP. The baseline, measured in the same
 //! run on the same catalog, is the control API's JSON listing (`GET /v1/products`),
-//! which reads and judges the same products.
+//! which reads and judges the same products. Then a second node joins and pulls the
+//! whole catalog from the first (late-joiner catch-up), against the time the first
+//! node took to take the same announcements in-process.
 //!
 //! Run: `cargo bench -p mesh-node --bench web_catalog` (prints a Markdown table;
 //! `MESH_BENCH_PRODUCTS=N` changes the catalog size).
@@ -182,9 +184,10 @@ fn main() -> Res<()> {
         let signed = Signed::sign(&m, key);
         probe.learn(&announcement(&m, &signed, key), &signed)?;
     }
+    let filled_in = filled.elapsed();
     eprintln!(
         "catalog of {products} products over {domains} domains filled in {:.1} s",
-        filled.elapsed().as_secs_f64()
+        filled_in.as_secs_f64()
     );
     let base = format!("http://{}", running.api_addr);
     let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
@@ -244,6 +247,73 @@ fn main() -> Res<()> {
         "machine: {} cores; median of {RUNS} runs over loopback HTTP; the node's process RSS after the runs: {rss}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let (joiner_domain, joiner_key) = &keys[keys.len() - 1];
+    let joined = rt.block_on(late_joiner(
+        &dir,
+        (joiner_domain, joiner_key),
+        &genesis,
+        &running,
+        products,
+    ))?;
+    println!();
+    println!("| late joiner ({products} products) | seconds | vs baseline |");
+    println!("|---|---|---|");
+    println!(
+        "| baseline: filling the first node in-process (`learn`, same catalog) | {:.1} | 1.00x |",
+        filled_in.as_secs_f64()
+    );
+    println!(
+        "| a new node's catalog complete, from its start (catalog sync over loopback) | {:.1} | {:.2}x |",
+        joined.as_secs_f64(),
+        joined.as_secs_f64() / filled_in.as_secs_f64()
+    );
     rt.block_on(running.shutdown())?;
     Ok(())
+}
+
+/// Starts a second node of `domain` bootstrapping to `first`, and returns the time
+/// from its start until its catalog holds all `products` (at most 10 minutes).
+async fn late_joiner(
+    dir: &tempfile::TempDir,
+    (domain, key): (&str, &KeyPair),
+    genesis: &Signed<Policy>,
+    first: &mesh_node::RunningNode,
+    products: usize,
+) -> Res<Duration> {
+    let home = NodeHome::new(dir.path().join("joiner"));
+    home.create(
+        &domain.parse()?,
+        Some(KeyPair::from_secret(key.secret_bytes())),
+    )?;
+    install_genesis(
+        &mesh_storage::SledStore::open(&home.db_path())?,
+        genesis,
+        unix_now(),
+    )?;
+    let bootstrap = first.node.status().await?.listen;
+    let started = Instant::now();
+    let joiner = mesh_node::start(
+        home,
+        RunOptions {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let probe = joiner.node.probe();
+    let deadline = started + Duration::from_secs(600);
+    while probe.catalog_len() < products {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the late joiner holds {} of {products} products after 10 minutes",
+                probe.catalog_len()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    joiner.shutdown().await?;
+    Ok(took)
 }

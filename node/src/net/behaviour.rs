@@ -215,7 +215,11 @@ pub(crate) fn build_swarm(
             let peer_id = key.public().to_peer_id();
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .validate_messages()
-                .validation_mode(ValidationMode::Strict)
+                // Every payload carries its author's signature (`Signed<T>`), checked
+                // by the validator, so gossipsub's own per-message signature would
+                // only be verified again on every duplicate copy: envelopes go
+                // unsigned, without source or sequence number.
+                .validation_mode(ValidationMode::Anonymous)
                 .max_transmit_size(MAX_GOSSIP_BYTES)
                 .max_transmit_size_for_topic(
                     mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
@@ -236,7 +240,7 @@ pub(crate) fn build_swarm(
                 .build()
                 .map_err(|e| e.to_string())?;
             let mut gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                     .map_err(|e| e.to_string())?
                     .with_metrics(
                         registry.sub_registry_with_prefix("gossipsub"),

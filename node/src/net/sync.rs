@@ -12,6 +12,13 @@
 //! [`MAX_POLICY_PAGES`] policy pages and [`MAX_CATALOG_PAGES`] catalog pages per
 //! connection, and a catalog cursor that does not advance ends the sync; records
 //! likewise, at most [`MAX_RECORD_PAGES`] pages of each kind.
+//!
+//! Gossip is not sent again, so what a node missed (cut off by a partition, down
+//! in a crash) reaches it only through sync. A version a sync teaches that was
+//! announced recently is therefore gossiped on by the node that learned it (at most
+//! [`MAX_SPREAD_PER_PAGE`] a page): sync repairs, gossip spreads the repair, as in
+//! the epidemic protocols of Demers et al. Peers that hold it already drop it
+//! unchecked (its bytes are the kept ones).
 
 use libp2p::PeerId;
 use mesh_protocol::access::{AccessDecision, AccessRequest};
@@ -103,12 +110,27 @@ impl SyncState {
     }
 }
 
+/// Versions a sync taught this node are gossiped on when they were announced at most
+/// this long ago: a partition that healed, or a node back from a crash, then spreads
+/// what it missed at gossip speed instead of each node waiting for its own sync.
+const SPREAD_RECENT_MS: u64 = 10 * 60 * 1000;
+/// Versions gossiped on per catalog page, at most: a late joiner learning a large
+/// catalog does not flood the mesh with what every other node holds.
+const MAX_SPREAD_PER_PAGE: usize = 32;
+
+/// Whether a version a sync taught this node is gossiped on (see [`SPREAD_RECENT_MS`]).
+fn worth_spreading(issued_at_ms: u64, now_ms: u64, spread_so_far: usize) -> bool {
+    spread_so_far < MAX_SPREAD_PER_PAGE && now_ms.saturating_sub(issued_at_ms) <= SPREAD_RECENT_MS
+}
+
 /// Takes the answer to `state` (`None`: the request failed), offers what it holds,
-/// and returns the next step, if any.
+/// pushes the envelopes of recent versions it taught this node onto `spread` (to be
+/// gossiped on), and returns the next step, if any.
 pub(super) fn advance(
     state: SyncState,
     response: Option<Response>,
     validator: &Validator,
+    spread: &mut Vec<Vec<u8>>,
 ) -> Option<SyncState> {
     match state {
         SyncState::Policies {
@@ -170,9 +192,22 @@ pub(super) fn advance(
             };
             let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
             let mut last = None;
+            let now = unix_now_ms();
+            let spread_before = spread.len();
             for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
-                match validator.offer_announcement(bytes) {
-                    Ok(Offer::New) => new += 1,
+                let offered = validator.offer_announcement(bytes);
+                let decoded = Signed::<Announcement>::from_bytes(bytes)
+                    .and_then(|s| s.value())
+                    .ok();
+                match offered {
+                    Ok(Offer::New) => {
+                        new += 1;
+                        if decoded.as_ref().is_some_and(|a| {
+                            worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
+                        }) {
+                            spread.push(bytes.clone());
+                        }
+                    }
                     Ok(_) => {}
                     Err(OfferError::Invalid(e)) => {
                         rejected += 1;
@@ -184,7 +219,7 @@ pub(super) fn advance(
                         debug!(%peer, "catalog sync: could not keep an entry: {e}");
                     }
                 }
-                if let Ok(a) = Signed::<Announcement>::from_bytes(bytes).and_then(|s| s.value()) {
+                if let Some(a) = decoded {
                     last = Some((a.product, a.version));
                 }
             }
@@ -311,4 +346,21 @@ fn record_owner<T: mesh_protocol::SignedKind>(
         .and_then(|s| s.value())
         .ok()
         .map(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_recent_versions_are_spread_and_at_most_a_page_budget() {
+        let now = 100 * SPREAD_RECENT_MS;
+        assert!(worth_spreading(now, now, 0));
+        assert!(worth_spreading(now - SPREAD_RECENT_MS, now, 0));
+        assert!(!worth_spreading(now - SPREAD_RECENT_MS - 1, now, 0));
+        // Issued "in the future" by a skewed clock is recent.
+        assert!(worth_spreading(now + 5_000, now, 0));
+        assert!(worth_spreading(now, now, MAX_SPREAD_PER_PAGE - 1));
+        assert!(!worth_spreading(now, now, MAX_SPREAD_PER_PAGE));
+    }
 }

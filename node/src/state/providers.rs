@@ -172,6 +172,11 @@ impl Providers {
     pub(crate) fn accept(&self, bytes: &[u8], now_ms: u64) -> Result<bool, OfferError> {
         let signed = Signed::<ProviderRecord>::from_bytes(bytes).map_err(Invalid::new)?;
         let r = signed.value().map_err(Invalid::new)?;
+        // What would be dropped anyway is dropped before the signature check, which
+        // costs more than everything else here: anti-entropy pulls every record again.
+        if r.peer == self.me.to_string() || self.is_known(&r) {
+            return Ok(false);
+        }
         r.validate().map_err(Invalid::new)?;
         if !signed.is_signed_by(&r.key) {
             return Err(Invalid::new(format!(
@@ -195,9 +200,6 @@ impl Providers {
             ))
             .into());
         }
-        if r.peer == self.me.to_string() {
-            return Ok(false);
-        }
         let mut index = self.write();
         if let Some(known) = index.nodes.get(&r.peer) {
             if known.issued_at_ms >= r.issued_at_ms {
@@ -213,6 +215,14 @@ impl Providers {
         self.store.put(Tree::Providers, r.peer.as_bytes(), bytes)?;
         index.insert(r);
         Ok(true)
+    }
+
+    /// Whether a record of `r`'s node at least as new as `r` is kept already.
+    fn is_known(&self, r: &ProviderRecord) -> bool {
+        self.read()
+            .nodes
+            .get(&r.peer)
+            .is_some_and(|known| known.issued_at_ms >= r.issued_at_ms)
     }
 
     /// The record to drop for `new` when full: the stalest record of a node the
@@ -444,6 +454,41 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("future"), "{err}");
         assert!(p.accept(b"garbage", 0).is_err());
+    }
+
+    #[test]
+    fn a_record_no_newer_than_the_kept_one_is_dropped_unchecked_and_changes_nothing() {
+        let (p, _) = providers();
+        let (replica, liar) = (
+            libp2p::identity::Keypair::generate_ed25519(),
+            libp2p::identity::Keypair::generate_ed25519(),
+        );
+        let a = ManifestHash::of(b"a");
+        assert!(p.accept(&record_of(&replica, &[a], 1_000), 1_000).unwrap());
+        // The liar's key signs records naming the replica: as old as the kept one
+        // (dropped before any signature is checked, as anti-entropy repeats every
+        // record), and newer (checked and refused).
+        let ed = liar.clone().try_into_ed25519().unwrap();
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(ed.secret().as_ref());
+        let liar_key = KeyPair::from_secret(seed);
+        let forged = |at: u64| {
+            let r = ProviderRecord {
+                format: PROVIDER_FORMAT,
+                peer: replica.public().to_peer_id().to_string(),
+                key: liar_key.public(),
+                issued_at_ms: at,
+                held: vec![],
+                addrs: vec![],
+                follows: vec![],
+            };
+            Signed::sign(&r, &liar_key).to_bytes()
+        };
+        assert!(!p.accept(&forged(1_000), 2_000).unwrap());
+        assert!(!p.accept(&forged(500), 2_000).unwrap());
+        let err = p.accept(&forged(1_500), 2_000).unwrap_err();
+        assert!(err.to_string().contains("another node's key"), "{err}");
+        assert_eq!(p.holders(&a, 2_000).len(), 1, "the kept record stands");
     }
 
     #[test]

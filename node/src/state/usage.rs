@@ -161,16 +161,19 @@ impl UsageLedger {
     /// [`OfferError::Invalid`]; failing to store it is [`OfferError::Store`].
     pub(crate) fn accept(&self, bytes: &[u8]) -> Result<bool, OfferError> {
         let signed = Signed::<UsageReport>::from_bytes(bytes).map_err(Invalid::new)?;
-        let report = self.governance.check_usage(&signed)?;
-        let k = report.provider.as_bytes().to_vec();
+        let claimed = signed.value().map_err(Invalid::new)?;
+        let k = claimed.provider.as_bytes().to_vec();
+        // A report no newer than the one kept is dropped before its signature is
+        // checked (anti-entropy pulls every report again).
         if let Some(old) = self.store.get(Tree::UsageReports, &k)? {
             let newer = Signed::<UsageReport>::from_bytes(&old)
                 .and_then(|s| s.value())
-                .is_ok_and(|o| o.issued_at_ms >= report.issued_at_ms);
+                .is_ok_and(|o| o.issued_at_ms >= claimed.issued_at_ms);
             if newer {
                 return Ok(false);
             }
         }
+        self.governance.check_usage(&signed)?;
         self.store.put(Tree::UsageReports, &k, bytes)?;
         Ok(true)
     }

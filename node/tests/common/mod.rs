@@ -8,7 +8,7 @@ pub(crate) use std::sync::Arc;
 pub(crate) use std::time::Duration;
 
 pub(crate) use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
-pub(crate) use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+pub(crate) use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 pub(crate) use libp2p::request_response::{self, ProtocolSupport};
 pub(crate) use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 pub(crate) use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol};
@@ -175,17 +175,20 @@ pub(crate) fn spawn_rogue_with(
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|key| {
+        .with_behaviour(|_key| {
+            // Unsigned envelopes, as nodes send them (the payloads carry the
+            // signatures), so the rogue's gossip reaches the node's validator.
             let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(ValidationMode::Anonymous)
+                .message_id_fn(|m: &gossipsub::Message| {
+                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+                })
                 .max_transmit_size(1024 * 1024)
                 .build()
                 .unwrap();
             Rogue {
-                gossipsub: gossipsub::Behaviour::new(
-                    MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )
-                .unwrap(),
+                gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
+                    .unwrap(),
                 transfer: request_response::Behaviour::with_codec(
                     RawCodec { deaf },
                     [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],

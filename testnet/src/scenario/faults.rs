@@ -31,6 +31,14 @@ pub(super) fn catalogs(net: &Testnet) -> anyhow::Result<Vec<(BTreeSet<String>, b
         .collect()
 }
 
+/// Announcement gossip messages (not counting duplicates) all nodes received so far.
+fn unique_announcements(net: &Testnet) -> u64 {
+    (0..net.nodes.len())
+        .filter_map(|i| crate::observe::announce_counts(net, i))
+        .map(|(all, dupes)| all - dupes)
+        .sum()
+}
+
 /// Two halves cut apart publish separately, then the cut heals: time until every
 /// catalog holds everything, exactly once.
 pub fn partition(opts: &Options) -> anyhow::Result<Report> {
@@ -79,6 +87,7 @@ pub fn partition(opts: &Options) -> anyhow::Result<Report> {
             .iter()
             .any(|i| labels_a.iter().any(|l| t_b[*i].contains_key(l)));
     report.check(!leaked, || "a product crossed the partition".into());
+    let gossiped_before = unique_announcements(&net);
     let healed = now_secs();
     proxy.heal();
     let all: Vec<usize> = (0..n).collect();
@@ -91,12 +100,22 @@ pub fn partition(opts: &Options) -> anyhow::Result<Report> {
         .iter()
         .filter(|(set, doubled)| *set == expected && !doubled)
         .count();
+    // Nothing is published after the heal: every announcement gossiped since is a
+    // version a node learned by sync and spread on.
+    let spread = unique_announcements(&net).saturating_sub(gossiped_before);
     report.row("products per side", per_side.to_string());
     report.row(
         "full convergence after heal",
         format!("{:.0} ms", (last - healed) * 1000.0),
     );
     report.row("catalogs exactly complete", format!("{exact} of {n}"));
+    report.row(
+        "announcements received by gossip after heal (spread on from sync)",
+        spread.to_string(),
+    );
+    report.check(spread > 0, || {
+        "no version learned by sync after the heal was gossiped on".into()
+    });
     report.check(missing == 0, || {
         format!("{missing} (node, product) pairs missing after heal")
     });
@@ -107,6 +126,7 @@ pub fn partition(opts: &Options) -> anyhow::Result<Report> {
         "per_side": per_side,
         "convergence_ms": (last - healed) * 1000.0,
         "exact_catalogs": exact,
+        "spread_after_heal": spread,
     });
     Ok(report)
 }

@@ -469,7 +469,13 @@ impl EventLoop {
     }
 
     fn on_sync_response(&mut self, state: SyncState, response: Option<Response>) {
-        if let Some(next) = sync::advance(state, response, &self.validator) {
+        let mut spread = Vec::new();
+        let next = sync::advance(state, response, &self.validator, &mut spread);
+        // Best effort: with no subscribed peer there is nobody to tell.
+        for envelope in spread {
+            let _ = self.publish(announce_topic(), envelope);
+        }
+        if let Some(next) = next {
             self.send_sync(next);
         }
     }

@@ -1,0 +1,128 @@
+//! Unit tests of how the catalog takes offered announcements.
+
+use super::*;
+use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+use mesh_protocol::manifest::{Classification, Status};
+use mesh_protocol::policy::{Council, DomainEntry};
+use mesh_protocol::{DomainName, KeyPair, Policy};
+
+/// A catalog over a genesis whose domain `sales` has the publisher keys `current`
+/// and `old`; the council's key signs later policies.
+struct Setup {
+    council: KeyPair,
+    current: KeyPair,
+    old: KeyPair,
+    governance: Governance,
+    catalog: Catalog,
+}
+
+fn setup() -> Setup {
+    let (council, current, old) = (
+        KeyPair::generate(),
+        KeyPair::generate(),
+        KeyPair::generate(),
+    );
+    let genesis = Policy::genesis(
+        Council {
+            members: [council.public()].into(),
+            threshold: 1,
+        },
+        [(
+            "sales".parse().expect("domain"),
+            DomainEntry {
+                publisher_keys: [current.public(), old.public()].into(),
+                ..DomainEntry::default()
+            },
+        )]
+        .into(),
+        crate::clock::unix_now(),
+        86_400,
+    )
+    .expect("genesis");
+    let store: Arc<dyn MetaStore> = Arc::new(mesh_storage::MemStore::default());
+    super::super::governance::install_genesis(
+        store.as_ref(),
+        &Signed::sign(&genesis, &council),
+        crate::clock::unix_now(),
+    )
+    .expect("install genesis");
+    let governance = Governance::load(store.clone()).expect("governance");
+    let catalog = Catalog::new(store, governance.clone());
+    Setup {
+        council,
+        current,
+        old,
+        governance,
+        catalog,
+    }
+}
+
+/// `sales/orders@version`, announced at `at` and signed by `key`.
+fn announcement(key: &KeyPair, version: &str, at: u64) -> Vec<u8> {
+    let a = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: "sales/orders".parse().expect("product"),
+        version: version.parse().expect("version"),
+        manifest: ManifestHash::of(version.as_bytes()),
+        summary: Summary {
+            title: "Orders".into(),
+            status: Status::Active,
+            classification: Classification::Internal,
+            tags: vec![],
+            owner_team: "sales".into(),
+            size: 1,
+            files: 1,
+        },
+        providers: vec![libp2p::PeerId::random().to_string()],
+        issued_at_ms: at,
+        publisher: key.public(),
+    };
+    Signed::sign(&a, key).to_bytes()
+}
+
+fn invalid(outcome: Result<Offer, OfferError>) -> String {
+    match outcome {
+        Err(OfferError::Invalid(e)) => e.to_string(),
+        other => panic!("expected an invalid offer, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_envelope_already_kept_is_known_even_after_its_key_is_removed() {
+    let s = setup();
+    let kept = announcement(&s.old, "1.0.0", 1_000);
+    assert_eq!(s.catalog.offer(&kept).expect("offer"), Offer::New);
+    assert_eq!(s.catalog.offer(&kept).expect("again"), Offer::Known);
+
+    // The council removes the old key from sales.
+    let mut next = s.governance.policy();
+    next.version += 1;
+    next.domains
+        .get_mut(&"sales".parse::<DomainName>().expect("domain"))
+        .expect("sales")
+        .publisher_keys
+        .remove(&s.old.public());
+    let offered = s
+        .governance
+        .offer(&[Signed::sign(&next, &s.council)], crate::clock::unix_now())
+        .expect("offer policy");
+    assert_eq!(offered.accepted.len(), 1, "{:?}", offered.error);
+
+    // A peer sending back exactly what was kept (anti-entropy) is not refused:
+    // refusing would cost an honest peer its gossip score.
+    assert_eq!(s.catalog.offer(&kept).expect("kept"), Offer::Known);
+    // Anything new the removed key signs is refused: a re-announcement ...
+    let refreshed = announcement(&s.old, "1.0.0", 2_000);
+    assert!(invalid(s.catalog.offer(&refreshed)).contains("not registered"));
+    // ... or another version.
+    let other = announcement(&s.old, "1.1.0", 2_000);
+    assert!(invalid(s.catalog.offer(&other)).contains("not registered"));
+    // A tampered copy of the kept envelope is checked, not taken for it.
+    let mut tampered = kept.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(s.catalog.offer(&tampered).is_err());
+    // The current key still announces.
+    let current = announcement(&s.current, "1.1.0", 3_000);
+    assert_eq!(s.catalog.offer(&current).expect("current"), Offer::New);
+}
