@@ -137,6 +137,10 @@ fn sled_err(e: sled::Error) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// Bytes of pages sled keeps in memory. Its default is 1 GiB, which a node with a
+/// catalog of 100,000 products filled: the process grew to 1.1 GiB.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -145,7 +149,11 @@ impl SledStore {
         // never longer, before saying another node holds it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let opened = loop {
-            match sled::Config::new().path(dir).open() {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
                 Err(e) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
