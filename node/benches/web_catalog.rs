@@ -186,8 +186,9 @@ fn main() -> Res<()> {
     }
     let filled_in = filled.elapsed();
     eprintln!(
-        "catalog of {products} products over {domains} domains filled in {:.1} s",
-        filled_in.as_secs_f64()
+        "catalog of {products} products over {domains} domains filled in {:.1} s; process RSS {}",
+        filled_in.as_secs_f64(),
+        rss()
     );
     let base = format!("http://{}", running.api_addr);
     let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
@@ -232,17 +233,7 @@ fn main() -> Res<()> {
             t.as_secs_f64() / baseline.as_secs_f64()
         );
     }
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or_else(
-            || "unknown".to_string(),
-            |kb| format!("{:.0} MiB", kb / 1024.0),
-        );
+    let rss = rss();
     eprintln!(
         "machine: {} cores; median of {RUNS} runs over loopback HTTP; the node's process RSS after the runs: {rss}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -269,6 +260,21 @@ fn main() -> Res<()> {
     );
     rt.block_on(running.shutdown())?;
     Ok(())
+}
+
+/// This process's resident memory, for the report.
+fn rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown".to_string(),
+            |kb| format!("{:.0} MiB", kb / 1024.0),
+        )
 }
 
 /// Starts a second node of `domain` bootstrapping to `first`, and returns the time
