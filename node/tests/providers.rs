@@ -1,6 +1,6 @@
 //! Providers as a consumer meets them: one that corrupts every chunk is banned while
-//! the fetch completes from the others, a busy one is retried, a slow one gets less
-//! work. Real nodes in-process on loopback plus a scripted peer; every wait has a
+//! the fetch completes from the others, a busy one is retried, one that does not hold
+//! the manifest yet is asked again, a slow one gets less work. Real nodes in-process on loopback plus a scripted peer; every wait has a
 //! deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -164,6 +164,54 @@ async fn a_busy_provider_is_retried_not_abandoned() {
         "the provider was busy"
     );
     assert_eq!(outcome.banned.len(), 0, "busy is not misbehaviour");
+    for n in [c, a] {
+        n.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_the_manifest_yet_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let bytes = random_bytes(300_000, 0x9E37_79B9_7F4A_7C15);
+    let data = data_dir(dir.path(), "f.bin", &bytes);
+    let toml = "id = \"sales/f\"\nversion = \"1.0.0\"\ntitle = \"F\"\n[owner]\nteam = \"t\"\n";
+    let published = a.node.publish(data, toml.into()).await.unwrap();
+
+    // The only provider C can reach is a neighbour fetching the same new version:
+    // its first two answers for the manifest (C's background prefetch, then C's
+    // fetch) are "not found", later ones the genuine manifest. A, the publisher, is
+    // not reachable from C.
+    let hash: Hash = published.manifest.parse().unwrap();
+    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
+    let catalog_page = a.node.probe().catalog_page(16);
+    let chunks = a.node.probe().chunks();
+    let manifest_bytes = signed.to_bytes();
+    let manifest_asks = Arc::new(AtomicUsize::new(0));
+    let asks = manifest_asks.clone();
+    let respond: Responder = Arc::new(move |r| {
+        if matches!(r, Request::Manifest(_)) && asks.fetch_add(1, Ordering::SeqCst) < 2 {
+            return framed(&wire::encode_response(&Response::NotFound));
+        }
+        provider_answer(r, &manifest_bytes, &catalog_page, |c| {
+            chunks.get_verified(c, 4 << 20).unwrap()
+        })
+    });
+    let (c, _rogue) = start_consumer(dir.path(), &finance, &genesis, vec![], respond, 1).await;
+
+    let out = dir.path().join("out");
+    let target: mesh_protocol::ProductRef = "sales/f".parse().unwrap();
+    let outcome = c.node.fetch(&target, Some(out.clone()), None).await;
+    let asked = manifest_asks.load(Ordering::SeqCst);
+    assert!(outcome.is_ok(), "{outcome:?} after {asked} manifest asks");
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), bytes);
+    assert!(asked >= 3, "asked for the manifest {asked} times");
     for n in [c, a] {
         n.shutdown().await.unwrap();
     }

@@ -5,7 +5,7 @@
 use libp2p::PeerId;
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{schedule, FetchError, Fetcher};
 use crate::clock::unix_now_ms;
@@ -93,12 +93,14 @@ impl Fetcher {
     ) -> Result<(Signed<Manifest>, Manifest), FetchError> {
         let mut tried = Vec::new();
         let mut denials = Vec::new();
-        // Providers that could not be reached are asked again, after a pause, once
-        // every other one was tried (see `schedule::MAX_RETRY_ROUNDS`).
+        // Providers that could not be reached, or did not hold the manifest yet (a
+        // neighbour fetching the same new version at the same moment), are asked
+        // again, after a pause, once every other one was tried (see
+        // `schedule::MAX_RETRY_ROUNDS`).
         let mut round: Vec<PeerId> = providers.to_vec();
         let mut retry_rounds = 0;
         while !round.is_empty() {
-            let mut unreachable = Vec::new();
+            let mut again = Vec::new();
             for peer in &round {
                 let why = match self.net.request(*peer, Request::Manifest(*hash)).await {
                     Ok(Response::Manifest(bytes)) => match Signed::<Manifest>::from_bytes(&bytes) {
@@ -122,24 +124,33 @@ impl Fetcher {
                         denials.push(d.clone());
                         d
                     }
-                    Ok(Response::NotFound) => "does not hold it".into(),
+                    Ok(Response::NotFound) => {
+                        again.push(*peer);
+                        "does not hold it (yet)".into()
+                    }
                     Ok(other) => format!("answered {other:?}"),
                     Err(e) => {
                         if e.is_unreachable() {
-                            unreachable.push(*peer);
+                            again.push(*peer);
                         }
                         e.to_string()
                     }
                 };
-                warn!(%peer, "manifest {}: {why}", hash.short());
-                tried.push(format!("{peer}: {why}"));
+                if again.last() == Some(peer) {
+                    debug!(%peer, "manifest {}: {why}; asking again later", hash.short());
+                } else {
+                    warn!(%peer, "manifest {}: {why}", hash.short());
+                }
+                // The last answer of each peer.
+                tried.retain(|(p, _)| p != peer);
+                tried.push((*peer, why));
             }
-            if unreachable.is_empty() || retry_rounds == schedule::MAX_RETRY_ROUNDS {
+            if again.is_empty() || retry_rounds == schedule::MAX_RETRY_ROUNDS {
                 break;
             }
             retry_rounds += 1;
             tokio::time::sleep(schedule::RETRY_BACKOFF * retry_rounds).await;
-            round = unreachable;
+            round = again;
         }
         if let Some(first) = denials.first() {
             return Err(FetchError::Denied(format!(
@@ -153,7 +164,11 @@ impl Fetcher {
             hash.short(),
             tried.len(),
             if tried.is_empty() { "" } else { ": " },
-            tried.join("; ")
+            tried
+                .iter()
+                .map(|(peer, why)| format!("{peer}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")
         )))
     }
 }
