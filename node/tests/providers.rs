@@ -127,11 +127,7 @@ async fn a_busy_provider_is_retried_not_abandoned() {
 
     // The only provider C can reach: answers Busy to the first request for each chunk,
     // then serves the genuine bytes (read from A's store).
-    let hash: Hash = published.manifest.parse().unwrap();
-    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
-    let catalog_page = a.node.probe().catalog_page(16);
-    let chunks = a.node.probe().chunks();
-    let manifest_bytes = signed.to_bytes();
+    let genuine = genuine_answers(&a, &published.manifest);
     let asked = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let busy_answers = Arc::new(AtomicUsize::new(0));
     let busy = busy_answers.clone();
@@ -145,9 +141,7 @@ async fn a_busy_provider_is_retried_not_abandoned() {
             busy.fetch_add(1, Ordering::SeqCst);
             return framed(&wire::encode_response(&Response::Busy));
         }
-        provider_answer(r, &manifest_bytes, &catalog_page, |c| {
-            chunks.get_verified(c, 4 << 20).unwrap()
-        })
+        genuine(r)
     });
     let (c, _rogue) = start_consumer(dir.path(), &finance, &genesis, vec![], respond, 1).await;
 
@@ -188,20 +182,14 @@ async fn a_provider_without_the_manifest_yet_is_asked_again() {
     // its first two answers for the manifest (C's background prefetch, then C's
     // fetch) are "not found", later ones the genuine manifest. A, the publisher, is
     // not reachable from C.
-    let hash: Hash = published.manifest.parse().unwrap();
-    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
-    let catalog_page = a.node.probe().catalog_page(16);
-    let chunks = a.node.probe().chunks();
-    let manifest_bytes = signed.to_bytes();
+    let genuine = genuine_answers(&a, &published.manifest);
     let manifest_asks = Arc::new(AtomicUsize::new(0));
     let asks = manifest_asks.clone();
     let respond: Responder = Arc::new(move |r| {
         if matches!(r, Request::Manifest(_)) && asks.fetch_add(1, Ordering::SeqCst) < 2 {
             return framed(&wire::encode_response(&Response::NotFound));
         }
-        provider_answer(r, &manifest_bytes, &catalog_page, |c| {
-            chunks.get_verified(c, 4 << 20).unwrap()
-        })
+        genuine(r)
     });
     let (c, _rogue) = start_consumer(dir.path(), &finance, &genesis, vec![], respond, 1).await;
 
@@ -267,5 +255,23 @@ async fn a_slow_provider_gets_less_work() {
     );
     for n in [c, a] {
         n.shutdown().await.unwrap();
+    }
+}
+
+/// Answers as an honest provider of the version with `manifest` would: its manifest, A's catalog
+/// page and the chunks, all read from A's store.
+fn genuine_answers(
+    a: &mesh_node::RunningNode,
+    manifest: &str,
+) -> impl Fn(Request) -> Vec<u8> + Send + Sync + 'static {
+    let hash: Hash = manifest.parse().unwrap();
+    let (signed, _) = a.node.probe().manifest(&hash).unwrap();
+    let catalog_page = a.node.probe().catalog_page(16);
+    let chunks = a.node.probe().chunks();
+    let manifest_bytes = signed.to_bytes();
+    move |r| {
+        provider_answer(r, &manifest_bytes, &catalog_page, |c| {
+            chunks.get_verified(c, 4 << 20).unwrap()
+        })
     }
 }

@@ -391,6 +391,14 @@ mod tests {
             .unwrap()
     }
 
+    /// `id`'s ed25519 secret as a mesh signing key.
+    fn signing_key_of(id: &libp2p::identity::Keypair) -> KeyPair {
+        let ed = id.clone().try_into_ed25519().unwrap();
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(ed.secret().as_ref());
+        KeyPair::from_secret(seed)
+    }
+
     #[test]
     fn a_replica_is_listed_and_drops_out_with_its_next_record() {
         let (p, _) = providers();
@@ -424,10 +432,7 @@ mod tests {
             libp2p::identity::Keypair::generate_ed25519(),
         );
         // The liar signs a record naming `node`'s peer id with its own key.
-        let ed = liar.clone().try_into_ed25519().unwrap();
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(ed.secret().as_ref());
-        let liar_key = KeyPair::from_secret(seed);
+        let liar_key = signing_key_of(&liar);
         let forged = ProviderRecord {
             format: PROVIDER_FORMAT,
             peer: node.public().to_peer_id().to_string(),
@@ -468,10 +473,7 @@ mod tests {
         // The liar's key signs records naming the replica: as old as the kept one
         // (dropped before any signature is checked, as anti-entropy repeats every
         // record), and newer (checked and refused).
-        let ed = liar.clone().try_into_ed25519().unwrap();
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(ed.secret().as_ref());
-        let liar_key = KeyPair::from_secret(seed);
+        let liar_key = signing_key_of(&liar);
         let forged = |at: u64| {
             let r = ProviderRecord {
                 format: PROVIDER_FORMAT,
