@@ -207,8 +207,16 @@ fn main() -> Res<()> {
             format!("{base}/products?sort=updated&page=150"),
         ),
         (
-            "`mesh products --search col123` (`GET /v1/products?q=col123`)",
+            "`mesh products --search col123` (`GET /v1/products?q=col123`: no id, title or tag has it)",
             format!("{base}/v1/products?q=col123"),
+        ),
+        (
+            "`mesh products --search dom12/product-4` (11 products)",
+            format!("{base}/v1/products?q=dom12/product-4"),
+        ),
+        (
+            "`mesh products --search product-42` (one product in every domain)",
+            format!("{base}/v1/products?q=product-42"),
         ),
         ("home page", format!("{base}/")),
         ("product page", format!("{base}/products/dom7/product-42")),

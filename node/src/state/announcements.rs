@@ -53,6 +53,19 @@ impl Indexed {
 /// Catalog key -> announcement.
 pub(crate) type ByKey = BTreeMap<Vec<u8>, Indexed>;
 
+/// The newest version (semver order) of product `id` in `index`, found without
+/// reading the rest: a product's versions are one run of keys, `{id}\0{version}`.
+pub(crate) fn newest_of<'a>(index: &'a ByKey, id: &str) -> Option<&'a Announcement> {
+    let mut prefix = Vec::with_capacity(id.len() + 1);
+    prefix.extend_from_slice(id.as_bytes());
+    prefix.push(0);
+    index
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, i)| &i.announcement)
+        .reduce(|best, a| if a.version > best.version { a } else { best })
+}
+
 /// The index, or nothing until it is loaded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AnnouncementIndex {
@@ -180,5 +193,29 @@ mod tests {
             ["finance/ledger"]
         );
         assert!(ids(&index, Some("sales"), None, Some("ledger")).is_empty());
+    }
+
+    /// The newest version of one product is found by its own run of keys, in semver
+    /// order (not the keys' text order), and never from a product whose id merely
+    /// starts with the same text.
+    #[test]
+    fn newest_of_reads_one_products_versions_in_semver_order() {
+        let mut index = ByKey::new();
+        for (id, v) in [
+            ("sales/orders", "1.9.0"),
+            ("sales/orders", "1.10.0"),
+            ("sales/orders", "1.2.0"),
+            ("sales/orders-eu", "9.0.0"),
+            ("sales/order", "3.0.0"),
+        ] {
+            let (_, mut a) = announcement(id, "t", &[]);
+            a.version = v.parse().unwrap();
+            index.insert(format!("{id}\0{v}").into_bytes(), Indexed::new(a));
+        }
+        let newest = |id: &str| newest_of(&index, id).map(|a| a.version.to_string());
+        assert_eq!(newest("sales/orders").as_deref(), Some("1.10.0"));
+        assert_eq!(newest("sales/order").as_deref(), Some("3.0.0"));
+        assert_eq!(newest("sales/orders-eu").as_deref(), Some("9.0.0"));
+        assert_eq!(newest("sales/ord"), None);
     }
 }
