@@ -197,24 +197,35 @@ pub struct LineagePin {
 /// Products followed at most this many hops either way.
 pub const MAX_LINEAGE_DEPTH: usize = 16;
 
-/// Builds the lineage graph of `root` from each product's newest manifest
-/// (`upstreams` gives a product's declared upstreams, with the manifest each pins
-/// if it pins one, when its manifest is known).
-pub fn lineage<'a>(
-    root: &str,
-    all: impl IntoIterator<Item = &'a Announcement>,
-    upstreams: impl Fn(&Announcement) -> Option<Vec<(String, Option<Hash>)>>,
-) -> Lineage {
-    let all: Vec<&Announcement> = all.into_iter().collect();
-    let newest = newest_versions(all.iter().copied());
-    let declared: BTreeMap<String, Vec<(String, Option<Hash>)>> = newest
-        .iter()
-        .filter_map(|(k, e)| Some((k.clone(), upstreams(e)?)))
-        .collect();
-    let ups: BTreeMap<String, Vec<String>> = declared
-        .iter()
-        .map(|(k, list)| (k.clone(), list.iter().map(|(u, _)| u.clone()).collect()))
-        .collect();
+/// What a lineage graph is drawn from: each product's newest version, what its
+/// newest manifest declares upstream, and the reverse of that. A source answers
+/// each question for one product, so drawing one product's graph reads only the
+/// products in it (at 100,000 products, building maps of the whole catalog for
+/// every graph was most of a product page).
+pub trait LineageSource {
+    /// The newest version of product `id`, if the catalog has it.
+    fn newest(&self, id: &str) -> Option<&Announcement>;
+    /// What product `id`'s newest manifest declares it is built from (each
+    /// upstream's id, and the manifest it pins if it pins one); `None` when that
+    /// manifest is not known.
+    fn upstreams(&self, id: &str) -> Option<Vec<(String, Option<Hash>)>>;
+    /// Every product whose newest manifest declares `id` upstream, sorted by id,
+    /// each once.
+    fn downstreams(&self, id: &str) -> Vec<String>;
+    /// The version of `product` that was published with `manifest`, if known.
+    fn version_of(&self, product: &str, manifest: &Hash) -> Option<semver::Version>;
+}
+
+/// Builds the lineage graph of `root` from each product's newest manifest, at most
+/// [`MAX_LINEAGE_DEPTH`] hops upstream and downstream.
+pub fn lineage(root: &str, source: &impl LineageSource) -> Lineage {
+    let mut declared: BTreeMap<String, Vec<(String, Option<Hash>)>> = BTreeMap::new();
+    let mut upstreams_of = |id: &str| -> Vec<(String, Option<Hash>)> {
+        declared
+            .entry(id.to_string())
+            .or_insert_with(|| source.upstreams(id).unwrap_or_default())
+            .clone()
+    };
     let mut edges = Vec::new();
     let mut seen: HashSet<String> = HashSet::from([root.to_string()]);
     // Upstream, breadth first.
@@ -222,10 +233,10 @@ pub fn lineage<'a>(
     for _ in 0..MAX_LINEAGE_DEPTH {
         let mut next = Vec::new();
         for p in &frontier {
-            for u in ups.get(p).into_iter().flatten() {
+            for (u, _) in upstreams_of(p) {
                 edges.push((u.clone(), p.clone()));
                 if seen.insert(u.clone()) {
-                    next.push(u.clone());
+                    next.push(u);
                 }
             }
         }
@@ -237,16 +248,14 @@ pub fn lineage<'a>(
     for _ in 0..MAX_LINEAGE_DEPTH {
         let mut next = Vec::new();
         for p in &frontier {
-            for (d, list) in &ups {
-                if list.contains(p) {
-                    let edge = (p.clone(), d.clone());
-                    if !edges.contains(&edge) {
-                        edges.push(edge);
-                    }
-                    seen.insert(d.clone());
-                    if seen_down.insert(d.clone()) {
-                        next.push(d.clone());
-                    }
+            for d in source.downstreams(p) {
+                let edge = (p.clone(), d.clone());
+                if !edges.contains(&edge) {
+                    edges.push(edge);
+                }
+                seen.insert(d.clone());
+                if seen_down.insert(d.clone()) {
+                    next.push(d);
                 }
             }
         }
@@ -254,21 +263,13 @@ pub fn lineage<'a>(
     }
     let mut pins = Vec::new();
     for (u, d) in &edges {
-        for (_, hash) in declared
-            .get(d)
-            .into_iter()
-            .flatten()
-            .filter(|(x, _)| x == u)
-        {
+        for (_, hash) in upstreams_of(d).iter().filter(|(x, _)| x == u) {
             if let Some(h) = hash {
                 pins.push(LineagePin {
                     upstream: u.clone(),
                     downstream: d.clone(),
                     manifest: h.to_string(),
-                    version: all
-                        .iter()
-                        .find(|a| a.manifest == *h)
-                        .map(|a| a.version.to_string()),
+                    version: source.version_of(u, h).map(|v| v.to_string()),
                 });
             }
         }
@@ -281,7 +282,7 @@ pub fn lineage<'a>(
         nodes: ids
             .into_iter()
             .map(|id| {
-                let e = newest.get(&id);
+                let e = source.newest(&id);
                 LineageNode {
                     version: e.map(|a| a.version.to_string()),
                     status: e.map(|a| a.summary.status),

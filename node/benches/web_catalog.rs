@@ -192,10 +192,12 @@ fn main() -> Res<()> {
     );
     let base = format!("http://{}", running.api_addr);
     let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
+    eprintln!("process RSS after {RUNS} JSON listings: {}", rss());
     // The first page view after a catalog change builds the listing.
     let cold = Instant::now();
     let first = body_of(&format!("{base}/products"))?;
     let cold = cold.elapsed();
+    eprintln!("process RSS after the web listing is built: {}", rss());
     let rows: Vec<(&str, String)> = vec![
         ("products page, warm", format!("{base}/products")),
         (

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use mesh_contract::health::{judge, lineage, newest_versions, Lineage};
+use mesh_contract::health::{judge, lineage, newest_versions, Lineage, LineageSource};
 use mesh_protocol::manifest::RuleState;
 use mesh_protocol::{Announcement, Hash, Manifest, ProductId};
 
 use crate::net::{NetError, NetworkHandle};
-use crate::state::announcements::{newest_of, ByKey};
+use crate::state::announcements::{newest_of, versions_of, ByKey};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter, ProviderStatus};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -277,17 +277,83 @@ pub(crate) async fn lineage_of(
     let id = product.clone();
     let root = product.to_string();
     blocking(move || {
-        let all = catalog.list(&Default::default())?;
-        if !all
-            .iter()
-            .any(|e| e.announcement.product.to_string() == root)
-        {
-            return Err(DiscoverError::NotInCatalog(id));
-        }
-        Ok(lineage(&root, all.iter().map(|e| &e.announcement), |a| {
-            let (_, m) = catalog.manifest(&a.manifest).ok().flatten()?;
-            Some(upstreams_of(&m))
-        }))
+        catalog.with_index(|index| {
+            if newest_of(index, &root).is_none() {
+                return Err(DiscoverError::NotInCatalog(id));
+            }
+            // Who builds on what: every product's newest manifest (the index holds
+            // each product's versions as one run of keys).
+            let mut downstreams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut run: Option<&Announcement> = None;
+            let mut add = |a: &Announcement| {
+                let Some((_, m)) = catalog.manifest(&a.manifest).ok().flatten() else {
+                    return;
+                };
+                for u in &m.lineage {
+                    downstreams
+                        .entry(u.id.to_string())
+                        .or_default()
+                        .push(a.product.to_string());
+                }
+            };
+            for i in index.values() {
+                let a = &i.announcement;
+                match run {
+                    Some(n) if n.product == a.product => {
+                        if a.version > n.version {
+                            run = Some(a);
+                        }
+                    }
+                    _ => {
+                        if let Some(n) = run.replace(a) {
+                            add(n);
+                        }
+                    }
+                }
+            }
+            if let Some(n) = run {
+                add(n);
+            }
+            for list in downstreams.values_mut() {
+                list.sort();
+                list.dedup();
+            }
+            let source = CatalogSource {
+                index,
+                catalog: &catalog,
+                downstreams,
+            };
+            Ok(lineage(&root, &source))
+        })?
     })
     .await
+}
+
+/// The catalog's index and manifests as a [`LineageSource`].
+struct CatalogSource<'a> {
+    index: &'a ByKey,
+    catalog: &'a Catalog,
+    downstreams: BTreeMap<String, Vec<String>>,
+}
+
+impl LineageSource for CatalogSource<'_> {
+    fn newest(&self, id: &str) -> Option<&Announcement> {
+        newest_of(self.index, id)
+    }
+
+    fn upstreams(&self, id: &str) -> Option<Vec<(String, Option<Hash>)>> {
+        let a = newest_of(self.index, id)?;
+        let (_, m) = self.catalog.manifest(&a.manifest).ok().flatten()?;
+        Some(upstreams_of(&m))
+    }
+
+    fn downstreams(&self, id: &str) -> Vec<String> {
+        self.downstreams.get(id).cloned().unwrap_or_default()
+    }
+
+    fn version_of(&self, product: &str, manifest: &Hash) -> Option<semver::Version> {
+        versions_of(self.index, product)
+            .find(|a| a.manifest == *manifest)
+            .map(|a| a.version.clone())
+    }
 }

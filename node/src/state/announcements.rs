@@ -53,17 +53,24 @@ impl Indexed {
 /// Catalog key -> announcement.
 pub(crate) type ByKey = BTreeMap<Vec<u8>, Indexed>;
 
-/// The newest version (semver order) of product `id` in `index`, found without
-/// reading the rest: a product's versions are one run of keys, `{id}\0{version}`.
-pub(crate) fn newest_of<'a>(index: &'a ByKey, id: &str) -> Option<&'a Announcement> {
+/// Every version of product `id` in `index`, read without the rest: a product's
+/// versions are one run of keys, `{id}\0{version}`.
+pub(crate) fn versions_of<'a>(
+    index: &'a ByKey,
+    id: &str,
+) -> impl Iterator<Item = &'a Announcement> {
     let mut prefix = Vec::with_capacity(id.len() + 1);
     prefix.extend_from_slice(id.as_bytes());
     prefix.push(0);
     index
         .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
+        .take_while(move |(k, _)| k.starts_with(&prefix))
         .map(|(_, i)| &i.announcement)
-        .reduce(|best, a| if a.version > best.version { a } else { best })
+}
+
+/// The newest version (semver order) of product `id` in `index`.
+pub(crate) fn newest_of<'a>(index: &'a ByKey, id: &str) -> Option<&'a Announcement> {
+    versions_of(index, id).reduce(|best, a| if a.version > best.version { a } else { best })
 }
 
 /// The index, or nothing until it is loaded.

@@ -20,17 +20,24 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
     let rows = s.index.rows(&s.node).await?;
     let status = s.node.status().await?;
     let now = unix_now();
-    let mut per_domain: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut per_domain: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for r in rows.iter() {
         let d = per_domain
-            .entry(r.listing.newest.announcement.product.domain().to_string())
+            .entry(r.listing.newest.announcement.product.domain().as_str())
             .or_default();
         d.0 += 1;
         d.1 += r.listing.versions.len();
     }
+    // The newest few, without sorting every product (newest first, then by id).
     let mut recent: Vec<&Row> = rows.iter().collect();
-    recent.sort_by_key(|r| std::cmp::Reverse(r.updated_ms()));
-    recent.truncate(SHORT_LIST);
+    fn newest_first<'a>(r: &&'a Row) -> (std::cmp::Reverse<u64>, &'a str) {
+        (std::cmp::Reverse(r.updated_ms()), r.id())
+    }
+    if recent.len() > SHORT_LIST {
+        recent.select_nth_unstable_by_key(SHORT_LIST - 1, newest_first);
+        recent.truncate(SHORT_LIST);
+    }
+    recent.sort_unstable_by_key(newest_first);
     let troubled: Vec<&Row> = rows
         .iter()
         .filter(|r| r.sla() != SlaState::Ok)

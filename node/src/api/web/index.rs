@@ -3,10 +3,12 @@
 //! providers come and go), then searched, filtered, sorted and paged in memory, so
 //! typing a search over 10,000 products costs no store reads.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_contract::health::{self, Lineage, SlaState};
+use mesh_contract::health::{self, Lineage, LineageSource, SlaState};
+use mesh_protocol::{Announcement, Hash};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -128,12 +130,48 @@ pub(super) fn find<'a>(rows: &'a [Row], id: &str) -> Option<&'a Row> {
 /// listing does not hold `root`.
 pub(super) fn lineage(rows: &[Row], root: &str) -> Option<Lineage> {
     find(rows, root)?;
-    let every_version = rows
-        .iter()
-        .flat_map(|r| r.listing.versions.iter().map(|e| &e.announcement));
-    Some(health::lineage(root, every_version, |a| {
-        find(rows, &a.product.to_string()).map(|r| r.listing.upstreams.clone())
-    }))
+    // Who declares each product upstream: one pass over the rows, keeping only
+    // those that declare any.
+    let mut downstreams: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| !r.listing.upstreams.is_empty()) {
+        for (u, _) in &r.listing.upstreams {
+            downstreams.entry(u).or_default().push(r.id.clone());
+        }
+    }
+    for list in downstreams.values_mut() {
+        list.sort();
+        list.dedup();
+    }
+    Some(health::lineage(root, &RowsSource { rows, downstreams }))
+}
+
+/// The listing as a [`LineageSource`].
+struct RowsSource<'a> {
+    rows: &'a [Row],
+    downstreams: BTreeMap<&'a str, Vec<String>>,
+}
+
+impl LineageSource for RowsSource<'_> {
+    fn newest(&self, id: &str) -> Option<&Announcement> {
+        find(self.rows, id).map(|r| &r.listing.newest.announcement)
+    }
+
+    fn upstreams(&self, id: &str) -> Option<Vec<(String, Option<Hash>)>> {
+        find(self.rows, id).map(|r| r.listing.upstreams.clone())
+    }
+
+    fn downstreams(&self, id: &str) -> Vec<String> {
+        self.downstreams.get(id).cloned().unwrap_or_default()
+    }
+
+    fn version_of(&self, product: &str, manifest: &Hash) -> Option<semver::Version> {
+        find(self.rows, product)?
+            .listing
+            .versions
+            .iter()
+            .find(|e| e.announcement.manifest == *manifest)
+            .map(|e| e.announcement.version.clone())
+    }
 }
 
 /// The products page's query string.
@@ -372,6 +410,32 @@ mod tests {
         );
         assert_eq!(g.pins.len(), 1, "report pins raw: {:?}", g.pins);
         assert_eq!(g.pins[0].downstream, "a/report");
+        assert_eq!(g.pins[0].version.as_deref(), Some("1.0.0"));
+    }
+
+    /// A cycle of declared upstreams (which no manifest check forbids across
+    /// products) ends: each edge once, every product once, the pins of both.
+    #[test]
+    fn lineage_of_a_cycle_ends_with_each_edge_once() {
+        let pin = Hash::of(b"x/b@1.0.0");
+        let mut rows = vec![
+            row("x/a", "1.0.0", vec![("x/b".to_string(), Some(pin))]),
+            row("x/b", "1.0.0", vec![("x/a".to_string(), None)]),
+            row("x/c", "1.0.0", vec![("x/b".to_string(), None)]),
+            row("y/unrelated", "1.0.0", Vec::new()),
+        ];
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        let g = lineage(&rows, "x/a").expect("a is listed");
+        let mut edges = g.edges.clone();
+        edges.sort();
+        let e = |u: &str, d: &str| (u.to_string(), d.to_string());
+        assert_eq!(
+            edges,
+            vec![e("x/a", "x/b"), e("x/b", "x/a"), e("x/b", "x/c")]
+        );
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["x/a", "x/b", "x/c"]);
+        assert_eq!(g.pins.len(), 1, "{:?}", g.pins);
         assert_eq!(g.pins[0].version.as_deref(), Some("1.0.0"));
     }
 }
