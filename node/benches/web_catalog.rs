@@ -199,6 +199,10 @@ fn main() -> Res<()> {
     let first = size_of(&format!("{base}/products"))?;
     let cold = cold.elapsed();
     eprintln!("process RSS after the web listing is built: {}", rss());
+    // The first lineage walk loads every known manifest's lineage, reversed.
+    let first_lineage = Instant::now();
+    size_of(&format!("{base}/v1/lineage/dom7/product-42"))?;
+    let first_lineage = first_lineage.elapsed();
     let rows: Vec<(&str, String)> = vec![
         ("products page, warm", format!("{base}/products")),
         (
@@ -221,6 +225,10 @@ fn main() -> Res<()> {
             "`mesh products --search product-42` (one product in every domain)",
             format!("{base}/v1/products?q=product-42"),
         ),
+        (
+            "`mesh lineage dom7/product-42` (`GET /v1/lineage/...`)",
+            format!("{base}/v1/lineage/dom7/product-42"),
+        ),
         ("home page", format!("{base}/")),
         ("product page", format!("{base}/products/dom7/product-42")),
     ];
@@ -235,6 +243,11 @@ fn main() -> Res<()> {
         ms(cold),
         first,
         cold.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "| first `mesh lineage` after a start (loads every manifest's declared lineage) | {} |  | {:.2}x |",
+        ms(first_lineage),
+        first_lineage.as_secs_f64() / baseline.as_secs_f64()
     );
     for (what, url) in rows {
         let (t, bytes) = time_get(&url)?;

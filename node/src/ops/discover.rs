@@ -11,6 +11,7 @@ use mesh_protocol::{Announcement, Hash, Manifest, ProductId};
 use crate::net::{NetError, NetworkHandle};
 use crate::state::announcements::{newest_of, versions_of, ByKey};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter, ProviderStatus};
+use crate::state::declared::Downstreams;
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
 use crate::state::StateError;
@@ -281,59 +282,25 @@ pub(crate) async fn lineage_of(
             if newest_of(index, &root).is_none() {
                 return Err(DiscoverError::NotInCatalog(id));
             }
-            // Who builds on what: every product's newest manifest (the index holds
-            // each product's versions as one run of keys).
-            let mut downstreams: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut run: Option<&Announcement> = None;
-            let mut add = |a: &Announcement| {
-                let Some((_, m)) = catalog.manifest(&a.manifest).ok().flatten() else {
-                    return;
+            let graph = catalog.with_declared(|declared| {
+                let source = CatalogSource {
+                    index,
+                    catalog: &catalog,
+                    declared,
                 };
-                for u in &m.lineage {
-                    downstreams
-                        .entry(u.id.to_string())
-                        .or_default()
-                        .push(a.product.to_string());
-                }
-            };
-            for i in index.values() {
-                let a = &i.announcement;
-                match run {
-                    Some(n) if n.product == a.product => {
-                        if a.version > n.version {
-                            run = Some(a);
-                        }
-                    }
-                    _ => {
-                        if let Some(n) = run.replace(a) {
-                            add(n);
-                        }
-                    }
-                }
-            }
-            if let Some(n) = run {
-                add(n);
-            }
-            for list in downstreams.values_mut() {
-                list.sort();
-                list.dedup();
-            }
-            let source = CatalogSource {
-                index,
-                catalog: &catalog,
-                downstreams,
-            };
-            Ok(lineage(&root, &source))
+                lineage(&root, &source)
+            })?;
+            Ok(graph)
         })?
     })
     .await
 }
 
-/// The catalog's index and manifests as a [`LineageSource`].
+/// The catalog's index, manifests and reversed lineage as a [`LineageSource`].
 struct CatalogSource<'a> {
     index: &'a ByKey,
     catalog: &'a Catalog,
-    downstreams: BTreeMap<String, Vec<String>>,
+    declared: &'a Downstreams,
 }
 
 impl LineageSource for CatalogSource<'_> {
@@ -347,8 +314,19 @@ impl LineageSource for CatalogSource<'_> {
         Some(upstreams_of(&m))
     }
 
+    /// The products whose newest version's manifest declares `id` (an older
+    /// version that did is not a downstream any more).
     fn downstreams(&self, id: &str) -> Vec<String> {
-        self.downstreams.get(id).cloned().unwrap_or_default()
+        let mut out: Vec<String> = self
+            .declared
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|(d, v)| newest_of(self.index, d).is_some_and(|n| n.version == *v))
+            .map(|(d, _)| d.clone())
+            .collect();
+        out.dedup();
+        out
     }
 
     fn version_of(&self, product: &str, manifest: &Hash) -> Option<semver::Version> {

@@ -19,6 +19,7 @@ use mesh_storage::{MetaStore, Tree};
 use serde::Serialize;
 
 use super::announcements::{AnnouncementIndex, ByKey, Indexed};
+use super::declared::{DeclaredIndex, Downstreams};
 use super::governance::{Governance, Violation};
 use super::{Invalid, OfferError, StateError};
 use mesh_contract::health::Health;
@@ -111,6 +112,8 @@ pub(crate) struct Catalog {
     updated: Arc<tokio::sync::Notify>,
     /// Every announcement, decoded, for listing and search.
     index: AnnouncementIndex,
+    /// Every known manifest's upstreams, reversed, for lineage.
+    declared: DeclaredIndex,
 }
 
 /// Sorts entries by product id, then version (the store's key order compares
@@ -173,6 +176,7 @@ impl Catalog {
             generation: Arc::new(AtomicU64::new(0)),
             updated: Arc::new(tokio::sync::Notify::new()),
             index: AnnouncementIndex::default(),
+            declared: DeclaredIndex::default(),
         }
     }
 
@@ -367,6 +371,7 @@ impl Catalog {
             signed.hash().as_bytes(),
             &signed.to_bytes(),
         )?;
+        self.declared.insert(m);
         self.changed();
         self.set_flags(
             &entry_key(&m.id, &m.version),
@@ -454,6 +459,26 @@ impl Catalog {
                     Ok(())
                 })?;
                 Ok(all)
+            },
+            f,
+        )
+    }
+
+    /// `f` over what every known manifest declares upstream, reversed (loaded from
+    /// the stored manifests on first use; an undecodable one is skipped, as
+    /// `mesh verify` reports it).
+    pub(crate) fn with_declared<R>(
+        &self,
+        f: impl FnOnce(&Downstreams) -> R,
+    ) -> Result<R, StateError> {
+        self.declared.read(
+            |map| {
+                self.for_each_stored(Tree::Manifests, |_, v| {
+                    if let Ok(m) = Signed::<Manifest>::from_bytes(v).and_then(|s| s.value()) {
+                        super::declared::add(map, &m);
+                    }
+                    Ok(())
+                })
             },
             f,
         )

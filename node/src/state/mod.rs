@@ -12,6 +12,7 @@
 pub(crate) mod access;
 pub(crate) mod announcements;
 pub(crate) mod catalog;
+pub(crate) mod declared;
 pub(crate) mod gc;
 pub(crate) mod governance;
 pub(crate) mod outputs;

@@ -126,3 +126,94 @@ fn an_envelope_already_kept_is_known_even_after_its_key_is_removed() {
     let current = announcement(&s.current, "1.1.0", 3_000);
     assert_eq!(s.catalog.offer(&current).expect("current"), Offer::New);
 }
+
+/// `sales/<name>@version`, declaring `upstreams`, signed by `key`, recorded and
+/// announced.
+fn publish(s: &Setup, name: &str, version: &str, upstreams: &[&str]) {
+    let m = Manifest {
+        format: mesh_protocol::manifest::MANIFEST_FORMAT,
+        id: format!("sales/{name}").parse().expect("id"),
+        version: version.parse().expect("version"),
+        status: Status::Active,
+        title: name.into(),
+        description: String::new(),
+        owner: mesh_protocol::manifest::Owner {
+            team: "sales".into(),
+            contact: "sales@example.com".into(),
+        },
+        tags: vec![],
+        classification: Classification::Internal,
+        consumers: vec![],
+        schema: vec![],
+        null_values: Default::default(),
+        sla: Default::default(),
+        lineage: upstreams
+            .iter()
+            .map(|u| mesh_protocol::manifest::Upstream {
+                id: format!("sales/{u}").parse().expect("upstream"),
+                manifest: None,
+            })
+            .collect(),
+        files: vec![],
+        quality: None,
+        created_at: 1,
+        publisher: s.current.public(),
+        contract: None,
+    };
+    let signed = Signed::sign(&m, &s.current);
+    s.catalog.record_manifest(&signed, &m).expect("record");
+    let a = Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: m.id.clone(),
+        version: m.version.clone(),
+        manifest: signed.hash(),
+        summary: Summary {
+            title: m.title.clone(),
+            status: Status::Active,
+            classification: Classification::Internal,
+            tags: vec![],
+            owner_team: "sales".into(),
+            size: 0,
+            files: 0,
+        },
+        providers: vec![libp2p::PeerId::random().to_string()],
+        issued_at_ms: 1_000,
+        publisher: s.current.public(),
+    };
+    let offered = s.catalog.offer(&Signed::sign(&a, &s.current).to_bytes());
+    assert_eq!(offered.expect("offer"), Offer::New);
+}
+
+/// Downstreams come from the reversed lineage of every known manifest: loaded
+/// from the store on the first walk, then kept current by each recorded manifest,
+/// and counting only what a product's newest version declares.
+#[tokio::test]
+async fn lineage_finds_downstreams_by_the_newest_manifests() {
+    let s = setup();
+    let edges = |root: &'static str| {
+        let catalog = s.catalog.clone();
+        async move {
+            let g = crate::ops::discover::lineage_of(&catalog, &root.parse().expect("id"))
+                .await
+                .expect("lineage");
+            let mut e = g.edges;
+            e.sort();
+            e
+        }
+    };
+    let e = |u: &str, d: &str| (format!("sales/{u}"), format!("sales/{d}"));
+    publish(&s, "raw", "1.0.0", &[]);
+    publish(&s, "clean", "1.0.0", &["raw"]);
+    // Loaded from the store.
+    assert_eq!(edges("sales/raw").await, vec![e("raw", "clean")]);
+    // Recorded after the load: kept current.
+    publish(&s, "report", "1.0.0", &["raw"]);
+    assert_eq!(
+        edges("sales/raw").await,
+        vec![e("raw", "clean"), e("raw", "report")]
+    );
+    // clean's newest version no longer builds on raw.
+    publish(&s, "clean", "2.0.0", &[]);
+    assert_eq!(edges("sales/raw").await, vec![e("raw", "report")]);
+    assert_eq!(edges("sales/clean").await, vec![]);
+}
