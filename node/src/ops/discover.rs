@@ -335,3 +335,104 @@ impl LineageSource for CatalogSource<'_> {
             .map(|a| a.version.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+    use mesh_protocol::manifest::{Classification, Status};
+    use mesh_protocol::{KeyPair, Signed};
+
+    use crate::state::catalog::Offer;
+
+    /// `sales/<name>@version`, declaring `upstreams`, signed by `key`, recorded and
+    /// announced.
+    fn publish(catalog: &Catalog, key: &KeyPair, name: &str, version: &str, upstreams: &[&str]) {
+        let m = Manifest {
+            format: mesh_protocol::manifest::MANIFEST_FORMAT,
+            id: format!("sales/{name}").parse().expect("id"),
+            version: version.parse().expect("version"),
+            status: Status::Active,
+            title: name.into(),
+            description: String::new(),
+            owner: mesh_protocol::manifest::Owner {
+                team: "sales".into(),
+                contact: "sales@example.com".into(),
+            },
+            tags: vec![],
+            classification: Classification::Internal,
+            consumers: vec![],
+            schema: vec![],
+            null_values: Default::default(),
+            sla: Default::default(),
+            lineage: upstreams
+                .iter()
+                .map(|u| mesh_protocol::manifest::Upstream {
+                    id: format!("sales/{u}").parse().expect("upstream"),
+                    manifest: None,
+                })
+                .collect(),
+            files: vec![],
+            quality: None,
+            created_at: 1,
+            publisher: key.public(),
+            contract: None,
+        };
+        let signed = Signed::sign(&m, key);
+        catalog.record_manifest(&signed, &m).expect("record");
+        let a = Announcement {
+            format: ANNOUNCEMENT_FORMAT,
+            product: m.id.clone(),
+            version: m.version.clone(),
+            manifest: signed.hash(),
+            summary: Summary {
+                title: m.title.clone(),
+                status: Status::Active,
+                classification: Classification::Internal,
+                tags: vec![],
+                owner_team: "sales".into(),
+                size: 0,
+                files: 0,
+            },
+            providers: vec![libp2p::PeerId::random().to_string()],
+            issued_at_ms: 1_000,
+            publisher: key.public(),
+        };
+        let offered = catalog.offer(&Signed::sign(&a, key).to_bytes());
+        assert_eq!(offered.expect("offer"), Offer::New);
+    }
+
+    /// Downstreams come from the reversed lineage of every known manifest: loaded
+    /// from the store on the first walk, then kept current by each recorded manifest,
+    /// and counting only what a product's newest version declares.
+    #[tokio::test]
+    async fn lineage_finds_downstreams_by_the_newest_manifests() {
+        let (catalog, key) = crate::state::fixtures::test_catalog();
+        let edges = |root: &'static str| {
+            let catalog = catalog.clone();
+            async move {
+                let g = lineage_of(&catalog, &root.parse().expect("id"))
+                    .await
+                    .expect("lineage");
+                let mut e = g.edges;
+                e.sort();
+                e
+            }
+        };
+        let e = |u: &str, d: &str| (format!("sales/{u}"), format!("sales/{d}"));
+        publish(&catalog, &key, "raw", "1.0.0", &[]);
+        publish(&catalog, &key, "clean", "1.0.0", &["raw"]);
+        // Loaded from the store.
+        assert_eq!(edges("sales/raw").await, vec![e("raw", "clean")]);
+        // Recorded after the load: kept current.
+        publish(&catalog, &key, "report", "1.0.0", &["raw"]);
+        assert_eq!(
+            edges("sales/raw").await,
+            vec![e("raw", "clean"), e("raw", "report")]
+        );
+        // clean's newest version no longer builds on raw.
+        publish(&catalog, &key, "clean", "2.0.0", &[]);
+        assert_eq!(edges("sales/raw").await, vec![e("raw", "report")]);
+        assert_eq!(edges("sales/clean").await, vec![]);
+    }
+}

@@ -6,13 +6,30 @@ pub(crate) fn test_governance() -> (
     std::sync::Arc<dyn mesh_storage::MetaStore>,
     super::governance::Governance,
 ) {
+    governance_with_publisher(&mesh_protocol::KeyPair::generate())
+}
+
+/// A catalog over [`test_governance`]'s genesis whose `sales` publisher key is the
+/// one returned.
+pub(crate) fn test_catalog() -> (super::catalog::Catalog, mesh_protocol::KeyPair) {
+    let publisher = mesh_protocol::KeyPair::generate();
+    let (store, governance) = governance_with_publisher(&publisher);
+    (super::catalog::Catalog::new(store, governance), publisher)
+}
+
+fn governance_with_publisher(
+    publisher: &mesh_protocol::KeyPair,
+) -> (
+    std::sync::Arc<dyn mesh_storage::MetaStore>,
+    super::governance::Governance,
+) {
     use mesh_protocol::policy::{Council, DomainEntry};
     use mesh_protocol::{KeyPair, Policy, Signed};
     let council = KeyPair::generate();
     let domains = [(
         "sales".parse().expect("domain name"),
         DomainEntry {
-            publisher_keys: [KeyPair::generate().public()].into(),
+            publisher_keys: [publisher.public()].into(),
             ..DomainEntry::default()
         },
     )]
