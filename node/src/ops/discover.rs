@@ -278,6 +278,9 @@ pub(crate) async fn lineage_of(
     let id = product.clone();
     let root = product.to_string();
     blocking(move || {
+        // Loaded first (once; it reads every manifest), so the announcement index
+        // is never held while that runs: gossip writes to it.
+        catalog.with_declared(|_| ())?;
         catalog.with_index(|index| {
             if newest_of(index, &root).is_none() {
                 return Err(DiscoverError::NotInCatalog(id));
