@@ -8,9 +8,10 @@
 //! reader may briefly see the store ahead of the index, never the reverse.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
 
 use mesh_protocol::Announcement;
+
+use super::loaded::LoadedOnUse;
 
 /// One announcement and its search text.
 #[derive(Debug)]
@@ -76,7 +77,7 @@ pub(crate) fn newest_of<'a>(index: &'a ByKey, id: &str) -> Option<&'a Announceme
 /// The index, or nothing until it is loaded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AnnouncementIndex {
-    inner: Arc<RwLock<Option<ByKey>>>,
+    inner: LoadedOnUse<ByKey>,
 }
 
 impl AnnouncementIndex {
@@ -87,31 +88,23 @@ impl AnnouncementIndex {
         load: impl FnOnce() -> Result<Vec<(Vec<u8>, Announcement)>, E>,
         f: impl FnOnce(&ByKey) -> R,
     ) -> Result<R, E> {
-        {
-            let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(map) = guard.as_ref() {
-                return Ok(f(map));
-            }
-        }
-        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let map = load()?
-                .into_iter()
-                .map(|(k, a)| (k, Indexed::new(a)))
-                .collect();
-            *guard = Some(map);
-        }
-        let map = guard.get_or_insert_with(BTreeMap::new);
-        Ok(f(map))
+        self.inner.read(
+            || {
+                Ok(load()?
+                    .into_iter()
+                    .map(|(k, a)| (k, Indexed::new(a)))
+                    .collect())
+            },
+            f,
+        )
     }
 
     /// Records a stored announcement (if the index is loaded; else the load will
     /// read it from the store).
     pub(crate) fn insert(&self, key: Vec<u8>, announcement: Announcement) {
-        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(map) = guard.as_mut() {
+        self.inner.update(|map| {
             map.insert(key, Indexed::new(announcement));
-        }
+        });
     }
 }
 

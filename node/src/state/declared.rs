@@ -8,9 +8,10 @@
 //! stores first and then adds). Manifests are never removed, so neither are edges.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
 
 use mesh_protocol::Manifest;
+
+use super::loaded::LoadedOnUse;
 
 /// Upstream id -> `(downstream id, downstream version)` of every manifest that
 /// declares it.
@@ -28,7 +29,7 @@ pub(crate) fn add(map: &mut Downstreams, m: &Manifest) {
 /// The index, or nothing until it is loaded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeclaredIndex {
-    inner: Arc<RwLock<Option<Downstreams>>>,
+    inner: LoadedOnUse<Downstreams>,
 }
 
 impl DeclaredIndex {
@@ -39,28 +40,19 @@ impl DeclaredIndex {
         load: impl FnOnce(&mut Downstreams) -> Result<(), E>,
         f: impl FnOnce(&Downstreams) -> R,
     ) -> Result<R, E> {
-        {
-            let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(map) = guard.as_ref() {
-                return Ok(f(map));
-            }
-        }
-        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let mut map = Downstreams::new();
-            load(&mut map)?;
-            *guard = Some(map);
-        }
-        let map = guard.get_or_insert_with(Downstreams::new);
-        Ok(f(map))
+        self.inner.read(
+            || {
+                let mut map = Downstreams::new();
+                load(&mut map)?;
+                Ok(map)
+            },
+            f,
+        )
     }
 
     /// Records a stored manifest (if the index is loaded; else the load will read it
     /// from the store).
     pub(crate) fn insert(&self, m: &Manifest) {
-        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(map) = guard.as_mut() {
-            add(map, m);
-        }
+        self.inner.update(|map| add(map, m));
     }
 }

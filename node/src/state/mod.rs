@@ -15,6 +15,7 @@ pub(crate) mod catalog;
 pub(crate) mod declared;
 pub(crate) mod gc;
 pub(crate) mod governance;
+pub(crate) mod loaded;
 pub(crate) mod outputs;
 pub(crate) mod providers;
 pub(crate) mod subscriptions;
