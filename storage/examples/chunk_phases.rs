@@ -1,5 +1,5 @@
 //! Times the phases of chunking a file: FastCDC alone (in memory, then reading the
-//! file), + BLAKE3, + chunk store writes.
+//! file), + BLAKE3, + chunk store writes, and an in-place publish's chunking.
 //! `cargo run --release -p mesh-storage --example chunk_phases -- FILE`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,4 +35,14 @@ fn main() {
     let t = Instant::now();
     store.sync().unwrap();
     println!("sync:                {:?}", t.elapsed());
+
+    let placed = mesh_storage::ChunkStore::open(&dir.path().join("in-place")).unwrap();
+    let t = Instant::now();
+    mesh_storage::chunker::chunk_file_in_place(
+        std::path::Path::new(&path),
+        &placed,
+        &mut Vec::new(),
+    )
+    .unwrap();
+    println!("chunk_file_in_place: {:?}", t.elapsed());
 }

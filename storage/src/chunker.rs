@@ -32,29 +32,13 @@ pub struct ChunkedFile {
     pub replaced: Vec<mesh_protocol::Hash>,
 }
 
-/// Bytes read at a time. A chunk is cut only where at least [`MAX_CHUNK`] bytes
-/// follow its start in the block (or the file ends there), so the boundaries are
-/// exactly those of cutting the whole file as one stream; the rest of the block is
-/// carried to the front of the next.
-const BLOCK: usize = 4 << 20;
+mod segments;
 
-/// Room kept at the front of every block for the bytes carried from the one before.
-const CARRY_ROOM: usize = MAX_CHUNK as usize;
-
-/// Blocks between two stages of the pipeline, at most: it holds a few [`BLOCK`]s.
-const BLOCKS_IN_FLIGHT: usize = 1;
-
-/// A block of a file and the chunks cut in it.
-struct Block {
-    data: Vec<u8>,
-    /// `(file offset, start in data, len)` of each chunk, in order.
-    cuts: Vec<(u64, usize, usize)>,
-}
-
-/// Splits the file at `path` into chunks and stores each. Three stages run in
-/// parallel: one thread reads blocks, one cuts them into chunks (FastCDC), the
-/// caller's thread hashes and stores them; bounded queues between them keep memory
-/// to a few blocks, whose buffers go back to the reader for reuse.
+/// Splits the file at `path` into chunks and stores each. Worker threads (one per
+/// core, up to four) read segments of the file and cut (FastCDC) and hash them; the
+/// caller's thread follows the chain of cuts from the file's start through them, so
+/// the boundaries are exactly those of cutting the file as one stream, and stores the
+/// chunks. Bounded queues keep memory to a few segments per worker.
 pub fn chunk_file(path: &Path, store: &ChunkStore) -> Result<ChunkedFile, ChunkError> {
     chunk_file_tracked(path, store, &mut Vec::new())
 }
@@ -135,14 +119,10 @@ fn chunk_with(
         new_bytes: 0,
         replaced: Vec::new(),
     };
+    let size = file.metadata().map_err(io)?.len();
     use std::sync::mpsc::sync_channel;
-    let (read_tx, read_rx) = sync_channel::<std::io::Result<(Vec<u8>, bool)>>(BLOCKS_IN_FLIGHT);
-    let (tx, rx) = sync_channel::<std::io::Result<Block>>(BLOCKS_IN_FLIGHT);
-    let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(4);
     let (sync_tx, sync_rx) = sync_channel::<()>(1);
     std::thread::scope(|scope| {
-        scope.spawn(move || read_blocks(file, &read_tx, &spare_rx));
-        scope.spawn(move || cut_blocks(&read_rx, &tx));
         // Copies into packs start their writeback while chunking goes on, so the
         // caller's final sync finds little left. A failed writeback fails the
         // chunking: after an I/O error a later fsync may report success for pages
@@ -155,15 +135,30 @@ fn chunk_with(
                 Ok(())
             })
         });
-        let stages = Stages {
-            store,
-            referenced,
-            spare: spare_tx,
-            writeback: sync_tx,
-        };
-        // Returning drops `rx`, which stops the other stages at their next send.
-        let stored = stages.store_blocks(rx, &mut out, written, io);
-        drop(stages);
+        let mut unsynced = 0u64;
+        let stored = segments::cut_file(&file, size, io, |data, c| {
+            let new = match referenced {
+                Some(id) => store.put_ref(&c.hash, id, c.offset, c.len)?,
+                None => store.put_hashed(&c.hash, data)?,
+            };
+            out.size += u64::from(c.len);
+            if new {
+                out.new_bytes += u64::from(c.len);
+                written.push(c.hash);
+                unsynced += u64::from(c.len);
+            }
+            out.chunks.push(ChunkRef {
+                hash: c.hash,
+                len: c.len,
+            });
+            if unsynced >= WRITEBACK_EVERY {
+                unsynced = 0;
+                // Busy or absent: the next one, or the caller's, will do.
+                let _ = sync_tx.try_send(());
+            }
+            Ok(())
+        });
+        drop(sync_tx);
         let synced = match syncer.map(|s| s.join()) {
             None => Ok(()),
             Some(Ok(r)) => r,
@@ -178,122 +173,6 @@ fn chunk_with(
 /// tests, so that they run the writeback thread).
 const WRITEBACK_EVERY: u64 = if cfg!(test) { 1 << 20 } else { 128 << 20 };
 
-/// The last stage of chunking: hashing and storing the chunks of each block.
-struct Stages<'a> {
-    store: &'a ChunkStore,
-    referenced: Option<RefId>,
-    /// Buffers back to the reader.
-    spare: std::sync::mpsc::SyncSender<Vec<u8>>,
-    /// Asks the writeback thread (if any) to start a writeback.
-    writeback: std::sync::mpsc::SyncSender<()>,
-}
-
-impl Stages<'_> {
-    fn store_blocks(
-        &self,
-        rx: std::sync::mpsc::Receiver<std::io::Result<Block>>,
-        out: &mut ChunkedFile,
-        written: &mut Vec<mesh_protocol::Hash>,
-        io: impl Fn(std::io::Error) -> ChunkError,
-    ) -> Result<(), ChunkError> {
-        let mut unsynced = 0u64;
-        for block in rx {
-            let block = block.map_err(&io)?;
-            for &(offset, start, len) in &block.cuts {
-                let data = &block.data[start..start + len];
-                let len = len as u32;
-                let (hash, new) = match self.referenced {
-                    Some(id) => {
-                        let hash = mesh_protocol::Hash::of(data);
-                        (hash, self.store.put_ref(&hash, id, offset, len)?)
-                    }
-                    None => self.store.put(data)?,
-                };
-                out.size += u64::from(len);
-                if new {
-                    out.new_bytes += u64::from(len);
-                    written.push(hash);
-                    unsynced += u64::from(len);
-                }
-                out.chunks.push(ChunkRef { hash, len });
-            }
-            if unsynced >= WRITEBACK_EVERY {
-                unsynced = 0;
-                // Busy or absent: the next one, or the caller's, will do.
-                let _ = self.writeback.try_send(());
-            }
-            // Full means the reader has buffers enough; this one is dropped.
-            let _ = self.spare.try_send(block.data);
-        }
-        Ok(())
-    }
-}
-
-/// Reads `file` in blocks of [`BLOCK`] bytes after [`CARRY_ROOM`] and sends each
-/// with whether the file ended there; stops at the end, at an error (sent), or when
-/// the receiver is gone.
-fn read_blocks(
-    mut file: File,
-    tx: &std::sync::mpsc::SyncSender<std::io::Result<(Vec<u8>, bool)>>,
-    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
-) {
-    use std::io::Read;
-    loop {
-        let mut data = spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CARRY_ROOM + BLOCK));
-        // The room's bytes are overwritten by the carry: only its length matters.
-        data.resize(CARRY_ROOM, 0);
-        // `read_to_end` reads into the spare capacity without zeroing it first.
-        let read = (&mut file)
-            .take(BLOCK as u64)
-            .read_to_end(&mut data)
-            .map(|n| (data, n < BLOCK));
-        let stop = !matches!(read, Ok((_, false)));
-        if tx.send(read).is_err() || stop {
-            return;
-        }
-    }
-}
-
-/// Cuts the blocks from `rx` into chunks, carrying each block's unfinished tail to
-/// the front of the next, and sends them on `tx`.
-fn cut_blocks(
-    rx: &std::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, bool)>>,
-    tx: &std::sync::mpsc::SyncSender<std::io::Result<Block>>,
-) {
-    let max = MAX_CHUNK as usize;
-    let mut carry: Vec<u8> = Vec::with_capacity(CARRY_ROOM);
-    let mut base = 0u64;
-    for read in rx {
-        let (mut data, eof) = match read {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        let from = CARRY_ROOM - carry.len();
-        data[from..CARRY_ROOM].copy_from_slice(&carry);
-        let len = data.len() - from;
-        let mut cuts = Vec::new();
-        let mut next = 0;
-        for c in fastcdc::v2020::FastCDC::new(&data[from..], MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-            if !eof && len - c.offset < max {
-                break;
-            }
-            cuts.push((base + c.offset as u64, from + c.offset, c.length));
-            next = c.offset + c.length;
-        }
-        carry.clear();
-        carry.extend_from_slice(&data[from + next..]);
-        base += next as u64;
-        if tx.send(Ok(Block { data, cuts })).is_err() || eof {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,12 +181,14 @@ mod tests {
         mesh_testkit::SeededRng::new(seed).bytes(n)
     }
 
-    /// Cutting in blocks gives exactly the boundaries of cutting the file as one
-    /// stream (what every earlier version was chunked with), so versions chunked
-    /// before and after still share their chunks: random data, runs of zeros (cut at
-    /// the maximum size), and sizes around the block and chunk limits.
+    /// Cutting in segments on several threads gives exactly the boundaries of
+    /// cutting the file as one stream (what every earlier version was chunked with),
+    /// so versions chunked before and after still share their chunks: random data,
+    /// runs of zeros (cut at the maximum size, so the chains of two segments never
+    /// line up), and sizes around the segment and chunk limits.
     #[test]
-    fn blocks_cut_exactly_where_one_stream_does() {
+    fn segments_cut_exactly_where_one_stream_does() {
+        const BLOCK: usize = segments::SEGMENT;
         let dir = tempfile::tempdir().unwrap();
         let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
         let mut mixed = pseudo_random(3 * BLOCK, 7);
@@ -319,6 +200,9 @@ mod tests {
             pseudo_random(MAX_CHUNK as usize + 3, 3),
             pseudo_random(BLOCK, 4),
             pseudo_random(BLOCK + 1, 5),
+            pseudo_random(2 * BLOCK + 1, 8),
+            pseudo_random(BLOCK + MAX_CHUNK as usize + 5, 9),
+            pseudo_random(7 * BLOCK + 77, 10),
             pseudo_random(2 * BLOCK + MAX_CHUNK as usize / 2, 6),
             vec![0u8; BLOCK + 12_345],
             mixed,

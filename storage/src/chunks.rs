@@ -352,6 +352,12 @@ impl ChunkStore {
         Ok((hash, self.write(&hash, data)?))
     }
 
+    /// Stores `data` under `hash`, which the caller computed from exactly these
+    /// bytes (the chunker, which hashes as it cuts); returns whether it was new.
+    pub(crate) fn put_hashed(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
+        self.write(hash, data)
+    }
+
     fn write(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
         if st.index.contains_key(hash) {
