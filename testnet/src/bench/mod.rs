@@ -6,7 +6,8 @@
 //! version N+1 with ~1% scattered edits, the bytes a consumer holding version N moves
 //! and the time it takes to fetch and materialize N+1 over N's output (on the node's
 //! disk, and on a reflink file system if given), against a full fetch; the bytes
-//! moved for ~1% appended; peak RSS of the publishing and fetching node processes.
+//! moved for ~1% appended; peak RSS of the publishing and fetching node processes;
+//! the single-provider fetch again over QUIC.
 //! `bench/transfer` installs the anchors.
 
 use std::fmt::Write as _;
@@ -22,6 +23,7 @@ use mesh_node::api::FetchOutcome;
 use crate::{sample, MeshBin, Testnet, TestnetConfig};
 
 mod anchors;
+mod quic;
 
 use anchors::{timed, Nginx, Sendme};
 
@@ -490,6 +492,8 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         }
     }
     net.stop_all()?;
+    // QUIC last, on its own mesh, with the in-place file (big.bin was edited above).
+    rows.push(quic::fetch_row(opts, &other, size, fetch1)?);
     Ok(rows)
 }
 
