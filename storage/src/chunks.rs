@@ -343,22 +343,18 @@ impl ChunkStore {
                 actual,
             });
         }
-        self.write(hash, data)
+        self.put_hashed(hash, data)
     }
 
     /// Hashes and stores `data`; returns its hash and whether it was newly written.
     pub fn put(&self, data: &[u8]) -> Result<(Hash, bool), ChunkError> {
         let hash = Hash::of(data);
-        Ok((hash, self.write(&hash, data)?))
+        Ok((hash, self.put_hashed(&hash, data)?))
     }
 
     /// Stores `data` under `hash`, which the caller computed from exactly these
-    /// bytes (the chunker, which hashes as it cuts); returns whether it was new.
+    /// bytes (the chunker hashes as it cuts); returns whether it was new.
     pub(crate) fn put_hashed(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
-        self.write(hash, data)
-    }
-
-    fn write(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
         if st.index.contains_key(hash) {
             return Ok(false);

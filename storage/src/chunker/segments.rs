@@ -215,6 +215,13 @@ mod tests {
         Ok((got, own))
     }
 
+    /// `(offset, len)` of every chunk of `data` cut as one stream.
+    fn one_stream(data: &[u8]) -> Vec<(u64, u32)> {
+        fastcdc::v2020::FastCDC::new(data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            .map(|c| (c.offset as u64, c.length as u32))
+            .collect()
+    }
+
     /// On data whose chains line up (random bytes) the workers' cuts are used and
     /// the merging thread cuts only where a segment's chain has not joined the true
     /// one yet: a few chunks per segment, not the segment.
@@ -223,10 +230,7 @@ mod tests {
         let data = mesh_testkit::SeededRng::new(11).bytes(12 * SEGMENT + 1234);
         let (_dir, file) = file_of(&data);
         let (got, own) = cut_all(&file, data.len() as u64).unwrap();
-        let whole: Vec<(u64, u32)> =
-            fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-                .map(|c| (c.offset as u64, c.length as u32))
-                .collect();
+        let whole = one_stream(&data);
         assert_eq!(got, whole);
         assert!(
             own <= 3 * 12,
@@ -239,10 +243,7 @@ mod tests {
         zeros[300_000..].fill(0);
         let (_dir, file) = file_of(&zeros);
         let (got, own) = cut_all(&file, zeros.len() as u64).unwrap();
-        let whole: Vec<(u64, u32)> =
-            fastcdc::v2020::FastCDC::new(&zeros, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-                .map(|c| (c.offset as u64, c.length as u32))
-                .collect();
+        let whole = one_stream(&zeros);
         assert_eq!(got, whole);
         let misaligned = whole
             .iter()

@@ -35,7 +35,7 @@ impl ChunkStore {
                     let data = fs::read(&path).map_err(io_err(&path))?;
                     // A corrupt legacy chunk is dropped: it would never have been served.
                     if Hash::of(&data) == h {
-                        self.write(&h, &data)?;
+                        self.put_hashed(&h, &data)?;
                         imported += 1;
                     }
                 }

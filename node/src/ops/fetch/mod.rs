@@ -29,11 +29,13 @@ mod error;
 mod events;
 mod peers;
 mod schedule;
+mod slots;
 
 pub use error::FetchError;
 use events::send;
 pub use events::{FetchEvent, FetchOutcome};
-use schedule::{batches, lock, ChunkFetch, MAX_BAD_CHUNKS, PEER_WINDOW, WINDOW};
+use schedule::{batches, lock, ChunkFetch, MAX_BAD_CHUNKS, WINDOW};
+use slots::PEER_WINDOW;
 
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
@@ -223,7 +225,7 @@ impl Fetcher {
             _ => None,
         };
         // A provider reached only through a relay gets one batch in flight at a time
-        // (see `schedule::RELAYED_WINDOW`): direct providers take the bulk.
+        // (see `slots::RELAYED_WINDOW`): direct providers take the bulk.
         let relayed: HashSet<PeerId> = self
             .net
             .peers()
@@ -234,7 +236,7 @@ impl Fetcher {
             .collect();
         let inflight = relayed
             .iter()
-            .map(|p| (*p, schedule::Slots::relayed()))
+            .map(|p| (*p, slots::Slots::relayed()))
             .collect();
         let job = Arc::new(ChunkFetch {
             net: self.net.clone(),
