@@ -10,6 +10,16 @@ use mesh_storage::chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: chunk_phases FILE");
+    // `CHUNK_PHASES=store` times only the copying chunking (for `perf record`).
+    let only_store = std::env::var("CHUNK_PHASES").is_ok_and(|v| v == "store");
+    if only_store {
+        let dir = tempfile::tempdir().unwrap();
+        let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
+        let (t, cpu) = (Instant::now(), cpu_time());
+        mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
+        println!("chunk_file (store):  {:?} (cpu {:.2} s)", t.elapsed(), cpu_time() - cpu);
+        return;
+    }
     let data = std::fs::read(&path).unwrap();
     let t = Instant::now();
     let n = fastcdc::v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).count();
@@ -29,20 +39,38 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
-    println!("chunk_file (store):  {:?}", t.elapsed());
+    println!(
+        "chunk_file (store):  {:?} (cpu {:.2} s)",
+        t.elapsed(),
+        cpu_time() - cpu
+    );
     let t = Instant::now();
     store.sync().unwrap();
     println!("sync:                {:?}", t.elapsed());
 
     let placed = mesh_storage::ChunkStore::open(&dir.path().join("in-place")).unwrap();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_time());
     mesh_storage::chunker::chunk_file_in_place(
         std::path::Path::new(&path),
         &placed,
         &mut Vec::new(),
     )
     .unwrap();
-    println!("chunk_file_in_place: {:?}", t.elapsed());
+    println!(
+        "chunk_file_in_place: {:?} (cpu {:.2} s)",
+        t.elapsed(),
+        cpu_time() - cpu
+    );
+}
+
+/// User and system CPU seconds this process has used so far, all threads.
+fn cpu_time() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command's closing parenthesis; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }

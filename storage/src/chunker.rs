@@ -138,8 +138,8 @@ fn chunk_with(
         let mut unsynced = 0u64;
         let stored = segments::cut_file(&file, size, io, |data, c| {
             let new = match referenced {
-                Some(id) => store.put_ref(&c.hash, id, c.offset, c.len)?,
-                None => store.put_hashed(&c.hash, data)?,
+                Some(id) => store.put_ref(&c.hash, id, c.offset, c.len, Some(c.crc))?,
+                None => store.put_hashed(&c.hash, c.crc, data)?,
             };
             out.size += u64::from(c.len);
             if new {

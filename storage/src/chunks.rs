@@ -343,28 +343,30 @@ impl ChunkStore {
                 actual,
             });
         }
-        self.put_hashed(hash, data)
+        self.put_hashed(hash, crc32fast::hash(data), data)
     }
 
     /// Hashes and stores `data`; returns its hash and whether it was newly written.
     pub fn put(&self, data: &[u8]) -> Result<(Hash, bool), ChunkError> {
         let hash = Hash::of(data);
-        Ok((hash, self.put_hashed(&hash, data)?))
+        Ok((hash, self.put_hashed(&hash, crc32fast::hash(data), data)?))
     }
 
-    /// Stores `data` under `hash`, which the caller computed from exactly these
-    /// bytes (the chunker hashes as it cuts); returns whether it was new.
-    pub(crate) fn put_hashed(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
+    /// Stores `data` under `hash` with its CRC-32 `crc`, both of which the caller
+    /// computed from exactly these bytes (the chunker does as it cuts); returns
+    /// whether it was new.
+    pub(crate) fn put_hashed(&self, hash: &Hash, crc: u32, data: &[u8]) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
         if st.index.contains_key(hash) {
             return Ok(false);
         }
-        self.append(&mut st, hash, data)?;
+        self.append(&mut st, hash, crc, data)?;
         Ok(true)
     }
 
-    /// Appends `data` to the active pack and records it as the live copy of `hash`.
-    fn append(&self, st: &mut State, hash: &Hash, data: &[u8]) -> Result<(), ChunkError> {
+    /// Appends `data` (whose CRC-32 is `crc`) to the active pack and records it as
+    /// the live copy of `hash`.
+    fn append(&self, st: &mut State, hash: &Hash, crc: u32, data: &[u8]) -> Result<(), ChunkError> {
         let len = u32::try_from(data.len()).map_err(|_| ChunkError::TooLarge {
             hash: *hash,
             len: data.len() as u64,
@@ -375,6 +377,7 @@ impl ChunkStore {
             pack: active.n,
             offset: active.size,
             len,
+            crc: Some(crc),
         };
         let result = self
             .faults

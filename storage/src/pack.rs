@@ -32,6 +32,11 @@ pub(crate) struct Loc {
     pub pack: u32,
     pub offset: u64,
     pub len: u32,
+    /// CRC-32 (IEEE) of the bytes as written, where recorded: a cheap check against
+    /// damage on this disk for reads whose bytes are verified by BLAKE3 again
+    /// elsewhere ([`crate::ChunkStore::get_checked`]). Records written before it
+    /// existed have none.
+    pub crc: Option<u32>,
 }
 
 /// Whether pack number `n` names a referenced file rather than a pack.
@@ -44,7 +49,15 @@ impl Loc {
     pub(crate) fn is_ref(&self) -> bool {
         is_ref_id(self.pack)
     }
+
+    /// Whether `other` names the same bytes (its checksum aside: removals carry none).
+    pub(crate) fn same_place(&self, other: &Loc) -> bool {
+        (self.pack, self.offset, self.len) == (other.pack, other.offset, other.len)
+    }
 }
+
+/// Offsets below this fit the checksummed add record's 48 bits.
+const CRC_OFFSET_LIMIT: u64 = 1 << 48;
 
 /// The path of referenced file `id`'s record (`id` has [`REF_BIT`] set).
 pub(crate) fn ref_path(dir: &Path, id: u32) -> PathBuf {
@@ -96,8 +109,12 @@ pub(crate) enum Record {
 impl Record {
     // Layout: kind u8, 3 zero bytes, hash [32], pack u32, len u32, offset u64, then
     // the first 4 bytes of BLAKE3 over everything before them. Integers little-endian.
+    // Kind 1 is an add, 2 a removal (no checksum), 3 an add with the bytes' CRC: its
+    // bytes 0-2 in place of the zero bytes, byte 3 in the offset's seventh byte (the
+    // offset then has 48 bits, the eighth byte zero).
     pub(crate) fn encode(&self) -> [u8; RECORD_LEN] {
         let (kind, hash, loc) = match self {
+            Record::Add(h, l) if l.crc.is_some() && l.offset < CRC_OFFSET_LIMIT => (3u8, h, l),
             Record::Add(h, l) => (1u8, h, l),
             Record::Remove(h, l) => (2u8, h, l),
         };
@@ -107,6 +124,11 @@ impl Record {
         b[36..40].copy_from_slice(&loc.pack.to_le_bytes());
         b[40..44].copy_from_slice(&loc.len.to_le_bytes());
         b[44..52].copy_from_slice(&loc.offset.to_le_bytes());
+        if let (3, Some(crc)) = (kind, loc.crc) {
+            let crc = crc.to_le_bytes();
+            b[1..4].copy_from_slice(&crc[..3]);
+            b[50] = crc[3];
+        }
         let check = checksum(&b[..52]);
         b[52..].copy_from_slice(&check);
         b
@@ -115,18 +137,28 @@ impl Record {
     /// Decodes a record; `None` if it is torn or garbage.
     pub(crate) fn decode(b: &[u8]) -> Option<Record> {
         let b: &[u8; RECORD_LEN] = b.try_into().ok()?;
-        if checksum(&b[..52]) != b[52..] || b[1..4] != [0; 3] {
+        if checksum(&b[..52]) != b[52..] {
             return None;
         }
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&b[4..36]);
-        let loc = Loc {
+        let mut loc = Loc {
             pack: u32::from_le_bytes(b[36..40].try_into().ok()?),
             len: u32::from_le_bytes(b[40..44].try_into().ok()?),
             offset: u64::from_le_bytes(b[44..52].try_into().ok()?),
+            crc: None,
         };
+        if b[0] == 3 {
+            if b[51] != 0 {
+                return None;
+            }
+            loc.crc = Some(u32::from_le_bytes([b[1], b[2], b[3], b[50]]));
+            loc.offset &= CRC_OFFSET_LIMIT - 1;
+        } else if b[1..4] != [0; 3] {
+            return None;
+        }
         match b[0] {
-            1 => Some(Record::Add(Hash::from_bytes(hash), loc)),
+            1 | 3 => Some(Record::Add(Hash::from_bytes(hash), loc)),
             2 => Some(Record::Remove(Hash::from_bytes(hash), loc)),
             _ => None,
         }
@@ -180,7 +212,7 @@ impl Replayed {
                 *self.live.entry(loc.pack).or_default() += u64::from(loc.len);
             }
             Record::Remove(h, loc) => {
-                if self.index.get(&h) == Some(&loc) {
+                if self.index.get(&h).is_some_and(|l| l.same_place(&loc)) {
                     self.index.remove(&h);
                     self.sub_live(loc);
                 }
@@ -258,9 +290,20 @@ mod tests {
             pack: 7,
             offset: (1 << 32) + 5,
             len: 262_144,
+            crc: None,
+        };
+        let checked = Loc {
+            crc: Some(0xdead_beef),
+            ..loc
+        };
+        let far = Loc {
+            offset: (1 << 48) - 1,
+            ..checked
         };
         for r in [
             Record::Add(Hash::of(b"a"), loc),
+            Record::Add(Hash::of(b"c"), checked),
+            Record::Add(Hash::of(b"d"), far),
             Record::Remove(Hash::of(b"b"), loc),
         ] {
             let b = r.encode();
@@ -272,5 +315,16 @@ mod tests {
             }
             assert_eq!(Record::decode(&b[..RECORD_LEN - 1]), None);
         }
+        // An offset past 48 bits is recorded without its checksum, never cut short.
+        let beyond = Loc {
+            offset: 1 << 48,
+            ..checked
+        };
+        let b = Record::Add(Hash::of(b"e"), beyond).encode();
+        assert_eq!(b[0], 1, "falls back to the plain add");
+        assert_eq!(
+            Record::decode(&b),
+            Some(Record::Add(Hash::of(b"e"), Loc { crc: None, ..beyond }))
+        );
     }
 }

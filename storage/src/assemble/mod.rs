@@ -157,8 +157,9 @@ pub fn write_files(
     Ok(out)
 }
 
-/// Reads and verifies `hashes` from `store` on up to 4 threads; the first failure.
-fn verify_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), AssembleError> {
+/// Checks that `store` holds `hashes` intact (against the CRC-32 recorded at write:
+/// these bytes are not written anywhere), on up to 4 threads; the first failure.
+fn check_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), AssembleError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let per = hashes.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -168,7 +169,7 @@ fn verify_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), Assembl
                 scope.spawn(move || {
                     for hash in part {
                         store
-                            .get_verified(hash, u64::from(MAX_CHUNK_LEN))
+                            .get_checked(hash, u64::from(MAX_CHUNK_LEN))
                             .map_err(|source| AssembleError::Chunk {
                                 path: format!("the store's copy of chunk {}", hash.short()),
                                 source,
@@ -339,10 +340,10 @@ impl Output {
                 })?;
             self.write_chunk(hash, &data)?;
         }
-        // Chunks already in place (from a base) are still read and verified, so the
+        // Chunks already in place (from a base) are still read and checked, so the
         // store is never taken as whole unchecked, but not written again: on every
         // core, as nothing else waits on them.
-        verify_in_parallel(store, &in_place)
+        check_in_parallel(store, &in_place)
     }
 
     /// What the files' bases provided (nothing without bases).

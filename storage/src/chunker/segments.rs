@@ -36,6 +36,8 @@ pub(super) struct Cut {
     pub len: u32,
     /// Its BLAKE3 hash.
     pub hash: Hash,
+    /// Its CRC-32, which the store records to check its own copy cheaply.
+    pub crc: u32,
 }
 
 /// A worker's queue of cut segments, and the way its buffers go back to it.
@@ -148,6 +150,7 @@ impl Segment {
             offset: t,
             len: len as u32,
             hash: Hash::of(&rest[..len]),
+            crc: crc32fast::hash(&rest[..len]),
         }
     }
 }
@@ -178,6 +181,7 @@ fn cut_segment(file: &File, size: u64, index: u64, mut buf: Vec<u8>) -> io::Resu
             offset: start + c.offset as u64,
             len: c.length as u32,
             hash: Hash::of(&buf[c.offset..c.offset + c.length]),
+            crc: crc32fast::hash(&buf[c.offset..c.offset + c.length]),
         });
     }
     Ok(Segment {

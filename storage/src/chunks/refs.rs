@@ -62,23 +62,26 @@ impl ChunkStore {
     /// in a pack keeps that copy; one it holds as a range of a referenced file moves
     /// to this range, which was just read (the older file may since have changed:
     /// the same file published again with bytes inserted before the chunk). The
-    /// caller has hashed exactly those bytes: this records, it does not read.
+    /// caller has hashed exactly those bytes (and taken their CRC-32, `crc`, if it
+    /// has it: see [`ChunkStore::get_checked`]): this records, it does not read.
     pub fn put_ref(
         &self,
         hash: &Hash,
         file: RefId,
         offset: u64,
         len: u32,
+        crc: Option<u32>,
     ) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
         let loc = Loc {
             pack: file.0,
             offset,
             len,
+            crc,
         };
         let held = st.index.get(hash).copied();
         match held {
-            Some(old) if !old.is_ref() || old == loc => return Ok(false),
+            Some(old) if !old.is_ref() || old.same_place(&loc) => return Ok(false),
             _ => {}
         }
         if !st.ref_paths.contains_key(&file.0) {
@@ -119,7 +122,7 @@ impl ChunkStore {
         let id = self.reference(path)?;
         let mut offset = 0u64;
         for c in chunks {
-            self.put_ref(&c.hash, id, offset, c.len)?;
+            self.put_ref(&c.hash, id, offset, c.len, None)?;
             offset += u64::from(c.len);
         }
         self.forget_replaced(id)
@@ -213,8 +216,8 @@ mod tests {
         let store = ChunkStore::open(&dir.join("store")).unwrap();
         let id = store.reference(&file).unwrap();
         let h = Hash::of(&data[10..60]);
-        assert!(store.put_ref(&h, id, 10, 50).unwrap());
-        assert!(!store.put_ref(&h, id, 10, 50).unwrap(), "already held");
+        assert!(store.put_ref(&h, id, 10, 50, None).unwrap());
+        assert!(!store.put_ref(&h, id, 10, 50, None).unwrap(), "already held");
         store.sync().unwrap();
         (store, file, h)
     }
@@ -283,7 +286,7 @@ mod tests {
 
         let id = store.reference(&file).unwrap();
         let h2 = Hash::of(&edited[..50]);
-        store.put_ref(&h2, id, 0, 50).unwrap();
+        store.put_ref(&h2, id, 0, 50, None).unwrap();
         fs::remove_file(&file).unwrap();
         assert!(matches!(
             store.get_verified(&h2, 100),
@@ -301,7 +304,7 @@ mod tests {
         shifted.extend_from_slice(&data);
         fs::write(&file, &shifted).unwrap();
         let id = store.reference(&file).unwrap();
-        assert!(!store.put_ref(&h, id, 15, 50).unwrap(), "held before");
+        assert!(!store.put_ref(&h, id, 15, 50, None).unwrap(), "held before");
         assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
         store.sync().unwrap();
         drop(store);
@@ -316,7 +319,7 @@ mod tests {
         let (p, _) = store.put(b"a packed chunk").unwrap();
         fs::write(&file, b"xx a packed chunk").unwrap();
         let id = store.reference(&file).unwrap();
-        assert!(!store.put_ref(&p, id, 3, 14).unwrap());
+        assert!(!store.put_ref(&p, id, 3, 14, None).unwrap());
         assert!(!store.is_referenced(&p));
     }
 
@@ -327,13 +330,13 @@ mod tests {
         let (store, file, kept) = referenced(dir.path(), &data);
         let gone = Hash::of(&data[60..100]);
         let first = store.reference(&file).unwrap();
-        store.put_ref(&gone, first, 60, 40).unwrap();
+        store.put_ref(&gone, first, 60, 40, None).unwrap();
         // An unrelated file's chunks are not touched.
         let other = dir.path().join("other.bin");
         fs::write(&other, &data).unwrap();
         let o = store.reference(&other).unwrap();
         let elsewhere = Hash::of(&data[0..10]);
-        store.put_ref(&elsewhere, o, 0, 10).unwrap();
+        store.put_ref(&elsewhere, o, 0, 10, None).unwrap();
 
         // The file replaced by a version that keeps one chunk, elsewhere.
         let mut next = vec![0xAB; 30];
@@ -398,7 +401,7 @@ mod tests {
             // Pack 1 holds the referenced chunk's record and a big chunk.
             let store = ChunkStore::open(&root).unwrap();
             let id = store.reference(&file).unwrap();
-            store.put_ref(&h, id, 0, 100).unwrap();
+            store.put_ref(&h, id, 0, 100, None).unwrap();
             let big = store.put(&vec![1u8; 100_000]).unwrap().0;
             store.remove(&big).unwrap();
             store.sync().unwrap();

@@ -147,3 +147,67 @@ fn injected_faults_reach_the_caller_and_leave_the_store_consistent() {
         b"after the faults"
     );
 }
+
+/// Flips one byte of `h`'s stored copy.
+fn flip_one_byte(store: &ChunkStore, h: &Hash, at: u64) {
+    let loc = store.locate(h).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&loc.path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, loc.offset + at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x01], loc.offset + at).unwrap();
+}
+
+#[test]
+fn checked_reads_use_the_crc_recorded_at_write_and_still_catch_one_flipped_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let (h, _) = {
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let put = store.put(&data).unwrap();
+        store.sync().unwrap();
+        put
+    };
+    // The checksum survives a reopen (the add record carries it).
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let loc = lock(&store.state).index[&h];
+    assert_eq!(loc.crc, Some(crc32fast::hash(&data)));
+    assert_eq!(store.get_checked(&h, 1 << 20).unwrap(), data);
+
+    // A recorded checksum that does not match bytes that are intact (a bug, never
+    // damage) costs a hash, not the chunk.
+    lock(&store.state).index.get_mut(&h).unwrap().crc = Some(!crc32fast::hash(&data));
+    assert_eq!(store.get_checked(&h, 1 << 20).unwrap(), data);
+    lock(&store.state).index.get_mut(&h).unwrap().crc = Some(crc32fast::hash(&data));
+
+    flip_one_byte(&store, &h, 4321);
+    for read in [ChunkStore::get_checked, ChunkStore::get_verified] {
+        match read(&store, &h, 1 << 20) {
+            Err(ChunkError::Corrupt { expected, actual }) => {
+                assert_eq!(expected, h);
+                assert_ne!(actual, h);
+            }
+            other => panic!("a flipped bit must read as corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_record_without_a_crc_is_checked_by_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ChunkStore::open(dir.path()).unwrap();
+    let (h, _) = store.put(b"written before checksums were recorded").unwrap();
+    lock(&store.state).index.get_mut(&h).unwrap().crc = None;
+    assert_eq!(
+        store.get_checked(&h, 100).unwrap(),
+        b"written before checksums were recorded"
+    );
+    flip_one_byte(&store, &h, 3);
+    assert!(matches!(
+        store.get_checked(&h, 100),
+        Err(ChunkError::Corrupt { .. })
+    ));
+}
