@@ -17,7 +17,11 @@ fn main() {
         let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
         let (t, cpu) = (Instant::now(), cpu_time());
         mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
-        println!("chunk_file (store):  {:?} (cpu {:.2} s)", t.elapsed(), cpu_time() - cpu);
+        println!(
+            "chunk_file (store):  {:?} (cpu {:.2} s)",
+            t.elapsed(),
+            cpu_time() - cpu
+        );
         return;
     }
     let data = std::fs::read(&path).unwrap();

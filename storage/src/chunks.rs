@@ -355,7 +355,12 @@ impl ChunkStore {
     /// Stores `data` under `hash` with its CRC-32 `crc`, both of which the caller
     /// computed from exactly these bytes (the chunker does as it cuts); returns
     /// whether it was new.
-    pub(crate) fn put_hashed(&self, hash: &Hash, crc: u32, data: &[u8]) -> Result<bool, ChunkError> {
+    pub(crate) fn put_hashed(
+        &self,
+        hash: &Hash,
+        crc: u32,
+        data: &[u8],
+    ) -> Result<bool, ChunkError> {
         let mut st = lock(&self.state);
         if st.index.contains_key(hash) {
             return Ok(false);

@@ -324,7 +324,13 @@ mod tests {
         assert_eq!(b[0], 1, "falls back to the plain add");
         assert_eq!(
             Record::decode(&b),
-            Some(Record::Add(Hash::of(b"e"), Loc { crc: None, ..beyond }))
+            Some(Record::Add(
+                Hash::of(b"e"),
+                Loc {
+                    crc: None,
+                    ..beyond
+                }
+            ))
         );
     }
 }

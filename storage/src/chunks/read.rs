@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,13 +68,12 @@ impl ChunkStore {
             Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => return Err(changed()),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let mut data = vec![0u8; loc.len as usize];
-        match file.read_exact_at(&mut data, loc.offset) {
-            Ok(()) => {}
+        let data = match crate::sys::read_exact_at(&file, loc.len as usize, loc.offset) {
+            Ok(data) => data,
             // Truncated under us: the bytes are gone, like corrupt ones.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => data.clear(),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Vec::new(),
             Err(e) => return Err(io_err(&path)(e)),
-        }
+        };
         let intact = match (check, loc.crc) {
             (Check::Crc, Some(crc)) => {
                 data.len() == loc.len as usize && crc32fast::hash(&data) == crc

@@ -217,7 +217,10 @@ mod tests {
         let id = store.reference(&file).unwrap();
         let h = Hash::of(&data[10..60]);
         assert!(store.put_ref(&h, id, 10, 50, None).unwrap());
-        assert!(!store.put_ref(&h, id, 10, 50, None).unwrap(), "already held");
+        assert!(
+            !store.put_ref(&h, id, 10, 50, None).unwrap(),
+            "already held"
+        );
         store.sync().unwrap();
         (store, file, h)
     }

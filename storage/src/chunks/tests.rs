@@ -199,7 +199,9 @@ fn checked_reads_use_the_crc_recorded_at_write_and_still_catch_one_flipped_bit()
 fn a_record_without_a_crc_is_checked_by_its_hash() {
     let dir = tempfile::tempdir().unwrap();
     let store = ChunkStore::open(dir.path()).unwrap();
-    let (h, _) = store.put(b"written before checksums were recorded").unwrap();
+    let (h, _) = store
+        .put(b"written before checksums were recorded")
+        .unwrap();
     lock(&store.state).index.get_mut(&h).unwrap().crc = None;
     assert_eq!(
         store.get_checked(&h, 100).unwrap(),

@@ -242,7 +242,12 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     // so a copying publish is also set against a copy of the file made durable, the
     // work it does besides chunking and hashing.
     let copy = net.root().join("cp-copy.bin");
-    let cp = timed(Command::new("sh").args(["-c", r#"cp "$1" "$2" && sync "$2""#, "cp"]).arg(&file).arg(&copy))?;
+    let cp = timed(
+        Command::new("sh")
+            .args(["-c", r#"cp "$1" "$2" && sync "$2""#, "cp"])
+            .arg(&file)
+            .arg(&copy),
+    )?;
     std::fs::remove_file(&copy)?;
     let t = Instant::now();
     let toml_other =
