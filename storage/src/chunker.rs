@@ -136,10 +136,17 @@ fn chunk_with(
             })
         });
         let mut unsynced = 0u64;
-        let stored = segments::cut_file(&file, size, io, |data, c| {
+        // Chunks copied into packs get a CRC-32 (see `ChunkStore::get_checked`); chunks
+        // referenced in place do without (their reads are hashed), as it would cost
+        // in-place publishing about a tenth of its time.
+        let with_crc = referenced.is_none();
+        let stored = segments::cut_file(&file, size, with_crc, io, |data, c| {
             let new = match referenced {
-                Some(id) => store.put_ref(&c.hash, id, c.offset, c.len, Some(c.crc))?,
-                None => store.put_hashed(&c.hash, c.crc, data)?,
+                Some(id) => store.put_ref(&c.hash, id, c.offset, c.len, c.crc)?,
+                None => {
+                    let crc = c.crc.unwrap_or_else(|| crc32fast::hash(data));
+                    store.put_hashed(&c.hash, crc, data)?
+                }
             };
             out.size += u64::from(c.len);
             if new {

@@ -36,8 +36,8 @@ pub(super) struct Cut {
     pub len: u32,
     /// Its BLAKE3 hash.
     pub hash: Hash,
-    /// Its CRC-32, which the store records to check its own copy cheaply.
-    pub crc: u32,
+    /// Its CRC-32, when asked for: what the store records to check its copy cheaply.
+    pub crc: Option<u32>,
 }
 
 /// A worker's queue of cut segments, and the way its buffers go back to it.
@@ -52,15 +52,19 @@ struct Segment {
     data: Vec<u8>,
     /// The chain of chunks cut from `start`, each starting inside the segment.
     cuts: Vec<Cut>,
+    /// Whether chunks get their CRC-32.
+    with_crc: bool,
 }
 
-/// Cuts the first `size` bytes of `file` into chunks and hashes them, calling `take`
-/// with each chunk's bytes, in file order; returns how many chunks the merging
-/// thread had to cut itself. Stops at the first error, of reading (given to `io`;
-/// the file shorter than `size` is one) or from `take`.
+/// Cuts the first `size` bytes of `file` into chunks and hashes them (and takes
+/// their CRC-32 if `with_crc`), calling `take` with each chunk's bytes, in file
+/// order; returns how many chunks the merging thread had to cut itself. Stops at
+/// the first error, of reading (given to `io`; the file shorter than `size` is one)
+/// or from `take`.
 pub(super) fn cut_file<E>(
     file: &File,
     size: u64,
+    with_crc: bool,
     io: impl Fn(io::Error) -> E,
     mut take: impl FnMut(&[u8], &Cut) -> Result<(), E>,
 ) -> Result<u64, E> {
@@ -78,7 +82,7 @@ pub(super) fn cut_file<E>(
                 let mut index = first as u64;
                 while index < segments {
                     let buf = spare_rx.try_recv().unwrap_or_default();
-                    let segment = cut_segment(file, size, index, buf);
+                    let segment = cut_segment(file, size, index, buf, with_crc);
                     let stop = segment.is_err();
                     if tx.send(segment).is_err() || stop {
                         return;
@@ -150,13 +154,19 @@ impl Segment {
             offset: t,
             len: len as u32,
             hash: Hash::of(&rest[..len]),
-            crc: crc32fast::hash(&rest[..len]),
+            crc: self.with_crc.then(|| crc32fast::hash(&rest[..len])),
         }
     }
 }
 
 /// Reads segment `index` into `buf` and cuts and hashes its chain.
-fn cut_segment(file: &File, size: u64, index: u64, mut buf: Vec<u8>) -> io::Result<Segment> {
+fn cut_segment(
+    file: &File,
+    size: u64,
+    index: u64,
+    mut buf: Vec<u8>,
+    with_crc: bool,
+) -> io::Result<Segment> {
     let start = index * SEGMENT as u64;
     let own = (size - start).min(SEGMENT as u64) as usize;
     let len = (size - start).min((SEGMENT + MAX_CHUNK as usize) as u64) as usize;
@@ -181,13 +191,14 @@ fn cut_segment(file: &File, size: u64, index: u64, mut buf: Vec<u8>) -> io::Resu
             offset: start + c.offset as u64,
             len: c.length as u32,
             hash: Hash::of(&buf[c.offset..c.offset + c.length]),
-            crc: crc32fast::hash(&buf[c.offset..c.offset + c.length]),
+            crc: with_crc.then(|| crc32fast::hash(&buf[c.offset..c.offset + c.length])),
         });
     }
     Ok(Segment {
         start,
         data: buf,
         cuts,
+        with_crc,
     })
 }
 
@@ -208,10 +219,12 @@ mod tests {
         let own = cut_file(
             file,
             size,
+            true,
             |e| e,
             |data, c| {
                 assert_eq!(data.len(), c.len as usize);
                 assert_eq!(Hash::of(data), c.hash);
+                assert_eq!(c.crc, Some(crc32fast::hash(data)));
                 got.push((c.offset, c.len));
                 Ok(())
             },
