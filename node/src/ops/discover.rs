@@ -191,8 +191,9 @@ fn annotate(
 pub(crate) struct ProductListing {
     /// The newest version, annotated like `products_at` does.
     pub(crate) newest: CatalogEntry,
-    /// Every version, oldest first (not annotated).
-    pub(crate) versions: Vec<CatalogEntry>,
+    /// Every version, oldest first, in brief (a listing of 100,000 products kept a
+    /// whole catalog entry per version: announcement, publisher key, providers).
+    pub(crate) versions: Vec<VersionBrief>,
     /// The newest manifest's description (empty when the manifest is unknown).
     pub(crate) description: String,
     /// The newest manifest's column names.
@@ -203,6 +204,41 @@ pub(crate) struct ProductListing {
     /// The newest manifest's declared upstreams (`domain/name`, and the manifest
     /// it pins, if any): what a lineage graph is drawn from.
     pub(crate) upstreams: Vec<(String, Option<Hash>)>,
+}
+
+/// One version of a product as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VersionBrief {
+    /// Its version.
+    pub(crate) version: semver::Version,
+    /// The hash naming its signed manifest.
+    pub(crate) manifest: Hash,
+    /// Unix milliseconds when announced.
+    pub(crate) issued_at_ms: u64,
+    /// Bytes of data.
+    pub(crate) size: u64,
+    /// Number of files.
+    pub(crate) files: u32,
+    /// Lifecycle status.
+    pub(crate) status: mesh_protocol::manifest::Status,
+    /// Whether this node holds it whole.
+    pub(crate) local: bool,
+}
+
+impl VersionBrief {
+    /// The brief of catalog entry `e`.
+    pub(crate) fn of(e: &CatalogEntry) -> Self {
+        let a = &e.announcement;
+        VersionBrief {
+            version: a.version.clone(),
+            manifest: a.manifest,
+            issued_at_ms: a.issued_at_ms,
+            size: a.summary.size,
+            files: a.summary.files,
+            status: a.summary.status,
+            local: e.local,
+        }
+    }
 }
 
 /// Every product of the catalog, grouped, sorted by id, with the newest version of
@@ -217,10 +253,10 @@ pub(crate) async fn listing(
         let all = catalog.list(&Default::default())?;
         let newest = newest_versions(all.iter().map(|e| &e.announcement));
         let mut out: Vec<ProductListing> = Vec::with_capacity(newest.len());
-        let mut group: Vec<CatalogEntry> = Vec::new();
+        let mut group: Vec<VersionBrief> = Vec::new();
         // `list` is sorted by id then version: the last of each run is the newest.
         for (i, e) in all.iter().enumerate() {
-            group.push(e.clone());
+            group.push(VersionBrief::of(e));
             let last_of_product = all
                 .get(i + 1)
                 .is_none_or(|next| next.announcement.product != e.announcement.product);

@@ -32,19 +32,24 @@ pub(super) struct Row {
 }
 
 impl Row {
-    fn new(listing: ProductListing) -> Self {
+    fn new(mut listing: ProductListing) -> Self {
+        // The description and column names live on only in the search text: no page
+        // shows them from the listing (its product page reads the manifest).
+        let description = std::mem::take(&mut listing.description);
+        let columns = std::mem::take(&mut listing.columns);
         let a = &listing.newest.announcement;
         let id = a.product.to_string();
-        let haystack = format!(
+        let mut haystack = format!(
             "{} {} {} {} {} {}",
             id,
             a.summary.title,
-            listing.description,
+            description,
             a.summary.tags.join(" "),
-            listing.columns.join(" "),
+            columns.join(" "),
             a.summary.owner_team,
         )
         .to_lowercase();
+        haystack.shrink_to_fit();
         Row {
             listing,
             id,
@@ -169,8 +174,8 @@ impl LineageSource for RowsSource<'_> {
             .listing
             .versions
             .iter()
-            .find(|e| e.announcement.manifest == *manifest)
-            .map(|e| e.announcement.version.clone())
+            .find(|v| v.manifest == *manifest)
+            .map(|v| v.version.clone())
     }
 }
 
@@ -370,8 +375,8 @@ mod tests {
             providers: Vec::new(),
         };
         Row::new(ProductListing {
-            newest: entry.clone(),
-            versions: vec![entry],
+            versions: vec![crate::ops::discover::VersionBrief::of(&entry)],
+            newest: entry,
             description: String::new(),
             columns: Vec::new(),
             quality_problems: 0,

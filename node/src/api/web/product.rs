@@ -7,7 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use mesh_protocol::manifest::{Manifest, RuleState};
-use mesh_protocol::ProductRef;
+use mesh_protocol::{ProductId, ProductRef};
 use serde::Deserialize;
 
 use super::context::{PageError, PageQuery, WebState};
@@ -18,6 +18,7 @@ use crate::api::types::{
 };
 use crate::clock::unix_now;
 use crate::error::NodeError;
+use crate::ops::discover::VersionBrief;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct VersionQuery {
@@ -50,7 +51,7 @@ pub(super) async fn page(
         .map(|r| &r.listing.newest)
         .filter(|n| n.announcement.manifest == entry.announcement.manifest)
         .and_then(|n| n.health.clone());
-    let versions: Vec<CatalogEntry> = row.map(|r| r.listing.versions.clone()).unwrap_or_default();
+    let versions: Vec<VersionBrief> = row.map(|r| r.listing.versions.clone()).unwrap_or_default();
     let lineage = index::lineage(&rows, &id);
     let usage = s
         .node
@@ -75,7 +76,7 @@ pub(super) async fn page(
         .unwrap_or_default();
     let status = s.node.status().await?;
     let a = &entry.announcement;
-    let newest = versions.last().map(|v| &v.announcement.version) == Some(&a.version);
+    let newest = versions.last().map(|v| &v.version) == Some(&a.version);
     let title = format!("{}@{}", a.product, a.version);
     let manifest_error = manifest.as_ref().err().map(|e| e.to_string());
     let manifest = manifest.ok();
@@ -149,7 +150,7 @@ pub(super) async fn page(
         (usage_section(usage.as_ref()))
         (access_section(&access, a.product.domain().as_str(), now))
         (subscribers_section(&subscribers, &a.product.to_string(), now))
-        (versions_table(&versions, &a.version, now))
+        (versions_table(&a.product, &versions, &a.version, now))
         @if let Some(m) = &manifest {
             (files(m))
             section {
@@ -420,7 +421,12 @@ fn subscribers_section(subscribers: &[SubscriberView], product: &str, now: u64) 
     }
 }
 
-fn versions_table(versions: &[CatalogEntry], shown: &semver::Version, now: u64) -> Markup {
+fn versions_table(
+    product: &ProductId,
+    versions: &[VersionBrief],
+    shown: &semver::Version,
+    now: u64,
+) -> Markup {
     html! {
         section {
             h2 { "Versions" }
@@ -428,13 +434,12 @@ fn versions_table(versions: &[CatalogEntry], shown: &semver::Version, now: u64) 
                 thead { tr { th { "Version" } th { "Published" } th.num { "Size" } th.num { "Files" } th { "Status" } th { "Here" } } }
                 tbody {
                     @for v in versions.iter().rev() {
-                        @let a = &v.announcement;
-                        tr.current[&a.version == shown] {
-                            td { a href={ "/products/" (a.product) "?version=" (a.version) } { (a.version) } }
-                            td { (page::date(a.issued_at_ms / 1000)) " (" (page::ago(now, a.issued_at_ms / 1000)) ")" }
-                            td.num { (page::size(a.summary.size)) }
-                            td.num { (a.summary.files) }
-                            td { (page::status_badge(a.summary.status)) }
+                        tr.current[&v.version == shown] {
+                            td { a href={ "/products/" (product) "?version=" (v.version) } { (v.version) } }
+                            td { (page::date(v.issued_at_ms / 1000)) " (" (page::ago(now, v.issued_at_ms / 1000)) ")" }
+                            td.num { (page::size(v.size)) }
+                            td.num { (v.files) }
+                            td { (page::status_badge(v.status)) }
                             td { @if v.local { "held" } @else { "–" } }
                         }
                     }
