@@ -74,6 +74,8 @@ impl ChunkStore {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Vec::new(),
             Err(e) => return Err(io_err(&path)(e)),
         };
+        // A CRC match stands in for the hash; anything else is hashed (intact bytes
+        // failing their CRC would be a bug, not damage, and read as intact).
         let intact = match (check, loc.crc) {
             (Check::Crc, Some(crc)) => {
                 data.len() == loc.len as usize && crc32fast::hash(&data) == crc
