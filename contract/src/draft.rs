@@ -64,7 +64,10 @@ pub struct ManifestDraft {
 
 /// `[owner]` in `product.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [owner] table with `team` and `contact`, e.g. `owner = { team = \"sales\", contact = \"sales@example.com\" }`"
+)]
 pub struct OwnerDraft {
     /// Team name.
     pub team: Option<String>,
@@ -75,7 +78,10 @@ pub struct OwnerDraft {
 
 /// `[files."PATH"]` in `product.toml`: settings of one data file.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [files.\"PATH\"] table, e.g. `null_values = [\"NA\"]`"
+)]
 pub struct FileDraft {
     /// This file's null markers, replacing the product's `null_values`.
     pub null_values: Vec<String>,
@@ -83,7 +89,10 @@ pub struct FileDraft {
 
 /// `[[schema]]` in `product.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[schema]] entry with `name` and `type`, e.g. `{ name = \"order_id\", type = \"string\" }`"
+)]
 pub struct FieldDraft {
     /// Column name.
     pub name: String,
@@ -107,7 +116,10 @@ pub struct FieldDraft {
 
 /// `[sla]` in `product.toml`, with human durations such as `24h`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an [sla] table, e.g. `sla = { freshness = \"24h\", availability = 99.9 }`"
+)]
 pub struct SlaDraft {
     /// Maximum data age, e.g. `24h`.
     pub freshness: Option<String>,
@@ -121,7 +133,10 @@ pub struct SlaDraft {
 
 /// `[[lineage]]` in `product.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[lineage]] entry with the upstream's `id`, e.g. `{ id = \"sales/orders\" }`"
+)]
 pub struct UpstreamDraft {
     /// Upstream product id.
     pub id: String,
