@@ -296,4 +296,26 @@ mod tests {
         assert!(chunk_file_in_place(dir.path(), &store, &mut Vec::new()).is_err());
         assert_eq!(store.len(), before);
     }
+
+    /// A writeback that fails while chunking fails the chunking with its cause (after
+    /// an I/O error a later fsync may report success for pages already lost), and a
+    /// chunking without writebacks is not stopped by the switch.
+    #[test]
+    fn a_failed_writeback_fails_the_chunking() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(&dir.path().join("chunks")).unwrap();
+        let f = dir.path().join("a.bin");
+        std::fs::write(&f, pseudo_random(4 * WRITEBACK_EVERY as usize, 9)).unwrap();
+        store.faults().fail_writeback(true);
+        let err = chunk_file(&f, &store).unwrap_err();
+        assert!(
+            err.to_string().contains("injected writeback failure"),
+            "{err}"
+        );
+        let small = dir.path().join("small.bin");
+        std::fs::write(&small, pseudo_random(WRITEBACK_EVERY as usize / 2, 10)).unwrap();
+        chunk_file(&small, &store).unwrap();
+        store.faults().clear();
+        chunk_file(&f, &store).unwrap();
+    }
 }

@@ -531,7 +531,11 @@ impl ChunkStore {
         for n in packs {
             let path = pack::pack_path(&self.packs, n, "pack");
             match File::open(&path) {
-                Ok(f) => crate::sys::start_writeback(&f).map_err(io_err(&path))?,
+                Ok(f) => self
+                    .faults
+                    .before_writeback()
+                    .and_then(|()| crate::sys::start_writeback(&f))
+                    .map_err(io_err(&path))?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(&path)(e)),
             }

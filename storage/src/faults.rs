@@ -37,6 +37,12 @@ mod disabled {
         pub(crate) fn before_sync(&self) -> io::Result<()> {
             Ok(())
         }
+
+        /// Called before starting writeback.
+        #[inline]
+        pub(crate) fn before_writeback(&self) -> io::Result<()> {
+            Ok(())
+        }
     }
 }
 
@@ -57,6 +63,7 @@ mod switches {
         fail_sync: AtomicBool,
         /// Syncs still to fail before they work again.
         failing_syncs: AtomicU64,
+        fail_writeback: AtomicBool,
     }
 
     impl Default for Faults {
@@ -66,6 +73,7 @@ mod switches {
                 fail_writes: AtomicBool::new(false),
                 fail_sync: AtomicBool::new(false),
                 failing_syncs: AtomicU64::new(0),
+                fail_writeback: AtomicBool::new(false),
             }
         }
     }
@@ -96,12 +104,18 @@ mod switches {
             self.failing_syncs.store(n, Ordering::SeqCst);
         }
 
+        /// Starting writeback (`sync_file_range` while chunking) fails while `on`.
+        pub fn fail_writeback(&self, on: bool) {
+            self.fail_writeback.store(on, Ordering::SeqCst);
+        }
+
         /// Switches every fault off.
         pub fn clear(&self) {
             self.disk_full_after(u64::MAX);
             self.fail_writes(false);
             self.fail_sync(false);
             self.fail_next_syncs(0);
+            self.fail_writeback(false);
         }
 
         /// Called before writing `len` bytes.
@@ -126,6 +140,14 @@ mod switches {
                 .is_ok();
             if once || self.fail_sync.load(Ordering::SeqCst) {
                 return Err(io::Error::other("injected sync failure"));
+            }
+            Ok(())
+        }
+
+        /// Called before starting writeback.
+        pub(crate) fn before_writeback(&self) -> io::Result<()> {
+            if self.fail_writeback.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected writeback failure"));
             }
             Ok(())
         }
