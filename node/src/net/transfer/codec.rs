@@ -7,6 +7,8 @@ use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
+
+use super::buffers::CHUNK_BUFFERS;
 use mesh_protocol::wire::{
     self, ChunkData, Request, Response, MAX_BATCH_CHUNKS, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES,
 };
@@ -138,7 +140,8 @@ pub(crate) async fn read_response<T: AsyncRead + Unpin>(io: &mut T) -> io::Resul
             .ok()
             .filter(|n| *n <= left)
             .ok_or_else(|| invalid("a chunk is longer than the rest of its frame"))?;
-        let mut buf = vec![0u8; n];
+        // Every byte is read into (or the batch fails): earlier contents never pass.
+        let mut buf = CHUNK_BUFFERS.take(n);
         io.read_exact(&mut buf).await?;
         left -= n;
         out.push(ChunkData(buf));

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::error::FetchError;
 use super::slots::{first_to_answer, Slots};
+use crate::net::transfer::buffers::CHUNK_BUFFERS;
 use crate::net::NetworkHandle;
 use crate::task::blocking;
 
@@ -453,6 +454,7 @@ impl ChunkFetch {
                     output.write_chunk(&c.hash, &d.0)?;
                 }
                 stored += u64::from(c.len);
+                CHUNK_BUFFERS.give(d.0);
             }
             Ok((stored, wrong))
         })
