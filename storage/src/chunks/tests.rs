@@ -2,6 +2,8 @@
 //! index logs, removal, compaction, faults.
 
 use super::*;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 fn corrupt(store: &ChunkStore, h: &Hash) {
     let at = store.locate(h).unwrap();
