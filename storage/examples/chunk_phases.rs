@@ -14,14 +14,7 @@ fn main() {
     let only_store = std::env::var("CHUNK_PHASES").is_ok_and(|v| v == "store");
     if only_store {
         let dir = tempfile::tempdir().unwrap();
-        let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
-        let (t, cpu) = (Instant::now(), cpu_time());
-        mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
-        println!(
-            "chunk_file (store):  {:?} (cpu {:.2} s)",
-            t.elapsed(),
-            cpu_time() - cpu
-        );
+        copying(&path, dir.path());
         return;
     }
     let data = std::fs::read(&path).unwrap();
@@ -42,28 +35,37 @@ fn main() {
     println!("fastcdc + blake3:    {:?}", t.elapsed());
 
     let dir = tempfile::tempdir().unwrap();
-    let store = mesh_storage::ChunkStore::open(dir.path()).unwrap();
-    let (t, cpu) = (Instant::now(), cpu_time());
-    mesh_storage::chunker::chunk_file(std::path::Path::new(&path), &store).unwrap();
-    println!(
-        "chunk_file (store):  {:?} (cpu {:.2} s)",
-        t.elapsed(),
-        cpu_time() - cpu
-    );
+    let store = copying(&path, dir.path());
     let t = Instant::now();
     store.sync().unwrap();
     println!("sync:                {:?}", t.elapsed());
 
     let placed = mesh_storage::ChunkStore::open(&dir.path().join("in-place")).unwrap();
+    timed_with_cpu("chunk_file_in_place:", || {
+        mesh_storage::chunker::chunk_file_in_place(
+            std::path::Path::new(&path),
+            &placed,
+            &mut Vec::new(),
+        )
+        .unwrap();
+    });
+}
+
+/// Chunks `path` into a new store under `dir` (copying into packs), timed.
+fn copying(path: &str, dir: &std::path::Path) -> mesh_storage::ChunkStore {
+    let store = mesh_storage::ChunkStore::open(dir).unwrap();
+    timed_with_cpu("chunk_file (store):", || {
+        mesh_storage::chunker::chunk_file(std::path::Path::new(path), &store).unwrap();
+    });
+    store
+}
+
+/// Runs `f` and prints `label` with the wall time and the CPU time it took.
+fn timed_with_cpu(label: &str, f: impl FnOnce()) {
     let (t, cpu) = (Instant::now(), cpu_time());
-    mesh_storage::chunker::chunk_file_in_place(
-        std::path::Path::new(&path),
-        &placed,
-        &mut Vec::new(),
-    )
-    .unwrap();
+    f();
     println!(
-        "chunk_file_in_place: {:?} (cpu {:.2} s)",
+        "{label:<21}{:?} (cpu {:.2} s)",
         t.elapsed(),
         cpu_time() - cpu
     );
