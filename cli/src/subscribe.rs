@@ -27,7 +27,10 @@ pub(crate) fn subscribe(home: &Path, a: SubscribeArgs, json: bool) -> anyhow::Re
     if a.wait {
         let started = Instant::now();
         loop {
-            let settled = matches!(view.state.as_str(), "up to date" | "denied" | "failing");
+            let settled = matches!(
+                view.state.as_str(),
+                "up to date" | "denied" | "moved" | "failing"
+            );
             if settled || started.elapsed() > WAIT {
                 break;
             }
@@ -49,7 +52,7 @@ pub(crate) fn subscribe(home: &Path, a: SubscribeArgs, json: bool) -> anyhow::Re
             view.out.join("current").display()
         );
     }
-    if matches!(view.state.as_str(), "denied" | "failing") {
+    if matches!(view.state.as_str(), "denied" | "moved" | "failing") {
         anyhow::bail!(
             "{} is {}: {}",
             view.product,

@@ -2,7 +2,8 @@
 //! denied with the rule, resumes after a grant, and stops on a revocation without a
 //! new version (and misses the next one); the owner lists its subscribers; a
 //! subscriber killed while materializing a version shows nothing half-written and
-//! finishes after its restart. (The lag over 20 versions, a partition and a
+//! finishes after its restart, and a directory moved away and replaced by a link
+//! stops the subscription without a byte written or removed there. (The lag over 20 versions, a partition and a
 //! publisher restart are the `subscription` scenario, in `scenarios.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -302,4 +303,58 @@ fn a_subscriber_killed_while_materializing_shows_nothing_half_written_and_finish
         .filter(|n| !n.starts_with('.') && *n != "current")
         .count();
     assert_eq!(versions, 2, "keep 2: {names:?}");
+
+    // The directory is moved away and a link to somebody's folder put at its path
+    // (with a copy of the marker): the next version writes nothing there and
+    // deletes nothing of theirs; the subscription stops as `moved`.
+    let theirs = net.root().join("theirs");
+    std::fs::create_dir_all(theirs.join(&last_version)).unwrap();
+    std::fs::write(theirs.join(&last_version).join("precious.txt"), "mine").unwrap();
+    std::fs::copy(
+        out.join(".mesh-subscription"),
+        theirs.join(".mesh-subscription"),
+    )
+    .unwrap();
+    let before = listing(&theirs);
+    std::fs::rename(&out, net.root().join("ledger-moved")).unwrap();
+    std::os::unix::fs::symlink(&theirs, &out).unwrap();
+    let dir = net.root().join("ledger-2.0.0");
+    sample::write_orders(&dir, 1000, 99).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml(PRODUCT, "2.0.0"))
+        .unwrap();
+    net.wait_product(1, PRODUCT, "2.0.0", DEADLINE).unwrap();
+    wait_until("the subscription to stop as moved", DEADLINE, || {
+        Ok(followed(&net, 1, PRODUCT).is_some_and(|s| s.state == "moved"))
+    })
+    .unwrap();
+    let s = followed(&net, 1, PRODUCT).unwrap();
+    assert!(
+        s.reason.as_deref().unwrap().contains("symbolic link"),
+        "{s:?}"
+    );
+    assert_eq!(listing(&theirs), before, "nothing written or removed there");
+    assert_eq!(
+        std::fs::read_to_string(theirs.join(&last_version).join("precious.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!net.root().join("ledger-moved/2.0.0").exists());
+    let err = subscribe(&net, 1, PRODUCT, &out).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+}
+
+/// Every path under `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            all.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if p.symlink_metadata().unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    all.sort();
+    all
 }

@@ -29,6 +29,40 @@ pub(crate) const MAX_KEEP: usize = 1000;
 /// Materialized versions whose lag is remembered, per subscription.
 pub(crate) const LAG_SAMPLES: usize = 128;
 
+/// The identity of a directory: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DirId {
+    /// Device.
+    pub(crate) dev: u64,
+    /// Inode.
+    pub(crate) ino: u64,
+}
+
+/// A folder a subscription made in its directory, known by its inode (which a
+/// rename keeps) and its birth time (so a reused inode number is not taken for
+/// it), so only folders it made are ever removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Made {
+    /// Its name when last recorded (`.partial-V`, then `V`).
+    pub(crate) name: String,
+    /// Its inode.
+    pub(crate) ino: u64,
+    /// Its birth time in nanoseconds, where the file system keeps one.
+    #[serde(default)]
+    pub(crate) born_ns: Option<i128>,
+}
+
+impl Made {
+    /// Whether `other` (as found on disk) is this folder.
+    pub(crate) fn is(&self, other: &Made) -> bool {
+        self.ino == other.ino
+            && match (self.born_ns, other.born_ns) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// Where a subscription stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -50,6 +84,13 @@ pub(crate) enum SubState {
         /// The rule and its reason.
         reason: String,
     },
+    /// The directory claimed is no longer at its path (moved, replaced by a link
+    /// or another directory, its marker gone): the subscription stopped and
+    /// writes nothing more. `mesh subscribe` again resumes it.
+    Moved {
+        /// What changed.
+        reason: String,
+    },
     /// The last attempt failed; it is retried with a growing pause.
     Failing {
         /// What went wrong.
@@ -68,6 +109,7 @@ impl SubState {
             SubState::Fetching { .. } => "fetching",
             SubState::Behind => "behind",
             SubState::Denied { .. } => "denied",
+            SubState::Moved { .. } => "moved",
             SubState::Failing { .. } => "failing",
         }
     }
@@ -123,6 +165,14 @@ pub(crate) struct Subscription {
     pub(crate) kept: Vec<Materialized>,
     /// The most recent materializations, oldest first (at most [`LAG_SAMPLES`]).
     pub(crate) history: VecDeque<Materialized>,
+    /// The identity of the directory claimed (absent in records made before it
+    /// was kept: taken at the next look).
+    #[serde(default)]
+    pub(crate) dir: Option<DirId>,
+    /// The folders this subscription made and still has (kept versions and the
+    /// one being fetched): only these are ever removed.
+    #[serde(default)]
+    pub(crate) made: Vec<Made>,
 }
 
 impl Subscription {
@@ -138,12 +188,14 @@ impl Subscription {
             since_ms: now_ms,
             kept: Vec::new(),
             history: VecDeque::new(),
+            dir: None,
+            made: Vec::new(),
         }
     }
 
-    /// Whether the follower works on it (a denied one has stopped).
+    /// Whether the follower works on it (a denied or moved one has stopped).
     pub(crate) fn active(&self) -> bool {
-        !matches!(self.state, SubState::Denied { .. })
+        !matches!(self.state, SubState::Denied { .. } | SubState::Moved { .. })
     }
 
     /// The version `current` points to.

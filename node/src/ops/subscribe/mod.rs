@@ -92,6 +92,8 @@ pub struct SubscriberView {
 enum Failed {
     /// Access denied: the subscription stops.
     Denied(String),
+    /// The directory is no longer the one claimed: the subscription stops.
+    Moved(String),
     /// Anything else: retried.
     Other(String),
 }
@@ -107,7 +109,10 @@ impl From<FetchError> for Failed {
 
 impl From<layout::LayoutError> for Failed {
     fn from(e: layout::LayoutError) -> Self {
-        Failed::Other(format!("materializing: {e}"))
+        match e {
+            layout::LayoutError::Moved { .. } => Failed::Moved(e.to_string()),
+            other => Failed::Other(format!("materializing: {other}")),
+        }
     }
 }
 
@@ -168,7 +173,7 @@ impl Follower {
                 )));
             }
             let now = unix_now_ms();
-            let sub = match book.get(&id)? {
+            let mut sub = match book.get(&id)? {
                 Some(mut s) if s.out == out => {
                     s.keep = keep;
                     if !s.active() {
@@ -184,9 +189,15 @@ impl Follower {
                 }
                 None => Subscription::new(id.clone(), out.clone(), keep, now),
             };
-            Layout::new(&out)
-                .claim(&id.to_string())
+            let layout = Layout::claim(&out, &id.to_string())
                 .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+            if sub.dir.is_some_and(|d| d != layout.id()) {
+                // Another directory at the same path: what the old one held is not
+                // here, so every version is materialized again.
+                sub.kept.clear();
+                sub.made.clear();
+            }
+            sub.dir = Some(layout.id());
             if !book.put(&sub)? {
                 return Err(NodeError::BadRequest(format!(
                     "this node follows {} products already, the most it keeps; unsubscribe from one first",
@@ -328,10 +339,18 @@ impl Follower {
     async fn recover(&self) -> Result<(), NodeError> {
         let book = self.book.clone();
         blocking(move || -> Result<(), NodeError> {
-            for mut s in book.all()? {
-                match Layout::new(&s.out).clean() {
+            for mut s in book.all()?.into_iter().filter(Subscription::active) {
+                let cleaned = Layout::open(&s.out, &s.product.to_string(), s.dir)
+                    .and_then(|l| l.clean(&s.made));
+                match cleaned {
                     Ok(0) => {}
                     Ok(n) => info!(product = %s.product, "removed {n} leftover(s) of an interrupted materialization"),
+                    Err(e @ layout::LayoutError::Moved { .. }) => {
+                        warn!(product = %s.product, "subscription stopped: {e}");
+                        s.set_state(SubState::Moved { reason: e.to_string() }, unix_now_ms());
+                        book.put(&s)?;
+                        continue;
+                    }
                     Err(e) => warn!(product = %s.product, "cleaning {}: {e}", s.out.display()),
                 }
                 if matches!(s.state, SubState::Fetching { .. }) {
@@ -344,8 +363,9 @@ impl Follower {
         .await
     }
 
-    /// One look at one subscription: stop it if access is denied, else fetch and
-    /// materialize the newest version if it is not current.
+    /// One look at one subscription: stop it if access is denied or its directory
+    /// was moved, else fetch and materialize the newest version if it is not
+    /// current.
     async fn step(
         &self,
         mut sub: Subscription,
@@ -353,48 +373,30 @@ impl Follower {
         manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
     ) -> Result<(), NodeError> {
         let now = unix_now_ms();
-        let (catalog, governance, access) = (
-            self.catalog.clone(),
-            self.governance.clone(),
-            self.access.clone(),
-        );
-        let (id, peer) = (sub.product.clone(), self.peer_id.clone());
-        let cached = manifests.get(&sub.product).cloned();
-        let (newest, manifest, denial) = blocking(move || {
-            let Some(entry) = catalog.get(&id, None)? else {
-                return Ok::<_, NodeError>((None, None, None));
-            };
-            // What every provider will decide, from this node's copy of the
-            // rules and grants (the manifest is known once prefetched or held;
-            // decoded once per version, the rules asked on every look).
-            let hash = entry.announcement.manifest;
-            let manifest = match cached {
-                Some((h, m)) if h == hash => Some(m),
-                _ => catalog
-                    .manifest(&hash)?
-                    .and_then(|(signed, _)| governance.check_manifest(&signed).ok())
-                    .map(Arc::new),
-            };
-            let denial = manifest.as_ref().and_then(|m| {
-                match governance.fetch_decision(&peer, m, &access.decisions_for(&id), unix_now_ms())
-                {
-                    Decision::Deny { rule, reason } => {
-                        Some(format!("denied by rule {rule}: {reason}"))
-                    }
-                    Decision::Allow => None,
-                }
-            });
-            Ok((Some(entry), manifest.map(|m| (hash, m)), denial))
-        })
-        .await?;
-        if let Some(m) = manifest {
-            manifests.insert(sub.product.clone(), m);
-        }
+        let (newest, denial) = self.judge(&sub, manifests).await?;
         if let Some(reason) = denial {
             warn!(product = %sub.product, "subscription stopped: {reason}");
             sub.set_state(SubState::Denied { reason }, now);
             return self.save(sub).await;
         }
+        let layout = match self.open_dir(&mut sub).await? {
+            Ok(layout) => layout,
+            Err(e @ layout::LayoutError::Moved { .. }) => {
+                warn!(product = %sub.product, "subscription stopped: {e}");
+                sub.set_state(
+                    SubState::Moved {
+                        reason: e.to_string(),
+                    },
+                    now,
+                );
+                return self.save(sub).await;
+            }
+            // Looked at again at the next tick.
+            Err(e) => {
+                warn!(product = %sub.product, "subscription: {e}");
+                return Ok(());
+            }
+        };
         let Some(newest) = newest else {
             return Ok(());
         };
@@ -420,29 +422,132 @@ impl Follower {
             now,
         );
         self.save(sub.clone()).await?;
-        match self.materialize(&sub, &newest).await {
+        let result = self.materialize(&mut sub, &layout, &newest).await;
+        self.settle(&mut sub, &layout, result, &version, backoff)
+            .await;
+        self.save(sub).await
+    }
+
+    /// The catalog's newest entry of the product, and whether the fetch rules
+    /// deny this node (what every provider will decide, from this node's copy of
+    /// the rules and grants; the manifest is known once prefetched or held,
+    /// decoded once per version, the rules asked on every look).
+    async fn judge(
+        &self,
+        sub: &Subscription,
+        manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
+    ) -> Result<(Option<CatalogEntry>, Option<String>), NodeError> {
+        let (catalog, governance, access) = (
+            self.catalog.clone(),
+            self.governance.clone(),
+            self.access.clone(),
+        );
+        let (id, peer) = (sub.product.clone(), self.peer_id.clone());
+        let cached = manifests.get(&sub.product).cloned();
+        let (newest, manifest, denial) = blocking(move || {
+            let Some(entry) = catalog.get(&id, None)? else {
+                return Ok::<_, NodeError>((None, None, None));
+            };
+            let hash = entry.announcement.manifest;
+            let manifest = match cached {
+                Some((h, m)) if h == hash => Some(m),
+                _ => catalog
+                    .manifest(&hash)?
+                    .and_then(|(signed, _)| governance.check_manifest(&signed).ok())
+                    .map(Arc::new),
+            };
+            let denial = manifest.as_ref().and_then(|m| {
+                match governance.fetch_decision(&peer, m, &access.decisions_for(&id), unix_now_ms())
+                {
+                    Decision::Deny { rule, reason } => {
+                        Some(format!("denied by rule {rule}: {reason}"))
+                    }
+                    Decision::Allow => None,
+                }
+            });
+            Ok((Some(entry), manifest.map(|m| (hash, m)), denial))
+        })
+        .await?;
+        if let Some(m) = manifest {
+            manifests.insert(sub.product.clone(), m);
+        }
+        Ok((newest, denial))
+    }
+
+    /// Opens the subscription's directory as claimed, or says why it is no longer
+    /// the one claimed. A record from before directories were known by identity
+    /// takes this one's, and its kept folders as its own.
+    async fn open_dir(
+        &self,
+        sub: &mut Subscription,
+    ) -> Result<Result<Arc<Layout>, layout::LayoutError>, NodeError> {
+        let (out, product, dir) = (sub.out.clone(), sub.product.to_string(), sub.dir);
+        let kept: Vec<String> = sub.kept.iter().map(|k| k.version.clone()).collect();
+        let made = sub.made.clone();
+        let opened = blocking(move || {
+            let layout = match Layout::open(&out, &product, dir) {
+                Ok(l) => l,
+                Err(e) => return Ok::<_, NodeError>(Err(e)),
+            };
+            let mut adopted = Vec::new();
+            if dir.is_none() {
+                for v in kept.iter().filter(|v| !made.iter().any(|m| &m.name == *v)) {
+                    if let Ok(Some(found)) = layout.folder(v) {
+                        adopted.push(found);
+                    }
+                }
+            }
+            Ok(Ok((Arc::new(layout), adopted)))
+        })
+        .await?;
+        Ok(match opened {
+            Ok((layout, adopted)) => {
+                if sub.dir.is_none() {
+                    sub.dir = Some(layout.id());
+                    sub.made.extend(adopted);
+                    self.save(sub.clone()).await?;
+                }
+                Ok(layout)
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Records how a materialization went: the new version current and the ones
+    /// beyond `keep` removed, or the subscription stopped, or a retry planned.
+    async fn settle(
+        &self,
+        sub: &mut Subscription,
+        layout: &Arc<Layout>,
+        result: Result<Materialized, Failed>,
+        version: &str,
+        backoff: &mut HashMap<ProductId, Backoff>,
+    ) {
+        let failed = match result {
             Ok(m) => {
                 backoff.remove(&sub.product);
                 info!(product = %sub.product, %version, lag_ms = m.lag_ms(), "subscription: materialized");
                 let gone = sub.materialized(m);
-                let layout = Layout::new(&sub.out);
-                let pruned = blocking(move || {
-                    for g in gone {
-                        layout.prune(&g.version).map_err(Failed::from)?;
+                match self.prune(sub, layout, gone).await {
+                    Ok(()) => {
+                        sub.set_state(SubState::UpToDate, unix_now_ms());
+                        return;
                     }
-                    Ok::<_, Failed>(())
-                })
-                .await;
-                if let Err(Failed::Denied(e) | Failed::Other(e)) = pruned {
-                    warn!(product = %sub.product, "subscription: removing an old version: {e}");
+                    Err(f) => f,
                 }
-                sub.set_state(SubState::UpToDate, unix_now_ms());
             }
-            Err(Failed::Denied(reason)) => {
+            Err(f) => f,
+        };
+        let state = match failed {
+            Failed::Denied(reason) => {
                 warn!(product = %sub.product, "subscription stopped: {reason}");
-                sub.set_state(SubState::Denied { reason }, unix_now_ms());
+                SubState::Denied { reason }
             }
-            Err(Failed::Other(e)) => {
+            Failed::Moved(reason) => {
+                warn!(product = %sub.product, "subscription stopped: {reason}");
+                SubState::Moved { reason }
+            }
+            Failed::Other(e) => {
                 let attempts = match &sub.state {
                     SubState::Failing { attempts, .. } => attempts + 1,
                     _ => 1,
@@ -455,66 +560,105 @@ impl Follower {
                         due: Instant::now() + pause,
                     },
                 );
-                sub.set_state(
-                    SubState::Failing {
-                        reason: e,
-                        attempts,
-                    },
-                    unix_now_ms(),
-                );
+                SubState::Failing {
+                    reason: e,
+                    attempts,
+                }
             }
-        }
-        self.save(sub).await
+        };
+        sub.set_state(state, unix_now_ms());
+    }
+
+    /// Removes the folders of versions no longer kept, each only if it is still
+    /// the folder this subscription made. Only a moved directory is an error (a
+    /// failed removal is logged).
+    async fn prune(
+        &self,
+        sub: &mut Subscription,
+        layout: &Arc<Layout>,
+        gone: Vec<Materialized>,
+    ) -> Result<(), Failed> {
+        let (l, made) = (layout.clone(), sub.made.clone());
+        let product = sub.product.clone();
+        let (made, moved) = blocking(move || {
+            let mut made = made;
+            for g in gone {
+                let Some(at) = made.iter().position(|m| m.name == g.version) else {
+                    continue;
+                };
+                match l.prune(&made[at]) {
+                    Ok(true) => {}
+                    Ok(false) => info!(%product, version = %g.version, "subscription: the old folder is not the one it made; left in place"),
+                    Err(e @ layout::LayoutError::Moved { .. }) => return Ok((made, Some(e.to_string()))),
+                    Err(e) => warn!(%product, "subscription: removing an old version: {e}"),
+                }
+                made.remove(at);
+            }
+            Ok::<_, Failed>((made, None))
+        })
+        .await?;
+        sub.made = made;
+        moved.map_or(Ok(()), |reason| Err(Failed::Moved(reason)))
     }
 
     /// Fetches `entry`'s version into its hidden folder and makes it current.
     async fn materialize(
         &self,
-        sub: &Subscription,
+        sub: &mut Subscription,
+        layout: &Arc<Layout>,
         entry: &CatalogEntry,
     ) -> Result<Materialized, Failed> {
         let a = &entry.announcement;
         let version = a.version.to_string();
-        let layout = Layout::new(&sub.out);
-        let (l, v) = (layout.clone(), version.clone());
-        let partial = blocking(move || l.partial(&v).map_err(Failed::from)).await?;
+        let (l, v, made) = (layout.clone(), version.clone(), sub.made.clone());
+        let partial = blocking(move || l.partial(&v, &made).map_err(Failed::from)).await?;
+        // Recorded before anything is written into it, so a crash leaves a folder
+        // known to be this subscription's.
+        let partial_made = partial.made();
+        sub.made.push(partial.made());
+        self.save(sub.clone())
+            .await
+            .map_err(|e| Failed::Other(e.to_string()))?;
+        let path = partial.path();
         let target = ProductRef {
             id: a.product.clone(),
             version: Some(a.version.clone()),
         };
         let fetched = {
             let _shared_work = self.work_lock.read().await;
+            let options = crate::ops::fetch::FetchOptions {
+                overwrite: true,
+                in_place: false,
+            };
             self.fetcher
-                .fetch(
-                    &target,
-                    Some(partial.clone()),
-                    crate::ops::fetch::FetchOptions {
-                        overwrite: true,
-                        in_place: false,
-                    },
-                    None,
-                )
+                .fetch(&target, Some(path.clone()), options, None)
                 .await
         };
         let outcome = match fetched {
             Ok(o) => o,
             Err(e) => {
-                let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(partial)).await;
+                let l = layout.clone();
+                let _ = blocking(move || l.discard(partial).map_err(Failed::from)).await;
+                sub.made.retain(|m| !m.is(&partial_made));
                 return Err(e.into());
             }
         };
-        let (l, v) = (layout, version.clone());
+        let (l, v, made) = (layout.clone(), version.clone(), sub.made.clone());
         let (outputs, product) = (self.fetcher.outputs.clone(), a.product.clone());
-        blocking(move || {
-            l.commit(&v)?;
+        let folder = blocking(move || {
+            let folder = l.commit(partial, &v, &made)?;
             // The files' records follow them, so the next version starts from them
             // (only hints: losing them costs the next version a full write).
-            if let Err(e) = outputs.relocate(&product, &partial, &l.version_dir(&v)) {
+            if let Err(e) = outputs.relocate(&product, &path, &l.dir().join(&v)) {
                 tracing::warn!("following the renamed folder's records: {e}");
             }
-            Ok::<_, Failed>(())
+            Ok::<_, Failed>(folder)
         })
-        .await?;
+        .await;
+        sub.made.retain(|m| !m.is(&partial_made));
+        let folder = folder?;
+        sub.made.retain(|m| !m.is(&folder) && m.name != folder.name);
+        sub.made.push(folder);
         Ok(Materialized {
             version,
             manifest: outcome.manifest,
@@ -550,7 +694,9 @@ fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> Subscrip
         (None, None) => None,
     };
     let reason = match &s.state {
-        SubState::Denied { reason } | SubState::Failing { reason, .. } => Some(reason.clone()),
+        SubState::Denied { reason }
+        | SubState::Moved { reason }
+        | SubState::Failing { reason, .. } => Some(reason.clone()),
         _ => None,
     };
     // A known newer version that is not being fetched: behind.
