@@ -30,8 +30,7 @@ pub(crate) fn domain(home: &Path, given: Option<String>) -> Option<String> {
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("reading the contract {}", path.display()))
+    crate::input::read_text(path, "the contract", crate::input::MAX_CONTRACT)
 }
 
 fn contract_json(path: &Path) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {

@@ -48,8 +48,7 @@ pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()>
         None => decode_envelope(&client(home)?.policy(None)?.envelope)?,
     };
     let current = current.value()?;
-    let text = std::fs::read_to_string(&a.change)
-        .with_context(|| format!("reading the change file {}", a.change.display()))?;
+    let text = crate::input::read_text(&a.change, "the change file", crate::input::MAX_SMALL_FILE)?;
     let mut change = PolicyChange::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.change.display()))?;
     if change.expires_in.is_none() {
@@ -65,10 +64,11 @@ pub(crate) fn draft(home: &Path, a: DraftArgs, json: bool) -> anyhow::Result<()>
     }
     if let Some(rules) = &change.rules_file {
         let path = a.change.parent().unwrap_or(Path::new(".")).join(rules);
-        change.rules = Some(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("reading the rules file {}", path.display()))?,
-        );
+        change.rules = Some(crate::input::read_text(
+            &path,
+            "the rules file",
+            crate::input::MAX_SMALL_FILE,
+        )?);
     }
     let next = change
         .apply(&current, unix_now())

@@ -11,6 +11,7 @@ mod args;
 mod contract;
 mod fetch;
 mod governance;
+mod input;
 mod keys;
 mod lineage;
 mod network;

@@ -22,8 +22,8 @@ pub(crate) fn draft_toml(
 ) -> anyhow::Result<String> {
     match (manifest, contract) {
         (_, Some(contract)) => {
-            let yaml = std::fs::read_to_string(contract)
-                .with_context(|| format!("reading the contract {}", contract.display()))?;
+            let yaml =
+                crate::input::read_text(contract, "the contract", crate::input::MAX_CONTRACT)?;
             let domain = crate::contract::domain(home, None);
             let imported = mesh_contract::odcs::import(&yaml, domain.as_deref())
                 .with_context(|| format!("reading {}", contract.display()))?;
@@ -32,8 +32,9 @@ pub(crate) fn draft_toml(
             }
             toml::to_string(&imported.draft).context("writing the manifest draft")
         }
-        (Some(path), None) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the manifest {}", path.display())),
+        (Some(path), None) => {
+            crate::input::read_text(path, "the manifest", crate::input::MAX_SMALL_FILE)
+        }
         (None, None) => anyhow::bail!("give --manifest FILE or --contract FILE"),
     }
 }

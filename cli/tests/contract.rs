@@ -174,6 +174,18 @@ fn lint_exits_1_with_the_path_of_each_problem() {
 }
 
 #[test]
+fn an_endless_contract_file_is_refused_at_the_cap_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mesh(&dir.path().join("h"), &["contract", "lint", "/dev/zero"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/dev/zero is larger than 1 MiB"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn changelog_exits_1_on_a_breaking_change_the_mode_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("h");

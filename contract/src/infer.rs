@@ -181,15 +181,15 @@ impl Object {
     }
 
     fn parquet(&mut self, path: &std::path::Path) -> io::Result<()> {
-        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(
-            path,
-        )?)
-        .map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("not a readable Parquet file: {e}"),
-            )
-        })?;
+        let mut file = File::open(path)?;
+        crate::quality::parquet::pages::check_footer(&mut file)?;
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("not a readable Parquet file: {e}"),
+                )
+            })?;
         for f in b.schema().fields() {
             let t = ORDER
                 .iter()

@@ -230,3 +230,114 @@ fn a_missing_column_and_other_files_and_limits() {
     .unwrap_err();
     assert!(err.to_string().contains("longer than"), "{err}");
 }
+
+/// A Parquet file of `columns` string columns (SNAPPY, statistics in the page
+/// headers), whose first data page header in each column is then rewritten to
+/// declare `declared` bytes uncompressed. The header keeps its length: the
+/// statistics' first value gives up the bytes the longer size takes.
+fn parquet_declaring(path: &Path, columns: usize, declared: i32) {
+    use ::parquet::arrow::ArrowWriter;
+    use ::parquet::basic::Compression;
+    use ::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let value = "a".repeat(40);
+    let batch = RecordBatch::try_from_iter((0..columns).map(|c| {
+        let a: ArrayRef = Arc::new(StringArray::from(vec![value.as_str(); 3]));
+        (format!("c{c}"), a)
+    }))
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_write_page_header_statistics(true)
+        .set_dictionary_enabled(false)
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    let meta = w.close().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let varint = |v: i32| {
+        let mut u = ((i64::from(v) << 1) ^ (i64::from(v) >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let b = (u & 0x7f) as u8;
+            u >>= 7;
+            if u == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    };
+    for c in 0..columns {
+        let at = meta.row_group(0).column(c).data_page_offset() as usize;
+        // type DATA_PAGE (field 1), then field 2: the uncompressed size.
+        assert_eq!(&bytes[at..at + 3], &[0x15, 0x00, 0x15]);
+        let old = bytes[at + 3..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+        let mut new = varint(declared);
+        while new.len() < old {
+            // A longer encoding of the same number (continuation, then zero).
+            *new.last_mut().unwrap() |= 0x80;
+            new.push(0);
+        }
+        let grow = new.len() - old;
+        let header = &bytes[at..at + 200];
+        let mut run = vec![40u8];
+        run.extend(value.as_bytes());
+        let stat = header.windows(run.len()).position(|w| w == run).unwrap() + at;
+        // Shorten the statistic by `grow` bytes, then widen the size.
+        bytes[stat] -= grow as u8;
+        bytes.drain(stat + 1..stat + 1 + grow);
+        bytes.splice(at + 3..at + 3 + old, new);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_parquet_page_declaring_gigabytes_is_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema: Vec<Field> = (0..5)
+        .map(|c| field(&format!("c{c}"), LogicalType::String, false, false))
+        .collect();
+    let path = dir.path().join("bomb.parquet");
+    let check_file = |path: &Path| {
+        check(
+            &Plan::from_schema(&schema, &NullValues::default()),
+            &schema,
+            &[("bomb.parquet".to_string(), path.to_owned())],
+        )
+    };
+    // The file as written reads (the rewrite keeps it valid but for the size).
+    parquet_declaring(&path, 5, 10);
+    let err = check_file(&path).unwrap_err().to_string();
+    assert!(err.contains("snappy"), "{err}");
+    // Five columns of 2 GiB pages: refused, naming the column and the limit.
+    parquet_declaring(&path, 5, i32::MAX);
+    assert!(std::fs::metadata(&path).unwrap().len() < 10_000);
+    let err = check_file(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("column `c0`")
+            && err.contains("2048.0 MiB uncompressed")
+            && err.contains("64.0 MiB"),
+        "{err}"
+    );
+    // Pages under the page limit, but too many at once for the budget.
+    let schema: Vec<Field> = (0..9)
+        .map(|c| field(&format!("c{c}"), LogicalType::String, false, false))
+        .collect();
+    parquet_declaring(&path, 9, 60 << 20);
+    let err = check(
+        &Plan::from_schema(&schema, &NullValues::default()),
+        &schema,
+        &[("bomb.parquet".to_string(), path.clone())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("more than 512.0 MiB at once"), "{err}");
+}

@@ -54,6 +54,27 @@ pub fn write_with_previous(
     write_atomic(path, format!("{text}\n").as_bytes())
 }
 
+/// The largest policy file read: the envelope in hex, its readable copy and the
+/// previous council, for a policy of at most `MAX_POLICY_BYTES`.
+const MAX_FILE_BYTES: u64 = 8 * mesh_protocol::policy::MAX_POLICY_BYTES as u64;
+
+/// The file's text, refused past [`MAX_FILE_BYTES`] without reading further.
+fn read_capped(path: &Path) -> Result<String, HomeError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+        .map_err(HomeError::io(path))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(HomeError::Invalid(format!(
+            "{} is larger than any policy file can be ({} MiB); check the path",
+            path.display(),
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(text)
+}
+
 /// Reads a policy file, checking its readable copy against the signed bytes.
 pub fn read(path: &Path) -> Result<Signed<Policy>, HomeError> {
     read_with_previous(path).map(|(s, _)| s)
@@ -61,7 +82,7 @@ pub fn read(path: &Path) -> Result<Signed<Policy>, HomeError> {
 
 /// Reads a policy file and the previous council it carries, if any.
 pub fn read_with_previous(path: &Path) -> Result<(Signed<Policy>, Option<Council>), HomeError> {
-    let text = std::fs::read_to_string(path).map_err(HomeError::io(path))?;
+    let text = read_capped(path)?;
     let bad = |why: String| {
         HomeError::Invalid(format!(
             "{} is not a valid policy file: {why}",

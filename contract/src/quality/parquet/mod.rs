@@ -1,7 +1,11 @@
 //! Parquet files, read with the Apache Arrow crates: the file's schema against
 //! the object's properties (names, logical types), then the values batch by batch
 //! (only the contract's columns are decoded, [`BATCH_ROWS`] rows at a time, so
-//! memory stays bounded by a batch, not the file).
+//! memory stays bounded by a batch, not the file). Before anything is decoded the
+//! footer's length and every page header of those columns are checked against
+//! limits ([`pages`]): a page header declares the size the reader allocates.
+
+pub mod pages;
 
 use std::fs::File;
 use std::io;
@@ -110,7 +114,9 @@ pub(crate) fn read(
     rel: &str,
     path: &Path,
 ) -> io::Result<()> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?).map_err(invalid)?;
+    let mut file = File::open(path)?;
+    pages::check_footer(&mut file).map_err(invalid)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?).map_err(invalid)?;
     let schema = builder.schema().clone();
     let plan = state.plan;
     // Each property's column among the file's top-level fields, if its type fits.
@@ -157,6 +163,11 @@ pub(crate) fn read(
         state.rows += rows_in_file;
         return Ok(());
     }
+    let descr = builder.parquet_schema();
+    let leaves: Vec<usize> = (0..descr.num_columns())
+        .filter(|l| roots.contains(&descr.get_column_root_idx(*l)))
+        .collect();
+    pages::check_pages(&file, builder.metadata(), &leaves).map_err(invalid)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder
         .with_projection(mask)
