@@ -105,6 +105,14 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     let catalog = Catalog::new(store.clone(), governance.clone());
     catalog.recheck_complete(&chunks)?;
+    // Anti-entropy answers with the catalog's digest once built: a scan of the
+    // catalog's keys, off the event loop.
+    let warm = catalog.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = warm.digest() {
+            tracing::warn!("building the catalog digest: {e}");
+        }
+    });
     let publisher_key = home.load_publisher_key(&config.domain).ok().map(Arc::new);
     let usage = UsageLedger::new(
         store.clone(),

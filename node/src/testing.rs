@@ -76,6 +76,15 @@ impl Probe {
             .map_err(|e| e.to_string())
     }
 
+    /// Verifies and records a signed announcement as gossip would, without
+    /// forwarding it: a version this node holds whose gossip its peers lost.
+    pub fn keep(&self, announcement: &[u8]) -> Result<(), String> {
+        self.catalog
+            .offer(announcement)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     /// Every catalog entry (empty if the store fails).
     pub fn entries(&self) -> Vec<CatalogEntry> {
         self.catalog.list(&Default::default()).unwrap_or_default()

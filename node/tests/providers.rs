@@ -1,6 +1,7 @@
 //! Providers as a consumer meets them: one that corrupts every chunk is banned while
 //! the fetch completes from the others, a busy one is retried, one that does not hold
-//! the manifest yet is asked again, a slow one gets less work. Real nodes in-process on loopback plus a scripted peer; every wait has a
+//! the manifest yet is asked again, a slow one gets less work; a version one node
+//! holds whose gossip its peer lost reaches the peer by anti-entropy. Real nodes in-process on loopback plus a scripted peer; every wait has a
 //! deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -274,4 +275,46 @@ fn genuine_answers(
             chunks.get_verified(c, 4 << 20).unwrap()
         })
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_whose_gossip_was_lost_is_repaired_by_the_digest_anti_entropy() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys {
+        sales,
+        finance,
+        genesis,
+        ..
+    } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let a_addr = a.node.status().await.unwrap().listen[0].clone();
+    let b = start_node(dir.path(), "b", "finance", &finance, &genesis, vec![a_addr]).await;
+    let b_probe = b.node.probe();
+    wait_for_async("B to connect to A", || {
+        let net = b.node.clone();
+        async move { net.peers().await.is_ok_and(|p| !p.is_empty()) }
+    })
+    .await;
+    // A holds versions B never heard of (kept without gossip, as if lost): B pulls
+    // them within a round of digest asks (one peer: a tick or two), long before the
+    // 30 s full anti-entropy pass, and without any new connection.
+    let started = std::time::Instant::now();
+    let probe = a.node.probe();
+    for n in 1..=3 {
+        probe
+            .keep(&announcement(&format!("sales/lost-{n}"), &sales, &sales))
+            .unwrap();
+    }
+    wait_for_async_within(
+        "B to learn the versions A holds",
+        std::time::Duration::from_secs(20),
+        || {
+            let p = b_probe.clone();
+            async move { p.catalog_len() == 3 }
+        },
+    )
+    .await;
+    println!("repaired in {} ms", started.elapsed().as_millis());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

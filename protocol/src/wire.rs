@@ -96,6 +96,9 @@ pub enum Request {
         /// Page size, at most [`MAX_RECORD_PAGE`].
         limit: u16,
     },
+    /// The provider's catalog digest ([`Response::Digest`]): anti-entropy asks a
+    /// peer in turn and pulls its catalog only when the digests differ.
+    Digest,
 }
 
 /// The kinds of per-node signed records pulled with [`Request::Records`].
@@ -155,6 +158,15 @@ pub enum Response {
         entries: Vec<Vec<u8>>,
         /// Whether another page follows.
         more: bool,
+    },
+    /// The set of product versions in the provider's catalog, summarised: how many,
+    /// and the XOR of the BLAKE3 hash of each one's catalog key. Two catalogs with
+    /// the same versions have the same digest.
+    Digest {
+        /// Product versions in the catalog.
+        versions: u64,
+        /// XOR of BLAKE3(`domain/name \0 version`) over them.
+        digest: Hash,
     },
 }
 

@@ -11,6 +11,7 @@
 
 pub(crate) mod addr;
 pub(crate) mod behaviour;
+mod entropy;
 mod error;
 mod event_loop;
 mod gossip;

@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::gossip::Validator;
 use crate::clock::unix_now_ms;
-use crate::state::catalog::Offer;
+use crate::state::catalog::{entry_key, Offer};
 use crate::state::OfferError;
 
 /// Catalog pages fetched from one peer per connection, at most (256 entries each).
@@ -234,12 +234,7 @@ pub(super) fn advance(
             }
             // Continue only while the cursor moves forward and within the page
             // budget, so a hostile peer cannot keep us paging forever.
-            let progressed = match (&last, &cursor) {
-                (Some(l), Some(c)) => l > c,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if more && progressed && pages + 1 < MAX_CATALOG_PAGES {
+            if more && moved_past(last.as_ref(), cursor.as_ref()) && pages + 1 < MAX_CATALOG_PAGES {
                 return Some(SyncState::Catalog {
                     peer,
                     pages: pages + 1,
@@ -337,6 +332,19 @@ pub(super) fn advance(
     }
 }
 
+/// Whether a catalog page whose last entry is `last` moved past `cursor`, in the
+/// order a peer serves pages in: the bytes of the catalog key, not semver (which
+/// puts `1.10.0` after `1.9.0`, where the key puts it before) nor the id's own
+/// order (`a-b/x` sorts before `a/x` as a key). Comparing in semver order ended a
+/// sync of 2,000 versions of one product after the first page that wrapped.
+fn moved_past(last: Option<&CatalogCursor>, cursor: Option<&CatalogCursor>) -> bool {
+    match (last, cursor) {
+        (Some(l), Some(c)) => entry_key(&l.0, &l.1) > entry_key(&c.0, &c.1),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// The store key (peer id) of a record envelope: where the next page resumes.
 fn record_owner<T: mesh_protocol::SignedKind>(
     bytes: &[u8],
@@ -351,6 +359,89 @@ fn record_owner<T: mesh_protocol::SignedKind>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::catalog::page_of;
+    use mesh_storage::{MemStore, MetaStore, Tree};
+    use proptest::prelude::*;
+
+    /// A version from a few numbers: `1.10.0` and `1.9.0` alike, pre-releases
+    /// (`1.0.0-rc.10` before `1.0.0-rc.9` as bytes) and build metadata.
+    fn version() -> impl Strategy<Value = semver::Version> {
+        (0u64..3, 0u64..120, 0u64..12, 0u8..6).prop_map(|(major, minor, patch, kind)| {
+            let text = match kind {
+                0 => format!("{major}.{minor}.{patch}-rc.{minor}"),
+                1 => format!("{major}.{minor}.{patch}-alpha"),
+                2 => format!("{major}.{minor}.{patch}+build.{patch}"),
+                _ => format!("{major}.{minor}.{patch}"),
+            };
+            text.parse().expect("a valid version")
+        })
+    }
+
+    /// Product ids whose domains and names are prefixes of each other (`a`,
+    /// `a-b`, `ab`), so key order and the id's own order differ.
+    fn product() -> impl Strategy<Value = ProductId> {
+        let parts = ["a", "a-b", "ab", "a0", "sales", "sales-eu"];
+        (0..parts.len(), 0..parts.len()).prop_map(move |(d, n)| {
+            format!("{}/{}", parts[d], parts[n])
+                .parse()
+                .expect("a valid id")
+        })
+    }
+
+    /// Pages through `store` as a syncing node does: each page after the last
+    /// entry of the one before, while more follow and the cursor moves.
+    fn sync_all(store: &dyn MetaStore, limit: usize) -> Vec<CatalogCursor> {
+        let (mut got, mut cursor) = (Vec::new(), None::<CatalogCursor>);
+        for _ in 0..MAX_CATALOG_PAGES {
+            let (entries, more) = page_of(store, cursor.as_ref(), limit).expect("a page");
+            let page: Vec<CatalogCursor> = entries
+                .iter()
+                .map(|v| serde_json::from_slice(v).expect("an entry"))
+                .collect();
+            let last = page.last().cloned();
+            got.extend(page);
+            if !(more && moved_past(last.as_ref(), cursor.as_ref())) {
+                break;
+            }
+            cursor = last;
+        }
+        got
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn catalog_sync_converges_on_every_entry_whatever_the_version_order(
+            entries in proptest::collection::btree_set((product(), version()), 10_000..12_000),
+            limit in prop_oneof![Just(256usize), 1usize..300],
+        ) {
+            let store = MemStore::default();
+            for (id, v) in &entries {
+                let value = serde_json::to_vec(&(id, v)).expect("json");
+                store.put(Tree::Announcements, &entry_key(id, v), &value).expect("put");
+            }
+            let mut got = sync_all(&store, limit);
+            got.sort();
+            let want: Vec<CatalogCursor> = entries.into_iter().collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn two_thousand_versions_of_one_product_sync_whole() {
+        // The case real use found: 2,000 versions of one product, 256 a page.
+        let store = MemStore::default();
+        let id: ProductId = "sales/orders".parse().expect("id");
+        for minor in 0..2000 {
+            let v: semver::Version = format!("1.{minor}.0").parse().expect("version");
+            let value = serde_json::to_vec(&(&id, &v)).expect("json");
+            store
+                .put(Tree::Announcements, &entry_key(&id, &v), &value)
+                .expect("put");
+        }
+        assert_eq!(sync_all(&store, 256).len(), 2000);
+    }
 
     #[test]
     fn only_recent_versions_are_spread_and_at_most_a_page_budget() {

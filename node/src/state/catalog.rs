@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use super::announcements::{AnnouncementIndex, ByKey, Indexed};
 use super::declared::{DeclaredIndex, Downstreams};
+use super::digest::{CatalogDigest, Digest};
 use super::governance::{Governance, Violation};
+use super::loaded::LoadedOnUse;
 use super::{Invalid, OfferError, StateError};
 use mesh_contract::health::Health;
 
@@ -114,6 +116,8 @@ pub(crate) struct Catalog {
     index: AnnouncementIndex,
     /// Every known manifest's upstreams, reversed, for lineage.
     declared: DeclaredIndex,
+    /// The set of versions, summarised, for anti-entropy.
+    digest: LoadedOnUse<Digest>,
 }
 
 /// Sorts entries by product id, then version (the store's key order compares
@@ -166,6 +170,21 @@ pub(crate) fn entry_key(id: &ProductId, version: &semver::Version) -> Vec<u8> {
     format!("{id}\0{version}").into_bytes()
 }
 
+/// A page of the announcements in `store` after `after`, in key order (the bytes
+/// of [`entry_key`], which is not semver order: `1.10.0` comes before `1.9.0`), and
+/// whether more follow.
+pub(crate) fn page_of(
+    store: &dyn MetaStore,
+    after: Option<&(ProductId, semver::Version)>,
+    limit: usize,
+) -> Result<(Vec<Vec<u8>>, bool), StateError> {
+    let cursor = after.map(|(id, v)| entry_key(id, v));
+    let mut rows = store.scan(Tree::Announcements, cursor.as_deref(), limit + 1)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    Ok((rows.into_iter().map(|(_, v)| v).collect(), more))
+}
+
 impl Catalog {
     /// A catalog over `store`, enforcing `governance`.
     pub(crate) fn new(store: Arc<dyn MetaStore>, governance: Governance) -> Self {
@@ -177,6 +196,7 @@ impl Catalog {
             updated: Arc::new(tokio::sync::Notify::new()),
             index: AnnouncementIndex::default(),
             declared: DeclaredIndex::default(),
+            digest: LoadedOnUse::default(),
         }
     }
 
@@ -249,6 +269,9 @@ impl Catalog {
             }
         };
         self.store.put(Tree::Announcements, &key, bytes)?;
+        if offer == Offer::New {
+            self.digest.update(|d| d.add(&key));
+        }
         self.index.insert(key, a.clone());
         self.changed();
         if offer == Offer::New {
@@ -521,6 +544,27 @@ impl Catalog {
             .collect()
     }
 
+    /// The catalog's digest, built from the store's keys the first time (a scan of
+    /// the whole tree: warm it off the event loop).
+    pub(crate) fn digest(&self) -> Result<CatalogDigest, StateError> {
+        self.digest.read(
+            || {
+                let mut d = Digest::default();
+                self.for_each_stored(Tree::Announcements, |key, _| {
+                    d.add(key);
+                    Ok(())
+                })?;
+                Ok(d)
+            },
+            Digest::get,
+        )
+    }
+
+    /// The catalog's digest if it is built already (never scans the store).
+    pub(crate) fn digest_if_built(&self) -> Option<CatalogDigest> {
+        self.digest.peek(Digest::get)
+    }
+
     /// Calls `f` with every entry (key, value) of `tree`, in key order, a page at a time.
     fn for_each_stored(
         &self,
@@ -546,13 +590,7 @@ impl Catalog {
         after: Option<&(ProductId, semver::Version)>,
         limit: usize,
     ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
-        let cursor = after.map(|(id, v)| entry_key(id, v));
-        let mut rows = self
-            .store
-            .scan(Tree::Announcements, cursor.as_deref(), limit + 1)?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        Ok((rows.into_iter().map(|(_, v)| v).collect(), more))
+        page_of(self.store.as_ref(), after, limit)
     }
 
     /// Makes everything written so far durable.

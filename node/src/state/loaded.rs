@@ -51,6 +51,12 @@ impl<T> LoadedOnUse<T> {
         Ok(f(value))
     }
 
+    /// `f` over the value if it is loaded (never loads it).
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().map(f)
+    }
+
     /// Applies `f` to the value if it is loaded (else the load will read the change
     /// from the store).
     pub(crate) fn update(&self, f: impl FnOnce(&mut T)) {

@@ -397,6 +397,7 @@ pub(crate) fn provider_answer(
             entries: vec![],
             more: false,
         },
+        Request::Digest => Response::Busy,
     }))
 }
 

@@ -31,6 +31,7 @@ use super::behaviour::{
     access_decisions_topic, access_requests_topic, announce_topic, policy_topic, providers_topic,
     usage_topic, MeshBehaviour, MeshBehaviourEvent,
 };
+use super::entropy::AntiEntropy;
 use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
 use super::handle::{Command, NetworkHandle};
@@ -86,6 +87,8 @@ pub(crate) struct EventLoop {
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>>,
     /// Sync requests in flight (policy pull, then catalog pages), by request id.
     syncing: HashMap<OutboundRequestId, SyncState>,
+    /// Digest asks of anti-entropy.
+    entropy: AntiEntropy,
     /// Reads done on the blocking pool, back to be sent.
     responses_tx: mpsc::Sender<Answer>,
     responses_rx: mpsc::Receiver<Answer>,
@@ -188,6 +191,7 @@ impl EventLoop {
             provider: Arc::new(provider),
             pending: HashMap::new(),
             syncing: HashMap::new(),
+            entropy: AntiEntropy::default(),
             responses_tx,
             responses_rx,
             admission: Admission::new(config.limits.clone(), metrics),
@@ -358,6 +362,9 @@ impl EventLoop {
         if self.ticks % 5 == 2 {
             self.dial_replicas();
         }
+        if self.syncing.is_empty() {
+            self.ask_digest();
+        }
         if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.syncing.is_empty() {
             // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
             // long GC pause) is not sent again, and a connection that survived the
@@ -453,6 +460,29 @@ impl EventLoop {
         }
     }
 
+    /// Asks the next connected peer in turn for its catalog digest.
+    fn ask_digest(&mut self) {
+        let peers = self.connections.ids();
+        if let Some(peer) = self.entropy.next_peer(&peers) {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .transfer
+                .send_request(&peer, Request::Digest);
+            self.entropy.sent(id, peer);
+        }
+    }
+
+    /// A peer's digest (or its failure): pulls its catalog if it holds versions
+    /// this node lacks.
+    fn on_digest(&mut self, peer: PeerId, response: &Response) {
+        let ours = self.validator.catalog.digest_if_built();
+        if self.entropy.should_pull(peer, response, ours) && self.syncing.is_empty() {
+            debug!(%peer, "anti-entropy: the peer's catalog differs; pulling it");
+            self.start_sync(peer, true);
+        }
+    }
+
     /// Starts a policy pull from `peer`, then (with `then_catalog`) a catalog pull.
     fn start_sync(&mut self, peer: PeerId, then_catalog: bool) {
         let state = SyncState::start(peer, self.governance.version(), then_catalog);
@@ -524,6 +554,10 @@ impl EventLoop {
                 let response = self.provider.records_page(kind, after.as_deref(), limit);
                 self.respond(channel, response);
             }
+            Request::Digest => {
+                let response = self.provider.digest();
+                self.respond(channel, response);
+            }
             Request::Manifest(_) | Request::Chunk { .. } | Request::Chunks { .. } => {
                 if !self.admission.begin_read(peer, request_id) {
                     self.respond(channel, Response::Busy);
@@ -558,6 +592,8 @@ impl EventLoop {
                         let _ = reply.send(Ok(response));
                     } else if let Some(state) = self.syncing.remove(&request_id) {
                         self.on_sync_response(state, Some(response));
+                    } else if let Some(peer) = self.entropy.answered(request_id) {
+                        self.on_digest(peer, &response);
                     }
                 }
             },
@@ -581,6 +617,8 @@ impl EventLoop {
                 } else if let Some(state) = self.syncing.remove(&request_id) {
                     debug!(%peer, "sync request failed: {error}");
                     self.on_sync_response(state, None);
+                } else if self.entropy.answered(request_id).is_some() {
+                    debug!(%peer, "digest request failed: {error}");
                 }
             }
             request_response::Event::InboundFailure {

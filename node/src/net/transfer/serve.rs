@@ -264,6 +264,17 @@ impl Provider {
         }
     }
 
+    /// `Request::Digest`: the catalog's digest, or `Busy` while it is being built.
+    pub(crate) fn digest(&self) -> Response {
+        match self.catalog.digest_if_built() {
+            Some(d) => Response::Digest {
+                versions: d.versions,
+                digest: d.hash(),
+            },
+            None => Response::Busy,
+        }
+    }
+
     /// `Request::Records`: a page of provider records or usage reports.
     pub(crate) fn records_page(
         &self,
