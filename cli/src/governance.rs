@@ -210,10 +210,12 @@ fn print_policy(signed: &Signed<Policy>, policy: &Policy, previous: Option<&Coun
     }
     let st = &policy.settings;
     say!(
-        "settings: schema_compatibility = \"{}\", quality = \"{}\", serve_retired = {}",
+        "settings: schema_compatibility = \"{}\", quality = \"{}\", serve_retired = {}, max_versions_per_domain = {}, max_versions_per_domain_per_hour = {} (0: no limit)",
         st.schema_compatibility,
         st.quality,
-        st.serve_retired
+        st.serve_retired,
+        st.domain_limits.max_versions,
+        st.domain_limits.max_versions_per_hour
     );
     let rules = policy
         .rules

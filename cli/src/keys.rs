@@ -71,13 +71,18 @@ pub(crate) fn build_genesis(a: &GenesisArgs, now: u64) -> anyhow::Result<Policy>
         members,
         threshold: a.threshold,
     };
-    match Policy::genesis(council, domains, now, valid_for) {
+    let mut policy = match Policy::genesis(council, domains, now, valid_for) {
         Err(PolicyError::BadThreshold { members, .. }) => bail!(
             "--threshold {} must be between 1 and the number of council keys ({members})",
             a.threshold
         ),
-        other => Ok(other?),
-    }
+        other => other?,
+    };
+    policy.settings.domain_limits = mesh_protocol::policy::DomainLimits {
+        max_versions: a.max_versions_per_domain,
+        max_versions_per_hour: a.max_versions_per_domain_per_hour,
+    };
+    Ok(policy)
 }
 
 pub(crate) fn genesis(a: GenesisArgs, json: bool) -> anyhow::Result<()> {

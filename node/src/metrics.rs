@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     /// Gossip messages (and synced entries) that looked valid but this node failed
     /// to store: its own fault, so the sender was not penalized.
     pub(crate) not_kept: Counter,
+    /// Announcements not kept because their domain is over the policy's limits.
+    pub(crate) over_limit: Counter,
     /// Reads (manifests and chunks) admitted whose responses are not yet written.
     pub(crate) reads_in_flight: Gauge,
     /// Set at scrape time from the node's state.
@@ -70,6 +72,11 @@ impl Metrics {
                 "mesh_gossip_not_kept",
                 "Peer messages that this node failed to store (a local fault; the sender keeps its score).",
                 &m.not_kept,
+            ),
+            (
+                "mesh_announcements_over_limit",
+                "Announcements not kept because their domain is over the policy's domain limits.",
+                &m.over_limit,
             ),
         ];
         for (name, help, counter) in counters {

@@ -14,8 +14,12 @@ use crate::keys::PublicKey;
 use crate::signed::{Signed, SignedKind};
 use crate::DecodeError;
 
-/// The format version of a policy.
-pub const POLICY_FORMAT: u8 = 2;
+/// The format version of a policy. Format 3 added [`Settings::domain_limits`];
+/// format 2 policies still decode (with no limits) and keep their bytes.
+pub const POLICY_FORMAT: u8 = 3;
+
+/// The previous format, still read.
+const POLICY_FORMAT_2: u8 = 2;
 
 /// How long a new policy version is valid when its change file names no
 /// `expires_in` (and the drafting tool is given no other default): one year.
@@ -120,12 +124,36 @@ pub struct Settings {
     /// Whether providers still serve versions whose status is `retired` (by default
     /// they do not; the catalog keeps listing them).
     pub serve_retired: bool,
+    /// What one domain may add to every node's catalog (format 3).
+    #[serde(default)]
+    pub domain_limits: DomainLimits,
+}
+
+/// Settings as format 2 encoded them.
+#[derive(Serialize, Deserialize)]
+struct SettingsV2 {
+    schema_compatibility: SchemaCompatibility,
+    quality: QualityEnforcement,
+    serve_retired: bool,
+}
+
+/// Limits on what one domain adds to every node's catalog, so that one domain (or
+/// a stolen key of one) cannot flood every node. Judged by every node as it takes
+/// an announcement, and by the publishing node before it publishes. 0: no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainLimits {
+    /// Product versions one domain may have in the catalog.
+    pub max_versions: u32,
+    /// Versions one domain may announce in any hour (by the versions' own
+    /// announcement times, so a node that syncs a domain's history late judges it
+    /// as every other node did).
+    pub max_versions_per_hour: u32,
 }
 
 /// One version of the mesh's governance policy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Format version, [`POLICY_FORMAT`].
+    /// Format version, [`POLICY_FORMAT`] (or 2, read from older meshes).
     pub format: u8,
     /// Chain position; genesis is 1.
     pub version: u64,
@@ -141,6 +169,141 @@ pub struct Policy {
     pub rules: String,
     /// Mesh-wide settings.
     pub settings: Settings,
+}
+
+/// The policy's fields by name, for readable formats (policy files, the API):
+/// every format reads and writes them the same way.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Policy")]
+struct PolicyFields {
+    format: u8,
+    version: u64,
+    issued_at: u64,
+    expires_at: u64,
+    council: Council,
+    domains: BTreeMap<DomainName, DomainEntry>,
+    rules: String,
+    settings: Settings,
+}
+
+const POLICY_FIELD_NAMES: [&str; 8] = [
+    "format",
+    "version",
+    "issued_at",
+    "expires_at",
+    "council",
+    "domains",
+    "rules",
+    "settings",
+];
+
+impl Serialize for Policy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        if s.is_human_readable() {
+            return PolicyFields {
+                format: self.format,
+                version: self.version,
+                issued_at: self.issued_at,
+                expires_at: self.expires_at,
+                council: self.council.clone(),
+                domains: self.domains.clone(),
+                rules: self.rules.clone(),
+                settings: self.settings.clone(),
+            }
+            .serialize(s);
+        }
+        // The canonical encoding: fields in order, the settings as the format has
+        // them.
+        let mut st = s.serialize_struct("Policy", POLICY_FIELD_NAMES.len())?;
+        st.serialize_field("format", &self.format)?;
+        st.serialize_field("version", &self.version)?;
+        st.serialize_field("issued_at", &self.issued_at)?;
+        st.serialize_field("expires_at", &self.expires_at)?;
+        st.serialize_field("council", &self.council)?;
+        st.serialize_field("domains", &self.domains)?;
+        st.serialize_field("rules", &self.rules)?;
+        if self.format == POLICY_FORMAT_2 {
+            let v2 = SettingsV2 {
+                schema_compatibility: self.settings.schema_compatibility,
+                quality: self.settings.quality,
+                serve_retired: self.settings.serve_retired,
+            };
+            st.serialize_field("settings", &v2)?;
+        } else {
+            st.serialize_field("settings", &self.settings)?;
+        }
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let f = PolicyFields::deserialize(d)?;
+            return Ok(Policy {
+                format: f.format,
+                version: f.version,
+                issued_at: f.issued_at,
+                expires_at: f.expires_at,
+                council: f.council,
+                domains: f.domains,
+                rules: f.rules,
+                settings: f.settings,
+            });
+        }
+        d.deserialize_struct("Policy", &POLICY_FIELD_NAMES, CanonicalPolicy)
+    }
+}
+
+/// Reads the canonical encoding: the format first, then the settings as that
+/// format has them.
+struct CanonicalPolicy;
+
+impl<'de> serde::de::Visitor<'de> for CanonicalPolicy {
+    type Value = Policy;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a policy")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Policy, A::Error> {
+        fn next<'de, T: Deserialize<'de>, A: serde::de::SeqAccess<'de>>(
+            seq: &mut A,
+            i: usize,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| serde::de::Error::invalid_length(i, &"the 8 fields of a policy"))
+        }
+        let format: u8 = next(&mut seq, 0)?;
+        let version = next(&mut seq, 1)?;
+        let issued_at = next(&mut seq, 2)?;
+        let expires_at = next(&mut seq, 3)?;
+        let council = next(&mut seq, 4)?;
+        let domains = next(&mut seq, 5)?;
+        let rules = next(&mut seq, 6)?;
+        let settings = if format == POLICY_FORMAT_2 {
+            let v2: SettingsV2 = next(&mut seq, 7)?;
+            Settings {
+                schema_compatibility: v2.schema_compatibility,
+                quality: v2.quality,
+                serve_retired: v2.serve_retired,
+                domain_limits: DomainLimits::default(),
+            }
+        } else {
+            next(&mut seq, 7)?
+        };
+        Ok(Policy {
+            format,
+            version,
+            issued_at,
+            expires_at,
+            council,
+            domains,
+            rules,
+            settings,
+        })
+    }
 }
 
 impl SignedKind for Policy {
@@ -268,7 +431,9 @@ impl Policy {
 
     /// Checks format, council threshold, rules and domain entries.
     pub fn check_shape(&self) -> Result<(), PolicyError> {
-        crate::encoding::check_format("policy", self.format, POLICY_FORMAT)?;
+        if self.format != POLICY_FORMAT_2 {
+            crate::encoding::check_format("policy", self.format, POLICY_FORMAT)?;
+        }
         let t = self.council.threshold;
         if t == 0 || usize::from(t) > self.council.members.len() {
             return Err(PolicyError::BadThreshold {

@@ -20,6 +20,10 @@
 //!
 //! [settings]
 //! schema_compatibility = "backward" # none | backward | frozen
+//! quality = "refuse"                # refuse | warn
+//! serve_retired = false
+//! max_versions_per_domain = 100000  # 0: no limit
+//! max_versions_per_domain_per_hour = 3600
 //! ```
 
 use std::collections::BTreeMap;
@@ -99,6 +103,10 @@ pub struct SettingsChange {
     pub quality: Option<crate::policy::QualityEnforcement>,
     /// Whether retired versions are still served.
     pub serve_retired: Option<bool>,
+    /// Product versions one domain may have in the catalog (0: no limit).
+    pub max_versions_per_domain: Option<u32>,
+    /// Versions one domain may announce in any hour (0: no limit).
+    pub max_versions_per_domain_per_hour: Option<u32>,
 }
 
 fn key(s: &str, what: &str) -> Result<PublicKey, String> {
@@ -114,6 +122,8 @@ impl PolicyChange {
     /// Applies the change to `current`, giving version N+1 issued at `now`.
     pub fn apply(&self, current: &Policy, now: u64) -> Result<Policy, String> {
         let mut p = current.clone();
+        // A successor is written in the newest format, whatever its predecessor's.
+        p.format = crate::policy::POLICY_FORMAT;
         p.version = current.version + 1;
         p.issued_at = now;
         // Never inherited: an emergency policy valid for minutes must not make the
@@ -179,6 +189,12 @@ impl PolicyChange {
         }
         if let Some(m) = self.settings.schema_compatibility {
             p.settings.schema_compatibility = m;
+        }
+        if let Some(n) = self.settings.max_versions_per_domain {
+            p.settings.domain_limits.max_versions = n;
+        }
+        if let Some(n) = self.settings.max_versions_per_domain_per_hour {
+            p.settings.domain_limits.max_versions_per_hour = n;
         }
         p.check_shape().map_err(|e| e.to_string())?;
         Ok(p)

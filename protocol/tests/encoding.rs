@@ -145,7 +145,13 @@ fn sample_policy() -> Policy {
         },
         domains,
         rules: String::new(),
-        settings: Settings::default(),
+        settings: Settings {
+            domain_limits: mesh_protocol::policy::DomainLimits {
+                max_versions: 20_000,
+                max_versions_per_hour: 1_000,
+            },
+            ..Settings::default()
+        },
     }
 }
 
@@ -165,6 +171,21 @@ fn golden(name: &str, bytes: &[u8]) {
     );
 }
 
+/// A policy of format 2 (before domain limits) still decodes, with no limits, to
+/// the very bytes its council signed.
+#[test]
+fn a_format_2_policy_still_decodes_to_the_bytes_it_was_signed_as() {
+    let path = format!("{}/tests/golden/policy-v2.hex", env!("CARGO_MANIFEST_DIR"));
+    let bytes = hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap();
+    let signed = Signed::<Policy>::from_bytes(&bytes).unwrap();
+    let p = signed.value().unwrap();
+    assert_eq!(p.format, 2);
+    assert_eq!(p.settings.domain_limits, Default::default());
+    assert_eq!(signed.valid_signers().len(), 2);
+    assert_eq!(mesh_protocol::encode(&p), signed.payload());
+    p.check_shape().unwrap();
+}
+
 #[test]
 fn golden_vectors() {
     let m = Signed::sign(&sample_manifest(), &key(2));
@@ -174,6 +195,14 @@ fn golden_vectors() {
     let mut p = Signed::sign(&sample_policy(), &key(10));
     p.add_signature(&key(11));
     golden("policy", &p.to_bytes());
+    golden("request-digest", &wire::encode_request(&Request::Digest));
+    golden(
+        "response-digest",
+        &wire::encode_response(&Response::Digest {
+            versions: 4012,
+            digest: mesh_protocol::Hash::of(b"catalog"),
+        }),
+    );
     golden(
         "request-catalog",
         &wire::encode_request(&Request::Catalog {

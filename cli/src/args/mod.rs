@@ -286,6 +286,13 @@ pub(crate) struct GenesisArgs {
     /// How long the policy stays valid, e.g. 365d.
     #[arg(long, default_value = "365d")]
     pub(crate) expires_in: String,
+    /// The most product versions one domain may have in every node's catalog
+    /// (0: no limit), so one domain or a stolen key cannot flood the mesh.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) max_versions_per_domain: u32,
+    /// The most versions one domain may announce in any hour (0: no limit).
+    #[arg(long, default_value_t = 3_600)]
+    pub(crate) max_versions_per_domain_per_hour: u32,
     /// Where to write the policy file.
     #[arg(long)]
     pub(crate) out: PathBuf,

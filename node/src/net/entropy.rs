@@ -100,7 +100,7 @@ mod tests {
 
     fn digest(keys: &[&str]) -> CatalogDigest {
         let mut d = Digest::default();
-        keys.iter().for_each(|k| d.add(k.as_bytes()));
+        keys.iter().for_each(|k| d.add(k.as_bytes(), 0));
         d.get()
     }
 

@@ -171,6 +171,10 @@ impl Validator {
     fn log_refusal<T>(&self, source: &PeerId, what: &str, outcome: &Result<T, OfferError>) {
         match outcome {
             Err(OfferError::Invalid(e)) => warn!(peer = %source, "rejected {what}: {e}"),
+            Err(OfferError::OverLimit(e)) => {
+                self.metrics.over_limit.inc();
+                debug!(peer = %source, "not kept, over the policy's domain limits: {e}");
+            }
             Err(e) => {
                 self.metrics.not_kept.inc();
                 warn!(peer = %source, "could not keep a valid-looking {what}: {e}; ignored, the sender keeps its score");

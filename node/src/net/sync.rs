@@ -213,6 +213,10 @@ pub(super) fn advance(
                         rejected += 1;
                         debug!(%peer, "catalog sync: rejected entry: {e}");
                     }
+                    Err(OfferError::OverLimit(e)) => {
+                        validator.metrics.over_limit.inc();
+                        debug!(%peer, "catalog sync: over the domain limits: {e}");
+                    }
                     Err(e) => {
                         failed += 1;
                         validator.metrics.not_kept.inc();

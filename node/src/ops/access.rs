@@ -142,6 +142,7 @@ impl AccessDesk {
 fn offer_error(e: OfferError) -> NodeError {
     match e {
         OfferError::Invalid(e) => NodeError::BadRequest(e.to_string()),
+        OfferError::OverLimit(e) => NodeError::BadRequest(e),
         OfferError::Store(e) => NodeError::State(e),
     }
 }

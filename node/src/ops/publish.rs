@@ -72,6 +72,7 @@ impl From<OfferError> for PublishError {
     fn from(e: OfferError) -> Self {
         match e {
             OfferError::Invalid(i) => PublishError::Refused(i.to_string()),
+            OfferError::OverLimit(why) => PublishError::Refused(why),
             OfferError::Store(s) => PublishError::State(s),
         }
     }
@@ -401,6 +402,10 @@ impl Publisher {
                 existing.announcement.manifest.short()
             )));
         }
+        // Every node would refuse a version over the domain's limits: say so now.
+        self.catalog
+            .within_domain_limits(&self.domain, unix_now_ms())
+            .map_err(PublishError::from)?;
 
         // The data must keep the contract before any chunk is stored.
         let found = collect_files(path)?;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mesh_protocol::announcement::Announcement;
-use mesh_protocol::{Manifest, ManifestHash, ProductId, Signed};
+use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductId, Signed};
 use mesh_storage::{MetaStore, Tree};
 use serde::Serialize;
 
@@ -251,7 +251,10 @@ impl Catalog {
                 .ok()
         });
         let offer = match old {
-            None => Offer::New,
+            None => {
+                self.within_domain_limits(a.product.domain(), a.issued_at_ms)?;
+                Offer::New
+            }
             Some(old) => {
                 if old.manifest != a.manifest {
                     return Err(Invalid::new(format!(
@@ -270,7 +273,7 @@ impl Catalog {
         };
         self.store.put(Tree::Announcements, &key, bytes)?;
         if offer == Offer::New {
-            self.digest.update(|d| d.add(&key));
+            self.digest.update(|d| d.add(&key, a.issued_at_ms));
         }
         self.index.insert(key, a.clone());
         self.changed();
@@ -550,14 +553,34 @@ impl Catalog {
         self.digest.read(
             || {
                 let mut d = Digest::default();
-                self.for_each_stored(Tree::Announcements, |key, _| {
-                    d.add(key);
+                self.for_each_stored(Tree::Announcements, |key, bytes| {
+                    let issued = decode_announcement(bytes).map_or(0, |a| a.issued_at_ms);
+                    d.add(key, issued);
                     Ok(())
                 })?;
                 Ok(d)
             },
             Digest::get,
         )
+    }
+
+    /// Whether the policy's domain limits let `domain` add a version announced at
+    /// `issued_at_ms` (see `DomainLimits`); the tally is built first if it is not
+    /// yet.
+    pub(crate) fn within_domain_limits(
+        &self,
+        domain: &DomainName,
+        issued_at_ms: u64,
+    ) -> Result<(), OfferError> {
+        let limits = self.governance.with_policy(|p| p.settings.domain_limits);
+        if limits == Default::default() {
+            return Ok(());
+        }
+        self.digest()?;
+        self.digest
+            .peek(|d| d.admits(&limits, domain.as_str(), issued_at_ms))
+            .unwrap_or(Ok(()))
+            .map_err(OfferError::OverLimit)
     }
 
     /// The catalog's digest if it is built already (never scans the store).

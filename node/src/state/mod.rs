@@ -99,6 +99,10 @@ pub enum OfferError {
     /// Our own store failed while keeping it: not the sender's fault.
     #[error("keeping it failed locally: {0}")]
     Store(#[from] StateError),
+    /// The policy's limits on a domain refuse it (a domain over its quota or
+    /// rate): the domain's doing, not the forwarding peer's.
+    #[error("{0}")]
+    OverLimit(String),
 }
 
 impl From<StoreError> for OfferError {

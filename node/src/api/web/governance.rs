@@ -56,6 +56,8 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
                         tr { th { "schema_compatibility" } td { (p.settings.schema_compatibility) } }
                         tr { th { "quality" } td { (p.settings.quality) } }
                         tr { th { "serve_retired" } td { (p.settings.serve_retired) } }
+                        tr { th { "max_versions_per_domain" } td { (limit(p.settings.domain_limits.max_versions)) } }
+                        tr { th { "max_versions_per_domain_per_hour" } td { (limit(p.settings.domain_limits.max_versions_per_hour)) } }
                     }
                 }
                 p.muted { "In the words a policy change file uses." }
@@ -223,4 +225,13 @@ pub(super) async fn domain(
         "",
         body,
     )))
+}
+
+/// A domain limit as the page shows it: 0 is no limit.
+fn limit(n: u32) -> String {
+    if n == 0 {
+        "no limit".to_string()
+    } else {
+        n.to_string()
+    }
 }

@@ -126,3 +126,45 @@ fn an_envelope_already_kept_is_known_even_after_its_key_is_removed() {
     let current = announcement(&s.current, "1.1.0", 3_000);
     assert_eq!(s.catalog.offer(&current).expect("current"), Offer::New);
 }
+
+#[test]
+fn a_domain_over_its_policy_limits_is_not_kept_and_the_peer_keeps_its_score() {
+    let s = setup();
+    // The council sets limits: 4 versions a domain, 2 in any hour.
+    let mut next = s.governance.policy();
+    next.version += 1;
+    next.format = mesh_protocol::policy::POLICY_FORMAT;
+    next.settings.domain_limits = mesh_protocol::policy::DomainLimits {
+        max_versions: 4,
+        max_versions_per_hour: 2,
+    };
+    let offered = s
+        .governance
+        .offer(&[Signed::sign(&next, &s.council)], crate::clock::unix_now())
+        .expect("offer policy");
+    assert_eq!(offered.accepted.len(), 1, "{:?}", offered.error);
+    let hour = 3_600_000;
+    let offer = |v: &str, at: u64| s.catalog.offer(&announcement(&s.current, v, at));
+    assert_eq!(offer("1.0.0", hour).expect("1"), Offer::New);
+    assert_eq!(offer("1.1.0", hour + 1).expect("2"), Offer::New);
+    // A third in the same hour: over the rate, and not the sender's fault.
+    match offer("1.2.0", hour + 2) {
+        Err(OfferError::OverLimit(e)) => assert!(e.contains("per_hour = 2"), "{e}"),
+        other => panic!("expected over the limit, got {other:?}"),
+    }
+    assert_eq!(offer("1.2.0", 3 * hour).expect("3"), Offer::New);
+    assert_eq!(offer("1.3.0", 5 * hour).expect("4"), Offer::New);
+    match offer("1.4.0", 9 * hour) {
+        Err(OfferError::OverLimit(e)) => assert!(e.contains("has 4 versions"), "{e}"),
+        other => panic!("expected over the quota, got {other:?}"),
+    }
+    assert_eq!(s.catalog.len().expect("len"), 4);
+    // A refresh of a kept version is no new version: still taken.
+    assert_eq!(offer("1.3.0", 9 * hour).expect("refresh"), Offer::Refreshed);
+    assert_eq!(
+        s.catalog
+            .within_domain_limits(&"finance".parse().expect("domain"), 9 * hour)
+            .map_err(|e| e.to_string()),
+        Ok(())
+    );
+}
