@@ -28,7 +28,7 @@ use crate::ops::publish::Publisher;
 use crate::ops::subscribe::Follower;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
-use crate::state::governance::{Governance, LoadError};
+use crate::state::governance::{Governance, LoadError, OwnNode};
 use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
 use crate::state::subscriptions::SubscriptionBook;
@@ -83,6 +83,10 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let bootstrap = config.bootstrap_addrs()?;
     let key = home.load_node_key()?;
     let peer_id = key.public().to_peer_id();
+    let own = OwnNode {
+        peer: peer_id.to_string(),
+        domain: config.domain.clone(),
+    };
 
     // State: the store, the sealed policy chain, the catalog, the chunks.
     let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
@@ -150,6 +154,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             access: access.clone(),
             chunks: chunks.clone(),
             metrics: metrics.clone(),
+            own: own.clone(),
         },
         bootstrap,
         &config,
@@ -166,6 +171,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         chunks: chunks.clone(),
         outputs: OutputBook::new(store.clone()),
         metrics: metrics.clone(),
+        access: access.clone(),
+        own: own.clone(),
     };
     let publisher = Publisher {
         catalog: catalog.clone(),
@@ -195,10 +202,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         fetcher: fetcher.clone(),
         catalog: catalog.clone(),
         governance: governance.clone(),
-        access: access.clone(),
         providers: providers.clone(),
         work_lock: work_lock.clone(),
-        peer_id: peer_id.to_string(),
     };
     if !options.ephemeral {
         tasks.push(tokio::spawn(background::provider_records(

@@ -151,9 +151,9 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
     .unwrap();
 
     // The owner revokes; every node learns it within seconds, and every node that
-    // could serve it (the owner's two nodes, finance's replica, logistics' own
-    // replica, and the other finance node, which knows the manifest) denies
-    // logistics' other node.
+    // could serve it (the owner's two nodes, finance's replica and the other
+    // finance node, which knows the manifest) denies logistics' other node, while
+    // logistics' own replica stops serving it.
     // Logistics' other node is down meanwhile: it learns the revocation from a
     // peer's records when it comes back (gossip is not sent again).
     net.nodes[5].terminate().unwrap();
@@ -166,8 +166,21 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("restricted-to-consumers"), "{err}");
-    assert!(err.contains("5 of 5 provider(s) denied"), "{err}");
+    // Logistics' replica does not serve a copy its own domain may no longer read
+    // (it answers as if it did not hold it); the other four deny.
+    assert!(err.contains("4 of 5 provider(s) denied"), "{err}");
     assert!(!net.root().join("o5/orders.csv").exists());
+    // Nor does logistics read its own copy: a fetch from its store is refused too,
+    // and writes nothing.
+    let err = net
+        .fetch(2, PRODUCT, &net.root().join("o2-again"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("restricted-to-consumers") && err.contains("local copy is not read"),
+        "{err}"
+    );
+    assert!(!net.root().join("o2-again/orders.csv").exists());
     // The product page of any node shows the agreement and its end.
     let page_url = net.nodes[4]
         .client()

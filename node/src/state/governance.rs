@@ -38,6 +38,16 @@ struct State {
     rules: Rules,
 }
 
+/// This node as the fetch rules see it: its peer id (which the registry maps to a
+/// domain) and the domain it publishes for.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnNode {
+    /// The peer id, base58.
+    pub(crate) peer: String,
+    /// The domain of its config.
+    pub(crate) domain: DomainName,
+}
+
 /// The enforced policy chain, shared by every part of the node.
 #[derive(Clone)]
 pub(crate) struct Governance {
@@ -391,6 +401,24 @@ impl Governance {
             .map(|g| g.consumer.clone())
             .collect();
         state.rules.fetch(domain.as_ref(), m, &granted)
+    }
+
+    /// Whether this node (`own`) may read its
+    /// own copy of `m` and serve it: a node of the product's own domain always
+    /// may; any other as the fetch rules and grants decide for it now, exactly as
+    /// a provider would. A copy this node may no longer read (a revoked grant, a
+    /// stricter rule) is neither read by a local fetch nor served to others.
+    pub(crate) fn own_copy_decision(
+        &self,
+        own: &OwnNode,
+        m: &Manifest,
+        grants: &[AccessDecision],
+        now_ms: u64,
+    ) -> Decision {
+        if m.id.domain() == &own.domain {
+            return Decision::Allow;
+        }
+        self.fetch_decision(&own.peer, m, grants, now_ms)
     }
 
     /// What the current policy says about a product version already in the mesh:

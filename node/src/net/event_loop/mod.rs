@@ -45,7 +45,7 @@ use crate::home::config::NodeConfig;
 use crate::metrics::Metrics;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
-use crate::state::governance::Governance;
+use crate::state::governance::{Governance, OwnNode};
 use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 
@@ -65,6 +65,8 @@ pub(crate) struct StateHandles {
     pub(crate) access: AccessBook,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) metrics: Metrics,
+    /// This node, as the rules see it: it serves only copies it may read itself.
+    pub(crate) own: OwnNode,
 }
 
 /// Capacity of the command channel.
@@ -165,6 +167,7 @@ impl EventLoop {
             access,
             chunks,
             metrics,
+            own,
         } = state;
         let provider = Provider::new(
             catalog.clone(),
@@ -174,6 +177,7 @@ impl EventLoop {
             providers.clone(),
             access.clone(),
             metrics.clone(),
+            own,
         );
         let this = EventLoop {
             swarm,

@@ -24,7 +24,7 @@ use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
-use crate::state::governance::Governance;
+use crate::state::governance::{Governance, OwnNode};
 use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
 
@@ -45,6 +45,8 @@ pub(crate) struct Provider {
     providers: Providers,
     access: AccessBook,
     metrics: Metrics,
+    /// This node: a copy it may no longer read itself is not served.
+    own: OwnNode,
     index: Mutex<HashMap<ManifestHash, Arc<Indexed>>>,
 }
 
@@ -63,6 +65,7 @@ impl Provider {
         providers: Providers,
         access: AccessBook,
         metrics: Metrics,
+        own: OwnNode,
     ) -> Self {
         Provider {
             catalog,
@@ -72,6 +75,7 @@ impl Provider {
             providers,
             access,
             metrics,
+            own,
             index: Mutex::new(HashMap::new()),
         }
     }
@@ -119,9 +123,19 @@ impl Provider {
             });
         }
         let grants = self.access.decisions_for(&m.id);
+        let now = unix_now_ms();
+        // A copy this node may no longer read itself (its grant revoked) is not
+        // offered to anyone: the requester goes to another provider.
+        if let Decision::Deny { rule, .. } = self
+            .governance
+            .own_copy_decision(&self.own, m, &grants, now)
+        {
+            debug!(%peer, product = %m.id, %rule, "not serving a copy this node may no longer read");
+            return Some(Response::NotFound);
+        }
         match self
             .governance
-            .fetch_decision(&peer.to_string(), m, &grants, unix_now_ms())
+            .fetch_decision(&peer.to_string(), m, &grants, now)
         {
             Decision::Allow => None,
             Decision::Deny { rule, reason } => {

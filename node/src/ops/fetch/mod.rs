@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use libp2p::PeerId;
 use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
-use mesh_protocol::{Announcement, ProductRef};
+use mesh_protocol::rules::Decision;
+use mesh_protocol::{Announcement, Manifest, ProductRef};
 use mesh_storage::assemble::{self, Reuse};
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
@@ -40,8 +41,9 @@ use slots::PEER_WINDOW;
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
 use crate::net::NetworkHandle;
+use crate::state::access::AccessBook;
 use crate::state::catalog::{Catalog, CatalogEntry};
-use crate::state::governance::Governance;
+use crate::state::governance::{Governance, OwnNode};
 use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
 use crate::task::blocking;
@@ -89,6 +91,10 @@ pub(crate) struct Fetcher {
     /// Files written out earlier, that a new version's files start from.
     pub(crate) outputs: OutputBook,
     pub(crate) metrics: Metrics,
+    /// Access decisions, which the rules read with the fetch rules.
+    pub(crate) access: AccessBook,
+    /// This node: a local copy is read only if the rules let it read the product.
+    pub(crate) own: OwnNode,
 }
 
 impl Fetcher {
@@ -116,6 +122,23 @@ impl Fetcher {
         self.fetch_manifest(&a.manifest, &providers)
             .await
             .map(|_| ())
+    }
+
+    /// Whether this node may read `manifest`'s product now, as every provider
+    /// will judge: a local copy (chunks held, 0 bytes to transfer) is read under
+    /// the current rules and grants too, never after a revocation.
+    pub(crate) fn may_read(&self, manifest: &Manifest) -> Result<(), FetchError> {
+        let grants = self.access.decisions_for(&manifest.id);
+        match self
+            .governance
+            .own_copy_decision(&self.own, manifest, &grants, unix_now_ms())
+        {
+            Decision::Allow => Ok(()),
+            Decision::Deny { rule, reason } => Err(FetchError::Denied(format!(
+                "denied by rule {rule}: {reason} (this node's domain may not read {}@{} under the current rules and grants, so its local copy is not read either)",
+                manifest.id, manifest.version
+            ))),
+        }
     }
 
     /// `target`'s catalog entry.
@@ -149,6 +172,7 @@ impl Fetcher {
             }
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
         };
+        self.may_read(&manifest)?;
         let label = format!("{}@{}", manifest.id, manifest.version);
         // Each distinct chunk once: either held already or to download.
         let mut seen = HashSet::new();

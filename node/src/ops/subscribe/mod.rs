@@ -29,7 +29,6 @@ use self::layout::Layout;
 use super::fetch::{FetchError, Fetcher};
 use crate::clock::unix_now_ms;
 use crate::error::NodeError;
-use crate::state::access::AccessBook;
 use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -37,7 +36,6 @@ use crate::state::subscriptions::{
     Materialized, SubState, Subscription, SubscriptionBook, MAX_KEEP,
 };
 use crate::task::blocking;
-use mesh_protocol::rules::Decision;
 
 /// How often the follower looks again without a catalog change (a revocation, a
 /// retry that is due).
@@ -135,13 +133,10 @@ pub(crate) struct Follower {
     pub(crate) fetcher: Fetcher,
     pub(crate) catalog: Catalog,
     pub(crate) governance: Governance,
-    pub(crate) access: AccessBook,
     /// Provider records: who else follows a product.
     pub(crate) providers: Providers,
     /// The node's work lock: a fetch holds it shared (GC exclusively).
     pub(crate) work_lock: Arc<RwLock<()>>,
-    /// This node's peer id, as the fetch rules name it.
-    pub(crate) peer_id: String,
 }
 
 impl Follower {
@@ -437,12 +432,12 @@ impl Follower {
         sub: &Subscription,
         manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
     ) -> Result<(Option<CatalogEntry>, Option<String>), NodeError> {
-        let (catalog, governance, access) = (
+        let (catalog, governance, fetcher) = (
             self.catalog.clone(),
             self.governance.clone(),
-            self.access.clone(),
+            self.fetcher.clone(),
         );
-        let (id, peer) = (sub.product.clone(), self.peer_id.clone());
+        let id = sub.product.clone();
         let cached = manifests.get(&sub.product).cloned();
         let (newest, manifest, denial) = blocking(move || {
             let Some(entry) = catalog.get(&id, None)? else {
@@ -456,15 +451,9 @@ impl Follower {
                     .and_then(|(signed, _)| governance.check_manifest(&signed).ok())
                     .map(Arc::new),
             };
-            let denial = manifest.as_ref().and_then(|m| {
-                match governance.fetch_decision(&peer, m, &access.decisions_for(&id), unix_now_ms())
-                {
-                    Decision::Deny { rule, reason } => {
-                        Some(format!("denied by rule {rule}: {reason}"))
-                    }
-                    Decision::Allow => None,
-                }
-            });
+            let denial = manifest
+                .as_ref()
+                .and_then(|m| fetcher.may_read(m).err().map(|e| e.to_string()));
             Ok((Some(entry), manifest.map(|m| (hash, m)), denial))
         })
         .await?;
