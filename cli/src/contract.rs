@@ -104,6 +104,7 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
     if json {
         print_json(&json!({
             "kept": report.kept(),
+            "missing": report.missing,
             "rows": report.quality.as_ref().map(|q| q.rows),
             "files_checked": report.quality.as_ref().map(|q| q.files_checked),
             "objects": report.quality.as_ref().map(|q| &q.objects),
@@ -126,7 +127,13 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
                 say!("object {name}: {} file(s), {} row(s)", o.files, o.rows);
             }
         } else {
-            say!("no CSV, JSON-lines or Parquet file in {}", a.dir.display());
+            say!(
+                "no CSV, JSON-lines, JSON or Parquet file in {} was read",
+                a.dir.display()
+            );
+        }
+        for m in &report.missing {
+            say!("{m}");
         }
         for r in &report.rules {
             say!("{}", quality::rule_line(r));
@@ -157,7 +164,8 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
         Ok(())
     } else {
         anyhow::bail!(
-            "the data breaks its contract: {} violation(s), {failed} rule(s) failed",
+            "the data breaks its contract: {} object(s) without data, {} violation(s), {failed} rule(s) failed",
+            report.missing.len(),
             report.total_violations
         )
     }

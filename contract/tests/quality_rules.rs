@@ -64,12 +64,58 @@ const GOOD_CARRIERS: &str = concat!(
     "{\"code\":\"DL\",\"founded\":\"30/05/1925\"}\n",
 );
 
+const GOOD_EVENTS: &str = "{\"kind\":\"shipped\"}\n";
+
+#[test]
+fn an_object_without_data_or_a_csv_without_header_breaks_the_contract() {
+    // No file for `events`: the rule on it is not run, and the data does not keep
+    // the contract (it describes data that is not there).
+    let r = run(&[
+        ("shipments.csv", GOOD_SHIPMENTS_1),
+        ("carrier_list.jsonl", GOOD_CARRIERS),
+    ]);
+    assert!(!r.kept());
+    assert_eq!(r.total_violations, 0);
+    assert_eq!(r.missing.len(), 1, "{:#?}", r.missing);
+    assert!(
+        r.missing[0].starts_with("object `events` has no data: no CSV, JSON lines, JSON or Parquet file is named `events`"),
+        "{}",
+        r.missing[0]
+    );
+    assert_eq!(r.lines()[0], r.missing[0]);
+    let o = r.rules.iter().find(|o| o.rule == "events_rows").unwrap();
+    assert_eq!(o.state, RuleState::NotEvaluated);
+    assert!(
+        o.note.contains("no data file maps to object `events`"),
+        "{}",
+        o.note
+    );
+    // A 0-byte CSV has no header: a violation, not a pass.
+    let r = run(&[
+        ("shipments.csv", ""),
+        ("carrier_list.jsonl", GOOD_CARRIERS),
+        ("events.jsonl", GOOD_EVENTS),
+    ]);
+    assert!(!r.kept());
+    assert!(
+        r.lines()
+            .iter()
+            .any(|l| l.contains("the file is empty: a CSV file needs a header row")),
+        "{:#?}",
+        r.lines()
+    );
+    // Only files of other kinds (a README): every object lacks data.
+    let r = run(&[("README.md", "# shipments")]);
+    assert_eq!(r.missing.len(), 3, "{:#?}", r.missing);
+}
+
 #[test]
 fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
     let r = run(&[
         ("shipments.csv", GOOD_SHIPMENTS_1),
         ("shipments/2024-q2.csv", GOOD_SHIPMENTS_2),
         ("carrier_list.jsonl", GOOD_CARRIERS),
+        ("events.jsonl", GOOD_EVENTS),
         ("notes/regions.csv", "region\nnorth\n"),
         ("README.md", "# shipments"),
     ]);
@@ -92,6 +138,7 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
         "shipments_weight_sql",
         "number_max_sql",
         "carriers_distinct_sql",
+        "events_rows",
     ] {
         assert_eq!(s[passed].0, RuleState::Passed, "{passed}: {:?}", s[passed]);
     }
@@ -107,7 +154,6 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
     for (not_run, why) in [
         ("tracking_reviewed", "`text` rule"),
         ("carriers_soda", "engine soda"),
-        ("events_rows", "no data file maps to object `events`"),
     ] {
         let o = r.rules.iter().find(|o| o.rule == not_run).unwrap();
         assert_eq!(o.state, RuleState::NotEvaluated, "{not_run}");
@@ -122,7 +168,7 @@ fn data_that_keeps_every_rule_passes_them_all_and_says_what_it_did_not_run() {
         .collect();
     assert_eq!(
         objects,
-        [("shipments", 2, 4), ("carriers", 1, 3), ("events", 0, 0)]
+        [("shipments", 2, 4), ("carriers", 1, 3), ("events", 1, 1)]
     );
     assert!(
         r.notes
@@ -144,6 +190,7 @@ fn data_that_breaks_the_rules_fails_each_one_with_its_measurement() {
     let r = run(&[
         ("shipments.csv", shipments),
         ("carrier_list.jsonl", carriers),
+        ("events.jsonl", GOOD_EVENTS),
     ]);
     let s = states(&r);
     for failed in [

@@ -73,7 +73,7 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(&data)?;
     (opts.progress)(&format!("writing {} MiB of test data", opts.size_mib));
     write_random(&data.join("big.bin"), size, 7)?;
-    let toml = sample::manifest_toml("sales/big", "1.0.0").replace("Orders", "Bench data");
+    let toml = sample::binary_manifest_toml("sales/big", "1.0.0").replace("Orders", "Bench data");
     net.publish(0, &data, &toml)?;
     for p in 1..PROVIDERS {
         net.wait_product(p, "sales/big", "1.0.0", LONG)?;

@@ -51,6 +51,16 @@ id = "crm/customers"
     )
 }
 
+/// A manifest like [`manifest_toml`] without a schema: for products of files
+/// that are not tables (the benchmarks' random bytes), which a schema would
+/// describe as missing data.
+pub fn binary_manifest_toml(product: &str, version: &str) -> String {
+    let text = manifest_toml(product, version);
+    let start = text.find("[[schema]]").unwrap_or(text.len());
+    let end = text.find("[sla]").unwrap_or(text.len());
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 /// The sample Cedar rules (`examples/governance/rules.cedar`).
 pub const RULES: &str = include_str!("../../examples/governance/rules.cedar");
 

@@ -49,6 +49,7 @@ fn quality_rules_refuse_or_travel_with_the_version() {
     let data = net.root().join("shipments");
     write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,ZZ,300,7,DL0002\n");
     write(&data, "carrier_list.jsonl", "{\"code\":\"UA\",\"founded\":\"06/04/1926\",\"fleet\":9}\n{\"code\":\"AA\",\"founded\":\"15/04/1926\"}\n{\"code\":\"DL\",\"founded\":\"30/05/1925\"}\n");
+    write(&data, "events.jsonl", "{\"kind\":\"shipped\"}\n");
 
     // `policy check --data` catches it before publish, as publish would.
     let check = |dir: &Path| {
@@ -90,6 +91,17 @@ fn quality_rules_refuse_or_travel_with_the_version() {
         "{text}"
     );
 
+    // A directory holding only a README has none of the contract's data.
+    let readme = net.root().join("readme-only");
+    write(&readme, "README.md", "# shipments\n");
+    let refused = publish(&net, &readme, &contract);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("object `shipments` has no data"),
+        "{stderr}"
+    );
+
     let refused = publish(&net, &data, &contract);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
@@ -118,7 +130,7 @@ fn quality_rules_refuse_or_travel_with_the_version() {
     for line in [
         "pass shipments_rows (shipments): rowCount between 3 and 10, measured 3 rows",
         "pass weight_missing (shipments.weight_kg): missingValues < 50 percent, measured 1 row (33.33%)",
-        "not evaluated events_rows (events)",
+        "pass events_rows (events)",
     ] {
         assert!(stdout.contains(line), "{line:?} not in:\n{stdout}");
     }

@@ -91,6 +91,9 @@ pub struct Report {
     pub total_violations: u64,
     /// Limits reached (e.g. uniqueness checked only on the first values).
     pub notes: Vec<String>,
+    /// Schema objects that no data file maps to: the contract describes data
+    /// that is not there, which breaks it.
+    pub missing: Vec<String>,
 }
 
 impl Report {
@@ -102,21 +105,23 @@ impl Report {
             .count()
     }
 
-    /// Whether the data keeps its contract: no violation, no failed rule.
+    /// Whether the data keeps its contract: every schema object has data, no
+    /// violation, no failed rule.
     pub fn kept(&self) -> bool {
-        self.total_violations == 0 && self.failed_rules() == 0
+        self.missing.is_empty() && self.total_violations == 0 && self.failed_rules() == 0
     }
 
     /// A line per failed rule, then per file and field that breaks the contract
     /// (count, first rows, first problem), then every listed violation, then a
     /// count of those not listed.
     pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .rules
-            .iter()
-            .filter(|r| r.state == RuleState::Failed)
-            .map(rule_line)
-            .collect();
+        let mut out = self.missing.clone();
+        out.extend(
+            self.rules
+                .iter()
+                .filter(|r| r.state == RuleState::Failed)
+                .map(rule_line),
+        );
         out.extend(self.summary.iter().map(summary_line));
         out.extend(self.violations.iter().map(|v| v.to_string()));
         let more = self
@@ -307,6 +312,7 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
         checked += 1;
     }
     let mut report = std::mem::take(&mut sink.report);
+    report.missing = missing_objects(plan, &states);
     report.summary = std::mem::take(&mut sink.issues).into_values().collect();
     report.rules = states.iter_mut().flat_map(|s| s.outcomes()).collect();
     report.notes.extend(plan.lint.iter().cloned());
@@ -345,6 +351,38 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
         });
     }
     Ok(report)
+}
+
+/// A line for each schema object that no data file maps to.
+fn missing_objects(plan: &Plan, states: &[object::ObjectState<'_>]) -> Vec<String> {
+    states
+        .iter()
+        .filter(|s| s.files == 0)
+        .map(|s| {
+            let o = s.plan;
+            if o.name.is_empty() {
+                return "no data to check: no CSV, JSON lines, JSON or Parquet file holds the schema's columns".to_string();
+            }
+            let names: Vec<&str> = [o.physical_name.as_deref(), Some(o.name.as_str())]
+                .into_iter()
+                .flatten()
+                .collect();
+            let others = if plan.objects.len() > 1 {
+                " (with several objects, a file is matched by its name or a folder's)"
+            } else {
+                ""
+            };
+            format!(
+                "object `{}` has no data: no CSV, JSON lines, JSON or Parquet file is named {}{others}",
+                object::object_label(o),
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -341,3 +341,26 @@ fn a_parquet_page_declaring_gigabytes_is_refused_before_anything_is_allocated() 
     .to_string();
     assert!(err.contains("more than 512.0 MiB at once"), "{err}");
 }
+
+#[test]
+fn a_schema_without_any_data_file_breaks_it() {
+    let schema = schema();
+    let r = check(
+        &Plan::from_schema(&schema, &NullValues::default()),
+        &schema,
+        &[],
+    )
+    .unwrap();
+    assert!(!r.kept());
+    assert!(
+        r.missing[0].starts_with("no data to check"),
+        "{:?}",
+        r.missing
+    );
+    let r = run("orders.csv", "");
+    assert!(!r.kept());
+    assert_eq!(
+        r.violations[0].problem,
+        "the file is empty: a CSV file needs a header row naming its columns"
+    );
+}

@@ -20,6 +20,12 @@ pub(crate) fn csv(
 ) -> io::Result<()> {
     let mut reader = CsvReader::new(BufReader::new(File::open(path)?));
     let Some(header) = reader.next_record()? else {
+        sink.violate(
+            rel,
+            0,
+            "-",
+            "the file is empty: a CSV file needs a header row naming its columns".into(),
+        );
         return Ok(());
     };
     // With one column a blank line is a row whose value is empty; with more it is

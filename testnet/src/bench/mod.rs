@@ -232,7 +232,8 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             .args(["--num-threads", "1"])
             .arg(&file),
     )?;
-    let toml = |v: &str| sample::manifest_toml("sales/big", v).replace("Orders", "Bench data");
+    let toml =
+        |v: &str| sample::binary_manifest_toml("sales/big", v).replace("Orders", "Bench data");
     let t = Instant::now();
     net.publish(0, &data, &toml("1.0.0"))?;
     let publish = t.elapsed();
@@ -251,7 +252,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     std::fs::remove_file(&copy)?;
     let t = Instant::now();
     let toml_other =
-        sample::manifest_toml("sales/big-in-place", "1.0.0").replace("Orders", "Bench");
+        sample::binary_manifest_toml("sales/big-in-place", "1.0.0").replace("Orders", "Bench");
     net.publish_in_place(3, &other, &toml_other)?;
     let in_place = t.elapsed();
     rows.push(Row {

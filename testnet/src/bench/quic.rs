@@ -25,7 +25,7 @@ pub(super) fn fetch_row(
         n.transport = Transport::Quic;
     }
     net.start_all()?;
-    let toml = sample::manifest_toml("sales/big", "1.0.0").replace("Orders", "Bench data");
+    let toml = sample::binary_manifest_toml("sales/big", "1.0.0").replace("Orders", "Bench data");
     net.publish(0, data, &toml)?;
     for i in 1..3 {
         net.wait_product(i, "sales/big", "1.0.0", LONG)?;
