@@ -16,6 +16,7 @@ mod error;
 mod event_loop;
 mod gossip;
 pub(crate) mod handle;
+mod handles;
 pub(crate) mod limits;
 pub(crate) mod peers;
 pub(crate) mod reach;
@@ -24,7 +25,8 @@ mod sync;
 pub(crate) mod transfer;
 
 pub use error::NetError;
-pub(crate) use event_loop::{EventLoop, StateHandles};
+pub(crate) use event_loop::EventLoop;
 pub(crate) use handle::NetworkHandle;
 pub use handle::PeerInfo;
+pub(crate) use handles::StateHandles;
 pub use reach::ReachabilityView;

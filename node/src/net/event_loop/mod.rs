@@ -25,8 +25,6 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use mesh_storage::ChunkStore;
-
 use super::behaviour::{
     access_decisions_topic, access_requests_topic, announce_topic, policy_topic, providers_topic,
     usage_topic, MeshBehaviour, MeshBehaviourEvent,
@@ -35,6 +33,7 @@ use super::entropy::AntiEntropy;
 use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
 use super::handle::{Command, NetworkHandle};
+use super::handles::StateHandles;
 use super::peers::{Conn, PeerTable};
 use super::reach::Reach;
 use super::scoring::CORRUPT_DATA_PENALTY;
@@ -42,32 +41,13 @@ use super::sync::{self, SyncState};
 use super::transfer::admission::{Admission, MAX_INBOUND_READS};
 use super::transfer::serve::Provider;
 use crate::home::config::NodeConfig;
-use crate::metrics::Metrics;
-use crate::state::access::AccessBook;
-use crate::state::catalog::Catalog;
-use crate::state::governance::{Governance, OwnNode};
-use crate::state::providers::Providers;
-use crate::state::usage::UsageLedger;
+use crate::state::governance::Governance;
 
 mod connectivity;
 
 /// A read finished on the blocking pool: the request it answers, where to send the
 /// answer, and the answer.
 type Answer = (InboundRequestId, ResponseChannel<Response>, Response);
-
-/// The state the network layer judges gossip against and serves from.
-#[derive(Debug, Clone)]
-pub(crate) struct StateHandles {
-    pub(crate) catalog: Catalog,
-    pub(crate) governance: Governance,
-    pub(crate) usage: UsageLedger,
-    pub(crate) providers: Providers,
-    pub(crate) access: AccessBook,
-    pub(crate) chunks: Arc<ChunkStore>,
-    pub(crate) metrics: Metrics,
-    /// This node, as the rules see it: it serves only copies it may read itself.
-    pub(crate) own: OwnNode,
-}
 
 /// Capacity of the command channel.
 const COMMAND_CAPACITY: usize = 256;
@@ -159,26 +139,16 @@ impl EventLoop {
             relays,
             external,
         );
+        let provider = Provider::new(state.clone());
         let StateHandles {
             catalog,
             governance,
             usage,
             providers,
             access,
-            chunks,
             metrics,
-            own,
+            ..
         } = state;
-        let provider = Provider::new(
-            catalog.clone(),
-            governance.clone(),
-            chunks,
-            usage.clone(),
-            providers.clone(),
-            access.clone(),
-            metrics.clone(),
-            own,
-        );
         let this = EventLoop {
             swarm,
             commands,

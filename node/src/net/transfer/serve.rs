@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
+use crate::net::handles::StateHandles;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, OwnNode};
@@ -57,25 +58,16 @@ impl std::fmt::Debug for Provider {
 }
 
 impl Provider {
-    pub(crate) fn new(
-        catalog: Catalog,
-        governance: Governance,
-        chunks: Arc<ChunkStore>,
-        usage: UsageLedger,
-        providers: Providers,
-        access: AccessBook,
-        metrics: Metrics,
-        own: OwnNode,
-    ) -> Self {
+    pub(crate) fn new(state: StateHandles) -> Self {
         Provider {
-            catalog,
-            governance,
-            chunks,
-            usage,
-            providers,
-            access,
-            metrics,
-            own,
+            catalog: state.catalog,
+            governance: state.governance,
+            chunks: state.chunks,
+            usage: state.usage,
+            providers: state.providers,
+            access: state.access,
+            metrics: state.metrics,
+            own: state.own,
             index: Mutex::new(HashMap::new()),
         }
     }
