@@ -1,9 +1,10 @@
 //! `mesh contract init`: a first ODCS v3.1.0 contract drafted from the data
-//! files, for a team to edit: one schema object per CSV, JSON-lines or Parquet
-//! file (files in one folder are one object, named after the folder), each
+//! files, for a team to edit: one schema object per CSV, JSON-lines, JSON or
+//! Parquet file (files in one folder are one object, named after the folder), each
 //! column's logical type inferred from up to [`SAMPLE_ROWS`] rows (Parquet: from
-//! its schema), `required` where no null was seen, and `NA` declared as a null
-//! marker when the data uses it.
+//! its schema), `required` where no null was seen in those rows (Parquet: a
+//! non-nullable column, or no null in them), and `NA` declared as a null marker
+//! when the data uses it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,6 +17,7 @@ use mesh_protocol::manifest::LogicalType;
 
 use crate::odcs::logical_type_name;
 use crate::quality::csv::{read_line_capped, CsvReader};
+use crate::quality::json::JsonRecords;
 use crate::quality::values::{is_date, is_time, is_timestamp};
 
 /// Rows read per file to infer types.
@@ -158,47 +160,89 @@ impl Object {
             if read_line_capped(&mut r, &mut line)? == 0 {
                 break;
             }
-            let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&line) else {
+            let text = line.strip_prefix('\u{feff}').unwrap_or(&line);
+            let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text) else {
                 continue;
             };
             rows += 1;
-            for (k, v) in &o {
-                let c = self.column(k);
-                if v.is_null() {
-                    c.nulls += 1;
-                } else {
-                    c.value(json_kinds(v));
-                }
-            }
-            // A key missing from a line is a null there.
-            for (k, c) in &mut self.columns {
-                if !o.contains_key(k) {
-                    c.nulls += 1;
-                }
-            }
+            self.json_record(&o);
         }
         Ok(())
     }
 
+    /// One JSON record's keys and values.
+    fn json_record(&mut self, o: &Map<String, Value>) {
+        for (k, v) in o {
+            let c = self.column(k);
+            if v.is_null() {
+                c.nulls += 1;
+            } else {
+                c.value(json_kinds(v));
+            }
+        }
+        // A key missing from a record is a null there.
+        for (k, c) in &mut self.columns {
+            if !o.contains_key(k) {
+                c.nulls += 1;
+            }
+        }
+    }
+
     fn parquet(&mut self, path: &std::path::Path) -> io::Result<()> {
+        let invalid = |e: parquet::errors::ParquetError| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a readable Parquet file: {e}"),
+            )
+        };
         let mut file = File::open(path)?;
         crate::quality::parquet::pages::check_footer(&mut file)?;
-        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("not a readable Parquet file: {e}"),
-                )
-            })?;
-        for f in b.schema().fields() {
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            file.try_clone()?,
+        )
+        .map_err(invalid)?;
+        let fields = b.schema().fields().clone();
+        // Nulls in the first rows, as for CSV: `required` where none was seen.
+        let leaves: Vec<usize> = (0..b.parquet_schema().num_columns()).collect();
+        crate::quality::parquet::pages::check_pages(&file, b.metadata(), &leaves)?;
+        let mut nulls = vec![0usize; fields.len()];
+        let mut rows = 0usize;
+        for batch in b.with_batch_size(1024).build().map_err(invalid)? {
+            let batch = batch.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            for (n, column) in nulls.iter_mut().zip(batch.columns()) {
+                *n += column.null_count();
+            }
+            rows += batch.num_rows();
+            if rows >= SAMPLE_ROWS {
+                break;
+            }
+        }
+        for (f, n) in fields.iter().zip(nulls) {
             let t = ORDER
                 .iter()
                 .chain(&[LogicalType::Object, LogicalType::Array])
                 .copied()
                 .find(|t| crate::quality::parquet::fits(*t, f.data_type()))
                 .unwrap_or(LogicalType::String);
-            if !self.typed.iter().any(|(n, _, _)| n == f.name()) {
-                self.typed.push((f.name().clone(), t, f.is_nullable()));
+            let required = !f.is_nullable() || (rows > 0 && n == 0);
+            if !self.typed.iter().any(|(name, _, _)| name == f.name()) {
+                self.typed.push((f.name().clone(), t, !required));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `.json` file: an array of records, or one (see `quality::json`).
+    fn json(&mut self, path: &std::path::Path) -> io::Result<()> {
+        let mut records = JsonRecords::new(BufReader::new(File::open(path)?));
+        let mut rows = 0;
+        while rows < SAMPLE_ROWS {
+            let Some(value) = records.next_record()? else {
+                break;
+            };
+            if let Value::Object(o) = value {
+                rows += 1;
+                self.json_record(&o);
             }
         }
         Ok(())
@@ -249,7 +293,8 @@ pub fn draft(files: &[(String, PathBuf)], domain: &str, name: &str) -> io::Resul
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let Some(ext) = ext.filter(|e| ["csv", "jsonl", "ndjson", "parquet"].contains(&e.as_str()))
+        let Some(ext) =
+            ext.filter(|e| ["csv", "jsonl", "ndjson", "json", "parquet"].contains(&e.as_str()))
         else {
             continue;
         };
@@ -266,6 +311,7 @@ pub fn draft(files: &[(String, PathBuf)], domain: &str, name: &str) -> io::Resul
         let read = match ext.as_str() {
             "csv" => o.csv(full),
             "parquet" => o.parquet(full),
+            "json" => o.json(full),
             _ => o.jsonl(full),
         };
         read.map_err(|e| io::Error::new(e.kind(), format!("{rel}: {e}")))?;
@@ -273,7 +319,7 @@ pub fn draft(files: &[(String, PathBuf)], domain: &str, name: &str) -> io::Resul
     if objects.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            "no CSV, JSON-lines or Parquet file to draft a contract from",
+            "no CSV, JSON-lines, JSON or Parquet file to draft a contract from",
         ));
     }
     let mut na = false;
@@ -314,4 +360,74 @@ pub fn draft(files: &[(String, PathBuf)], domain: &str, name: &str) -> io::Resul
     let yaml = serde_yaml::to_string(&doc)
         .map_err(|e| io::Error::other(format!("writing the contract: {e}")))?;
     Ok(Drafted { yaml, notes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn drafted(files: &[(&str, &[u8])]) -> Value {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<(String, PathBuf)> = files
+            .iter()
+            .map(|(rel, bytes)| {
+                let p = dir.path().join(rel);
+                std::fs::write(&p, bytes).unwrap();
+                (rel.to_string(), p)
+            })
+            .collect();
+        let d = draft(&list, "aviation", "flights").unwrap();
+        serde_yaml::from_str(&d.yaml).unwrap()
+    }
+
+    fn property<'a>(doc: &'a Value, object: &str, name: &str) -> &'a Value {
+        doc["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == object)
+            .and_then(|o| o["properties"].as_array())
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("no property {object}.{name} in {doc:#}"))
+    }
+
+    #[test]
+    fn a_bom_semicolons_and_json_arrays_draft_clean_names_and_types() {
+        let doc = drafted(&[
+            ("airlines.csv", "\u{feff}carrier;name\nUA;United\n".as_bytes()),
+            (
+                "planes.json",
+                b"[{\"tailnum\": \"N10156\", \"seats\": 55}, {\"tailnum\": \"N102UW\", \"seats\": null}]",
+            ),
+        ]);
+        assert_eq!(property(&doc, "airlines", "carrier")["required"], true);
+        assert_eq!(property(&doc, "airlines", "name")["logicalType"], "string");
+        assert_eq!(property(&doc, "planes", "seats")["logicalType"], "integer");
+        assert!(property(&doc, "planes", "seats").get("required").is_none());
+        assert_eq!(property(&doc, "planes", "tailnum")["required"], true);
+    }
+
+    #[test]
+    fn parquet_columns_without_nulls_are_required_as_the_note_says() {
+        use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "full",
+                Arc::new(Int64Array::from(vec![Some(1), Some(2)])) as ArrayRef,
+            ),
+            (
+                "gappy",
+                Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let doc = drafted(&[("t.parquet", &bytes)]);
+        assert_eq!(property(&doc, "t", "full")["required"], true);
+        assert!(property(&doc, "t", "gappy").get("required").is_none());
+    }
 }

@@ -1,5 +1,7 @@
 //! Reading records: lines capped at [`super::MAX_RECORD_BYTES`], and an RFC 4180
-//! CSV reader.
+//! CSV reader that skips a UTF-8 byte order mark and takes its delimiter from the
+//! header line (`,`, `;`, tab or `|`, whichever it holds most of outside quotes)
+//! unless one is declared.
 
 use std::io::{self, BufRead};
 
@@ -24,6 +26,35 @@ pub(crate) struct CsvReader<R> {
     line: String,
     /// A blank line is a record of one empty field (single-column files).
     pub(crate) blank_is_row: bool,
+    /// The field delimiter: declared, or taken from the first line.
+    delimiter: Option<char>,
+    started: bool,
+}
+
+/// The delimiters recognised in a header line, the first winning ties.
+pub(crate) const DELIMITERS: [char; 4] = [',', ';', '\t', '|'];
+
+/// The delimiter a header line uses: the one of [`DELIMITERS`] it holds most of
+/// outside quotes (a comma if none).
+pub(crate) fn detect_delimiter(line: &str) -> char {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for c in line.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted {
+            if let Some(i) = DELIMITERS.iter().position(|d| *d == c) {
+                counts[i] += 1;
+            }
+        }
+    }
+    let mut best = 0;
+    for i in 1..DELIMITERS.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    DELIMITERS[best]
 }
 
 impl<R: BufRead> CsvReader<R> {
@@ -32,7 +63,15 @@ impl<R: BufRead> CsvReader<R> {
             inner,
             line: String::new(),
             blank_is_row: false,
+            delimiter: None,
+            started: false,
         }
+    }
+
+    /// The delimiter in use (a comma until the first line is read, if none was
+    /// declared).
+    pub(crate) fn delimiter(&self) -> char {
+        self.delimiter.unwrap_or(',')
     }
 
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Vec<String>>> {
@@ -56,6 +95,16 @@ impl<R: BufRead> CsvReader<R> {
                 fields.push(std::mem::take(&mut field));
                 return Ok(Some(fields));
             }
+            if !self.started {
+                self.started = true;
+                if self.line.starts_with('\u{feff}') {
+                    self.line.drain(..'\u{feff}'.len_utf8());
+                }
+                if self.delimiter.is_none() {
+                    self.delimiter = Some(detect_delimiter(&self.line));
+                }
+            }
+            let delimiter = self.delimiter();
             total += n;
             if total > MAX_RECORD_BYTES {
                 return Err(io::Error::new(
@@ -73,7 +122,7 @@ impl<R: BufRead> CsvReader<R> {
                     (true, '"') => in_quotes = false,
                     (true, c) => field.push(c),
                     (false, '"') if field.is_empty() => in_quotes = true,
-                    (false, ',') => fields.push(std::mem::take(&mut field)),
+                    (false, c) if c == delimiter => fields.push(std::mem::take(&mut field)),
                     (false, '\n') => {}
                     (false, '\r') if chars.peek() == Some(&'\n') => {}
                     (false, c) => field.push(c),
@@ -87,5 +136,34 @@ impl<R: BufRead> CsvReader<R> {
                 return Ok(Some(fields));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str) -> (Vec<Vec<String>>, char) {
+        let mut r = CsvReader::new(io::BufReader::new(text.as_bytes()));
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push(rec);
+        }
+        (out, r.delimiter())
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_the_delimiter_taken_from_the_header() {
+        let (rows, d) = records("\u{feff}carrier,name\nUA,United\n");
+        assert_eq!((rows[0][0].as_str(), d), ("carrier", ','));
+        let (rows, d) = records("a;b;c\n1;\"x;y\";3\n");
+        assert_eq!(d, ';');
+        assert_eq!(rows[1], ["1", "x;y", "3"]);
+        let (rows, d) = records("a\tb\n1\t2,5\n");
+        assert_eq!((d, rows[1][1].as_str()), ('\t', "2,5"));
+        // Commas inside quotes do not count; a comma wins a tie.
+        assert_eq!(detect_delimiter("\"a,b,c\";d;e"), ';');
+        assert_eq!(detect_delimiter("a,b;c"), ',');
+        assert_eq!(detect_delimiter("single"), ',');
     }
 }

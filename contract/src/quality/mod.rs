@@ -1,5 +1,5 @@
-//! Data quality at publish: every CSV (`.csv`), JSON-lines (`.jsonl`, `.ndjson`)
-//! and Parquet (`.parquet`) file is read against the schema object it maps to
+//! Data quality at publish: every CSV (`.csv`), JSON-lines (`.jsonl`, `.ndjson`),
+//! JSON (`.json`: an array of records, or one) and Parquet (`.parquet`) file is read against the schema object it maps to
 //! ([`Plan`]: the contract's objects, matched to files by `name` or
 //! `physicalName`, or `product.toml`'s one schema). A declared property must be
 //! present, each value must be of its logical type and keep its
@@ -16,8 +16,8 @@
 //!
 //! Files: `plan.rs` (contract to checks), `rules.rs` (quality rules and their
 //! outcomes; `bounds.rs` their operators), `options.rs` (`logicalTypeOptions`),
-//! `object.rs` (one object's measurements), `text.rs` and `csv.rs` (CSV and JSON
-//! lines), `parquet.rs`, `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
+//! `object.rs` (one object's measurements), `text.rs`, `csv.rs` and `json.rs`
+//! (CSV, JSON lines and JSON), `parquet.rs`, `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
 //! (types of text values).
 
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use mesh_protocol::manifest::{Field, FieldQuality, ObjectQuality, Quality, Quali
 
 mod bounds;
 pub(crate) mod csv;
+pub(crate) mod json;
 mod object;
 mod options;
 pub mod parquet;
@@ -219,6 +220,7 @@ impl Sink {
 enum Format {
     Csv,
     JsonLines,
+    Json,
     Parquet,
 }
 
@@ -227,6 +229,7 @@ fn format_of(path: &Path) -> Option<Format> {
     match ext.as_str() {
         "csv" => Some(Format::Csv),
         "jsonl" | "ndjson" => Some(Format::JsonLines),
+        "json" => Some(Format::Json),
         "parquet" => Some(Format::Parquet),
         _ => None,
     }
@@ -304,6 +307,7 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
         let read = match format {
             Format::Csv => text::csv(state, &mut sink, rel, full, markers),
             Format::JsonLines => text::jsonl(state, &mut sink, rel, full, markers),
+            Format::Json => text::json(state, &mut sink, rel, full, markers),
             Format::Parquet => parquet::read(state, &mut sink, rel, full),
         };
         read.map_err(|e| io::Error::new(e.kind(), format!("{rel}: {e}")))?;

@@ -279,7 +279,8 @@ impl<'p> ObjectState<'p> {
                         }
                         _ => type_name(plan.logical_type).to_owned(),
                     };
-                    sink.violate(file, row, &plan.name, format!("{} is not {want}", shown(s)));
+                    let problem = format!("{} is not {want}{}", shown(s), marker_hint(s));
+                    sink.violate(file, row, &plan.name, problem);
                     return None;
                 }
                 (*s).to_owned()
@@ -452,6 +453,23 @@ fn is_temporal(t: LogicalType) -> bool {
 }
 
 /// The object's name as messages show it.
+/// Values that usually mark a missing value; one that is not declared as a null
+/// marker gets a hint saying how to declare it.
+const USUAL_MARKERS: [&str; 9] = [
+    "NA", "N/A", "n/a", "NULL", "null", "None", "NaN", "nan", "-",
+];
+
+/// The hint for a value of the wrong type that looks like a null marker.
+fn marker_hint(value: &str) -> String {
+    if USUAL_MARKERS.contains(&value) {
+        format!(
+            " (if {value:?} marks a missing value, declare it: `null_values = [{value:?}]` in product.toml, or the contract's customProperty meshNullValues)"
+        )
+    } else {
+        String::new()
+    }
+}
+
 pub(crate) fn object_label(o: &ObjectPlan) -> String {
     if o.name.is_empty() {
         "schema".into()

@@ -203,7 +203,7 @@ fn jsonl_violations_name_the_field_and_row() {
         listed(&r),
         vec![
             "orders.jsonl row 2, field `id`: \"2\" is not an integer",
-            "orders.jsonl row 3, field `-`: the line is not a JSON object",
+            "orders.jsonl row 3, field `-`: the record is not a JSON object",
             "orders.jsonl row 4, field `email`: is required but empty",
         ]
     );
@@ -362,5 +362,81 @@ fn a_schema_without_any_data_file_breaks_it() {
     assert_eq!(
         r.violations[0].problem,
         "the file is empty: a CSV file needs a header row naming its columns"
+    );
+}
+
+#[test]
+fn json_files_are_read_as_an_array_of_records_or_one_record() {
+    let schema = [
+        field("id", LogicalType::Integer, true, true),
+        field("email", LogicalType::String, true, false),
+    ];
+    let arr = "[\n  {\"id\": 1, \"email\": \"a@x\"},\n  {\"id\": \"two\", \"email\": null}\n]\n";
+    let r = run_with(&schema, "orders.json", arr, &NullValues::default());
+    assert_eq!(r.quality.as_ref().unwrap().rows, 2);
+    assert_eq!(
+        listed(&r),
+        vec![
+            "orders.json row 2, field `id`: \"two\" is not an integer",
+            "orders.json row 2, field `email`: is required but empty",
+        ]
+    );
+    let one = "{\"id\": 7, \"email\": \"b@x\"}";
+    let r = run_with(&schema, "orders.json", one, &NullValues::default());
+    assert!(r.kept(), "{:?}", r.lines());
+    assert_eq!(r.quality.as_ref().unwrap().rows, 1);
+    let err = check(
+        &Plan::from_schema(&schema, &NullValues::default()),
+        &schema,
+        &[("orders.json".into(), {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let p = dir.join("orders.json");
+            std::fs::write(&p, "[{\"id\": 1}").unwrap();
+            p
+        })],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("orders.json"), "{err}");
+}
+
+#[test]
+fn real_files_a_byte_order_mark_semicolons_and_na_are_read_as_meant() {
+    let schema = [
+        field("carrier", LogicalType::String, true, false),
+        field("delay", LogicalType::Integer, false, false),
+    ];
+    let no_markers = NullValues::default();
+    // Excel's UTF-8 export: a BOM before the first column's name, `;` between.
+    let r = run_with(
+        &schema,
+        "f.csv",
+        "\u{feff}carrier;delay\nUA;2\nAA;3\n",
+        &no_markers,
+    );
+    assert!(r.kept(), "{:?}", r.lines());
+    assert_eq!(r.quality.as_ref().unwrap().rows, 2);
+    // Tabs.
+    let r = run_with(&schema, "f.csv", "carrier\tdelay\nUA\t2\n", &no_markers);
+    assert!(r.kept(), "{:?}", r.lines());
+    // `NA` where an integer belongs: the problem says how to declare it.
+    let r = run_with(&schema, "f.csv", "carrier,delay\nUA,NA\n", &no_markers);
+    assert!(
+        listed(&r)[0].contains("\"NA\" is not an integer (if \"NA\" marks a missing value, declare it: `null_values = [\"NA\"]`"),
+        "{:?}",
+        listed(&r)
+    );
+    assert!(run_with(
+        &schema,
+        "f.csv",
+        "carrier,delay\nUA,NA\n",
+        &markers(&["NA"])
+    )
+    .kept());
+    // A header of one column where two are expected: the delimiter is the hint.
+    let r = run_with(&schema, "f.csv", "carrier#delay\nUA#2\n", &no_markers);
+    assert!(
+        listed(&r)[0].contains("the header is one column (\"carrier#delay\")"),
+        "{:?}",
+        listed(&r)
     );
 }

@@ -1,11 +1,13 @@
-//! The text formats: CSV (a header row, then records) and JSON lines (one object
-//! per line), read one record at a time into an object's checks.
+//! The text formats: CSV (a header row, then records), JSON lines (one object per
+//! line) and JSON (an array of objects, or one), read one record at a time into an
+//! object's checks.
 
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
 use super::csv::{read_line_capped, CsvReader};
+use super::json::JsonRecords;
 use super::object::{Cell, ObjectState};
 use super::Sink;
 
@@ -37,13 +39,26 @@ pub(crate) fn csv(
         .iter()
         .map(|c| header.iter().position(|h| h.trim() == c.column))
         .collect();
+    // A header of one column where several are expected is most often a
+    // delimiter that is none of the recognised ones.
+    let hint = if header.len() == 1 && state.plan.columns.len() > 1 {
+        format!(
+            "; the header is one column ({:?}): the file's delimiter is none of `,` `;` tab `|`",
+            header[0]
+        )
+    } else {
+        String::new()
+    };
     for (c, found) in state.plan.columns.iter().zip(&columns) {
         // Nested properties have no column of their own in a CSV file.
         if found.is_none() && !c.nested() {
             let problem = if c.column == c.name {
-                "no such column in the header".to_owned()
+                format!("no such column in the header{hint}")
             } else {
-                format!("no column `{}` (its physicalName) in the header", c.column)
+                format!(
+                    "no column `{}` (its physicalName) in the header{hint}",
+                    c.column
+                )
             };
             sink.violate(rel, 0, &c.name, problem);
         }
@@ -80,36 +95,66 @@ pub(crate) fn jsonl(
         if read_line_capped(&mut reader, &mut line)? == 0 {
             return Ok(());
         }
-        if line.trim().is_empty() {
+        // A byte order mark before the first line is not part of it.
+        let text = line.strip_prefix('\u{feff}').unwrap_or(&line);
+        if text.trim().is_empty() {
             continue;
         }
         row += 1;
-        let object = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(serde_json::Value::Object(o)) => o,
-            Ok(_) => {
-                state.rows += 1;
-                sink.violate(rel, row, "-", "the line is not a JSON object".into());
-                continue;
-            }
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) => record(state, sink, rel, row, &value, markers),
             Err(e) => {
                 state.rows += 1;
                 sink.violate(rel, row, "-", format!("the line is not JSON: {e}"));
-                continue;
             }
-        };
-        let cells: Vec<Cell<'_>> = state
-            .plan
-            .columns
-            .iter()
-            .map(|c| match lookup(&object, &c.path) {
-                Lookup::NoParent => Cell::Absent,
-                Lookup::Found(None | Some(serde_json::Value::Null)) => Cell::Null,
-                Lookup::Found(Some(serde_json::Value::String(s))) => Cell::JsonString(s),
-                Lookup::Found(Some(v)) => Cell::Json(v),
-            })
-            .collect();
-        state.row(sink, rel, row, &cells, markers);
+        }
     }
+}
+
+/// Reads a `.json` file as the object: an array of records, or one record (see
+/// [`JsonRecords`]); each record's keys are its columns, as in JSON lines.
+pub(crate) fn json(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    path: &Path,
+    markers: &[String],
+) -> io::Result<()> {
+    let mut records = JsonRecords::new(BufReader::new(File::open(path)?));
+    let mut row = 0u64;
+    while let Some(value) = records.next_record()? {
+        row += 1;
+        record(state, sink, rel, row, &value, markers);
+    }
+    Ok(())
+}
+
+/// One JSON record (a line, an array element) as a row of the object.
+fn record(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    row: u64,
+    value: &serde_json::Value,
+    markers: &[String],
+) {
+    let serde_json::Value::Object(object) = value else {
+        state.rows += 1;
+        sink.violate(rel, row, "-", "the record is not a JSON object".into());
+        return;
+    };
+    let cells: Vec<Cell<'_>> = state
+        .plan
+        .columns
+        .iter()
+        .map(|c| match lookup(object, &c.path) {
+            Lookup::NoParent => Cell::Absent,
+            Lookup::Found(None | Some(serde_json::Value::Null)) => Cell::Null,
+            Lookup::Found(Some(serde_json::Value::String(s))) => Cell::JsonString(s),
+            Lookup::Found(Some(v)) => Cell::Json(v),
+        })
+        .collect();
+    state.row(sink, rel, row, &cells, markers);
 }
 
 /// A value found by its key path.
