@@ -37,14 +37,6 @@ impl<R: BufRead> JsonRecords<R> {
         Ok(self.r.fill_buf()?.first().copied())
     }
 
-    fn bump(&mut self) -> io::Result<Option<u8>> {
-        let b = self.peek()?;
-        if b.is_some() {
-            self.r.consume(1);
-        }
-        Ok(b)
-    }
-
     /// Skips whitespace (and a UTF-8 byte order mark); the next byte, unread.
     fn skip_space(&mut self) -> io::Result<Option<u8>> {
         loop {
