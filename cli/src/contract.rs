@@ -173,7 +173,7 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
 
 pub(crate) fn changelog(home: &Path, a: ChangelogArgs, json: bool) -> anyhow::Result<()> {
     let (old, new) = (contract_json(&a.old)?, contract_json(&a.new)?);
-    let log = mesh_contract::changelog::changelog(&old, &new);
+    let log = mesh_contract::changelog::changelog_for(&old, &new, a.perspective.into());
     let (mode, from) = match (a.mode, &a.policy) {
         (Some(m), _) => (m.into(), "--mode".to_owned()),
         (None, Some(p)) => (

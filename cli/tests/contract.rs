@@ -105,6 +105,16 @@ fn test_exits_1_on_broken_data_and_names_each_failed_rule() {
     write(&data, "shipments.csv", "shipment_id,carrier_code,number,weight_kg,tracking\n1,UA,100,12.5,UA1234\n2,AA,200,NA,AA0001\n3,DL,300,7,DL0002\n");
     write(&data, "carrier_list.jsonl", "{\"code\":\"UA\",\"founded\":\"06/04/1926\",\"fleet\":9}\n{\"code\":\"AA\",\"founded\":\"15/04/1926\"}\n{\"code\":\"DL\",\"founded\":\"30/05/1925\"}\n");
     let (c, d) = (contract.to_str().unwrap(), data.to_str().unwrap());
+    // Without a file for the `events` object the data does not keep the contract.
+    let missing = mesh(&home, &["contract", "test", c, d]);
+    assert_eq!(missing.status.code(), Some(1), "{}", stdout(&missing));
+    assert!(
+        stdout(&missing).contains("object `events` has no data"),
+        "{}",
+        stdout(&missing)
+    );
+    // Events as a JSON array (the way datacontract-cli reads `.json`).
+    write(&data, "events.json", "[{\"kind\": \"shipped\"}]");
     let ok = mesh(&home, &["contract", "test", c, d]);
     assert!(ok.status.success(), "{}\n{}", stdout(&ok), stderr(&ok));
     assert!(

@@ -1,10 +1,13 @@
 //! What changed between two versions of an ODCS contract, over every schema
-//! object and property, and which changes break consumers (after
-//! datacontract-cli's rules, and mesh's [`crate::schema_diff`]): an object or
-//! property removed, a property added as required, a type, `physicalName` or
-//! `physicalType` changed, `required` or `unique` tightened, a classification
-//! loosened. Everything else (an optional property added, `required` relaxed,
-//! descriptions, quality rules, SLA, team) is listed as compatible.
+//! object and property, and which changes are breaking, from a [`Perspective`]
+//! (after datacontract-cli's rules, and mesh's [`crate::schema_diff`]). For both
+//! sides: an object or property removed, a type, `physicalName` or `physicalType`
+//! changed, a classification loosened. For consumers (who read the data):
+//! `required` or `unique` loosened (nulls or repeats may now appear). For
+//! producers (who write it): `required` or `unique` tightened, a property added
+//! as required. [`Perspective::Both`] (the default) breaks on either. Everything
+//! else (an optional property added, descriptions, quality rules, SLA, team) is
+//! listed as compatible.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -19,6 +22,37 @@ pub enum Severity {
     Compatible,
     /// Existing consumers may break.
     Breaking,
+}
+
+/// Whose code a change may break.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Perspective {
+    /// Those who read the data: a guarantee withdrawn breaks them.
+    Consumer,
+    /// Those who write the data: a new demand breaks them.
+    Producer,
+    /// Breaking for either.
+    #[default]
+    Both,
+}
+
+impl Perspective {
+    /// Whether a guarantee flag (`required`, `unique`) going from `was` to `now`
+    /// breaks this side.
+    fn flag_breaks(self, was: bool, now: bool) -> bool {
+        let (loosened, tightened) = (was && !now, !was && now);
+        match self {
+            Perspective::Consumer => loosened,
+            Perspective::Producer => tightened,
+            Perspective::Both => loosened || tightened,
+        }
+    }
+
+    /// Whether a property added as required breaks this side.
+    fn added_required_breaks(self) -> bool {
+        self != Perspective::Consumer
+    }
 }
 
 /// One change, with the path where it happened.
@@ -97,6 +131,7 @@ fn flag(o: &Map<String, Value>, key: &str) -> bool {
 
 struct Diff {
     changes: Vec<Change>,
+    perspective: Perspective,
 }
 
 impl Diff {
@@ -132,16 +167,13 @@ impl Diff {
             self.value(path, key, a, b, Breaking);
         }
         for key in ["required", "unique", "primaryKey"] {
-            if flag(a, key) != flag(b, key) {
-                let tightened = flag(b, key);
+            let (was, now) = (flag(a, key), flag(b, key));
+            if was != now {
+                let breaks = key != "primaryKey" && self.perspective.flag_breaks(was, now);
                 self.push(
                     format!("{path}.{key}"),
-                    format!("{} -> {}", flag(a, key), flag(b, key)),
-                    if tightened && key != "primaryKey" {
-                        Breaking
-                    } else {
-                        Compatible
-                    },
+                    format!("{was} -> {now}"),
+                    if breaks { Breaking } else { Compatible },
                 );
             }
         }
@@ -195,7 +227,7 @@ impl Diff {
                     } else {
                         "added".into()
                     },
-                    if required {
+                    if required && self.perspective.added_required_breaks() {
                         Severity::Breaking
                     } else {
                         Severity::Compatible
@@ -206,10 +238,21 @@ impl Diff {
     }
 }
 
-/// The changes from contract `old` to `new` (both ODCS, as JSON).
+/// The changes from contract `old` to `new` (both ODCS, as JSON), breaking for
+/// either side.
 pub fn changelog(old: &Map<String, Value>, new: &Map<String, Value>) -> Changelog {
+    changelog_for(old, new, Perspective::Both)
+}
+
+/// The changes from contract `old` to `new`, breaking as `perspective` sees them.
+pub fn changelog_for(
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    perspective: Perspective,
+) -> Changelog {
     let mut d = Diff {
         changes: Vec::new(),
+        perspective,
     };
     let (a, b) = (named(old.get("schema")), named(new.get("schema")));
     for (name, o) in &a {
@@ -285,7 +328,7 @@ mod tests {
     #[test]
     fn removals_type_changes_and_new_required_properties_break() {
         let new = "version: 1.1.0\nschema:\n  - name: orders\n    properties:\n      - {name: amount, logicalType: string}\n      - {name: id, logicalType: integer, required: true}\n      - {name: note, logicalType: string}\n      - {name: region, logicalType: string, required: true}\n      - {name: channel, logicalType: string}\n";
-        let log = changelog(&doc(OLD), &doc(new));
+        let log = changelog_for(&doc(OLD), &doc(new), Perspective::Producer);
         let breaking: Vec<String> = log
             .breaking()
             .map(|c| format!("{}: {}", c.path, c.change))
@@ -307,6 +350,15 @@ mod tests {
         assert!(compatible
             .contains(&"schema[orders].properties[note].required: true -> false".to_string()));
         assert!(compatible.contains(&"schema[orders].properties[channel]: added".to_string()));
+        // A consumer is broken by the guarantee withdrawn (nulls may now appear in
+        // `note`), not by a new required column it does not read.
+        let consumer = changelog_for(&doc(OLD), &doc(new), Perspective::Consumer);
+        let breaking: Vec<String> = consumer.breaking().map(|c| c.path.clone()).collect();
+        assert!(breaking.contains(&"schema[orders].properties[note].required".to_string()));
+        assert!(!breaking.contains(&"schema[orders].properties[region]".to_string()));
+        // Both sides (the default): either.
+        let both = changelog(&doc(OLD), &doc(new));
+        assert_eq!(both.breaking().count(), 4);
         assert!(compatible.contains(&"version: 1.0.0 -> 1.1.0".to_string()));
         assert!(log.refused_by(SchemaCompatibility::Backward).is_some());
         assert!(log.refused_by(SchemaCompatibility::Frozen).is_some());

@@ -389,8 +389,11 @@ pub fn is_safe_relative_path(path: &str) -> bool {
         && !path.contains('\0')
         && path
             .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= MAX_NAME_BYTES)
 }
+
+/// The longest file or folder name in a product's paths: what file systems allow.
+pub const MAX_NAME_BYTES: usize = 255;
 
 impl Manifest {
     /// Total bytes of all files.
@@ -458,7 +461,10 @@ impl Manifest {
             if !is_safe_relative_path(&f.path) {
                 errs.push(field_err(
                     format!("files[{i}].path"),
-                    format!("{:?} is not a safe relative path", f.path),
+                    format!(
+                        "{:?} is not a safe relative path (no leading `/`, `..`, `\\` or empty part; names at most {MAX_NAME_BYTES} bytes)",
+                        f.path
+                    ),
                 ));
             } else if !paths.insert(f.path.as_str()) {
                 errs.push(field_err(format!("files[{i}].path"), "duplicate path"));
@@ -495,5 +501,8 @@ mod tests {
             assert!(!is_safe_relative_path(p), "{p:?}");
         }
         assert!(is_safe_relative_path("data/orders.csv"));
+        // Names up to what a file system allows; one byte more cannot be written.
+        assert!(is_safe_relative_path(&format!("d/{}", "a".repeat(255))));
+        assert!(!is_safe_relative_path(&format!("d/{}", "a".repeat(256))));
     }
 }

@@ -546,4 +546,30 @@ pub(crate) struct ChangelogArgs {
     /// A policy file whose `schema_compatibility` to apply.
     #[arg(long, conflicts_with = "mode")]
     pub(crate) policy: Option<PathBuf>,
+    /// Whose code a change must not break: consumers (who read the data: a
+    /// `required` or `unique` loosened breaks them), producers (who write it: one
+    /// tightened, or a property added as required, breaks them), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub(crate) perspective: PerspectiveArg,
+}
+
+/// `--perspective`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum PerspectiveArg {
+    /// Those who read the data.
+    Consumer,
+    /// Those who write the data.
+    Producer,
+    /// Either.
+    Both,
+}
+
+impl From<PerspectiveArg> for mesh_contract::changelog::Perspective {
+    fn from(p: PerspectiveArg) -> Self {
+        match p {
+            PerspectiveArg::Consumer => Self::Consumer,
+            PerspectiveArg::Producer => Self::Producer,
+            PerspectiveArg::Both => Self::Both,
+        }
+    }
 }

@@ -193,7 +193,7 @@ fn check_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), Assemble
 
 /// Product files being written under an output directory while their chunks arrive,
 /// in any order: each chunk is written at every offset where it occurs. The files
-/// live under temporary names (`.NAME.mesh-partial`) until [`Output::commit`] syncs
+/// live under temporary names (`.mesh-partial-N`, N the file's index) until [`Output::commit`] syncs
 /// and renames them; dropping an uncommitted `Output` removes them, so a failed or
 /// interrupted fetch never leaves a partial file under its final name.
 #[derive(Debug)]
@@ -257,11 +257,9 @@ impl Output {
             let dest = out_dir.join(&f.path);
             let dir = dest.parent().unwrap_or(out_dir);
             fs::create_dir_all(dir).map_err(io_at(dir))?;
-            let name = dest
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = dir.join(format!(".{name}.mesh-partial"));
+            // A short name of its own (the file's index): a name of 250 bytes
+            // has no room for a prefix and suffix within the 255 a name may have.
+            let tmp = dir.join(format!(".mesh-partial-{i}"));
             let mode = if options.private { 0o600 } else { 0o666 };
             let file = OpenOptions::new()
                 .write(true)
@@ -440,7 +438,26 @@ mod tests {
         let out2 = dir.path().join("out2");
         assert!(write_files(&files, &store, &out2, OutputOptions::default(), &[]).is_err());
         assert!(!out2.join("d/out.bin").exists());
-        assert!(!out2.join("d/.out.bin.mesh-partial").exists());
+        assert!(!out2.join("d/.mesh-partial-0").exists());
+    }
+
+    #[test]
+    fn a_file_whose_name_takes_250_bytes_is_written_under_a_short_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = vec![7u8; 100];
+        let name = format!("{}.csv", "n".repeat(246));
+        let files = vec![FileEntry {
+            path: format!("d/{name}"),
+            size: 100,
+            chunks: vec![mesh_protocol::manifest::ChunkRef {
+                hash: Hash::of(&a),
+                len: 100,
+            }],
+        }];
+        let out = Output::create(&files, dir.path(), OutputOptions::default()).unwrap();
+        out.write_chunk(&Hash::of(&a), &a).unwrap();
+        out.commit().unwrap();
+        assert_eq!(fs::read(dir.path().join("d").join(&name)).unwrap(), a);
     }
 
     #[test]
@@ -459,9 +476,9 @@ mod tests {
             Output::create(&files, dir.path(), OutputOptions::default()).unwrap(),
         );
         let writer = out.clone(); // a batch still in flight elsewhere
-        assert!(dir.path().join(".x.bin.mesh-partial").exists());
+        assert!(dir.path().join(".mesh-partial-0").exists());
         out.abandon();
-        assert!(!dir.path().join(".x.bin.mesh-partial").exists());
+        assert!(!dir.path().join(".mesh-partial-0").exists());
         writer.write_chunk(&Hash::of(&a), &a).unwrap();
         assert!(writer.commit().is_err(), "nothing commits after abandon");
         drop((out, writer));
