@@ -35,6 +35,37 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// `text` on one line: every control character, newline and tab included, and
+/// every bidirectional override shown as an escape (`\n`, `\t`, `\u{1b}`), so
+/// that a publisher's title, tag, description or file name cannot start a line
+/// that looks like another product's.
+pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `println!` of one line built from others' text: every control character
+/// escaped, newlines and tabs too ([`one_line`]).
+macro_rules! say_line {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::output::one_line(&format!($($arg)*)))
+    };
+}
+
 /// `println!` for human output, with control characters escaped ([`printable`]).
 macro_rules! say {
     ($($arg:tt)*) => {
@@ -49,7 +80,7 @@ macro_rules! say_err {
     };
 }
 
-pub(crate) use {say, say_err};
+pub(crate) use {say, say_err, say_line};
 
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -105,6 +136,15 @@ mod tests {
         assert!(shown.contains("\\u{1b}]0;pwned\\u{7}"), "{shown}");
         assert!(shown.contains("\\u{202e}"), "{shown}");
         assert_eq!(super::printable("two\nlines\tok"), "two\nlines\tok");
+    }
+
+    #[test]
+    fn a_fake_row_in_a_title_stays_on_its_line() {
+        let title = "Orders\nsales/payroll  1.0.0  active\tpublic";
+        let shown = super::one_line(title);
+        assert_eq!(shown, "Orders\\nsales/payroll  1.0.0  active\\tpublic");
+        assert!(!shown.chars().any(char::is_control));
+        assert_eq!(super::one_line("plain"), "plain");
     }
 
     #[test]

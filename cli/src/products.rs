@@ -10,7 +10,7 @@ use mesh_protocol::ProductRef;
 
 use crate::args::{GcArgs, ProductsArgs, PublishArgs, ShowArgs, UsageArgs};
 use crate::client;
-use crate::output::{human_bytes, print_json, say, say_err};
+use crate::output::{human_bytes, print_json, say_err, say_line};
 
 /// The manifest draft (TOML) to publish: `manifest` as written, or `contract`
 /// imported (a contract without `domain` belongs to this node's domain), with its
@@ -53,9 +53,9 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
     for w in &p.warnings {
         say_err!("warning: {w}");
     }
-    say!("published {}@{}", p.product, p.version);
-    say!("  manifest {}", p.manifest);
-    say!(
+    say_line!("published {}@{}", p.product, p.version);
+    say_line!("  manifest {}", p.manifest);
+    say_line!(
         "  {} file(s), {}, {} chunks ({} new)",
         p.files,
         human_bytes(p.size),
@@ -63,15 +63,15 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
         human_bytes(p.new_bytes)
     );
     if p.in_place {
-        say!(
+        say_line!(
             "  served in place from {} (no copy in the store; keep the files unchanged)",
             path.display()
         );
     }
     if !p.rules.is_empty() {
-        say!("  quality rules:");
+        say_line!("  quality rules:");
         for r in &p.rules {
-            say!("    {}", mesh_contract::quality::rule_line(r));
+            say_line!("    {}", mesh_contract::quality::rule_line(r));
         }
     }
     Ok(())
@@ -106,16 +106,18 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
             if let Some(q) = &a.search {
                 given.push(format!("--search {q}"));
             }
-            say!(
+            say_line!(
                 "no product matches {} ({all} version(s) in the catalog; `mesh products` lists them all)",
                 given.join(" ")
             );
         } else {
-            say!("no products yet (a new node learns the catalog from its peers within seconds)");
+            say_line!(
+                "no products yet (a new node learns the catalog from its peers within seconds)"
+            );
         }
         return Ok(());
     }
-    say!(
+    say_line!(
         "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  TITLE",
         "PRODUCT",
         "VERSION",
@@ -137,7 +139,7 @@ pub(crate) fn list(home: &Path, a: ProductsArgs, json: bool) -> anyhow::Result<(
         } else {
             flags.join(",")
         };
-        say!(
+        say_line!(
             "{:<32} {:<10} {:<11} {:<12} {:>10}  {:<5}  {:<8}  {:<20}  {}",
             a.product.to_string(),
             a.version.to_string(),
@@ -173,12 +175,12 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     }
     let entry = &r.entry;
     let an = &entry.announcement;
-    say!("{}@{}  {}", an.product, an.version, an.summary.title);
-    say!("  manifest   {}", an.manifest);
-    say!("  held here  {}", if entry.local { "yes" } else { "no" });
+    say_line!("{}@{}  {}", an.product, an.version, an.summary.title);
+    say_line!("  manifest   {}", an.manifest);
+    say_line!("  held here  {}", if entry.local { "yes" } else { "no" });
     print_providers(&entry.providers);
     for f in &entry.flags {
-        say!(
+        say_line!(
             "  FLAGGED    rule `{}` (policy v{}): {}",
             f.rule,
             f.policy_version,
@@ -186,23 +188,23 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         );
     }
     let Some(m) = r.manifest else {
-        say!(
+        say_line!(
             "  (manifest unavailable: {})",
             r.manifest_error.unwrap_or_default()
         );
         return Ok(());
     };
-    say!(
+    say_line!(
         "  status     {}   classification {}",
         m.status,
         m.classification
     );
-    say!("  owner      {} <{}>", m.owner.team, m.owner.contact);
+    say_line!("  owner      {} <{}>", m.owner.team, m.owner.contact);
     if !m.tags.is_empty() {
-        say!("  tags       {}", m.tags.join(", "));
+        say_line!("  tags       {}", m.tags.join(", "));
     }
     if !m.description.is_empty() {
-        say!("  {}", m.description);
+        say_line!("  {}", m.description);
     }
     let sla = [
         ("freshness", m.sla.freshness_secs.map(format_duration)),
@@ -223,25 +225,25 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
         .collect();
     if !sla.is_empty() {
-        say!("  sla        {}", sla.join(", "));
+        say_line!("  sla        {}", sla.join(", "));
     }
     if let Some(h) = &entry.health {
-        say!("  sla state  {}", h.sla);
+        say_line!("  sla state  {}", h.sla);
         for r in &h.reasons {
-            say!("             {r}");
+            say_line!("             {r}");
         }
         for l in &h.lineage {
-            say!("  flag       {l}");
+            say_line!("  flag       {l}");
         }
     }
     if let Some(q) = &m.quality {
-        say!(
+        say_line!(
             "  quality    {} rows in {} checked file(s)",
             q.rows,
             q.files_checked
         );
         for f in &q.fields {
-            say!(
+            say_line!(
                 "    {:<20} {} null(s){}",
                 f.name,
                 f.nulls,
@@ -252,7 +254,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         }
         if q.objects.len() > 1 {
             for o in &q.objects {
-                say!(
+                say_line!(
                     "    object {:<13} {} file(s), {} row(s)",
                     o.name,
                     o.files,
@@ -261,22 +263,22 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
             }
         }
         if !q.rules.is_empty() {
-            say!("  quality rules:");
+            say_line!("  quality rules:");
             for r in &q.rules {
-                say!("    {}", mesh_contract::quality::rule_line(r));
+                say_line!("    {}", mesh_contract::quality::rule_line(r));
             }
         }
         if !q.violations.is_empty() {
-            say!("  broke its contract (published with quality mode warn):");
+            say_line!("  broke its contract (published with quality mode warn):");
             for v in &q.violations {
-                say!("    {}", mesh_contract::quality::summary_line(v));
+                say_line!("    {}", mesh_contract::quality::summary_line(v));
             }
         }
     }
     if !m.schema.is_empty() {
-        say!("  schema:");
+        say_line!("  schema:");
         for f in &m.schema {
-            say!(
+            say_line!(
                 "    {:<20} {:<10} {:<15} {:<13} {}",
                 f.name,
                 format!("{:?}", f.logical_type).to_lowercase(),
@@ -292,7 +294,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     for u in &m.lineage {
-        say!(
+        say_line!(
             "  upstream   {}{}",
             u.id,
             u.manifest
@@ -300,9 +302,9 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
-    say!("  files:");
+    say_line!("  files:");
     for f in &m.files {
-        say!(
+        say_line!(
             "    {:<40} {:>10}  {} chunks",
             f.path,
             human_bytes(f.size),
@@ -316,7 +318,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
 /// when its record was last renewed.
 fn print_providers(providers: &[mesh_node::api::ProviderStatus]) {
     let reachable = providers.iter().filter(|p| p.connected).count();
-    say!(
+    say_line!(
         "  providers  {reachable} reachable of {} known",
         providers.len()
     );
@@ -352,7 +354,7 @@ fn print_providers(providers: &[mesh_node::api::ProviderStatus]) {
                 format!("last seen {ago}")
             });
         }
-        say!(
+        say_line!(
             "    {}  {:<12} {}",
             p.peer_id,
             p.domain.as_deref().unwrap_or("-"),
@@ -371,9 +373,9 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
     }
     let verb = if r.dry_run { "would free" } else { "freed" };
     for v in &r.dropped_versions {
-        say!("no longer held: {v}");
+        say_line!("no longer held: {v}");
     }
-    say!(
+    say_line!(
         "{verb} {} in {} chunk(s); kept {} chunk(s)",
         human_bytes(r.freed_bytes),
         r.freed_chunks,
@@ -393,22 +395,22 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
         0 => "none corrupt".to_string(),
         n => format!("{n} corrupt, removed"),
     };
-    say!(
+    say_line!(
         "checked {} chunk(s), {}: {corrupt}",
         r.chunks_checked,
         human_bytes(r.bytes_checked)
     );
     for c in &r.corrupt_removed {
-        say!("  corrupt chunk {c}");
+        say_line!("  corrupt chunk {c}");
     }
     for f in &r.changed_files {
-        say!("  kept in place, changed since: {f} (restore it; or publish the data again as a new version, or fetch the version again)");
+        say_line!("  kept in place, changed since: {f} (restore it; or publish the data again as a new version, or fetch the version again)");
     }
     for p in &r.unmarked {
-        say!("no longer held whole: {p}");
+        say_line!("no longer held whole: {p}");
     }
     for p in &r.repaired {
-        say!("repaired from peers: {p}");
+        say_line!("repaired from peers: {p}");
     }
     for p in &r.not_repaired {
         say_err!("warning: not repaired: {p}");
@@ -432,30 +434,30 @@ pub(crate) fn usage(home: &Path, a: UsageArgs, json: bool) -> anyhow::Result<()>
         Some(v) => format!("{}@{v}", u.product),
         None => u.product.clone(),
     };
-    say!(
+    say_line!(
         "{what}: {} fetch(es) reported by {} provider(s)",
         u.total,
         u.reports
     );
     if u.total == 0 {
-        say!("  no fetches reported yet (providers report within seconds of a fetch)");
+        say_line!("  no fetches reported yet (providers report within seconds of a fetch)");
     }
     for (consumer, n) in &u.by_consumer {
-        say!("  consumer {consumer:<20} {n:>8}");
+        say_line!("  consumer {consumer:<20} {n:>8}");
     }
     if u.version.is_none() {
         for (version, n) in &u.by_version {
-            say!("  version  {version:<20} {n:>8}");
+            say_line!("  version  {version:<20} {n:>8}");
         }
     }
     for (grant, n) in &u.by_grant {
-        say!(
+        say_line!(
             "  grant    {grant:<20} {n:>8}   (`mesh access requests --product {}` names it)",
             u.product
         );
     }
     for (provider, n) in &u.by_provider {
-        say!("  provider {provider:<52} {n:>8}");
+        say_line!("  provider {provider:<52} {n:>8}");
     }
     Ok(())
 }

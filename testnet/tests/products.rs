@@ -422,7 +422,8 @@ fn usage_reports_reach_every_node() {
 }
 
 /// Regression: publisher-written text was printed raw, so a title carrying ANSI and
-/// OSC escapes set a consumer's terminal title and colours.
+/// OSC escapes set a consumer's terminal title and colours, and one carrying a
+/// newline printed a line that looked like another product.
 #[test]
 fn terminal_escapes_in_publisher_text_are_shown_escaped_not_obeyed() {
     let mut net = testnet(2);
@@ -430,7 +431,7 @@ fn terminal_escapes_in_publisher_text_are_shown_escaped_not_obeyed() {
     let toml = sample::manifest_toml("sales/escapes", "1.0.0")
         .replacen(
             "title = \"",
-            "title = \"\\u001b]0;pwned\\u0007\\u001b[31mRed ",
+            "title = \"\\u001b]0;pwned\\u0007\\u001b[31mRed \\nsales/fake  9.9.9\\t",
             1,
         )
         .replacen("description = \"", "description = \"\\u001b[2J\\u009b", 1);
@@ -450,6 +451,12 @@ fn terminal_escapes_in_publisher_text_are_shown_escaped_not_obeyed() {
             "raw control characters reached the terminal: {shown:?}"
         );
         assert!(shown.contains("\\u{1b}]0;pwned"), "{shown}");
+        // A newline in the title cannot start a line that looks like a product.
+        assert!(
+            !shown.lines().any(|l| l.starts_with("sales/fake")),
+            "{shown}"
+        );
+        assert!(shown.contains("Red \\nsales/fake  9.9.9\\t"), "{shown}");
     }
     // JSON output keeps the exact text (JSON escapes it).
     let json = run(&["--json", "show", "sales/escapes"]);
