@@ -379,9 +379,9 @@ fn parquet_nulls_duplicates_and_type_mismatches_are_found_across_row_groups() {
     assert_eq!(
         problems,
         [
-            "shipments.parquet row 0, field `number`: the Parquet column is Utf8, but the contract says an integer",
-            "shipments.parquet row 0, field `weight_kg`: no column `weight_kg` in the Parquet schema",
-            "shipments.parquet row 0, field `tracking`: no column `tracking` in the Parquet schema",
+            "shipments.parquet schema, field `number`: the Parquet column is Utf8, but the contract says an integer",
+            "shipments.parquet schema, field `weight_kg`: no column `weight_kg` in the Parquet schema",
+            "shipments.parquet schema, field `tracking`: no column `tracking` in the Parquet schema",
         ]
     );
     let o = r.rules.iter().find(|o| o.rule == "weight_missing").unwrap();

@@ -68,6 +68,16 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.row == 0 {
+            return write!(
+                f,
+                "{} {}, field `{}`: {}",
+                self.file,
+                head_of(&self.file),
+                self.field,
+                self.problem
+            );
+        }
         write!(
             f,
             "{} row {}, field `{}`: {}",
@@ -162,9 +172,36 @@ pub fn rule_line(r: &RuleOutcome) -> String {
     line
 }
 
+/// What "row 0" of a file is: a Parquet file's schema, a CSV file's header.
+fn head_of(file: &str) -> &'static str {
+    if file.to_ascii_lowercase().ends_with(".parquet") {
+        "schema"
+    } else {
+        "header"
+    }
+}
+
 /// One file-and-field summary as a line.
 pub fn summary_line(i: &QualityIssue) -> String {
-    let rows: Vec<String> = i.first_rows.iter().map(u64::to_string).collect();
+    // Row 0 is the header (a CSV file's; a Parquet file's schema), no data row.
+    let head = head_of(&i.file);
+    if i.first_rows == [0] {
+        return format!(
+            "{}, field `{}`: in the {head}: {}",
+            i.file, i.field, i.problem
+        );
+    }
+    let rows: Vec<String> = i
+        .first_rows
+        .iter()
+        .map(|r| {
+            if *r == 0 {
+                head.to_string()
+            } else {
+                r.to_string()
+            }
+        })
+        .collect();
     format!(
         "{}, field `{}`: {} violation(s), first at row(s) {}: {}",
         i.file,

@@ -125,7 +125,7 @@ impl Rule {
         out.measured = if matches!(metric, Metric::RowCount) {
             format!("{count} {noun}")
         } else {
-            format!("{count} {noun} ({}%)", round2(pct))
+            format!("{count} {noun} ({})", percent(count, pct))
         };
         out.state = if bounds.iter().all(|b| b.holds(x)) {
             RuleState::Passed
@@ -165,6 +165,18 @@ impl Rule {
     pub(crate) fn metric(&self) -> Option<&Metric> {
         self.check.as_ref().ok().map(|(m, _, _)| m)
     }
+}
+
+/// A share for people: two decimals, but never `0%` for something that is there
+/// (1 of 336,776 rows is `<0.01%`) nor `100%` for something short of all.
+fn percent(count: u64, pct: f64) -> String {
+    if count > 0 && pct < 0.005 {
+        return "<0.01%".to_string();
+    }
+    if pct < 100.0 && pct > 99.995 {
+        return ">99.99%".to_string();
+    }
+    format!("{}%", round2(pct))
 }
 
 fn round2(v: f64) -> String {
@@ -432,6 +444,15 @@ mod tests {
                 "{op} fails for {fail}"
             );
         }
+    }
+
+    #[test]
+    fn a_tiny_share_is_not_shown_as_none() {
+        assert_eq!(percent(1, 100.0 / 336_776.0), "<0.01%");
+        assert_eq!(percent(0, 0.0), "0%");
+        assert_eq!(percent(9, 9.0), "9%");
+        assert_eq!(percent(336_775, 100.0 * 336_775.0 / 336_776.0), ">99.99%");
+        assert_eq!(percent(1, 100.0), "100%");
     }
 
     #[test]

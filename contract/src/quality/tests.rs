@@ -215,7 +215,7 @@ fn a_missing_column_and_other_files_and_limits() {
     let r = run("a.csv", "id,email\n1,x\n");
     assert_eq!(
         r.violations[0].to_string(),
-        "a.csv row 0, field `amount`: no such column in the header"
+        "a.csv header, field `amount`: no such column in the header"
     );
     let r = run("notes.txt", "anything");
     assert!(r.quality.is_none() && r.violations.is_empty());
