@@ -278,7 +278,7 @@ pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
         return print_json(&versions);
     }
     say!(
-        "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} SIGNERS",
+        "{:<8} {:<14} {:<20} {:<20} {:<10} {:<8} SIGNERS",
         "VERSION",
         "HASH",
         "ISSUED",
@@ -289,11 +289,11 @@ pub(crate) fn history(home: &Path, json: bool) -> anyhow::Result<()> {
     for v in versions {
         let p = &v.policy;
         say!(
-            "{:<8} {:<14} {:<12} {:<12} {:<10} {:<8} {}{}",
+            "{:<8} {:<14} {:<20} {:<20} {:<10} {:<8} {}{}",
             p.version,
             &v.hash[..12],
-            p.issued_at,
-            p.expires_at,
+            crate::output::date(p.issued_at),
+            crate::output::date(p.expires_at),
             format!("{}-of-{}", p.council.threshold, p.council.members.len()),
             p.domains.len(),
             v.signers.len(),
