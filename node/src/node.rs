@@ -33,6 +33,7 @@ use crate::state::providers::Providers;
 use crate::state::usage::{ProductUsage, UsageLedger};
 use crate::state::verify::{self, VerifyReport};
 use crate::task::blocking;
+use mesh_protocol::rules::Decision;
 
 /// What `mesh status` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +349,15 @@ impl Node {
     pub async fn check(&self, draft_toml: String) -> Result<CheckReport, NodeError> {
         let publisher = self.parts.publisher.clone();
         blocking(move || Ok::<_, NodeError>(publisher.check(&draft_toml))).await
+    }
+
+    /// What the fetch rules decide for a reader with no registered identity (an
+    /// anonymous one-shot fetch) of `manifest`'s product: the web catalog offers
+    /// the one-shot command only when it would work.
+    pub(crate) fn anonymous_fetch(&self, manifest: &mesh_protocol::Manifest) -> Decision {
+        self.parts
+            .governance
+            .fetch_decision("", manifest, &[], crate::clock::unix_now_ms())
     }
 
     /// Publishes the files at `path` described by `draft_toml` and gossips the

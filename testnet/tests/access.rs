@@ -187,6 +187,14 @@ fn a_grant_opens_a_product_on_every_provider_and_a_revocation_closes_it() {
         .unwrap()
         .catalog_url(Some(&PRODUCT.parse().unwrap()));
     let page = ureq::get(&page_url).call().unwrap().into_string().unwrap();
+    // No anonymous one-shot command for a product the rules deny such a reader;
+    // what to do instead.
+    assert!(!page.contains("--genesis genesis.json"), "{page}");
+    assert!(
+        page.contains("Not readable without a node of a domain the rules admit")
+            && page.contains("mesh access request sales/customers"),
+        "{page}"
+    );
     let access = &page[page.find("<h2>Access</h2>").expect("an Access section")..];
     assert!(
         access.contains("logistics") && access.contains("revoked"),

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use mesh_protocol::manifest::{Manifest, RuleState};
+use mesh_protocol::rules::Decision;
 use mesh_protocol::{ProductId, ProductRef};
 use serde::Deserialize;
 
@@ -86,6 +87,8 @@ pub(super) async fn page(
         a.version,
         a.product.name()
     );
+    // Only offered where the rules let a reader with no registered identity fetch.
+    let anonymous = manifest.as_ref().map(|m| s.node.anonymous_fetch(m));
     let oneshot = status.listen.first().map(|addr| {
         format!(
             "mesh fetch {}@{} -o {} --genesis genesis.json --bootstrap {addr}/p2p/{}",
@@ -123,9 +126,18 @@ pub(super) async fn page(
             h2 { "Get it" }
             p { "With a node of your domain running:" }
             pre { code { (fetch_cmd) } }
-            @if let Some(cmd) = &oneshot {
-                p { "Without a node (a one-shot fetch through this node, with the mesh's genesis policy file):" }
-                pre { code { (cmd) } }
+            @match (&oneshot, &anonymous) {
+                (Some(cmd), Some(Decision::Allow)) => {
+                    p { "Without a node (a one-shot fetch through this node, with the mesh's genesis policy file):" }
+                    pre { code { (cmd) } }
+                }
+                (_, Some(Decision::Deny { rule, reason })) => {
+                    p.muted {
+                        "Not readable without a node of a domain the rules admit (rule " code { (rule) } ": " (reason) "). "
+                        "From a node of your domain: " code { "mesh access request " (a.product) " --reason \"...\"" }
+                    }
+                }
+                _ => {}
             }
             p {
                 a.button href={ "/products/" (a.product) "/contract.yaml?version=" (a.version) } download { "Download the contract (ODCS YAML)" }
