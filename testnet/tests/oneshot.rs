@@ -59,6 +59,17 @@ fn a_one_shot_fetch_needs_only_the_genesis_and_one_address() {
     )
     .unwrap();
 
+    // The product page offers the one-shot command where it works, and only there.
+    let page = |product: &str| {
+        let url = net.nodes[0]
+            .client()
+            .unwrap()
+            .catalog_url(Some(&product.parse().unwrap()));
+        ureq::get(&url).call().unwrap().into_string().unwrap()
+    };
+    assert!(page("sales/orders").contains("--genesis genesis.json"));
+    assert!(!page("sales/customers").contains("--genesis genesis.json"));
+
     let out = net.root().join("fetched");
     let o = one_shot(&net, "sales/orders", &out, &[]);
     assert!(
