@@ -46,6 +46,9 @@ const HEDGE_FACTOR: u64 = 4;
 const MIN_HEDGE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Verification failures after which a provider is dropped for this fetch.
 pub(super) const MAX_BAD_CHUNKS: u32 = 3;
+/// How often a batch waiting for a slot looks again whether the provider it waits
+/// for has stalled (see `slots::Slots::stalled`).
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) struct ChunkFetch {
     pub(super) net: NetworkHandle,
@@ -135,14 +138,20 @@ impl ChunkFetch {
                 for p in &usable {
                     inflight.entry(*p).or_default();
                 }
-                let pick =
-                    first_to_answer(usable.iter().filter_map(|p| Some((*p, inflight.get(p)?))));
+                let pick = first_to_answer(
+                    usable.iter().filter_map(|p| Some((*p, inflight.get(p)?))),
+                    std::time::Instant::now(),
+                );
                 if let Some(peer) = pick {
-                    inflight.entry(peer).or_default().load += 1;
+                    inflight.entry(peer).or_default().reserve();
                     return Some(peer);
                 }
             }
-            freed.await;
+            // A slot frees, or a provider waited for may have stalled meanwhile.
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep(STALL_CHECK) => {}
+            }
         }
     }
 
@@ -167,7 +176,7 @@ impl ChunkFetch {
         if free == 0 {
             return None;
         }
-        inflight.entry(peer).or_default().load += 1;
+        inflight.entry(peer).or_default().reserve();
         Some(peer)
     }
 

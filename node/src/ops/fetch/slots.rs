@@ -12,6 +12,14 @@ pub(super) const PEER_WINDOW: usize = 16;
 /// A provider's window before it has answered.
 const INITIAL_PEER_WINDOW: usize = 2;
 
+/// A provider with batches in flight that has answered nothing for this many of
+/// its per-batch times (and at least [`MIN_STALL`]) is stalled (stopped with
+/// SIGSTOP, a dead link): no batch goes to it and none waits for it until it
+/// answers again.
+const STALL_FACTOR: u32 = 8;
+/// The shortest silence taken for a stall.
+const MIN_STALL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The window of a provider reached only through a relay: one batch (1 MiB) in
 /// flight at a time, so a relay's bandwidth and its per-circuit byte cap are spent
 /// on what no direct provider can serve.
@@ -29,6 +37,8 @@ pub(super) struct Slots {
     /// (0: not answered yet): an answer's time divided by the batches that were in
     /// flight to it when it was asked, since they share its link.
     per_batch_us: u64,
+    /// Since when it has had batches in flight and answered none.
+    quiet_since: Option<std::time::Instant>,
 }
 
 impl Slots {
@@ -46,15 +56,43 @@ impl Slots {
         self.per_batch_us = if old == 0 { us } else { (old * 3 + us) / 4 }.max(1);
     }
 
+    /// A batch sent to it now.
+    pub(super) fn reserve(&mut self) {
+        self.load += 1;
+        self.quiet_since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Whether it has had batches in flight and answered none for too long (see
+    /// [`STALL_FACTOR`]); a provider not timed yet is never waited for anyway.
+    pub(super) fn stalled(&self, now: std::time::Instant) -> bool {
+        let limit = std::time::Duration::from_micros(self.per_batch_us)
+            .saturating_mul(STALL_FACTOR)
+            .max(MIN_STALL);
+        self.load > 0
+            && self.per_batch_us > 0
+            && self
+                .quiet_since
+                .is_some_and(|t| now.saturating_duration_since(t) > limit)
+    }
+
+    /// Something came back (or stopped being awaited): the silence ends.
+    fn heard(&mut self) {
+        self.quiet_since = (self.load > 0).then(std::time::Instant::now);
+    }
+
     /// A request whose answer is no longer awaited (the other of a hedged pair won).
     pub(super) fn abandoned(&mut self) {
         self.load = self.load.saturating_sub(1);
+        if self.load == 0 {
+            self.quiet_since = None;
+        }
     }
 
     /// An answer came back: a good one widens the window (up to its cap), a bad or
     /// busy one halves it.
     pub(super) fn answered(&mut self, good: bool) {
         self.load = self.load.saturating_sub(1);
+        self.heard();
         self.window = if good {
             (self.window + 1).min(self.cap)
         } else {
@@ -69,6 +107,7 @@ impl Slots {
             window: RELAYED_WINDOW,
             cap: RELAYED_WINDOW,
             per_batch_us: 0,
+            quiet_since: None,
         }
     }
 }
@@ -80,6 +119,7 @@ impl Default for Slots {
             window: INITIAL_PEER_WINDOW,
             cap: PEER_WINDOW,
             per_batch_us: 0,
+            quiet_since: None,
         }
     }
 }
@@ -87,12 +127,14 @@ impl Default for Slots {
 /// Of `providers` (in the order that breaks ties), the one with a free slot that is
 /// expected to answer a batch first, unless a provider at its window would still
 /// answer sooner once a slot frees (then `None`: wait for it). A provider not timed
-/// yet is tried when it has a slot, and is not waited for when it has none.
+/// yet is tried when it has a slot, and is not waited for when it has none. A
+/// stalled provider (silent too long at `now`) is neither chosen nor waited for.
 pub(super) fn first_to_answer<'a>(
     providers: impl Iterator<Item = (PeerId, &'a Slots)>,
+    now: std::time::Instant,
 ) -> Option<PeerId> {
     let (mut free, mut full): (Option<(u64, PeerId)>, Option<u64>) = (None, None);
-    for (p, s) in providers {
+    for (p, s) in providers.filter(|(_, s)| !s.stalled(now)) {
         let eta = s.eta_us();
         if s.load < s.window {
             if free.is_none_or(|(best, _)| eta < best) {
@@ -116,6 +158,7 @@ mod tests {
             window,
             cap: PEER_WINDOW,
             per_batch_us: per_batch_ms * 1000,
+            quiet_since: (load > 0).then(std::time::Instant::now),
         }
     }
 
@@ -155,10 +198,32 @@ mod tests {
             ),
             (vec![(fast, slots(16, 16, 20))], None),
         ];
+        let now = std::time::Instant::now();
         for (i, (providers, expected)) in cases.iter().enumerate() {
-            let got = first_to_answer(providers.iter().map(|(p, s)| (*p, s)));
+            let got = first_to_answer(providers.iter().map(|(p, s)| (*p, s)), now);
             assert_eq!(got, *expected, "case {i}");
         }
+    }
+
+    /// Regression: a fast provider stopped with SIGSTOP mid-fetch kept its window
+    /// full and its small per-batch time, so every batch waited for it (10-16 s
+    /// instead of 1 s, until its requests timed out).
+    #[test]
+    fn a_stalled_provider_is_neither_chosen_nor_waited_for() {
+        let (stopped, slow) = (PeerId::random(), PeerId::random());
+        let t0 = std::time::Instant::now();
+        let providers = [(stopped, slots(16, 16, 5)), (slow, slots(0, 4, 200))];
+        let pick = |at| first_to_answer(providers.iter().map(|(p, s)| (*p, s)), at);
+        // Just now it would answer first: wait for it.
+        assert_eq!(pick(t0), None);
+        // Silent past the limit (8 x 5 ms, at least 250 ms): go to the slow one.
+        let later = t0 + MIN_STALL + std::time::Duration::from_millis(10);
+        assert!(providers[0].1.stalled(later));
+        assert_eq!(pick(later), Some(slow));
+        // An answer ends the silence.
+        let mut back = slots(16, 16, 5);
+        back.answered(true);
+        assert!(!back.stalled(std::time::Instant::now()));
     }
 
     #[test]
