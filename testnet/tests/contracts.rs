@@ -91,6 +91,24 @@ fn quality_rules_refuse_or_travel_with_the_version() {
         "{text}"
     );
 
+    // A contract that `mesh contract lint` finds errors in is not published.
+    let linty = net.root().join("linty.odcs.yaml");
+    std::fs::write(
+        &linty,
+        std::fs::read_to_string(&contract).unwrap().replace(
+            "metric: rowCount\n        mustBeBetween: [3, 10]",
+            "metric: rowCount",
+        ),
+    )
+    .unwrap();
+    let refused = publish(&net, &data, &linty);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("contract: schema[0].quality[0]: the rule has no operator"),
+        "{stderr}"
+    );
+
     // A directory holding only a README has none of the contract's data.
     let readme = net.root().join("readme-only");
     write(&readme, "README.md", "# shipments\n");

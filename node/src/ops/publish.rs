@@ -78,6 +78,24 @@ impl From<OfferError> for PublishError {
     }
 }
 
+/// The contract's problems as `mesh contract lint` lists them refuse the publish:
+/// what lint calls an error would be published as the product's contract.
+fn lint_contract(probe: &Manifest, domain: &DomainName) -> Result<(), PublishError> {
+    let Some(contract) = &probe.contract else {
+        return Ok(());
+    };
+    let lint = mesh_contract::odcs::lint(&contract.document, Some(domain.as_str()));
+    if lint.errors.is_empty() {
+        return Ok(());
+    }
+    Err(PublishError::InvalidManifest(
+        lint.errors
+            .iter()
+            .map(|e| format!("contract: {e} (`mesh contract lint` lists every problem)"))
+            .collect(),
+    ))
+}
+
 /// Everything a publish uses: the catalog, governance and chunk store to write to,
 /// and the domain, key and peer id it publishes as.
 #[derive(Debug, Clone)]
@@ -394,6 +412,7 @@ impl Publisher {
             )));
         }
         self.policy_checks(&probe)?;
+        lint_contract(&probe, &self.domain)?;
         if let Some(existing) = self.catalog.get(&probe.id, Some(&probe.version))? {
             return Err(PublishError::Request(format!(
                 "{}@{} is already published (manifest {}); a published version never changes: bump `version`",
