@@ -12,21 +12,25 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
-/// `text` with every control character except `\n` and `\t`, and every bidirectional
-/// override, shown as an escape (`\u{1b}`) instead of acting on the terminal.
-pub(crate) fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
+/// Whether `c` acts on a terminal: a control character or a bidirectional override.
+fn acts(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with the characters `unsafe_char` picks shown by `shown`.
+fn escaped(
+    text: &str,
+    unsafe_char: impl Fn(char) -> bool,
+    shown: impl Fn(char) -> String,
+) -> Cow<'_, str> {
+    if !text.chars().any(&unsafe_char) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(
         text.chars()
             .map(|c| {
                 if unsafe_char(c) {
-                    c.escape_unicode().to_string()
+                    shown(c)
                 } else {
                     c.to_string()
                 }
@@ -35,27 +39,22 @@ pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     )
 }
 
+/// `text` with every control character except `\n` and `\t`, and every bidirectional
+/// override, shown as an escape (`\u{1b}`) instead of acting on the terminal.
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    escaped(
+        text,
+        |c| acts(c) && c != '\n' && c != '\t',
+        |c| c.escape_unicode().to_string(),
+    )
+}
+
 /// `text` on one line: every control character, newline and tab included, and
 /// every bidirectional override shown as an escape (`\n`, `\t`, `\u{1b}`), so
 /// that a publisher's title, tag, description or file name cannot start a line
 /// that looks like another product's.
 pub(crate) fn one_line(text: &str) -> Cow<'_, str> {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if unsafe_char(c) {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
+    escaped(text, acts, |c| c.escape_default().to_string())
 }
 
 /// `println!` of one line built from others' text: every control character
