@@ -34,6 +34,17 @@ use crate::state::providers::Providers;
 use crate::state::subscriptions::SubscriptionBook;
 use crate::state::usage::UsageLedger;
 
+/// Builds the catalog's digest off the event loop (a scan of the catalog), so
+/// anti-entropy can answer with it.
+fn warm_digest(catalog: &Catalog) {
+    let warm = catalog.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = warm.digest() {
+            tracing::warn!("building the catalog digest: {e}");
+        }
+    });
+}
+
 /// Command-line overrides of `config.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -109,14 +120,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
     let catalog = Catalog::new(store.clone(), governance.clone());
     catalog.recheck_complete(&chunks)?;
-    // Anti-entropy answers with the catalog's digest once built: a scan of the
-    // catalog's keys, off the event loop.
-    let warm = catalog.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = warm.digest() {
-            tracing::warn!("building the catalog digest: {e}");
-        }
-    });
+    warm_digest(&catalog);
     let publisher_key = home.load_publisher_key(&config.domain).ok().map(Arc::new);
     let usage = UsageLedger::new(
         store.clone(),

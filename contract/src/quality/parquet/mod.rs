@@ -107,19 +107,28 @@ fn binary_text(a: &dyn Array, i: usize) -> Option<String> {
     })
 }
 
-/// Reads a Parquet file as the object.
-pub(crate) fn read(
-    state: &mut ObjectState<'_>,
+/// Checks the page headers of every leaf column under the top-level columns
+/// `roots` before they are decoded (see [`pages`]).
+fn check_leaves_of(
+    file: &File,
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    roots: &[usize],
+) -> io::Result<()> {
+    let descr = builder.parquet_schema();
+    let leaves: Vec<usize> = (0..descr.num_columns())
+        .filter(|l| roots.contains(&descr.get_column_root_idx(*l)))
+        .collect();
+    pages::check_pages(file, builder.metadata(), &leaves).map_err(invalid)
+}
+
+/// Each property's column among the file's top-level fields, if its type fits;
+/// a missing column or one of another type is a violation of the schema.
+fn columns_of(
+    schema: &arrow_schema::Schema,
+    plan: &super::plan::ObjectPlan,
     sink: &mut Sink,
     rel: &str,
-    path: &Path,
-) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    pages::check_footer(&mut file).map_err(invalid)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?).map_err(invalid)?;
-    let schema = builder.schema().clone();
-    let plan = state.plan;
-    // Each property's column among the file's top-level fields, if its type fits.
+) -> Vec<Option<usize>> {
     let mut wanted: Vec<Option<usize>> = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
         if c.nested() {
@@ -154,6 +163,22 @@ pub(crate) fn read(
             Some(i) => wanted.push(Some(i)),
         }
     }
+    wanted
+}
+
+/// Reads a Parquet file as the object.
+pub(crate) fn read(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    path: &Path,
+) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    pages::check_footer(&mut file).map_err(invalid)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?).map_err(invalid)?;
+    let schema = builder.schema().clone();
+    let plan = state.plan;
+    let wanted = columns_of(&schema, plan, sink, rel);
     let mut roots: Vec<usize> = wanted.iter().flatten().copied().collect();
     roots.sort_unstable();
     roots.dedup();
@@ -163,11 +188,7 @@ pub(crate) fn read(
         state.rows += rows_in_file;
         return Ok(());
     }
-    let descr = builder.parquet_schema();
-    let leaves: Vec<usize> = (0..descr.num_columns())
-        .filter(|l| roots.contains(&descr.get_column_root_idx(*l)))
-        .collect();
-    pages::check_pages(&file, builder.metadata(), &leaves).map_err(invalid)?;
+    check_leaves_of(&file, &builder, &roots)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder
         .with_projection(mask)
