@@ -126,10 +126,62 @@ pub(crate) fn bounds(r: &Map<String, Value>) -> Result<Vec<Bound>, String> {
         out.push(Bound::NotBetween(a, b));
     }
     if out.is_empty() {
+        // A misspelt operator (`mustBeGreatherThan`) is named, with the nearest.
+        if let Some(key) = r
+            .keys()
+            .find(|k| k.starts_with("must") && !OPERATORS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "`{key}` is not an operator; did you mean `{}`? (one of {})",
+                nearest(key),
+                OPERATORS.join(", ")
+            ));
+        }
         return Err(format!(
             "the rule has no operator (one of {})",
             OPERATORS.join(", ")
         ));
     }
     Ok(out)
+}
+
+/// The operator closest to `key` by edit distance.
+fn nearest(key: &str) -> &'static str {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    OPERATORS
+        .iter()
+        .copied()
+        .min_by_key(|op| distance(key, op))
+        .unwrap_or("mustBe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_operator_is_named_with_the_one_meant() {
+        let r: Map<String, Value> =
+            serde_json::from_str(r#"{"metric": "rowCount", "mustBeGreatherThan": 0}"#).unwrap();
+        let err = bounds(&r).unwrap_err();
+        assert!(
+            err.starts_with("`mustBeGreatherThan` is not an operator; did you mean `mustBeGreaterThan`?"),
+            "{err}"
+        );
+        let none: Map<String, Value> = serde_json::from_str(r#"{"metric": "rowCount"}"#).unwrap();
+        assert!(bounds(&none).unwrap_err().starts_with("the rule has no operator"));
+    }
 }
