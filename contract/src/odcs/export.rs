@@ -16,12 +16,14 @@ pub fn export(m: &Manifest) -> Result<String, OdcsError> {
 }
 
 /// The contract of a manifest. A product published with a contract gets that
-/// document back, every value as its author wrote it, with `version` set to the
-/// product version, `apiVersion` to v3.1.0 (the version the author declared stays
-/// in the manifest's [`mesh_protocol::manifest::Contract::api_version`]), and `id`,
-/// `status`, `domain` and `kind` filled in where the author left them out (each is
-/// required by the standard or names the product). A product published from
-/// `product.toml` gets a v3.1.0 contract made from the manifest.
+/// document back, every value as its author wrote it, `apiVersion` as declared
+/// (a document valid under v3.0.2 stays valid: relabelled v3.1.0 it was not), with
+/// `version` set to the product version and `domain` where the author left it
+/// out (it names the product; import took it from the publishing node). Nothing
+/// else is added: a value the standard requires and the author left out stays
+/// out (publish refuses such a contract; older ones come back as they were). A
+/// product published from `product.toml` gets a v3.1.0 contract made from the
+/// manifest.
 pub fn export_value(m: &Manifest) -> Result<Value, OdcsError> {
     let Some(c) = &m.contract else {
         return Ok(from_manifest(m));
@@ -33,21 +35,11 @@ pub fn export_value(m: &Manifest) -> Result<Value, OdcsError> {
         )])
     })?;
     doc.insert("version".into(), Value::String(m.version.to_string()));
-    // Written in the current standard, which reads every v3.0.x form (checked on
-    // all of the standard's published examples): a v3.0.2 contract that already
-    // uses 3.1 forms, as several published examples do, comes out valid.
-    doc.insert(
-        "apiVersion".into(),
-        Value::String(EXPORT_API_VERSION.into()),
-    );
-    let mut fill = |key: &str, value: String| {
-        doc.entry(key.to_owned())
-            .or_insert_with(|| Value::String(value));
-    };
-    fill("kind", "DataContract".into());
-    fill("id", m.id.to_string());
-    fill("status", m.status.to_string());
-    fill("domain", m.id.domain().to_string());
+    if !doc.contains_key("apiVersion") && !c.api_version.is_empty() {
+        doc.insert("apiVersion".into(), Value::String(c.api_version.clone()));
+    }
+    doc.entry("domain".to_owned())
+        .or_insert_with(|| Value::String(m.id.domain().to_string()));
     Ok(Value::Object(doc))
 }
 

@@ -178,10 +178,14 @@ mod tests {
             serde_json::from_str(r#"{"metric": "rowCount", "mustBeGreatherThan": 0}"#).unwrap();
         let err = bounds(&r).unwrap_err();
         assert!(
-            err.starts_with("`mustBeGreatherThan` is not an operator; did you mean `mustBeGreaterThan`?"),
+            err.starts_with(
+                "`mustBeGreatherThan` is not an operator; did you mean `mustBeGreaterThan`?"
+            ),
             "{err}"
         );
         let none: Map<String, Value> = serde_json::from_str(r#"{"metric": "rowCount"}"#).unwrap();
-        assert!(bounds(&none).unwrap_err().starts_with("the rule has no operator"));
+        assert!(bounds(&none)
+            .unwrap_err()
+            .starts_with("the rule has no operator"));
     }
 }
