@@ -78,6 +78,12 @@ pub(crate) fn tree(g: &Lineage) -> String {
         let mut seen = BTreeSet::from([g.root.as_str()]);
         walk(g, &g.root, edges, &nodes, upstream, "", &mut seen, &mut out);
     }
+    if g.hidden > 0 {
+        out.push_str(&format!(
+            "(some lineage may be hidden by the rules: this node may not read the contracts of {} product(s) in the catalog, which may be built on it)\n",
+            g.hidden
+        ));
+    }
     out
 }
 
@@ -180,6 +186,7 @@ mod tests {
             status: s,
         };
         Lineage {
+            hidden: 0,
             root: "sales/orders".into(),
             nodes: vec![
                 node("crm/customers", Some(Status::Deprecated)),
@@ -232,6 +239,15 @@ mod tests {
             root: "finance/revenue".into(),
             ..graph()
         });
+        assert!(!up.contains("hidden by the rules"));
+        let hidden = tree(&Lineage {
+            hidden: 2,
+            ..graph()
+        });
+        assert!(
+            hidden.contains("some lineage may be hidden by the rules: this node may not read the contracts of 2 product(s)"),
+            "{hidden}"
+        );
         assert!(
             up.contains("└── sales/orders@1.0.0 (active) [pinned to 0.9.0]"),
             "{up}"

@@ -179,6 +179,11 @@ pub struct Lineage {
     /// (`[[lineage]] manifest = "<hash>"`).
     #[serde(default)]
     pub pins: Vec<LineagePin>,
+    /// Products in the catalog whose contracts the node that drew the graph may
+    /// not read (the rules deny it their manifests): they may be built on these
+    /// products, and such edges are hidden from it.
+    #[serde(default)]
+    pub hidden: usize,
 }
 
 /// An upstream version a downstream product is pinned to.
@@ -278,6 +283,7 @@ pub fn lineage(root: &str, source: &impl LineageSource) -> Lineage {
     ids.sort();
     Lineage {
         pins,
+        hidden: 0,
         root: root.to_string(),
         nodes: ids
             .into_iter()

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use mesh_protocol::provider::PROVIDER_REFRESH_MS;
 
-use super::fetch::Fetcher;
+use super::fetch::{FetchError, Fetcher};
 use crate::clock::unix_now_ms;
 use crate::net::NetworkHandle;
 use crate::state::catalog::Catalog;
@@ -40,8 +40,14 @@ pub(crate) async fn prefetch_manifests(
     let work = stream.for_each_concurrent(PREFETCH_CONCURRENCY, |a| {
         let fetcher = fetcher.clone();
         async move {
-            if let Err(e) = fetcher.prefetch_manifest(&a).await {
-                tracing::debug!(product = %a.product, "manifest prefetch: {e}");
+            match fetcher.prefetch_manifest(&a).await {
+                Ok(()) => {}
+                // The rules keep its contract (and so its lineage) from this node.
+                Err(FetchError::Denied(e)) => {
+                    tracing::debug!(product = %a.product, "manifest prefetch denied: {e}");
+                    fetcher.catalog.note_unreadable(a.product.clone());
+                }
+                Err(e) => tracing::debug!(product = %a.product, "manifest prefetch: {e}"),
             }
         }
     });

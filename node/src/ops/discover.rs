@@ -321,7 +321,7 @@ pub(crate) async fn lineage_of(
             if newest_of(index, &root).is_none() {
                 return Err(DiscoverError::NotInCatalog(id));
             }
-            let graph = catalog.with_declared(|declared| {
+            let mut graph = catalog.with_declared(|declared| {
                 let source = CatalogSource {
                     index,
                     catalog: &catalog,
@@ -329,6 +329,7 @@ pub(crate) async fn lineage_of(
                 };
                 lineage(&root, &source)
             })?;
+            graph.hidden = catalog.unreadable_except(&id);
             Ok(graph)
         })?
     })
@@ -473,5 +474,22 @@ mod tests {
         publish(&catalog, &key, "clean", "2.0.0", &[]);
         assert_eq!(edges("sales/raw").await, vec![e("raw", "report")]);
         assert_eq!(edges("sales/clean").await, vec![]);
+        // A product whose contract the rules keep from this node: the graph says
+        // some lineage may be hidden, until its manifest is known after all.
+        let hidden = |root: &'static str| {
+            let catalog = catalog.clone();
+            async move {
+                lineage_of(&catalog, &root.parse().expect("id"))
+                    .await
+                    .expect("lineage")
+                    .hidden
+            }
+        };
+        assert_eq!(hidden("sales/raw").await, 0);
+        catalog.note_unreadable("sales/secret".parse().expect("id"));
+        assert_eq!(hidden("sales/raw").await, 1);
+        assert_eq!(hidden("sales/clean").await, 1);
+        publish(&catalog, &key, "secret", "1.0.0", &["raw"]);
+        assert_eq!(hidden("sales/raw").await, 0);
     }
 }

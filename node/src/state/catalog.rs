@@ -118,7 +118,13 @@ pub(crate) struct Catalog {
     declared: DeclaredIndex,
     /// The set of versions, summarised, for anti-entropy.
     digest: LoadedOnUse<Digest>,
+    /// Products whose manifests the rules deny this node (its lineage of them is
+    /// incomplete), at most [`MAX_UNREADABLE`].
+    unreadable: Arc<std::sync::Mutex<std::collections::HashSet<ProductId>>>,
 }
+
+/// Products remembered as unreadable, at most.
+const MAX_UNREADABLE: usize = 100_000;
 
 /// Sorts entries by product id, then version (the store's key order compares
 /// versions as text).
@@ -197,6 +203,7 @@ impl Catalog {
             index: AnnouncementIndex::default(),
             declared: DeclaredIndex::default(),
             digest: LoadedOnUse::default(),
+            unreadable: Arc::default(),
         }
     }
 
@@ -397,6 +404,10 @@ impl Catalog {
             signed.hash().as_bytes(),
             &signed.to_bytes(),
         )?;
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&m.id);
         self.declared.insert(m);
         self.changed();
         self.set_flags(
@@ -614,6 +625,21 @@ impl Catalog {
         limit: usize,
     ) -> Result<(Vec<Vec<u8>>, bool), StateError> {
         page_of(self.store.as_ref(), after, limit)
+    }
+
+    /// Notes that the rules deny this node `id`'s manifest: lineage drawn here
+    /// says that some may be hidden.
+    pub(crate) fn note_unreadable(&self, id: ProductId) {
+        let mut set = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() < MAX_UNREADABLE {
+            set.insert(id);
+        }
+    }
+
+    /// Products other than `except` whose manifests the rules deny this node.
+    pub(crate) fn unreadable_except(&self, except: &ProductId) -> usize {
+        let set = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        set.len() - usize::from(set.contains(except))
     }
 
     /// Makes everything written so far durable.

@@ -165,6 +165,7 @@ mod tests {
     #[test]
     fn upstream_is_drawn_left_downstream_right_and_pins_are_labelled() {
         let g = Lineage {
+            hidden: 0,
             root: "finance/revenue".into(),
             nodes: vec![
                 node("sales/orders", "1.4.0"),
@@ -206,6 +207,7 @@ mod tests {
     #[test]
     fn a_cycle_still_draws_every_product_once() {
         let g = Lineage {
+            hidden: 0,
             root: "a/x".into(),
             nodes: vec![node("a/x", "1.0.0"), node("b/y", "1.0.0")],
             edges: vec![("a/x".into(), "b/y".into()), ("b/y".into(), "a/x".into())],
@@ -218,6 +220,7 @@ mod tests {
     #[test]
     fn a_product_missing_from_the_catalog_is_drawn_without_a_link() {
         let g = Lineage {
+            hidden: 0,
             root: "a/x".into(),
             nodes: vec![node("a/x", "1.0.0")],
             edges: vec![("crm/customers".into(), "a/x".into())],
