@@ -158,7 +158,9 @@ pub struct PublishFacts {
 }
 
 impl ManifestDraft {
-    /// The schema as the manifest carries it.
+    /// The schema as the manifest carries it. A column without a classification of
+    /// its own has the product's (a public product's columns are public, not
+    /// `internal`).
     pub fn fields(&self) -> Vec<Field> {
         self.schema
             .iter()
@@ -167,7 +169,10 @@ impl ManifestDraft {
                 logical_type: f.logical_type,
                 required: f.required,
                 description: f.description.clone(),
-                classification: f.classification.unwrap_or(Classification::Internal),
+                classification: f
+                    .classification
+                    .or(self.classification)
+                    .unwrap_or(Classification::Internal),
                 unique: f.unique,
             })
             .collect()
@@ -318,5 +323,26 @@ impl ManifestDraft {
         } else {
             Err(errs)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_column_without_a_classification_has_the_products() {
+        let draft: ManifestDraft = toml::from_str(
+            "id = \"sales/open\"\nversion = \"1.0.0\"\ntitle = \"Open\"\nclassification = \"public\"\n[owner]\nteam = \"t\"\ncontact = \"t@x\"\n[[schema]]\nname = \"a\"\ntype = \"string\"\n[[schema]]\nname = \"b\"\ntype = \"string\"\nclassification = \"pii\"\n",
+        )
+        .unwrap();
+        let f = draft.fields();
+        assert_eq!(f[0].classification, Classification::Public);
+        assert_eq!(f[1].classification, Classification::Pii);
+        let unset: ManifestDraft = toml::from_str(
+            "id = \"sales/x\"\nversion = \"1.0.0\"\ntitle = \"X\"\n[owner]\nteam = \"t\"\ncontact = \"t@x\"\n[[schema]]\nname = \"a\"\ntype = \"string\"\n",
+        )
+        .unwrap();
+        assert_eq!(unset.fields()[0].classification, Classification::Internal);
     }
 }

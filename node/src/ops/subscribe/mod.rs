@@ -676,8 +676,13 @@ impl Follower {
 fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> SubscriptionView {
     let current = s.current().cloned();
     let newest_version = newest.map(|e| e.announcement.version.to_string());
+    // A stopped subscription (denied, moved) waits for nothing: its lag is the
+    // current version's, not a count of time since the newest was announced.
+    let stopped = !s.active();
     let lag_ms = match (&current, newest) {
         (Some(c), Some(n)) if c.version == n.announcement.version.to_string() => Some(c.lag_ms()),
+        (Some(c), _) if stopped => Some(c.lag_ms()),
+        (None, _) if stopped => None,
         (_, Some(n)) => Some(now_ms.saturating_sub(n.announcement.issued_at_ms)),
         (Some(c), None) => Some(c.lag_ms()),
         (None, None) => None,
@@ -707,5 +712,65 @@ fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> Subscrip
         lag_ms,
         kept: s.kept.iter().map(|k| k.version.clone()).collect(),
         history: s.history.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+    use mesh_protocol::manifest::{Classification, Status};
+
+    fn entry(version: &str, issued_at_ms: u64) -> CatalogEntry {
+        CatalogEntry {
+            announcement: mesh_protocol::Announcement {
+                format: ANNOUNCEMENT_FORMAT,
+                product: "sales/orders".parse().expect("id"),
+                version: version.parse().expect("version"),
+                manifest: ManifestHash::of(version.as_bytes()),
+                summary: Summary {
+                    title: "Orders".into(),
+                    status: Status::Active,
+                    classification: Classification::Internal,
+                    tags: vec![],
+                    owner_team: "sales".into(),
+                    size: 1,
+                    files: 1,
+                },
+                providers: vec![],
+                issued_at_ms,
+                publisher: mesh_protocol::KeyPair::generate().public(),
+            },
+            local: false,
+            flags: vec![],
+            health: None,
+            providers: vec![],
+        }
+    }
+
+    #[test]
+    fn a_stopped_subscriptions_lag_does_not_grow() {
+        let mut s = Subscription::new("sales/orders".parse().expect("id"), "/tmp/x".into(), 2, 0);
+        s.materialized(Materialized {
+            version: "1.0.0".into(),
+            manifest: "m".into(),
+            due_at_ms: 1_000,
+            materialized_at_ms: 1_500,
+            transferred_bytes: 1,
+            size: 1,
+            reused_bytes: 0,
+        });
+        let newer = entry("1.1.0", 2_000);
+        // Following: the newest has waited since its announcement.
+        assert_eq!(view(s.clone(), Some(&newer), 10_000).lag_ms, Some(8_000));
+        // Denied: it waits for nothing; the lag is the current version's.
+        s.set_state(
+            SubState::Denied {
+                reason: "revoked".into(),
+            },
+            3_000,
+        );
+        assert_eq!(view(s.clone(), Some(&newer), 10_000).lag_ms, Some(500));
+        assert_eq!(view(s, Some(&newer), 99_000).lag_ms, Some(500));
     }
 }
