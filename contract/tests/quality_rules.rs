@@ -208,6 +208,9 @@ fn data_that_breaks_the_rules_fails_each_one_with_its_measurement() {
         assert_eq!(s[failed].0, RuleState::Failed, "{failed}: {:?}", s[failed]);
     }
     assert_eq!(s["carriers_distinct_sql"].1, "1");
+    // A failed invalidValues rule names the first value it counted, and where.
+    let known = r.rules.iter().find(|o| o.rule == "carrier_known").unwrap();
+    assert_eq!(known.note, "first: \"A\" at shipments.csv row 3");
     assert_eq!(s["shipments_rows"].0, RuleState::Passed);
     assert_eq!(s["weight_missing"].1, "3 rows (100%)");
     assert_eq!(s["code_few_repeats"].1, "1 row (50%)");

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::hash::{Hash as _, Hasher};
 
-use mesh_protocol::manifest::{FieldQuality, LogicalType, RuleOutcome};
+use mesh_protocol::manifest::{FieldQuality, LogicalType, RuleOutcome, RuleState};
 
 use super::plan::{ColumnPlan, ObjectPlan};
 use super::rules::{unmeasured, Metric};
@@ -45,6 +45,8 @@ struct Column {
     duplicates_capped: bool,
     /// Per property rule, the rows it counted.
     counts: Vec<u64>,
+    /// Per property rule, the first value it counted and where.
+    firsts: Vec<Option<String>>,
     /// Whether repeats matter (unique, or a duplicateValues rule).
     track_repeats: bool,
 }
@@ -91,6 +93,7 @@ impl<'p> ObjectState<'p> {
                 duplicates: 0,
                 duplicates_capped: false,
                 counts: vec![0; c.rules.len()],
+                firsts: vec![None; c.rules.len()],
                 track_repeats: c.unique
                     || c.rules
                         .iter()
@@ -308,6 +311,9 @@ impl<'p> ObjectState<'p> {
                 let matches = pattern.as_ref().is_none_or(|re| re.is_match(&text));
                 if !(in_list && matches) {
                     st.counts[r] += 1;
+                    if st.firsts[r].is_none() {
+                        st.firsts[r] = Some(format!("{} at {file} row {row}", shown(&text)));
+                    }
                 }
             }
         }
@@ -427,7 +433,14 @@ impl<'p> ObjectState<'p> {
                         Some(Metric::Sql { .. }) | None => Err(String::new()),
                     }
                 };
-                out.push(r.outcome(&object, &c.name, measured, self.rows));
+                let mut outcome = r.outcome(&object, &c.name, measured, self.rows);
+                // A failure names the first value it counted.
+                if let (RuleState::Failed, Some(first)) = (outcome.state, &st.firsts[i]) {
+                    if outcome.note.is_empty() {
+                        outcome.note = format!("first: {first}");
+                    }
+                }
+                out.push(outcome);
             }
         }
         out
@@ -452,7 +465,6 @@ fn is_temporal(t: LogicalType) -> bool {
     )
 }
 
-/// The object's name as messages show it.
 /// Values that usually mark a missing value; one that is not declared as a null
 /// marker gets a hint saying how to declare it.
 const USUAL_MARKERS: [&str; 9] = [
@@ -470,6 +482,7 @@ fn marker_hint(value: &str) -> String {
     }
 }
 
+/// The object's name as messages show it.
 pub(crate) fn object_label(o: &ObjectPlan) -> String {
     if o.name.is_empty() {
         "schema".into()
