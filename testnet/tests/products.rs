@@ -337,6 +337,8 @@ fn an_odcs_contract_publishes_and_exports_back() {
         "order_id,customer_email,amount,ordered_at\n1,a@x.io,9.5,2026-11-27T08:00:00Z\n2,b@x.io,,\n",
     )
     .unwrap();
+    // Every object of the contract has data (order_lines declares no columns).
+    std::fs::write(dir.join("order_lines.csv"), "order_id,line\n1,1\n").unwrap();
     let out = net.nodes[0]
         .mesh(
             net.mesh_bin(),
