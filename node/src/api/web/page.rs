@@ -85,11 +85,12 @@ pub(super) fn error_page(status: StatusCode, title: &str, message: &str) -> Resp
 
 /// Bytes as people read them: `1.5 MB`.
 pub(super) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    // Binary units, as the CLI prints them: one product, one size, everywhere.
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
@@ -195,7 +196,8 @@ mod tests {
     #[test]
     fn sizes_dates_and_spans_read_as_people_write_them() {
         assert_eq!(size(999), "999 B");
-        assert_eq!(size(1_500_000), "1.5 MB");
+        assert_eq!(size(1_500_000), "1.4 MiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
         assert_eq!(date(0), "1970-01-01 00:00 UTC");
         assert_eq!(span(3 * 86_400), "3d");
         assert_eq!(ago(100, 40), "1 min ago");
