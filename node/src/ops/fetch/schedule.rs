@@ -321,7 +321,8 @@ impl ChunkFetch {
         batch: Vec<ChunkRef>,
     ) -> Result<(), FetchError> {
         let mut remaining = batch;
-        let mut failures = Vec::new();
+        // Each provider's last answer (retry rounds ask the same ones again).
+        let mut failures: Vec<(PeerId, String)> = Vec::new();
         let mut busy_retries = 0u32;
         let mut tried = std::collections::HashSet::new();
         let (mut unreachable, mut lacked, mut retry_rounds) = (Vec::new(), Vec::new(), 0u32);
@@ -409,12 +410,17 @@ impl ChunkFetch {
                 }
             };
             warn!(%peer, chunks = remaining.len(), first = %remaining[0].hash.short(), "{why}");
-            failures.push(format!("{peer}: {why}"));
+            failures.retain(|(p, _)| *p != peer);
+            failures.push((peer, why));
         }
+        let reasons: Vec<String> = failures
+            .iter()
+            .map(|(peer, why)| format!("{peer}: {why}"))
+            .collect();
         Err(FetchError::Unavailable(format!(
             "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
             remaining[0].hash.short(),
-            if failures.is_empty() { "no usable provider".to_string() } else { failures.join("; ") }
+            if reasons.is_empty() { "no usable provider".to_string() } else { reasons.join("; ") }
         )))
     }
 
