@@ -23,6 +23,7 @@ pub(crate) fn subscribe(home: &Path, a: SubscribeArgs, json: bool) -> anyhow::Re
         product: a.product.clone(),
         out,
         keep: a.keep,
+        skip_flagged: a.skip_flagged,
     })?;
     if a.wait {
         let started = Instant::now();

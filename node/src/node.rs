@@ -273,8 +273,12 @@ impl Node {
         product: ProductId,
         out: PathBuf,
         keep: usize,
+        skip_flagged: bool,
     ) -> Result<SubscriptionView, NodeError> {
-        self.parts.follower.subscribe(product, out, keep).await
+        self.parts
+            .follower
+            .subscribe(product, out, keep, skip_flagged)
+            .await
     }
 
     /// Stops following `product` (its folders stay).

@@ -153,6 +153,46 @@ fn quality_rules_refuse_or_travel_with_the_version() {
         assert!(stdout.contains(line), "{line:?} not in:\n{stdout}");
     }
 
+    // Node 1 follows the product but passes over flagged versions.
+    let followed = net.root().join("shipments-copy");
+    let sub = net.nodes[1]
+        .mesh(
+            net.mesh_bin(),
+            &[
+                "subscribe",
+                "sales/shipments",
+                "-o",
+                followed.to_str().unwrap(),
+                "--skip-flagged",
+                "--wait",
+            ],
+        )
+        .unwrap();
+    assert!(
+        sub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+    // Node 0 follows it without skipping: the flagged version becomes its current.
+    let plain = net.root().join("shipments-plain");
+    let sub = net.nodes[0]
+        .mesh(
+            net.mesh_bin(),
+            &[
+                "subscribe",
+                "sales/shipments",
+                "-o",
+                plain.to_str().unwrap(),
+                "--wait",
+            ],
+        )
+        .unwrap();
+    assert!(
+        sub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+
     // Under warn, data that fails a rule publishes; the outcome travels with it.
     set_quality(&net, QualityEnforcement::Warn);
     let v2 = std::fs::read_to_string(&contract)
@@ -197,6 +237,30 @@ fn quality_rules_refuse_or_travel_with_the_version() {
         }))
     })
     .unwrap();
+    // Once node 0's plain subscription took 1.0.1, the one that skips flagged
+    // versions is still on 1.0.0.
+    wait_until("node 0's subscription to take 1.0.1", DEADLINE, || {
+        Ok(net.nodes[0]
+            .client()?
+            .subscriptions()?
+            .iter()
+            .any(|s| s.product == "sales/shipments" && s.current.as_deref() == Some("1.0.1")))
+    })
+    .unwrap();
+    let view = net.nodes[1]
+        .client()
+        .unwrap()
+        .subscriptions()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.product == "sales/shipments")
+        .unwrap();
+    assert!(view.skip_flagged);
+    assert_eq!(view.current.as_deref(), Some("1.0.0"), "{view:?}");
+    assert_eq!(
+        std::fs::read_link(followed.join("current")).unwrap(),
+        std::path::Path::new("1.0.0")
+    );
     let out = net.nodes[1]
         .mesh(net.mesh_bin(), &["show", "sales/shipments"])
         .unwrap();

@@ -94,6 +94,11 @@ pub(crate) struct SubscribeArgs {
     /// or failing), printing its state.
     #[arg(long)]
     pub(crate) wait: bool,
+    /// Pass over versions the policy flags (published in warn mode with broken
+    /// data or failed rules, or breaking a rule): `current` stays on the newest
+    /// unflagged version.
+    #[arg(long)]
+    pub(crate) skip_flagged: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,10 @@ pub(super) async fn subscribe(
     Json(body): Json<SubscribeBody>,
 ) -> Result<Json<SubscriptionView>, NodeError> {
     let id = super::parse_product(&body.product)?;
-    Ok(Json(node.subscribe(id, body.out, body.keep).await?))
+    Ok(Json(
+        node.subscribe(id, body.out, body.keep, body.skip_flagged)
+            .await?,
+    ))
 }
 
 /// `POST /v1/subscriptions/remove`.

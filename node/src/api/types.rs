@@ -182,6 +182,11 @@ pub struct SubscribeBody {
     /// Versions to keep materialized (default 2).
     #[serde(default = "default_keep")]
     pub keep: usize,
+    /// Pass over versions the policy flags (published in warn mode with broken
+    /// data or failed rules, or breaking a rule): `current` stays on the newest
+    /// unflagged one.
+    #[serde(default)]
+    pub skip_flagged: bool,
 }
 
 fn default_keep() -> usize {

@@ -399,6 +399,11 @@ impl Catalog {
         signed: &Signed<Manifest>,
         m: &Manifest,
     ) -> Result<(), StateError> {
+        // Flags first: a reader that finds the manifest finds its flags too.
+        self.set_flags(
+            &entry_key(&m.id, &m.version),
+            &self.governance.violations(m),
+        )?;
         self.store.put(
             Tree::Manifests,
             signed.hash().as_bytes(),
@@ -410,10 +415,7 @@ impl Catalog {
             .remove(&m.id);
         self.declared.insert(m);
         self.changed();
-        self.set_flags(
-            &entry_key(&m.id, &m.version),
-            &self.governance.violations(m),
-        )
+        Ok(())
     }
 
     fn flags(&self, key: &[u8]) -> Result<Vec<Violation>, StateError> {

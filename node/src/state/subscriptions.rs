@@ -173,6 +173,9 @@ pub(crate) struct Subscription {
     /// one being fetched): only these are ever removed.
     #[serde(default)]
     pub(crate) made: Vec<Made>,
+    /// Versions the policy flags are passed over.
+    #[serde(default)]
+    pub(crate) skip_flagged: bool,
 }
 
 impl Subscription {
@@ -190,6 +193,7 @@ impl Subscription {
             history: VecDeque::new(),
             dir: None,
             made: Vec::new(),
+            skip_flagged: false,
         }
     }
 

@@ -118,6 +118,7 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
             product: p.clone(),
             out: outs[i].clone(),
             keep: KEEP,
+            skip_flagged: false,
         })?;
     }
     wait_current(&net, &subs, 0, opts.deadline)?;

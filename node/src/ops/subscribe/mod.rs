@@ -67,6 +67,9 @@ pub struct SubscriptionView {
     pub lag_ms: Option<u64>,
     /// The versions materialized and kept, oldest first.
     pub kept: Vec<String>,
+    /// Whether versions the policy flags are passed over.
+    #[serde(default)]
+    pub skip_flagged: bool,
     /// Recent materializations with their lags, oldest first.
     pub history: Vec<Materialized>,
 }
@@ -147,6 +150,7 @@ impl Follower {
         product: ProductId,
         out: PathBuf,
         keep: usize,
+        skip_flagged: bool,
     ) -> Result<SubscriptionView, NodeError> {
         if !out.is_absolute() {
             return Err(NodeError::BadRequest(format!(
@@ -193,6 +197,7 @@ impl Follower {
                 sub.made.clear();
             }
             sub.dir = Some(layout.id());
+            sub.skip_flagged = skip_flagged;
             if !book.put(&sub)? {
                 return Err(NodeError::BadRequest(format!(
                     "this node follows {} products already, the most it keeps; unsubscribe from one first",
@@ -437,10 +442,10 @@ impl Follower {
             self.governance.clone(),
             self.fetcher.clone(),
         );
-        let id = sub.product.clone();
+        let (id, skip_flagged) = (sub.product.clone(), sub.skip_flagged);
         let cached = manifests.get(&sub.product).cloned();
         let (newest, manifest, denial) = blocking(move || {
-            let Some(entry) = catalog.get(&id, None)? else {
+            let Some(entry) = newest_to_follow(&catalog, &id, skip_flagged)? else {
                 return Ok::<_, NodeError>((None, None, None));
             };
             let hash = entry.announcement.manifest;
@@ -672,6 +677,35 @@ impl Follower {
     }
 }
 
+/// The newest version of `id` a subscription follows: the newest, or with
+/// `skip_flagged` the newest the policy does not flag.
+fn newest_to_follow(
+    catalog: &Catalog,
+    id: &ProductId,
+    skip_flagged: bool,
+) -> Result<Option<CatalogEntry>, NodeError> {
+    if !skip_flagged {
+        return Ok(catalog.get(id, None)?);
+    }
+    let mut versions: Vec<semver::Version> = catalog
+        .versions_of(id)?
+        .into_iter()
+        .map(|a| a.version)
+        .collect();
+    versions.sort_by(|a, b| b.cmp(a));
+    for v in versions {
+        let Some(entry) = catalog.get(id, Some(&v))? else {
+            continue;
+        };
+        // Judged only once its manifest is known (its flags are set with it).
+        let judged = catalog.manifest(&entry.announcement.manifest)?.is_some();
+        if judged && entry.flags.is_empty() {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
 /// The view of `s`, with the catalog's newest version of its product.
 fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> SubscriptionView {
     let current = s.current().cloned();
@@ -711,6 +745,7 @@ fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> Subscrip
         newest: newest_version,
         lag_ms,
         kept: s.kept.iter().map(|k| k.version.clone()).collect(),
+        skip_flagged: s.skip_flagged,
         history: s.history.into_iter().collect(),
     }
 }
