@@ -55,3 +55,31 @@ fn governance_with_publisher(
     let governance = super::governance::Governance::load(store.clone()).expect("governance");
     (store, governance)
 }
+
+/// `sales/orders@version`, announced at `at` by `publisher` (unsigned).
+pub(crate) fn orders_announcement(
+    publisher: &mesh_protocol::KeyPair,
+    version: &str,
+    at: u64,
+) -> mesh_protocol::Announcement {
+    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
+    use mesh_protocol::manifest::{Classification, Status};
+    mesh_protocol::Announcement {
+        format: ANNOUNCEMENT_FORMAT,
+        product: "sales/orders".parse().expect("product"),
+        version: version.parse().expect("version"),
+        manifest: mesh_protocol::ManifestHash::of(version.as_bytes()),
+        summary: Summary {
+            title: "Orders".into(),
+            status: Status::Active,
+            classification: Classification::Internal,
+            tags: vec![],
+            owner_team: "sales".into(),
+            size: 1,
+            files: 1,
+        },
+        providers: vec![libp2p::PeerId::random().to_string()],
+        issued_at_ms: at,
+        publisher: publisher.public(),
+    }
+}

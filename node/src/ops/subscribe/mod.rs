@@ -753,29 +753,11 @@ fn view(s: Subscription, newest: Option<&CatalogEntry>, now_ms: u64) -> Subscrip
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
-    use mesh_protocol::manifest::{Classification, Status};
 
     fn entry(version: &str, issued_at_ms: u64) -> CatalogEntry {
+        let key = mesh_protocol::KeyPair::generate();
         CatalogEntry {
-            announcement: mesh_protocol::Announcement {
-                format: ANNOUNCEMENT_FORMAT,
-                product: "sales/orders".parse().expect("id"),
-                version: version.parse().expect("version"),
-                manifest: ManifestHash::of(version.as_bytes()),
-                summary: Summary {
-                    title: "Orders".into(),
-                    status: Status::Active,
-                    classification: Classification::Internal,
-                    tags: vec![],
-                    owner_team: "sales".into(),
-                    size: 1,
-                    files: 1,
-                },
-                providers: vec![],
-                issued_at_ms,
-                publisher: mesh_protocol::KeyPair::generate().public(),
-            },
+            announcement: crate::state::fixtures::orders_announcement(&key, version, issued_at_ms),
             local: false,
             flags: vec![],
             health: None,

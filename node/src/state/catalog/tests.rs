@@ -1,8 +1,6 @@
 //! Unit tests of how the catalog takes offered announcements.
 
 use super::*;
-use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
-use mesh_protocol::manifest::{Classification, Status};
 use mesh_protocol::policy::{Council, DomainEntry};
 use mesh_protocol::{DomainName, KeyPair, Policy};
 
@@ -59,24 +57,7 @@ fn setup() -> Setup {
 
 /// `sales/orders@version`, announced at `at` and signed by `key`.
 fn announcement(key: &KeyPair, version: &str, at: u64) -> Vec<u8> {
-    let a = Announcement {
-        format: ANNOUNCEMENT_FORMAT,
-        product: "sales/orders".parse().expect("product"),
-        version: version.parse().expect("version"),
-        manifest: ManifestHash::of(version.as_bytes()),
-        summary: Summary {
-            title: "Orders".into(),
-            status: Status::Active,
-            classification: Classification::Internal,
-            tags: vec![],
-            owner_team: "sales".into(),
-            size: 1,
-            files: 1,
-        },
-        providers: vec![libp2p::PeerId::random().to_string()],
-        issued_at_ms: at,
-        publisher: key.public(),
-    };
+    let a = crate::state::fixtures::orders_announcement(key, version, at);
     Signed::sign(&a, key).to_bytes()
 }
 
