@@ -318,6 +318,24 @@ fn killed_node_leaves_the_others_serving_and_fetching() {
         net.knows(0, "sales/orders", "1.0.0").unwrap(),
         "acknowledged publish survives kill -9"
     );
+    // A product published right after the restart reaches the others by gossip,
+    // or at worst within a round of digest asks (2 s per connected peer); it once
+    // took a minute, until the next full anti-entropy pass.
+    let published = std::time::Instant::now();
+    publish_orders(&net, 0, "sales/after-restart", "1.0.0", 100, 11);
+    for i in [1, 2] {
+        net.wait_product(
+            i,
+            "sales/after-restart",
+            "1.0.0",
+            std::time::Duration::from_secs(20),
+        )
+        .unwrap();
+    }
+    println!(
+        "published after a restart: on every node after {} ms",
+        published.elapsed().as_millis()
+    );
 }
 
 /// Regression: a node whose own stored chunk was corrupted could never fetch that
