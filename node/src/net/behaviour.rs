@@ -32,6 +32,10 @@ pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// How long a transfer request may take before it fails.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The mesh's Kademlia protocol: only peers that speak it go into the routing
+/// table.
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/mesh/kad/1");
+
 /// Concurrent inbound plus outbound transfer streams per connection.
 pub(crate) const MAX_STREAMS_PER_CONNECTION: usize = 64;
 
@@ -258,7 +262,7 @@ pub(crate) fn build_swarm(
             let mut kad = kad::Behaviour::with_config(
                 peer_id,
                 kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(StreamProtocol::new("/mesh/kad/1")),
+                kad::Config::new(KAD_PROTOCOL),
             );
             kad.set_mode(kad_mode(config));
             let transfer = request_response::Behaviour::with_codec(

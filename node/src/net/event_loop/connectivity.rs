@@ -10,12 +10,18 @@ use tracing::{debug, info, warn};
 use super::EventLoop;
 use crate::clock::unix_now_ms;
 use crate::net::addr::{is_relayed, transport_of};
-use crate::net::behaviour::MeshBehaviourEvent;
+use crate::net::behaviour::{MeshBehaviourEvent, KAD_PROTOCOL};
+use crate::net::scoring::GRAYLIST_THRESHOLD;
 
 /// Unconnected replicas dialled per tick, at most.
 const REPLICA_DIALS_PER_TICK: usize = 4;
 /// With discovery, connect to replicas while fewer peers than this are connected.
 const MAX_AUTO_CONNECTIONS: usize = 64;
+
+/// How long a graylisted peer is kept out after it is disconnected.
+const BAN: std::time::Duration = std::time::Duration::from_secs(600);
+/// Peers kept out at once, at most.
+const MAX_BANNED: usize = 1024;
 
 impl EventLoop {
     /// Handles the swarm events about addresses, reachability, relays and hole
@@ -126,7 +132,11 @@ impl EventLoop {
                 let offers_hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
                 self.reach
                     .identified(peer_id, offers_hop, &info.listen_addrs);
-                if self.discovery {
+                // Only peers that speak the mesh's DHT go into its routing table
+                // (a foreign client's addresses were handed out to every peer that
+                // asked, long after it left).
+                let dht_peer = info.protocols.contains(&KAD_PROTOCOL);
+                if self.discovery && dht_peer {
                     for addr in info.listen_addrs.into_iter().take(16) {
                         if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                             kad.add_address(&peer_id, addr);
@@ -160,6 +170,43 @@ impl EventLoop {
     /// connection on the same address pair lingers in TIME_WAIT (about 60 s); every
     /// redial in that window would fail the same way, so a peer that got this
     /// answer is dialled from a fresh port until it connects.
+    /// Disconnects `peer` if its gossip score is below the graylist (checked as
+    /// its invalid messages are rejected: a flooder's score climbs back within
+    /// seconds, which let a steady flood try again every few seconds) and keeps it
+    /// out for [`BAN`].
+    pub(super) fn disconnect_if_graylisted(&mut self, peer: PeerId) {
+        let low = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .peer_score(&peer)
+            .is_some_and(|s| s < GRAYLIST_THRESHOLD);
+        if !low {
+            return;
+        }
+        let now = std::time::Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(peer, now + BAN);
+        }
+        warn!(%peer, "disconnecting a graylisted peer; kept out for {} s", BAN.as_secs());
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Whether `peer` is kept out (recently graylisted): its new connection is
+    /// closed at once.
+    pub(super) fn keep_out(&mut self, peer: PeerId) -> bool {
+        let banned = self
+            .banned
+            .get(&peer)
+            .is_some_and(|until| *until > std::time::Instant::now());
+        if banned {
+            debug!(%peer, "closing a connection from a peer kept out");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        banned
+    }
+
     pub(super) fn redial_configured(&mut self) {
         for (peer, addr) in self.bootstrap.clone() {
             if self.swarm.is_connected(&peer) {

@@ -71,6 +71,9 @@ pub(crate) struct EventLoop {
     syncing: HashMap<OutboundRequestId, SyncState>,
     /// Digest asks of anti-entropy.
     entropy: AntiEntropy,
+    /// Peers disconnected for a gossip score below the graylist, and until when
+    /// they are kept out.
+    banned: HashMap<PeerId, std::time::Instant>,
     /// Reads done on the blocking pool, back to be sent.
     responses_tx: mpsc::Sender<Answer>,
     responses_rx: mpsc::Receiver<Answer>,
@@ -166,6 +169,7 @@ impl EventLoop {
             pending: HashMap::new(),
             syncing: HashMap::new(),
             entropy: AntiEntropy::default(),
+            banned: HashMap::new(),
             responses_tx,
             responses_rx,
             admission: Admission::new(config.limits.clone(), metrics),
@@ -372,6 +376,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
+                if self.keep_out(peer_id) {
+                    return;
+                }
                 let first = self
                     .connections
                     .connected(peer_id, connection_id, Conn::of(&endpoint));
@@ -423,6 +430,10 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if acceptance == gossipsub::MessageAcceptance::Reject {
+                    // Its score drops now, and climbs back within seconds.
+                    self.disconnect_if_graylisted(propagation_source);
+                }
                 if follow_up == FollowUp::PullPolicies {
                     self.start_sync(propagation_source, false);
                 }
