@@ -563,6 +563,11 @@ impl Catalog {
     /// The catalog's digest, built from the store's keys the first time (a scan of
     /// the whole tree: warm it off the event loop).
     pub(crate) fn digest(&self) -> Result<CatalogDigest, StateError> {
+        self.with_tally(Digest::get)
+    }
+
+    /// `f` over the catalog's tally, built from the store's keys the first time.
+    fn with_tally<R>(&self, f: impl FnOnce(&Digest) -> R) -> Result<R, StateError> {
         self.digest.read(
             || {
                 let mut d = Digest::default();
@@ -573,7 +578,7 @@ impl Catalog {
                 })?;
                 Ok(d)
             },
-            Digest::get,
+            f,
         )
     }
 
@@ -589,10 +594,7 @@ impl Catalog {
         if limits == Default::default() {
             return Ok(());
         }
-        self.digest()?;
-        self.digest
-            .peek(|d| d.admits(&limits, domain.as_str(), issued_at_ms))
-            .unwrap_or(Ok(()))
+        self.with_tally(|d| d.admits(&limits, domain.as_str(), issued_at_ms))?
             .map_err(OfferError::OverLimit)
     }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use mesh_protocol::manifest::{Manifest, RuleState};
 use mesh_protocol::rules::Decision;
-use mesh_protocol::{ProductId, ProductRef};
+use mesh_protocol::{Announcement, ProductId, ProductRef};
 use serde::Deserialize;
 
 use super::context::{PageError, PageQuery, WebState};
@@ -81,23 +81,13 @@ pub(super) async fn page(
     let title = format!("{}@{}", a.product, a.version);
     let manifest_error = manifest.as_ref().err().map(|e| e.to_string());
     let manifest = manifest.ok();
-    let fetch_cmd = format!(
-        "mesh fetch {}@{} -o {}",
-        a.product,
-        a.version,
-        a.product.name()
-    );
-    // Only offered where the rules let a reader with no registered identity fetch.
+    // The one-shot command only where the rules let a reader with no registered
+    // identity fetch.
     let anonymous = manifest.as_ref().map(|m| s.node.anonymous_fetch(m));
-    let oneshot = status.listen.first().map(|addr| {
-        format!(
-            "mesh fetch {}@{} -o {} --genesis genesis.json --bootstrap {addr}/p2p/{}",
-            a.product,
-            a.version,
-            a.product.name(),
-            status.peer_id
-        )
-    });
+    let listen = status
+        .listen
+        .first()
+        .map(|addr| format!("{addr}/p2p/{}", status.peer_id));
     let body = html! {
         p.crumbs { a href="/products" { "Products" } " / " a href={ "/domains/" (a.product.domain()) } { (a.product.domain()) } " / " (a.product.name()) }
         h1 { (a.summary.title) }
@@ -122,29 +112,7 @@ pub(super) async fn page(
                 ul { @for f in &entry.flags { li { strong { (f.rule) } ": " (f.reason) " (policy " (f.policy_version) ")" } } }
             }
         }
-        section.get {
-            h2 { "Get it" }
-            p { "With a node of your domain running:" }
-            pre { code { (fetch_cmd) } }
-            @match (&oneshot, &anonymous) {
-                (Some(cmd), Some(Decision::Allow)) => {
-                    p { "Without a node (a one-shot fetch through this node, with the mesh's genesis policy file):" }
-                    pre { code { (cmd) } }
-                }
-                (_, Some(Decision::Deny { rule, reason })) => {
-                    p.muted {
-                        "Not readable without a node of a domain the rules admit (rule " code { (rule) } ": " (reason) "). "
-                        "From a node of your domain: " code { "mesh access request " (a.product) " --reason \"...\"" }
-                    }
-                }
-                _ => {}
-            }
-            p {
-                a.button href={ "/products/" (a.product) "/contract.yaml?version=" (a.version) } download { "Download the contract (ODCS YAML)" }
-                " · " (page::size(a.summary.size)) " in " (a.summary.files) " file(s)"
-                " · manifest " code title=(a.manifest.to_string()) { (a.manifest.short()) }
-            }
-        }
+        (get_it(a, listen.as_deref(), anonymous.as_ref()))
         @if let Some(m) = &manifest {
             (schema(m))
             (quality(m))
@@ -172,6 +140,43 @@ pub(super) async fn page(
         }
     };
     Ok(respond(layout(&title, Nav::Products, "", body)))
+}
+
+/// "Get it": the fetch command, the one-shot command where the rules let an
+/// anonymous reader fetch (else the rule and how to ask for access), and the
+/// contract to download. `listen` is this node's address for `--bootstrap`.
+fn get_it(a: &Announcement, listen: Option<&str>, anonymous: Option<&Decision>) -> Markup {
+    let fetch_cmd = format!(
+        "mesh fetch {}@{} -o {}",
+        a.product,
+        a.version,
+        a.product.name()
+    );
+    html! {
+        section.get {
+            h2 { "Get it" }
+            p { "With a node of your domain running:" }
+            pre { code { (fetch_cmd) } }
+            @match (listen, anonymous) {
+                (Some(addr), Some(Decision::Allow)) => {
+                    p { "Without a node (a one-shot fetch through this node, with the mesh's genesis policy file):" }
+                    pre { code { (fetch_cmd) " --genesis genesis.json --bootstrap " (addr) } }
+                }
+                (_, Some(Decision::Deny { rule, reason })) => {
+                    p.muted {
+                        "Not readable without a node of a domain the rules admit (rule " code { (rule) } ": " (reason) "). "
+                        "From a node of your domain: " code { "mesh access request " (a.product) " --reason \"...\"" }
+                    }
+                }
+                _ => {}
+            }
+            p {
+                a.button href={ "/products/" (a.product) "/contract.yaml?version=" (a.version) } download { "Download the contract (ODCS YAML)" }
+                " · " (page::size(a.summary.size)) " in " (a.summary.files) " file(s)"
+                " · manifest " code title=(a.manifest.to_string()) { (a.manifest.short()) }
+            }
+        }
+    }
 }
 
 fn schema(m: &Manifest) -> Markup {

@@ -126,24 +126,7 @@ impl EventLoop {
                 peer_id,
                 info,
                 ..
-            })) => {
-                self.connections
-                    .identified(&peer_id, &info.listen_addrs, &info.agent_version);
-                let offers_hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
-                self.reach
-                    .identified(peer_id, offers_hop, &info.listen_addrs);
-                // Only peers that speak the mesh's DHT go into its routing table
-                // (a foreign client's addresses were handed out to every peer that
-                // asked, long after it left).
-                let dht_peer = info.protocols.contains(&KAD_PROTOCOL);
-                if self.discovery && dht_peer {
-                    for addr in info.listen_addrs.into_iter().take(16) {
-                        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
-                            kad.add_address(&peer_id, addr);
-                        }
-                    }
-                }
-            }
+            })) => self.on_identified(peer_id, info),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
@@ -170,6 +153,26 @@ impl EventLoop {
     /// connection on the same address pair lingers in TIME_WAIT (about 60 s); every
     /// redial in that window would fail the same way, so a peer that got this
     /// answer is dialled from a fresh port until it connects.
+    /// What identify reports of a peer: its listen addresses, agent and relay
+    /// role; only peers that speak the mesh's DHT go into its routing table (a
+    /// foreign client's addresses were handed out to every peer that asked, long
+    /// after it left).
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        self.connections
+            .identified(&peer_id, &info.listen_addrs, &info.agent_version);
+        let offers_hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+        self.reach
+            .identified(peer_id, offers_hop, &info.listen_addrs);
+        let dht_peer = info.protocols.contains(&KAD_PROTOCOL);
+        if self.discovery && dht_peer {
+            for addr in info.listen_addrs.into_iter().take(16) {
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    kad.add_address(&peer_id, addr);
+                }
+            }
+        }
+    }
+
     /// Disconnects `peer` if its gossip score is below the graylist (checked as
     /// its invalid messages are rejected: a flooder's score climbs back within
     /// seconds, which let a steady flood try again every few seconds) and keeps it
