@@ -1,14 +1,12 @@
 //! `mesh contract lint`: the problems of a contract, each with its field path,
 //! before anything is published.
 //!
-//! Three sources: the standard's structural rules (the required fields of the
-//! ODCS v3.1.0 JSON Schema, its enums, and for v3.1.0 its closed key sets at the
-//! top level, in schema objects and in properties); mesh's own (a semver
-//! `version`, object and property names unique, what [`super::import`] refuses);
-//! and every check the data will get ([`crate::quality::Plan`]: quality rules
-//! and `logicalTypeOptions` that cannot run). This is a hand-written subset of
-//! the JSON Schema, not a validator of it: `scripts/odcs-examples` runs the
-//! official schema over mesh's exports.
+//! Three sources: the standard's own JSON Schema of the contract's `apiVersion`
+//! (v3.0.0 to v3.1.0, shipped with the binary: [`super::standard`]); mesh's own
+//! rules (a semver `version`, object and property names unique, what
+//! [`super::import`] refuses); and every check the data will get
+//! ([`crate::quality::Plan`]: quality rules and `logicalTypeOptions` that cannot
+//! run).
 
 use std::collections::BTreeSet;
 
@@ -26,94 +24,6 @@ pub struct Lint {
     pub notes: Vec<String>,
 }
 
-const TOP_REQUIRED: [&str; 5] = ["version", "apiVersion", "kind", "id", "status"];
-const TOP_KEYS: [&str; 22] = [
-    "version",
-    "kind",
-    "apiVersion",
-    "id",
-    "name",
-    "tenant",
-    "tags",
-    "status",
-    "servers",
-    "dataProduct",
-    "description",
-    "domain",
-    "schema",
-    "support",
-    "price",
-    "team",
-    "roles",
-    "slaDefaultElement",
-    "slaProperties",
-    "authoritativeDefinitions",
-    "customProperties",
-    "contractCreatedTs",
-];
-const OBJECT_KEYS: [&str; 14] = [
-    "authoritativeDefinitions",
-    "businessName",
-    "customProperties",
-    "dataGranularityDescription",
-    "description",
-    "id",
-    "logicalType",
-    "name",
-    "physicalName",
-    "physicalType",
-    "properties",
-    "quality",
-    "relationships",
-    "tags",
-];
-const PROPERTY_KEYS: [&str; 28] = [
-    "authoritativeDefinitions",
-    "businessName",
-    "classification",
-    "criticalDataElement",
-    "customProperties",
-    "description",
-    "encryptedName",
-    "examples",
-    "id",
-    "items",
-    "logicalType",
-    "logicalTypeOptions",
-    "name",
-    "partitionKeyPosition",
-    "partitioned",
-    "physicalName",
-    "physicalType",
-    "primaryKey",
-    "primaryKeyPosition",
-    "properties",
-    "quality",
-    "relationships",
-    "required",
-    "tags",
-    "transformDescription",
-    "transformLogic",
-    "transformSourceObjects",
-    "unique",
-];
-const DIMENSIONS: [&str; 14] = [
-    "accuracy",
-    "completeness",
-    "conformity",
-    "consistency",
-    "coverage",
-    "timeliness",
-    "uniqueness",
-    "ac",
-    "cp",
-    "cf",
-    "cs",
-    "cv",
-    "tm",
-    "uq",
-];
-
 /// Lints a contract (YAML or JSON). `default_domain` is the domain a contract
 /// without one is published for, if known.
 pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
@@ -126,29 +36,7 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
             return l;
         }
     };
-    let strict = doc.get("apiVersion").and_then(Value::as_str) == Some("v3.1.0");
-    for k in TOP_REQUIRED {
-        if !doc.contains_key(k) {
-            l.errors.push(format!("{k}: required by ODCS"));
-        }
-    }
-    if let Some(v) = doc.get("apiVersion").and_then(Value::as_str) {
-        if !API_VERSIONS.contains(&v) {
-            l.errors.push(format!(
-                "apiVersion: {v:?} is not one of {}",
-                API_VERSIONS.join(", ")
-            ));
-        }
-    }
-    if let Some(k) = doc
-        .get("kind")
-        .filter(|k| k.as_str() != Some("DataContract"))
-    {
-        l.errors.push(format!("kind: {k} must be DataContract"));
-    }
-    if strict {
-        unknown(&mut l, &doc, "", &TOP_KEYS);
-    }
+    standard(&mut l, &doc);
     if let Some(v) = doc.get("version") {
         let text = super::text(v).unwrap_or_default();
         if semver::Version::parse(&text).is_err() {
@@ -157,27 +45,13 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
             ));
         }
     }
-    required_in_list(&mut l, &doc, "servers", &["server", "type"]);
-    required_in_list(&mut l, &doc, "support", &["channel"]);
-    required_in_list(&mut l, &doc, "roles", &["role"]);
-    required_in_list(&mut l, &doc, "slaProperties", &["property", "value"]);
-    match doc.get("team") {
-        Some(Value::Array(_)) => {
-            required_in_list(&mut l, &doc, "team", &["username"]);
-            if strict {
-                l.notes.push(
-                    "team: a list of members is deprecated in v3.1.0; use {name, members}".into(),
-                );
-            }
-        }
-        Some(Value::Object(t)) => required_in_list(&mut l, t, "members", &["username"]),
-        Some(other) => l.errors.push(format!(
-            "team: {other} must be a mapping (v3.1) or a list (v3.0)"
-        )),
-        None => {}
+    if doc.get("apiVersion").and_then(Value::as_str) == Some("v3.1.0")
+        && doc.get("team").is_some_and(Value::is_array)
+    {
+        l.notes
+            .push("team: a list of members is deprecated in v3.1.0; use {name, members}".into());
     }
-    walk_custom(&mut l, &Value::Object(doc.clone()), String::new());
-    schema(&mut l, &doc, strict);
+    unique_names(&mut l, &doc);
     // What import refuses (domain, product name), and its notes.
     match import(yaml, default_domain) {
         Ok(i) => l.notes.extend(i.notes),
@@ -204,74 +78,26 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
     l
 }
 
-fn unknown(l: &mut Lint, m: &Map<String, Value>, at: &str, known: &[&str]) {
-    for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
-        let path = if at.is_empty() {
-            k.clone()
-        } else {
-            format!("{at}.{k}")
-        };
-        l.errors.push(format!(
-            "{path}: not a field of ODCS v3.1.0 here (custom data goes in customProperties)"
-        ));
-    }
-}
-
-fn required_in_list(l: &mut Lint, m: &Map<String, Value>, key: &str, required: &[&str]) {
-    let Some(v) = m.get(key) else { return };
-    let Some(list) = v.as_array() else {
-        l.errors.push(format!("{key}: must be a list"));
+/// The official schema of the contract's `apiVersion`.
+fn standard(l: &mut Lint, doc: &Map<String, Value>) {
+    let versions = API_VERSIONS.join(", ");
+    let Some(version) = doc.get("apiVersion") else {
+        l.errors
+            .push(format!("apiVersion: required by ODCS; one of {versions}"));
         return;
     };
-    for (i, item) in list.iter().enumerate() {
-        match item.as_object() {
-            None => l.errors.push(format!("{key}[{i}]: must be a mapping")),
-            Some(o) => {
-                for r in required {
-                    if !o.contains_key(*r) {
-                        l.errors.push(format!("{key}[{i}].{r}: required by ODCS"));
-                    }
-                }
-            }
-        }
+    let name = version.as_str().unwrap_or_default();
+    match super::standard::problems(&Value::Object(doc.clone()), name) {
+        Some(p) => l.errors.extend(p),
+        None => l.errors.push(format!(
+            "apiVersion: {version} is not one of {versions}, the versions whose official schema mesh checks against"
+        )),
     }
 }
 
-/// `customProperties` anywhere: each needs `property` and `value`.
-fn walk_custom(l: &mut Lint, v: &Value, at: String) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let path = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                if k == "customProperties" {
-                    if let Some(list) = v.as_array() {
-                        for (i, p) in list.iter().enumerate() {
-                            for r in ["property", "value"] {
-                                if p.get(r).is_none() {
-                                    l.errors.push(format!("{path}[{i}].{r}: required by ODCS"));
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    walk_custom(l, v, path);
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, v) in a.iter().enumerate() {
-                walk_custom(l, v, format!("{at}[{i}]"));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn schema(l: &mut Lint, doc: &Map<String, Value>, strict: bool) {
+/// Schema objects, and the properties of each, are matched by name: a name
+/// used twice is an error.
+fn unique_names(l: &mut Lint, doc: &Map<String, Value>) {
     let Some(objects) = doc.get("schema").and_then(Value::as_array) else {
         return;
     };
@@ -284,15 +110,11 @@ fn schema(l: &mut Lint, doc: &Map<String, Value>, strict: bool) {
                 l.errors.push(format!("{at}.name: {n:?} names two schema objects; files are matched to objects by name"));
             }
         }
-        if strict {
-            unknown(l, o, &at, &OBJECT_KEYS);
-        }
-        quality_fields(l, o, &at);
-        properties(l, o.get("properties"), &at, strict);
+        unique_properties(l, o.get("properties"), &at);
     }
 }
 
-fn properties(l: &mut Lint, v: Option<&Value>, at: &str, strict: bool) {
+fn unique_properties(l: &mut Lint, v: Option<&Value>, at: &str) {
     let Some(props) = v.and_then(Value::as_array) else {
         return;
     };
@@ -307,48 +129,9 @@ fn properties(l: &mut Lint, v: Option<&Value>, at: &str, strict: bool) {
                 ));
             }
         }
-        if strict {
-            unknown(l, p, &pat, &PROPERTY_KEYS);
-        }
-        quality_fields(l, p, &pat);
-        // Nested properties (an object's fields) follow the same rules.
-        properties(l, p.get("properties"), &pat, strict);
+        unique_properties(l, p.get("properties"), &pat);
         if let Some(items) = p.get("items").and_then(Value::as_object) {
-            properties(l, items.get("properties"), &format!("{pat}.items"), strict);
-        }
-    }
-}
-
-fn quality_fields(l: &mut Lint, m: &Map<String, Value>, at: &str) {
-    for (i, r) in m
-        .get("quality")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let Some(r) = r.as_object() else { continue };
-        if let Some(d) = r.get("dimension").and_then(Value::as_str) {
-            if !DIMENSIONS.contains(&d) {
-                l.errors.push(format!(
-                    "{at}.quality[{i}].dimension: {d:?} is not one of accuracy, completeness, conformity, consistency, coverage, timeliness, uniqueness"
-                ));
-            }
-        }
-        match r.get("type").and_then(Value::as_str) {
-            Some("sql") if !r.contains_key("query") => {
-                l.errors
-                    .push(format!("{at}.quality[{i}].query: required for a sql rule"));
-            }
-            Some("custom") => {
-                for k in ["engine", "implementation"] {
-                    if !r.contains_key(k) {
-                        l.errors
-                            .push(format!("{at}.quality[{i}].{k}: required for a custom rule"));
-                    }
-                }
-            }
-            _ => {}
+            unique_properties(l, items.get("properties"), &format!("{pat}.items"));
         }
     }
 }

@@ -26,6 +26,7 @@ use mesh_protocol::manifest::{Classification, LogicalType, Status};
 mod export;
 mod import;
 mod lint;
+mod standard;
 
 pub use export::{export, export_value};
 pub use import::import;

@@ -105,7 +105,7 @@ impl ValueOptions {
                     )),
                 },
                 LogicalType::Date | LogicalType::Timestamp | LogicalType::Time => {
-                    match java_format(&f) {
+                    match named_format(&f).map_or_else(|| java_format(&f), Ok) {
                         Ok(re) => o.format = Some((re, f)),
                         Err(e) => lint.push(format!("{at}.format: {e}")),
                     }
@@ -211,6 +211,21 @@ fn integer_range(f: &str) -> Option<(i128, u128, &'static str)> {
 
 /// A Java `DateTimeFormatter` pattern (`yyyy-MM-dd'T'HH:mm:ss.SSSXXX`) as an
 /// anchored regular expression over the text it formats.
+/// The JSON Schema format names (RFC 3339's `date-time`, `date`, `time`) that
+/// contracts also write in `logicalTypeOptions.format`.
+fn named_format(f: &str) -> Option<Regex> {
+    const DATE: &str = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])";
+    const TIME: &str = r"(?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)(?:\.\d+)?";
+    const ZONE: &str = r"(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)";
+    let re = match f {
+        "date-time" => format!("^{DATE}[Tt ]{TIME}{ZONE}$"),
+        "date" => format!("^{DATE}$"),
+        "time" => format!("^{TIME}{ZONE}?$"),
+        _ => return None,
+    };
+    Regex::new(&re).ok()
+}
+
 pub(crate) fn java_format(f: &str) -> Result<Regex, String> {
     let mut re = String::from("^");
     let chars: Vec<char> = f.chars().collect();
@@ -404,5 +419,10 @@ mod tests {
         assert!(re.is_match("2024-01-02T03:04:05.678Z"));
         assert!(re.is_match("2024-01-02T03:04:05.678+02:00"));
         assert!(java_format("yyyy-qq").is_err());
+        let re = named_format("date-time").expect("date-time");
+        assert!(re.is_match("2024-01-02T03:04:05.678Z"));
+        assert!(re.is_match("2024-01-02 03:04:05+02:00"));
+        assert!(!re.is_match("2024-01-02"));
+        assert!(named_format("date").expect("date").is_match("2024-12-31"));
     }
 }
