@@ -14,7 +14,8 @@ use mesh_protocol::policy::SchemaCompatibility;
 use serde_json::json;
 
 use crate::args::{
-    ChangelogArgs, CompatMode, ContractInitArgs, ContractLintArgs, ContractTestArgs,
+    ChangelogArgs, CompatMode, ContractConvertArgs, ContractInitArgs, ContractLintArgs,
+    ContractTestArgs,
 };
 use crate::output::{print_json, say, say_err};
 
@@ -91,6 +92,42 @@ pub(crate) fn lint(home: &Path, a: ContractLintArgs, json: bool) -> anyhow::Resu
     } else {
         anyhow::bail!("{} problem(s) in {}", l.errors.len(), a.file.display())
     }
+}
+
+pub(crate) fn convert(a: ContractConvertArgs, json: bool) -> anyhow::Result<()> {
+    let c = mesh_contract::odcs::to_v3_1(contract_json(&a.file)?)
+        .with_context(|| format!("converting {}", a.file.display()))?;
+    let yaml = c.yaml()?;
+    let refused = !c.problems.is_empty() && !a.force;
+    if let Some(out) = a.output.as_ref().filter(|_| !refused) {
+        if out.exists() && !a.force {
+            anyhow::bail!("{} exists; give --force to replace it", out.display());
+        }
+        std::fs::write(out, &yaml).with_context(|| format!("writing {}", out.display()))?;
+    }
+    if json {
+        print_json(&json!({"contract": yaml, "notes": c.notes, "problems": c.problems}))?;
+    } else {
+        for n in &c.notes {
+            say_err!("changed: {n}");
+        }
+        for p in &c.problems {
+            say_err!("{}: {p}", a.file.display());
+        }
+        match (&a.output, refused) {
+            (_, true) => {}
+            (Some(out), false) => say!("wrote {} (ODCS v3.1.0)", out.display()),
+            (None, false) => say!("{}", yaml.trim_end()),
+        }
+    }
+    if refused {
+        anyhow::bail!(
+            "{} problem(s) remain under ODCS v3.1.0 in {}; nothing written (fix them, or give --force to write it anyway)",
+            c.problems.len(),
+            a.file.display()
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Result<()> {

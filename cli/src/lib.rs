@@ -66,6 +66,7 @@ where
             ContractCommand::Lint(a) => contract::lint(&cli.home, a, json),
             ContractCommand::Test(a) => contract::test(&cli.home, a, json),
             ContractCommand::Changelog(a) => contract::changelog(&cli.home, a, json),
+            ContractCommand::Convert(a) => contract::convert(a, json),
         },
         Command::Publish(a) => products::publish(&cli.home, a, json),
         Command::Products(a) => products::list(&cli.home, a, json),

@@ -167,7 +167,22 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
                 r.manifest_error.as_deref().unwrap_or("unknown")
             )
         })?;
-        print!("{}", mesh_contract::odcs::export(m)?);
+        if a.to.is_none() {
+            print!("{}", mesh_contract::odcs::export(m)?);
+            return Ok(());
+        }
+        let doc = match mesh_contract::odcs::export_value(m)? {
+            serde_json::Value::Object(doc) => doc,
+            _ => anyhow::bail!("the stored contract of {} is not a mapping", target),
+        };
+        let c = mesh_contract::odcs::to_v3_1(doc)?;
+        for n in &c.notes {
+            say_err!("changed: {n}");
+        }
+        for p in &c.problems {
+            say_err!("still not valid under v3.1.0: {p}");
+        }
+        print!("{}", c.yaml()?);
         return Ok(());
     }
     if json {

@@ -248,3 +248,66 @@ fn changelog_exits_1_on_a_breaking_change_the_mode_refuses() {
         stdout(&same)
     );
 }
+
+#[test]
+fn convert_writes_a_v3_1_0_contract_and_refuses_what_stays_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("h");
+    let old = dir.path().join("old.yaml");
+    std::fs::write(
+        &old,
+        "apiVersion: v3.0.1\nkind: DataContract\nid: p\nversion: 1.0.0\nstatus: active\nteam:\n  - username: erin\nschema:\n  - name: p\n    properties:\n      - name: a\n        logicalType: integer\n        isNullable: false\n",
+    )
+    .unwrap();
+    let out = dir.path().join("new.yaml");
+    let o = mesh(
+        &home,
+        &[
+            "contract",
+            "convert",
+            old.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed: team: the v3.0 list"),
+        "{}",
+        stderr(&o)
+    );
+    let lint = mesh(
+        &home,
+        &["contract", "lint", "--domain", "d", out.to_str().unwrap()],
+    );
+    assert!(lint.status.success(), "{}", stdout(&lint));
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.contains("apiVersion: v3.1.0"), "{written}");
+    assert!(written.contains("property: isNullable"), "{written}");
+
+    // Still invalid after converting (a required field is missing): nothing written.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v3.0.2\nkind: DataContract\nid: p\nversion: 1.0.0\n",
+    )
+    .unwrap();
+    let out2 = dir.path().join("bad-new.yaml");
+    let o = mesh(
+        &home,
+        &[
+            "contract",
+            "convert",
+            bad.to_str().unwrap(),
+            "-o",
+            out2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("status: required by ODCS v3.1.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out2.exists());
+}

@@ -236,3 +236,85 @@ fn malformed_and_wrong_contracts_get_clear_errors() {
         .to_string()
         .contains("over the limit"));
 }
+
+/// `mesh contract convert` (#33.9): every v3.0 form becomes its v3.1.0 form, a
+/// field v3.1.0 does not define moves into customProperties, nothing is lost,
+/// and the result is valid under the official v3.1.0 schema, where the same
+/// document merely relabelled is not.
+#[test]
+fn a_3_0_2_contract_converts_to_a_valid_3_1_0_one() {
+    let yaml = r#"
+apiVersion: v3.0.2
+kind: DataContract
+id: parcels
+version: 1.0.0
+status: active
+team:
+  - username: erin
+    role: owner
+schema:
+  - name: parcels
+    quality:
+      - rule: rowCount
+        mustBeGreaterThan: 10
+    properties:
+      - name: weight
+        logicalType: number
+        isUnique: true
+        logicalTypeOptions:
+          minimum: 0
+          exclusiveMinimum: true
+        quality:
+          - type: library
+            rule: validValues
+            validValues: [1, 2]
+            mustBe: 0
+          - rule: duplicateCount
+            mustBeLessThan: 5
+"#;
+    let doc = mesh_contract::odcs::document(yaml).unwrap();
+    let mut relabelled = doc.clone();
+    relabelled.insert("apiVersion".into(), "v3.1.0".into());
+    let y = serde_yaml::to_string(&relabelled).unwrap();
+    let relabelled_errors = mesh_contract::odcs::lint(&y, Some("logistics")).errors;
+    assert!(
+        !relabelled_errors.is_empty(),
+        "relabelling alone is not converting"
+    );
+
+    let c = mesh_contract::odcs::to_v3_1(doc).unwrap();
+    assert!(c.problems.is_empty(), "{:#?}", c.problems);
+    let l = mesh_contract::odcs::lint(&c.yaml().unwrap(), Some("logistics"));
+    assert!(l.errors.is_empty(), "{:#?}", l.errors);
+    let d = Value::Object(c.document);
+    assert_eq!(d["apiVersion"], "v3.1.0");
+    assert_eq!(d["team"]["members"][0]["username"], "erin");
+    assert_eq!(d["schema"][0]["quality"][0]["metric"], "rowCount");
+    let weight = &d["schema"][0]["properties"][0];
+    assert_eq!(
+        weight["logicalTypeOptions"],
+        serde_json::json!({"exclusiveMinimum": 0})
+    );
+    assert_eq!(weight["quality"][0]["metric"], "invalidValues");
+    assert_eq!(
+        weight["quality"][0]["arguments"]["validValues"],
+        serde_json::json!([1, 2])
+    );
+    assert_eq!(weight["quality"][1]["metric"], "duplicateValues");
+    assert_eq!(
+        weight["customProperties"],
+        serde_json::json!([{"property": "isUnique", "value": true}])
+    );
+    let notes = c.notes.join("\n");
+    for n in [
+        "apiVersion: v3.0.2 -> v3.1.0",
+        "team: the v3.0 list",
+        "schema[0].properties[0].quality[0]: rule validValues -> metric invalidValues",
+        "schema[0].properties[0].isUnique: not a field of v3.1.0 here; moved to schema[0].properties[0].customProperties",
+    ] {
+        assert!(notes.contains(n), "missing {n:?} in\n{notes}");
+    }
+    // Converting again changes nothing.
+    let again = mesh_contract::odcs::to_v3_1(d.as_object().unwrap().clone()).unwrap();
+    assert!(again.notes.is_empty(), "{:?}", again.notes);
+}

@@ -363,6 +363,10 @@ pub(crate) struct ShowArgs {
     /// `text` for people, `odcs` for the product's contract as ODCS v3 YAML.
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
     pub(crate) format: ShowFormat,
+    /// With `--format odcs`: convert the contract to this ODCS version (by
+    /// default it comes back in the version its author declared).
+    #[arg(long, value_enum, requires = "format")]
+    pub(crate) to: Option<ConvertTo>,
 }
 
 /// How `mesh show` prints a product.
@@ -479,6 +483,35 @@ pub(crate) enum ContractCommand {
     /// What changed between two contracts, over every schema object and property;
     /// exits 1 when a change breaks consumers under the schema-compatibility mode.
     Changelog(ChangelogArgs),
+    /// Rewrite a v3.0.x contract as v3.1.0: `team` lists, quality `rule`s as
+    /// `metric`s, exclusive bounds as numbers; fields v3.1.0 does not define move
+    /// into `customProperties`. Each change is listed; the result is checked
+    /// against the official v3.1.0 schema.
+    Convert(ContractConvertArgs),
+}
+
+/// The ODCS versions mesh converts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ConvertTo {
+    /// ODCS v3.1.0.
+    #[value(name = "v3.1.0")]
+    V3_1_0,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ContractConvertArgs {
+    /// The contract (ODCS v3.0.x or v3.1.0 YAML).
+    pub(crate) file: PathBuf,
+    /// The version to convert to.
+    #[arg(long, value_enum, default_value = "v3.1.0")]
+    pub(crate) to: ConvertTo,
+    /// Write the converted contract here instead of printing it.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// Replace an existing --output file, and write the result even when it is
+    /// still not valid under the new version.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]

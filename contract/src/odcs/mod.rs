@@ -9,25 +9,29 @@
 //!   columns and the SLA properties mesh understands.
 //!
 //! What mesh keeps but does not check is listed in [`Imported::notes`], never
-//! dropped. [`export`] writes the kept document back with only the fields mesh owns
-//! set (`version`, `apiVersion` as v3.1.0; `id`, `status`, `domain` and `kind` when
-//! the input had none), or, for a product published from `product.toml`, a v3.1.0
-//! contract made from the manifest.
+//! dropped. [`export`] writes the kept document back with `version` set and
+//! `apiVersion` as declared (only a missing `domain` is added), or, for a product
+//! published from `product.toml`, a v3.1.0 contract made from the manifest.
 //!
-//! [`lint`] lists a contract's problems with their field paths.
+//! [`lint`] lists a contract's problems with their field paths, against the
+//! official schema of its version ([`standard`]); [`to_v3_1`] converts a v3.0.x
+//! contract to v3.1.0 when asked.
 //!
 //! Files: `import.rs` (contract to draft), `export.rs` (manifest to contract),
-//! `lint.rs` (problems before publish).
+//! `lint.rs` (problems before publish), `standard.rs` (the official JSON
+//! Schemas, in `schemas/`), `convert.rs` (v3.0.x to v3.1.0).
 
 use serde_json::{Map, Value};
 
 use mesh_protocol::manifest::{Classification, LogicalType, Status};
 
+mod convert;
 mod export;
 mod import;
 mod lint;
 mod standard;
 
+pub use convert::{to_v3_1, Converted};
 pub use export::{export, export_value};
 pub use import::import;
 pub use lint::{lint, Lint};

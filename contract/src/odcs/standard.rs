@@ -85,15 +85,52 @@ fn field_names(schema: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+/// One step of a path into a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A field of an object.
+    Key(String),
+    /// An item of a list.
+    Index(usize),
+}
+
+/// One problem the official schema finds.
+#[derive(Debug, Clone)]
+pub(super) struct Problem {
+    /// Where, from the top of the document.
+    pub at: Vec<Step>,
+    /// A field the standard does not define there (`at` ends with its key).
+    pub extra: bool,
+    /// `path: problem`.
+    pub text: String,
+}
+
+/// The problems of `doc` against the official schema of `api_version`, as
+/// `path: problem` lines, or `None` when mesh ships no schema for that version.
+pub(super) fn problems(doc: &Value, api_version: &str) -> Option<Vec<String>> {
+    check(doc, api_version).map(|p| p.into_iter().map(|p| p.text).collect())
+}
+
 /// The problems of `doc` against the official schema of `api_version`, or
 /// `None` when mesh ships no schema for that version.
-pub(super) fn problems(doc: &Value, api_version: &str) -> Option<Vec<String>> {
+pub(super) fn check(doc: &Value, api_version: &str) -> Option<Vec<Problem>> {
+    validate(doc, api_version, true)
+}
+
+/// [`check`] with the echoes of `unevaluatedProperties` kept (see [`cascade`]).
+pub(super) fn check_all(doc: &Value, api_version: &str) -> Option<Vec<Problem>> {
+    validate(doc, api_version, false)
+}
+
+fn validate(doc: &Value, api_version: &str, drop_echoes: bool) -> Option<Vec<Problem>> {
     let c = match compiled() {
         Ok(c) => c,
         Err(e) => {
-            return Some(vec![format!(
-                "(top): {e} (a bug in mesh; please report it)"
-            )])
+            return Some(vec![Problem {
+                at: Vec::new(),
+                extra: false,
+                text: format!("(top): {e} (a bug in mesh; please report it)"),
+            }])
         }
     };
     let (_, i) = c.index.iter().find(|(v, _)| *v == api_version)?;
@@ -106,14 +143,15 @@ pub(super) fn problems(doc: &Value, api_version: &str) -> Option<Vec<String>> {
         .filter(|l| !matches!(l.kind, ErrorKind::FalseSchema))
         .map(|l| path(l))
         .collect();
-    let mut out = Vec::new();
+    let mut out: Vec<Problem> = Vec::new();
     for leaf in leaves {
-        if cascade(leaf, &failing, &c.fields) {
+        if drop_echoes && cascade(leaf, &failing, &c.fields) {
             continue;
         }
-        let line = describe(leaf, doc, api_version);
-        if !out.contains(&line) {
-            out.push(line);
+        for p in describe(leaf, doc, api_version) {
+            if !out.iter().any(|o| o.text == p.text) {
+                out.push(p);
+            }
         }
     }
     Some(out)
@@ -159,61 +197,83 @@ fn cascade(e: &ValidationError, failing: &[String], fields: &BTreeSet<String>) -
     failing.iter().any(|f| f.starts_with(parent))
 }
 
-fn describe(e: &ValidationError, doc: &Value, api_version: &str) -> String {
+fn describe(e: &ValidationError, doc: &Value, api_version: &str) -> Vec<Problem> {
     let at = path(e);
-    let join = |key: &str| {
-        if at.is_empty() {
+    let steps: Vec<Step> = e
+        .instance_location
+        .tokens
+        .iter()
+        .map(|t| match t {
+            InstanceToken::Prop(p) => Step::Key(p.to_string()),
+            InstanceToken::Item(i) => Step::Index(*i),
+        })
+        .collect();
+    let child = |key: &str| {
+        let text = if at.is_empty() {
             key.to_owned()
         } else {
             format!("{at}.{key}")
-        }
+        };
+        let mut s = steps.clone();
+        s.push(Step::Key(key.to_owned()));
+        (s, text)
+    };
+    let extra = |(at, path): (Vec<Step>, String)| {
+        Problem {
+        at,
+        extra: true,
+        text: format!(
+            "{path}: not a field of ODCS {api_version} here (a misspelling? custom data goes in customProperties)"
+        ),
+    }
+    };
+    let one = |text: String| {
+        vec![Problem {
+            at: steps.clone(),
+            extra: false,
+            text,
+        }]
     };
     match &e.kind {
         ErrorKind::Required { want } => want
             .iter()
-            .map(|k| format!("{}: required by ODCS {api_version}", join(k)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        ErrorKind::AdditionalProperties { got } => got
-            .iter()
             .map(|k| {
-                format!(
-                    "{}: not a field of ODCS {api_version} here (a misspelling? custom data goes in customProperties)",
-                    join(k)
-                )
+                let (at, path) = child(k);
+                Problem {
+                    at,
+                    extra: false,
+                    text: format!("{path}: required by ODCS {api_version}"),
+                }
             })
-            .collect::<Vec<_>>()
-            .join("; "),
+            .collect(),
+        ErrorKind::AdditionalProperties { got } => got.iter().map(|k| extra(child(k))).collect(),
+        // `unevaluatedProperties: false` reports each extra key at its own path.
+        ErrorKind::FalseSchema => vec![extra((steps.clone(), top(&at).to_owned()))],
         ErrorKind::Type { got, want } => {
             let want: Vec<String> = want.iter().map(|t| t.to_string()).collect();
-            format!(
+            one(format!(
                 "{}: must be {} in ODCS {api_version}, not {got}",
                 top(&at),
                 want.join(" or ")
-            )
+            ))
         }
-        // `unevaluatedProperties: false` reports each extra key at its own path.
-        ErrorKind::FalseSchema => format!(
-            "{}: not a field of ODCS {api_version} here (a misspelling? custom data goes in customProperties)",
-            top(&at)
-        ),
-        ErrorKind::OneOf(Some(_)) => format!(
+        ErrorKind::OneOf(Some(_)) => one(format!(
             "{}: fits more than one of the forms ODCS {api_version} allows here",
             top(&at)
-        ),
+        )),
         ErrorKind::Enum { want } => {
             let got = doc
                 .pointer(&e.instance_location.to_string())
                 .map(Value::to_string)
                 .unwrap_or_default();
             let want: Vec<String> = want.iter().map(Value::to_string).collect();
-            format!(
+            one(format!(
                 "{}: {got} is not one of {} (ODCS {api_version})",
                 top(&at),
                 want.join(", ")
-            )
+            ))
         }
-        other => format!("{}: {other} (ODCS {api_version})", top(&at)),
+        other => one(format!("{}: {other} (ODCS {api_version})", top(&at))),
     }
 }
 
