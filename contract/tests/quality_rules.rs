@@ -477,3 +477,136 @@ fn nested_properties_are_checked_in_json_lines() {
     );
     assert_eq!(zip.property, "address.zip");
 }
+
+/// Nested Parquet types against nested `properties` and `items` (#33.7): a struct
+/// field of another type, a missing field, list items of another type and map
+/// values of another type are each named; a struct field's values are checked
+/// (required, options) as a JSON line's are; a file that keeps the shape passes.
+#[test]
+fn nested_parquet_fields_items_and_maps_are_checked_against_the_contract() {
+    use arrow_array::builder::{
+        Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder,
+    };
+    use arrow_array::{Array, StructArray};
+    use arrow_schema::{DataType, Field as ArrowField, Fields};
+
+    let contract = r#"
+apiVersion: v3.1.0
+kind: DataContract
+id: parcels
+version: 1.0.0
+status: active
+domain: logistics
+schema:
+  - name: parcels
+    properties:
+      - name: id
+        logicalType: integer
+      - name: address
+        logicalType: object
+        properties:
+          - {name: zip, logicalType: integer}
+          - {name: city, logicalType: string, required: true, logicalTypeOptions: {maxLength: 5}}
+          - {name: country, logicalType: string}
+      - name: tags
+        logicalType: array
+        items: {logicalType: integer}
+      - name: attributes
+        logicalType: object
+        properties:
+          - {name: weight, logicalType: number}
+"#;
+    let doc = odcs::document(contract).unwrap();
+    let plan = Plan::from_contract(&doc, &NullValues::default());
+    assert!(plan.lint.is_empty(), "{:#?}", plan.lint);
+
+    // zip as text where the contract says integer; no `country` field.
+    let zip: ArrayRef = Arc::new(StringArray::from(vec!["1000", "2000", "3000"]));
+    let city: ArrayRef = Arc::new(StringArray::from(vec![
+        Some("Bern"),
+        None,
+        Some("Lausanne"),
+    ]));
+    let address = StructArray::new(
+        Fields::from(vec![
+            ArrowField::new("zip", DataType::Utf8, false),
+            ArrowField::new("city", DataType::Utf8, true),
+        ]),
+        vec![zip, city],
+        None,
+    );
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for row in [["a", "b"], ["c", "d"], ["e", "f"]] {
+        for t in row {
+            tags.values().append_value(t);
+        }
+        tags.append(true);
+    }
+    let mut attributes = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for _ in 0..3 {
+        attributes.keys().append_value("weight");
+        attributes.values().append_value("heavy");
+        attributes.append(true).unwrap();
+    }
+    let mut ids = Int64Builder::new();
+    ids.append_slice(&[1, 2, 3]);
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(ids.finish()) as ArrayRef),
+        ("address", Arc::new(address) as ArrayRef),
+        ("tags", Arc::new(tags.finish()) as ArrayRef),
+        ("attributes", Arc::new(attributes.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    assert_eq!(batch.column(1).len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("parcels.parquet");
+    write_parquet(&pq, &batch, 3);
+    let r = quality::check(&plan, &[], &[("parcels.parquet".into(), pq)]).unwrap();
+    let lines = r.lines().join("\n");
+    for expected in [
+        "schema, field `address.zip`: the Parquet field is Utf8, but the contract says an integer",
+        "schema, field `address.country`: no field `country` in the Parquet struct",
+        "schema, field `tags[]`: the Parquet field is Utf8, but the contract says an integer",
+        "schema, field `attributes.weight`: the Parquet field is Utf8, but the contract says a number",
+        // A struct field's values: required, and its options.
+        "row 2, field `address.city`: is required but empty",
+        "row 3, field `address.city`: \"Lausanne\" is longer than 5 characters",
+    ] {
+        assert!(lines.contains(expected), "missing {expected:?} in\n{lines}");
+    }
+
+    // The same shape kept: integers everywhere the contract says so, every field.
+    let zip: ArrayRef = Arc::new(Int64Array::from(vec![1000, 2000]));
+    let city: ArrayRef = Arc::new(StringArray::from(vec!["Bern", "Sion"]));
+    let country: ArrayRef = Arc::new(StringArray::from(vec!["CH", "CH"]));
+    let address = StructArray::new(
+        Fields::from(vec![
+            ArrowField::new("zip", DataType::Int64, false),
+            ArrowField::new("city", DataType::Utf8, false),
+            ArrowField::new("country", DataType::Utf8, false),
+        ]),
+        vec![zip, city, country],
+        None,
+    );
+    let mut tags = ListBuilder::new(Int64Builder::new());
+    tags.values().append_slice(&[1, 2]);
+    tags.append(true);
+    tags.append(true);
+    let mut attributes = MapBuilder::new(None, StringBuilder::new(), Float64Builder::new());
+    for _ in 0..2 {
+        attributes.keys().append_value("weight");
+        attributes.values().append_value(1.5);
+        attributes.append(true).unwrap();
+    }
+    let good = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        ("address", Arc::new(address) as ArrayRef),
+        ("tags", Arc::new(tags.finish()) as ArrayRef),
+        ("attributes", Arc::new(attributes.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let pq = dir.path().join("good.parquet");
+    write_parquet(&pq, &good, 2);
+    let r = quality::check(&plan, &[], &[("parcels.parquet".into(), pq)]).unwrap();
+    assert_eq!(r.total_violations, 0, "{:#?}", r.lines());
+}

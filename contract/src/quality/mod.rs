@@ -17,7 +17,8 @@
 //! Files: `plan.rs` (contract to checks), `rules.rs` (quality rules and their
 //! outcomes; `bounds.rs` their operators), `options.rs` (`logicalTypeOptions`),
 //! `object.rs` (one object's measurements), `text.rs`, `csv.rs` and `json.rs`
-//! (CSV, JSON lines and JSON), `parquet.rs`, `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
+//! (CSV, JSON lines and JSON), `parquet/` (Parquet, its page headers checked
+//! first), `shape.rs` (nested fields and items against Parquet types), `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
 //! (types of text values).
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ mod options;
 pub mod parquet;
 mod plan;
 pub mod rules;
+mod shape;
 pub mod sql;
 mod text;
 pub(crate) mod values;

@@ -9,6 +9,7 @@ use mesh_protocol::manifest::{Contract, Field, LogicalType, NullValues};
 
 use super::options::{unknown_keys, ValueOptions};
 use super::rules::{self, scalar_text, Level, Metric, Rule};
+use super::shape::{Shape, MAX_DEPTH};
 
 /// The custom property (contract, or schema object) that gives null markers, e.g.
 /// `{property: meshNullValues, value: ["NA", ""]}`.
@@ -56,19 +57,19 @@ pub(crate) struct ColumnPlan {
     /// errors.
     pub(crate) missing: Vec<String>,
     /// The keys from the record to the value: `[column]`, or for a nested
-    /// property (an object's field, JSON lines only) its parents' columns first.
+    /// property (an object's field) its parents' columns first.
     pub(crate) path: Vec<String>,
+    /// What the property holds, nested fields and items included (checked
+    /// against a Parquet column's type).
+    pub(crate) shape: Shape,
 }
 
 impl ColumnPlan {
-    /// Whether this is a nested property (checked in JSON lines only).
+    /// Whether this is a nested property (a field of an object property).
     pub(crate) fn nested(&self) -> bool {
         self.path.len() > 1
     }
 }
-
-/// How deep nested properties are followed.
-const MAX_DEPTH: usize = 8;
 
 /// Adds the nested properties of `p` (an object property) under `parent`.
 fn nested(
@@ -130,6 +131,7 @@ impl Plan {
                 rules: Vec::new(),
                 missing: Vec::new(),
                 path: vec![f.name.clone()],
+                shape: Shape::flat(f.logical_type),
             })
             .collect();
         let objects = if columns.is_empty() {
@@ -332,5 +334,6 @@ fn column(p: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> Option<Co
         options,
         rules,
         missing,
+        shape: Shape::of(p, 0),
     })
 }

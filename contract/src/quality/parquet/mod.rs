@@ -1,5 +1,7 @@
 //! Parquet files, read with the Apache Arrow crates: the file's schema against
-//! the object's properties (names, logical types), then the values batch by batch
+//! the object's properties (names, logical types, and nested struct fields, list
+//! items and map values against the contract's nested `properties` and `items`,
+//! [`super::shape`]), then the values batch by batch (a struct's fields too)
 //! (only the contract's columns are decoded, [`BATCH_ROWS`] rows at a time, so
 //! memory stays bounded by a batch, not the file). Before anything is decoded the
 //! footer's length and every page header of those columns are checked against
@@ -20,7 +22,6 @@ use parquet::arrow::ProjectionMask;
 use mesh_protocol::manifest::LogicalType;
 
 use super::object::{Cell, ObjectState};
-use super::values::type_name;
 use super::Sink;
 
 /// Rows decoded at a time.
@@ -121,49 +122,87 @@ fn check_leaves_of(
     pages::check_pages(file, builder.metadata(), &leaves).map_err(invalid)
 }
 
-/// Each property's column among the file's top-level fields, if its type fits;
-/// a missing column or one of another type is a violation of the schema.
+/// Where a property's values are: a top-level column, and for a field of a
+/// struct the child indices down to it.
+#[derive(Debug, Clone)]
+struct Source {
+    root: usize,
+    children: Vec<usize>,
+}
+
+/// Each property's column among the file's fields (a nested property's in its
+/// struct), if its type fits the contract's shape; a missing column, field or one
+/// of another type is a violation of the schema.
 fn columns_of(
     schema: &arrow_schema::Schema,
     plan: &super::plan::ObjectPlan,
     sink: &mut Sink,
     rel: &str,
-) -> Vec<Option<usize>> {
-    let mut wanted: Vec<Option<usize>> = Vec::with_capacity(plan.columns.len());
+) -> Vec<Option<Source>> {
+    let mut wanted = Vec::with_capacity(plan.columns.len());
     for c in &plan.columns {
         if c.nested() {
-            // A struct's fields are checked in JSON lines only.
-            wanted.push(None);
+            // Its problems are reported with its top-level property's shape.
+            wanted.push(nested_source(schema, c));
             continue;
         }
-        let found = schema.fields().iter().position(|f| f.name() == &c.column);
-        match found {
-            None => {
-                sink.violate(
-                    rel,
-                    0,
-                    &c.name,
-                    format!("no column `{}` in the Parquet schema", c.column),
-                );
-                wanted.push(None);
-            }
-            Some(i) if !fits(c.logical_type, schema.field(i).data_type()) => {
-                sink.violate(
-                    rel,
-                    0,
-                    &c.name,
-                    format!(
-                        "the Parquet column is {}, but the contract says {}",
-                        schema.field(i).data_type(),
-                        type_name(c.logical_type)
-                    ),
-                );
-                wanted.push(None);
-            }
-            Some(i) => wanted.push(Some(i)),
+        let Some(i) = schema.fields().iter().position(|f| f.name() == &c.column) else {
+            sink.violate(
+                rel,
+                0,
+                &c.name,
+                format!("no column `{}` in the Parquet schema", c.column),
+            );
+            wanted.push(None);
+            continue;
+        };
+        let d = schema.field(i).data_type();
+        let mut problems = Vec::new();
+        c.shape.mismatches(d, &c.column, &mut problems);
+        for (at, problem) in problems {
+            sink.violate(rel, 0, &at, problem);
         }
+        let fits = c.shape.logical_type.is_none_or(|t| fits(t, d));
+        wanted.push(fits.then_some(Source {
+            root: i,
+            children: Vec::new(),
+        }));
     }
     wanted
+}
+
+/// A nested property's struct field, through structs only, if its type fits.
+fn nested_source(schema: &arrow_schema::Schema, c: &super::plan::ColumnPlan) -> Option<Source> {
+    let (first, rest) = c.path.split_first()?;
+    let root = schema.fields().iter().position(|f| f.name() == first)?;
+    let mut d = schema.field(root).data_type();
+    let mut children = Vec::with_capacity(rest.len());
+    for key in rest {
+        let DataType::Struct(fields) = d else {
+            return None;
+        };
+        let i = fields.iter().position(|f| f.name() == key)?;
+        children.push(i);
+        d = fields[i].data_type();
+    }
+    fits(c.logical_type, d).then_some(Source { root, children })
+}
+
+/// A property's array in a batch, and the structs above it (a null struct means
+/// the field is not there to check, as a missing parent in JSON).
+fn resolve<'a>(
+    top: &'a dyn Array,
+    children: &[usize],
+) -> Option<(Vec<&'a dyn Array>, &'a dyn Array)> {
+    use arrow_array::cast::AsArray;
+    let mut parents = Vec::with_capacity(children.len());
+    let mut a = top;
+    for &i in children {
+        let s = a.as_struct_opt()?;
+        parents.push(a);
+        a = s.column(i).as_ref();
+    }
+    Some((parents, a))
 }
 
 /// Reads a Parquet file as the object.
@@ -179,7 +218,7 @@ pub(crate) fn read(
     let schema = builder.schema().clone();
     let plan = state.plan;
     let wanted = columns_of(&schema, plan, sink, rel);
-    let mut roots: Vec<usize> = wanted.iter().flatten().copied().collect();
+    let mut roots: Vec<usize> = wanted.iter().flatten().map(|w| w.root).collect();
     roots.sort_unstable();
     roots.dedup();
     let rows_in_file = builder.metadata().file_metadata().num_rows().max(0) as u64;
@@ -196,41 +235,60 @@ pub(crate) fn read(
         .build()
         .map_err(invalid)?;
     // After projection, a root's column index is its rank among the kept roots.
-    let index: Vec<Option<usize>> = wanted
+    let index: Vec<Option<(usize, &[usize])>> = wanted
         .iter()
-        .map(|w| w.and_then(|i| roots.iter().position(|r| *r == i)))
+        .map(|w| {
+            let w = w.as_ref()?;
+            let rank = roots.iter().position(|r| *r == w.root)?;
+            Some((rank, w.children.as_slice()))
+        })
         .collect();
-    let options = FormatOptions::default();
     let mut row = 0u64;
     for batch in reader {
         let batch: RecordBatch = batch.map_err(invalid)?;
-        let formatters = index
-            .iter()
-            .map(|i| {
-                i.map(|i| ArrayFormatter::try_new(batch.column(i).as_ref(), &options))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(invalid)?;
-        let columns: Vec<Option<&dyn Array>> = index
-            .iter()
-            .map(|i| i.map(|i| batch.column(i).as_ref()))
-            .collect();
-        let mut cells = Vec::with_capacity(columns.len());
-        for r in 0..batch.num_rows() {
-            row += 1;
-            cells.clear();
-            for (col, fmt) in columns.iter().zip(&formatters) {
-                cells.push(match (col, fmt) {
-                    (Some(a), _) if a.is_null(r) => Cell::Null,
-                    (Some(a), Some(f)) => {
-                        Cell::Typed(binary_text(*a, r).unwrap_or_else(|| f.value(r).to_string()))
-                    }
-                    _ => Cell::Absent,
-                });
-            }
-            state.row(sink, rel, row, &cells, &[]);
-        }
+        row = rows_of(state, sink, rel, &batch, &index, row)?;
     }
     Ok(())
+}
+
+/// Checks the rows of one batch; returns the last row's number.
+fn rows_of(
+    state: &mut ObjectState<'_>,
+    sink: &mut Sink,
+    rel: &str,
+    batch: &RecordBatch,
+    index: &[Option<(usize, &[usize])>],
+    mut row: u64,
+) -> io::Result<u64> {
+    let options = FormatOptions::default();
+    let columns: Vec<Option<(Vec<&dyn Array>, &dyn Array)>> = index
+        .iter()
+        .map(|i| i.and_then(|(rank, children)| resolve(batch.column(rank).as_ref(), children)))
+        .collect();
+    let formatters = columns
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .map(|(_, a)| ArrayFormatter::try_new(*a, &options))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    let mut cells = Vec::with_capacity(columns.len());
+    for r in 0..batch.num_rows() {
+        row += 1;
+        cells.clear();
+        for (col, fmt) in columns.iter().zip(&formatters) {
+            cells.push(match (col, fmt) {
+                (Some((parents, _)), _) if parents.iter().any(|p| p.is_null(r)) => Cell::Absent,
+                (Some((_, a)), _) if a.is_null(r) => Cell::Null,
+                (Some((_, a)), Some(f)) => {
+                    Cell::Typed(binary_text(*a, r).unwrap_or_else(|| f.value(r).to_string()))
+                }
+                _ => Cell::Absent,
+            });
+        }
+        state.row(sink, rel, row, &cells, &[]);
+    }
+    Ok(row)
 }
