@@ -261,7 +261,7 @@ fn rows_of(
     mut row: u64,
 ) -> io::Result<u64> {
     let options = FormatOptions::default();
-    let columns: Vec<Option<(Vec<&dyn Array>, &dyn Array)>> = index
+    let columns: Vec<Option<Resolved<'_>>> = index
         .iter()
         .map(|i| i.and_then(|(rank, children)| resolve(batch.column(rank).as_ref(), children)))
         .collect();
