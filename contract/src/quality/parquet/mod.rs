@@ -188,12 +188,12 @@ fn nested_source(schema: &arrow_schema::Schema, c: &super::plan::ColumnPlan) -> 
     fits(c.logical_type, d).then_some(Source { root, children })
 }
 
+/// The structs above a property's values, and its values.
+type Resolved<'a> = (Vec<&'a dyn Array>, &'a dyn Array);
+
 /// A property's array in a batch, and the structs above it (a null struct means
 /// the field is not there to check, as a missing parent in JSON).
-fn resolve<'a>(
-    top: &'a dyn Array,
-    children: &[usize],
-) -> Option<(Vec<&'a dyn Array>, &'a dyn Array)> {
+fn resolve<'a>(top: &'a dyn Array, children: &[usize]) -> Option<Resolved<'a>> {
     use arrow_array::cast::AsArray;
     let mut parents = Vec::with_capacity(children.len());
     let mut a = top;
