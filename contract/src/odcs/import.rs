@@ -194,6 +194,8 @@ impl Reader {
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(text).collect());
                 }
+                // Read by the quality plan.
+                Some(crate::quality::CUSTOM_DELIMITER) => {}
                 _ => c.only_mesh = false,
             }
         }

@@ -68,6 +68,14 @@ impl<R: BufRead> CsvReader<R> {
         }
     }
 
+    /// Splits fields by `d` instead of the delimiter the header uses (`None`:
+    /// the header tells).
+    pub(crate) fn declare_delimiter(&mut self, d: Option<char>) {
+        if d.is_some() {
+            self.delimiter = d;
+        }
+    }
+
     /// The delimiter in use (a comma until the first line is read, if none was
     /// declared).
     pub(crate) fn delimiter(&self) -> char {

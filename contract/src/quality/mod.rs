@@ -42,7 +42,7 @@ mod text;
 pub(crate) mod values;
 
 pub use mesh_protocol::manifest::{RuleOutcome, RuleState};
-pub use plan::{Plan, CUSTOM_NULL_VALUES};
+pub use plan::{Plan, CUSTOM_DELIMITER, CUSTOM_NULL_VALUES};
 
 /// The longest CSV record or JSON line accepted.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -344,7 +344,10 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
             _ => plan.nulls.for_file(rel),
         };
         let read = match format {
-            Format::Csv => text::csv(state, &mut sink, rel, full, markers),
+            Format::Csv => {
+                let declared = object.delimiter.or(plan.delimiter);
+                text::csv(state, &mut sink, rel, full, markers, declared)
+            }
             Format::JsonLines => text::jsonl(state, &mut sink, rel, full, markers),
             Format::Json => text::json(state, &mut sink, rel, full, markers),
             Format::Parquet => parquet::read(state, &mut sink, rel, full),

@@ -15,12 +15,19 @@ use super::shape::{Shape, MAX_DEPTH};
 /// `{property: meshNullValues, value: ["NA", ""]}`.
 pub const CUSTOM_NULL_VALUES: &str = "meshNullValues";
 
+/// The custom property (contract, or schema object) that declares the CSV
+/// delimiter, e.g. `{property: meshDelimiter, value: ";"}` (`tab` for a tab).
+pub const CUSTOM_DELIMITER: &str = "meshDelimiter";
+
 /// What the data files are checked against.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(crate) objects: Vec<ObjectPlan>,
     /// Null markers per file (the product's, or the contract's `meshNullValues`).
     pub(crate) nulls: NullValues,
+    /// The CSV delimiter the contract declares (its `meshDelimiter`, or a
+    /// `format: csv` server's `delimiter`); else each file's header tells.
+    pub(crate) delimiter: Option<char>,
     /// Problems of the contract found while reading it (field path first); the
     /// checks they concern are left out or listed as not evaluated.
     pub lint: Vec<String>,
@@ -37,6 +44,8 @@ pub(crate) struct ObjectPlan {
     pub(crate) rules: Vec<Rule>,
     /// The object's own null markers (`meshNullValues`), replacing the product's.
     pub(crate) nulls: Option<Vec<String>>,
+    /// The object's own CSV delimiter (`meshDelimiter`), replacing the contract's.
+    pub(crate) delimiter: Option<char>,
     /// Indexes of the primary-key columns, by `primaryKeyPosition`.
     pub(crate) primary_key: Vec<usize>,
 }
@@ -143,12 +152,14 @@ impl Plan {
                 columns,
                 rules: Vec::new(),
                 nulls: None,
+                delimiter: None,
                 primary_key: Vec::new(),
             }]
         };
         Plan {
             objects,
             nulls: nulls.clone(),
+            delimiter: None,
             lint: Vec::new(),
         }
     }
@@ -177,9 +188,11 @@ impl Plan {
             }
             Some(_) => lint.push("schema: must be a list of schema objects".into()),
         }
+        let delimiter = contract_delimiter(doc, &mut lint);
         Plan {
             objects,
             nulls,
+            delimiter,
             lint,
         }
     }
@@ -204,6 +217,76 @@ fn custom_nulls(v: Option<&Value>, at: &str, lint: &mut Vec<String>) -> Option<V
         ));
     }
     markers
+}
+
+/// The contract's CSV delimiter: its `meshDelimiter`, else the one delimiter
+/// its `format: csv` servers declare.
+fn contract_delimiter(doc: &Map<String, Value>, lint: &mut Vec<String>) -> Option<char> {
+    if let Some(d) = custom_delimiter(doc.get("customProperties"), "customProperties", lint) {
+        return Some(d);
+    }
+    let mut found: Option<(char, String)> = None;
+    for (i, server) in doc
+        .get("servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let csv = server
+            .get("format")
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.eq_ignore_ascii_case("csv"));
+        let Some(d) = server.get("delimiter").filter(|_| csv) else {
+            continue;
+        };
+        let at = format!("servers[{i}].delimiter");
+        let Some(d) = delimiter_of(d, &at, lint) else {
+            continue;
+        };
+        match &found {
+            Some((other, first)) if *other != d => lint.push(format!(
+                "{at}: {d:?} differs from {first}'s {other:?}; the CSV files are read with the first"
+            )),
+            Some(_) => {}
+            None => found = Some((d, at)),
+        }
+    }
+    found.map(|(d, _)| d)
+}
+
+fn custom_delimiter(v: Option<&Value>, at: &str, lint: &mut Vec<String>) -> Option<char> {
+    let list = v?.as_array()?;
+    let (i, p) = list
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.get("property").and_then(Value::as_str) == Some(CUSTOM_DELIMITER))?;
+    delimiter_of(
+        p.get("value")?,
+        &format!("{at}[{i}] ({CUSTOM_DELIMITER})"),
+        lint,
+    )
+}
+
+/// One character that can separate CSV fields (`tab` names a tab).
+fn delimiter_of(v: &Value, at: &str, lint: &mut Vec<String>) -> Option<char> {
+    let text = v.as_str().unwrap_or_default();
+    let d = match text {
+        "tab" | "\\t" => Some('\t'),
+        _ => {
+            let mut chars = text.chars();
+            chars.next().filter(|_| chars.next().is_none())
+        }
+    };
+    match d {
+        Some(c) if !matches!(c, '"' | '\n' | '\r') => Some(c),
+        _ => {
+            lint.push(format!(
+                "{at}: {v} is not a CSV delimiter; give one character such as \",\", \";\", \"|\" or `tab`"
+            ));
+            None
+        }
+    }
 }
 
 fn text_at(m: &Map<String, Value>, key: &str) -> Option<String> {
@@ -276,6 +359,11 @@ fn object(o: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> ObjectPla
     ObjectPlan {
         physical_name: text_at(o, "physicalName"),
         nulls: custom_nulls(
+            o.get("customProperties"),
+            &format!("{at}.customProperties"),
+            lint,
+        ),
+        delimiter: custom_delimiter(
             o.get("customProperties"),
             &format!("{at}.customProperties"),
             lint,

@@ -440,3 +440,41 @@ fn real_files_a_byte_order_mark_semicolons_and_na_are_read_as_meant() {
         listed(&r)
     );
 }
+
+/// A delimiter declared in the contract wins over the header's (#33.12): a
+/// `meshDelimiter` custom property, or a `format: csv` server's `delimiter`; a
+/// bad declaration is a lint problem.
+#[test]
+fn a_declared_delimiter_splits_fields_the_header_would_mislead() {
+    let contract = |decl: &str| {
+        let yaml = format!(
+            "apiVersion: v3.1.0\nkind: DataContract\nid: p\nversion: 1.0.0\nstatus: active\n{decl}schema:\n  - name: f\n    properties:\n      - {{name: \"a,b\", required: true}}\n      - {{name: \"c,d\", logicalType: integer}}\n"
+        );
+        let doc = crate::odcs::document(&yaml).unwrap();
+        Plan::from_contract(&doc, &NullValues::default())
+    };
+    // The header holds more commas than pipes: detection would split on commas.
+    let text = "a,b|c,d\nx|1\ny|2\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.csv");
+    std::fs::write(&path, text).unwrap();
+    let files = [("f.csv".to_string(), path)];
+    let detected = check(&contract(""), &[], &files).unwrap();
+    assert!(!detected.kept(), "{:?}", detected.lines());
+    for decl in [
+        "customProperties:\n  - {property: meshDelimiter, value: \"|\"}\n",
+        "servers:\n  - {server: s3, type: s3, location: \"s3://b/p\", format: csv, delimiter: \"|\"}\n",
+    ] {
+        let plan = contract(decl);
+        assert!(plan.lint.is_empty(), "{:?}", plan.lint);
+        let r = check(&plan, &[], &files).unwrap();
+        assert!(r.kept(), "{decl}: {:?}", r.lines());
+        assert_eq!(r.quality.as_ref().unwrap().rows, 2);
+    }
+    let bad = contract("customProperties:\n  - {property: meshDelimiter, value: \";;\"}\n");
+    assert!(
+        bad.lint[0].contains("(meshDelimiter): \";;\" is not a CSV delimiter"),
+        "{:?}",
+        bad.lint
+    );
+}

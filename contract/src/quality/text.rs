@@ -12,15 +12,18 @@ use super::object::{Cell, ObjectState};
 use super::Sink;
 
 /// Reads a CSV file as the object: its header names the columns (a property's
-/// `physicalName`, else its `name`).
+/// `physicalName`, else its `name`); fields split by the declared delimiter, else
+/// by the one the header uses.
 pub(crate) fn csv(
     state: &mut ObjectState<'_>,
     sink: &mut Sink,
     rel: &str,
     path: &Path,
     markers: &[String],
+    delimiter: Option<char>,
 ) -> io::Result<()> {
     let mut reader = CsvReader::new(BufReader::new(File::open(path)?));
+    reader.declare_delimiter(delimiter);
     let Some(header) = reader.next_record()? else {
         sink.violate(
             rel,
@@ -42,10 +45,16 @@ pub(crate) fn csv(
     // A header of one column where several are expected is most often a
     // delimiter that is none of the recognised ones.
     let hint = if header.len() == 1 && state.plan.columns.len() > 1 {
-        format!(
-            "; the header is one column ({:?}): the file's delimiter is none of `,` `;` tab `|`",
-            header[0]
-        )
+        match delimiter {
+            Some(d) => format!(
+                "; the header is one column ({:?}) split by the declared delimiter {d:?}: is that the file's?",
+                header[0]
+            ),
+            None => format!(
+                "; the header is one column ({:?}): the file's delimiter is none of `,` `;` tab `|`; declare it with the contract's `meshDelimiter` custom property",
+                header[0]
+            ),
+        }
     } else {
         String::new()
     };
