@@ -33,7 +33,11 @@ pub(crate) fn draft_toml(
             toml::to_string(&imported.draft).context("writing the manifest draft")
         }
         (Some(path), None) => {
-            crate::input::read_text(path, "the manifest", crate::input::MAX_SMALL_FILE)
+            let text = crate::input::read_text(path, "the manifest", crate::input::MAX_SMALL_FILE)?;
+            // Read here first, so a mistake is named by the file given.
+            toml::from_str::<mesh_contract::ManifestDraft>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Ok(text)
         }
         (None, None) => anyhow::bail!("give --manifest FILE or --contract FILE"),
     }
@@ -410,9 +414,14 @@ pub(crate) fn verify(home: &Path, a: crate::args::VerifyArgs, json: bool) -> any
         0 => "none corrupt".to_string(),
         n => format!("{n} corrupt, removed"),
     };
+    let changed = match r.chunks_changed {
+        0 => String::new(),
+        n => format!(", {n} of in-place files that changed, dropped"),
+    };
     say_line!(
-        "checked {} chunk(s), {}: {corrupt}",
+        "checked {} chunk(s): {} intact ({}){changed}, {corrupt}",
         r.chunks_checked,
+        r.chunks_intact,
         human_bytes(r.bytes_checked)
     );
     for c in &r.corrupt_removed {

@@ -255,3 +255,23 @@ fn genesis_flags_are_validated() {
     assert!(stderr(&o).contains("invalid public key"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn a_broken_manifest_is_named_by_the_file_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("orders-v2.toml");
+    std::fs::write(&m, "title = \"Orders\"\nversion = [\n").unwrap();
+    let o = mesh(
+        &dir.path().join("h"),
+        &[
+            "publish",
+            dir.path().to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("orders-v2.toml:"), "{err}");
+    assert!(!err.contains("product.toml"), "{err}");
+}

@@ -100,6 +100,13 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
         vec![std::fs::canonicalize(&notes).unwrap().display().to_string()],
         "{report:?}"
     );
+    // The counts add up: what was checked is intact, changed or corrupt.
+    assert!(report.chunks_changed >= 1, "{report:?}");
+    assert_eq!(
+        report.chunks_checked,
+        report.chunks_intact + report.chunks_changed + report.corrupt_removed.len(),
+        "{report:?}"
+    );
     let client = net.nodes[0].client().unwrap();
     let held = client.products(&Default::default()).unwrap();
     let listed = held

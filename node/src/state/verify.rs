@@ -17,8 +17,14 @@ use super::StateError;
 pub struct VerifyReport {
     /// Chunks read and checked.
     pub chunks_checked: usize,
-    /// Bytes read.
+    /// Bytes of the chunks found intact.
     pub bytes_checked: u64,
+    /// Chunks found intact.
+    #[serde(default)]
+    pub chunks_intact: usize,
+    /// Chunks of in-place files that changed since (see `changed_files`), dropped.
+    #[serde(default)]
+    pub chunks_changed: usize,
     /// Chunks whose bytes did not match their hash, removed (hex hashes).
     pub corrupt_removed: Vec<String>,
     /// Files published or fetched in place that no longer hold their chunks' bytes (changed,
@@ -45,12 +51,16 @@ pub(crate) fn verify_store(
     for hash in chunks.list()? {
         report.chunks_checked += 1;
         match chunks.get_verified(&hash, u64::from(MAX_CHUNK_LEN)) {
-            Ok(data) => report.bytes_checked += data.len() as u64,
+            Ok(data) => {
+                report.chunks_intact += 1;
+                report.bytes_checked += data.len() as u64;
+            }
             Err(e) if e.is_bad_copy() => {
                 warn!(chunk = %hash, "verify: {e}; removing the chunk");
                 chunks.remove(&hash)?;
                 match e {
                     ChunkError::SourceChanged { path, .. } => {
+                        report.chunks_changed += 1;
                         let path = path.display().to_string();
                         if !report.changed_files.contains(&path) {
                             report.changed_files.push(path);
@@ -59,8 +69,15 @@ pub(crate) fn verify_store(
                     _ => report.corrupt_removed.push(hash.to_string()),
                 }
             }
-            // Removed meanwhile (GC is excluded by the work lock, so rare): fine.
-            Err(ChunkError::Missing(_)) => {}
+            // Removed meanwhile (GC is excluded by the work lock, so rare): not
+            // checked after all.
+            Err(ChunkError::Missing(_)) if !chunks.has(&hash) => report.chunks_checked -= 1,
+            // Indexed, but its data file is unknown: as unreadable as a corrupt one.
+            Err(ChunkError::Missing(_)) => {
+                warn!(chunk = %hash, "verify: indexed but its data file is unknown; removing the chunk");
+                chunks.remove(&hash)?;
+                report.corrupt_removed.push(hash.to_string());
+            }
             Err(e) => return Err(e.into()),
         }
     }
