@@ -80,3 +80,45 @@ fn a_quic_only_mesh_bootstrapped_by_dns_name_publishes_and_fetches() {
         file_hash(&csv).unwrap()
     );
 }
+
+/// Two nodes keep one connection (#33.15): node 1 dials node 0 again and again
+/// (as simultaneous dials, redials and foreign stacks did, growing a pair's
+/// connections to the cap of 4); within seconds each side has one again, and the
+/// pair still gossips.
+#[test]
+fn two_nodes_close_redundant_connections_to_one() {
+    let mut net = testnet(2);
+    net.start_with(0, &[]).unwrap();
+    let at = net.nodes[0].socket_addr().unwrap();
+    let addr = format!(
+        "/ip4/{}/tcp/{}/p2p/{}",
+        at.ip(),
+        at.port(),
+        net.nodes[0].peer_id
+    );
+    net.start_with(1, std::slice::from_ref(&addr)).unwrap();
+    net.wait_peers(1, 1, DEADLINE).unwrap();
+    let connections = |i: usize, j: usize| -> anyhow::Result<usize> {
+        let peers = net.nodes[i].client()?.peers()?;
+        Ok(peers
+            .iter()
+            .find(|p| p.peer_id == net.nodes[j].peer_id)
+            .map_or(0, |p| p.connections))
+    };
+    let mut most = 0;
+    for _ in 0..3 {
+        net.nodes[1].client().unwrap().add_peer(&addr).unwrap();
+        most = most.max(connections(1, 0).unwrap());
+    }
+    println!("connections seen while redialling: up to {most}");
+    wait_until("one connection on each side", DEADLINE, || {
+        Ok(connections(0, 1)? == 1 && connections(1, 0)? == 1)
+    })
+    .unwrap();
+    let dir = net.root().join("orders");
+    sample::write_orders(&dir, 100, 3).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+}

@@ -48,6 +48,58 @@ struct Peer {
     connections: HashMap<ConnectionId, Conn>,
     listen: Vec<Multiaddr>,
     agent: Option<String>,
+    /// The tick since which the peer has had more than one direct connection.
+    redundant_since: Option<u64>,
+}
+
+/// Ticks the node with the larger peer id waits for the other to close a
+/// redundant connection before it closes it itself (a peer that never does, such
+/// as another stack).
+pub(super) const REDUNDANT_GRACE_TICKS: u64 = 3;
+
+/// Ticks a departed peer's addresses stay in the DHT routing table (10 minutes
+/// at the event loop's 2 s tick) unless it connects again.
+pub(super) const DHT_ADDRESS_TTL_TICKS: u64 = 300;
+/// Departed peers remembered at most (the oldest are forgotten first).
+const MAX_DEPARTED: usize = 4096;
+
+/// Peers whose last connection closed, and the tick it closed at: kademlia keeps
+/// a disconnected peer in its routing table and hands its addresses to whoever
+/// asks, long after it left; these are removed [`DHT_ADDRESS_TTL_TICKS`] after.
+#[derive(Debug, Default)]
+pub(super) struct Departed {
+    since: HashMap<PeerId, u64>,
+}
+
+impl Departed {
+    /// `peer`'s last connection closed at `tick`.
+    pub(super) fn left(&mut self, peer: PeerId, tick: u64) {
+        if self.since.len() >= MAX_DEPARTED {
+            if let Some(oldest) = self.since.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p) {
+                self.since.remove(&oldest);
+            }
+        }
+        self.since.insert(peer, tick);
+    }
+
+    /// `peer` connected again.
+    pub(super) fn returned(&mut self, peer: &PeerId) {
+        self.since.remove(peer);
+    }
+
+    /// The peers gone for [`DHT_ADDRESS_TTL_TICKS`] at `tick`, forgotten here.
+    pub(super) fn expired(&mut self, tick: u64) -> Vec<PeerId> {
+        let gone: Vec<PeerId> = self
+            .since
+            .iter()
+            .filter(|(_, t)| tick.saturating_sub(**t) >= DHT_ADDRESS_TTL_TICKS)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in &gone {
+            self.since.remove(p);
+        }
+        gone
+    }
 }
 
 /// The connected peers.
@@ -120,6 +172,38 @@ impl PeerTable {
                     .map(|(id, _)| (*peer, *id))
             })
             .collect()
+    }
+
+    /// Direct connections beyond one per peer, to close: two nodes keep one
+    /// connection. Both ends see the same connections, so only one decides at
+    /// once, the one with the smaller peer id; the other closes them only if they
+    /// are still open [`REDUNDANT_GRACE_TICKS`] later. The oldest connection (the
+    /// smallest id) is kept; a connection closed while a request is in flight on
+    /// it fails that request, which the fetch retries elsewhere.
+    pub(super) fn redundant_direct(
+        &mut self,
+        local: &PeerId,
+        tick: u64,
+    ) -> Vec<(PeerId, ConnectionId)> {
+        let mut close = Vec::new();
+        for (peer, p) in &mut self.peers {
+            let mut direct: Vec<ConnectionId> = p
+                .connections
+                .iter()
+                .filter(|(_, c)| !c.relayed)
+                .map(|(id, _)| *id)
+                .collect();
+            if direct.len() < 2 {
+                p.redundant_since = None;
+                continue;
+            }
+            let since = *p.redundant_since.get_or_insert(tick);
+            if local < peer || tick.saturating_sub(since) >= REDUNDANT_GRACE_TICKS {
+                direct.sort_unstable();
+                close.extend(direct[1..].iter().map(|id| (*peer, *id)));
+            }
+        }
+        close
     }
 
     /// Peers with at least one direct connection, and peers reached only through a
@@ -211,5 +295,64 @@ mod tests {
         assert_eq!(t.direct_and_relayed(), (0, 1));
         assert!(t.closed(&peer, a));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn two_nodes_keep_one_direct_connection_the_smaller_id_deciding_first() {
+        let direct = |port: u16| Conn {
+            addr: format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap(),
+            relayed: false,
+            transport: "tcp",
+        };
+        let (a, b, c) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+            ConnectionId::new_unchecked(3),
+        );
+        let mut ids = [PeerId::random(), PeerId::random()];
+        ids.sort();
+        let [small, large] = ids;
+        // This node has the smaller id: it closes the newer connections at once.
+        let mut t = PeerTable::default();
+        t.connected(large, a, direct(1));
+        assert!(t.redundant_direct(&small, 0).is_empty());
+        t.connected(large, c, direct(3));
+        t.connected(large, b, direct(2));
+        let mut close = t.redundant_direct(&small, 1);
+        close.sort();
+        assert_eq!(close, vec![(large, b), (large, c)]);
+        // This node has the larger id: it waits for the other end, then acts.
+        let mut t = PeerTable::default();
+        t.connected(small, a, direct(1));
+        t.connected(small, b, direct(2));
+        assert!(t.redundant_direct(&large, 10).is_empty());
+        assert!(t
+            .redundant_direct(&large, 10 + REDUNDANT_GRACE_TICKS - 1)
+            .is_empty());
+        assert_eq!(
+            t.redundant_direct(&large, 10 + REDUNDANT_GRACE_TICKS),
+            vec![(small, b)]
+        );
+        // Once back to one, the clock starts again.
+        t.closed(&small, b);
+        assert!(t.redundant_direct(&large, 20).is_empty());
+        t.connected(small, c, direct(3));
+        assert!(t.redundant_direct(&large, 21).is_empty());
+    }
+
+    #[test]
+    fn a_departed_peer_expires_from_the_dht_unless_it_returns() {
+        let mut d = Departed::default();
+        let (gone, back) = (PeerId::random(), PeerId::random());
+        d.left(gone, 10);
+        d.left(back, 10);
+        d.returned(&back);
+        assert!(d.expired(10 + DHT_ADDRESS_TTL_TICKS - 1).is_empty());
+        assert_eq!(d.expired(10 + DHT_ADDRESS_TTL_TICKS), vec![gone]);
+        assert!(d.expired(10_000).is_empty(), "forgotten once expired");
+        for i in 0..(MAX_DEPARTED as u64 + 10) {
+            d.left(PeerId::random(), i);
+        }
+        assert_eq!(d.since.len(), MAX_DEPARTED);
     }
 }

@@ -173,6 +173,17 @@ impl EventLoop {
         }
     }
 
+    /// Removes from the DHT the peers gone for `DHT_ADDRESS_TTL_TICKS`.
+    pub(super) fn expire_departed(&mut self) {
+        for peer in self.departed.expired(self.ticks) {
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                if kad.remove_peer(&peer).is_some() {
+                    debug!(%peer, "gone for 10 minutes; its addresses leave the DHT");
+                }
+            }
+        }
+    }
+
     /// Disconnects `peer` if its gossip score is below the graylist (checked as
     /// its invalid messages are rejected: a flooder's score climbs back within
     /// seconds, which let a steady flood try again every few seconds) and keeps it
@@ -227,10 +238,17 @@ impl EventLoop {
 
     /// Closes relayed connections to peers that now have a direct one (after a hole
     /// punch): requests are spread over all of a peer's connections, and bulk
-    /// transfer should not go through the relay.
-    pub(super) fn drop_redundant_relayed(&mut self) {
+    /// transfer should not go through the relay. And keeps one direct connection
+    /// per peer (simultaneous dials, redials and other stacks open more; see
+    /// `PeerTable::redundant_direct`).
+    pub(super) fn drop_redundant(&mut self) {
         for (peer, id) in self.connections.redundant_relayed() {
             debug!(%peer, "direct connection open; closing the relayed one");
+            self.swarm.close_connection(id);
+        }
+        let local = *self.swarm.local_peer_id();
+        for (peer, id) in self.connections.redundant_direct(&local, self.ticks) {
+            debug!(%peer, "a second direct connection; closing the newer one");
             self.swarm.close_connection(id);
         }
     }

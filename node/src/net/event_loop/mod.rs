@@ -34,7 +34,7 @@ use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
 use super::handle::{Command, NetworkHandle};
 use super::handles::StateHandles;
-use super::peers::{Conn, PeerTable};
+use super::peers::{Conn, Departed, PeerTable};
 use super::reach::Reach;
 use super::scoring::CORRUPT_DATA_PENALTY;
 use super::sync::{self, SyncState};
@@ -90,6 +90,8 @@ pub(crate) struct EventLoop {
     /// Whether peers are found through kademlia and identify, or only configured.
     discovery: bool,
     connections: PeerTable,
+    /// Peers that left, until their addresses leave the DHT.
+    departed: Departed,
     /// Reachability, relay slots and hole punching.
     reach: Reach,
     /// Signalled when listen or external addresses change (the provider record is
@@ -179,6 +181,7 @@ impl EventLoop {
             fresh_port: HashSet::new(),
             discovery: config.discovery,
             connections: PeerTable::default(),
+            departed: Departed::default(),
             reach,
             addrs_changed,
             ticks: 0,
@@ -336,7 +339,10 @@ impl EventLoop {
             self.kad_bootstrap();
         }
         self.reserve_relays();
-        self.drop_redundant_relayed();
+        self.drop_redundant();
+        if self.ticks % 15 == 3 {
+            self.expire_departed();
+        }
         if self.ticks % 5 == 2 {
             self.dial_replicas();
         }
@@ -382,6 +388,10 @@ impl EventLoop {
                 let first = self
                     .connections
                     .connected(peer_id, connection_id, Conn::of(&endpoint));
+                self.departed.returned(&peer_id);
+                if !first {
+                    self.drop_redundant();
+                }
                 if first {
                     debug!(peer = %peer_id, "connected; starting policy, catalog and record sync");
                     self.start_sync(peer_id, true);
@@ -399,6 +409,7 @@ impl EventLoop {
                 self.admission.forget(&peer_id);
                 self.app_scores.remove(&peer_id);
                 self.reach.disconnected(&peer_id);
+                self.departed.left(peer_id, self.ticks);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Transfer(event)) => self.on_transfer(event),
