@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 
 use mesh_protocol::manifest::LogicalType;
 
-use crate::odcs::logical_type_name;
 use crate::quality::csv::{read_line_capped, CsvReader};
 use crate::quality::json::JsonRecords;
 use crate::quality::values::{is_date, is_time, is_timestamp};
@@ -253,7 +252,7 @@ impl Object {
         for (name, t, nullable) in &self.typed {
             let mut p = Map::new();
             p.insert("name".into(), json!(name));
-            p.insert("logicalType".into(), json!(logical_type_name(*t)));
+            p.insert("logicalType".into(), json!(t.name()));
             if !nullable {
                 p.insert("required".into(), json!(true));
             }
@@ -262,10 +261,7 @@ impl Object {
         for (name, c) in &self.columns {
             let mut p = Map::new();
             p.insert("name".into(), json!(name));
-            p.insert(
-                "logicalType".into(),
-                json!(logical_type_name(c.logical_type())),
-            );
+            p.insert("logicalType".into(), json!(c.logical_type().name()));
             if c.nulls == 0 && c.candidates.is_some() {
                 p.insert("required".into(), json!(true));
             }

@@ -79,6 +79,54 @@ pub enum LogicalType {
     Time,
 }
 
+impl LogicalType {
+    /// Every logical type, in the order ODCS lists them.
+    pub const ALL: [LogicalType; 9] = [
+        LogicalType::String,
+        LogicalType::Integer,
+        LogicalType::Number,
+        LogicalType::Boolean,
+        LogicalType::Date,
+        LogicalType::Timestamp,
+        LogicalType::Time,
+        LogicalType::Object,
+        LogicalType::Array,
+    ];
+
+    /// Its ODCS name (`logicalType: integer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LogicalType::String => "string",
+            LogicalType::Integer => "integer",
+            LogicalType::Number => "number",
+            LogicalType::Boolean => "boolean",
+            LogicalType::Date => "date",
+            LogicalType::Timestamp => "timestamp",
+            LogicalType::Time => "time",
+            LogicalType::Object => "object",
+            LogicalType::Array => "array",
+        }
+    }
+
+    /// The type an ODCS name names, in any case.
+    pub fn from_name(s: &str) -> Option<LogicalType> {
+        LogicalType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Every name, comma-separated, for messages.
+    pub fn names() -> String {
+        LogicalType::ALL.map(LogicalType::name).join(", ")
+    }
+}
+
+impl fmt::Display for LogicalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

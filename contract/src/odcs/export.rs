@@ -4,8 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    logical_type_name, OdcsError, CUSTOM_CLASSIFICATION, CUSTOM_CONSUMERS, CUSTOM_LINEAGE,
-    EXPORT_API_VERSION,
+    OdcsError, CUSTOM_CLASSIFICATION, CUSTOM_CONSUMERS, CUSTOM_LINEAGE, EXPORT_API_VERSION,
 };
 use mesh_protocol::duration::format_duration;
 use mesh_protocol::manifest::Manifest;
@@ -78,10 +77,7 @@ fn from_manifest(m: &Manifest) -> Value {
         .map(|f| {
             let mut p = Map::new();
             p.insert("name".into(), json!(f.name));
-            p.insert(
-                "logicalType".into(),
-                json!(logical_type_name(f.logical_type)),
-            );
+            p.insert("logicalType".into(), json!(f.logical_type.name()));
             p.insert("required".into(), json!(f.required));
             p.insert("unique".into(), json!(f.unique));
             p.insert("classification".into(), json!(f.classification.to_string()));

@@ -2,11 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::{
-    classification, field, logical_type, slug, status, text, Imported, OdcsError, API_VERSIONS,
-};
+use super::{classification, field, slug, status, text, Imported, OdcsError, API_VERSIONS};
 use crate::draft::{FieldDraft, ManifestDraft, OwnerDraft, SlaDraft, UpstreamDraft};
-use mesh_protocol::manifest::Contract;
+use mesh_protocol::manifest::{Contract, LogicalType};
 
 /// The top-level sections mesh maps (all others are kept and listed in the notes).
 const MAPPED: [&str; 13] = [
@@ -281,12 +279,13 @@ impl Reader {
                 continue;
             };
             let logical = match field(p, "logicalType") {
-                None => mesh_protocol::manifest::LogicalType::String,
-                Some(t) => match logical_type(&t) {
+                None => LogicalType::String,
+                Some(t) => match LogicalType::from_name(&t) {
                     Some(t) => t,
                     None => {
                         self.errs.push(format!(
-                            "{at}.logicalType {t:?} is not one of string, integer, number, boolean, date, timestamp, time, object, array"
+                            "{at}.logicalType {t:?} is not one of {}",
+                            LogicalType::names()
                         ));
                         continue;
                     }

@@ -23,7 +23,7 @@
 
 use serde_json::{Map, Value};
 
-use mesh_protocol::manifest::{Classification, LogicalType, Status};
+use mesh_protocol::manifest::{Classification, Status};
 
 mod convert;
 mod export;
@@ -131,35 +131,6 @@ fn status(s: &str) -> (Status, bool) {
         "deprecated" | "sunset" => (Status::Deprecated, true),
         "retired" | "decommissioned" | "archived" | "inactive" => (Status::Retired, true),
         _ => (Status::Active, false),
-    }
-}
-
-pub(crate) fn logical_type(s: &str) -> Option<LogicalType> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "string" => LogicalType::String,
-        "integer" => LogicalType::Integer,
-        "number" => LogicalType::Number,
-        "boolean" => LogicalType::Boolean,
-        "date" => LogicalType::Date,
-        "timestamp" => LogicalType::Timestamp,
-        "time" => LogicalType::Time,
-        "object" => LogicalType::Object,
-        "array" => LogicalType::Array,
-        _ => return None,
-    })
-}
-
-pub(crate) fn logical_type_name(t: LogicalType) -> &'static str {
-    match t {
-        LogicalType::String => "string",
-        LogicalType::Integer => "integer",
-        LogicalType::Number => "number",
-        LogicalType::Boolean => "boolean",
-        LogicalType::Date => "date",
-        LogicalType::Timestamp => "timestamp",
-        LogicalType::Time => "time",
-        LogicalType::Object => "object",
-        LogicalType::Array => "array",
     }
 }
 

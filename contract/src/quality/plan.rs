@@ -382,11 +382,12 @@ fn column(p: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> Option<Co
     };
     let logical_type = match text_at(p, "logicalType") {
         None => LogicalType::String,
-        Some(t) => match crate::odcs::logical_type(&t) {
+        Some(t) => match LogicalType::from_name(&t) {
             Some(t) => t,
             None => {
                 lint.push(format!(
-                    "{at}.logicalType: {t:?} is not one of string, integer, number, boolean, date, timestamp, time, object, array"
+                    "{at}.logicalType: {t:?} is not one of {}",
+                    LogicalType::names()
                 ));
                 return None;
             }
@@ -396,7 +397,7 @@ fn column(p: &Map<String, Value>, at: &str, lint: &mut Vec<String>) -> Option<Co
         for k in unknown_keys(m, logical_type) {
             lint.push(format!(
                 "{at}.logicalTypeOptions.{k}: not an option of logicalType {}",
-                crate::odcs::logical_type_name(logical_type)
+                logical_type.name()
             ));
         }
     }

@@ -19,6 +19,9 @@ pub(crate) use super::bounds::num;
 pub use super::bounds::OPERATORS;
 use super::bounds::{bounds, Bound};
 
+/// The longest `sql` rule query accepted, in bytes.
+pub(crate) const MAX_QUERY_BYTES: usize = 64 * 1024;
+
 /// What a rule counts, per row of its object.
 #[derive(Debug, Clone)]
 pub(crate) enum Metric {
@@ -253,10 +256,9 @@ fn one(r: &Map<String, Value>, at: &str, level: Level) -> Rule {
     rule.check = match kind {
         "sql" => match r.get("query").and_then(Value::as_str) {
             None => Err("a sql rule needs `query`".into()),
-            Some(q) if q.len() > super::sql::MAX_QUERY_BYTES => Err(format!(
-                "query is longer than {} bytes",
-                super::sql::MAX_QUERY_BYTES
-            )),
+            Some(q) if q.len() > MAX_QUERY_BYTES => {
+                Err(format!("query is longer than {MAX_QUERY_BYTES} bytes"))
+            }
             Some(q) => bounds(r).map(|b| {
                 (
                     Metric::Sql {

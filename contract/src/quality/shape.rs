@@ -29,7 +29,7 @@ impl Shape {
     /// The shape a contract property (or `items`) declares.
     pub(crate) fn of(p: &Map<String, Value>, depth: usize) -> Shape {
         let logical_type = match p.get("logicalType").and_then(Value::as_str) {
-            Some(t) => crate::odcs::logical_type(t),
+            Some(t) => LogicalType::from_name(t),
             None if p.contains_key("properties") => Some(LogicalType::Object),
             None if p.contains_key("items") => Some(LogicalType::Array),
             None => Some(LogicalType::String),

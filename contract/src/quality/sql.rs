@@ -26,13 +26,13 @@ use rusqlite::Connection;
 use mesh_protocol::manifest::LogicalType;
 
 use super::plan::ObjectPlan;
+// Longer queries were refused when the rule was read.
+use super::rules::MAX_QUERY_BYTES;
 
 /// Rows inserted per statement.
 pub(crate) const BATCH: usize = 200;
 /// The longest a query may run.
 pub const QUERY_SECONDS: u64 = 60;
-/// The longest query accepted, in bytes.
-pub(crate) const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -188,9 +188,6 @@ impl SqlTable {
         }
         if let Some(why) = &self.broken {
             return Err(why.clone());
-        }
-        if query.len() > MAX_QUERY_BYTES {
-            return Err(format!("the query is longer than {MAX_QUERY_BYTES} bytes"));
         }
         let column = property
             .and_then(|p| object.columns.iter().find(|c| c.name == p))
