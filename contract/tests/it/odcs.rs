@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use common::{leaves, manifest, yaml_as_json};
 use mesh_contract::odcs::{export, export_value, import, Imported};

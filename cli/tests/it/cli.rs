@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-mod common;
+use crate::common;
 
 use common::{mesh, stderr, stdout};
 

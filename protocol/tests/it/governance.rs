@@ -14,7 +14,7 @@ use mesh_protocol::*;
 
 const NOW: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
-const SAMPLE_RULES: &str = include_str!("../../examples/governance/rules.cedar");
+const SAMPLE_RULES: &str = include_str!("../../../examples/governance/rules.cedar");
 
 fn key(n: u8) -> KeyPair {
     KeyPair::from_secret([n; 32])

@@ -17,7 +17,7 @@ use mesh_protocol::manifest::{NullValues, RuleState};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-const CONTRACT: &str = include_str!("odcs/quality-rules.odcs.yaml");
+const CONTRACT: &str = include_str!("../odcs/quality-rules.odcs.yaml");
 
 fn plan() -> (Plan, Vec<mesh_protocol::manifest::Field>) {
     let imported = odcs::import(CONTRACT, None).unwrap();

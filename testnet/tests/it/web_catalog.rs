@@ -11,7 +11,7 @@
 //! `google-chrome` on PATH). Without one it says so loudly and passes; with `CI`
 //! set it fails instead (`.ci/run` installs Debian's `chromium`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -39,7 +39,7 @@ fn quality_rules_refuse_or_travel_with_the_version() {
     let mut net = testnet(2);
     net.start_all().unwrap();
     // The fixture's domain is the testnet's publishing domain here.
-    let fixture = include_str!("../../contract/tests/odcs/quality-rules.odcs.yaml");
+    let fixture = include_str!("../../../contract/tests/odcs/quality-rules.odcs.yaml");
     let contract = net.root().join("shipments.odcs.yaml");
     std::fs::write(
         &contract,

@@ -1,6 +1,6 @@
 //! Round trips of every wire and disk encoding (property tests) and golden vectors
 //! that pin the canonical bytes. Regenerate the vectors deliberately with
-//! `MESH_BLESS=1 cargo test -p mesh-protocol --test encoding` after a format change,
+//! `MESH_BLESS=1 cargo test -p mesh-protocol --test it encoding` after a format change,
 //! and bump the format version when you do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design

@@ -69,23 +69,23 @@ schema:
 
 #[test]
 fn unparsable_and_minimal_contracts() {
-    let l = lint(include_str!("odcs/malformed.odcs.yaml"), Some("sales"));
+    let l = lint(include_str!("../odcs/malformed.odcs.yaml"), Some("sales"));
     assert!(
         l.errors[0].starts_with("(top): not valid YAML"),
         "{:?}",
         l.errors
     );
-    let minimal = include_str!("odcs/minimal-3.0.odcs.yaml");
+    let minimal = include_str!("../odcs/minimal-3.0.odcs.yaml");
     let l = lint(minimal, Some("logistics"));
     assert!(l.errors.is_empty(), "{:#?}", l.errors);
     for f in [
-        include_str!("odcs/quality-rules.odcs.yaml"),
-        include_str!("odcs/full-3.1.odcs.yaml"),
+        include_str!("../odcs/quality-rules.odcs.yaml"),
+        include_str!("../odcs/full-3.1.odcs.yaml"),
     ] {
         let l = lint(f, Some("logistics"));
         assert!(l.errors.is_empty(), "{:#?}", l.errors);
     }
-    let l = lint(include_str!("odcs/quality-rules.odcs.yaml"), None);
+    let l = lint(include_str!("../odcs/quality-rules.odcs.yaml"), None);
     assert!(l.errors.is_empty(), "{:#?}", l.errors);
 }
 

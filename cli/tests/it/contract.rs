@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -15,7 +15,7 @@ fn write(dir: &Path, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-const CONTRACT: &str = include_str!("../../contract/tests/odcs/quality-rules.odcs.yaml");
+const CONTRACT: &str = include_str!("../../../contract/tests/odcs/quality-rules.odcs.yaml");
 
 #[test]
 fn init_drafts_a_contract_that_lints_and_tests_clean_on_its_own_data() {
