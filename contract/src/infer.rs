@@ -221,7 +221,7 @@ impl Object {
                 .iter()
                 .chain(&[LogicalType::Object, LogicalType::Array])
                 .copied()
-                .find(|t| crate::quality::parquet::fits(*t, f.data_type()))
+                .find(|t| crate::quality::shape::fits(*t, f.data_type()))
                 .unwrap_or(LogicalType::String);
             let required = !f.is_nullable() || (rows > 0 && n == 0);
             if !self.typed.iter().any(|(name, _, _)| name == f.name()) {

@@ -10,12 +10,7 @@ use mesh_protocol::manifest::ChunkRef;
 
 use crate::chunks::{ChunkError, ChunkStore, RefId};
 
-/// Smallest chunk, bytes.
-pub const MIN_CHUNK: u32 = 32 * 1024;
-/// Target average chunk, bytes.
-pub const AVG_CHUNK: u32 = 128 * 1024;
-/// Largest chunk, bytes.
-pub const MAX_CHUNK: u32 = 512 * 1024;
+pub use segments::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 
 /// The outcome of chunking one file.
 #[derive(Debug, Clone, PartialEq, Eq)]

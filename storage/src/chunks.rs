@@ -34,7 +34,10 @@ mod read;
 mod refs;
 mod write;
 
-pub use refs::RefId;
+/// A file registered with [`ChunkStore::reference`], whose chunks
+/// [`ChunkStore::put_ref`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefId(u32);
 
 use crate::sys::punch_hole;
 

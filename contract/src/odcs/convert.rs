@@ -16,8 +16,8 @@
 
 use serde_json::{json, Map, Value};
 
+use super::document::{OdcsError, EXPORT_API_VERSION};
 use super::standard::{self, Step};
-use super::{OdcsError, EXPORT_API_VERSION};
 
 /// A converted contract.
 #[derive(Debug, Clone)]

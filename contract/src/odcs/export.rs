@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{
+use super::document::{
     OdcsError, CUSTOM_CLASSIFICATION, CUSTOM_CONSUMERS, CUSTOM_LINEAGE, EXPORT_API_VERSION,
 };
 use mesh_protocol::duration::format_duration;

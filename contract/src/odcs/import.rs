@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{classification, field, slug, status, text, Imported, OdcsError, API_VERSIONS};
+use super::document::{
+    self, classification, field, slug, status, text, Imported, OdcsError, API_VERSIONS,
+    CUSTOM_CLASSIFICATION, CUSTOM_CONSUMERS, CUSTOM_LINEAGE,
+};
 use crate::draft::{FieldDraft, ManifestDraft, OwnerDraft, SlaDraft, UpstreamDraft};
 use mesh_protocol::manifest::{Contract, LogicalType};
 
@@ -26,7 +29,7 @@ const MAPPED: [&str; 13] = [
 /// Reads an ODCS v3 contract (YAML or JSON). A contract without `domain` belongs
 /// to `default_domain` (the publishing node's), if given.
 pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, OdcsError> {
-    let top = super::document(yaml)?;
+    let top = document::document(yaml)?;
     let mut r = Reader {
         errs: Vec::new(),
         notes: Vec::new(),
@@ -140,7 +143,7 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
     })
 }
 
-/// What mesh's own custom properties say (see [`super::CUSTOM_CLASSIFICATION`]).
+/// What mesh's own custom properties say (see [`CUSTOM_CLASSIFICATION`]).
 #[derive(Default)]
 struct Custom {
     classification: Option<mesh_protocol::manifest::Classification>,
@@ -168,16 +171,16 @@ impl Reader {
             let Some(p) = p.as_object() else { continue };
             let value = p.get("value");
             match field(p, "property").as_deref() {
-                Some(super::CUSTOM_CLASSIFICATION) => {
+                Some(CUSTOM_CLASSIFICATION) => {
                     c.classification = value.and_then(text).as_deref().and_then(classification);
                 }
-                Some(super::CUSTOM_CONSUMERS) => {
+                Some(CUSTOM_CONSUMERS) => {
                     c.consumers = value
                         .and_then(Value::as_array)
                         .map(|a| a.iter().filter_map(text).collect())
                         .unwrap_or_default();
                 }
-                Some(super::CUSTOM_LINEAGE) => {
+                Some(CUSTOM_LINEAGE) => {
                     for u in value.and_then(Value::as_array).into_iter().flatten() {
                         if let Some(id) = u.as_object().and_then(|u| field(u, "id")) {
                             c.lineage.push(UpstreamDraft {

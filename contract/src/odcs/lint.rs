@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::{import, API_VERSIONS};
+use super::document::{self, API_VERSIONS};
+use super::import::import;
 use crate::quality::Plan;
 
 /// What lint found.
@@ -28,7 +29,7 @@ pub struct Lint {
 /// without one is published for, if known.
 pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
     let mut l = Lint::default();
-    let doc = match super::document(yaml) {
+    let doc = match document::document(yaml) {
         Ok(m) => m,
         Err(e) => {
             l.errors
@@ -38,7 +39,7 @@ pub fn lint(yaml: &str, default_domain: Option<&str>) -> Lint {
     };
     standard(&mut l, &doc);
     if let Some(v) = doc.get("version") {
-        let text = super::text(v).unwrap_or_default();
+        let text = document::text(v).unwrap_or_default();
         if semver::Version::parse(&text).is_err() {
             l.errors.push(format!(
                 "version: {v} is not a semantic version (MAJOR.MINOR.PATCH); mesh orders versions by it"

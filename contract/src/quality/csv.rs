@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead};
 
-use super::MAX_RECORD_BYTES;
+use super::report::MAX_RECORD_BYTES;
 
 /// Reads one line of at most [`MAX_RECORD_BYTES`].
 pub(crate) fn read_line_capped<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<usize> {

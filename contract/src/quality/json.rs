@@ -6,7 +6,7 @@
 
 use std::io::{self, BufRead};
 
-use super::MAX_RECORD_BYTES;
+use super::report::MAX_RECORD_BYTES;
 
 /// The records of a `.json` file.
 #[derive(Debug)]

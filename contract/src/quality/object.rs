@@ -8,10 +8,10 @@ use std::hash::{Hash as _, Hasher};
 use mesh_protocol::manifest::{FieldQuality, LogicalType, RuleOutcome, RuleState};
 
 use super::plan::{ColumnPlan, ObjectPlan};
+use super::report::{Sink, DISTINCT_CAP, UNIQUE_CAP};
 use super::rules::{unmeasured, Metric};
 use super::sql::SqlTable;
 use super::values::{json_fits, shown, text_fits, type_name};
-use super::{Sink, DISTINCT_CAP, UNIQUE_CAP};
 
 /// One value as a reader found it.
 #[derive(Debug)]

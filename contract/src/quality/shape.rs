@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 
 use mesh_protocol::manifest::LogicalType;
 
-use super::parquet::fits;
 use super::values::type_name;
 
 /// How deep a shape is followed (as nested properties are).
@@ -122,5 +121,63 @@ impl Shape {
             }
             _ => {}
         }
+    }
+}
+
+/// Whether a column of Arrow type `d` holds values of logical type `t`.
+pub(crate) fn fits(t: LogicalType, d: &DataType) -> bool {
+    use DataType as D;
+    match t {
+        // Binary too: older writers (Spark, Impala) store strings as unannotated
+        // byte arrays.
+        LogicalType::String => {
+            matches!(
+                d,
+                D::Utf8
+                    | D::LargeUtf8
+                    | D::Utf8View
+                    | D::Binary
+                    | D::LargeBinary
+                    | D::BinaryView
+                    | D::FixedSizeBinary(_)
+                    | D::Dictionary(_, _)
+            ) && dictionary_of_text(d)
+        }
+        LogicalType::Integer => d.is_integer(),
+        LogicalType::Number => {
+            d.is_integer()
+                || d.is_floating()
+                || matches!(
+                    d,
+                    D::Decimal32(..) | D::Decimal64(..) | D::Decimal128(..) | D::Decimal256(..)
+                )
+        }
+        LogicalType::Boolean => matches!(d, D::Boolean),
+        LogicalType::Date => matches!(d, D::Date32 | D::Date64),
+        LogicalType::Timestamp => matches!(d, D::Timestamp(_, _)),
+        LogicalType::Time => matches!(d, D::Time32(_) | D::Time64(_)),
+        LogicalType::Object => matches!(d, D::Struct(_) | D::Map(_, _)),
+        LogicalType::Array => matches!(
+            d,
+            D::List(_)
+                | D::LargeList(_)
+                | D::FixedSizeList(_, _)
+                | D::ListView(_)
+                | D::LargeListView(_)
+        ),
+    }
+}
+
+fn dictionary_of_text(d: &DataType) -> bool {
+    match d {
+        DataType::Dictionary(_, v) => matches!(
+            v.as_ref(),
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Binary
+                | DataType::LargeBinary
+        ),
+        _ => true,
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::csv::{read_line_capped, CsvReader};
 use super::json::JsonRecords;
 use super::object::{Cell, ObjectState};
-use super::Sink;
+use super::report::Sink;
 
 /// Reads a CSV file as the object: its header names the columns (a property's
 /// `physicalName`, else its `name`); fields split by the declared delimiter, else

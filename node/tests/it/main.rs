@@ -7,7 +7,6 @@
 mod api;
 mod common;
 mod hostile_peer;
-mod layout;
 mod limits;
 mod providers;
 mod storage_faults;

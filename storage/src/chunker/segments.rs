@@ -18,7 +18,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use mesh_protocol::Hash;
 
-use super::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+/// Smallest chunk, bytes.
+pub const MIN_CHUNK: u32 = 32 * 1024;
+/// Target average chunk, bytes.
+pub const AVG_CHUNK: u32 = 128 * 1024;
+/// Largest chunk, bytes.
+pub const MAX_CHUNK: u32 = 512 * 1024;
 
 /// Bytes per segment (small in tests, so that they cut many). Every worker holds
 /// about three segment buffers at most.

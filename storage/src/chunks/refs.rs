@@ -16,13 +16,8 @@ use std::path::{Path, PathBuf};
 
 use mesh_protocol::Hash;
 
-use super::{io_err, lock, ChunkError, ChunkStore};
+use super::{io_err, lock, ChunkError, ChunkStore, RefId};
 use crate::pack::{self, Loc, Record};
-
-/// A file registered with [`ChunkStore::reference`], whose chunks
-/// [`ChunkStore::put_ref`] records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RefId(u32);
 
 impl ChunkStore {
     /// Registers the file at `path` (made absolute) so that chunks can be recorded

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{mbps, measured_fetch, BenchOptions, Row, LONG};
+use super::measure::{mbps, measured_fetch, BenchOptions, Row, LONG};
 use crate::{sample, Testnet, TestnetConfig, Transport};
 
 /// Publishes the files in `data` (`size` bytes) on node 0 of a QUIC-only mesh and

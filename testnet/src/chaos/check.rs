@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Soak, DEADLINE};
+use super::soak::{Soak, DEADLINE};
 use crate::{file_hash, wait_until};
 
 impl<F: FnMut(&str)> Soak<F> {

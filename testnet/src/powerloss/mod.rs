@@ -29,27 +29,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use serde::Serialize;
 
 mod fs;
 mod tree;
 
-/// What the disk saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    /// Write requests.
-    pub writes: u64,
-    /// Bytes written.
-    pub bytes_written: u64,
-    /// `fsync` and `fsyncdir` requests.
-    pub syncs: u64,
-    /// Power losses simulated.
-    pub power_losses: u64,
-    /// Files whose unsynced changes a power loss threw away.
-    pub files_reverted: u64,
-    /// Bytes written (or cut) but never synced, thrown away.
-    pub bytes_forgotten: u64,
-}
+pub use tree::Stats;
 
 /// Why this machine cannot mount a power-loss disk, or `None` if it can.
 pub fn unavailable() -> Option<String> {

@@ -8,7 +8,22 @@ use std::time::SystemTime;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, Request};
 
-use super::Stats;
+/// What the disk saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Write requests.
+    pub writes: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// `fsync` and `fsyncdir` requests.
+    pub syncs: u64,
+    /// Power losses simulated.
+    pub power_losses: u64,
+    /// Files whose unsynced changes a power loss threw away.
+    pub files_reverted: u64,
+    /// Bytes written (or cut) but never synced, thrown away.
+    pub bytes_forgotten: u64,
+}
 
 /// What `statfs` reports: 64 GiB, all free (the data lives in memory; the tests
 /// that use this file system write megabytes).
