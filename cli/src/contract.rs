@@ -134,9 +134,10 @@ pub(crate) fn test(home: &Path, a: ContractTestArgs, json: bool) -> anyhow::Resu
     let yaml = read(&a.file)?;
     let imported = mesh_contract::odcs::import(&yaml, domain(home, a.domain).as_deref())
         .with_context(|| format!("reading {}", a.file.display()))?;
-    let (plan, schema) = imported.draft.checks();
     let files = mesh_node::collect_files(&a.dir)?;
-    let report = quality::check(&plan, &schema, &files)
+    let report = imported
+        .draft
+        .check_data(&files)
         .with_context(|| format!("reading the data in {}", a.dir.display()))?;
     if json {
         print_json(&json!({

@@ -319,9 +319,9 @@ pub(crate) fn check(home: &Path, a: CheckArgs, json: bool) -> anyhow::Result<()>
         Some(dir) => {
             let draft: mesh_contract::ManifestDraft =
                 toml::from_str(&manifest).context("reading the manifest")?;
-            let (plan, schema) = draft.checks();
             let files = mesh_node::collect_files(dir)?;
-            let report = mesh_contract::quality::check(&plan, &schema, &files)
+            let report = draft
+                .check_data(&files)
                 .with_context(|| format!("reading the data in {}", dir.display()))?;
             let warn = node.policy(None)?.policy.settings.quality
                 == mesh_protocol::policy::QualityEnforcement::Warn;

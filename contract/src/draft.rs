@@ -193,12 +193,14 @@ impl ManifestDraft {
         }
     }
 
-    /// What publish checks the data against: the contract's objects and rules, or
-    /// the schema; and the schema the recorded metrics follow.
-    pub fn checks(&self) -> (crate::quality::Plan, Vec<Field>) {
+    /// Checks data files against the draft, as publish will
+    /// ([`crate::quality::check_product`]).
+    pub fn check_data(
+        &self,
+        files: &[(String, std::path::PathBuf)],
+    ) -> std::io::Result<crate::quality::Report> {
         let fields = self.fields();
-        let plan = crate::quality::Plan::new(&fields, &self.nulls(), self.contract.as_ref());
-        (plan, fields)
+        crate::quality::check_product(&fields, &self.nulls(), self.contract.as_ref(), files)
     }
 
     /// Turns the draft into a manifest, listing every missing or invalid field.

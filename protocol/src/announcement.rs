@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::ManifestHash;
 use crate::id::ProductId;
 use crate::keys::PublicKey;
-use crate::manifest::{Classification, Status};
+use crate::manifest::{Classification, Manifest, Status};
 use crate::signed::SignedKind;
 
 /// The format version of an announcement.
@@ -55,6 +55,34 @@ pub struct Summary {
     pub files: u32,
 }
 
+/// The most characters of a title or team name a summary keeps.
+pub const MAX_SUMMARY_TEXT: usize = 200;
+/// The most tags a summary keeps.
+pub const MAX_SUMMARY_TAGS: usize = 32;
+/// The most characters of a tag a summary keeps.
+pub const MAX_SUMMARY_TAG: usize = 64;
+
+impl Summary {
+    /// What a manifest shows catalogs, cut to the summary's limits (an
+    /// announcement must fit its 16 KiB).
+    pub fn of(m: &Manifest) -> Summary {
+        Summary {
+            title: m.title.chars().take(MAX_SUMMARY_TEXT).collect(),
+            status: m.status,
+            classification: m.classification,
+            tags: m
+                .tags
+                .iter()
+                .take(MAX_SUMMARY_TAGS)
+                .map(|t| t.chars().take(MAX_SUMMARY_TAG).collect())
+                .collect(),
+            owner_team: m.owner.team.chars().take(MAX_SUMMARY_TEXT).collect(),
+            size: m.total_size(),
+            files: u32::try_from(m.files.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl SignedKind for Announcement {
     const TAG: &'static str = "mesh/announcement/v1";
     const MAX_BYTES: usize = MAX_ANNOUNCEMENT_BYTES;
@@ -65,6 +93,27 @@ impl SignedKind for Announcement {
 pub const MAX_PROVIDERS: usize = 16;
 
 impl Announcement {
+    /// The announcement of manifest `m` (whose signed form hashes to `manifest`),
+    /// served by `providers`, issued now by `publisher`.
+    pub fn of(
+        m: &Manifest,
+        manifest: ManifestHash,
+        providers: Vec<String>,
+        issued_at_ms: u64,
+        publisher: PublicKey,
+    ) -> Announcement {
+        Announcement {
+            format: ANNOUNCEMENT_FORMAT,
+            product: m.id.clone(),
+            version: m.version.clone(),
+            manifest,
+            summary: Summary::of(m),
+            providers,
+            issued_at_ms,
+            publisher,
+        }
+    }
+
     /// Checks limits that keep announcements small and well-formed.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != ANNOUNCEMENT_FORMAT {

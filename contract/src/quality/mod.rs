@@ -24,7 +24,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use mesh_protocol::manifest::{Field, FieldQuality, ObjectQuality, Quality};
+use mesh_protocol::manifest::{Contract, Field, FieldQuality, NullValues, ObjectQuality, Quality};
 
 mod bounds;
 pub(crate) mod csv;
@@ -100,6 +100,19 @@ fn object_for(plan: &Plan, rel: &str) -> Option<usize> {
         }
     }
     (objects.len() == 1).then_some(0)
+}
+
+/// Checks a product's files (`(relative path, full path)`) against what it
+/// declares: its contract's objects and rules, else `schema` as one object, with
+/// its null markers. The one "plan, then check" of publish, `mesh contract test`
+/// and `mesh policy check --data`.
+pub fn check_product(
+    schema: &[Field],
+    nulls: &NullValues,
+    contract: Option<&Contract>,
+    files: &[(String, PathBuf)],
+) -> io::Result<Report> {
+    check(&Plan::new(schema, nulls, contract), schema, files)
 }
 
 /// Checks the files (`(relative path, full path)`) against `plan`. `schema` is

@@ -379,7 +379,6 @@ impl LineageSource for CatalogSource<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
     use mesh_protocol::manifest::{Classification, Status};
     use mesh_protocol::{KeyPair, Signed};
 
@@ -420,24 +419,13 @@ mod tests {
         };
         let signed = Signed::sign(&m, key);
         catalog.record_manifest(&signed, &m).expect("record");
-        let a = Announcement {
-            format: ANNOUNCEMENT_FORMAT,
-            product: m.id.clone(),
-            version: m.version.clone(),
-            manifest: signed.hash(),
-            summary: Summary {
-                title: m.title.clone(),
-                status: Status::Active,
-                classification: Classification::Internal,
-                tags: vec![],
-                owner_team: "sales".into(),
-                size: 0,
-                files: 0,
-            },
-            providers: vec![libp2p::PeerId::random().to_string()],
-            issued_at_ms: 1_000,
-            publisher: key.public(),
-        };
+        let a = Announcement::of(
+            &m,
+            signed.hash(),
+            vec![libp2p::PeerId::random().to_string()],
+            1_000,
+            key.public(),
+        );
         let offered = catalog.offer(&Signed::sign(&a, key).to_bytes());
         assert_eq!(offered.expect("offer"), Offer::New);
     }

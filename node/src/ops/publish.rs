@@ -11,7 +11,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mesh_contract::{ManifestDraft, PublishFacts};
-use mesh_protocol::announcement::{Summary, ANNOUNCEMENT_FORMAT};
 use mesh_protocol::manifest::FileEntry;
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
@@ -428,13 +427,13 @@ impl Publisher {
 
         // The data must keep the contract before any chunk is stored.
         let found = collect_files(path)?;
-        let plan = mesh_contract::quality::Plan::new(
+        let checked = mesh_contract::quality::check_product(
             &probe.schema,
             &probe.null_values,
             probe.contract.as_ref(),
-        );
-        let checked = mesh_contract::quality::check(&plan, &probe.schema, &found)
-            .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
+            &found,
+        )
+        .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
         let mut warnings = Vec::new();
         if !checked.kept() {
             match self.governance.policy().settings.quality {
@@ -475,29 +474,13 @@ impl Publisher {
         self.policy_checks(&manifest)?;
         let signed = Signed::sign(&manifest, key);
         let hash = signed.hash();
-        let announcement = Announcement {
-            format: ANNOUNCEMENT_FORMAT,
-            product: manifest.id.clone(),
-            version: manifest.version.clone(),
-            manifest: hash,
-            summary: Summary {
-                title: manifest.title.chars().take(200).collect(),
-                status: manifest.status,
-                classification: manifest.classification,
-                tags: manifest
-                    .tags
-                    .iter()
-                    .take(32)
-                    .map(|t| t.chars().take(64).collect())
-                    .collect(),
-                owner_team: manifest.owner.team.chars().take(200).collect(),
-                size: manifest.total_size(),
-                files: manifest.files.len() as u32,
-            },
-            providers: vec![self.peer_id.to_string()],
-            issued_at_ms: unix_now_ms(),
-            publisher: key.public(),
-        };
+        let announcement = Announcement::of(
+            &manifest,
+            hash,
+            vec![self.peer_id.to_string()],
+            unix_now_ms(),
+            key.public(),
+        );
         let envelope = Signed::sign(&announcement, key).to_bytes();
         let synced_from = std::time::Instant::now();
         self.chunks.sync()?;
