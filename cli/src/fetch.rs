@@ -22,7 +22,7 @@ const DISCOVERY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Shows a fetch's progress: JSON lines with `--json`, a bar on a terminal, a line
 /// every 10% otherwise.
-struct Display {
+struct Progress {
     json: bool,
     tty: bool,
     bar: ProgressBar,
@@ -31,9 +31,9 @@ struct Display {
     one_shot: bool,
 }
 
-impl Display {
+impl Progress {
     fn new(json: bool) -> Self {
-        Display {
+        Progress {
             json,
             tty: std::io::stderr().is_terminal() && !json,
             bar: ProgressBar::hidden(),
@@ -170,7 +170,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
         bail!("--bootstrap and --identity are for a one-shot fetch; give --genesis FILE too");
     }
     let out = absolute(&a.out)?;
-    let mut display = Display::new(json);
+    let mut progress = Progress::new(json);
     let request = FetchRequest {
         product: a.product.clone(),
         out: Some(out.clone()),
@@ -183,13 +183,13 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
             a.product
         )
     })?;
-    match client.fetch(&request, |event| display.event(event)) {
+    match client.fetch(&request, |event| progress.event(event)) {
         Ok(o) => {
-            display.done(&o, &out);
+            progress.done(&o, &out);
             Ok(())
         }
         Err(ClientError::Api { message, .. }) => {
-            display.bar.finish_and_clear();
+            progress.bar.finish_and_clear();
             bail!("fetch of {} failed: {message}", a.product)
         }
         Err(e) => Err(e.into()),
@@ -240,8 +240,8 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut display = Display::new(json);
-    display.one_shot = true;
+    let mut progress = Progress::new(json);
+    progress.one_shot = true;
     let result = runtime.block_on(async {
         let running = mesh_node::start(
             home,
@@ -265,7 +265,7 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
             let fetching = node.fetch_with(&target, Some(out.clone()), options, Some(tx));
             let showing = async {
                 while let Some(e) = rx.recv().await {
-                    display.event(&e);
+                    progress.event(&e);
                 }
             };
             let (fetch, ()) = tokio::join!(fetching, showing);
@@ -278,12 +278,12 @@ fn one_shot(a: FetchArgs, json: bool) -> anyhow::Result<()> {
     match result {
         Ok(o) => {
             // As through a daemon, `--json` ends with the outcome's event.
-            display.event(&FetchEvent::Done(o.clone()));
-            display.done(&o, &out);
+            progress.event(&FetchEvent::Done(o.clone()));
+            progress.done(&o, &out);
             Ok(())
         }
         Err(e) => {
-            display.bar.finish_and_clear();
+            progress.bar.finish_and_clear();
             Err(e.context(format!("one-shot fetch of {}", a.product)))
         }
     }

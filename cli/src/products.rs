@@ -1,5 +1,5 @@
-//! Commands that talk to the running daemon: publish, products, show, fetch, peers,
-//! status.
+//! Product commands that talk to the running daemon: publish, products, show, gc,
+//! verify and usage (fetch is `fetch.rs`, peers and status `network.rs`).
 
 use std::path::Path;
 

@@ -25,7 +25,7 @@ use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
-use crate::ops::subscribe::Follower;
+use crate::ops::subscribe::Subscriber;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
 use crate::state::governance::{Governance, LoadError, OwnNode};
@@ -201,7 +201,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         )),
     ];
     let work_lock = Arc::new(tokio::sync::RwLock::new(()));
-    let follower = Follower {
+    let subscriber = Subscriber {
         book: subscriptions.clone(),
         fetcher: fetcher.clone(),
         catalog: catalog.clone(),
@@ -217,7 +217,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
             net.clone(),
             shutdown.child_token(),
         )));
-        tasks.push(tokio::spawn(follower.clone().run(shutdown.child_token())));
+        tasks.push(tokio::spawn(subscriber.clone().run(shutdown.child_token())));
     }
     let access = AccessDesk {
         book: access,
@@ -237,7 +237,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         access,
         publisher,
         fetcher,
-        follower,
+        subscriber,
         work_lock,
         metrics,
         registry,

@@ -52,6 +52,13 @@ pub enum NodeError {
     NotFound(String),
 }
 
+/// A product id or reference the request gave that does not parse.
+impl From<mesh_protocol::id::IdError> for NodeError {
+    fn from(e: mesh_protocol::id::IdError) -> Self {
+        NodeError::BadRequest(e.to_string())
+    }
+}
+
 impl From<LoadError> for NodeError {
     fn from(e: LoadError) -> Self {
         match e {

@@ -24,7 +24,7 @@ use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
 use crate::ops::submit::{self, Submitted};
-use crate::ops::subscribe::{Follower, SubscriberView, SubscriptionView};
+use crate::ops::subscribe::{Subscriber, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
@@ -82,7 +82,7 @@ pub(crate) struct Parts {
     pub(crate) access: AccessDesk,
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
-    pub(crate) follower: Follower,
+    pub(crate) subscriber: Subscriber,
     /// Publish and fetch hold it shared; GC holds it exclusively.
     pub(crate) work_lock: Arc<RwLock<()>>,
     pub(crate) metrics: Metrics,
@@ -97,7 +97,7 @@ pub(crate) struct Parts {
 pub struct Node {
     parts: Arc<Parts>,
     /// Publish and fetch hold it shared; GC holds it exclusively (the
-    /// subscription follower's fetches too).
+    /// subscriber's fetches too).
     work_lock: Arc<RwLock<()>>,
 }
 
@@ -276,25 +276,25 @@ impl Node {
         skip_flagged: bool,
     ) -> Result<SubscriptionView, NodeError> {
         self.parts
-            .follower
+            .subscriber
             .subscribe(product, out, keep, skip_flagged)
             .await
     }
 
     /// Stops following `product` (its folders stay).
     pub async fn unsubscribe(&self, product: ProductId) -> Result<SubscriptionView, NodeError> {
-        self.parts.follower.unsubscribe(product).await
+        self.parts.subscriber.unsubscribe(product).await
     }
 
     /// This node's subscriptions, with state and lag.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, NodeError> {
-        self.parts.follower.list().await
+        self.parts.subscriber.list().await
     }
 
     /// The nodes that follow `product` (from their provider records), with the
     /// versions each holds.
     pub async fn subscribers(&self, product: ProductId) -> Result<Vec<SubscriberView>, NodeError> {
-        self.parts.follower.subscribers(product).await
+        self.parts.subscriber.subscribers(product).await
     }
 
     /// Adds up the usage of `target` (one version of it, if it names one) from every

@@ -2,10 +2,10 @@
 //! into a running node.
 //!
 //! Map: [`types`] are the request and response bodies (shared by both ends),
-//! `server` routes them to the [`Node`](crate::Node), and [`client`] is the one
-//! typed client the CLI and the testnet use (`access` and `subscriptions` hold
-//! those routes), so route strings and the fold over a
-//! fetch's event stream live only here. `web` is the catalog in the browser, served
+//! `server` routes them to the [`Node`](crate::Node) (`access.rs` and
+//! `subscriptions.rs` hold the routes of grants and subscriptions), and [`client`]
+//! is the one typed client the CLI and the testnet use, so route strings and the
+//! fold over a fetch's event stream live only here. `web` is the catalog in the browser, served
 //! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
 
 mod access;
@@ -19,7 +19,6 @@ pub use client::{ApiClient, ClientError};
 
 /// A `domain/name` from a request (a body field or a path), validated.
 fn parse_product(text: &str) -> Result<mesh_protocol::ProductId, crate::error::NodeError> {
-    text.parse()
-        .map_err(|e: mesh_protocol::id::IdError| crate::error::NodeError::BadRequest(e.to_string()))
+    text.parse().map_err(crate::error::NodeError::from)
 }
 pub use types::*;

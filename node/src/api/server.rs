@@ -354,8 +354,7 @@ fn product_ref(domain: &str, name: &str, version: Option<String>) -> Result<Prod
         Some(v) => format!("{domain}/{name}@{v}"),
         None => format!("{domain}/{name}"),
     };
-    text.parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))
+    text.parse().map_err(NodeError::from)
 }
 
 async fn lineage(
@@ -410,10 +409,7 @@ async fn fetch(
     State(s): State<AppState>,
     Json(req): Json<FetchRequest>,
 ) -> Result<Response, NodeError> {
-    let target: ProductRef = req
-        .product
-        .parse()
-        .map_err(|e: mesh_protocol::id::IdError| NodeError::BadRequest(e.to_string()))?;
+    let target: ProductRef = req.product.parse().map_err(NodeError::from)?;
     let (tx, rx) = mpsc::channel::<FetchEvent>(FETCH_EVENTS);
     let node = s.node.clone();
     tokio::spawn(async move {

@@ -11,6 +11,25 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::error::NetError;
 use super::reach::ReachabilityView;
 
+/// How a connected peer is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionKind {
+    /// At least one connection goes straight to the peer.
+    Direct,
+    /// Every connection goes through a relay.
+    Relayed,
+}
+
+impl ConnectionKind {
+    /// As `mesh peers` names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ConnectionKind::Direct => "direct",
+            ConnectionKind::Relayed => "relayed",
+        }
+    }
+}
+
 /// A connected peer, as reported by `mesh peers`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct PeerInfo {
@@ -60,6 +79,9 @@ pub(crate) enum Command {
     },
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Connected {
+        reply: oneshot::Sender<Vec<(PeerId, ConnectionKind)>>,
     },
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
@@ -209,9 +231,14 @@ impl NetworkHandle {
         self.send(Command::PublishPolicy { envelope }).await
     }
 
-    /// Connected peers.
+    /// Connected peers, as `mesh peers` shows them.
     pub(crate) async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
         self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Connected peers, and how each is reached.
+    pub(crate) async fn connected(&self) -> Result<Vec<(PeerId, ConnectionKind)>, NetError> {
+        self.ask(|reply| Command::Connected { reply }).await
     }
 
     /// Adds a peer to keep connected to, like a bootstrap peer: dialled now and

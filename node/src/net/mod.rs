@@ -26,7 +26,7 @@ pub(crate) mod transfer;
 
 pub use error::NetError;
 pub(crate) use event_loop::EventLoop;
-pub(crate) use handle::NetworkHandle;
 pub use handle::PeerInfo;
+pub(crate) use handle::{ConnectionKind, NetworkHandle};
 pub(crate) use handles::StateHandles;
 pub use reach::ReachabilityView;

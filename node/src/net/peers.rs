@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId};
 use mesh_protocol::Policy;
 
 use super::addr::transport_of;
-use super::handle::PeerInfo;
+use super::handle::{ConnectionKind, PeerInfo};
 use super::scoring::GRAYLIST_THRESHOLD;
 
 /// Listen addresses kept per peer from identify, at most.
@@ -159,6 +159,20 @@ impl PeerTable {
             .is_some_and(|p| p.connections.values().any(|c| !c.relayed))
     }
 
+    /// How `peer` is reached (direct if any of its connections is).
+    pub(super) fn kind(&self, peer: &PeerId) -> ConnectionKind {
+        if self.is_direct(peer) {
+            ConnectionKind::Direct
+        } else {
+            ConnectionKind::Relayed
+        }
+    }
+
+    /// Every connected peer and how it is reached.
+    pub(super) fn kinds(&self) -> Vec<(PeerId, ConnectionKind)> {
+        self.peers.keys().map(|p| (*p, self.kind(p))).collect()
+    }
+
     /// Relayed connections to peers that also have a direct one: once a hole is
     /// punched, traffic should not keep going through the relay.
     pub(super) fn redundant_relayed(&self) -> Vec<(PeerId, ConnectionId)> {
@@ -232,7 +246,7 @@ impl PeerTable {
                 Some(PeerInfo {
                     peer_id: peer.to_string(),
                     address: best.addr.to_string(),
-                    connection: if best.relayed { "relayed" } else { "direct" }.into(),
+                    connection: self.kind(peer).name().into(),
                     transport: best.transport.into(),
                     connections: p.connections.len(),
                     listen_addrs: p.listen.iter().map(|a| a.to_string()).collect(),

@@ -51,7 +51,8 @@ type Answer = (InboundRequestId, ResponseChannel<Response>, Response);
 
 /// Capacity of the command channel.
 const COMMAND_CAPACITY: usize = 256;
-/// Gossip messages (announcements, policies) kept for retry while no peer is subscribed.
+/// Gossip messages (announcements, policies) kept for retry while no peer is
+/// subscribed or every peer's send queue is full; the oldest go first past this.
 const MAX_PENDING_GOSSIP: usize = 1024;
 /// Ticks between anti-entropy syncs with one connected peer (about 30 s).
 const ANTI_ENTROPY_TICKS: u64 = 15;
@@ -81,7 +82,8 @@ pub(crate) struct EventLoop {
     admission: Admission,
     /// Application-specific gossip scores of connected peers (penalties only).
     app_scores: HashMap<PeerId, f64>,
-    /// Gossip messages waiting for a subscribed peer: topic and payload.
+    /// Gossip messages waiting for a subscribed peer (or room in a full send
+    /// queue): topic and payload, retried every tick and on a subscription.
     pending_gossip: VecDeque<(IdentTopic, Vec<u8>)>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     /// Configured peers whose last dial from the listen port failed because the
@@ -279,6 +281,9 @@ impl EventLoop {
                     .infos(&self.governance.policy(), |p| gossipsub.peer_score(p));
                 let _ = reply.send(peers);
             }
+            Command::Connected { reply } => {
+                let _ = reply.send(self.connections.kinds());
+            }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
@@ -316,7 +321,7 @@ impl EventLoop {
         {
             Ok(_) | Err(PublishError::Duplicate) => true,
             Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::AllQueuesFull(_)) => {
-                debug!("no subscribed peer yet; announcement kept for retry");
+                debug!("no subscribed peer, or every send queue full; gossip kept for retry");
                 false
             }
             Err(e) => {

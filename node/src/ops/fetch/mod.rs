@@ -40,7 +40,7 @@ use slots::PEER_WINDOW;
 
 use crate::clock::unix_now_ms;
 use crate::metrics::Metrics;
-use crate::net::NetworkHandle;
+use crate::net::{ConnectionKind, NetworkHandle};
 use crate::state::access::AccessBook;
 use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::{Governance, OwnNode};
@@ -252,11 +252,11 @@ impl Fetcher {
         // (see `slots::RELAYED_WINDOW`): direct providers take the bulk.
         let relayed: HashSet<PeerId> = self
             .net
-            .peers()
+            .connected()
             .await?
             .into_iter()
-            .filter(|p| p.connection == "relayed")
-            .filter_map(|p| p.peer_id.parse().ok())
+            .filter(|(_, kind)| *kind == ConnectionKind::Relayed)
+            .map(|(peer, _)| peer)
             .collect();
         let inflight = relayed
             .iter()

@@ -24,10 +24,10 @@ impl Fetcher {
         let me = self.net.peer_id();
         let connected: Vec<PeerId> = self
             .net
-            .peers()
+            .connected()
             .await?
             .into_iter()
-            .filter_map(|p| p.peer_id.parse().ok())
+            .map(|(peer, _)| peer)
             .collect();
         let holders: Vec<PeerId> = self
             .providers

@@ -131,7 +131,7 @@ struct Backoff {
 
 /// What subscription work needs from the node.
 #[derive(Debug, Clone)]
-pub(crate) struct Follower {
+pub(crate) struct Subscriber {
     pub(crate) book: SubscriptionBook,
     pub(crate) fetcher: Fetcher,
     pub(crate) catalog: Catalog,
@@ -142,7 +142,7 @@ pub(crate) struct Follower {
     pub(crate) work_lock: Arc<RwLock<()>>,
 }
 
-impl Follower {
+impl Subscriber {
     /// Subscribes to `product` into `out` (absolute), keeping `keep` versions; or
     /// updates `keep` of an existing subscription and resumes it if it was denied.
     pub(crate) async fn subscribe(
