@@ -449,6 +449,15 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// The chunk named `hash`, wherever it is in the files.
+    pub fn chunk(&self, hash: &Hash) -> Option<ChunkRef> {
+        self.files
+            .iter()
+            .flat_map(|f| f.chunks.iter())
+            .find(|c| c.hash == *hash)
+            .copied()
+    }
+
     /// Checks the manifest's internal consistency; every problem is listed.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();

@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "node/src/ops/fetch/mod.rs",
-        "fetch_inner",
-        "fetch's phases (resolve, plan, prepare, download, finish); #34 step 3",
-    ),
-    (
         "node/src/net/sync.rs",
         "advance",
         "the connect-time sync's states; #34 step 3",

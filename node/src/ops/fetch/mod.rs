@@ -18,7 +18,7 @@ use futures::StreamExt;
 use libp2p::PeerId;
 use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
 use mesh_protocol::rules::Decision;
-use mesh_protocol::{Announcement, Manifest, ProductRef};
+use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
 use mesh_storage::assemble::{self, Reuse};
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
@@ -148,6 +148,11 @@ impl Fetcher {
             .ok_or_else(|| FetchError::NotInCatalog(target.clone()))
     }
 
+    /// A fetch in phases: resolve (catalog entry, providers, verified manifest),
+    /// plan (held and missing chunks), prepare (output files, started from an
+    /// earlier version's, and the download job), download, finish (verify what
+    /// was held, write out, sync, record; a held chunk found corrupt is fetched
+    /// again), then the outcome.
     async fn fetch_inner(
         &self,
         target: &ProductRef,
@@ -158,10 +163,54 @@ impl Fetcher {
         if options.in_place && out.is_none() {
             return Err(FetchError::InPlaceNeedsOut);
         }
-        let entry = self.resolve(target)?;
-        let ann = entry.announcement;
-        let providers = self.candidate_providers(&ann).await?;
+        let r = self.resolve_fetch(target).await?;
+        let mut plan = ChunkPlan::of(&r.manifest, &self.chunks);
+        send(
+            &progress,
+            FetchEvent::Resolved {
+                product: r.label(),
+                manifest: r.ann.manifest.to_string(),
+                total_bytes: plan.total,
+                missing_bytes: plan.missing_bytes,
+                providers: r.providers.len(),
+            },
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let prepared = self.prepare(&r, &plan, out.as_ref(), &options).await?;
+        let prepare = started.elapsed();
+        let started = std::time::Instant::now();
+        let missing = std::mem::take(&mut plan.missing);
+        self.download(&prepared.job, missing, 0, plan.total, &progress)
+            .await?;
+        let download = started.elapsed();
+        let started = std::time::Instant::now();
+        let (sync_time, reuse) = self
+            .finish(&r, &mut plan, &prepared, out.clone(), &progress)
+            .await?;
+        let finish = started.elapsed();
+        let outcome = self.outcome(&r, &prepared, plan.total, &reuse, out);
+        self.metrics.fetches.inc();
+        self.metrics.fetched_bytes.inc_by(outcome.transferred_bytes);
+        info!(
+            bytes = outcome.transferred_bytes,
+            reused_bytes = reuse.bytes(),
+            cloned_files = reuse.cloned_files,
+            prepare_ms = prepare.as_millis() as u64,
+            download_ms = download.as_millis() as u64,
+            write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
+            sync_ms = sync_time.as_millis() as u64,
+            "fetched {}",
+            r.label()
+        );
+        Ok(outcome)
+    }
 
+    /// Resolve: the catalog's entry for `target`, the providers to ask, and the
+    /// manifest (held, or fetched), checked against the policy and the rules.
+    async fn resolve_fetch(&self, target: &ProductRef) -> Result<Resolved, FetchError> {
+        let ann = self.resolve(target)?.announcement;
+        let providers = self.candidate_providers(&ann).await?;
         let (signed, manifest) = match self.catalog.manifest(&ann.manifest)? {
             Some((s, _)) => {
                 let m = self
@@ -173,33 +222,24 @@ impl Fetcher {
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
         };
         self.may_read(&manifest)?;
-        let label = format!("{}@{}", manifest.id, manifest.version);
-        // Each distinct chunk once: either held already or to download.
-        let mut seen = HashSet::new();
-        let (mut missing, mut held) = (Vec::<ChunkRef>::new(), Vec::new());
-        for c in manifest.files.iter().flat_map(|f| f.chunks.iter().copied()) {
-            if seen.insert(c.hash) {
-                if self.chunks.has(&c.hash) {
-                    held.push(c.hash);
-                } else {
-                    missing.push(c);
-                }
-            }
-        }
-        let total = manifest.total_size();
-        let missing_bytes: u64 = missing.iter().map(|c| u64::from(c.len)).sum();
-        send(
-            &progress,
-            FetchEvent::Resolved {
-                product: label.clone(),
-                manifest: ann.manifest.to_string(),
-                total_bytes: total,
-                missing_bytes,
-                providers: providers.len(),
-            },
-        )
-        .await;
+        Ok(Resolved {
+            ann,
+            providers,
+            signed,
+            manifest,
+        })
+    }
 
+    /// Prepare: the output files (started from an earlier version's files where
+    /// they are untouched) and the download job.
+    async fn prepare(
+        &self,
+        r: &Resolved,
+        plan: &ChunkPlan,
+        out: Option<&PathBuf>,
+        options: &FetchOptions,
+    ) -> Result<Prepared, FetchError> {
+        let manifest = &r.manifest;
         // Confidential and personal data stay readable by this node's user only.
         let output_options = assemble::OutputOptions {
             private: manifest.classification >= Classification::Confidential,
@@ -213,34 +253,15 @@ impl Fetcher {
                 "more than {MAX_STREAMED_FILES} files: fetching into the store, not in place"
             );
         }
-        // Files of an earlier version this node wrote (there, or elsewhere) and
-        // that are untouched since: the new files start from them.
-        let bases = match &out {
-            Some(dir) => {
-                let (outputs, catalog) = (self.outputs.clone(), self.catalog.clone());
-                let (id, files, dir) = (manifest.id.clone(), manifest.files.clone(), dir.clone());
-                // Only hints: if they cannot be read, every byte is written.
-                blocking(move || {
-                    Ok::<_, FetchError>(outputs.bases(&catalog, &id, &files, &dir).unwrap_or_else(
-                        |e| {
-                            warn!(
-                                "reading the records of earlier outputs: {e}; writing every byte"
-                            );
-                            Vec::new()
-                        },
-                    ))
-                })
-                .await?
-            }
+        let bases = match out {
+            Some(dir) => self.bases(manifest, dir).await?,
             None => Vec::new(),
         };
-        let prepare_started = std::time::Instant::now();
-        let output = match &out {
+        let output = match out {
             Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
-                let (files, dir) = (manifest.files.clone(), dir.clone());
-                let bases = bases.clone();
+                let (files, dir, b) = (manifest.files.clone(), dir.clone(), bases.clone());
                 let created = blocking(move || {
-                    assemble::Output::create_from(&files, &dir, output_options, &bases)
+                    assemble::Output::create_from(&files, &dir, output_options, &b)
                         .map_err(FetchError::Output)
                 })
                 .await?;
@@ -248,174 +269,164 @@ impl Fetcher {
             }
             _ => None,
         };
-        // A provider reached only through a relay gets one batch in flight at a time
-        // (see `slots::RELAYED_WINDOW`): direct providers take the bulk.
-        let relayed: HashSet<PeerId> = self
+        let job = self.job(r, plan, output, in_place).await?;
+        Ok(Prepared {
+            output_options,
+            in_place,
+            bases,
+            job,
+        })
+    }
+
+    /// Files of an earlier version this node wrote (in `dir`, or elsewhere) and
+    /// that are untouched since: the new files start from them. Only hints: if
+    /// their records cannot be read, every byte is written.
+    async fn bases(
+        &self,
+        manifest: &Manifest,
+        dir: &std::path::Path,
+    ) -> Result<Vec<Option<assemble::Base>>, FetchError> {
+        let (outputs, catalog) = (self.outputs.clone(), self.catalog.clone());
+        let (id, files, dir) = (manifest.id.clone(), manifest.files.clone(), dir.to_owned());
+        blocking(move || {
+            Ok::<_, FetchError>(
+                outputs
+                    .bases(&catalog, &id, &files, &dir)
+                    .unwrap_or_else(|e| {
+                        warn!("reading the records of earlier outputs: {e}; writing every byte");
+                        Vec::new()
+                    }),
+            )
+        })
+        .await
+    }
+
+    /// The download job: a provider reached only through a relay gets one batch
+    /// in flight at a time (see `slots::RELAYED_WINDOW`); direct ones take the bulk.
+    async fn job(
+        &self,
+        r: &Resolved,
+        plan: &ChunkPlan,
+        output: Option<Arc<assemble::Output>>,
+        in_place: bool,
+    ) -> Result<Arc<ChunkFetch>, FetchError> {
+        let inflight = self
             .net
             .connected()
             .await?
             .into_iter()
             .filter(|(_, kind)| *kind == ConnectionKind::Relayed)
-            .map(|(peer, _)| peer)
+            .map(|(peer, _)| (peer, slots::Slots::relayed()))
             .collect();
-        let inflight = relayed
-            .iter()
-            .map(|p| (*p, slots::Slots::relayed()))
-            .collect();
-        let job = Arc::new(ChunkFetch {
+        Ok(Arc::new(ChunkFetch {
             net: self.net.clone(),
             chunks: self.chunks.clone(),
-            manifest: ann.manifest,
-            providers,
+            manifest: r.ann.manifest,
+            providers: r.providers.clone(),
             bad: Mutex::new(HashMap::new()),
             lacking: Mutex::new(std::collections::HashSet::new()),
             inflight: Mutex::new(inflight),
             slot_freed: tokio::sync::Notify::new(),
             used: Mutex::new(BTreeMap::new()),
             answer_us: AtomicU64::new(0),
-            done: AtomicU64::new(total - missing_bytes.min(total)),
+            done: AtomicU64::new(plan.total - plan.missing_bytes.min(plan.total)),
             transferred: AtomicU64::new(0),
             output,
             in_place,
-        });
-        // Creating the output includes cloning or copying the bases.
-        let prepare = prepare_started.elapsed();
-        let download_started = std::time::Instant::now();
-        self.download(&job, missing, 0, total, &progress).await?;
-        let download = download_started.elapsed();
+        }))
+    }
 
-        // Downloaded chunks were verified on arrival (and written out then, if
-        // streaming). Chunks that were already held are read and verified from disk
-        // now, so a corrupt store is never reported as whole.
-        // A held chunk that fails verification here (our own disk's damage) is
-        // dropped, the product unmarked, and the chunk fetched again from peers.
-        let finish_started = std::time::Instant::now();
+    /// Finish: downloaded chunks were verified on arrival (and written out then,
+    /// if streaming); the chunks already held are read and verified from disk now,
+    /// so a corrupt store is never reported as whole. A held chunk that fails here
+    /// (this node's own disk's damage) is dropped, the product unmarked, and the
+    /// chunk fetched again from peers, up to [`MAX_REPAIRS`] times.
+    async fn finish(
+        &self,
+        r: &Resolved,
+        plan: &mut ChunkPlan,
+        p: &Prepared,
+        out: Option<PathBuf>,
+        progress: &Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<(std::time::Duration, Reuse), FetchError> {
         let mut repaired = 0usize;
-        let (sync_time, reuse) = loop {
-            let (chunks, catalog) = (self.chunks.clone(), self.catalog.clone());
-            let files = manifest.files.clone();
-            let output = job.output.clone();
-            let hash = ann.manifest;
-            let out2 = out.clone();
-            let held2 = held.clone();
-            let (signed2, manifest2) = (signed.clone(), manifest.clone());
-            let (outputs, bases) = (self.outputs.clone(), bases.clone());
-            let finished = blocking(
-                move || -> Result<(std::time::Duration, Reuse), FetchError> {
-                    let held = held2;
-                    let mut replaced = 0usize;
-                    // Every held chunk is read and verified (a corrupt one is repaired
-                    // below); those already in place from a base are not written.
-                    let mut written = None;
-                    match (&output, &out2) {
-                        (Some(output), _) => output.fill_from_store(&chunks, &held)?,
-                        (None, Some(dir)) => {
-                            written = Some(assemble::write_files(
-                                &files,
-                                &chunks,
-                                dir,
-                                output_options,
-                                &bases,
-                            )?);
-                        }
-                        (None, None) => {
-                            // Only the store's copy is checked: nothing is written.
-                            for hash in &held {
-                                chunks.get_checked(hash, u64::from(MAX_CHUNK_LEN))?;
-                            }
-                        }
-                    }
-                    // The store's packs first (an fsync of each written), then the
-                    // output files, synced by `commit` before they are renamed.
-                    let synced_from = std::time::Instant::now();
-                    chunks.sync()?;
-                    let sync_time = synced_from.elapsed();
-                    if let Some(output) = &output {
-                        output.commit()?;
-                        if in_place {
-                            // The files are whole and synced: the store now records
-                            // every chunk as a range of them, durable before the
-                            // version is marked held.
-                            for (f, dest) in files.iter().zip(output.paths()) {
-                                replaced += chunks.reference_file(dest, &f.chunks)?.len();
-                            }
-                            chunks.sync()?;
-                        }
-                    }
-                    catalog.record_manifest(&signed2, &manifest2)?;
-                    catalog.mark_complete(&hash)?;
-                    if replaced > 0 {
-                        // Files an earlier in-place fetch wrote were replaced: the
-                        // versions that needed their other bytes are not held now.
-                        let gone = catalog.recheck_complete(&chunks)?;
-                        info!(
-                            replaced,
-                            versions = gone.len(),
-                            "in place over an earlier version's files: it is no longer held here"
-                        );
-                    }
-                    let mut reuse = Reuse::default();
-                    if let Some(o) = output.as_deref().or(written.as_ref()) {
-                        let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
-                        // A hint for the next version: losing it costs a full write.
-                        if let Err(e) =
-                            outputs.record(&manifest2.id, &hash, &files, &dests, unix_now_ms())
-                        {
-                            warn!("recording the written files for the next version: {e}");
-                        }
-                        reuse = o.reuse();
-                    }
-                    catalog.flush()?;
-                    Ok((sync_time, reuse))
-                },
-            )
-            .await;
+        loop {
+            let work = Finishing {
+                chunks: self.chunks.clone(),
+                catalog: self.catalog.clone(),
+                outputs: self.outputs.clone(),
+                signed: r.signed.clone(),
+                manifest: r.manifest.clone(),
+                hash: r.ann.manifest,
+                output: p.job.output.clone(),
+                out: out.clone(),
+                held: plan.held.clone(),
+                bases: p.bases.clone(),
+                options: p.output_options,
+                in_place: p.in_place,
+            };
+            let finished = blocking(move || work.run()).await;
             let bad = match &finished {
                 Err(e) if repaired < MAX_REPAIRS => corrupt_chunk(e),
                 _ => None,
             };
-            let Some(bad) = bad else {
-                break finished?;
+            let Some(c) = bad.and_then(|bad| r.manifest.chunk(&bad)) else {
+                return finished;
             };
-            let Some(c) = manifest
-                .files
-                .iter()
-                .flat_map(|f| f.chunks.iter())
-                .find(|c| c.hash == bad)
-                .copied()
-            else {
-                break finished?;
-            };
-            warn!(chunk = %bad.short(), "a chunk held here fails verification: dropping it, marking the product incomplete, fetching it again");
-            let (chunks, catalog, hash) = (self.chunks.clone(), self.catalog.clone(), ann.manifest);
-            blocking(move || -> Result<(), FetchError> {
-                chunks.remove(&bad)?;
-                catalog.unmark_complete(&hash)?;
-                Ok(catalog.flush()?)
-            })
-            .await?;
-            held.retain(|h| *h != bad);
-            job.done.fetch_sub(u64::from(c.len), Ordering::Relaxed);
-            self.download(&job, vec![c], usize::MAX / 2, total, &progress)
-                .await?;
+            self.repair(r, plan, p, c, progress).await?;
             repaired += 1;
-        };
+        }
+    }
 
+    /// Drops held chunk `c` (found corrupt), unmarks the product and fetches the
+    /// chunk again.
+    async fn repair(
+        &self,
+        r: &Resolved,
+        plan: &mut ChunkPlan,
+        p: &Prepared,
+        c: ChunkRef,
+        progress: &Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<(), FetchError> {
+        warn!(chunk = %c.hash.short(), "a chunk held here fails verification: dropping it, marking the product incomplete, fetching it again");
+        let (chunks, catalog, hash) = (self.chunks.clone(), self.catalog.clone(), r.ann.manifest);
+        blocking(move || -> Result<(), FetchError> {
+            chunks.remove(&c.hash)?;
+            catalog.unmark_complete(&hash)?;
+            Ok(catalog.flush()?)
+        })
+        .await?;
+        plan.held.retain(|h| *h != c.hash);
+        p.job.done.fetch_sub(u64::from(c.len), Ordering::Relaxed);
+        self.download(&p.job, vec![c], usize::MAX / 2, plan.total, progress)
+            .await
+    }
+
+    /// What a finished fetch tells its caller.
+    fn outcome(
+        &self,
+        r: &Resolved,
+        p: &Prepared,
+        total: u64,
+        reuse: &Reuse,
+        out: Option<PathBuf>,
+    ) -> FetchOutcome {
+        let job = &p.job;
         let served: BTreeMap<String, u64> = lock(&job.used)
             .iter()
             .map(|(p, b)| (p.to_string(), *b))
             .collect();
-        let outcome = FetchOutcome {
-            product: manifest.id.to_string(),
-            version: manifest.version.to_string(),
-            manifest: ann.manifest.to_string(),
-            files: manifest.files.len(),
+        FetchOutcome {
+            product: r.manifest.id.to_string(),
+            version: r.manifest.version.to_string(),
+            manifest: r.ann.manifest.to_string(),
+            files: r.manifest.files.len(),
             size: total,
             transferred_bytes: job.transferred.load(Ordering::Relaxed),
             reused_bytes: reuse.bytes(),
             cloned_files: reuse.cloned_files,
             verified: true,
-            in_place,
+            in_place: p.in_place,
             out,
             providers: served.keys().cloned().collect(),
             served,
@@ -424,23 +435,9 @@ impl Fetcher {
                 .filter(|(_, n)| **n >= MAX_BAD_CHUNKS)
                 .map(|(p, _)| p.to_string())
                 .collect(),
-            flags: self.governance.violations(&manifest),
-            warnings: lifecycle_warnings(&manifest),
-        };
-        let finish = finish_started.elapsed();
-        self.metrics.fetches.inc();
-        self.metrics.fetched_bytes.inc_by(outcome.transferred_bytes);
-        info!(
-            bytes = outcome.transferred_bytes,
-            reused_bytes = reuse.bytes(),
-            cloned_files = reuse.cloned_files,
-            prepare_ms = prepare.as_millis() as u64,
-            download_ms = download.as_millis() as u64,
-            write_out_ms = (finish - sync_time.min(finish)).as_millis() as u64,
-            sync_ms = sync_time.as_millis() as u64,
-            "fetched {label}"
-        );
-        Ok(outcome)
+            flags: self.governance.violations(&r.manifest),
+            warnings: lifecycle_warnings(&r.manifest),
+        }
     }
 
     /// Downloads `missing` through `job`'s providers, reporting progress; on a
@@ -520,6 +517,152 @@ impl Fetcher {
 /// The outcome of a background sync started during a download.
 async fn flushed(done: tokio::task::JoinHandle<Result<(), FetchError>>) -> Result<(), FetchError> {
     done.await.map_err(|e| FetchError::Task(e.into()))?
+}
+
+/// What resolving a fetch found.
+struct Resolved {
+    ann: Announcement,
+    providers: Vec<PeerId>,
+    signed: Signed<Manifest>,
+    manifest: Manifest,
+}
+
+impl Resolved {
+    /// `domain/name@version`.
+    fn label(&self) -> String {
+        format!("{}@{}", self.manifest.id, self.manifest.version)
+    }
+}
+
+/// Which chunks a fetch needs: each distinct chunk once, held already or missing.
+struct ChunkPlan {
+    held: Vec<mesh_protocol::Hash>,
+    missing: Vec<ChunkRef>,
+    total: u64,
+    missing_bytes: u64,
+}
+
+impl ChunkPlan {
+    fn of(manifest: &Manifest, chunks: &ChunkStore) -> ChunkPlan {
+        let mut seen = HashSet::new();
+        let (mut missing, mut held) = (Vec::new(), Vec::new());
+        for c in manifest.files.iter().flat_map(|f| f.chunks.iter().copied()) {
+            if seen.insert(c.hash) {
+                if chunks.has(&c.hash) {
+                    held.push(c.hash);
+                } else {
+                    missing.push(c);
+                }
+            }
+        }
+        ChunkPlan {
+            held,
+            missing_bytes: missing.iter().map(|c| u64::from(c.len)).sum(),
+            missing,
+            total: manifest.total_size(),
+        }
+    }
+}
+
+/// The output and the download job, ready.
+struct Prepared {
+    output_options: assemble::OutputOptions,
+    in_place: bool,
+    bases: Vec<Option<assemble::Base>>,
+    job: Arc<ChunkFetch>,
+}
+
+/// The finishing work, on the blocking pool.
+struct Finishing {
+    chunks: Arc<ChunkStore>,
+    catalog: Catalog,
+    outputs: OutputBook,
+    signed: Signed<Manifest>,
+    manifest: Manifest,
+    hash: mesh_protocol::ManifestHash,
+    output: Option<Arc<assemble::Output>>,
+    out: Option<PathBuf>,
+    held: Vec<mesh_protocol::Hash>,
+    bases: Vec<Option<assemble::Base>>,
+    options: assemble::OutputOptions,
+    in_place: bool,
+}
+
+impl Finishing {
+    /// Verifies (and writes out) the held chunks, syncs the store then the
+    /// output, records the version as held and the written files for the next
+    /// version. Returns the sync time and what earlier files were reused.
+    fn run(self) -> Result<(std::time::Duration, Reuse), FetchError> {
+        let Finishing {
+            chunks,
+            catalog,
+            outputs,
+            signed,
+            manifest,
+            hash,
+            output,
+            out,
+            held,
+            bases,
+            options,
+            in_place,
+        } = self;
+        let files = &manifest.files;
+        // Held chunks already in place from a base are not written again.
+        let mut written = None;
+        match (&output, &out) {
+            (Some(output), _) => output.fill_from_store(&chunks, &held)?,
+            (None, Some(dir)) => {
+                written = Some(assemble::write_files(files, &chunks, dir, options, &bases)?);
+            }
+            (None, None) => {
+                // Only the store's copy is checked: nothing is written.
+                for hash in &held {
+                    chunks.get_checked(hash, u64::from(MAX_CHUNK_LEN))?;
+                }
+            }
+        }
+        // The store's packs first (an fsync of each written), then the output
+        // files, synced by `commit` before they are renamed.
+        let synced_from = std::time::Instant::now();
+        chunks.sync()?;
+        let sync_time = synced_from.elapsed();
+        let mut replaced = 0usize;
+        if let Some(output) = &output {
+            output.commit()?;
+            if in_place {
+                // The files are whole and synced: the store now records every
+                // chunk as a range of them, durable before the version is held.
+                for (f, dest) in files.iter().zip(output.paths()) {
+                    replaced += chunks.reference_file(dest, &f.chunks)?.len();
+                }
+                chunks.sync()?;
+            }
+        }
+        catalog.record_manifest(&signed, &manifest)?;
+        catalog.mark_complete(&hash)?;
+        if replaced > 0 {
+            // Files an earlier in-place fetch wrote were replaced: the versions
+            // that needed their other bytes are not held now.
+            let gone = catalog.recheck_complete(&chunks)?;
+            info!(
+                replaced,
+                versions = gone.len(),
+                "in place over an earlier version's files: it is no longer held here"
+            );
+        }
+        let mut reuse = Reuse::default();
+        if let Some(o) = output.as_deref().or(written.as_ref()) {
+            let dests: Vec<PathBuf> = o.paths().map(PathBuf::from).collect();
+            // A hint for the next version: losing it costs a full write.
+            if let Err(e) = outputs.record(&manifest.id, &hash, files, &dests, unix_now_ms()) {
+                warn!("recording the written files for the next version: {e}");
+            }
+            reuse = o.reuse();
+        }
+        catalog.flush()?;
+        Ok((sync_time, reuse))
+    }
 }
 
 /// The chunk whose stored bytes failed verification, if that is what `e` says.
