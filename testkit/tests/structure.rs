@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "node/src/net/sync.rs",
-        "advance",
-        "the connect-time sync's states; #34 step 3",
-    ),
-    (
         "node/src/daemon.rs",
         "start",
         "the daemon's wiring in start order; #34 step 3",

@@ -137,203 +137,258 @@ pub(super) fn advance(
             peer,
             pages,
             after,
-            mut collected,
+            collected,
             then_catalog,
         } => {
-            let mut more = false;
-            if let Some(Response::Policies { entries, more: m }) = response {
-                for bytes in entries.iter().take(usize::from(MAX_POLICY_PAGE)) {
-                    match Signed::<Policy>::from_bytes(bytes) {
-                        Ok(s) => collected.push(s),
-                        Err(e) => warn!(%peer, "policy sync: undecodable policy: {e}"),
-                    }
-                }
-                more = m && !entries.is_empty();
-            }
-            let last = collected
-                .last()
-                .and_then(|s| s.value().ok())
-                .map(|p| p.version);
-            // Continue only while versions advance and within the page budget.
-            let advanced = last.filter(|l| *l > after);
-            if let (true, Some(last)) = (more && pages + 1 < MAX_POLICY_PAGES, advanced) {
-                return Some(SyncState::Policies {
-                    peer,
-                    pages: pages + 1,
-                    after: last,
-                    collected,
-                    then_catalog,
-                });
-            }
-            if !collected.is_empty() {
-                if let Some(offered) = validator.offer_policies(&collected) {
-                    if !offered.accepted.is_empty() {
-                        info!(%peer, versions = ?offered.accepted, "policy sync: caught up");
-                    }
-                    if let Some(e) = offered.error {
-                        warn!(%peer, "policy sync: refused: {e}");
-                    }
-                }
-            }
-            then_catalog.then_some(SyncState::Catalog {
+            let page = PolicyPage {
                 peer,
-                pages: 0,
-                cursor: None,
-            })
+                pages,
+                after,
+                collected,
+                then_catalog,
+            };
+            policies_page(page, response, validator)
         }
         SyncState::Catalog {
             peer,
             pages,
             cursor,
-        } => {
-            let Some(Response::Catalog { entries, more }) = response else {
-                debug!(%peer, "catalog sync: no page");
-                return None;
-            };
-            let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
-            let mut last = None;
-            let now = unix_now_ms();
-            let spread_before = spread.len();
-            for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
-                let offered = validator.offer_announcement(bytes);
-                let decoded = Signed::<Announcement>::from_bytes(bytes)
-                    .and_then(|s| s.value())
-                    .ok();
-                match offered {
-                    Ok(Offer::New) => {
-                        new += 1;
-                        if decoded.as_ref().is_some_and(|a| {
-                            worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
-                        }) {
-                            spread.push(bytes.clone());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(OfferError::Invalid(e)) => {
-                        rejected += 1;
-                        debug!(%peer, "catalog sync: rejected entry: {e}");
-                    }
-                    Err(OfferError::OverLimit(e)) => {
-                        validator.metrics.over_limit.inc();
-                        debug!(%peer, "catalog sync: over the domain limits: {e}");
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        validator.metrics.not_kept.inc();
-                        debug!(%peer, "catalog sync: could not keep an entry: {e}");
-                    }
-                }
-                if let Some(a) = decoded {
-                    last = Some((a.product, a.version));
-                }
-            }
-            if rejected > 0 {
-                warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
-            }
-            if failed > 0 {
-                warn!(%peer, failed, "catalog sync: entries could not be stored here");
-            }
-            if new > 0 {
-                info!(%peer, new, "catalog sync: learned product versions");
-            }
-            // Continue only while the cursor moves forward and within the page
-            // budget, so a hostile peer cannot keep us paging forever.
-            if more && moved_past(last.as_ref(), cursor.as_ref()) && pages + 1 < MAX_CATALOG_PAGES {
-                return Some(SyncState::Catalog {
-                    peer,
-                    pages: pages + 1,
-                    cursor: last,
-                });
-            }
-            Some(SyncState::Records {
-                peer,
-                kind: RecordKind::Providers,
-                pages: 0,
-                cursor: None,
-            })
-        }
+        } => catalog_page(peer, pages, cursor, response, validator, spread),
         SyncState::Records {
             peer,
             kind,
             pages,
             cursor,
-        } => {
-            let Some(Response::Records { entries, more }) = response else {
-                debug!(%peer, ?kind, "record sync: no page");
-                return None;
-            };
-            let now = unix_now_ms();
-            let (mut new, mut rejected) = (0usize, 0usize);
-            let mut last = None;
-            for bytes in entries.iter().take(usize::from(MAX_RECORD_PAGE)) {
-                let (outcome, owner) = match kind {
-                    RecordKind::Providers => (
-                        validator.providers.accept(bytes, now),
-                        record_owner::<mesh_protocol::provider::ProviderRecord>(bytes, |r| r.peer),
-                    ),
-                    RecordKind::Usage => (
-                        validator.usage.accept(bytes),
-                        record_owner::<mesh_protocol::usage::UsageReport>(bytes, |r| r.provider),
-                    ),
-                    RecordKind::AccessRequests => (
-                        validator.access.accept_request(bytes),
-                        record_owner::<AccessRequest>(bytes, |r| r.key()),
-                    ),
-                    RecordKind::AccessDecisions => (
-                        validator.access.accept_decision(bytes),
-                        record_owner::<AccessDecision>(bytes, |d| d.key()),
-                    ),
-                };
-                match outcome {
-                    Ok(true) => new += 1,
-                    Ok(false) => {}
-                    Err(OfferError::Invalid(e)) => {
-                        rejected += 1;
-                        debug!(%peer, ?kind, "record sync: rejected entry: {e}");
-                    }
-                    Err(e) => {
-                        validator.metrics.not_kept.inc();
-                        debug!(%peer, ?kind, "record sync: could not keep an entry: {e}");
-                    }
-                }
-                if owner.is_some() {
-                    last = owner;
-                }
+        } => records_page(peer, kind, pages, cursor, response, validator),
+    }
+}
+
+/// The policy step's state.
+struct PolicyPage {
+    peer: PeerId,
+    pages: u32,
+    after: u64,
+    collected: Vec<Signed<Policy>>,
+    then_catalog: bool,
+}
+
+/// A page of the peer's policies: collected until versions stop advancing, then
+/// offered as one chain; next the catalog, if asked for.
+fn policies_page(
+    page: PolicyPage,
+    response: Option<Response>,
+    validator: &Validator,
+) -> Option<SyncState> {
+    let PolicyPage {
+        peer,
+        pages,
+        after,
+        mut collected,
+        then_catalog,
+    } = page;
+    let mut more = false;
+    if let Some(Response::Policies { entries, more: m }) = response {
+        for bytes in entries.iter().take(usize::from(MAX_POLICY_PAGE)) {
+            match Signed::<Policy>::from_bytes(bytes) {
+                Ok(s) => collected.push(s),
+                Err(e) => warn!(%peer, "policy sync: undecodable policy: {e}"),
             }
-            if rejected > 0 {
-                warn!(%peer, ?kind, rejected, "record sync: peer sent records that failed verification");
+        }
+        more = m && !entries.is_empty();
+    }
+    let last = collected
+        .last()
+        .and_then(|s| s.value().ok())
+        .map(|p| p.version);
+    // Continue only while versions advance and within the page budget.
+    let advanced = last.filter(|l| *l > after);
+    if let (true, Some(last)) = (more && pages + 1 < MAX_POLICY_PAGES, advanced) {
+        return Some(SyncState::Policies {
+            peer,
+            pages: pages + 1,
+            after: last,
+            collected,
+            then_catalog,
+        });
+    }
+    if !collected.is_empty() {
+        if let Some(offered) = validator.offer_policies(&collected) {
+            if !offered.accepted.is_empty() {
+                info!(%peer, versions = ?offered.accepted, "policy sync: caught up");
             }
-            if new > 0 {
-                debug!(%peer, ?kind, new, "record sync: learned records");
+            if let Some(e) = offered.error {
+                warn!(%peer, "policy sync: refused: {e}");
             }
-            let progressed = match (&last, &cursor) {
-                (Some(l), Some(c)) => l > c,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if more && progressed && pages + 1 < MAX_RECORD_PAGES {
-                return Some(SyncState::Records {
-                    peer,
-                    kind,
-                    pages: pages + 1,
-                    cursor: last,
-                });
-            }
-            // Providers, then usage, then access requests and decisions.
-            let next = match kind {
-                RecordKind::Providers => RecordKind::Usage,
-                RecordKind::Usage => RecordKind::AccessRequests,
-                RecordKind::AccessRequests => RecordKind::AccessDecisions,
-                RecordKind::AccessDecisions => return None,
-            };
-            Some(SyncState::Records {
-                peer,
-                kind: next,
-                pages: 0,
-                cursor: None,
-            })
         }
     }
+    then_catalog.then_some(SyncState::Catalog {
+        peer,
+        pages: 0,
+        cursor: None,
+    })
+}
+
+/// A page of the peer's catalog: each entry offered, recent new ones pushed onto
+/// `spread`; next page while the cursor moves, then the records.
+fn catalog_page(
+    peer: PeerId,
+    pages: u32,
+    cursor: Option<CatalogCursor>,
+    response: Option<Response>,
+    validator: &Validator,
+    spread: &mut Vec<Vec<u8>>,
+) -> Option<SyncState> {
+    let Some(Response::Catalog { entries, more }) = response else {
+        debug!(%peer, "catalog sync: no page");
+        return None;
+    };
+    let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
+    let mut last = None;
+    let now = unix_now_ms();
+    let spread_before = spread.len();
+    for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
+        let offered = validator.offer_announcement(bytes);
+        let decoded = Signed::<Announcement>::from_bytes(bytes)
+            .and_then(|s| s.value())
+            .ok();
+        match offered {
+            Ok(Offer::New) => {
+                new += 1;
+                if decoded.as_ref().is_some_and(|a| {
+                    worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
+                }) {
+                    spread.push(bytes.clone());
+                }
+            }
+            Ok(_) => {}
+            Err(OfferError::Invalid(e)) => {
+                rejected += 1;
+                debug!(%peer, "catalog sync: rejected entry: {e}");
+            }
+            Err(OfferError::OverLimit(e)) => {
+                validator.metrics.over_limit.inc();
+                debug!(%peer, "catalog sync: over the domain limits: {e}");
+            }
+            Err(e) => {
+                failed += 1;
+                validator.metrics.not_kept.inc();
+                debug!(%peer, "catalog sync: could not keep an entry: {e}");
+            }
+        }
+        if let Some(a) = decoded {
+            last = Some((a.product, a.version));
+        }
+    }
+    if rejected > 0 {
+        warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
+    }
+    if failed > 0 {
+        warn!(%peer, failed, "catalog sync: entries could not be stored here");
+    }
+    if new > 0 {
+        info!(%peer, new, "catalog sync: learned product versions");
+    }
+    // Continue only while the cursor moves forward and within the page
+    // budget, so a hostile peer cannot keep us paging forever.
+    if more && moved_past(last.as_ref(), cursor.as_ref()) && pages + 1 < MAX_CATALOG_PAGES {
+        return Some(SyncState::Catalog {
+            peer,
+            pages: pages + 1,
+            cursor: last,
+        });
+    }
+    Some(SyncState::Records {
+        peer,
+        kind: RecordKind::Providers,
+        pages: 0,
+        cursor: None,
+    })
+}
+
+/// A page of the peer's records of one kind (providers, usage, access requests,
+/// access decisions, in that order).
+fn records_page(
+    peer: PeerId,
+    kind: RecordKind,
+    pages: u32,
+    cursor: Option<String>,
+    response: Option<Response>,
+    validator: &Validator,
+) -> Option<SyncState> {
+    let Some(Response::Records { entries, more }) = response else {
+        debug!(%peer, ?kind, "record sync: no page");
+        return None;
+    };
+    let now = unix_now_ms();
+    let (mut new, mut rejected) = (0usize, 0usize);
+    let mut last = None;
+    for bytes in entries.iter().take(usize::from(MAX_RECORD_PAGE)) {
+        let (outcome, owner) = match kind {
+            RecordKind::Providers => (
+                validator.providers.accept(bytes, now),
+                record_owner::<mesh_protocol::provider::ProviderRecord>(bytes, |r| r.peer),
+            ),
+            RecordKind::Usage => (
+                validator.usage.accept(bytes),
+                record_owner::<mesh_protocol::usage::UsageReport>(bytes, |r| r.provider),
+            ),
+            RecordKind::AccessRequests => (
+                validator.access.accept_request(bytes),
+                record_owner::<AccessRequest>(bytes, |r| r.key()),
+            ),
+            RecordKind::AccessDecisions => (
+                validator.access.accept_decision(bytes),
+                record_owner::<AccessDecision>(bytes, |d| d.key()),
+            ),
+        };
+        match outcome {
+            Ok(true) => new += 1,
+            Ok(false) => {}
+            Err(OfferError::Invalid(e)) => {
+                rejected += 1;
+                debug!(%peer, ?kind, "record sync: rejected entry: {e}");
+            }
+            Err(e) => {
+                validator.metrics.not_kept.inc();
+                debug!(%peer, ?kind, "record sync: could not keep an entry: {e}");
+            }
+        }
+        if owner.is_some() {
+            last = owner;
+        }
+    }
+    if rejected > 0 {
+        warn!(%peer, ?kind, rejected, "record sync: peer sent records that failed verification");
+    }
+    if new > 0 {
+        debug!(%peer, ?kind, new, "record sync: learned records");
+    }
+    let progressed = match (&last, &cursor) {
+        (Some(l), Some(c)) => l > c,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if more && progressed && pages + 1 < MAX_RECORD_PAGES {
+        return Some(SyncState::Records {
+            peer,
+            kind,
+            pages: pages + 1,
+            cursor: last,
+        });
+    }
+    // Providers, then usage, then access requests and decisions.
+    let next = match kind {
+        RecordKind::Providers => RecordKind::Usage,
+        RecordKind::Usage => RecordKind::AccessRequests,
+        RecordKind::AccessRequests => RecordKind::AccessDecisions,
+        RecordKind::AccessDecisions => return None,
+    };
+    Some(SyncState::Records {
+        peer,
+        kind: next,
+        pages: 0,
+        cursor: None,
+    })
 }
 
 /// Whether a catalog page whose last entry is `last` moved past `cursor`, in the
