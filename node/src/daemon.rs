@@ -15,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::error::NodeError;
+use crate::home::config::NodeConfig;
 use crate::home::seal::Seal;
 use crate::home::{write_atomic, HomeError, NodeHome};
 use crate::metrics::Metrics;
 use crate::net::behaviour::build_swarm;
-use crate::net::{EventLoop, NetError, StateHandles};
+use crate::net::{EventLoop, NetError, NetworkHandle, StateHandles};
 use crate::node::{Node, Parts};
 use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
@@ -73,8 +74,67 @@ pub struct RunningNode {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts a node from its home.
+/// Starts a node from its home, in order: its configuration, its local state,
+/// the network loop, the operations over them, then (once the swarm listens)
+/// the control API.
 pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, NodeError> {
+    let config = effective_config(&home, &options)?;
+    let key = home.load_node_key()?;
+    let peer_id = key.public().to_peer_id();
+    let own = OwnNode {
+        peer: peer_id.to_string(),
+        domain: config.domain.clone(),
+    };
+    let state = LocalState::open(&home, &config, &key)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+
+    // Network: the swarm and its loop.
+    let mut swarm = build_swarm(key, &mut registry, &config)?;
+    for addr in config.listen_addrs()? {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+    }
+    let shutdown = CancellationToken::new();
+    let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
+    let (event_loop, net) = EventLoop::new(
+        swarm,
+        state.handles(&metrics, &own),
+        config.bootstrap_addrs()?,
+        &config,
+        prefetch_tx,
+        shutdown.child_token(),
+    );
+    let mut tasks = vec![tokio::spawn(event_loop.run())];
+    let wiring = Wiring {
+        home: &home,
+        config: &config,
+        options: &options,
+        net: &net,
+        metrics,
+        registry,
+        own,
+        peer_id,
+        shutdown: &shutdown,
+    };
+    let node = wiring.operations(state, prefetch_rx, &mut tasks);
+    wait_listening(&net).await?;
+    let api_addr = serve_api(&home, &config, &node, &shutdown, &mut tasks).await?;
+    info!(peer = %peer_id, %api_addr, domain = %config.domain, "node started");
+    Ok(RunningNode {
+        node,
+        api_addr,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The home's configuration with the command line's overrides, checked.
+fn effective_config(home: &NodeHome, options: &RunOptions) -> Result<NodeConfig, NodeError> {
     let mut config = home.load_config()?;
     if !options.listen.is_empty() {
         config.listen = options.listen.clone();
@@ -90,19 +150,77 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     if home.secure()? {
         tracing::warn!(home = %home.root().display(), "the node home was readable by other users; made it owner-only (0700)");
     }
-    let listen = config.listen_addrs()?;
-    let bootstrap = config.bootstrap_addrs()?;
-    let key = home.load_node_key()?;
-    let peer_id = key.public().to_peer_id();
-    let own = OwnNode {
-        peer: peer_id.to_string(),
-        domain: config.domain.clone(),
-    };
+    Ok(config)
+}
 
-    // State: the store, the sealed policy chain, the catalog, the chunks.
-    let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
+/// What the node keeps on its disk, opened: the store, the sealed policy chain,
+/// the chunks, the catalog and the books over them.
+struct LocalState {
+    store: Arc<dyn MetaStore>,
+    governance: Governance,
+    chunks: Arc<ChunkStore>,
+    catalog: Catalog,
+    usage: UsageLedger,
+    providers: Providers,
+    access: AccessBook,
+    subscriptions: SubscriptionBook,
+    publisher_key: Option<Arc<mesh_protocol::KeyPair>>,
+}
+
+impl LocalState {
+    fn open(
+        home: &NodeHome,
+        config: &NodeConfig,
+        key: &libp2p::identity::Keypair,
+    ) -> Result<LocalState, NodeError> {
+        let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
+        let governance = open_governance(home, store.clone())?;
+        let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
+        let catalog = Catalog::new(store.clone(), governance.clone());
+        catalog.recheck_complete(&chunks)?;
+        warm_digest(&catalog);
+        let publisher_key = home.load_publisher_key(&config.domain).ok().map(Arc::new);
+        let usage = UsageLedger::new(
+            store.clone(),
+            catalog.clone(),
+            governance.clone(),
+            config.domain.clone(),
+            publisher_key.clone(),
+            key.public().to_peer_id(),
+        );
+        Ok(LocalState {
+            providers: Providers::load(store.clone(), governance.clone(), key)?,
+            access: AccessBook::open(store.clone(), governance.clone())?,
+            subscriptions: SubscriptionBook::new(store.clone()),
+            store,
+            governance,
+            chunks,
+            catalog,
+            usage,
+            publisher_key,
+        })
+    }
+
+    /// What the network loop reads and writes.
+    fn handles(&self, metrics: &Metrics, own: &OwnNode) -> StateHandles {
+        StateHandles {
+            catalog: self.catalog.clone(),
+            governance: self.governance.clone(),
+            usage: self.usage.clone(),
+            providers: self.providers.clone(),
+            access: self.access.clone(),
+            chunks: self.chunks.clone(),
+            metrics: metrics.clone(),
+            own: own.clone(),
+        }
+    }
+}
+
+/// The policy chain as stored, checked against the home's seal (a rolled-back
+/// database is refused) and the seal moved to it.
+fn open_governance(home: &NodeHome, store: Arc<dyn MetaStore>) -> Result<Governance, NodeError> {
     let seal = Seal::new(home.seal_path());
-    let governance = match Governance::load(store.clone()) {
+    let governance = match Governance::load(store) {
         Err(LoadError::NoGenesis) => {
             seal.check(None, &home.db_path())?;
             return Err(HomeError::Invalid(format!(
@@ -116,137 +234,113 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     };
     seal.check(Some(governance.version()), &home.db_path())?;
     seal.advance(governance.version())?;
-    let governance = governance.with_seal(seal);
-    let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
-    let catalog = Catalog::new(store.clone(), governance.clone());
-    catalog.recheck_complete(&chunks)?;
-    warm_digest(&catalog);
-    let publisher_key = home.load_publisher_key(&config.domain).ok().map(Arc::new);
-    let usage = UsageLedger::new(
-        store.clone(),
-        catalog.clone(),
-        governance.clone(),
-        config.domain.clone(),
-        publisher_key.clone(),
-        peer_id,
-    );
-    let providers = Providers::load(store.clone(), governance.clone(), &key)?;
-    let access = AccessBook::open(store.clone(), governance.clone())?;
-    let subscriptions = SubscriptionBook::new(store.clone());
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Metrics::register(&mut registry);
+    Ok(governance.with_seal(seal))
+}
 
-    // Network: the swarm and its loop.
-    let mut swarm = build_swarm(key, &mut registry, &config)?;
-    for addr in listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|e| NetError::Listen {
-                addr,
-                reason: e.to_string(),
-            })?;
-    }
-    let shutdown = CancellationToken::new();
-    let (prefetch_tx, prefetch_rx) = tokio::sync::mpsc::channel(PREFETCH_QUEUE);
-    let (event_loop, net) = EventLoop::new(
-        swarm,
-        StateHandles {
-            catalog: catalog.clone(),
-            governance: governance.clone(),
-            usage: usage.clone(),
-            providers: providers.clone(),
-            access: access.clone(),
-            chunks: chunks.clone(),
-            metrics: metrics.clone(),
-            own: own.clone(),
-        },
-        bootstrap,
-        &config,
-        prefetch_tx,
-        shutdown.child_token(),
-    );
+/// What wiring the operations needs besides the local state.
+struct Wiring<'a> {
+    home: &'a NodeHome,
+    config: &'a NodeConfig,
+    options: &'a RunOptions,
+    net: &'a NetworkHandle,
+    metrics: Metrics,
+    registry: prometheus_client::registry::Registry,
+    own: OwnNode,
+    peer_id: libp2p::PeerId,
+    shutdown: &'a CancellationToken,
+}
 
-    // Operations, and the handle over them.
-    let fetcher = Fetcher {
-        net: net.clone(),
-        catalog: catalog.clone(),
-        providers: providers.clone(),
-        governance: governance.clone(),
-        chunks: chunks.clone(),
-        outputs: OutputBook::new(store.clone()),
-        metrics: metrics.clone(),
-        access: access.clone(),
-        own: own.clone(),
-    };
-    let publisher = Publisher {
-        catalog: catalog.clone(),
-        governance: governance.clone(),
-        chunks: chunks.clone(),
-        domain: config.domain.clone(),
-        key: publisher_key.clone(),
-        key_path: home.publisher_key_path(&config.domain),
-        peer_id,
-    };
-    let mut tasks = vec![
-        tokio::spawn(event_loop.run()),
-        tokio::spawn(background::prefetch_manifests(
+impl Wiring<'_> {
+    /// The operations over the state and the network, their background tasks
+    /// (pushed onto `tasks`), and the [`Node`] handle over them.
+    fn operations(
+        self,
+        st: LocalState,
+        prefetch_rx: tokio::sync::mpsc::Receiver<mesh_protocol::Announcement>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Node {
+        let (config, net) = (self.config, self.net);
+        let fetcher = Fetcher {
+            net: net.clone(),
+            catalog: st.catalog.clone(),
+            providers: st.providers.clone(),
+            governance: st.governance.clone(),
+            chunks: st.chunks.clone(),
+            outputs: OutputBook::new(st.store.clone()),
+            metrics: self.metrics.clone(),
+            access: st.access.clone(),
+            own: self.own.clone(),
+        };
+        let publisher = Publisher {
+            catalog: st.catalog.clone(),
+            governance: st.governance.clone(),
+            chunks: st.chunks.clone(),
+            domain: config.domain.clone(),
+            key: st.publisher_key.clone(),
+            key_path: self.home.publisher_key_path(&config.domain),
+            peer_id: self.peer_id,
+        };
+        let token = || self.shutdown.child_token();
+        tasks.push(tokio::spawn(background::prefetch_manifests(
             fetcher.clone(),
             prefetch_rx,
-            shutdown.child_token(),
-        )),
-        tokio::spawn(background::usage_reports(
-            usage.clone(),
-            net.clone(),
-            shutdown.child_token(),
-        )),
-    ];
-    let work_lock = Arc::new(tokio::sync::RwLock::new(()));
-    let subscriber = Subscriber {
-        book: subscriptions.clone(),
-        fetcher: fetcher.clone(),
-        catalog: catalog.clone(),
-        governance: governance.clone(),
-        providers: providers.clone(),
-        work_lock: work_lock.clone(),
-    };
-    if !options.ephemeral {
-        tasks.push(tokio::spawn(background::provider_records(
-            providers.clone(),
-            catalog.clone(),
-            subscriptions,
-            net.clone(),
-            shutdown.child_token(),
+            token(),
         )));
-        tasks.push(tokio::spawn(subscriber.clone().run(shutdown.child_token())));
+        tasks.push(tokio::spawn(background::usage_reports(
+            st.usage.clone(),
+            net.clone(),
+            token(),
+        )));
+        let work_lock = Arc::new(tokio::sync::RwLock::new(()));
+        let subscriber = Subscriber {
+            book: st.subscriptions.clone(),
+            fetcher: fetcher.clone(),
+            catalog: st.catalog.clone(),
+            governance: st.governance.clone(),
+            providers: st.providers.clone(),
+            work_lock: work_lock.clone(),
+        };
+        if !self.options.ephemeral {
+            tasks.push(tokio::spawn(background::provider_records(
+                st.providers.clone(),
+                st.catalog.clone(),
+                st.subscriptions.clone(),
+                net.clone(),
+                token(),
+            )));
+            tasks.push(tokio::spawn(subscriber.clone().run(token())));
+        }
+        let access = AccessDesk {
+            book: st.access,
+            catalog: st.catalog.clone(),
+            net: net.clone(),
+            domain: config.domain.clone(),
+            key: st.publisher_key.clone(),
+        };
+        Node::new(Parts {
+            net: net.clone(),
+            store: st.store,
+            chunks: st.chunks,
+            catalog: st.catalog,
+            governance: st.governance,
+            usage: st.usage,
+            providers: st.providers,
+            access,
+            publisher,
+            fetcher,
+            subscriber,
+            work_lock,
+            metrics: self.metrics,
+            registry: self.registry,
+            keep_versions: config.keep_versions,
+            domain: config.domain.clone(),
+            home: self.home.clone(),
+        })
     }
-    let access = AccessDesk {
-        book: access,
-        catalog: catalog.clone(),
-        net: net.clone(),
-        domain: config.domain.clone(),
-        key: publisher_key.clone(),
-    };
-    let node = Node::new(Parts {
-        net: net.clone(),
-        store,
-        chunks,
-        catalog,
-        governance,
-        usage,
-        providers,
-        access,
-        publisher,
-        fetcher,
-        subscriber,
-        work_lock,
-        metrics,
-        registry,
-        keep_versions: config.keep_versions,
-        domain: config.domain.clone(),
-        home: home.clone(),
-    });
+}
 
-    // Return only once the swarm listens, so callers can read its address at once.
+/// Returns once the swarm listens, so callers can read its address at once.
+async fn wait_listening(net: &NetworkHandle) -> Result<(), NodeError> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while net.listen_addrs().await?.is_empty() {
         if tokio::time::Instant::now() > deadline {
@@ -254,8 +348,17 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    Ok(())
+}
 
-    // The control API.
+/// Binds and serves the control API, and writes its address into the home.
+async fn serve_api(
+    home: &NodeHome,
+    config: &NodeConfig,
+    node: &Node,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<SocketAddr, NodeError> {
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .map_err(|e| {
@@ -273,13 +376,7 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
         shutdown.child_token(),
     )));
     write_atomic(&home.api_addr_path(), api_addr.to_string().as_bytes())?;
-    info!(peer = %peer_id, %api_addr, domain = %config.domain, "node started");
-    Ok(RunningNode {
-        node,
-        api_addr,
-        shutdown,
-        tasks,
-    })
+    Ok(api_addr)
 }
 
 impl RunningNode {
