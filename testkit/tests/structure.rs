@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "node/src/ops/publish.rs",
-        "publish_tracked",
-        "publish's phases; #34 step 3",
-    ),
-    (
         "cli/src/products.rs",
         "show",
         "`mesh show`'s sections; #34 step 3",

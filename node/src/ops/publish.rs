@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mesh_contract::{ManifestDraft, PublishFacts};
-use mesh_protocol::manifest::FileEntry;
+use mesh_protocol::manifest::{FileEntry, Quality};
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
@@ -385,6 +385,9 @@ impl Publisher {
         result
     }
 
+    /// Publish in phases: the draft validated (nothing stored yet), the data
+    /// checked against its contract, the files chunked into the store, the
+    /// manifest and announcement signed, then recorded and offered.
     fn publish_tracked(
         &self,
         path: &Path,
@@ -394,14 +397,79 @@ impl Publisher {
     ) -> Result<(Published, Vec<u8>), PublishError> {
         let draft = parse_draft(draft_toml)?;
         let key = self.key()?;
-        // Validate every field before touching the store, so a bad draft changes nothing.
-        let probe = draft.clone().into_manifest(PublishFacts {
-            files: Vec::new(),
-            created_at: 0,
-            publisher: key.public(),
-            quality: None,
-        });
-        let probe = probe.map_err(field_errors)?;
+        let probe = self.validate(&draft, key)?;
+        let found = collect_files(path)?;
+        let (quality, mut warnings) = self.check_data(&probe, &found)?;
+        let started = std::time::Instant::now();
+        let chunked = self.chunk_files(found, options.in_place, written)?;
+        let manifest: Manifest = draft
+            .into_manifest(PublishFacts {
+                files: chunked.files,
+                created_at: unix_now(),
+                publisher: key.public(),
+                quality,
+            })
+            .map_err(field_errors)?;
+        let chunk_time = started.elapsed();
+        // Rules may depend on the files (size, count): evaluate the final manifest too.
+        self.policy_checks(&manifest)?;
+        let signed = Signed::sign(&manifest, key);
+        let hash = signed.hash();
+        let announcement = Announcement::of(
+            &manifest,
+            hash,
+            vec![self.peer_id.to_string()],
+            unix_now_ms(),
+            key.public(),
+        );
+        let envelope = Signed::sign(&announcement, key).to_bytes();
+        let sync_time = self.record(
+            &signed,
+            &manifest,
+            &envelope,
+            chunked.replaced,
+            &mut warnings,
+        )?;
+        tracing::info!(
+            product = %manifest.id,
+            in_place = options.in_place,
+            chunk_ms = chunk_time.as_millis() as u64,
+            sync_ms = sync_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "publish timings"
+        );
+        let published = Published {
+            product: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+            manifest: hash.to_string(),
+            files: manifest.files.len(),
+            size: manifest.total_size(),
+            new_bytes: chunked.new_bytes,
+            chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
+            warnings,
+            rules: manifest
+                .quality
+                .as_ref()
+                .map(|q| q.rules.clone())
+                .unwrap_or_default(),
+            in_place: options.in_place,
+        };
+        Ok((published, envelope))
+    }
+
+    /// Every field of the draft, the domain, the policy, the contract's lint,
+    /// a version not yet published and the domain's limits, checked before
+    /// anything is stored: a bad draft changes nothing.
+    fn validate(&self, draft: &ManifestDraft, key: &KeyPair) -> Result<Manifest, PublishError> {
+        let probe = draft
+            .clone()
+            .into_manifest(PublishFacts {
+                files: Vec::new(),
+                created_at: 0,
+                publisher: key.public(),
+                quality: None,
+            })
+            .map_err(field_errors)?;
         if probe.id.domain() != &self.domain {
             return Err(PublishError::Request(format!(
                 "manifest field `id`: {} belongs to domain {}, but this node publishes for domain {}",
@@ -424,14 +492,22 @@ impl Publisher {
         self.catalog
             .within_domain_limits(&self.domain, unix_now_ms())
             .map_err(PublishError::from)?;
+        Ok(probe)
+    }
 
-        // The data must keep the contract before any chunk is stored.
-        let found = collect_files(path)?;
+    /// The data checked against its contract before any chunk is stored: the
+    /// metrics for the manifest, and the warnings (the violations, under the
+    /// policy's `warn`; refused under `refuse`).
+    fn check_data(
+        &self,
+        probe: &Manifest,
+        found: &[(String, PathBuf)],
+    ) -> Result<(Option<Quality>, Vec<String>), PublishError> {
         let checked = mesh_contract::quality::check_product(
             &probe.schema,
             &probe.null_values,
             probe.contract.as_ref(),
-            &found,
+            found,
         )
         .map_err(|e| PublishError::Request(format!("reading the data to check it: {e}")))?;
         let mut warnings = Vec::new();
@@ -442,50 +518,51 @@ impl Publisher {
             }
         }
         warnings.extend(checked.notes.iter().cloned());
+        Ok((checked.quality, warnings))
+    }
 
-        let started = std::time::Instant::now();
-        let mut files = Vec::new();
-        let mut new_bytes = 0;
-        let mut replaced = 0;
+    /// Each file cut into chunks and stored (or, in place, recorded as ranges of
+    /// the file); every chunk stored is pushed onto `written`.
+    fn chunk_files(
+        &self,
+        found: Vec<(String, PathBuf)>,
+        in_place: bool,
+        written: &mut Vec<mesh_protocol::Hash>,
+    ) -> Result<Chunked, PublishError> {
+        let mut out = Chunked::default();
         for (rel, full) in found {
-            let c = if options.in_place {
+            let c = if in_place {
                 chunk_file_in_place(&full, &self.chunks, written)?
             } else {
                 chunk_file_tracked(&full, &self.chunks, written)?
             };
-            new_bytes += c.new_bytes;
-            replaced += c.replaced.len();
-            files.push(FileEntry {
+            out.new_bytes += c.new_bytes;
+            out.replaced += c.replaced.len();
+            out.files.push(FileEntry {
                 path: rel,
                 size: c.size,
                 chunks: c.chunks,
             });
         }
-        let manifest: Manifest = draft
-            .into_manifest(PublishFacts {
-                files,
-                created_at: unix_now(),
-                publisher: key.public(),
-                quality: checked.quality,
-            })
-            .map_err(field_errors)?;
-        let chunked = started.elapsed();
-        // Rules may depend on the files (size, count): evaluate the final manifest too.
-        self.policy_checks(&manifest)?;
-        let signed = Signed::sign(&manifest, key);
+        Ok(out)
+    }
+
+    /// The chunks synced, the version recorded as held and its announcement
+    /// offered to the catalog (not acknowledged: not held either). Returns the
+    /// sync's time.
+    fn record(
+        &self,
+        signed: &Signed<Manifest>,
+        manifest: &Manifest,
+        envelope: &[u8],
+        replaced: usize,
+        warnings: &mut Vec<String>,
+    ) -> Result<std::time::Duration, PublishError> {
         let hash = signed.hash();
-        let announcement = Announcement::of(
-            &manifest,
-            hash,
-            vec![self.peer_id.to_string()],
-            unix_now_ms(),
-            key.public(),
-        );
-        let envelope = Signed::sign(&announcement, key).to_bytes();
         let synced_from = std::time::Instant::now();
         self.chunks.sync()?;
         let synced = synced_from.elapsed();
-        self.catalog.record_manifest(&signed, &manifest)?;
+        self.catalog.record_manifest(signed, manifest)?;
         self.catalog.mark_complete(&hash)?;
         if replaced > 0 {
             // The same files were published in place before and have changed since:
@@ -501,7 +578,7 @@ impl Publisher {
         }
         let offered = self
             .catalog
-            .offer(&envelope)
+            .offer(envelope)
             .map_err(PublishError::from)
             .and_then(|_| Ok(self.catalog.flush()?));
         if let Err(e) = offered {
@@ -509,32 +586,14 @@ impl Publisher {
             let _ = self.catalog.unmark_complete(&hash);
             return Err(e);
         }
-        tracing::info!(
-            product = %manifest.id,
-            in_place = options.in_place,
-            chunk_ms = chunked.as_millis() as u64,
-            sync_ms = synced.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "publish timings"
-        );
-        Ok((
-            Published {
-                product: manifest.id.to_string(),
-                version: manifest.version.to_string(),
-                manifest: hash.to_string(),
-                files: manifest.files.len(),
-                size: manifest.total_size(),
-                new_bytes,
-                chunks: manifest.files.iter().map(|f| f.chunks.len()).sum(),
-                warnings,
-                rules: manifest
-                    .quality
-                    .as_ref()
-                    .map(|q| q.rules.clone())
-                    .unwrap_or_default(),
-                in_place: options.in_place,
-            },
-            envelope,
-        ))
+        Ok(synced)
     }
+}
+
+/// What chunking a publish's files made.
+#[derive(Default)]
+struct Chunked {
+    files: Vec<FileEntry>,
+    new_bytes: u64,
+    replaced: usize,
 }
