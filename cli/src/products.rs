@@ -165,29 +165,7 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let target: ProductRef = a.product.parse()?;
     let r = client(home)?.show(&target, None)?;
     if a.format == crate::args::ShowFormat::Odcs {
-        let m = r.manifest.as_ref().ok_or_else(|| {
-            anyhow::anyhow!(
-                "the manifest is not available: {}",
-                r.manifest_error.as_deref().unwrap_or("unknown")
-            )
-        })?;
-        if a.to.is_none() {
-            print!("{}", mesh_contract::odcs::export(m)?);
-            return Ok(());
-        }
-        let doc = match mesh_contract::odcs::export_value(m)? {
-            serde_json::Value::Object(doc) => doc,
-            _ => anyhow::bail!("the stored contract of {} is not a mapping", target),
-        };
-        let c = mesh_contract::odcs::to_v3_1(doc)?;
-        for n in &c.notes {
-            say_err!("changed: {n}");
-        }
-        for p in &c.problems {
-            say_err!("still not valid under v3.1.0: {p}");
-        }
-        print!("{}", c.yaml()?);
-        return Ok(());
+        return show_contract(&r, &target, a.to.is_some());
     }
     if json {
         return print_json(&r);
@@ -206,13 +184,64 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
             f.reason
         );
     }
-    let Some(m) = r.manifest else {
+    let Some(m) = &r.manifest else {
         say_line!(
             "  (manifest unavailable: {})",
-            r.manifest_error.unwrap_or_default()
+            r.manifest_error.as_deref().unwrap_or_default()
         );
         return Ok(());
     };
+    print_about(m);
+    if let Some(h) = &entry.health {
+        say_line!("  sla state  {}", h.sla);
+        for r in &h.reasons {
+            say_line!("             {r}");
+        }
+        for l in &h.lineage {
+            say_line!("  flag       {l}");
+        }
+    }
+    if let Some(q) = &m.quality {
+        print_quality(q);
+    }
+    print_schema_and_files(m);
+    Ok(())
+}
+
+/// `show --format odcs`: the product's contract as its author declared it, or
+/// converted to v3.1.0 (`to_v3_1`), the changes on stderr.
+fn show_contract(
+    r: &mesh_node::api::ShowResponse,
+    target: &ProductRef,
+    to_v3_1: bool,
+) -> anyhow::Result<()> {
+    let m = r.manifest.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the manifest is not available: {}",
+            r.manifest_error.as_deref().unwrap_or("unknown")
+        )
+    })?;
+    if !to_v3_1 {
+        print!("{}", mesh_contract::odcs::export(m)?);
+        return Ok(());
+    }
+    let doc = match mesh_contract::odcs::export_value(m)? {
+        serde_json::Value::Object(doc) => doc,
+        _ => anyhow::bail!("the stored contract of {} is not a mapping", target),
+    };
+    let c = mesh_contract::odcs::to_v3_1(doc)?;
+    for n in &c.notes {
+        say_err!("changed: {n}");
+    }
+    for p in &c.problems {
+        say_err!("still not valid under v3.1.0: {p}");
+    }
+    print!("{}", c.yaml()?);
+    Ok(())
+}
+
+/// Status, owner, tags, description and SLA of a manifest.
+fn print_about(m: &mesh_protocol::Manifest) {
     say_line!(
         "  status     {}   classification {}",
         m.status,
@@ -246,54 +275,51 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     if !sla.is_empty() {
         say_line!("  sla        {}", sla.join(", "));
     }
-    if let Some(h) = &entry.health {
-        say_line!("  sla state  {}", h.sla);
-        for r in &h.reasons {
-            say_line!("             {r}");
-        }
-        for l in &h.lineage {
-            say_line!("  flag       {l}");
-        }
-    }
-    if let Some(q) = &m.quality {
+}
+
+/// The metrics and rule outcomes measured at publish.
+fn print_quality(q: &mesh_protocol::manifest::Quality) {
+    say_line!(
+        "  quality    {} rows in {} checked file(s)",
+        q.rows,
+        q.files_checked
+    );
+    for f in &q.fields {
         say_line!(
-            "  quality    {} rows in {} checked file(s)",
-            q.rows,
-            q.files_checked
+            "    {:<20} {} null(s){}",
+            f.name,
+            f.nulls,
+            f.distinct
+                .map(|d| format!(", {d} distinct"))
+                .unwrap_or_default()
         );
-        for f in &q.fields {
+    }
+    if q.objects.len() > 1 {
+        for o in &q.objects {
             say_line!(
-                "    {:<20} {} null(s){}",
-                f.name,
-                f.nulls,
-                f.distinct
-                    .map(|d| format!(", {d} distinct"))
-                    .unwrap_or_default()
+                "    object {:<13} {} file(s), {} row(s)",
+                o.name,
+                o.files,
+                o.rows
             );
         }
-        if q.objects.len() > 1 {
-            for o in &q.objects {
-                say_line!(
-                    "    object {:<13} {} file(s), {} row(s)",
-                    o.name,
-                    o.files,
-                    o.rows
-                );
-            }
-        }
-        if !q.rules.is_empty() {
-            say_line!("  quality rules:");
-            for r in &q.rules {
-                say_line!("    {}", mesh_contract::quality::rule_line(r));
-            }
-        }
-        if !q.violations.is_empty() {
-            say_line!("  broke its contract (published with quality mode warn):");
-            for v in &q.violations {
-                say_line!("    {}", mesh_contract::quality::summary_line(v));
-            }
+    }
+    if !q.rules.is_empty() {
+        say_line!("  quality rules:");
+        for r in &q.rules {
+            say_line!("    {}", mesh_contract::quality::rule_line(r));
         }
     }
+    if !q.violations.is_empty() {
+        say_line!("  broke its contract (published with quality mode warn):");
+        for v in &q.violations {
+            say_line!("    {}", mesh_contract::quality::summary_line(v));
+        }
+    }
+}
+
+/// The columns, upstreams and files of a manifest.
+fn print_schema_and_files(m: &mesh_protocol::Manifest) {
     if !m.schema.is_empty() {
         say_line!("  schema:");
         for f in &m.schema {
@@ -330,7 +356,6 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
             f.chunks.len()
         );
     }
-    Ok(())
 }
 
 /// The providers of a version: reachable ones counted, each with its role and

@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "cli/src/products.rs",
-        "show",
-        "`mesh show`'s sections; #34 step 3",
-    ),
-    (
         "contract/src/quality/object.rs",
         "value",
         "one value's checks; #34 step 3",
