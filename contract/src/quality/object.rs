@@ -51,6 +51,137 @@ struct Column {
     track_repeats: bool,
 }
 
+/// A cell's value as the file has it (`None` inside: a null in the file's own
+/// terms); `None`: the column is not in this file.
+fn raw_text(cell: &Cell<'_>) -> Option<Option<String>> {
+    match cell {
+        Cell::Absent => None,
+        Cell::Null => Some(None),
+        Cell::Text(s) | Cell::JsonString(s) => Some(Some((*s).to_owned())),
+        Cell::Json(v) => Some(Some(v.to_string())),
+        Cell::Typed(s) => Some(Some(s.clone())),
+    }
+}
+
+/// A non-null cell's value as text of the property's type, or what is wrong
+/// with it.
+fn typed_text(plan: &ColumnPlan, cell: &Cell<'_>) -> Result<String, String> {
+    match cell {
+        Cell::Text(s) | Cell::JsonString(s) => {
+            let json = matches!(cell, Cell::JsonString(_));
+            let fits = match &plan.options.format {
+                Some((re, _)) if is_temporal(plan.logical_type) => re.is_match(s),
+                _ if json
+                    && !matches!(plan.logical_type, LogicalType::String)
+                    && !is_temporal(plan.logical_type) =>
+                {
+                    false
+                }
+                _ => text_fits(plan.logical_type, s),
+            };
+            if fits {
+                return Ok((*s).to_owned());
+            }
+            let want = match &plan.options.format {
+                Some((_, f)) if is_temporal(plan.logical_type) => {
+                    let kind = match plan.logical_type {
+                        LogicalType::Date => "a date",
+                        LogicalType::Time => "a time",
+                        _ => "a timestamp",
+                    };
+                    format!("{kind} in the format {f:?}")
+                }
+                _ => type_name(plan.logical_type).to_owned(),
+            };
+            Err(format!("{} is not {want}{}", shown(s), marker_hint(s)))
+        }
+        Cell::Json(v) => json_fits(plan.logical_type, v),
+        Cell::Typed(s) => Ok(s.clone()),
+        // Nulls and absent columns never reach the type check.
+        Cell::Absent | Cell::Null => Err("has no value".into()),
+    }
+}
+
+impl Column {
+    /// `missingValues` rules count a value, or a null they list.
+    fn count_missing(&mut self, plan: &ColumnPlan, raw: Option<&str>, null: bool) {
+        for (r, rule) in plan.rules.iter().enumerate() {
+            let hit = match rule.metric() {
+                Some(Metric::Missing { values, null: n }) => match raw {
+                    None => *n,
+                    Some(t) => values.iter().any(|v| v == t) || (*n && null),
+                },
+                _ => false,
+            };
+            if hit {
+                self.counts[r] += 1;
+            }
+        }
+    }
+
+    /// `invalidValues` rules count a value outside their list or pattern, the
+    /// first one named with its row.
+    fn count_invalid(&mut self, plan: &ColumnPlan, text: &str, file: &str, row: u64) {
+        for (r, rule) in plan.rules.iter().enumerate() {
+            if let Some(Metric::Invalid { valid, pattern }) = rule.metric() {
+                let in_list = valid
+                    .as_ref()
+                    .is_none_or(|v| v.iter().any(|x| same_value(x, text)));
+                let matches = pattern.as_ref().is_none_or(|re| re.is_match(text));
+                if !(in_list && matches) {
+                    self.counts[r] += 1;
+                    if self.firsts[r].is_none() {
+                        self.firsts[r] = Some(format!("{} at {file} row {row}", shown(text)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Distinct values, and repeats (a violation of `unique`), within the caps.
+    fn count_repeat(
+        &mut self,
+        object: &ObjectPlan,
+        plan: &ColumnPlan,
+        sink: &mut Sink,
+        file: &str,
+        row: u64,
+        text: &str,
+    ) {
+        let cap = if self.track_repeats {
+            UNIQUE_CAP
+        } else {
+            DISTINCT_CAP
+        };
+        if self.seen.len() < cap {
+            if !self.seen.insert(hash_of(text)) {
+                self.duplicates += 1;
+                if plan.unique {
+                    sink.violate(
+                        file,
+                        row,
+                        &plan.name,
+                        format!(
+                            "{} repeats an earlier value but must be unique",
+                            shown(text)
+                        ),
+                    );
+                }
+            }
+            return;
+        }
+        if self.track_repeats && !self.duplicates_capped {
+            sink.note(format!(
+                "{}: repeats of `{}` checked on the first {UNIQUE_CAP} values only",
+                object_label(object),
+                plan.name
+            ));
+            self.duplicates_capped = true;
+        }
+        self.distinct_overflow = true;
+    }
+}
+
 /// Rows whose combination of columns repeats (a composite primary key, an
 /// object-level duplicateValues rule).
 struct Combination {
@@ -216,34 +347,16 @@ impl<'p> ObjectState<'p> {
         let plan: &ColumnPlan = &object.columns[i];
         let st = &mut self.columns[i];
         // The value as the file has it, before any marker is read as null.
-        let raw: Option<String> = match cell {
-            Cell::Absent => return None,
-            Cell::Null => None,
-            Cell::Text(s) | Cell::JsonString(s) => Some((*s).to_owned()),
-            Cell::Json(v) => Some(v.to_string()),
-            Cell::Typed(s) => Some(s.clone()),
-        };
+        let raw = raw_text(cell)?;
         st.present += 1;
-        let is_marker =
-            |s: &str| markers.iter().any(|m| m == s) || plan.missing.iter().any(|m| m == s);
         let null = match cell {
             Cell::Null => true,
-            Cell::Text(s) | Cell::JsonString(s) => is_marker(s),
+            Cell::Text(s) | Cell::JsonString(s) => {
+                markers.iter().any(|m| m == s) || plan.missing.iter().any(|m| m == s)
+            }
             _ => false,
         };
-        // Rules that count per value.
-        for (r, rule) in plan.rules.iter().enumerate() {
-            let hit = match rule.metric() {
-                Some(Metric::Missing { values, null: n }) => match &raw {
-                    None => *n,
-                    Some(t) => values.iter().any(|v| v == t) || (*n && null),
-                },
-                _ => false,
-            };
-            if hit {
-                st.counts[r] += 1;
-            }
-        }
+        st.count_missing(plan, raw.as_deref(), null);
         if null {
             st.nulls += 1;
             if plan.required {
@@ -257,97 +370,20 @@ impl<'p> ObjectState<'p> {
             return None;
         }
         // The type, then the options.
-        let text = match cell {
-            Cell::Text(s) | Cell::JsonString(s) => {
-                let json = matches!(cell, Cell::JsonString(_));
-                let fits = match &plan.options.format {
-                    Some((re, _)) if is_temporal(plan.logical_type) => re.is_match(s),
-                    _ if json
-                        && !matches!(plan.logical_type, LogicalType::String)
-                        && !is_temporal(plan.logical_type) =>
-                    {
-                        false
-                    }
-                    _ => text_fits(plan.logical_type, s),
-                };
-                if !fits {
-                    let want = match &plan.options.format {
-                        Some((_, f)) if is_temporal(plan.logical_type) => {
-                            let kind = match plan.logical_type {
-                                LogicalType::Date => "a date",
-                                LogicalType::Time => "a time",
-                                _ => "a timestamp",
-                            };
-                            format!("{kind} in the format {f:?}")
-                        }
-                        _ => type_name(plan.logical_type).to_owned(),
-                    };
-                    let problem = format!("{} is not {want}{}", shown(s), marker_hint(s));
-                    sink.violate(file, row, &plan.name, problem);
-                    return None;
-                }
-                (*s).to_owned()
+        let text = match typed_text(plan, cell) {
+            Ok(text) => text,
+            Err(problem) => {
+                sink.violate(file, row, &plan.name, problem);
+                return None;
             }
-            Cell::Json(v) => match json_fits(plan.logical_type, v) {
-                Ok(t) => t,
-                Err(problem) => {
-                    sink.violate(file, row, &plan.name, problem);
-                    return None;
-                }
-            },
-            Cell::Typed(s) => s.clone(),
-            Cell::Absent | Cell::Null => return None,
         };
         if !plan.options.is_empty() {
             if let Some(problem) = plan.options.problem(&text) {
                 sink.violate(file, row, &plan.name, problem);
             }
         }
-        for (r, rule) in plan.rules.iter().enumerate() {
-            if let Some(Metric::Invalid { valid, pattern }) = rule.metric() {
-                let in_list = valid
-                    .as_ref()
-                    .is_none_or(|v| v.iter().any(|x| same_value(x, &text)));
-                let matches = pattern.as_ref().is_none_or(|re| re.is_match(&text));
-                if !(in_list && matches) {
-                    st.counts[r] += 1;
-                    if st.firsts[r].is_none() {
-                        st.firsts[r] = Some(format!("{} at {file} row {row}", shown(&text)));
-                    }
-                }
-            }
-        }
-        let cap = if st.track_repeats {
-            UNIQUE_CAP
-        } else {
-            DISTINCT_CAP
-        };
-        if st.seen.len() < cap {
-            if !st.seen.insert(hash_of(&text)) {
-                st.duplicates += 1;
-                if plan.unique {
-                    sink.violate(
-                        file,
-                        row,
-                        &plan.name,
-                        format!(
-                            "{} repeats an earlier value but must be unique",
-                            shown(&text)
-                        ),
-                    );
-                }
-            }
-        } else {
-            if st.track_repeats && !st.duplicates_capped {
-                sink.note(format!(
-                    "{}: repeats of `{}` checked on the first {UNIQUE_CAP} values only",
-                    object_label(object),
-                    plan.name
-                ));
-                st.duplicates_capped = true;
-            }
-            st.distinct_overflow = true;
-        }
+        st.count_invalid(plan, &text, file, row);
+        st.count_repeat(object, plan, sink, file, row, &text);
         Some(text)
     }
 
