@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "node/src/net/behaviour.rs",
-        "build_swarm",
-        "the swarm's behaviours in build order; #34 step 3",
-    ),
-    (
         "node/src/api/web/home.rs",
         "page",
         "one HTML page's sections; to split by section",

@@ -193,11 +193,7 @@ pub(crate) fn build_swarm(
     registry: &mut prometheus_client::registry::Registry,
     config: &NodeConfig,
 ) -> Result<Swarm<MeshBehaviour>, NetError> {
-    let discovery = config.discovery;
-    let max_memory = usize::try_from(config.limits.max_memory_mib.saturating_mul(1024 * 1024))
-        .unwrap_or(usize::MAX);
     let net = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let network = config.network.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -215,108 +211,13 @@ pub(crate) fn build_swarm(
         })?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| net(&e))?
-        .with_behaviour(|key, relay_client| {
-            let peer_id = key.public().to_peer_id();
-            let gossip_config = gossipsub::ConfigBuilder::default()
-                .validate_messages()
-                // Every payload carries its author's signature (`Signed<T>`), checked
-                // by the validator, so gossipsub's own per-message signature would
-                // only be verified again on every duplicate copy: envelopes go
-                // unsigned, without source or sequence number.
-                .validation_mode(ValidationMode::Anonymous)
-                .max_transmit_size(MAX_GOSSIP_BYTES)
-                .max_transmit_size_for_topic(
-                    mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
-                    policy_topic().hash(),
-                )
-                .max_transmit_size_for_topic(
-                    mesh_protocol::usage::MAX_USAGE_BYTES + 4 * 1024,
-                    usage_topic().hash(),
-                )
-                .max_transmit_size_for_topic(
-                    mesh_protocol::provider::MAX_PROVIDER_BYTES + 4 * 1024,
-                    providers_topic().hash(),
-                )
-                .heartbeat_interval(Duration::from_millis(700))
-                .message_id_fn(|m: &gossipsub::Message| {
-                    gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
-                })
-                .build()
-                .map_err(|e| e.to_string())?;
-            let mut gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
-                    .map_err(|e| e.to_string())?
-                    .with_metrics(
-                        registry.sub_registry_with_prefix("gossipsub"),
-                        gossipsub::MetricsConfig::default(),
-                    );
-            gossipsub.with_peer_score(
-                super::scoring::params(&[
-                    announce_topic().hash(),
-                    policy_topic().hash(),
-                    usage_topic().hash(),
-                    providers_topic().hash(),
-                ]),
-                super::scoring::thresholds(),
-            )?;
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(kad_mode(config));
-            let transfer = request_response::Behaviour::with_codec(
-                TransferCodec,
-                [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(REQUEST_TIMEOUT)
-                    .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
-            );
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(MeshBehaviour {
-                limits: libp2p::connection_limits::Behaviour::new(connection_limits()),
-                memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(max_memory),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/mesh/id/1".into(), key.public())
-                        .with_agent_version(agent_version())
-                        .with_cache_size(if discovery { 100 } else { 0 }),
-                ),
-                ping: ping::Behaviour::default(),
-                kad: Toggle::from(discovery.then_some(kad)),
-                gossipsub,
-                transfer,
-                relay_client,
-                relay: Toggle::from(
-                    network
-                        .relay_server
-                        .then(|| relay::Behaviour::new(peer_id, relay_config(&network))),
-                ),
-                dcutr: Toggle::from(
-                    network
-                        .hole_punching
-                        .then(|| dcutr::Behaviour::new(peer_id)),
-                ),
-                autonat: autonat::v2::client::Behaviour::new(
-                    rand::make_rng::<rand::rngs::StdRng>(),
-                    autonat::v2::client::Config::default()
-                        .with_probe_interval(AUTONAT_PROBE_INTERVAL),
-                ),
-                autonat_server: autonat::v2::server::Behaviour::default(),
-            })
-        })
+        .with_behaviour(|key, relay_client| behaviour(key, relay_client, registry, config))
         .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&announce_topic())
-        .map_err(|e| NetError::Setup(e.to_string()))?;
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&policy_topic())
-        .map_err(|e| NetError::Setup(e.to_string()))?;
     for topic in [
+        announce_topic(),
+        policy_topic(),
         usage_topic(),
         providers_topic(),
         access_requests_topic(),
@@ -329,4 +230,108 @@ pub(crate) fn build_swarm(
             .map_err(|e| NetError::Setup(e.to_string()))?;
     }
     Ok(swarm)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every behaviour of the swarm, configured.
+fn behaviour(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    registry: &mut prometheus_client::registry::Registry,
+    config: &NodeConfig,
+) -> Result<MeshBehaviour, BoxError> {
+    let peer_id = key.public().to_peer_id();
+    let discovery = config.discovery;
+    let max_memory = usize::try_from(config.limits.max_memory_mib.saturating_mul(1024 * 1024))
+        .unwrap_or(usize::MAX);
+    let network = &config.network;
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(KAD_PROTOCOL),
+    );
+    kad.set_mode(kad_mode(config));
+    Ok(MeshBehaviour {
+        limits: libp2p::connection_limits::Behaviour::new(connection_limits()),
+        memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(max_memory),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/mesh/id/1".into(), key.public())
+                .with_agent_version(agent_version())
+                .with_cache_size(if discovery { 100 } else { 0 }),
+        ),
+        ping: ping::Behaviour::default(),
+        kad: Toggle::from(discovery.then_some(kad)),
+        gossipsub: gossipsub_behaviour(registry)?,
+        transfer: request_response::Behaviour::with_codec(
+            TransferCodec,
+            [(TRANSFER_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+        ),
+        relay_client,
+        relay: Toggle::from(
+            network
+                .relay_server
+                .then(|| relay::Behaviour::new(peer_id, relay_config(network))),
+        ),
+        dcutr: Toggle::from(
+            network
+                .hole_punching
+                .then(|| dcutr::Behaviour::new(peer_id)),
+        ),
+        autonat: autonat::v2::client::Behaviour::new(
+            rand::make_rng::<rand::rngs::StdRng>(),
+            autonat::v2::client::Config::default().with_probe_interval(AUTONAT_PROBE_INTERVAL),
+        ),
+        autonat_server: autonat::v2::server::Behaviour::default(),
+    })
+}
+
+/// Gossipsub: anonymous envelopes (each payload is signed by its author and
+/// checked by the validator, so gossipsub's own signature would only be verified
+/// again on every duplicate), a size cap per topic, message ids by content, peer
+/// scoring (see `scoring`), metrics.
+fn gossipsub_behaviour(
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<gossipsub::Behaviour, BoxError> {
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validate_messages()
+        .validation_mode(ValidationMode::Anonymous)
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .max_transmit_size_for_topic(
+            mesh_protocol::policy::MAX_POLICY_BYTES + 64 * 1024,
+            policy_topic().hash(),
+        )
+        .max_transmit_size_for_topic(
+            mesh_protocol::usage::MAX_USAGE_BYTES + 4 * 1024,
+            usage_topic().hash(),
+        )
+        .max_transmit_size_for_topic(
+            mesh_protocol::provider::MAX_PROVIDER_BYTES + 4 * 1024,
+            providers_topic().hash(),
+        )
+        .heartbeat_interval(Duration::from_millis(700))
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+        .map_err(|e| e.to_string())?
+        .with_metrics(
+            registry.sub_registry_with_prefix("gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
+    gossipsub.with_peer_score(
+        super::scoring::params(&[
+            announce_topic().hash(),
+            policy_topic().hash(),
+            usage_topic().hash(),
+            providers_topic().hash(),
+        ]),
+        super::scoring::thresholds(),
+    )?;
+    Ok(gossipsub)
 }
