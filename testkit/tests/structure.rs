@@ -68,11 +68,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "the draft's fields mapped in turn; to split by section",
     ),
     (
-        "node/src/net/event_loop/connectivity.rs",
-        "on_connectivity_event",
-        "one match over the connectivity events; to split by event",
-    ),
-    (
         "contract/src/odcs/import.rs",
         "import",
         "the contract's sections mapped in turn; to split by section",

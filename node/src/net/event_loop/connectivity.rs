@@ -30,6 +30,37 @@ impl EventLoop {
         &mut self,
         event: SwarmEvent<MeshBehaviourEvent>,
     ) -> Option<SwarmEvent<MeshBehaviourEvent>> {
+        let event = self.on_address_event(event)?;
+        let event = self.on_reachability_event(event)?;
+        match event {
+            SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if port_refused(&error) => {
+                debug!(%peer, "the listen port cannot dial this peer now; next dial from a fresh port");
+                self.fresh_port.insert(peer);
+            }
+            other => {
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &other {
+                    self.fresh_port.remove(peer_id);
+                }
+                return Some(other);
+            }
+        }
+        None
+    }
+
+    /// Listen and external addresses coming and going.
+    fn on_address_event(
+        &mut self,
+        event: SwarmEvent<MeshBehaviourEvent>,
+    ) -> Option<SwarmEvent<MeshBehaviourEvent>> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
@@ -68,6 +99,17 @@ impl EventLoop {
                 self.reach.expired(&address);
                 self.addrs_changed.notify_one();
             }
+            other => return Some(other),
+        }
+        None
+    }
+
+    /// AutoNAT probes, relay slots and circuits, hole punching.
+    fn on_reachability_event(
+        &mut self,
+        event: SwarmEvent<MeshBehaviourEvent>,
+    ) -> Option<SwarmEvent<MeshBehaviourEvent>> {
+        match event {
             SwarmEvent::Behaviour(MeshBehaviourEvent::Autonat(autonat::v2::client::Event {
                 tested_addr,
                 server,
@@ -122,25 +164,7 @@ impl EventLoop {
                 other => debug!("relay server: {other:?}"),
             },
             SwarmEvent::Behaviour(MeshBehaviourEvent::AutonatServer(_)) => {}
-            SwarmEvent::Behaviour(MeshBehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => self.on_identified(peer_id, info),
-            SwarmEvent::OutgoingConnectionError {
-                peer_id: Some(peer),
-                error,
-                ..
-            } if port_refused(&error) => {
-                debug!(%peer, "the listen port cannot dial this peer now; next dial from a fresh port");
-                self.fresh_port.insert(peer);
-            }
-            other => {
-                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &other {
-                    self.fresh_port.remove(peer_id);
-                }
-                return Some(other);
-            }
+            other => return Some(other),
         }
         None
     }
