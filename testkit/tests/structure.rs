@@ -73,11 +73,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "the contract's sections mapped in turn; to split by section",
     ),
     (
-        "node/src/ops/fetch/schedule.rs",
-        "fetch_batch",
-        "one batch's request and its outcomes; #34 step 3",
-    ),
-    (
         "node/src/api/web/product.rs",
         "page",
         "one HTML page's sections; to split by section",

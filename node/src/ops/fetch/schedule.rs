@@ -16,7 +16,7 @@ use tracing::warn;
 use super::error::FetchError;
 use super::slots::{first_to_answer, Slots};
 use crate::net::transfer::buffers::CHUNK_BUFFERS;
-use crate::net::NetworkHandle;
+use crate::net::{NetError, NetworkHandle};
 use crate::task::blocking;
 
 /// Chunks are asked for in batches of about this many bytes (one request each).
@@ -321,107 +321,110 @@ impl ChunkFetch {
         batch: Vec<ChunkRef>,
     ) -> Result<(), FetchError> {
         let mut remaining = batch;
-        // Each provider's last answer (retry rounds ask the same ones again).
-        let mut failures: Vec<(PeerId, String)> = Vec::new();
-        let mut busy_retries = 0u32;
-        let mut tried = std::collections::HashSet::new();
-        let (mut unreachable, mut lacked, mut retry_rounds) = (Vec::new(), Vec::new(), 0u32);
+        let mut at = Attempts::default();
         loop {
-            let Some(peer) = self.reserve(index, &tried).await else {
-                if (unreachable.is_empty() && lacked.is_empty()) || retry_rounds == MAX_RETRY_ROUNDS
-                {
+            let Some(peer) = self.reserve(index, &at.tried).await else {
+                if !at.new_round(&self.lacking) {
                     break;
                 }
-                retry_rounds += 1;
-                for p in unreachable.drain(..) {
-                    tried.remove(&p);
-                }
-                for p in lacked.drain(..) {
-                    tried.remove(&p);
-                    lock(&self.lacking).remove(&p);
-                }
-                tokio::time::sleep(RETRY_BACKOFF * retry_rounds).await;
+                tokio::time::sleep(RETRY_BACKOFF * at.retry_rounds).await;
                 continue;
             };
-            tried.insert(peer);
+            at.tried.insert(peer);
             let request = Request::Chunks {
                 manifest: self.manifest,
                 chunks: remaining.iter().map(|c| c.hash).collect(),
                 start: index == 0,
             };
             let (peer, answer) = self
-                .ask(index, peer, &request, &mut tried, remaining.len())
+                .ask(index, peer, &request, &mut at.tried, remaining.len())
                 .await;
             let good = complete(&answer, remaining.len());
             self.release(&peer, good);
-            let why = match answer {
-                Ok(Response::Chunks(data)) if data.len() == remaining.len() => {
-                    let (stored, wrong) = self.store(remaining, data).await?;
-                    if stored > 0 {
-                        *lock(&self.used).entry(peer).or_default() += stored;
-                    }
-                    if wrong.is_empty() {
-                        return Ok(());
-                    }
-                    let banned_now = {
-                        let mut bad = lock(&self.bad);
-                        let count = bad.entry(peer).or_default();
-                        let before = *count;
-                        *count += wrong.len() as u32;
-                        before < MAX_BAD_CHUNKS && *count >= MAX_BAD_CHUNKS
-                    };
-                    if banned_now {
-                        let _ = self.net.penalize_corrupt_data(peer).await;
-                    }
-                    let why = format!(
-                        "sent {} chunk(s) that fail BLAKE3 verification",
-                        wrong.len()
-                    );
-                    remaining = wrong;
-                    why
-                }
-                Ok(Response::Chunks(data)) => {
-                    *lock(&self.bad).entry(peer).or_default() += 1;
-                    format!("sent {} chunks, {} were asked", data.len(), remaining.len())
-                }
-                Ok(Response::NotFound) => {
-                    lock(&self.lacking).insert(peer);
-                    lacked.push(peer);
-                    "does not hold it".into()
-                }
-                Ok(Response::Denied { rule, reason }) => {
-                    return Err(FetchError::Denied(format!(
-                        "denied by rule {rule}: {reason}"
-                    )));
-                }
-                Ok(Response::Busy) if busy_retries < MAX_BUSY_RETRIES => {
-                    // The provider is at its concurrency limit: back off, ask again.
-                    busy_retries += 1;
-                    tried.remove(&peer);
-                    tokio::time::sleep(BUSY_BACKOFF * busy_retries.min(10)).await;
-                    continue;
-                }
-                Ok(other) => format!("answered {other:?}"),
-                Err(e) => {
-                    if e.is_unreachable() {
-                        unreachable.push(peer);
-                    }
-                    e.to_string()
-                }
+            let why = match self.judge(peer, answer, &mut remaining, &mut at).await? {
+                Verdict::Done => return Ok(()),
+                Verdict::Again => continue,
+                Verdict::Failed(why) => why,
             };
             warn!(%peer, chunks = remaining.len(), first = %remaining[0].hash.short(), "{why}");
-            failures.retain(|(p, _)| *p != peer);
-            failures.push((peer, why));
+            at.failures.retain(|(p, _)| *p != peer);
+            at.failures.push((peer, why));
         }
-        let reasons: Vec<String> = failures
-            .iter()
-            .map(|(peer, why)| format!("{peer}: {why}"))
-            .collect();
-        Err(FetchError::Unavailable(format!(
-            "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
-            remaining[0].hash.short(),
-            if reasons.is_empty() { "no usable provider".to_string() } else { reasons.join("; ") }
-        )))
+        Err(at.unavailable(&remaining))
+    }
+
+    /// What a provider's answer to a batch means: the batch done, ask again (it
+    /// was busy), or why it failed (`remaining` then holds what is still needed;
+    /// chunks that failed verification count against the provider).
+    async fn judge(
+        &self,
+        peer: PeerId,
+        answer: Result<Response, NetError>,
+        remaining: &mut Vec<ChunkRef>,
+        at: &mut Attempts,
+    ) -> Result<Verdict, FetchError> {
+        let why = match answer {
+            Ok(Response::Chunks(data)) if data.len() == remaining.len() => {
+                let (stored, wrong) = self.store(std::mem::take(remaining), data).await?;
+                if stored > 0 {
+                    *lock(&self.used).entry(peer).or_default() += stored;
+                }
+                if wrong.is_empty() {
+                    return Ok(Verdict::Done);
+                }
+                self.count_bad(peer, wrong.len()).await;
+                let why = format!(
+                    "sent {} chunk(s) that fail BLAKE3 verification",
+                    wrong.len()
+                );
+                *remaining = wrong;
+                why
+            }
+            Ok(Response::Chunks(data)) => {
+                *lock(&self.bad).entry(peer).or_default() += 1;
+                format!("sent {} chunks, {} were asked", data.len(), remaining.len())
+            }
+            Ok(Response::NotFound) => {
+                lock(&self.lacking).insert(peer);
+                at.lacked.push(peer);
+                "does not hold it".into()
+            }
+            Ok(Response::Denied { rule, reason }) => {
+                return Err(FetchError::Denied(format!(
+                    "denied by rule {rule}: {reason}"
+                )));
+            }
+            Ok(Response::Busy) if at.busy_retries < MAX_BUSY_RETRIES => {
+                // The provider is at its concurrency limit: back off, ask again.
+                at.busy_retries += 1;
+                at.tried.remove(&peer);
+                tokio::time::sleep(BUSY_BACKOFF * at.busy_retries.min(10)).await;
+                return Ok(Verdict::Again);
+            }
+            Ok(other) => format!("answered {other:?}"),
+            Err(e) => {
+                if e.is_unreachable() {
+                    at.unreachable.push(peer);
+                }
+                e.to_string()
+            }
+        };
+        Ok(Verdict::Failed(why))
+    }
+
+    /// Counts `n` corrupt chunks against `peer`; at [`MAX_BAD_CHUNKS`] it is
+    /// dropped from this fetch and its gossip score penalized.
+    async fn count_bad(&self, peer: PeerId, n: usize) {
+        let banned_now = {
+            let mut bad = lock(&self.bad);
+            let count = bad.entry(peer).or_default();
+            let before = *count;
+            *count += u32::try_from(n).unwrap_or(u32::MAX);
+            before < MAX_BAD_CHUNKS && *count >= MAX_BAD_CHUNKS
+        };
+        if banned_now {
+            let _ = self.net.penalize_corrupt_data(peer).await;
+        }
     }
 
     /// Verifies and stores (and writes out) each chunk of an answer. Returns the bytes
@@ -477,5 +480,63 @@ impl ChunkFetch {
         self.done.fetch_add(stored, Ordering::Relaxed);
         self.transferred.fetch_add(stored, Ordering::Relaxed);
         Ok((stored, wrong))
+    }
+}
+/// What a batch's answer means (see `ChunkFetch::judge`).
+enum Verdict {
+    /// Every chunk is stored.
+    Done,
+    /// Ask again (the provider was busy).
+    Again,
+    /// The provider failed the batch, for this reason.
+    Failed(String),
+}
+
+/// A batch's attempts so far.
+#[derive(Default)]
+struct Attempts {
+    /// Each provider's last failure (retry rounds ask the same ones again).
+    failures: Vec<(PeerId, String)>,
+    busy_retries: u32,
+    /// Providers asked this round.
+    tried: std::collections::HashSet<PeerId>,
+    /// Providers that could not be reached, or lacked the chunks, this round.
+    unreachable: Vec<PeerId>,
+    lacked: Vec<PeerId>,
+    retry_rounds: u32,
+}
+
+impl Attempts {
+    /// Starts another round with the providers that were unreachable or lacked
+    /// the chunks; false when there are none or the rounds are spent.
+    fn new_round(&mut self, lacking: &Mutex<std::collections::HashSet<PeerId>>) -> bool {
+        if (self.unreachable.is_empty() && self.lacked.is_empty())
+            || self.retry_rounds == MAX_RETRY_ROUNDS
+        {
+            return false;
+        }
+        self.retry_rounds += 1;
+        for p in self.unreachable.drain(..) {
+            self.tried.remove(&p);
+        }
+        for p in self.lacked.drain(..) {
+            self.tried.remove(&p);
+            lock(lacking).remove(&p);
+        }
+        true
+    }
+
+    /// The error once no provider is left: each one's last answer.
+    fn unavailable(&self, remaining: &[ChunkRef]) -> FetchError {
+        let reasons: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(peer, why)| format!("{peer}: {why}"))
+            .collect();
+        FetchError::Unavailable(format!(
+            "no provider reachable for chunk {} ({}); nothing was written. Retry when another provider is up",
+            remaining.first().map(|c| c.hash.short()).unwrap_or_default(),
+            if reasons.is_empty() { "no usable provider".to_string() } else { reasons.join("; ") }
+        ))
     }
 }
