@@ -225,69 +225,10 @@ impl ManifestDraft {
         if title.trim().is_empty() {
             errs.push(field_err("title", "is missing: add title = \"...\""));
         }
-        let owner = match self.owner {
-            Some(OwnerDraft {
-                team: Some(team),
-                contact,
-            }) if !team.trim().is_empty() => Owner { team, contact },
-            _ => {
-                errs.push(field_err(
-                    "owner.team",
-                    "is missing: add [owner] with team = \"...\"",
-                ));
-                Owner {
-                    team: String::new(),
-                    contact: String::new(),
-                }
-            }
-        };
-        let mut duration = |name: &str, v: Option<String>| {
-            v.and_then(|s| {
-                parse_duration(&s)
-                    .map_err(|e| errs.push(field_err(format!("sla.{name}"), e)))
-                    .ok()
-            })
-        };
-        let freshness_secs = duration("freshness", self.sla.freshness);
-        let update_frequency_secs = duration("update_frequency", self.sla.update_frequency);
-        let retention_secs = duration("retention", self.sla.retention);
-        let availability_bp = match self.sla.availability {
-            None => None,
-            Some(p) if (0.0..=100.0).contains(&p) => Some((p * 100.0).round() as u16),
-            Some(p) => {
-                errs.push(field_err(
-                    "sla.availability",
-                    format!("{p} is not a percentage between 0 and 100"),
-                ));
-                None
-            }
-        };
-        let mut lineage = Vec::new();
-        for (i, u) in self.lineage.into_iter().enumerate() {
-            let id =
-                u.id.parse::<ProductId>()
-                    .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
-                    .ok();
-            let manifest = match u.manifest {
-                None => None,
-                Some(h) => h
-                    .parse::<Hash>()
-                    .map_err(|e| {
-                        errs.push(field_err(format!("lineage[{i}].manifest"), e.to_string()))
-                    })
-                    .ok(),
-            };
-            if let Some(id) = id {
-                lineage.push(Upstream { id, manifest });
-            }
-        }
-        let mut consumers = Vec::new();
-        for (i, c) in self.consumers.iter().enumerate() {
-            match mesh_protocol::DomainName::new(c) {
-                Ok(d) => consumers.push(d),
-                Err(e) => errs.push(field_err(format!("consumers[{i}]"), e.to_string())),
-            }
-        }
+        let owner = owner_of(self.owner, &mut errs);
+        let sla = sla_of(self.sla, &mut errs);
+        let lineage = lineage_of(self.lineage, &mut errs);
+        let consumers = consumers_of(&self.consumers, &mut errs);
         let (Some(id), Some(version)) = (id, version) else {
             return Err(errs);
         };
@@ -304,12 +245,7 @@ impl ManifestDraft {
             consumers,
             schema,
             null_values,
-            sla: Sla {
-                freshness_secs,
-                update_frequency_secs,
-                availability_bp,
-                retention_secs,
-            },
+            sla,
             lineage,
             files: facts.files,
             quality: facts.quality,
@@ -326,6 +262,91 @@ impl ManifestDraft {
             Err(errs)
         }
     }
+}
+
+/// `[owner]`: a team is required.
+fn owner_of(owner: Option<OwnerDraft>, errs: &mut Vec<FieldError>) -> Owner {
+    match owner {
+        Some(OwnerDraft {
+            team: Some(team),
+            contact,
+        }) if !team.trim().is_empty() => Owner { team, contact },
+        _ => {
+            errs.push(field_err(
+                "owner.team",
+                "is missing: add [owner] with team = \"...\"",
+            ));
+            Owner {
+                team: String::new(),
+                contact: String::new(),
+            }
+        }
+    }
+}
+
+/// `[sla]`: human durations and a percentage.
+fn sla_of(sla: SlaDraft, errs: &mut Vec<FieldError>) -> Sla {
+    let mut duration = |name: &str, v: Option<String>| {
+        v.and_then(|s| {
+            parse_duration(&s)
+                .map_err(|e| errs.push(field_err(format!("sla.{name}"), e)))
+                .ok()
+        })
+    };
+    let freshness_secs = duration("freshness", sla.freshness);
+    let update_frequency_secs = duration("update_frequency", sla.update_frequency);
+    let retention_secs = duration("retention", sla.retention);
+    let availability_bp = match sla.availability {
+        None => None,
+        Some(p) if (0.0..=100.0).contains(&p) => Some((p * 100.0).round() as u16),
+        Some(p) => {
+            errs.push(field_err(
+                "sla.availability",
+                format!("{p} is not a percentage between 0 and 100"),
+            ));
+            None
+        }
+    };
+    Sla {
+        freshness_secs,
+        update_frequency_secs,
+        availability_bp,
+        retention_secs,
+    }
+}
+
+/// `[[lineage]]`: product ids, and manifest hashes where pinned.
+fn lineage_of(drafts: Vec<UpstreamDraft>, errs: &mut Vec<FieldError>) -> Vec<Upstream> {
+    let mut lineage = Vec::new();
+    for (i, u) in drafts.into_iter().enumerate() {
+        let id =
+            u.id.parse::<ProductId>()
+                .map_err(|e| errs.push(field_err(format!("lineage[{i}].id"), e.to_string())))
+                .ok();
+        let manifest = match u.manifest {
+            None => None,
+            Some(h) => h
+                .parse::<Hash>()
+                .map_err(|e| errs.push(field_err(format!("lineage[{i}].manifest"), e.to_string())))
+                .ok(),
+        };
+        if let Some(id) = id {
+            lineage.push(Upstream { id, manifest });
+        }
+    }
+    lineage
+}
+
+/// `consumers`: domain names.
+fn consumers_of(names: &[String], errs: &mut Vec<FieldError>) -> Vec<mesh_protocol::DomainName> {
+    let mut consumers = Vec::new();
+    for (i, c) in names.iter().enumerate() {
+        match mesh_protocol::DomainName::new(c) {
+            Ok(d) => consumers.push(d),
+            Err(e) => errs.push(field_err(format!("consumers[{i}]"), e.to_string())),
+        }
+    }
+    consumers
 }
 
 #[cfg(test)]
