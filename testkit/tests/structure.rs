@@ -63,11 +63,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one HTML page's sections; to split by section",
     ),
     (
-        "contract/src/odcs/import.rs",
-        "import",
-        "the contract's sections mapped in turn; to split by section",
-    ),
-    (
         "node/src/api/web/product.rs",
         "page",
         "one HTML page's sections; to split by section",

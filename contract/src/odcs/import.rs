@@ -34,55 +34,8 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
         errs: Vec::new(),
         notes: Vec::new(),
     };
-    let api_version = match field(&top, "apiVersion") {
-        Some(v) if API_VERSIONS.contains(&v.as_str()) => v,
-        Some(v) if v.starts_with("v3.") => {
-            r.notes.push(format!(
-                "apiVersion {v}: newer than the versions mesh knows ({}); read as v3.1.0",
-                API_VERSIONS.join(", ")
-            ));
-            v
-        }
-        Some(v) => {
-            r.errs.push(format!(
-                "apiVersion {v:?}: only ODCS v3 contracts are supported ({})",
-                API_VERSIONS.join(", ")
-            ));
-            v
-        }
-        None => {
-            r.errs.push("apiVersion is missing (e.g. v3.1.0)".into());
-            String::new()
-        }
-    };
-    if let Some(k) = field(&top, "kind") {
-        if k != "DataContract" {
-            r.errs.push(format!("kind {k:?}: expected DataContract"));
-        }
-    }
-    let version = field(&top, "version");
-    if version.is_none() {
-        r.errs.push("version is missing".into());
-    }
-    let domain = field(&top, "domain").or_else(|| default_domain.map(str::to_owned));
-    if domain.is_none() {
-        r.errs.push(
-            "domain is missing: add `domain:`, or publish from a node of the product's domain"
-                .into(),
-        );
-    }
-    let product = field(&top, "dataProduct")
-        .or_else(|| field(&top, "name"))
-        .or_else(|| field(&top, "id"));
-    if product.is_none() {
-        r.errs
-            .push("the contract names no product: give dataProduct, name or id".into());
-    }
-    let id = format!(
-        "{}/{}",
-        slug(domain.as_deref().unwrap_or("")),
-        slug(product.as_deref().unwrap_or(""))
-    );
+    let api_version = r.api_version(&top);
+    let (version, domain, id) = r.identity(&top, default_domain);
     let title = field(&top, "name")
         .or_else(|| field(&top, "dataProduct"))
         .or_else(|| field(&top, "id"));
@@ -161,6 +114,69 @@ struct Reader {
 }
 
 impl Reader {
+    /// `apiVersion`: one mesh reads, or a newer v3 read as v3.1.0 with a note.
+    fn api_version(&mut self, top: &Map<String, Value>) -> String {
+        match field(top, "apiVersion") {
+            Some(v) if API_VERSIONS.contains(&v.as_str()) => v,
+            Some(v) if v.starts_with("v3.") => {
+                self.notes.push(format!(
+                    "apiVersion {v}: newer than the versions mesh knows ({}); read as v3.1.0",
+                    API_VERSIONS.join(", ")
+                ));
+                v
+            }
+            Some(v) => {
+                self.errs.push(format!(
+                    "apiVersion {v:?}: only ODCS v3 contracts are supported ({})",
+                    API_VERSIONS.join(", ")
+                ));
+                v
+            }
+            None => {
+                self.errs.push("apiVersion is missing (e.g. v3.1.0)".into());
+                String::new()
+            }
+        }
+    }
+
+    /// `kind`, `version`, and the product id: the domain (`domain`, else the
+    /// publishing node's) and the product (`dataProduct`, `name` or `id`).
+    fn identity(
+        &mut self,
+        top: &Map<String, Value>,
+        default_domain: Option<&str>,
+    ) -> (Option<String>, Option<String>, String) {
+        if let Some(k) = field(top, "kind") {
+            if k != "DataContract" {
+                self.errs.push(format!("kind {k:?}: expected DataContract"));
+            }
+        }
+        let version = field(top, "version");
+        if version.is_none() {
+            self.errs.push("version is missing".into());
+        }
+        let domain = field(top, "domain").or_else(|| default_domain.map(str::to_owned));
+        if domain.is_none() {
+            self.errs.push(
+                "domain is missing: add `domain:`, or publish from a node of the product's domain"
+                    .into(),
+            );
+        }
+        let product = field(top, "dataProduct")
+            .or_else(|| field(top, "name"))
+            .or_else(|| field(top, "id"));
+        if product.is_none() {
+            self.errs
+                .push("the contract names no product: give dataProduct, name or id".into());
+        }
+        let id = format!(
+            "{}/{}",
+            slug(domain.as_deref().unwrap_or("")),
+            slug(product.as_deref().unwrap_or(""))
+        );
+        (version, domain, id)
+    }
+
     /// The top-level custom properties mesh writes for what ODCS has no field for.
     fn custom(&mut self, v: Option<&Value>) -> Custom {
         let mut c = Custom {
