@@ -58,11 +58,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one crash iteration's script; to split by phase",
     ),
     (
-        "node/src/api/web/home.rs",
-        "page",
-        "one HTML page's sections; to split by section",
-    ),
-    (
         "node/src/api/web/product.rs",
         "page",
         "one HTML page's sections; to split by section",
