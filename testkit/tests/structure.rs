@@ -57,16 +57,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "run",
         "one crash iteration's script; to split by phase",
     ),
-    (
-        "node/src/api/web/product.rs",
-        "page",
-        "one HTML page's sections; to split by section",
-    ),
-    (
-        "node/src/api/web/products.rs",
-        "page",
-        "one HTML page's sections; to split by section",
-    ),
 ];
 
 /// A top-level module and the top-level modules it must never name.

@@ -89,29 +89,7 @@ pub(super) async fn page(
         .first()
         .map(|addr| format!("{addr}/p2p/{}", status.peer_id));
     let body = html! {
-        p.crumbs { a href="/products" { "Products" } " / " a href={ "/domains/" (a.product.domain()) } { (a.product.domain()) } " / " (a.product.name()) }
-        h1 { (a.summary.title) }
-        p.ident {
-            code { (a.product) "@" (a.version) } " "
-            (page::status_badge(a.summary.status)) " "
-            (page::class_badge(a.summary.classification)) " "
-            @if let Some(h) = &entry.health { (page::sla_badge(h.sla)) " " }
-            @if !newest { (page::badge("info", "not the newest version")) " " }
-            @for t in &a.summary.tags { a.tag href={ "/products?tag=" (super::index::encode(t)) } { (t) } " " }
-        }
-        @if let Some(m) = &manifest {
-            p.owner { "Owned by " strong { (m.owner.team) } " · contact " (m.owner.contact) }
-            div.description { @for para in m.description.split("\n\n") { p { (para) } } }
-        } @else {
-            p.owner { "Owned by " strong { (a.summary.owner_team) } }
-            p.error { "The manifest is not available here: " (manifest_error.clone().unwrap_or_default()) }
-        }
-        @if !entry.flags.is_empty() {
-            section.flags {
-                h2 { "Flagged by the policy" }
-                ul { @for f in &entry.flags { li { strong { (f.rule) } ": " (f.reason) " (policy " (f.policy_version) ")" } } }
-            }
-        }
+        (header(&entry, manifest.as_ref(), manifest_error.as_deref(), newest))
         (get_it(a, listen.as_deref(), anonymous.as_ref()))
         @if let Some(m) = &manifest {
             (schema(m))
@@ -119,14 +97,7 @@ pub(super) async fn page(
             (sla(m, &entry))
         }
         (providers(&entry, now))
-        section {
-            h2 { "Lineage" }
-            @match &lineage {
-                Some(g) if g.edges.is_empty() => p.muted { "No product upstream or downstream of this one." },
-                Some(g) => (lineage_svg::draw(g)),
-                None => p.muted { "Lineage unavailable." },
-            }
-        }
+        (lineage_section(lineage.as_ref()))
         (usage_section(usage.as_ref()))
         (access_section(&access, a.product.domain().as_str(), now))
         (subscribers_section(&subscribers, &a.product.to_string(), now))
@@ -140,6 +111,55 @@ pub(super) async fn page(
         }
     };
     Ok(respond(layout(&title, Nav::Products, "", body)))
+}
+
+/// The crumbs, title, badges, owner and description, and the policy's flags.
+fn header(
+    entry: &CatalogEntry,
+    manifest: Option<&Manifest>,
+    manifest_error: Option<&str>,
+    newest: bool,
+) -> Markup {
+    let a = &entry.announcement;
+    html! {
+    p.crumbs { a href="/products" { "Products" } " / " a href={ "/domains/" (a.product.domain()) } { (a.product.domain()) } " / " (a.product.name()) }
+    h1 { (a.summary.title) }
+    p.ident {
+        code { (a.product) "@" (a.version) } " "
+        (page::status_badge(a.summary.status)) " "
+        (page::class_badge(a.summary.classification)) " "
+        @if let Some(h) = &entry.health { (page::sla_badge(h.sla)) " " }
+        @if !newest { (page::badge("info", "not the newest version")) " " }
+        @for t in &a.summary.tags { a.tag href={ "/products?tag=" (super::index::encode(t)) } { (t) } " " }
+    }
+    @if let Some(m) = manifest {
+        p.owner { "Owned by " strong { (m.owner.team) } " · contact " (m.owner.contact) }
+        div.description { @for para in m.description.split("\n\n") { p { (para) } } }
+    } @else {
+        p.owner { "Owned by " strong { (a.summary.owner_team) } }
+        p.error { "The manifest is not available here: " (manifest_error.unwrap_or_default()) }
+    }
+    @if !entry.flags.is_empty() {
+        section.flags {
+            h2 { "Flagged by the policy" }
+            ul { @for f in &entry.flags { li { strong { (f.rule) } ": " (f.reason) " (policy " (f.policy_version) ")" } } }
+        }
+    }
+    }
+}
+
+/// The product's upstreams and downstreams, drawn.
+fn lineage_section(lineage: Option<&mesh_contract::health::Lineage>) -> Markup {
+    html! {
+    section {
+        h2 { "Lineage" }
+        @match lineage {
+            Some(g) if g.edges.is_empty() => p.muted { "No product upstream or downstream of this one." },
+            Some(g) => (lineage_svg::draw(g)),
+            None => p.muted { "Lineage unavailable." },
+        }
+    }
+    }
 }
 
 /// "Get it": the fetch command, the one-shot command where the rules let an

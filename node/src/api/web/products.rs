@@ -8,7 +8,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 
 use super::context::{PageError, PageQuery, WebState};
-use super::index::{select, Query, PAGE_SIZE};
+use super::index::{select, Query, Row, PAGE_SIZE};
 use super::page::{self, layout, respond, Nav};
 use crate::clock::unix_now;
 
@@ -87,37 +87,7 @@ pub(super) async fn page(
                 }
             }
         } @else {
-            table.products {
-                thead {
-                    tr {
-                        th { "Product" } th { "Title" } th { "Version" } th { "Status" }
-                        th { "Class" } th { "SLA" } th.num { "Size" } th { "Updated" } th { "Tags" }
-                    }
-                }
-                tbody {
-                    @for r in &found.rows {
-                        @let a = &r.listing.newest.announcement;
-                        tr {
-                            td { a href=(page::product_href(r.id())) { (a.product) } }
-                            td { (a.summary.title) }
-                            td { (a.version) }
-                            td { (page::status_badge(a.summary.status)) }
-                            td { (page::class_badge(a.summary.classification)) }
-                            td {
-                                (page::sla_badge(r.sla()))
-                                @if r.flagged() { " " (page::badge("bad", "flagged")) }
-                            }
-                            td.num { (page::size(a.summary.size)) }
-                            td { (page::ago(now, a.issued_at_ms / 1000)) }
-                            td {
-                                @for t in &a.summary.tags {
-                                    a.tag href=(Query { tag: t.clone(), ..Query::default() }.href(1, "name")) { (t) } " "
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (table(&found.rows, now))
             @if found.pages > 1 {
                 nav.pages aria-label="Pages" {
                     @if found.page > 1 { a href=(q.href(found.page - 1, sort)) rel="prev" { "← previous" } " " }
@@ -128,4 +98,41 @@ pub(super) async fn page(
         }
     };
     Ok(respond(layout("Products", Nav::Products, &q.q, body)))
+}
+
+/// One page of products, a row each.
+fn table(rows: &[&Row], now: u64) -> Markup {
+    html! {
+    table.products {
+        thead {
+            tr {
+                th { "Product" } th { "Title" } th { "Version" } th { "Status" }
+                th { "Class" } th { "SLA" } th.num { "Size" } th { "Updated" } th { "Tags" }
+            }
+        }
+        tbody {
+            @for r in rows {
+                @let a = &r.listing.newest.announcement;
+                tr {
+                    td { a href=(page::product_href(r.id())) { (a.product) } }
+                    td { (a.summary.title) }
+                    td { (a.version) }
+                    td { (page::status_badge(a.summary.status)) }
+                    td { (page::class_badge(a.summary.classification)) }
+                    td {
+                        (page::sla_badge(r.sla()))
+                        @if r.flagged() { " " (page::badge("bad", "flagged")) }
+                    }
+                    td.num { (page::size(a.summary.size)) }
+                    td { (page::ago(now, a.issued_at_ms / 1000)) }
+                    td {
+                        @for t in &a.summary.tags {
+                            a.tag href=(Query { tag: t.clone(), ..Query::default() }.href(1, "name")) { (t) } " "
+                        }
+                    }
+                }
+            }
+        }
+    }
+    }
 }
