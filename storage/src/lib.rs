@@ -19,4 +19,4 @@ mod sys;
 pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
 #[cfg(feature = "faults")]
 pub use faults::Faults;
-pub use meta::{MemStore, MetaStore, SledStore, StoreError, Tree};
+pub use meta::{MemStore, MetaStore, SledStore, StoreError, StoreErrorKind, Tree};

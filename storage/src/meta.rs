@@ -67,15 +67,45 @@ impl Tree {
     }
 }
 
+/// What kind of failure a metadata store error is, for callers that act on it
+/// (the message says the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The database files are damaged.
+    Corrupt,
+    /// Another process holds the database (a node already running on the home).
+    Locked,
+    /// Reading, writing or syncing the disk failed (full, read-only, an I/O error).
+    Io,
+    /// The store cannot be used any more in this process.
+    Unusable,
+}
+
 /// A metadata store failure.
 #[derive(Debug, thiserror::Error)]
-#[error("metadata store: {0}; check the disk and the node home's db/ directory")]
-pub struct StoreError(String);
+#[error("metadata store: {message}; check the disk and the node home's db/ directory")]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
 
 impl StoreError {
-    /// Builds an error from a description.
-    pub fn new(msg: impl Into<String>) -> Self {
-        StoreError(msg.into())
+    /// Builds an error of `kind` from a description.
+    pub fn new(kind: StoreErrorKind, msg: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: msg.into(),
+        }
+    }
+
+    /// An I/O failure while `doing` something.
+    fn io(doing: &str, e: impl std::fmt::Display) -> Self {
+        StoreError::new(StoreErrorKind::Io, format!("{doing}: {e}"))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
     }
 }
 
@@ -134,7 +164,12 @@ fn is_lock_held(e: &sled::Error) -> bool {
 }
 
 fn sled_err(e: sled::Error) -> StoreError {
-    StoreError(e.to_string())
+    let kind = match &e {
+        sled::Error::Corruption { .. } => StoreErrorKind::Corrupt,
+        sled::Error::Io(_) => StoreErrorKind::Io,
+        _ => StoreErrorKind::Unusable,
+    };
+    StoreError::new(kind, e.to_string())
 }
 
 /// Bytes of pages sled keeps in memory. Its default is 1 GiB, which a node with a
@@ -161,15 +196,15 @@ impl SledStore {
             }
         };
         let db = opened.map_err(|e| match e {
-            sled::Error::Corruption { .. } => StoreError(format!(
+            sled::Error::Corruption { .. } => StoreError::new(StoreErrorKind::Corrupt, format!(
                 "the database {} is corrupt ({e}); restore it from a backup, or move the node home aside and `mesh init` a new one (peers re-sync the catalog and policies)",
                 dir.display()
             )),
-            e if is_lock_held(&e) => StoreError(format!(
+            e if is_lock_held(&e) => StoreError::new(StoreErrorKind::Locked, format!(
                 "cannot open {}: another mesh node is using this home ({e})",
                 dir.display()
             )),
-            e => StoreError(format!("cannot open {}: {e}", dir.display())),
+            e => StoreError::io(&format!("cannot open {}", dir.display()), e),
         })?;
         let mut files = Vec::new();
         for name in ["db", "conf"] {
@@ -177,14 +212,19 @@ impl SledStore {
             match std::fs::File::open(&path) {
                 Ok(f) => files.push(f),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError(format!("cannot open {}: {e}", path.display()))),
+                Err(e) => {
+                    return Err(StoreError::io(
+                        &format!("cannot open {}", path.display()),
+                        e,
+                    ))
+                }
             }
         }
         // sled writes `conf` without syncing it; a power loss right after `mesh
         // init` would leave it empty.
         for f in &files {
             f.sync_all()
-                .map_err(|e| StoreError(format!("syncing {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::io(&format!("syncing {}", dir.display()), e))?;
         }
         Ok(SledStore {
             db,
@@ -210,7 +250,7 @@ impl MetaStore for SledStore {
     fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.faults
             .before_write(key.len() + value.len())
-            .map_err(|e| StoreError(format!("writing the metadata store: {e}")))?;
+            .map_err(|e| StoreError::io("writing the metadata store", e))?;
         self.tree(tree)?.insert(key, value).map_err(sled_err)?;
         Ok(())
     }
@@ -218,7 +258,7 @@ impl MetaStore for SledStore {
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), StoreError> {
         self.faults
             .before_write(key.len())
-            .map_err(|e| StoreError(format!("writing the metadata store: {e}")))?;
+            .map_err(|e| StoreError::io("writing the metadata store", e))?;
         self.tree(tree)?.remove(key).map_err(sled_err)?;
         Ok(())
     }
@@ -252,11 +292,11 @@ impl MetaStore for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.faults
             .before_sync()
-            .map_err(|e| StoreError(format!("flushing the metadata store: {e}")))?;
+            .map_err(|e| StoreError::io("flushing the metadata store", e))?;
         self.db.flush().map_err(sled_err)?;
         for f in &self.files {
             f.sync_all()
-                .map_err(|e| StoreError(format!("syncing the metadata store: {e}")))?;
+                .map_err(|e| StoreError::io("syncing the metadata store", e))?;
         }
         Ok(())
     }
@@ -275,7 +315,7 @@ impl MemStore {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemTrees>, StoreError> {
         self.trees
             .lock()
-            .map_err(|_| StoreError::new("in-memory store poisoned"))
+            .map_err(|_| StoreError::new(StoreErrorKind::Unusable, "in-memory store poisoned"))
     }
 }
 
@@ -361,5 +401,14 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.get(Tree::Policies, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_store_held_by_another_opener_is_refused_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = SledStore::open(dir.path()).unwrap();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Locked, "{err}");
+        assert!(err.to_string().starts_with("metadata store: "), "{err}");
     }
 }

@@ -102,6 +102,33 @@ impl Departed {
     }
 }
 
+/// Sync steps sent again to one peer after their connection closed, at most,
+/// while it stays connected.
+const MAX_RESENDS: u8 = 8;
+
+/// Counts the sync steps sent again per connected peer (see
+/// `PeerTable::redundant_direct`: closing a redundant connection fails what was
+/// in flight on it), so a peer that keeps closing connections cannot keep a
+/// sync going forever.
+#[derive(Debug, Default)]
+pub(super) struct Resends {
+    count: HashMap<PeerId, u8>,
+}
+
+impl Resends {
+    /// Whether another step may be sent again to `peer`; counts it.
+    pub(super) fn allow(&mut self, peer: PeerId) -> bool {
+        let n = self.count.entry(peer).or_default();
+        *n = n.saturating_add(1);
+        *n <= MAX_RESENDS
+    }
+
+    /// `peer` left: its count goes.
+    pub(super) fn forget(&mut self, peer: &PeerId) {
+        self.count.remove(peer);
+    }
+}
+
 /// The connected peers.
 #[derive(Debug, Default)]
 pub(super) struct PeerTable {
@@ -191,9 +218,9 @@ impl PeerTable {
     /// Direct connections beyond one per peer, to close: two nodes keep one
     /// connection. Both ends see the same connections, so only one decides at
     /// once, the one with the smaller peer id; the other closes them only if they
-    /// are still open [`REDUNDANT_GRACE_TICKS`] later. The oldest connection (the
-    /// smallest id) is kept; a connection closed while a request is in flight on
-    /// it fails that request, which the fetch retries elsewhere.
+    /// are still open [`REDUNDANT_GRACE_TICKS`] later. The newest connection (the
+    /// largest id) is kept; a connection closed while a request is in flight on
+    /// it fails that request, which the fetch retries and a sync sends again.
     pub(super) fn redundant_direct(
         &mut self,
         local: &PeerId,
@@ -213,8 +240,11 @@ impl PeerTable {
             }
             let since = *p.redundant_since.get_or_insert(tick);
             if local < peer || tick.saturating_sub(since) >= REDUNDANT_GRACE_TICKS {
+                // The newest is kept: an older one may be half-open (its peer
+                // restarted), and requests on a closed one are sent again.
                 direct.sort_unstable();
-                close.extend(direct[1..].iter().map(|id| (*peer, *id)));
+                direct.pop();
+                close.extend(direct.iter().map(|id| (*peer, *id)));
             }
         }
         close
@@ -334,7 +364,7 @@ mod tests {
         t.connected(large, b, direct(2));
         let mut close = t.redundant_direct(&small, 1);
         close.sort();
-        assert_eq!(close, vec![(large, b), (large, c)]);
+        assert_eq!(close, vec![(large, a), (large, b)]);
         // This node has the larger id: it waits for the other end, then acts.
         let mut t = PeerTable::default();
         t.connected(small, a, direct(1));
@@ -345,10 +375,10 @@ mod tests {
             .is_empty());
         assert_eq!(
             t.redundant_direct(&large, 10 + REDUNDANT_GRACE_TICKS),
-            vec![(small, b)]
+            vec![(small, a)]
         );
         // Once back to one, the clock starts again.
-        t.closed(&small, b);
+        t.closed(&small, a);
         assert!(t.redundant_direct(&large, 20).is_empty());
         t.connected(small, c, direct(3));
         assert!(t.redundant_direct(&large, 21).is_empty());

@@ -34,7 +34,7 @@ use super::error::NetError;
 use super::gossip::{FollowUp, Validator};
 use super::handle::{Command, NetworkHandle};
 use super::handles::StateHandles;
-use super::peers::{Conn, Departed, PeerTable};
+use super::peers::{Conn, Departed, PeerTable, Resends};
 use super::reach::Reach;
 use super::scoring::CORRUPT_DATA_PENALTY;
 use super::sync::{self, SyncState};
@@ -72,6 +72,8 @@ pub(crate) struct EventLoop {
     syncing: HashMap<OutboundRequestId, SyncState>,
     /// Digest asks of anti-entropy.
     entropy: AntiEntropy,
+    /// Sync steps sent again after their connection closed, per peer.
+    sync_resends: Resends,
     /// Peers disconnected for a gossip score below the graylist, and until when
     /// they are kept out.
     banned: HashMap<PeerId, std::time::Instant>,
@@ -184,6 +186,7 @@ impl EventLoop {
             discovery: config.discovery,
             connections: PeerTable::default(),
             departed: Departed::default(),
+            sync_resends: Resends::default(),
             reach,
             addrs_changed,
             ticks: 0,
@@ -415,6 +418,7 @@ impl EventLoop {
                 self.app_scores.remove(&peer_id);
                 self.reach.disconnected(&peer_id);
                 self.departed.left(peer_id, self.ticks);
+                self.sync_resends.forget(&peer_id);
             }
             SwarmEvent::Behaviour(MeshBehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(MeshBehaviourEvent::Transfer(event)) => self.on_transfer(event),
@@ -617,7 +621,15 @@ impl EventLoop {
                     }));
                 } else if let Some(state) = self.syncing.remove(&request_id) {
                     debug!(%peer, "sync request failed: {error}");
-                    self.on_sync_response(state, None);
+                    // A redundant connection closed under the request while the
+                    // peer stays connected: the same step is asked again.
+                    let closed =
+                        matches!(error, request_response::OutboundFailure::ConnectionClosed);
+                    if closed && self.swarm.is_connected(&peer) && self.sync_resends.allow(peer) {
+                        self.send_sync(state);
+                    } else {
+                        self.on_sync_response(state, None);
+                    }
                 } else if self.entropy.answered(request_id).is_some() {
                     debug!(%peer, "digest request failed: {error}");
                 }
