@@ -52,11 +52,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "scenario",
         "the NAT scenario's script; to split by phase",
     ),
-    (
-        "testnet/src/crash.rs",
-        "run",
-        "one crash iteration's script; to split by phase",
-    ),
 ];
 
 /// A top-level module and the top-level modules it must never name.

@@ -104,33 +104,7 @@ struct Harness {
 
 /// Runs the harness; fails on the first broken promise, naming the seed and step.
 pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<CrashReport> {
-    let mut config = TestnetConfig::new(options.mesh.clone(), 2, &["sales", "finance"]);
-    let (disk, tmp) = if options.power_loss {
-        let tmp = tempfile::Builder::new()
-            .prefix("mesh-powerloss-")
-            .tempdir()?;
-        let disk = crate::powerloss::Disk::mount(&tmp.path().join("disk"))?;
-        config.dir = Some(disk.path().to_owned());
-        (Some(disk), Some(tmp))
-    } else {
-        (None, None)
-    };
-    let mut net = Testnet::create(config)?;
-    net.start_all()?;
-    let scratch = match &tmp {
-        Some(t) => t.path().join("scratch"),
-        None => net.root().to_owned(),
-    };
-    let mut h = Harness {
-        net,
-        disk,
-        scratch,
-        _tmp: tmp,
-        rows: options.rows,
-        published: Vec::new(),
-        unfetched: Vec::new(),
-        counter: 0,
-    };
+    let mut h = Harness::start(&options)?;
     // Calibrate: time one uninterrupted request of each operation.
     let publish_ms = h.publish_uninterrupted()?;
     let fetch_ms = h.fetch_uninterrupted()?;
@@ -179,25 +153,7 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
             Op::Policy => h.crash_policy(kill),
         }
         .with_context(step)?;
-        (options.say)(&format!(
-            "{i:>4} {:<8} {} {moment}  {}{}",
-            format!("{op:?}").to_lowercase(),
-            if options.power_loss {
-                "power lost"
-            } else {
-                "killed"
-            },
-            if it.acknowledged {
-                "acknowledged"
-            } else {
-                "not acknowledged"
-            },
-            if op == Op::Fetch {
-                format!(", retry saved {} bytes", it.saved_bytes)
-            } else {
-                String::new()
-            }
-        ));
+        (options.say)(&iteration_line(i, op, options.power_loss, &moment, &it));
         iterations.push(it);
     }
     h.net.stop_all()?;
@@ -206,6 +162,58 @@ pub fn run<F: FnMut(&str)>(mut options: CrashOptions<F>) -> anyhow::Result<Crash
         iterations,
         disk: h.disk.as_ref().map(|d| d.stats()),
     })
+}
+
+impl Harness {
+    /// Two nodes (on a power-loss disk when asked), started.
+    fn start<F: FnMut(&str)>(options: &CrashOptions<F>) -> anyhow::Result<Harness> {
+        let mut config = TestnetConfig::new(options.mesh.clone(), 2, &["sales", "finance"]);
+        let (disk, tmp) = if options.power_loss {
+            let tmp = tempfile::Builder::new()
+                .prefix("mesh-powerloss-")
+                .tempdir()?;
+            let disk = crate::powerloss::Disk::mount(&tmp.path().join("disk"))?;
+            config.dir = Some(disk.path().to_owned());
+            (Some(disk), Some(tmp))
+        } else {
+            (None, None)
+        };
+        let mut net = Testnet::create(config)?;
+        net.start_all()?;
+        let scratch = match &tmp {
+            Some(t) => t.path().join("scratch"),
+            None => net.root().to_owned(),
+        };
+        Ok(Harness {
+            net,
+            disk,
+            scratch,
+            _tmp: tmp,
+            rows: options.rows,
+            published: Vec::new(),
+            unfetched: Vec::new(),
+            counter: 0,
+        })
+    }
+}
+
+/// One iteration as the report prints it.
+fn iteration_line(i: usize, op: Op, power_loss: bool, moment: &str, it: &Iteration) -> String {
+    format!(
+        "{i:>4} {:<8} {} {moment}  {}{}",
+        format!("{op:?}").to_lowercase(),
+        if power_loss { "power lost" } else { "killed" },
+        if it.acknowledged {
+            "acknowledged"
+        } else {
+            "not acknowledged"
+        },
+        if op == Op::Fetch {
+            format!(", retry saved {} bytes", it.saved_bytes)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// A Markdown summary: per operation, iterations, acknowledged before the kill, and
