@@ -28,11 +28,6 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
         "one benchmark table's rows, each a measured run; to split by row",
     ),
     (
-        "testnet/src/main.rs",
-        "main",
-        "the testnet binary's subcommand dispatch; to move into a table",
-    ),
-    (
         "testnet/src/scenario/subscribe.rs",
         "subscription",
         "one scenario's script; to split by phase",

@@ -206,6 +206,49 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Mesh { args } => mesh_cli::run(std::iter::once("mesh".into()).chain(args)),
+        Cmd::Up {
+            nodes,
+            domains,
+            dir,
+            proxied,
+        } => report(MeshBin::from_env_or_current().and_then(|mesh| {
+            mesh_testnet::cluster::up(&mesh_testnet::cluster::UpOptions {
+                nodes,
+                domains,
+                dir,
+                proxied,
+                mesh,
+                say: |line| println!("{line}"),
+            })
+        })),
+        Cmd::Status { dir, json } => report(status(&dir, json)),
+        Cmd::Down { dir } => report(mesh_testnet::cluster::down(&dir).map(|forced| {
+            println!(
+                "testnet in {} stopped{}",
+                dir.display(),
+                if forced > 0 {
+                    format!(" ({forced} node(s) had to be killed)")
+                } else {
+                    String::new()
+                }
+            );
+        })),
+        Cmd::Demo { rows, dir, serve } => match demo(rows, dir, serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        cmd @ (Cmd::BenchTransfer { .. } | Cmd::BenchLinks { .. }) => benches(cmd),
+        cmd @ Cmd::Scenario { .. } => scenarios(cmd),
+        cmd => experiments(cmd),
+    }
+}
+
+/// The benchmarks, each printing its table.
+fn benches(cmd: Cmd) -> ExitCode {
+    match cmd {
         Cmd::BenchTransfer {
             size_mib,
             reflink_dir,
@@ -230,22 +273,13 @@ fn main() -> ExitCode {
                 progress: |line| eprintln!("{line}"),
             })
         }),
-        Cmd::Up {
-            nodes,
-            domains,
-            dir,
-            proxied,
-        } => report(MeshBin::from_env_or_current().and_then(|mesh| {
-            mesh_testnet::cluster::up(&mesh_testnet::cluster::UpOptions {
-                nodes,
-                domains,
-                dir,
-                proxied,
-                mesh,
-                say: |line| println!("{line}"),
-            })
-        })),
-        Cmd::Status { dir, json } => report(status(&dir, json)),
+        _ => unreachable_command(),
+    }
+}
+
+/// The fault experiments and scenarios, each printing its report.
+fn experiments(cmd: Cmd) -> ExitCode {
+    match cmd {
         Cmd::Nat {
             per_site,
             rows,
@@ -307,17 +341,13 @@ fn main() -> ExitCode {
             );
             Ok(())
         })),
-        Cmd::Down { dir } => report(mesh_testnet::cluster::down(&dir).map(|forced| {
-            println!(
-                "testnet in {} stopped{}",
-                dir.display(),
-                if forced > 0 {
-                    format!(" ({forced} node(s) had to be killed)")
-                } else {
-                    String::new()
-                }
-            );
-        })),
+        _ => unreachable_command(),
+    }
+}
+
+/// The mesh scenarios, each printing its report.
+fn scenarios(cmd: Cmd) -> ExitCode {
+    match cmd {
         Cmd::Scenario {
             name,
             nodes,
@@ -362,14 +392,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Demo { rows, dir, serve } => match demo(rows, dir, serve) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("demo failed: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        _ => unreachable_command(),
     }
+}
+
+/// A command routed to the wrong group: a bug in this file.
+fn unreachable_command() -> ExitCode {
+    eprintln!("mesh-testnet: internal error: a command reached the wrong handler");
+    ExitCode::FAILURE
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {
