@@ -25,27 +25,7 @@ const LONG_FUNCTIONS: &[(&str, &str, &str)] = &[
     (
         "testnet/src/bench/mod.rs",
         "transfer",
-        "one benchmark table's rows, each a measured run; to split by row",
-    ),
-    (
-        "testnet/src/scenario/subscribe.rs",
-        "subscription",
-        "one scenario's script; to split by phase",
-    ),
-    (
-        "testnet/src/bench_links.rs",
-        "links",
-        "one benchmark's setup and rows; to split by row",
-    ),
-    (
-        "testnet/src/nat/mod.rs",
-        "start",
-        "the NAT lab's namespaces and links, in order; to split by segment",
-    ),
-    (
-        "testnet/src/nat/mod.rs",
-        "scenario",
-        "the NAT scenario's script; to split by phase",
+        "one benchmark table's rows, each a measured run; to be split by row when #38 reworks the benchmark",
     ),
 ];
 
@@ -126,10 +106,9 @@ fn is_test_file(path: &Path) -> bool {
         .is_some_and(|s| s == "tests" || s.ends_with("_tests"))
 }
 
-/// Every `.rs` file under `root`, by module path (`net/transfer/serve`; `mod.rs`,
-/// `lib.rs` and `main.rs` name their folder).
-fn modules(root: &Path) -> BTreeMap<Vec<String>, PathBuf> {
-    let mut out = BTreeMap::new();
+/// Every non-test `.rs` file under `root`.
+fn rust_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -137,20 +116,31 @@ fn modules(root: &Path) -> BTreeMap<Vec<String>, PathBuf> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") && !is_test_file(&path) {
-                let rel = path.strip_prefix(root).unwrap().with_extension("");
-                let mut parts: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                if matches!(
-                    parts.last().map(String::as_str),
-                    Some("mod" | "lib" | "main")
-                ) {
-                    parts.pop();
-                }
-                out.insert(parts, path);
+                out.push(path);
             }
         }
+    }
+    out.sort();
+    out
+}
+
+/// Every `.rs` file under `root`, by module path (`net/transfer/serve`; `mod.rs`,
+/// `lib.rs` and `main.rs` name their folder).
+fn modules(root: &Path) -> BTreeMap<Vec<String>, PathBuf> {
+    let mut out = BTreeMap::new();
+    for path in rust_files(root) {
+        let rel = path.strip_prefix(root).unwrap().with_extension("");
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            parts.pop();
+        }
+        out.insert(parts, path);
     }
     out
 }
@@ -384,22 +374,10 @@ fn strip_literals(line: &str) -> String {
 
 /// Every non-test source file of the workspace's crates (not `tests/`).
 fn sources() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for crate_dir in members() {
-        let mut stack = vec![workspace().join(&crate_dir).join("src")];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") && !is_test_file(&path) {
-                    out.push(path);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    members()
+        .iter()
+        .flat_map(|c| rust_files(&workspace().join(c).join("src")))
+        .collect()
 }
 
 #[test]

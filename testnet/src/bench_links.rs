@@ -47,27 +47,7 @@ fn runs() -> Vec<(&'static str, Vec<usize>, Option<usize>)> {
 pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
     let runs = runs();
     let n = PROVIDERS + runs.len();
-    let mut config = TestnetConfig::new(opts.mesh.clone(), n, &["sales", "finance", "logistics"]);
-    config.council = 1;
-    config.threshold = 1;
-    let mut net = Testnet::create(config)?;
-    let proxy = FaultProxy::new()?;
-    let mut links = Vec::new();
-    for p in 0..PROVIDERS {
-        for q in p + 1..PROVIDERS {
-            links.push((p, q));
-        }
-    }
-    for c in PROVIDERS..n {
-        for p in 0..PROVIDERS {
-            links.push((c, p));
-        }
-    }
-    net.start_all_linked(&proxy, &links)?;
-    for c in PROVIDERS..n {
-        net.wait_peers(c, PROVIDERS, LONG)?;
-    }
-
+    let (net, proxy) = linked_mesh(opts, n)?;
     let size = opts.size_mib * 1024 * 1024;
     let data = net.root().join("data");
     std::fs::create_dir_all(&data)?;
@@ -84,31 +64,12 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
         )
         .with_context(|| format!("provider {p} taking a replica"))?;
     }
-    let rate = opts.rate_mbps * 1_000_000;
     let mut rows = Vec::new();
     let mut one = None;
     let mut three = None;
     for (k, (label, fast, slow)) in runs.iter().enumerate() {
         let c = PROVIDERS + k;
-        for p in 0..PROVIDERS {
-            let fault = if fast.contains(&p) {
-                Fault {
-                    rate,
-                    ..Fault::default()
-                }
-            } else if *slow == Some(p) {
-                Fault {
-                    rate: opts.slow_mbps * 1_000_000,
-                    ..Fault::default()
-                }
-            } else {
-                Fault {
-                    blackhole: true,
-                    ..Fault::default()
-                }
-            };
-            proxy.set(c, p, fault);
-        }
+        shape_links(&proxy, c, fast, *slow, opts);
         net.wait_product(c, "sales/big", "1.0.0", LONG)?;
         let out = net.root().join(format!("out{c}"));
         let _ = std::process::Command::new("sync").status();
@@ -127,28 +88,7 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
             took.as_secs_f64(),
             served.join(" / ")
         ));
-        let (baseline, ratio, target) = match (k, one, three) {
-            (0, _, _) => (
-                format!("link rate {} MB/s", opts.rate_mbps),
-                format!("{:.2}x of the link", mbps / opts.rate_mbps as f64),
-                "near the link".to_string(),
-            ),
-            (4, _, Some(t3)) => (
-                format!("3 providers alone {:.2} s", Duration::as_secs_f64(&t3)),
-                format!("{:.2}x", t3.as_secs_f64() / took.as_secs_f64()),
-                ">= 1x (a slow provider never slows the fetch)".to_string(),
-            ),
-            (_, Some(t1), _) => (
-                format!("1 provider {:.2} s", Duration::as_secs_f64(&t1)),
-                format!("{:.2}x", t1.as_secs_f64() / took.as_secs_f64()),
-                if fast.len() == 3 {
-                    ">= 2.5x".to_string()
-                } else {
-                    String::new()
-                },
-            ),
-            _ => (String::new(), String::new(), String::new()),
-        };
+        let (baseline, ratio, target) = compare(opts, k, one, three, took, mbps, fast.len());
         if k == 0 {
             one = Some(took);
         }
@@ -176,4 +116,96 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
         });
     }
     Ok(rows)
+}
+
+/// `n` nodes, each link through the fault proxy: the providers with each other,
+/// every consumer with every provider.
+fn linked_mesh(opts: &LinkBenchOptions, n: usize) -> anyhow::Result<(Testnet, FaultProxy)> {
+    let mut config = TestnetConfig::new(opts.mesh.clone(), n, &["sales", "finance", "logistics"]);
+    config.council = 1;
+    config.threshold = 1;
+    let mut net = Testnet::create(config)?;
+    let proxy = FaultProxy::new()?;
+    let mut links = Vec::new();
+    for p in 0..PROVIDERS {
+        for q in p + 1..PROVIDERS {
+            links.push((p, q));
+        }
+    }
+    for c in PROVIDERS..n {
+        for p in 0..PROVIDERS {
+            links.push((c, p));
+        }
+    }
+    net.start_all_linked(&proxy, &links)?;
+    for c in PROVIDERS..n {
+        net.wait_peers(c, PROVIDERS, LONG)?;
+    }
+    Ok((net, proxy))
+}
+
+/// Consumer `c`'s links: the `fast` providers at the link rate, the `slow` one
+/// at the slow rate, the rest cut.
+fn shape_links(
+    proxy: &FaultProxy,
+    c: usize,
+    fast: &[usize],
+    slow: Option<usize>,
+    opts: &LinkBenchOptions,
+) {
+    let rate = opts.rate_mbps * 1_000_000;
+    for p in 0..PROVIDERS {
+        let fault = if fast.contains(&p) {
+            Fault {
+                rate,
+                ..Fault::default()
+            }
+        } else if slow == Some(p) {
+            Fault {
+                rate: opts.slow_mbps * 1_000_000,
+                ..Fault::default()
+            }
+        } else {
+            Fault {
+                blackhole: true,
+                ..Fault::default()
+            }
+        };
+        proxy.set(c, p, fault);
+    }
+}
+
+/// A row's baseline, ratio and target: run 0 against the link rate, run 4 (a
+/// slow provider added) against 3 providers alone, the others against one.
+fn compare(
+    opts: &LinkBenchOptions,
+    k: usize,
+    one: Option<Duration>,
+    three: Option<Duration>,
+    took: Duration,
+    mbps: f64,
+    fast: usize,
+) -> (String, String, String) {
+    match (k, one, three) {
+        (0, _, _) => (
+            format!("link rate {} MB/s", opts.rate_mbps),
+            format!("{:.2}x of the link", mbps / opts.rate_mbps as f64),
+            "near the link".to_string(),
+        ),
+        (4, _, Some(t3)) => (
+            format!("3 providers alone {:.2} s", Duration::as_secs_f64(&t3)),
+            format!("{:.2}x", t3.as_secs_f64() / took.as_secs_f64()),
+            ">= 1x (a slow provider never slows the fetch)".to_string(),
+        ),
+        (_, Some(t1), _) => (
+            format!("1 provider {:.2} s", Duration::as_secs_f64(&t1)),
+            format!("{:.2}x", t1.as_secs_f64() / took.as_secs_f64()),
+            if fast == 3 {
+                ">= 2.5x".to_string()
+            } else {
+                String::new()
+            },
+        ),
+        _ => (String::new(), String::new(), String::new()),
+    }
 }

@@ -236,7 +236,7 @@ fn place(
         if !refused {
             notes.push(format!(
                 "{}: not a field of {EXPORT_API_VERSION} here; moved to {}customProperties as {name:?}",
-                text(&[parent, &[Step::Key(key.to_owned())]].concat()),
+                standard::dotted(&[parent, &[Step::Key(key.to_owned())]].concat()),
                 prefix(at)
             ));
             return Ok(());
@@ -269,7 +269,7 @@ fn object_at<'a>(doc: &'a mut Value, at: &[Step]) -> Option<&'a mut Map<String, 
 /// The name a moved field gets: its key, with the path from the element that
 /// holds it (`logicalTypeOptions.exclusive`).
 fn relative(below: &[Step], key: &str) -> String {
-    let mut out = text(below);
+    let mut out = standard::dotted(below);
     if !out.is_empty() {
         out.push('.');
     }
@@ -278,26 +278,10 @@ fn relative(below: &[Step], key: &str) -> String {
 }
 
 fn prefix(at: &[Step]) -> String {
-    let t = text(at);
+    let t = standard::dotted(at);
     if t.is_empty() {
         t
     } else {
         format!("{t}.")
     }
-}
-
-fn text(at: &[Step]) -> String {
-    let mut out = String::new();
-    for s in at {
-        match s {
-            Step::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
 }

@@ -199,15 +199,7 @@ fn cascade(e: &ValidationError, failing: &[String], fields: &BTreeSet<String>) -
 
 fn describe(e: &ValidationError, doc: &Value, api_version: &str) -> Vec<Problem> {
     let at = path(e);
-    let steps: Vec<Step> = e
-        .instance_location
-        .tokens
-        .iter()
-        .map(|t| match t {
-            InstanceToken::Prop(p) => Step::Key(p.to_string()),
-            InstanceToken::Item(i) => Step::Index(*i),
-        })
-        .collect();
+    let steps = steps(e);
     let child = |key: &str| {
         let text = if at.is_empty() {
             key.to_owned()
@@ -287,16 +279,33 @@ fn top(at: &str) -> &str {
 
 /// `/schema/0/properties/2` as `schema[0].properties[2]`.
 fn path(e: &ValidationError) -> String {
+    dotted(&steps(e))
+}
+
+/// Where an error is, as steps.
+fn steps(e: &ValidationError) -> Vec<Step> {
+    e.instance_location
+        .tokens
+        .iter()
+        .map(|t| match t {
+            InstanceToken::Prop(p) => Step::Key(p.to_string()),
+            InstanceToken::Item(i) => Step::Index(*i),
+        })
+        .collect()
+}
+
+/// Steps in lint's path notation (`schema[0].properties[2]`).
+pub(super) fn dotted(at: &[Step]) -> String {
     let mut out = String::new();
-    for t in &e.instance_location.tokens {
-        match t {
-            InstanceToken::Prop(p) => {
+    for s in at {
+        match s {
+            Step::Key(k) => {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                out.push_str(p);
+                out.push_str(k);
             }
-            InstanceToken::Item(i) => out.push_str(&format!("[{i}]")),
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
     out

@@ -105,90 +105,18 @@ impl NatLab {
         if let Some(why) = unavailable() {
             bail!("the NAT lab {why}");
         }
-        let per_site = per_site.clamp(1, 8);
-        let sites_spec = [
-            ('a', Nat::Cone, 1u8, per_site),
-            ('b', Nat::Symmetric, 2, per_site),
-            ('c', Nat::Cone, 3, 1),
-        ];
-        let mut domains = vec!["ops".to_string()];
-        let mut sites = Vec::new();
-        let mut next = 1;
-        for (name, nat, net, n) in sites_spec {
-            let domain = match name {
-                'a' => "sales",
-                'b' => "finance",
-                _ => "logistics",
-            };
-            sites.push(Site {
-                name,
-                nat,
-                net,
-                nodes: (next..next + n).collect(),
-            });
-            domains.extend(std::iter::repeat_n(domain.to_string(), n));
-            next += n;
-        }
+        let (sites, domains) = plan_sites(per_site.clamp(1, 8));
         let domain_refs: Vec<&str> = domains.iter().map(String::as_str).collect();
-        let mut net = Testnet::create(TestnetConfig::new(mesh.clone(), next, &domain_refs))?;
-
+        let mut net = Testnet::create(TestnetConfig::new(
+            mesh.clone(),
+            domains.len(),
+            &domain_refs,
+        ))?;
         let mut ns = Namespaces::new(&format!("mesh{}", std::process::id()));
-        let inet = ns.add("inet")?;
-        ns.bridge(&inet, "br0")?;
-        let relay_ns = ns.add("relay")?;
-        ns.veth(&relay_ns, "eth0", &inet, "p-relay")?;
-        ns.attach(&inet, "p-relay", "br0")?;
-        ns.addr(&relay_ns, "eth0", &format!("{RELAY_IP}/24"))?;
-        for site in &sites {
-            let router = ns.add(&format!("rtr{}", site.name))?;
-            let port = format!("p-rtr{}", site.name);
-            ns.veth(&router, "wan", &inet, &port)?;
-            ns.attach(&inet, &port, "br0")?;
-            ns.addr(&router, "wan", &format!("198.18.0.{}/24", 1 + site.net))?;
-            ns.bridge(&router, "lan")?;
-            ns.addr(&router, "lan", &format!("10.{}.0.1/24", site.net))?;
-            ns.router(&router, "wan", site.nat)?;
-            for (k, &i) in site.nodes.iter().enumerate() {
-                let host = ns.add(&format!("{}{k}", site.name))?;
-                let port = format!("p-{}{k}", site.name);
-                ns.veth(&host, "eth0", &router, &port)?;
-                ns.attach(&router, &port, "lan")?;
-                ns.addr(&host, "eth0", &format!("{}/24", site_ip(site.net, k)))?;
-                ns.default_route(&host, &format!("10.{}.0.1", site.net))?;
-                ns.etc_file(&host, "resolv.conf", &format!("nameserver {RELAY_IP}\n"))?;
-                let node = &mut net.nodes[i];
-                node.netns = Some(host.clone());
-                node.ip = site_ip(site.net, k).parse()?;
-                // Its own port, so the NAT can keep it for every destination (two
-                // hosts on one port would share one external port: the second gets
-                // another for every flow).
-                node.port = Some(PORT + k as u16);
-            }
-        }
+        let relay_ns = wire_sites(&mut ns, &sites, &mut net)?;
         let relay_peer = net.nodes[0].peer_id.clone();
         let relay_quic = format!("/ip4/{RELAY_IP}/udp/{PORT}/quic-v1/p2p/{relay_peer}");
-        let dns = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &relay_ns,
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-            ])
-            .arg(format!("--listen-address={RELAY_IP}"))
-            .args(["--bind-interfaces", "--pid-file="])
-            .arg(format!("--address=/relay.mesh.test/{RELAY_IP}"))
-            .arg(format!(
-                "--txt-record=_dnsaddr.mesh.test,dnsaddr={relay_quic}"
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting dnsmasq")?;
-        let dns = KillOnDrop(dns);
-
+        let dns = start_dns(&relay_ns, &relay_quic)?;
         // The relay: public, serving as a relay.
         net.nodes[0].netns = Some(relay_ns);
         net.nodes[0].ip = RELAY_IP.parse()?;
@@ -368,6 +296,100 @@ impl NatLab {
     }
 }
 
+/// The sites (a cone NAT and a symmetric one with `per_site` nodes each, a cone
+/// one with one node) and every node's domain, the relay's (`ops`) first.
+fn plan_sites(per_site: usize) -> (Vec<Site>, Vec<String>) {
+    let sites_spec = [
+        ('a', Nat::Cone, 1u8, per_site),
+        ('b', Nat::Symmetric, 2, per_site),
+        ('c', Nat::Cone, 3, 1),
+    ];
+    let mut domains = vec!["ops".to_string()];
+    let mut sites = Vec::new();
+    let mut next = 1;
+    for (name, nat, net, n) in sites_spec {
+        let domain = match name {
+            'a' => "sales",
+            'b' => "finance",
+            _ => "logistics",
+        };
+        sites.push(Site {
+            name,
+            nat,
+            net,
+            nodes: (next..next + n).collect(),
+        });
+        domains.extend(std::iter::repeat_n(domain.to_string(), n));
+        next += n;
+    }
+    (sites, domains)
+}
+
+/// The namespaces: the "internet" bridge, the relay on it, and per site a NAT
+/// router with its hosts; each site node gets its namespace, address and port.
+/// Returns the relay's namespace.
+fn wire_sites(ns: &mut Namespaces, sites: &[Site], net: &mut Testnet) -> anyhow::Result<String> {
+    let inet = ns.add("inet")?;
+    ns.bridge(&inet, "br0")?;
+    let relay_ns = ns.add("relay")?;
+    ns.veth(&relay_ns, "eth0", &inet, "p-relay")?;
+    ns.attach(&inet, "p-relay", "br0")?;
+    ns.addr(&relay_ns, "eth0", &format!("{RELAY_IP}/24"))?;
+    for site in sites {
+        let router = ns.add(&format!("rtr{}", site.name))?;
+        let port = format!("p-rtr{}", site.name);
+        ns.veth(&router, "wan", &inet, &port)?;
+        ns.attach(&inet, &port, "br0")?;
+        ns.addr(&router, "wan", &format!("198.18.0.{}/24", 1 + site.net))?;
+        ns.bridge(&router, "lan")?;
+        ns.addr(&router, "lan", &format!("10.{}.0.1/24", site.net))?;
+        ns.router(&router, "wan", site.nat)?;
+        for (k, &i) in site.nodes.iter().enumerate() {
+            let host = ns.add(&format!("{}{k}", site.name))?;
+            let port = format!("p-{}{k}", site.name);
+            ns.veth(&host, "eth0", &router, &port)?;
+            ns.attach(&router, &port, "lan")?;
+            ns.addr(&host, "eth0", &format!("{}/24", site_ip(site.net, k)))?;
+            ns.default_route(&host, &format!("10.{}.0.1", site.net))?;
+            ns.etc_file(&host, "resolv.conf", &format!("nameserver {RELAY_IP}\n"))?;
+            let node = &mut net.nodes[i];
+            node.netns = Some(host.clone());
+            node.ip = site_ip(site.net, k).parse()?;
+            // Its own port, so the NAT can keep it for every destination (two
+            // hosts on one port would share one external port: the second gets
+            // another for every flow).
+            node.port = Some(PORT + k as u16);
+        }
+    }
+    Ok(relay_ns)
+}
+
+/// dnsmasq in the relay's namespace: `relay.mesh.test` and the `_dnsaddr`
+/// record of the relay's QUIC address.
+fn start_dns(relay_ns: &str, relay_quic: &str) -> anyhow::Result<KillOnDrop> {
+    let dns = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            relay_ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+        ])
+        .arg(format!("--listen-address={RELAY_IP}"))
+        .args(["--bind-interfaces", "--pid-file="])
+        .arg(format!("--address=/relay.mesh.test/{RELAY_IP}"))
+        .arg(format!(
+            "--txt-record=_dnsaddr.mesh.test,dnsaddr={relay_quic}"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting dnsmasq")?;
+    Ok(KillOnDrop(dns))
+}
+
 /// The outcome a `mesh --json fetch` run printed, or its error.
 fn outcome(output: &std::process::Output, what: &str) -> anyhow::Result<FetchOutcome> {
     match crate::last_fetch_event(&String::from_utf8_lossy(&output.stdout)) {
@@ -464,21 +486,26 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 /// the relay is gone. Each step fails with the nodes' logs if its condition does not
 /// hold within `deadline`. `rows` sizes the throughput product (48 bytes a row).
 pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Result<NatReport> {
-    let (a0, a1, b0, b1, c0) = (
-        lab.node('a', 0),
-        lab.node('a', 1),
-        lab.node('b', 0),
-        lab.node('b', 1),
-        lab.node('c', 0),
-    );
-    let n = lab.net.nodes.len();
     let mut report = NatReport::default();
-    let step = |lab: &NatLab, what: &str, r: anyhow::Result<()>| -> anyhow::Result<()> {
-        r.map_err(|e| anyhow::anyhow!("{what}: {e:#}\n{}", lab.logs()))
-    };
+    reserve_relays(lab, deadline)?;
+    spread_products(lab, rows, deadline)?;
+    report.catalog_everywhere_s = lab.started.elapsed().as_secs_f64();
+    punch_and_measure(lab, deadline, &mut report)?;
+    through_the_relay(lab, &mut report)?;
+    tally(lab, &mut report)?;
+    one_shot_behind_nat(lab, &mut report)?;
+    without_the_relay(lab, deadline)?;
+    Ok(report)
+}
 
-    // Every site node reserves a relay slot (none is publicly reachable; peers on
-    // its LAN may confirm its LAN address, which makes it `local`, not public).
+/// Names a failed wait with what was being waited for, and the nodes' logs.
+fn step(lab: &NatLab, what: &str, r: anyhow::Result<()>) -> anyhow::Result<()> {
+    r.map_err(|e| anyhow::anyhow!("{what}: {e:#}\n{}", lab.logs()))
+}
+
+/// Every site node reserves a relay slot (none is publicly reachable; peers on
+/// its LAN may confirm its LAN address, which makes it `local`, not public).
+fn reserve_relays(lab: &NatLab, deadline: Duration) -> anyhow::Result<()> {
     for site in lab.sites.clone() {
         for &i in &site.nodes {
             let r = lab.wait(&format!("node {i} to hold a relay slot"), deadline, || {
@@ -489,7 +516,13 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
             step(lab, "relay reservation", r)?;
         }
     }
-    // Products from the symmetric site and both cone sites reach every node.
+    Ok(())
+}
+
+/// Products from the symmetric site and both cone sites reach every node.
+fn spread_products(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Result<()> {
+    let (a0, b0, c0) = (lab.node('a', 0), lab.node('b', 0), lab.node('c', 0));
+    let n = lab.net.nodes.len();
     lab.publish(b0, "finance/ledger", "1.0.0", 2_000)?;
     lab.publish(a0, "sales/orders", "1.0.0", rows)?;
     lab.publish(c0, "logistics/routes", "1.0.0", rows)?;
@@ -505,9 +538,17 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
             step(lab, "catalog", r)?;
         }
     }
-    report.catalog_everywhere_s = lab.started.elapsed().as_secs_f64();
+    Ok(())
+}
 
-    // c0 fetches from a0 (relayed at first); hole punching makes the link direct.
+/// c0 fetches from a0 (relayed at first); hole punching makes the link direct;
+/// then the throughput over the punched link.
+fn punch_and_measure(
+    lab: &mut NatLab,
+    deadline: Duration,
+    report: &mut NatReport,
+) -> anyhow::Result<()> {
+    let (a0, c0) = (lab.node('a', 0), lab.node('c', 0));
     let (o, _) = lab.fetch(c0, "sales/orders@1.0.0")?;
     if !o.verified {
         bail!("fetch not verified: {o:?}");
@@ -527,9 +568,19 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
     }
     report.direct_mbps = mbps(o.transferred_bytes, took);
     report.bytes = o.transferred_bytes;
+    Ok(())
+}
 
-    // The symmetric site: no hole can be punched; a0 fetches b0's product through
-    // the relay, and b1 fetches a cone site's product through it too.
+/// The symmetric site: no hole can be punched; a0 fetches b0's product through
+/// the relay, and b1 fetches a cone site's product through it too; then one LAN.
+fn through_the_relay(lab: &mut NatLab, report: &mut NatReport) -> anyhow::Result<()> {
+    let (a0, a1, b0, b1, c0) = (
+        lab.node('a', 0),
+        lab.node('a', 1),
+        lab.node('b', 0),
+        lab.node('b', 1),
+        lab.node('c', 0),
+    );
     let (o, _) = lab.fetch(a0, "finance/ledger@1.0.0")?;
     if !o.verified {
         bail!("fetch through the relay not verified: {o:?}");
@@ -548,7 +599,11 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
     // Within one LAN (a1 from a0, no NAT in between).
     let (o, took) = lab.fetch(a1, "sales/orders@1.0.0")?;
     report.lan_mbps = mbps(o.transferred_bytes, took);
+    Ok(())
+}
 
+/// Links and hole punches as every site node counts them.
+fn tally(lab: &NatLab, report: &mut NatReport) -> anyhow::Result<()> {
     let mut first: Option<u64> = None;
     for site in &lab.sites {
         for &i in &site.nodes {
@@ -563,9 +618,13 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
         }
     }
     report.first_hole_punch_ms = first;
+    Ok(())
+}
 
-    // A one-shot consumer on a clean host behind the symmetric NAT: only the genesis
-    // file and the DNS name of the bootstrap node.
+/// A one-shot consumer on a clean host behind the symmetric NAT: only the
+/// genesis file and the DNS name of the bootstrap node.
+fn one_shot_behind_nat(lab: &mut NatLab, report: &mut NatReport) -> anyhow::Result<()> {
+    let b0 = lab.node('b', 0);
     let t = Instant::now();
     let o = lab.one_shot(b0, "sales/orders@1.0.0")?;
     if !o.verified {
@@ -573,8 +632,12 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
     }
     report.one_shot_s = t.elapsed().as_secs_f64();
     report.relay_refusals = lab.net.nodes[0].log().matches("circuit refused").count();
+    Ok(())
+}
 
-    // The relay goes away: the punched link stays, gossip and fetches go on over it.
+/// The relay goes away: the punched link stays, gossip and fetches go on over it.
+fn without_the_relay(lab: &mut NatLab, deadline: Duration) -> anyhow::Result<()> {
+    let (a0, c0) = (lab.node('a', 0), lab.node('c', 0));
     lab.stop_relay()?;
     lab.publish(a0, "sales/orders", "1.1.0", 500)?;
     let r = lab.wait("c0 to learn 1.1.0 with the relay gone", deadline, || {
@@ -585,5 +648,5 @@ pub fn scenario(lab: &mut NatLab, rows: usize, deadline: Duration) -> anyhow::Re
     if !o.verified || !o.served.contains_key(&lab.net.nodes[a0].peer_id) {
         bail!("the fetch after the relay went away: {o:?}");
     }
-    Ok(report)
+    Ok(())
 }

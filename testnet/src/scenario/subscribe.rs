@@ -18,6 +18,7 @@ use serde_json::json;
 use super::report::{Options, Report};
 use super::setup::mesh;
 use crate::observe::now_secs;
+use crate::proxy::FaultProxy;
 use crate::{file_hash, sample, wait_until, Testnet};
 
 /// Rows of the first version; each later one adds [`ROWS_PER_VERSION`].
@@ -141,17 +142,12 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         publish(&net, k)?;
         wait_current(&net, &subs, k, opts.deadline)?;
     }
-    let mut lags: Vec<u64> = Vec::new();
-    let (mut moved, mut size, mut reused) = (0u64, 0u64, 0u64);
-    for &i in &subs {
-        let s = followed(&net, i)?.context("a subscription vanished")?;
-        for h in s.history.iter().filter(|h| h.version != "1.0.0") {
-            lags.push(h.lag_ms());
-            moved += h.transferred_bytes;
-            size += h.size;
-            reused += h.reused_bytes;
-        }
-    }
+    let Measured {
+        mut lags,
+        moved,
+        size,
+        reused,
+    } = measured(&net, &subs)?;
     // Each version appends to the last: most of its bytes come from the previous
     // version's folder, not from the store.
     report.check(reused * 2 > size, || {
@@ -167,19 +163,7 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
     });
 
     // A partition: the far half misses a version, and catches up after the heal.
-    let near: Vec<usize> = (0..n / 2).collect();
-    let far: Vec<usize> = (n / 2..n).collect();
-    proxy.partition(&near);
-    let k = versions + 1;
-    publish(&net, k)?;
-    let near_subs: Vec<usize> = near.iter().copied().filter(|i| *i != 0).collect();
-    wait_current(&net, &near_subs, k, opts.deadline)?;
-    let healed = Instant::now();
-    let healed_ms = (now_secs() * 1000.0) as u64;
-    proxy.heal();
-    wait_current(&net, &far, k, opts.deadline)?;
-    let after_heal = healed.elapsed();
-
+    let (far, healed_ms, after_heal) = partition(&net, &proxy, versions + 1, opts)?;
     // The publisher restarts; the next version reaches every subscriber.
     net.nodes[0].terminate()?;
     net.start(0)?;
@@ -191,25 +175,7 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
 
     // Every subscriber: the newest version, byte-identical, `keep` folders, nothing
     // half-written.
-    let version = format!("1.{k}.0");
-    let mut wrong = Vec::new();
-    for &i in &subs {
-        let current = outs[i].join("current").join("orders.csv");
-        if file_hash(&current)? != hash {
-            wrong.push(format!(
-                "node {i}: current/orders.csv differs from the source"
-            ));
-        }
-        let (names, leftovers) = folders(&outs[i])?;
-        if names.len() != KEEP || !names.contains(&version) {
-            wrong.push(format!(
-                "node {i}: folders {names:?}, {KEEP} expected with {version}"
-            ));
-        }
-        if leftovers {
-            wrong.push(format!("node {i}: a half-written leftover is visible"));
-        }
-    }
+    let wrong = check_outputs(&outs, &subs, &hash, &format!("1.{k}.0"))?;
     report.check(wrong.is_empty(), || wrong.join("; "));
     let far_lag: Vec<u64> = far
         .iter()
@@ -222,14 +188,92 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         })
         .collect();
 
-    report.row("subscribers", subs.len().to_string());
-    report.row("versions published, each awaited", versions.to_string());
+    let phases = Phases {
+        subscribers: subs.len(),
+        versions,
+        far_lag: far_lag.iter().max().copied().unwrap_or(0),
+        after_heal,
+        after_restart,
+    };
+    rows(&mut report, &phases, &lags, moved, size, reused);
+    Ok(report)
+}
+
+/// What the steady phase measured over every subscriber's history.
+struct Measured {
+    lags: Vec<u64>,
+    moved: u64,
+    size: u64,
+    reused: u64,
+}
+
+fn measured(net: &Testnet, subs: &[usize]) -> anyhow::Result<Measured> {
+    let mut m = Measured {
+        lags: Vec::new(),
+        moved: 0,
+        size: 0,
+        reused: 0,
+    };
+    for &i in subs {
+        let s = followed(net, i)?.context("a subscription vanished")?;
+        for h in s.history.iter().filter(|h| h.version != "1.0.0") {
+            m.lags.push(h.lag_ms());
+            m.moved += h.transferred_bytes;
+            m.size += h.size;
+            m.reused += h.reused_bytes;
+        }
+    }
+    Ok(m)
+}
+
+/// Every subscriber's folder: the newest version `version`, byte-identical to
+/// `hash`, `KEEP` folders, nothing half-written; what is wrong, by node.
+fn check_outputs(
+    outs: &[PathBuf],
+    subs: &[usize],
+    hash: &blake3::Hash,
+    version: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut wrong = Vec::new();
+    for &i in subs {
+        let current = outs[i].join("current").join("orders.csv");
+        if file_hash(&current)? != *hash {
+            wrong.push(format!(
+                "node {i}: current/orders.csv differs from the source"
+            ));
+        }
+        let (names, leftovers) = folders(&outs[i])?;
+        if names.len() != KEEP || !names.iter().any(|n| n == version) {
+            wrong.push(format!(
+                "node {i}: folders {names:?}, {KEEP} expected with {version}"
+            ));
+        }
+        if leftovers {
+            wrong.push(format!("node {i}: a half-written leftover is visible"));
+        }
+    }
+    Ok(wrong)
+}
+
+/// The timings of the partition and restart phases.
+struct Phases {
+    subscribers: usize,
+    versions: usize,
+    far_lag: u64,
+    after_heal: std::time::Duration,
+    after_restart: std::time::Duration,
+}
+
+/// The scenario's table rows and JSON.
+fn rows(report: &mut Report, p: &Phases, lags: &[u64], moved: u64, size: u64, reused: u64) {
+    report.row("subscribers", p.subscribers.to_string());
+    report.row("versions published, each awaited", p.versions.to_string());
     report.row(
         "publish -> materialized lag p50 / p99 / max",
         format!(
             "{} / {} / {} ms",
-            quantile(&lags, 0.5),
-            quantile(&lags, 0.99),
+            quantile(lags, 0.5),
+            quantile(lags, 0.99),
             lags.last().copied().unwrap_or(0)
         ),
     );
@@ -253,23 +297,46 @@ pub fn subscription(opts: &Options) -> anyhow::Result<Report> {
         "far side of a partition materialized, after the heal",
         format!(
             "{} ms (max over its nodes; all waited {} ms)",
-            far_lag.iter().max().copied().unwrap_or(0),
-            after_heal.as_millis()
+            p.far_lag,
+            p.after_heal.as_millis()
         ),
     );
     report.row(
         "next version everywhere, after a publisher restart",
-        format!("{} ms", after_restart.as_millis()),
+        format!("{} ms", p.after_restart.as_millis()),
     );
     report.data = json!({
-        "subscribers": subs.len(),
-        "versions": versions,
-        "lag_ms": { "p50": quantile(&lags, 0.5), "p99": quantile(&lags, 0.99), "max": lags.last(), "all": lags },
+        "subscribers": p.subscribers,
+        "versions": p.versions,
+        "lag_ms": { "p50": quantile(lags, 0.5), "p99": quantile(lags, 0.99), "max": lags.last(), "all": lags },
         "downloaded_bytes": moved,
         "reused_bytes": reused,
         "version_bytes": size,
-        "after_heal_ms": far_lag.iter().max(),
-        "after_restart_ms": after_restart.as_millis() as u64,
+        "after_heal_ms": p.far_lag,
+        "after_restart_ms": p.after_restart.as_millis() as u64,
     });
-    Ok(report)
+}
+
+/// The near half of the mesh (with the publisher) cut from the far half while
+/// version `k` is published, then healed: returns the far half, when the heal
+/// happened (Unix ms) and how long the far half took after it.
+fn partition(
+    net: &Testnet,
+    proxy: &FaultProxy,
+    k: usize,
+    opts: &Options,
+) -> anyhow::Result<(Vec<usize>, u64, std::time::Duration)> {
+    let n = net.nodes.len();
+    let near: Vec<usize> = (0..n / 2).collect();
+    let far: Vec<usize> = (n / 2..n).collect();
+    proxy.partition(&near);
+    publish(net, k)?;
+    let near_subs: Vec<usize> = near.iter().copied().filter(|i| *i != 0).collect();
+    wait_current(net, &near_subs, k, opts.deadline)?;
+    let healed = Instant::now();
+    let healed_ms = (now_secs() * 1000.0) as u64;
+    proxy.heal();
+    wait_current(net, &far, k, opts.deadline)?;
+    let after_heal = healed.elapsed();
+    Ok((far, healed_ms, after_heal))
 }
