@@ -46,6 +46,7 @@ pub use net::behaviour::{
 pub use net::scoring::GRAYLIST_THRESHOLD;
 pub use net::NetError;
 pub use node::Node;
+pub use ops::access::AccessError;
 pub use ops::discover::DiscoverError;
 pub use ops::fetch::{FetchError, FetchOptions};
 pub use ops::publish::{collect_files, PublishError};

@@ -246,7 +246,7 @@ impl Node {
         product: ProductId,
         reason: String,
     ) -> Result<AccessView, NodeError> {
-        self.parts.access.request(product, reason).await
+        Ok(self.parts.access.request(product, reason).await?)
     }
 
     /// Grants, denies or revokes `consumer`'s access to `product`, which this node's
@@ -257,12 +257,12 @@ impl Node {
         consumer: DomainName,
         verdict: mesh_protocol::access::Verdict,
     ) -> Result<AccessView, NodeError> {
-        self.parts.access.decide(product, consumer, verdict).await
+        Ok(self.parts.access.decide(product, consumer, verdict).await?)
     }
 
     /// The access requests and decisions this node knows, pending first.
     pub async fn access_list(&self, filter: AccessFilter) -> Result<Vec<AccessView>, NodeError> {
-        self.parts.access.list(filter).await
+        Ok(self.parts.access.list(filter).await?)
     }
 
     /// Follows `product` into `out` (absolute), keeping `keep` versions: each new

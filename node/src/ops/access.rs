@@ -9,11 +9,44 @@ use mesh_protocol::{DomainName, KeyPair, ProductId, Signed};
 
 use crate::clock::unix_now_ms;
 use crate::error::NodeError;
-use crate::net::NetworkHandle;
+use crate::net::{NetError, NetworkHandle};
 use crate::state::access::{AccessBook, AccessFilter, AccessView};
 use crate::state::catalog::Catalog;
-use crate::state::OfferError;
-use crate::task::blocking;
+use crate::state::{OfferError, StateError};
+use crate::task::{blocking, TaskError};
+
+/// Why an access request or decision was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The request cannot be acted on as asked (no publisher key here, a product
+    /// of another domain, a decision the checks refuse); the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The product, or the access record, is not known here.
+    #[error("{0}")]
+    NotFound(String),
+    /// This node's own state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The network loop failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A background task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl From<AccessError> for NodeError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Refused(m) => NodeError::BadRequest(m),
+            AccessError::NotFound(m) => NodeError::NotFound(m),
+            AccessError::State(e) => NodeError::State(e),
+            AccessError::Net(e) => NodeError::Net(e),
+            AccessError::Task(e) => NodeError::Task(e),
+        }
+    }
+}
 
 /// What access work needs from the node.
 #[derive(Debug, Clone)]
@@ -28,9 +61,9 @@ pub(crate) struct AccessDesk {
 }
 
 impl AccessDesk {
-    fn key(&self) -> Result<Arc<KeyPair>, NodeError> {
+    fn key(&self) -> Result<Arc<KeyPair>, AccessError> {
         self.key.clone().ok_or_else(|| {
-            NodeError::BadRequest(format!(
+            AccessError::Refused(format!(
                 "this node has no publisher key of domain {} (keys/{}.key in its home); requests and grants are signed with it",
                 self.domain, self.domain
             ))
@@ -42,10 +75,10 @@ impl AccessDesk {
         &self,
         product: ProductId,
         reason: String,
-    ) -> Result<AccessView, NodeError> {
+    ) -> Result<AccessView, AccessError> {
         let key = self.key()?;
         if product.domain() == &self.domain {
-            return Err(NodeError::BadRequest(format!(
+            return Err(AccessError::Refused(format!(
                 "{product} belongs to this node's own domain {}; its owner reads it without asking",
                 self.domain
             )));
@@ -73,10 +106,10 @@ impl AccessDesk {
         product: ProductId,
         consumer: DomainName,
         verdict: Verdict,
-    ) -> Result<AccessView, NodeError> {
+    ) -> Result<AccessView, AccessError> {
         let key = self.key()?;
         if product.domain() != &self.domain {
-            return Err(NodeError::BadRequest(format!(
+            return Err(AccessError::Refused(format!(
                 "{product} belongs to domain {}, not to this node's domain {}: only its owner grants, denies or revokes access",
                 product.domain(),
                 self.domain
@@ -93,7 +126,7 @@ impl AccessDesk {
         };
         decision
             .validate(decision.issued_at_ms)
-            .map_err(NodeError::BadRequest)?;
+            .map_err(AccessError::Refused)?;
         let envelope = Signed::sign(&decision, &key).to_bytes();
         let book = self.book.clone();
         let bytes = envelope.clone();
@@ -103,7 +136,7 @@ impl AccessDesk {
     }
 
     /// Every pair the filter selects, pending requests first.
-    pub(crate) async fn list(&self, filter: AccessFilter) -> Result<Vec<AccessView>, NodeError> {
+    pub(crate) async fn list(&self, filter: AccessFilter) -> Result<Vec<AccessView>, AccessError> {
         let book = self.book.clone();
         blocking(move || Ok(book.list(&filter)?)).await
     }
@@ -112,37 +145,38 @@ impl AccessDesk {
         &self,
         product: ProductId,
         consumer: DomainName,
-    ) -> Result<AccessView, NodeError> {
+    ) -> Result<AccessView, AccessError> {
         let filter = AccessFilter {
             product: Some(product.to_string()),
             consumer: Some(consumer.to_string()),
             ..AccessFilter::default()
         };
         self.list(filter).await?.into_iter().next().ok_or_else(|| {
-            NodeError::NotFound(format!("no access record of {consumer} on {product}"))
+            AccessError::NotFound(format!("no access record of {consumer} on {product}"))
         })
     }
 
     /// Refuses a product the catalog does not list (a typo would otherwise sign a
     /// request nobody will answer).
-    async fn known(&self, product: &ProductId) -> Result<(), NodeError> {
+    async fn known(&self, product: &ProductId) -> Result<(), AccessError> {
         let catalog = self.catalog.clone();
         let id = product.clone();
-        let found = blocking(move || Ok::<_, NodeError>(catalog.get(&id, None)?.is_some())).await?;
+        let found =
+            blocking(move || Ok::<_, AccessError>(catalog.get(&id, None)?.is_some())).await?;
         if found {
             Ok(())
         } else {
-            Err(NodeError::NotFound(format!(
+            Err(AccessError::NotFound(format!(
                 "{product} is not in this node's catalog; `mesh products` lists what the mesh offers"
             )))
         }
     }
 }
 
-fn offer_error(e: OfferError) -> NodeError {
+fn offer_error(e: OfferError) -> AccessError {
     match e {
-        OfferError::Invalid(e) => NodeError::BadRequest(e.to_string()),
-        OfferError::OverLimit(e) => NodeError::BadRequest(e),
-        OfferError::Store(e) => NodeError::State(e),
+        OfferError::Invalid(e) => AccessError::Refused(e.to_string()),
+        OfferError::OverLimit(e) => AccessError::Refused(e),
+        OfferError::Store(e) => AccessError::State(e),
     }
 }
