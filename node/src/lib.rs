@@ -51,6 +51,7 @@ pub use ops::discover::DiscoverError;
 pub use ops::fetch::{FetchError, FetchOptions};
 pub use ops::publish::{collect_files, PublishError};
 pub use ops::submit::SubmitError;
+pub use ops::subscribe::SubscribeError;
 pub use state::governance::{install_genesis, GenesisError};
 pub use state::{Invalid, OfferError, StateError};
 pub use task::TaskError;

@@ -275,26 +275,27 @@ impl Node {
         keep: usize,
         skip_flagged: bool,
     ) -> Result<SubscriptionView, NodeError> {
-        self.parts
+        Ok(self
+            .parts
             .subscriber
             .subscribe(product, out, keep, skip_flagged)
-            .await
+            .await?)
     }
 
     /// Stops following `product` (its folders stay).
     pub async fn unsubscribe(&self, product: ProductId) -> Result<SubscriptionView, NodeError> {
-        self.parts.subscriber.unsubscribe(product).await
+        Ok(self.parts.subscriber.unsubscribe(product).await?)
     }
 
     /// This node's subscriptions, with state and lag.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, NodeError> {
-        self.parts.subscriber.list().await
+        Ok(self.parts.subscriber.list().await?)
     }
 
     /// The nodes that follow `product` (from their provider records), with the
     /// versions each holds.
     pub async fn subscribers(&self, product: ProductId) -> Result<Vec<SubscriberView>, NodeError> {
-        self.parts.subscriber.subscribers(product).await
+        Ok(self.parts.subscriber.subscribers(product).await?)
     }
 
     /// Adds up the usage of `target` (one version of it, if it names one) from every

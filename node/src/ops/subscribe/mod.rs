@@ -29,13 +29,16 @@ use self::layout::Layout;
 use super::fetch::{FetchError, Fetcher};
 use crate::clock::unix_now_ms;
 use crate::error::NodeError;
+use crate::net::NetError;
 use crate::state::catalog::{Catalog, CatalogEntry};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
 use crate::state::subscriptions::{
     Materialized, SubState, Subscription, SubscriptionBook, MAX_KEEP,
 };
+use crate::state::StateError;
 use crate::task::blocking;
+use crate::task::TaskError;
 
 /// How often the follower looks again without a catalog change (a revocation, a
 /// retry that is due).
@@ -129,6 +132,43 @@ struct Backoff {
     due: Instant,
 }
 
+/// Why a subscription could not be made, ended or listed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The request cannot be acted on as asked (a directory that is not the
+    /// subscription's, a product this node may not read); the message says why.
+    #[error("{0}")]
+    Refused(String),
+    /// The product, or the subscription, is not known here.
+    #[error("{0}")]
+    NotFound(String),
+    /// Fetching a version for the subscription failed.
+    #[error(transparent)]
+    Fetch(#[from] crate::ops::fetch::FetchError),
+    /// This node's own state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The network loop failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// A background task failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl From<SubscribeError> for NodeError {
+    fn from(e: SubscribeError) -> Self {
+        match e {
+            SubscribeError::Refused(m) => NodeError::BadRequest(m),
+            SubscribeError::NotFound(m) => NodeError::NotFound(m),
+            SubscribeError::Fetch(e) => NodeError::Fetch(e),
+            SubscribeError::State(e) => NodeError::State(e),
+            SubscribeError::Net(e) => NodeError::Net(e),
+            SubscribeError::Task(e) => NodeError::Task(e),
+        }
+    }
+}
+
 /// What subscription work needs from the node.
 #[derive(Debug, Clone)]
 pub(crate) struct Subscriber {
@@ -151,23 +191,23 @@ impl Subscriber {
         out: PathBuf,
         keep: usize,
         skip_flagged: bool,
-    ) -> Result<SubscriptionView, NodeError> {
+    ) -> Result<SubscriptionView, SubscribeError> {
         if !out.is_absolute() {
-            return Err(NodeError::BadRequest(format!(
+            return Err(SubscribeError::Refused(format!(
                 "the subscription directory must be an absolute path, not {}",
                 out.display()
             )));
         }
         if keep == 0 || keep > MAX_KEEP {
-            return Err(NodeError::BadRequest(format!(
+            return Err(SubscribeError::Refused(format!(
                 "--keep must be 1..={MAX_KEEP}, not {keep}"
             )));
         }
         let (book, catalog) = (self.book.clone(), self.catalog.clone());
         let id = product.clone();
-        let sub = blocking(move || -> Result<Subscription, NodeError> {
+        let sub = blocking(move || -> Result<Subscription, SubscribeError> {
             if catalog.get(&id, None)?.is_none() {
-                return Err(NodeError::NotFound(format!(
+                return Err(SubscribeError::NotFound(format!(
                     "{id} is not in this node's catalog; `mesh products` lists what the mesh offers"
                 )));
             }
@@ -181,7 +221,7 @@ impl Subscriber {
                     s
                 }
                 Some(s) => {
-                    return Err(NodeError::BadRequest(format!(
+                    return Err(SubscribeError::Refused(format!(
                         "{id} is already followed into {}; `mesh unsubscribe {id}` first to move it",
                         s.out.display()
                     )))
@@ -189,7 +229,7 @@ impl Subscriber {
                 None => Subscription::new(id.clone(), out.clone(), keep, now),
             };
             let layout = Layout::claim(&out, &id.to_string())
-                .map_err(|e| NodeError::BadRequest(e.to_string()))?;
+                .map_err(|e| SubscribeError::Refused(e.to_string()))?;
             if sub.dir.is_some_and(|d| d != layout.id()) {
                 // Another directory at the same path: what the old one held is not
                 // here, so every version is materialized again.
@@ -199,7 +239,7 @@ impl Subscriber {
             sub.dir = Some(layout.id());
             sub.skip_flagged = skip_flagged;
             if !book.put(&sub)? {
-                return Err(NodeError::BadRequest(format!(
+                return Err(SubscribeError::Refused(format!(
                     "this node follows {} products already, the most it keeps; unsubscribe from one first",
                     crate::state::subscriptions::MAX_SUBSCRIPTIONS
                 )));
@@ -216,12 +256,12 @@ impl Subscriber {
     pub(crate) async fn unsubscribe(
         &self,
         product: ProductId,
-    ) -> Result<SubscriptionView, NodeError> {
+    ) -> Result<SubscriptionView, SubscribeError> {
         let book = self.book.clone();
         let id = product.clone();
-        let removed = blocking(move || Ok::<_, NodeError>(book.remove(&id)?)).await?;
+        let removed = blocking(move || Ok::<_, SubscribeError>(book.remove(&id)?)).await?;
         let Some(sub) = removed else {
-            return Err(NodeError::NotFound(format!(
+            return Err(SubscribeError::NotFound(format!(
                 "this node does not follow {product}; `mesh subscriptions` lists what it follows"
             )));
         };
@@ -234,7 +274,7 @@ impl Subscriber {
     pub(crate) async fn subscribers(
         &self,
         product: ProductId,
-    ) -> Result<Vec<SubscriberView>, NodeError> {
+    ) -> Result<Vec<SubscriberView>, SubscribeError> {
         let (catalog, providers, governance) = (
             self.catalog.clone(),
             self.providers.clone(),
@@ -242,7 +282,7 @@ impl Subscriber {
         );
         blocking(move || {
             if catalog.get(&product, None)?.is_none() {
-                return Err(NodeError::NotFound(format!(
+                return Err(SubscribeError::NotFound(format!(
                     "{product} is not in this node's catalog; `mesh products` lists what the mesh offers"
                 )));
             }
@@ -274,9 +314,9 @@ impl Subscriber {
     }
 
     /// Every subscription with its state and lag.
-    pub(crate) async fn list(&self) -> Result<Vec<SubscriptionView>, NodeError> {
+    pub(crate) async fn list(&self) -> Result<Vec<SubscriptionView>, SubscribeError> {
         let book = self.book.clone();
-        let subs = blocking(move || Ok::<_, NodeError>(book.all()?)).await?;
+        let subs = blocking(move || Ok::<_, SubscribeError>(book.all()?)).await?;
         let mut out = Vec::with_capacity(subs.len());
         for s in subs {
             out.push(self.view(s).await?);
@@ -284,10 +324,10 @@ impl Subscriber {
         Ok(out)
     }
 
-    async fn view(&self, s: Subscription) -> Result<SubscriptionView, NodeError> {
+    async fn view(&self, s: Subscription) -> Result<SubscriptionView, SubscribeError> {
         let catalog = self.catalog.clone();
         let id = s.product.clone();
-        let newest = blocking(move || Ok::<_, NodeError>(catalog.get(&id, None)?)).await?;
+        let newest = blocking(move || Ok::<_, SubscribeError>(catalog.get(&id, None)?)).await?;
         Ok(view(s, newest.as_ref(), unix_now_ms()))
     }
 
@@ -307,7 +347,7 @@ impl Subscriber {
             book_changed.as_mut().enable();
             let subs = {
                 let book = self.book.clone();
-                match blocking(move || Ok::<_, NodeError>(book.all()?)).await {
+                match blocking(move || Ok::<_, SubscribeError>(book.all()?)).await {
                     Ok(s) => s,
                     Err(e) => {
                         warn!("subscriptions: {e}");
@@ -336,9 +376,9 @@ impl Subscriber {
 
     /// At start: removes what an interrupted run left in each directory, and turns
     /// a `fetching` state (the run that fetched is gone) into `behind`.
-    async fn recover(&self) -> Result<(), NodeError> {
+    async fn recover(&self) -> Result<(), SubscribeError> {
         let book = self.book.clone();
-        blocking(move || -> Result<(), NodeError> {
+        blocking(move || -> Result<(), SubscribeError> {
             for mut s in book.all()?.into_iter().filter(Subscription::active) {
                 let cleaned = Layout::open(&s.out, &s.product.to_string(), s.dir)
                     .and_then(|l| l.clean(&s.made));
@@ -371,7 +411,7 @@ impl Subscriber {
         mut sub: Subscription,
         backoff: &mut HashMap<ProductId, Backoff>,
         manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), SubscribeError> {
         let now = unix_now_ms();
         let (newest, denial) = self.judge(&sub, manifests).await?;
         if let Some(reason) = denial {
@@ -436,7 +476,7 @@ impl Subscriber {
         &self,
         sub: &Subscription,
         manifests: &mut HashMap<ProductId, (ManifestHash, Arc<Manifest>)>,
-    ) -> Result<(Option<CatalogEntry>, Option<String>), NodeError> {
+    ) -> Result<(Option<CatalogEntry>, Option<String>), SubscribeError> {
         let (catalog, governance, fetcher) = (
             self.catalog.clone(),
             self.governance.clone(),
@@ -446,7 +486,7 @@ impl Subscriber {
         let cached = manifests.get(&sub.product).cloned();
         let (newest, manifest, denial) = blocking(move || {
             let Some(entry) = newest_to_follow(&catalog, &id, skip_flagged)? else {
-                return Ok::<_, NodeError>((None, None, None));
+                return Ok::<_, SubscribeError>((None, None, None));
             };
             let hash = entry.announcement.manifest;
             let manifest = match cached {
@@ -474,14 +514,14 @@ impl Subscriber {
     async fn open_dir(
         &self,
         sub: &mut Subscription,
-    ) -> Result<Result<Arc<Layout>, layout::LayoutError>, NodeError> {
+    ) -> Result<Result<Arc<Layout>, layout::LayoutError>, SubscribeError> {
         let (out, product, dir) = (sub.out.clone(), sub.product.to_string(), sub.dir);
         let kept: Vec<String> = sub.kept.iter().map(|k| k.version.clone()).collect();
         let made = sub.made.clone();
         let opened = blocking(move || {
             let layout = match Layout::open(&out, &product, dir) {
                 Ok(l) => l,
-                Err(e) => return Ok::<_, NodeError>(Err(e)),
+                Err(e) => return Ok::<_, SubscribeError>(Err(e)),
             };
             let mut adopted = Vec::new();
             if dir.is_none() {
@@ -664,14 +704,14 @@ impl Subscriber {
         })
     }
 
-    async fn save(&self, sub: Subscription) -> Result<(), NodeError> {
+    async fn save(&self, sub: Subscription) -> Result<(), SubscribeError> {
         let book = self.book.clone();
         blocking(move || {
             // Unsubscribed meanwhile: nothing to save.
             if book.get(&sub.product)?.is_some() {
                 book.put(&sub)?;
             }
-            Ok::<_, NodeError>(())
+            Ok::<_, SubscribeError>(())
         })
         .await
     }
@@ -683,7 +723,7 @@ fn newest_to_follow(
     catalog: &Catalog,
     id: &ProductId,
     skip_flagged: bool,
-) -> Result<Option<CatalogEntry>, NodeError> {
+) -> Result<Option<CatalogEntry>, SubscribeError> {
     if !skip_flagged {
         return Ok(catalog.get(id, None)?);
     }
