@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,40 +33,93 @@ pub use measure::{BenchOptions, Row};
 
 /// Runs the benchmark and returns the table rows.
 pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
-    let size = opts.size_mib * 1024 * 1024;
-    // Nodes 5 and 6 take part only at the end, in the in-place fetch rows.
-    let mut config = TestnetConfig::new(opts.mesh.clone(), 7, &["sales", "finance", "logistics"]);
-    config.council = 1;
-    config.threshold = 1;
-    let mut net = Testnet::create(config)?;
-    net.start_all()?;
-    let data = net.root().join("data");
-    std::fs::create_dir_all(&data)?;
-    let file = data.join("big.bin");
-    (opts.progress)(&format!("writing {} MiB of test data", opts.size_mib));
-    write_random(&file, size, 42)?;
-    // Another file of the same size for the in-place publish, on a node that holds
-    // none of big.bin's chunks (big.bin itself is edited by the new-version rows).
-    let other = net.root().join("in-place");
-    std::fs::create_dir_all(&other)?;
-    write_random(&other.join("big.bin"), size, 43)?;
-    let _ = Command::new("sync").status();
+    let mut b = Bench::start(opts)?;
     let mut rows = Vec::new();
+    let (sendme, publish_rss) = publish_rows(&mut b, opts, &mut rows)?;
+    let f = fetch_rows(&mut b, opts, sendme, &mut rows)?;
+    version_rows(&b, opts, f.fetch1, &mut rows)?;
+    in_place_rows(&mut b, opts, &f, &mut rows)?;
+    rows.push(Row {
+        what: "peak RSS".into(),
+        mesh: format!(
+            "publisher {publish_rss:.0} MiB, fetcher {:.0} MiB",
+            f.fetch_rss
+        ),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "fetch < 200 MB".into(),
+    });
+    phase_logs(&b.net, opts);
+    b.net.stop_all()?;
+    // QUIC last, on its own mesh, with the in-place file (big.bin was edited above).
+    rows.push(quic::fetch_row(opts, &b.other, b.size, f.fetch1)?);
+    Ok(rows)
+}
 
-    // Publish against b3sum and sendme's import of the same file (warm cache).
-    let b3 = timed(Command::new("b3sum").arg(&file)).context("b3sum (cargo install b3sum)")?;
-    let b3_1 = timed(
-        Command::new("b3sum")
-            .args(["--num-threads", "1"])
-            .arg(&file),
-    )?;
-    let toml =
-        |v: &str| sample::binary_manifest_toml("sales/big", v).replace("Orders", "Bench data");
+/// The benchmark's mesh and data.
+struct Bench {
+    net: Testnet,
+    size: u64,
+    /// The folder published, holding `file`.
+    data: PathBuf,
+    file: PathBuf,
+    /// Another random file's folder, for the in-place rows.
+    other: PathBuf,
+}
+
+impl Bench {
+    /// Seven nodes (5 and 6 take part only at the end, in the in-place fetch rows)
+    /// and two random files of the benchmark's size.
+    fn start(opts: &BenchOptions) -> anyhow::Result<Bench> {
+        let size = opts.size_mib * 1024 * 1024;
+        let mut config =
+            TestnetConfig::new(opts.mesh.clone(), 7, &["sales", "finance", "logistics"]);
+        config.council = 1;
+        config.threshold = 1;
+        let mut net = Testnet::create(config)?;
+        net.start_all()?;
+        let data = net.root().join("data");
+        std::fs::create_dir_all(&data)?;
+        let file = data.join("big.bin");
+        (opts.progress)(&format!("writing {} MiB of test data", opts.size_mib));
+        write_random(&file, size, 42)?;
+        // Another file of the same size for the in-place publish, on a node that holds
+        // none of big.bin's chunks (big.bin itself is edited by the new-version rows).
+        let other = net.root().join("in-place");
+        std::fs::create_dir_all(&other)?;
+        write_random(&other.join("big.bin"), size, 43)?;
+        let _ = Command::new("sync").status();
+        Ok(Bench {
+            net,
+            size,
+            data,
+            file,
+            other,
+        })
+    }
+}
+
+/// The product's manifest at version `v`.
+fn toml(v: &str) -> String {
+    sample::binary_manifest_toml("sales/big", v).replace("Orders", "Bench data")
+}
+
+/// Publish against b3sum, sendme's import and cp + fsync of the same file (warm
+/// cache), and the in-place publish. Returns sendme (still serving, for the
+/// fetch rows) and the publisher's peak RSS.
+fn publish_rows(
+    b: &mut Bench,
+    opts: &BenchOptions,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<(Sendme, f64)> {
+    let (net, size, data, file, other) = (&mut b.net, b.size, &b.data, &b.file, &b.other);
+    let b3 = timed(Command::new("b3sum").arg(file)).context("b3sum (cargo install b3sum)")?;
+    let b3_1 = timed(Command::new("b3sum").args(["--num-threads", "1"]).arg(file))?;
     let t = Instant::now();
-    net.publish(0, &data, &toml("1.0.0"))?;
+    net.publish(0, data, &toml("1.0.0"))?;
     let publish = t.elapsed();
     let publish_rss = peak_rss_mib(net.nodes[0].pid().context("node 0 pid")?)?;
-    let sendme = Sendme::send(&file, net.root(), LONG)?;
+    let sendme = Sendme::send(file, net.root(), LONG)?;
     // sendme imports by reference (iroh-blobs' `ImportMode::TryReference`: no copy),
     // so a copying publish is also set against a copy of the file made durable, the
     // work it does besides chunking and hashing.
@@ -74,14 +127,14 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let cp = timed(
         Command::new("sh")
             .args(["-c", r#"cp "$1" "$2" && sync "$2""#, "cp"])
-            .arg(&file)
+            .arg(file)
             .arg(&copy),
     )?;
     std::fs::remove_file(&copy)?;
     let t = Instant::now();
     let toml_other =
         sample::binary_manifest_toml("sales/big-in-place", "1.0.0").replace("Orders", "Bench");
-    net.publish_in_place(3, &other, &toml_other)?;
+    net.publish_in_place(3, other, &toml_other)?;
     let in_place = t.elapsed();
     rows.push(Row {
         what: format!("publish {} MiB", opts.size_mib),
@@ -127,10 +180,29 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         ),
         target: "<= 1.5x b3sum 1 thread; >= 1x sendme import".into(),
     });
+    Ok((sendme, publish_rss))
+}
 
-    // Fetches: each configuration twice, best run reported (the machine is shared and
-    // noisy). One provider: node 1, then node 2 with node 1 stopped, from node 0
-    // alone. Three providers: node 3, then node 4 with node 3 stopped, from 0, 1, 2.
+/// What the fetch rows measured, for the rows after them.
+struct Fetched {
+    fetch1: Duration,
+    fetch_rss: f64,
+    size_fetched: u64,
+    curl_file: Duration,
+    receive: Duration,
+}
+
+/// Fetches: each configuration twice, best run reported (the machine is shared and
+/// noisy). One provider: node 1, then node 2 with node 1 stopped, from node 0
+/// alone, against nginx + curl and sendme. Three providers: node 3, then node 4
+/// with node 3 stopped, from 0, 1, 2.
+fn fetch_rows(
+    b: &mut Bench,
+    opts: &BenchOptions,
+    sendme: Sendme,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Fetched> {
+    let (net, size, data) = (&mut b.net, b.size, &b.data);
     for i in 1..5 {
         net.wait_product(i, "sales/big", "1.0.0", LONG)?;
     }
@@ -138,14 +210,14 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let mut fetch_rss: f64 = 0.0;
     let mut size_fetched = size;
     for (consumer, stopped) in [(1, None), (2, Some(1))] {
-        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 1, opts.progress)?;
+        let (elapsed, outcome) = measured_fetch(net, consumer, stopped, 1, opts.progress)?;
         fetch_rss = fetch_rss.max(peak_rss_mib(
             net.nodes[consumer].pid().context("consumer pid")?,
         )?);
         fetch1 = fetch1.min(elapsed);
         size_fetched = outcome.size;
     }
-    let nginx = Nginx::start(&data, net.root())?;
+    let nginx = Nginx::start(data, net.root())?;
     let url = format!("http://127.0.0.1:{}/big.bin", nginx.port);
     let mut curl_file = Duration::MAX;
     for _ in 0..2 {
@@ -201,7 +273,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let mut fetch3 = Duration::MAX;
     let mut used = 0;
     for (consumer, stopped) in [(3, None), (4, Some(3))] {
-        let (elapsed, outcome) = measured_fetch(&mut net, consumer, stopped, 3, opts.progress)?;
+        let (elapsed, outcome) = measured_fetch(net, consumer, stopped, 3, opts.progress)?;
         fetch3 = fetch3.min(elapsed);
         used = used.max(outcome.providers.len());
     }
@@ -216,9 +288,25 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         ratio: format!("{:.2}x", fetch1.as_secs_f64() / fetch3.as_secs_f64()),
         target: ">= 1x".into(),
     });
+    Ok(Fetched {
+        fetch1,
+        fetch_rss,
+        size_fetched,
+        curl_file,
+        receive,
+    })
+}
 
-    // A new version over the previous one's output: node 1 writes 1.0.0 to the
-    // node's own disk, node 2 to the reflink file system if there is one.
+/// A new version over the previous one's output: node 1 writes 1.0.0 to the
+/// node's own disk, node 2 to the reflink file system if there is one; then ~1%
+/// changed (scattered edits), then 1% appended.
+fn version_rows(
+    b: &Bench,
+    opts: &BenchOptions,
+    fetch1: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let (net, size, data, file) = (&b.net, b.size, &b.data, &b.file);
     let here = net.root().join("versions");
     net.fetch(1, "sales/big@1.0.0", &here)?;
     let there = opts
@@ -229,7 +317,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         net.fetch(2, "sales/big@1.0.0", dir)?;
     }
     // ~1% changed: scattered edits, then appended bytes.
-    let mut bytes = std::fs::read(&file)?;
+    let mut bytes = std::fs::read(file)?;
     let edits = 100u64;
     let edit_len = (size / 100 / edits).max(1) as usize;
     for k in 0..edits {
@@ -238,11 +326,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             *b = b.wrapping_add(1);
         }
     }
-    std::fs::write(&file, &bytes)?;
-    let p2 = net.publish(0, &data, &toml("1.1.0"))?;
+    std::fs::write(file, &bytes)?;
+    let p2 = net.publish(0, data, &toml("1.1.0"))?;
     net.wait_product(1, "sales/big", "1.1.0", LONG)?;
     net.wait_product(2, "sales/big", "1.1.0", LONG)?;
-    let (f2, took) = timed_fetch(&net, 1, "sales/big@1.1.0", &here)?;
+    let (f2, took) = timed_fetch(net, 1, "sales/big@1.1.0", &here)?;
     rows.push(moved_row(
         format!("new version, {edits} scattered edits (1% of bytes)"),
         &f2,
@@ -251,11 +339,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let fs_here = fs_type(net.root());
     rows.push(blink_row(&fs_here, took, &f2, fetch1));
     if let Some(dir) = &there {
-        let (f, took) = timed_fetch(&net, 2, "sales/big@1.1.0", dir)?;
+        let (f, took) = timed_fetch(net, 2, "sales/big@1.1.0", dir)?;
         rows.push(blink_row(&fs_type(dir), took, &f, fetch1));
         let _ = std::fs::remove_dir_all(dir);
     }
-    let mut f = std::fs::OpenOptions::new().append(true).open(&file)?;
+    let mut f = std::fs::OpenOptions::new().append(true).open(file)?;
     let extra = size / 100;
     let tail: Vec<u8> = bytes
         .iter()
@@ -264,7 +352,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         .collect();
     f.write_all(&tail)?;
     drop(f);
-    let p3 = net.publish(0, &data, &toml("1.2.0"))?;
+    let p3 = net.publish(0, data, &toml("1.2.0"))?;
     net.wait_product(1, "sales/big", "1.2.0", LONG)?;
     let f4 = net.fetch(1, "sales/big@1.2.0", &net.root().join("out1c"))?;
     rows.push(moved_row(
@@ -272,8 +360,24 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         &f4,
         p3.new_bytes,
     ));
-    // In place, from node 0 alone (the other holders stopped), on two nodes that
-    // never held it, each stopped after its fetch so it does not serve the next.
+    Ok(())
+}
+
+/// In place, from node 0 alone (the other holders stopped), on two nodes that
+/// never held it, each stopped after its fetch so it does not serve the next.
+fn in_place_rows(
+    b: &mut Bench,
+    opts: &BenchOptions,
+    f: &Fetched,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let net = &mut b.net;
+    let Fetched {
+        size_fetched,
+        curl_file,
+        receive,
+        ..
+    } = *f;
     for i in 1..5 {
         net.nodes[i].terminate()?;
     }
@@ -283,7 +387,7 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         let out = net.root().join(format!("out{consumer}"));
         let _ = Command::new("sync").status();
         let t = Instant::now();
-        let (f, cpu) = cpu_during(&net, || {
+        let (f, cpu) = cpu_during(net, || {
             net.fetch_in_place(consumer, "sales/big@1.0.0", &out)
         })?;
         let elapsed = t.elapsed();
@@ -315,14 +419,11 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         ),
         target: ">= 0.8x curl; >= 2.5x sendme".into(),
     });
-    rows.push(Row {
-        what: "peak RSS".into(),
-        mesh: format!("publisher {publish_rss:.0} MiB, fetcher {fetch_rss:.0} MiB"),
-        baseline: String::new(),
-        ratio: String::new(),
-        target: "fetch < 200 MB".into(),
-    });
-    // Where the time went, from the nodes' own phase logs.
+    Ok(())
+}
+
+/// Where the time went, from the nodes' own phase logs.
+fn phase_logs(net: &Testnet, opts: &BenchOptions) {
     for i in 0..7 {
         let log =
             std::fs::read_to_string(net.root().join(format!("node{i:02}.log"))).unwrap_or_default();
@@ -333,10 +434,6 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
             (opts.progress)(&format!("node {i}: {}", line.trim()));
         }
     }
-    net.stop_all()?;
-    // QUIC last, on its own mesh, with the in-place file (big.bin was edited above).
-    rows.push(quic::fetch_row(opts, &other, size, fetch1)?);
-    Ok(rows)
 }
 
 /// The file system type of `path` as `df` names it ("ext4", "xfs"), or "?".
