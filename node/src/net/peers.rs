@@ -216,11 +216,12 @@ impl PeerTable {
     }
 
     /// Direct connections beyond one per peer, to close: two nodes keep one
-    /// connection. Both ends see the same connections, so only one decides at
-    /// once, the one with the smaller peer id; the other closes them only if they
-    /// are still open [`REDUNDANT_GRACE_TICKS`] later. The newest connection (the
-    /// largest id) is kept; a connection closed while a request is in flight on
-    /// it fails that request, which the fetch retries and a sync sends again.
+    /// connection. Both ends see the same connections, so one decides first, the
+    /// one with the smaller peer id, a tick after the redundancy appears; the
+    /// other closes them only if they are still open [`REDUNDANT_GRACE_TICKS`]
+    /// later. The oldest connection (the smallest id) is kept; a connection closed
+    /// while a request is in flight on it fails that request, which the fetch
+    /// retries and a sync sends again.
     pub(super) fn redundant_direct(
         &mut self,
         local: &PeerId,
@@ -239,12 +240,18 @@ impl PeerTable {
                 continue;
             }
             let since = *p.redundant_since.get_or_insert(tick);
-            if local < peer || tick.saturating_sub(since) >= REDUNDANT_GRACE_TICKS {
-                // The newest is kept: an older one may be half-open (its peer
-                // restarted), and requests on a closed one are sent again.
+            let waited = tick.saturating_sub(since);
+            let grace = if local < peer {
+                1
+            } else {
+                REDUNDANT_GRACE_TICKS
+            };
+            if waited >= grace {
+                // The oldest is kept: its streams (gossip, sync) are the ones in
+                // use. A tick's wait first lets a connection whose peer restarted
+                // be seen closed, and a dial race settle.
                 direct.sort_unstable();
-                direct.pop();
-                close.extend(direct.iter().map(|id| (*peer, *id)));
+                close.extend(direct[1..].iter().map(|id| (*peer, *id)));
             }
         }
         close
@@ -362,9 +369,13 @@ mod tests {
         assert!(t.redundant_direct(&small, 0).is_empty());
         t.connected(large, c, direct(3));
         t.connected(large, b, direct(2));
-        let mut close = t.redundant_direct(&small, 1);
+        assert!(
+            t.redundant_direct(&small, 1).is_empty(),
+            "a tick's wait first"
+        );
+        let mut close = t.redundant_direct(&small, 2);
         close.sort();
-        assert_eq!(close, vec![(large, a), (large, b)]);
+        assert_eq!(close, vec![(large, b), (large, c)]);
         // This node has the larger id: it waits for the other end, then acts.
         let mut t = PeerTable::default();
         t.connected(small, a, direct(1));
@@ -375,10 +386,10 @@ mod tests {
             .is_empty());
         assert_eq!(
             t.redundant_direct(&large, 10 + REDUNDANT_GRACE_TICKS),
-            vec![(small, a)]
+            vec![(small, b)]
         );
         // Once back to one, the clock starts again.
-        t.closed(&small, a);
+        t.closed(&small, b);
         assert!(t.redundant_direct(&large, 20).is_empty());
         t.connected(small, c, direct(3));
         assert!(t.redundant_direct(&large, 21).is_empty());

@@ -272,7 +272,7 @@ impl EventLoop {
         }
         let local = *self.swarm.local_peer_id();
         for (peer, id) in self.connections.redundant_direct(&local, self.ticks) {
-            debug!(%peer, "a second direct connection; closing the newer one");
+            debug!(%peer, "a second direct connection; closing all but the oldest");
             self.swarm.close_connection(id);
         }
     }

@@ -397,9 +397,6 @@ impl EventLoop {
                     .connections
                     .connected(peer_id, connection_id, Conn::of(&endpoint));
                 self.departed.returned(&peer_id);
-                if !first {
-                    self.drop_redundant();
-                }
                 if first {
                     debug!(peer = %peer_id, "connected; starting policy, catalog and record sync");
                     self.start_sync(peer_id, true);
