@@ -64,8 +64,9 @@ pub(crate) fn build_genesis(a: &GenesisArgs, now: u64) -> anyhow::Result<Policy>
         };
         entry.nodes.insert(peer.to_string());
     }
-    let valid_for = parse_duration(&a.expires_in)
-        .and_then(mesh_protocol::policy::check_validity)
+    let valid_for =
+        parse_duration(&a.expires_in).map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
+    let valid_for = mesh_protocol::policy::check_validity(valid_for)
         .map_err(|e| anyhow::anyhow!("--expires-in: {e}"))?;
     let council = Council {
         members,

@@ -289,7 +289,7 @@ fn sla_of(sla: SlaDraft, errs: &mut Vec<FieldError>) -> Sla {
     let mut duration = |name: &str, v: Option<String>| {
         v.and_then(|s| {
             parse_duration(&s)
-                .map_err(|e| errs.push(field_err(format!("sla.{name}"), e)))
+                .map_err(|e| errs.push(field_err(format!("sla.{name}"), e.to_string())))
                 .ok()
         })
     };

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{DomainName, ProductId};
 use crate::keys::PublicKey;
+use crate::record::{check_length, RecordError};
 use crate::signed::SignedKind;
 
 /// The format version of access requests and decisions.
@@ -122,39 +123,41 @@ impl SignedKind for AccessDecision {
     const WHAT: &'static str = "access decision";
 }
 
-fn check_text(what: &str, text: &str) -> Result<(), String> {
-    if text.len() > MAX_ACCESS_TEXT {
-        return Err(format!(
-            "the {what} is {} bytes, more than {MAX_ACCESS_TEXT}",
-            text.len()
-        ));
+fn check_time(issued_at_ms: u64, now_ms: u64) -> Result<(), RecordError> {
+    if issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(RecordError::FutureDated {
+            ahead_secs: (issued_at_ms - now_ms) / 1000,
+            skew_secs: MAX_CLOCK_SKEW_MS / 1000,
+        });
     }
     Ok(())
 }
 
-fn check_time(issued_at_ms: u64, now_ms: u64) -> Result<(), String> {
-    if issued_at_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
-        return Err(format!(
-            "it is dated {} s in the future (more than the {} s of clock skew allowed); check the signer's clock",
-            (issued_at_ms - now_ms) / 1000,
-            MAX_CLOCK_SKEW_MS / 1000
-        ));
+fn check_text(what: &'static str, text: &str) -> Result<(), RecordError> {
+    check_length(what, text.len(), 0, MAX_ACCESS_TEXT)
+}
+
+fn check_not_owner(product: &ProductId, consumer: &DomainName) -> Result<(), RecordError> {
+    if product.domain() == consumer {
+        return Err(RecordError::OwnProduct {
+            domain: consumer.clone(),
+            product: product.clone(),
+        });
     }
     Ok(())
 }
 
 impl AccessRequest {
     /// Checks the format, the text sizes and the date against `now_ms`.
-    pub fn validate(&self, now_ms: u64) -> Result<(), String> {
+    pub fn validate(&self, now_ms: u64) -> Result<(), RecordError> {
         if self.format != ACCESS_FORMAT {
-            return Err(format!("unsupported access request format {}", self.format));
+            return Err(RecordError::Format {
+                what: "access request",
+                format: self.format,
+                supported: ACCESS_FORMAT,
+            });
         }
-        if self.product.domain() == &self.consumer {
-            return Err(format!(
-                "domain {} owns {} and needs no access request",
-                self.consumer, self.product
-            ));
-        }
+        check_not_owner(&self.product, &self.consumer)?;
         check_text("reason", &self.reason)?;
         check_time(self.issued_at_ms, now_ms)
     }
@@ -167,19 +170,15 @@ impl AccessRequest {
 
 impl AccessDecision {
     /// Checks the format, the text sizes and the date against `now_ms`.
-    pub fn validate(&self, now_ms: u64) -> Result<(), String> {
+    pub fn validate(&self, now_ms: u64) -> Result<(), RecordError> {
         if self.format != ACCESS_FORMAT {
-            return Err(format!(
-                "unsupported access decision format {}",
-                self.format
-            ));
+            return Err(RecordError::Format {
+                what: "access decision",
+                format: self.format,
+                supported: ACCESS_FORMAT,
+            });
         }
-        if self.product.domain() == &self.consumer {
-            return Err(format!(
-                "domain {} owns {}: an owner needs no grant",
-                self.consumer, self.product
-            ));
-        }
+        check_not_owner(&self.product, &self.consumer)?;
         match &self.verdict {
             Verdict::Grant {
                 until_ms,
@@ -189,7 +188,7 @@ impl AccessDecision {
                 check_text("purpose", purpose)?;
                 check_text("terms", terms)?;
                 if until_ms.is_some_and(|u| u <= self.issued_at_ms) {
-                    return Err("the grant ends before it was issued".into());
+                    return Err(RecordError::EndsBeforeIssued);
                 }
             }
             Verdict::Deny { reason } | Verdict::Revoke { reason } => check_text("reason", reason)?,
@@ -287,19 +286,28 @@ mod tests {
         let now = 10_000_000;
         assert!(decision(grant(None), now).validate(now).is_ok());
         let future = decision(grant(None), now + MAX_CLOCK_SKEW_MS + 1);
-        assert!(future.validate(now).unwrap_err().contains("future"));
+        assert!(matches!(
+            future.validate(now),
+            Err(RecordError::FutureDated {
+                ahead_secs: 300,
+                ..
+            })
+        ));
         let backwards = decision(grant(Some(now - 1)), now);
-        assert!(backwards.validate(now).unwrap_err().contains("ends before"));
+        assert_eq!(backwards.validate(now), Err(RecordError::EndsBeforeIssued));
         let mut own = decision(grant(None), now);
         own.consumer = DomainName::new("sales").unwrap();
-        assert!(own.validate(now).unwrap_err().contains("owns"));
+        assert!(own.validate(now).unwrap_err().to_string().contains("owns"));
         let long = decision(
             Verdict::Deny {
                 reason: "x".repeat(MAX_ACCESS_TEXT + 1),
             },
             now,
         );
-        assert!(long.validate(now).unwrap_err().contains("reason"));
+        assert!(matches!(
+            long.validate(now),
+            Err(RecordError::Length { what: "reason", .. })
+        ));
     }
 
     #[test]

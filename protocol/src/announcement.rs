@@ -7,6 +7,7 @@ use crate::hash::ManifestHash;
 use crate::id::ProductId;
 use crate::keys::PublicKey;
 use crate::manifest::{Classification, Manifest, Status};
+use crate::record::{check_count, check_length, RecordError, MAX_PEER_ID_LEN};
 use crate::signed::SignedKind;
 
 /// The format version of an announcement.
@@ -115,18 +116,22 @@ impl Announcement {
     }
 
     /// Checks limits that keep announcements small and well-formed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RecordError> {
         if self.format != ANNOUNCEMENT_FORMAT {
-            return Err(format!("unsupported announcement format {}", self.format));
+            return Err(RecordError::Format {
+                what: "announcement",
+                format: self.format,
+                supported: ANNOUNCEMENT_FORMAT,
+            });
         }
-        if self.providers.is_empty() || self.providers.len() > MAX_PROVIDERS {
-            return Err(format!(
-                "an announcement lists 1..={MAX_PROVIDERS} providers, this one {}",
-                self.providers.len()
-            ));
-        }
-        if self.providers.iter().any(|p| p.is_empty() || p.len() > 128) {
-            return Err("a provider peer id is empty or too long".into());
+        check_count(
+            "an announcement's providers",
+            self.providers.len(),
+            1,
+            MAX_PROVIDERS,
+        )?;
+        for p in &self.providers {
+            check_length("provider peer id", p.len(), 1, MAX_PEER_ID_LEN)?;
         }
         Ok(())
     }

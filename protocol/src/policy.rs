@@ -29,18 +29,27 @@ pub const DEFAULT_VALIDITY_SECS: u64 = 365 * 86_400;
 /// means "forever" should still renew its policy.
 pub const MAX_VALIDITY_SECS: u64 = 10 * 365 * 86_400;
 
+/// Why a validity span cannot be given to a new policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValidityError {
+    /// Zero seconds.
+    #[error("a policy must be valid for some time; give e.g. 365d")]
+    Zero,
+    /// Longer than [`MAX_VALIDITY_SECS`].
+    #[error("{} is longer than the longest validity a policy may have ({}); renew it instead",
+        crate::duration::format_duration(*.0),
+        crate::duration::format_duration(MAX_VALIDITY_SECS))]
+    TooLong(u64),
+}
+
 /// Checks a validity span for a new policy: more than zero, at most
 /// [`MAX_VALIDITY_SECS`].
-pub fn check_validity(secs: u64) -> Result<u64, String> {
+pub fn check_validity(secs: u64) -> Result<u64, ValidityError> {
     if secs == 0 {
-        return Err("a policy must be valid for some time; give e.g. 365d".into());
+        return Err(ValidityError::Zero);
     }
     if secs > MAX_VALIDITY_SECS {
-        return Err(format!(
-            "{} is longer than the longest validity a policy may have ({}); renew it instead",
-            crate::duration::format_duration(secs),
-            crate::duration::format_duration(MAX_VALIDITY_SECS)
-        ));
+        return Err(ValidityError::TooLong(secs));
     }
     Ok(secs)
 }

@@ -30,8 +30,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
-use crate::policy::{Policy, SchemaCompatibility};
+use crate::duration::{parse_duration, DurationError};
+use crate::id::IdError;
+use crate::keys::ParseKeyError;
+use crate::policy::{check_validity, Policy, PolicyError, SchemaCompatibility, ValidityError};
 use crate::{DomainName, PublicKey};
 
 /// A parsed change file.
@@ -109,18 +111,97 @@ pub struct SettingsChange {
     pub max_versions_per_domain_per_hour: Option<u32>,
 }
 
-fn key(s: &str, what: &str) -> Result<PublicKey, String> {
-    s.parse::<PublicKey>().map_err(|e| format!("{what}: {e}"))
+impl SettingsChange {
+    /// Sets each setting the change names.
+    fn apply(&self, p: &mut Policy) {
+        if let Some(q) = self.quality {
+            p.settings.quality = q;
+        }
+        if let Some(s) = self.serve_retired {
+            p.settings.serve_retired = s;
+        }
+        if let Some(m) = self.schema_compatibility {
+            p.settings.schema_compatibility = m;
+        }
+        if let Some(n) = self.max_versions_per_domain {
+            p.settings.domain_limits.max_versions = n;
+        }
+        if let Some(n) = self.max_versions_per_domain_per_hour {
+            p.settings.domain_limits.max_versions_per_hour = n;
+        }
+    }
+}
+
+/// Why a change file cannot be read or applied; each names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyChangeError {
+    /// Not TOML, or a field this format does not have.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// `expires_in` is not a duration.
+    #[error("expires_in: {0}")]
+    Duration(#[from] DurationError),
+    /// `expires_in` is zero or too long.
+    #[error("expires_in: {0}")]
+    Validity(#[from] ValidityError),
+    /// A key that does not parse.
+    #[error("{field}: {source}")]
+    Key {
+        /// Where in the file, e.g. `council.add`.
+        field: String,
+        /// Why it does not parse.
+        source: ParseKeyError,
+    },
+    /// A domain name that is not valid.
+    #[error("{field}: {source}")]
+    DomainName {
+        /// Where in the file.
+        field: String,
+        /// Why it is not valid.
+        source: IdError,
+    },
+    /// `council.remove` names a key that is not a member.
+    #[error("council.remove: {0} is not a council member")]
+    NotAMember(PublicKey),
+    /// `remove_domains` names a domain that is not registered.
+    #[error("remove_domains: domain {0} is not registered")]
+    UnknownDomain(DomainName),
+    /// `remove_keys` names a key the domain does not have.
+    #[error("domains.{domain}.remove_keys: {key} is not registered for {domain}")]
+    KeyNotRegistered {
+        /// The domain.
+        domain: DomainName,
+        /// The key.
+        key: PublicKey,
+    },
+    /// The result is not a well-formed policy (e.g. a threshold above the council).
+    #[error(transparent)]
+    Shape(#[from] PolicyError),
+}
+
+fn key(s: &str, field: &str) -> Result<PublicKey, PolicyChangeError> {
+    s.parse::<PublicKey>()
+        .map_err(|source| PolicyChangeError::Key {
+            field: field.to_string(),
+            source,
+        })
+}
+
+fn domain(s: &str, field: &str) -> Result<DomainName, PolicyChangeError> {
+    DomainName::new(s).map_err(|source| PolicyChangeError::DomainName {
+        field: field.to_string(),
+        source,
+    })
 }
 
 impl PolicyChange {
     /// Parses a change file's TOML.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<Self, PolicyChangeError> {
+        Ok(toml::from_str(text)?)
     }
 
     /// Applies the change to `current`, giving version N+1 issued at `now`.
-    pub fn apply(&self, current: &Policy, now: u64) -> Result<Policy, String> {
+    pub fn apply(&self, current: &Policy, now: u64) -> Result<Policy, PolicyChangeError> {
         let mut p = current.clone();
         // A successor is written in the newest format, whatever its predecessor's.
         p.format = crate::policy::POLICY_FORMAT;
@@ -129,31 +210,45 @@ impl PolicyChange {
         // Never inherited: an emergency policy valid for minutes must not make the
         // next one expire as fast.
         let span = match &self.expires_in {
-            Some(d) => parse_duration(d).map_err(|e| format!("expires_in: {e}"))?,
+            Some(d) => parse_duration(d)?,
             None => crate::policy::DEFAULT_VALIDITY_SECS,
         };
-        let span = crate::policy::check_validity(span).map_err(|e| format!("expires_in: {e}"))?;
-        p.expires_at = now.saturating_add(span);
+        p.expires_at = now.saturating_add(check_validity(span)?);
+        self.apply_council(&mut p)?;
+        self.apply_domains(&mut p)?;
+        if let Some(rules) = &self.rules {
+            p.rules = rules.clone();
+        }
+        self.settings.apply(&mut p);
+        p.check_shape()?;
+        Ok(p)
+    }
+
+    fn apply_council(&self, p: &mut Policy) -> Result<(), PolicyChangeError> {
         for k in &self.council.add {
             p.council.members.insert(key(k, "council.add")?);
         }
         for k in &self.council.remove {
             let k = key(k, "council.remove")?;
             if !p.council.members.remove(&k) {
-                return Err(format!("council.remove: {k} is not a council member"));
+                return Err(PolicyChangeError::NotAMember(k));
             }
         }
         if let Some(t) = self.council.threshold {
             p.council.threshold = t;
         }
+        Ok(())
+    }
+
+    fn apply_domains(&self, p: &mut Policy) -> Result<(), PolicyChangeError> {
         for d in &self.remove_domains {
-            let name = DomainName::new(d).map_err(|e| format!("remove_domains: {e}"))?;
+            let name = domain(d, "remove_domains")?;
             if p.domains.remove(&name).is_none() {
-                return Err(format!("remove_domains: domain {name} is not registered"));
+                return Err(PolicyChangeError::UnknownDomain(name));
             }
         }
         for (name, change) in &self.domains {
-            let name = DomainName::new(name).map_err(|e| format!("domains.{name}: {e}"))?;
+            let name = domain(name, &format!("domains.{name}"))?;
             let entry = p.domains.entry(name.clone()).or_default();
             for k in &change.add_keys {
                 entry
@@ -163,9 +258,10 @@ impl PolicyChange {
             for k in &change.remove_keys {
                 let k = key(k, &format!("domains.{name}.remove_keys"))?;
                 if !entry.publisher_keys.remove(&k) {
-                    return Err(format!(
-                        "domains.{name}.remove_keys: {k} is not registered for {name}"
-                    ));
+                    return Err(PolicyChangeError::KeyNotRegistered {
+                        domain: name,
+                        key: k,
+                    });
                 }
             }
             for n in &change.add_nodes {
@@ -178,25 +274,72 @@ impl PolicyChange {
                 entry.contact = c.clone();
             }
         }
-        if let Some(rules) = &self.rules {
-            p.rules = rules.clone();
-        }
-        if let Some(q) = self.settings.quality {
-            p.settings.quality = q;
-        }
-        if let Some(s) = self.settings.serve_retired {
-            p.settings.serve_retired = s;
-        }
-        if let Some(m) = self.settings.schema_compatibility {
-            p.settings.schema_compatibility = m;
-        }
-        if let Some(n) = self.settings.max_versions_per_domain {
-            p.settings.domain_limits.max_versions = n;
-        }
-        if let Some(n) = self.settings.max_versions_per_domain_per_hour {
-            p.settings.domain_limits.max_versions_per_hour = n;
-        }
-        p.check_shape().map_err(|e| e.to_string())?;
-        Ok(p)
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Council;
+    use crate::KeyPair;
+
+    fn genesis() -> Policy {
+        let council = Council {
+            members: [KeyPair::generate().public()].into(),
+            threshold: 1,
+        };
+        Policy::genesis(council, BTreeMap::new(), 1_000, 86_400).unwrap()
+    }
+
+    #[test]
+    fn a_change_applies_and_each_fault_names_its_field() {
+        let current = genesis();
+        let sales_key = KeyPair::generate().public();
+        let next = PolicyChange::from_toml(&format!(
+            "expires_in = \"2d\"\n[domains.sales]\nadd_keys = [\"{sales_key}\"]"
+        ))
+        .unwrap()
+        .apply(&current, 2_000)
+        .unwrap();
+        assert_eq!((next.version, next.expires_at), (2, 2_000 + 2 * 86_400));
+        assert!(next
+            .domains
+            .contains_key(&DomainName::new("sales").unwrap()));
+
+        let fault = |toml: &str| {
+            PolicyChange::from_toml(toml)
+                .unwrap()
+                .apply(&current, 2_000)
+        };
+        assert!(matches!(
+            fault("expires_in = \"3y\""),
+            Err(PolicyChangeError::Duration(
+                DurationError::UnknownUnit { .. }
+            ))
+        ));
+        assert!(matches!(
+            fault("expires_in = \"0s\""),
+            Err(PolicyChangeError::Validity(ValidityError::Zero))
+        ));
+        let stranger = KeyPair::generate().public();
+        assert!(matches!(
+            fault(&format!("[council]\nremove = [\"{stranger}\"]")),
+            Err(PolicyChangeError::NotAMember(k)) if k == stranger
+        ));
+        let err = fault("[council]\nadd = [\"nope\"]").unwrap_err();
+        assert!(err.to_string().starts_with("council.add: "), "{err}");
+        assert!(matches!(
+            fault("remove_domains = [\"ghost\"]"),
+            Err(PolicyChangeError::UnknownDomain(_))
+        ));
+        assert!(matches!(
+            fault("[council]\nthreshold = 5"),
+            Err(PolicyChangeError::Shape(_))
+        ));
+        assert!(matches!(
+            PolicyChange::from_toml("bogus = 1"),
+            Err(PolicyChangeError::Toml(_))
+        ));
     }
 }

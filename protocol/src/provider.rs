@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::hash::ManifestHash;
 use crate::id::ProductId;
 use crate::keys::PublicKey;
+use crate::record::{check_count, check_length, RecordError, MAX_PEER_ID_LEN};
 use crate::signed::SignedKind;
 
 /// The format version of a provider record (2 added `follows`).
@@ -71,37 +72,35 @@ impl SignedKind for ProviderRecord {
 
 impl ProviderRecord {
     /// Checks the limits that keep records small and well-formed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RecordError> {
         if self.format != PROVIDER_FORMAT {
-            return Err(format!(
-                "unsupported provider record format {}",
-                self.format
-            ));
+            return Err(RecordError::Format {
+                what: "provider record",
+                format: self.format,
+                supported: PROVIDER_FORMAT,
+            });
         }
-        if self.peer.is_empty() || self.peer.len() > 128 {
-            return Err("a provider record's peer id is empty or too long".into());
-        }
-        if self.held.len() > MAX_HELD {
-            return Err(format!(
-                "a provider record lists at most {MAX_HELD} versions, this one {}",
-                self.held.len()
-            ));
-        }
-        if self.follows.len() > MAX_FOLLOWS {
-            return Err(format!(
-                "a provider record lists at most {MAX_FOLLOWS} followed products, this one {}",
-                self.follows.len()
-            ));
-        }
-        if self.addrs.len() > MAX_PROVIDER_ADDRS
-            || self
-                .addrs
-                .iter()
-                .any(|a| a.is_empty() || a.len() > MAX_ADDR_LEN)
-        {
-            return Err(format!(
-                "a provider record lists at most {MAX_PROVIDER_ADDRS} addresses of 1..={MAX_ADDR_LEN} bytes"
-            ));
+        check_length(
+            "provider record's peer id",
+            self.peer.len(),
+            1,
+            MAX_PEER_ID_LEN,
+        )?;
+        check_count("a provider record's versions", self.held.len(), 0, MAX_HELD)?;
+        check_count(
+            "a provider record's followed products",
+            self.follows.len(),
+            0,
+            MAX_FOLLOWS,
+        )?;
+        check_count(
+            "a provider record's addresses",
+            self.addrs.len(),
+            0,
+            MAX_PROVIDER_ADDRS,
+        )?;
+        for a in &self.addrs {
+            check_length("provider address", a.len(), 1, MAX_ADDR_LEN)?;
         }
         Ok(())
     }
@@ -144,10 +143,13 @@ mod tests {
         r.follows = (0..=MAX_FOLLOWS)
             .map(|i| format!("sales/p{i}").parse().unwrap())
             .collect();
-        assert!(r.validate().unwrap_err().contains("followed products"));
+        assert!(matches!(
+            r.validate(),
+            Err(RecordError::Count { what, .. }) if what.contains("followed products")
+        ));
         let mut r = record(1, 1);
         r.format = 9;
-        assert!(r.validate().unwrap_err().contains("format 9"));
+        assert!(r.validate().unwrap_err().to_string().contains("format 9"));
     }
 
     #[test]

@@ -439,7 +439,10 @@ impl Harness {
         } else if acknowledged {
             bail!("the fetch was acknowledged but its output is missing");
         }
-        // Fetching again completes and verifies.
+        // Fetching again completes and verifies. A catalog entry learned from gossip
+        // moments before the kill may not have reached the disk (only what the node
+        // holds is promised to survive); the connect-time sync brings it back.
+        self.net.wait_product(1, &name, "1.0.0", DEADLINE)?;
         let outcome = self.net.fetch(1, &name, &out)?;
         check_output(&out, hash)?;
         Ok(Iteration {

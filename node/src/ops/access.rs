@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mesh_protocol::access::{AccessDecision, AccessRequest, Verdict, ACCESS_FORMAT};
-use mesh_protocol::{DomainName, KeyPair, ProductId, Signed};
+use mesh_protocol::{DomainName, KeyPair, ProductId, RecordError, Signed};
 
 use crate::clock::unix_now_ms;
 use crate::error::NodeError;
@@ -25,6 +25,10 @@ pub enum AccessError {
     /// The product, or the access record, is not known here.
     #[error("{0}")]
     NotFound(String),
+    /// The decision as asked breaks the record's own limits (a text too long, a
+    /// grant that ends before it starts).
+    #[error(transparent)]
+    Malformed(#[from] RecordError),
     /// This node's own state failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -41,6 +45,7 @@ impl From<AccessError> for NodeError {
         match e {
             AccessError::Refused(m) => NodeError::BadRequest(m),
             AccessError::NotFound(m) => NodeError::NotFound(m),
+            AccessError::Malformed(e) => NodeError::BadRequest(e.to_string()),
             AccessError::State(e) => NodeError::State(e),
             AccessError::Net(e) => NodeError::Net(e),
             AccessError::Task(e) => NodeError::Task(e),
@@ -124,9 +129,7 @@ impl AccessDesk {
             issued_at_ms: unix_now_ms(),
             publisher: key.public(),
         };
-        decision
-            .validate(decision.issued_at_ms)
-            .map_err(AccessError::Refused)?;
+        decision.validate(decision.issued_at_ms)?;
         let envelope = Signed::sign(&decision, &key).to_bytes();
         let book = self.book.clone();
         let bytes = envelope.clone();
