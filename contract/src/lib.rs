@@ -6,13 +6,16 @@
 //! and measures them; a node turns draft, files and measurements into the signed
 //! wire `Manifest` of `mesh-protocol`. [`schema_diff`] judges a new version against
 //! the previous one ([`changelog`] two contracts, over every schema object), and
-//! [`health`] judges a published product's SLA and lineage.
+//! [`health`] judges a published product's SLA and lineage. [`engine`] is the one
+//! SQL engine (DataFusion) that `sql` quality rules run in; it starts a runtime of
+//! its own for each query, so nothing else here needs one.
 //! `mesh-node` calls all of these; nothing here calls back.
 
 #![deny(missing_docs)]
 
 pub mod changelog;
 pub mod draft;
+pub mod engine;
 pub mod health;
 pub mod infer;
 pub mod odcs;

@@ -62,6 +62,18 @@ const LAYERS: &[(&str, &[Layer])] = &[
                 "health",
                 &["odcs", "quality", "infer", "changelog", "schema_diff"],
             ),
+            (
+                "engine",
+                &[
+                    "quality",
+                    "draft",
+                    "odcs",
+                    "infer",
+                    "changelog",
+                    "health",
+                    "schema_diff",
+                ],
+            ),
         ],
     ),
     (

@@ -18,7 +18,7 @@
 //! outcomes; `bounds.rs` their operators), `options.rs` (`logicalTypeOptions`),
 //! `object.rs` (one object's measurements), `text.rs`, `csv.rs` and `json.rs`
 //! (CSV, JSON lines and JSON), `parquet/` (Parquet, its page headers checked
-//! first), `shape.rs` (nested fields and items against Parquet types), `sql.rs` (`sql` rules in an embedded SQLite), `values.rs`
+//! first), `shape.rs` (nested fields and items against Parquet types), `sql.rs` (`sql` rules in DataFusion), `values.rs`
 //! (types of text values).
 
 use std::io;

@@ -201,7 +201,7 @@ pub(crate) struct ObjectState<'p> {
     /// one per object-level duplicateValues rule, in rule order.
     combos: Vec<Combination>,
     key_index: Option<usize>,
-    /// The rows in SQLite, when a `sql` rule needs them (or why they are not).
+    /// The rows for the SQL engine, when a `sql` rule needs them (or why they are not).
     sql: Option<Result<SqlTable, String>>,
 }
 

@@ -6,7 +6,7 @@
 //! `duplicateValues` (of a property, or of several at object level) and `rowCount`,
 //! in `rows` (the default) or `percent` of the object's rows. The v3.0 names
 //! (`rule: duplicateCount`, `validValues`, `nullCheck`) are read as their v3.1
-//! metrics. `sql` rules run in an embedded SQLite ([`super::sql`]); `custom`
+//! metrics. `sql` rules run in the SQL engine, DataFusion ([`super::sql`]); `custom`
 //! and `text` rules are kept and listed as not evaluated.
 //! Their bounds are in `bounds.rs`.
 
@@ -138,7 +138,9 @@ impl Rule {
         out
     }
 
-    /// The outcome of a rule whose measurement is a value (a SQL query's).
+    /// The outcome of a rule whose measurement is a value (a SQL query's). A query
+    /// that could not run fails its rule: a rule nobody could evaluate must not
+    /// pass silently.
     pub(crate) fn outcome_value(
         &self,
         object: &str,
@@ -147,7 +149,10 @@ impl Rule {
     ) -> RuleOutcome {
         let mut out = self.outcome(object, property, Err(String::new()), 0);
         match measured {
-            Err(why) => out.note = why,
+            Err(why) => {
+                out.state = RuleState::Failed;
+                out.note = format!("could not run: {why}");
+            }
             Ok(v) => {
                 out.measured = num(v);
                 let holds = self

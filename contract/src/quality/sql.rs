@@ -1,62 +1,72 @@
-//! `sql` quality rules, run by an embedded SQLite over an object's rows.
+//! `sql` quality rules, run by the SQL engine ([`crate::engine`], DataFusion) over
+//! an object's rows.
 //!
-//! An object with a `sql` rule (at object or property level) gets a private
-//! temporary SQLite database: one table named after the object (`physicalName`,
-//! else `name`; a view carries the other name), one column per property (named
-//! as in the files), typed by logical type (INTEGER, REAL, TEXT). The rows are
-//! inserted as the files are read, in batches of [`BATCH`]. After the last file
-//! each query runs with `{object}` / `{table}` and `{property}` / `{column}`
-//! (also `${...}`) replaced by the quoted names; its first column of its first row
-//! is the measurement the bounds compare.
+//! An object with a `sql` rule (at object or property level) gets a table of its
+//! own: named after the object (`physicalName`, else `name`; a view carries the
+//! other name), one column per property (named as in the files), typed by logical
+//! type (integer `BIGINT`, number `DOUBLE`, boolean, date, timestamp in UTC, time;
+//! text for the rest). The rows are the ones the checker reads, null markers
+//! applied; a value that is not of its type is null here (the checker reports it).
+//! They are written to a temporary Parquet file in batches of [`BATCH`] rows as
+//! the files are read, so memory stays bounded; after the last file each query
+//! runs with `{object}` / `{table}` and `{property}` / `{column}` (also `${...}`)
+//! replaced by the quoted names; the first column of its first row is the
+//! measurement the bounds compare.
 //!
-//! The database is SQLite's temporary on-disk kind (the page cache spills to a
-//! temp file, so memory stays bounded). Queries may only read: the authorizer
-//! allows SELECT, reading columns, functions and recursive CTEs and nothing else
-//! (no ATTACH, PRAGMA or writes), and a query is interrupted after
-//! [`QUERY_SECONDS`].
+//! Queries may only read (see [`crate::engine`]) and are stopped after
+//! [`QUERY_SECONDS`]. A query that cannot run fails its rule, with the reason.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::types::ValueRef;
-use rusqlite::Connection;
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::prelude::ParquetReadOptions;
+use parquet::arrow::ArrowWriter;
 
 use mesh_protocol::manifest::LogicalType;
 
 use super::plan::ObjectPlan;
-// Longer queries were refused when the rule was read.
-use super::rules::MAX_QUERY_BYTES;
+use crate::engine::{self, QueryError};
 
-/// Rows inserted per statement.
-pub(crate) const BATCH: usize = 200;
+/// Rows per batch written to the table's file.
+pub(crate) const BATCH: usize = 8192;
 /// The longest a query may run.
 pub const QUERY_SECONDS: u64 = 60;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// An object's rows in SQLite.
+/// The column type a logical type gets in the table.
+fn arrow_type(t: LogicalType) -> DataType {
+    match t {
+        LogicalType::Integer => DataType::Int64,
+        LogicalType::Number => DataType::Float64,
+        LogicalType::Boolean => DataType::Boolean,
+        LogicalType::Date => DataType::Date32,
+        LogicalType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        LogicalType::Time => DataType::Time64(TimeUnit::Microsecond),
+        LogicalType::String | LogicalType::Object | LogicalType::Array => DataType::Utf8,
+    }
+}
+
+/// An object's rows, on their way into the SQL engine.
 pub(crate) struct SqlTable {
-    conn: Connection,
+    /// The table's name (quoted) and the view's, if the object has two names.
     table: String,
-    columns: usize,
-    pending: Vec<Option<String>>,
+    view: Option<String>,
+    schema: SchemaRef,
+    builders: Vec<StringBuilder>,
+    pending: usize,
+    dir: tempfile::TempDir,
+    writer: Option<ArrowWriter<File>>,
     /// Why the table could not be built or loaded, if it could not.
     pub(crate) broken: Option<String>,
-    /// When the running query must stop (unix ms; 0: none running).
-    deadline: Arc<AtomicU64>,
-    loaded: bool,
-    /// How long a query may run, in ms ([`QUERY_SECONDS`]).
-    limit_ms: u64,
+    /// How long a query may run.
+    limit: Duration,
 }
 
 impl std::fmt::Debug for SqlTable {
@@ -67,61 +77,30 @@ impl std::fmt::Debug for SqlTable {
     }
 }
 
-fn sql_type(t: LogicalType) -> &'static str {
-    match t {
-        LogicalType::Integer => "INTEGER",
-        LogicalType::Number => "REAL",
-        _ => "TEXT",
-    }
-}
-
 impl SqlTable {
     pub(crate) fn new(o: &ObjectPlan) -> Result<Self, String> {
-        let fail = |e: rusqlite::Error| format!("the SQL engine could not start: {e}");
-        // "" opens a private temporary database on disk.
-        let mut conn = Connection::open("").map_err(fail)?;
-        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
-            .map_err(fail)?;
-        conn.set_limit(
-            rusqlite::limits::Limit::SQLITE_LIMIT_SQL_LENGTH,
-            (MAX_QUERY_BYTES * 4) as i32,
-        )
-        .map_err(fail)?;
+        let fail = |e: &dyn std::fmt::Display| format!("the SQL engine could not start: {e}");
         let name = o.physical_name.clone().unwrap_or_else(|| o.name.clone());
-        let table = quoted(&name);
-        let cols: Vec<String> = o
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quoted(&c.column), sql_type(c.logical_type)))
-            .collect();
-        let mut ddl = format!("CREATE TABLE {table} ({});", cols.join(", "));
-        if !o.name.is_empty() && o.name != name {
-            ddl.push_str(&format!(
-                "CREATE VIEW {} AS SELECT * FROM {table};",
-                quoted(&o.name)
-            ));
-        }
-        ddl.push_str("BEGIN;");
-        conn.execute_batch(&ddl).map_err(fail)?;
-        let deadline = Arc::new(AtomicU64::new(0));
-        let d = deadline.clone();
-        conn.progress_handler(
-            10_000,
-            Some(move || {
-                let at = d.load(Ordering::Relaxed);
-                at != 0 && now_ms() > at
-            }),
-        )
-        .map_err(fail)?;
+        let view = (!o.name.is_empty() && o.name != name).then(|| quoted(&o.name));
+        let schema = Arc::new(Schema::new(
+            o.columns
+                .iter()
+                .map(|c| Field::new(&c.column, arrow_type(c.logical_type), true))
+                .collect::<Vec<_>>(),
+        ));
+        let dir = tempfile::tempdir().map_err(|e| fail(&e))?;
+        let file = File::create(dir.path().join("rows.parquet")).map_err(|e| fail(&e))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| fail(&e))?;
         Ok(SqlTable {
-            conn,
-            table,
-            columns: o.columns.len(),
-            pending: Vec::new(),
+            table: quoted(&name),
+            view,
+            builders: o.columns.iter().map(|_| StringBuilder::new()).collect(),
+            schema,
+            pending: 0,
+            dir,
+            writer: Some(writer),
             broken: None,
-            deadline,
-            loaded: false,
-            limit_ms: QUERY_SECONDS * 1000,
+            limit: Duration::from_secs(QUERY_SECONDS),
         })
     }
 
@@ -130,65 +109,59 @@ impl SqlTable {
         if self.broken.is_some() {
             return;
         }
-        self.pending
-            .extend(values.iter().take(self.columns).cloned());
-        self.pending
-            .extend((values.len()..self.columns).map(|_| None));
-        if self.pending.len() >= BATCH * self.columns {
+        for (i, b) in self.builders.iter_mut().enumerate() {
+            b.append_option(values.get(i).and_then(Option::as_deref));
+        }
+        self.pending += 1;
+        if self.pending >= BATCH {
             self.flush();
         }
     }
 
+    /// Writes the pending rows as one batch, each column cast to its type (a
+    /// value that does not parse becomes null).
     fn flush(&mut self) {
-        if self.pending.is_empty() || self.columns == 0 {
-            self.pending.clear();
+        if self.pending == 0 {
             return;
         }
-        let rows = self.pending.len() / self.columns;
-        let one = format!("({})", vec!["?"; self.columns].join(","));
-        let sql = format!(
-            "INSERT INTO {} VALUES {}",
-            self.table,
-            vec![one; rows].join(",")
-        );
-        let result = self
-            .conn
-            .prepare(&sql)
-            .and_then(|mut st| st.execute(rusqlite::params_from_iter(self.pending.iter())));
-        if let Err(e) = result {
+        self.pending = 0;
+        let columns: Result<Vec<ArrayRef>, String> = self
+            .builders
+            .iter_mut()
+            .zip(self.schema.fields())
+            .map(|(b, f)| {
+                let text: ArrayRef = Arc::new(b.finish());
+                let options = arrow_cast::CastOptions {
+                    safe: true,
+                    ..Default::default()
+                };
+                arrow_cast::cast_with_options(&text, f.data_type(), &options)
+                    .map_err(|e| e.to_string())
+            })
+            .collect();
+        let written = columns
+            .and_then(|c| RecordBatch::try_new(self.schema.clone(), c).map_err(|e| e.to_string()))
+            .and_then(|batch| match &mut self.writer {
+                Some(w) => w.write(&batch).map_err(|e| e.to_string()),
+                None => Err("the table was already closed".into()),
+            });
+        if let Err(e) = written {
             self.broken = Some(format!("loading the rows into the SQL engine failed: {e}"));
         }
-        self.pending.clear();
     }
 
-    /// The first column of the first row `query` returns, as a number.
-    pub(crate) fn query(
-        &mut self,
-        query: &str,
-        object: &ObjectPlan,
-        property: Option<&str>,
-    ) -> Result<f64, String> {
-        if !self.loaded {
-            self.flush();
-            self.loaded = true;
-            if let Err(e) = self.conn.execute_batch("COMMIT;") {
+    /// Writes what is pending and closes the table's file (once).
+    fn close(&mut self) {
+        self.flush();
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.close() {
                 self.broken = Some(format!("loading the rows into the SQL engine failed: {e}"));
             }
-            // From here on, queries only read.
-            let auth = |ctx: AuthContext<'_>| match ctx.action {
-                AuthAction::Select
-                | AuthAction::Read { .. }
-                | AuthAction::Function { .. }
-                | AuthAction::Recursive => Authorization::Allow,
-                _ => Authorization::Deny,
-            };
-            if let Err(e) = self.conn.authorizer(Some(auth)) {
-                self.broken = Some(format!("the SQL engine could not be locked down: {e}"));
-            }
         }
-        if let Some(why) = &self.broken {
-            return Err(why.clone());
-        }
+    }
+
+    /// `query` with its placeholders replaced by the quoted names.
+    fn expand(&self, query: &str, object: &ObjectPlan, property: Option<&str>) -> String {
         let column = property
             .and_then(|p| object.columns.iter().find(|c| c.name == p))
             .map(|c| quoted(&c.column));
@@ -205,35 +178,75 @@ impl SqlTable {
                     .replace(&format!("{{{key}}}"), c);
             }
         }
-        self.deadline
-            .store(now_ms() + self.limit_ms, Ordering::Relaxed);
-        let result = self.conn.query_row(&q, [], |row| {
-            Ok(match row.get_ref(0)? {
-                ValueRef::Integer(i) => Ok(i as f64),
-                ValueRef::Real(r) => Ok(r),
-                ValueRef::Text(t) => String::from_utf8_lossy(t)
-                    .trim()
-                    .parse::<f64>()
-                    .map_err(|_| "the query returned text, not a number".to_owned()),
-                ValueRef::Null => Err("the query returned NULL".to_owned()),
-                ValueRef::Blob(_) => Err("the query returned a blob, not a number".to_owned()),
-            })
-        });
-        self.deadline.store(0, Ordering::Relaxed);
-        match result {
-            Ok(v) => v,
-            Err(rusqlite::Error::QueryReturnedNoRows) => Err("the query returned no row".into()),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
-            {
-                Err(format!(
-                    "the query ran longer than {} s and was stopped",
-                    self.limit_ms / 1000
-                ))
-            }
-            Err(e) => Err(format!("the query failed in SQLite: {e}")),
-        }
+        q
     }
+
+    /// The first column of the first row `query` returns, as a number.
+    pub(crate) fn query(
+        &mut self,
+        query: &str,
+        object: &ObjectPlan,
+        property: Option<&str>,
+    ) -> Result<f64, String> {
+        self.close();
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
+        let q = self.expand(query, object, property);
+        let path = self.dir.path().join("rows.parquet");
+        let (table, view) = (self.table.clone(), self.view.clone());
+        let batches = engine::run(self.limit, move || async move {
+            let ctx = engine::session()?;
+            let path = path.to_string_lossy().into_owned();
+            ctx.register_parquet(&table, &path, ParquetReadOptions::default())
+                .await
+                .map_err(|e| QueryError::Start(e.to_string()))?;
+            if let Some(view) = view {
+                ctx.register_parquet(&view, &path, ParquetReadOptions::default())
+                    .await
+                    .map_err(|e| QueryError::Start(e.to_string()))?;
+            }
+            engine::collect(&ctx, &q).await
+        })
+        .map_err(|e| e.to_string())?;
+        first_number(&batches)
+    }
+}
+
+/// The first column of the first row, as a number.
+fn first_number(batches: &[RecordBatch]) -> Result<f64, String> {
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Err("the query returned no row".into());
+    };
+    if batch.num_columns() == 0 {
+        return Err("the query returned no column".into());
+    }
+    let cell = batch.column(0).slice(0, 1);
+    if cell.logical_null_count() > 0 {
+        return Err("the query returned NULL".into());
+    }
+    if let DataType::Boolean = cell.data_type() {
+        let b = arrow_cast::cast(&cell, &DataType::Int8).map_err(|e| e.to_string())?;
+        return first_number(&[RecordBatch::try_from_iter([("b", b)]).map_err(|e| e.to_string())?]);
+    }
+    let options = arrow_cast::CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let number = arrow_cast::cast_with_options(&cell, &DataType::Float64, &options)
+        .map_err(|_| format!("the query returned {}, not a number", cell.data_type()))?;
+    let number = number
+        .as_any()
+        .downcast_ref::<arrow_array::Float64Array>()
+        .filter(|a| !a.is_null(0))
+        .ok_or_else(|| {
+            if cell.data_type() == &DataType::Utf8 {
+                "the query returned text, not a number".to_string()
+            } else {
+                format!("the query returned {}, not a number", cell.data_type())
+            }
+        })?;
+    Ok(number.value(0))
 }
 
 #[cfg(test)]
@@ -290,7 +303,7 @@ mod tests {
             "SELECT load_extension('/tmp/x')",
         ] {
             let err = t.query(hostile, o, None).expect_err(hostile);
-            assert!(err.contains("SQLite"), "{hostile}: {err}");
+            assert!(err.contains("the query failed"), "{hostile}: {err}");
         }
         assert_eq!(
             t.query("SELECT COUNT(*) FROM t", o, None),
@@ -306,9 +319,13 @@ mod tests {
             let err = t.query(q, o, None).expect_err(q);
             assert!(err.contains(why), "{q}: {err}");
         }
-        t.limit_ms = 300;
+        t.limit = Duration::from_millis(300);
         let err = t
-            .query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT MAX(x) FROM c", o, None)
+            .query(
+                "SELECT COUNT(*) FROM generate_series(1, 100000000000) a",
+                o,
+                None,
+            )
             .expect_err("endless");
         assert!(err.contains("was stopped"), "{err}");
     }

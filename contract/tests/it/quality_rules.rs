@@ -610,3 +610,61 @@ schema:
     let r = quality::check(&plan, &[], &[("parcels.parquet".into(), pq)]).unwrap();
     assert_eq!(r.total_violations, 0, "{:#?}", r.lines());
 }
+
+/// `sql` rules run in DataFusion over the rows as the checker reads them (null
+/// markers applied, columns typed by the contract): one passes, one fails, and one
+/// that cannot run fails with the engine's reason instead of passing silently.
+#[test]
+fn sql_rules_pass_fail_or_fail_to_run_but_never_pass_silently() {
+    let contract = r#"
+apiVersion: v3.1.0
+kind: DataContract
+id: orders
+version: 1.0.0
+status: active
+customProperties:
+  - {property: meshNullValues, value: ["NA", ""]}
+schema:
+  - name: orders
+    properties:
+      - {name: id, logicalType: integer}
+      - {name: placed, logicalType: date}
+      - {name: amount, logicalType: number}
+      - {name: OrderStatus, logicalType: string}
+    quality:
+      - id: late_orders
+        type: sql
+        query: SELECT COUNT(*) FROM {object} WHERE placed < DATE '2024-01-01' AND "OrderStatus" = 'open'
+        mustBe: 0
+      - id: total_small
+        type: sql
+        query: SELECT SUM(amount) FROM ${object}
+        mustBeLessThan: 10
+      - id: not_runnable
+        type: sql
+        query: SELECT date_diff_that_does_not_exist(placed) FROM {object}
+        mustBe: 0
+"#;
+    let plan = Plan::from_contract(&odcs::document(contract).unwrap(), &NullValues::default());
+    assert!(plan.lint.is_empty(), "{:#?}", plan.lint);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orders.csv");
+    std::fs::write(
+        &file,
+        "id,placed,amount,OrderStatus\n1,2023-12-31,5.5,closed\n2,2024-02-01,NA,open\n3,NA,7,open\n",
+    )
+    .unwrap();
+    let r = quality::check(&plan, &[], &[("orders.csv".into(), file)]).unwrap();
+    let s = states(&r);
+    assert_eq!(s["late_orders"], (RuleState::Passed, "0".into()));
+    assert_eq!(s["total_small"], (RuleState::Failed, "12.5".into()));
+    let broken = r.rules.iter().find(|o| o.rule == "not_runnable").unwrap();
+    assert_eq!(broken.state, RuleState::Failed);
+    assert!(
+        broken.note.starts_with("could not run: the query failed")
+            && broken.note.contains("date_diff_that_does_not_exist"),
+        "{}",
+        broken.note
+    );
+    assert!(!r.kept(), "{:#?}", r.lines());
+}

@@ -1,0 +1,127 @@
+//! The one SQL engine of mesh: Apache DataFusion, set up the same way wherever a
+//! query runs (a contract's `sql` quality rules today; products as tables next).
+//!
+//! A session here only reads: DDL (`CREATE EXTERNAL TABLE`, which would open any
+//! file), DML (`COPY ... TO`, which would write one) and statements (`SET`) are
+//! refused; its memory is capped by a pool ([`MEMORY_LIMIT`]), past which a query
+//! fails instead of taking the machine; and every query runs on a thread and
+//! runtime of its own with a deadline, so a caller on a tokio runtime (the node) or
+//! none (the CLI) is served alike. Identifiers are case-sensitive as written
+//! (`"OrderId"` and `OrderId` name the same column), as contract authors expect.
+
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// The most memory one session's queries may hold at once.
+pub const MEMORY_LIMIT: usize = 512 * 1024 * 1024;
+
+/// Why a query gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The engine could not be set up (no thread, no runtime).
+    #[error("the SQL engine could not start: {0}")]
+    Start(String),
+    /// The query does not plan (syntax, an unknown table or column, a write) or
+    /// failed while running (a memory limit, a value that does not parse).
+    #[error("the query failed: {0}")]
+    Failed(String),
+    /// It ran longer than its deadline and was stopped.
+    #[error("the query ran longer than {} s and was stopped", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// A new read-only session with the memory pool.
+pub fn session() -> Result<SessionContext, QueryError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT, 1.0)
+        .build_arc()
+        .map_err(|e| QueryError::Start(e.to_string()))?;
+    let mut config = SessionConfig::new().with_target_partitions(2);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// What a session may run: queries only.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Runs `work` (which sets up tables in a session and queries them) on a thread
+/// and runtime of its own, stopping it after `deadline`.
+pub fn run<T, F, Fut>(deadline: Duration, work: F) -> Result<T, QueryError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, QueryError>>,
+{
+    let thread = std::thread::Builder::new()
+        .name("mesh-sql".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_time()
+                .build()
+                .map_err(|e| QueryError::Start(e.to_string()))?;
+            rt.block_on(async move {
+                tokio::time::timeout(deadline, work())
+                    .await
+                    .map_err(|_| QueryError::TimedOut(deadline))?
+            })
+        })
+        .map_err(|e| QueryError::Start(e.to_string()))?;
+    thread
+        .join()
+        .map_err(|_| QueryError::Start("the query thread panicked".into()))?
+}
+
+/// Plans `sql` as a read-only query in `ctx` and collects its batches.
+pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
+    let frame = ctx.sql_with_options(sql, read_only()).await.map_err(fail)?;
+    frame.collect().await.map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_reads_only_and_stops_in_time() {
+        let rows = run(Duration::from_secs(30), || async {
+            let ctx = session()?;
+            collect(&ctx, "SELECT 1 + 1 AS two").await
+        })
+        .expect("a query runs");
+        assert_eq!(rows[0].num_rows(), 1);
+        for write in [
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
+            "COPY (SELECT 1) TO '/tmp/mesh-should-not-exist.csv'",
+            "SET datafusion.execution.batch_size = 1",
+        ] {
+            let err = run(Duration::from_secs(30), move || async move {
+                let ctx = session()?;
+                collect(&ctx, write).await
+            })
+            .expect_err(write);
+            assert!(matches!(err, QueryError::Failed(_)), "{write}: {err}");
+        }
+        assert!(!std::path::Path::new("/tmp/mesh-should-not-exist.csv").exists());
+        let err = run(Duration::from_millis(300), || async {
+            let ctx = session()?;
+            collect(
+                &ctx,
+                "SELECT COUNT(*) FROM generate_series(1, 100000000000) a",
+            )
+            .await
+        })
+        .expect_err("endless");
+        assert!(matches!(err, QueryError::TimedOut(_)), "{err}");
+    }
+}
