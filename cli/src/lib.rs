@@ -17,6 +17,7 @@ mod lineage;
 mod network;
 mod output;
 mod products;
+mod query;
 mod setup;
 mod subscribe;
 
@@ -74,6 +75,7 @@ where
         Command::Lineage(a) => lineage::show(&cli.home, a, json),
         Command::Usage(a) => products::usage(&cli.home, a, json),
         Command::Fetch(a) => fetch::fetch(&cli.home, a, json),
+        Command::Query(a) => query::query(&cli.home, a, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Verify(a) => products::verify(&cli.home, a, json),
         Command::Peers(a) => network::peers(&cli.home, a, json),

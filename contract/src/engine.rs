@@ -9,12 +9,16 @@
 //! none (the CLI) is served alike. Identifiers are case-sensitive as written
 //! (`"OrderId"` and `OrderId` name the same column), as contract authors expect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use mesh_protocol::manifest::LogicalType;
 
 /// The most memory one session's queries may hold at once.
 pub const MEMORY_LIMIT: usize = 512 * 1024 * 1024;
@@ -32,6 +36,20 @@ pub enum QueryError {
     /// It ran longer than its deadline and was stopped.
     #[error("the query ran longer than {} s and was stopped", .0.as_secs())]
     TimedOut(Duration),
+}
+
+/// The column type a scalar logical type is read as (objects and arrays as
+/// text; `tables` reads them nested where the format allows).
+pub fn arrow_type(t: LogicalType) -> DataType {
+    match t {
+        LogicalType::Integer => DataType::Int64,
+        LogicalType::Number => DataType::Float64,
+        LogicalType::Boolean => DataType::Boolean,
+        LogicalType::Date => DataType::Date32,
+        LogicalType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        LogicalType::Time => DataType::Time64(TimeUnit::Microsecond),
+        LogicalType::String | LogicalType::Object | LogicalType::Array => DataType::Utf8,
+    }
 }
 
 /// A new read-only session with the memory pool.
@@ -81,11 +99,29 @@ where
         .map_err(|_| QueryError::Start("the query thread panicked".into()))?
 }
 
-/// Plans `sql` as a read-only query in `ctx` and collects its batches.
-pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+/// What a query returned: its columns (also when no row came back) and rows.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The result's columns.
+    pub schema: SchemaRef,
+    /// Its rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Answer {
+    /// How many rows it holds.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Plans `sql` as a read-only query in `ctx` and collects its rows.
+pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Answer, QueryError> {
     let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
     let frame = ctx.sql_with_options(sql, read_only()).await.map_err(fail)?;
-    frame.collect().await.map_err(fail)
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(fail)?;
+    Ok(Answer { schema, batches })
 }
 
 #[cfg(test)]
@@ -99,7 +135,8 @@ mod tests {
             collect(&ctx, "SELECT 1 + 1 AS two").await
         })
         .expect("a query runs");
-        assert_eq!(rows[0].num_rows(), 1);
+        assert_eq!(rows.rows(), 1);
+        assert_eq!(rows.schema.field(0).name(), "two");
         for write in [
             "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'",
             "COPY (SELECT 1) TO '/tmp/mesh-should-not-exist.csv'",

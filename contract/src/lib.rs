@@ -8,7 +8,8 @@
 //! the previous one ([`changelog`] two contracts, over every schema object), and
 //! [`health`] judges a published product's SLA and lineage. [`engine`] is the one
 //! SQL engine (DataFusion) that `sql` quality rules run in; it starts a runtime of
-//! its own for each query, so nothing else here needs one.
+//! its own for each query, so nothing else here needs one. [`tables`] reads a
+//! product's schema objects as the engine's tables, with the contract's types.
 //! `mesh-node` calls all of these; nothing here calls back.
 
 #![deny(missing_docs)]
@@ -21,5 +22,6 @@ pub mod infer;
 pub mod odcs;
 pub mod quality;
 pub mod schema_diff;
+pub mod tables;
 
 pub use draft::{ManifestDraft, PublishFacts};

@@ -50,6 +50,9 @@ pub enum NodeError {
     /// The thing asked for does not exist here.
     #[error("{0}")]
     NotFound(String),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] crate::ops::query::QueryError),
 }
 
 /// A product id or reference the request gave that does not parse.
@@ -157,6 +160,7 @@ impl NodeError {
             NodeError::Genesis(_) => Usage,
             NodeError::BadRequest(_) => Usage,
             NodeError::NotFound(_) => NotFound,
+            NodeError::Query(e) => e.class(),
             _ => Internal,
         }
     }

@@ -50,6 +50,7 @@ pub use ops::access::AccessError;
 pub use ops::discover::DiscoverError;
 pub use ops::fetch::{FetchError, FetchOptions};
 pub use ops::publish::{collect_files, PublishError};
+pub use ops::query::QueryError;
 pub use ops::submit::SubmitError;
 pub use ops::subscribe::SubscribeError;
 pub use state::governance::{install_genesis, GenesisError};

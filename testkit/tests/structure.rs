@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[Layer])] = &[
             (
                 "quality",
                 &[
+                    "tables",
                     "draft",
                     "odcs",
                     "infer",
@@ -57,7 +58,10 @@ const LAYERS: &[(&str, &[Layer])] = &[
                 &["odcs", "infer", "changelog", "health", "schema_diff"],
             ),
             ("changelog", &["draft", "infer", "health", "schema_diff"]),
-            ("schema_diff", &["odcs", "quality", "infer", "health"]),
+            (
+                "schema_diff",
+                &["odcs", "quality", "infer", "health", "tables"],
+            ),
             (
                 "health",
                 &["odcs", "quality", "infer", "changelog", "schema_diff"],
@@ -65,6 +69,7 @@ const LAYERS: &[(&str, &[Layer])] = &[
             (
                 "engine",
                 &[
+                    "tables",
                     "quality",
                     "draft",
                     "odcs",

@@ -79,6 +79,9 @@ pub(crate) enum Command {
     Show(ShowArgs),
     /// Fetch a product from its providers, verify every byte, write it to a directory.
     Fetch(FetchArgs),
+    /// Run SQL over the mesh's products: `domain.product` is a table (fetched and
+    /// verified first, as `mesh fetch` would, under the same rules and grants).
+    Query(QueryArgs),
     /// Show what a product is built from (upstream) and what is built from it
     /// (downstream), from the manifests this node knows.
     Lineage(LineageArgs),
@@ -419,6 +422,38 @@ pub(crate) struct VerifyArgs {
     /// Only check and clean up; do not fetch damaged products again.
     #[arg(long)]
     pub(crate) no_repair: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Tables:\n  sales.orders                  the newest version this node may read\n  \"sales\".\"orders@1.2.0\"       a given version\n  sales.orders.lines            one schema object of a product with several\n\nColumns have the types the product's contract declares; identifiers are\ncase-sensitive as written. Queries only read, use at most 512 MiB and run at\nmost 5 minutes. `EXPLAIN SELECT ...` shows the plan.\n\nExamples:\n  mesh query \"SELECT region, SUM(amount) FROM sales.orders GROUP BY region\"\n  mesh query --file q.sql --format parquet -o result.parquet"
+)]
+pub(crate) struct QueryArgs {
+    /// The query (or give --file).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) sql: Option<String>,
+    /// Read the query from this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+    /// How to write the rows.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub(crate) format: QueryFormat,
+    /// Write the rows to this file instead of the terminal.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+/// How `mesh query` writes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum QueryFormat {
+    /// A table for the terminal.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per row.
+    Jsonl,
+    /// A Parquet file (needs --out).
+    Parquet,
 }
 
 #[derive(Debug, Args)]

@@ -51,14 +51,14 @@ use report::Sink;
 
 /// The data formats read, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Csv,
     JsonLines,
     Json,
     Parquet,
 }
 
-fn format_of(path: &Path) -> Option<Format> {
+pub(crate) fn format_of(path: &Path) -> Option<Format> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     match ext.as_str() {
         "csv" => Some(Format::Csv),
@@ -100,6 +100,45 @@ fn object_for(plan: &Plan, rel: &str) -> Option<usize> {
         }
     }
     (objects.len() == 1).then_some(0)
+}
+
+/// A data file as it is read: its object, format, null markers and declared CSV
+/// delimiter.
+#[derive(Debug, Clone)]
+pub(crate) struct DataFile {
+    /// The path relative to the product, and on disk.
+    pub(crate) rel: String,
+    pub(crate) path: PathBuf,
+    pub(crate) format: Format,
+    /// The file's own markers, else its object's, else the product's.
+    pub(crate) markers: Vec<String>,
+    /// The object's declared delimiter, else the contract's (else the header tells).
+    pub(crate) delimiter: Option<char>,
+}
+
+/// The data files of each object of `plan` (in plan order), as they are read;
+/// files of no known format or no object are left out.
+pub(crate) fn files_by_object(plan: &Plan, files: &[(String, PathBuf)]) -> Vec<Vec<DataFile>> {
+    let mut out = vec![Vec::new(); plan.objects.len()];
+    for (rel, full) in files {
+        let (Some(format), Some(o)) = (format_of(full), object_for(plan, rel)) else {
+            continue;
+        };
+        let object = &plan.objects[o];
+        let own = plan.nulls.files.iter().any(|(f, _)| f == rel);
+        let markers = match &object.nulls {
+            Some(m) if !own => m.clone(),
+            _ => plan.nulls.for_file(rel).to_vec(),
+        };
+        out[o].push(DataFile {
+            rel: rel.clone(),
+            path: full.clone(),
+            format,
+            markers,
+            delimiter: object.delimiter.or(plan.delimiter),
+        });
+    }
+    out
 }
 
 /// Checks a product's files (`(relative path, full path)`) against what it

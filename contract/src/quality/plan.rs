@@ -126,6 +126,17 @@ impl Plan {
         }
     }
 
+    /// Each object's name (its `physicalName` after a slash when it has one).
+    pub fn object_names(&self) -> Vec<String> {
+        self.objects
+            .iter()
+            .map(|o| match &o.physical_name {
+                Some(p) if p != &o.name => format!("{}/{p}", o.name),
+                _ => o.name.clone(),
+            })
+            .collect()
+    }
+
     /// `product.toml`'s schema as one object.
     pub fn from_schema(schema: &[Field], nulls: &NullValues) -> Plan {
         let columns: Vec<ColumnPlan> = schema

@@ -22,14 +22,12 @@ use std::time::Duration;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::prelude::ParquetReadOptions;
 use parquet::arrow::ArrowWriter;
 
-use mesh_protocol::manifest::LogicalType;
-
 use super::plan::ObjectPlan;
-use crate::engine::{self, QueryError};
+use crate::engine::{self, arrow_type, QueryError};
 
 /// Rows per batch written to the table's file.
 pub(crate) const BATCH: usize = 8192;
@@ -38,19 +36,6 @@ pub const QUERY_SECONDS: u64 = 60;
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The column type a logical type gets in the table.
-fn arrow_type(t: LogicalType) -> DataType {
-    match t {
-        LogicalType::Integer => DataType::Int64,
-        LogicalType::Number => DataType::Float64,
-        LogicalType::Boolean => DataType::Boolean,
-        LogicalType::Date => DataType::Date32,
-        LogicalType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        LogicalType::Time => DataType::Time64(TimeUnit::Microsecond),
-        LogicalType::String | LogicalType::Object | LogicalType::Array => DataType::Utf8,
-    }
 }
 
 /// An object's rows, on their way into the SQL engine.
@@ -209,7 +194,7 @@ impl SqlTable {
             engine::collect(&ctx, &q).await
         })
         .map_err(|e| e.to_string())?;
-        first_number(&batches)
+        first_number(&batches.batches)
     }
 }
 

@@ -9,3 +9,4 @@ mod odcs;
 mod official_examples;
 mod quality_rules;
 mod schema_diff;
+mod tables;

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
+use mesh_contract::engine::Answer;
 use mesh_protocol::{Policy, ProductId, ProductRef, Signed};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,13 +15,15 @@ use super::types::{
     AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
     CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
     GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions,
-    PublishRequest, Published, ShowResponse, SubmitRequest, Submitted, SubscribeBody,
+    PublishRequest, Published, QueryRequest, ShowResponse, SubmitRequest, Submitted, SubscribeBody,
     SubscriberView, SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 
 /// How long one request may take (a fetch streams, and is not bounded by it).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a query may take, the fetches of the products it names included.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The largest `/metrics` text read.
 const MAX_METRICS_BYTES: u64 = 16 << 20;
 
@@ -286,6 +289,30 @@ impl ApiClient {
     }
 
     // --- mutations (need the token) ---
+
+    /// `POST /v1/query`: runs `sql` on the node (fetching the products it names
+    /// first) and reads the Arrow IPC stream it answers.
+    pub fn query(&self, sql: &str) -> Result<Answer, ClientError> {
+        let mut req = self.agent.post(&format!("{}/v1/query", self.base));
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = req
+            .timeout(QUERY_TIMEOUT)
+            .send_json(QueryRequest {
+                sql: sql.to_owned(),
+            })
+            .map_err(|e| self.map_err(e))?;
+        let bad = |e: datafusion::arrow::error::ArrowError| ClientError::Protocol(e.to_string());
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+            std::io::BufReader::new(resp.into_reader()),
+            None,
+        )
+        .map_err(bad)?;
+        let schema = reader.schema();
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        Ok(Answer { schema, batches })
+    }
 
     /// `POST /v1/publish`: publishes the files at `path` (on the node's machine).
     pub fn publish(&self, path: &Path, manifest: &str) -> Result<Published, ClientError> {

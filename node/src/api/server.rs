@@ -29,8 +29,8 @@ use tracing::warn;
 
 use super::types::{
     AddPeerRequest, ApiError, CheckRequest, FetchEvent, FetchRequest, Filter, GcRequest, Lineage,
-    PolicyView, ProductUsage, PublishOptions, PublishRequest, ShowResponse, SubmitRequest,
-    VerifyRequest,
+    PolicyView, ProductUsage, PublishOptions, PublishRequest, QueryRequest, ShowResponse,
+    SubmitRequest, VerifyRequest,
 };
 use crate::clock::unix_now;
 use crate::error::{ErrorClass, NodeError};
@@ -196,6 +196,7 @@ pub(crate) async fn serve(
     let mutating = Router::new()
         .route("/v1/publish", post(publish))
         .route("/v1/fetch", post(fetch))
+        .route("/v1/query", post(query))
         .route("/v1/policy", post(submit_policy))
         .route("/v1/gc", post(gc))
         .route("/v1/verify", post(verify))
@@ -438,6 +439,30 @@ async fn fetch(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(lines))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+/// The media type of an Arrow IPC stream.
+pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+async fn query(
+    State(s): State<AppState>,
+    Json(req): Json<QueryRequest>,
+) -> Result<Response, NodeError> {
+    let answer = s.node.query(&req.sql).await?;
+    let mut body = Vec::new();
+    let mut encode = || -> Result<(), datafusion::arrow::error::ArrowError> {
+        let mut w =
+            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut body, &answer.schema)?;
+        for b in &answer.batches {
+            w.write(b)?;
+        }
+        w.finish()
+    };
+    encode().map_err(|e| NodeError::BadRequest(format!("the answer could not be encoded: {e}")))?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, ARROW_STREAM)
+        .body(Body::from(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 

@@ -48,6 +48,14 @@ pub struct FetchRequest {
     pub in_place: bool,
 }
 
+/// `POST /v1/query`: SQL over the products it names; the answer is an Arrow IPC
+/// stream (`application/vnd.apache.arrow.stream`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// The query.
+    pub sql: String,
+}
+
 /// `GET /v1/products/{domain}/{name}`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ShowResponse {

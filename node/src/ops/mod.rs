@@ -7,6 +7,7 @@
 //! product's SLA and lineage health; [`submit`] takes a signed policy; [`access`]
 //! signs access requests and the owner's decisions; [`subscribe`] follows
 //! products into directories (each new version fetched and switched in whole);
+//! [`query`] runs SQL over the products a query names, fetching them first;
 //! `background` runs the daemon's long tasks
 //! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
 
@@ -15,5 +16,6 @@ pub(crate) mod background;
 pub(crate) mod discover;
 pub(crate) mod fetch;
 pub(crate) mod publish;
+pub(crate) mod query;
 pub(crate) mod submit;
 pub(crate) mod subscribe;

@@ -17,6 +17,7 @@ mod in_place;
 mod mesh;
 mod oneshot;
 mod products;
+mod query;
 mod replicas;
 mod scenarios;
 mod subscriptions;

@@ -1,0 +1,282 @@
+//! A product's schema objects as tables of the SQL engine ([`crate::engine`]): each
+//! object's files (mapped as the quality checks map them, by name, `physicalName`
+//! or folder) read by DataFusion's own readers with the types the contract
+//! declares, not re-inferred.
+//!
+//! - CSV: each file's header names its columns (a declared delimiter wins, else the
+//!   header tells); a declared property is read as its logical type, any other
+//!   column as text; cells equal to a null marker (`NA`) are nulls.
+//! - JSON lines (`.jsonl`, `.ndjson`) and JSON arrays (`.json`): keys by name, nested
+//!   objects and arrays as the contract's `properties` and `items` declare them.
+//! - Parquet: the file's own types, each scalar property cast to its logical type.
+//!
+//! Every group of files read alike becomes one frame projected to the object's
+//! properties in contract order (a property a group lacks is null), and the
+//! groups are unioned: one table per object.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{cast, ident, lit, Expr};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+
+use mesh_protocol::manifest::LogicalType;
+
+use crate::engine::{arrow_type, QueryError};
+use crate::quality::csv::CsvReader;
+use crate::quality::shape::Shape;
+use crate::quality::{files_by_object, DataFile, Format, Plan};
+
+/// One schema object, as a table.
+#[derive(Debug)]
+pub struct ObjectTable {
+    /// The object's name in the contract (empty for `product.toml`'s schema).
+    pub name: String,
+    /// Its `physicalName`, if it has one.
+    pub physical_name: Option<String>,
+    /// Its rows: every file of the object, projected to its properties.
+    pub frame: DataFrame,
+}
+
+/// The object's top-level properties: `(name in the files, logical type, shape)`.
+fn columns(plan: &Plan, o: usize) -> Vec<(String, LogicalType, Shape)> {
+    plan.objects[o]
+        .columns
+        .iter()
+        .filter(|c| !c.nested())
+        .map(|c| (c.column.clone(), c.logical_type, c.shape.clone()))
+        .collect()
+}
+
+/// The Arrow type a property is read as from a nested format (JSON, the cast
+/// target of Parquet): its shape's structs and lists, scalars by logical type.
+fn nested_type(t: LogicalType, shape: &Shape) -> DataType {
+    match t {
+        LogicalType::Object if !shape.fields.is_empty() => DataType::Struct(Fields::from(
+            shape
+                .fields
+                .iter()
+                .map(|(name, s)| {
+                    let t = s.logical_type.unwrap_or(LogicalType::String);
+                    Field::new(name, nested_type(t, s), true)
+                })
+                .collect::<Vec<_>>(),
+        )),
+        LogicalType::Array => {
+            let items = shape.items.as_deref();
+            let t = items
+                .and_then(|s| s.logical_type)
+                .unwrap_or(LogicalType::String);
+            let item = nested_type(t, items.unwrap_or(&Shape::default()));
+            DataType::List(Arc::new(Field::new("item", item, true)))
+        }
+        other => arrow_type(other),
+    }
+}
+
+/// What makes files readable as one group: format, extension, and for CSV the
+/// header, delimiter and markers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupKey {
+    format: u8,
+    extension: String,
+    header: Vec<String>,
+    delimiter: u8,
+    markers: Vec<String>,
+}
+
+fn format_code(f: Format) -> u8 {
+    match f {
+        Format::Csv => 0,
+        Format::JsonLines => 1,
+        Format::Json => 2,
+        Format::Parquet => 3,
+    }
+}
+
+/// A CSV file's header and delimiter; `None` for an empty file.
+fn csv_header(f: &DataFile) -> Result<Option<(Vec<String>, u8)>, QueryError> {
+    let file = File::open(&f.path).map_err(|e| read_error(f, &e))?;
+    let mut reader = CsvReader::new(BufReader::new(file));
+    reader.declare_delimiter(f.delimiter);
+    let Some(header) = reader.next_record().map_err(|e| read_error(f, &e))? else {
+        return Ok(None);
+    };
+    let delimiter = u8::try_from(reader.delimiter()).map_err(|_| {
+        QueryError::Failed(format!(
+            "{}: the delimiter {:?} is not one byte",
+            f.rel,
+            reader.delimiter()
+        ))
+    })?;
+    Ok(Some((
+        header.iter().map(|h| h.trim().to_owned()).collect(),
+        delimiter,
+    )))
+}
+
+fn read_error(f: &DataFile, e: &dyn std::fmt::Display) -> QueryError {
+    QueryError::Failed(format!("{}: {e}", f.rel))
+}
+
+fn key_of(f: &DataFile) -> Result<Option<GroupKey>, QueryError> {
+    let extension = f
+        .path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let mut key = GroupKey {
+        format: format_code(f.format),
+        extension,
+        header: Vec::new(),
+        delimiter: b',',
+        markers: Vec::new(),
+    };
+    if f.format == Format::Csv {
+        let Some((header, delimiter)) = csv_header(f)? else {
+            return Ok(None);
+        };
+        key.header = header;
+        key.delimiter = delimiter;
+        key.markers = f.markers.clone();
+    }
+    Ok(Some(key))
+}
+
+/// `^(?:NA|)$` for the markers `NA` and the empty cell.
+fn null_regex(markers: &[String]) -> Option<String> {
+    if markers.is_empty() {
+        return None;
+    }
+    let alternatives: Vec<String> = markers.iter().map(|m| regex::escape(m)).collect();
+    Some(format!("^(?:{})$", alternatives.join("|")))
+}
+
+/// Reads one group of files as a frame.
+async fn read_group(
+    ctx: &SessionContext,
+    key: &GroupKey,
+    paths: Vec<String>,
+    cols: &[(String, LogicalType, Shape)],
+) -> Result<DataFrame, QueryError> {
+    let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
+    match key.format {
+        0 => {
+            let schema = Schema::new(
+                key.header
+                    .iter()
+                    .map(|h| {
+                        let t = cols
+                            .iter()
+                            .find(|(c, _, _)| c == h)
+                            .map_or(DataType::Utf8, |(_, t, _)| arrow_type(*t));
+                        Field::new(h, t, true)
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let options = CsvReadOptions::new()
+                .has_header(true)
+                .delimiter(key.delimiter)
+                .schema(&schema)
+                .file_extension(&key.extension)
+                .null_regex(null_regex(&key.markers))
+                .newlines_in_values(true);
+            ctx.read_csv(paths, options).await.map_err(fail)
+        }
+        1 | 2 => {
+            let schema = Schema::new(
+                cols.iter()
+                    .map(|(c, t, s)| Field::new(c, nested_type(*t, s), true))
+                    .collect::<Vec<_>>(),
+            );
+            let options = JsonReadOptions::default()
+                .schema(&schema)
+                .file_extension(&key.extension)
+                .newline_delimited(key.format == 1);
+            ctx.read_json(paths, options).await.map_err(fail)
+        }
+        _ => {
+            let options = ParquetReadOptions::default().file_extension(&key.extension);
+            ctx.read_parquet(paths, options).await.map_err(fail)
+        }
+    }
+}
+
+/// `frame` projected to the object's properties, in contract order.
+fn project(
+    frame: DataFrame,
+    cols: &[(String, LogicalType, Shape)],
+) -> Result<DataFrame, QueryError> {
+    let present: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let exprs: Vec<Expr> = cols
+        .iter()
+        .map(|(c, t, s)| {
+            let target = nested_type(*t, s);
+            let value = if present.iter().any(|p| p == c) {
+                match t {
+                    LogicalType::Object | LogicalType::Array => ident(c),
+                    _ => cast(ident(c), target),
+                }
+            } else {
+                let null = ScalarValue::try_from(&target).unwrap_or(ScalarValue::Null);
+                lit(null)
+            };
+            value.alias(c)
+        })
+        .collect();
+    frame
+        .select(exprs)
+        .map_err(|e| QueryError::Failed(e.to_string()))
+}
+
+/// Every object of `plan` that has files among `files` (`(relative path, full
+/// path)`), as a frame.
+pub async fn product_tables(
+    ctx: &SessionContext,
+    plan: &Plan,
+    files: &[(String, PathBuf)],
+) -> Result<Vec<ObjectTable>, QueryError> {
+    let mut out = Vec::new();
+    for (o, data) in files_by_object(plan, files).into_iter().enumerate() {
+        let cols = columns(plan, o);
+        let mut groups: BTreeMap<GroupKey, Vec<String>> = BTreeMap::new();
+        for f in &data {
+            if let Some(key) = key_of(f)? {
+                groups
+                    .entry(key)
+                    .or_default()
+                    .push(f.path.to_string_lossy().into_owned());
+            }
+        }
+        let mut frame: Option<DataFrame> = None;
+        for (key, paths) in groups {
+            let group = project(read_group(ctx, &key, paths, &cols).await?, &cols)?;
+            frame = Some(match frame {
+                None => group,
+                Some(f) => f
+                    .union(group)
+                    .map_err(|e| QueryError::Failed(e.to_string()))?,
+            });
+        }
+        if let Some(frame) = frame {
+            let object = &plan.objects[o];
+            out.push(ObjectTable {
+                name: object.name.clone(),
+                physical_name: object.physical_name.clone(),
+                frame,
+            });
+        }
+    }
+    Ok(out)
+}

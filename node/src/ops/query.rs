@@ -1,0 +1,252 @@
+//! `mesh query`: SQL over the products of the mesh, run on this node.
+//!
+//! Phases: [`references`] reads which products the query names (`domain.product`
+//! is the newest version the rules let this node read, `"domain"."product@1.2.0"`
+//! a given one, `domain.product.object` one schema object of a product with
+//! several); [`Node::prepare_source`] fetches each through the mesh like any fetch
+//! (verified, the rules and grants enforced) into a directory of this node's home
+//! keyed by the manifest hash (`query/<hash>/`, kept for the next query); then the
+//! engine (`mesh_contract::engine`) registers each product's objects with the
+//! types its contract declares (`mesh_contract::tables`) and runs the query,
+//! read-only, within [`QUERY_DEADLINE`] and the engine's memory pool.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::config::Dialect;
+use datafusion::common::TableReference;
+use datafusion::prelude::SessionContext;
+
+use mesh_contract::engine::{self, Answer, QueryError as EngineError};
+use mesh_contract::quality::Plan;
+use mesh_contract::tables::product_tables;
+use mesh_protocol::{Manifest, ProductRef};
+
+use crate::error::NodeError;
+use crate::home::HomeError;
+use crate::node::Node;
+
+/// The longest a query may run, its fetches not counted.
+pub(crate) const QUERY_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The longest query text accepted, in bytes.
+pub(crate) const MAX_QUERY_BYTES: usize = 256 * 1024;
+
+/// Why a query gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query names no product, or names one in a form this node does not read.
+    #[error("{0}")]
+    Usage(String),
+    /// A product could not be had (unknown, denied by a rule, no provider); the
+    /// fetch's own error, with the product named.
+    #[error("{product}: {source}")]
+    Product {
+        /// The product as the query names it.
+        product: String,
+        /// Why it could not be fetched.
+        source: Box<NodeError>,
+    },
+    /// The engine refused or failed the query.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl QueryError {
+    /// Whose fault it is: a product's fetch says; a query that does not plan or
+    /// run is the user's; an engine that cannot start is ours.
+    pub fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            QueryError::Usage(_) => ErrorClass::Usage,
+            QueryError::Product { source, .. } => source.class(),
+            QueryError::Engine(EngineError::Start(_)) => ErrorClass::Internal,
+            QueryError::Engine(_) => ErrorClass::Usage,
+        }
+    }
+}
+
+/// A product a query names, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Reference {
+    /// As written in the query.
+    pub(crate) table: TableReference,
+    /// The product and version.
+    pub(crate) product: ProductRef,
+    /// The schema object, for `domain.product.object`.
+    pub(crate) object: Option<String>,
+}
+
+/// The products `sql` names; a bare table name is a usage error.
+pub(crate) fn references(sql: &str) -> Result<Vec<Reference>, QueryError> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::Usage(format!(
+            "the query is {} bytes, more than {MAX_QUERY_BYTES}",
+            sql.len()
+        )));
+    }
+    let ctx = engine::session()?;
+    let state = ctx.state();
+    let statement = state
+        .sql_to_statement(sql, &Dialect::default())
+        .map_err(|e| EngineError::Failed(e.to_string()))?;
+    let tables = state
+        .resolve_table_references(&statement)
+        .map_err(|e| EngineError::Failed(e.to_string()))?;
+    let mut out = Vec::new();
+    for table in tables {
+        let (domain, product, object) = match &table {
+            TableReference::Partial { schema, table } => (schema.clone(), table.clone(), None),
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } => (catalog.clone(), schema.clone(), Some(table.to_string())),
+            TableReference::Bare { table } => {
+                return Err(QueryError::Usage(format!(
+                    "table {table:?}: name a product as domain.product (e.g. sales.orders), \
+                     \"domain\".\"product@1.2.0\" for a version, or domain.product.object"
+                )))
+            }
+        };
+        let product: ProductRef = format!("{domain}/{product}").parse().map_err(|e| {
+            QueryError::Usage(format!("table {table}: not a product reference: {e}"))
+        })?;
+        out.push(Reference {
+            table,
+            product,
+            object,
+        });
+    }
+    if out.is_empty() {
+        return Err(QueryError::Usage(
+            "the query names no product: name one as domain.product (e.g. SELECT * FROM sales.orders)"
+                .into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// A product's files, ready to read: its manifest and where its files are.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// The verified manifest.
+    pub(crate) manifest: Manifest,
+    /// The directory holding its files.
+    pub(crate) dir: PathBuf,
+}
+
+impl Node {
+    /// Fetches `product` (verified, rules and grants enforced) into this node's
+    /// query directory, unless a complete copy of that version is there already.
+    pub(crate) async fn prepare_source(&self, product: &ProductRef) -> Result<Source, NodeError> {
+        let (entry, manifest) = self.describe_unjudged(product, 0).await?;
+        let hash = entry.announcement.manifest.to_string();
+        let dir = self.home().root().join("query").join(&hash);
+        let done = dir.join(".mesh-complete");
+        if !done.exists() {
+            let exact: ProductRef = format!("{}@{}", product.id, entry.announcement.version)
+                .parse()
+                .map_err(NodeError::from)?;
+            self.fetch_replacing(&exact, Some(dir.clone()), None)
+                .await?;
+            std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
+        }
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(_) => self.describe_unjudged(product, 0).await?.1?,
+        };
+        Ok(Source { manifest, dir })
+    }
+
+    /// Runs `sql` over the products it names; see the module documentation.
+    pub async fn query(&self, sql: &str) -> Result<Answer, QueryError> {
+        let refs = references(sql)?;
+        let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+        for r in &refs {
+            let key = r.product.to_string();
+            if sources.contains_key(&key) {
+                continue;
+            }
+            let source =
+                self.prepare_source(&r.product)
+                    .await
+                    .map_err(|e| QueryError::Product {
+                        product: key.clone(),
+                        source: Box::new(e),
+                    })?;
+            sources.insert(key, source);
+        }
+        let sql = sql.to_owned();
+        Ok(engine::run(QUERY_DEADLINE, move || async move {
+            let ctx = engine::session()?;
+            register(&ctx, &refs, &sources).await?;
+            engine::collect(&ctx, &sql).await
+        })?)
+    }
+}
+
+/// Registers each reference's table in `ctx`.
+async fn register(
+    ctx: &SessionContext,
+    refs: &[Reference],
+    sources: &BTreeMap<String, Source>,
+) -> Result<(), EngineError> {
+    let fail = |e: datafusion::error::DataFusionError| EngineError::Failed(e.to_string());
+    for r in refs {
+        let Some(source) = sources.get(&r.product.to_string()) else {
+            continue;
+        };
+        let m = &source.manifest;
+        let plan = Plan::new(&m.schema, &m.null_values, m.contract.as_ref());
+        let files: Vec<(String, PathBuf)> = m
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), source.dir.join(&f.path)))
+            .collect();
+        let tables = product_tables(ctx, &plan, &files).await?;
+        let chosen = match &r.object {
+            Some(o) => tables
+                .into_iter()
+                .find(|t| &t.name == o || t.physical_name.as_deref() == Some(o.as_str())),
+            None => tables.into_iter().next(),
+        };
+        let Some(table) = chosen else {
+            return Err(EngineError::Failed(format!(
+                "{} has no schema object {} with data files; its objects: {}",
+                r.product,
+                r.object.as_deref().unwrap_or("(any)"),
+                plan.object_names().join(", ")
+            )));
+        };
+        ensure_schema(ctx, &r.table)?;
+        ctx.register_table(r.table.clone(), table.frame.into_view())
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Creates the catalog and schema a reference names, if missing.
+fn ensure_schema(ctx: &SessionContext, table: &TableReference) -> Result<(), EngineError> {
+    let fail = |e: datafusion::error::DataFusionError| EngineError::Failed(e.to_string());
+    let catalog_name = table.catalog().unwrap_or("datafusion");
+    let catalog = match ctx.catalog(catalog_name) {
+        Some(c) => c,
+        None => {
+            let c: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
+            ctx.register_catalog(catalog_name, c.clone());
+            c
+        }
+    };
+    if let Some(schema) = table.schema() {
+        if catalog.schema(schema).is_none() {
+            catalog
+                .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                .map_err(fail)?;
+        }
+    }
+    Ok(())
+}

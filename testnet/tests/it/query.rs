@@ -1,0 +1,252 @@
+//! `mesh query` on a real 3-node mesh: finance's node, which holds neither, joins
+//! a product of sales (CSV) with one of logistics (JSON lines), fetching both
+//! through the mesh first; through the real CLI the rows come out as CSV and
+//! Parquet; a query touching a pii product the rules keep from finance fails with
+//! the rule, and runs once the owner grants access.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use crate::common;
+
+use std::collections::BTreeMap;
+
+use common::{adopt_sample_rules, testnet, DEADLINE};
+use mesh_node::api::AccessDecideBody;
+use mesh_testnet::{sample, wait_until};
+
+const ORDERS_TOML: &str = r#"id = "sales/orders"
+version = "1.0.0"
+status = "active"
+title = "Orders"
+description = "One order per line."
+classification = "internal"
+
+[owner]
+team = "sales-data"
+contact = "sales@example.com"
+
+[[schema]]
+name = "order_id"
+type = "integer"
+required = true
+unique = true
+description = "Order number"
+
+[[schema]]
+name = "amount"
+type = "number"
+required = true
+description = "EUR"
+"#;
+
+const SHIPMENTS_TOML: &str = r#"id = "logistics/shipments"
+version = "1.0.0"
+status = "active"
+title = "Shipments"
+description = "One parcel per line."
+classification = "public"
+
+[owner]
+team = "logistics-ops"
+contact = "ops@example.com"
+
+[[schema]]
+name = "order_id"
+type = "integer"
+required = true
+description = "The order shipped"
+
+[[schema]]
+name = "carrier"
+type = "string"
+required = true
+description = "Who carries it"
+"#;
+
+/// The rows of `sales/orders` as written: order id -> amount in cents.
+fn amounts(csv: &str) -> BTreeMap<u64, u64> {
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let (eur, cents) = f[1].split_once('.').unwrap();
+            (
+                f[0].parse().unwrap(),
+                eur.parse::<u64>().unwrap() * 100 + cents.parse::<u64>().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_reads() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    let root = net.root().to_owned();
+
+    let orders = root.join("orders");
+    std::fs::create_dir_all(&orders).unwrap();
+    let mut csv = String::from("order_id,amount\n");
+    for i in 0..300u64 {
+        csv.push_str(&format!("{i},{}.{:02}\n", i * 37 % 1000, i % 100));
+    }
+    let orders = orders.join("orders.csv");
+    std::fs::write(&orders, csv).unwrap();
+    net.publish(0, orders.parent().unwrap(), ORDERS_TOML).unwrap();
+    let shipments = root.join("shipments");
+    std::fs::create_dir_all(&shipments).unwrap();
+    let mut lines = String::new();
+    for i in (0..300).step_by(3) {
+        let carrier = ["dhl", "ups"][i % 2];
+        lines.push_str(&format!(
+            "{{\"order_id\": {i}, \"carrier\": \"{carrier}\"}}\n"
+        ));
+    }
+    std::fs::write(shipments.join("shipments.jsonl"), lines).unwrap();
+    net.publish(2, &shipments, SHIPMENTS_TOML).unwrap();
+    adopt_sample_rules(&net);
+    let customers = root.join("customers");
+    sample::write_orders(&customers, 50, 9).unwrap();
+    net.publish(
+        0,
+        &customers,
+        &sample::restricted_manifest_toml("sales/customers", "1.0.0", &["logistics"]),
+    )
+    .unwrap();
+    for (p, v) in [
+        ("sales/orders", "1.0.0"),
+        ("logistics/shipments", "1.0.0"),
+        ("sales/customers", "1.0.0"),
+    ] {
+        net.wait_product(1, p, v, DEADLINE).unwrap();
+    }
+
+    // The join, on finance's node, which holds neither product.
+    let client = net.nodes[1].client().unwrap();
+    let answer = client
+        .query(
+            "SELECT s.carrier, COUNT(*) AS n, SUM(o.amount) AS total \
+             FROM sales.orders o JOIN logistics.shipments s ON s.order_id = o.order_id \
+             GROUP BY s.carrier ORDER BY s.carrier",
+        )
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
+        .unwrap()
+        .to_string();
+    let by_id = amounts(&std::fs::read_to_string(&orders).unwrap());
+    for (carrier, parity) in [("dhl", 0), ("ups", 1)] {
+        let ids: Vec<u64> = (0..300u64)
+            .step_by(3)
+            .filter(|i| (i % 2) as usize == parity)
+            .collect();
+        let cents: u64 = ids.iter().map(|i| by_id[i]).sum();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {carrier} ")))
+            .unwrap_or_else(|| panic!("no {carrier} row in\n{text}"));
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], ids.len().to_string(), "{text}");
+        let total: f64 = cells[3].parse().unwrap();
+        assert!(
+            (total * 100.0 - cents as f64).abs() < 0.5,
+            "{carrier}: {total} != {cents} cents\n{text}"
+        );
+    }
+
+    // EXPLAIN shows the plan; a bare table name says how to name a product.
+    let plan = client
+        .query("EXPLAIN SELECT carrier FROM logistics.shipments")
+        .unwrap();
+    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)
+        .unwrap()
+        .to_string();
+    assert!(plan.contains("physical_plan"), "{plan}");
+    let err = client.query("SELECT * FROM shipments").unwrap_err();
+    assert!(err.to_string().contains("domain.product"), "{err}");
+
+    // The real CLI: CSV to the terminal, Parquet to a file.
+    let mesh = net.mesh_bin();
+    let out = mesh
+        .command(&net.nodes[1].home)
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT carrier, COUNT(*) AS n FROM logistics.shipments GROUP BY carrier ORDER BY carrier",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "carrier,n\ndhl,50\nups,50\n"
+    );
+    let parquet = root.join("result.parquet");
+    let out = mesh
+        .command(&net.nodes[1].home)
+        .args(["query", "--format", "parquet", "-o"])
+        .arg(&parquet)
+        .arg("SELECT order_id FROM \"sales\".\"orders@1.0.0\" WHERE order_id < 10")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&parquet).unwrap())
+            .map(|r| {
+                parquet::file::reader::FileReader::metadata(&r)
+                    .file_metadata()
+                    .num_rows()
+            })
+            .unwrap();
+    assert_eq!(rows, 10);
+
+    // A product the rules keep from finance: the query fails with the rule.
+    let err = client
+        .query("SELECT COUNT(*) FROM sales.customers")
+        .unwrap_err();
+    assert_eq!(
+        match &err {
+            mesh_node::ClientError::Api { kind, .. } => kind.as_str(),
+            _ => "",
+        },
+        "rejected",
+        "{err}"
+    );
+    assert!(err.to_string().contains("sales/customers"), "{err}");
+    // Granted: the same query runs.
+    net.nodes[0]
+        .client()
+        .unwrap()
+        .access_decide(&AccessDecideBody {
+            product: "sales/customers".into(),
+            consumer: "finance".into(),
+            decision: "grant".into(),
+            until_ms: None,
+            purpose: "reconciliation".into(),
+            terms: String::new(),
+            reason: String::new(),
+        })
+        .unwrap();
+    wait_until("finance to run the granted query", DEADLINE, || {
+        Ok(client
+            .query("SELECT COUNT(*) AS n FROM sales.customers")
+            .is_ok())
+    })
+    .unwrap();
+    let answer = client
+        .query("SELECT COUNT(*) AS n FROM sales.customers")
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| 50 |"), "{text}");
+    net.stop_all().unwrap();
+}
