@@ -4,8 +4,9 @@
 //! declares, not re-inferred.
 //!
 //! - CSV: each file's header names its columns (a declared delimiter wins, else the
-//!   header tells); a declared property is read as its logical type, any other
-//!   column as text; cells equal to a null marker (`NA`) are nulls.
+//!   header tells); cells equal to a null marker (`NA`) are nulls and a declared
+//!   property is cast from text to its logical type (a value that does not parse
+//!   fails the query, naming it); undeclared columns are left out.
 //! - JSON lines (`.jsonl`, `.ndjson`) and JSON arrays (`.json`): keys by name, nested
 //!   objects and arrays as the contract's `properties` and `items` declare them.
 //! - Parquet: the file's own types, each scalar property cast to its logical type.
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Fields, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
+use datafusion::functions::core::expr_fn::nullif;
 use datafusion::logical_expr::{cast, ident, lit, Expr};
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
@@ -149,15 +151,6 @@ fn key_of(f: &DataFile) -> Result<Option<GroupKey>, QueryError> {
     Ok(Some(key))
 }
 
-/// `^(?:NA|)$` for the markers `NA` and the empty cell.
-fn null_regex(markers: &[String]) -> Option<String> {
-    if markers.is_empty() {
-        return None;
-    }
-    let alternatives: Vec<String> = markers.iter().map(|m| regex::escape(m)).collect();
-    Some(format!("^(?:{})$", alternatives.join("|")))
-}
-
 /// Reads one group of files as a frame.
 async fn read_group(
     ctx: &SessionContext,
@@ -168,16 +161,12 @@ async fn read_group(
     let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
     match key.format {
         0 => {
+            // All text: DataFusion 55 does not apply a null regex while reading,
+            // so markers are taken out (NULLIF) and the types cast in `project`.
             let schema = Schema::new(
                 key.header
                     .iter()
-                    .map(|h| {
-                        let t = cols
-                            .iter()
-                            .find(|(c, _, _)| c == h)
-                            .map_or(DataType::Utf8, |(_, t, _)| arrow_type(*t));
-                        Field::new(h, t, true)
-                    })
+                    .map(|h| Field::new(h, DataType::Utf8, true))
                     .collect::<Vec<_>>(),
             );
             let options = CsvReadOptions::new()
@@ -185,7 +174,6 @@ async fn read_group(
                 .delimiter(key.delimiter)
                 .schema(&schema)
                 .file_extension(&key.extension)
-                .null_regex(null_regex(&key.markers))
                 .newlines_in_values(true);
             ctx.read_csv(paths, options).await.map_err(fail)
         }
@@ -208,10 +196,13 @@ async fn read_group(
     }
 }
 
-/// `frame` projected to the object's properties, in contract order.
+/// `frame` projected to the object's properties, in contract order. From CSV
+/// (`markers` given) each cell equal to a marker is null and the rest is cast
+/// from text; a value that does not parse fails the query, naming it.
 fn project(
     frame: DataFrame,
     cols: &[(String, LogicalType, Shape)],
+    markers: Option<&[String]>,
 ) -> Result<DataFrame, QueryError> {
     let present: Vec<String> = frame
         .schema()
@@ -222,15 +213,22 @@ fn project(
     let exprs: Vec<Expr> = cols
         .iter()
         .map(|(c, t, s)| {
-            let target = nested_type(*t, s);
-            let value = if present.iter().any(|p| p == c) {
-                match t {
-                    LogicalType::Object | LogicalType::Array => ident(c),
-                    _ => cast(ident(c), target),
-                }
+            let value = if !present.iter().any(|p| p == c) {
+                let target = nested_type(*t, s);
+                lit(ScalarValue::try_from(&target).unwrap_or(ScalarValue::Null))
+            } else if let Some(markers) = markers {
+                let text = markers
+                    .iter()
+                    .filter(|m| !m.is_empty())
+                    .fold(ident(c), |e, m| nullif(e, lit(m.as_str())));
+                cast(text, arrow_type(*t))
             } else {
-                let null = ScalarValue::try_from(&target).unwrap_or(ScalarValue::Null);
-                lit(null)
+                match t {
+                    // The column itself, unaliased (an alias of a struct column to
+                    // its own name trips DataFusion 55's projection pushdown).
+                    LogicalType::Object | LogicalType::Array => return ident(c),
+                    _ => cast(ident(c), arrow_type(*t)),
+                }
             };
             value.alias(c)
         })
@@ -261,7 +259,9 @@ pub async fn product_tables(
         }
         let mut frame: Option<DataFrame> = None;
         for (key, paths) in groups {
-            let group = project(read_group(ctx, &key, paths, &cols).await?, &cols)?;
+            let markers = (key.format == format_code(Format::Csv)).then_some(&key.markers[..]);
+            let frame_of_group = read_group(ctx, &key, paths, &cols).await?;
+            let group = project(frame_of_group, &cols, markers)?;
             frame = Some(match frame {
                 None => group,
                 Some(f) => f

@@ -92,7 +92,8 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     }
     let orders = orders.join("orders.csv");
     std::fs::write(&orders, csv).unwrap();
-    net.publish(0, orders.parent().unwrap(), ORDERS_TOML).unwrap();
+    net.publish(0, orders.parent().unwrap(), ORDERS_TOML)
+        .unwrap();
     let shipments = root.join("shipments");
     std::fs::create_dir_all(&shipments).unwrap();
     let mut lines = String::new();
