@@ -7,6 +7,7 @@ use crate::net::NetError;
 use crate::ops::discover::DiscoverError;
 use crate::ops::fetch::FetchError;
 use crate::ops::publish::PublishError;
+use crate::ops::query::QueryError;
 use crate::ops::submit::SubmitError;
 use crate::state::governance::{GenesisError, LoadError};
 use crate::state::StateError;
@@ -52,7 +53,7 @@ pub enum NodeError {
     NotFound(String),
     /// A query failed.
     #[error(transparent)]
-    Query(#[from] crate::ops::query::QueryError),
+    Query(#[from] QueryError),
 }
 
 /// A product id or reference the request gave that does not parse.
@@ -142,17 +143,7 @@ impl NodeError {
                 PublishError::Refused(_) => Rejected,
                 _ => Internal,
             },
-            NodeError::Fetch(e) => match e {
-                FetchError::NotInCatalog(_) => NotFound,
-                FetchError::InPlaceNeedsOut => Usage,
-                FetchError::Denied(_) | FetchError::Rejected(_) => Rejected,
-                FetchError::Unavailable(_) => Unavailable,
-                FetchError::Output(
-                    mesh_storage::assemble::AssembleError::Exists(_)
-                    | mesh_storage::assemble::AssembleError::InTheWay(_),
-                ) => Usage,
-                _ => Internal,
-            },
+            NodeError::Fetch(e) => fetch_class(e),
             NodeError::Submit(SubmitError::Refused(_)) => Rejected,
             NodeError::Discover(DiscoverError::NotInCatalog(_)) => NotFound,
             NodeError::Home(HomeError::Invalid(_)) => Usage,
@@ -160,8 +151,30 @@ impl NodeError {
             NodeError::Genesis(_) => Usage,
             NodeError::BadRequest(_) => Usage,
             NodeError::NotFound(_) => NotFound,
-            NodeError::Query(e) => e.class(),
+            NodeError::Query(e) => match e {
+                QueryError::Usage(_) => Usage,
+                QueryError::Product { source, .. } => fetch_class(source),
+                QueryError::Engine(mesh_contract::engine::QueryError::Start(_)) => Internal,
+                QueryError::Engine(_) => Usage,
+                QueryError::Home(_) => Internal,
+            },
             _ => Internal,
         }
+    }
+}
+
+/// Whose fault a fetch's failure is.
+fn fetch_class(e: &FetchError) -> ErrorClass {
+    use ErrorClass::*;
+    match e {
+        FetchError::NotInCatalog(_) => NotFound,
+        FetchError::InPlaceNeedsOut => Usage,
+        FetchError::Denied(_) | FetchError::Rejected(_) => Rejected,
+        FetchError::Unavailable(_) => Unavailable,
+        FetchError::Output(
+            mesh_storage::assemble::AssembleError::Exists(_)
+            | mesh_storage::assemble::AssembleError::InTheWay(_),
+        ) => Usage,
+        _ => Internal,
     }
 }

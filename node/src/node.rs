@@ -440,6 +440,14 @@ impl Node {
             .await?)
     }
 
+    /// Runs `sql` over the products it names, fetching each first as
+    /// [`Node::fetch`] would (rules, grants, verification), under the shared work
+    /// lock; see `ops/query.rs`.
+    pub async fn query(&self, sql: &str) -> Result<mesh_contract::engine::Answer, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        Ok(crate::ops::query::query(&self.parts.fetcher, self.parts.home.root(), sql).await?)
+    }
+
     /// Runs GC keeping `keep` complete versions per product (default: the
     /// configured `keep_versions`; at least 1).
     pub async fn gc(&self, keep: Option<usize>, dry_run: bool) -> Result<GcReport, NodeError> {

@@ -32,14 +32,7 @@ fn plan() -> (Plan, Vec<mesh_protocol::manifest::Field>) {
 /// Writes `files` under a temp dir and checks them.
 fn run(files: &[(&str, &str)]) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    let mut list = Vec::new();
-    for (rel, text) in files {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        list.push((rel.to_string(), p));
-    }
-    check(&list)
+    check(&crate::common::write_files(dir.path(), files))
 }
 
 fn check(files: &[(String, PathBuf)]) -> Report {

@@ -97,13 +97,7 @@ fn product() -> (tempfile::TempDir, Vec<(String, PathBuf)>) {
             "[{\"code\": \"N\", \"name\": \"North\"}, {\"code\": \"S\", \"name\": \"South\"}]",
         ),
     ];
-    let mut list = Vec::new();
-    for (rel, text) in files {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        list.push((rel.to_string(), p));
-    }
+    let mut list = crate::common::write_files(dir.path(), &files);
     let parts = dir.path().join("parts_v2.parquet");
     write_parts(&parts);
     list.push(("parts_v2.parquet".into(), parts));

@@ -3,7 +3,7 @@
 //! Phases: [`references`] reads which products the query names (`domain.product`
 //! is the newest version the rules let this node read, `"domain"."product@1.2.0"`
 //! a given one, `domain.product.object` one schema object of a product with
-//! several); [`Node::prepare_source`] fetches each through the mesh like any fetch
+//! several); [`prepare_source`] fetches each through the mesh like any fetch
 //! (verified, the rules and grants enforced) into a directory of this node's home
 //! keyed by the manifest hash (`query/<hash>/`, kept for the next query); then the
 //! engine (`mesh_contract::engine`) registers each product's objects with the
@@ -11,7 +11,7 @@
 //! read-only, within [`QUERY_DEADLINE`] and the engine's memory pool.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,9 +25,9 @@ use mesh_contract::quality::Plan;
 use mesh_contract::tables::product_tables;
 use mesh_protocol::{Manifest, ProductRef};
 
-use crate::error::NodeError;
+use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
-use crate::node::Node;
+use crate::FetchOptions;
 
 /// The longest a query may run, its fetches not counted.
 pub(crate) const QUERY_DEADLINE: Duration = Duration::from_secs(300);
@@ -48,25 +48,14 @@ pub enum QueryError {
         /// The product as the query names it.
         product: String,
         /// Why it could not be fetched.
-        source: Box<NodeError>,
+        source: FetchError,
     },
+    /// The query directory of the node home failed.
+    #[error(transparent)]
+    Home(#[from] HomeError),
     /// The engine refused or failed the query.
     #[error(transparent)]
     Engine(#[from] EngineError),
-}
-
-impl QueryError {
-    /// Whose fault it is: a product's fetch says; a query that does not plan or
-    /// run is the user's; an engine that cannot start is ours.
-    pub fn class(&self) -> crate::error::ErrorClass {
-        use crate::error::ErrorClass;
-        match self {
-            QueryError::Usage(_) => ErrorClass::Usage,
-            QueryError::Product { source, .. } => source.class(),
-            QueryError::Engine(EngineError::Start(_)) => ErrorClass::Internal,
-            QueryError::Engine(_) => ErrorClass::Usage,
-        }
-    }
 }
 
 /// A product a query names, and how.
@@ -139,54 +128,65 @@ pub(crate) struct Source {
     pub(crate) dir: PathBuf,
 }
 
-impl Node {
-    /// Fetches `product` (verified, rules and grants enforced) into this node's
-    /// query directory, unless a complete copy of that version is there already.
-    pub(crate) async fn prepare_source(&self, product: &ProductRef) -> Result<Source, NodeError> {
-        let (entry, manifest) = self.describe_unjudged(product, 0).await?;
-        let hash = entry.announcement.manifest.to_string();
-        let dir = self.home().root().join("query").join(&hash);
-        let done = dir.join(".mesh-complete");
-        if !done.exists() {
-            let exact: ProductRef = format!("{}@{}", product.id, entry.announcement.version)
-                .parse()
-                .map_err(NodeError::from)?;
-            self.fetch_replacing(&exact, Some(dir.clone()), None)
-                .await?;
-            std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
-        }
-        let manifest = match manifest {
-            Ok(m) => m,
-            Err(_) => self.describe_unjudged(product, 0).await?.1?,
+/// Fetches `product` (verified, rules and grants enforced) into `root/query/<manifest
+/// hash>/`, unless a complete copy of that version is there already.
+async fn prepare_source(
+    fetcher: &Fetcher,
+    root: &Path,
+    product: &ProductRef,
+) -> Result<Source, QueryError> {
+    let named = |source| QueryError::Product {
+        product: product.to_string(),
+        source,
+    };
+    let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
+    let hash = entry.announcement.manifest.to_string();
+    let dir = root.join("query").join(&hash);
+    let done = dir.join(".mesh-complete");
+    if !done.exists() {
+        let exact = ProductRef {
+            id: product.id.clone(),
+            version: Some(entry.announcement.version.clone()),
         };
-        Ok(Source { manifest, dir })
+        let options = FetchOptions {
+            overwrite: true,
+            ..FetchOptions::default()
+        };
+        fetcher
+            .fetch(&exact, Some(dir.clone()), options, None)
+            .await
+            .map_err(named)?;
+        std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
     }
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(_) => fetcher
+            .describe(product)
+            .await
+            .map_err(named)?
+            .1
+            .map_err(named)?,
+    };
+    Ok(Source { manifest, dir })
+}
 
-    /// Runs `sql` over the products it names; see the module documentation.
-    pub async fn query(&self, sql: &str) -> Result<Answer, QueryError> {
-        let refs = references(sql)?;
-        let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-        for r in &refs {
-            let key = r.product.to_string();
-            if sources.contains_key(&key) {
-                continue;
-            }
-            let source =
-                self.prepare_source(&r.product)
-                    .await
-                    .map_err(|e| QueryError::Product {
-                        product: key.clone(),
-                        source: Box::new(e),
-                    })?;
-            sources.insert(key, source);
+/// Runs `sql` over the products it names, fetching each first (see the module
+/// documentation); `root` is the node home's.
+pub(crate) async fn query(fetcher: &Fetcher, root: &Path, sql: &str) -> Result<Answer, QueryError> {
+    let refs = references(sql)?;
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    for r in &refs {
+        let key = r.product.to_string();
+        if !sources.contains_key(&key) {
+            sources.insert(key, prepare_source(fetcher, root, &r.product).await?);
         }
-        let sql = sql.to_owned();
-        Ok(engine::run(QUERY_DEADLINE, move || async move {
-            let ctx = engine::session()?;
-            register(&ctx, &refs, &sources).await?;
-            engine::collect(&ctx, &sql).await
-        })?)
     }
+    let sql = sql.to_owned();
+    Ok(engine::run(QUERY_DEADLINE, move || async move {
+        let ctx = engine::session()?;
+        register(&ctx, &refs, &sources).await?;
+        engine::collect(&ctx, &sql).await
+    })?)
 }
 
 /// Registers each reference's table in `ctx`.

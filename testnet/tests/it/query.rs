@@ -63,6 +63,14 @@ required = true
 description = "Who carries it"
 "#;
 
+/// `sql`'s rows on the node of `client`, as a text table.
+fn table(client: &mesh_node::ApiClient, sql: &str) -> String {
+    let answer = client.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
+        .unwrap()
+        .to_string()
+}
+
 /// The rows of `sales/orders` as written: order id -> amount in cents.
 fn amounts(csv: &str) -> BTreeMap<u64, u64> {
     csv.lines()
@@ -124,16 +132,12 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
 
     // The join, on finance's node, which holds neither product.
     let client = net.nodes[1].client().unwrap();
-    let answer = client
-        .query(
-            "SELECT s.carrier, COUNT(*) AS n, SUM(o.amount) AS total \
-             FROM sales.orders o JOIN logistics.shipments s ON s.order_id = o.order_id \
-             GROUP BY s.carrier ORDER BY s.carrier",
-        )
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
-        .unwrap()
-        .to_string();
+    let text = table(
+        &client,
+        "SELECT s.carrier, COUNT(*) AS n, SUM(o.amount) AS total \
+         FROM sales.orders o JOIN logistics.shipments s ON s.order_id = o.order_id \
+         GROUP BY s.carrier ORDER BY s.carrier",
+    );
     let by_id = amounts(&std::fs::read_to_string(&orders).unwrap());
     for (carrier, parity) in [("dhl", 0), ("ups", 1)] {
         let ids: Vec<u64> = (0..300u64)
@@ -155,12 +159,7 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     }
 
     // EXPLAIN shows the plan; a bare table name says how to name a product.
-    let plan = client
-        .query("EXPLAIN SELECT carrier FROM logistics.shipments")
-        .unwrap();
-    let plan = datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)
-        .unwrap()
-        .to_string();
+    let plan = table(&client, "EXPLAIN SELECT carrier FROM logistics.shipments");
     assert!(plan.contains("physical_plan"), "{plan}");
     let err = client.query("SELECT * FROM shipments").unwrap_err();
     assert!(err.to_string().contains("domain.product"), "{err}");
@@ -242,12 +241,7 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
             .is_ok())
     })
     .unwrap();
-    let answer = client
-        .query("SELECT COUNT(*) AS n FROM sales.customers")
-        .unwrap();
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
-        .unwrap()
-        .to_string();
+    let text = table(&client, "SELECT COUNT(*) AS n FROM sales.customers");
     assert!(text.contains("| 50 |"), "{text}");
     net.stop_all().unwrap();
 }

@@ -9,6 +9,22 @@ use mesh_protocol::manifest::Manifest;
 use mesh_protocol::KeyPair;
 use serde_json::Value;
 
+/// Writes `files` (`(relative path, text)`) under `dir`; returns them as the
+/// checks take them, `(relative path, full path)`.
+pub(crate) fn write_files(
+    dir: &std::path::Path,
+    files: &[(&str, &str)],
+) -> Vec<(String, std::path::PathBuf)> {
+    let mut list = Vec::new();
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        list.push((rel.to_string(), p));
+    }
+    list
+}
+
 /// The manifest a draft makes, with fixed facts.
 pub(crate) fn manifest(draft: ManifestDraft) -> Manifest {
     draft

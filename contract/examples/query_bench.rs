@@ -1,0 +1,56 @@
+//! One query of `bench/query`: reads a product's files as tables with their
+//! contract's types (`mesh_contract::tables`, as `mesh query` does on a node) and
+//! runs SQL over them once, printing the wall time in seconds and the row count.
+//!
+//! Usage: `query_bench CONTRACT.yaml DATA_DIR SQL` (every `.csv`, `.jsonl`,
+//! `.json` or `.parquet` file under DATA_DIR is mapped to the contract's objects
+//! by name, as at publish).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mesh_contract::engine::{self, QueryError};
+use mesh_contract::odcs;
+use mesh_contract::quality::Plan;
+use mesh_contract::tables::product_tables;
+use mesh_protocol::manifest::NullValues;
+
+fn files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files(root, &path, out)?;
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push((rel.to_string_lossy().replace('\\', "/"), path.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, contract, data, sql] = args.as_slice() else {
+        return Err("usage: query_bench CONTRACT.yaml DATA_DIR SQL".into());
+    };
+    let doc = odcs::document(&std::fs::read_to_string(contract)?)?;
+    let plan = Plan::from_contract(&doc, &NullValues::default());
+    if !plan.lint.is_empty() {
+        return Err(format!("the contract: {:?}", plan.lint).into());
+    }
+    let root = PathBuf::from(data);
+    let mut list = Vec::new();
+    files(&root, &root, &mut list)?;
+    let sql = sql.clone();
+    let start = Instant::now();
+    let answer = engine::run(Duration::from_secs(3600), move || async move {
+        let ctx = engine::session()?;
+        for t in product_tables(&ctx, &plan, &list).await? {
+            let name = t.physical_name.clone().unwrap_or(t.name.clone());
+            ctx.register_table(name.as_str(), t.frame.into_view())
+                .map_err(|e| QueryError::Failed(e.to_string()))?;
+        }
+        engine::collect(&ctx, &sql).await
+    })?;
+    println!("{:.3} {}", start.elapsed().as_secs_f64(), answer.rows());
+    Ok(())
+}
