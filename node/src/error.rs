@@ -51,9 +51,15 @@ pub enum NodeError {
     /// The thing asked for does not exist here.
     #[error("{0}")]
     NotFound(String),
-    /// A query failed.
+    /// A query failed (boxed: it can carry a whole fetch error).
     #[error(transparent)]
-    Query(#[from] QueryError),
+    Query(Box<QueryError>),
+}
+
+impl From<QueryError> for NodeError {
+    fn from(e: QueryError) -> Self {
+        NodeError::Query(Box::new(e))
+    }
 }
 
 /// A product id or reference the request gave that does not parse.
@@ -151,7 +157,7 @@ impl NodeError {
             NodeError::Genesis(_) => Usage,
             NodeError::BadRequest(_) => Usage,
             NodeError::NotFound(_) => NotFound,
-            NodeError::Query(e) => match e {
+            NodeError::Query(e) => match e.as_ref() {
                 QueryError::Usage(_) => Usage,
                 QueryError::Product { source, .. } => fetch_class(source),
                 QueryError::Engine(mesh_contract::engine::QueryError::Start(_)) => Internal,

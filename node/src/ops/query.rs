@@ -47,8 +47,8 @@ pub enum QueryError {
     Product {
         /// The product as the query names it.
         product: String,
-        /// Why it could not be fetched.
-        source: FetchError,
+        /// Why it could not be fetched (boxed: a fetch error is large).
+        source: Box<FetchError>,
     },
     /// The query directory of the node home failed.
     #[error(transparent)]
@@ -137,7 +137,7 @@ async fn prepare_source(
 ) -> Result<Source, QueryError> {
     let named = |source| QueryError::Product {
         product: product.to_string(),
-        source,
+        source: Box::new(source),
     };
     let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
     let hash = entry.announcement.manifest.to_string();
@@ -176,9 +176,10 @@ pub(crate) async fn query(fetcher: &Fetcher, root: &Path, sql: &str) -> Result<A
     let refs = references(sql)?;
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for r in &refs {
-        let key = r.product.to_string();
-        if !sources.contains_key(&key) {
-            sources.insert(key, prepare_source(fetcher, root, &r.product).await?);
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            sources.entry(r.product.to_string())
+        {
+            slot.insert(prepare_source(fetcher, root, &r.product).await?);
         }
     }
     let sql = sql.to_owned();
