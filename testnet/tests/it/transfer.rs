@@ -263,6 +263,9 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
         survived >= held_at_kill.saturating_sub(1),
         "verified chunks survive kill -9"
     );
+    // A catalog entry learned moments before the kill may not have reached the
+    // disk (sled flushes every 500 ms); the connect-time sync brings it back.
+    net.wait_product(1, "sales/big", "1.0.0", DEADLINE).unwrap();
     let o = net.fetch(1, "sales/big", &net.root().join("out")).unwrap();
     assert!(
         o.transferred_bytes < o.size,
