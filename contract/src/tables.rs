@@ -196,6 +196,10 @@ async fn read_group(
     }
 }
 
+fn is_text(d: &DataType) -> bool {
+    matches!(d, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
 /// `frame` projected to the object's properties, in contract order. From CSV
 /// (`markers` given) each cell equal to a marker is null and the rest is cast
 /// from text; a value that does not parse fails the query, naming it.
@@ -204,16 +208,17 @@ fn project(
     cols: &[(String, LogicalType, Shape)],
     markers: Option<&[String]>,
 ) -> Result<DataFrame, QueryError> {
-    let present: Vec<String> = frame
+    let present: Vec<(String, DataType)> = frame
         .schema()
         .fields()
         .iter()
-        .map(|f| f.name().clone())
+        .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
     let exprs: Vec<Expr> = cols
         .iter()
         .map(|(c, t, s)| {
-            let value = if !present.iter().any(|p| p == c) {
+            let found = present.iter().find(|(p, _)| p == c).map(|(_, d)| d);
+            let value = if found.is_none() {
                 let target = nested_type(*t, s);
                 lit(ScalarValue::try_from(&target).unwrap_or(ScalarValue::Null))
             } else if let Some(markers) = markers {
@@ -223,11 +228,17 @@ fn project(
                     .fold(ident(c), |e, m| nullif(e, lit(m.as_str())));
                 cast(text, arrow_type(*t))
             } else {
-                match t {
+                let target = arrow_type(*t);
+                match (t, found) {
                     // The column itself, unaliased (an alias of a struct column to
-                    // its own name trips DataFusion 55's projection pushdown).
-                    LogicalType::Object | LogicalType::Array => return ident(c),
-                    _ => cast(ident(c), arrow_type(*t)),
+                    // its own name trips DataFusion 55's projection pushdown); so is
+                    // a column already of its type (text read as string views too:
+                    // casting those to plain strings only costs).
+                    (LogicalType::Object | LogicalType::Array, _) => return ident(c),
+                    (_, Some(d)) if *d == target || is_text(d) && is_text(&target) => {
+                        return ident(c)
+                    }
+                    _ => cast(ident(c), target),
                 }
             };
             value.alias(c)
