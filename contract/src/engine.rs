@@ -52,6 +52,11 @@ pub fn arrow_type(t: LogicalType) -> DataType {
     }
 }
 
+/// Whether an Arrow type holds text (plain strings, large ones or string views).
+pub fn is_text(d: &DataType) -> bool {
+    matches!(d, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
 /// A new read-only session with the memory pool.
 pub fn session() -> Result<SessionContext, QueryError> {
     let runtime = RuntimeEnvBuilder::new()

@@ -30,7 +30,7 @@ use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, S
 
 use mesh_protocol::manifest::LogicalType;
 
-use crate::engine::{arrow_type, QueryError};
+use crate::engine::{arrow_type, is_text, QueryError};
 use crate::quality::csv::CsvReader;
 use crate::quality::shape::Shape;
 use crate::quality::{files_by_object, DataFile, Format, Plan};
@@ -86,20 +86,11 @@ fn nested_type(t: LogicalType, shape: &Shape) -> DataType {
 /// header, delimiter and markers.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
-    format: u8,
+    format: Format,
     extension: String,
     header: Vec<String>,
     delimiter: u8,
     markers: Vec<String>,
-}
-
-fn format_code(f: Format) -> u8 {
-    match f {
-        Format::Csv => 0,
-        Format::JsonLines => 1,
-        Format::Json => 2,
-        Format::Parquet => 3,
-    }
 }
 
 /// A CSV file's header and delimiter; `None` for an empty file.
@@ -134,7 +125,7 @@ fn key_of(f: &DataFile) -> Result<Option<GroupKey>, QueryError> {
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
     let mut key = GroupKey {
-        format: format_code(f.format),
+        format: f.format,
         extension,
         header: Vec::new(),
         delimiter: b',',
@@ -160,7 +151,7 @@ async fn read_group(
 ) -> Result<DataFrame, QueryError> {
     let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
     match key.format {
-        0 => {
+        Format::Csv => {
             // All text: DataFusion 55 does not apply a null regex while reading,
             // so markers are taken out (NULLIF) and the types cast in `project`.
             let schema = Schema::new(
@@ -177,7 +168,7 @@ async fn read_group(
                 .newlines_in_values(true);
             ctx.read_csv(paths, options).await.map_err(fail)
         }
-        1 | 2 => {
+        Format::JsonLines | Format::Json => {
             let schema = Schema::new(
                 cols.iter()
                     .map(|(c, t, s)| Field::new(c, nested_type(*t, s), true))
@@ -186,18 +177,14 @@ async fn read_group(
             let options = JsonReadOptions::default()
                 .schema(&schema)
                 .file_extension(&key.extension)
-                .newline_delimited(key.format == 1);
+                .newline_delimited(key.format == Format::JsonLines);
             ctx.read_json(paths, options).await.map_err(fail)
         }
-        _ => {
+        Format::Parquet => {
             let options = ParquetReadOptions::default().file_extension(&key.extension);
             ctx.read_parquet(paths, options).await.map_err(fail)
         }
     }
-}
-
-fn is_text(d: &DataType) -> bool {
-    matches!(d, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
 }
 
 /// `frame` projected to the object's properties, in contract order. From CSV
@@ -270,7 +257,7 @@ pub async fn product_tables(
         }
         let mut frame: Option<DataFrame> = None;
         for (key, paths) in groups {
-            let markers = (key.format == format_code(Format::Csv)).then_some(&key.markers[..]);
+            let markers = (key.format == Format::Csv).then_some(&key.markers[..]);
             let frame_of_group = read_group(ctx, &key, paths, &cols).await?;
             let group = project(frame_of_group, &cols, markers)?;
             frame = Some(match frame {

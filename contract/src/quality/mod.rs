@@ -50,7 +50,7 @@ pub use report::{
 use report::Sink;
 
 /// The data formats read, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Format {
     Csv,
     JsonLines,

@@ -198,7 +198,8 @@ impl SqlTable {
     }
 }
 
-/// The first column of the first row, as a number.
+/// The first column of the first row, as a number (a boolean is 1 or 0; text
+/// that reads as a number counts).
 fn first_number(batches: &[RecordBatch]) -> Result<f64, String> {
     let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
         return Err("the query returned no row".into());
@@ -209,10 +210,6 @@ fn first_number(batches: &[RecordBatch]) -> Result<f64, String> {
     let cell = batch.column(0).slice(0, 1);
     if cell.logical_null_count() > 0 {
         return Err("the query returned NULL".into());
-    }
-    if let DataType::Boolean = cell.data_type() {
-        let b = arrow_cast::cast(&cell, &DataType::Int8).map_err(|e| e.to_string())?;
-        return first_number(&[RecordBatch::try_from_iter([("b", b)]).map_err(|e| e.to_string())?]);
     }
     let options = arrow_cast::CastOptions {
         safe: true,
@@ -225,7 +222,7 @@ fn first_number(batches: &[RecordBatch]) -> Result<f64, String> {
         .downcast_ref::<arrow_array::Float64Array>()
         .filter(|a| !a.is_null(0))
         .ok_or_else(|| {
-            if cell.data_type() == &DataType::Utf8 {
+            if engine::is_text(cell.data_type()) {
                 "the query returned text, not a number".to_string()
             } else {
                 format!("the query returned {}, not a number", cell.data_type())
