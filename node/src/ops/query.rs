@@ -43,7 +43,7 @@ pub enum QueryError {
     Usage(String),
     /// A product could not be had (unknown, denied by a rule, no provider); the
     /// fetch's own error, with the product named.
-    #[error("{product}: {source}")]
+    #[error("{}", named(product, source))]
     Product {
         /// The product as the query names it.
         product: String,
@@ -56,6 +56,16 @@ pub enum QueryError {
     /// The engine refused or failed the query.
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// The fetch's message, led by the product unless it names it already.
+fn named(product: &str, source: &FetchError) -> String {
+    let message = source.to_string();
+    if message.contains(product) {
+        message
+    } else {
+        format!("{product}: {message}")
+    }
 }
 
 /// A product a query names, and how.
