@@ -110,7 +110,7 @@ fn decide(
 
 /// `--until`: a date (`2027-06-30`, midnight UTC), an RFC 3339 time, or a duration
 /// from now (`90d`).
-fn until_ms(text: &str) -> anyhow::Result<u64> {
+pub(crate) fn until_ms(text: &str) -> anyhow::Result<u64> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(secs) = parse_duration(text) {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();

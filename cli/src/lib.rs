@@ -20,6 +20,7 @@ mod products;
 mod query;
 mod setup;
 mod subscribe;
+mod tokens;
 
 use crate::output::{say, say_err};
 use std::process::ExitCode;
@@ -86,6 +87,7 @@ where
         Command::Unsubscribe(a) => subscribe::unsubscribe(&cli.home, a, json),
         Command::Subscriptions => subscribe::list(&cli.home, json),
         Command::Subscribers(a) => subscribe::subscribers(&cli.home, a, json),
+        Command::Token(a) => tokens::run(&cli.home, a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

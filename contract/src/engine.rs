@@ -129,6 +129,16 @@ pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Answer, QueryErr
     Ok(Answer { schema, batches })
 }
 
+/// Plans `sql` as a read-only query in `ctx` and returns its columns, running
+/// nothing.
+pub async fn plan_schema(ctx: &SessionContext, sql: &str) -> Result<SchemaRef, QueryError> {
+    let frame = ctx
+        .sql_with_options(sql, read_only())
+        .await
+        .map_err(|e| QueryError::Failed(e.to_string()))?;
+    Ok(Arc::new(frame.schema().as_arrow().clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ use crate::state::governance::{Governance, LoadError, OwnNode};
 use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
 use crate::state::subscriptions::SubscriptionBook;
+use crate::state::tokens::TokenBook;
 use crate::state::usage::UsageLedger;
 
 /// Builds the catalog's digest off the event loop (a scan of the catalog), so
@@ -164,6 +165,7 @@ struct LocalState {
     providers: Providers,
     access: AccessBook,
     subscriptions: SubscriptionBook,
+    tokens: TokenBook,
     publisher_key: Option<Arc<mesh_protocol::KeyPair>>,
 }
 
@@ -192,6 +194,7 @@ impl LocalState {
             providers: Providers::load(store.clone(), governance.clone(), key)?,
             access: AccessBook::open(store.clone(), governance.clone())?,
             subscriptions: SubscriptionBook::new(store.clone()),
+            tokens: TokenBook::new(store.clone()),
             store,
             governance,
             chunks,
@@ -329,6 +332,7 @@ impl Wiring<'_> {
             publisher,
             fetcher,
             subscriber,
+            tokens: st.tokens,
             work_lock,
             metrics: self.metrics,
             registry: self.registry,

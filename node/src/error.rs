@@ -10,6 +10,7 @@ use crate::ops::publish::PublishError;
 use crate::ops::query::QueryError;
 use crate::ops::submit::SubmitError;
 use crate::state::governance::{GenesisError, LoadError};
+use crate::state::tokens::TokenError;
 use crate::state::StateError;
 use crate::task::TaskError;
 
@@ -54,6 +55,9 @@ pub enum NodeError {
     /// A query failed (boxed: it can carry a whole fetch error).
     #[error(transparent)]
     Query(Box<QueryError>),
+    /// Making, listing or revoking a consumer token failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl From<QueryError> for NodeError {
@@ -157,12 +161,14 @@ impl NodeError {
             NodeError::Genesis(_) => Usage,
             NodeError::BadRequest(_) => Usage,
             NodeError::NotFound(_) => NotFound,
+            NodeError::Token(TokenError::Usage(_)) => Usage,
+            NodeError::Token(TokenError::NotFound(_)) => NotFound,
             NodeError::Query(e) => match e.as_ref() {
                 QueryError::Usage(_) => Usage,
                 QueryError::Product { source, .. } => fetch_class(source),
                 QueryError::Engine(mesh_contract::engine::QueryError::Start(_)) => Internal,
                 QueryError::Engine(_) => Usage,
-                QueryError::Home(_) => Internal,
+                QueryError::Home(_) | QueryError::Task(_) => Internal,
             },
             _ => Internal,
         }

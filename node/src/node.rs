@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use libp2p::{Multiaddr, PeerId};
+use mesh_contract::engine::Answer;
 use mesh_contract::health::{Lineage, SlaState};
 use mesh_protocol::{DomainName, Manifest, Policy, ProductId, ProductRef, Signed};
 use mesh_storage::{ChunkStore, MetaStore};
@@ -14,7 +16,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, RwLock};
 
-use crate::clock::unix_now;
+use crate::clock::{unix_now, unix_now_ms};
 use crate::error::NodeError;
 use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
@@ -23,6 +25,7 @@ use crate::ops::access::AccessDesk;
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
+use crate::ops::query::{self, Reader, Want};
 use crate::ops::submit::{self, Submitted};
 use crate::ops::subscribe::{Subscriber, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
@@ -30,6 +33,7 @@ use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::gc::{self, GcReport};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
+use crate::state::tokens::{ConsumerToken, TokenBook, TokenRefused};
 use crate::state::usage::{ProductUsage, UsageLedger};
 use crate::state::verify::{self, VerifyReport};
 use crate::task::blocking;
@@ -83,6 +87,8 @@ pub(crate) struct Parts {
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
     pub(crate) subscriber: Subscriber,
+    /// The consumer tokens of the output ports.
+    pub(crate) tokens: TokenBook,
     /// Publish and fetch hold it shared; GC holds it exclusively.
     pub(crate) work_lock: Arc<RwLock<()>>,
     pub(crate) metrics: Metrics,
@@ -362,7 +368,7 @@ impl Node {
     pub(crate) fn anonymous_fetch(&self, manifest: &mesh_protocol::Manifest) -> Decision {
         self.parts
             .governance
-            .fetch_decision("", manifest, &[], crate::clock::unix_now_ms())
+            .fetch_decision("", manifest, &[], unix_now_ms())
     }
 
     /// Publishes the files at `path` described by `draft_toml` and gossips the
@@ -442,10 +448,61 @@ impl Node {
 
     /// Runs `sql` over the products it names, fetching each first as
     /// [`Node::fetch`] would (rules, grants, verification), under the shared work
-    /// lock; see `ops/query.rs`.
-    pub async fn query(&self, sql: &str) -> Result<mesh_contract::engine::Answer, NodeError> {
+    /// lock; see `ops/query.rs`. `reader` is whose rules and grants apply: this
+    /// node's, or a consumer token's domain.
+    pub async fn query(&self, sql: &str, reader: &Reader) -> Result<Answer, NodeError> {
         let _shared_work = self.work_lock.read().await;
-        Ok(crate::ops::query::query(&self.parts.fetcher, self.parts.home.root(), sql).await?)
+        let (fetcher, root) = (&self.parts.fetcher, self.parts.home.root());
+        Ok(query::query(fetcher, root, sql, reader, Want::Rows).await?)
+    }
+
+    /// The columns `sql` would answer with, as `reader`: the products it names
+    /// are fetched and the query planned, not run (a prepared statement).
+    pub async fn query_schema(&self, sql: &str, reader: &Reader) -> Result<SchemaRef, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        let (fetcher, root) = (&self.parts.fetcher, self.parts.home.root());
+        Ok(query::query(fetcher, root, sql, reader, Want::Schema)
+            .await?
+            .schema)
+    }
+
+    /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret
+    /// (shown once) and its record.
+    pub async fn token_create(
+        &self,
+        domain: DomainName,
+        expires_ms: u64,
+        label: Option<String>,
+    ) -> Result<(String, ConsumerToken), NodeError> {
+        let book = self.parts.tokens.clone();
+        blocking(move || Ok(book.create(domain, expires_ms, label, unix_now_ms())?)).await
+    }
+
+    /// Every consumer token of this node (no secrets).
+    pub async fn tokens(&self) -> Result<Vec<ConsumerToken>, NodeError> {
+        let book = self.parts.tokens.clone();
+        blocking(move || Ok(book.list()?)).await
+    }
+
+    /// Revokes the consumer token `id`: it opens nothing from the next request.
+    pub async fn token_revoke(&self, id: String) -> Result<ConsumerToken, NodeError> {
+        let book = self.parts.tokens.clone();
+        blocking(move || Ok(book.revoke(&id, unix_now_ms())?)).await
+    }
+
+    /// Removes every revoked or expired consumer token; returns how many.
+    pub async fn token_purge(&self) -> Result<usize, NodeError> {
+        let book = self.parts.tokens.clone();
+        blocking(move || Ok(book.purge(unix_now_ms())?)).await
+    }
+
+    /// The consumer token `presented` stands for, if it is live on this node.
+    pub async fn authenticate(
+        &self,
+        presented: String,
+    ) -> Result<Result<ConsumerToken, TokenRefused>, NodeError> {
+        let book = self.parts.tokens.clone();
+        blocking(move || Ok(book.authenticate(&presented, unix_now_ms())?)).await
     }
 
     /// Runs GC keeping `keep` complete versions per product (default: the

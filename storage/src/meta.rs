@@ -44,6 +44,8 @@ pub enum Tree {
     /// Files this node wrote out for products (fetches and subscriptions), so a
     /// later version can start from them, by product, file path and destination.
     Outputs,
+    /// Consumer tokens of this node's output ports (stored hashed), by token id.
+    Tokens,
 }
 
 impl Tree {
@@ -63,6 +65,7 @@ impl Tree {
             Tree::AccessDecisions => "access_decisions",
             Tree::Subscriptions => "subscriptions",
             Tree::Outputs => "outputs",
+            Tree::Tokens => "tokens",
         }
     }
 }

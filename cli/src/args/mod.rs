@@ -1,10 +1,11 @@
 //! Command-line flags (clap derive). `sharing.rs` holds the flags of access
-//! requests and grants and of subscriptions.
+//! requests and grants, of subscriptions and of consumer tokens.
 
 mod sharing;
 
 pub(crate) use sharing::{
-    AccessArgs, AccessCommand, SubscribeArgs, SubscribersArgs, UnsubscribeArgs,
+    AccessArgs, AccessCommand, SubscribeArgs, SubscribersArgs, TokenArgs, TokenCommand,
+    UnsubscribeArgs,
 };
 
 use std::path::PathBuf;
@@ -110,6 +111,9 @@ pub(crate) enum Command {
     /// List the nodes that follow a product (from their signed provider records),
     /// with their domain and the versions they hold.
     Subscribers(SubscribersArgs),
+    /// Consumer tokens of this node's output ports (the Flight SQL port): each is
+    /// bound to a consumer domain, expires, and can be revoked.
+    Token(TokenArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),

@@ -1,6 +1,6 @@
 //! Flags of the commands between domains: asking for and granting access
-//! (`mesh access`), and following products (`mesh subscribe`, `unsubscribe`,
-//! `subscribers`).
+//! (`mesh access`), following products (`mesh subscribe`, `unsubscribe`,
+//! `subscribers`), and the consumer tokens of the output ports (`mesh token`).
 
 use std::path::PathBuf;
 
@@ -111,4 +111,40 @@ pub(crate) struct UnsubscribeArgs {
 pub(crate) struct SubscribersArgs {
     /// The product, `domain/name`.
     pub(crate) product: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    #[command(subcommand)]
+    pub(crate) command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Make a token for a consumer domain; it is printed this once (the node keeps
+    /// only its hash). Whoever presents it (`Authorization: Bearer <token>` on the
+    /// Flight SQL port) reads exactly what the rules and grants let that domain fetch.
+    Create {
+        /// The consumer domain the token reads as (e.g. finance).
+        #[arg(long)]
+        domain: String,
+        /// When it stops working: a date (2027-06-30, midnight UTC), a time
+        /// (2027-06-30T12:00:00Z) or a duration from now (30d).
+        #[arg(long, default_value = "90d")]
+        until: String,
+        /// What it is for, shown by `mesh token list`.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List this node's tokens (id, domain, state, expiry); never their secrets.
+    List,
+    /// Revoke a token: it opens nothing from the next request on.
+    Revoke {
+        /// The token's id, from `mesh token list`.
+        #[arg(required_unless_present = "purge")]
+        id: Option<String>,
+        /// Also remove every revoked and expired token from the list.
+        #[arg(long)]
+        purge: bool,
+    },
 }

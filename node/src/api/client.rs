@@ -16,7 +16,8 @@ use super::types::{
     CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
     GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions,
     PublishRequest, Published, QueryRequest, ShowResponse, SubmitRequest, Submitted, SubscribeBody,
-    SubscriberView, SubscriptionView, UnsubscribeBody, VerifyReport, VerifyRequest,
+    SubscriberView, SubscriptionView, TokenCreateBody, TokenCreated, TokenRevokeBody, TokenRevoked,
+    TokenView, UnsubscribeBody, VerifyReport, VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
 
@@ -252,6 +253,21 @@ impl ApiClient {
         )
     }
 
+    /// `POST /v1/tokens`: makes a consumer token (its secret is in the answer only).
+    pub fn token_create(&self, body: &TokenCreateBody) -> Result<TokenCreated, ClientError> {
+        self.post("/v1/tokens", body)
+    }
+
+    /// `GET /v1/tokens`: this node's consumer tokens, without secrets.
+    pub fn tokens(&self) -> Result<Vec<TokenView>, ClientError> {
+        self.get("/v1/tokens")
+    }
+
+    /// `POST /v1/tokens/revoke`: revokes a token, or purges dead ones.
+    pub fn token_revoke(&self, body: &TokenRevokeBody) -> Result<TokenRevoked, ClientError> {
+        self.post("/v1/tokens/revoke", body)
+    }
+
     /// `GET /v1/policy`: version `version`, or the current one.
     pub fn policy(&self, version: Option<u64>) -> Result<PolicyView, ClientError> {
         match version {
@@ -431,11 +447,14 @@ impl ApiClient {
     }
 
     fn call_get(&self, path: &str) -> Result<ureq::Response, ClientError> {
-        self.agent
+        let mut req = self
+            .agent
             .get(&format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT)
-            .call()
-            .map_err(|e| self.map_err(e))
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        req.call().map_err(|e| self.map_err(e))
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

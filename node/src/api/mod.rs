@@ -2,8 +2,9 @@
 //! into a running node.
 //!
 //! Map: [`types`] are the request and response bodies (shared by both ends),
-//! `server` routes them to the [`Node`](crate::Node) (`access.rs` and
-//! `subscriptions.rs` hold the routes of grants and subscriptions), and [`client`]
+//! `server` routes them to the [`Node`](crate::Node) (`access.rs`,
+//! `subscriptions.rs` and `tokens.rs` hold the routes of grants, subscriptions and
+//! consumer tokens), and [`client`]
 //! is the one typed client the CLI and the testnet use, so route strings and the
 //! fold over a fetch's event stream live only here. `web` is the catalog in the browser, served
 //! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
@@ -12,6 +13,7 @@ mod access;
 pub mod client;
 pub(crate) mod server;
 mod subscriptions;
+mod tokens;
 pub mod types;
 pub(crate) mod web;
 

@@ -3,7 +3,8 @@
 //!
 //! Every request must name a loopback host in its `Host` header (unless the node is
 //! configured with `api_allow_remote`), so a web page cannot reach the API through
-//! DNS rebinding. Reads are open to local callers; every mutating call (`POST`) needs
+//! DNS rebinding. Reads are open to local callers; every mutating call (`POST`), and
+//! the list of consumer tokens, needs
 //! `Authorization: Bearer <token>` with the token from the node home's `api.token`,
 //! compared in constant time. Request bodies are capped. Every error is the JSON
 //! [`ApiError`] form, also those axum's extractors produce (an oversized or malformed
@@ -208,6 +209,11 @@ pub(crate) async fn serve(
             "/v1/subscriptions/remove",
             post(super::subscriptions::unsubscribe),
         )
+        .route(
+            "/v1/tokens",
+            post(super::tokens::create).get(super::tokens::list),
+        )
+        .route("/v1/tokens/revoke", post(super::tokens::revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -449,7 +455,10 @@ async fn query(
     State(s): State<AppState>,
     Json(req): Json<QueryRequest>,
 ) -> Result<Response, NodeError> {
-    let answer = s.node.query(&req.sql).await?;
+    let answer = s
+        .node
+        .query(&req.sql, &crate::ops::query::Reader::Node)
+        .await?;
     let mut body = Vec::new();
     let mut encode = || -> Result<(), datafusion::arrow::error::ArrowError> {
         let mut w =

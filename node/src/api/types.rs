@@ -207,3 +207,78 @@ pub struct UnsubscribeBody {
     /// `domain/name`.
     pub product: String,
 }
+
+/// `POST /v1/tokens`: make a consumer token for an output port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreateBody {
+    /// The consumer domain the token reads as.
+    pub domain: String,
+    /// When it stops working (Unix ms).
+    pub expires_ms: u64,
+    /// What it is for.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A consumer token as listed: never its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Its id, the start of the token.
+    pub id: String,
+    /// The consumer domain it reads as.
+    pub domain: String,
+    /// What it is for.
+    pub label: Option<String>,
+    /// When it was made (Unix ms).
+    pub created_ms: u64,
+    /// When it stops working (Unix ms).
+    pub expires_ms: u64,
+    /// When it was revoked (Unix ms).
+    pub revoked_ms: Option<u64>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+impl TokenView {
+    /// The view of `t` at `now_ms`.
+    pub fn new(t: &crate::state::tokens::ConsumerToken, now_ms: u64) -> Self {
+        TokenView {
+            id: t.id.clone(),
+            domain: t.domain.to_string(),
+            label: t.label.clone(),
+            created_ms: t.created_ms,
+            expires_ms: t.expires_ms,
+            revoked_ms: t.revoked_ms,
+            state: t.state(now_ms).into(),
+        }
+    }
+}
+
+/// `POST /v1/tokens`'s answer: the token, shown this once, and its record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The secret to give the consumer (`Authorization: Bearer <token>`).
+    pub token: String,
+    /// The record, as `mesh token list` shows it.
+    pub view: TokenView,
+}
+
+/// `POST /v1/tokens/revoke`: revoke one token, or purge the dead ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRevokeBody {
+    /// The token's id (`mesh token list`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Remove every revoked or expired token instead.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+/// `POST /v1/tokens/revoke`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    /// The revoked token, when one was named.
+    pub revoked: Option<TokenView>,
+    /// How many dead tokens a purge removed.
+    pub purged: usize,
+}

@@ -23,7 +23,7 @@ use datafusion::prelude::SessionContext;
 use mesh_contract::engine::{self, Answer, QueryError as EngineError};
 use mesh_contract::quality::Plan;
 use mesh_contract::tables::product_tables;
-use mesh_protocol::{Manifest, ProductRef};
+use mesh_protocol::{DomainName, Manifest, ProductRef};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
@@ -56,6 +56,9 @@ pub enum QueryError {
     /// The engine refused or failed the query.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The query's thread failed (a bug, or the node is shutting down).
+    #[error(transparent)]
+    Task(#[from] crate::task::TaskError),
 }
 
 /// The fetch's message, led by the product unless it names it already.
@@ -138,18 +141,48 @@ pub(crate) struct Source {
     pub(crate) dir: PathBuf,
 }
 
-/// Fetches `product` (verified, rules and grants enforced) into `root/query/<manifest
-/// hash>/`, unless a complete copy of that version is there already.
+/// Whose rules and grants decide what a query may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    /// This node, as its own domain: `mesh query` and the control API.
+    Node,
+    /// A consumer domain, for a consumer token of an output port: each product
+    /// is read only if the rules and grants let that domain fetch it (and this
+    /// node can fetch it too).
+    Domain(DomainName),
+}
+
+/// What a query run returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// The rows.
+    Rows,
+    /// Only the columns, planned but not run (a prepared statement's schema).
+    Schema,
+}
+
+/// Fetches `product` (verified, rules and grants enforced for this node and,
+/// for a consumer, for `reader`) into `root/query/<manifest hash>/`, unless a
+/// complete copy of that version is there already.
 async fn prepare_source(
     fetcher: &Fetcher,
     root: &Path,
     product: &ProductRef,
+    reader: &Reader,
 ) -> Result<Source, QueryError> {
     let named = |source| QueryError::Product {
         product: product.to_string(),
         source: Box::new(source),
     };
     let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
+    let manifest = match reader {
+        Reader::Domain(domain) => {
+            let m = manifest.map_err(named)?;
+            fetcher.may_domain_read(domain, &m).map_err(named)?;
+            Ok(m)
+        }
+        Reader::Node => manifest,
+    };
     let hash = entry.announcement.manifest.to_string();
     let dir = root.join("query").join(&hash);
     let done = dir.join(".mesh-complete");
@@ -180,24 +213,41 @@ async fn prepare_source(
     Ok(Source { manifest, dir })
 }
 
-/// Runs `sql` over the products it names, fetching each first (see the module
-/// documentation); `root` is the node home's.
-pub(crate) async fn query(fetcher: &Fetcher, root: &Path, sql: &str) -> Result<Answer, QueryError> {
+/// Runs `sql` over the products it names as `reader`, fetching each first (see
+/// the module documentation); `root` is the node home's. With [`Want::Schema`]
+/// the answer has the columns and no rows.
+pub(crate) async fn query(
+    fetcher: &Fetcher,
+    root: &Path,
+    sql: &str,
+    reader: &Reader,
+    want: Want,
+) -> Result<Answer, QueryError> {
     let refs = references(sql)?;
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for r in &refs {
         if let std::collections::btree_map::Entry::Vacant(slot) =
             sources.entry(r.product.to_string())
         {
-            slot.insert(prepare_source(fetcher, root, &r.product).await?);
+            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
         }
     }
     let sql = sql.to_owned();
-    Ok(engine::run(QUERY_DEADLINE, move || async move {
-        let ctx = engine::session()?;
-        register(&ctx, &refs, &sources).await?;
-        engine::collect(&ctx, &sql).await
-    })?)
+    let work = move || {
+        engine::run(QUERY_DEADLINE, move || async move {
+            let ctx = engine::session()?;
+            register(&ctx, &refs, &sources).await?;
+            match want {
+                Want::Rows => engine::collect(&ctx, &sql).await,
+                Want::Schema => engine::plan_schema(&ctx, &sql).await.map(|schema| Answer {
+                    schema,
+                    batches: Vec::new(),
+                }),
+            }
+        })
+        .map_err(QueryError::from)
+    };
+    crate::task::blocking(work).await
 }
 
 /// Registers each reference's table in `ctx`.

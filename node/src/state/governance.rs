@@ -388,9 +388,26 @@ impl Governance {
         grants: &[AccessDecision],
         now_ms: u64,
     ) -> Decision {
+        let domain = self.read().chain.current().domain_of_node(peer).cloned();
+        self.domain_fetch_decision(domain.as_ref(), m, grants, now_ms)
+    }
+
+    /// The fetch rules' decision for a read by `domain` (`None`: a node of no
+    /// registered domain), with the grants in force, as [`Governance::fetch_decision`]
+    /// judges a peer of that domain. A consumer token of an output port reads as
+    /// its domain.
+    pub(crate) fn domain_fetch_decision(
+        &self,
+        domain: Option<&DomainName>,
+        m: &Manifest,
+        grants: &[AccessDecision],
+        now_ms: u64,
+    ) -> Decision {
+        if domain == Some(m.id.domain()) {
+            return Decision::Allow;
+        }
         let state = self.read();
         let policy = state.chain.current();
-        let domain = policy.domain_of_node(peer).cloned();
         let granted: Vec<DomainName> = grants
             .iter()
             .filter(|g| {
@@ -400,7 +417,7 @@ impl Governance {
             })
             .map(|g| g.consumer.clone())
             .collect();
-        state.rules.fetch(domain.as_ref(), m, &granted)
+        state.rules.fetch(domain, m, &granted)
     }
 
     /// Whether this node (`own`) may read its

@@ -1,7 +1,7 @@
 //! The node's local state, with no network: the [`catalog`] of every product
 //! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
 //! ledger of who fetched what, the [`access`] requests and grants that open
-//! restricted products, this node's [`subscriptions`], [`gc`] of the chunk store
+//! restricted products, this node's [`subscriptions`], the consumer [`tokens`] of its output ports, [`gc`] of the chunk store
 //! and [`verify`] of its bytes.
 //!
 //! Each part is a cloneable handle over the metadata store with its fields private;
@@ -20,6 +20,7 @@ pub(crate) mod loaded;
 pub(crate) mod outputs;
 pub(crate) mod providers;
 pub(crate) mod subscriptions;
+pub(crate) mod tokens;
 pub(crate) mod usage;
 pub(crate) mod verify;
 

@@ -141,6 +141,26 @@ impl Fetcher {
         }
     }
 
+    /// Whether `domain` may read `manifest`'s product now, as a provider would
+    /// judge a node of that domain: for a consumer token of an output port.
+    pub(crate) fn may_domain_read(
+        &self,
+        domain: &mesh_protocol::DomainName,
+        manifest: &Manifest,
+    ) -> Result<(), FetchError> {
+        let grants = self.access.decisions_for(&manifest.id);
+        match self
+            .governance
+            .domain_fetch_decision(Some(domain), manifest, &grants, unix_now_ms())
+        {
+            Decision::Allow => Ok(()),
+            Decision::Deny { rule, reason } => Err(FetchError::Denied(format!(
+                "denied by rule {rule}: {reason} (domain {domain} may not read {}@{} under the current rules and grants)",
+                manifest.id, manifest.version
+            ))),
+        }
+    }
+
     /// `target`'s catalog entry.
     pub(crate) fn resolve(&self, target: &ProductRef) -> Result<CatalogEntry, FetchError> {
         self.catalog
