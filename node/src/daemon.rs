@@ -3,7 +3,7 @@
 //! [`start`] reads the home, opens the stores, loads and seals the policy chain,
 //! builds the state handles (`state/`), the swarm and its event loop (`net/`), the
 //! operations (`ops/`), the [`Node`] handle, the background tasks and the control
-//! API (`api/`), in that order. [`RunningNode::shutdown`] tears them down in
+//! API (`api/`) and the output ports (`ports/`), in that order. [`RunningNode::shutdown`] tears them down in
 //! reverse: stop accepting (cancel), let the tasks end, flush the store.
 
 use std::net::SocketAddr;
@@ -125,6 +125,20 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     let node = wiring.operations(state, prefetch_rx, &mut tasks);
     wait_listening(&net).await?;
     let api_addr = serve_api(&home, &config, &node, &shutdown, &mut tasks).await?;
+    if config.flight_sql.enabled {
+        let bound = crate::ports::bind(
+            "flight_sql",
+            &config.flight_sql,
+            &home.flight_sql_addr_path(),
+        )
+        .await?;
+        info!(addr = %bound.addr, tls = bound.tls.is_some(), "Flight SQL port listening");
+        tasks.push(crate::ports::flight_sql::start(
+            bound,
+            node.clone(),
+            shutdown.child_token(),
+        )?);
+    }
     info!(peer = %peer_id, %api_addr, domain = %config.domain, "node started");
     Ok(RunningNode {
         node,
@@ -396,6 +410,7 @@ impl RunningNode {
             let _ = t.await;
         }
         let _ = std::fs::remove_file(self.node.home().api_addr_path());
+        let _ = std::fs::remove_file(self.node.home().flight_sql_addr_path());
         self.node.flush()?;
         info!("node stopped");
         Ok(())

@@ -10,11 +10,14 @@
 //! - `ops/`: what users ask for: publish, fetch and its scheduler, discovery,
 //!   policy submission, background prefetch and usage reports;
 //! - `api/`: the control API's types, server and typed client;
+//! - `ports/`: the output ports consumers' tools speak (Flight SQL), behind
+//!   consumer tokens;
 //! - `node.rs`: the [`Node`] handle over the operations; `daemon.rs`: [`start`]
 //!   and ordered shutdown, the one file that wires every part.
 //!
-//! Dependencies point down: `daemon -> api -> node -> ops -> net -> state -> home`;
-//! `net` never names `ops`, `api` or `Node`.
+//! Dependencies point down: `daemon -> api | ports -> node -> ops -> net -> state
+//! -> home`; `net` never names `ops`, `api` or `Node`, and `api` and `ports` never
+//! name each other.
 
 #![deny(missing_docs)]
 
@@ -28,6 +31,7 @@ mod metrics;
 mod net;
 mod node;
 mod ops;
+mod ports;
 mod state;
 mod task;
 #[cfg(feature = "test-support")]
@@ -50,7 +54,7 @@ pub use ops::access::AccessError;
 pub use ops::discover::DiscoverError;
 pub use ops::fetch::{FetchError, FetchOptions};
 pub use ops::publish::{collect_files, PublishError};
-pub use ops::query::{QueryError, Reader};
+pub use ops::query::{QueryError, QueryRows, Reader};
 pub use ops::submit::SubmitError;
 pub use ops::subscribe::SubscribeError;
 pub use state::governance::{install_genesis, GenesisError};

@@ -466,6 +466,19 @@ impl Node {
             .schema)
     }
 
+    /// Runs `sql` as `reader` like [`Node::query`], handing back the columns at
+    /// once and the rows as they are made (bounded: each batch waits for the
+    /// reader); the shared work lock is held until the last row is sent.
+    pub async fn query_stream(
+        &self,
+        sql: &str,
+        reader: &Reader,
+    ) -> Result<(SchemaRef, query::QueryRows), NodeError> {
+        let hold = self.work_lock.clone().read_owned().await;
+        let (fetcher, root) = (&self.parts.fetcher, self.parts.home.root());
+        Ok(query::query_stream(fetcher, root, sql, reader, hold).await?)
+    }
+
     /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret
     /// (shown once) and its record.
     pub async fn token_create(

@@ -32,10 +32,15 @@ const LAYERS: &[(&str, &[Layer])] = &[
     (
         "node",
         &[
-            ("home", &["state", "net", "ops", "api", "node", "daemon"]),
-            ("state", &["net", "ops", "api", "node", "daemon"]),
-            ("net", &["ops", "api", "node", "daemon"]),
-            ("ops", &["api", "node", "daemon"]),
+            (
+                "home",
+                &["state", "net", "ops", "api", "ports", "node", "daemon"],
+            ),
+            ("state", &["net", "ops", "api", "ports", "node", "daemon"]),
+            ("net", &["ops", "api", "ports", "node", "daemon"]),
+            ("ops", &["api", "ports", "node", "daemon"]),
+            ("api", &["ports", "daemon"]),
+            ("ports", &["api", "daemon"]),
         ],
     ),
     (

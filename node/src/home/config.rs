@@ -2,6 +2,7 @@
 //! that command-line flags override.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use libp2p::Multiaddr;
 use mesh_protocol::DomainName;
@@ -56,6 +57,10 @@ pub struct NodeConfig {
     /// Caps on what peers may ask of this node.
     #[serde(default)]
     pub limits: Limits,
+    /// The Arrow Flight SQL port: SQL over the mesh's products for any Flight SQL
+    /// client (ADBC, JDBC), authenticated by consumer tokens (`mesh token`).
+    #[serde(default)]
+    pub flight_sql: PortConfig,
 }
 
 fn default_discovery() -> bool {
@@ -95,6 +100,7 @@ impl Default for NodeConfig {
             discovery: default_discovery(),
             api_allow_remote: false,
             limits: Limits::default(),
+            flight_sql: PortConfig::default(),
         }
     }
 }
@@ -115,6 +121,7 @@ impl NodeConfig {
     /// through, and an API address that is loopback unless remote access is allowed.
     pub fn validate(&self) -> Result<(), HomeError> {
         self.limits.validate()?;
+        self.flight_sql.validate("flight_sql")?;
         self.network.validate()?;
         self.external_addrs()?;
         self.relay_addrs()?;
@@ -158,6 +165,69 @@ fn peer_addrs(what: &str, addrs: &[String]) -> Result<Vec<(libp2p::PeerId, Multi
             ))),
         })
         .collect()
+}
+
+/// An output port of the node (a `[flight_sql]` section): where it listens and
+/// with what TLS identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortConfig {
+    /// Serve the port.
+    pub enabled: bool,
+    /// The address; loopback unless TLS is configured (port 0 picks one and writes
+    /// it to the home, e.g. `flight_sql.addr`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain for TLS; needed, with `tls_key`, for a non-loopback
+    /// address.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl PortConfig {
+    /// Checks that a non-loopback address has TLS, and that the certificate and
+    /// key come together.
+    pub fn validate(&self, section: &str) -> Result<(), HomeError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(HomeError::Invalid(format!(
+                    "[{section}] needs both tls_cert and tls_key (PEM files), or neither"
+                )))
+            }
+            (None, None) if self.enabled && !self.listen.ip().is_loopback() => {
+                return Err(HomeError::Invalid(format!(
+                    "[{section}] listen {} is not a loopback address: its tokens would cross the network in clear text. Set tls_cert and tls_key (PEM files), or listen on 127.0.0.1",
+                    self.listen
+                )))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The TLS certificate and key, read, if configured.
+    pub fn tls_identity(&self, section: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, HomeError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| {
+                HomeError::Invalid(format!("[{section}] reading {}: {e}", p.display()))
+            })
+        };
+        Ok(Some((read(cert)?, read(key)?)))
+    }
 }
 
 /// Whether this node is publicly reachable, as configured.

@@ -6,6 +6,8 @@
 //! HOME/keys/D.key     the publisher key of domain D, mode 0600
 //! HOME/api.token      bearer token for mutating control API calls, mode 0600
 //! HOME/api.addr       written by a running daemon: its control API address
+//! HOME/flight_sql.addr  written by a running daemon: its Flight SQL port's address
+//! HOME/query/H/       the files of product version H (manifest hash) read by queries
 //! HOME/db/            sled metadata (policy chain, catalog, manifests)
 //! HOME/chunks/        content-addressed chunk files
 //! HOME/policy.seal    the highest policy version accepted ([`seal`])
@@ -73,6 +75,11 @@ impl NodeHome {
     /// `api.addr`, present while a daemon runs.
     pub fn api_addr_path(&self) -> PathBuf {
         self.root.join("api.addr")
+    }
+
+    /// `flight_sql.addr`: where the running daemon serves Flight SQL.
+    pub fn flight_sql_addr_path(&self) -> PathBuf {
+        self.root.join("flight_sql.addr")
     }
 
     /// `policy.seal`: the highest policy version accepted (see [`seal`]).

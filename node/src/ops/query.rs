@@ -15,10 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::common::config::Dialect;
 use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
 
 use mesh_contract::engine::{self, Answer, QueryError as EngineError};
 use mesh_contract::quality::Plan;
@@ -248,6 +252,68 @@ pub(crate) async fn query(
         .map_err(QueryError::from)
     };
     crate::task::blocking(work).await
+}
+
+/// The rows of a streamed answer, batch by batch; an error ends it.
+pub type QueryRows = mpsc::Receiver<Result<RecordBatch, QueryError>>;
+
+/// Batches a streamed answer may run ahead of its reader.
+const STREAM_AHEAD: usize = 4;
+
+/// Runs `sql` as `reader` like [`query`], but hands back its columns at once and
+/// its rows as they are made, each batch waiting for the reader to take the one
+/// before (so a large answer is never held whole). `hold` is kept until the
+/// last row is sent (the node's shared work lock).
+pub(crate) async fn query_stream<H: Send + 'static>(
+    fetcher: &Fetcher,
+    root: &Path,
+    sql: &str,
+    reader: &Reader,
+    hold: H,
+) -> Result<(SchemaRef, QueryRows), QueryError> {
+    let refs = references(sql)?;
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    for r in &refs {
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            sources.entry(r.product.to_string())
+        {
+            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
+        }
+    }
+    let (schema_tx, schema_rx) = oneshot::channel();
+    let (tx, mut rx) = mpsc::channel(STREAM_AHEAD);
+    let sql = sql.to_owned();
+    let rows = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let _hold = hold;
+        let ran = engine::run(QUERY_DEADLINE, move || async move {
+            let ctx = engine::session()?;
+            register(&ctx, &refs, &sources).await?;
+            let fail = |e: datafusion::error::DataFusionError| EngineError::Failed(e.to_string());
+            let frame = ctx
+                .sql_with_options(&sql, engine::read_only())
+                .await
+                .map_err(fail)?;
+            let _ = schema_tx.send(Arc::new(frame.schema().as_arrow().clone()));
+            let mut stream = frame.execute_stream().await.map_err(fail)?;
+            while let Some(batch) = stream.next().await {
+                if rows.send(batch.map_err(|e| fail(e).into())).await.is_err() {
+                    break; // the reader left
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = ran {
+            let _ = tx.blocking_send(Err(e.into()));
+        }
+    });
+    match schema_rx.await {
+        Ok(schema) => Ok((schema, rx)),
+        Err(_) => Err(match rx.recv().await {
+            Some(Err(e)) => e,
+            _ => EngineError::Failed("the query ended before it was planned".into()).into(),
+        }),
+    }
 }
 
 /// Registers each reference's table in `ctx`.

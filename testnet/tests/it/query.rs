@@ -86,12 +86,12 @@ fn amounts(csv: &str) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-#[test]
-fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_reads() {
-    let mut net = testnet(3);
-    net.start_all().unwrap();
+/// Publishes sales/orders (CSV, 300 rows) on node 0, logistics/shipments (JSON
+/// lines, 100 rows) on node 2 and, under the sample rules, sales/customers (pii,
+/// open to logistics only), and waits until node 1 (finance) knows all three.
+/// Returns the orders file.
+pub(crate) fn three_products(net: &mesh_testnet::Testnet) -> std::path::PathBuf {
     let root = net.root().to_owned();
-
     let orders = root.join("orders");
     std::fs::create_dir_all(&orders).unwrap();
     let mut csv = String::from("order_id,amount\n");
@@ -113,7 +113,7 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     }
     std::fs::write(shipments.join("shipments.jsonl"), lines).unwrap();
     net.publish(2, &shipments, SHIPMENTS_TOML).unwrap();
-    adopt_sample_rules(&net);
+    adopt_sample_rules(net);
     let customers = root.join("customers");
     sample::write_orders(&customers, 50, 9).unwrap();
     net.publish(
@@ -129,6 +129,32 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     ] {
         net.wait_product(1, p, v, DEADLINE).unwrap();
     }
+    orders
+}
+
+/// Has node 0 (sales) grant finance access to sales/customers.
+pub(crate) fn grant_customers_to_finance(net: &mesh_testnet::Testnet) {
+    net.nodes[0]
+        .client()
+        .unwrap()
+        .access_decide(&AccessDecideBody {
+            product: "sales/customers".into(),
+            consumer: "finance".into(),
+            decision: "grant".into(),
+            until_ms: None,
+            purpose: "reconciliation".into(),
+            terms: String::new(),
+            reason: String::new(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_reads() {
+    let mut net = testnet(3);
+    net.start_all().unwrap();
+    let root = net.root().to_owned();
+    let orders = three_products(&net);
 
     // The join, on finance's node, which holds neither product.
     let client = net.nodes[1].client().unwrap();
@@ -222,19 +248,7 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     );
     assert!(err.to_string().contains("sales/customers"), "{err}");
     // Granted: the same query runs.
-    net.nodes[0]
-        .client()
-        .unwrap()
-        .access_decide(&AccessDecideBody {
-            product: "sales/customers".into(),
-            consumer: "finance".into(),
-            decision: "grant".into(),
-            until_ms: None,
-            purpose: "reconciliation".into(),
-            terms: String::new(),
-            reason: String::new(),
-        })
-        .unwrap();
+    grant_customers_to_finance(&net);
     wait_until("finance to run the granted query", DEADLINE, || {
         Ok(client
             .query("SELECT COUNT(*) AS n FROM sales.customers")
