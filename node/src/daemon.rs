@@ -124,21 +124,8 @@ pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, N
     };
     let node = wiring.operations(state, prefetch_rx, &mut tasks);
     wait_listening(&net).await?;
+    serve_ports(&home, &config, &node, &shutdown, &mut tasks).await?;
     let api_addr = serve_api(&home, &config, &node, &shutdown, &mut tasks).await?;
-    if config.flight_sql.enabled {
-        let bound = crate::ports::bind(
-            "flight_sql",
-            &config.flight_sql,
-            &home.flight_sql_addr_path(),
-        )
-        .await?;
-        info!(addr = %bound.addr, tls = bound.tls.is_some(), "Flight SQL port listening");
-        tasks.push(crate::ports::flight_sql::start(
-            bound,
-            node.clone(),
-            shutdown.child_token(),
-        )?);
-    }
     info!(peer = %peer_id, %api_addr, domain = %config.domain, "node started");
     Ok(RunningNode {
         node,
@@ -365,6 +352,26 @@ async fn wait_listening(net: &NetworkHandle) -> Result<(), NodeError> {
             return Err(NetError::NoListenAddress.into());
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Binds and serves the output ports that are on (Flight SQL), and writes each
+/// one's address into the home.
+async fn serve_ports(
+    home: &NodeHome,
+    config: &NodeConfig,
+    node: &Node,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<(), NodeError> {
+    if config.flight_sql.enabled {
+        let bound = crate::ports::bind("flight_sql", &config.flight_sql).await?;
+        let (addr, tls) = (bound.addr, bound.tls.is_some());
+        let port = crate::ports::flight_sql::start(bound, node.clone(), shutdown.child_token())?;
+        tasks.push(port);
+        write_atomic(&home.flight_sql_addr_path(), addr.to_string().as_bytes())?;
+        info!(%addr, tls, "Flight SQL port listening");
     }
     Ok(())
 }

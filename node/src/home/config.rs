@@ -167,6 +167,9 @@ fn peer_addrs(what: &str, addrs: &[String]) -> Result<Vec<(libp2p::PeerId, Multi
         .collect()
 }
 
+/// A TLS identity as read from its files: the PEM certificate chain and key.
+pub type TlsPem = (Vec<u8>, Vec<u8>);
+
 /// An output port of the node (a `[flight_sql]` section): where it listens and
 /// with what TLS identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +220,7 @@ impl PortConfig {
     }
 
     /// The TLS certificate and key, read, if configured.
-    pub fn tls_identity(&self, section: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, HomeError> {
+    pub fn tls_identity(&self, section: &str) -> Result<Option<TlsPem>, HomeError> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
@@ -394,5 +397,33 @@ mod tests {
         let err = NodeConfig::from_toml("domain = \"sales\"\n[limits]\nbogus = 1\n")
             .expect_err("unknown keys are refused");
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn a_port_off_loopback_needs_tls_and_a_certificate_comes_with_its_key() {
+        let config =
+            NodeConfig::from_toml("domain = \"sales\"\n[flight_sql]\nlisten = \"0.0.0.0:4910\"\n")
+                .expect("parses");
+        let err = config.validate().expect_err("refused").to_string();
+        assert!(
+            err.contains("[flight_sql]") && err.contains("tls_cert"),
+            "{err}"
+        );
+        let with_tls = NodeConfig::from_toml(
+            "domain = \"sales\"\n[flight_sql]\nlisten = \"0.0.0.0:4910\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .expect("parses");
+        with_tls.validate().expect("TLS makes it acceptable");
+        let half =
+            NodeConfig::from_toml("domain = \"sales\"\n[flight_sql]\ntls_cert = \"c.pem\"\n")
+                .expect("parses");
+        let err = half.validate().expect_err("refused").to_string();
+        assert!(err.contains("both tls_cert and tls_key"), "{err}");
+        let off = NodeConfig::from_toml(
+            "domain = \"sales\"\n[flight_sql]\nenabled = false\nlisten = \"0.0.0.0:4910\"\n",
+        )
+        .expect("parses");
+        off.validate().expect("a port that is off binds nothing");
+        assert!(NodeConfig::default().flight_sql.listen.ip().is_loopback());
     }
 }

@@ -100,10 +100,19 @@ pub(crate) fn start(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some((cert, key)) = bound.tls {
+        // rustls is built with two crypto providers here (ring, aws-lc): name one
+        // for the process. An error means one is installed already, which serves.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
         server = server.tls_config(tls).map_err(|e| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
             HomeError::Invalid(format!(
-                "[flight_sql] the TLS certificate or key does not load: {e}"
+                "[flight_sql] the TLS certificate or key does not load ({why}); give PEM files: tls_cert the certificate chain, tls_key its private key"
             ))
         })?;
     }

@@ -4,32 +4,27 @@
 //!
 //! Map: [`flight_sql`] is Arrow Flight SQL (gRPC) over the query engine
 //! (`ops/query.rs`). [`bind`] is what every port shares: a listener on the
-//! configured address, its address written to the node home, TLS if configured.
+//! configured address and its TLS identity, if configured.
 
 pub(crate) mod flight_sql;
 
 use std::net::SocketAddr;
-use std::path::Path;
-
 use tokio::net::TcpListener;
 
-use crate::home::config::PortConfig;
-use crate::home::{write_atomic, HomeError};
+use crate::home::config::{PortConfig, TlsPem};
+use crate::home::HomeError;
 
 /// A bound port: the listener, its address, and its TLS identity (PEM
 /// certificate chain and key) if configured.
 pub(crate) struct Bound {
     pub(crate) listener: TcpListener,
     pub(crate) addr: SocketAddr,
-    pub(crate) tls: Option<(Vec<u8>, Vec<u8>)>,
+    pub(crate) tls: Option<TlsPem>,
 }
 
-/// Binds the port `section` configures and writes its address to `addr_file`.
-pub(crate) async fn bind(
-    section: &str,
-    config: &PortConfig,
-    addr_file: &Path,
-) -> Result<Bound, HomeError> {
+/// Binds the port `section` configures (its address is for the caller to write
+/// to the home once the port serves).
+pub(crate) async fn bind(section: &str, config: &PortConfig) -> Result<Bound, HomeError> {
     let tls = config.tls_identity(section)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         HomeError::Invalid(format!(
@@ -37,8 +32,9 @@ pub(crate) async fn bind(
             config.listen
         ))
     })?;
-    let addr = listener.local_addr().map_err(HomeError::io(addr_file))?;
-    write_atomic(addr_file, addr.to_string().as_bytes())?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| HomeError::Invalid(format!("the [{section}] port's address: {e}")))?;
     Ok(Bound {
         listener,
         addr,

@@ -5,11 +5,13 @@ Usage: flight_sql.py URI TOKEN MODE SQL
   MODE prepare  cursor.adbc_prepare(SQL) then cursor.execute(SQL): a prepared
                 statement, rows as JSON lists
   MODE bind     cursor.execute(SQL, (1,)): a prepared statement with a parameter
-Prints one JSON object: {"columns": [...], "rows": [[...], ...]} or
+With MESH_TLS_ROOT set (a PEM file), the server's certificate is checked
+against it (URI grpc+tls://...). Prints one JSON object: {"columns": [...], "rows": [[...], ...]} or
 {"error": "..."}; exits 0 either way (the test reads the JSON).
 """
 
 import json
+import os
 import sys
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -19,10 +21,12 @@ from adbc_driver_flightsql import DatabaseOptions
 def main() -> None:
     uri, token, mode, sql = sys.argv[1:5]
     try:
-        conn = flight_sql.connect(
-            uri,
-            db_kwargs={DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}"},
-        )
+        options = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {token}"}
+        root = os.environ.get("MESH_TLS_ROOT")
+        if root:
+            with open(root) as f:
+                options[DatabaseOptions.TLS_ROOT_CERTS.value] = f.read()
+        conn = flight_sql.connect(uri, db_kwargs=options)
         with conn, conn.cursor() as cur:
             if mode == "execute":
                 cur.execute(sql)

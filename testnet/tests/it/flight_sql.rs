@@ -1,7 +1,8 @@
 //! The Flight SQL port with a real client: the ADBC Flight SQL driver from PyPI
 //! (`adbc-driver-flightsql`, `pyarrow`), driven by `tests/clients/flight_sql.py`.
-//! On a 3-node mesh, finance's node serves a join of two domains' products to a
-//! finance token; a prepared statement runs, a parameter is refused; what a token
+//! On a 3-node mesh, finance's node serves (over TLS, with a self-signed
+//! certificate the client trusts) a join of two domains' products to a finance
+//! token, and logistics' node serves without TLS on loopback; a prepared statement runs, a parameter is refused; what a token
 //! reads is what its domain may fetch (a pii product refused to finance until the
 //! owner grants it, and to a domain with no grant even on a node that holds it);
 //! a revoked token and a made-up one are refused.
@@ -19,6 +20,25 @@ use crate::common::{testnet, DEADLINE};
 use crate::query::{grant_customers_to_finance, three_products};
 use mesh_testnet::wait_until;
 use serde_json::Value;
+
+/// The certificate finance's port serves, for the client to trust.
+static TLS_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Has the node at `home` serve Flight SQL over TLS with a new self-signed
+/// certificate for 127.0.0.1, written next to it; returns the certificate.
+fn serve_tls(home: &Path) -> PathBuf {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (home.join("flight.crt"), home.join("flight.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let node = mesh_node::NodeHome::new(home);
+    let mut config = node.load_config().unwrap();
+    config.flight_sql.tls_cert = Some(cert.clone());
+    config.flight_sql.tls_key = Some(key);
+    std::fs::write(node.config_path(), config.to_toml().unwrap()).unwrap();
+    cert
+}
 
 /// The python with the ADBC driver, made by `scripts/py-clients` if need be.
 fn python() -> Option<PathBuf> {
@@ -49,10 +69,18 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// What the ADBC client got for `sql` in `mode`, with `token`.
+/// What the ADBC client got for `sql` in `mode`, with `token`; a `grpc+tls://`
+/// URI trusts the certificate `MESH_TLS_ROOT` names.
 fn adbc(python: &Path, uri: &str, token: &str, mode: &str, sql: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/flight_sql.py");
     let out = Command::new(python)
+        .env(
+            "MESH_TLS_ROOT",
+            TLS_ROOT
+                .get()
+                .map(PathBuf::as_path)
+                .unwrap_or(Path::new("")),
+        )
         .arg(script)
         .args([uri, token, mode, sql])
         .output()
@@ -104,11 +132,12 @@ fn token_cli(net: &mesh_testnet::Testnet, home: &Path, args: &[&str]) -> Value {
 fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
     let Some(python) = python() else { return };
     let mut net = testnet(3);
+    let finance = net.nodes[1].home.clone();
+    TLS_ROOT.get_or_init(|| serve_tls(&finance));
     net.start_all().unwrap();
     three_products(&net);
-    let finance = net.nodes[1].home.clone();
     let addr = std::fs::read_to_string(finance.join("flight_sql.addr")).unwrap();
-    let uri = format!("grpc://{}", addr.trim());
+    let uri = format!("grpc+tls://{}", addr.trim());
     let made = token_cli(
         &net,
         &finance,
@@ -134,6 +163,23 @@ fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
             serde_json::json!(["ups", 50])
         ]
     );
+
+    // Without TLS the finance port is not spoken to; logistics' port (loopback,
+    // no TLS) serves its own domain's token.
+    let plain = format!("grpc://{}", addr.trim());
+    assert!(adbc(&python, &plain, &token, "execute", join)["error"].is_string());
+    let logistics = net.nodes[2].home.clone();
+    let own = token_cli(&net, &logistics, &["create", "--domain", "logistics"]);
+    let own = own["token"].as_str().unwrap();
+    let addr2 = std::fs::read_to_string(logistics.join("flight_sql.addr")).unwrap();
+    let answer = adbc(
+        &python,
+        &format!("grpc://{}", addr2.trim()),
+        own,
+        "execute",
+        "SELECT COUNT(*) AS n FROM logistics.shipments",
+    );
+    assert_eq!(rows(&answer), &vec![serde_json::json!([100])], "{answer}");
 
     // A prepared statement runs; binding a parameter is refused with a message.
     let one = "SELECT order_id, amount FROM sales.orders WHERE order_id = 7";
