@@ -9,6 +9,7 @@
 mod access;
 mod args;
 mod contract;
+mod derive;
 mod fetch;
 mod governance;
 mod input;
@@ -77,6 +78,8 @@ where
         Command::Usage(a) => products::usage(&cli.home, a, json),
         Command::Fetch(a) => fetch::fetch(&cli.home, a, json),
         Command::Query(a) => query::query(&cli.home, a, json),
+        Command::Derive(a) => derive::derive(&cli.home, a, json),
+        Command::Derived => derive::list(&cli.home, json),
         Command::Gc(a) => products::gc(&cli.home, a, json),
         Command::Verify(a) => products::verify(&cli.home, a, json),
         Command::Peers(a) => network::peers(&cli.home, a, json),

@@ -205,7 +205,28 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
         print_quality(q);
     }
     print_schema_and_files(m);
+    if let Some(d) = &m.derivation {
+        print_derivation(home, &target, d);
+    }
     Ok(())
+}
+
+/// A derived product's query and, if this node computes it, its last outcome.
+fn print_derivation(home: &Path, target: &ProductRef, d: &mesh_protocol::manifest::Derivation) {
+    say_line!(
+        "  derived by query {} (inputs: the upstreams above):",
+        d.query_hash.short()
+    );
+    for line in d.sql.lines() {
+        say_line!("    {line}");
+    }
+    let here = client(home)
+        .and_then(|c| Ok(c.derived()?))
+        .ok()
+        .and_then(|all| all.into_iter().find(|r| r.product == target.id));
+    if let Some(mesh_node::DeriveState::Failed { reason, .. }) = here.map(|r| r.state) {
+        say_line!("  LAST COMPUTATION FAILED (nothing published): {reason}");
+    }
 }
 
 /// `show --format odcs`: the product's contract as its author declared it, or

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use mesh_protocol::duration::parse_duration;
 use mesh_protocol::manifest::{
-    field_err, Classification, Contract, Field, FieldError, FileEntry, LogicalType, Manifest,
-    NullValues, Owner, Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
+    field_err, Classification, Contract, Derivation, Field, FieldError, FileEntry, LogicalType,
+    Manifest, NullValues, Owner, Quality, Sla, Status, Upstream, MANIFEST_FORMAT,
 };
 use mesh_protocol::{Hash, ProductId, PublicKey};
 
@@ -60,6 +60,26 @@ pub struct ManifestDraft {
     /// --contract`; see [`crate::odcs::import`]), kept whole in the manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<Contract>,
+    /// A derived product: its data is a query over other products (`mesh derive`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derive: Option<DeriveDraft>,
+}
+
+/// `[derive]` in `product.toml`: the product's data is a SQL query over other
+/// products (named as in `mesh query`), recomputed into Parquet by the node.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [derive] table with `sql` or `sql_file`, e.g. `derive = { sql = \"SELECT ... FROM sales.orders\" }`"
+)]
+pub struct DeriveDraft {
+    /// The query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// A file holding the query, relative to `product.toml`; `mesh derive` reads
+    /// it into `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_file: Option<String>,
 }
 
 /// `[owner]` in `product.toml`.
@@ -229,6 +249,7 @@ impl ManifestDraft {
         let sla = sla_of(self.sla, &mut errs);
         let lineage = lineage_of(self.lineage, &mut errs);
         let consumers = consumers_of(&self.consumers, &mut errs);
+        let derivation = derivation_of(self.derive.as_ref(), &lineage, &mut errs);
         let (Some(id), Some(version)) = (id, version) else {
             return Err(errs);
         };
@@ -252,6 +273,7 @@ impl ManifestDraft {
             created_at: facts.created_at,
             publisher: facts.publisher,
             contract: self.contract,
+            derivation,
         };
         if let Err(more) = manifest.validate() {
             errs.extend(more);
@@ -262,6 +284,32 @@ impl ManifestDraft {
             Err(errs)
         }
     }
+}
+
+/// `[derive]`: the query, inline, and every input pinned in the lineage (the
+/// node that computes the product pins them; a hand-written `[derive]` is
+/// published by `mesh derive`, not `mesh publish`).
+fn derivation_of(
+    derive: Option<&DeriveDraft>,
+    lineage: &[Upstream],
+    errs: &mut Vec<FieldError>,
+) -> Option<Derivation> {
+    let d = derive?;
+    let Some(sql) = &d.sql else {
+        let problem = match &d.sql_file {
+            Some(f) => format!("sql_file {f:?} was not read: publish a derived product with `mesh derive product.toml`, which reads it"),
+            None => "give the query as sql = \"...\" or sql_file = \"query.sql\"".into(),
+        };
+        errs.push(field_err("derive.sql", problem));
+        return None;
+    };
+    if lineage.is_empty() || lineage.iter().any(|u| u.manifest.is_none()) {
+        errs.push(field_err(
+            "lineage",
+            "a derived product's inputs must each be pinned to a version (manifest hash): publish it with `mesh derive product.toml`, which computes and pins them",
+        ));
+    }
+    Some(Derivation::of(sql))
 }
 
 /// `[owner]`: a team is required.

@@ -59,11 +59,21 @@ pub fn is_text(d: &DataType) -> bool {
 
 /// A new read-only session with the memory pool.
 pub fn session() -> Result<SessionContext, QueryError> {
+    session_of(2)
+}
+
+/// A read-only session that runs each query on one partition, so the same
+/// inputs give the same rows in the same order (a derived product's bytes).
+pub fn deterministic_session() -> Result<SessionContext, QueryError> {
+    session_of(1)
+}
+
+fn session_of(partitions: usize) -> Result<SessionContext, QueryError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(MEMORY_LIMIT, 1.0)
         .build_arc()
         .map_err(|e| QueryError::Start(e.to_string()))?;
-    let mut config = SessionConfig::new().with_target_partitions(2);
+    let mut config = SessionConfig::new().with_target_partitions(partitions);
     config.options_mut().sql_parser.enable_ident_normalization = false;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
@@ -137,6 +147,65 @@ pub async fn plan_schema(ctx: &SessionContext, sql: &str) -> Result<SchemaRef, Q
         .await
         .map_err(|e| QueryError::Failed(e.to_string()))?;
     Ok(Arc::new(frame.schema().as_arrow().clone()))
+}
+
+/// Runs `sql` in `ctx` (a [`deterministic_session`]) and writes its rows to a
+/// Parquet file at `path`, byte for byte the same for the same inputs: one
+/// partition, rows ordered by every orderable column unless the query orders them
+/// itself, fixed writer settings (zstd, no writer version string). Returns the rows.
+pub async fn write_parquet(
+    ctx: &SessionContext,
+    sql: &str,
+    path: &std::path::Path,
+) -> Result<u64, QueryError> {
+    use datafusion::logical_expr::{col, LogicalPlan};
+    use futures::StreamExt;
+    let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
+    let mut frame = ctx.sql_with_options(sql, read_only()).await.map_err(fail)?;
+    let ordered = matches!(frame.logical_plan(), LogicalPlan::Sort(_))
+        || matches!(frame.logical_plan(), LogicalPlan::Projection(p) if matches!(p.input.as_ref(), LogicalPlan::Sort(_)));
+    if !ordered {
+        let keys: Vec<_> = frame
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| {
+                f.data_type().is_primitive()
+                    || is_text(f.data_type())
+                    || matches!(f.data_type(), DataType::Boolean)
+            })
+            .map(|f| col(datafusion::common::Column::from_name(f.name())).sort(true, true))
+            .collect();
+        if !keys.is_empty() {
+            frame = frame.sort(keys).map_err(fail)?;
+        }
+    }
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(3).map_err(|e| QueryError::Failed(e.to_string()))?,
+        ))
+        .set_created_by("mesh".into())
+        .build();
+    let file = std::fs::File::create(path)
+        .map_err(|e| QueryError::Failed(format!("creating {}: {e}", path.display())))?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| QueryError::Failed(e.to_string()))?;
+    let mut stream = frame.execute_stream().await.map_err(fail)?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(fail)?;
+        rows += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .map_err(|e| QueryError::Failed(format!("writing {}: {e}", path.display())))?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|e| QueryError::Failed(format!("writing {}: {e}", path.display())))?;
+    file.sync_all()
+        .map_err(|e| QueryError::Failed(format!("syncing {}: {e}", path.display())))?;
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ fn manifest(domain: &str, n: usize, key: &KeyPair) -> Res<Manifest> {
         created_at: unix_now(),
         publisher: key.public(),
         contract: None,
+        derivation: None,
     })
 }
 

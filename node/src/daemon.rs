@@ -24,11 +24,13 @@ use crate::net::{EventLoop, NetError, NetworkHandle, StateHandles};
 use crate::node::{Node, Parts};
 use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
+use crate::ops::derive::Deriver;
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
 use crate::ops::subscribe::Subscriber;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
+use crate::state::derived::DerivedBook;
 use crate::state::governance::{Governance, LoadError, OwnNode};
 use crate::state::outputs::OutputBook;
 use crate::state::providers::Providers;
@@ -167,6 +169,7 @@ struct LocalState {
     access: AccessBook,
     subscriptions: SubscriptionBook,
     tokens: TokenBook,
+    derived: DerivedBook,
     publisher_key: Option<Arc<mesh_protocol::KeyPair>>,
 }
 
@@ -196,6 +199,7 @@ impl LocalState {
             access: AccessBook::open(store.clone(), governance.clone())?,
             subscriptions: SubscriptionBook::new(store.clone()),
             tokens: TokenBook::new(store.clone()),
+            derived: DerivedBook::new(store.clone()),
             store,
             governance,
             chunks,
@@ -314,6 +318,19 @@ impl Wiring<'_> {
             )));
             tasks.push(tokio::spawn(subscriber.clone().run(token())));
         }
+        let deriver = Deriver {
+            fetcher: fetcher.clone(),
+            publisher: publisher.clone(),
+            net: net.clone(),
+            book: st.derived.clone(),
+            catalog: st.catalog.clone(),
+            root: self.home.root().to_path_buf(),
+            work_lock: work_lock.clone(),
+            running: Arc::default(),
+        };
+        if !self.options.ephemeral {
+            tasks.push(tokio::spawn(deriver.clone().watch(token())));
+        }
         let access = AccessDesk {
             book: st.access,
             catalog: st.catalog.clone(),
@@ -334,6 +351,7 @@ impl Wiring<'_> {
             fetcher,
             subscriber,
             tokens: st.tokens,
+            deriver,
             work_lock,
             metrics: self.metrics,
             registry: self.registry,

@@ -4,6 +4,7 @@
 
 use crate::home::HomeError;
 use crate::net::NetError;
+use crate::ops::derive::DeriveError;
 use crate::ops::discover::DiscoverError;
 use crate::ops::fetch::FetchError;
 use crate::ops::publish::PublishError;
@@ -58,6 +59,9 @@ pub enum NodeError {
     /// Making, listing or revoking a consumer token failed.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// Registering or computing a derived product failed.
+    #[error(transparent)]
+    Derive(#[from] DeriveError),
 }
 
 impl From<QueryError> for NodeError {
@@ -163,6 +167,8 @@ impl NodeError {
             NodeError::NotFound(_) => NotFound,
             NodeError::Token(TokenError::Usage(_)) => Usage,
             NodeError::Token(TokenError::NotFound(_)) => NotFound,
+            NodeError::Derive(DeriveError::Usage(_)) => Usage,
+            NodeError::Derive(DeriveError::NotFound(_)) => NotFound,
             NodeError::Query(e) => match e.as_ref() {
                 QueryError::Usage(_) => Usage,
                 QueryError::Product { source, .. } => fetch_class(source),

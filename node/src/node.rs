@@ -22,6 +22,7 @@ use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
 use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
 use crate::ops::access::AccessDesk;
+use crate::ops::derive::Deriver;
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
@@ -30,6 +31,7 @@ use crate::ops::submit::{self, Submitted};
 use crate::ops::subscribe::{Subscriber, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
+use crate::state::derived::DerivedProduct;
 use crate::state::gc::{self, GcReport};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
@@ -89,6 +91,8 @@ pub(crate) struct Parts {
     pub(crate) subscriber: Subscriber,
     /// The consumer tokens of the output ports.
     pub(crate) tokens: TokenBook,
+    /// Computes the derived products.
+    pub(crate) deriver: Deriver,
     /// Publish and fetch hold it shared; GC holds it exclusively.
     pub(crate) work_lock: Arc<RwLock<()>>,
     pub(crate) metrics: Metrics,
@@ -477,6 +481,37 @@ impl Node {
         let hold = self.work_lock.clone().read_owned().await;
         let (fetcher, root) = (&self.parts.fetcher, self.parts.home.root());
         Ok(query::query_stream(fetcher, root, sql, reader, hold).await?)
+    }
+
+    /// Registers the derived product `draft_toml` describes (its `[derive]`
+    /// query inline) and computes it now; see `ops/derive.rs`.
+    pub async fn derive_register(&self, draft_toml: String) -> Result<DerivedProduct, NodeError> {
+        Ok(self.parts.deriver.register_and_run(draft_toml).await?)
+    }
+
+    /// Computes the derived product `id` now (`force`: even if its inputs did
+    /// not change), publishing a new version if its result changed.
+    pub async fn derive(&self, id: &ProductId, force: bool) -> Result<DerivedProduct, NodeError> {
+        Ok(self.parts.deriver.run(id, force).await?)
+    }
+
+    /// The derived products this node computes, with where each stands.
+    pub async fn derived(&self) -> Result<Vec<DerivedProduct>, NodeError> {
+        let book = self.parts.deriver.book.clone();
+        blocking(move || Ok(book.all()?)).await
+    }
+
+    /// Stops computing the derived product `id` (its published versions stay).
+    pub async fn underive(&self, id: ProductId) -> Result<DerivedProduct, NodeError> {
+        let book = self.parts.deriver.book.clone();
+        let removed =
+            blocking(move || Ok::<_, NodeError>(book.remove(&id).map(|r| (id, r))?)).await?;
+        match removed {
+            (_, Some(d)) => Ok(d),
+            (id, None) => Err(NodeError::NotFound(format!(
+                "{id} is not a derived product of this node (see `mesh derived`)"
+            ))),
+        }
     }
 
     /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret

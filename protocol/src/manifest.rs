@@ -18,7 +18,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a manifest.
-pub const MANIFEST_FORMAT: u8 = 4;
+pub const MANIFEST_FORMAT: u8 = 5;
 
 /// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
 /// average chunks lists about four million chunks; larger products split files).
@@ -389,6 +389,48 @@ pub struct Manifest {
     /// from `product.toml`). Signed with the rest, so every node exports the same
     /// document.
     pub contract: Option<Contract>,
+    /// For a derived product, the query its data was computed by; its inputs are
+    /// the `lineage`, each pinned to the exact version read.
+    pub derivation: Option<Derivation>,
+}
+
+/// The longest query a derived product may declare, in bytes.
+pub const MAX_DERIVE_SQL: usize = 64 * 1024;
+
+/// How a derived product's data was computed (`[derive]` in `product.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Derivation {
+    /// The SQL, as declared.
+    pub sql: String,
+    /// BLAKE3 of the SQL's bytes: two versions computed by the same query show it.
+    pub query_hash: Hash,
+}
+
+impl Derivation {
+    /// Adds to `errs` what is wrong with it: an empty or oversized query, or a
+    /// hash that is not the query's.
+    fn validate(&self, errs: &mut Vec<FieldError>) {
+        if self.sql.trim().is_empty() || self.sql.len() > MAX_DERIVE_SQL {
+            errs.push(field_err(
+                "derive.sql",
+                format!("the query must be 1 to {MAX_DERIVE_SQL} bytes"),
+            ));
+        }
+        if self.query_hash != Hash::of(self.sql.as_bytes()) {
+            errs.push(field_err(
+                "derive.query_hash",
+                "is not the BLAKE3 of the query",
+            ));
+        }
+    }
+
+    /// The derivation of `sql`.
+    pub fn of(sql: &str) -> Self {
+        Derivation {
+            sql: sql.to_string(),
+            query_hash: Hash::of(sql.as_bytes()),
+        }
+    }
 }
 
 /// The largest contract document a manifest carries, in bytes.
@@ -498,6 +540,9 @@ impl Manifest {
             {
                 errs.push(field_err("contract", "the document is not a JSON object"));
             }
+        }
+        if let Some(d) = &self.derivation {
+            d.validate(&mut errs);
         }
         let markers = std::iter::once(&self.null_values.default)
             .chain(self.null_values.files.iter().map(|(_, v)| v));

@@ -46,6 +46,8 @@ pub enum Tree {
     Outputs,
     /// Consumer tokens of this node's output ports (stored hashed), by token id.
     Tokens,
+    /// The derived products this node computes, by product id.
+    Derived,
 }
 
 impl Tree {
@@ -66,6 +68,7 @@ impl Tree {
             Tree::Subscriptions => "subscriptions",
             Tree::Outputs => "outputs",
             Tree::Tokens => "tokens",
+            Tree::Derived => "derived",
         }
     }
 }

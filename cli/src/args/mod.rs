@@ -83,6 +83,15 @@ pub(crate) enum Command {
     /// Run SQL over the mesh's products: `domain.product` is a table (fetched and
     /// verified first, as `mesh fetch` would, under the same rules and grants).
     Query(QueryArgs),
+    /// Publish a derived product: its data is the `[derive]` query of its
+    /// product.toml over other products, computed into Parquet by this node,
+    /// checked against its own contract and published with its inputs pinned in
+    /// its lineage. The daemon keeps it up to date: when an input publishes a new
+    /// version it computes it again (an unchanged result publishes nothing).
+    Derive(DeriveArgs),
+    /// List the derived products this node computes: the last computation's
+    /// outcome (published, unchanged, failed and why) and the inputs it read.
+    Derived,
     /// Show what a product is built from (upstream) and what is built from it
     /// (downstream), from the manifests this node knows.
     Lineage(LineageArgs),
@@ -445,6 +454,22 @@ pub(crate) struct QueryArgs {
     /// Write the rows to this file instead of the terminal.
     #[arg(short, long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "product.toml of a derived product (a contract like any other, plus):\n  [derive]\n  sql = \"SELECT carrier, COUNT(*) AS parcels FROM logistics.shipments GROUP BY carrier\"\n  # or sql_file = \"query.sql\" (relative to product.toml)\n\nExamples:\n  mesh derive product.toml          register it and publish its first version\n  mesh derive finance/parcels       compute it again now\n  mesh derive finance/parcels --remove   stop computing it"
+)]
+pub(crate) struct DeriveArgs {
+    /// A product.toml with a [derive] section (registers it and computes it), or
+    /// the domain/name of a derived product this node computes (computes it again).
+    pub(crate) target: String,
+    /// Compute it even if its inputs did not change.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Stop computing it (its published versions stay).
+    #[arg(long, conflicts_with = "force")]
+    pub(crate) remove: bool,
 }
 
 /// How `mesh query` writes its rows.

@@ -91,6 +91,7 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
                 api_version,
                 document,
             }),
+            derive: None,
         },
         notes: r.notes,
     })

@@ -45,3 +45,44 @@ fn a_section_of_the_wrong_shape_is_told_what_to_write() {
     // The right shape parses.
     toml::from_str::<ManifestDraft>(&format!("{HEAD}{OWNER}")).unwrap();
 }
+
+#[test]
+fn a_derived_draft_needs_its_query_inline_and_every_input_pinned() {
+    let facts = || mesh_contract::PublishFacts {
+        files: Vec::new(),
+        created_at: 0,
+        publisher: mesh_protocol::KeyPair::from_secret([1; 32]).public(),
+        quality: None,
+    };
+    let manifest = |extra: &str| {
+        toml::from_str::<ManifestDraft>(&format!("{HEAD}{extra}{OWNER}"))
+            .unwrap()
+            .into_manifest(facts())
+    };
+    let errs = |extra: &str| -> String {
+        manifest(extra)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let sql = "SELECT * FROM web.events";
+    let err = errs(&format!("derive = {{ sql = \"{sql}\" }}\n"));
+    assert!(
+        err.contains("lineage") && err.contains("mesh derive"),
+        "{err}"
+    );
+    let err = errs("derive = { sql_file = \"q.sql\" }\n");
+    assert!(
+        err.contains("sql_file") && err.contains("mesh derive"),
+        "{err}"
+    );
+    let pinned = format!(
+        "derive = {{ sql = \"{sql}\" }}\nlineage = [{{ id = \"web/events\", manifest = \"{}\" }}]\n",
+        mesh_protocol::Hash::of(b"v1")
+    );
+    let m = manifest(&pinned).unwrap();
+    let d = m.derivation.unwrap();
+    assert_eq!(d.query_hash, mesh_protocol::Hash::of(sql.as_bytes()));
+}

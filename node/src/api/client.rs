@@ -13,13 +13,15 @@ use serde::Serialize;
 
 use super::types::{
     AccessDecideBody, AccessFilter, AccessRequestBody, AccessView, AddPeerRequest, ApiError,
-    CatalogEntry, CheckReport, CheckRequest, FetchEvent, FetchOutcome, FetchRequest, Filter,
-    GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage, PublishOptions,
-    PublishRequest, Published, QueryRequest, ShowResponse, SubmitRequest, Submitted, SubscribeBody,
-    SubscriberView, SubscriptionView, TokenCreateBody, TokenCreated, TokenRevokeBody, TokenRevoked,
-    TokenView, UnsubscribeBody, VerifyReport, VerifyRequest,
+    CatalogEntry, CheckReport, CheckRequest, DeriveBody, FetchEvent, FetchOutcome, FetchRequest,
+    Filter, GcReport, GcRequest, Lineage, NodeStatus, PeerInfo, PolicyView, ProductUsage,
+    PublishOptions, PublishRequest, Published, QueryRequest, ShowResponse, SubmitRequest,
+    Submitted, SubscribeBody, SubscriberView, SubscriptionView, TokenCreateBody, TokenCreated,
+    TokenRevokeBody, TokenRevoked, TokenView, UnderiveBody, UnsubscribeBody, VerifyReport,
+    VerifyRequest,
 };
 use crate::home::{HomeError, NodeHome};
+use crate::state::derived::DerivedProduct;
 
 /// How long one request may take (a fetch streams, and is not bounded by it).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -249,6 +251,27 @@ impl ApiClient {
             "/v1/subscriptions/remove",
             &UnsubscribeBody {
                 product: id.to_string(),
+            },
+        )
+    }
+
+    /// `POST /v1/derive`: registers a derived product (`draft`) or computes a
+    /// registered one again (`product`); answers where it stands.
+    pub fn derive(&self, body: &DeriveBody) -> Result<DerivedProduct, ClientError> {
+        self.post("/v1/derive", body)
+    }
+
+    /// `GET /v1/derived`: the derived products this node computes.
+    pub fn derived(&self) -> Result<Vec<DerivedProduct>, ClientError> {
+        self.get("/v1/derived")
+    }
+
+    /// `POST /v1/derive/remove`: stops computing a derived product.
+    pub fn underive(&self, product: &ProductId) -> Result<DerivedProduct, ClientError> {
+        self.post(
+            "/v1/derive/remove",
+            &UnderiveBody {
+                product: product.to_string(),
             },
         )
     }

@@ -3,14 +3,15 @@
 //!
 //! Map: [`types`] are the request and response bodies (shared by both ends),
 //! `server` routes them to the [`Node`](crate::Node) (`access.rs`,
-//! `subscriptions.rs` and `tokens.rs` hold the routes of grants, subscriptions and
-//! consumer tokens), and [`client`]
+//! `derive.rs`, `subscriptions.rs` and `tokens.rs` hold the routes of grants,
+//! derived products, subscriptions and consumer tokens), and [`client`]
 //! is the one typed client the CLI and the testnet use, so route strings and the
 //! fold over a fetch's event stream live only here. `web` is the catalog in the browser, served
 //! on the same listener (`/`, `/products`, `/domains`, `/governance`, `/node`).
 
 mod access;
 pub mod client;
+mod derive;
 pub(crate) mod server;
 mod subscriptions;
 mod tokens;

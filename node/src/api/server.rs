@@ -214,6 +214,8 @@ pub(crate) async fn serve(
             post(super::tokens::create).get(super::tokens::list),
         )
         .route("/v1/tokens/revoke", post(super::tokens::revoke))
+        .route("/v1/derive", post(super::derive::derive))
+        .route("/v1/derive/remove", post(super::derive::remove))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/v1/status", get(status))
@@ -225,6 +227,7 @@ pub(crate) async fn serve(
         .route("/v1/usage/{domain}/{name}", get(usage))
         .route("/v1/access", get(super::access::list))
         .route("/v1/subscriptions", get(super::subscriptions::list))
+        .route("/v1/derived", get(super::derive::list))
         .route(
             "/v1/subscribers/{domain}/{name}",
             get(super::subscriptions::subscribers),

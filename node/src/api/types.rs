@@ -282,3 +282,25 @@ pub struct TokenRevoked {
     /// How many dead tokens a purge removed.
     pub purged: usize,
 }
+
+/// `POST /v1/derive`: register a derived product and compute it (`draft`), or
+/// compute a registered one again (`product`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeriveBody {
+    /// A `product.toml` with its `[derive]` query inline.
+    #[serde(default)]
+    pub draft: Option<String>,
+    /// `domain/name` of a derived product this node computes.
+    #[serde(default)]
+    pub product: Option<String>,
+    /// Compute even if its inputs did not change (a new version still needs new bytes).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/derive/remove`: stop computing a derived product.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnderiveBody {
+    /// `domain/name`.
+    pub product: String,
+}

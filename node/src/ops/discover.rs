@@ -416,6 +416,7 @@ mod tests {
             created_at: 1,
             publisher: key.public(),
             contract: None,
+            derivation: None,
         };
         let signed = Signed::sign(&m, key);
         catalog.record_manifest(&signed, &m).expect("record");

@@ -8,11 +8,13 @@
 //! signs access requests and the owner's decisions; [`subscribe`] follows
 //! products into directories (each new version fetched and switched in whole);
 //! [`query`] runs SQL over the products a query names, fetching them first;
+//! [`derive`] computes derived products from such queries and publishes them;
 //! `background` runs the daemon's long tasks
 //! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
 
 pub(crate) mod access;
 pub(crate) mod background;
+pub(crate) mod derive;
 pub(crate) mod discover;
 pub(crate) mod fetch;
 pub(crate) mod publish;

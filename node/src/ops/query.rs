@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use mesh_contract::engine::{self, Answer, QueryError as EngineError};
 use mesh_contract::quality::Plan;
 use mesh_contract::tables::product_tables;
-use mesh_protocol::{DomainName, Manifest, ProductRef};
+use mesh_protocol::manifest::Upstream;
+use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductRef};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
@@ -139,10 +140,40 @@ pub(crate) fn references(sql: &str) -> Result<Vec<Reference>, QueryError> {
 /// A product's files, ready to read: its manifest and where its files are.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
+    /// The version's manifest hash.
+    pub(crate) hash: ManifestHash,
     /// The verified manifest.
     pub(crate) manifest: Manifest,
     /// The directory holding its files.
     pub(crate) dir: PathBuf,
+}
+
+/// The marker of a complete copy in a query directory.
+const COMPLETE: &str = ".mesh-complete";
+
+/// Marks the fetched copy in `tmp` complete and moves it to `dir`, unless
+/// another query put a complete copy there first (then `tmp` goes).
+fn settle(tmp: &Path, dir: &Path, hash: &str) -> Result<(), QueryError> {
+    let done = tmp.join(COMPLETE);
+    std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
+    if std::fs::rename(tmp, dir).is_err() {
+        if !dir.join(COMPLETE).exists() {
+            // An interrupted copy without its marker: replace it.
+            let _ = std::fs::remove_dir_all(dir);
+            if std::fs::rename(tmp, dir).is_ok() {
+                return Ok(());
+            }
+        }
+        let _ = std::fs::remove_dir_all(tmp);
+        if !dir.join(COMPLETE).exists() {
+            return Err(HomeError::Invalid(format!(
+                "could not move the fetched copy into {}",
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Whose rules and grants decide what a query may read.
@@ -187,23 +218,32 @@ async fn prepare_source(
         }
         Reader::Node => manifest,
     };
-    let hash = entry.announcement.manifest.to_string();
+    let manifest_hash = entry.announcement.manifest;
+    let hash = manifest_hash.to_string();
     let dir = root.join("query").join(&hash);
-    let done = dir.join(".mesh-complete");
-    if !done.exists() {
+    if !dir.join(COMPLETE).exists() {
         let exact = ProductRef {
             id: product.id.clone(),
             version: Some(entry.announcement.version.clone()),
         };
+        // Into a directory of its own, renamed into place when whole: two
+        // queries reading the same new version at once each fetch, one wins.
+        let tmp = root.join("query").join(format!(
+            ".partial-{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
         let options = FetchOptions {
             overwrite: true,
             ..FetchOptions::default()
         };
-        fetcher
-            .fetch(&exact, Some(dir.clone()), options, None)
-            .await
-            .map_err(named)?;
-        std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
+        let fetched = fetcher
+            .fetch(&exact, Some(tmp.clone()), options, None)
+            .await;
+        if let Err(e) = fetched {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(named(e));
+        }
+        settle(&tmp, &dir, &hash)?;
     }
     let manifest = match manifest {
         Ok(m) => m,
@@ -214,7 +254,61 @@ async fn prepare_source(
             .1
             .map_err(named)?,
     };
-    Ok(Source { manifest, dir })
+    Ok(Source {
+        hash: manifest_hash,
+        manifest,
+        dir,
+    })
+}
+
+/// A query whose products are on this node, ready to register and run.
+pub(crate) struct Prepared {
+    refs: Vec<Reference>,
+    sources: BTreeMap<String, Source>,
+}
+
+impl Prepared {
+    /// Each product read, pinned to the version read (for a derived product's
+    /// lineage), in the order first named.
+    pub(crate) fn inputs(&self) -> Vec<Upstream> {
+        let mut out: Vec<Upstream> = Vec::new();
+        for r in &self.refs {
+            if let Some(s) = self.sources.get(&r.product.to_string()) {
+                if !out.iter().any(|u| u.manifest == Some(s.hash)) {
+                    out.push(Upstream {
+                        id: s.manifest.id.clone(),
+                        manifest: Some(s.hash),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Registers each product the query names in `ctx`.
+    pub(crate) async fn register(&self, ctx: &SessionContext) -> Result<(), EngineError> {
+        register(ctx, &self.refs, &self.sources).await
+    }
+}
+
+/// Reads which products `sql` names and brings each onto this node as `reader`
+/// may (see [`prepare_source`]).
+pub(crate) async fn prepare(
+    fetcher: &Fetcher,
+    root: &Path,
+    sql: &str,
+    reader: &Reader,
+) -> Result<Prepared, QueryError> {
+    let refs = references(sql)?;
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    for r in &refs {
+        if let std::collections::btree_map::Entry::Vacant(slot) =
+            sources.entry(r.product.to_string())
+        {
+            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
+        }
+    }
+    Ok(Prepared { refs, sources })
 }
 
 /// Runs `sql` over the products it names as `reader`, fetching each first (see
@@ -227,20 +321,12 @@ pub(crate) async fn query(
     reader: &Reader,
     want: Want,
 ) -> Result<Answer, QueryError> {
-    let refs = references(sql)?;
-    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    for r in &refs {
-        if let std::collections::btree_map::Entry::Vacant(slot) =
-            sources.entry(r.product.to_string())
-        {
-            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
-        }
-    }
+    let prepared = prepare(fetcher, root, sql, reader).await?;
     let sql = sql.to_owned();
     let work = move || {
         engine::run(QUERY_DEADLINE, move || async move {
             let ctx = engine::session()?;
-            register(&ctx, &refs, &sources).await?;
+            prepared.register(&ctx).await?;
             match want {
                 Want::Rows => engine::collect(&ctx, &sql).await,
                 Want::Schema => engine::plan_schema(&ctx, &sql).await.map(|schema| Answer {
@@ -271,15 +357,7 @@ pub(crate) async fn query_stream<H: Send + 'static>(
     reader: &Reader,
     hold: H,
 ) -> Result<(SchemaRef, QueryRows), QueryError> {
-    let refs = references(sql)?;
-    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    for r in &refs {
-        if let std::collections::btree_map::Entry::Vacant(slot) =
-            sources.entry(r.product.to_string())
-        {
-            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
-        }
-    }
+    let prepared = prepare(fetcher, root, sql, reader).await?;
     let (schema_tx, schema_rx) = oneshot::channel();
     let (tx, mut rx) = mpsc::channel(STREAM_AHEAD);
     let sql = sql.to_owned();
@@ -288,7 +366,7 @@ pub(crate) async fn query_stream<H: Send + 'static>(
         let _hold = hold;
         let ran = engine::run(QUERY_DEADLINE, move || async move {
             let ctx = engine::session()?;
-            register(&ctx, &refs, &sources).await?;
+            prepared.register(&ctx).await?;
             let fail = |e: datafusion::error::DataFusionError| EngineError::Failed(e.to_string());
             let frame = ctx
                 .sql_with_options(&sql, engine::read_only())

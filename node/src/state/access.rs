@@ -454,6 +454,7 @@ mod tests {
             created_at: 0,
             publisher: m.sales.public(),
             contract: None,
+            derivation: None,
         };
         let grants = m.book.decisions_for(&product());
         m.governance

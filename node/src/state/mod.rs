@@ -1,7 +1,7 @@
 //! The node's local state, with no network: the [`catalog`] of every product
 //! version it knows, the [`governance`] policy chain it enforces, the [`usage`]
 //! ledger of who fetched what, the [`access`] requests and grants that open
-//! restricted products, this node's [`subscriptions`], the consumer [`tokens`] of its output ports, [`gc`] of the chunk store
+//! restricted products, this node's [`subscriptions`], the consumer [`tokens`] of its output ports, the [`derived`] products it computes, [`gc`] of the chunk store
 //! and [`verify`] of its bytes.
 //!
 //! Each part is a cloneable handle over the metadata store with its fields private;
@@ -13,6 +13,7 @@ pub(crate) mod access;
 pub(crate) mod announcements;
 pub(crate) mod catalog;
 pub(crate) mod declared;
+pub(crate) mod derived;
 pub(crate) mod digest;
 pub(crate) mod gc;
 pub(crate) mod governance;

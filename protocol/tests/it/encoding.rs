@@ -100,6 +100,9 @@ fn sample_manifest() -> Manifest {
             api_version: "v3.1.0".into(),
             document: r#"{"apiVersion":"v3.1.0","kind":"DataContract","id":"orders"}"#.into(),
         }),
+        derivation: Some(mesh_protocol::manifest::Derivation::of(
+            "SELECT order_id, amount FROM sales.raw_orders",
+        )),
     }
 }
 

@@ -377,6 +377,7 @@ fn manifest() -> Manifest {
         created_at: NOW,
         publisher: key(50).public(),
         contract: None,
+        derivation: None,
     }
 }
 

@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod contracts;
 mod crash;
+mod derived;
 mod flight_sql;
 mod governance;
 mod hedging;
