@@ -242,6 +242,31 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
                     |_| {},
                 )
                 .map(|_| ()),
+            client.query("SELECT 1").map(|_| ()),
+            client
+                .token_create(&mesh_node::api::TokenCreateBody {
+                    domain: "finance".into(),
+                    expires_ms: u64::MAX,
+                    label: None,
+                })
+                .map(|_| ()),
+            client.tokens().map(|_| ()),
+            client
+                .token_revoke(&mesh_node::api::TokenRevokeBody {
+                    id: None,
+                    purge: true,
+                })
+                .map(|_| ()),
+            client
+                .derive(&mesh_node::api::DeriveBody {
+                    draft: None,
+                    product: Some("sales/orders".into()),
+                    force: false,
+                })
+                .map(|_| ()),
+            client
+                .underive(&"sales/orders".parse().unwrap())
+                .map(|_| ()),
         ];
         for r in refused {
             let err = r.unwrap_err();
