@@ -446,6 +446,13 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
         r.freed_chunks,
         r.kept_chunks
     );
+    if r.query_copies_removed > 0 || r.query_bytes_freed > 0 {
+        say_line!(
+            "{verb} {} of query copies ({} older or unfinished version(s)) and derived-product work files",
+            human_bytes(r.query_bytes_freed),
+            r.query_copies_removed
+        );
+    }
     Ok(())
 }
 

@@ -559,7 +559,13 @@ impl Node {
         let _exclusive = self.work_lock.write().await;
         let keep = keep.unwrap_or(self.parts.keep_versions);
         let (catalog, chunks) = (self.parts.catalog.clone(), self.parts.chunks.clone());
-        blocking(move || Ok::<_, NodeError>(gc::collect(&catalog, &chunks, keep, dry_run)?)).await
+        let root = self.parts.home.root().to_path_buf();
+        blocking(move || {
+            let mut report = gc::collect(&catalog, &chunks, keep, dry_run)?;
+            gc::collect_work_files(&root, &catalog, &mut report)?;
+            Ok::<_, NodeError>(report)
+        })
+        .await
     }
 
     /// Reads and checks every stored chunk; removes corrupt ones, marks the products

@@ -1,4 +1,5 @@
-//! Garbage collection of the chunk store.
+//! Garbage collection of the chunk store, and of the files queries and derived
+//! products left in the node home ([`collect_work_files`]).
 //!
 //! Retained: for each product, the newest `keep` versions this node holds completely,
 //! and every known manifest that is not complete (a fetch in progress keeps the chunks
@@ -8,6 +9,7 @@
 //! publish or fetch runs while it decides.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 use mesh_protocol::Hash;
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,13 @@ pub struct GcReport {
     /// Disk space returned by compacting pack files that were mostly freed chunks.
     #[serde(default)]
     pub reclaimed_bytes: u64,
+    /// Copies of product versions kept for queries (`query/`) that were removed:
+    /// every version but each product's newest, and unfinished ones.
+    #[serde(default)]
+    pub query_copies_removed: usize,
+    /// Their bytes, with what unfinished derived-product computations left.
+    #[serde(default)]
+    pub query_bytes_freed: u64,
     /// Whether nothing was actually changed.
     pub dry_run: bool,
 }
@@ -106,4 +115,72 @@ pub(crate) fn collect(
         "gc"
     );
     Ok(report)
+}
+
+/// Removes what queries and derived products left in the node home at `root`:
+/// `query/` copies of versions that are not their product's newest (and unknown
+/// or unfinished ones), and `derived/` computations (none runs under the
+/// exclusive work lock, which the caller holds). Adds the counts to `report`.
+pub(crate) fn collect_work_files(
+    root: &Path,
+    catalog: &Catalog,
+    report: &mut GcReport,
+) -> Result<(), StateError> {
+    let mut newest: BTreeMap<String, (semver::Version, Hash)> = BTreeMap::new();
+    for e in catalog.list(&Default::default())? {
+        let a = e.announcement;
+        let slot = newest
+            .entry(a.product.to_string())
+            .or_insert((a.version.clone(), a.manifest));
+        if a.version > slot.0 {
+            *slot = (a.version, a.manifest);
+        }
+    }
+    let current: HashSet<String> = newest.values().map(|(_, h)| h.to_string()).collect();
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| StateError::corrupt(p.display().to_string(), e)
+    };
+    for (dir, keep_current) in [(root.join("query"), true), (root.join("derived"), false)] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io(&dir))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let complete = path.join(".mesh-complete").exists();
+            if keep_current && complete && name.is_some_and(|n| current.contains(&n)) {
+                continue;
+            }
+            let bytes = dir_bytes(&path);
+            if !report.dry_run {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(io(&path))?;
+            }
+            if keep_current {
+                report.query_copies_removed += 1;
+            }
+            report.query_bytes_freed += bytes;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the files under `path` (a file's own size), as far as readable.
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| dir_bytes(&e.path())).sum())
+        .unwrap_or(0)
 }

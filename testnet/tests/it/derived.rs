@@ -262,5 +262,28 @@ fn a_derived_product_is_published_pinned_and_recomputed_when_its_inputs_change()
             .map_or(true, |mut d| d.next().is_none()),
         "no computation left behind"
     );
+
+    // `mesh gc` removes the query copies of versions that are no longer the
+    // newest (shipments 1.0.0 to 1.2.0, parcels 1.0.0) and unfinished ones.
+    let query = net.nodes[1].home.join("query");
+    std::fs::create_dir_all(query.join(".partial-0123456789abcdef")).unwrap();
+    let gc = net.nodes[1]
+        .client()
+        .unwrap()
+        .gc(&mesh_node::api::GcRequest {
+            keep: None,
+            dry_run: false,
+        })
+        .unwrap();
+    assert_eq!(gc.query_copies_removed, 5, "{gc:?}");
+    let mut left: Vec<String> = std::fs::read_dir(&query)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let parcels_now = newest.entry.announcement.manifest.to_string();
+    let mut want = vec![orders_hash.to_string(), v4.to_string(), parcels_now];
+    want.sort();
+    assert_eq!(left, want);
     net.stop_all().unwrap();
 }
