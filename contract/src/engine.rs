@@ -75,6 +75,10 @@ fn session_of(partitions: usize) -> Result<SessionContext, QueryError> {
         .map_err(|e| QueryError::Start(e.to_string()))?;
     let mut config = SessionConfig::new().with_target_partitions(partitions);
     config.options_mut().sql_parser.enable_ident_normalization = false;
+    // Filters evaluated inside the Parquet reader, cheapest first: rows a
+    // predicate drops are never decoded in full.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
