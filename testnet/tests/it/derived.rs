@@ -255,6 +255,15 @@ fn a_derived_product_is_published_pinned_and_recomputed_when_its_inputs_change()
         text.contains("LAST COMPUTATION FAILED") && text.contains("derived by query"),
         "{text}"
     );
+    let page_url = net.nodes[1]
+        .client()
+        .unwrap()
+        .catalog_url(Some(&"finance/parcels".parse().unwrap()));
+    let page = ureq::get(&page_url).call().unwrap().into_string().unwrap();
+    assert!(
+        page.contains("Derived by SQL") && page.contains("published nothing"),
+        "the catalog page shows the query and the failure"
+    );
     assert!(
         Path::new(&net.nodes[1].home)
             .join("derived")

@@ -20,6 +20,7 @@ use crate::api::types::{
 use crate::clock::unix_now;
 use crate::error::NodeError;
 use crate::ops::discover::VersionBrief;
+use crate::state::derived::{DeriveState, DerivedProduct};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct VersionQuery {
@@ -75,6 +76,8 @@ pub(super) async fn page(
         .subscribers(target.id.clone())
         .await
         .unwrap_or_default();
+    let derived = s.node.derived().await.unwrap_or_default();
+    let derived = derived.iter().find(|d| d.product == target.id);
     let status = s.node.status().await?;
     let a = &entry.announcement;
     let newest = versions.last().map(|v| &v.version) == Some(&a.version);
@@ -97,6 +100,9 @@ pub(super) async fn page(
             (sla(m, &entry))
         }
         (providers(&entry, now))
+        @if let Some(m) = &manifest {
+            (derivation_section(m, derived))
+        }
         (lineage_section(lineage.as_ref()))
         (usage_section(usage.as_ref()))
         (access_section(&access, a.product.domain().as_str(), now))
@@ -157,6 +163,24 @@ fn lineage_section(lineage: Option<&mesh_contract::health::Lineage>) -> Markup {
             Some(g) if g.edges.is_empty() => p.muted { "No product upstream or downstream of this one." },
             Some(g) => (lineage_svg::draw(g)),
             None => p.muted { "Lineage unavailable." },
+        }
+    }
+    }
+}
+
+/// A derived product's query, and its last computation here if it published
+/// nothing.
+fn derivation_section(m: &Manifest, here: Option<&DerivedProduct>) -> Markup {
+    let Some(d) = &m.derivation else {
+        return html! {};
+    };
+    html! {
+    section {
+        h2 { "Derived by SQL" }
+        p { "Computed from the upstreams below, each pinned to the version read, by query " code { (d.query_hash.short()) } ":" }
+        pre { (d.sql) }
+        @if let Some(DeriveState::Failed { reason, .. }) = here.map(|h| &h.state) {
+            p.warn { "The last computation on this node published nothing: " (reason) }
         }
     }
     }
