@@ -20,7 +20,7 @@ use mesh_contract::draft::{DeriveDraft, UpstreamDraft};
 use mesh_contract::engine;
 use mesh_contract::ManifestDraft;
 use mesh_protocol::manifest::Upstream;
-use mesh_protocol::ProductId;
+use mesh_protocol::{Hash, ProductId};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -156,13 +156,9 @@ impl Deriver {
         blocking(move || {
             let record = match book.get(&id)? {
                 Some(old) if old.draft == draft_toml => old,
-                Some(old) => DerivedProduct {
-                    draft: draft_toml,
-                    inputs: Vec::new(),
-                    updated_ms: unix_now_ms(),
-                    ..old
-                },
-                None => DerivedProduct::new(id, draft_toml, unix_now_ms()),
+                // A new or changed draft is computed and published afresh (a
+                // changed contract needs a version even for the same bytes).
+                _ => DerivedProduct::new(id, draft_toml, unix_now_ms()),
             };
             if !book.put(&record)? {
                 return Err(DeriveError::Usage(format!(
@@ -206,6 +202,7 @@ impl Deriver {
         let mut record = blocking(move || Ok::<_, DeriveError>(book.get(&key)?))
             .await?
             .ok_or_else(|| DeriveError::NotFound(id.clone()))?;
+        record.attempted = self.resolved(&record);
         let state = match self.compute(&mut record, force).await {
             Ok(state) => state,
             Err(failed) => failed,
@@ -340,32 +337,35 @@ impl Deriver {
         Ok(DeriveState::Published { version })
     }
 
+    /// The manifest hash of the version each product `d`'s query names resolves
+    /// to in the catalog now (those not in the catalog left out), sorted.
+    fn resolved(&self, d: &DerivedProduct) -> Vec<Hash> {
+        let refs = parse(&d.draft)
+            .and_then(|draft| query_of(&draft))
+            .ok()
+            .and_then(|sql| query::references(&sql).ok())
+            .unwrap_or_default();
+        let mut out: Vec<Hash> = refs
+            .iter()
+            .filter_map(|r| self.fetcher.resolve(&r.product).ok())
+            .map(|entry| entry.announcement.manifest)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether `d` should be computed now: never computed, a transient failure,
-    /// or an input with a newer version than the last computation read.
+    /// or its query resolves to other versions than at the last attempt (so a
+    /// failure that is not transient, a denied input say, waits for news).
     fn due(&self, d: &DerivedProduct) -> bool {
         match &d.state {
             DeriveState::Waiting
             | DeriveState::Failed {
                 transient: true, ..
-            } => return true,
-            _ => {}
+            } => true,
+            _ => self.resolved(d) != d.attempted,
         }
-        let Ok(draft) = parse(&d.draft) else {
-            return false;
-        };
-        let Ok(sql) = query_of(&draft) else {
-            return false;
-        };
-        let Ok(refs) = query::references(&sql) else {
-            return false;
-        };
-        refs.iter().any(|r| match self.fetcher.resolve(&r.product) {
-            Ok(entry) => !d
-                .inputs
-                .iter()
-                .any(|u| u.manifest == Some(entry.announcement.manifest)),
-            Err(_) => false,
-        })
     }
 
     /// The daemon's loop: computes each derived product when it is due, woken by

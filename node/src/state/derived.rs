@@ -66,6 +66,10 @@ pub struct DerivedProduct {
     /// BLAKE3 of the last file published, hex.
     #[serde(default)]
     pub output: Option<String>,
+    /// The versions (manifest hashes) the query's products resolved to at the
+    /// last attempt, sorted: the daemon tries again only when they change.
+    #[serde(default)]
+    pub attempted: Vec<mesh_protocol::Hash>,
     /// When the state last changed (Unix ms).
     pub updated_ms: u64,
 }
@@ -166,6 +170,7 @@ impl DerivedProduct {
             state: DeriveState::Waiting,
             inputs: Vec::new(),
             output: None,
+            attempted: Vec::new(),
             updated_ms: now_ms,
         }
     }
