@@ -77,6 +77,9 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     for a in &s.listen {
         say!("listen     {a}");
     }
+    if let Some(a) = &s.flight_sql {
+        say!("flight sql {a} (clients need a token: `mesh token create --domain DOMAIN`)");
+    }
     let r = &s.reachability;
     let how = match r.status.as_str() {
         "public" => "public: peers can dial this node directly".to_string(),

@@ -74,6 +74,9 @@ pub struct NodeStatus {
     /// and relayed peers; hole punches.
     #[serde(default)]
     pub reachability: ReachabilityView,
+    /// Where the Flight SQL port listens (`host:port`), when it is on.
+    #[serde(default)]
+    pub flight_sql: Option<String>,
 }
 
 /// The parts a node is made of, handed over by the daemon at start.
@@ -159,6 +162,9 @@ impl Node {
             home: p.home.root().to_owned(),
             publisher_key: p.publisher.key.as_ref().map(|k| k.public().to_string()),
             reachability: p.net.reachability().await?,
+            flight_sql: std::fs::read_to_string(p.home.flight_sql_addr_path())
+                .ok()
+                .map(|a| a.trim().to_string()),
         })
     }
 

@@ -138,6 +138,8 @@ fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
     three_products(&net);
     let addr = std::fs::read_to_string(finance.join("flight_sql.addr")).unwrap();
     let uri = format!("grpc+tls://{}", addr.trim());
+    let status = net.nodes[1].client().unwrap().status().unwrap();
+    assert_eq!(status.flight_sql.as_deref(), Some(addr.trim()));
     let made = token_cli(
         &net,
         &finance,
