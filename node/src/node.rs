@@ -520,6 +520,13 @@ impl Node {
         }
     }
 
+    /// The newest version of each product `reader` may read whose manifest this
+    /// node knows: the tables a Flight SQL client browses.
+    pub async fn readable_products(&self, reader: Reader) -> Result<Vec<Manifest>, NodeError> {
+        let fetcher = self.parts.fetcher.clone();
+        blocking(move || Ok(query::readable(&fetcher, &reader)?)).await
+    }
+
     /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret
     /// (shown once) and its record.
     pub async fn token_create(

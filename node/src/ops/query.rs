@@ -340,6 +340,41 @@ pub(crate) async fn query(
     crate::task::blocking(work).await
 }
 
+/// The most products a listing for a reader returns.
+pub(crate) const MAX_LISTED: usize = 10_000;
+
+/// The newest version of each product `reader` may read whose manifest this
+/// node knows (at most [`MAX_LISTED`]): what a Flight SQL client browsing the
+/// tables sees. Blocking (the catalog's store).
+pub(crate) fn readable(fetcher: &Fetcher, reader: &Reader) -> Result<Vec<Manifest>, QueryError> {
+    let entries = fetcher
+        .catalog
+        .list(&Default::default())
+        .map_err(|e| QueryError::Usage(format!("listing the catalog: {e}")))?;
+    let mut newest: BTreeMap<String, ManifestHash> = BTreeMap::new();
+    for e in entries {
+        // Sorted by id then version: the last of each id is its newest.
+        newest.insert(e.announcement.product.to_string(), e.announcement.manifest);
+    }
+    let mut out = Vec::new();
+    for hash in newest.values() {
+        let Ok(Some((_, m))) = fetcher.catalog.manifest(hash) else {
+            continue;
+        };
+        let allowed = match reader {
+            Reader::Node => fetcher.may_read(&m).is_ok(),
+            Reader::Domain(d) => fetcher.may_domain_read(d, &m).is_ok(),
+        };
+        if allowed {
+            out.push(m);
+            if out.len() >= MAX_LISTED {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The rows of a streamed answer, batch by batch; an error ends it.
 pub type QueryRows = mpsc::Receiver<Result<RecordBatch, QueryError>>;
 

@@ -16,7 +16,10 @@
 //! (keyed BLAKE3): the server keeps no per-statement state, a client cannot forge
 //! or alter one, and another token cannot redeem it. Prepared statements work
 //! without parameters; binding parameters is refused with a message. The port is
-//! read-only: updates and ingestion are refused.
+//! read-only: updates and ingestion are refused. Browsing lists no catalog, a
+//! schema per domain and a table per product the token may read (its newest
+//! version, with its contract's columns), so a tool that qualifies names writes
+//! `domain.product`, as queries name it.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -28,7 +31,8 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetSqlInfo, CommandPreparedStatementQuery,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTables, CommandPreparedStatementQuery,
     CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
     CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
     TicketStatementQuery,
@@ -37,9 +41,10 @@ use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use futures::{Stream, StreamExt};
+use mesh_contract::engine;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -242,6 +247,18 @@ impl FlightSqlPort {
             })
     }
 
+    /// The products the call's token may read.
+    async fn readable(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<Vec<mesh_protocol::Manifest>, Status> {
+        let token = self.consumer(metadata).await?;
+        self.node
+            .readable_products(Reader::Domain(token.domain))
+            .await
+            .map_err(status)
+    }
+
     /// What `mesh` tells clients about itself.
     fn sql_info() -> Result<SqlInfoData, Status> {
         let mut b = SqlInfoDataBuilder::new();
@@ -427,15 +444,137 @@ impl FlightSqlService for FlightSqlPort {
         let info = Self::sql_info()?;
         let builder = query.into_builder(&info);
         let schema = builder.schema();
-        let batch = builder.build();
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(futures::stream::once(async { batch }))
-            .map(|item| item.map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(one_batch(schema, builder.build()))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.consumer(request.metadata()).await?;
+        let schema = query.into_builder().schema();
+        listing_info(
+            query.as_any().encode_to_vec(),
+            &schema,
+            request.into_inner(),
+        )
+    }
+
+    /// No catalogs: a table is `domain.product`, a schema and a table.
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.consumer(request.metadata()).await?;
+        let builder = query.into_builder();
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build()))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.consumer(request.metadata()).await?;
+        let schema = query.clone().into_builder().schema();
+        listing_info(
+            query.as_any().encode_to_vec(),
+            &schema,
+            request.into_inner(),
+        )
+    }
+
+    /// A schema per domain with a product the token may read.
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let products = self.readable(request.metadata()).await?;
+        let domains: std::collections::BTreeSet<String> =
+            products.iter().map(|m| m.id.domain().to_string()).collect();
+        let mut builder = query.into_builder();
+        for d in domains {
+            builder.append("", d);
+        }
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build()))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.consumer(request.metadata()).await?;
+        let schema = query.clone().into_builder().schema();
+        listing_info(
+            query.as_any().encode_to_vec(),
+            &schema,
+            request.into_inner(),
+        )
+    }
+
+    /// A table per product the token may read (its newest version), with the
+    /// columns its contract declares.
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let products = self.readable(request.metadata()).await?;
+        let mut builder = query.into_builder();
+        for m in &products {
+            let fields: Vec<Field> = m
+                .schema
+                .iter()
+                .map(|f| Field::new(&f.name, engine::arrow_type(f.logical_type), !f.required))
+                .collect();
+            builder
+                .append(
+                    "",
+                    m.id.domain().as_str(),
+                    m.id.name(),
+                    "TABLE",
+                    &Schema::new(fields),
+                )
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        let schema = builder.schema();
+        Ok(one_batch(schema, builder.build()))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// A listing's `FlightInfo`: its columns and one endpoint whose ticket is the
+/// command itself.
+fn listing_info(
+    ticket: Vec<u8>,
+    schema: &Schema,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// One built batch (or its error) as a `DoGet` answer.
+fn one_batch(
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batch: Result<datafusion::arrow::record_batch::RecordBatch, FlightError>,
+) -> Response<DoGetStream> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::once(async move { batch }))
+        .map(|item| item.map_err(Status::from));
+    Response::new(Box::pin(stream))
 }
 
 #[cfg(test)]

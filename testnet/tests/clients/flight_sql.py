@@ -5,6 +5,8 @@ Usage: flight_sql.py URI TOKEN MODE SQL
   MODE prepare  cursor.adbc_prepare(SQL) then cursor.execute(SQL): a prepared
                 statement, rows as JSON lists
   MODE bind     cursor.execute(SQL, (1,)): a prepared statement with a parameter
+  MODE tables   conn.adbc_get_objects(depth="tables") (SQL ignored): rows of
+                [schema, table]
 With MESH_TLS_ROOT set (a PEM file), the server's certificate is checked
 against it (URI grpc+tls://...). Prints one JSON object: {"columns": [...], "rows": [[...], ...]} or
 {"error": "..."}; exits 0 either way (the test reads the JSON).
@@ -27,6 +29,17 @@ def main() -> None:
             with open(root) as f:
                 options[DatabaseOptions.TLS_ROOT_CERTS.value] = f.read()
         conn = flight_sql.connect(uri, db_kwargs=options)
+        if mode == "tables":
+            with conn:
+                objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+            rows = [
+                [s["db_schema_name"], t["table_name"]]
+                for c in objects
+                for s in c["catalog_db_schemas"] or []
+                for t in s["db_schema_tables"] or []
+            ]
+            print(json.dumps({"columns": ["schema", "table"], "rows": sorted(rows)}))
+            return
         with conn, conn.cursor() as cur:
             if mode == "execute":
                 cur.execute(sql)

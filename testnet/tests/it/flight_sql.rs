@@ -183,6 +183,18 @@ fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
     );
     assert_eq!(rows(&answer), &vec![serde_json::json!([100])], "{answer}");
 
+    // Browsing lists a schema per domain and a table per product the token may
+    // read: not the pii product, not yet.
+    let listed = adbc(&python, &uri, &token, "tables", "");
+    assert_eq!(
+        rows(&listed),
+        &vec![
+            serde_json::json!(["logistics", "shipments"]),
+            serde_json::json!(["sales", "orders"])
+        ],
+        "{listed}"
+    );
+
     // A prepared statement runs; binding a parameter is refused with a message.
     let one = "SELECT order_id, amount FROM sales.orders WHERE order_id = 7";
     let answer = adbc(&python, &uri, &token, "prepare", one);
@@ -212,6 +224,11 @@ fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
         Ok(adbc(&python, &uri, &token, "execute", pii)["rows"] == serde_json::json!([[50]]))
     })
     .unwrap();
+    let listed = adbc(&python, &uri, &token, "tables", "");
+    assert!(
+        rows(&listed).contains(&serde_json::json!(["sales", "customers"])),
+        "granted, it is listed: {listed}"
+    );
     // The node holds the product now; a token of a domain with no grant still
     // reads nothing of it.
     let other = token_cli(&net, &finance, &["create", "--domain", "marketing"]);
