@@ -146,7 +146,8 @@ impl Deriver {
             )));
         }
         let sql = query_of(&draft)?;
-        let refs = query::references(&sql).map_err(|e| DeriveError::Usage(e.to_string()))?;
+        let refs = query::references(&sql)
+            .map_err(|e| DeriveError::Usage(format!("{id}: the [derive] query: {e}")))?;
         if refs.iter().any(|r| r.product.id == id) {
             return Err(DeriveError::Usage(format!(
                 "{id}'s query reads {id} itself: a derived product is computed from other products"
