@@ -148,16 +148,13 @@ impl DerivedBook {
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<DerivedProduct, StateError> {
-    let what = || format!("derived product {}", String::from_utf8_lossy(key));
-    let d: DerivedProduct =
-        serde_json::from_slice(bytes).map_err(|e| StateError::corrupt(what(), e))?;
-    if d.format != DERIVED_FORMAT {
-        return Err(StateError::corrupt(
-            what(),
-            format!("format {} is not {DERIVED_FORMAT}", d.format),
-        ));
-    }
-    Ok(d)
+    super::decode_record(
+        "derived product",
+        key,
+        bytes,
+        DERIVED_FORMAT,
+        |r: &DerivedProduct| r.format,
+    )
 }
 
 impl DerivedProduct {

@@ -45,6 +45,28 @@ pub(crate) fn page_after(
     Ok((rows.into_iter().take(limit).map(|(_, v)| v).collect(), more))
 }
 
+/// A local record stored as JSON (a subscription, a consumer token, a derived
+/// product): decoded, and refused as corrupt unless its format (`format_of`) is
+/// `format`. `what` names the kind in the error, with the record's key.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(
+    what: &str,
+    key: &[u8],
+    bytes: &[u8],
+    format: u8,
+    format_of: impl Fn(&T) -> u8,
+) -> Result<T, StateError> {
+    let what = || format!("{what} {}", String::from_utf8_lossy(key));
+    let record: T = serde_json::from_slice(bytes).map_err(|e| StateError::corrupt(what(), e))?;
+    let found = format_of(&record);
+    if found != format {
+        return Err(StateError::corrupt(
+            what(),
+            format!("format {found} is not {format}"),
+        ));
+    }
+    Ok(record)
+}
+
 /// Our own state failed: the disk, the database, or data that no longer verifies.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

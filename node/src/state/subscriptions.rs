@@ -321,16 +321,13 @@ impl SubscriptionBook {
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Subscription, StateError> {
-    let what = || format!("subscription {}", String::from_utf8_lossy(key));
-    let s: Subscription =
-        serde_json::from_slice(bytes).map_err(|e| StateError::corrupt(what(), e))?;
-    if s.format != SUBSCRIPTION_FORMAT {
-        return Err(StateError::corrupt(
-            what(),
-            format!("unknown format {}", s.format),
-        ));
-    }
-    Ok(s)
+    super::decode_record(
+        "subscription",
+        key,
+        bytes,
+        SUBSCRIPTION_FORMAT,
+        |r: &Subscription| r.format,
+    )
 }
 
 #[cfg(test)]

@@ -256,16 +256,9 @@ impl TokenBook {
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<ConsumerToken, StateError> {
-    let what = || format!("token {}", String::from_utf8_lossy(key));
-    let t: ConsumerToken =
-        serde_json::from_slice(bytes).map_err(|e| StateError::corrupt(what(), e))?;
-    if t.format != TOKEN_FORMAT {
-        return Err(StateError::corrupt(
-            what(),
-            format!("format {} is not {TOKEN_FORMAT}", t.format),
-        ));
-    }
-    Ok(t)
+    super::decode_record("token", key, bytes, TOKEN_FORMAT, |r: &ConsumerToken| {
+        r.format
+    })
 }
 
 #[cfg(test)]
