@@ -32,6 +32,7 @@ use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductRef};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
+use crate::state::StateError;
 use crate::FetchOptions;
 
 /// The longest a query may run, its fetches not counted.
@@ -346,11 +347,8 @@ pub(crate) const MAX_LISTED: usize = 10_000;
 /// The newest version of each product `reader` may read whose manifest this
 /// node knows (at most [`MAX_LISTED`]): what a Flight SQL client browsing the
 /// tables sees. Blocking (the catalog's store).
-pub(crate) fn readable(fetcher: &Fetcher, reader: &Reader) -> Result<Vec<Manifest>, QueryError> {
-    let entries = fetcher
-        .catalog
-        .list(&Default::default())
-        .map_err(|e| QueryError::Usage(format!("listing the catalog: {e}")))?;
+pub(crate) fn readable(fetcher: &Fetcher, reader: &Reader) -> Result<Vec<Manifest>, StateError> {
+    let entries = fetcher.catalog.list(&Default::default())?;
     let mut newest: BTreeMap<String, ManifestHash> = BTreeMap::new();
     for e in entries {
         // Sorted by id then version: the last of each id is its newest.
@@ -358,8 +356,8 @@ pub(crate) fn readable(fetcher: &Fetcher, reader: &Reader) -> Result<Vec<Manifes
     }
     let mut out = Vec::new();
     for hash in newest.values() {
-        let Ok(Some((_, m))) = fetcher.catalog.manifest(hash) else {
-            continue;
+        let Some((_, m)) = fetcher.catalog.manifest(hash)? else {
+            continue; // not fetched yet: its columns are unknown
         };
         let allowed = match reader {
             Reader::Node => fetcher.may_read(&m).is_ok(),

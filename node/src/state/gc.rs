@@ -19,6 +19,7 @@ use mesh_storage::ChunkStore;
 
 use super::catalog::Catalog;
 use super::StateError;
+use crate::home::HomeError;
 
 /// What a GC run did (or would do, with `dry_run`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -137,9 +138,10 @@ pub(crate) fn collect_work_files(
         }
     }
     let current: HashSet<String> = newest.values().map(|(_, h)| h.to_string()).collect();
+    // A disk failure, not corrupt data: the home's I/O error, naming the path.
     let io = |p: &Path| {
         let p = p.to_path_buf();
-        move |e: std::io::Error| StateError::corrupt(p.display().to_string(), e)
+        move |e: std::io::Error| StateError::from(HomeError::io(&p)(e))
     };
     for (dir, keep_current) in [(root.join("query"), true), (root.join("derived"), false)] {
         let entries = match std::fs::read_dir(&dir) {
