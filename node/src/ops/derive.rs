@@ -29,6 +29,7 @@ use super::fetch::Fetcher;
 use super::publish::{PublishOptions, Publisher};
 use super::query::{self, Prepared, Reader, QUERY_DEADLINE};
 use crate::clock::unix_now_ms;
+use crate::home::HomeError;
 use crate::net::NetworkHandle;
 use crate::state::catalog::Catalog;
 use crate::state::derived::{DeriveState, DerivedBook, DerivedProduct};
@@ -294,26 +295,34 @@ impl Deriver {
         std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
         let name = format!("{}.parquet", record.product.name());
         let file = dir.join(&name);
+        // The query and the hash of its file, then the check: file work, off the
+        // async workers.
         let (query, path) = (sql.to_string(), file.clone());
-        let rows = blocking(move || {
-            engine::run(QUERY_DEADLINE, move || async move {
+        let (rows, hash) = blocking(move || {
+            let out = path.clone();
+            let rows = engine::run(QUERY_DEADLINE, move || async move {
                 let ctx = engine::deterministic_session()?;
                 prepared.register(&ctx).await?;
-                engine::write_parquet(&ctx, &query, &path).await
-            })
-            .map_err(|e| TaskErrorOr::Query(e.to_string()))
+                engine::write_parquet(&ctx, &query, &out).await
+            })?;
+            let hash = file_hash(&path).map_err(HomeError::io(&path))?;
+            Ok::<_, query::QueryError>((rows, hash))
         })
         .await
-        .map_err(|e: TaskErrorOr| failed(e.to_string()))?;
-        let hash = file_hash(&file).map_err(|e| failed(format!("{}: {e}", file.display())))?;
+        .map_err(|e| failed(e.to_string()))?;
         if record.output.as_deref() == Some(hash.as_str()) {
             return Ok(DeriveState::Unchanged {
                 version: current.map(|v| v.to_string()),
             });
         }
-        let report = draft
-            .check_data(&[(name, file.clone())])
-            .map_err(|e| failed(format!("reading the result to check it: {e}")))?;
+        let checked = draft.clone();
+        let report = blocking(move || {
+            checked
+                .check_data(&[(name, file.clone())])
+                .map_err(|e| query::QueryError::from(HomeError::io(&file)(e)))
+        })
+        .await
+        .map_err(|e| failed(format!("reading the result to check it: {e}")))?;
         if !report.kept() {
             return Err(failed(format!(
                 "the result ({rows} rows) breaks the product's contract, so nothing was published: {}",
@@ -324,13 +333,10 @@ impl Deriver {
         let toml = publish_draft(draft, version.clone(), sql, &record.inputs)
             .map_err(|e| failed(e.to_string()))?;
         let (publisher, path) = (self.publisher.clone(), dir.to_path_buf());
-        let (_, envelope) = blocking(move || {
-            publisher
-                .publish(&path, &toml, PublishOptions::default())
-                .map_err(|e| TaskErrorOr::Query(e.to_string()))
-        })
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+        let (_, envelope) =
+            blocking(move || publisher.publish(&path, &toml, PublishOptions::default()))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
         if let Err(e) = self.net.announce(envelope).await {
             warn!(product = %record.product, "announcing the derived version: {e}");
         }
@@ -401,15 +407,6 @@ impl Deriver {
             }
         }
     }
-}
-
-/// A blocking step's failure: the step's own, or the task's.
-#[derive(Debug, thiserror::Error)]
-enum TaskErrorOr {
-    #[error("{0}")]
-    Query(String),
-    #[error(transparent)]
-    Task(#[from] TaskError),
 }
 
 #[cfg(test)]
