@@ -247,6 +247,23 @@ impl FlightSqlPort {
             })
     }
 
+    /// A listing's `FlightInfo`, for a caller with a live token: its columns and
+    /// one endpoint whose ticket is the command itself.
+    async fn listing(
+        &self,
+        request: Request<FlightDescriptor>,
+        ticket: Vec<u8>,
+        schema: &Schema,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.consumer(request.metadata()).await?;
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+            .with_descriptor(request.into_inner());
+        Ok(Response::new(info))
+    }
+
     /// The products the call's token may read.
     async fn readable(
         &self,
@@ -424,15 +441,10 @@ impl FlightSqlService for FlightSqlPort {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.consumer(request.metadata()).await?;
         let info = Self::sql_info()?;
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        let flight = FlightInfo::new()
-            .try_with_schema(query.into_builder(&info).schema().as_ref())
-            .map_err(|e| Status::internal(e.to_string()))?
-            .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-            .with_descriptor(request.into_inner());
-        Ok(Response::new(flight))
+        let ticket = query.as_any().encode_to_vec();
+        self.listing(request, ticket, &query.into_builder(&info).schema())
+            .await
     }
 
     async fn do_get_sql_info(
@@ -452,13 +464,9 @@ impl FlightSqlService for FlightSqlPort {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.consumer(request.metadata()).await?;
-        let schema = query.into_builder().schema();
-        listing_info(
-            query.as_any().encode_to_vec(),
-            &schema,
-            request.into_inner(),
-        )
+        let ticket = query.as_any().encode_to_vec();
+        self.listing(request, ticket, &query.into_builder().schema())
+            .await
     }
 
     /// No catalogs: a table is `domain.product`, a schema and a table.
@@ -478,13 +486,9 @@ impl FlightSqlService for FlightSqlPort {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.consumer(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        listing_info(
-            query.as_any().encode_to_vec(),
-            &schema,
-            request.into_inner(),
-        )
+        let ticket = query.as_any().encode_to_vec();
+        self.listing(request, ticket, &query.into_builder().schema())
+            .await
     }
 
     /// A schema per domain with a product the token may read.
@@ -509,13 +513,9 @@ impl FlightSqlService for FlightSqlPort {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.consumer(request.metadata()).await?;
-        let schema = query.clone().into_builder().schema();
-        listing_info(
-            query.as_any().encode_to_vec(),
-            &schema,
-            request.into_inner(),
-        )
+        let ticket = query.as_any().encode_to_vec();
+        self.listing(request, ticket, &query.into_builder().schema())
+            .await
     }
 
     /// A table per product the token may read (its newest version), with the
@@ -548,21 +548,6 @@ impl FlightSqlService for FlightSqlPort {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
-}
-
-/// A listing's `FlightInfo`: its columns and one endpoint whose ticket is the
-/// command itself.
-fn listing_info(
-    ticket: Vec<u8>,
-    schema: &Schema,
-    descriptor: FlightDescriptor,
-) -> Result<Response<FlightInfo>, Status> {
-    let info = FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(|e| Status::internal(e.to_string()))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-        .with_descriptor(descriptor);
-    Ok(Response::new(info))
 }
 
 /// One built batch (or its error) as a `DoGet` answer.
