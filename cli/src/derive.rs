@@ -79,11 +79,8 @@ pub(crate) fn list(home: &Path, json: bool) -> anyhow::Result<()> {
         say!("{}", serde_json::to_string(&all)?);
     } else if all.is_empty() {
         say!("no derived products (publish one with `mesh derive product.toml`)");
-    }
-    if !json {
-        for d in &all {
-            show(d);
-        }
+    } else {
+        all.iter().for_each(show);
     }
     Ok(())
 }

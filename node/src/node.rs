@@ -22,7 +22,7 @@ use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
 use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
 use crate::ops::access::AccessDesk;
-use crate::ops::derive::Deriver;
+use crate::ops::derive::{DeriveError, Deriver};
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
@@ -510,14 +510,11 @@ impl Node {
     /// Stops computing the derived product `id` (its published versions stay).
     pub async fn underive(&self, id: ProductId) -> Result<DerivedProduct, NodeError> {
         let book = self.parts.deriver.book.clone();
-        let removed =
-            blocking(move || Ok::<_, NodeError>(book.remove(&id).map(|r| (id, r))?)).await?;
-        match removed {
-            (_, Some(d)) => Ok(d),
-            (id, None) => Err(NodeError::NotFound(format!(
-                "{id} is not a derived product of this node (see `mesh derived`)"
-            ))),
-        }
+        blocking(move || {
+            let removed = book.remove(&id)?;
+            removed.ok_or_else(|| DeriveError::NotFound(id).into())
+        })
+        .await
     }
 
     /// The newest version of each product `reader` may read whose manifest this
