@@ -236,6 +236,36 @@ fn project(
         .map_err(|e| QueryError::Failed(e.to_string()))
 }
 
+/// The files (relative paths, among `files`: `(relative path, size)`) that the
+/// table of `object` reads: the object named so (by `name` or `physicalName`),
+/// or with none the first object that has data, as [`product_tables`] picks it.
+/// `None` when that object has no data files. A query fetches only these.
+pub fn object_files(
+    plan: &Plan,
+    files: &[(String, u64)],
+    object: Option<&str>,
+) -> Option<Vec<String>> {
+    let paths: Vec<(String, PathBuf)> = files
+        .iter()
+        .map(|(rel, _)| (rel.clone(), PathBuf::from(rel)))
+        .collect();
+    let size = |rel: &str| files.iter().find(|(r, _)| r == rel).map_or(0, |(_, s)| *s);
+    // An empty CSV file has no header: it is not read (see `key_of`).
+    let has_data = |f: &DataFile| !(f.format == Format::Csv && size(&f.rel) == 0);
+    let by_object = files_by_object(plan, &paths);
+    let chosen = by_object.into_iter().enumerate().find(|(o, data)| {
+        let object_plan = &plan.objects[*o];
+        match object {
+            Some(name) => {
+                object_plan.name == name || object_plan.physical_name.as_deref() == Some(name)
+            }
+            None => data.iter().any(has_data),
+        }
+    })?;
+    let rels: Vec<String> = chosen.1.into_iter().map(|f| f.rel).collect();
+    (!rels.is_empty()).then_some(rels)
+}
+
 /// Every object of `plan` that has files among `files` (`(relative path, full
 /// path)`), as a frame.
 pub async fn product_tables(

@@ -3,14 +3,15 @@
 //! Phases: [`references`] reads which products the query names (`domain.product`
 //! is the newest version the rules let this node read, `"domain"."product@1.2.0"`
 //! a given one, `domain.product.object` one schema object of a product with
-//! several); [`prepare_source`] fetches each through the mesh like any fetch
-//! (verified, the rules and grants enforced) into a directory of this node's home
-//! keyed by the manifest hash (`query/<hash>/`, kept for the next query); then the
+//! several); [`prepare_source`] fetches the files of the objects the query reads
+//! (no other) through the mesh like any fetch (verified, the rules and grants
+//! enforced) into a directory of this node's home keyed by the manifest hash
+//! (`query/<hash>/`, kept for the next query); then the
 //! engine (`mesh_contract::engine`) registers each product's objects with the
 //! types its contract declares (`mesh_contract::tables`) and runs the query,
 //! read-only, within [`QUERY_DEADLINE`] and the engine's memory pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +27,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use mesh_contract::engine::{self, Answer, QueryError as EngineError};
 use mesh_contract::quality::Plan;
-use mesh_contract::tables::product_tables;
+use mesh_contract::tables::{object_files, product_tables};
 use mesh_protocol::manifest::Upstream;
 use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductRef};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
 use crate::state::StateError;
-use crate::FetchOptions;
 
 /// The longest a query may run, its fetches not counted.
 pub(crate) const QUERY_DEADLINE: Duration = Duration::from_secs(300);
@@ -147,34 +147,51 @@ pub(crate) struct Source {
     pub(crate) manifest: Manifest,
     /// The directory holding its files.
     pub(crate) dir: PathBuf,
+    /// The files the query reads (relative paths), all in `dir`.
+    pub(crate) files: BTreeSet<String>,
 }
 
-/// The marker of a complete copy in a query directory.
-const COMPLETE: &str = ".mesh-complete";
-
-/// Marks the fetched copy in `tmp` complete and moves it to `dir`, unless
-/// another query put a complete copy there first (then `tmp` goes).
-fn settle(tmp: &Path, dir: &Path, hash: &str) -> Result<(), QueryError> {
-    let done = tmp.join(COMPLETE);
-    std::fs::write(&done, hash.as_bytes()).map_err(HomeError::io(&done))?;
-    if std::fs::rename(tmp, dir).is_err() {
-        if !dir.join(COMPLETE).exists() {
-            // An interrupted copy without its marker: replace it.
-            let _ = std::fs::remove_dir_all(dir);
-            if std::fs::rename(tmp, dir).is_ok() {
-                return Ok(());
+/// Moves each of `files` fetched (verified) into `tmp` to `dir`, unless another
+/// query put it there first, then removes `tmp`. A file in `dir` is whole and
+/// verified: each one appears by a rename.
+fn settle(tmp: &Path, dir: &Path, files: &BTreeSet<String>) -> Result<(), QueryError> {
+    for rel in files {
+        let (from, to) = (tmp.join(rel), dir.join(rel));
+        if to.is_file() {
+            continue;
+        }
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(HomeError::io(parent))?;
+        }
+        if let Err(e) = std::fs::rename(&from, &to) {
+            if !to.is_file() {
+                let _ = std::fs::remove_dir_all(tmp);
+                return Err(HomeError::io(&to)(e).into());
             }
         }
-        let _ = std::fs::remove_dir_all(tmp);
-        if !dir.join(COMPLETE).exists() {
-            return Err(HomeError::Invalid(format!(
-                "could not move the fetched copy into {}",
-                dir.display()
-            ))
-            .into());
-        }
     }
+    let _ = std::fs::remove_dir_all(tmp);
     Ok(())
+}
+
+/// The files of `manifest` that the tables of `objects` read (`None`: the
+/// product's first object with data), as `register` maps them.
+fn wanted_files(manifest: &Manifest, objects: &BTreeSet<Option<String>>) -> BTreeSet<String> {
+    let plan = Plan::new(
+        &manifest.schema,
+        &manifest.null_values,
+        manifest.contract.as_ref(),
+    );
+    let files: Vec<(String, u64)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size))
+        .collect();
+    objects
+        .iter()
+        .filter_map(|o| object_files(&plan, &files, o.as_deref()))
+        .flatten()
+        .collect()
 }
 
 /// Whose rules and grants decide what a query may read.
@@ -197,13 +214,16 @@ pub(crate) enum Want {
     Schema,
 }
 
-/// Fetches `product` (verified, rules and grants enforced for this node and,
-/// for a consumer, for `reader`) into `root/query/<manifest hash>/`, unless a
-/// complete copy of that version is there already.
+/// Brings the files of `product` that the tables of `objects` read (verified,
+/// rules and grants enforced for this node and, for a consumer, for `reader`)
+/// into `root/query/<manifest hash>/`, fetching only those not there yet: the
+/// other objects' files are never transferred. A copy there is read under the
+/// current rules too, never after a revocation.
 async fn prepare_source(
     fetcher: &Fetcher,
     root: &Path,
     product: &ProductRef,
+    objects: &BTreeSet<Option<String>>,
     reader: &Reader,
 ) -> Result<Source, QueryError> {
     let named = |source| QueryError::Product {
@@ -211,54 +231,41 @@ async fn prepare_source(
         source: Box::new(source),
     };
     let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
-    let manifest = match reader {
-        Reader::Domain(domain) => {
-            let m = manifest.map_err(named)?;
-            fetcher.may_domain_read(domain, &m).map_err(named)?;
-            Ok(m)
-        }
-        Reader::Node => manifest,
-    };
-    let manifest_hash = entry.announcement.manifest;
-    let hash = manifest_hash.to_string();
-    let dir = root.join("query").join(&hash);
-    if !dir.join(COMPLETE).exists() {
+    let manifest = manifest.map_err(named)?;
+    fetcher.may_read(&manifest).map_err(named)?;
+    if let Reader::Domain(domain) = reader {
+        fetcher.may_domain_read(domain, &manifest).map_err(named)?;
+    }
+    let hash = entry.announcement.manifest;
+    let dir = root.join("query").join(hash.to_string());
+    let files = wanted_files(&manifest, objects);
+    let missing: BTreeSet<String> = files
+        .iter()
+        .filter(|rel| !dir.join(rel).is_file())
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
         let exact = ProductRef {
             id: product.id.clone(),
             version: Some(entry.announcement.version.clone()),
         };
-        // Into a directory of its own, renamed into place when whole: two
-        // queries reading the same new version at once each fetch, one wins.
+        // Into a directory of its own, each file renamed into place when whole:
+        // two queries reading the same new version at once each fetch.
         let tmp = root.join("query").join(format!(
             ".partial-{}",
             hex::encode(rand::random::<[u8; 8]>())
         ));
-        let options = FetchOptions {
-            overwrite: true,
-            ..FetchOptions::default()
-        };
-        let fetched = fetcher
-            .fetch(&exact, Some(tmp.clone()), options, None)
-            .await;
-        if let Err(e) = fetched {
+        if let Err(e) = fetcher.fetch_files(&exact, tmp.clone(), &missing).await {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(named(e));
         }
-        settle(&tmp, &dir, &hash)?;
+        settle(&tmp, &dir, &missing)?;
     }
-    let manifest = match manifest {
-        Ok(m) => m,
-        Err(_) => fetcher
-            .describe(product)
-            .await
-            .map_err(named)?
-            .1
-            .map_err(named)?,
-    };
     Ok(Source {
-        hash: manifest_hash,
+        hash,
         manifest,
         dir,
+        files,
     })
 }
 
@@ -301,13 +308,18 @@ pub(crate) async fn prepare(
     reader: &Reader,
 ) -> Result<Prepared, QueryError> {
     let refs = references(sql)?;
-    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    // Each product once, with every object the query reads of it.
+    let mut wanted: BTreeMap<String, (&ProductRef, BTreeSet<Option<String>>)> = BTreeMap::new();
     for r in &refs {
-        if let std::collections::btree_map::Entry::Vacant(slot) =
-            sources.entry(r.product.to_string())
-        {
-            slot.insert(prepare_source(fetcher, root, &r.product, reader).await?);
-        }
+        let slot = wanted
+            .entry(r.product.to_string())
+            .or_insert_with(|| (&r.product, BTreeSet::new()));
+        slot.1.insert(r.object.clone());
+    }
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    for (key, (product, objects)) in wanted {
+        let source = prepare_source(fetcher, root, product, &objects, reader).await?;
+        sources.insert(key, source);
     }
     Ok(Prepared { refs, sources })
 }
@@ -440,10 +452,10 @@ async fn register(
         };
         let m = &source.manifest;
         let plan = Plan::new(&m.schema, &m.null_values, m.contract.as_ref());
-        let files: Vec<(String, PathBuf)> = m
+        let files: Vec<(String, PathBuf)> = source
             .files
             .iter()
-            .map(|f| (f.path.clone(), source.dir.join(&f.path)))
+            .map(|rel| (rel.clone(), source.dir.join(rel)))
             .collect();
         let tables = product_tables(ctx, &plan, &files).await?;
         let chosen = match &r.object {

@@ -152,8 +152,8 @@ pub(crate) fn collect_work_files(
         for entry in entries {
             let path = entry.map_err(io(&dir))?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let complete = path.join(".mesh-complete").exists();
-            if keep_current && complete && name.is_some_and(|n| current.contains(&n)) {
+            // Every file in a query copy is whole (each appears by a rename).
+            if keep_current && path.is_dir() && name.is_some_and(|n| current.contains(&n)) {
                 continue;
             }
             let bytes = dir_bytes(&path);

@@ -257,5 +257,160 @@ fn a_node_joins_two_domains_products_it_does_not_hold_and_rules_decide_what_it_r
     .unwrap();
     let text = table(&client, "SELECT COUNT(*) AS n FROM sales.customers");
     assert!(text.contains("| 50 |"), "{text}");
+    // Revoked: the copy finance's node keeps for queries is not read either.
+    net.nodes[0]
+        .client()
+        .unwrap()
+        .access_decide(&AccessDecideBody {
+            product: "sales/customers".into(),
+            consumer: "finance".into(),
+            decision: "revoke".into(),
+            until_ms: None,
+            purpose: String::new(),
+            terms: String::new(),
+            reason: "audit".into(),
+        })
+        .unwrap();
+    wait_until("finance's query to be refused again", DEADLINE, || {
+        Ok(client
+            .query("SELECT COUNT(*) AS n FROM sales.customers")
+            .is_err())
+    })
+    .unwrap();
+    net.stop_all().unwrap();
+}
+
+/// A contract of two schema objects: a large `orders` table and a small
+/// `regions` one, each in its own file.
+const BOOK_CONTRACT: &str = r#"apiVersion: v3.1.0
+kind: DataContract
+id: sales-book
+domain: sales
+dataProduct: book
+version: 1.0.0
+status: active
+description:
+  purpose: Orders and the regions they ship to.
+team:
+  name: sales-data
+schema:
+  - name: orders
+    properties:
+      - {name: order_id, logicalType: integer, required: true}
+      - {name: region, logicalType: string}
+      - {name: note, logicalType: string}
+  - name: regions
+    properties:
+      - {name: region, logicalType: string, required: true}
+      - {name: name, logicalType: string}
+"#;
+
+/// Bytes node `i` downloaded by completed fetches, from its `/metrics`.
+fn fetched_bytes(net: &mesh_testnet::Testnet, i: usize) -> u64 {
+    let text = net.nodes[i].client().unwrap().metrics().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("mesh_fetched_bytes"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The files under `dir`, relative, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_query_fetches_only_the_files_of_the_objects_it_reads() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let root = net.root().to_owned();
+    let data = root.join("book");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut orders = String::from("order_id,region,note\n");
+    for i in 0..20_000u64 {
+        orders.push_str(&format!("{i},r{},{:064x}\n", i % 4, i * 7919));
+    }
+    std::fs::write(data.join("orders.csv"), &orders).unwrap();
+    std::fs::write(
+        data.join("regions.csv"),
+        "region,name\nr0,North\nr1,East\nr2,South\nr3,West\n",
+    )
+    .unwrap();
+    let contract = root.join("book.odcs.yaml");
+    std::fs::write(&contract, BOOK_CONTRACT).unwrap();
+    let out = net.nodes[0]
+        .mesh(
+            net.mesh_bin(),
+            &[
+                "publish",
+                data.to_str().unwrap(),
+                "--contract",
+                contract.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    net.wait_product(1, "sales/book", "1.0.0", DEADLINE)
+        .unwrap();
+    let client = net.nodes[1].client().unwrap();
+    let before = fetched_bytes(&net, 1);
+
+    // The small object alone: only its file crosses the network.
+    let text = table(&client, "SELECT COUNT(*) AS n FROM sales.book.regions");
+    assert!(text.contains("| 4 |"), "{text}");
+    let copies = net.nodes[1].home.join("query");
+    let copy: Vec<String> = files_in(&copies)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(copy.len(), 1, "{copy:?}");
+    let copy = copies.join(&copy[0]);
+    assert_eq!(files_in(&copy), ["regions.csv"]);
+    let regions_bytes = fetched_bytes(&net, 1) - before;
+    assert!(
+        regions_bytes < 1024 && regions_bytes > 0,
+        "{regions_bytes} bytes fetched for a 48-byte object"
+    );
+    // The version is not recorded as held: only some of its files are here.
+    let list = client.products(&Default::default()).unwrap();
+    let book = list
+        .iter()
+        .find(|e| e.announcement.product.to_string() == "sales/book")
+        .unwrap();
+    assert!(!book.local, "{book:?}");
+
+    // A join of both objects fetches the other file, once; the first object
+    // with data is what `sales.book` names.
+    let text = table(
+        &client,
+        "SELECT r.name, COUNT(*) AS n FROM sales.book.orders o \
+         JOIN sales.book.regions r ON o.region = r.region GROUP BY r.name ORDER BY r.name",
+    );
+    assert!(text.contains("| East  | 5000 |"), "{text}");
+    assert_eq!(files_in(&copy), ["orders.csv", "regions.csv"]);
+    let all = fetched_bytes(&net, 1) - before;
+    assert!(
+        all >= orders.len() as u64 && all < orders.len() as u64 + 4096,
+        "{all} bytes for {} + 48",
+        orders.len()
+    );
+    let text = table(&client, "SELECT COUNT(*) AS n FROM sales.book");
+    assert!(text.contains("| 20000 |"), "{text}");
+    assert_eq!(
+        fetched_bytes(&net, 1) - before,
+        all,
+        "nothing fetched again"
+    );
     net.stop_all().unwrap();
 }

@@ -9,14 +9,14 @@
 //! in place, see [`FetchOptions::in_place`]: the chunks of an unfinished one were
 //! only in its temporary files, so it downloads them again).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use libp2p::PeerId;
-use mesh_protocol::manifest::{ChunkRef, Classification, MAX_CHUNK_LEN};
+use mesh_protocol::manifest::{ChunkRef, Classification, FileEntry, MAX_CHUNK_LEN};
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, ProductRef, Signed};
 use mesh_storage::assemble::{self, Reuse};
@@ -108,7 +108,26 @@ impl Fetcher {
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
         let span = tracing::info_span!("fetch", product = %target);
-        self.fetch_inner(target, out, options, progress)
+        self.fetch_inner(target, out, options, None, progress)
+            .instrument(span)
+            .await
+    }
+
+    /// Fetches only the files of `target` at the paths in `only` (verified as
+    /// any fetch) into `out`: what a query reads. The version is not recorded
+    /// as held here unless `only` names every file.
+    pub(crate) async fn fetch_files(
+        &self,
+        target: &ProductRef,
+        out: PathBuf,
+        only: &BTreeSet<String>,
+    ) -> Result<FetchOutcome, FetchError> {
+        let span = tracing::info_span!("fetch", product = %target, files = only.len());
+        let options = FetchOptions {
+            overwrite: true,
+            ..FetchOptions::default()
+        };
+        self.fetch_inner(target, Some(out), options, Some(only), None)
             .instrument(span)
             .await
     }
@@ -178,13 +197,14 @@ impl Fetcher {
         target: &ProductRef,
         out: Option<PathBuf>,
         options: FetchOptions,
+        only: Option<&BTreeSet<String>>,
         progress: Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<FetchOutcome, FetchError> {
         if options.in_place && out.is_none() {
             return Err(FetchError::InPlaceNeedsOut);
         }
-        let r = self.resolve_fetch(target).await?;
-        let mut plan = ChunkPlan::of(&r.manifest, &self.chunks);
+        let r = self.resolve_fetch(target, only).await?;
+        let mut plan = ChunkPlan::of(&r.files, &self.chunks);
         send(
             &progress,
             FetchEvent::Resolved {
@@ -228,7 +248,11 @@ impl Fetcher {
 
     /// Resolve: the catalog's entry for `target`, the providers to ask, and the
     /// manifest (held, or fetched), checked against the policy and the rules.
-    async fn resolve_fetch(&self, target: &ProductRef) -> Result<Resolved, FetchError> {
+    async fn resolve_fetch(
+        &self,
+        target: &ProductRef,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<Resolved, FetchError> {
         let ann = self.resolve(target)?.announcement;
         let providers = self.candidate_providers(&ann).await?;
         let (signed, manifest) = match self.catalog.manifest(&ann.manifest)? {
@@ -242,7 +266,18 @@ impl Fetcher {
             None => self.fetch_manifest(&ann.manifest, &providers).await?,
         };
         self.may_read(&manifest)?;
+        let files = match only {
+            Some(only) => manifest
+                .files
+                .iter()
+                .filter(|f| only.contains(&f.path))
+                .cloned()
+                .collect(),
+            None => manifest.files.clone(),
+        };
         Ok(Resolved {
+            whole: files.len() == manifest.files.len(),
+            files,
             ann,
             providers,
             signed,
@@ -266,20 +301,20 @@ impl Fetcher {
             overwrite: options.overwrite,
         };
         // In place only when the files are written while chunks arrive.
-        let in_place = options.in_place && manifest.files.len() <= MAX_STREAMED_FILES;
+        let in_place = options.in_place && r.whole && r.files.len() <= MAX_STREAMED_FILES;
         if options.in_place && !in_place {
             warn!(
-                files = manifest.files.len(),
+                files = r.files.len(),
                 "more than {MAX_STREAMED_FILES} files: fetching into the store, not in place"
             );
         }
         let bases = match out {
-            Some(dir) => self.bases(manifest, dir).await?,
-            None => Vec::new(),
+            Some(dir) if r.whole => self.bases(manifest, dir).await?,
+            _ => Vec::new(),
         };
         let output = match out {
-            Some(dir) if manifest.files.len() <= MAX_STREAMED_FILES => {
-                let (files, dir, b) = (manifest.files.clone(), dir.clone(), bases.clone());
+            Some(dir) if r.files.len() <= MAX_STREAMED_FILES => {
+                let (files, dir, b) = (r.files.clone(), dir.clone(), bases.clone());
                 let created = blocking(move || {
                     assemble::Output::create_from(&files, &dir, output_options, &b)
                         .map_err(FetchError::Output)
@@ -377,6 +412,8 @@ impl Fetcher {
                 outputs: self.outputs.clone(),
                 signed: r.signed.clone(),
                 manifest: r.manifest.clone(),
+                files: r.files.clone(),
+                whole: r.whole,
                 hash: r.ann.manifest,
                 output: p.job.output.clone(),
                 out: out.clone(),
@@ -440,7 +477,7 @@ impl Fetcher {
             product: r.manifest.id.to_string(),
             version: r.manifest.version.to_string(),
             manifest: r.ann.manifest.to_string(),
-            files: r.manifest.files.len(),
+            files: r.files.len(),
             size: total,
             transferred_bytes: job.transferred.load(Ordering::Relaxed),
             reused_bytes: reuse.bytes(),
@@ -545,6 +582,10 @@ struct Resolved {
     providers: Vec<PeerId>,
     signed: Signed<Manifest>,
     manifest: Manifest,
+    /// The files to fetch: every file of the manifest, or those asked for.
+    files: Vec<FileEntry>,
+    /// Whether `files` is every file (only then is the version held after).
+    whole: bool,
 }
 
 impl Resolved {
@@ -563,10 +604,10 @@ struct ChunkPlan {
 }
 
 impl ChunkPlan {
-    fn of(manifest: &Manifest, chunks: &ChunkStore) -> ChunkPlan {
+    fn of(files: &[FileEntry], chunks: &ChunkStore) -> ChunkPlan {
         let mut seen = HashSet::new();
         let (mut missing, mut held) = (Vec::new(), Vec::new());
-        for c in manifest.files.iter().flat_map(|f| f.chunks.iter().copied()) {
+        for c in files.iter().flat_map(|f| f.chunks.iter().copied()) {
             if seen.insert(c.hash) {
                 if chunks.has(&c.hash) {
                     held.push(c.hash);
@@ -579,7 +620,7 @@ impl ChunkPlan {
             held,
             missing_bytes: missing.iter().map(|c| u64::from(c.len)).sum(),
             missing,
-            total: manifest.total_size(),
+            total: files.iter().map(|f| f.size).sum(),
         }
     }
 }
@@ -599,6 +640,9 @@ struct Finishing {
     outputs: OutputBook,
     signed: Signed<Manifest>,
     manifest: Manifest,
+    /// The files fetched, and whether they are all of the manifest's.
+    files: Vec<FileEntry>,
+    whole: bool,
     hash: mesh_protocol::ManifestHash,
     output: Option<Arc<assemble::Output>>,
     out: Option<PathBuf>,
@@ -619,6 +663,8 @@ impl Finishing {
             outputs,
             signed,
             manifest,
+            files,
+            whole,
             hash,
             output,
             out,
@@ -627,7 +673,7 @@ impl Finishing {
             options,
             in_place,
         } = self;
-        let files = &manifest.files;
+        let files = &files;
         // Held chunks already in place from a base are not written again.
         let mut written = None;
         match (&output, &out) {
@@ -660,6 +706,11 @@ impl Finishing {
             }
         }
         catalog.record_manifest(&signed, &manifest)?;
+        if !whole {
+            // Some files only (a query's): the version is not held here.
+            catalog.flush()?;
+            return Ok((sync_time, output.map(|o| o.reuse()).unwrap_or_default()));
+        }
         catalog.mark_complete(&hash)?;
         if replaced > 0 {
             // Files an earlier in-place fetch wrote were replaced: the versions
