@@ -1,6 +1,7 @@
 //! One query of `bench/query`: reads a product's files as tables with their
 //! contract's types (`mesh_contract::tables`, as `mesh query` does on a node) and
-//! runs SQL over them once, printing the wall time in seconds and the row count.
+//! runs SQL over them once, printing the wall time in seconds (of mapping the files
+//! and running the query, the session made before) and the row count.
 //!
 //! Usage: `query_bench CONTRACT.yaml DATA_DIR SQL` (every `.csv`, `.jsonl`,
 //! `.json` or `.parquet` file under DATA_DIR is mapped to the contract's objects
@@ -41,16 +42,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut list = Vec::new();
     files(&root, &root, &mut list)?;
     let sql = sql.clone();
-    let start = Instant::now();
-    let answer = engine::run(Duration::from_secs(3600), move || async move {
+    let (answer, took) = engine::run(Duration::from_secs(3600), move || async move {
         let ctx = engine::session()?;
+        // Timed as DuckDB is in `bench/query`: mapping the files, then the query.
+        let start = Instant::now();
         for t in product_tables(&ctx, &plan, &list).await? {
             let name = t.physical_name.clone().unwrap_or(t.name.clone());
             ctx.register_table(name.as_str(), t.frame.into_view())
                 .map_err(|e| QueryError::Failed(e.to_string()))?;
         }
-        engine::collect(&ctx, &sql).await
+        let answer = engine::collect(&ctx, &sql).await?;
+        Ok((answer, start.elapsed()))
     })?;
-    println!("{:.3} {}", start.elapsed().as_secs_f64(), answer.rows());
+    println!("{:.3} {}", took.as_secs_f64(), answer.rows());
     Ok(())
 }

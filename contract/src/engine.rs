@@ -163,7 +163,6 @@ pub async fn write_parquet(
     path: &std::path::Path,
 ) -> Result<u64, QueryError> {
     use datafusion::logical_expr::{col, LogicalPlan};
-    use futures::StreamExt;
     let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
     let mut frame = ctx.sql_with_options(sql, read_only()).await.map_err(fail)?;
     let ordered = matches!(frame.logical_plan(), LogicalPlan::Sort(_))
@@ -184,6 +183,17 @@ pub async fn write_parquet(
             frame = frame.sort(keys).map_err(fail)?;
         }
     }
+    write_frame_parquet(frame, path).await
+}
+
+/// Writes `frame`'s rows, in the order they come, to a Parquet file at `path`
+/// with the fixed writer settings of [`write_parquet`], synced. Returns the rows.
+pub async fn write_frame_parquet(
+    frame: datafusion::dataframe::DataFrame,
+    path: &std::path::Path,
+) -> Result<u64, QueryError> {
+    use futures::StreamExt;
+    let fail = |e: datafusion::error::DataFusionError| QueryError::Failed(e.to_string());
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::ZSTD(
