@@ -91,6 +91,7 @@ where
         Command::Subscriptions => subscribe::list(&cli.home, json),
         Command::Subscribers(a) => subscribe::subscribers(&cli.home, a, json),
         Command::Token(a) => tokens::run(&cli.home, a, json),
+        Command::Share(a) => tokens::share(&cli.home, a, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

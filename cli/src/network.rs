@@ -80,6 +80,9 @@ pub(crate) fn status(home: &Path, json: bool) -> anyhow::Result<()> {
     if let Some(a) = &s.flight_sql {
         say!("flight sql {a} (clients need a token: `mesh token create --domain DOMAIN`)");
     }
+    if let Some(a) = &s.delta_sharing {
+        say!("delta sharing {a} (recipients need a profile: `mesh share profile --domain DOMAIN`)");
+    }
     let r = &s.reachability;
     let how = match r.status.as_str() {
         "public" => "public: peers can dial this node directly".to_string(),

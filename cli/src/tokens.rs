@@ -1,12 +1,13 @@
 //! `mesh token`: the consumer tokens of the node's output ports, made, listed and
-//! revoked through the daemon (which keeps only their hashes).
+//! revoked through the daemon (which keeps only their hashes); `mesh share
+//! profile`: a Delta Sharing profile file carrying a new one.
 
 use std::path::Path;
 
 use mesh_node::api::types::{TokenCreateBody, TokenRevokeBody, TokenView};
 
 use crate::access::until_ms;
-use crate::args::{TokenArgs, TokenCommand};
+use crate::args::{ShareArgs, ShareCommand, TokenArgs, TokenCommand};
 use crate::output::{date, say};
 
 /// `mesh token ...`.
@@ -74,4 +75,94 @@ fn line(t: &TokenView) -> String {
         date(t.expires_ms / 1000),
         t.label.as_deref().unwrap_or("")
     )
+}
+
+/// `mesh share profile`: makes a consumer token for the domain and writes the
+/// Delta Sharing profile (`shareCredentialsVersion`, `endpoint`, `bearerToken`,
+/// `expirationTime`) that carries it, readable by the user only.
+pub(crate) fn share(home: &Path, a: ShareArgs, json: bool) -> anyhow::Result<()> {
+    let ShareCommand::Profile {
+        domain,
+        out,
+        until,
+        endpoint,
+        force,
+    } = a.command;
+    let api = crate::client(home)?;
+    let endpoint = match endpoint {
+        Some(e) => e.trim_end_matches('/').to_string(),
+        None => api.status()?.delta_sharing.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the node serves no Delta Sharing port: set `[delta_sharing] enabled = true` in config.toml and restart it"
+            )
+        })?,
+    };
+    if out.exists() && !force {
+        anyhow::bail!(
+            "{} exists: choose another --out, or --force to replace it",
+            out.display()
+        );
+    }
+    if out.exists() {
+        // Made afresh, so it is created private whatever the old file's mode.
+        std::fs::remove_file(&out)
+            .map_err(|e| anyhow::anyhow!("replacing {}: {e}", out.display()))?;
+    }
+    let created = api.token_create(&TokenCreateBody {
+        domain,
+        expires_ms: until_ms(&until)?,
+        label: Some(format!("delta sharing profile {}", out.display())),
+    })?;
+    let expires = time::OffsetDateTime::from_unix_timestamp(
+        i64::try_from(created.view.expires_ms / 1000).unwrap_or(i64::MAX),
+    )
+    .ok()
+    .and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    let mut profile = serde_json::json!({
+        "shareCredentialsVersion": 1,
+        "endpoint": endpoint,
+        "bearerToken": created.token,
+    });
+    if let Some(e) = expires {
+        profile["expirationTime"] = serde_json::Value::String(e);
+    }
+    write_private(&out, serde_json::to_string_pretty(&profile)?.as_bytes())?;
+    if json {
+        say!(
+            "{}",
+            serde_json::json!({"profile": out, "endpoint": endpoint, "token": created.view})
+        );
+    } else {
+        say!(
+            "wrote {} for domain {} (token {}, until {}): it holds a secret; give it to the recipient. Share {:?}: tables are <product domain>.<product>",
+            out.display(),
+            created.view.domain,
+            created.view.id,
+            date(created.view.expires_ms / 1000),
+            created.view.domain.to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path`, readable and writable by the user only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    Ok(())
 }

@@ -222,6 +222,16 @@ pub async fn write_frame_parquet(
     Ok(rows)
 }
 
+/// The columns and the row count of the Parquet file at `path`, from its footer.
+pub fn parquet_facts(path: &std::path::Path) -> Result<(SchemaRef, u64), QueryError> {
+    let failed = |e: &dyn std::fmt::Display| QueryError::Failed(format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| failed(&e))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| failed(&e))?;
+    let rows = builder.metadata().file_metadata().num_rows();
+    Ok((builder.schema().clone(), u64::try_from(rows).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

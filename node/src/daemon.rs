@@ -374,7 +374,8 @@ async fn wait_listening(net: &NetworkHandle) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Binds and serves the output ports that are on (Flight SQL), and writes each
+/// Binds and serves the output ports that are on (Flight SQL, Delta Sharing),
+/// and writes each
 /// one's address into the home.
 async fn serve_ports(
     home: &NodeHome,
@@ -390,6 +391,23 @@ async fn serve_ports(
         tasks.push(port);
         write_atomic(&home.flight_sql_addr_path(), addr.to_string().as_bytes())?;
         info!(%addr, tls, "Flight SQL port listening");
+    }
+    let sharing = &config.delta_sharing;
+    if sharing.enabled {
+        let bound = crate::ports::bind("delta_sharing", &sharing.port()).await?;
+        let (addr, tls) = (bound.addr, bound.tls.is_some());
+        let cache_bytes = sharing.cache_mib.saturating_mul(1 << 20);
+        let port = crate::ports::delta_sharing::start(
+            bound,
+            node.clone(),
+            cache_bytes,
+            shutdown.child_token(),
+        )?;
+        tasks.push(port);
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{addr}{}", crate::ports::delta_sharing::PREFIX);
+        write_atomic(&home.delta_sharing_endpoint_path(), endpoint.as_bytes())?;
+        info!(%addr, tls, "Delta Sharing port listening");
     }
     Ok(())
 }
@@ -436,6 +454,7 @@ impl RunningNode {
         }
         let _ = std::fs::remove_file(self.node.home().api_addr_path());
         let _ = std::fs::remove_file(self.node.home().flight_sql_addr_path());
+        let _ = std::fs::remove_file(self.node.home().delta_sharing_endpoint_path());
         self.node.flush()?;
         info!("node stopped");
         Ok(())

@@ -27,6 +27,7 @@ use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
 use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
 use crate::ops::query::{self, Reader, Want};
+use crate::ops::share;
 use crate::ops::submit::{self, Submitted};
 use crate::ops::subscribe::{Subscriber, SubscriberView, SubscriptionView};
 use crate::state::access::{AccessFilter, AccessView};
@@ -77,6 +78,9 @@ pub struct NodeStatus {
     /// Where the Flight SQL port listens (`host:port`), when it is on.
     #[serde(default)]
     pub flight_sql: Option<String>,
+    /// The Delta Sharing port's endpoint URL, when it is on.
+    #[serde(default)]
+    pub delta_sharing: Option<String>,
 }
 
 /// The parts a node is made of, handed over by the daemon at start.
@@ -163,6 +167,9 @@ impl Node {
             publisher_key: p.publisher.key.as_ref().map(|k| k.public().to_string()),
             reachability: p.net.reachability().await?,
             flight_sql: std::fs::read_to_string(p.home.flight_sql_addr_path())
+                .ok()
+                .map(|a| a.trim().to_string()),
+            delta_sharing: std::fs::read_to_string(p.home.delta_sharing_endpoint_path())
                 .ok()
                 .map(|a| a.trim().to_string()),
         })
@@ -522,6 +529,43 @@ impl Node {
     pub async fn readable_products(&self, reader: Reader) -> Result<Vec<Manifest>, NodeError> {
         let fetcher = self.parts.fetcher.clone();
         blocking(move || Ok(query::readable(&fetcher, &reader)?)).await
+    }
+
+    /// The history of product `id` as a Delta Sharing table, if `reader` may
+    /// read it (see `ops/share.rs`).
+    pub(crate) async fn share_table(
+        &self,
+        id: &ProductId,
+        reader: &Reader,
+    ) -> Result<Vec<share::TableVersion>, NodeError> {
+        Ok(share::table(&self.parts.fetcher, id, reader).await?)
+    }
+
+    /// Version `v` of product `id` as one Parquet file, as `reader` may read it:
+    /// fetched and converted if need be, the cache kept under `cache_bytes`.
+    pub(crate) async fn share_file(
+        &self,
+        id: &ProductId,
+        v: &share::TableVersion,
+        reader: &Reader,
+        cache_bytes: u64,
+    ) -> Result<share::SharedFile, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        let (fetcher, root) = (&self.parts.fetcher, self.parts.home.root());
+        Ok(share::version_file(fetcher, root, id, v, reader, cache_bytes).await?)
+    }
+
+    /// The consumer token `id`, if it is live now (a signed file link's check).
+    pub(crate) async fn live_token(&self, id: String) -> Result<Option<ConsumerToken>, NodeError> {
+        let book = self.parts.tokens.clone();
+        let now = unix_now_ms();
+        blocking(move || {
+            Ok(book
+                .list()?
+                .into_iter()
+                .find(|t| t.id == id && t.state(now) == "active"))
+        })
+        .await
     }
 
     /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret

@@ -4,8 +4,8 @@
 mod sharing;
 
 pub(crate) use sharing::{
-    AccessArgs, AccessCommand, SubscribeArgs, SubscribersArgs, TokenArgs, TokenCommand,
-    UnsubscribeArgs,
+    AccessArgs, AccessCommand, ShareArgs, ShareCommand, SubscribeArgs, SubscribersArgs, TokenArgs,
+    TokenCommand, UnsubscribeArgs,
 };
 
 use std::path::PathBuf;
@@ -120,9 +120,11 @@ pub(crate) enum Command {
     /// List the nodes that follow a product (from their signed provider records),
     /// with their domain and the versions they hold.
     Subscribers(SubscribersArgs),
-    /// Consumer tokens of this node's output ports (the Flight SQL port): each is
-    /// bound to a consumer domain, expires, and can be revoked.
+    /// Consumer tokens of this node's output ports (Flight SQL, Delta Sharing):
+    /// each is bound to a consumer domain, expires, and can be revoked.
     Token(TokenArgs),
+    /// Delta Sharing: write a recipient's profile file (`mesh share profile`).
+    Share(ShareArgs),
     /// Delete chunks no retained product version references (keeps the newest
     /// `keep_versions` complete versions of each product, and any fetch in progress).
     Gc(GcArgs),

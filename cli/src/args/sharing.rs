@@ -1,6 +1,7 @@
 //! Flags of the commands between domains: asking for and granting access
 //! (`mesh access`), following products (`mesh subscribe`, `unsubscribe`,
-//! `subscribers`), and the consumer tokens of the output ports (`mesh token`).
+//! `subscribers`), the consumer tokens of the output ports (`mesh token`) and
+//! Delta Sharing profiles (`mesh share`).
 
 use std::path::PathBuf;
 
@@ -123,7 +124,8 @@ pub(crate) struct TokenArgs {
 pub(crate) enum TokenCommand {
     /// Make a token for a consumer domain; it is printed this once (the node keeps
     /// only its hash). Whoever presents it (`Authorization: Bearer <token>` on the
-    /// Flight SQL port) reads exactly what the rules and grants let that domain fetch.
+    /// Flight SQL port, or in a Delta Sharing profile) reads exactly what the rules
+    /// and grants let that domain fetch.
     Create {
         /// The consumer domain the token reads as (e.g. finance).
         #[arg(long)]
@@ -146,5 +148,41 @@ pub(crate) enum TokenCommand {
         /// Also remove every revoked and expired token from the list.
         #[arg(long)]
         purge: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShareArgs {
+    #[command(subcommand)]
+    pub(crate) command: ShareCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShareCommand {
+    /// Write a Delta Sharing profile file for a consumer domain: the node's
+    /// Delta Sharing endpoint and a new consumer token (listed, revoked and
+    /// expiring as `mesh token` shows). With it, pandas or Spark read every
+    /// product the rules and grants let that domain fetch, e.g.
+    /// `delta_sharing.load_as_pandas("finance.share#finance.sales.orders")`
+    /// (share = the consumer domain, schema = the product's domain, table = the
+    /// product).
+    Profile {
+        /// The consumer domain the profile reads as (e.g. finance).
+        #[arg(long)]
+        domain: String,
+        /// Where to write the profile (it holds a secret: written readable by you
+        /// only).
+        #[arg(long)]
+        out: PathBuf,
+        /// When its token stops working: a date, a time or a duration (30d).
+        #[arg(long, default_value = "90d")]
+        until: String,
+        /// The endpoint recipients reach the port by, if not the address it listens
+        /// on (behind a proxy or a DNS name), e.g. https://sharing.example.com/delta-sharing.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Replace an existing file at --out.
+        #[arg(long)]
+        force: bool,
     },
 }

@@ -61,6 +61,11 @@ pub struct NodeConfig {
     /// client (ADBC, JDBC), authenticated by consumer tokens (`mesh token`).
     #[serde(default)]
     pub flight_sql: PortConfig,
+    /// The Delta Sharing port: every product this node's rules let a recipient
+    /// read, as shared tables for the Delta Sharing connectors (pandas, Spark),
+    /// authenticated by the same consumer tokens.
+    #[serde(default)]
+    pub delta_sharing: SharingConfig,
 }
 
 fn default_discovery() -> bool {
@@ -101,6 +106,7 @@ impl Default for NodeConfig {
             api_allow_remote: false,
             limits: Limits::default(),
             flight_sql: PortConfig::default(),
+            delta_sharing: SharingConfig::default(),
         }
     }
 }
@@ -122,6 +128,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), HomeError> {
         self.limits.validate()?;
         self.flight_sql.validate("flight_sql")?;
+        self.delta_sharing.port().validate("delta_sharing")?;
         self.network.validate()?;
         self.external_addrs()?;
         self.relay_addrs()?;
@@ -230,6 +237,51 @@ impl PortConfig {
             })
         };
         Ok(Some((read(cert)?, read(key)?)))
+    }
+}
+
+/// The `[delta_sharing]` section: the port's address and TLS identity (as
+/// [`PortConfig`]), and how much converted Parquet it keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// Serve the port.
+    pub enabled: bool,
+    /// The address; loopback unless TLS is configured (port 0 picks one and
+    /// writes it to `delta_sharing.addr`).
+    pub listen: SocketAddr,
+    /// PEM certificate chain for TLS; needed, with `tls_key`, for a non-loopback
+    /// address.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The most MiB of Parquet files converted from CSV and JSON products that
+    /// the node keeps (`sharing/`); the least recently served go first.
+    pub cache_mib: u64,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        let port = PortConfig::default();
+        SharingConfig {
+            enabled: port.enabled,
+            listen: port.listen,
+            tls_cert: None,
+            tls_key: None,
+            cache_mib: 10 * 1024,
+        }
+    }
+}
+
+impl SharingConfig {
+    /// Its address and TLS identity, as every port has them.
+    pub fn port(&self) -> PortConfig {
+        PortConfig {
+            enabled: self.enabled,
+            listen: self.listen,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
     }
 }
 

@@ -82,6 +82,12 @@ impl NodeHome {
         self.root.join("flight_sql.addr")
     }
 
+    /// `delta_sharing.endpoint`: the Delta Sharing port's endpoint URL (what a
+    /// profile names) while it serves.
+    pub fn delta_sharing_endpoint_path(&self) -> PathBuf {
+        self.root.join("delta_sharing.endpoint")
+    }
+
     /// `policy.seal`: the highest policy version accepted (see [`seal`]).
     pub fn seal_path(&self) -> PathBuf {
         self.root.join("policy.seal")

@@ -9,6 +9,8 @@
 //! products into directories (each new version fetched and switched in whole);
 //! [`query`] runs SQL over the products a query names, fetching them first;
 //! [`derive`] computes derived products from such queries and publishes them;
+//! [`share`] serves products as Delta Sharing tables (versions as a history,
+//! each as one Parquet file of the contract's types);
 //! `background` runs the daemon's long tasks
 //! (manifest prefetch, usage reports). Nothing here names the API or the daemon.
 
@@ -19,5 +21,6 @@ pub(crate) mod discover;
 pub(crate) mod fetch;
 pub(crate) mod publish;
 pub(crate) mod query;
+pub(crate) mod share;
 pub(crate) mod submit;
 pub(crate) mod subscribe;

@@ -219,7 +219,7 @@ pub(crate) enum Want {
 /// into `root/query/<manifest hash>/`, fetching only those not there yet: the
 /// other objects' files are never transferred. A copy there is read under the
 /// current rules too, never after a revocation.
-async fn prepare_source(
+pub(crate) async fn prepare_source(
     fetcher: &Fetcher,
     root: &Path,
     product: &ProductRef,

@@ -3,9 +3,11 @@
 //! as the token's domain, so the rules and grants decide what each may read.
 //!
 //! Map: [`flight_sql`] is Arrow Flight SQL (gRPC) over the query engine
-//! (`ops/query.rs`). [`bind`] is what every port shares: a listener on the
+//! (`ops/query.rs`); [`delta_sharing`] is the Delta Sharing protocol (HTTP)
+//! over the products as tables of Parquet files (`ops/share.rs`). [`bind`] is what every port shares: a listener on the
 //! configured address and its TLS identity, if configured.
 
+pub(crate) mod delta_sharing;
 pub(crate) mod flight_sql;
 
 use std::net::SocketAddr;

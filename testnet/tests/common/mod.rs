@@ -56,3 +56,35 @@ pub(crate) fn adopt_sample_rules(net: &Testnet) {
             .expect("every node enforces the rules");
     }
 }
+
+/// The python of a venv of real clients: the one `var` names (`.ci/run` sets
+/// it), else made by `scripts/py-clients KIND`. Without one, and with no way to
+/// make it, says loudly that `test` is skipped and returns `None`; with `CI`
+/// set it panics instead.
+pub(crate) fn python_client(var: &str, kind: &str, test: &str) -> Option<std::path::PathBuf> {
+    use std::path::{Path, PathBuf};
+    if let Some(p) = std::env::var_os(var) {
+        return Some(PathBuf::from(p));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/py-clients");
+    let made = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(kind)
+        .output();
+    let why = match made {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if let Some(p) = text.lines().last().filter(|p| Path::new(p).exists()) {
+                return Some(PathBuf::from(p));
+            }
+            format!("{} printed no python", script.display())
+        }
+        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+        Err(e) => e.to_string(),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("{test} must run in CI, but its venv (scripts/py-clients {kind}) could not be made: {why}");
+    }
+    eprintln!("\n!!! SKIPPED: {test} needs the venv of scripts/py-clients {kind}: {why}\n");
+    None
+}

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{testnet, DEADLINE};
+use crate::common::{python_client, testnet, DEADLINE};
 use crate::query::{grant_customers_to_finance, three_products};
 use mesh_testnet::wait_until;
 use serde_json::Value;
@@ -38,35 +38,6 @@ fn serve_tls(home: &Path) -> PathBuf {
     config.flight_sql.tls_key = Some(key);
     std::fs::write(node.config_path(), config.to_toml().unwrap()).unwrap();
     cert
-}
-
-/// The python with the ADBC driver, made by `scripts/py-clients` if need be.
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MESH_PY_CLIENTS") {
-        return Some(PathBuf::from(p));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/py-clients");
-    let made = Command::new("bash").arg(&script).output();
-    let why = match made {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            if let Some(p) = text.lines().last().filter(|p| Path::new(p).exists()) {
-                return Some(PathBuf::from(p));
-            }
-            format!("{} printed no python", script.display())
-        }
-        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Err(e) => e.to_string(),
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "the Flight SQL client test must run in CI, but the ADBC venv could not be made: {why}"
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPED: the Flight SQL test needs the ADBC driver venv (scripts/py-clients): {why}\n"
-    );
-    None
 }
 
 /// What the ADBC client got for `sql` in `mode`, with `token`; a `grpc+tls://`
@@ -130,7 +101,10 @@ fn token_cli(net: &mesh_testnet::Testnet, home: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn a_real_flight_sql_client_reads_what_its_tokens_domain_may_fetch() {
-    let Some(python) = python() else { return };
+    let Some(python) = python_client("MESH_PY_CLIENTS", "flight", "the Flight SQL client test")
+    else {
+        return;
+    };
     let mut net = testnet(3);
     let finance = net.nodes[1].home.clone();
     TLS_ROOT.get_or_init(|| serve_tls(&finance));

@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod contracts;
 mod crash;
+mod delta_sharing;
 mod derived;
 mod flight_sql;
 mod governance;

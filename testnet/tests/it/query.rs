@@ -14,7 +14,7 @@ use common::{adopt_sample_rules, testnet, DEADLINE};
 use mesh_node::api::AccessDecideBody;
 use mesh_testnet::{sample, wait_until};
 
-const ORDERS_TOML: &str = r#"id = "sales/orders"
+pub(crate) const ORDERS_TOML: &str = r#"id = "sales/orders"
 version = "1.0.0"
 status = "active"
 title = "Orders"
