@@ -453,6 +453,12 @@ pub(crate) fn gc(home: &Path, a: GcArgs, json: bool) -> anyhow::Result<()> {
             r.query_copies_removed
         );
     }
+    if r.sharing_files_removed > 0 {
+        say_line!(
+            "{verb} {} Delta Sharing file(s) of older or unfinished versions",
+            r.sharing_files_removed
+        );
+    }
     Ok(())
 }
 

@@ -39,9 +39,15 @@ pub struct GcReport {
     /// every version but each product's newest, and unfinished ones.
     #[serde(default)]
     pub query_copies_removed: usize,
-    /// Their bytes, with what unfinished derived-product computations left.
+    /// Their bytes, with what unfinished derived-product computations left and
+    /// the Delta Sharing files removed.
     #[serde(default)]
     pub query_bytes_freed: u64,
+    /// Parquet files made for Delta Sharing (`sharing/`) that were removed: of
+    /// every version but each product's newest, and unfinished ones (a
+    /// recipient asking for an older version has it made again).
+    #[serde(default)]
+    pub sharing_files_removed: usize,
     /// Whether nothing was actually changed.
     pub dry_run: bool,
 }
@@ -119,8 +125,8 @@ pub(crate) fn collect(
 }
 
 /// Removes what queries and derived products left in the node home at `root`:
-/// `query/` copies of versions that are not their product's newest (and unknown
-/// or unfinished ones), and `derived/` computations (none runs under the
+/// `query/` copies and `sharing/` Parquet files of versions that are not their
+/// product's newest (and unknown or unfinished ones), and `derived/` computations (none runs under the
 /// exclusive work lock, which the caller holds). Adds the counts to `report`.
 pub(crate) fn collect_work_files(
     root: &Path,
@@ -143,7 +149,12 @@ pub(crate) fn collect_work_files(
         let p = p.to_path_buf();
         move |e: std::io::Error| StateError::from(HomeError::io(&p)(e))
     };
-    for (dir, keep_current) in [(root.join("query"), true), (root.join("derived"), false)] {
+    let dirs = [
+        (root.join("query"), Kind::Query),
+        (root.join("derived"), Kind::Derived),
+        (root.join("sharing"), Kind::Sharing),
+    ];
+    for (dir, kind) in dirs {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -152,8 +163,14 @@ pub(crate) fn collect_work_files(
         for entry in entries {
             let path = entry.map_err(io(&dir))?.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            // Every file in a query copy is whole (each appears by a rename).
-            if keep_current && path.is_dir() && name.is_some_and(|n| current.contains(&n)) {
+            // Every file in a query copy is whole (each appears by a rename), and
+            // a sharing file is renamed into place when written.
+            let version = match kind {
+                Kind::Query if path.is_dir() => name,
+                Kind::Sharing => name.and_then(|n| n.strip_suffix(".parquet").map(String::from)),
+                _ => None,
+            };
+            if version.is_some_and(|v| current.contains(&v)) {
                 continue;
             }
             let bytes = dir_bytes(&path);
@@ -165,13 +182,26 @@ pub(crate) fn collect_work_files(
                 };
                 removed.map_err(io(&path))?;
             }
-            if keep_current {
-                report.query_copies_removed += 1;
+            match kind {
+                Kind::Query => report.query_copies_removed += 1,
+                Kind::Sharing => report.sharing_files_removed += 1,
+                Kind::Derived => {}
             }
             report.query_bytes_freed += bytes;
         }
     }
     Ok(())
+}
+
+/// The work directories GC clears.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// `query/<manifest hash>/`: copies for queries; each product's newest stays.
+    Query,
+    /// `derived/`: computations of derived products; nothing stays.
+    Derived,
+    /// `sharing/<manifest hash>.parquet`: Delta Sharing files; the newest stay.
+    Sharing,
 }
 
 /// The bytes of the files under `path` (a file's own size), as far as readable.

@@ -267,5 +267,20 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     let err = error(&ask("tables", "", ""));
     assert!(err.contains("401") && err.contains("revoked"), "{err}");
     assert_eq!(ask("get", &url, "")["status"], 403);
+
+    // `mesh gc` removes the file made for the older orders version only.
+    let sharing = finance.join("sharing");
+    let count = || std::fs::read_dir(&sharing).unwrap().count();
+    assert_eq!(count(), 5, "orders 1.0.0 and 1.1.0, refunds, shipments, customers");
+    let gc = net.nodes[1]
+        .client()
+        .unwrap()
+        .gc(&mesh_node::api::GcRequest {
+            keep: None,
+            dry_run: false,
+        })
+        .unwrap();
+    assert_eq!(gc.sharing_files_removed, 1, "{gc:?}");
+    assert_eq!(count(), 4);
     net.stop_all().unwrap();
 }
