@@ -279,6 +279,11 @@ impl Wiring<'_> {
             access: st.access.clone(),
             own: self.own.clone(),
         };
+        let lineage = crate::ops::lineage::start(
+            &config.lineage,
+            self.home.root(),
+            self.shutdown.child_token(),
+        );
         let publisher = Publisher {
             catalog: st.catalog.clone(),
             governance: st.governance.clone(),
@@ -287,6 +292,10 @@ impl Wiring<'_> {
             key: st.publisher_key.clone(),
             key_path: self.home.publisher_key_path(&config.domain),
             peer_id: self.peer_id,
+            lineage: lineage.map(|(sink, task)| {
+                tasks.push(task);
+                sink
+            }),
         };
         let token = || self.shutdown.child_token();
         tasks.push(tokio::spawn(background::prefetch_manifests(

@@ -66,6 +66,9 @@ pub struct NodeConfig {
     /// authenticated by the same consumer tokens.
     #[serde(default)]
     pub delta_sharing: SharingConfig,
+    /// Where OpenLineage events of this node's publishes go (none by default).
+    #[serde(default)]
+    pub lineage: LineageConfig,
 }
 
 fn default_discovery() -> bool {
@@ -107,6 +110,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             flight_sql: PortConfig::default(),
             delta_sharing: SharingConfig::default(),
+            lineage: LineageConfig::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl NodeConfig {
         self.limits.validate()?;
         self.flight_sql.validate("flight_sql")?;
         self.delta_sharing.port().validate("delta_sharing")?;
+        self.lineage.validate()?;
         self.network.validate()?;
         self.external_addrs()?;
         self.relay_addrs()?;
@@ -282,6 +287,49 @@ impl SharingConfig {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
         }
+    }
+}
+
+/// The `[lineage]` section: where each publish's OpenLineage event goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LineageConfig {
+    /// A JSON-lines file the events are appended to (relative to the node home,
+    /// or absolute).
+    pub file: Option<PathBuf>,
+    /// An HTTP endpoint each event is POSTed to as JSON, e.g. Marquez's
+    /// `http://localhost:5000/api/v1/lineage`.
+    pub url: Option<String>,
+    /// The OpenLineage namespace of the datasets (products) and jobs.
+    pub namespace: String,
+}
+
+impl Default for LineageConfig {
+    fn default() -> Self {
+        LineageConfig {
+            file: None,
+            url: None,
+            namespace: "mesh".into(),
+        }
+    }
+}
+
+impl LineageConfig {
+    /// Checks the endpoint's scheme and the namespace.
+    pub fn validate(&self) -> Result<(), HomeError> {
+        if let Some(url) = &self.url {
+            if !url.starts_with("http://") {
+                return Err(HomeError::Invalid(format!(
+                    "[lineage] url {url:?}: give an http:// endpoint (https is not built in; put the node and the endpoint behind a TLS proxy, or use `file`)"
+                )));
+            }
+        }
+        if self.namespace.trim().is_empty() {
+            return Err(HomeError::Invalid(
+                "[lineage] namespace is empty: name the namespace of the mesh's datasets (e.g. \"mesh\")".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 //! products into directories (each new version fetched and switched in whole);
 //! [`query`] runs SQL over the products a query names, fetching them first;
 //! [`derive`] computes derived products from such queries and publishes them;
+//! [`lineage`] emits an OpenLineage event per publish;
 //! [`share`] serves products as Delta Sharing tables (versions as a history,
 //! each as one Parquet file of the contract's types);
 //! `background` runs the daemon's long tasks
@@ -19,6 +20,7 @@ pub(crate) mod background;
 pub(crate) mod derive;
 pub(crate) mod discover;
 pub(crate) mod fetch;
+pub(crate) mod lineage;
 pub(crate) mod publish;
 pub(crate) mod query;
 pub(crate) mod share;

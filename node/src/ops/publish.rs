@@ -108,6 +108,8 @@ pub(crate) struct Publisher {
     pub(crate) key_path: PathBuf,
     /// This node, named as the first provider of what it publishes.
     pub(crate) peer_id: PeerId,
+    /// Where each publish's OpenLineage event goes, if configured.
+    pub(crate) lineage: Option<super::lineage::LineageSink>,
 }
 
 /// The outcome of a publish.
@@ -438,6 +440,9 @@ impl Publisher {
             total_ms = started.elapsed().as_millis() as u64,
             "publish timings"
         );
+        if let Some(lineage) = &self.lineage {
+            lineage.published(&manifest, &hash);
+        }
         let published = Published {
             product: manifest.id.to_string(),
             version: manifest.version.to_string(),

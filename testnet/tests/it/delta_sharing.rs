@@ -8,7 +8,7 @@
 //! feed gives both versions as inserts; a revoked token opens nothing, its file
 //! links neither.
 //!
-//! Needs the venv `scripts/py-clients sharing` makes (`MESH_PY_SHARING` names
+//! Needs the venv `scripts/py-clients outputs` makes (`MESH_PY_OUTPUTS` names
 //! its python; `.ci/run` sets it). Without one, and with no way to make it, the
 //! test says so loudly and passes; with `CI` set it fails instead.
 
@@ -125,8 +125,8 @@ fn mesh_json(net: &mesh_testnet::Testnet, home: &Path, args: &[&str]) -> Value {
 #[test]
 fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     let Some(python) = python_client(
-        "MESH_PY_SHARING",
-        "sharing",
+        "MESH_PY_OUTPUTS",
+        "outputs",
         "the Delta Sharing client test",
     ) else {
         return;
@@ -271,7 +271,11 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     // `mesh gc` removes the file made for the older orders version only.
     let sharing = finance.join("sharing");
     let count = || std::fs::read_dir(&sharing).unwrap().count();
-    assert_eq!(count(), 5, "orders 1.0.0 and 1.1.0, refunds, shipments, customers");
+    assert_eq!(
+        count(),
+        5,
+        "orders 1.0.0 and 1.1.0, refunds, shipments, customers"
+    );
     let gc = net.nodes[1]
         .client()
         .unwrap()

@@ -17,6 +17,7 @@ mod flight_sql;
 mod governance;
 mod hedging;
 mod in_place;
+mod lineage;
 mod mesh;
 mod oneshot;
 mod products;
