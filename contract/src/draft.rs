@@ -15,7 +15,7 @@ use mesh_protocol::manifest::{
 use mesh_protocol::{Hash, ProductId, PublicKey};
 
 /// What a domain team writes in `product.toml`; see the README for a full example.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestDraft {
     /// `domain/name`.
@@ -63,6 +63,15 @@ pub struct ManifestDraft {
     /// A derived product: its data is a query over other products (`mesh derive`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derive: Option<DeriveDraft>,
+    /// The product's Open Data Product Standard document, a YAML file beside
+    /// `product.toml` (`mesh odps import` writes both); `mesh publish` reads it
+    /// into [`ManifestDraft::odps`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odps_file: Option<String>,
+    /// The ODPS document, read and checked (see [`crate::odps::document`]), kept
+    /// whole in the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odps: Option<Contract>,
 }
 
 /// `[derive]` in `product.toml`: the product's data is a SQL query over other
@@ -250,6 +259,12 @@ impl ManifestDraft {
         let lineage = lineage_of(self.lineage, &mut errs);
         let consumers = consumers_of(&self.consumers, &mut errs);
         let derivation = derivation_of(self.derive.as_ref(), &lineage, &mut errs);
+        if let (Some(f), None) = (&self.odps_file, &self.odps) {
+            errs.push(field_err(
+                "odps_file",
+                format!("{f:?} was not read: publish with `mesh publish --manifest product.toml`, which reads it"),
+            ));
+        }
         let (Some(id), Some(version)) = (id, version) else {
             return Err(errs);
         };
@@ -274,6 +289,7 @@ impl ManifestDraft {
             publisher: facts.publisher,
             contract: self.contract,
             derivation,
+            odps: self.odps,
         };
         if let Err(more) = manifest.validate() {
             errs.extend(more);

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod health;
 pub mod infer;
 pub mod odcs;
+pub mod odps;
 pub mod quality;
 pub mod schema_diff;
 pub mod tables;

@@ -75,6 +75,7 @@ fn manifest(domain: &str, n: usize, key: &KeyPair) -> Res<Manifest> {
         publisher: key.public(),
         contract: None,
         derivation: None,
+        odps: None,
     })
 }
 

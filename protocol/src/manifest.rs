@@ -18,7 +18,7 @@ use crate::keys::PublicKey;
 use crate::signed::SignedKind;
 
 /// The format version of a manifest.
-pub const MANIFEST_FORMAT: u8 = 5;
+pub const MANIFEST_FORMAT: u8 = 6;
 
 /// The largest manifest accepted, in canonical bytes (a 1 TiB product at 256 KiB
 /// average chunks lists about four million chunks; larger products split files).
@@ -392,6 +392,11 @@ pub struct Manifest {
     /// For a derived product, the query its data was computed by; its inputs are
     /// the `lineage`, each pinned to the exact version read.
     pub derivation: Option<Derivation>,
+    /// The Open Data Product Standard (ODPS) document this product was described
+    /// with (`odps_file` in `product.toml`), whole: its `apiVersion` and the
+    /// document as compact JSON. Signed with the rest, so every node exports the
+    /// same data product (`mesh show --format odps`), its values kept.
+    pub odps: Option<Contract>,
 }
 
 /// The longest query a derived product may declare, in bytes.
@@ -526,19 +531,20 @@ impl Manifest {
                 ));
             }
         }
-        if let Some(c) = &self.contract {
+        for (field, doc) in [("contract", &self.contract), ("odps", &self.odps)] {
+            let Some(c) = doc else { continue };
             if c.document.len() > MAX_CONTRACT_BYTES {
                 errs.push(field_err(
-                    "contract",
+                    field,
                     format!(
-                        "the contract is {} bytes, over the limit of {MAX_CONTRACT_BYTES}",
+                        "the document is {} bytes, over the limit of {MAX_CONTRACT_BYTES}",
                         c.document.len()
                     ),
                 ));
             } else if !serde_json::from_str::<serde_json::Value>(&c.document)
                 .is_ok_and(|v| v.is_object())
             {
-                errs.push(field_err("contract", "the document is not a JSON object"));
+                errs.push(field_err(field, "the document is not a JSON object"));
             }
         }
         if let Some(d) = &self.derivation {

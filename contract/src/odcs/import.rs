@@ -92,6 +92,8 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
                 document,
             }),
             derive: None,
+            odps_file: None,
+            odps: None,
         },
         notes: r.notes,
     })

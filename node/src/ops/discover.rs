@@ -417,6 +417,7 @@ mod tests {
             publisher: key.public(),
             contract: None,
             derivation: None,
+            odps: None,
         };
         let signed = Signed::sign(&m, key);
         catalog.record_manifest(&signed, &m).expect("record");

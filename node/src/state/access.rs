@@ -455,6 +455,7 @@ mod tests {
             publisher: m.sales.public(),
             contract: None,
             derivation: None,
+            odps: None,
         };
         let grants = m.book.decisions_for(&product());
         m.governance

@@ -103,6 +103,10 @@ fn sample_manifest() -> Manifest {
         derivation: Some(mesh_protocol::manifest::Derivation::of(
             "SELECT order_id, amount FROM sales.raw_orders",
         )),
+        odps: Some(mesh_protocol::manifest::Contract {
+            api_version: "v1.1.0".into(),
+            document: r#"{"apiVersion":"v1.1.0","kind":"DataProduct","id":"orders"}"#.into(),
+        }),
     }
 }
 

@@ -378,6 +378,7 @@ fn manifest() -> Manifest {
         publisher: key(50).public(),
         contract: None,
         derivation: None,
+        odps: None,
     }
 }
 
