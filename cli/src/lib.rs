@@ -16,6 +16,7 @@ mod input;
 mod keys;
 mod lineage;
 mod network;
+mod odps;
 mod output;
 mod products;
 mod query;
@@ -28,7 +29,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ContractCommand, CouncilCommand, NodeCommand, PolicyCommand};
+use crate::args::{
+    Cli, Command, ContractCommand, CouncilCommand, NodeCommand, OdpsCommand, PolicyCommand,
+};
 
 /// The control API client of the daemon running for `home`.
 fn client(home: &std::path::Path) -> anyhow::Result<mesh_node::ApiClient> {
@@ -70,6 +73,9 @@ where
             ContractCommand::Test(a) => contract::test(&cli.home, a, json),
             ContractCommand::Changelog(a) => contract::changelog(&cli.home, a, json),
             ContractCommand::Convert(a) => contract::convert(a, json),
+        },
+        Command::Odps { command } => match command {
+            OdpsCommand::Import(a) => odps::import(&cli.home, a, json),
         },
         Command::Publish(a) => products::publish(&cli.home, a, json),
         Command::Products(a) => products::list(&cli.home, a, json),

@@ -34,10 +34,9 @@ pub(crate) fn draft_toml(
         }
         (Some(path), None) => {
             let text = crate::input::read_text(path, "the manifest", crate::input::MAX_SMALL_FILE)?;
-            // Read here first, so a mistake is named by the file given.
-            toml::from_str::<mesh_contract::ManifestDraft>(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Ok(text)
+            // Read here first, so a mistake is named by the file given; an
+            // `odps_file` is read in.
+            crate::odps::resolve_file(path, text)
         }
         (None, None) => anyhow::bail!("give --manifest FILE or --contract FILE"),
     }
@@ -166,6 +165,9 @@ pub(crate) fn show(home: &Path, a: ShowArgs, json: bool) -> anyhow::Result<()> {
     let r = client(home)?.show(&target, None)?;
     if a.format == crate::args::ShowFormat::Odcs {
         return show_contract(&r, &target, a.to.is_some());
+    }
+    if a.format == crate::args::ShowFormat::Odps {
+        return crate::odps::show(home, &r);
     }
     if json {
         return print_json(&r);

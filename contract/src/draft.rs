@@ -33,15 +33,15 @@ pub struct ManifestDraft {
     #[serde(default)]
     pub classification: Option<Classification>,
     /// Tags for discovery.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Consumer domains (see [`Manifest::consumers`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<String>,
     /// Owning team.
     pub owner: Option<OwnerDraft>,
     /// Columns.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema: Vec<FieldDraft>,
     /// What a missing value looks like, e.g. `["NA", ""]` (default: only the
     /// empty cell).
@@ -54,7 +54,7 @@ pub struct ManifestDraft {
     #[serde(default)]
     pub sla: SlaDraft,
     /// Upstream products.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<UpstreamDraft>,
     /// The ODCS contract this draft was made from (set by `mesh publish
     /// --contract`; see [`crate::odcs::import`]), kept whole in the manifest.

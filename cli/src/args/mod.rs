@@ -72,6 +72,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ContractCommand,
     },
+    /// Open Data Product Standard (ODPS) documents: draft a product.toml from one
+    /// (`mesh odps import`); `mesh show ID --format odps` exports a product as one.
+    Odps {
+        #[command(subcommand)]
+        command: OdpsCommand,
+    },
     /// Publish a file or directory as a data product version.
     Publish(PublishArgs),
     /// List the products in this node's catalog.
@@ -378,7 +384,9 @@ pub(crate) struct ProductsArgs {
 pub(crate) struct ShowArgs {
     /// domain/name[@version]; the latest version when none is given.
     pub(crate) product: String,
-    /// `text` for people, `odcs` for the product's contract as ODCS v3 YAML.
+    /// `text` for people, `odcs` for the product's contract as ODCS v3 YAML,
+    /// `odps` for the product as an ODPS v1.1.0 data product (YAML) with the
+    /// ports this node serves.
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
     pub(crate) format: ShowFormat,
     /// With `--format odcs`: convert the contract to this ODCS version (by
@@ -394,6 +402,8 @@ pub(crate) enum ShowFormat {
     Text,
     /// An Open Data Contract Standard v3 contract.
     Odcs,
+    /// An Open Data Product Standard v1.1.0 data product.
+    Odps,
 }
 
 #[derive(Debug, Args)]
@@ -554,6 +564,31 @@ pub(crate) enum ContractCommand {
     /// into `customProperties`. Each change is listed; the result is checked
     /// against the official v3.1.0 schema.
     Convert(ContractConvertArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OdpsCommand {
+    /// Draft a product.toml from an ODPS data product document (v0.9.0 to
+    /// v1.1.0, checked against the official v1.1.0 schema): id (domain/name),
+    /// version, status, title, description, owner and tags are read from it, and
+    /// the draft names the document (`odps_file`), which travels whole with each
+    /// published version: `mesh show ID --format odps` gives every value back.
+    Import(OdpsImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OdpsImportArgs {
+    /// The ODPS document (YAML or JSON).
+    pub(crate) file: PathBuf,
+    /// The owning domain when the document names none (default: this home's).
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Write the product.toml here (default: product.toml beside the document).
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// Replace an existing --output file.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// The ODCS versions mesh converts to.

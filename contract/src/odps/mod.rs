@@ -121,6 +121,11 @@ pub fn document(yaml: &str) -> Result<Contract, OdpsError> {
     })
 }
 
+/// `doc` as YAML.
+pub fn to_yaml(doc: &Value) -> Result<String, OdpsError> {
+    serde_yaml::to_string(doc).map_err(|e| OdpsError(vec![e.to_string()]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
