@@ -259,32 +259,16 @@ struct Wiring<'a> {
 }
 
 impl Wiring<'_> {
-    /// The operations over the state and the network, their background tasks
-    /// (pushed onto `tasks`), and the [`Node`] handle over them.
-    fn operations(
-        self,
-        st: LocalState,
-        prefetch_rx: tokio::sync::mpsc::Receiver<mesh_protocol::Announcement>,
-        tasks: &mut Vec<JoinHandle<()>>,
-    ) -> Node {
-        let (config, net) = (self.config, self.net);
-        let fetcher = Fetcher {
-            net: net.clone(),
-            catalog: st.catalog.clone(),
-            providers: st.providers.clone(),
-            governance: st.governance.clone(),
-            chunks: st.chunks.clone(),
-            outputs: OutputBook::new(st.store.clone()),
-            metrics: self.metrics.clone(),
-            access: st.access.clone(),
-            own: self.own.clone(),
-        };
+    /// The publisher, with its OpenLineage sink when `[lineage]` names a
+    /// destination (the sink's task pushed onto `tasks`).
+    fn publisher(&self, st: &LocalState, tasks: &mut Vec<JoinHandle<()>>) -> Publisher {
+        let config = &self.config;
         let lineage = crate::ops::lineage::start(
             &config.lineage,
             self.home.root(),
             self.shutdown.child_token(),
         );
-        let publisher = Publisher {
+        Publisher {
             catalog: st.catalog.clone(),
             governance: st.governance.clone(),
             chunks: st.chunks.clone(),
@@ -296,6 +280,29 @@ impl Wiring<'_> {
                 tasks.push(task);
                 sink
             }),
+        }
+    }
+
+    /// The operations over the state and the network, their background tasks
+    /// (pushed onto `tasks`), and the [`Node`] handle over them.
+    fn operations(
+        self,
+        st: LocalState,
+        prefetch_rx: tokio::sync::mpsc::Receiver<mesh_protocol::Announcement>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Node {
+        let publisher = self.publisher(&st, tasks);
+        let (config, net) = (self.config, self.net);
+        let fetcher = Fetcher {
+            net: net.clone(),
+            catalog: st.catalog.clone(),
+            providers: st.providers.clone(),
+            governance: st.governance.clone(),
+            chunks: st.chunks.clone(),
+            outputs: OutputBook::new(st.store.clone()),
+            metrics: self.metrics.clone(),
+            access: st.access.clone(),
+            own: self.own.clone(),
         };
         let token = || self.shutdown.child_token();
         tasks.push(tokio::spawn(background::prefetch_manifests(
@@ -405,11 +412,10 @@ async fn serve_ports(
     if sharing.enabled {
         let bound = crate::ports::bind("delta_sharing", &sharing.port()).await?;
         let (addr, tls) = (bound.addr, bound.tls.is_some());
-        let cache_bytes = sharing.cache_mib.saturating_mul(1 << 20);
         let port = crate::ports::delta_sharing::start(
             bound,
             node.clone(),
-            cache_bytes,
+            sharing,
             shutdown.child_token(),
         )?;
         tasks.push(port);

@@ -4,7 +4,7 @@
 use mesh_protocol::Manifest;
 use serde_json::{json, Map, Value};
 
-use super::{OdpsError, EXPORT_API_VERSION};
+use super::document::{problems, OdpsError, EXPORT_API_VERSION};
 
 /// The output ports this node serves, as the export names them.
 #[derive(Debug, Clone, Default)]
@@ -165,7 +165,7 @@ pub fn export(
         doc.insert("inputPorts".into(), merged_inputs);
     }
     let doc = Value::Object(doc);
-    let found = super::problems(&doc);
+    let found = problems(&doc);
     if found.is_empty() {
         Ok(doc)
     } else {
@@ -213,10 +213,10 @@ mod tests {
     }
 
     fn published(yaml: &str) -> Manifest {
-        let mut draft = super::super::import(yaml, "p.odps.yaml", Some("sales"))
+        let mut draft = super::super::import::import(yaml, "p.odps.yaml", Some("sales"))
             .unwrap()
             .draft;
-        draft.odps = Some(super::super::document(yaml).unwrap());
+        draft.odps = Some(super::super::document::document(yaml).unwrap());
         draft.schema = toml::from_str::<crate::draft::ManifestDraft>(
             "id = \"a/b\"\nversion = \"1.0.0\"\n[[schema]]\nname = \"id\"\ntype = \"integer\"\n",
         )
@@ -252,7 +252,7 @@ mod tests {
                 manifest: None,
             };
             let out = export(&m, "abc", "contract-1", &served, &[up]).unwrap();
-            assert!(super::super::problems(&out).is_empty());
+            assert!(problems(&out).is_empty());
             let original: Value =
                 serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap())
                     .unwrap();

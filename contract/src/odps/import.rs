@@ -4,7 +4,7 @@
 use mesh_protocol::manifest::Status;
 use serde_json::Value;
 
-use super::{document, OdpsError};
+use super::document::{document, OdpsError};
 use crate::draft::{ManifestDraft, OwnerDraft};
 
 /// A drafted `product.toml` and what the reader should know about it.

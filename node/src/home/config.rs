@@ -132,7 +132,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), HomeError> {
         self.limits.validate()?;
         self.flight_sql.validate("flight_sql")?;
-        self.delta_sharing.port().validate("delta_sharing")?;
+        self.delta_sharing.validate()?;
         self.lineage.validate()?;
         self.network.validate()?;
         self.external_addrs()?;
@@ -263,6 +263,8 @@ pub struct SharingConfig {
     /// The most MiB of Parquet files converted from CSV and JSON products that
     /// the node keeps (`sharing/`); the least recently served go first.
     pub cache_mib: u64,
+    /// How long a file link the port hands out works, in seconds (1 to 604800).
+    pub link_ttl_secs: u64,
 }
 
 impl Default for SharingConfig {
@@ -274,11 +276,24 @@ impl Default for SharingConfig {
             tls_cert: None,
             tls_key: None,
             cache_mib: 10 * 1024,
+            link_ttl_secs: 3600,
         }
     }
 }
 
 impl SharingConfig {
+    /// Checks the port as every port, and the link lifetime.
+    pub fn validate(&self) -> Result<(), HomeError> {
+        self.port().validate("delta_sharing")?;
+        if !(1..=7 * 24 * 3600).contains(&self.link_ttl_secs) {
+            return Err(HomeError::Invalid(format!(
+                "[delta_sharing] link_ttl_secs = {}: give 1 to 604800 seconds (file links are short-lived)",
+                self.link_ttl_secs
+            )));
+        }
+        Ok(())
+    }
+
     /// Its address and TLS identity, as every port has them.
     pub fn port(&self) -> PortConfig {
         PortConfig {

@@ -11,6 +11,8 @@ Usage: sharing_client.py PROFILE MODE [TABLE] [ARG]
   MODE version   get_table_version(TABLE): {"version": n}
   MODE links     POST .../query over REST: {"urls": [...], "expiration": ms}
   MODE get       GET TABLE (a file URL): {"status": code, "bytes": n}
+  MODE equal     load_as_pandas(TABLE) against pandas reading the original file
+                 ARG (CSV with NA as null, or Parquet): {"equal": bool, "why": ...}
 TABLE is share.schema.table. TLS roots come from REQUESTS_CA_BUNDLE and
 SSL_CERT_FILE. Prints one JSON object, or {"error": "..."}; exits 0 either way
 (the test reads the JSON).
@@ -93,6 +95,19 @@ def main() -> None:
         elif mode == "get":
             r = requests.get(table, timeout=60)
             print(json.dumps({"status": r.status_code, "bytes": len(r.content)}))
+        elif mode == "equal":
+            import pandas as pd
+
+            got = delta_sharing.load_as_pandas(url)
+            if arg.endswith(".csv"):
+                want = pd.read_csv(arg, na_values=["NA"], keep_default_na=False)
+            else:
+                want = pd.read_parquet(arg)
+            try:
+                pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+                print(json.dumps({"equal": True, "rows": len(got)}))
+            except AssertionError as e:
+                print(json.dumps({"equal": False, "why": str(e), "got": str(got.dtypes), "want": str(want.dtypes)}))
         elif mode == "version":
             print(json.dumps({"version": delta_sharing.get_table_version(url)}))
         else:

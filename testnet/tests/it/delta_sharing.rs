@@ -104,6 +104,61 @@ name = "reason"
 type = "string"
 "#;
 
+const ROUTES_TOML: &str = r#"id = "logistics/routes"
+version = "1.0.0"
+status = "active"
+title = "Routes"
+description = "One delivery route per row."
+classification = "internal"
+
+[sla]
+freshness = "24h"
+
+[owner]
+team = "logistics-ops"
+contact = "ops@example.com"
+
+[[schema]]
+name = "route_id"
+type = "integer"
+required = true
+
+[[schema]]
+name = "km"
+type = "number"
+
+[[schema]]
+name = "depot"
+type = "string"
+"#;
+
+/// Writes a Parquet file of three routes (a null `km`, a null `depot`).
+fn write_routes(path: &Path) {
+    use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let batch = RecordBatch::try_from_iter([
+        (
+            "route_id",
+            Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        ),
+        (
+            "km",
+            Arc::new(Float64Array::from(vec![Some(12.5), None, Some(3.0)])) as ArrayRef,
+        ),
+        (
+            "depot",
+            Arc::new(StringArray::from(vec![Some("north"), Some("south"), None])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
 /// `mesh ARGS --json` on `home`, parsed; panics with the output on failure.
 fn mesh_json(net: &mesh_testnet::Testnet, home: &Path, args: &[&str]) -> Value {
     let out = net
@@ -144,8 +199,12 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     )
     .unwrap();
     net.publish(0, &refunds, REFUNDS_TOML).unwrap();
-    net.wait_product(1, "sales/refunds", "1.0.0", DEADLINE)
-        .unwrap();
+    let routes = net.root().join("routes");
+    write_routes(&routes.join("routes.parquet"));
+    net.publish(2, &routes, ROUTES_TOML).unwrap();
+    for (p, v) in [("sales/refunds", "1.0.0"), ("logistics/routes", "1.0.0")] {
+        net.wait_product(1, p, v, DEADLINE).unwrap();
+    }
 
     // The profile: the node's endpoint and a new finance token, private.
     let profile = net.root().join("finance.share");
@@ -184,7 +243,12 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
 
     // What finance may read is listed, whole and page by page; pii is not.
     let listed = ask("tables", "", "");
-    let want = json!(["logistics.shipments", "sales.orders", "sales.refunds"]);
+    let want = json!([
+        "logistics.routes",
+        "logistics.shipments",
+        "sales.orders",
+        "sales.refunds"
+    ]);
     assert_eq!(listed["tables"], want, "{listed}");
     assert_eq!(listed["paged"], want, "{listed}");
 
@@ -201,6 +265,17 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     );
     assert_eq!(got["dtypes"]["refund_id"], "int64");
     assert_eq!(got["dtypes"]["amount"], "float64");
+    // Equal to pandas reading the original files: CSV (NA as null), Parquet.
+    let csv = refunds.join("refunds.csv");
+    let same = ask("equal", "finance.sales.refunds", csv.to_str().unwrap());
+    assert_eq!(same["equal"], true, "{same}");
+    let parquet = routes.join("routes.parquet");
+    let same = ask(
+        "equal",
+        "finance.logistics.routes",
+        parquet.to_str().unwrap(),
+    );
+    assert_eq!(same["equal"], true, "{same}");
     let shipments = ask("load", "finance.logistics.shipments", "");
     assert_eq!(rows(&shipments).len(), 100);
     assert_eq!(shipments["dtypes"]["order_id"], "int64");
@@ -221,21 +296,32 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
             .is_some_and(|r| r.len() == 50))
     })
     .unwrap();
+    let listed = ask("tables", "", "");
+    assert!(
+        listed["tables"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sales.customers")),
+        "granted, it is listed: {listed}"
+    );
 
-    // A second version: table version 1; version 0, and the time before it,
-    // still read the first; the change feed has both, as inserts.
+    // Two more versions: table versions 1 and 2; version 0, and the time
+    // before it, still read the first; the change feed has all three, as inserts.
     let mut csv = std::fs::read_to_string(&orders).unwrap();
-    csv.push_str("300,1.00\n");
-    std::fs::write(&orders, csv).unwrap();
-    let toml = crate::query::ORDERS_TOML
-        .replace("1.0.0", "1.1.0")
-        .replace("[owner]", "[sla]\nfreshness = \"24h\"\n\n[owner]");
-    net.publish(0, orders.parent().unwrap(), &toml).unwrap();
-    net.wait_product(1, "sales/orders", "1.1.0", DEADLINE)
-        .unwrap();
-    assert_eq!(ask("version", "finance.sales.orders", "")["version"], 1);
-    assert_eq!(rows(&ask("load", "finance.sales.orders", "")).len(), 301);
+    for (extra, version) in [("300,1.00\n", "1.1.0"), ("301,2.00\n", "1.2.0")] {
+        csv.push_str(extra);
+        std::fs::write(&orders, &csv).unwrap();
+        let toml = crate::query::ORDERS_TOML
+            .replace("1.0.0", version)
+            .replace("[owner]", "[sla]\nfreshness = \"24h\"\n\n[owner]");
+        net.publish(0, orders.parent().unwrap(), &toml).unwrap();
+        net.wait_product(1, "sales/orders", version, DEADLINE)
+            .unwrap();
+    }
+    assert_eq!(ask("version", "finance.sales.orders", "")["version"], 2);
+    assert_eq!(rows(&ask("load", "finance.sales.orders", "")).len(), 302);
     assert_eq!(rows(&ask("load", "finance.sales.orders", "0")).len(), 300);
+    assert_eq!(rows(&ask("load", "finance.sales.orders", "1")).len(), 301);
     let changes = ask("changes", "finance.sales.orders", "0");
     let per_version = |v: u64| {
         rows(&changes)
@@ -243,11 +329,15 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
             .filter(|r| r["_commit_version"] == v && r["_change_type"] == "insert")
             .count()
     };
-    assert_eq!((per_version(0), per_version(1)), (300, 301), "{changes}");
+    assert_eq!(
+        (per_version(0), per_version(1), per_version(2)),
+        (300, 301, 302),
+        "{changes}"
+    );
     let err = error(&ask("load", "finance.sales.orders", "7"));
-    assert!(err.contains("versions 0 to 1"), "{err}");
+    assert!(err.contains("versions 0 to 2"), "{err}");
     let now = ask("asof", "finance.sales.orders", "2999-01-01T00:00:00Z");
-    assert_eq!(rows(&now).len(), 301);
+    assert_eq!(rows(&now).len(), 302);
     let err = error(&ask("asof", "finance.sales.orders", "2000-01-01T00:00:00Z"));
     assert!(err.contains("before the table's first version"), "{err}");
 
@@ -270,11 +360,31 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
 
     // `mesh gc` removes the file made for the older orders version only.
     let sharing = finance.join("sharing");
-    let count = || std::fs::read_dir(&sharing).unwrap().count();
+    let names = || {
+        let mut n: Vec<String> = std::fs::read_dir(&sharing)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let count = || names().len();
+    let catalog: Vec<String> = net.nodes[1]
+        .client()
+        .unwrap()
+        .products(&Default::default())
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let a = &e.announcement;
+            format!("{}@{} {}", a.product, a.version, a.manifest)
+        })
+        .collect();
     assert_eq!(
         count(),
-        5,
-        "orders 1.0.0 and 1.1.0, refunds, shipments, customers"
+        7,
+        "orders 1.0.0, 1.1.0 and 1.2.0, refunds, routes, shipments, customers: {:?} of {catalog:#?}",
+        names()
     );
     let gc = net.nodes[1]
         .client()
@@ -284,7 +394,264 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
             dry_run: false,
         })
         .unwrap();
-    assert_eq!(gc.sharing_files_removed, 1, "{gc:?}");
-    assert_eq!(count(), 4);
+    assert_eq!(gc.sharing_files_removed, 2, "{gc:?}");
+    assert_eq!(count(), 5);
+    net.stop_all().unwrap();
+}
+
+/// One raw HTTP/1.1 request to `addr` (as written, so no client normalises a
+/// path or trims a body): the status and the body, as text and its bytes.
+fn raw_bytes(addr: &str, request: &[u8]) -> (u16, String, usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // A server may answer (413) and close before reading all of a huge body.
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    let start = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |i| i + 4);
+    (status, body, answer.len() - start)
+}
+
+/// [`raw_bytes`] without the byte count.
+fn raw(addr: &str, request: &[u8]) -> (u16, String) {
+    let (status, body, _) = raw_bytes(addr, request);
+    (status, body)
+}
+
+/// A Delta Sharing port of a node, spoken to over raw HTTP with a token.
+struct Port {
+    addr: String,
+    token: String,
+}
+
+impl Port {
+    /// The port of node `i`, with a new token of `domain`.
+    fn of(net: &mesh_testnet::Testnet, i: usize, domain: &str) -> Port {
+        let made = mesh_json(
+            net,
+            &net.nodes[i].home,
+            &["token", "create", "--domain", domain],
+        );
+        let endpoint = net.nodes[i]
+            .client()
+            .unwrap()
+            .status()
+            .unwrap()
+            .delta_sharing
+            .unwrap();
+        Port {
+            addr: endpoint
+                .trim_start_matches("http://")
+                .trim_end_matches("/delta-sharing")
+                .to_string(),
+            token: made["token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// `GET path` with `extra` headers, and the token if `auth`.
+    fn get(&self, path: &str, auth: bool, extra: &str) -> (u16, String) {
+        let bearer = if auth {
+            format!("Authorization: Bearer {}\r\n", self.token)
+        } else {
+            String::new()
+        };
+        let addr = &self.addr;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{bearer}{extra}Connection: close\r\n\r\n"
+        );
+        raw(addr, req.as_bytes())
+    }
+
+    /// `POST path` with the token and `body`.
+    fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let addr = &self.addr;
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.token,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        raw(addr, &req)
+    }
+
+    /// The path of the file link a snapshot query of `table` gives, and the size.
+    fn link(&self, table: &str) -> (String, u64) {
+        let (status, body) = self.post(&format!("{table}/query"), b"{}");
+        assert_eq!(status, 200, "{body}");
+        let file: Value = serde_json::from_str(body.lines().nth(2).unwrap()).unwrap();
+        let url = file["file"]["url"].as_str().unwrap();
+        let path = url.split(&self.addr).nth(1).unwrap().to_string();
+        (path, file["file"]["size"].as_u64().unwrap())
+    }
+}
+
+#[test]
+fn hostile_requests_get_clear_refusals_and_file_links_expire() {
+    let mut net = testnet(2);
+    // Sales' node hands out links that live one second.
+    let home = mesh_node::NodeHome::new(&net.nodes[0].home);
+    let mut config = home.load_config().unwrap();
+    config.delta_sharing.link_ttl_secs = 1;
+    std::fs::write(home.config_path(), config.to_toml().unwrap()).unwrap();
+    net.start_all().unwrap();
+    let refunds = net.root().join("refunds");
+    std::fs::create_dir_all(&refunds).unwrap();
+    std::fs::write(
+        refunds.join("refunds.csv"),
+        "refund_id,amount,reason\n1,9.5,x\n",
+    )
+    .unwrap();
+    net.publish(0, &refunds, REFUNDS_TOML).unwrap();
+    net.wait_product(1, "sales/refunds", "1.0.0", DEADLINE)
+        .unwrap();
+    let sales = Port::of(&net, 0, "sales");
+    let table = "/delta-sharing/shares/sales/schemas/sales/tables/refunds";
+    let cases: Vec<(&str, (u16, String), u16, &str)> = vec![
+        (
+            "no token",
+            sales.get("/delta-sharing/shares", false, ""),
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            "another share",
+            sales.get("/delta-sharing/shares/finance", true, ""),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
+        (
+            "a bad page size",
+            sales.get("/delta-sharing/shares?maxResults=abc", true, ""),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a negative page size",
+            sales.get("/delta-sharing/shares?maxResults=-1", true, ""),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a made-up page token",
+            sales.get(
+                "/delta-sharing/shares/sales/all-tables?pageToken=zz",
+                true,
+                "",
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a path out of the tree",
+            sales.get("/delta-sharing/../../etc/passwd", true, ""),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
+        (
+            "an encoded path in a schema",
+            sales.get(
+                "/delta-sharing/shares/sales/schemas/..%2F..%2Fetc/tables/passwd/metadata",
+                true,
+                "",
+            ),
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
+        (
+            "an encoded path as a file link",
+            sales.get("/delta-sharing/files/..%2F..%2Fetc%2Fpasswd", false, ""),
+            403,
+            "PERMISSION_DENIED",
+        ),
+        (
+            "a negative version",
+            sales.get(&format!("{table}/metadata?version=-1"), true, ""),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a version and a timestamp",
+            sales.get(
+                &format!("{table}/metadata?version=0&timestamp=2026-01-01T00:00:00Z"),
+                true,
+                "",
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a timestamp that is none",
+            sales.get(
+                &format!("{table}/changes?startingTimestamp=yesterday"),
+                true,
+                "",
+            ),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "changes from nowhere",
+            sales.get(&format!("{table}/changes"), true, ""),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "bad JSON",
+            sales.post(&format!("{table}/query"), b"{not json"),
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "a huge body",
+            sales.post(&format!("{table}/query"), &vec![b' '; 80 * 1024]),
+            413,
+            "INVALID_PARAMETER_VALUE",
+        ),
+    ];
+    for (what, (status, body), want, code) in cases {
+        assert_eq!(status, want, "{what}: {body}");
+        let parsed: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: not the JSON error form ({e}): {body:?}"));
+        assert_eq!(parsed["errorCode"], code, "{what}: {body}");
+        assert!(
+            !parsed["message"].as_str().unwrap_or("").is_empty(),
+            "{what}"
+        );
+    }
+
+    // On finance's node (links of an hour): whole, a range, a range past the end.
+    let finance = Port::of(&net, 1, "finance");
+    let (path, size) = finance.link(table.replace("shares/sales", "shares/finance").as_str());
+    let whole = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        finance.addr
+    );
+    let (status, _, bytes) = raw_bytes(&finance.addr, whole.as_bytes());
+    assert_eq!((status, bytes as u64), (200, size));
+    assert_eq!(finance.get(&path, false, "Range: bytes=0-3\r\n").0, 206);
+    let past = format!("Range: bytes={size}-\r\n");
+    assert_eq!(finance.get(&path, false, &past).0, 416);
+
+    // On sales' node a link stops working after its second.
+    let (path, _) = sales.link(table);
+    wait_until("the file link to expire", DEADLINE, || {
+        Ok(sales.get(&path, false, "").0 == 403)
+    })
+    .unwrap();
+    let (_, body) = sales.get(&path, false, "");
+    assert!(body.contains("expired"), "{body}");
     net.stop_all().unwrap();
 }

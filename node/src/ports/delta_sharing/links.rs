@@ -1,4 +1,5 @@
-//! The file links of a Delta Sharing answer: short-lived, signed, never a path.
+//! The file links of a Delta Sharing answer: short-lived (`link_ttl_secs`, an
+//! hour by default), signed, never a path.
 //!
 //! A link names the product version, its manifest hash, the consumer token it
 //! was made for and its expiry, sealed with a key of this process (keyed
@@ -17,9 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::protocol::Refusal;
-
-/// How long a file link works.
-pub(super) const LINK_LIFETIME_MS: u64 = 60 * 60 * 1000;
 
 /// The longest sealed link accepted (hex of the JSON, the seal).
 const MAX_LINK: usize = 4096;

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -44,10 +45,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use self::links::{Link, LINK_LIFETIME_MS};
+use self::links::Link;
 use self::protocol::{FileAction, Paging, Refusal, TableMeta};
 use super::Bound;
 use crate::clock::unix_now_ms;
+use crate::home::config::SharingConfig;
 use crate::home::HomeError;
 use crate::node::Node;
 use crate::ops::query::Reader;
@@ -73,17 +75,19 @@ struct Port {
     key: [u8; 32],
     /// The most bytes of converted Parquet kept (`sharing/`).
     cache_bytes: u64,
+    /// How long a file link works, in ms.
+    link_ttl_ms: u64,
     /// `https` with TLS, else `http`: the scheme of file links.
     scheme: &'static str,
 }
 
 type Shared = Arc<Port>;
 
-/// Serves the port on `bound` until `shutdown`.
+/// Serves the port on `bound` until `shutdown`, as `config` says.
 pub(crate) fn start(
     bound: Bound,
     node: Node,
-    cache_bytes: u64,
+    config: &SharingConfig,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, HomeError> {
     let tls = match &bound.tls {
@@ -93,7 +97,8 @@ pub(crate) fn start(
     let port = Arc::new(Port {
         node,
         key: rand::random(),
-        cache_bytes,
+        cache_bytes: config.cache_mib.saturating_mul(1 << 20),
+        link_ttl_ms: config.link_ttl_secs.saturating_mul(1000),
         scheme: if tls.is_some() { "https" } else { "http" },
     });
     let app = router(port);
@@ -203,7 +208,44 @@ fn router(port: Shared) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(protocol_errors))
         .with_state(port)
+}
+
+/// Turns the plain-text errors of axum's extractors (an oversized body, a
+/// malformed query string or path) into the protocol's `{errorCode, message}`.
+async fn protocol_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let formed = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let errored = status.is_client_error() || status.is_server_error();
+    if !errored || formed || status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the request body is over the limit of {MAX_BODY} bytes")
+    } else {
+        format!("bad request: {text}")
+    };
+    let code = if status.is_server_error() {
+        "INTERNAL_ERROR"
+    } else {
+        "INVALID_PARAMETER_VALUE"
+    };
+    Refusal {
+        status,
+        code,
+        message,
+    }
+    .into_response()
 }
 
 /// The live consumer token a request presents.
@@ -501,7 +543,7 @@ fn action(
         v: v.version.to_string(),
         h: v.manifest.to_string(),
         t: t.token.id.clone(),
-        e: now + LINK_LIFETIME_MS,
+        e: now + port.link_ttl_ms,
     };
     FileAction {
         url: format!(

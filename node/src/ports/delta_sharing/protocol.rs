@@ -19,8 +19,11 @@ pub(super) const MAX_PAGE: usize = 1000;
 /// An error answer: the protocol's `{errorCode, message}` with its status.
 #[derive(Debug)]
 pub(super) struct Refusal {
+    /// The HTTP status.
     pub(super) status: StatusCode,
+    /// The protocol's error code (`INVALID_PARAMETER_VALUE`, ...).
     pub(super) code: &'static str,
+    /// What went wrong and what to do.
     pub(super) message: String,
 }
 
