@@ -343,13 +343,23 @@ impl ApiClient {
             })
             .map_err(|e| self.map_err(e))?;
         let bad = |e: datafusion::arrow::error::ArrowError| ClientError::Protocol(e.to_string());
-        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
-            std::io::BufReader::new(resp.into_reader()),
+        let mut reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+            std::io::BufReader::new(Tail::new(resp.into_reader())),
             None,
         )
         .map_err(bad)?;
         let schema = reader.schema();
-        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let batches = reader
+            .by_ref()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        // The node streams the rows as they are made: a query that fails after
+        // its first rows ends the stream without its end marker.
+        if !reader.get_ref().get_ref().ended_whole() {
+            return Err(ClientError::Protocol(
+                "the answer was cut off: the query failed after its first rows (the node's log says why)".into(),
+            ));
+        }
         Ok(Answer { schema, batches })
     }
 
@@ -502,5 +512,66 @@ impl ApiClient {
         self.post_raw(path, body)?
             .into_json()
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// A reader that remembers the last 8 bytes it gave: an Arrow IPC stream that
+/// ended whole ends with the end-of-stream marker.
+struct Tail<R> {
+    inner: R,
+    last: Vec<u8>,
+}
+
+impl<R> Tail<R> {
+    fn new(inner: R) -> Self {
+        Tail {
+            inner,
+            last: Vec::with_capacity(16),
+        }
+    }
+
+    /// Whether what was read ended with the IPC end-of-stream marker.
+    fn ended_whole(&self) -> bool {
+        self.last.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.last.extend_from_slice(&buf[..n]);
+        let excess = self.last.len().saturating_sub(8);
+        self.last.drain(..excess);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::io::Read;
+
+    #[test]
+    fn a_stream_cut_before_its_end_marker_is_told_from_a_whole_one() {
+        let batch = RecordBatch::try_from_iter([(
+            "n",
+            std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .expect("a batch");
+        let mut w =
+            datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
+                .expect("a writer");
+        w.write(&batch).expect("written");
+        let cut = w.get_ref().clone();
+        w.finish().expect("finished");
+        let whole = w.into_inner().expect("the bytes");
+        for (bytes, ended) in [(whole, true), (cut, false)] {
+            let mut t = Tail::new(&bytes[..]);
+            let mut sink = Vec::new();
+            t.read_to_end(&mut sink).expect("read");
+            assert_eq!(t.ended_whole(), ended);
+        }
     }
 }

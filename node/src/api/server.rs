@@ -454,27 +454,49 @@ async fn fetch(
 /// The media type of an Arrow IPC stream.
 pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
+/// `POST /v1/query`: the answer as an Arrow IPC stream, written as the rows are
+/// made (the columns first, then each batch; never the whole answer at once). An
+/// error before the first row is the usual JSON error; one after it ends the
+/// stream early, which the reader sees as a truncated stream.
 async fn query(
     State(s): State<AppState>,
     Json(req): Json<QueryRequest>,
 ) -> Result<Response, NodeError> {
-    let answer = s
+    let (schema, rows) = s
         .node
-        .query(&req.sql, &crate::ops::query::Reader::Node)
+        .query_stream(&req.sql, &crate::ops::query::Reader::Node)
         .await?;
-    let mut body = Vec::new();
-    let mut encode = || -> Result<(), datafusion::arrow::error::ArrowError> {
-        let mut w =
-            datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut body, &answer.schema)?;
-        for b in &answer.batches {
-            w.write(b)?;
-        }
-        w.finish()
+    let encoding = |e: datafusion::arrow::error::ArrowError| {
+        NodeError::BadRequest(format!("the answer could not be encoded: {e}"))
     };
-    encode().map_err(|e| NodeError::BadRequest(format!("the answer could not be encoded: {e}")))?;
+    let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)
+        .map_err(encoding)?;
+    let head = std::mem::take(writer.get_mut());
+    // Each step writes one batch (or, at the end, the end-of-stream marker) and
+    // hands on what the writer produced; the writer is dropped after the end.
+    let batches = futures::stream::unfold((rows, Some(writer)), |(mut rows, writer)| async move {
+        let mut w = writer?;
+        let (written, more) = match rows.recv().await {
+            Some(Ok(batch)) => (w.write(&batch).map_err(|e| e.to_string()), true),
+            Some(Err(e)) => {
+                warn!("a streamed query failed after its first rows: {e}");
+                (Err(e.to_string()), false)
+            }
+            None => (w.finish().map_err(|e| e.to_string()), false),
+        };
+        let chunk = written
+            .map(|()| std::mem::take(w.get_mut()))
+            .map_err(std::io::Error::other);
+        let failed = chunk.is_err();
+        Some((chunk, (rows, (more && !failed).then_some(w))))
+    });
+    let body = futures::StreamExt::chain(
+        futures::stream::once(async move { Ok::<_, std::io::Error>(head) }),
+        batches,
+    );
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, ARROW_STREAM)
-        .body(Body::from(body))
+        .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 

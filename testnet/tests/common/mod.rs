@@ -88,3 +88,20 @@ pub(crate) fn python_client(var: &str, kind: &str, test: &str) -> Option<std::pa
     eprintln!("\n!!! SKIPPED: {test} needs the venv of scripts/py-clients {kind}: {why}\n");
     None
 }
+
+/// The rows of a real client's JSON answer (`{"rows": [...]}`), or a panic with
+/// its error.
+pub(crate) fn answer_rows(answer: &serde_json::Value) -> &Vec<serde_json::Value> {
+    answer["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {answer}"))
+}
+
+/// The error of a real client's JSON answer (`{"error": "..."}`), or a panic
+/// with its rows.
+pub(crate) fn answer_error(answer: &serde_json::Value) -> String {
+    answer["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error, got {answer}"))
+        .to_string()
+}

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{python_client, testnet, DEADLINE};
+use crate::common::{answer_error as error, answer_rows as rows, python_client, testnet, DEADLINE};
 use crate::query::{grant_customers_to_finance, three_products};
 use mesh_testnet::wait_until;
 use serde_json::{json, Value};
@@ -58,21 +58,6 @@ fn client(python: &Path, root: &Path, profile: &Path, mode: &str, table: &str, a
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-/// The rows of an answer, or a panic with its error.
-fn rows(answer: &Value) -> &Vec<Value> {
-    answer["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rows: {answer}"))
-}
-
-/// The error of an answer, or a panic with its rows.
-fn error(answer: &Value) -> String {
-    answer["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected an error, got {answer}"))
-        .to_string()
 }
 
 const REFUNDS_TOML: &str = r#"id = "sales/refunds"
