@@ -405,12 +405,8 @@ async fn resolve(
 ) -> Result<Table, Refusal> {
     let token = recipient(port, headers).await?;
     check_share(&token, share)?;
-    // Names are case-insensitive: the readable product of that name, if any.
-    let listed = readable(port, &token)
-        .await?
-        .into_iter()
-        .find(|(d, n)| d.eq_ignore_ascii_case(schema) && n.eq_ignore_ascii_case(table));
-    let (domain, name) = listed.unwrap_or_else(|| (schema.clone(), table.clone()));
+    // Names are case-insensitive, and product ids are lowercase.
+    let (domain, name) = (schema.to_ascii_lowercase(), table.to_ascii_lowercase());
     let id: ProductId = format!("{domain}/{name}")
         .parse()
         .map_err(|e| Refusal::missing(format!("no table {schema}.{table}: {e}")))?;
