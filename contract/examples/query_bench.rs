@@ -5,7 +5,8 @@
 //!
 //! Usage: `query_bench CONTRACT.yaml DATA_DIR SQL` (every `.csv`, `.jsonl`,
 //! `.json` or `.parquet` file under DATA_DIR is mapped to the contract's objects
-//! by name, as at publish).
+//! by name, as at publish). With `MESH_BENCH_SHOW=1` the answer is printed too
+//! (`EXPLAIN ...` shows the plan).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,5 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok((answer, start.elapsed()))
     })?;
     println!("{:.3} {}", took.as_secs_f64(), answer.rows());
+    // `MESH_BENCH_SHOW=1`: the answer too (e.g. of `EXPLAIN ...`).
+    if std::env::var_os("MESH_BENCH_SHOW").is_some() {
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)?;
+        println!("{shown}");
+    }
     Ok(())
 }
