@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use anyhow::Context;
+
 use mesh_node::api::types::{TokenCreateBody, TokenRevokeBody, TokenView};
 
 use crate::access::until_ms;
@@ -103,11 +105,6 @@ pub(crate) fn share(home: &Path, a: ShareArgs, json: bool) -> anyhow::Result<()>
             out.display()
         );
     }
-    if out.exists() {
-        // Made afresh, so it is created private whatever the old file's mode.
-        std::fs::remove_file(&out)
-            .map_err(|e| anyhow::anyhow!("replacing {}: {e}", out.display()))?;
-    }
     let created = api.token_create(&TokenCreateBody {
         domain,
         expires_ms: until_ms(&until)?,
@@ -129,7 +126,9 @@ pub(crate) fn share(home: &Path, a: ShareArgs, json: bool) -> anyhow::Result<()>
     if let Some(e) = expires {
         profile["expirationTime"] = serde_json::Value::String(e);
     }
-    write_private(&out, serde_json::to_string_pretty(&profile)?.as_bytes())?;
+    // Owner-only, written whole or not at all (also over an old file, --force).
+    mesh_node::home::write_atomic(&out, serde_json::to_string_pretty(&profile)?.as_bytes())
+        .with_context(|| format!("writing {}", out.display()))?;
     if json {
         say!(
             "{}",
@@ -145,24 +144,5 @@ pub(crate) fn share(home: &Path, a: ShareArgs, json: bool) -> anyhow::Result<()>
             created.view.domain.to_string(),
         );
     }
-    Ok(())
-}
-
-/// Writes `bytes` to `path`, readable and writable by the user only.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     Ok(())
 }

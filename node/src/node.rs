@@ -559,13 +559,7 @@ impl Node {
     pub(crate) async fn live_token(&self, id: String) -> Result<Option<ConsumerToken>, NodeError> {
         let book = self.parts.tokens.clone();
         let now = unix_now_ms();
-        blocking(move || {
-            Ok(book
-                .list()?
-                .into_iter()
-                .find(|t| t.id == id && t.state(now) == "active"))
-        })
-        .await
+        blocking(move || Ok(book.get(&id)?.filter(|t| t.state(now) == "active"))).await
     }
 
     /// Makes a consumer token for `domain`, valid until `expires_ms`: the secret

@@ -33,6 +33,7 @@ use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductRef};
 
 use super::fetch::{FetchError, Fetcher};
 use crate::home::HomeError;
+use crate::state::catalog::CatalogEntry;
 use crate::state::StateError;
 
 /// The longest a query may run, its fetches not counted.
@@ -214,6 +215,27 @@ pub(crate) enum Want {
     Schema,
 }
 
+/// The catalog entry and verified manifest of `product`, if `reader` may read it
+/// now: this node's rules and grants, and for a consumer its domain's, judged on
+/// every call (so a copy kept here is never read after a revocation).
+pub(crate) async fn readable_version(
+    fetcher: &Fetcher,
+    product: &ProductRef,
+    reader: &Reader,
+) -> Result<(CatalogEntry, Manifest), QueryError> {
+    let named = |source| QueryError::Product {
+        product: product.to_string(),
+        source: Box::new(source),
+    };
+    let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
+    let manifest = manifest.map_err(named)?;
+    fetcher.may_read(&manifest).map_err(named)?;
+    if let Reader::Domain(domain) = reader {
+        fetcher.may_domain_read(domain, &manifest).map_err(named)?;
+    }
+    Ok((entry, manifest))
+}
+
 /// Brings the files of `product` that the tables of `objects` read (verified,
 /// rules and grants enforced for this node and, for a consumer, for `reader`)
 /// into `root/query/<manifest hash>/`, fetching only those not there yet: the
@@ -230,12 +252,7 @@ pub(crate) async fn prepare_source(
         product: product.to_string(),
         source: Box::new(source),
     };
-    let (entry, manifest) = fetcher.describe(product).await.map_err(named)?;
-    let manifest = manifest.map_err(named)?;
-    fetcher.may_read(&manifest).map_err(named)?;
-    if let Reader::Domain(domain) = reader {
-        fetcher.may_domain_read(domain, &manifest).map_err(named)?;
-    }
+    let (entry, manifest) = readable_version(fetcher, product, reader).await?;
     let hash = entry.announcement.manifest;
     let dir = root.join("query").join(hash.to_string());
     let files = wanted_files(&manifest, objects);

@@ -26,7 +26,7 @@ use mesh_contract::tables::product_tables;
 use mesh_protocol::{ManifestHash, ProductId, ProductRef};
 
 use super::fetch::Fetcher;
-use super::query::{prepare_source, QueryError, Reader, QUERY_DEADLINE};
+use super::query::{prepare_source, readable_version, QueryError, Reader, QUERY_DEADLINE};
 use crate::home::HomeError;
 use crate::state::catalog::Catalog;
 use crate::state::StateError;
@@ -78,16 +78,7 @@ pub(crate) async fn table(
         id: id.clone(),
         version: None,
     };
-    let named = |source| QueryError::Product {
-        product: id.to_string(),
-        source: Box::new(source),
-    };
-    let (_, manifest) = fetcher.describe(&product).await.map_err(named)?;
-    let manifest = manifest.map_err(named)?;
-    fetcher.may_read(&manifest).map_err(named)?;
-    if let Reader::Domain(domain) = reader {
-        fetcher.may_domain_read(domain, &manifest).map_err(named)?;
-    }
+    readable_version(fetcher, &product, reader).await?;
     let (catalog, owned) = (fetcher.catalog.clone(), id.clone());
     crate::task::blocking(move || {
         history(&catalog, &owned).map_err(|e| QueryError::Product {

@@ -240,7 +240,8 @@ impl TokenBook {
         })
     }
 
-    fn get(&self, id: &str) -> Result<Option<ConsumerToken>, StateError> {
+    /// The token `id`, if this node has it (whatever its state).
+    pub(crate) fn get(&self, id: &str) -> Result<Option<ConsumerToken>, StateError> {
         self.store
             .get(Tree::Tokens, id.as_bytes())?
             .map(|v| decode(id.as_bytes(), &v))
