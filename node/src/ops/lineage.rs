@@ -134,26 +134,16 @@ fn rfc3339(ms: u64) -> String {
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-/// A run id in UUID form (version 7 layout: the time first, then bits of the
-/// manifest hash and randomness).
+/// A run id: a UUID v7 (the time, then random bits mixed with the manifest
+/// hash, so two publishes in one millisecond still differ).
 fn run_id(hash: &ManifestHash, now_ms: u64) -> String {
-    let mut b = [0u8; 16];
-    b[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
-    let salt: [u8; 10] = rand::random();
-    for (i, byte) in b[6..].iter_mut().enumerate() {
-        *byte = salt[i] ^ hash.as_bytes()[i];
+    let mut bits: [u8; 10] = rand::random();
+    for (b, h) in bits.iter_mut().zip(hash.as_bytes()) {
+        *b ^= h;
     }
-    b[6] = (b[6] & 0x0f) | 0x70;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Builder::from_unix_timestamp_millis(now_ms, &bits)
+        .into_uuid()
+        .to_string()
 }
 
 /// Where events go: the handle publishes hold.

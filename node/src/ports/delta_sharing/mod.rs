@@ -221,7 +221,7 @@ async fn list_shares(
 ) -> Result<Json<Value>, Refusal> {
     let token = recipient(&port, &headers).await?;
     let share = token.domain.to_string();
-    let items = vec![json!({"name": share, "id": protocol::table_id(&share)})];
+    let items = vec![json!({"name": share, "id": protocol::stable_id(&share)})];
     Ok(Json(protocol::page(items, &paging)?))
 }
 
@@ -233,7 +233,7 @@ async fn get_share(
     let token = recipient(&port, &headers).await?;
     let share = check_share(&token, &share)?;
     Ok(Json(
-        json!({"share": {"name": share, "id": protocol::table_id(&share)}}),
+        json!({"share": {"name": share, "id": protocol::stable_id(&share)}}),
     ))
 }
 
@@ -272,7 +272,7 @@ async fn tables(
         .into_iter()
         .filter(|(d, _)| schema.is_none_or(|s| s.eq_ignore_ascii_case(d)))
         .map(|(d, n)| {
-            let id = protocol::table_id(&format!("{d}/{n}"));
+            let id = protocol::stable_id(&format!("{d}/{n}"));
             json!({"name": n, "schema": d, "share": share, "id": id})
         })
         .collect();

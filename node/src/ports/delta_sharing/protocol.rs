@@ -66,24 +66,23 @@ impl Refusal {
 }
 
 impl From<NodeError> for Refusal {
+    /// The status the control API gives the same error, with the protocol's code.
     fn from(e: NodeError) -> Self {
-        let message = e.to_string();
-        match e.class() {
+        let class = e.class();
+        let code = match class {
             ErrorClass::Usage | ErrorClass::InvalidManifest | ErrorClass::InvalidData => {
-                Refusal::bad(message)
+                "INVALID_PARAMETER_VALUE"
             }
-            ErrorClass::NotFound => Refusal::missing(message),
-            ErrorClass::Rejected => Refusal::forbidden(message),
-            ErrorClass::Unavailable => Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "TEMPORARILY_UNAVAILABLE",
-                message,
-            },
-            ErrorClass::Internal => Refusal {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "INTERNAL_ERROR",
-                message,
-            },
+            ErrorClass::NotFound => "RESOURCE_DOES_NOT_EXIST",
+            ErrorClass::Rejected => "PERMISSION_DENIED",
+            ErrorClass::Unavailable => "TEMPORARILY_UNAVAILABLE",
+            ErrorClass::Internal => "INTERNAL_ERROR",
+        };
+        Refusal {
+            status: StatusCode::from_u16(class.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: e.to_string(),
         }
     }
 }
@@ -152,7 +151,7 @@ pub(super) struct TableMeta<'a> {
 /// The `metaData` line.
 pub(super) fn metadata_line(meta: &TableMeta<'_>) -> String {
     let mut m = json!({
-        "id": table_id(meta.product),
+        "id": stable_id(meta.product),
         "name": meta.name,
         "description": meta.description,
         "format": {"provider": "parquet"},
@@ -166,18 +165,12 @@ pub(super) fn metadata_line(meta: &TableMeta<'_>) -> String {
     json!({ "metaData": m }).to_string()
 }
 
-/// A stable table id in UUID form: from the BLAKE3 of the product id.
-pub(super) fn table_id(product: &str) -> String {
-    let h = blake3::hash(product.as_bytes()).to_hex();
-    let h = h.as_str();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+/// A stable id in UUID form for `name` (a product id or a share): the first
+/// 16 bytes of its BLAKE3.
+pub(super) fn stable_id(name: &str) -> String {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&blake3::hash(name.as_bytes()).as_bytes()[..16]);
+    uuid::Uuid::from_bytes(bytes).to_string()
 }
 
 /// A file action: `file` for a snapshot, `add` for a version of a change feed.
@@ -385,6 +378,7 @@ mod tests {
         assert_eq!(s["fields"][2]["type"]["type"], "array");
         assert_eq!(s["fields"][2]["type"]["elementType"], "long");
         assert_eq!(s["fields"][3]["type"], "timestamp");
-        assert_eq!(table_id("sales/orders").len(), 36);
+        assert_eq!(stable_id("sales/orders").len(), 36);
+        assert_eq!(stable_id("sales/orders"), stable_id("sales/orders"));
     }
 }
