@@ -152,8 +152,8 @@ pub(crate) async fn version_file(
     .await
 }
 
-/// Writes the first object of `source` with data, with its contract's types, to
-/// the Parquet file `out` (through a temporary file in `dir`, renamed when whole).
+/// Writes the first object of `source` with data, with its contract's types and
+/// its rows in file order, to the Parquet file `out` (through a temporary file in `dir`, renamed when whole).
 fn convert(source: &super::query::Source, dir: &Path, out: &Path) -> Result<(), QueryError> {
     std::fs::create_dir_all(dir).map_err(HomeError::io(dir))?;
     let tmp = dir.join(format!(
@@ -169,7 +169,9 @@ fn convert(source: &super::query::Source, dir: &Path, out: &Path) -> Result<(), 
         .collect();
     let (product, target) = (m.id.to_string(), tmp.clone());
     let written = engine::run(QUERY_DEADLINE, move || async move {
-        let ctx = engine::session()?;
+        // One partition: the rows keep the order of the product's files (two
+        // would interleave the halves of a large file).
+        let ctx = engine::deterministic_session()?;
         let table = product_tables(&ctx, &plan, &files)
             .await?
             .into_iter()

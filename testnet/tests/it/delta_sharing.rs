@@ -187,7 +187,29 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     let routes = net.root().join("routes");
     write_routes(&routes.join("routes.parquet"));
     net.publish(2, &routes, ROUTES_TOML).unwrap();
-    for (p, v) in [("sales/refunds", "1.0.0"), ("logistics/routes", "1.0.0")] {
+    // Large enough (over 10 MiB) that the engine would read it in two halves.
+    let ledger = net.root().join("ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    let mut rows_text = String::from("entry,amount\n");
+    for i in 0..800_000u64 {
+        rows_text.push_str(&format!(
+            "{},{}.{:02}\n",
+            (i * 7919) % 1_000_003,
+            i % 997,
+            i % 100
+        ));
+    }
+    std::fs::write(ledger.join("ledger.csv"), rows_text).unwrap();
+    let ledger_toml = REFUNDS_TOML
+        .replace("sales/refunds", "sales/ledger")
+        .replace("refund_id", "entry")
+        .replace("[[schema]]\nname = \"reason\"\ntype = \"string\"\n", "");
+    net.publish(0, &ledger, &ledger_toml).unwrap();
+    for (p, v) in [
+        ("sales/refunds", "1.0.0"),
+        ("logistics/routes", "1.0.0"),
+        ("sales/ledger", "1.0.0"),
+    ] {
         net.wait_product(1, p, v, DEADLINE).unwrap();
     }
 
@@ -231,6 +253,7 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
     let want = json!([
         "logistics.routes",
         "logistics.shipments",
+        "sales.ledger",
         "sales.orders",
         "sales.refunds"
     ]);
@@ -260,6 +283,10 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
         "finance.logistics.routes",
         parquet.to_str().unwrap(),
     );
+    assert_eq!(same["equal"], true, "{same}");
+    // A large file keeps its row order.
+    let csv = ledger.join("ledger.csv");
+    let same = ask("equal", "finance.sales.ledger", csv.to_str().unwrap());
     assert_eq!(same["equal"], true, "{same}");
     let shipments = ask("load", "finance.logistics.shipments", "");
     assert_eq!(rows(&shipments).len(), 100);
@@ -367,8 +394,8 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
         .collect();
     assert_eq!(
         count(),
-        7,
-        "orders 1.0.0, 1.1.0 and 1.2.0, refunds, routes, shipments, customers: {:?} of {catalog:#?}",
+        8,
+        "orders 1.0.0, 1.1.0 and 1.2.0, refunds, routes, ledger, shipments, customers: {:?} of {catalog:#?}",
         names()
     );
     let gc = net.nodes[1]
@@ -380,7 +407,7 @@ fn the_real_delta_sharing_connector_reads_the_mesh_through_one_node() {
         })
         .unwrap();
     assert_eq!(gc.sharing_files_removed, 2, "{gc:?}");
-    assert_eq!(count(), 5);
+    assert_eq!(count(), 6);
     net.stop_all().unwrap();
 }
 
