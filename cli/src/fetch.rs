@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use mesh_node::api::{FetchEvent, FetchOutcome, FetchRequest, Filter};
+use mesh_node::api::{DeliveryReport, FetchEvent, FetchOutcome, FetchRequest, Filter};
 use mesh_node::home::policy_file;
 use mesh_node::{unix_now, ApiClient, ClientError, NodeHome, RunOptions};
 use mesh_protocol::ProductRef;
+use mesh_storage::objects::ObjectUrl;
 
 use crate::args::FetchArgs;
 use crate::output::{human_bytes, say, say_err};
@@ -95,6 +96,16 @@ impl Progress {
                     }
                 }
             }
+            FetchEvent::Delivering {
+                done_bytes,
+                total_bytes,
+            } => {
+                if self.tty {
+                    self.bar.set_message("delivering into object storage");
+                    self.bar.set_length(*total_bytes);
+                    self.bar.set_position(*done_bytes);
+                }
+            }
             FetchEvent::Done(_) | FetchEvent::Error { .. } => {}
         }
     }
@@ -120,6 +131,10 @@ impl Progress {
                 f.policy_version,
                 f.reason
             );
+        }
+        if let Some(d) = &o.delivered {
+            delivered(o, d);
+            return;
         }
         say!(
             "fetched {}@{} into {}: {} file(s), {}, {} transferred, every chunk verified (BLAKE3)",
@@ -153,6 +168,39 @@ impl Progress {
     }
 }
 
+/// Prints what a delivery into object storage did.
+fn delivered(o: &FetchOutcome, d: &DeliveryReport) {
+    if d.already_current {
+        say!(
+            "{}@{} is already current at {} (nothing written)",
+            o.product,
+            o.version,
+            d.url
+        );
+        return;
+    }
+    say!(
+        "delivered {}@{} into {}: {} file(s), {}, every chunk verified (BLAKE3); {}/current names it",
+        o.product,
+        o.version,
+        d.version_url,
+        d.files,
+        human_bytes(o.size),
+        d.url
+    );
+    say!(
+        "  {} file(s) uploaded ({}), {} copied in the store from the previous version ({}), {} already there from an interrupted run",
+        d.uploaded_files,
+        human_bytes(d.uploaded_bytes),
+        d.copied_files,
+        human_bytes(d.copied_bytes),
+        d.resumed_files
+    );
+    if !d.pruned.is_empty() {
+        say!("  removed older version(s): {}", d.pruned.join(", "));
+    }
+}
+
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(if p.is_absolute() {
         p.to_owned()
@@ -161,21 +209,40 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The object storage URL `-o` names, if it names one (`s3://...`), checked.
+fn object_target(a: &FetchArgs) -> anyhow::Result<Option<ObjectUrl>> {
+    let Some(text) = a.out.to_str().filter(|t| ObjectUrl::is_object_url(t)) else {
+        return Ok(None);
+    };
+    if a.in_place || a.force {
+        bail!("--in-place and --force are for a directory; a delivery into object storage puts each version under its own prefix and never overwrites one");
+    }
+    Ok(Some(text.parse()?))
+}
+
 /// `mesh fetch`: one-shot with `--genesis`, else through the daemon of `home`.
 pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()> {
     if a.genesis.is_some() {
+        if object_target(&a)?.is_some() {
+            bail!("a one-shot fetch (--genesis) writes into a directory; deliver into object storage through a running node (`mesh node run`, credentials in its environment)");
+        }
         return one_shot(a, json);
     }
     if !a.bootstrap.is_empty() || a.identity.is_some() {
         bail!("--bootstrap and --identity are for a one-shot fetch; give --genesis FILE too");
     }
-    let out = absolute(&a.out)?;
+    let to_objects = object_target(&a)?;
+    let out = match &to_objects {
+        Some(url) => PathBuf::from(url.to_string()),
+        None => absolute(&a.out)?,
+    };
     let mut progress = Progress::new(json);
     let request = FetchRequest {
         product: a.product.clone(),
-        out: Some(out.clone()),
+        out: to_objects.is_none().then(|| out.clone()),
         force: a.force,
         in_place: a.in_place,
+        to_objects: to_objects.map(|u| u.to_string()),
     };
     let client = ApiClient::for_home(&NodeHome::new(home)).map_err(|e| {
         anyhow::anyhow!(

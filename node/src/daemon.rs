@@ -24,12 +24,14 @@ use crate::net::{EventLoop, NetError, NetworkHandle, StateHandles};
 use crate::node::{Node, Parts};
 use crate::ops::access::AccessDesk;
 use crate::ops::background::{self, PREFETCH_QUEUE};
+use crate::ops::deliver::Deliverer;
 use crate::ops::derive::Deriver;
 use crate::ops::fetch::Fetcher;
 use crate::ops::publish::Publisher;
 use crate::ops::subscribe::Subscriber;
 use crate::state::access::AccessBook;
 use crate::state::catalog::Catalog;
+use crate::state::deliveries::DeliveryBook;
 use crate::state::derived::DerivedBook;
 use crate::state::governance::{Governance, LoadError, OwnNode};
 use crate::state::outputs::OutputBook;
@@ -315,6 +317,15 @@ impl Wiring<'_> {
             net.clone(),
             token(),
         )));
+        let deliverer = Deliverer {
+            settings: config.object_store.clone(),
+            chunks: st.chunks.clone(),
+            book: DeliveryBook::new(st.store.clone()),
+        };
+        if !self.options.ephemeral {
+            let d = deliverer.clone();
+            tasks.push(tokio::spawn(async move { d.recover().await }));
+        }
         let work_lock = Arc::new(tokio::sync::RwLock::new(()));
         let subscriber = Subscriber {
             book: st.subscriptions.clone(),
@@ -365,6 +376,7 @@ impl Wiring<'_> {
             access,
             publisher,
             fetcher,
+            deliverer,
             subscriber,
             tokens: st.tokens,
             deriver,

@@ -4,6 +4,7 @@
 
 use crate::home::HomeError;
 use crate::net::NetError;
+use crate::ops::deliver::DeliverError;
 use crate::ops::derive::DeriveError;
 use crate::ops::discover::DiscoverError;
 use crate::ops::fetch::FetchError;
@@ -62,6 +63,9 @@ pub enum NodeError {
     /// Registering or computing a derived product failed.
     #[error(transparent)]
     Derive(#[from] DeriveError),
+    /// Delivering into object storage failed.
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
 }
 
 impl From<QueryError> for NodeError {
@@ -158,6 +162,7 @@ impl NodeError {
                 _ => Internal,
             },
             NodeError::Fetch(e) => fetch_class(e),
+            NodeError::Deliver(e) => deliver_class(e),
             NodeError::Submit(SubmitError::Refused(_)) => Rejected,
             NodeError::Discover(DiscoverError::NotInCatalog(_)) => NotFound,
             NodeError::Home(HomeError::Invalid(_)) => Usage,
@@ -178,6 +183,19 @@ impl NodeError {
             },
             _ => Internal,
         }
+    }
+}
+
+/// Whose fault a delivery's failure is: a wrong URL, key, bucket or prefix is
+/// the user's; a store that fails or cannot be reached is unavailable.
+fn deliver_class(e: &DeliverError) -> ErrorClass {
+    use mesh_storage::objects::ObjectError as O;
+    match e {
+        DeliverError::Object(O::Store { .. }) => ErrorClass::Unavailable,
+        DeliverError::Object(_)
+        | DeliverError::NotOurs { .. }
+        | DeliverError::BadPointer { .. } => ErrorClass::Usage,
+        _ => ErrorClass::Internal,
     }
 }
 

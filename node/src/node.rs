@@ -10,7 +10,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use libp2p::{Multiaddr, PeerId};
 use mesh_contract::engine::Answer;
 use mesh_contract::health::{Lineage, SlaState};
-use mesh_protocol::{DomainName, Manifest, Policy, ProductId, ProductRef, Signed};
+use mesh_protocol::{DomainName, Manifest, ManifestHash, Policy, ProductId, ProductRef, Signed};
+use mesh_storage::objects::ObjectUrl;
 use mesh_storage::{ChunkStore, MetaStore};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ use crate::home::NodeHome;
 use crate::metrics::{gauge_value, Metrics};
 use crate::net::{NetworkHandle, PeerInfo, ReachabilityView};
 use crate::ops::access::AccessDesk;
+use crate::ops::deliver::Deliverer;
 use crate::ops::derive::{DeriveError, Deriver};
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
@@ -39,6 +41,7 @@ use crate::state::providers::Providers;
 use crate::state::tokens::{ConsumerToken, TokenBook, TokenRefused};
 use crate::state::usage::{ProductUsage, UsageLedger};
 use crate::state::verify::{self, VerifyReport};
+use crate::state::StateError;
 use crate::task::blocking;
 use mesh_protocol::rules::Decision;
 
@@ -95,6 +98,8 @@ pub(crate) struct Parts {
     pub(crate) access: AccessDesk,
     pub(crate) publisher: Publisher,
     pub(crate) fetcher: Fetcher,
+    /// Puts held versions into object storage.
+    pub(crate) deliverer: Deliverer,
     pub(crate) subscriber: Subscriber,
     /// The consumer tokens of the output ports.
     pub(crate) tokens: TokenBook,
@@ -461,6 +466,38 @@ impl Node {
             .fetcher
             .fetch(target, out, options, progress)
             .await?)
+    }
+
+    /// Fetches `target` into this node's store, then delivers its files into
+    /// object storage at `url` (see `ops/deliver`): `prefix/VERSION/...`, with
+    /// `prefix/current` switched last. The outcome's `delivered` says what moved.
+    pub async fn fetch_to_objects(
+        &self,
+        target: &ProductRef,
+        url: &ObjectUrl,
+        progress: Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<FetchOutcome, NodeError> {
+        let _shared_work = self.work_lock.read().await;
+        let deliverer = &self.parts.deliverer;
+        let bucket = deliverer.open(url).await?;
+        let fetcher = &self.parts.fetcher;
+        let mut outcome = fetcher
+            .fetch(target, None, FetchOptions::default(), progress.clone())
+            .await?;
+        let hash: ManifestHash = outcome
+            .manifest
+            .parse()
+            .map_err(|e| StateError::corrupt("the fetched manifest's hash", e))?;
+        let (_, manifest) = self
+            .parts
+            .catalog
+            .manifest(&hash)?
+            .ok_or_else(|| StateError::corrupt("the fetched manifest", "not recorded"))?;
+        let report = deliverer
+            .deliver(&bucket, &manifest, &hash, None, &progress)
+            .await?;
+        outcome.delivered = Some(Box::new(report));
+        Ok(outcome)
     }
 
     /// Runs `sql` over the products it names, fetching each first as

@@ -48,6 +48,10 @@ pub enum Tree {
     Tokens,
     /// The derived products this node computes, by product id.
     Derived,
+    /// Deliveries into object storage under way: multipart uploads started (so a
+    /// restart aborts what a crash left) and files already delivered (so it
+    /// resumes), by destination.
+    Deliveries,
 }
 
 impl Tree {
@@ -69,6 +73,7 @@ impl Tree {
             Tree::Outputs => "outputs",
             Tree::Tokens => "tokens",
             Tree::Derived => "derived",
+            Tree::Deliveries => "deliveries",
         }
     }
 }

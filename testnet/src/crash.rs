@@ -425,6 +425,7 @@ impl Harness {
             out: Some(out.clone()),
             force: false,
             in_place: false,
+            to_objects: None,
         };
         let result = self.kill_during(1, kill, move || {
             client

@@ -241,6 +241,7 @@ impl Testnet {
             port: None,
             child: None,
             links: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -443,6 +444,7 @@ impl Testnet {
             out: Some(out.to_owned()),
             force: false,
             in_place: false,
+            to_objects: None,
         };
         Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
     }
@@ -460,6 +462,7 @@ impl Testnet {
             out: Some(out.to_owned()),
             force: false,
             in_place: true,
+            to_objects: None,
         };
         Ok(self.nodes[i].client()?.fetch(&request, |_| {})?)
     }

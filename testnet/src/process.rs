@@ -107,6 +107,9 @@ pub struct TestNode {
     /// Fixed links (through a fault proxy) this node dials; with any, it runs with
     /// discovery off and these as its bootstrap peers.
     pub(crate) links: Vec<String>,
+    /// Environment variables the node process gets besides the harness's own
+    /// (object storage credentials); set before it starts.
+    pub env: Vec<(String, String)>,
 }
 
 /// How long a node may take to start.
@@ -231,6 +234,7 @@ impl TestNode {
             std::env::var("MESH_TESTNET_LOG")
                 .unwrap_or_else(|_| "info,libp2p_gossipsub=warn".into()),
         )
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone()?)
         .stderr(log);
         for b in bootstrap {

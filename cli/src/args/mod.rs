@@ -503,7 +503,13 @@ pub(crate) struct FetchArgs {
     pub(crate) product: String,
     /// Directory to write the product's files into. A file already there at one of
     /// the product's paths is replaced only if identical; otherwise nothing is
-    /// written (see --force).
+    /// written (see --force). Or `s3://BUCKET/PREFIX`: the node delivers the
+    /// version into object storage as `PREFIX/VERSION/...` and then switches
+    /// `PREFIX/current` (a JSON object naming the version) with a conditional put;
+    /// files unchanged since the previous version are copied inside the store.
+    /// The node's environment has the credentials (AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and `[object_store] endpoint` in
+    /// config.toml (or AWS_ENDPOINT_URL) names an S3-compatible store.
     #[arg(short, long)]
     pub(crate) out: PathBuf,
     /// Replace files already in the directory at the product's paths, even if they

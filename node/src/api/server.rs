@@ -427,9 +427,16 @@ async fn fetch(
             overwrite: req.force,
             in_place: req.in_place,
         };
-        let fetched = node
-            .fetch_with(&target, req.out, options, Some(tx.clone()))
-            .await;
+        let fetched = match &req.to_objects {
+            Some(url) => match url.parse() {
+                Ok(url) => node.fetch_to_objects(&target, &url, Some(tx.clone())).await,
+                Err(e) => Err(NodeError::BadRequest(format!("{e}"))),
+            },
+            None => {
+                node.fetch_with(&target, req.out, options, Some(tx.clone()))
+                    .await
+            }
+        };
         let last = match fetched {
             Ok(outcome) => FetchEvent::Done(outcome),
             Err(e) => FetchEvent::Error {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::net::{PeerInfo, ReachabilityView};
 pub use crate::node::NodeStatus;
+pub use crate::ops::deliver::DeliveryReport;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
 pub use crate::ops::publish::{CheckReport, PublishOptions, Published};
 pub use crate::ops::submit::Submitted;
@@ -46,6 +47,10 @@ pub struct FetchRequest {
     /// Keep the product only in the written files (see `FetchOptions::in_place`).
     #[serde(default)]
     pub in_place: bool,
+    /// Deliver the files into object storage instead (`s3://bucket/prefix`):
+    /// `prefix/VERSION/...`, then `prefix/current`.
+    #[serde(default)]
+    pub to_objects: Option<String>,
 }
 
 /// `POST /v1/query`: SQL over the products it names; the answer is an Arrow IPC

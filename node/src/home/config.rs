@@ -69,6 +69,11 @@ pub struct NodeConfig {
     /// Where OpenLineage events of this node's publishes go (none by default).
     #[serde(default)]
     pub lineage: LineageConfig,
+    /// How the node reaches S3-compatible object storage (`s3://` outputs): the
+    /// endpoint, region and profile; credentials come from the AWS environment
+    /// variables or profile files only.
+    #[serde(default)]
+    pub object_store: mesh_storage::objects::ObjectSettings,
 }
 
 fn default_discovery() -> bool {
@@ -111,6 +116,7 @@ impl Default for NodeConfig {
             flight_sql: PortConfig::default(),
             delta_sharing: SharingConfig::default(),
             lineage: LineageConfig::default(),
+            object_store: mesh_storage::objects::ObjectSettings::default(),
         }
     }
 }

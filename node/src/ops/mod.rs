@@ -9,7 +9,8 @@
 //! products into directories (each new version fetched and switched in whole);
 //! [`query`] runs SQL over the products a query names, fetching them first;
 //! [`derive`] computes derived products from such queries and publishes them;
-//! [`lineage`] emits an OpenLineage event per publish;
+//! [`lineage`] emits an OpenLineage event per publish; [`deliver`] puts a held
+//! version into object storage (`-o s3://...`);
 //! [`share`] serves products as Delta Sharing tables (versions as a history,
 //! each as one Parquet file of the contract's types);
 //! `background` runs the daemon's long tasks
@@ -17,6 +18,7 @@
 
 pub(crate) mod access;
 pub(crate) mod background;
+pub(crate) mod deliver;
 pub(crate) mod derive;
 pub(crate) mod discover;
 pub(crate) mod fetch;

@@ -13,6 +13,7 @@ pub(crate) mod access;
 pub(crate) mod announcements;
 pub(crate) mod catalog;
 pub(crate) mod declared;
+pub(crate) mod deliveries;
 pub(crate) mod derived;
 pub(crate) mod digest;
 pub(crate) mod gc;

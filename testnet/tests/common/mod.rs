@@ -105,3 +105,24 @@ pub(crate) fn answer_error(answer: &serde_json::Value) -> String {
         .unwrap_or_else(|| panic!("expected an error, got {answer}"))
         .to_string()
 }
+
+/// A SeaweedFS S3 server on loopback with its data under `dir` (see
+/// `mesh_testkit::seaweed`). Without a `weed` binary (`scripts/py-clients s3`
+/// installs it) says loudly that `test` is skipped and returns `None`; with `CI`
+/// set it panics instead.
+#[allow(dead_code)] // not every test binary uses object storage
+pub(crate) fn seaweed(dir: &std::path::Path, test: &str) -> Option<mesh_testkit::seaweed::Seaweed> {
+    use mesh_testkit::seaweed::Seaweed;
+    let weed = Seaweed::binary().or_else(|| {
+        let python = python_client("MESH_PY_S3", "s3", test)?;
+        Some(python.parent()?.join("weed")).filter(|w| w.is_file())
+    });
+    let Some(weed) = weed else {
+        if std::env::var_os("CI").is_some() {
+            panic!("{test} must run in CI, but no weed binary was found (scripts/py-clients s3)");
+        }
+        eprintln!("\n!!! SKIPPED: {test} needs SeaweedFS's weed (scripts/py-clients s3)\n");
+        return None;
+    };
+    Some(Seaweed::start(&weed, dir).expect("start SeaweedFS"))
+}

@@ -19,6 +19,7 @@ mod hedging;
 mod in_place;
 mod lineage;
 mod mesh;
+mod object_store;
 mod odps;
 mod oneshot;
 mod products;

@@ -238,6 +238,7 @@ fn invalid_manifest_is_refused_naming_the_field_and_changes_nothing() {
                         out: None,
                         force: false,
                         in_place: false,
+                        to_objects: None,
                     },
                     |_| {},
                 )

@@ -236,6 +236,7 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
         out: Some(net.root().join("out")),
         force: false,
         in_place: false,
+        to_objects: None,
     };
     let fetch = std::thread::spawn(move || client.fetch(&request, |_| {}));
     wait_until("node 1 to hold some chunks", DEADLINE, || {

@@ -32,6 +32,13 @@ pub enum FetchEvent {
         /// Total product bytes.
         total_bytes: u64,
     },
+    /// The version's files are going into object storage.
+    Delivering {
+        /// Bytes in place there so far.
+        done_bytes: u64,
+        /// Total product bytes.
+        total_bytes: u64,
+    },
     /// The fetch finished.
     Done(FetchOutcome),
     /// The fetch failed.
@@ -75,6 +82,9 @@ pub struct FetchOutcome {
     pub in_place: bool,
     /// Where the files were written, if anywhere.
     pub out: Option<PathBuf>,
+    /// What was delivered into object storage (`-o s3://...`).
+    #[serde(default)]
+    pub delivered: Option<Box<crate::ops::deliver::DeliveryReport>>,
     /// Peers that served chunks.
     pub providers: Vec<String>,
     /// Bytes each provider served in this fetch.

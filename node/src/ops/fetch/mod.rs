@@ -485,6 +485,7 @@ impl Fetcher {
             verified: true,
             in_place: p.in_place,
             out,
+            delivered: None,
             providers: served.keys().cloned().collect(),
             served,
             banned: lock(&job.bad)
