@@ -4,8 +4,8 @@
 //! checks, and buckets created only on request (`-s3.autoCreateBucket=false`, so a
 //! missing bucket is an error as on AWS). Dropping it kills the server.
 //!
-//! Every server gets its own address in 127.0.0.0/8 (chosen from the process id and
-//! a counter), so its fixed ports never meet another test's.
+//! Every server gets ports of its own on 127.0.0.1, checked free (see
+//! `free_ports`: SeaweedFS names unix sockets after ports, so ports must differ).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,6 +30,7 @@ pub struct Seaweed {
     weed: PathBuf,
     dir: PathBuf,
     ip: String,
+    ports: Ports,
     /// `http://IP:PORT` of the S3 gateway.
     pub endpoint: String,
 }
@@ -60,13 +61,15 @@ impl Seaweed {
     /// Starts a server on a fresh loopback address, its data under `dir`, and
     /// waits until S3 answers.
     pub fn start(weed: &Path, dir: &Path) -> io::Result<Seaweed> {
-        let ip = free_address()?;
+        let ports = free_ports()?;
+        let ip = "127.0.0.1".to_string();
         let mut s = Seaweed {
             child: None,
             weed: weed.to_owned(),
             dir: dir.to_owned(),
-            endpoint: format!("http://{ip}:8333"),
+            endpoint: format!("http://{ip}:{}", ports.s3),
             ip,
+            ports,
         };
         std::fs::create_dir_all(dir.join("data"))?;
         std::fs::write(
@@ -91,17 +94,15 @@ impl Seaweed {
             .arg(format!("-dir={}", d("data")))
             .arg(format!("-ip={ip}"))
             .arg(format!("-ip.bind={ip}"))
-            .args([
-                "-s3",
-                "-s3.port=8333",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-            ])
+            .args(["-s3", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.port={}", self.ports.s3))
             .arg(format!("-s3.config={}", d("s3.json")))
             .arg("-s3.autoCreateBucket=false")
             .arg(format!("-s3.localSocket={}", d("s3.sock")))
             .arg(format!("-filer.localSocket={}", d("filer.sock")))
-            .args(["-master.port=9333", "-volume.port=8080", "-filer.port=8888"])
+            .arg(format!("-master.port={}", self.ports.master))
+            .arg(format!("-volume.port={}", self.ports.volume))
+            .arg(format!("-filer.port={}", self.ports.filer))
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=0"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -137,7 +138,7 @@ impl Seaweed {
     }
 
     fn filer_ready(&self) -> bool {
-        http_status(&self.addr(8888), "GET", "/buckets/").is_ok()
+        http_status(&self.addr(self.ports.filer), "GET", "/buckets/").is_ok()
     }
 
     fn addr(&self, port: u16) -> SocketAddr {
@@ -146,12 +147,16 @@ impl Seaweed {
 
     /// The S3 gateway's address.
     pub fn s3_addr(&self) -> SocketAddr {
-        self.addr(8333)
+        self.addr(self.ports.s3)
     }
 
     /// Creates bucket `name` (through the filer: a folder under `/buckets`).
     pub fn make_bucket(&self, name: &str) -> io::Result<()> {
-        match http_status(&self.addr(8888), "POST", &format!("/buckets/{name}/"))? {
+        match http_status(
+            &self.addr(self.ports.filer),
+            "POST",
+            &format!("/buckets/{name}/"),
+        )? {
             200..=299 => Ok(()),
             code => Err(io::Error::other(format!(
                 "creating bucket {name} answered {code}"
@@ -197,28 +202,41 @@ impl Drop for Seaweed {
     }
 }
 
-/// A loopback address, chosen from the process id and a counter, on which the
-/// server's ports are free.
-fn free_address() -> io::Result<String> {
-    let pid = std::process::id();
-    for _ in 0..64 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let ip = format!(
-            "127.{}.{}.{}",
-            100 + (pid >> 16) % 100,
-            (pid >> 8) % 250,
-            2 + ((pid % 256) * 7 + n) % 250
-        );
-        let free = [8333u16, 18333, 9333, 19333, 8080, 18080, 8888, 18888]
-            .iter()
-            .all(|p| std::net::TcpListener::bind((ip.as_str(), *p)).is_ok());
-        if free {
-            return Ok(ip);
+/// The server's ports: its HTTP ports `p`, each with a gRPC port `p + 10000`.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    s3: u16,
+    master: u16,
+    volume: u16,
+    filer: u16,
+}
+
+/// Ports free on 127.0.0.1 (with their gRPC twins). SeaweedFS names its gRPC unix
+/// sockets after the port alone (`/tmp/seaweedfs-master-grpc-PORT.sock`), so two
+/// servers must never share a port, even on different addresses: every server
+/// here uses 127.0.0.1 and ports chosen from the process id and a counter, each
+/// checked free.
+fn free_ports() -> io::Result<Ports> {
+    let mut rng = crate::SeededRng::new(u64::from(std::process::id()) << 16);
+    let mut taken = Vec::new();
+    let mut pick = || -> io::Result<u16> {
+        for _ in 0..1000 {
+            let n = u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+            let p = 20_000 + ((rng.next_u64() ^ n.wrapping_mul(7919)) % 35_000) as u16;
+            let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+            if !taken.contains(&p) && free(p) && free(p + 10_000) {
+                taken.push(p);
+                return Ok(p);
+            }
         }
-    }
-    Err(io::Error::other(
-        "no loopback address with SeaweedFS's ports free",
-    ))
+        Err(io::Error::other("no free ports for SeaweedFS on 127.0.0.1"))
+    };
+    Ok(Ports {
+        s3: pick()?,
+        master: pick()?,
+        volume: pick()?,
+        filer: pick()?,
+    })
 }
 
 /// The status code of a bodiless HTTP/1.0 request.

@@ -35,6 +35,17 @@ pub struct Fault {
     pub loss: f64,
     /// Bytes per second each way; 0 is unlimited.
     pub rate: u64,
+    /// An HTTP status (such as 503) every request on a new connection is answered
+    /// with, then the connection closed, instead of forwarding; open connections
+    /// are closed. 0 forwards (for links to HTTP servers such as an S3 store).
+    pub http_status: u16,
+}
+
+impl Fault {
+    /// Whether connections are cut (a blackhole, or answered by the proxy).
+    fn cuts(&self) -> bool {
+        self.blackhole || self.http_status != 0
+    }
 }
 
 /// The retransmission delay a lost segment costs.
@@ -134,8 +145,13 @@ async fn serve(listener: TcpListener, target: SocketAddr, fault: watch::Receiver
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
         };
-        if fault.borrow().blackhole {
+        let f = *fault.borrow();
+        if f.blackhole {
             drop(inbound);
+            continue;
+        }
+        if f.http_status != 0 {
+            tokio::spawn(answer(inbound, f.http_status));
             continue;
         }
         let fault = fault.clone();
@@ -156,6 +172,23 @@ async fn serve(listener: TcpListener, target: SocketAddr, fault: watch::Receiver
     }
 }
 
+/// Reads a request's head and answers it with `status` and no body, then closes.
+async fn answer(mut inbound: TcpStream, status: u16) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(5), inbound.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let reply = format!(
+        "HTTP/1.1 {status} Injected Fault\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = inbound.write_all(reply.as_bytes()).await;
+    let _ = inbound.shutdown().await;
+}
+
 /// Forwards one direction until either side closes or the link is blackholed.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
@@ -168,7 +201,7 @@ async fn pump(
     let writer = tokio::spawn(async move {
         while let Some((at, bytes)) = rx.recv().await {
             tokio::time::sleep_until(at).await;
-            if writer_fault.borrow_and_update().blackhole || to.write_all(&bytes).await.is_err() {
+            if writer_fault.borrow_and_update().cuts() || to.write_all(&bytes).await.is_err() {
                 return;
             }
         }
@@ -187,14 +220,14 @@ async fn pump(
                     Ok(n) => n,
                 },
                 changed = fault.changed() => {
-                    if changed.is_err() || fault.borrow().blackhole {
+                    if changed.is_err() || fault.borrow().cuts() {
                         return true;
                     }
                     continue;
                 }
             };
             let f = *fault.borrow();
-            if f.blackhole {
+            if f.cuts() {
                 return true;
             }
             let mut at = Instant::now() + f.delay;

@@ -2,20 +2,26 @@
 //! loopback): a consumer node delivers fetched versions into a bucket
 //! (`mesh fetch ID -o s3://...`), each version under its own prefix with
 //! `current` switched last; an unchanged file is copied inside the store; the
-//! errors name the endpoint and the bucket.
+//! errors name the endpoint and the bucket; a store that answers 503, stalls or
+//! dies in the middle of an upload leaves nothing half-visible, and the delivery
+//! resumes once it is back (the upload the failure left open aborted).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use crate::common;
 
+use std::io::BufRead;
 use std::path::Path;
+use std::time::Duration;
 
 use common::{testnet, DEADLINE};
 use mesh_node::api::{FetchEvent, FetchOutcome};
+use mesh_node::NodeHome;
 use mesh_storage::objects::object_store::ObjectStoreExt;
 use mesh_storage::objects::{Bucket, ObjectSettings, ObjectUrl};
 use mesh_testkit::seaweed::Seaweed;
-use mesh_testnet::{last_fetch_event, sample, Testnet};
+use mesh_testnet::proxy::{Fault, FaultProxy};
+use mesh_testnet::{last_fetch_event, sample, wait_until, Testnet};
 
 /// Reads `s3://bucket/key` from `s`.
 fn read_object(s: &Seaweed, url: &str) -> Option<Vec<u8>> {
@@ -52,7 +58,11 @@ fn deliver(net: &Testnet, i: usize, product: &str, url: &str) -> Result<FetchOut
 }
 
 fn publish(net: &Testnet, dir: &Path, product: &str, version: &str) {
-    let toml = sample::manifest_toml(product, version);
+    let toml = if dir.join("big.bin").exists() {
+        sample::binary_manifest_toml(product, version)
+    } else {
+        sample::manifest_toml(product, version)
+    };
     net.publish(0, dir, &toml).unwrap();
     net.wait_product(1, product, version, DEADLINE).unwrap();
 }
@@ -125,4 +135,152 @@ fn fetched_versions_are_delivered_into_a_bucket_with_current_switched_last() {
         e.contains("no-such-bucket") && e.contains(&s3.endpoint),
         "{e}"
     );
+}
+
+/// Gives node `i` the credentials of `s3`, with its endpoint `endpoint`, and
+/// object storage settings that fail fast (one retry, 3 s per request).
+fn reach_store(net: &mut Testnet, i: usize, s3: &Seaweed, endpoint: &str) {
+    net.nodes[i].env = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+        .collect();
+    let home = NodeHome::new(&net.nodes[i].home);
+    let mut config = home.load_config().unwrap();
+    config.object_store.endpoint = Some(endpoint.to_string());
+    config.object_store.retries = Some(1);
+    config.object_store.timeout_secs = Some(3);
+    std::fs::write(home.config_path(), config.to_toml().unwrap()).unwrap();
+}
+
+/// Runs a delivery on node `i` in the background and returns once it has put
+/// some but not all bytes in place (the first file delivered, the second under
+/// way), with the child still running.
+fn deliver_until_midway(net: &Testnet, i: usize, product: &str, url: &str) -> std::process::Child {
+    let mut child = net
+        .mesh_bin()
+        .command(&net.nodes[i].home)
+        .args(["--json", "fetch", product, "-o", url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Ok(FetchEvent::Delivering {
+            done_bytes,
+            total_bytes,
+        }) = serde_json::from_str(&line)
+        {
+            if done_bytes > 0 && done_bytes < total_bytes {
+                return child;
+            }
+        }
+    }
+    panic!("the delivery ended before it was midway");
+}
+
+#[test]
+fn a_delivery_survives_503s_a_stall_and_the_store_dying_midway() {
+    let mut net = testnet(2);
+    let Some(mut s3) = common::seaweed(&net.root().join("seaweed"), "object_store faults") else {
+        return;
+    };
+    s3.make_bucket("lake").unwrap();
+    let proxy = FaultProxy::new().unwrap();
+    let endpoint = format!("http://{}", proxy.link(1, 99, s3.s3_addr()).unwrap());
+    reach_store(&mut net, 1, &s3, &endpoint);
+    net.start_all().unwrap();
+    let dir = net.root().join("big");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a-notes.txt"), "a small file, delivered first\n").unwrap();
+    let mut rng = mesh_testkit::SeededRng::new(5);
+    let big: Vec<u8> = (0..48 << 20).map(|_| rng.next_u64() as u8).collect();
+    std::fs::write(dir.join("big.bin"), &big).unwrap();
+    publish(&net, &dir, "sales/big", "1.0.0");
+    net.fetch(1, "sales/big", &net.root().join("held")).unwrap();
+    let url = "s3://lake/big";
+
+    // Every request answered 503: a clear error, nothing current.
+    proxy.set(
+        1,
+        99,
+        Fault {
+            http_status: 503,
+            ..Fault::default()
+        },
+    );
+    let e = deliver(&net, 1, "sales/big", url).unwrap_err();
+    assert!(e.contains(&endpoint) && e.contains("lake"), "{e}");
+    assert!(e.contains("503"), "{e}");
+    // A stalled connection: the request times out, named the same way.
+    proxy.set(
+        1,
+        99,
+        Fault {
+            delay: Duration::from_secs(3600),
+            ..Fault::default()
+        },
+    );
+    let e = deliver(&net, 1, "sales/big", url).unwrap_err();
+    assert!(e.contains(&endpoint), "{e}");
+
+    // The store killed in the middle of the big file's upload.
+    proxy.set(
+        1,
+        99,
+        Fault {
+            rate: 8 << 20,
+            ..Fault::default()
+        },
+    );
+    let mut child = deliver_until_midway(&net, 1, "sales/big", url);
+    s3.kill();
+    assert!(!child.wait().unwrap().success(), "the delivery fails");
+    s3.restart().unwrap();
+    proxy.heal();
+    assert!(
+        read_object(&s3, &format!("{url}/current")).is_none(),
+        "nothing current"
+    );
+
+    // The node restarts and aborts the upload the failure left open.
+    net.nodes[1].terminate().unwrap();
+    net.start(1).unwrap();
+    wait_until("the open upload to be aborted", common::DEADLINE, || {
+        Ok(net.nodes[1]
+            .log()
+            .contains("aborted an upload a crash left open"))
+    })
+    .unwrap();
+    if let Some(aws) = Seaweed::binary().and_then(|w| Some(w.parent()?.join("aws"))) {
+        let listed = std::process::Command::new(aws)
+            .args([
+                "--endpoint-url",
+                &s3.endpoint,
+                "s3api",
+                "list-multipart-uploads",
+                "--bucket",
+                "lake",
+            ])
+            .envs(s3.env())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.status.success() && !text.contains("UploadId"),
+            "{text}"
+        );
+    }
+
+    // Run again: the first file is resumed, the second uploaded whole.
+    let done = deliver(&net, 1, "sales/big", url).unwrap();
+    let d = done.delivered.unwrap();
+    assert_eq!((d.resumed_files, d.uploaded_files), (1, 1), "{d:?}");
+    assert!(read_object(&s3, &format!("{url}/1.0.0/big.bin")).unwrap() == big);
+    let current: serde_json::Value =
+        serde_json::from_slice(&read_object(&s3, &format!("{url}/current")).unwrap()).unwrap();
+    assert_eq!(current["version"], "1.0.0");
 }
