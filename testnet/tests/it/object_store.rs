@@ -179,6 +179,8 @@ fn deliver_until_midway(net: &Testnet, i: usize, product: &str, url: &str) -> st
             }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the delivery ended before it was midway");
 }
 
