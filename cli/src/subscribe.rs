@@ -17,8 +17,15 @@ const WAIT: Duration = Duration::from_secs(600);
 /// `mesh subscribe PRODUCT -o DIR [--keep N] [--wait]`.
 pub(crate) fn subscribe(home: &Path, a: SubscribeArgs, json: bool) -> anyhow::Result<()> {
     let api = client(home)?;
-    let out =
-        std::path::absolute(&a.out).with_context(|| format!("resolving {}", a.out.display()))?;
+    let is_url = a
+        .out
+        .to_str()
+        .is_some_and(mesh_storage::objects::ObjectUrl::is_object_url);
+    let out = if is_url {
+        a.out.clone()
+    } else {
+        std::path::absolute(&a.out).with_context(|| format!("resolving {}", a.out.display()))?
+    };
     let mut view = api.subscribe(&SubscribeBody {
         product: a.product.clone(),
         out,

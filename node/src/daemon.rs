@@ -334,6 +334,7 @@ impl Wiring<'_> {
             governance: st.governance.clone(),
             providers: st.providers.clone(),
             work_lock: work_lock.clone(),
+            deliverer: deliverer.clone(),
         };
         if !self.options.ephemeral {
             tasks.push(tokio::spawn(background::provider_records(

@@ -86,9 +86,12 @@ pub(crate) struct SubscribeArgs {
     /// The product, `domain/name`.
     pub(crate) product: String,
     /// The directory (new or empty, or this subscription's own) on the node's machine.
+    /// Or `s3://BUCKET/PREFIX` (empty, or this product's): each version is
+    /// delivered there as `PREFIX/VERSION/...` and `PREFIX/current` switched last
+    /// (see `mesh fetch --help` for the credentials the node needs).
     #[arg(short, long)]
     pub(crate) out: PathBuf,
-    /// How many versions stay materialized (older folders are removed).
+    /// How many versions stay materialized (older folders, or prefixes, are removed).
     #[arg(long, default_value_t = 2)]
     pub(crate) keep: usize,
     /// Wait until the newest version is materialized (or the subscription is denied

@@ -1,5 +1,5 @@
-//! This node's subscriptions: products it follows into a directory (`mesh
-//! subscribe`). Each is a record in the store, so it survives a restart: where its
+//! This node's subscriptions: products it follows into a directory or an object
+//! storage prefix (`mesh subscribe`). Each is a record in the store, so it survives a restart: where its
 //! versions go, how many to keep, whether it still runs (a denied one stops), its
 //! state and the versions it has materialized, with the lag of each.
 //!
@@ -176,6 +176,10 @@ pub(crate) struct Subscription {
     /// Versions the policy flags are passed over.
     #[serde(default)]
     pub(crate) skip_flagged: bool,
+    /// Versions go into object storage here instead of a directory (`out` then
+    /// holds the same URL, for display).
+    #[serde(default)]
+    pub(crate) objects: Option<mesh_storage::objects::ObjectUrl>,
 }
 
 impl Subscription {
@@ -194,6 +198,7 @@ impl Subscription {
             dir: None,
             made: Vec::new(),
             skip_flagged: false,
+            objects: None,
         }
     }
 

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{testnet, DEADLINE};
-use mesh_node::api::{FetchEvent, FetchOutcome};
+use mesh_node::api::{FetchEvent, FetchOutcome, SubscriptionView};
 use mesh_node::NodeHome;
 use mesh_storage::objects::object_store::ObjectStoreExt;
 use mesh_storage::objects::{Bucket, ObjectSettings, ObjectUrl};
@@ -123,11 +123,59 @@ fn fetched_versions_are_delivered_into_a_bucket_with_current_switched_last() {
     let again = deliver(&net, 1, "sales/orders", prefix).unwrap();
     assert!(again.delivered.unwrap().already_current);
 
+    // A subscriber delivers each new version into another bucket, keeping one.
+    s3.make_bucket("subscribed").unwrap();
+    let followed = "s3://subscribed/orders";
+    let view: SubscriptionView = net.nodes[1]
+        .cli_json(
+            net.mesh_bin(),
+            &[
+                "subscribe",
+                "sales/orders",
+                "-o",
+                followed,
+                "--keep",
+                "1",
+                "--wait",
+            ],
+        )
+        .unwrap();
+    assert_eq!(view.state, "up to date", "{view:?}");
+    assert_eq!(view.current.as_deref(), Some("1.1.0"));
+    std::fs::write(&notes, "third version\n").unwrap();
+    publish(&net, &dir, "sales/orders", "1.2.0");
+    wait_until("the subscription to deliver 1.2.0", DEADLINE, || {
+        let current = read_object(&s3, &format!("{followed}/current"));
+        Ok(current.is_some_and(|c| {
+            serde_json::from_slice::<serde_json::Value>(&c).unwrap()["version"] == "1.2.0"
+        }))
+    })
+    .unwrap();
+    assert_eq!(
+        read_object(&s3, &format!("{followed}/1.2.0/notes.txt")).unwrap(),
+        b"third version\n"
+    );
+    assert!(
+        read_object(&s3, &format!("{followed}/1.1.0/notes.txt")).is_none(),
+        "the version beyond --keep 1 is removed"
+    );
+
     // Another product into the same prefix is refused, naming what is there.
     std::fs::write(&notes, "other\n").unwrap();
     publish(&net, &dir, "sales/other", "1.0.0");
     let e = deliver(&net, 1, "sales/other", prefix).unwrap_err();
     assert!(e.contains("sales/orders") && e.contains(prefix), "{e}");
+    let e = net.nodes[1]
+        .cli_json::<SubscriptionView>(
+            net.mesh_bin(),
+            &["subscribe", "sales/other", "-o", followed],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sales/orders"),
+        "a prefix of another product: {e}"
+    );
 
     // A bucket that does not exist, named with the endpoint.
     let e = deliver(&net, 1, "sales/orders", "s3://no-such-bucket/x").unwrap_err();

@@ -143,7 +143,7 @@ impl Deliverer {
             files: manifest.files.len(),
             ..DeliveryReport::default()
         };
-        let (previous, etag) = self.read_pointer(bucket, manifest).await?;
+        let (previous, etag) = self.read_pointer(bucket, &manifest.id.to_string()).await?;
         if previous.as_ref().map(|p| &p.manifest) == Some(&hash.to_string()) {
             report.already_current = true;
             return Ok(report);
@@ -218,11 +218,16 @@ impl Deliverer {
         }
     }
 
-    /// The pointer at the prefix (checked to be this product's) and its ETag.
+    /// Checks that the prefix is empty or holds `product`'s deliveries.
+    pub(crate) async fn claim(&self, bucket: &Bucket, product: &str) -> Result<(), DeliverError> {
+        self.read_pointer(bucket, product).await.map(|_| ())
+    }
+
+    /// The pointer at the prefix (checked to be `product`'s) and its ETag.
     async fn read_pointer(
         &self,
         bucket: &Bucket,
-        manifest: &Manifest,
+        product: &str,
     ) -> Result<(Option<Pointer>, Option<String>), DeliverError> {
         let key = bucket.key(CURRENT)?;
         let Some(meta) = bucket.head(&key).await? else {
@@ -244,11 +249,11 @@ impl Deliverer {
             .await
             .map_err(|e| bucket.error(e, key.as_ref()))?;
         let pointer: Pointer = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-        if pointer.product != manifest.id.to_string() {
+        if pointer.product != product {
             return Err(DeliverError::NotOurs {
                 url: bucket.url().to_string(),
                 other: pointer.product,
-                product: manifest.id.to_string(),
+                product: product.to_string(),
             });
         }
         Ok((Some(pointer), meta.e_tag))

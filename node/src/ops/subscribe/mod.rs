@@ -13,6 +13,7 @@
 //! retried, with a pause that doubles up to [`MAX_BACKOFF`].
 
 pub(crate) mod layout;
+mod objects;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use mesh_storage::objects::{ObjectError, ObjectUrl};
 
 use self::layout::Layout;
 use super::fetch::{FetchError, Fetcher};
@@ -126,6 +129,16 @@ impl From<crate::task::TaskError> for Failed {
     }
 }
 
+/// Refuses a `keep` out of range.
+fn check_keep(keep: usize) -> Result<(), SubscribeError> {
+    if keep == 0 || keep > MAX_KEEP {
+        return Err(SubscribeError::Refused(format!(
+            "--keep must be 1..={MAX_KEEP}, not {keep}"
+        )));
+    }
+    Ok(())
+}
+
 /// A retry that is not due yet.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -180,6 +193,8 @@ pub(crate) struct Subscriber {
     pub(crate) providers: Providers,
     /// The node's work lock: a fetch holds it shared (GC exclusively).
     pub(crate) work_lock: Arc<RwLock<()>>,
+    /// Delivers versions of subscriptions into object storage.
+    pub(crate) deliverer: crate::ops::deliver::Deliverer,
 }
 
 impl Subscriber {
@@ -192,17 +207,21 @@ impl Subscriber {
         keep: usize,
         skip_flagged: bool,
     ) -> Result<SubscriptionView, SubscribeError> {
+        if let Some(url) = out.to_str().filter(|t| ObjectUrl::is_object_url(t)) {
+            let url = url
+                .parse()
+                .map_err(|e: ObjectError| SubscribeError::Refused(e.to_string()))?;
+            return self
+                .subscribe_objects(product, url, keep, skip_flagged)
+                .await;
+        }
         if !out.is_absolute() {
             return Err(SubscribeError::Refused(format!(
                 "the subscription directory must be an absolute path, not {}",
                 out.display()
             )));
         }
-        if keep == 0 || keep > MAX_KEEP {
-            return Err(SubscribeError::Refused(format!(
-                "--keep must be 1..={MAX_KEEP}, not {keep}"
-            )));
-        }
+        check_keep(keep)?;
         let (book, catalog) = (self.book.clone(), self.catalog.clone());
         let id = product.clone();
         let sub = blocking(move || -> Result<Subscription, SubscribeError> {
@@ -380,6 +399,14 @@ impl Subscriber {
         let book = self.book.clone();
         blocking(move || -> Result<(), SubscribeError> {
             for mut s in book.all()?.into_iter().filter(Subscription::active) {
+                if s.objects.is_some() {
+                    // Deliveries resume by themselves (`ops/deliver`).
+                    if matches!(s.state, SubState::Fetching { .. }) {
+                        s.set_state(SubState::Behind, unix_now_ms());
+                        book.put(&s)?;
+                    }
+                    continue;
+                }
                 let cleaned = Layout::open(&s.out, &s.product.to_string(), s.dir)
                     .and_then(|l| l.clean(&s.made));
                 match cleaned {
@@ -419,9 +446,14 @@ impl Subscriber {
             sub.set_state(SubState::Denied { reason }, now);
             return self.save(sub).await;
         }
-        let layout = match self.open_dir(&mut sub).await? {
-            Ok(layout) => layout,
-            Err(e @ layout::LayoutError::Moved { .. }) => {
+        let opened = match sub.objects {
+            Some(_) => None,
+            None => Some(self.open_dir(&mut sub).await?),
+        };
+        let layout = match opened {
+            None => None,
+            Some(Ok(layout)) => Some(layout),
+            Some(Err(e @ layout::LayoutError::Moved { .. })) => {
                 warn!(product = %sub.product, "subscription stopped: {e}");
                 sub.set_state(
                     SubState::Moved {
@@ -432,7 +464,7 @@ impl Subscriber {
                 return self.save(sub).await;
             }
             // Looked at again at the next tick.
-            Err(e) => {
+            Some(Err(e)) => {
                 warn!(product = %sub.product, "subscription: {e}");
                 return Ok(());
             }
@@ -462,8 +494,11 @@ impl Subscriber {
             now,
         );
         self.save(sub.clone()).await?;
-        let result = self.materialize(&mut sub, &layout, &newest).await;
-        self.settle(&mut sub, &layout, result, &version, backoff)
+        let result = match &layout {
+            Some(layout) => self.materialize(&mut sub, layout, &newest).await,
+            None => self.deliver_version(&sub, &newest).await,
+        };
+        self.settle(&mut sub, layout.as_ref(), result, &version, backoff)
             .await;
         self.save(sub).await
     }
@@ -552,7 +587,7 @@ impl Subscriber {
     async fn settle(
         &self,
         sub: &mut Subscription,
-        layout: &Arc<Layout>,
+        layout: Option<&Arc<Layout>>,
         result: Result<Materialized, Failed>,
         version: &str,
         backoff: &mut HashMap<ProductId, Backoff>,
@@ -562,7 +597,12 @@ impl Subscriber {
                 backoff.remove(&sub.product);
                 info!(product = %sub.product, %version, lag_ms = m.lag_ms(), "subscription: materialized");
                 let gone = sub.materialized(m);
-                match self.prune(sub, layout, gone).await {
+                // A delivery into object storage removed its old versions itself.
+                let pruned = match layout {
+                    Some(layout) => self.prune(sub, layout, gone).await,
+                    None => Ok(()),
+                };
+                match pruned {
                     Ok(()) => {
                         sub.set_state(SubState::UpToDate, unix_now_ms());
                         return;
