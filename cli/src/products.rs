@@ -1,7 +1,7 @@
 //! Product commands that talk to the running daemon: publish, products, show, gc,
 //! verify and usage (fetch is `fetch.rs`, peers and status `network.rs`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use mesh_node::api::{Filter, GcRequest};
@@ -44,8 +44,18 @@ pub(crate) fn draft_toml(
 
 pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
     let manifest = draft_toml(home, a.manifest.as_deref(), a.contract.as_deref())?;
-    let path = std::fs::canonicalize(&a.path)
-        .with_context(|| format!("cannot read {}", a.path.display()))?;
+    let is_url = a
+        .path
+        .to_str()
+        .is_some_and(mesh_storage::objects::ObjectUrl::is_object_url);
+    let path = if is_url {
+        // Checked here, so a mistake is named before the node is asked.
+        let url: mesh_storage::objects::ObjectUrl = a.path.to_string_lossy().parse()?;
+        PathBuf::from(url.to_string())
+    } else {
+        std::fs::canonicalize(&a.path)
+            .with_context(|| format!("cannot read {}", a.path.display()))?
+    };
     let options = mesh_node::api::PublishOptions {
         in_place: a.in_place,
     };
@@ -67,7 +77,7 @@ pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result
     );
     if p.in_place {
         say_line!(
-            "  served in place from {} (no copy in the store; keep the files unchanged)",
+            "  served in place from {} (no copy in the store; keep the data unchanged)",
             path.display()
         );
     }

@@ -184,6 +184,14 @@ impl LocalState {
         let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&home.db_path())?);
         let governance = open_governance(home, store.clone())?;
         let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
+        // Chunks published in place from object storage are read through it.
+        let objects = mesh_storage::objects::ObjectSource::new(config.object_store.clone())
+            .map_err(|source| mesh_storage::ChunkError::Io {
+                path: home.root().to_owned(),
+                source,
+            })?;
+        chunks.set_remote(objects);
+        crate::ops::publish_objects::clean_spools(home.root());
         let catalog = Catalog::new(store.clone(), governance.clone());
         catalog.recheck_complete(&chunks)?;
         warm_digest(&catalog);

@@ -159,6 +159,10 @@ impl NodeError {
                 PublishError::Quality(_) => InvalidData,
                 PublishError::Request(_) => Usage,
                 PublishError::Refused(_) => Rejected,
+                PublishError::Objects(mesh_storage::objects::ObjectError::Store { .. }) => {
+                    Unavailable
+                }
+                PublishError::Objects(_) => Usage,
                 _ => Internal,
             },
             NodeError::Fetch(e) => fetch_class(e),

@@ -11,7 +11,7 @@ use libp2p::{Multiaddr, PeerId};
 use mesh_contract::engine::Answer;
 use mesh_contract::health::{Lineage, SlaState};
 use mesh_protocol::{DomainName, Manifest, ManifestHash, Policy, ProductId, ProductRef, Signed};
-use mesh_storage::objects::ObjectUrl;
+use mesh_storage::objects::{Bucket, ObjectUrl};
 use mesh_storage::{ChunkStore, MetaStore};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,8 @@ use crate::ops::deliver::Deliverer;
 use crate::ops::derive::{DeriveError, Deriver};
 use crate::ops::discover::{self, ProviderView};
 use crate::ops::fetch::{FetchError, FetchEvent, FetchOptions, FetchOutcome, Fetcher};
-use crate::ops::publish::{CheckReport, PublishOptions, Published, Publisher};
+use crate::ops::publish::{CheckReport, PublishError, PublishOptions, Published, Publisher};
+use crate::ops::publish_objects;
 use crate::ops::query::{self, Reader, Want};
 use crate::ops::share;
 use crate::ops::submit::{self, Submitted};
@@ -410,12 +411,37 @@ impl Node {
     ) -> Result<Published, NodeError> {
         let _shared_work = self.work_lock.read().await;
         let publisher = self.parts.publisher.clone();
-        let (published, envelope) = blocking(move || {
-            publisher
-                .publish(&path, &draft_toml, options)
-                .map_err(NodeError::from)
-        })
-        .await?;
+        let url = path
+            .to_str()
+            .filter(|t| ObjectUrl::is_object_url(t))
+            .map(str::parse::<ObjectUrl>)
+            .transpose()
+            .map_err(PublishError::from)?;
+        let (published, envelope) = match url {
+            Some(url) => {
+                let bucket = Bucket::open(&url, &self.parts.deliverer.settings)
+                    .map_err(PublishError::from)?;
+                bucket.check().await.map_err(PublishError::from)?;
+                let mut spool = publish_objects::spool(&bucket, self.parts.home.root()).await?;
+                blocking(move || {
+                    let found = spool.take_found().ok_or_else(|| {
+                        PublishError::Request("nothing was spooled to publish".into())
+                    })?;
+                    let out = publisher.publish_found(found, &draft_toml, options);
+                    drop(spool);
+                    out.map_err(NodeError::from)
+                })
+                .await?
+            }
+            None => {
+                blocking(move || {
+                    publisher
+                        .publish(&path, &draft_toml, options)
+                        .map_err(NodeError::from)
+                })
+                .await?
+            }
+        };
         tracing::info!(product = %published.product, version = %published.version, "published");
         self.parts.metrics.publishes.inc();
         self.parts.net.announce(envelope).await?;

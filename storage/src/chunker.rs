@@ -46,7 +46,23 @@ pub fn chunk_file_tracked(
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
 ) -> Result<ChunkedFile, ChunkError> {
-    chunk_with(path, store, written, false).map(|(out, _)| out)
+    chunk_with(path, store, written, None).map(|(out, _)| out)
+}
+
+/// Chunks `spool`, a local copy of the remote object `source` (see
+/// [`ChunkStore::reference_remote`]: `s3://bucket/key` and the ETag read), and
+/// records every chunk as a range of the object, not of the copy: the copy may go
+/// once this returns, and the node serves the chunks by ranged reads of the object.
+pub fn chunk_object_in_place(
+    spool: &Path,
+    source: &str,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+) -> Result<ChunkedFile, ChunkError> {
+    let id = store.reference_remote(source)?;
+    let (mut out, _) = chunk_with(spool, store, written, Some(id))?;
+    out.replaced = store.forget_replaced(id)?;
+    Ok(out)
 }
 
 /// Like [`chunk_file_tracked`], but in place: the chunks are recorded as ranges of
@@ -63,7 +79,8 @@ pub fn chunk_file_in_place(
         source,
     };
     let before = stamp(&fs::metadata(path).map_err(io)?);
-    let (mut out, id) = chunk_with(path, store, written, true)?;
+    let id = store.reference(path)?;
+    let (mut out, id) = chunk_with(path, store, written, Some(id))?;
     let after = fs::metadata(path).map_err(io)?;
     if stamp(&after) != before || after.len() != out.size {
         return Err(io(std::io::Error::other(
@@ -92,22 +109,19 @@ fn stamp(m: &fs::Metadata) -> [i64; 7] {
     ]
 }
 
+/// Chunks the file at `path` into `store`: copied, or recorded as ranges of the
+/// reference `referenced` (whose bytes are the file's).
 fn chunk_with(
     path: &Path,
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
-    in_place: bool,
+    referenced: Option<RefId>,
 ) -> Result<(ChunkedFile, Option<RefId>), ChunkError> {
     let io = |source| ChunkError::Io {
         path: path.to_owned(),
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let referenced = if in_place {
-        Some(store.reference(path)?)
-    } else {
-        None
-    };
     let mut out = ChunkedFile {
         size: 0,
         chunks: Vec::new(),
@@ -221,7 +235,8 @@ mod tests {
             .map(|c| c.unwrap().length as u32)
             .collect();
             for in_place in [false, true] {
-                let (got, _) = chunk_with(&f, &store, &mut Vec::new(), in_place).unwrap();
+                let referenced = in_place.then(|| store.reference(&f).unwrap());
+                let (got, _) = chunk_with(&f, &store, &mut Vec::new(), referenced).unwrap();
                 let lens: Vec<u32> = got.chunks.iter().map(|c| c.len).collect();
                 assert_eq!(lens, stream, "case {i} ({} bytes)", data.len());
                 assert_eq!(got.size, data.len() as u64);

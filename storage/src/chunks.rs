@@ -34,6 +34,30 @@ mod read;
 mod refs;
 mod write;
 
+/// Where the bytes of chunks referenced outside the local disk are read from: an
+/// object store (`mesh_storage::objects::ObjectSource`). A source is the text
+/// recorded by [`ChunkStore::reference_remote`] (it starts with
+/// [`REMOTE_PREFIX`]).
+pub trait RemoteSource: Send + Sync + std::fmt::Debug {
+    /// `len` bytes at `offset` of the object `source` names, as it was when
+    /// referenced. [`RemoteError::Changed`] when it is no longer that object.
+    fn read_at(&self, source: &str, offset: u64, len: u32) -> Result<Vec<u8>, RemoteError>;
+}
+
+/// A failed read of a remote reference.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The object changed or went since it was referenced.
+    #[error("changed since it was published: {0}")]
+    Changed(String),
+    /// The store could not be read (unreachable, refused): try again later.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How a remote reference's source begins.
+pub const REMOTE_PREFIX: &str = "s3://";
+
 /// A file registered with [`ChunkStore::reference`], whose chunks
 /// [`ChunkStore::put_ref`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +165,8 @@ pub struct ChunkStore {
     faults: Faults,
     /// Corrupt index records skipped when the store was opened.
     corrupt: usize,
+    /// Where remote references are read from, once the node sets it.
+    remote: std::sync::OnceLock<Arc<dyn RemoteSource>>,
 }
 
 #[derive(Debug)]
@@ -291,7 +317,14 @@ impl ChunkStore {
             _lock: lock_file,
             faults: Faults::off(),
             corrupt: replayed.corrupt,
+            remote: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets where remote references are read from (once; later calls are
+    /// ignored). Without it, reading one fails with an I/O error that says so.
+    pub fn set_remote(&self, source: Arc<dyn RemoteSource>) {
+        let _ = self.remote.set(source);
     }
 
     /// Corrupt index records skipped when the store was opened: their chunks are

@@ -17,7 +17,7 @@ pub mod objects;
 mod pack;
 mod sys;
 
-pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
+pub use chunks::{ChunkError, ChunkLocation, ChunkStore, RemoteError, RemoteSource};
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use meta::{MemStore, MetaStore, SledStore, StoreError, StoreErrorKind, Tree};

@@ -345,7 +345,11 @@ pub(crate) struct ShowPolicyArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {
-    /// The file or directory to publish.
+    /// The file or directory to publish; or `s3://BUCKET/PREFIX`: every object
+    /// under the prefix (its key below the prefix is its path in the product),
+    /// read by the node with the credentials in its environment (see `mesh fetch
+    /// --help`). With --in-place the node keeps no copy and serves the objects by
+    /// ranged reads, each checked against its hash and the ETag read at publish.
     pub(crate) path: PathBuf,
     /// The product manifest (TOML); see the README for every field.
     #[arg(

@@ -1,7 +1,8 @@
 //! The node's operations: what a user asks of it, built on `state/` and, where
 //! peers are needed, the `net/` handle.
 //!
-//! Map: [`publish`] turns files and a draft into a signed, announced product;
+//! Map: [`publish`] turns files and a draft into a signed, announced product
+//! ([`publish_objects`]: from object storage, in place or copied);
 //! [`fetch`] resolves, downloads from several providers and verifies (its
 //! scheduler in `fetch/schedule.rs`); [`discover`] lists the catalog with each
 //! product's SLA and lineage health; [`submit`] takes a signed policy; [`access`]
@@ -24,6 +25,7 @@ pub(crate) mod discover;
 pub(crate) mod fetch;
 pub(crate) mod lineage;
 pub(crate) mod publish;
+pub(crate) mod publish_objects;
 pub(crate) mod query;
 pub(crate) mod share;
 pub(crate) mod submit;

@@ -15,7 +15,7 @@ use mesh_protocol::manifest::{FileEntry, Quality};
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
-use mesh_storage::chunker::{chunk_file_in_place, chunk_file_tracked};
+use mesh_storage::chunker::{chunk_file_in_place, chunk_file_tracked, chunk_object_in_place};
 use serde::Serialize;
 
 use libp2p::PeerId;
@@ -53,6 +53,10 @@ pub enum PublishError {
     /// A background task failed.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// Reading the data from object storage failed (the message names the
+    /// endpoint and the bucket).
+    #[error(transparent)]
+    Objects(#[from] mesh_storage::objects::ObjectError),
 }
 
 impl From<mesh_storage::ChunkError> for PublishError {
@@ -236,6 +240,31 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
+/// What a publish reads: files on this machine, or objects of an object store
+/// copied to a spool (`ops/publish_objects.rs`) and, published in place, recorded
+/// as ranges of the objects (`sources`, one per file), not of the copies.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// `(relative path, full path)` of each file.
+    Files(Vec<(String, PathBuf)>),
+    /// The spooled copies, and each one's remote source.
+    Objects {
+        /// `(relative path, spool path)`.
+        files: Vec<(String, PathBuf)>,
+        /// `mesh_storage::objects::source_of` each object.
+        sources: Vec<String>,
+    },
+}
+
+impl Found {
+    /// `(relative path, readable path)` of each file.
+    pub(crate) fn files(&self) -> &[(String, PathBuf)] {
+        match self {
+            Found::Files(f) | Found::Objects { files: f, .. } => f,
+        }
+    }
+}
+
 fn field_errors(errs: Vec<mesh_protocol::manifest::FieldError>) -> PublishError {
     PublishError::InvalidManifest(errs.iter().map(|e| e.to_string()).collect())
 }
@@ -354,8 +383,20 @@ impl Publisher {
         draft_toml: &str,
         options: PublishOptions,
     ) -> Result<(Published, Vec<u8>), PublishError> {
+        let found = collect_files(path)?;
+        self.publish_found(Found::Files(found), draft_toml, options)
+    }
+
+    /// Publishes `found` (files, or objects spooled from object storage) as
+    /// [`Publisher::publish`] does.
+    pub(crate) fn publish_found(
+        &self,
+        found: Found,
+        draft_toml: &str,
+        options: PublishOptions,
+    ) -> Result<(Published, Vec<u8>), PublishError> {
         let mut written = Vec::new();
-        let result = self.publish_tracked(path, draft_toml, options, &mut written);
+        let result = self.publish_tracked(found, draft_toml, options, &mut written);
         if result.is_err() && !written.is_empty() {
             let mut freed = 0u64;
             for hash in &written {
@@ -392,7 +433,7 @@ impl Publisher {
     /// manifest and announcement signed, then recorded and offered.
     fn publish_tracked(
         &self,
-        path: &Path,
+        found: Found,
         draft_toml: &str,
         options: PublishOptions,
         written: &mut Vec<mesh_protocol::Hash>,
@@ -400,8 +441,7 @@ impl Publisher {
         let draft = parse_draft(draft_toml)?;
         let key = self.key()?;
         let probe = self.validate(&draft, key)?;
-        let found = collect_files(path)?;
-        let (quality, mut warnings) = self.check_data(&probe, &found)?;
+        let (quality, mut warnings) = self.check_data(&probe, found.files())?;
         let started = std::time::Instant::now();
         let chunked = self.chunk_files(found, options.in_place, written)?;
         let manifest: Manifest = draft
@@ -530,17 +570,24 @@ impl Publisher {
     /// the file); every chunk stored is pushed onto `written`.
     fn chunk_files(
         &self,
-        found: Vec<(String, PathBuf)>,
+        found: Found,
         in_place: bool,
         written: &mut Vec<mesh_protocol::Hash>,
     ) -> Result<Chunked, PublishError> {
         let mut out = Chunked::default();
-        for (rel, full) in found {
-            let c = if in_place {
-                chunk_file_in_place(&full, &self.chunks, written)?
-            } else {
-                chunk_file_tracked(&full, &self.chunks, written)?
+        let sources = match &found {
+            Found::Files(_) => Vec::new(),
+            Found::Objects { sources, .. } => sources.clone(),
+        };
+        for (i, (rel, full)) in found.files().iter().enumerate() {
+            let c = match sources.get(i) {
+                Some(source) if in_place => {
+                    chunk_object_in_place(full, source, &self.chunks, written)?
+                }
+                _ if in_place => chunk_file_in_place(full, &self.chunks, written)?,
+                _ => chunk_file_tracked(full, &self.chunks, written)?,
             };
+            let rel = rel.clone();
             out.new_bytes += c.new_bytes;
             out.replaced += c.replaced.len();
             out.files.push(FileEntry {

@@ -63,16 +63,21 @@ impl ChunkStore {
             hash: *hash,
             path: path.clone(),
         };
-        let file = match self.reader(loc.pack, &path) {
-            Ok(f) => f,
-            Err(e) if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => return Err(changed()),
-            Err(e) => return Err(io_err(&path)(e)),
+        let remote = {
+            use std::os::unix::ffi::OsStrExt;
+            let prefix = super::REMOTE_PREFIX.as_bytes();
+            path.as_os_str().as_bytes().starts_with(prefix)
         };
-        let data = match crate::sys::read_exact_at(&file, loc.len as usize, loc.offset) {
-            Ok(data) => data,
-            // Truncated under us: the bytes are gone, like corrupt ones.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Vec::new(),
-            Err(e) => return Err(io_err(&path)(e)),
+        let data = if loc.is_ref() && remote {
+            self.read_remote(&path, loc).map_err(|e| match e {
+                super::RemoteError::Changed(_) => changed(),
+                super::RemoteError::Failed(why) => io_err(&path)(io::Error::other(why)),
+            })?
+        } else {
+            self.read_local(loc, &path).map_err(|e| match e {
+                e if loc.is_ref() && e.kind() == io::ErrorKind::NotFound => changed(),
+                e => io_err(&path)(e),
+            })?
         };
         // A CRC match stands in for the hash; anything else is hashed (intact bytes
         // failing their CRC would be a bug, not damage, and read as intact).
@@ -95,6 +100,27 @@ impl ChunkStore {
             });
         }
         Ok(data)
+    }
+
+    /// `loc`'s bytes from its pack or referenced file (fewer when it was
+    /// truncated under us: the bytes are gone, like corrupt ones).
+    fn read_local(&self, loc: Loc, path: &Path) -> io::Result<Vec<u8>> {
+        let file = self.reader(loc.pack, path)?;
+        match crate::sys::read_exact_at(&file, loc.len as usize, loc.offset) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// `loc`'s bytes from the remote object `source` names.
+    fn read_remote(&self, source: &Path, loc: Loc) -> Result<Vec<u8>, super::RemoteError> {
+        let remote = self.remote.get().ok_or_else(|| {
+            super::RemoteError::Failed(
+                "no object storage is set up in this process to read it from".into(),
+            )
+        })?;
+        let text = source.to_string_lossy();
+        remote.read_at(&text, loc.offset, loc.len)
     }
 
     /// The file holding `loc`'s bytes: its pack, or the referenced file.

@@ -25,6 +25,23 @@ impl ChunkStore {
     /// [`ChunkStore::sync`].
     pub fn reference(&self, path: &Path) -> Result<RefId, ChunkError> {
         let path = fs::canonicalize(path).map_err(io_err(path))?;
+        self.reference_at(path)
+    }
+
+    /// Registers a remote object as the home of chunks, like
+    /// [`ChunkStore::reference`] does a file: `source` (starting with
+    /// [`super::REMOTE_PREFIX`]) is recorded as given and handed to the
+    /// [`super::RemoteSource`] on every read.
+    pub fn reference_remote(&self, source: &str) -> Result<RefId, ChunkError> {
+        if !source.starts_with(super::REMOTE_PREFIX) {
+            return Err(io_err(Path::new(source))(io::Error::other(
+                "not a remote source",
+            )));
+        }
+        self.reference_at(PathBuf::from(source))
+    }
+
+    fn reference_at(&self, path: PathBuf) -> Result<RefId, ChunkError> {
         if !self.writable {
             return Err(ChunkError::ReadOnly(self.root.clone()));
         }

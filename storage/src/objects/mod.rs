@@ -17,10 +17,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
 
 pub mod credentials;
+mod source;
 mod url;
 
 pub use credentials::{Credentials, Resolved};
 pub use object_store;
+pub use source::{source_of, ObjectSource};
 pub use url::ObjectUrl;
 
 /// How a node reaches object storage (`[object_store]` in `config.toml`). Every

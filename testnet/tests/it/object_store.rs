@@ -4,7 +4,10 @@
 //! `current` switched last; an unchanged file is copied inside the store; the
 //! errors name the endpoint and the bucket; a store that answers 503, stalls or
 //! dies in the middle of an upload leaves nothing half-visible, and the delivery
-//! resumes once it is back (the upload the failure left open aborted).
+//! resumes once it is back (the upload the failure left open aborted). A
+//! domain publishes in place from a bucket (`mesh publish s3://... --in-place`):
+//! no copy in its store, consumers on local disk get the objects' exact bytes,
+//! and an object replaced behind the node's back is never served.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -15,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{testnet, DEADLINE};
-use mesh_node::api::{FetchEvent, FetchOutcome, SubscriptionView};
+use mesh_node::api::{FetchEvent, FetchOutcome, Published, SubscriptionView, VerifyReport};
 use mesh_node::NodeHome;
 use mesh_storage::objects::object_store::ObjectStoreExt;
 use mesh_storage::objects::{Bucket, ObjectSettings, ObjectUrl};
@@ -42,6 +45,23 @@ fn read_object(s: &Seaweed, url: &str) -> Option<Vec<u8>> {
         let got = bucket.store().get(&key).await.ok()?;
         Some(got.bytes().await.unwrap().to_vec())
     })
+}
+
+/// Writes `bytes` to `s3://bucket/key` on `s`.
+fn write_object(s: &Seaweed, url: &str, bytes: Vec<u8>) {
+    let url: ObjectUrl = url.parse().unwrap();
+    let env = s.env();
+    let lookup = move |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    let root = ObjectUrl {
+        bucket: url.bucket.clone(),
+        prefix: String::new(),
+    };
+    let bucket = Bucket::open_with_env(&root, &ObjectSettings::default(), &lookup).unwrap();
+    let key = bucket.key(&url.prefix).unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(bucket.store().put(&key, bytes.into()))
+        .unwrap();
 }
 
 /// `mesh fetch PRODUCT -o URL --json` on node `i`: the outcome, or the error.
@@ -333,4 +353,113 @@ fn a_delivery_survives_503s_a_stall_and_the_store_dying_midway() {
     let current: serde_json::Value =
         serde_json::from_slice(&read_object(&s3, &format!("{url}/current")).unwrap()).unwrap();
     assert_eq!(current["version"], "1.0.0");
+}
+
+/// Bytes of the chunk store's pack files under a node's home.
+fn packed_bytes(home: &Path) -> u64 {
+    std::fs::read_dir(home.join("chunks/packs"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_product_published_in_place_from_a_bucket_is_served_by_ranged_reads() {
+    let mut net = testnet(3);
+    let Some(s3) = common::seaweed(&net.root().join("seaweed"), "object_store in place") else {
+        return;
+    };
+    s3.make_bucket("lake").unwrap();
+    net.nodes[0].env = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    net.start_all().unwrap();
+    let local = net.root().join("orders");
+    let csv = sample::write_orders(&local, 200_000, 3).unwrap();
+    let csv_bytes = std::fs::read(&csv).unwrap();
+    write_object(&s3, "s3://lake/sales/orders/orders.csv", csv_bytes.clone());
+    write_object(
+        &s3,
+        "s3://lake/sales/orders/docs/notes.txt",
+        b"read me\n".to_vec(),
+    );
+    let manifest = net.root().join("orders.toml");
+    std::fs::write(&manifest, sample::manifest_toml("sales/orders", "1.0.0")).unwrap();
+
+    let published: Published = net.nodes[0]
+        .cli_json(
+            net.mesh_bin(),
+            &[
+                "publish",
+                "s3://lake/sales/orders",
+                "--manifest",
+                manifest.to_str().unwrap(),
+                "--in-place",
+            ],
+        )
+        .unwrap();
+    assert!(published.in_place && published.files == 2, "{published:?}");
+    assert!(
+        packed_bytes(&net.nodes[0].home) < published.size / 20,
+        "no copy in the store: {} bytes packed",
+        packed_bytes(&net.nodes[0].home)
+    );
+    assert!(
+        !net.nodes[0].home.join("spool").exists()
+            || std::fs::read_dir(net.nodes[0].home.join("spool"))
+                .unwrap()
+                .count()
+                == 0,
+        "the spool is gone"
+    );
+
+    // A consumer on local disk gets the objects' exact bytes.
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let fetched = net
+        .fetch(1, "sales/orders", &net.root().join("o1"))
+        .unwrap();
+    assert_eq!(fetched.transferred_bytes, fetched.size);
+    assert!(std::fs::read(net.root().join("o1/orders.csv")).unwrap() == csv_bytes);
+    assert_eq!(
+        std::fs::read(net.root().join("o1/docs/notes.txt")).unwrap(),
+        b"read me\n"
+    );
+
+    // The object replaced behind the node's back (same size): with the only other
+    // holder gone, a new consumer cannot get the version, never other bytes.
+    let mut changed = csv_bytes.clone();
+    changed[100] ^= 1;
+    write_object(&s3, "s3://lake/sales/orders/orders.csv", changed);
+    net.nodes[1].kill();
+    net.wait_product(2, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let err = net
+        .fetch(2, "sales/orders@1.0.0", &net.root().join("o2"))
+        .unwrap_err();
+    assert!(!net.root().join("o2/orders.csv").exists(), "{err:#}");
+    let report: VerifyReport = net.nodes[0]
+        .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
+        .unwrap();
+    assert_eq!(
+        report.changed_files,
+        vec!["s3://lake/sales/orders/orders.csv".to_string()],
+        "{report:?}"
+    );
+    let held = net.nodes[0]
+        .client()
+        .unwrap()
+        .products(&Default::default())
+        .unwrap();
+    let listed = held
+        .iter()
+        .find(|e| e.announcement.product.to_string() == "sales/orders")
+        .unwrap();
+    assert!(!listed.local, "no longer held: {report:?}");
 }
