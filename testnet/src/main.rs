@@ -46,6 +46,13 @@ enum Cmd {
         #[arg(long)]
         reflink_dir: Option<std::path::PathBuf>,
     },
+    /// Object storage: publish in place from, and deliver into, a SeaweedFS on
+    /// loopback, against `aws s3 cp` to and from it (needs scripts/py-clients s3).
+    BenchObjects {
+        /// Product size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+    },
     /// Multi-provider fetch on shaped links: every consumer reaches each of 4
     /// providers through its own link limited to --rate-mbps; fetches from 1, 2, 3
     /// and 4 providers, and from 3 with a fourth at --slow-mbps.
@@ -240,7 +247,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        cmd @ (Cmd::BenchTransfer { .. } | Cmd::BenchLinks { .. }) => benches(cmd),
+        cmd @ (Cmd::BenchTransfer { .. } | Cmd::BenchLinks { .. } | Cmd::BenchObjects { .. }) => {
+            benches(cmd)
+        }
         cmd @ Cmd::Scenario { .. } => scenarios(cmd),
         cmd => experiments(cmd),
     }
@@ -256,6 +265,14 @@ fn benches(cmd: Cmd) -> ExitCode {
             mesh_testnet::bench::transfer(&mesh_testnet::bench::BenchOptions {
                 size_mib,
                 reflink_dir,
+                mesh,
+                progress: |line| eprintln!("{line}"),
+            })
+        }),
+        Cmd::BenchObjects { size_mib } => bench(|mesh| {
+            mesh_testnet::bench::objects(&mesh_testnet::bench::BenchOptions {
+                size_mib,
+                reflink_dir: None,
                 mesh,
                 progress: |line| eprintln!("{line}"),
             })

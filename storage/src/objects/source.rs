@@ -35,8 +35,18 @@ fn parse(source: &str) -> Option<(&str, &str, &str)> {
 #[derive(Debug)]
 pub struct ObjectSource {
     settings: ObjectSettings,
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `drop` (a runtime dropped inside another's async context
+    /// panics, so it is shut down in the background instead).
+    runtime: Option<tokio::runtime::Runtime>,
     buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Drop for ObjectSource {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl ObjectSource {
@@ -50,7 +60,7 @@ impl ObjectSource {
             .build()?;
         Ok(Arc::new(ObjectSource {
             settings,
-            runtime,
+            runtime: Some(runtime),
             buckets: Mutex::new(HashMap::new()),
         }))
     }
@@ -83,7 +93,11 @@ impl RemoteSource for ObjectSource {
             ..GetOptions::default()
         };
         let store = b.store().clone();
-        let task = self.runtime.spawn(async move {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed("the object source is shutting down".into()))?;
+        let task = runtime.spawn(async move {
             let got = store.get_opts(&path, options).await?;
             got.bytes().await
         });

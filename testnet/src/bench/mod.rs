@@ -22,6 +22,7 @@ use crate::{sample, Testnet, TestnetConfig};
 
 mod anchors;
 mod measure;
+mod objects;
 mod quic;
 
 use anchors::{timed, Nginx, Sendme};
@@ -30,6 +31,7 @@ use measure::{
     blink_row, cpu_during, mbps, measured_fetch, moved_row, peak_rss_mib, timed_fetch, LONG,
 };
 pub use measure::{BenchOptions, Row};
+pub use objects::objects;
 
 /// Runs the benchmark and returns the table rows.
 pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
