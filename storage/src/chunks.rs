@@ -29,19 +29,49 @@ use mesh_protocol::Hash;
 use crate::faults::Faults;
 use crate::pack::{self, Loc, Record};
 
+mod dir;
 mod maintenance;
+mod offload;
 mod read;
 mod refs;
 mod write;
 
-/// Where the bytes of chunks referenced outside the local disk are read from: an
-/// object store (`mesh_storage::objects::ObjectSource`). A source is the text
-/// recorded by [`ChunkStore::reference_remote`] (it starts with
-/// [`REMOTE_PREFIX`]).
+pub use dir::DirPacks;
+
+/// The storage seam below the chunk store's local disk: where chunks referenced
+/// outside it are read from (objects published in place), and, for a store that
+/// keeps its sealed packs elsewhere ([`ChunkStore::offload_packs`]), where those
+/// packs go. Implemented over S3 by `mesh_storage::objects::ObjectSource` and over
+/// a local directory by [`DirPacks`] (another disk, and the tests). A source is
+/// the text an implementation hands out (it starts with [`REMOTE_PREFIX`] or
+/// [`DIR_PREFIX`]) and is handed back on every read.
 pub trait RemoteSource: Send + Sync + std::fmt::Debug {
     /// `len` bytes at `offset` of the object `source` names, as it was when
-    /// referenced. [`RemoteError::Changed`] when it is no longer that object.
+    /// recorded. [`RemoteError::Changed`] when it is no longer that object.
     fn read_at(&self, source: &str, offset: u64, len: u32) -> Result<Vec<u8>, RemoteError>;
+
+    /// Whether sealed packs go here.
+    fn stores_packs(&self) -> bool {
+        false
+    }
+
+    /// Stores the local pack `file` as `name` (whole, or not at all); returns
+    /// its source.
+    fn upload_pack(&self, _file: &Path, name: &str) -> Result<String, RemoteError> {
+        Err(RemoteError::Failed(format!(
+            "no pack store to upload {name} to"
+        )))
+    }
+
+    /// Deletes the pack stored as `name` (absent already is no error).
+    fn delete_pack(&self, _name: &str) -> Result<(), RemoteError> {
+        Ok(())
+    }
+
+    /// The name of every pack stored.
+    fn list_packs(&self) -> Result<Vec<String>, RemoteError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A failed read of a remote reference.
@@ -55,8 +85,18 @@ pub enum RemoteError {
     Failed(String),
 }
 
-/// How a remote reference's source begins.
+/// How an object storage source begins.
 pub const REMOTE_PREFIX: &str = "s3://";
+/// How a [`DirPacks`] source begins.
+pub const DIR_PREFIX: &str = "dir://";
+
+/// Whether `path` (a referenced file's or a pack's recorded place) names a
+/// remote source rather than a local file.
+pub(crate) fn is_remote(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    b.starts_with(REMOTE_PREFIX.as_bytes()) || b.starts_with(DIR_PREFIX.as_bytes())
+}
 
 /// A file registered with [`ChunkStore::reference`], whose chunks
 /// [`ChunkStore::put_ref`] records.
@@ -167,6 +207,10 @@ pub struct ChunkStore {
     corrupt: usize,
     /// Where remote references are read from, once the node sets it.
     remote: std::sync::OnceLock<Arc<dyn RemoteSource>>,
+    /// Held while packs are offloaded or orphans reclaimed (before the state lock).
+    offloading: Mutex<()>,
+    /// Bytes at which a pack is sealed ([`pack::PACK_TARGET`] unless set).
+    pack_target: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -184,6 +228,9 @@ struct State {
     ref_paths: BTreeMap<u32, PathBuf>,
     /// The id the next referenced file gets.
     next_ref: u32,
+    /// Sealed packs kept remotely (`packs/NNNNNNNN.remote` markers): their source
+    /// and size.
+    remote_packs: BTreeMap<u32, offload::RemotePack>,
     /// Referenced files whose chunks were recorded since the last sync: their
     /// bytes are made durable with the records.
     refs_unsynced: BTreeSet<u32>,
@@ -277,6 +324,7 @@ impl ChunkStore {
     ) -> Result<Self, ChunkError> {
         let refs = root.join("refs");
         let ref_paths = pack::read_refs(&refs).map_err(io_err(&refs))?;
+        let remote_packs = offload::read_markers(&packs, writable).map_err(io_err(&packs))?;
         let next_pack = replayed
             .live
             .keys()
@@ -310,6 +358,7 @@ impl ChunkStore {
                 ref_paths,
                 next_ref,
                 refs_unsynced: BTreeSet::new(),
+                remote_packs,
             }),
             syncing: Mutex::new(()),
             readers: Mutex::new(HashMap::new()),
@@ -318,6 +367,8 @@ impl ChunkStore {
             faults: Faults::off(),
             corrupt: replayed.corrupt,
             remote: std::sync::OnceLock::new(),
+            offloading: Mutex::new(()),
+            pack_target: std::sync::atomic::AtomicU64::new(pack::PACK_TARGET),
         })
     }
 

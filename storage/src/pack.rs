@@ -188,6 +188,13 @@ pub(crate) fn pack_numbers(dir: &Path) -> io::Result<Vec<u32>> {
     Ok(out)
 }
 
+/// The size an offloaded pack's marker (`NNNNNNNN.remote`, its last line)
+/// records, if it has one.
+fn remote_size(dir: &Path, n: u32) -> Option<u64> {
+    let text = fs::read_to_string(pack_path(dir, n, "remote")).ok()?;
+    text.rsplit_once('\n')?.1.trim().parse().ok()
+}
+
 /// What replaying the index logs yields.
 #[derive(Debug, Default)]
 pub(crate) struct Replayed {
@@ -253,8 +260,14 @@ pub(crate) fn replay(dir: &Path) -> io::Result<Replayed> {
                 Record::Add(_, loc) if loc.is_ref() => true,
                 Record::Add(_, loc) => {
                     let len = *pack_lens.entry(loc.pack).or_insert_with(|| {
-                        fs::metadata(pack_path(dir, loc.pack, "pack"))
-                            .map(|m| m.len())
+                        // An offloaded pack's marker is written only once it is
+                        // stored whole: its size wins over a local copy's.
+                        remote_size(dir, loc.pack)
+                            .or_else(|| {
+                                fs::metadata(pack_path(dir, loc.pack, "pack"))
+                                    .map(|m| m.len())
+                                    .ok()
+                            })
                             .unwrap_or(0)
                     });
                     loc.offset

@@ -58,6 +58,12 @@ impl ChunkStore {
     /// the old pack and its log are deleted. Returns the bytes of disk reclaimed.
     /// Blocks other store users while it runs.
     pub fn compact(&self) -> Result<u64, ChunkError> {
+        let reclaimed = self.compact_packs()?;
+        self.reclaim_orphans()?;
+        Ok(reclaimed)
+    }
+
+    fn compact_packs(&self) -> Result<u64, ChunkError> {
         let mut st = lock(&self.state);
         if !self.writable {
             return Err(ChunkError::ReadOnly(self.root.clone()));
@@ -68,8 +74,7 @@ impl ChunkStore {
             if pack::is_ref_id(n) {
                 continue;
             }
-            let path = pack::pack_path(&self.packs, n, "pack");
-            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let size = self.pack_size(&st, n);
             if Some(n) != active_n && live * 2 <= size {
                 victims.push((n, size));
             }
@@ -87,10 +92,12 @@ impl ChunkStore {
                 .collect();
             for (hash, loc) in moving {
                 st.index.remove(&hash);
-                let path = pack::pack_path(&self.packs, loc.pack, "pack");
+                let Some(path) = self.data_path(&st, loc) else {
+                    continue;
+                };
                 match self.read_at(&hash, loc, path, super::read::Check::Hash) {
                     Ok(data) => self.append(&mut st, &hash, crc32fast::hash(&data), &data)?,
-                    Err(ChunkError::Corrupt { .. }) => {
+                    Err(e) if e.is_bad_copy() => {
                         tracing::warn!(
                             "chunk store: dropping corrupt chunk {hash} while compacting"
                         );
@@ -127,9 +134,18 @@ impl ChunkStore {
         for (n, size) in victims {
             lock(&self.readers).remove(&n);
             st.live.remove(&n);
-            for ext in ["pack", "idx"] {
+            let remote = st.remote_packs.contains_key(&n);
+            let local = if remote {
+                vec!["idx"]
+            } else {
+                vec!["pack", "idx"]
+            };
+            for ext in local {
                 let path = pack::pack_path(&self.packs, n, ext);
                 fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+            if remote {
+                self.drop_remote_pack(&mut st, n)?;
             }
             st.unsynced.remove(&n);
             st.names_unsynced = true;

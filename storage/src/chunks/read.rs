@@ -63,12 +63,7 @@ impl ChunkStore {
             hash: *hash,
             path: path.clone(),
         };
-        let remote = {
-            use std::os::unix::ffi::OsStrExt;
-            let prefix = super::REMOTE_PREFIX.as_bytes();
-            path.as_os_str().as_bytes().starts_with(prefix)
-        };
-        let data = if loc.is_ref() && remote {
+        let data = if super::is_remote(&path) {
             self.read_remote(&path, loc).map_err(|e| match e {
                 super::RemoteError::Changed(_) => changed(),
                 super::RemoteError::Failed(why) => io_err(&path)(io::Error::other(why)),
@@ -127,6 +122,8 @@ impl ChunkStore {
     pub(super) fn data_path(&self, st: &State, loc: Loc) -> Option<PathBuf> {
         if loc.is_ref() {
             st.ref_paths.get(&loc.pack).cloned()
+        } else if let Some(r) = st.remote_packs.get(&loc.pack) {
+            Some(PathBuf::from(&r.source))
         } else {
             Some(pack::pack_path(&self.packs, loc.pack, "pack"))
         }

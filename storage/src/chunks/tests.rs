@@ -215,3 +215,98 @@ fn a_record_without_a_crc_is_checked_by_its_hash() {
         Err(ChunkError::Corrupt { .. })
     ));
 }
+
+/// Chunks of `n` pseudo-random bytes each, stored.
+fn fill(store: &ChunkStore, count: usize, n: usize, seed: u64) -> Vec<(Hash, Vec<u8>)> {
+    let mut rng = mesh_testkit::SeededRng::new(seed);
+    (0..count)
+        .map(|_| {
+            let data = rng.bytes(n);
+            let (h, _) = store.put(&data).unwrap();
+            (h, data)
+        })
+        .collect()
+}
+
+fn local_packs(root: &Path) -> usize {
+    fs::read_dir(root.join("packs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count()
+}
+
+/// Sealed packs go to the remote (a directory here, S3 on a node) and are read
+/// back from it, across a reopen; compaction moves a mostly dead one's live chunks
+/// home and deletes its object; an object no marker names (a crash between an
+/// upload and its marker) is reclaimed; a local pack a crash left beside its
+/// marker is deleted at open.
+#[test]
+fn sealed_packs_are_offloaded_read_back_compacted_and_orphans_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, far) = (dir.path().join("store"), dir.path().join("far"));
+    let remote = Arc::new(DirPacks::new(&far).unwrap());
+    let store = ChunkStore::open(&root).unwrap();
+    store.set_remote(remote.clone());
+    store.set_pack_target(100_000);
+    let chunks = fill(&store, 40, 20_000, 1);
+    store.sync().unwrap();
+    let offloaded = store.offload_packs().unwrap();
+    assert!(offloaded >= 6, "{offloaded} packs offloaded");
+    assert_eq!(local_packs(&root), 1, "only the active pack stays local");
+    for (h, data) in &chunks {
+        assert_eq!(&store.get_verified(h, 1 << 20).unwrap(), data);
+    }
+    drop(store);
+
+    let store = ChunkStore::open(&root).unwrap();
+    store.set_remote(remote.clone());
+    store.set_pack_target(100_000);
+    for (h, data) in &chunks {
+        assert_eq!(
+            &store.get_verified(h, 1 << 20).unwrap(),
+            data,
+            "after reopen"
+        );
+    }
+    // Most of the first pack's chunks removed: compaction brings the rest home.
+    for (h, _) in &chunks[..4] {
+        store.remove(h).unwrap();
+    }
+    store.sync().unwrap();
+    let before = remote.list_packs().unwrap().len();
+    fs::write(far.join("00009999.pack"), b"left by a crash").unwrap();
+    assert!(store.compact().unwrap() > 0);
+    let after = remote.list_packs().unwrap();
+    assert!(after.len() < before, "{after:?}");
+    assert!(
+        !after.contains(&"00009999.pack".to_string()),
+        "the orphan is reclaimed"
+    );
+    for (h, data) in &chunks[4..] {
+        assert_eq!(
+            &store.get_verified(h, 1 << 20).unwrap(),
+            data,
+            "after compaction"
+        );
+    }
+    // A crash after a marker, before the local pack's deletion: both exist.
+    let marked = fs::read_dir(root.join("packs"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "remote"))
+        .unwrap()
+        .path();
+    fs::write(marked.with_extension("pack"), b"stale local copy").unwrap();
+    drop(store);
+    let store = ChunkStore::open(&root).unwrap();
+    store.set_remote(remote);
+    assert!(!marked.with_extension("pack").exists());
+    for (h, data) in &chunks[4..] {
+        assert_eq!(
+            &store.get_verified(h, 1 << 20).unwrap(),
+            data,
+            "after the crash"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use mesh_protocol::Hash;
 
 use super::{io_err, lock, Active, ChunkError, ChunkStore, State};
-use crate::pack::{self, Loc, Record, PACK_TARGET};
+use crate::pack::{self, Loc, Record};
 
 impl ChunkStore {
     /// Stores `data` if it hashes to `hash`; returns whether it was newly written.
@@ -104,7 +104,8 @@ impl ChunkStore {
         if !self.writable {
             return Err(ChunkError::ReadOnly(self.root.clone()));
         }
-        if st.active.as_ref().is_some_and(|a| a.size >= PACK_TARGET) {
+        let target = self.pack_target.load(std::sync::atomic::Ordering::Relaxed);
+        if st.active.as_ref().is_some_and(|a| a.size >= target) {
             st.active = None;
         }
         if st.active.is_none() {
