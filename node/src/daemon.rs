@@ -185,12 +185,17 @@ impl LocalState {
         let governance = open_governance(home, store.clone())?;
         let chunks = Arc::new(ChunkStore::open(&home.chunks_path())?);
         // Chunks published in place from object storage are read through it.
-        let objects = mesh_storage::objects::ObjectSource::new(config.object_store.clone())
-            .map_err(|source| mesh_storage::ChunkError::Io {
-                path: home.root().to_owned(),
-                source,
-            })?;
+        let packs = config.storage.packs_url()?;
+        let objects =
+            mesh_storage::objects::ObjectSource::with_packs(config.object_store.clone(), packs)
+                .map_err(|source| mesh_storage::ChunkError::Io {
+                    path: home.root().to_owned(),
+                    source,
+                })?;
         chunks.set_remote(objects);
+        if let Some(mib) = config.storage.pack_mib {
+            chunks.set_pack_target(mib.max(1) << 20);
+        }
         crate::ops::publish_objects::clean_spools(home.root());
         let catalog = Catalog::new(store.clone(), governance.clone());
         catalog.recheck_complete(&chunks)?;
@@ -320,6 +325,12 @@ impl Wiring<'_> {
             prefetch_rx,
             token(),
         )));
+        if config.storage.url.is_some() && !self.options.ephemeral {
+            tasks.push(tokio::spawn(background::offload_packs(
+                st.chunks.clone(),
+                token(),
+            )));
+        }
         tasks.push(tokio::spawn(background::usage_reports(
             st.usage.clone(),
             net.clone(),

@@ -74,6 +74,34 @@ pub struct NodeConfig {
     /// variables or profile files only.
     #[serde(default)]
     pub object_store: mesh_storage::objects::ObjectSettings,
+    /// Where the chunk store keeps its sealed packs (`[storage] url =
+    /// "s3://bucket/prefix"`): only the active pack, the index logs and the index
+    /// stay on this disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// The `[storage]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `s3://bucket/prefix` for sealed packs; unset keeps them on local disk.
+    pub url: Option<String>,
+    /// The size in MiB at which a pack is sealed (default 1024).
+    pub pack_mib: Option<u64>,
+}
+
+impl StorageConfig {
+    /// The pack destination, checked.
+    pub fn packs_url(&self) -> Result<Option<mesh_storage::objects::ObjectUrl>, HomeError> {
+        self.url
+            .as_deref()
+            .map(|u| {
+                u.parse()
+                    .map_err(|e| HomeError::Invalid(format!("[storage] url: {e}")))
+            })
+            .transpose()
+    }
 }
 
 fn default_discovery() -> bool {
@@ -117,6 +145,7 @@ impl Default for NodeConfig {
             delta_sharing: SharingConfig::default(),
             lineage: LineageConfig::default(),
             object_store: mesh_storage::objects::ObjectSettings::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -140,6 +169,7 @@ impl NodeConfig {
         self.flight_sql.validate("flight_sql")?;
         self.delta_sharing.validate()?;
         self.lineage.validate()?;
+        self.storage.packs_url()?;
         self.network.validate()?;
         self.external_addrs()?;
         self.relay_addrs()?;

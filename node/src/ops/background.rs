@@ -135,3 +135,27 @@ enum ReportError {
     #[error(transparent)]
     Task(#[from] crate::task::TaskError),
 }
+
+/// How often sealed packs are looked for to offload (`[storage] url`).
+const OFFLOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Offloads the chunk store's sealed packs to object storage (when `[storage]
+/// url` is set) every [`OFFLOAD_EVERY`], until shutdown. A failure is logged and
+/// tried again: the pack stays local meanwhile.
+pub(crate) async fn offload_packs(
+    chunks: std::sync::Arc<mesh_storage::ChunkStore>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(OFFLOAD_EVERY) => {}
+        }
+        let c = chunks.clone();
+        match blocking(move || Ok::<_, crate::error::NodeError>(c.offload_packs()?)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(packs = n, "offloaded sealed packs to object storage"),
+            Err(e) => warn!("offloading packs: {e}"),
+        }
+    }
+}

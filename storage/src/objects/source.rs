@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::{Bucket, ObjectSettings, ObjectUrl};
 use crate::chunks::{RemoteError, RemoteSource};
@@ -39,6 +39,8 @@ pub struct ObjectSource {
     /// panics, so it is shut down in the background instead).
     runtime: Option<tokio::runtime::Runtime>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// Where sealed packs go (`[storage] url`), if anywhere.
+    packs: Option<ObjectUrl>,
 }
 
 impl Drop for ObjectSource {
@@ -53,6 +55,15 @@ impl ObjectSource {
     /// A source with `settings` (credentials from the environment, as
     /// [`Bucket::open`]).
     pub fn new(settings: ObjectSettings) -> std::io::Result<Arc<Self>> {
+        Self::with_packs(settings, None)
+    }
+
+    /// A source that also keeps the chunk store's sealed packs under `packs`
+    /// (`packs/NNNNNNNN.pack` objects below its prefix).
+    pub fn with_packs(
+        settings: ObjectSettings,
+        packs: Option<ObjectUrl>,
+    ) -> std::io::Result<Arc<Self>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("object-source")
@@ -62,6 +73,7 @@ impl ObjectSource {
             settings,
             runtime: Some(runtime),
             buckets: Mutex::new(HashMap::new()),
+            packs,
         }))
     }
 
@@ -81,7 +93,102 @@ impl ObjectSource {
     }
 }
 
+impl ObjectSource {
+    /// Runs `work` on this source's runtime and waits for it (from any thread).
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RemoteError>> + Send + 'static,
+    ) -> Result<T, RemoteError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed("the object source is shutting down".into()))?;
+        futures::executor::block_on(runtime.spawn(work))
+            .map_err(|e| RemoteError::Failed(e.to_string()))?
+    }
+
+    /// The pack bucket, and the key of pack `name`.
+    fn pack_key(&self, name: &str) -> Result<(Bucket, ObjectPath), RemoteError> {
+        let url = self
+            .packs
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed("no [storage] url for packs".into()))?;
+        let b = self.bucket(&url.bucket)?.with_prefix(url.clone());
+        let rel = if name.is_empty() {
+            "packs".to_string()
+        } else {
+            format!("packs/{name}")
+        };
+        let key = b
+            .key(&rel)
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
+        Ok((b, key))
+    }
+}
+
 impl RemoteSource for ObjectSource {
+    fn stores_packs(&self) -> bool {
+        self.packs.is_some()
+    }
+
+    fn upload_pack(&self, file: &std::path::Path, name: &str) -> Result<String, RemoteError> {
+        let (b, key) = self.pack_key(name)?;
+        let file = file.to_owned();
+        let (store, k, bb) = (b.store().clone(), key.clone(), b.clone());
+        let etag = self.run(async move {
+            let fail =
+                |e: object_store::Error| RemoteError::Failed(bb.error(e, k.as_ref()).to_string());
+            let upload = store.put_multipart(&k).await.map_err(fail)?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+            let mut f = tokio::fs::File::open(&file)
+                .await
+                .map_err(|e| RemoteError::Failed(format!("{}: {e}", file.display())))?;
+            let mut buf = vec![0u8; 8 << 20];
+            loop {
+                let n = tokio::io::AsyncReadExt::read(&mut f, &mut buf)
+                    .await
+                    .map_err(|e| RemoteError::Failed(format!("{}: {e}", file.display())))?;
+                if n == 0 {
+                    break;
+                }
+                writer.wait_for_capacity(8).await.map_err(fail)?;
+                writer.write(&buf[..n]);
+            }
+            let put = writer.finish().await.map_err(fail)?;
+            Ok(put.e_tag.unwrap_or_default())
+        })?;
+        Ok(source_of(&b.url().bucket, key.as_ref(), &etag))
+    }
+
+    fn delete_pack(&self, name: &str) -> Result<(), RemoteError> {
+        let (b, key) = self.pack_key(name)?;
+        let store = b.store().clone();
+        self.run(async move {
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(RemoteError::Failed(b.error(e, key.as_ref()).to_string())),
+            }
+        })
+    }
+
+    fn list_packs(&self) -> Result<Vec<String>, RemoteError> {
+        let (b, key) = self.pack_key("")?;
+        let store = b.store().clone();
+        self.run(async move {
+            use futures::StreamExt;
+            let mut listing = store.list(Some(&key));
+            let mut names = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta =
+                    meta.map_err(|e| RemoteError::Failed(b.error(e, key.as_ref()).to_string()))?;
+                if let Some(name) = meta.location.filename().filter(|n| n.ends_with(".pack")) {
+                    names.push(name.to_string());
+                }
+            }
+            Ok(names)
+        })
+    }
+
     fn read_at(&self, source: &str, offset: u64, len: u32) -> Result<Vec<u8>, RemoteError> {
         let (bucket, key, etag) = parse(source)
             .ok_or_else(|| RemoteError::Failed(format!("not an object source: {source:?}")))?;
