@@ -537,3 +537,95 @@ fn a_node_keeps_its_sealed_packs_in_a_bucket() {
     assert!(read_object(&s3, "s3://packs/node0/packs/00009999.pack").is_none());
     assert!(read_object(&s3, "s3://packs/node0/packs/00000001.pack").is_some());
 }
+
+#[test]
+fn a_publish_from_a_bucket_fails_cleanly_when_the_store_dies_midway() {
+    let mut net = testnet(2);
+    let Some(mut s3) = common::seaweed(&net.root().join("seaweed"), "object_store publish fault")
+    else {
+        return;
+    };
+    s3.make_bucket("lake").unwrap();
+    let proxy = FaultProxy::new().unwrap();
+    let endpoint = format!("http://{}", proxy.link(0, 99, s3.s3_addr()).unwrap());
+    reach_store(&mut net, 0, &s3, &endpoint);
+    net.start_all().unwrap();
+    let mut rng = mesh_testkit::SeededRng::new(11);
+    let big: Vec<u8> = (0..24 << 20).map(|_| rng.next_u64() as u8).collect();
+    write_object(&s3, "s3://lake/big/big.bin", big.clone());
+    let manifest = net.root().join("big.toml");
+    std::fs::write(
+        &manifest,
+        sample::binary_manifest_toml("sales/big", "1.0.0"),
+    )
+    .unwrap();
+    let args = [
+        "publish",
+        "s3://lake/big",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--in-place",
+    ];
+
+    // The store dies while the node reads the object: a clear error, nothing
+    // published, the spool gone.
+    proxy.set(
+        0,
+        99,
+        Fault {
+            rate: 4 << 20,
+            ..Fault::default()
+        },
+    );
+    let child = net
+        .mesh_bin()
+        .command(&net.nodes[0].home)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let spool = net.nodes[0].home.join("spool");
+    let midway = wait_until("the publish to be reading the object", DEADLINE, || {
+        Ok(walk_bytes(&spool) > 0)
+    });
+    s3.kill();
+    let out = child.wait_with_output().unwrap();
+    midway.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the publish fails");
+    assert!(err.contains(&endpoint) && err.contains("lake"), "{err}");
+    assert_eq!(walk_bytes(&spool), 0, "the spool is removed");
+    assert!(
+        !net.knows(0, "sales/big", "1.0.0").unwrap(),
+        "nothing published"
+    );
+
+    // Back up (its volumes serve reads a moment after S3 answers): the same
+    // publish succeeds.
+    s3.restart().unwrap();
+    proxy.heal();
+    wait_until("the restarted store to serve the object", DEADLINE, || {
+        Ok(read_object(&s3, "s3://lake/big/big.bin").is_some())
+    })
+    .unwrap();
+    let published: Published = net.nodes[0].cli_json(net.mesh_bin(), &args).unwrap();
+    assert_eq!(published.size, big.len() as u64);
+    let got = net.fetch(1, "sales/big", &net.root().join("o1")).unwrap();
+    assert_eq!(got.size, big.len() as u64);
+    assert!(std::fs::read(net.root().join("o1/big.bin")).unwrap() == big);
+}
+
+/// Bytes of every file under `dir` (0 when it is absent).
+fn walk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_bytes(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
