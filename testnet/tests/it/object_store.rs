@@ -311,6 +311,12 @@ fn a_delivery_survives_503s_a_stall_and_the_store_dying_midway() {
     assert!(!child.wait().unwrap().success(), "the delivery fails");
     s3.restart().unwrap();
     proxy.heal();
+    // Its volumes serve reads a moment after S3 answers: the first file, delivered
+    // before the kill, is there.
+    wait_until("the restarted store to serve reads", DEADLINE, || {
+        Ok(read_object(&s3, &format!("{url}/1.0.0/a-notes.txt")).is_some())
+    })
+    .unwrap();
     assert!(
         read_object(&s3, &format!("{url}/current")).is_none(),
         "nothing current"
