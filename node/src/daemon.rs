@@ -298,6 +298,32 @@ impl Wiring<'_> {
         }
     }
 
+    /// The deliverer into object storage, with its background tasks: aborting
+    /// uploads a crash left open, and offloading sealed packs (`[storage] url`).
+    fn object_storage(
+        &self,
+        config: &NodeConfig,
+        st: &LocalState,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) -> Deliverer {
+        let deliverer = Deliverer {
+            settings: config.object_store.clone(),
+            chunks: st.chunks.clone(),
+            book: DeliveryBook::new(st.store.clone()),
+        };
+        if !self.options.ephemeral {
+            let d = deliverer.clone();
+            tasks.push(tokio::spawn(async move { d.recover().await }));
+            if config.storage.url.is_some() {
+                tasks.push(tokio::spawn(background::offload_packs(
+                    st.chunks.clone(),
+                    self.shutdown.child_token(),
+                )));
+            }
+        }
+        deliverer
+    }
+
     /// The operations over the state and the network, their background tasks
     /// (pushed onto `tasks`), and the [`Node`] handle over them.
     fn operations(
@@ -325,26 +351,12 @@ impl Wiring<'_> {
             prefetch_rx,
             token(),
         )));
-        if config.storage.url.is_some() && !self.options.ephemeral {
-            tasks.push(tokio::spawn(background::offload_packs(
-                st.chunks.clone(),
-                token(),
-            )));
-        }
         tasks.push(tokio::spawn(background::usage_reports(
             st.usage.clone(),
             net.clone(),
             token(),
         )));
-        let deliverer = Deliverer {
-            settings: config.object_store.clone(),
-            chunks: st.chunks.clone(),
-            book: DeliveryBook::new(st.store.clone()),
-        };
-        if !self.options.ephemeral {
-            let d = deliverer.clone();
-            tasks.push(tokio::spawn(async move { d.recover().await }));
-        }
+        let deliverer = self.object_storage(config, &st, tasks);
         let work_lock = Arc::new(tokio::sync::RwLock::new(()));
         let subscriber = Subscriber {
             book: st.subscriptions.clone(),

@@ -11,13 +11,17 @@
 pub mod assemble;
 pub mod chunker;
 pub mod chunks;
+pub mod dir_packs;
 mod faults;
 pub mod meta;
 pub mod objects;
 mod pack;
+pub mod seam;
 mod sys;
 
-pub use chunks::{ChunkError, ChunkLocation, ChunkStore, RemoteError, RemoteSource};
+pub use chunks::{ChunkError, ChunkLocation, ChunkStore};
+pub use dir_packs::DirPacks;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use meta::{MemStore, MetaStore, SledStore, StoreError, StoreErrorKind, Tree};
+pub use seam::{RemoteError, RemoteSource};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::net::{PeerInfo, ReachabilityView};
 pub use crate::node::NodeStatus;
-pub use crate::ops::deliver::DeliveryReport;
+pub use crate::ops::deliver::report::DeliveryReport;
 pub use crate::ops::fetch::{FetchEvent, FetchOutcome};
 pub use crate::ops::publish::{CheckReport, PublishOptions, Published};
 pub use crate::ops::submit::Submitted;

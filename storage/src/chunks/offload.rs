@@ -12,63 +12,13 @@
 //! when the store opens). [`ChunkStore::reclaim_orphans`] deletes pack objects no
 //! marker names, so nothing a crash leaves is out of GC's reach.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 use super::{io_err, lock, ChunkError, ChunkStore, RemoteError};
-use crate::pack;
-
-/// A pack kept remotely.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RemotePack {
-    /// Its source (what reads hand back to the remote).
-    pub(crate) source: String,
-    /// Its size in bytes.
-    pub(crate) size: u64,
-}
-
-/// The markers of packs kept remotely under `dir`. Opened for writing, a local
-/// pack that a marker says was offloaded is deleted (a crash stopped the offload
-/// just before).
-pub(super) fn read_markers(dir: &Path, writable: bool) -> io::Result<BTreeMap<u32, RemotePack>> {
-    let mut out = BTreeMap::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".remote"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let text = fs::read_to_string(e.path())?;
-        let Some((source, size)) = text.rsplit_once('\n') else {
-            continue;
-        };
-        let Ok(size) = size.trim().parse() else {
-            continue;
-        };
-        let local = pack::pack_path(dir, n, "pack");
-        if writable && local.exists() {
-            fs::remove_file(&local)?;
-        }
-        out.insert(
-            n,
-            RemotePack {
-                source: source.to_string(),
-                size,
-            },
-        );
-    }
-    Ok(out)
-}
+use crate::pack::{self, RemotePack};
 
 /// Turns a remote failure about `what` into a chunk store error.
 fn failed(what: &Path) -> impl Fn(RemoteError) -> ChunkError + '_ {

@@ -2,6 +2,7 @@
 //! index logs, removal, compaction, faults.
 
 use super::*;
+use crate::dir_packs::DirPacks;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 

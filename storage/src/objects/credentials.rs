@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{ObjectError, ObjectSettings};
+use super::error::ObjectError;
+use super::settings::ObjectSettings;
 
 /// The longest profile file read (they are a few lines).
 const MAX_PROFILE_FILE: u64 = 1 << 20;

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
-use super::{Bucket, ObjectSettings, ObjectUrl};
-use crate::chunks::{RemoteError, RemoteSource};
+use super::bucket::Bucket;
+use super::settings::ObjectSettings;
+use super::url::ObjectUrl;
+use crate::seam::{RemoteError, RemoteSource};
 
 /// The source text of `key` in `bucket` as it was with `etag`.
 pub fn source_of(bucket: &str, key: &str, etag: &str) -> String {

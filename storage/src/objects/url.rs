@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use object_store::path::Path as ObjectPath;
 
-use super::ObjectError;
+use super::error::ObjectError;
 
 /// A place in an S3-compatible store: a bucket and a key prefix (no leading or
 /// trailing `/`; empty for the whole bucket).

@@ -18,8 +18,7 @@ use anyhow::{bail, Context};
 use mesh_testkit::seaweed::Seaweed;
 
 use super::anchors::timed;
-use super::measure::{mbps, write_random};
-use super::{BenchOptions, Row};
+use super::measure::{mbps, write_random, BenchOptions, Row, LONG};
 use crate::{sample, Testnet, TestnetConfig};
 
 /// Runs of each timed row.
@@ -90,7 +89,7 @@ pub fn objects(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
         ">= 0.8x aws s3 cp",
     ));
     (opts.progress)("deliver into S3 against aws s3 cp upload");
-    crate::wait_until("the consumer to see the version", super::LONG, || {
+    crate::wait_until("the consumer to see the version", LONG, || {
         net.knows(1, "sales/big", &format!("1.0.{}", RUNS - 1))
     })?;
     net.fetch(1, "sales/big", &net.root().join("held"))?;
@@ -137,7 +136,7 @@ fn local_rows(
     let t = Instant::now();
     net.publish_in_place(0, data, &toml)?;
     let local_publish = t.elapsed();
-    crate::wait_until("the consumer to see the local product", super::LONG, || {
+    crate::wait_until("the consumer to see the local product", LONG, || {
         net.knows(1, "sales/local", "1.0.0")
     })?;
     let t = Instant::now();

@@ -25,19 +25,21 @@ use mesh_storage::objects::object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
 use mesh_storage::objects::{Bucket, ObjectError, ObjectSettings, ObjectUrl};
-use mesh_storage::{ChunkError, ChunkStore};
-use serde::{Deserialize, Serialize};
+use mesh_storage::ChunkStore;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::clock::unix_now_ms;
 use crate::ops::fetch::FetchEvent;
 use crate::state::deliveries::{DeliveredFile, DeliveryBook};
-use crate::state::StateError;
-use crate::task::TaskError;
 
+mod error;
 mod pointer;
+pub(crate) mod report;
 mod upload;
+
+pub(crate) use error::DeliverError;
+pub(crate) use report::DeliveryReport;
 
 use pointer::{Pointer, PointerFile, CURRENT, MAX_POINTER};
 
@@ -46,69 +48,6 @@ use pointer::{Pointer, PointerFile, CURRENT, MAX_POINTER};
 const MAX_COPY: u64 = 5 << 30;
 /// How often progress is reported while files upload.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-
-/// Why a delivery failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliverError {
-    /// The store refused or failed (the message names endpoint and bucket).
-    #[error(transparent)]
-    Object(#[from] ObjectError),
-    /// The prefix holds another product's deliveries.
-    #[error("{url} already holds deliveries of {other} (its `current` says so); deliver {product} to another prefix")]
-    NotOurs {
-        /// The prefix.
-        url: String,
-        /// The product found there.
-        other: String,
-        /// The product being delivered.
-        product: String,
-    },
-    /// `current` is not a pointer this node wrote.
-    #[error("{url}/current is not a mesh delivery pointer ({why}); deliver to an empty prefix, or remove that object")]
-    BadPointer {
-        /// The prefix.
-        url: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// A chunk of the version could not be read from the store.
-    #[error("reading the version from the chunk store: {0}; run `mesh verify` and fetch again")]
-    Chunk(#[from] ChunkError),
-    /// The journal failed.
-    #[error(transparent)]
-    State(#[from] StateError),
-    /// A part of an upload was lost (a bug).
-    #[error("a multipart upload finished with a part missing; run the delivery again")]
-    Incomplete,
-    /// A blocking task failed.
-    #[error(transparent)]
-    Task(#[from] TaskError),
-}
-
-/// What a delivery did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveryReport {
-    /// `s3://bucket/prefix`.
-    pub url: String,
-    /// Where the version's files are (`s3://bucket/prefix/VERSION`).
-    pub version_url: String,
-    /// Files of the version.
-    pub files: usize,
-    /// Files uploaded, and their bytes.
-    pub uploaded_files: usize,
-    /// Bytes uploaded.
-    pub uploaded_bytes: u64,
-    /// Files copied server-side from the previous version, and their bytes.
-    pub copied_files: usize,
-    /// Bytes copied server-side.
-    pub copied_bytes: u64,
-    /// Files already delivered by an interrupted run, left as they were.
-    pub resumed_files: usize,
-    /// The version was already current there: nothing was written.
-    pub already_current: bool,
-    /// Older versions removed (beyond the versions kept).
-    pub pruned: Vec<String>,
-}
 
 /// Delivers versions from this node's chunk store into object storage.
 #[derive(Debug, Clone)]

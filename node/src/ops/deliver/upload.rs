@@ -18,7 +18,7 @@ use mesh_storage::objects::Bucket;
 use mesh_storage::ChunkStore;
 use tokio::sync::mpsc;
 
-use super::DeliverError;
+use super::error::DeliverError;
 use crate::state::deliveries::{DeliveryBook, OpenUpload};
 
 /// Bytes per part (parts end on chunk boundaries, so they are this or a little more).

@@ -84,7 +84,7 @@ pub struct FetchOutcome {
     pub out: Option<PathBuf>,
     /// What was delivered into object storage (`-o s3://...`).
     #[serde(default)]
-    pub delivered: Option<Box<crate::ops::deliver::DeliveryReport>>,
+    pub delivered: Option<Box<crate::ops::deliver::report::DeliveryReport>>,
     /// Peers that served chunks.
     pub providers: Vec<String>,
     /// Bytes each provider served in this fetch.

@@ -12,8 +12,8 @@
 //! the rule and its reason; `mesh subscribe` again resumes it. Any other failure is
 //! retried, with a pause that doubles up to [`MAX_BACKOFF`].
 
+mod buckets;
 pub(crate) mod layout;
-mod objects;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{RemoteError, RemoteSource, DIR_PREFIX};
+use crate::seam::{RemoteError, RemoteSource, DIR_PREFIX};
 
 /// Packs kept in a directory.
 #[derive(Debug)]
