@@ -8,7 +8,9 @@ use mesh_protocol::{ManifestHash, ProductId, ProductRef};
 use mesh_storage::objects::ObjectUrl;
 use tracing::info;
 
-use super::{check_keep, Failed, SubState, SubscribeError, Subscriber, SubscriptionView};
+use super::{
+    check_keep, existing_or, save_new, Failed, SubscribeError, Subscriber, SubscriptionView,
+};
 use crate::clock::unix_now_ms;
 use crate::ops::fetch::FetchOptions;
 use crate::state::catalog::CatalogEntry;
@@ -37,40 +39,11 @@ impl Subscriber {
         let id = product.clone();
         let out = std::path::PathBuf::from(url.to_string());
         let sub = blocking(move || -> Result<Subscription, SubscribeError> {
-            if catalog.get(&id, None)?.is_none() {
-                return Err(SubscribeError::NotFound(format!(
-                    "{id} is not in this node's catalog; `mesh products` lists what the mesh offers"
-                )));
-            }
-            let now = unix_now_ms();
-            let mut sub = match book.get(&id)? {
-                Some(mut s) if s.objects.as_ref() == Some(&url) => {
-                    s.keep = keep;
-                    if !s.active() {
-                        s.set_state(SubState::Waiting, now);
-                    }
-                    s
-                }
-                Some(s) => {
-                    return Err(SubscribeError::Refused(format!(
-                        "{id} is already followed into {}; `mesh unsubscribe {id}` first to move it",
-                        s.out.display()
-                    )))
-                }
-                None => {
-                    let mut s = Subscription::new(id.clone(), out, keep, now);
-                    s.objects = Some(url);
-                    s
-                }
-            };
+            let mut new = Subscription::new(id.clone(), out, keep, unix_now_ms());
+            new.objects = Some(url.clone());
+            let mut sub = existing_or(&book, &catalog, new, |s| s.objects.as_ref() == Some(&url))?;
             sub.skip_flagged = skip_flagged;
-            if !book.put(&sub)? {
-                return Err(SubscribeError::Refused(format!(
-                    "this node follows {} products already, the most it keeps; unsubscribe from one first",
-                    crate::state::subscriptions::MAX_SUBSCRIPTIONS
-                )));
-            }
-            Ok(sub)
+            save_new(&book, sub)
         })
         .await?;
         info!(product = %product, out = %sub.out.display(), keep, "subscribed into object storage");

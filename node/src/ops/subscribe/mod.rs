@@ -129,6 +129,49 @@ impl From<crate::task::TaskError> for Failed {
     }
 }
 
+/// The subscription `new` asks for, or the stored one of its product when
+/// `same` says it follows into the same place (its `keep` updated, resumed if it
+/// had stopped). Refused when the product is not in the catalog or is followed
+/// elsewhere.
+fn existing_or(
+    book: &SubscriptionBook,
+    catalog: &Catalog,
+    new: Subscription,
+    same: impl Fn(&Subscription) -> bool,
+) -> Result<Subscription, SubscribeError> {
+    let id = &new.product;
+    if catalog.get(id, None)?.is_none() {
+        return Err(SubscribeError::NotFound(format!(
+            "{id} is not in this node's catalog; `mesh products` lists what the mesh offers"
+        )));
+    }
+    match book.get(id)? {
+        Some(mut s) if same(&s) => {
+            s.keep = new.keep;
+            if !s.active() {
+                s.set_state(SubState::Waiting, new.created_at_ms);
+            }
+            Ok(s)
+        }
+        Some(s) => Err(SubscribeError::Refused(format!(
+            "{id} is already followed into {}; `mesh unsubscribe {id}` first to move it",
+            s.out.display()
+        ))),
+        None => Ok(new),
+    }
+}
+
+/// Stores `sub`, unless the node follows the most products it keeps already.
+fn save_new(book: &SubscriptionBook, sub: Subscription) -> Result<Subscription, SubscribeError> {
+    if !book.put(&sub)? {
+        return Err(SubscribeError::Refused(format!(
+            "this node follows {} products already, the most it keeps; unsubscribe from one first",
+            crate::state::subscriptions::MAX_SUBSCRIPTIONS
+        )));
+    }
+    Ok(sub)
+}
+
 /// Refuses a `keep` out of range.
 fn check_keep(keep: usize) -> Result<(), SubscribeError> {
     if keep == 0 || keep > MAX_KEEP {
@@ -225,28 +268,8 @@ impl Subscriber {
         let (book, catalog) = (self.book.clone(), self.catalog.clone());
         let id = product.clone();
         let sub = blocking(move || -> Result<Subscription, SubscribeError> {
-            if catalog.get(&id, None)?.is_none() {
-                return Err(SubscribeError::NotFound(format!(
-                    "{id} is not in this node's catalog; `mesh products` lists what the mesh offers"
-                )));
-            }
-            let now = unix_now_ms();
-            let mut sub = match book.get(&id)? {
-                Some(mut s) if s.out == out => {
-                    s.keep = keep;
-                    if !s.active() {
-                        s.set_state(SubState::Waiting, now);
-                    }
-                    s
-                }
-                Some(s) => {
-                    return Err(SubscribeError::Refused(format!(
-                        "{id} is already followed into {}; `mesh unsubscribe {id}` first to move it",
-                        s.out.display()
-                    )))
-                }
-                None => Subscription::new(id.clone(), out.clone(), keep, now),
-            };
+            let new = Subscription::new(id.clone(), out.clone(), keep, unix_now_ms());
+            let mut sub = existing_or(&book, &catalog, new, |s| s.out == out)?;
             let layout = Layout::claim(&out, &id.to_string())
                 .map_err(|e| SubscribeError::Refused(e.to_string()))?;
             if sub.dir.is_some_and(|d| d != layout.id()) {
@@ -257,13 +280,7 @@ impl Subscriber {
             }
             sub.dir = Some(layout.id());
             sub.skip_flagged = skip_flagged;
-            if !book.put(&sub)? {
-                return Err(SubscribeError::Refused(format!(
-                    "this node follows {} products already, the most it keeps; unsubscribe from one first",
-                    crate::state::subscriptions::MAX_SUBSCRIPTIONS
-                )));
-            }
-            Ok(sub)
+            save_new(&book, sub)
         })
         .await?;
         info!(product = %product, out = %sub.out.display(), keep, "subscribed");
