@@ -555,6 +555,15 @@ fn a_publish_from_a_bucket_fails_cleanly_when_the_store_dies_midway() {
     let proxy = FaultProxy::new().unwrap();
     let endpoint = format!("http://{}", proxy.link(0, 99, s3.s3_addr()).unwrap());
     reach_store(&mut net, 0, &s3, &endpoint);
+    // Node 1 holds a wrong secret for the same store.
+    net.nodes[1].env = s3
+        .env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_SECRET_ACCESS_KEY" => (k.to_string(), "not-the-secret".to_string()),
+            _ => (k.to_string(), v),
+        })
+        .collect();
     net.start_all().unwrap();
     let mut rng = mesh_testkit::SeededRng::new(11);
     let big: Vec<u8> = (0..24 << 20).map(|_| rng.next_u64() as u8).collect();
@@ -620,6 +629,13 @@ fn a_publish_from_a_bucket_fails_cleanly_when_the_store_dies_midway() {
     let got = net.fetch(1, "sales/big", &net.root().join("o1")).unwrap();
     assert_eq!(got.size, big.len() as u64);
     assert!(std::fs::read(net.root().join("o1/big.bin")).unwrap() == big);
+
+    // Wrong credentials: refused, naming the endpoint, the bucket and the key,
+    // never the secret.
+    let e = deliver(&net, 1, "sales/big", "s3://lake/out").unwrap_err();
+    assert!(e.contains(&s3.endpoint) && e.contains("lake"), "{e}");
+    assert!(e.contains(mesh_testkit::seaweed::KEY_ID), "{e}");
+    assert!(!e.contains("not-the-secret"), "{e}");
 }
 
 /// Bytes of every file under `dir` (0 when it is absent).
