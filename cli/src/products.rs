@@ -42,23 +42,43 @@ pub(crate) fn draft_toml(
     }
 }
 
+/// What to publish and whether in place: the PATH given, else `[source]` of the
+/// manifest (a relative path there is relative to the manifest's folder).
+fn data_to_publish(a: &PublishArgs, manifest: &str) -> anyhow::Result<(PathBuf, bool)> {
+    if let Some(p) = &a.path {
+        return Ok((p.clone(), a.in_place));
+    }
+    let draft: mesh_contract::ManifestDraft =
+        toml::from_str(manifest).context("reading the manifest's [source]")?;
+    let Some(source) = draft.source else {
+        anyhow::bail!(
+            "give the data to publish: `mesh publish PATH --manifest product.toml`, or [source] url = \"...\" in product.toml"
+        );
+    };
+    let url = PathBuf::from(&source.url);
+    let is_url = mesh_storage::objects::ObjectUrl::is_object_url(&source.url);
+    let beside = a.manifest.as_deref().and_then(Path::parent);
+    let path = match beside {
+        Some(dir) if !is_url && url.is_relative() => dir.join(url),
+        _ => url,
+    };
+    Ok((path, a.in_place || source.in_place))
+}
+
 pub(crate) fn publish(home: &Path, a: PublishArgs, json: bool) -> anyhow::Result<()> {
     let manifest = draft_toml(home, a.manifest.as_deref(), a.contract.as_deref())?;
-    let is_url = a
-        .path
+    let (given, in_place) = data_to_publish(&a, &manifest)?;
+    let is_url = given
         .to_str()
         .is_some_and(mesh_storage::objects::ObjectUrl::is_object_url);
     let path = if is_url {
         // Checked here, so a mistake is named before the node is asked.
-        let url: mesh_storage::objects::ObjectUrl = a.path.to_string_lossy().parse()?;
+        let url: mesh_storage::objects::ObjectUrl = given.to_string_lossy().parse()?;
         PathBuf::from(url.to_string())
     } else {
-        std::fs::canonicalize(&a.path)
-            .with_context(|| format!("cannot read {}", a.path.display()))?
+        std::fs::canonicalize(&given).with_context(|| format!("cannot read {}", given.display()))?
     };
-    let options = mesh_node::api::PublishOptions {
-        in_place: a.in_place,
-    };
+    let options = mesh_node::api::PublishOptions { in_place };
     let p = client(home)?.publish_with(&path, &manifest, options)?;
     if json {
         return print_json(&p);

@@ -72,6 +72,22 @@ pub struct ManifestDraft {
     /// whole in the manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub odps: Option<Contract>,
+    /// Where the product's data is (`[source]`), so `mesh publish --manifest
+    /// product.toml` needs no path: used by the CLI, not part of the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceDraft>,
+}
+
+/// `[source]` in `product.toml`: the data to publish, for example every object
+/// under an S3 prefix, kept in place.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDraft {
+    /// A file or directory on the node's machine, or `s3://bucket/prefix`.
+    pub url: String,
+    /// Serve the data where it is (as `mesh publish --in-place`).
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// `[derive]` in `product.toml`: the product's data is a SQL query over other

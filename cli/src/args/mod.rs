@@ -350,7 +350,8 @@ pub(crate) struct PublishArgs {
     /// read by the node with the credentials in its environment (see `mesh fetch
     /// --help`). With --in-place the node keeps no copy and serves the objects by
     /// ranged reads, each checked against its hash and the ETag read at publish.
-    pub(crate) path: PathBuf,
+    /// Omitted: `[source] url` (and `in_place`) of the manifest says.
+    pub(crate) path: Option<PathBuf>,
     /// The product manifest (TOML); see the README for every field.
     #[arg(
         long,

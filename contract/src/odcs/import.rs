@@ -93,6 +93,7 @@ pub fn import(yaml: &str, default_domain: Option<&str>) -> Result<Imported, Odcs
             }),
             derive: None,
             odps_file: None,
+            source: None,
             odps: None,
         },
         notes: r.notes,

@@ -395,19 +395,16 @@ fn a_product_published_in_place_from_a_bucket_is_served_by_ranged_reads() {
         "s3://lake/sales/orders/docs/notes.txt",
         b"read me\n".to_vec(),
     );
+    // The data's place in product.toml: no path on the command line.
     let manifest = net.root().join("orders.toml");
-    std::fs::write(&manifest, sample::manifest_toml("sales/orders", "1.0.0")).unwrap();
+    let toml = sample::manifest_toml("sales/orders", "1.0.0")
+        + "\n[source]\nurl = \"s3://lake/sales/orders\"\nin_place = true\n";
+    std::fs::write(&manifest, toml).unwrap();
 
     let published: Published = net.nodes[0]
         .cli_json(
             net.mesh_bin(),
-            &[
-                "publish",
-                "s3://lake/sales/orders",
-                "--manifest",
-                manifest.to_str().unwrap(),
-                "--in-place",
-            ],
+            &["publish", "--manifest", manifest.to_str().unwrap()],
         )
         .unwrap();
     assert!(published.in_place && published.files == 2, "{published:?}");
