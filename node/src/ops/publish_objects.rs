@@ -1,5 +1,6 @@
 //! Publishing from object storage (`mesh publish s3://bucket/prefix`): every
-//! object under the prefix (its key below the prefix is its path in the product)
+//! object under the prefix (its key below the prefix is its path in the product;
+//! a URL naming one object publishes that object under its file name)
 //! is read once, streamed to a spool folder in the node's home, checked against
 //! the contract and chunked there like any file (`ops/publish.rs`). Published in
 //! place (`--in-place`), its chunks are recorded as ranges of the object at the
@@ -62,7 +63,14 @@ pub(crate) fn clean_spools(home: &Path) {
 /// Lists the objects under `bucket`'s prefix and copies each to a spool under
 /// `home`.
 pub(crate) async fn spool(bucket: &Bucket, home: &Path) -> Result<Spool, PublishError> {
-    let objects = list(bucket).await?;
+    let mut objects = list(bucket).await?;
+    if objects.is_empty() {
+        // The URL may name one object rather than a prefix.
+        let key = bucket.key("")?;
+        if let (Some(_), Some(name)) = (bucket.head(&key).await?, key.filename()) {
+            objects.push((name.to_string(), key.clone()));
+        }
+    }
     if objects.is_empty() {
         return Err(PublishError::Request(format!(
             "{} holds no objects to publish",

@@ -623,9 +623,32 @@ fn a_publish_from_a_bucket_fails_cleanly_when_the_store_dies_midway() {
     .unwrap();
     let published: Published = net.nodes[0].cli_json(net.mesh_bin(), &args).unwrap();
     assert_eq!(published.size, big.len() as u64);
+    net.wait_product(1, "sales/big", "1.0.0", DEADLINE).unwrap();
     let got = net.fetch(1, "sales/big", &net.root().join("o1")).unwrap();
     assert_eq!(got.size, big.len() as u64);
     assert!(std::fs::read(net.root().join("o1/big.bin")).unwrap() == big);
+
+    // A URL naming one object publishes that object (copied into the store).
+    std::fs::write(
+        &manifest,
+        sample::binary_manifest_toml("sales/one", "1.0.0"),
+    )
+    .unwrap();
+    let one: Published = net.nodes[0]
+        .cli_json(
+            net.mesh_bin(),
+            &[
+                "publish",
+                "s3://lake/big/big.bin",
+                "--manifest",
+                manifest.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        (one.files, one.size, one.in_place),
+        (1, big.len() as u64, false)
+    );
 
     // Wrong credentials: refused, naming the endpoint, the bucket and the key,
     // never the secret.
