@@ -58,8 +58,10 @@ impl ChunkStore {
     /// the old pack and its log are deleted. Returns the bytes of disk reclaimed.
     /// Blocks other store users while it runs.
     pub fn compact(&self) -> Result<u64, ChunkError> {
+        // No pack is offloaded while compaction may delete it.
+        let _no_offload = lock(&self.offloading);
         let reclaimed = self.compact_packs()?;
-        self.reclaim_orphans()?;
+        self.reclaim_orphans_locked()?;
         Ok(reclaimed)
     }
 

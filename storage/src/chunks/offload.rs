@@ -90,10 +90,15 @@ impl ChunkStore {
     /// upload and its marker, or between a compaction's local deletions and the
     /// object's. Returns how many.
     pub fn reclaim_orphans(&self) -> Result<usize, ChunkError> {
+        let _one_at_a_time = lock(&self.offloading);
+        self.reclaim_orphans_locked()
+    }
+
+    /// [`ChunkStore::reclaim_orphans`], the caller holding `offloading`.
+    pub(super) fn reclaim_orphans_locked(&self) -> Result<usize, ChunkError> {
         let Some(remote) = self.remote.get().filter(|r| r.stores_packs()).cloned() else {
             return Ok(0);
         };
-        let _one_at_a_time = lock(&self.offloading);
         let listed = remote.list_packs().map_err(failed(&self.packs))?;
         let known: BTreeSet<String> = lock(&self.state)
             .remote_packs
