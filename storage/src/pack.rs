@@ -69,12 +69,7 @@ pub(crate) fn ref_path(dir: &Path, id: u32) -> PathBuf {
 pub(crate) fn read_refs(dir: &Path) -> io::Result<BTreeMap<u32, PathBuf>> {
     use std::os::unix::ffi::OsStringExt;
     let mut out = BTreeMap::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for e in entries.flatten() {
+    for e in entries(dir)? {
         let Some(n) = e
             .file_name()
             .to_str()
@@ -192,7 +187,22 @@ pub(crate) fn pack_numbers(dir: &Path) -> io::Result<Vec<u32>> {
 /// records, if it has one.
 fn remote_size(dir: &Path, n: u32) -> Option<u64> {
     let text = fs::read_to_string(pack_path(dir, n, "remote")).ok()?;
-    text.rsplit_once('\n')?.1.trim().parse().ok()
+    parse_marker(&text).map(|(_, size)| size)
+}
+
+/// A marker's source (every line but the last) and size (the last line).
+fn parse_marker(text: &str) -> Option<(&str, u64)> {
+    let (source, size) = text.rsplit_once('\n')?;
+    Some((source, size.trim().parse().ok()?))
+}
+
+/// The entries of `dir`; none when it does not exist.
+fn entries(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(e.flatten().collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A pack kept remotely.
@@ -209,12 +219,7 @@ pub(crate) struct RemotePack {
 /// just before).
 pub(crate) fn read_markers(dir: &Path, writable: bool) -> io::Result<BTreeMap<u32, RemotePack>> {
     let mut out = BTreeMap::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for e in entries.flatten() {
+    for e in entries(dir)? {
         let name = e.file_name();
         let Some(n) = name
             .to_str()
@@ -224,10 +229,7 @@ pub(crate) fn read_markers(dir: &Path, writable: bool) -> io::Result<BTreeMap<u3
             continue;
         };
         let text = fs::read_to_string(e.path())?;
-        let Some((source, size)) = text.rsplit_once('\n') else {
-            continue;
-        };
-        let Ok(size) = size.trim().parse() else {
+        let Some((source, size)) = parse_marker(&text) else {
             continue;
         };
         let local = pack_path(dir, n, "pack");

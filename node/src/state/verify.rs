@@ -61,9 +61,7 @@ pub(crate) fn verify_store(
                 match e {
                     ChunkError::SourceChanged { path, .. } => {
                         report.chunks_changed += 1;
-                        // A remote source is its URL, then its ETag on a line.
-                        let shown = path.display().to_string();
-                        let path = shown.lines().next().unwrap_or_default().to_string();
+                        let path = path.display().to_string();
                         if !report.changed_files.contains(&path) {
                             report.changed_files.push(path);
                         }

@@ -59,14 +59,19 @@ impl ChunkStore {
         path: PathBuf,
         check: Check,
     ) -> Result<Vec<u8>, ChunkError> {
+        // A remote source is its URL, then its ETag on a line: the URL is shown.
+        let shown = || match path.to_str().and_then(|p| p.split_once('\n')) {
+            Some((url, _)) => PathBuf::from(url),
+            None => path.clone(),
+        };
         let changed = || ChunkError::SourceChanged {
             hash: *hash,
-            path: path.clone(),
+            path: shown(),
         };
         let data = if super::is_remote(&path) {
             self.read_remote(&path, loc).map_err(|e| match e {
                 super::RemoteError::Changed(_) => changed(),
-                super::RemoteError::Failed(why) => io_err(&path)(io::Error::other(why)),
+                super::RemoteError::Failed(why) => io_err(&shown())(io::Error::other(why)),
             })?
         } else {
             self.read_local(loc, &path).map_err(|e| match e {

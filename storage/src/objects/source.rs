@@ -202,24 +202,21 @@ impl RemoteSource for ObjectSource {
             ..GetOptions::default()
         };
         let store = b.store().clone();
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| RemoteError::Failed("the object source is shutting down".into()))?;
-        let task = runtime.spawn(async move {
-            let got = store.get_opts(&path, options).await?;
-            got.bytes().await
-        });
-        let got = futures::executor::block_on(task)
-            .map_err(|e| RemoteError::Failed(format!("reading {bucket}/{key}: {e}")))?;
-        match got {
-            Ok(bytes) => Ok(bytes.to_vec()),
-            Err(
-                e @ (object_store::Error::Precondition { .. }
-                | object_store::Error::NotFound { .. }),
-            ) => Err(RemoteError::Changed(e.to_string())),
-            Err(e) => Err(RemoteError::Failed(b.error(e, key).to_string())),
-        }
+        let key = key.to_string();
+        self.run(async move {
+            let got = match store.get_opts(&path, options).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(bytes) => Ok(bytes.to_vec()),
+                Err(
+                    e @ (object_store::Error::Precondition { .. }
+                    | object_store::Error::NotFound { .. }),
+                ) => Err(RemoteError::Changed(e.to_string())),
+                Err(e) => Err(RemoteError::Failed(b.error(e, &key).to_string())),
+            }
+        })
     }
 }
 
