@@ -310,6 +310,7 @@ impl Wiring<'_> {
             settings: config.object_store.clone(),
             chunks: st.chunks.clone(),
             book: DeliveryBook::new(st.store.clone()),
+            catalog: st.catalog.clone(),
         };
         if !self.options.ephemeral {
             let d = deliverer.clone();

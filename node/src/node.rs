@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use libp2p::{Multiaddr, PeerId};
 use mesh_contract::engine::Answer;
 use mesh_contract::health::{Lineage, SlaState};
-use mesh_protocol::{DomainName, Manifest, ManifestHash, Policy, ProductId, ProductRef, Signed};
-use mesh_storage::objects::{Bucket, ObjectUrl};
+use mesh_protocol::{DomainName, Manifest, Policy, ProductId, ProductRef, Signed};
+use mesh_storage::objects::ObjectUrl;
 use mesh_storage::{ChunkStore, MetaStore};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,6 @@ use crate::state::providers::Providers;
 use crate::state::tokens::{ConsumerToken, TokenBook, TokenRefused};
 use crate::state::usage::{ProductUsage, UsageLedger};
 use crate::state::verify::{self, VerifyReport};
-use crate::state::StateError;
 use crate::task::blocking;
 use mesh_protocol::rules::Decision;
 
@@ -419,19 +418,9 @@ impl Node {
             .map_err(PublishError::from)?;
         let (published, envelope) = match url {
             Some(url) => {
-                let bucket = Bucket::open(&url, &self.parts.deliverer.settings)
-                    .map_err(PublishError::from)?;
-                bucket.check().await.map_err(PublishError::from)?;
-                let mut spool = publish_objects::spool(&bucket, self.parts.home.root()).await?;
-                blocking(move || {
-                    let found = spool.take_found().ok_or_else(|| {
-                        PublishError::Request("nothing was spooled to publish".into())
-                    })?;
-                    let out = publisher.publish_found(found, &draft_toml, options);
-                    drop(spool);
-                    out.map_err(NodeError::from)
-                })
-                .await?
+                let (settings, root) = (&self.parts.deliverer.settings, self.parts.home.root());
+                publish_objects::publish(&publisher, settings, root, &url, draft_toml, options)
+                    .await?
             }
             None => {
                 blocking(move || {
@@ -510,17 +499,8 @@ impl Node {
         let mut outcome = fetcher
             .fetch(target, None, FetchOptions::default(), progress.clone())
             .await?;
-        let hash: ManifestHash = outcome
-            .manifest
-            .parse()
-            .map_err(|e| StateError::corrupt("the fetched manifest's hash", e))?;
-        let (_, manifest) = self
-            .parts
-            .catalog
-            .manifest(&hash)?
-            .ok_or_else(|| StateError::corrupt("the fetched manifest", "not recorded"))?;
         let report = deliverer
-            .deliver(&bucket, &manifest, &hash, None, &progress)
+            .deliver_fetched(&bucket, &outcome, None, &progress)
             .await?;
         outcome.delivered = Some(Box::new(report));
         Ok(outcome)

@@ -575,9 +575,9 @@ impl Publisher {
         written: &mut Vec<mesh_protocol::Hash>,
     ) -> Result<Chunked, PublishError> {
         let mut out = Chunked::default();
-        let sources = match &found {
-            Found::Files(_) => Vec::new(),
-            Found::Objects { sources, .. } => sources.clone(),
+        let sources: &[String] = match &found {
+            Found::Files(_) => &[],
+            Found::Objects { sources, .. } => sources,
         };
         for (i, (rel, full)) in found.files().iter().enumerate() {
             let c = match sources.get(i) {

@@ -18,28 +18,21 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use mesh_storage::objects::object_store::{ObjectStore, ObjectStoreExt};
-use mesh_storage::objects::{source_of, Bucket, ObjectError};
+use mesh_storage::objects::{source_of, Bucket, ObjectError, ObjectSettings, ObjectUrl};
 use tokio::io::AsyncWriteExt;
 
-use super::publish::{Found, PublishError};
+use super::publish::{Found, PublishError, PublishOptions, Published, Publisher};
+use crate::task::blocking;
 
 /// The most objects one product may have.
 pub(crate) const MAX_OBJECTS: usize = 100_000;
 /// The spool's folder under the node's home.
 const SPOOL: &str = "spool";
 
-/// The objects under a prefix, copied to a spool that is removed on drop.
+/// A spool folder, removed on drop.
 #[derive(Debug)]
-pub(crate) struct Spool {
+struct Spool {
     dir: PathBuf,
-    found: Option<Found>,
-}
-
-impl Spool {
-    /// What the publish reads.
-    pub(crate) fn take_found(&mut self) -> Option<Found> {
-        self.found.take()
-    }
 }
 
 impl Drop for Spool {
@@ -60,9 +53,32 @@ pub(crate) fn clean_spools(home: &Path) {
     }
 }
 
+/// Publishes the objects under `url` (or the one object it names) with
+/// `publisher` as the TOML `draft` says; the outcome and the announcement to
+/// gossip, as `Publisher::publish`.
+pub(crate) async fn publish(
+    publisher: &Publisher,
+    settings: &ObjectSettings,
+    home: &Path,
+    url: &ObjectUrl,
+    draft: String,
+    options: PublishOptions,
+) -> Result<(Published, Vec<u8>), PublishError> {
+    let bucket = Bucket::open(url, settings)?;
+    bucket.check().await?;
+    let (spool, found) = spool(&bucket, home).await?;
+    let publisher = publisher.clone();
+    blocking(move || {
+        let out = publisher.publish_found(found, &draft, options);
+        drop(spool);
+        out
+    })
+    .await
+}
+
 /// Lists the objects under `bucket`'s prefix and copies each to a spool under
 /// `home`.
-pub(crate) async fn spool(bucket: &Bucket, home: &Path) -> Result<Spool, PublishError> {
+async fn spool(bucket: &Bucket, home: &Path) -> Result<(Spool, Found), PublishError> {
     let mut objects = list(bucket).await?;
     if objects.is_empty() {
         // The URL may name one object rather than a prefix.
@@ -80,10 +96,7 @@ pub(crate) async fn spool(bucket: &Bucket, home: &Path) -> Result<Spool, Publish
     let dir = home
         .join(SPOOL)
         .join(format!("{:016x}", rand::random::<u64>()));
-    let mut spool = Spool {
-        dir: dir.clone(),
-        found: None,
-    };
+    let spool = Spool { dir: dir.clone() };
     let (mut files, mut sources) = (Vec::new(), Vec::new());
     for (rel, key) in objects {
         let to = dir.join(&rel);
@@ -91,8 +104,7 @@ pub(crate) async fn spool(bucket: &Bucket, home: &Path) -> Result<Spool, Publish
         sources.push(source_of(&bucket.url().bucket, key.as_ref(), &etag));
         files.push((rel, to));
     }
-    spool.found = Some(Found::Objects { files, sources });
-    Ok(spool)
+    Ok((spool, Found::Objects { files, sources }))
 }
 
 /// `(path in the product, key)` of every object under the prefix, in path order.

@@ -30,8 +30,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::clock::unix_now_ms;
-use crate::ops::fetch::FetchEvent;
+use crate::ops::fetch::{FetchEvent, FetchOutcome};
+use crate::state::catalog::Catalog;
 use crate::state::deliveries::{DeliveredFile, DeliveryBook};
+use crate::state::StateError;
 
 mod error;
 mod pointer;
@@ -55,6 +57,8 @@ pub(crate) struct Deliverer {
     pub(crate) settings: ObjectSettings,
     pub(crate) chunks: Arc<ChunkStore>,
     pub(crate) book: DeliveryBook,
+    /// Where the fetched versions' manifests are.
+    pub(crate) catalog: Catalog,
 }
 
 impl Deliverer {
@@ -63,6 +67,26 @@ impl Deliverer {
         let bucket = Bucket::open(url, &self.settings)?;
         bucket.check().await?;
         Ok(bucket)
+    }
+
+    /// Delivers the version a fetch just put in the store (`fetched`), as
+    /// [`Deliverer::deliver`].
+    pub(crate) async fn deliver_fetched(
+        &self,
+        bucket: &Bucket,
+        fetched: &FetchOutcome,
+        keep: Option<usize>,
+        progress: &Option<mpsc::Sender<FetchEvent>>,
+    ) -> Result<DeliveryReport, DeliverError> {
+        let hash: ManifestHash = fetched
+            .manifest
+            .parse()
+            .map_err(|e| StateError::corrupt("the fetched manifest's hash", e))?;
+        let (_, manifest) = self
+            .catalog
+            .manifest(&hash)?
+            .ok_or_else(|| StateError::corrupt("the fetched manifest", "not recorded"))?;
+        self.deliver(bucket, &manifest, &hash, keep, progress).await
     }
 
     /// Delivers the held version `manifest` (hash `hash`) to `bucket`'s prefix,

@@ -37,9 +37,11 @@ pub(super) async fn upload_file(
     sent: &AtomicU64,
 ) -> Result<Option<String>, DeliverError> {
     if file.size < PART {
-        let parts = read_parts(chunks.clone(), file.clone());
-        let mut rx = parts;
-        let body = rx.recv().await.transpose()?.unwrap_or_default();
+        let body = read_parts(chunks.clone(), file.clone())
+            .recv()
+            .await
+            .transpose()?
+            .unwrap_or_default();
         let put = bucket
             .store()
             .put(key, PutPayload::from(body))

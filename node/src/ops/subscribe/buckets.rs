@@ -4,7 +4,7 @@
 //! keeping `keep` versions there. The follower's loop, rules and retries are the
 //! directory subscriptions' own (`mod.rs`); only where a version goes differs.
 
-use mesh_protocol::{ManifestHash, ProductId, ProductRef};
+use mesh_protocol::{ProductId, ProductRef};
 use mesh_storage::objects::ObjectUrl;
 use tracing::info;
 
@@ -73,15 +73,9 @@ impl Subscriber {
             .fetcher
             .fetch(&target, None, FetchOptions::default(), None)
             .await?;
-        let hash: ManifestHash = outcome.manifest.parse().map_err(|e| other(&e))?;
-        let (_, manifest) = self
-            .catalog
-            .manifest(&hash)
-            .map_err(|e| other(&e))?
-            .ok_or_else(|| Failed::Other("the fetched manifest is not recorded".into()))?;
         let report = self
             .deliverer
-            .deliver(&bucket, &manifest, &hash, Some(sub.keep), &None)
+            .deliver_fetched(&bucket, &outcome, Some(sub.keep), &None)
             .await
             .map_err(|e| other(&e))?;
         Ok(Materialized {
