@@ -18,12 +18,10 @@ fn server(dir: &std::path::Path) -> Option<Seaweed> {
 }
 
 fn open(s: &Seaweed, url: &str, secret: &str) -> Bucket {
-    let env = s.env();
-    let lookup = move |k: &str| {
-        if k == "AWS_SECRET_ACCESS_KEY" {
-            return Some(secret.to_string());
-        }
-        env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+    let env = s.lookup();
+    let lookup = move |k: &str| match k {
+        "AWS_SECRET_ACCESS_KEY" => Some(secret.to_string()),
+        _ => env(k),
     };
     let url: ObjectUrl = url.parse().expect("url");
     let settings = ObjectSettings {

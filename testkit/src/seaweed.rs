@@ -165,13 +165,23 @@ impl Seaweed {
     }
 
     /// The AWS environment variables that reach this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", KEY_ID.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_REGION", "us-east-1".to_string()),
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_ENDPOINT_URL", &self.endpoint),
+            ("AWS_REGION", "us-east-1"),
         ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// [`Seaweed::env`] as a lookup of one variable (what a client that takes
+    /// its environment as a function wants).
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> {
+        let env = self.env();
+        move |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
     /// Kills the server at once (`kill -9`), as a crash would.

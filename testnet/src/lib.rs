@@ -409,6 +409,15 @@ impl Testnet {
         Ok(lists(&self.products(i)?, product, version))
     }
 
+    /// Whether node `i` lists `product@version` as held (complete) there.
+    pub fn holds(&self, i: usize, product: &str, version: &str) -> anyhow::Result<bool> {
+        Ok(self.products(i)?.iter().any(|e| {
+            e.local
+                && e.announcement.product.to_string() == product
+                && e.announcement.version.to_string() == version
+        }))
+    }
+
     /// Waits until node `i` lists `product@version`.
     pub fn wait_product(
         &self,

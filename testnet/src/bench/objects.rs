@@ -41,11 +41,7 @@ pub fn objects(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     let s3 = Seaweed::start(&weed, &net.root().join("seaweed"))?;
     s3.make_bucket("bench")?;
     for n in &mut net.nodes {
-        n.env = s3
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        n.env = s3.env();
     }
     net.start_all()?;
     let data = net.root().join("data");

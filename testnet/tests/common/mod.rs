@@ -126,3 +126,22 @@ pub(crate) fn seaweed(dir: &std::path::Path, test: &str) -> Option<mesh_testkit:
     };
     Some(Seaweed::start(&weed, dir).expect("start SeaweedFS"))
 }
+
+/// The sizes of the pack files (`*.pack`) in a node's chunk store (none when it
+/// has no packs folder yet).
+#[allow(dead_code)] // not every test binary looks at packs
+pub(crate) fn pack_sizes(home: &std::path::Path) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(home.join("chunks/packs")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .collect()
+}
+
+/// Bytes of the pack files in a node's chunk store.
+#[allow(dead_code)] // not every test binary looks at packs
+pub(crate) fn packed_bytes(home: &std::path::Path) -> u64 {
+    pack_sizes(home).iter().sum()
+}

@@ -6,20 +6,10 @@
 
 use crate::common;
 
-use common::{testnet, DEADLINE};
+use common::{packed_bytes, testnet, DEADLINE};
 
 use mesh_node::api::{Published, VerifyReport};
 use mesh_testnet::{file_hash, sample};
-
-/// Bytes of the chunk store's pack files under a node's home.
-fn packed_bytes(home: &std::path::Path) -> u64 {
-    std::fs::read_dir(home.join("chunks/packs"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
-}
 
 /// Overwrites one byte of `path` at `offset` in place (same file, same size).
 fn poke(path: &std::path::Path, offset: u64) {
@@ -107,16 +97,11 @@ fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
         report.chunks_intact + report.chunks_changed + report.corrupt_removed.len(),
         "{report:?}"
     );
-    let client = net.nodes[0].client().unwrap();
-    let held = client.products(&Default::default()).unwrap();
-    let listed = held
-        .iter()
-        .find(|e| {
-            e.announcement.product.to_string() == "sales/orders"
-                && e.announcement.version.to_string() == "1.0.0"
-        })
-        .unwrap();
-    assert!(!listed.local, "no longer held: {report:?}");
+    assert!(net.knows(0, "sales/orders", "1.0.0").unwrap());
+    assert!(
+        !net.holds(0, "sales/orders", "1.0.0").unwrap(),
+        "no longer held: {report:?}"
+    );
     assert_eq!(std::fs::read(&csv).unwrap(), edited);
 }
 

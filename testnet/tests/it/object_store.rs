@@ -17,47 +17,40 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{testnet, DEADLINE};
+use common::{packed_bytes, testnet, DEADLINE};
 use mesh_node::api::{FetchEvent, FetchOutcome, Published, SubscriptionView, VerifyReport};
 use mesh_node::NodeHome;
+use mesh_storage::objects::object_store::path::Path as ObjectPath;
 use mesh_storage::objects::object_store::ObjectStoreExt;
 use mesh_storage::objects::{Bucket, ObjectSettings, ObjectUrl};
 use mesh_testkit::seaweed::Seaweed;
 use mesh_testnet::proxy::{Fault, FaultProxy};
 use mesh_testnet::{last_fetch_event, sample, wait_until, Testnet};
 
-/// Reads `s3://bucket/key` from `s`.
-fn read_object(s: &Seaweed, url: &str) -> Option<Vec<u8>> {
+/// The bucket of `url` on `s`, and the key it names.
+fn object_at(s: &Seaweed, url: &str) -> (Bucket, ObjectPath) {
     let url: ObjectUrl = url.parse().unwrap();
-    let env = s.env();
-    let lookup = move |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-    let bucket = Bucket::open_with_env(
-        &ObjectUrl {
-            bucket: url.bucket.clone(),
-            prefix: String::new(),
-        },
-        &ObjectSettings::default(),
-        &lookup,
-    )
-    .unwrap();
+    let root = ObjectUrl {
+        bucket: url.bucket.clone(),
+        prefix: String::new(),
+    };
+    let bucket = Bucket::open_with_env(&root, &ObjectSettings::default(), &s.lookup()).unwrap();
     let key = bucket.key(&url.prefix).unwrap();
+    (bucket, key)
+}
+
+/// Reads `s3://bucket/key` from `s` (`None` if it cannot).
+fn read_object(s: &Seaweed, url: &str) -> Option<Vec<u8>> {
+    let (bucket, key) = object_at(s, url);
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let got = bucket.store().get(&key).await.ok()?;
-        Some(got.bytes().await.unwrap().to_vec())
+        Some(got.bytes().await.ok()?.to_vec())
     })
 }
 
 /// Writes `bytes` to `s3://bucket/key` on `s`.
 fn write_object(s: &Seaweed, url: &str, bytes: Vec<u8>) {
-    let url: ObjectUrl = url.parse().unwrap();
-    let env = s.env();
-    let lookup = move |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
-    let root = ObjectUrl {
-        bucket: url.bucket.clone(),
-        prefix: String::new(),
-    };
-    let bucket = Bucket::open_with_env(&root, &ObjectSettings::default(), &lookup).unwrap();
-    let key = bucket.key(&url.prefix).unwrap();
+    let (bucket, key) = object_at(s, url);
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(bucket.store().put(&key, bytes.into()))
@@ -94,11 +87,7 @@ fn fetched_versions_are_delivered_into_a_bucket_with_current_switched_last() {
         return;
     };
     s3.make_bucket("deliveries").unwrap();
-    net.nodes[1].env = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    net.nodes[1].env = s3.env();
     net.start_all().unwrap();
 
     let dir = net.root().join("orders");
@@ -211,7 +200,6 @@ fn reach_store(net: &mut Testnet, i: usize, s3: &Seaweed, endpoint: &str) {
     net.nodes[i].env = s3
         .env()
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
         .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
         .collect();
     let home = NodeHome::new(&net.nodes[i].home);
@@ -361,18 +349,6 @@ fn a_delivery_survives_503s_a_stall_and_the_store_dying_midway() {
     assert_eq!(current["version"], "1.0.0");
 }
 
-/// Bytes of the chunk store's pack files under a node's home.
-fn packed_bytes(home: &Path) -> u64 {
-    std::fs::read_dir(home.join("chunks/packs"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_product_published_in_place_from_a_bucket_is_served_by_ranged_reads() {
     let mut net = testnet(3);
@@ -380,11 +356,7 @@ fn a_product_published_in_place_from_a_bucket_is_served_by_ranged_reads() {
         return;
     };
     s3.make_bucket("lake").unwrap();
-    net.nodes[0].env = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    net.nodes[0].env = s3.env();
     net.start_all().unwrap();
     let local = net.root().join("orders");
     let csv = sample::write_orders(&local, 200_000, 3).unwrap();
@@ -455,27 +427,11 @@ fn a_product_published_in_place_from_a_bucket_is_served_by_ranged_reads() {
         vec!["s3://lake/sales/orders/orders.csv".to_string()],
         "{report:?}"
     );
-    let held = net.nodes[0]
-        .client()
-        .unwrap()
-        .products(&Default::default())
-        .unwrap();
-    let listed = held
-        .iter()
-        .find(|e| e.announcement.product.to_string() == "sales/orders")
-        .unwrap();
-    assert!(!listed.local, "no longer held: {report:?}");
-}
-
-/// Pack files (`*.pack`) under a node's chunk store.
-fn local_pack_files(home: &Path) -> usize {
-    std::fs::read_dir(home.join("chunks/packs"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-                .count()
-        })
-        .unwrap_or(0)
+    assert!(net.knows(0, "sales/orders", "1.0.0").unwrap());
+    assert!(
+        !net.holds(0, "sales/orders", "1.0.0").unwrap(),
+        "no longer held: {report:?}"
+    );
 }
 
 #[test]
@@ -485,11 +441,7 @@ fn a_node_keeps_its_sealed_packs_in_a_bucket() {
         return;
     };
     s3.make_bucket("packs").unwrap();
-    net.nodes[0].env = s3
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    net.nodes[0].env = s3.env();
     let home = NodeHome::new(&net.nodes[0].home);
     let mut config = home.load_config().unwrap();
     config.storage.url = Some("s3://packs/node0".into());
@@ -505,7 +457,7 @@ fn a_node_keeps_its_sealed_packs_in_a_bucket() {
     publish(&net, &dir, "sales/big", "1.0.0");
     // The sealed packs go to the bucket; only the active one stays on disk.
     wait_until("the sealed packs to be offloaded", DEADLINE, || {
-        Ok(local_pack_files(&net.nodes[0].home) <= 1)
+        Ok(common::pack_sizes(&net.nodes[0].home).len() <= 1)
     })
     .unwrap();
     assert!(read_object(&s3, "s3://packs/node0/packs/00000001.pack").is_some());
@@ -556,9 +508,9 @@ fn a_publish_from_a_bucket_fails_cleanly_when_the_store_dies_midway() {
     net.nodes[1].env = s3
         .env()
         .into_iter()
-        .map(|(k, v)| match k {
-            "AWS_SECRET_ACCESS_KEY" => (k.to_string(), "not-the-secret".to_string()),
-            _ => (k.to_string(), v),
+        .map(|(k, v)| match k.as_str() {
+            "AWS_SECRET_ACCESS_KEY" => (k, "not-the-secret".to_string()),
+            _ => (k, v),
         })
         .collect();
     net.start_all().unwrap();
