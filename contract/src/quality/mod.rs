@@ -18,7 +18,8 @@
 //! outcomes; `bounds.rs` their operators), `options.rs` (`logicalTypeOptions`),
 //! `object.rs` (one object's measurements), `text.rs`, `csv.rs` and `json.rs`
 //! (CSV, JSON lines and JSON), `parquet/` (Parquet, its page headers checked
-//! first), `shape.rs` (nested fields and items against Parquet types), `sql.rs` (`sql` rules in DataFusion), `values.rs`
+//! first; `blocks.rs` reads a remote one by ranges), `input.rs` (a file here, or
+//! one kept elsewhere read without a copy: [`Remote`]), `shape.rs` (nested fields and items against Parquet types), `sql.rs` (`sql` rules in DataFusion), `values.rs`
 //! (types of text values).
 
 use std::io;
@@ -28,6 +29,7 @@ use mesh_protocol::manifest::{Contract, Field, FieldQuality, NullValues, ObjectQ
 
 mod bounds;
 pub(crate) mod csv;
+mod input;
 pub(crate) mod json;
 mod object;
 mod options;
@@ -40,6 +42,7 @@ pub mod sql;
 mod text;
 pub(crate) mod values;
 
+pub use input::{Place, Remote};
 pub use mesh_protocol::manifest::{RuleOutcome, RuleState};
 pub use plan::{Plan, CUSTOM_DELIMITER, CUSTOM_NULL_VALUES};
 pub use report::{
@@ -154,10 +157,30 @@ pub fn check_product(
     check(&Plan::new(schema, nulls, contract), schema, files)
 }
 
+/// [`check_product`] of files wherever they are (`(relative path, place)`).
+pub fn check_product_at(
+    schema: &[Field],
+    nulls: &NullValues,
+    contract: Option<&Contract>,
+    files: &[(String, Place)],
+) -> io::Result<Report> {
+    check_at(&Plan::new(schema, nulls, contract), schema, files)
+}
+
 /// Checks the files (`(relative path, full path)`) against `plan`. `schema` is
 /// the manifest's schema: the recorded field metrics follow it (the first
 /// object's properties).
 pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::Result<Report> {
+    let places: Vec<(String, Place)> = files
+        .iter()
+        .map(|(rel, full)| (rel.clone(), Place::Local(full.clone())))
+        .collect();
+    check_at(plan, schema, &places)
+}
+
+/// [`check`] of files wherever they are (`(relative path, place)`); a file's
+/// format is its relative path's extension.
+pub fn check_at(plan: &Plan, schema: &[Field], files: &[(String, Place)]) -> io::Result<Report> {
     if plan.is_empty() {
         return Ok(Report::default());
     }
@@ -166,8 +189,8 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
         plan.objects.iter().map(object::ObjectState::new).collect();
     let mut checked = 0u32;
     let mut rows = 0u64;
-    for (rel, full) in files {
-        let Some(format) = format_of(full) else {
+    for (rel, place) in files {
+        let Some(format) = format_of(Path::new(rel)) else {
             continue;
         };
         let Some(o) = object_for(plan, rel) else {
@@ -190,14 +213,25 @@ pub fn check(plan: &Plan, schema: &[Field], files: &[(String, PathBuf)]) -> io::
             Some(m) if !own => m,
             _ => plan.nulls.for_file(rel),
         };
-        let read = match format {
-            Format::Csv => {
+        let read = match (format, place) {
+            (Format::Csv, _) => {
                 let declared = object.delimiter.or(plan.delimiter);
-                text::csv(state, &mut sink, rel, full, markers, declared)
+                place
+                    .open()
+                    .and_then(|input| text::csv(state, &mut sink, rel, input, markers, declared))
             }
-            Format::JsonLines => text::jsonl(state, &mut sink, rel, full, markers),
-            Format::Json => text::json(state, &mut sink, rel, full, markers),
-            Format::Parquet => parquet::read(state, &mut sink, rel, full),
+            (Format::JsonLines, _) => place
+                .open()
+                .and_then(|input| text::jsonl(state, &mut sink, rel, input, markers)),
+            (Format::Json, _) => place
+                .open()
+                .and_then(|input| text::json(state, &mut sink, rel, input, markers)),
+            (Format::Parquet, Place::Local(path)) => std::fs::File::open(path)
+                .and_then(|file| parquet::read(state, &mut sink, rel, file)),
+            (Format::Parquet, Place::Remote(remote)) => {
+                let blocks = parquet::blocks::Blocks::new(remote.clone());
+                parquet::read(state, &mut sink, rel, blocks)
+            }
         };
         read.map_err(|e| io::Error::new(e.kind(), format!("{rel}: {e}")))?;
         state.files += 1;

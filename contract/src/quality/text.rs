@@ -2,9 +2,7 @@
 //! line) and JSON (an array of objects, or one), read one record at a time into an
 //! object's checks.
 
-use std::fs::File;
-use std::io::{self, BufReader};
-use std::path::Path;
+use std::io::{self, BufReader, Read};
 
 use super::csv::{read_line_capped, CsvReader};
 use super::json::JsonRecords;
@@ -18,11 +16,11 @@ pub(crate) fn csv(
     state: &mut ObjectState<'_>,
     sink: &mut Sink,
     rel: &str,
-    path: &Path,
+    input: impl Read,
     markers: &[String],
     delimiter: Option<char>,
 ) -> io::Result<()> {
-    let mut reader = CsvReader::new(BufReader::new(File::open(path)?));
+    let mut reader = CsvReader::new(BufReader::new(input));
     reader.declare_delimiter(delimiter);
     let Some(header) = reader.next_record()? else {
         sink.violate(
@@ -93,10 +91,10 @@ pub(crate) fn jsonl(
     state: &mut ObjectState<'_>,
     sink: &mut Sink,
     rel: &str,
-    path: &Path,
+    input: impl Read,
     markers: &[String],
 ) -> io::Result<()> {
-    let mut reader = BufReader::new(File::open(path)?);
+    let mut reader = BufReader::new(input);
     let mut line = String::new();
     let mut row = 0u64;
     loop {
@@ -126,10 +124,10 @@ pub(crate) fn json(
     state: &mut ObjectState<'_>,
     sink: &mut Sink,
     rel: &str,
-    path: &Path,
+    input: impl Read,
     markers: &[String],
 ) -> io::Result<()> {
-    let mut records = JsonRecords::new(BufReader::new(File::open(path)?));
+    let mut records = JsonRecords::new(BufReader::new(input));
     let mut row = 0u64;
     while let Some(value) = records.next_record()? {
         row += 1;

@@ -661,3 +661,86 @@ schema:
     );
     assert!(!r.kept(), "{:#?}", r.lines());
 }
+
+/// A file's bytes in memory, read as a file kept elsewhere: a stream for the
+/// text formats, ranges for Parquet.
+struct InMemory(Vec<u8>);
+
+impl quality::Remote for InMemory {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn stream(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(self.0.clone())))
+    }
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let start = (offset as usize).min(self.0.len());
+        Ok(self.0[start..(start + len).min(self.0.len())].to_vec())
+    }
+}
+
+/// Files read through `quality::Remote` (objects published from a bucket with
+/// no local copy) are checked exactly as the same files on disk: CSV, JSON
+/// lines, and a Parquet file of a few megabytes in row groups, so that its
+/// pages are read across the remote reader's blocks.
+#[test]
+fn files_kept_elsewhere_are_checked_as_the_same_files_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 150_000;
+    let mut ids: Vec<Option<i64>> = (0..rows).map(Some).collect();
+    ids[140_000] = Some(17);
+    ids[123_456] = None;
+    let weights = (0..rows)
+        .map(|i| (i % 7 != 0).then_some(i as f64 * 0.5))
+        .collect();
+    let pq = dir.path().join("shipments.parquet");
+    write_parquet(&pq, &shipments_batch(ids, weights), 40_000);
+    // Larger than the remote reader's blocks (2 MiB).
+    assert!(std::fs::metadata(&pq).unwrap().len() > 2 << 20);
+    let carriers = dir.path().join("carrier_list.jsonl");
+    std::fs::write(&carriers, GOOD_CARRIERS).unwrap();
+    let csv = dir.path().join("more/shipments.csv");
+    std::fs::create_dir_all(csv.parent().unwrap()).unwrap();
+    std::fs::write(&csv, GOOD_SHIPMENTS_2).unwrap();
+    let files = vec![
+        ("carrier_list.jsonl".to_string(), carriers),
+        ("more/shipments.csv".to_string(), csv),
+        ("shipments.parquet".to_string(), pq),
+    ];
+    let here = check(&files);
+    let places: Vec<(String, quality::Place)> = files
+        .iter()
+        .map(|(rel, full)| {
+            let remote = InMemory(std::fs::read(full).unwrap());
+            (rel.clone(), quality::Place::Remote(Arc::new(remote)))
+        })
+        .collect();
+    let (plan, schema) = plan();
+    let elsewhere = quality::check_at(&plan, &schema, &places).unwrap();
+    assert!(here.total_violations >= 2, "{:#?}", here.lines());
+    assert_eq!(elsewhere.lines(), here.lines());
+    assert_eq!(states(&elsewhere), states(&here));
+    assert_eq!(elsewhere.quality, here.quality);
+
+    // A remote file that ends early is an error naming the file, not a pass.
+    struct Truncated(Vec<u8>);
+    impl quality::Remote for Truncated {
+        fn len(&self) -> u64 {
+            self.0.len() as u64 + 1000
+        }
+        fn stream(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(self.0.clone())))
+        }
+        fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            let start = (offset as usize).min(self.0.len());
+            Ok(self.0[start..(start + len).min(self.0.len())].to_vec())
+        }
+    }
+    let bytes = std::fs::read(&files[2].1).unwrap();
+    let short = vec![(
+        "shipments.parquet".to_string(),
+        quality::Place::Remote(Arc::new(Truncated(bytes))),
+    )];
+    let err = quality::check_at(&plan, &schema, &short).unwrap_err();
+    assert!(err.to_string().starts_with("shipments.parquet: "), "{err}");
+}

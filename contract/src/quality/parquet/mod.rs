@@ -7,17 +7,19 @@
 //! footer's length and every page header of those columns are checked against
 //! limits ([`pages`]): a page header declares the size the reader allocates.
 
+pub(crate) mod blocks;
 pub mod pages;
 
-use std::fs::File;
 use std::io;
-use std::path::Path;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
 
 use super::object::{Cell, ObjectState};
 use super::report::Sink;
@@ -51,16 +53,16 @@ fn binary_text(a: &dyn Array, i: usize) -> Option<String> {
 
 /// Checks the page headers of every leaf column under the top-level columns
 /// `roots` before they are decoded (see [`pages`]).
-fn check_leaves_of(
-    file: &File,
-    builder: &ParquetRecordBatchReaderBuilder<File>,
+fn check_leaves_of<R: ChunkReader>(
+    file: &R,
+    meta: &ArrowReaderMetadata,
     roots: &[usize],
 ) -> io::Result<()> {
-    let descr = builder.parquet_schema();
+    let descr = meta.parquet_schema();
     let leaves: Vec<usize> = (0..descr.num_columns())
         .filter(|l| roots.contains(&descr.get_column_root_idx(*l)))
         .collect();
-    pages::check_pages(file, builder.metadata(), &leaves).map_err(invalid)
+    pages::check_pages(file, meta.metadata(), &leaves).map_err(invalid)
 }
 
 /// Where a property's values are: a top-level column, and for a field of a
@@ -146,29 +148,30 @@ fn resolve<'a>(top: &'a dyn Array, children: &[usize]) -> Option<Resolved<'a>> {
     Some((parents, a))
 }
 
-/// Reads a Parquet file as the object.
-pub(crate) fn read(
+/// Reads a Parquet file (a local [`std::fs::File`], or a remote file's
+/// [`blocks::Blocks`]) as the object.
+pub(crate) fn read<R: ChunkReader + 'static>(
     state: &mut ObjectState<'_>,
     sink: &mut Sink,
     rel: &str,
-    path: &Path,
+    file: R,
 ) -> io::Result<()> {
-    let mut file = File::open(path)?;
-    pages::check_footer(&mut file).map_err(invalid)?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?).map_err(invalid)?;
-    let schema = builder.schema().clone();
+    pages::check_footer(&file).map_err(invalid)?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).map_err(invalid)?;
+    let schema = meta.schema().clone();
     let plan = state.plan;
     let wanted = columns_of(&schema, plan, sink, rel);
     let mut roots: Vec<usize> = wanted.iter().flatten().map(|w| w.root).collect();
     roots.sort_unstable();
     roots.dedup();
-    let rows_in_file = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let rows_in_file = meta.metadata().file_metadata().num_rows().max(0) as u64;
     if roots.is_empty() {
         // No property is readable here: the rows still count, nothing else can.
         state.rows += rows_in_file;
         return Ok(());
     }
-    check_leaves_of(&file, &builder, &roots)?;
+    check_leaves_of(&file, &meta, &roots)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let reader = builder
         .with_projection(mask)

@@ -9,10 +9,10 @@
 //! per column) would pass [`MAX_DECODE_BYTES`]. The footer is capped at
 //! [`MAX_FOOTER_BYTES`] before the metadata is read.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read};
 
 use parquet::file::metadata::ParquetMetaData;
+use parquet::file::reader::ChunkReader;
 
 /// The largest page (compressed or not) this checker decodes.
 pub const MAX_PAGE_BYTES: u64 = 64 << 20;
@@ -38,17 +38,14 @@ fn mib(n: u64) -> String {
 }
 
 /// Checks the footer's declared length before the metadata is read.
-pub(crate) fn check_footer(file: &mut File) -> io::Result<()> {
-    let len = file.metadata()?.len();
+pub(crate) fn check_footer<R: ChunkReader>(file: &R) -> io::Result<()> {
+    let len = file.len();
     if len < 12 {
         return Err(refuse(format!(
             "{len} bytes is too short for a Parquet file (magic, footer length, magic)"
         )));
     }
-    file.seek(SeekFrom::Start(len - 8))?;
-    let mut tail = [0u8; 8];
-    file.read_exact(&mut tail)?;
-    file.seek(SeekFrom::Start(0))?;
+    let tail = file.get_bytes(len - 8, 8).map_err(io::Error::other)?;
     let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     if footer > MAX_FOOTER_BYTES {
         return Err(refuse(format!(
@@ -71,9 +68,12 @@ struct PageSizes {
 }
 
 /// Checks every page header of the leaf columns `leaves` in every row group.
-pub(crate) fn check_pages(file: &File, meta: &ParquetMetaData, leaves: &[usize]) -> io::Result<()> {
-    let file_len = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(64 << 10, file);
+pub(crate) fn check_pages<R: ChunkReader>(
+    file: &R,
+    meta: &ParquetMetaData,
+    leaves: &[usize],
+) -> io::Result<()> {
+    let file_len = file.len();
     let mut budget = 0u64;
     let schema = meta.file_metadata().schema_descr();
     for &leaf in leaves {
@@ -90,7 +90,7 @@ pub(crate) fn check_pages(file: &File, meta: &ParquetMetaData, leaves: &[usize])
                     start.saturating_add(len)
                 )));
             }
-            walk_chunk(&mut reader, start, len, |p| {
+            walk_chunk(file, start, len, |p| {
                 let cost = page_cost(&p)
                     .map_err(|why| refuse(format!("column `{name}` of row group {g}: {why}")))?;
                 if p.kind == DICTIONARY_PAGE {
@@ -142,18 +142,21 @@ fn page_cost(p: &PageSizes) -> Result<u64, String> {
 }
 
 /// Reads the page headers of the column chunk at `start..start + len`, skipping
-/// each page's body, and gives each to `each`.
-fn walk_chunk(
-    reader: &mut BufReader<&File>,
+/// each page's body (each header is read from its own offset), and gives each
+/// to `each`.
+fn walk_chunk<R: ChunkReader>(
+    file: &R,
     start: u64,
     len: u64,
     mut each: impl FnMut(PageSizes) -> io::Result<()>,
 ) -> io::Result<()> {
-    reader.seek(SeekFrom::Start(start))?;
+    let mut at = start;
     let mut left = len;
     while left > 0 {
+        let mut reader =
+            BufReader::with_capacity(16 << 10, file.get_read(at).map_err(io::Error::other)?);
         let mut t = Thrift {
-            r: &mut *reader,
+            r: &mut reader,
             left: left.min(MAX_HEADER_BYTES),
         };
         let budget = t.left;
@@ -168,7 +171,7 @@ fn walk_chunk(
             )));
         }
         each(page)?;
-        reader.seek_relative(i64::try_from(body).map_err(|_| refuse("page too large".into()))?)?;
+        at += header_len + body;
         left -= body;
     }
     Ok(())
