@@ -194,8 +194,8 @@ impl Object {
                 format!("not a readable Parquet file: {e}"),
             )
         };
-        let mut file = File::open(path)?;
-        crate::quality::parquet::pages::check_footer(&mut file)?;
+        let file = File::open(path)?;
+        crate::quality::parquet::pages::check_footer(&file)?;
         let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             file.try_clone()?,
         )

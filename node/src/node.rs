@@ -418,9 +418,8 @@ impl Node {
             .map_err(PublishError::from)?;
         let (published, envelope) = match url {
             Some(url) => {
-                let (settings, root) = (&self.parts.deliverer.settings, self.parts.home.root());
-                publish_objects::publish(&publisher, settings, root, &url, draft_toml, options)
-                    .await?
+                let settings = &self.parts.deliverer.settings;
+                publish_objects::publish(&publisher, settings, &url, draft_toml, options).await?
             }
             None => {
                 blocking(move || {

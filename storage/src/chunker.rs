@@ -4,7 +4,8 @@
 //! changes only the chunks around it and a new version shares the rest.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use mesh_protocol::manifest::ChunkRef;
 
@@ -28,6 +29,7 @@ pub struct ChunkedFile {
 }
 
 mod segments;
+mod stream;
 
 /// Splits the file at `path` into chunks and stores each. Worker threads (one per
 /// core, up to four) read segments of the file and cut (FastCDC) and hash them; the
@@ -49,20 +51,53 @@ pub fn chunk_file_tracked(
     chunk_with(path, store, written, None).map(|(out, _)| out)
 }
 
-/// Chunks `spool`, a local copy of the remote object `source` (see
-/// [`ChunkStore::reference_remote`]: `s3://bucket/key` and the ETag read), and
-/// records every chunk as a range of the object, not of the copy: the copy may go
-/// once this returns, and the node serves the chunks by ranged reads of the object.
+/// Chunks the remote object `source` (see [`ChunkStore::reference_remote`]:
+/// `s3://bucket/key` and its ETag) as `reader` streams it, and records every chunk
+/// as a range of the object: nothing is copied, and the node serves the chunks by
+/// ranged reads of the object. `reader` must give the object as it is at that
+/// ETag (a GET conditional on it).
 pub fn chunk_object_in_place(
-    spool: &Path,
+    reader: impl Read,
     source: &str,
     store: &ChunkStore,
     written: &mut Vec<mesh_protocol::Hash>,
 ) -> Result<ChunkedFile, ChunkError> {
     let id = store.reference_remote(source)?;
-    let (mut out, _) = chunk_with(spool, store, written, Some(id))?;
+    let mut out = chunk_stream_with(reader, &label_of(source), store, written, Some(id))?;
     out.replaced = store.forget_replaced(id)?;
     Ok(out)
+}
+
+/// Like [`chunk_file_tracked`], of the bytes `reader` streams (`name` says where
+/// they come from in errors): copied into the store, cut on this thread.
+pub fn chunk_stream_tracked(
+    reader: impl Read,
+    name: &str,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+) -> Result<ChunkedFile, ChunkError> {
+    chunk_stream_with(reader, Path::new(name), store, written, None)
+}
+
+/// A remote source's first line (`s3://bucket/key`), what errors call it.
+fn label_of(source: &str) -> PathBuf {
+    PathBuf::from(source.lines().next().unwrap_or(source))
+}
+
+fn chunk_stream_with(
+    reader: impl Read,
+    name: &Path,
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+    referenced: Option<RefId>,
+) -> Result<ChunkedFile, ChunkError> {
+    let io = |source| ChunkError::Io {
+        path: name.to_owned(),
+        source,
+    };
+    store_cuts(store, written, referenced, io, |with_crc, take| {
+        stream::cut_stream(reader, with_crc, io, take).map(|_| ())
+    })
 }
 
 /// Like [`chunk_file_tracked`], but in place: the chunks are recorded as ranges of
@@ -122,13 +157,32 @@ fn chunk_with(
         source,
     };
     let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let out = store_cuts(store, written, referenced, io, |with_crc, take| {
+        segments::cut_file(&file, size, with_crc, io, take).map(|_| ())
+    })?;
+    Ok((out, referenced))
+}
+
+/// Gives `cut` the chunk store's side of chunking: whether chunks need their
+/// CRC-32 (copies do), and what to call with each chunk's bytes and cut (stores
+/// it, or records it as a range of `referenced`); returns the chunks stored.
+fn store_cuts(
+    store: &ChunkStore,
+    written: &mut Vec<mesh_protocol::Hash>,
+    referenced: Option<RefId>,
+    io: impl Fn(std::io::Error) -> ChunkError,
+    cut: impl FnOnce(
+        bool,
+        &mut dyn FnMut(&[u8], &segments::Cut) -> Result<(), ChunkError>,
+    ) -> Result<(), ChunkError>,
+) -> Result<ChunkedFile, ChunkError> {
     let mut out = ChunkedFile {
         size: 0,
         chunks: Vec::new(),
         new_bytes: 0,
         replaced: Vec::new(),
     };
-    let size = file.metadata().map_err(io)?.len();
     use std::sync::mpsc::sync_channel;
     let (sync_tx, sync_rx) = sync_channel::<()>(1);
     std::thread::scope(|scope| {
@@ -149,7 +203,7 @@ fn chunk_with(
         // referenced in place do without (their reads are hashed), as it would cost
         // in-place publishing about a tenth of its time.
         let with_crc = referenced.is_none();
-        let stored = segments::cut_file(&file, size, with_crc, io, |data, c| {
+        let stored = cut(with_crc, &mut |data, c| {
             let new = match referenced {
                 Some(id) => store.put_ref(&c.hash, id, c.offset, c.len, c.crc)?,
                 None => {
@@ -181,7 +235,7 @@ fn chunk_with(
             Some(Err(_)) => Err(io(std::io::Error::other("the writeback thread panicked"))),
         };
         stored.and(synced)?;
-        Ok((out, referenced))
+        Ok(out)
     })
 }
 
@@ -198,7 +252,8 @@ mod tests {
     }
 
     /// Cutting in segments on several threads gives exactly the boundaries of
-    /// cutting the file as one stream (what every earlier version was chunked with),
+    /// cutting the file as one stream (what every earlier version was chunked with,
+    /// and what an object streamed from a bucket is chunked with),
     /// so versions chunked before and after still share their chunks: random data,
     /// runs of zeros (cut at the maximum size, so the chains of two segments never
     /// line up), and sizes around the segment and chunk limits.
@@ -234,9 +289,13 @@ mod tests {
             )
             .map(|c| c.unwrap().length as u32)
             .collect();
+            let streamed =
+                chunk_stream_tracked(File::open(&f).unwrap(), "case", &store, &mut Vec::new())
+                    .unwrap();
             for in_place in [false, true] {
                 let referenced = in_place.then(|| store.reference(&f).unwrap());
                 let (got, _) = chunk_with(&f, &store, &mut Vec::new(), referenced).unwrap();
+                assert_eq!(got.chunks, streamed.chunks, "case {i}: streamed");
                 let lens: Vec<u32> = got.chunks.iter().map(|c| c.len).collect();
                 assert_eq!(lens, stream, "case {i} ({} bytes)", data.len());
                 assert_eq!(got.size, data.len() as u64);

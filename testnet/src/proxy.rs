@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -64,6 +65,8 @@ pub struct FaultProxy {
 struct Link {
     addr: SocketAddr,
     fault: watch::Sender<Fault>,
+    /// Bytes read from either side so far.
+    carried: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -98,9 +101,23 @@ impl FaultProxy {
         let (fault, rx) = watch::channel(Fault::default());
         let _guard = self.runtime.enter();
         let listener = TcpListener::from_std(std_listener)?;
-        self.runtime.spawn(serve(listener, target, rx));
-        self.links().insert((from, to), Link { addr, fault });
+        let carried = Arc::new(AtomicU64::new(0));
+        self.runtime
+            .spawn(serve(listener, target, rx, carried.clone()));
+        let link = Link {
+            addr,
+            fault,
+            carried,
+        };
+        self.links().insert((from, to), link);
         Ok(addr)
+    }
+
+    /// The bytes the link `from` -> `to` has carried so far, both directions.
+    pub fn carried(&self, from: usize, to: usize) -> u64 {
+        self.links()
+            .get(&(from, to))
+            .map_or(0, |l| l.carried.load(Ordering::Relaxed))
     }
 
     /// Every link, as (from, to).
@@ -140,7 +157,12 @@ impl FaultProxy {
     }
 }
 
-async fn serve(listener: TcpListener, target: SocketAddr, fault: watch::Receiver<Fault>) {
+async fn serve(
+    listener: TcpListener,
+    target: SocketAddr,
+    fault: watch::Receiver<Fault>,
+    carried: Arc<AtomicU64>,
+) {
     loop {
         let Ok((inbound, _)) = listener.accept().await else {
             continue;
@@ -154,7 +176,7 @@ async fn serve(listener: TcpListener, target: SocketAddr, fault: watch::Receiver
             tokio::spawn(answer(inbound, f.http_status));
             continue;
         }
-        let fault = fault.clone();
+        let (fault, carried) = (fault.clone(), carried.clone());
         tokio::spawn(async move {
             let Ok(outbound) = TcpStream::connect(target).await else {
                 return;
@@ -165,8 +187,8 @@ async fn serve(listener: TcpListener, target: SocketAddr, fault: watch::Receiver
             let (ro, wo) = outbound.into_split();
             let seed = u64::from(target.port()) ^ 0x9E37_79B9_7F4A_7C15;
             tokio::select! {
-                _ = pump(ri, wo, fault.clone(), seed) => {}
-                _ = pump(ro, wi, fault, seed.rotate_left(17)) => {}
+                _ = pump(ri, wo, fault.clone(), seed, &carried) => {}
+                _ = pump(ro, wi, fault, seed.rotate_left(17), &carried) => {}
             }
         });
     }
@@ -195,6 +217,7 @@ async fn pump(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut fault: watch::Receiver<Fault>,
     seed: u64,
+    carried: &AtomicU64,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(QUEUE);
     let mut writer_fault = fault.clone();
@@ -226,6 +249,7 @@ async fn pump(
                     continue;
                 }
             };
+            carried.fetch_add(n as u64, Ordering::Relaxed);
             let f = *fault.borrow();
             if f.cuts() {
                 return true;

@@ -23,6 +23,7 @@ pub(crate) mod deliver;
 pub(crate) mod derive;
 pub(crate) mod discover;
 pub(crate) mod fetch;
+pub(crate) mod found;
 pub(crate) mod lineage;
 pub(crate) mod publish;
 pub(crate) mod publish_objects;

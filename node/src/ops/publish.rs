@@ -15,7 +15,6 @@ use mesh_protocol::manifest::{FileEntry, Quality};
 use mesh_protocol::policy::QualityEnforcement;
 use mesh_protocol::rules::Decision;
 use mesh_protocol::{Announcement, Manifest, Signed};
-use mesh_storage::chunker::{chunk_file_in_place, chunk_file_tracked, chunk_object_in_place};
 use serde::Serialize;
 
 use libp2p::PeerId;
@@ -23,6 +22,7 @@ use mesh_protocol::{DomainName, KeyPair};
 use mesh_storage::ChunkStore;
 use std::sync::Arc;
 
+use super::found::Found;
 use crate::clock::{unix_now, unix_now_ms};
 use crate::state::catalog::Catalog;
 use crate::state::governance::Governance;
@@ -240,31 +240,6 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-/// What a publish reads: files on this machine, or objects of an object store
-/// copied to a spool (`ops/publish_objects.rs`) and, published in place, recorded
-/// as ranges of the objects (`sources`, one per file), not of the copies.
-#[derive(Debug)]
-pub(crate) enum Found {
-    /// `(relative path, full path)` of each file.
-    Files(Vec<(String, PathBuf)>),
-    /// The spooled copies, and each one's remote source.
-    Objects {
-        /// `(relative path, spool path)`.
-        files: Vec<(String, PathBuf)>,
-        /// `mesh_storage::objects::source_of` each object.
-        sources: Vec<String>,
-    },
-}
-
-impl Found {
-    /// `(relative path, readable path)` of each file.
-    pub(crate) fn files(&self) -> &[(String, PathBuf)] {
-        match self {
-            Found::Files(f) | Found::Objects { files: f, .. } => f,
-        }
-    }
-}
-
 fn field_errors(errs: Vec<mesh_protocol::manifest::FieldError>) -> PublishError {
     PublishError::InvalidManifest(errs.iter().map(|e| e.to_string()).collect())
 }
@@ -441,7 +416,7 @@ impl Publisher {
         let draft = parse_draft(draft_toml)?;
         let key = self.key()?;
         let probe = self.validate(&draft, key)?;
-        let (quality, mut warnings) = self.check_data(&probe, found.files())?;
+        let (quality, mut warnings) = self.check_data(&probe, &found.places())?;
         let started = std::time::Instant::now();
         let chunked = self.chunk_files(found, options.in_place, written)?;
         let manifest: Manifest = draft
@@ -546,9 +521,9 @@ impl Publisher {
     fn check_data(
         &self,
         probe: &Manifest,
-        found: &[(String, PathBuf)],
+        found: &[(String, mesh_contract::quality::Place)],
     ) -> Result<(Option<Quality>, Vec<String>), PublishError> {
-        let checked = mesh_contract::quality::check_product(
+        let checked = mesh_contract::quality::check_product_at(
             &probe.schema,
             &probe.null_values,
             probe.contract.as_ref(),
@@ -575,27 +550,15 @@ impl Publisher {
         written: &mut Vec<mesh_protocol::Hash>,
     ) -> Result<Chunked, PublishError> {
         let mut out = Chunked::default();
-        let sources: &[String] = match &found {
-            Found::Files(_) => &[],
-            Found::Objects { sources, .. } => sources,
-        };
-        for (i, (rel, full)) in found.files().iter().enumerate() {
-            let c = match sources.get(i) {
-                Some(source) if in_place => {
-                    chunk_object_in_place(full, source, &self.chunks, written)?
-                }
-                _ if in_place => chunk_file_in_place(full, &self.chunks, written)?,
-                _ => chunk_file_tracked(full, &self.chunks, written)?,
-            };
-            let rel = rel.clone();
+        found.chunk(&self.chunks, in_place, written, |rel, c| {
             out.new_bytes += c.new_bytes;
             out.replaced += c.replaced.len();
             out.files.push(FileEntry {
-                path: rel,
+                path: rel.to_string(),
                 size: c.size,
                 chunks: c.chunks,
             });
-        }
+        })?;
         Ok(out)
     }
 

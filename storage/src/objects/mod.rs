@@ -14,6 +14,7 @@ pub mod credentials;
 mod error;
 mod settings;
 mod source;
+mod stream;
 mod url;
 
 pub use bucket::Bucket;
@@ -22,4 +23,5 @@ pub use error::ObjectError;
 pub use object_store;
 pub use settings::ObjectSettings;
 pub use source::{source_of, ObjectSource};
+pub use stream::ObjectStream;
 pub use url::ObjectUrl;

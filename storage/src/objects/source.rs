@@ -17,6 +17,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use super::bucket::Bucket;
 use super::settings::ObjectSettings;
+use super::stream::{ObjectStream, Piece, AHEAD};
 use super::url::ObjectUrl;
 use crate::seam::{RemoteError, RemoteSource};
 
@@ -125,6 +126,63 @@ impl ObjectSource {
             .key(&rel)
             .map_err(|e| RemoteError::Failed(e.to_string()))?;
         Ok((b, key))
+    }
+}
+
+impl ObjectSource {
+    /// The object `source` names, as a GET (conditional on its ETag) streams it
+    /// from its first byte; read it from a blocking thread. An object replaced
+    /// since `source` was taken fails the read (`changed since it was listed`),
+    /// never gives other bytes.
+    pub fn stream(&self, source: &str) -> Result<ObjectStream, RemoteError> {
+        let (bucket, key, etag) = parse(source)
+            .ok_or_else(|| RemoteError::Failed(format!("not an object source: {source:?}")))?;
+        let b = self.bucket(bucket)?;
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed("the object source is shutting down".into()))?;
+        let name = format!("s3://{bucket}/{key}");
+        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+        let options = GetOptions {
+            if_match: Some(etag.to_string()),
+            ..GetOptions::default()
+        };
+        let path = ObjectPath::from(key);
+        let label = name.clone();
+        runtime.spawn(async move {
+            use futures::StreamExt;
+            let failed = |e: object_store::Error| {
+                let text = match e {
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::NotFound { .. } => {
+                        format!("{label} changed since it was listed ({e}); publish it again")
+                    }
+                    e => b.error(e, path.as_ref()).to_string(),
+                };
+                Piece::Failed(std::io::Error::other(text))
+            };
+            let mut body = match b.store().get_opts(&path, options).await {
+                Ok(got) => got.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(failed(e)).await;
+                    return;
+                }
+            };
+            while let Some(piece) = body.next().await {
+                let piece = match piece {
+                    Ok(bytes) => Piece::Data(bytes),
+                    Err(e) => failed(e),
+                };
+                let stop = matches!(piece, Piece::Failed(_));
+                // The reader gone (dropped) ends the GET.
+                if tx.send(piece).await.is_err() || stop {
+                    return;
+                }
+            }
+            let _ = tx.send(Piece::End).await;
+        });
+        Ok(ObjectStream::new(rx, name))
     }
 }
 
