@@ -29,26 +29,48 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Serves `dir` with nginx on a free loopback port; returns the port and a guard.
+/// Serves `dir` with nginx on two free loopback ports, plain HTTP and HTTPS
+/// (TLS 1.3 only, a self-signed certificate for 127.0.0.1 made with `openssl`),
+/// one worker process; stopped when dropped.
 pub(crate) struct Nginx {
     prefix: PathBuf,
     pub(crate) port: u16,
+    pub(crate) tls_port: u16,
+    /// The certificate, for `curl --cacert`.
+    pub(crate) cert: PathBuf,
 }
 
 impl Nginx {
     pub(crate) fn start(dir: &Path, work: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let (port, tls_port) = (free_port()?, free_port()?);
         let prefix = work.join("nginx");
         std::fs::create_dir_all(prefix.join("logs"))?;
+        let (cert, key) = (prefix.join("cert.pem"), prefix.join("key.pem"));
+        timed(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+                .args(["-subj", "/CN=127.0.0.1", "-addext"])
+                .arg("subjectAltName=IP:127.0.0.1")
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        )
+        .context("making a certificate with openssl (apt-get install openssl)")?;
         let conf = format!(
             "worker_processes 1; daemon on; pid {p}/nginx.pid; error_log {p}/logs/error.log;\n\
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; sendfile on; tcp_nopush on;\n\
                client_body_temp_path {p}/tmp; proxy_temp_path {p}/tmp; fastcgi_temp_path {p}/tmp;\n\
                uwsgi_temp_path {p}/tmp; scgi_temp_path {p}/tmp;\n\
-               server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n",
+               server {{ listen 127.0.0.1:{port}; root {root}; }}\n\
+               server {{ listen 127.0.0.1:{tls_port} ssl; root {root};\n\
+                 ssl_protocols TLSv1.3; ssl_certificate {cert}; ssl_certificate_key {key}; }} }}\n",
             p = prefix.display(),
-            root = dir.display()
+            root = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
         );
         std::fs::write(prefix.join("nginx.conf"), conf)?;
         timed(
@@ -59,7 +81,25 @@ impl Nginx {
                 .arg(prefix.join("nginx.conf")),
         )
         .context("starting nginx (install it, or run bench/transfer which does)")?;
-        Ok(Nginx { prefix, port })
+        Ok(Nginx {
+            prefix,
+            port,
+            tls_port,
+            cert,
+        })
+    }
+
+    /// CPU seconds nginx's worker processes have used so far.
+    pub(crate) fn worker_cpu_secs(&self) -> f64 {
+        let master = std::fs::read_to_string(self.prefix.join("nginx.pid")).unwrap_or_default();
+        let master = master.trim();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .map(super::measure::cpu_secs)
+            .sum()
     }
 }
 
@@ -128,6 +168,11 @@ impl Sendme {
             Ok(None) => bail!("sendme send exited without printing a ticket"),
             Err(_) => bail!("sendme send printed no ticket within {deadline:?}"),
         }
+    }
+
+    /// The sending process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Receives the file into `into` (created, removed afterwards); how long it took.

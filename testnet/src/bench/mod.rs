@@ -1,13 +1,14 @@
 //! The transfer benchmark: mesh against its anchors, measured side by side in one run.
 //!
 //! For a product of `size` random bytes: publish against `b3sum` and sendme's import
-//! of the same file; single-provider fetch against `curl` downloading it from a local
-//! nginx and against `sendme receive`; a fetch from three providers against one; for
+//! of the same file; single-provider fetch over TCP and over QUIC against `curl`
+//! downloading it from a local nginx over HTTPS (TLS 1.3) and plain HTTP and against
+//! `sendme receive`, three interleaved rounds with medians, spreads and CPU per GiB
+//! of every process (`fetch.rs`); a fetch from three providers against one; for
 //! version N+1 with ~1% scattered edits, the bytes a consumer holding version N moves
 //! and the time it takes to fetch and materialize N+1 over N's output (on the node's
 //! disk, and on a reflink file system if given), against a full fetch; the bytes
-//! moved for ~1% appended; peak RSS of the publishing and fetching node processes;
-//! the single-provider fetch again over QUIC.
+//! moved for ~1% appended; peak RSS of the publishing and fetching node processes.
 //! `bench/transfer` installs the anchors.
 
 use std::fmt::Write as _;
@@ -21,11 +22,11 @@ use anyhow::Context;
 use crate::{sample, Testnet, TestnetConfig};
 
 mod anchors;
+mod fetch;
 mod measure;
 mod objects;
-mod quic;
 
-use anchors::{timed, Nginx, Sendme};
+use anchors::{timed, Sendme};
 pub(crate) use measure::write_random;
 use measure::{
     blink_row, cpu_during, mbps, measured_fetch, moved_row, peak_rss_mib, timed_fetch, LONG,
@@ -53,14 +54,14 @@ pub fn transfer(opts: &BenchOptions) -> anyhow::Result<Vec<Row>> {
     });
     phase_logs(&b.net, opts);
     b.net.stop_all()?;
-    // QUIC last, on its own mesh, with the in-place file (big.bin was edited above).
-    rows.push(quic::fetch_row(opts, &b.other, b.size, f.fetch1)?);
     Ok(rows)
 }
 
 /// The benchmark's mesh and data.
 struct Bench {
     net: Testnet,
+    /// A mesh that speaks QUIC only, with the same product, for the QUIC rows.
+    quic: Testnet,
     size: u64,
     /// The folder published, holding `file`.
     data: PathBuf,
@@ -70,16 +71,25 @@ struct Bench {
 }
 
 impl Bench {
-    /// Seven nodes (5 and 6 take part only at the end, in the in-place fetch rows)
-    /// and two random files of the benchmark's size.
+    /// Eight nodes (5 and 6 take part only at the end, in the in-place fetch rows;
+    /// 7 is the third fresh consumer of the fetch rounds), a QUIC-only mesh of
+    /// four, and two random files of the benchmark's size.
     fn start(opts: &BenchOptions) -> anyhow::Result<Bench> {
         let size = opts.size_mib * 1024 * 1024;
         let mut config =
-            TestnetConfig::new(opts.mesh.clone(), 7, &["sales", "finance", "logistics"]);
+            TestnetConfig::new(opts.mesh.clone(), 8, &["sales", "finance", "logistics"]);
         config.council = 1;
         config.threshold = 1;
         let mut net = Testnet::create(config)?;
         net.start_all()?;
+        let mut config = TestnetConfig::new(opts.mesh.clone(), 4, &["sales", "finance"]);
+        config.council = 1;
+        config.threshold = 1;
+        let mut quic = Testnet::create(config)?;
+        for n in &mut quic.nodes {
+            n.transport = crate::Transport::Quic;
+        }
+        quic.start_all()?;
         let data = net.root().join("data");
         std::fs::create_dir_all(&data)?;
         let file = data.join("big.bin");
@@ -93,6 +103,7 @@ impl Bench {
         let _ = Command::new("sync").status();
         Ok(Bench {
             net,
+            quic,
             size,
             data,
             file,
@@ -187,91 +198,53 @@ fn publish_rows(
 
 /// What the fetch rows measured, for the rows after them.
 struct Fetched {
+    /// The median single-provider fetch over TCP.
     fetch1: Duration,
     fetch_rss: f64,
-    size_fetched: u64,
+    /// The median HTTPS download and sendme receive.
     curl_file: Duration,
     receive: Duration,
 }
 
-/// Fetches: each configuration twice, best run reported (the machine is shared and
-/// noisy). One provider: node 1, then node 2 with node 1 stopped, from node 0
-/// alone, against nginx + curl and sendme. Three providers: node 3, then node 4
-/// with node 3 stopped, from 0, 1, 2.
+/// Fetches from one provider ([`fetch::rounds`]: TCP on nodes 1, 2 and 7, QUIC on
+/// the QUIC mesh's 1, 2 and 3, against nginx + curl and sendme, interleaved), then
+/// from three: node 3, then node 4 with node 3 stopped, from 0, 1, 2 (best of 2).
 fn fetch_rows(
     b: &mut Bench,
     opts: &BenchOptions,
     sendme: Sendme,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<Fetched> {
-    let (net, size, data) = (&mut b.net, b.size, &b.data);
-    for i in 1..5 {
-        net.wait_product(i, "sales/big", "1.0.0", LONG)?;
-    }
-    let mut fetch1 = Duration::MAX;
-    let mut fetch_rss: f64 = 0.0;
-    let mut size_fetched = size;
-    for (consumer, stopped) in [(1, None), (2, Some(1))] {
-        let (elapsed, outcome) = measured_fetch(net, consumer, stopped, 1, opts.progress)?;
-        fetch_rss = fetch_rss.max(peak_rss_mib(
-            net.nodes[consumer].pid().context("consumer pid")?,
-        )?);
-        fetch1 = fetch1.min(elapsed);
-        size_fetched = outcome.size;
-    }
-    let nginx = Nginx::start(data, net.root())?;
-    let url = format!("http://127.0.0.1:{}/big.bin", nginx.port);
-    let mut curl_file = Duration::MAX;
-    for _ in 0..2 {
-        let _ = Command::new("sync").status();
-        curl_file = curl_file.min(timed(
-            Command::new("curl")
-                .args(["-sf", "-o"])
-                .arg(net.root().join("curl.bin"))
-                .arg(&url),
-        )?);
-        let _ = std::fs::remove_file(net.root().join("curl.bin"));
-    }
-    let curl_null = timed(
-        Command::new("curl")
-            .args(["-sf", "-o", "/dev/null"])
-            .arg(&url),
-    )?;
-    drop(nginx);
-    let mut receive = Duration::MAX;
-    for _ in 0..2 {
-        let _ = Command::new("sync").status();
-        receive = receive.min(sendme.receive(&net.root().join("sendme-recv"))?);
-    }
+    let size = b.size;
+    let root = b.net.root().to_owned();
+    fetch::wait_all(&b.net, &[1, 2, 3, 4, 7])?;
+    b.quic.publish(0, &b.data, &toml("1.0.0"))?;
+    fetch::wait_all(&b.quic, &[1, 2, 3])?;
+    let mut tcp = fetch::MeshSide {
+        net: &mut b.net,
+        provider: 0,
+        consumers: vec![1, 2, 7],
+        peak_rss: 0.0,
+    };
+    let mut quic = fetch::MeshSide {
+        net: &mut b.quic,
+        provider: 0,
+        consumers: vec![1, 2, 3],
+        peak_rss: 0.0,
+    };
+    let f = fetch::rounds(&mut tcp, &mut quic, &b.data, &sendme, &root, opts.progress)?;
+    let fetch_rss = tcp.peak_rss.max(quic.peak_rss);
     drop(sendme);
-    rows.push(Row {
-        what: "fetch, 1 provider (best of 2)".into(),
-        mesh: format!(
-            "{:.2} s ({:.0} MB/s)",
-            fetch1.as_secs_f64(),
-            mbps(size_fetched, fetch1)
-        ),
-        baseline: format!(
-            "nginx+curl -o file {:.2} s ({:.0} MB/s, best of 2); -o /dev/null {:.2} s",
-            curl_file.as_secs_f64(),
-            mbps(size, curl_file),
-            curl_null.as_secs_f64()
-        ),
-        ratio: format!("{:.2}x", curl_file.as_secs_f64() / fetch1.as_secs_f64()),
-        target: ">= 0.8x".into(),
-    });
-    rows.push(Row {
-        what: "fetch, 1 provider, against sendme (best of 2)".into(),
-        mesh: format!("{:.2} s", fetch1.as_secs_f64()),
-        baseline: format!(
-            "sendme receive {:.2} s ({:.0} MB/s, best of 2)",
-            receive.as_secs_f64(),
-            mbps(size, receive)
-        ),
-        ratio: format!("{:.2}x", receive.as_secs_f64() / fetch1.as_secs_f64()),
-        target: ">= 2.5x".into(),
-    });
-
+    b.quic.stop_all()?;
+    rows.extend(f.rows(size));
+    let net = &mut b.net;
+    for i in [1, 2] {
+        net.start(i)?;
+    }
+    for i in [1, 2] {
+        net.wait_peers(i, net.nodes.len() - 2, LONG)?;
+    }
+    let fetch1 = f.tcp.median();
     let mut fetch3 = Duration::MAX;
     let mut used = 0;
     for (consumer, stopped) in [(3, None), (4, Some(3))] {
@@ -284,18 +257,17 @@ fn fetch_rows(
         mesh: format!(
             "{:.2} s ({:.0} MB/s, {used} providers used)",
             fetch3.as_secs_f64(),
-            mbps(size_fetched, fetch3),
+            mbps(size, fetch3),
         ),
-        baseline: format!("1 provider {:.2} s", fetch1.as_secs_f64()),
+        baseline: format!("1 provider (TCP, median) {:.2} s", fetch1.as_secs_f64()),
         ratio: format!("{:.2}x", fetch1.as_secs_f64() / fetch3.as_secs_f64()),
         target: ">= 1x".into(),
     });
     Ok(Fetched {
         fetch1,
         fetch_rss,
-        size_fetched,
-        curl_file,
-        receive,
+        curl_file: f.https.median(),
+        receive: f.sendme.median(),
     })
 }
 
@@ -374,11 +346,9 @@ fn in_place_rows(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     let net = &mut b.net;
+    let size_fetched = b.size;
     let Fetched {
-        size_fetched,
-        curl_file,
-        receive,
-        ..
+        curl_file, receive, ..
     } = *f;
     for i in 1..5 {
         net.nodes[i].terminate()?;
@@ -410,7 +380,7 @@ fn in_place_rows(
             mbps(size_fetched, fetch_in_place)
         ),
         baseline: format!(
-            "nginx+curl -o file {:.2} s; sendme receive {:.2} s",
+            "nginx HTTPS + curl -o file {:.2} s; sendme receive {:.2} s (medians)",
             curl_file.as_secs_f64(),
             receive.as_secs_f64()
         ),
@@ -426,7 +396,7 @@ fn in_place_rows(
 
 /// Where the time went, from the nodes' own phase logs.
 fn phase_logs(net: &Testnet, opts: &BenchOptions) {
-    for i in 0..7 {
+    for i in 0..net.nodes.len() {
         let log =
             std::fs::read_to_string(net.root().join(format!("node{i:02}.log"))).unwrap_or_default();
         for line in log
