@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::anchors::{timed, Nginx, Sendme};
-use super::measure::{cpu_secs, mbps, peak_rss_mib, Row, LONG};
+use super::measure::{children_cpu_secs, cpu_secs, mbps, peak_rss_mib, Row, LONG};
 use crate::Testnet;
 
 /// Runs of each contender.
@@ -87,20 +87,6 @@ impl Series {
             .collect();
         format!("CPU/GiB: {}", parts.join(", "))
     }
-}
-
-/// CPU seconds of this process's waited-for children so far (curl, sendme
-/// receive: each runs to its end between two readings).
-fn children_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // cutime and cstime are the 16th and 17th fields.
-    let ticks: f64 = [13, 14]
-        .iter()
-        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
 }
 
 /// The mesh side: a network, its provider and the fresh consumers still to use.

@@ -76,11 +76,23 @@ pub(super) fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// CPU seconds (user + system) a process has used so far.
 pub(super) fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    stat_secs(&format!("/proc/{pid}/stat"), [11, 12])
+}
+
+/// CPU seconds (user + system) this process's waited-for children have used so
+/// far: a command run to its end between two readings (curl, `sendme receive`).
+pub(super) fn children_cpu_secs() -> f64 {
+    stat_secs("/proc/self/stat", [13, 14])
+}
+
+/// The sum of two clock-tick fields of a `/proc/.../stat` file, in seconds; the
+/// fields are counted after the parenthesised command name (utime and stime are
+/// 11 and 12 there, cutime and cstime 13 and 14).
+fn stat_secs(path: &str, fields: [usize; 2]) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
+    let ticks: f64 = fields
         .iter()
         .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
         .sum();
