@@ -50,8 +50,8 @@ impl Blocks {
         let inner = &self.inner;
         {
             let mut kept = inner.kept.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(at) = kept.iter().position(|(i, _)| *i == index) {
-                let hit = kept.remove(at).expect("position is in range");
+            let at = kept.iter().position(|(i, _)| *i == index);
+            if let Some(hit) = at.and_then(|at| kept.remove(at)) {
                 let bytes = hit.1.clone();
                 kept.push_back(hit);
                 return Ok(bytes);
