@@ -1,7 +1,8 @@
 //! Reassembling product files, verifying every chunk, and exposing them only when
 //! complete (temp file + fsync + rename): from the chunk store ([`write_files`]) or
 //! chunk by chunk as a fetch downloads them ([`Output`]), starting each file from an
-//! earlier version already on disk where there is one ([`reuse`]).
+//! earlier version already on disk where there is one ([`reuse`]), or from what an
+//! interrupted fetch had written in place ([`partial`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -9,12 +10,14 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-use mesh_protocol::manifest::{is_safe_relative_path, FileEntry, MAX_CHUNK_LEN};
+use mesh_protocol::manifest::{is_safe_relative_path, ChunkRef, FileEntry, MAX_CHUNK_LEN};
 use mesh_protocol::Hash;
 
-use crate::chunks::{ChunkError, ChunkStore};
+use crate::chunks::{ChunkError, ChunkStore, RefId};
 
+mod partial;
 mod reuse;
 #[cfg(test)]
 mod reuse_tests;
@@ -39,6 +42,9 @@ pub enum AssembleError {
     /// A file the product would write already exists there with other contents.
     #[error("{0} already exists and is not this product's file; nothing was written. Fetch into another directory, or pass --force to replace it")]
     Exists(PathBuf),
+    /// Another fetch is writing the same file (into the same directory) now.
+    #[error("{0} is being written by another fetch into the same directory; wait for it to finish, or fetch into another directory")]
+    Busy(PathBuf),
     /// A path the product would write is a directory (or other non-file) there.
     #[error("{0} is in the way: the product has a file at that path; nothing was written. Fetch into another directory")]
     InTheWay(PathBuf),
@@ -193,9 +199,13 @@ fn check_in_parallel(store: &ChunkStore, hashes: &[Hash]) -> Result<(), Assemble
 
 /// Product files being written under an output directory while their chunks arrive,
 /// in any order: each chunk is written at every offset where it occurs. The files
-/// live under temporary names (`.mesh-partial-N`, N the file's index) until [`Output::commit`] syncs
-/// and renames them; dropping an uncommitted `Output` removes them, so a failed or
-/// interrupted fetch never leaves a partial file under its final name.
+/// live under temporary names (`.mesh-partial-N`, N the file's index) until
+/// [`Output::commit`] syncs and renames them, so a failed or interrupted fetch never
+/// leaves a partial file under its final name. Dropping an uncommitted `Output`
+/// removes them, unless it was made by [`Output::create_referenced`]: then the
+/// chunk store records each chunk where it lands, and the files stay for the next
+/// fetch into the directory to resume from. A temporary file is locked while its
+/// `Output` lives: two fetches never write one file.
 #[derive(Debug)]
 pub struct Output {
     files: Vec<OutFile>,
@@ -203,6 +213,10 @@ pub struct Output {
     places: HashMap<Hash, Vec<(usize, u64)>>,
     /// What the files' bases provided.
     reuse: Reuse,
+    /// Bytes found in place in partial files an interrupted fetch left.
+    resumed: u64,
+    /// The files are registered with a chunk store, and kept when not committed.
+    referenced: bool,
     committed: AtomicBool,
 }
 
@@ -211,6 +225,11 @@ struct OutFile {
     tmp: PathBuf,
     dest: PathBuf,
     file: File,
+    /// The temporary file's registration, in a referenced output.
+    reference: Option<RefId>,
+    /// Held while writing: one writer per file, waiting in this process rather
+    /// than spinning on the file's lock in the kernel.
+    writing: Mutex<()>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
@@ -243,55 +262,45 @@ impl Output {
         options: OutputOptions,
         bases: &[Option<Base>],
     ) -> Result<Self, AssembleError> {
+        Self::build(files, out_dir, options, bases, None)
+    }
+
+    /// [`Output::create_from`], with the files registered in `store`, so that
+    /// [`Output::write_referenced`] records each chunk as a range of the file it
+    /// was written to: the output is the only copy, every byte written once. The
+    /// temporary files are kept when the output is not committed, and a file an
+    /// earlier uncommitted output left (with no base given for it) is resumed: the
+    /// chunks recorded in it that still verify where the entry needs them stay,
+    /// held in the store, and are not written again (see [`partial`]).
+    pub fn create_referenced(
+        files: &[FileEntry],
+        out_dir: &Path,
+        options: OutputOptions,
+        bases: &[Option<Base>],
+        store: &ChunkStore,
+    ) -> Result<Self, AssembleError> {
+        Self::build(files, out_dir, options, bases, Some(store))
+    }
+
+    fn build(
+        files: &[FileEntry],
+        out_dir: &Path,
+        options: OutputOptions,
+        bases: &[Option<Base>],
+        store: Option<&ChunkStore>,
+    ) -> Result<Self, AssembleError> {
         check_destinations(files, out_dir, options.overwrite, bases)?;
         let mut out = Output {
             files: Vec::with_capacity(files.len()),
             places: HashMap::new(),
             reuse: Reuse::default(),
+            resumed: 0,
+            referenced: store.is_some(),
             committed: AtomicBool::new(false),
         };
         for (i, f) in files.iter().enumerate() {
-            if !is_safe_relative_path(&f.path) {
-                return Err(AssembleError::UnsafePath(f.path.clone()));
-            }
-            let dest = out_dir.join(&f.path);
-            let dir = dest.parent().unwrap_or(out_dir);
-            fs::create_dir_all(dir).map_err(io_at(dir))?;
-            // A short name of its own (the file's index): a name of 250 bytes
-            // has no room for a prefix and suffix within the 255 a name may have.
-            let tmp = dir.join(format!(".mesh-partial-{i}"));
-            let mode = if options.private { 0o600 } else { 0o666 };
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(&tmp)
-                .map_err(io_at(&tmp))?;
-            if options.private {
-                // A leftover temp file keeps its old mode: set it.
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600))
-                    .map_err(io_at(&tmp))?;
-            }
-            // Registered before sizing, so a failure below still removes it.
-            out.files.push(OutFile {
-                tmp: tmp.clone(),
-                dest,
-                file,
-            });
-            let in_place = match bases.get(i).and_then(Option::as_ref) {
-                Some(base) => {
-                    let (done, reuse) =
-                        reuse::seed(base, &out.files[i].file, f).map_err(io_at(&tmp))?;
-                    out.reuse.add(reuse);
-                    done
-                }
-                None => {
-                    out.files[i].file.set_len(f.size).map_err(io_at(&tmp))?;
-                    Vec::new()
-                }
-            };
+            let base = bases.get(i).and_then(Option::as_ref);
+            let in_place = out.open(i, f, out_dir, options, base, store)?;
             let mut offset = 0u64;
             for (j, c) in f.chunks.iter().enumerate() {
                 if !in_place.get(j).copied().unwrap_or(false) {
@@ -303,13 +312,132 @@ impl Output {
         Ok(out)
     }
 
+    /// Opens (and locks) file `i`'s temporary file and sizes it, started from its
+    /// base or, in a referenced output, from what an earlier attempt left; returns
+    /// per chunk whether its bytes are already in place.
+    fn open(
+        &mut self,
+        i: usize,
+        f: &FileEntry,
+        out_dir: &Path,
+        options: OutputOptions,
+        base: Option<&Base>,
+        store: Option<&ChunkStore>,
+    ) -> Result<Vec<bool>, AssembleError> {
+        if !is_safe_relative_path(&f.path) {
+            return Err(AssembleError::UnsafePath(f.path.clone()));
+        }
+        let dest = out_dir.join(&f.path);
+        let dir = dest.parent().unwrap_or(out_dir);
+        fs::create_dir_all(dir).map_err(io_at(dir))?;
+        // A short name of its own (the file's index): a name of 250 bytes has no
+        // room for a prefix and suffix within the 255 a name may have.
+        let tmp = dir.join(format!(".mesh-partial-{i}"));
+        let mode = if options.private { 0o600 } else { 0o666 };
+        // Not truncated before it is locked: it may be another fetch's file.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_at(&tmp))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(AssembleError::Busy(dest)),
+            Err(fs::TryLockError::Error(e)) => return Err(io_at(&tmp)(e)),
+        }
+        if options.private {
+            // A leftover temp file keeps its old mode: set it.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io_at(&tmp))?;
+        }
+        let kept = match store {
+            Some(store) => {
+                let at = fs::canonicalize(&tmp).map_err(io_at(&tmp))?;
+                partial::reclaim(store, &at, &file, f, base.is_none()).map_err(|source| {
+                    AssembleError::Chunk {
+                        path: tmp.display().to_string(),
+                        source,
+                    }
+                })?
+            }
+            None => partial::Reclaimed::default(),
+        };
+        if kept.bytes == 0 {
+            file.set_len(0).map_err(io_at(&tmp))?;
+        }
+        // Registered before sizing, so a failure below still removes it.
+        self.files.push(OutFile {
+            tmp: tmp.clone(),
+            dest,
+            file,
+            reference: None,
+            writing: Mutex::new(()),
+        });
+        let out = &mut self.files[i];
+        let in_place = match base {
+            Some(base) => {
+                let (done, reuse) = reuse::seed(base, &out.file, f).map_err(io_at(&tmp))?;
+                self.reuse.add(reuse);
+                done
+            }
+            None => {
+                out.file.set_len(f.size).map_err(io_at(&tmp))?;
+                self.resumed += kept.bytes;
+                kept.done
+            }
+        };
+        if let Some(store) = store {
+            out.reference = Some(
+                store
+                    .reference(&tmp)
+                    .map_err(|source| AssembleError::Chunk {
+                        path: tmp.display().to_string(),
+                        source,
+                    })?,
+            );
+        }
+        Ok(in_place)
+    }
+
     /// Writes a chunk's (already verified) bytes at every offset where it occurs.
     /// A chunk the files do not contain is ignored.
     pub fn write_chunk(&self, hash: &Hash, data: &[u8]) -> Result<(), AssembleError> {
         use std::os::unix::fs::FileExt;
         for &(i, offset) in self.places.get(hash).map(Vec::as_slice).unwrap_or_default() {
             let f = &self.files[i];
+            let _one_writer = f
+                .writing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             f.file.write_all_at(data, offset).map_err(io_at(&f.tmp))?;
+        }
+        Ok(())
+    }
+
+    /// [`Output::write_chunk`], then, in a referenced output, records the chunk in
+    /// `store` as the range of the file it was first written to (with its CRC-32):
+    /// from then on the store holds it there, and an interrupted fetch keeps it.
+    pub fn write_referenced(
+        &self,
+        store: &ChunkStore,
+        c: &ChunkRef,
+        data: &[u8],
+    ) -> Result<(), AssembleError> {
+        self.write_chunk(&c.hash, data)?;
+        let Some(&(i, offset)) = self.places.get(&c.hash).and_then(|p| p.first()) else {
+            return Ok(());
+        };
+        let f = &self.files[i];
+        if let Some(id) = f.reference {
+            store
+                .put_ref(&c.hash, id, offset, c.len, Some(crc32fast::hash(data)))
+                .map_err(|source| AssembleError::Chunk {
+                    path: f.dest.display().to_string(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -349,6 +477,12 @@ impl Output {
         self.reuse
     }
 
+    /// Bytes an interrupted fetch had already written in place and that were kept
+    /// (see [`Output::create_referenced`]).
+    pub fn resumed(&self) -> u64 {
+        self.resumed
+    }
+
     /// The final paths of the files, in the order of the entries.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|f| f.dest.as_path())
@@ -363,10 +497,11 @@ impl Output {
     }
 
     /// Removes the temporary files now, for a fetch that failed while chunk writes
-    /// may still be in flight on other threads (they land in the unlinked files).
-    /// Nothing can be committed afterwards.
+    /// may still be in flight on other threads (they land in the unlinked files);
+    /// a referenced output keeps them, for the next attempt. Nothing can be
+    /// committed afterwards.
     pub fn abandon(&self) {
-        if !self.committed.swap(true, Ordering::AcqRel) {
+        if !self.committed.swap(true, Ordering::AcqRel) && !self.referenced {
             for f in &self.files {
                 let _ = fs::remove_file(&f.tmp);
             }
@@ -385,6 +520,16 @@ impl Output {
 
     /// Syncs every file and renames it to its final name; returns the bytes written.
     pub fn commit(&self) -> Result<u64, AssembleError> {
+        if self.committed.load(Ordering::Acquire) {
+            return Err(AssembleError::Io {
+                path: self
+                    .files
+                    .first()
+                    .map(|f| f.dest.clone())
+                    .unwrap_or_default(),
+                source: io::Error::other("the output was abandoned or committed already"),
+            });
+        }
         let mut written = 0;
         for f in &self.files {
             f.file.sync_all().map_err(io_at(&f.tmp))?;
@@ -400,7 +545,7 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if !self.committed.load(Ordering::Acquire) {
+        if !self.committed.load(Ordering::Acquire) && !self.referenced {
             for f in &self.files {
                 let _ = fs::remove_file(&f.tmp);
             }
@@ -519,6 +664,85 @@ mod tests {
         let out_dir2 = dir.path().join("out2");
         drop(Output::create(&files, &out_dir2, OutputOptions::default()).unwrap());
         assert_eq!(fs::read_dir(&out_dir2).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_referenced_output_is_the_only_copy_and_an_interrupted_one_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = ChunkStore::open(&dir.path().join("publisher")).unwrap();
+        let src = dir.path().join("src.bin");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let chunks = chunk_file(&src, &publisher).unwrap().chunks;
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        let bytes = |c: &ChunkRef| publisher.get_verified(&c.hash, 1 << 30).unwrap();
+        let files = vec![FileEntry {
+            path: "d/out.bin".into(),
+            size: data.len() as u64,
+            chunks: chunks.clone(),
+        }];
+        let store = ChunkStore::open(&dir.path().join("consumer")).unwrap();
+        let out_dir = dir.path().join("out");
+        let open =
+            || Output::create_referenced(&files, &out_dir, OutputOptions::default(), &[], &store);
+        let partial = out_dir.join("d/.mesh-partial-0");
+
+        // Two chunks land; the store holds them in the partial file, not in a pack.
+        let out = open().unwrap();
+        assert!(matches!(open(), Err(AssembleError::Busy(_))), "one writer");
+        for c in &chunks[..2] {
+            out.write_referenced(&store, c, &bytes(c)).unwrap();
+        }
+        assert!(store.is_referenced(&chunks[0].hash) && store.is_referenced(&chunks[1].hash));
+        assert_eq!(
+            store.get_verified(&chunks[0].hash, 1 << 30).unwrap(),
+            bytes(&chunks[0])
+        );
+        // Interrupted, with the second chunk's bytes lost (a power loss).
+        out.abandon();
+        drop(out);
+        let at = u64::from(chunks[0].len);
+        let f = OpenOptions::new().write(true).open(&partial).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"lost", at).unwrap();
+
+        // Resumed: the first chunk is kept and not written again; the lost one
+        // is dropped from the store, to be fetched again.
+        let out = open().unwrap();
+        assert_eq!(out.resumed(), at);
+        assert!(store.has(&chunks[0].hash));
+        assert!(!store.has(&chunks[1].hash));
+        let kept_place = out.places.get(&chunks[0].hash);
+        assert!(
+            !kept_place.is_some_and(|p| p.contains(&(0, 0))),
+            "not written again"
+        );
+        out.fill_from_store(&store, [&chunks[0].hash]).unwrap();
+        for c in &chunks[1..] {
+            out.write_referenced(&store, c, &bytes(c)).unwrap();
+        }
+        out.commit().unwrap();
+        let dest = out_dir.join("d/out.bin");
+        assert_eq!(fs::read(&dest).unwrap(), data);
+        // The store's records move to the final name.
+        store.reference_file(&dest, &chunks).unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let store = ChunkStore::open(&dir.path().join("consumer")).unwrap();
+        for c in &chunks {
+            assert_eq!(store.get_verified(&c.hash, 1 << 30).unwrap(), bytes(c));
+            assert_eq!(
+                store.locate(&c.hash).unwrap().path,
+                fs::canonicalize(&dest).unwrap()
+            );
+        }
+        let packed: u64 = fs::read_dir(dir.path().join("consumer/packs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert_eq!(packed, 0, "every byte written once, into the output");
+        assert!(!partial.exists());
     }
 
     /// Two files of a product, stored.

@@ -173,6 +173,28 @@ impl ChunkStore {
         Ok(stale)
     }
 
+    /// The chunks recorded as ranges of the file at `path` (absolute, as
+    /// [`ChunkStore::reference`] registers it), under any reference to it:
+    /// (hash, offset, length), in no order. Empty, and cheap, when nothing was
+    /// ever referenced at that path.
+    pub fn referenced_ranges(&self, path: &Path) -> Vec<(Hash, u64, u32)> {
+        let st = lock(&self.state);
+        let ids: std::collections::HashSet<u32> = st
+            .ref_paths
+            .iter()
+            .filter(|(_, p)| *p == path)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        st.index
+            .iter()
+            .filter(|(_, loc)| ids.contains(&loc.pack))
+            .map(|(h, loc)| (*h, loc.offset, loc.len))
+            .collect()
+    }
+
     /// Whether the chunk is stored as a range of a referenced file.
     pub fn is_referenced(&self, hash: &Hash) -> bool {
         lock(&self.state).index.get(hash).is_some_and(Loc::is_ref)
