@@ -146,7 +146,7 @@ impl Progress {
             human_bytes(o.transferred_bytes)
         );
         if o.in_place && !self.one_shot {
-            say!("  kept in place: this node serves it from these files, with no copy in its store (edit one and it stops serving that version)");
+            say!("  kept in place: this node serves it from these files, with no copy in its store (edit one and it stops serving that version; --copy keeps one)");
         }
         if o.reused_bytes > 0 {
             say!(
@@ -214,8 +214,8 @@ fn object_target(a: &FetchArgs) -> anyhow::Result<Option<ObjectUrl>> {
     let Some(text) = a.out.to_str().filter(|t| ObjectUrl::is_object_url(t)) else {
         return Ok(None);
     };
-    if a.in_place || a.force {
-        bail!("--in-place and --force are for a directory; a delivery into object storage puts each version under its own prefix and never overwrites one");
+    if a.in_place || a.copy || a.force {
+        bail!("--in-place, --copy and --force are for a directory; a delivery into object storage puts each version under its own prefix and never overwrites one");
     }
     Ok(Some(text.parse()?))
 }
@@ -241,7 +241,7 @@ pub(crate) fn fetch(home: &Path, a: FetchArgs, json: bool) -> anyhow::Result<()>
         product: a.product.clone(),
         out: to_objects.is_none().then(|| out.clone()),
         force: a.force,
-        in_place: a.in_place,
+        in_place: to_objects.is_none() && !a.copy,
         to_objects: to_objects.map(|u| u.to_string()),
     };
     let client = ApiClient::for_home(&NodeHome::new(home)).map_err(|e| {

@@ -7,9 +7,9 @@
 //! measured uninterrupted duration. After the restart:
 //! - **publish**: every publish that was acknowledged is listed as held and its
 //!   bytes verify; an unacknowledged one is either absent or complete, never partial;
-//! - **fetch**: nothing sits under the output's final name unless complete and
-//!   correct, and fetching again completes, verifies, and reports how many bytes
-//!   the interrupted attempt had already saved;
+//! - **fetch** (every other one in place): nothing sits under the output's final
+//!   name unless complete and correct, and fetching again completes, verifies, and
+//!   reports how many bytes the interrupted attempt had already saved;
 //! - **policy**: the node starts (its chain re-verifies from genesis), enforces the
 //!   new version if the submission was acknowledged, and both nodes converge on the
 //!   same version.
@@ -420,11 +420,14 @@ impl Harness {
         self.counter += 1;
         let out = self.root().join(format!("fetch-{}", self.counter));
         let client = self.net.nodes[1].client()?;
+        // Every other fetch in place (the store records chunks in the output's
+        // partial file), the others into the store.
+        let in_place = self.counter % 2 == 0;
         let request = FetchRequest {
             product: name.clone(),
             out: Some(out.clone()),
             force: false,
-            in_place: false,
+            in_place,
             to_objects: None,
         };
         let result = self.kill_during(1, kill, move || {
@@ -444,7 +447,11 @@ impl Harness {
         // moments before the kill may not have reached the disk (only what the node
         // holds is promised to survive); the connect-time sync brings it back.
         self.net.wait_product(1, &name, "1.0.0", DEADLINE)?;
-        let outcome = self.net.fetch(1, &name, &out)?;
+        let outcome = if in_place {
+            self.net.fetch_in_place(1, &name, &out)?
+        } else {
+            self.net.fetch(1, &name, &out)?
+        };
         check_output(&out, hash)?;
         Ok(Iteration {
             op: Op::Fetch,

@@ -521,14 +521,21 @@ pub(crate) struct FetchArgs {
     /// differ.
     #[arg(long)]
     pub(crate) force: bool,
-    /// Keep the product only in the files written under --out: the node verifies
-    /// each chunk, writes it there and serves it from there, with no second copy in
-    /// its store (every byte lands on disk once). The node serves this version only
-    /// while the files keep exactly these bytes; edit, move or delete one and it is
-    /// no longer held here (`mesh verify` reports it). An interrupted in-place fetch
-    /// downloads again. Products of more than 256 files are fetched as usual. A
-    /// one-shot fetch (--genesis) always writes this way: its store is thrown away.
-    #[arg(long)]
+    /// Also keep a copy of every chunk in the node's store (each byte written
+    /// twice), so that the node keeps serving this version whatever becomes of the
+    /// files under --out. Without it (the default) the product is kept in place:
+    /// the node verifies each chunk, writes it into the output and serves it from
+    /// there, with no second copy (every byte lands on disk once), and serves this
+    /// version only while the files keep exactly these bytes; edit, move or delete
+    /// one and it is no longer held here (`mesh verify` reports it). An interrupted
+    /// fetch leaves hidden `.mesh-partial-N` files in the output's folders; running
+    /// it again resumes from them. Products of more than 256 files, and deliveries
+    /// into object storage, are always fetched with a copy.
+    #[arg(long, conflicts_with = "in_place")]
+    pub(crate) copy: bool,
+    /// Kept for scripts written before it became the default: the product is kept
+    /// in place unless --copy is given.
+    #[arg(long, hide = true)]
     pub(crate) in_place: bool,
     /// Fetch without a daemon: start an ephemeral node that trusts this genesis
     /// policy, catches up from --bootstrap, verifies everything, fetches and exits.

@@ -154,7 +154,7 @@ pub fn write_files(
     options: OutputOptions,
     bases: &[Option<Base>],
 ) -> Result<Output, AssembleError> {
-    let out = Output::create_from(files, out_dir, options, bases)?;
+    let out = Output::create_over(files, out_dir, options, bases, store)?;
     out.fill_from_store(
         store,
         files.iter().flat_map(|f| f.chunks.iter().map(|c| &c.hash)),
@@ -262,7 +262,21 @@ impl Output {
         options: OutputOptions,
         bases: &[Option<Base>],
     ) -> Result<Self, AssembleError> {
-        Self::build(files, out_dir, options, bases, None)
+        Self::build(files, out_dir, options, bases, None, false)
+    }
+
+    /// [`Output::create_from`] for a node whose `store` may have recorded chunks
+    /// in the temporary files (an interrupted [`Output::create_referenced`] output
+    /// into the same directory): those records are dropped before the files are
+    /// written over.
+    pub fn create_over(
+        files: &[FileEntry],
+        out_dir: &Path,
+        options: OutputOptions,
+        bases: &[Option<Base>],
+        store: &ChunkStore,
+    ) -> Result<Self, AssembleError> {
+        Self::build(files, out_dir, options, bases, Some(store), false)
     }
 
     /// [`Output::create_from`], with the files registered in `store`, so that
@@ -279,7 +293,7 @@ impl Output {
         bases: &[Option<Base>],
         store: &ChunkStore,
     ) -> Result<Self, AssembleError> {
-        Self::build(files, out_dir, options, bases, Some(store))
+        Self::build(files, out_dir, options, bases, Some(store), true)
     }
 
     fn build(
@@ -288,6 +302,7 @@ impl Output {
         options: OutputOptions,
         bases: &[Option<Base>],
         store: Option<&ChunkStore>,
+        referenced: bool,
     ) -> Result<Self, AssembleError> {
         check_destinations(files, out_dir, options.overwrite, bases)?;
         let mut out = Output {
@@ -295,7 +310,7 @@ impl Output {
             places: HashMap::new(),
             reuse: Reuse::default(),
             resumed: 0,
-            referenced: store.is_some(),
+            referenced,
             committed: AtomicBool::new(false),
         };
         for (i, f) in files.iter().enumerate() {
@@ -313,8 +328,9 @@ impl Output {
     }
 
     /// Opens (and locks) file `i`'s temporary file and sizes it, started from its
-    /// base or, in a referenced output, from what an earlier attempt left; returns
-    /// per chunk whether its bytes are already in place.
+    /// base or, in a referenced output, from what an earlier attempt left (with a
+    /// `store` and not referenced, what the store recorded there is dropped);
+    /// returns per chunk whether its bytes are already in place.
     fn open(
         &mut self,
         i: usize,
@@ -356,7 +372,8 @@ impl Output {
         let kept = match store {
             Some(store) => {
                 let at = fs::canonicalize(&tmp).map_err(io_at(&tmp))?;
-                partial::reclaim(store, &at, &file, f, base.is_none()).map_err(|source| {
+                let keep = self.referenced && base.is_none();
+                partial::reclaim(store, &at, &file, f, keep).map_err(|source| {
                     AssembleError::Chunk {
                         path: tmp.display().to_string(),
                         source,
@@ -389,7 +406,7 @@ impl Output {
                 kept.done
             }
         };
-        if let Some(store) = store {
+        if let Some(store) = store.filter(|_| self.referenced) {
             out.reference = Some(
                 store
                     .reference(&tmp)

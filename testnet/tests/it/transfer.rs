@@ -218,6 +218,21 @@ fn gc_keeps_every_chunk_a_retained_version_references_and_frees_the_rest() {
 
 #[test]
 fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
+    killed_fetch_resumes(false);
+}
+
+/// In place (`mesh fetch`'s default), the chunks verified before the kill are in
+/// the output's partial file, which stays for the next fetch; every byte is still
+/// written once.
+#[test]
+fn a_fetch_in_place_killed_with_sigkill_resumes_from_its_partial_file() {
+    killed_fetch_resumes(true);
+}
+
+/// Fetches a ~110 MB product on node 1 (in place or into the store), kills node 1
+/// with -9 midway, restarts it and fetches again: what was verified before the
+/// kill is not downloaded again.
+fn killed_fetch_resumes(in_place: bool) {
     let mut net = testnet(2);
     net.start_all().unwrap();
     let dir = net.root().join("big");
@@ -231,11 +246,12 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
     // Start the fetch; once node 1 holds some chunks, freeze the provider (the fetch
     // stalls there), kill -9 the fetching node, then let the provider go on.
     let client = net.nodes[1].client().unwrap();
+    let out = net.root().join("out");
     let request = mesh_node::api::FetchRequest {
         product: "sales/big".into(),
-        out: Some(net.root().join("out")),
+        out: Some(out.clone()),
         force: false,
-        in_place: false,
+        in_place,
         to_objects: None,
     };
     let fetch = std::thread::spawn(move || client.fetch(&request, |_| {}));
@@ -253,8 +269,12 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
         "the fetch was interrupted ({held_at_kill} of {total_chunks} chunks)"
     );
     assert!(
-        !net.root().join("out/orders.csv").exists(),
+        !out.join("orders.csv").exists(),
         "no partial file under its final name"
+    );
+    assert!(
+        !in_place || out.join(".mesh-partial-0").exists(),
+        "in place, the partial file stays for the next fetch"
     );
 
     // Restart and fetch again: the chunks verified before the kill are not re-sent.
@@ -267,15 +287,38 @@ fn a_fetch_killed_with_sigkill_resumes_without_downloading_again() {
     // A catalog entry learned moments before the kill may not have reached the
     // disk (sled flushes every 500 ms); the connect-time sync brings it back.
     net.wait_product(1, "sales/big", "1.0.0", DEADLINE).unwrap();
-    let o = net.fetch(1, "sales/big", &net.root().join("out")).unwrap();
+    let o = if in_place {
+        net.fetch_in_place(1, "sales/big", &out).unwrap()
+    } else {
+        net.fetch(1, "sales/big", &out).unwrap()
+    };
     assert!(
         o.transferred_bytes < o.size,
         "resumed: {} of {}",
         o.transferred_bytes,
         o.size
     );
+    assert_eq!(o.in_place, in_place);
     assert_eq!(
-        file_hash(&net.root().join("out/orders.csv")).unwrap(),
+        file_hash(&out.join("orders.csv")).unwrap(),
         file_hash(&csv).unwrap()
     );
+    assert!(!out.join(".mesh-partial-0").exists());
+    if in_place {
+        let packed = common::packed_bytes(&net.nodes[1].home);
+        assert!(
+            packed < o.size / 20,
+            "every byte written once: {packed} bytes packed for a {}-byte product",
+            o.size
+        );
+        // The node holds the version, served from the output.
+        let report: mesh_node::api::VerifyReport = net.nodes[1]
+            .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
+            .unwrap();
+        assert!(
+            report.changed_files.is_empty() && report.corrupt_removed.is_empty(),
+            "{report:?}"
+        );
+        assert!(net.holds(1, "sales/big", "1.0.0").unwrap());
+    }
 }

@@ -5,9 +5,9 @@
 //! then record the manifest as held and write the files out (temp + rename).
 //!
 //! Progress is reported as [`FetchEvent`]s on a bounded channel. Chunks already in the
-//! store are never fetched again, so re-running an interrupted fetch resumes (except
-//! in place, see [`FetchOptions::in_place`]: the chunks of an unfinished one were
-//! only in its temporary files, so it downloads them again).
+//! store are never fetched again, so re-running an interrupted fetch resumes; in
+//! place (see [`FetchOptions::in_place`]) the store holds them as ranges of the
+//! output's temporary files, which an interrupted fetch leaves for the next one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -68,13 +68,16 @@ pub struct FetchOptions {
     /// Replace files already at the product's paths even if they differ
     /// (`mesh fetch --force`); without it only identical ones.
     pub overwrite: bool,
-    /// Keep the product's bytes only in the written files (`mesh fetch --in-place`):
-    /// downloaded chunks are verified and written there, not copied into the
-    /// store's packs too, and the store records them as ranges of those files (see
-    /// `ChunkStore::reference_file`). Every byte lands on disk once. Editing a
-    /// file afterwards makes this node stop serving the changed chunks. Needs an
-    /// output directory; a product of more than 256 files is
-    /// fetched into the store as usual (the outcome says which happened).
+    /// Keep the product's bytes only in the written files (`mesh fetch`'s default;
+    /// `--copy` turns it off): downloaded chunks are verified and written there,
+    /// not copied into the store's packs too, and the store records each as a
+    /// range of the temporary file it landed in as it lands (moved to the final
+    /// name at the end, see `ChunkStore::reference_file`). Every byte lands on disk
+    /// once; an interrupted fetch leaves its temporary files, which the next fetch
+    /// into the directory resumes from. Editing a file afterwards makes this node
+    /// stop serving the changed chunks. Needs an output directory; a product of
+    /// more than 256 files is fetched into the store as usual (the outcome says
+    /// which happened).
     pub in_place: bool,
 }
 
@@ -204,7 +207,9 @@ impl Fetcher {
             return Err(FetchError::InPlaceNeedsOut);
         }
         let r = self.resolve_fetch(target, only).await?;
-        let mut plan = ChunkPlan::of(&r.files, &self.chunks);
+        let started = std::time::Instant::now();
+        let (prepared, mut plan) = self.prepare(&r, out.as_ref(), &options).await?;
+        let prepare = started.elapsed();
         send(
             &progress,
             FetchEvent::Resolved {
@@ -216,9 +221,6 @@ impl Fetcher {
             },
         )
         .await;
-        let started = std::time::Instant::now();
-        let prepared = self.prepare(&r, &plan, out.as_ref(), &options).await?;
-        let prepare = started.elapsed();
         let started = std::time::Instant::now();
         let missing = std::mem::take(&mut plan.missing);
         self.download(&prepared.job, missing, 0, plan.total, &progress)
@@ -234,6 +236,7 @@ impl Fetcher {
         self.metrics.fetched_bytes.inc_by(outcome.transferred_bytes);
         info!(
             bytes = outcome.transferred_bytes,
+            resumed_bytes = prepared.job.output.as_ref().map_or(0, |o| o.resumed()),
             reused_bytes = reuse.bytes(),
             cloned_files = reuse.cloned_files,
             prepare_ms = prepare.as_millis() as u64,
@@ -286,14 +289,14 @@ impl Fetcher {
     }
 
     /// Prepare: the output files (started from an earlier version's files where
-    /// they are untouched) and the download job.
+    /// they are untouched, or, in place, from what an interrupted fetch left), then
+    /// the plan (which chunks are held, those included) and the download job.
     async fn prepare(
         &self,
         r: &Resolved,
-        plan: &ChunkPlan,
         out: Option<&PathBuf>,
         options: &FetchOptions,
-    ) -> Result<Prepared, FetchError> {
+    ) -> Result<(Prepared, ChunkPlan), FetchError> {
         let manifest = &r.manifest;
         // Confidential and personal data stay readable by this node's user only.
         let output_options = assemble::OutputOptions {
@@ -315,22 +318,35 @@ impl Fetcher {
         let output = match out {
             Some(dir) if r.files.len() <= MAX_STREAMED_FILES => {
                 let (files, dir, b) = (r.files.clone(), dir.clone(), bases.clone());
+                let store = self.chunks.clone();
                 let created = blocking(move || {
-                    assemble::Output::create_from(&files, &dir, output_options, &b)
-                        .map_err(FetchError::Output)
+                    if in_place {
+                        assemble::Output::create_referenced(
+                            &files,
+                            &dir,
+                            output_options,
+                            &b,
+                            &store,
+                        )
+                    } else {
+                        assemble::Output::create_over(&files, &dir, output_options, &b, &store)
+                    }
+                    .map_err(FetchError::Output)
                 })
                 .await?;
                 Some(Arc::new(created))
             }
             _ => None,
         };
-        let job = self.job(r, plan, output, in_place).await?;
-        Ok(Prepared {
+        let plan = ChunkPlan::of(&r.files, &self.chunks);
+        let job = self.job(r, &plan, output, in_place).await?;
+        let prepared = Prepared {
             output_options,
             in_place,
             bases,
             job,
-        })
+        };
+        Ok((prepared, plan))
     }
 
     /// Files of an earlier version this node wrote (in `dir`, or elsewhere) and

@@ -445,8 +445,7 @@ impl ChunkFetch {
                     wrong.push(c);
                     continue;
                 }
-                // In place, the output is the only copy: verified here, recorded
-                // in the store once the files are whole.
+                // In place, the output is the only copy: verified here.
                 let put = if in_place {
                     let actual = mesh_protocol::Hash::of(&d.0);
                     if actual == c.hash {
@@ -468,8 +467,11 @@ impl ChunkFetch {
                     }
                     Err(e) => return Err(FetchError::from(e)),
                 }
-                if let Some(output) = &output {
-                    output.write_chunk(&c.hash, &d.0)?;
+                match &output {
+                    // Recorded in the store as it lands: kept if the fetch stops.
+                    Some(output) if in_place => output.write_referenced(&chunks, &c, &d.0)?,
+                    Some(output) => output.write_chunk(&c.hash, &d.0)?,
+                    None => {}
                 }
                 stored += u64::from(c.len);
                 CHUNK_BUFFERS.give(d.0);
