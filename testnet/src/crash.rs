@@ -422,7 +422,7 @@ impl Harness {
         let client = self.net.nodes[1].client()?;
         // Every other fetch in place (the store records chunks in the output's
         // partial file), the others into the store.
-        let in_place = self.counter % 2 == 0;
+        let in_place = self.counter.is_multiple_of(2);
         let request = FetchRequest {
             product: name.clone(),
             out: Some(out.clone()),
