@@ -7,7 +7,7 @@
 //!
 //! Every mesh run is a fresh consumer (a node that fetched once holds the product
 //! and would not transfer it again), with every other holder but the provider
-//! stopped.
+//! stopped, fetching as `mesh fetch -o DIR` does by default: in place.
 
 use std::path::Path;
 use std::process::Command;
@@ -112,8 +112,12 @@ impl MeshSide<'_> {
         let _ = Command::new("sync").status();
         let before = (cpu_secs(c_pid), cpu_secs(p_pid));
         let t = Instant::now();
-        net.fetch(consumer, "sales/big@1.0.0", out)?;
+        let fetched = net.fetch_in_place(consumer, "sales/big@1.0.0", out)?;
         let secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            fetched.in_place,
+            "the fetch on node {consumer} was not in place"
+        );
         let cpu = vec![
             ("consumer", cpu_secs(c_pid) - before.0),
             ("provider", cpu_secs(p_pid) - before.1),
@@ -218,7 +222,7 @@ impl Fetches {
         let mut rows = Vec::new();
         for (name, s) in [("TCP (noise + yamux)", &self.tcp), ("QUIC", &self.quic)] {
             rows.push(Row {
-                what: format!("fetch, 1 provider, {name}"),
+                what: format!("fetch, 1 provider, {name} (`mesh fetch -o`: in place)"),
                 mesh: format!("{}; {}", s.summary(size), s.cpu_line(size)),
                 baseline: format!(
                     "nginx HTTPS (TLS 1.3) + curl -o file {}; {}",
