@@ -122,3 +122,46 @@ fn two_nodes_close_redundant_connections_to_one() {
     net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
         .unwrap();
 }
+
+/// Bulk transfer prefers TCP (#38): nodes that listen on both transports and meet
+/// over QUIC (node 1 bootstraps by node 0's QUIC address, which wins a dial race
+/// anyway: one round trip less) end up on one TCP connection, and fetch over it.
+#[test]
+fn nodes_that_meet_over_quic_move_to_tcp_when_both_listen_on_it() {
+    let mut net = testnet(2);
+    for n in &mut net.nodes {
+        n.transport = Transport::Quic;
+        n.listen = vec![
+            format!("/ip4/{}/udp/0/quic-v1", n.ip),
+            format!("/ip4/{}/tcp/0", n.ip),
+        ];
+    }
+    net.start_with(0, &[]).unwrap();
+    let quic = net.nodes[0].addr().unwrap();
+    assert!(quic.contains("/quic-v1/"), "{quic}");
+    net.start_with(1, &[quic]).unwrap();
+    net.wait_peers(1, 1, DEADLINE).unwrap();
+    let on_tcp = |i: usize, j: usize| -> anyhow::Result<bool> {
+        let peers = net.nodes[i].client()?.peers()?;
+        Ok(peers.iter().any(|p| {
+            p.peer_id == net.nodes[j].peer_id && p.transport == "tcp" && p.connections == 1
+        }))
+    };
+    wait_until("one TCP connection on each side", DEADLINE, || {
+        Ok(on_tcp(0, 1)? && on_tcp(1, 0)?)
+    })
+    .unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, 20_000, 5).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let out = net.root().join("out");
+    net.fetch(1, "sales/orders", &out).unwrap();
+    assert_eq!(
+        file_hash(&out.join(csv.file_name().unwrap())).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    assert!(on_tcp(1, 0).unwrap(), "still on TCP after the fetch");
+}

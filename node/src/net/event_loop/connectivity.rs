@@ -2,7 +2,7 @@
 //! verdicts, relay reservations, hole punching, and dialling the replicas that
 //! provider records name (see `net::reach`).
 
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{autonat, dcutr, identify, relay, Multiaddr, PeerId};
 use tracing::{debug, info, warn};
@@ -184,6 +184,18 @@ impl EventLoop {
     fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
         self.connections
             .identified(&peer_id, &info.listen_addrs, &info.agent_version);
+        // One side (the smaller peer id) adds a TCP connection beside a QUIC one.
+        if self.swarm.local_peer_id() < &peer_id {
+            let tcp = self.connections.tcp_to_add(&peer_id);
+            if !tcp.is_empty() {
+                debug!(%peer_id, "connected over QUIC; adding TCP for bulk transfer");
+                let opts = DialOpts::peer_id(peer_id)
+                    .condition(PeerCondition::Always)
+                    .addresses(tcp)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
         let offers_hop = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
         self.reach
             .identified(peer_id, offers_hop, &info.listen_addrs);
