@@ -210,6 +210,18 @@ impl Node {
         Ok(discover::products_at(&p.catalog, view, filter, now).await?)
     }
 
+    /// [`Node::products`], a page at a time as the caller reads them (a
+    /// streamed listing).
+    pub(crate) async fn product_pages(
+        &self,
+        filter: Filter,
+        now: u64,
+    ) -> Result<discover::Pages, NodeError> {
+        let p = &self.parts;
+        let view = ProviderView::now(&p.net, &p.providers, &p.governance).await?;
+        Ok(discover::Pages::start(p.catalog.clone(), view, filter, now).await?)
+    }
+
     /// Every product of the catalog grouped by id, the newest version of each judged
     /// at `now` (for the web catalog), and the catalog generation it was read at.
     pub(crate) async fn listing(

@@ -285,25 +285,42 @@ async fn products(
     Query(filter): Query<Filter>,
 ) -> Result<Response, NodeError> {
     let now = filter.at.unwrap_or_else(unix_now);
-    Ok(json_array(s.node.products(filter, now).await?))
+    let mut pages = s.node.product_pages(filter, now).await?;
+    // The first page is read before the answer starts: a failure there is still
+    // an error status; a later one cuts the body short.
+    let first = pages.next().await.transpose()?.unwrap_or_default();
+    let rest = futures::stream::unfold(pages, |mut pages| async move {
+        pages.next().await.map(|page| (page, pages))
+    });
+    Ok(json_stream(first, rest))
 }
 
 /// Bytes of JSON built before they are handed to the connection.
 const JSON_PIECE: usize = 256 * 1024;
 
-/// `items` as one JSON array (the bytes `Json` would send), written in pieces of
-/// about [`JSON_PIECE`] as the connection takes them: a 100,000-product listing
-/// (75 MB) never sits in memory whole beside the entries it is made from.
-fn json_array<T: serde::Serialize + Send + 'static>(items: Vec<T>) -> Response {
+/// The items of `first` and then of every page `rest` yields as one JSON array
+/// (the bytes `Json` would send for them all), written in pieces of about
+/// [`JSON_PIECE`] as the connection takes them, a page read only when the pieces
+/// before it are gone: a 100,000-product listing (75 MB) never sits in memory
+/// whole, as JSON or as entries. A page that fails ends the body early (the
+/// client sees a truncated array).
+fn json_stream<T, E, S>(first: Vec<T>, rest: S) -> Response
+where
+    T: serde::Serialize + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+    S: futures::Stream<Item = Result<Vec<T>, E>> + Send + 'static,
+{
     /// Where the array is: `[` written, an item written, `]` written.
-    struct At<T> {
-        items: std::vec::IntoIter<T>,
+    struct At<T, S> {
+        current: std::vec::IntoIter<T>,
+        rest: std::pin::Pin<Box<S>>,
         opened: bool,
         any: bool,
         done: bool,
     }
     let start = At {
-        items: items.into_iter(),
+        current: first.into_iter(),
+        rest: Box::pin(rest),
         opened: false,
         any: false,
         done: false,
@@ -317,18 +334,27 @@ fn json_array<T: serde::Serialize + Send + 'static>(items: Vec<T>) -> Response {
             piece.push(b'[');
             at.opened = true;
         }
-        for item in at.items.by_ref() {
-            if at.any {
-                piece.push(b',');
+        loop {
+            for item in at.current.by_ref() {
+                if at.any {
+                    piece.push(b',');
+                }
+                at.any = true;
+                if let Err(e) = serde_json::to_writer(&mut piece, &item) {
+                    at.done = true;
+                    return Some((Err(std::io::Error::other(e)), at));
+                }
+                if piece.len() >= JSON_PIECE {
+                    return Some((Ok(piece), at));
+                }
             }
-            at.any = true;
-            if let Err(e) = serde_json::to_writer(&mut piece, &item) {
-                // Ends the response early: the client sees a truncated body.
-                at.done = true;
-                return Some((Err(std::io::Error::other(e)), at));
-            }
-            if piece.len() >= JSON_PIECE {
-                return Some((Ok(piece), at));
+            match futures::StreamExt::next(&mut at.rest).await {
+                Some(Ok(page)) => at.current = page.into_iter(),
+                Some(Err(e)) => {
+                    at.done = true;
+                    return Some((Err(std::io::Error::other(e.to_string())), at));
+                }
+                None => break,
             }
         }
         piece.push(b']');
@@ -595,19 +621,46 @@ mod tests {
     }
 
     /// The streamed array is byte for byte what `serde_json` writes for the whole
-    /// vector: empty, one item, and enough items to span many pieces.
+    /// vector, however it comes in pages: empty, one item, and enough items to
+    /// span many pieces, in pages of 1,000 and of 7, an empty first page and an
+    /// empty one midway.
     #[tokio::test]
     async fn a_streamed_json_array_is_the_whole_arrays_bytes() {
         for n in [0usize, 1, 2, 40_000] {
             let items: Vec<(usize, String)> =
                 (0..n).map(|i| (i, format!("item \"{i}\" ü"))).collect();
             let want = serde_json::to_vec(&items).unwrap();
-            let body = json_array(items).into_body();
-            let got = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-            assert_eq!(got.as_ref(), want.as_slice(), "{n} items");
+            for page in [1000, 7] {
+                let mut pages: Vec<Vec<(usize, String)>> =
+                    items.chunks(page).map(<[_]>::to_vec).collect();
+                pages.insert(pages.len() / 2, Vec::new());
+                for first_empty in [false, true] {
+                    let mut pages = pages.clone();
+                    let first = if first_empty || pages.is_empty() {
+                        Vec::new()
+                    } else {
+                        pages.remove(0)
+                    };
+                    let rest = futures::stream::iter(
+                        pages.into_iter().map(Ok::<_, std::convert::Infallible>),
+                    );
+                    let body = json_stream(first, rest).into_body();
+                    let got = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+                    assert_eq!(got.as_ref(), want.as_slice(), "{n} items, pages of {page}");
+                }
+            }
             if n == 40_000 {
                 assert!(want.len() > 3 * JSON_PIECE, "spans several pieces");
             }
         }
+    }
+
+    /// A page that fails midway ends the body early: never a well-formed array
+    /// that silently lacks entries.
+    #[tokio::test]
+    async fn a_page_that_fails_cuts_the_array_short() {
+        let rest = futures::stream::iter(vec![Ok(vec![2]), Err("the disk failed"), Ok(vec![3])]);
+        let body = json_stream(vec![1], rest).into_body();
+        assert!(axum::body::to_bytes(body, usize::MAX).await.is_err());
     }
 }

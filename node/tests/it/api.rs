@@ -201,3 +201,101 @@ async fn the_web_catalog_escapes_hostile_text_and_sends_a_strict_csp() {
     assert_eq!(foreign.0, 403, "{}", foreign.2);
     a.shutdown().await.unwrap();
 }
+
+/// `sales/<name>@<version>` as a publisher would sign it (no files).
+fn listed_manifest(name: &str, version: &str, key: &KeyPair) -> mesh_protocol::Manifest {
+    mesh_protocol::Manifest {
+        format: mesh_protocol::manifest::MANIFEST_FORMAT,
+        id: format!("sales/{name}").parse().unwrap(),
+        version: version.parse().unwrap(),
+        status: Status::Active,
+        title: format!("{name} ü \"quoted\""),
+        description: String::new(),
+        owner: mesh_protocol::manifest::Owner {
+            team: "sales".into(),
+            contact: "sales@example.com".into(),
+        },
+        tags: vec!["listed".into()],
+        classification: Classification::Internal,
+        consumers: vec![],
+        schema: vec![],
+        null_values: Default::default(),
+        sla: mesh_protocol::manifest::Sla {
+            freshness_secs: Some(3600),
+            ..Default::default()
+        },
+        lineage: vec![],
+        files: vec![],
+        quality: None,
+        created_at: 1_000,
+        publisher: key.public(),
+        contract: None,
+        derivation: None,
+        odps: None,
+    }
+}
+
+/// `GET /v1/products` over a catalog of 2,400 versions (more than two of the
+/// listing's pages of 1,000) is, byte for byte, the JSON of the whole listing,
+/// in the listing's order (product id, then semantic version: 1.9.0 before
+/// 1.10.0, which a byte order of the keys would invert), with each product's
+/// newest version judged and the older ones not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_listing_streams_the_whole_listings_bytes_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Keys { sales, genesis, .. } = Keys::new();
+    let a = start_node(dir.path(), "a", "sales", &sales, &genesis, vec![]).await;
+    let probe = a.node.probe();
+    for n in 0..1_200 {
+        for version in ["1.10.0", "1.9.0"] {
+            let m = listed_manifest(&format!("p{n}"), version, &sales);
+            let signed = Signed::sign(&m, &sales);
+            let ann = Announcement::of(
+                &m,
+                signed.hash(),
+                vec![PeerId::random().to_string()],
+                unix_now_ms(),
+                sales.public(),
+            );
+            probe
+                .learn(&Signed::sign(&ann, &sales).to_bytes(), &signed)
+                .unwrap();
+        }
+    }
+    let now = unix_now();
+    let addr = a.api_addr;
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::new();
+        ureq::get(&format!("http://{addr}/v1/products?at={now}"))
+            .call()
+            .unwrap()
+            .into_reader()
+            .read_to_end(&mut body)
+            .unwrap();
+        body
+    })
+    .await
+    .unwrap();
+    let listed = a.node.products(Default::default(), now).await.unwrap();
+    assert_eq!(listed.len(), 2_400);
+    assert!(
+        body == serde_json::to_vec(&listed).unwrap(),
+        "the same bytes"
+    );
+    let mut sorted = listed.clone();
+    sorted.sort_by(|x, y| {
+        (&x.announcement.product, &x.announcement.version)
+            .cmp(&(&y.announcement.product, &y.announcement.version))
+    });
+    let order = |v: &[mesh_node::api::CatalogEntry]| -> Vec<String> {
+        v.iter()
+            .map(|e| format!("{}@{}", e.announcement.product, e.announcement.version))
+            .collect()
+    };
+    assert_eq!(order(&listed), order(&sorted));
+    assert_eq!(order(&listed)[..2], ["sales/p0@1.9.0", "sales/p0@1.10.0"]);
+    for e in &listed {
+        let newest = e.announcement.version.to_string() == "1.10.0";
+        assert_eq!(e.health.is_some(), newest, "{}", e.announcement.version);
+    }
+}

@@ -17,6 +17,10 @@ use crate::state::providers::Providers;
 use crate::state::StateError;
 use crate::task::{blocking, TaskError};
 
+mod pages;
+
+pub(crate) use pages::Pages;
+
 /// Listing or judging the catalog failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -121,39 +125,12 @@ pub(crate) async fn products_at(
     filter: Filter,
     now: u64,
 ) -> Result<Vec<CatalogEntry>, DiscoverError> {
-    let catalog = catalog.clone();
-    blocking(move || {
-        // The entries the filter keeps, from the catalog's in-memory index; the
-        // newest version of only their products and of those products' upstreams
-        // (lineage health), each found by one range of the index (all 100,000
-        // products' newest versions were most of a search); the store is read for
-        // the kept entries only.
-        let parts = crate::state::catalog::FilterParts::of(&filter);
-        catalog
-            .with_index(|index| {
-                let mut newest: BTreeMap<String, &Announcement> = BTreeMap::new();
-                let mut entries = Vec::new();
-                for i in index.values().filter(|i| parts.matches(i)) {
-                    let a = &i.announcement;
-                    let id = a.product.to_string();
-                    let is_newest = newest_known(index, &mut newest, id)
-                        .is_some_and(|n| n.version == a.version);
-                    let mut e = catalog.entry_of(a.clone())?;
-                    if is_newest {
-                        let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
-                        for u in manifest.iter().flat_map(|m| m.lineage.iter()) {
-                            newest_known(index, &mut newest, u.id.to_string());
-                        }
-                        annotate(&mut e, manifest.as_ref(), &newest, &view, now);
-                    }
-                    entries.push(e);
-                }
-                crate::state::catalog::sort_entries(&mut entries);
-                Ok::<_, StateError>(entries)
-            })?
-            .map_err(DiscoverError::from)
-    })
-    .await
+    let mut pages = Pages::start(catalog.clone(), view, filter, now).await?;
+    let mut entries = Vec::new();
+    while let Some(page) = pages.next().await {
+        entries.extend(page?);
+    }
+    Ok(entries)
 }
 
 /// The newest version of product `id`, looked up in `index` once and then kept in
