@@ -195,6 +195,47 @@ impl ChunkStore {
             .collect()
     }
 
+    /// Drops what referenced files no longer hold: every chunk recorded in a file
+    /// that is gone (an output deleted, a published file moved), and, of the file
+    /// at `changed` (one a read found changed), every chunk whose bytes no longer
+    /// verify. Returns the chunks dropped; a product that needs one is no longer
+    /// whole here. The files themselves are never touched; remote objects are not
+    /// looked at.
+    pub fn drop_changed(&self, changed: Option<&Path>) -> Result<Vec<Hash>, ChunkError> {
+        let paths: Vec<(u32, PathBuf)> = lock(&self.state)
+            .ref_paths
+            .iter()
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        // Looked at without the lock: a stat per referenced file.
+        let gone: std::collections::HashSet<u32> = paths
+            .into_iter()
+            .filter(|(_, p)| !super::is_remote(p) && !p.exists())
+            .map(|(id, _)| id)
+            .collect();
+        let mut stale: Vec<Hash> = lock(&self.state)
+            .index
+            .iter()
+            .filter(|(_, loc)| gone.contains(&loc.pack))
+            .map(|(h, _)| *h)
+            .collect();
+        if let Some(path) = changed.filter(|p| !super::is_remote(p)) {
+            for (hash, _, _) in self.referenced_ranges(path) {
+                let bad = matches!(
+                    self.get_verified(&hash, u64::from(mesh_protocol::manifest::MAX_CHUNK_LEN)),
+                    Err(e) if e.is_bad_copy()
+                );
+                if bad && !stale.contains(&hash) {
+                    stale.push(hash);
+                }
+            }
+        }
+        for h in &stale {
+            self.remove(h)?;
+        }
+        Ok(stale)
+    }
+
     /// Whether the chunk is stored as a range of a referenced file.
     pub fn is_referenced(&self, hash: &Hash) -> bool {
         lock(&self.state).index.get(hash).is_some_and(Loc::is_ref)
@@ -406,6 +447,39 @@ mod tests {
         let store = ChunkStore::open(&dir.path().join("store")).unwrap();
         assert!(!store.has(&gone));
         assert!(store.has(&kept) && store.has(&elsewhere));
+    }
+
+    #[test]
+    fn chunks_of_deleted_and_changed_files_are_dropped_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let (store, file, h) = referenced(dir.path(), &data);
+        let other = dir.path().join("other.bin");
+        fs::write(&other, &data).unwrap();
+        let id = store.reference(&other).unwrap();
+        let (first, second) = (Hash::of(&data[..10]), Hash::of(&data[10..20]));
+        store.put_ref(&first, id, 0, 10, None).unwrap();
+        store.put_ref(&second, id, 10, 10, None).unwrap();
+        let (packed, _) = store.put(b"a packed chunk").unwrap();
+        assert!(
+            store.drop_changed(None).unwrap().is_empty(),
+            "nothing changed"
+        );
+        // One file deleted, the other edited in its first chunk.
+        fs::remove_file(&file).unwrap();
+        let mut edited = data.clone();
+        edited[0] = 0xFF;
+        fs::write(&other, &edited).unwrap();
+        let mut dropped = store
+            .drop_changed(Some(&fs::canonicalize(&other).unwrap()))
+            .unwrap();
+        dropped.sort();
+        let mut want = vec![h, first];
+        want.sort();
+        assert_eq!(dropped, want);
+        assert!(!store.has(&h) && !store.has(&first));
+        assert!(store.has(&second) && store.has(&packed));
+        assert_eq!(fs::read(&other).unwrap(), edited, "the file is left alone");
     }
 
     #[test]

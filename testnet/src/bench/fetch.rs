@@ -100,11 +100,13 @@ pub(super) struct MeshSide<'a> {
 
 impl MeshSide<'_> {
     /// Fetches on the next fresh consumer (every earlier one was stopped after its
-    /// fetch, so the provider is the only holder running); stops it afterwards,
-    /// as it holds the product now.
-    fn fetch(&mut self, out: &Path, progress: fn(&str)) -> anyhow::Result<Run> {
+    /// fetch, so the provider is the only holder running) into `fetched-N` in the
+    /// testnet's folder; stops it afterwards, as it holds the product now. Its
+    /// output stays: the node serves the product from there in later rows.
+    fn fetch(&mut self, progress: fn(&str)) -> anyhow::Result<Run> {
         let consumer = self.consumers.remove(0);
         let net = &mut *self.net;
+        let out = &net.root().join(format!("fetched-{consumer}"));
         let pids = [net.nodes[consumer].pid(), net.nodes[self.provider].pid()];
         let [Some(c_pid), Some(p_pid)] = pids else {
             anyhow::bail!("node {consumer} or {} is not running", self.provider);
@@ -124,7 +126,6 @@ impl MeshSide<'_> {
         ];
         progress(&format!("fetch on node {consumer}: {secs:.2} s; {cpu:?}"));
         self.peak_rss = self.peak_rss.max(peak_rss_mib(c_pid)?);
-        let _ = std::fs::remove_dir_all(out);
         net.nodes[consumer].terminate()?;
         Ok(Run { secs, cpu })
     }
@@ -159,8 +160,8 @@ pub(super) fn rounds(
     let out = work.join("fetched");
     for round in 0..ROUNDS {
         progress(&format!("fetch round {} of {ROUNDS}", round + 1));
-        f.tcp.runs.push(tcp.fetch(&out, progress)?);
-        f.quic.runs.push(quic.fetch(&out, progress)?);
+        f.tcp.runs.push(tcp.fetch(progress)?);
+        f.quic.runs.push(quic.fetch(progress)?);
         f.https.runs.push(curl(&nginx, true, &out)?);
         f.http.runs.push(curl(&nginx, false, &out)?);
         f.sendme.runs.push(receive(sendme, &out)?);

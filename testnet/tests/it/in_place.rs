@@ -229,3 +229,51 @@ fn a_product_fetched_in_place_lands_once_and_its_next_version_replaces_it() {
     assert!(!holds(&net, 1, "sales/orders", "1.1.0"));
     assert_eq!(std::fs::read(out.join("orders.csv")).unwrap(), edited);
 }
+
+/// A consumer deletes what it fetched in place and later fetches the next
+/// version elsewhere: the chunks the node thought it held (ranges of the deleted
+/// file) are found gone in one round, whatever their number, dropped and fetched
+/// again; the new version lands whole and the old one is no longer listed as held.
+#[test]
+fn a_deleted_output_is_noticed_and_its_chunks_fetched_again() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, 1_000_000, 23).unwrap(); // ~45 MB
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let first = net.root().join("first");
+    let v1 = fetch_in_place(&net, 1, "sales/orders@1.0.0", &first);
+    assert!(v1.in_place);
+    let chunks = net.nodes[1].chunk_count();
+    assert!(
+        chunks > 16,
+        "more chunks than a fetch's repair rounds: {chunks}"
+    );
+    std::fs::remove_dir_all(&first).unwrap();
+
+    // One more order at the end: every chunk but the last is unchanged.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&csv).unwrap();
+    std::io::Write::write_all(&mut f, b"1000000,late@example.com,1.00\n").unwrap();
+    drop(f);
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.1.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.1.0", DEADLINE)
+        .unwrap();
+    let second = net.root().join("second");
+    let v2 = fetch_in_place(&net, 1, "sales/orders@1.1.0", &second);
+    assert!(
+        v2.transferred_bytes > v2.size / 2,
+        "what the deleted file held came again: {} of {}",
+        v2.transferred_bytes,
+        v2.size
+    );
+    assert_eq!(
+        file_hash(&second.join("orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+    assert!(holds(&net, 1, "sales/orders", "1.1.0"));
+    assert!(!holds(&net, 1, "sales/orders", "1.0.0"));
+}

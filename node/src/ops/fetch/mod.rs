@@ -443,35 +443,62 @@ impl Fetcher {
                 Err(e) if repaired < MAX_REPAIRS => corrupt_chunk(e),
                 _ => None,
             };
-            let Some(c) = bad.and_then(|bad| r.manifest.chunk(&bad)) else {
+            let Some((c, changed)) = bad.and_then(|(bad, f)| Some((r.manifest.chunk(&bad)?, f)))
+            else {
                 return finished;
             };
-            self.repair(r, plan, p, c, progress).await?;
+            self.repair(r, plan, p, c, changed, progress).await?;
             repaired += 1;
         }
     }
 
-    /// Drops held chunk `c` (found corrupt), unmarks the product and fetches the
-    /// chunk again.
+    /// Drops held chunk `c` (found corrupt) and, when it was a range of a file
+    /// kept in place (`changed`), every chunk of that file that no longer verifies
+    /// and every chunk of files that are gone (an earlier output deleted: one
+    /// round, not one per chunk); unmarks the versions that lose a chunk and
+    /// fetches again the dropped chunks this fetch needs.
     async fn repair(
         &self,
         r: &Resolved,
         plan: &mut ChunkPlan,
         p: &Prepared,
         c: ChunkRef,
+        changed: Option<PathBuf>,
         progress: &Option<mpsc::Sender<FetchEvent>>,
     ) -> Result<(), FetchError> {
-        warn!(chunk = %c.hash.short(), "a chunk held here fails verification: dropping it, marking the product incomplete, fetching it again");
         let (chunks, catalog, hash) = (self.chunks.clone(), self.catalog.clone(), r.ann.manifest);
-        blocking(move || -> Result<(), FetchError> {
-            chunks.remove(&c.hash)?;
-            catalog.unmark_complete(&hash)?;
-            Ok(catalog.flush()?)
-        })
+        let dropped = blocking(
+            move || -> Result<HashSet<mesh_protocol::Hash>, FetchError> {
+                let mut dropped: HashSet<_> = match &changed {
+                    Some(path) => chunks.drop_changed(Some(path))?.into_iter().collect(),
+                    None => HashSet::new(),
+                };
+                chunks.remove(&c.hash)?;
+                dropped.insert(c.hash);
+                catalog.unmark_complete(&hash)?;
+                catalog.recheck_complete(&chunks)?;
+                catalog.flush()?;
+                Ok(dropped)
+            },
+        )
         .await?;
-        plan.held.retain(|h| *h != c.hash);
-        p.job.done.fetch_sub(u64::from(c.len), Ordering::Relaxed);
-        self.download(&p.job, vec![c], usize::MAX / 2, plan.total, progress)
+        let mut seen = HashSet::new();
+        let again: Vec<ChunkRef> = r
+            .files
+            .iter()
+            .flat_map(|f| f.chunks.iter().copied())
+            .filter(|c| dropped.contains(&c.hash) && seen.insert(c.hash))
+            .collect();
+        warn!(
+            chunk = %c.hash.short(),
+            dropped = dropped.len(),
+            fetching = again.len(),
+            "chunks held here fail verification or their files changed or went: dropped, the versions that needed them marked incomplete, fetching them again"
+        );
+        plan.held.retain(|h| !dropped.contains(h));
+        let bytes: u64 = again.iter().map(|c| u64::from(c.len)).sum();
+        p.job.done.fetch_sub(bytes, Ordering::Relaxed);
+        self.download(&p.job, again, usize::MAX / 2, plan.total, progress)
             .await
     }
 
@@ -753,24 +780,19 @@ impl Finishing {
     }
 }
 
-/// The chunk whose stored bytes failed verification, if that is what `e` says.
-fn corrupt_chunk(e: &FetchError) -> Option<mesh_protocol::Hash> {
+/// The chunk whose stored bytes failed verification, if that is what `e` says,
+/// and the file it was kept in, if it was a range of one that changed or went.
+fn corrupt_chunk(e: &FetchError) -> Option<(mesh_protocol::Hash, Option<PathBuf>)> {
     use mesh_storage::assemble::AssembleError;
     use mesh_storage::ChunkError;
-    match e {
-        FetchError::State(crate::state::StateError::Chunk(ChunkError::Corrupt {
-            expected: hash,
-            ..
-        }))
-        | FetchError::State(crate::state::StateError::Chunk(ChunkError::SourceChanged {
-            hash,
-            ..
-        }))
-        | FetchError::Output(AssembleError::Chunk {
-            source:
-                ChunkError::Corrupt { expected: hash, .. } | ChunkError::SourceChanged { hash, .. },
-            ..
-        }) => Some(*hash),
+    let source = match e {
+        FetchError::State(crate::state::StateError::Chunk(source))
+        | FetchError::Output(AssembleError::Chunk { source, .. }) => source,
+        _ => return None,
+    };
+    match source {
+        ChunkError::Corrupt { expected, .. } => Some((*expected, None)),
+        ChunkError::SourceChanged { hash, path } => Some((*hash, Some(path.clone()))),
         _ => None,
     }
 }
