@@ -7,7 +7,8 @@
 //!
 //! Every mesh run is a fresh consumer (a node that fetched once holds the product
 //! and would not transfer it again), with every other holder but the provider
-//! stopped, fetching as `mesh fetch -o DIR` does by default: in place.
+//! stopped, fetching as `mesh fetch -o DIR` does by default: in place (each
+//! output stays, as the node serves the product from it in later rows).
 
 use std::path::Path;
 use std::process::Command;
