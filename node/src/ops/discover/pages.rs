@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use mesh_protocol::ProductId;
 
-use super::{annotate, newest_known, DiscoverError, ProviderView};
+use super::error::DiscoverError;
+use super::view::{annotate, newest_known, ProviderView};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter, FilterParts};
 use crate::state::StateError;
 use crate::task::blocking;
