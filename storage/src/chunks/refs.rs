@@ -54,12 +54,26 @@ impl ChunkStore {
         let id = st.next_ref;
         fs::create_dir_all(&self.refs).map_err(io_err(&self.refs))?;
         let record = pack::ref_path(&self.refs, id);
-        OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .mode(0o600)
-            .open(&record)
-            .and_then(|mut f| f.write_all(path.as_os_str().as_bytes()))
+        // A record file with an id past every known one is a leftover the store
+        // could not read at open (created just before a power loss, its bytes
+        // lost): nothing points into it, so it is written over.
+        let open = |fresh: bool| {
+            OpenOptions::new()
+                .create_new(fresh)
+                .create(!fresh)
+                .truncate(!fresh)
+                .write(true)
+                .mode(0o600)
+                .open(&record)
+        };
+        let file = match open(true) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::debug!("{}: a leftover record; written over", record.display());
+                open(false)
+            }
+            other => other,
+        };
+        file.and_then(|mut f| f.write_all(path.as_os_str().as_bytes()))
             .map_err(io_err(&record))?;
         st.next_ref = id + 1;
         st.ref_paths.insert(id, path);
@@ -447,6 +461,29 @@ mod tests {
         let store = ChunkStore::open(&dir.path().join("store")).unwrap();
         assert!(!store.has(&gone));
         assert!(store.has(&kept) && store.has(&elsewhere));
+    }
+
+    #[test]
+    fn a_leftover_empty_record_is_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let file = dir.path().join("data.bin");
+        fs::write(&file, b"0123456789").unwrap();
+        let store = ChunkStore::open(&root).unwrap();
+        let first = store.reference(&file).unwrap();
+        store.sync().unwrap();
+        drop(store);
+        // The next id's record was created, its bytes lost to a power loss.
+        fs::write(pack::ref_path(&root.join("refs"), first.0 + 1), b"").unwrap();
+        let store = ChunkStore::open(&root).unwrap();
+        let id = store.reference(&file).unwrap();
+        assert_eq!(id.0, first.0 + 1, "the leftover's id");
+        let h = Hash::of(b"0123456789");
+        store.put_ref(&h, id, 0, 10, None).unwrap();
+        store.sync().unwrap();
+        drop(store);
+        let store = ChunkStore::open(&root).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), b"0123456789");
     }
 
     #[test]
