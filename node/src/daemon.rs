@@ -377,11 +377,6 @@ impl Wiring<'_> {
                 token(),
             )));
             tasks.push(tokio::spawn(subscriber.clone().run(token())));
-            tasks.push(tokio::spawn(background::watch_kept_files(
-                st.chunks.clone(),
-                st.catalog.clone(),
-                token(),
-            )));
         }
         let deriver = Deriver {
             fetcher: fetcher.clone(),

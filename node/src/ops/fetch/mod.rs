@@ -793,8 +793,6 @@ fn corrupt_chunk(e: &FetchError) -> Option<(mesh_protocol::Hash, Option<PathBuf>
     match source {
         ChunkError::Corrupt { expected, .. } => Some((*expected, None)),
         ChunkError::SourceChanged { hash, path } => Some((*hash, Some(path.clone()))),
-        // Held when planned, dropped since (its file went): fetched again too.
-        ChunkError::Missing(hash) => Some((*hash, None)),
         _ => None,
     }
 }
