@@ -9,7 +9,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use mesh_protocol::Policy;
 
-use super::addr::transport_of;
+use super::addr::{is_relayed, is_unspecified, transport_of};
 use super::handle::{ConnectionKind, PeerInfo};
 use super::scoring::GRAYLIST_THRESHOLD;
 
@@ -183,11 +183,7 @@ impl PeerTable {
         let tcp: Vec<Multiaddr> = p
             .listen
             .iter()
-            .filter(|a| {
-                transport_of(a) == "tcp"
-                    && !super::addr::is_relayed(a)
-                    && !super::addr::is_unspecified(a)
-            })
+            .filter(|a| transport_of(a) == "tcp" && !is_relayed(a) && !is_unspecified(a))
             .take(4)
             .cloned()
             .collect();

@@ -239,6 +239,14 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> AssembleError + '_ {
     }
 }
 
+/// A chunk store failure about the file at `path`.
+fn chunk_at(path: &Path) -> impl FnOnce(ChunkError) -> AssembleError + '_ {
+    move |source| AssembleError::Chunk {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 impl Output {
     /// Creates the temporary files (pre-sized) for `files` under `out_dir`, after
     /// checking that each can take its place (see [`OutputOptions`]). Keeps one
@@ -373,12 +381,7 @@ impl Output {
             Some(store) => {
                 let at = fs::canonicalize(&tmp).map_err(io_at(&tmp))?;
                 let keep = self.referenced && base.is_none();
-                partial::reclaim(store, &at, &file, f, keep).map_err(|source| {
-                    AssembleError::Chunk {
-                        path: tmp.display().to_string(),
-                        source,
-                    }
-                })?
+                partial::reclaim(store, &at, &file, f, keep).map_err(chunk_at(&tmp))?
             }
             None => partial::Reclaimed::default(),
         };
@@ -407,14 +410,7 @@ impl Output {
             }
         };
         if let Some(store) = store.filter(|_| self.referenced) {
-            out.reference = Some(
-                store
-                    .reference(&tmp)
-                    .map_err(|source| AssembleError::Chunk {
-                        path: tmp.display().to_string(),
-                        source,
-                    })?,
-            );
+            out.reference = Some(store.reference(&tmp).map_err(chunk_at(&tmp))?);
         }
         Ok(in_place)
     }
@@ -451,10 +447,7 @@ impl Output {
         if let Some(id) = f.reference {
             store
                 .put_ref(&c.hash, id, offset, c.len, Some(crc32fast::hash(data)))
-                .map_err(|source| AssembleError::Chunk {
-                    path: f.dest.display().to_string(),
-                    source,
-                })?;
+                .map_err(chunk_at(&f.dest))?;
         }
         Ok(())
     }

@@ -227,7 +227,7 @@ impl ChunkStore {
             .filter(|(_, p)| !super::is_remote(p) && !p.exists())
             .map(|(id, _)| id)
             .collect();
-        let mut stale: Vec<Hash> = lock(&self.state)
+        let mut stale: std::collections::HashSet<Hash> = lock(&self.state)
             .index
             .iter()
             .filter(|(_, loc)| gone.contains(&loc.pack))
@@ -235,19 +235,16 @@ impl ChunkStore {
             .collect();
         if let Some(path) = changed.filter(|p| !super::is_remote(p)) {
             for (hash, _, _) in self.referenced_ranges(path) {
-                let bad = matches!(
-                    self.get_verified(&hash, u64::from(mesh_protocol::manifest::MAX_CHUNK_LEN)),
-                    Err(e) if e.is_bad_copy()
-                );
-                if bad && !stale.contains(&hash) {
-                    stale.push(hash);
+                let limit = u64::from(mesh_protocol::manifest::MAX_CHUNK_LEN);
+                if matches!(self.get_verified(&hash, limit), Err(e) if e.is_bad_copy()) {
+                    stale.insert(hash);
                 }
             }
         }
         for h in &stale {
             self.remove(h)?;
         }
-        Ok(stale)
+        Ok(stale.into_iter().collect())
     }
 
     /// Whether the chunk is stored as a range of a referenced file.
