@@ -2,7 +2,7 @@
 //! run: mesh over TCP (noise + yamux) and over QUIC, curl downloading the same file
 //! from a local nginx over HTTPS (TLS 1.3) and over plain HTTP, and `sendme
 //! receive`. Each is measured [`ROUNDS`] times, interleaved (one of each per
-//! round, every run from the same page-cache state), and reported as the median
+//! round, every run after a `sync`), and reported as the median
 //! with the spread, with the CPU seconds per GiB of every process taking part.
 //!
 //! Every mesh run is a fresh consumer (a node that fetched once holds the product

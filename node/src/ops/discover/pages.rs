@@ -15,7 +15,7 @@ use crate::state::StateError;
 use crate::task::blocking;
 
 /// Entries judged per page.
-pub(crate) const PAGE: usize = 1000;
+const PAGE: usize = 1000;
 
 /// A listing under way: the keys still to read, in the listing's order.
 pub(crate) struct Pages {
