@@ -461,6 +461,24 @@ mod tests {
     }
 
     #[test]
+    fn a_referenced_chunk_copied_into_a_pack_outlives_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        let (store, file, h) = referenced(dir.path(), &data);
+        let bytes = store.get_verified(&h, 100).unwrap();
+        assert!(store.keep_copy(&h, &bytes).unwrap());
+        assert!(!store.keep_copy(&h, &bytes).unwrap(), "packed already");
+        assert!(store.keep_copy(&h, b"other bytes").is_err());
+        assert!(!store.is_referenced(&h));
+        store.sync().unwrap();
+        drop(store);
+        fs::remove_file(&file).unwrap();
+        let store = ChunkStore::open(&dir.path().join("store")).unwrap();
+        assert_eq!(store.get_verified(&h, 100).unwrap(), &data[10..60]);
+        assert!(store.drop_changed(None).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_leftover_empty_record_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");

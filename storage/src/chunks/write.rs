@@ -23,6 +23,37 @@ impl ChunkStore {
         self.put_hashed(hash, crc32fast::hash(data), data)
     }
 
+    /// Stores `data`, which must hash to `hash`, in a pack when the store holds the
+    /// chunk only as a range of a referenced file (or not at all), so that it has
+    /// a copy of its own whatever becomes of that file; returns whether it wrote.
+    pub fn keep_copy(&self, hash: &Hash, data: &[u8]) -> Result<bool, ChunkError> {
+        let actual = Hash::of(data);
+        if actual != *hash {
+            return Err(ChunkError::Corrupt {
+                expected: *hash,
+                actual,
+            });
+        }
+        let mut st = lock(&self.state);
+        let old = st.index.get(hash).copied();
+        match old {
+            Some(loc) if !loc.is_ref() => return Ok(false),
+            Some(loc) => {
+                if let Err(e) = self.log(&mut st, Record::Remove(*hash, loc)) {
+                    st.active = None;
+                    return Err(e);
+                }
+                st.index.remove(hash);
+                if let Some(l) = st.live.get_mut(&loc.pack) {
+                    *l = l.saturating_sub(u64::from(loc.len));
+                }
+            }
+            None => {}
+        }
+        self.append(&mut st, hash, crc32fast::hash(data), data)?;
+        Ok(true)
+    }
+
     /// Hashes and stores `data`; returns its hash and whether it was newly written.
     pub fn put(&self, data: &[u8]) -> Result<(Hash, bool), ChunkError> {
         let hash = Hash::of(data);

@@ -277,3 +277,54 @@ fn a_deleted_output_is_noticed_and_its_chunks_fetched_again() {
     assert!(holds(&net, 1, "sales/orders", "1.1.0"));
     assert!(!holds(&net, 1, "sales/orders", "1.0.0"));
 }
+
+/// `--copy` after an in-place fetch of the same version: the node copies into
+/// its store what it kept only in the earlier output (nothing is transferred),
+/// so deleting that output takes nothing from it.
+#[test]
+fn a_copy_fetch_keeps_what_an_in_place_fetch_left_in_its_output() {
+    let mut net = testnet(2);
+    net.start_all().unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, 200_000, 24).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    let kept = net.root().join("kept");
+    let v1 = fetch_in_place(&net, 1, "sales/orders@1.0.0", &kept);
+    assert!(packed_bytes(&net.nodes[1].home) < v1.size / 20);
+
+    let o = net
+        .mesh_bin()
+        .command(&net.nodes[1].home)
+        .args(["--json", "fetch", "sales/orders@1.0.0", "--copy", "-o"])
+        .arg(net.root().join("copy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let copied = match mesh_testnet::last_fetch_event(&String::from_utf8_lossy(&o.stdout)) {
+        Some(mesh_node::api::FetchEvent::Done(outcome)) => outcome,
+        other => panic!("{other:?}"),
+    };
+    assert!(!copied.in_place);
+    assert_eq!(copied.transferred_bytes, 0, "held already");
+    assert!(
+        packed_bytes(&net.nodes[1].home) >= v1.size,
+        "a copy of its own"
+    );
+
+    std::fs::remove_dir_all(&kept).unwrap();
+    let report: VerifyReport = net.nodes[1]
+        .cli_json(net.mesh_bin(), &["verify", "--no-repair"])
+        .unwrap();
+    assert!(
+        report.changed_files.is_empty() && report.unmarked.is_empty(),
+        "{report:?}"
+    );
+    assert!(holds(&net, 1, "sales/orders", "1.0.0"));
+    assert_eq!(
+        file_hash(&net.root().join("copy/orders.csv")).unwrap(),
+        file_hash(&csv).unwrap()
+    );
+}

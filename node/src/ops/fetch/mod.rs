@@ -732,6 +732,9 @@ impl Finishing {
                 }
             }
         }
+        if !in_place {
+            keep_copies(&chunks, &held)?;
+        }
         // The store's packs first (an fsync of each written), then the output
         // files, synced by `commit` before they are renamed.
         let synced_from = std::time::Instant::now();
@@ -778,6 +781,17 @@ impl Finishing {
         catalog.flush()?;
         Ok((sync_time, reuse))
     }
+}
+
+/// A fetch with a copy (`--copy`, subscriptions): the held chunks this node kept
+/// only as ranges of files (an earlier in-place fetch or publish) are copied into
+/// the store's packs, so the version outlives those files, as asked.
+fn keep_copies(chunks: &ChunkStore, held: &[mesh_protocol::Hash]) -> Result<(), FetchError> {
+    for hash in held.iter().filter(|h| chunks.is_referenced(h)) {
+        let data = chunks.get_verified(hash, u64::from(MAX_CHUNK_LEN))?;
+        chunks.keep_copy(hash, &data)?;
+    }
+    Ok(())
 }
 
 /// The chunk whose stored bytes failed verification, if that is what `e` says,
