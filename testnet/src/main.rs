@@ -121,6 +121,10 @@ enum Cmd {
         /// Seconds any step may take before the scenario fails.
         #[arg(long, default_value_t = 120)]
         deadline: u64,
+        /// Seconds the idle mesh's traffic is measured (late-join, before the
+        /// joiner starts).
+        #[arg(long, default_value_t = 60)]
+        idle: u64,
         /// Keep homes and logs here (default: a temp dir, removed afterwards).
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
@@ -372,6 +376,7 @@ fn scenarios(cmd: Cmd) -> ExitCode {
             products,
             rounds,
             deadline,
+            idle,
             dir,
             json,
         } => {
@@ -381,6 +386,7 @@ fn scenarios(cmd: Cmd) -> ExitCode {
                 opts.products = products;
                 opts.rounds = rounds;
                 opts.deadline = Duration::from_secs(deadline);
+                opts.idle = Duration::from_secs(idle);
                 let names: Vec<&str> = if name == "all" {
                     scenario::NAMES.to_vec()
                 } else {

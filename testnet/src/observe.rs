@@ -79,16 +79,100 @@ pub fn learned_all(net: &Testnet) -> Vec<HashMap<String, f64>> {
 /// Gossip messages on the announcement topic a node received, and how many of those
 /// were duplicates, from its `/metrics`.
 pub fn announce_counts(net: &Testnet, i: usize) -> Option<(u64, u64)> {
+    let t = traffic(net, i)?;
+    Some((
+        t.announce_copies,
+        t.announce_copies.saturating_sub(t.announce_unique),
+    ))
+}
+
+/// What a node's transports and its announcement gossip carried so far, from its
+/// `/metrics` (counters since the node started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Traffic {
+    /// Bytes received over every transport (TCP, QUIC, relayed), with their
+    /// framing and encryption.
+    pub bytes_in: u64,
+    /// Bytes sent over every transport.
+    pub bytes_out: u64,
+    /// Announcement gossip messages received, duplicates included.
+    pub announce_copies: u64,
+    /// Announcement gossip messages received once each (duplicates filtered).
+    pub announce_unique: u64,
+    /// The bytes of the unique ones: the signed envelopes as gossiped.
+    pub announce_unique_bytes: u64,
+}
+
+impl Traffic {
+    /// What was carried between `before` and `self`.
+    pub fn since(&self, before: &Traffic) -> Traffic {
+        Traffic {
+            bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
+            bytes_out: self.bytes_out.saturating_sub(before.bytes_out),
+            announce_copies: self.announce_copies.saturating_sub(before.announce_copies),
+            announce_unique: self.announce_unique.saturating_sub(before.announce_unique),
+            announce_unique_bytes: self
+                .announce_unique_bytes
+                .saturating_sub(before.announce_unique_bytes),
+        }
+    }
+
+    /// The mean over nodes of what each carried between `before` and `after`
+    /// (nodes unreadable at either end are left out).
+    pub fn mean_since(before: &[Option<Traffic>], after: &[Option<Traffic>]) -> Traffic {
+        let deltas: Vec<Traffic> = before
+            .iter()
+            .zip(after)
+            .filter_map(|(b, a)| Some(a.as_ref()?.since(b.as_ref()?)))
+            .collect();
+        let n = deltas.len().max(1) as u64;
+        let sum = |f: fn(&Traffic) -> u64| deltas.iter().map(f).sum::<u64>() / n;
+        Traffic {
+            bytes_in: sum(|t| t.bytes_in),
+            bytes_out: sum(|t| t.bytes_out),
+            announce_copies: sum(|t| t.announce_copies),
+            announce_unique: sum(|t| t.announce_unique),
+            announce_unique_bytes: sum(|t| t.announce_unique_bytes),
+        }
+    }
+
+    /// The mean size of one announcement envelope, if any arrived.
+    pub fn announcement_size(&self) -> Option<u64> {
+        (self.announce_unique > 0).then(|| self.announce_unique_bytes / self.announce_unique)
+    }
+}
+
+/// Node `i`'s [`Traffic`] so far, `None` if its `/metrics` cannot be read.
+pub fn traffic(net: &Testnet, i: usize) -> Option<Traffic> {
     let text = net.nodes[i].client().ok()?.metrics().ok()?;
-    let value = |metric: &str| -> u64 {
+    Some(parse_traffic(&text))
+}
+
+/// Every node's [`Traffic`] so far, by node index.
+pub fn traffic_all(net: &Testnet) -> Vec<Option<Traffic>> {
+    (0..net.nodes.len()).map(|i| traffic(net, i)).collect()
+}
+
+/// [`Traffic`] from the OpenMetrics text of a node's `/metrics`.
+fn parse_traffic(text: &str) -> Traffic {
+    let sum = |metric: &str, label: &str| -> u64 {
         text.lines()
-            .filter(|l| l.starts_with(metric) && l.contains("mesh/announce/v1"))
+            .filter(|l| l.starts_with(metric) && l.to_ascii_lowercase().contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     };
-    let all = value("gossipsub_topic_msg_recv_counts_unfiltered_total{");
-    let unique = value("gossipsub_topic_msg_recv_counts_total{");
-    Some((all, all.saturating_sub(unique)))
+    let bandwidth = "libp2p_bandwidth_bytes_total{";
+    let announce = "mesh/announce/v1";
+    Traffic {
+        bytes_in: sum(bandwidth, "direction=\"inbound\""),
+        bytes_out: sum(bandwidth, "direction=\"outbound\""),
+        announce_copies: sum(
+            "gossipsub_topic_msg_recv_counts_unfiltered_total{",
+            announce,
+        ),
+        announce_unique: sum("gossipsub_topic_msg_recv_counts_total{", announce),
+        announce_unique_bytes: sum("gossipsub_topic_msg_recv_bytes_total{", announce),
+    }
 }
 
 /// Nearest-rank percentile `p` (0..=100) of `sorted` values.
@@ -138,6 +222,29 @@ impl Delays {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_text_gives_traffic() {
+        let text = "# TYPE libp2p_bandwidth_bytes counter\n\
+libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Inbound\"} 1000\n\
+libp2p_bandwidth_bytes_total{protocols=\"/ip4/udp/quic-v1\",direction=\"Inbound\"} 24\n\
+libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Outbound\"} 500\n\
+gossipsub_topic_msg_recv_counts_unfiltered_total{hash=\"mesh/announce/v1\"} 9\n\
+gossipsub_topic_msg_recv_counts_total{hash=\"mesh/announce/v1\"} 3\n\
+gossipsub_topic_msg_recv_counts_total{hash=\"mesh/usage/v1\"} 70\n\
+gossipsub_topic_msg_recv_bytes_total{hash=\"mesh/announce/v1\"} 2100\n";
+        let t = parse_traffic(text);
+        assert_eq!((t.bytes_in, t.bytes_out), (1024, 500));
+        assert_eq!((t.announce_copies, t.announce_unique), (9, 3));
+        assert_eq!(t.announcement_size(), Some(700));
+        let later = Traffic {
+            bytes_in: 3048,
+            ..t
+        };
+        let mean = Traffic::mean_since(&[Some(t), None], &[Some(later), Some(later)]);
+        assert_eq!(mean.bytes_in, 2024, "the unreadable node is left out");
+        assert_eq!(mean.announce_copies, 0);
+    }
 
     #[test]
     fn log_lines_give_times_and_fields() {

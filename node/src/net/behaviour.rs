@@ -183,7 +183,8 @@ fn kad_mode(config: &NodeConfig) -> Option<kad::Mode> {
 
 /// Builds the swarm for `key` and subscribes to the announcement topic; gossipsub
 /// registers its metrics (message counts with and without duplicates, mesh sizes,
-/// invalid messages) in `registry` under `gossipsub_`.
+/// invalid messages) in `registry` under `gossipsub_`, and every byte the
+/// transports carry (`libp2p_bandwidth_bytes_total`, by direction and transport).
 ///
 /// Without `config.discovery`, identify keeps no cache of the addresses peers report, so a
 /// request to a peer that is not connected can only dial addresses this node itself
@@ -211,6 +212,7 @@ pub(crate) fn build_swarm(
         })?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| net(&e))?
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| behaviour(key, relay_client, registry, config))
         .map_err(|e| net(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))

@@ -2,14 +2,14 @@
 //! and a node that joins late.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 
 use super::report::{Options, Report};
 use super::setup::*;
-use crate::observe::now_secs;
+use crate::observe::{self, now_secs, Traffic};
 use crate::{wait_until, Testnet};
 
 /// Catalog contents of every node: `product@version` entries, and whether any
@@ -199,7 +199,8 @@ pub fn churn(opts: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// A node joins a mesh that holds K products: time until its catalog is complete.
+/// A node joins a mesh that holds K products: time until its catalog is complete,
+/// what it received on the way, and the mesh's idle traffic before it came.
 pub fn late_join(opts: &Options) -> anyhow::Result<Report> {
     let (mut net, proxy) = mesh(opts)?;
     let n = net.nodes.len();
@@ -215,6 +216,7 @@ pub fn late_join(opts: &Options) -> anyhow::Result<Report> {
         .iter()
         .all(|i| labels.iter().all(|l| times[*i].contains_key(l)));
     report.check(settled, || "the mesh never held every product".into());
+    let idle = idle_traffic(&net, opts.idle);
 
     // The joiner dials two nodes through the proxy, like every other link.
     let domain = net.nodes[0].domain.clone();
@@ -244,7 +246,25 @@ pub fn late_join(opts: &Options) -> anyhow::Result<Report> {
     .ok();
     let complete = Instant::now();
     let held = net.nodes[j].status().map(|s| s.catalog).unwrap_or(0);
+    let joined = observe::traffic(&net, j).unwrap_or_default();
     report.row("products in the mesh", k.to_string());
+    report.row(
+        "idle traffic per node per minute before the join (in / out)",
+        format!(
+            "{:.0} / {:.0} KB over {:.0} s",
+            idle.bytes_in as f64 / 1000.0,
+            idle.bytes_out as f64 / 1000.0,
+            opts.idle.as_secs_f64()
+        ),
+    );
+    report.row(
+        "the joiner received / sent until complete",
+        format!(
+            "{:.0} / {:.0} KB",
+            joined.bytes_in as f64 / 1000.0,
+            joined.bytes_out as f64 / 1000.0
+        ),
+    );
     report.row(
         "catalog complete, from API up",
         format!("{:.0} ms", (complete - up).as_secs_f64() * 1000.0),
@@ -261,6 +281,25 @@ pub fn late_join(opts: &Options) -> anyhow::Result<Report> {
         "complete_ms_from_up": (complete - up).as_secs_f64() * 1000.0,
         "complete_ms_from_spawn": (complete - spawned).as_secs_f64() * 1000.0,
         "held": held,
+        "idle_per_node_per_minute": idle,
+        "joiner_traffic": joined,
     });
     Ok(report)
+}
+
+/// Every node's traffic over `window` with nothing published, scaled to one minute
+/// (the mean over nodes).
+fn idle_traffic(net: &Testnet, window: Duration) -> Traffic {
+    let before = observe::traffic_all(net);
+    // A measurement window, not a wait for a condition.
+    std::thread::sleep(window);
+    let t = Traffic::mean_since(&before, &observe::traffic_all(net));
+    let scale = |b: u64| (b as f64 * 60.0 / window.as_secs_f64().max(0.001)) as u64;
+    Traffic {
+        bytes_in: scale(t.bytes_in),
+        bytes_out: scale(t.bytes_out),
+        announce_copies: scale(t.announce_copies),
+        announce_unique: scale(t.announce_unique),
+        announce_unique_bytes: scale(t.announce_unique_bytes),
+    }
 }

@@ -7,15 +7,19 @@ use serde_json::json;
 
 use super::report::{Options, Report};
 use super::setup::*;
-use crate::observe::{self, now_secs, Delays};
+use crate::observe::{self, now_secs, Delays, Traffic};
 
 /// M announcements from rotating publishers: % of live nodes reached, delay
-/// percentiles, gossip duplicates per node, idle RSS.
+/// percentiles, gossip duplicates per node, the bytes each node received and sent
+/// per announcement (from the first publish until every node learned the last:
+/// gossip, manifest prefetches, provider records and all), the announcement's size,
+/// idle RSS.
 pub fn propagation(opts: &Options) -> anyhow::Result<Report> {
     let (net, _proxy) = mesh(opts)?;
     let n = net.nodes.len();
     let mut report = Report::new("propagation", n);
     rss_row(&net, &mut report);
+    let before = observe::traffic_all(&net);
     let mut published = Vec::new();
     for k in 0..opts.announcements {
         let from = k % n;
@@ -24,6 +28,7 @@ pub fn propagation(opts: &Options) -> anyhow::Result<Report> {
     let labels: Vec<String> = published.iter().map(|(l, _)| l.clone()).collect();
     let all: Vec<usize> = (0..n).collect();
     let times = wait_learned(&net, &all, &labels, opts.deadline);
+    let traffic = Traffic::mean_since(&before, &observe::traffic_all(&net));
     let (d, missing) = delays(&times, &published, &all);
     let pairs = published.len() * (n - 1);
     let reached = 100.0 * d.len() as f64 / pairs.max(1) as f64;
@@ -42,6 +47,21 @@ pub fn propagation(opts: &Options) -> anyhow::Result<Report> {
             dupes / published.len().max(1) as f64
         ),
     );
+    let per = |bytes: u64| bytes as f64 / published.len().max(1) as f64;
+    report.row(
+        "traffic per node per announcement (in / out, every transport and protocol)",
+        format!(
+            "{:.0} / {:.0} bytes; {:.1} gossip copies received",
+            per(traffic.bytes_in),
+            per(traffic.bytes_out),
+            per(traffic.announce_copies)
+        ),
+    );
+    let size = traffic.announcement_size();
+    report.row(
+        "announcement size A (signed envelope, mean)",
+        size.map_or("none arrived".into(), |a| format!("{a} bytes")),
+    );
     report.check(missing == 0, || {
         format!("{missing} of {pairs} (node, announcement) pairs never arrived")
     });
@@ -50,6 +70,12 @@ pub fn propagation(opts: &Options) -> anyhow::Result<Report> {
         "reached_pct": reached,
         "delay": stats,
         "duplicates_per_node": dupes,
+        "per_announcement": {
+            "bytes_in": per(traffic.bytes_in),
+            "bytes_out": per(traffic.bytes_out),
+            "gossip_copies": per(traffic.announce_copies),
+        },
+        "announcement_bytes": size,
         "rss_mib": report.data["rss_mib"].clone(),
     });
     Ok(report)

@@ -25,6 +25,9 @@ pub struct Options {
     pub chords: usize,
     /// How long anything may take before the scenario fails.
     pub deadline: Duration,
+    /// How long the mesh's idle traffic is measured (late-join, before the joiner
+    /// starts; anti-entropy pulls a whole catalog every 30 s).
+    pub idle: Duration,
     /// How to run `mesh`.
     pub mesh: MeshBin,
     /// Keep homes and logs here.
@@ -42,6 +45,7 @@ impl Options {
             rounds: 3,
             chords: 3,
             deadline: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
             mesh,
             dir: None,
         }
