@@ -7,7 +7,9 @@
 //! node took to take the same announcements in-process.
 //!
 //! Run: `cargo bench -p mesh-node --bench web_catalog` (prints a Markdown table;
-//! `MESH_BENCH_PRODUCTS=N` changes the catalog size).
+//! `MESH_BENCH_PRODUCTS=N` changes the catalog size; `MESH_BENCH_JOINER_ONLY=1`
+//! times only the late joiner, for profiling it; `MESH_BENCH_TRACE=1` prints its
+//! catalog's size as it grows).
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -193,7 +195,35 @@ fn main() -> Res<()> {
         filled_in.as_secs_f64(),
         rss()
     );
-    let base = format!("http://{}", running.api_addr);
+    if std::env::var_os("MESH_BENCH_JOINER_ONLY").is_none() {
+        listings(&format!("http://{}", running.api_addr), products)?;
+    }
+    let (joiner_domain, joiner_key) = &keys[keys.len() - 1];
+    let joined = rt.block_on(late_joiner(
+        &dir,
+        (joiner_domain, joiner_key),
+        &genesis,
+        &running,
+        products,
+    ))?;
+    println!();
+    println!("| late joiner ({products} products) | seconds | vs baseline |");
+    println!("|---|---|---|");
+    println!(
+        "| baseline: filling the first node in-process (`learn`, same catalog) | {:.1} | 1.00x |",
+        filled_in.as_secs_f64()
+    );
+    println!(
+        "| a new node's catalog complete, from its start (catalog sync over loopback) | {:.1} | {:.2}x |",
+        joined.as_secs_f64(),
+        joined.as_secs_f64() / filled_in.as_secs_f64()
+    );
+    rt.block_on(running.shutdown())?;
+    Ok(())
+}
+
+/// Times every listing row against the JSON listing and prints the first table.
+fn listings(base: &str, products: usize) -> Res<()> {
     let (baseline, baseline_bytes) = time_get(&format!("{base}/v1/products"))?;
     eprintln!("process RSS after {RUNS} JSON listings: {}", rss());
     // The first page view after a catalog change builds the listing.
@@ -264,27 +294,6 @@ fn main() -> Res<()> {
         "machine: {} cores; median of {RUNS} runs over loopback HTTP; the node's process RSS after the runs: {rss}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let (joiner_domain, joiner_key) = &keys[keys.len() - 1];
-    let joined = rt.block_on(late_joiner(
-        &dir,
-        (joiner_domain, joiner_key),
-        &genesis,
-        &running,
-        products,
-    ))?;
-    println!();
-    println!("| late joiner ({products} products) | seconds | vs baseline |");
-    println!("|---|---|---|");
-    println!(
-        "| baseline: filling the first node in-process (`learn`, same catalog) | {:.1} | 1.00x |",
-        filled_in.as_secs_f64()
-    );
-    println!(
-        "| a new node's catalog complete, from its start (catalog sync over loopback) | {:.1} | {:.2}x |",
-        joined.as_secs_f64(),
-        joined.as_secs_f64() / filled_in.as_secs_f64()
-    );
-    rt.block_on(running.shutdown())?;
     Ok(())
 }
 
@@ -344,6 +353,13 @@ async fn late_joiner(
             .into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if std::env::var_os("MESH_BENCH_TRACE").is_some() {
+            eprintln!(
+                "{:.2} {}",
+                started.elapsed().as_secs_f64(),
+                probe.catalog_len()
+            );
+        }
     }
     let took = started.elapsed();
     joiner.shutdown().await?;

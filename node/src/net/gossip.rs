@@ -21,7 +21,7 @@ use super::behaviour::{
 use crate::clock::{unix_now, unix_now_ms};
 use crate::metrics::Metrics;
 use crate::state::access::AccessBook;
-use crate::state::catalog::{Catalog, Offer};
+use crate::state::catalog::{Catalog, Offer, PageOffer};
 use crate::state::governance::Governance;
 use crate::state::providers::Providers;
 use crate::state::usage::UsageLedger;
@@ -116,6 +116,19 @@ impl Validator {
             }
         }
         Ok(offer)
+    }
+
+    /// Offers a page of a catalog sync to the catalog (see
+    /// [`Catalog::offer_page`](crate::state::catalog::Catalog::offer_page)); each
+    /// new version queues a background fetch of its manifest, as from gossip.
+    pub(super) fn offer_announcements(&self, entries: &[Vec<u8>]) -> Vec<PageOffer> {
+        let offered = self.catalog.offer_page(entries);
+        for (outcome, announcement) in &offered {
+            if let (Ok(Offer::New), Some(a)) = (outcome, announcement) {
+                let _ = self.prefetch.try_send(a.clone());
+            }
+        }
+        offered
     }
 
     /// Offers policies to governance; after an acceptance, re-evaluates the catalog

@@ -25,7 +25,7 @@ use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::wire::{
     RecordKind, Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE, MAX_RECORD_PAGE,
 };
-use mesh_protocol::{Announcement, Policy, ProductId, Signed};
+use mesh_protocol::{Policy, ProductId, Signed};
 use tracing::{debug, info, warn};
 
 use super::gossip::Validator;
@@ -246,11 +246,8 @@ fn catalog_page(
     let mut last = None;
     let now = unix_now_ms();
     let spread_before = spread.len();
-    for bytes in entries.iter().take(usize::from(MAX_CATALOG_PAGE)) {
-        let offered = validator.offer_announcement(bytes);
-        let decoded = Signed::<Announcement>::from_bytes(bytes)
-            .and_then(|s| s.value())
-            .ok();
+    let page = &entries[..entries.len().min(usize::from(MAX_CATALOG_PAGE))];
+    for (bytes, (offered, decoded)) in page.iter().zip(validator.offer_announcements(page)) {
         match offered {
             Ok(Offer::New) => {
                 new += 1;

@@ -391,6 +391,8 @@ impl Deriver {
                     warn!("derived products: {e}");
                     Vec::new()
                 });
+            // With no derived product, catalog changes need no pass.
+            let watching = !all.is_empty();
             for d in all.iter().filter(|d| self.due(d)) {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -401,7 +403,7 @@ impl Deriver {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = changed => {}
+                _ = changed, if watching => {}
                 _ = registered => {}
                 _ = tokio::time::sleep(TICK) => {}
             }

@@ -87,6 +87,24 @@ pub(crate) enum Offer {
     Known,
 }
 
+/// An offer of a page's entry: what happened, and its announcement if it decoded.
+pub(crate) type PageOffer = (Result<Offer, OfferError>, Option<Announcement>);
+
+/// Entries a page needs before its signatures are checked on more than one thread.
+const PARALLEL_FROM: usize = 64;
+
+/// An offered envelope after the checks that write nothing.
+struct Checked {
+    /// Its catalog key.
+    key: Vec<u8>,
+    /// Its announcement (verified unless `kept`).
+    announcement: Announcement,
+    /// The envelope kept for this version before, if any.
+    existing: Option<Vec<u8>>,
+    /// The offered bytes are exactly the kept envelope.
+    kept: bool,
+}
+
 /// Filters for listing the catalog.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Filter {
@@ -241,22 +259,99 @@ impl Catalog {
     /// An invalid announcement is [`OfferError::Invalid`] (the sender's fault); a
     /// store failure while keeping it is [`OfferError::Store`] (ours).
     pub(crate) fn offer(&self, bytes: &[u8]) -> Result<Offer, OfferError> {
+        let checked = self.check(bytes)?;
+        self.keep(bytes, &checked)
+    }
+
+    /// Offers every envelope of a page (a catalog sync's) as [`Catalog::offer`]
+    /// does, in order: the signatures are checked on as many threads as the
+    /// machine has cores (they are most of the cost of a late joiner's sync), then
+    /// each is kept in turn. Each outcome comes with its announcement when the
+    /// envelope decodes, valid or not (a sync's cursor moves past both).
+    pub(crate) fn offer_page(&self, entries: &[Vec<u8>]) -> Vec<PageOffer> {
+        let checked = self.check_all(entries);
+        let mut seen = std::collections::HashSet::new();
+        entries
+            .iter()
+            .zip(checked)
+            .map(|(bytes, checked)| match checked {
+                // A version twice in one page (a hostile peer's) was checked
+                // before the first was kept: checked again now.
+                Ok(c) if !seen.insert(c.key.clone()) => match self.check(bytes) {
+                    Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
+                    Err(e) => (Err(e), Some(c.announcement)),
+                },
+                Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
+                Err(e) => {
+                    let decoded = Signed::<Announcement>::from_bytes(bytes)
+                        .and_then(|s| s.value())
+                        .ok();
+                    (Err(e), decoded)
+                }
+            })
+            .collect()
+    }
+
+    /// [`Catalog::check`] of every entry, split over the machine's cores when
+    /// there are enough to be worth a thread.
+    fn check_all(&self, entries: &[Vec<u8>]) -> Vec<Result<Checked, OfferError>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || entries.len() < PARALLEL_FROM {
+            return entries.iter().map(|b| self.check(b)).collect();
+        }
+        let check_part = |part: &[Vec<u8>]| part.iter().map(|b| self.check(b)).collect::<Vec<_>>();
+        let mut parts = entries.chunks(entries.len().div_ceil(threads));
+        let first = parts.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let others: Vec<_> = parts
+                .map(|part| scope.spawn(move || check_part(part)))
+                .collect();
+            let mut all = check_part(first);
+            for other in others {
+                all.extend(
+                    other
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                );
+            }
+            all
+        })
+    }
+
+    /// The checks of an offer that write nothing: the envelope decodes, and unless
+    /// it is the very envelope kept already (anti-entropy pulls every entry again:
+    /// its signature was checked when it was kept, and checking it costs more than
+    /// everything else here), it is validly signed by a key the policy registers.
+    fn check(&self, bytes: &[u8]) -> Result<Checked, OfferError> {
         let signed = Signed::<Announcement>::from_bytes(bytes).map_err(Invalid::new)?;
         let claimed = signed.value().map_err(Invalid::new)?;
         let key = entry_key(&claimed.product, &claimed.version);
         let existing = self.store.get(Tree::Announcements, &key)?;
-        // The very envelope kept already (anti-entropy pulls every entry again): its
-        // signature was checked when it was kept, and checking it costs more than
-        // everything else here.
-        if existing.as_deref() == Some(bytes) {
+        let kept = existing.as_deref() == Some(bytes);
+        let announcement = if kept {
+            claimed
+        } else {
+            self.governance.check_announcement(&signed)?
+        };
+        Ok(Checked {
+            key,
+            announcement,
+            existing,
+            kept,
+        })
+    }
+
+    /// Keeps a checked envelope: a new version within the domain's limits, or a
+    /// newer announcement of a known one (its manifest may never change).
+    fn keep(&self, bytes: &[u8], c: &Checked) -> Result<Offer, OfferError> {
+        if c.kept {
             return Ok(Offer::Known);
         }
-        let a = self.governance.check_announcement(&signed)?;
-        let old = existing.and_then(|b| {
-            Signed::<Announcement>::from_bytes(&b)
-                .and_then(|s| s.value())
-                .ok()
-        });
+        let a = &c.announcement;
+        let old = c
+            .existing
+            .as_deref()
+            .and_then(|b| decode_announcement(b).ok());
         let offer = match old {
             None => {
                 self.within_domain_limits(a.product.domain(), a.issued_at_ms)?;
@@ -278,11 +373,11 @@ impl Catalog {
                 Offer::Refreshed
             }
         };
-        self.store.put(Tree::Announcements, &key, bytes)?;
+        self.store.put(Tree::Announcements, &c.key, bytes)?;
         if offer == Offer::New {
-            self.digest.update(|d| d.add(&key, a.issued_at_ms));
+            self.digest.update(|d| d.add(&c.key, a.issued_at_ms));
         }
-        self.index.insert(key, a.clone());
+        self.index.insert(c.key.clone(), a.clone());
         self.changed();
         if offer == Offer::New {
             // One line per version learned: mesh-testnet measures propagation from it.
@@ -651,9 +746,10 @@ impl Catalog {
         Ok(self.store.flush()?)
     }
 
-    /// Number of product versions known.
+    /// Number of product versions known, from the tally (versions are only ever
+    /// added, and the tally with them), so only the first call scans the store.
     pub(crate) fn len(&self) -> Result<usize, StateError> {
-        Ok(self.store.len(Tree::Announcements)?)
+        Ok(usize::try_from(self.digest()?.versions).unwrap_or(usize::MAX))
     }
 }
 

@@ -392,6 +392,9 @@ impl Subscriber {
                 }
             };
             manifests.retain(|p, _| subs.iter().any(|s| &s.product == p));
+            // With nothing subscribed, catalog changes (a late joiner's sync makes
+            // a hundred thousand) need no pass.
+            let watching = subs.iter().any(Subscription::active);
             for sub in subs.into_iter().filter(Subscription::active) {
                 let product = sub.product.clone();
                 tokio::select! {
@@ -403,7 +406,7 @@ impl Subscriber {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = changed => {}
+                _ = changed, if watching => {}
                 _ = book_changed => {}
                 _ = tokio::time::sleep(TICK) => {}
             }

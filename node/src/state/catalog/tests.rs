@@ -15,11 +15,15 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let (council, current, old) = (
+    setup_with(
         KeyPair::generate(),
         KeyPair::generate(),
         KeyPair::generate(),
-    );
+    )
+}
+
+/// A [`Setup`] of these keys (two catalogs that judge alike).
+fn setup_with(council: KeyPair, current: KeyPair, old: KeyPair) -> Setup {
     let genesis = Policy::genesis(
         Council {
             members: [council.public()].into(),
@@ -66,6 +70,47 @@ fn invalid(outcome: Result<Offer, OfferError>) -> String {
         Err(OfferError::Invalid(e)) => e.to_string(),
         other => panic!("expected an invalid offer, got {other:?}"),
     }
+}
+
+#[test]
+fn a_page_checked_on_several_threads_ends_as_the_same_offers_one_by_one() {
+    // More than PARALLEL_FROM entries: new versions, a tampered one, an unsigned
+    // key's, a version twice (the second a refresh), and one offered again.
+    let s = setup();
+    let stranger = KeyPair::generate();
+    let mut page: Vec<Vec<u8>> = (0..100)
+        .map(|i| announcement(&s.current, &format!("1.{i}.0"), 1_000 + i))
+        .collect();
+    page[10][40] ^= 1;
+    page[20] = announcement(&stranger, "9.0.0", 1_000);
+    page[30] = announcement(&s.current, "1.29.0", 5_000);
+    page[40] = page[5].clone();
+    page[50] = announcement(&s.current, "1.49.0", 500);
+    let copy = |k: &KeyPair| KeyPair::from_secret(k.secret_bytes());
+    let one_by_one = setup_with(copy(&s.council), copy(&s.current), copy(&s.old));
+    let paged = s;
+    let expected: Vec<String> = page
+        .iter()
+        .map(|b| format!("{:?}", one_by_one.catalog.offer(b)))
+        .collect();
+    let got = paged.catalog.offer_page(&page);
+    let outcomes: Vec<String> = got.iter().map(|(o, _)| format!("{o:?}")).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(outcomes[30], "Ok(Refreshed)");
+    assert_eq!(outcomes[40], "Ok(Known)");
+    assert_eq!(outcomes[50], "Ok(Known)");
+    assert!(outcomes[10].starts_with("Err(Invalid"), "{}", outcomes[10]);
+    assert!(outcomes[20].contains("not registered"), "{}", outcomes[20]);
+    // Every outcome but the tampered one names its announcement (for the cursor).
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, (_, a))| a.is_some() || i == 10));
+    assert_eq!(paged.catalog.len().expect("len"), 95);
+    assert_eq!(
+        paged.catalog.digest().expect("digest").versions,
+        one_by_one.catalog.digest().expect("digest").versions
+    );
 }
 
 #[test]
