@@ -27,6 +27,7 @@ mod daemon;
 mod error;
 pub mod fuzzing;
 pub mod home;
+mod memory;
 mod metrics;
 mod net;
 mod node;

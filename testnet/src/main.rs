@@ -122,7 +122,7 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         deadline: u64,
         /// Seconds the idle mesh's traffic is measured (late-join, before the
-        /// joiner starts).
+        /// joiner starts, after as many seconds to settle).
         #[arg(long, default_value_t = 60)]
         idle: u64,
         /// Keep homes and logs here (default: a temp dir, removed afterwards).

@@ -357,6 +357,8 @@ where
                 None => break,
             }
         }
+        // A long listing freed as much as it sent, in pieces on many threads.
+        crate::memory::release_freed();
         piece.push(b']');
         at.done = true;
         Some((Ok(piece), at))

@@ -26,7 +26,8 @@ pub struct Options {
     /// How long anything may take before the scenario fails.
     pub deadline: Duration,
     /// How long the mesh's idle traffic is measured (late-join, before the joiner
-    /// starts; anti-entropy pulls a whole catalog every 30 s).
+    /// starts, after as long to settle; anti-entropy pulls a whole catalog every
+    /// 30 s).
     pub idle: Duration,
     /// How to run `mesh`.
     pub mesh: MeshBin,

@@ -102,7 +102,7 @@ pub(crate) async fn listing(
     now: u64,
 ) -> Result<Vec<ProductListing>, DiscoverError> {
     let catalog = catalog.clone();
-    blocking(move || {
+    let listing = blocking(move || {
         let all = catalog.list(&Default::default())?;
         let newest = newest_versions(all.iter().map(|e| &e.announcement));
         let mut out: Vec<ProductListing> = Vec::with_capacity(newest.len());
@@ -146,7 +146,10 @@ pub(crate) async fn listing(
         }
         Ok(out)
     })
-    .await
+    .await;
+    // Every entry was read and judged to build it: much freed at once.
+    crate::memory::release_freed();
+    listing
 }
 
 /// What `m` declares it is built from: each upstream's id and the manifest it
