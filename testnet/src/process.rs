@@ -282,6 +282,12 @@ impl TestNode {
         rss_mib(self.pid()?)
     }
 
+    /// The node process's own resident memory (`RssAnon`), in MiB: its RSS less
+    /// the pages of the binary, which every node process shares.
+    pub fn private_mib(&self) -> Option<f64> {
+        status_mib(self.pid()?, "RssAnon:")
+    }
+
     /// The node process's id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -375,10 +381,15 @@ pub(crate) fn is_root() -> bool {
 
 /// Resident memory of process `pid`, in MiB (from `/proc`).
 pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A kB field of `/proc/PID/status` (`VmRSS:`, `RssAnon:`), in MiB.
+fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()
