@@ -104,17 +104,25 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// Each counter of `self` and `other` combined by `f`.
+    fn zip_with(&self, other: &Traffic, f: impl Fn(u64, u64) -> u64) -> Traffic {
+        Traffic {
+            bytes_in: f(self.bytes_in, other.bytes_in),
+            bytes_out: f(self.bytes_out, other.bytes_out),
+            announce_copies: f(self.announce_copies, other.announce_copies),
+            announce_unique: f(self.announce_unique, other.announce_unique),
+            announce_unique_bytes: f(self.announce_unique_bytes, other.announce_unique_bytes),
+        }
+    }
+
+    /// Each counter mapped by `f`.
+    pub fn map(&self, f: impl Fn(u64) -> u64) -> Traffic {
+        self.zip_with(self, |a, _| f(a))
+    }
+
     /// What was carried between `before` and `self`.
     pub fn since(&self, before: &Traffic) -> Traffic {
-        Traffic {
-            bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
-            bytes_out: self.bytes_out.saturating_sub(before.bytes_out),
-            announce_copies: self.announce_copies.saturating_sub(before.announce_copies),
-            announce_unique: self.announce_unique.saturating_sub(before.announce_unique),
-            announce_unique_bytes: self
-                .announce_unique_bytes
-                .saturating_sub(before.announce_unique_bytes),
-        }
+        self.zip_with(before, u64::saturating_sub)
     }
 
     /// The mean over nodes of what each carried between `before` and `after`
@@ -126,14 +134,12 @@ impl Traffic {
             .filter_map(|(b, a)| Some(a.as_ref()?.since(b.as_ref()?)))
             .collect();
         let n = deltas.len().max(1) as u64;
-        let sum = |f: fn(&Traffic) -> u64| deltas.iter().map(f).sum::<u64>() / n;
-        Traffic {
-            bytes_in: sum(|t| t.bytes_in),
-            bytes_out: sum(|t| t.bytes_out),
-            announce_copies: sum(|t| t.announce_copies),
-            announce_unique: sum(|t| t.announce_unique),
-            announce_unique_bytes: sum(|t| t.announce_unique_bytes),
-        }
+        deltas
+            .iter()
+            .fold(Traffic::default(), |sum, t| {
+                sum.zip_with(t, u64::saturating_add)
+            })
+            .map(|total| total / n)
     }
 
     /// The mean size of one announcement envelope, if any arrived.

@@ -296,13 +296,6 @@ fn idle_traffic(net: &Testnet, window: Duration) -> Traffic {
     std::thread::sleep(window);
     let before = observe::traffic_all(net);
     std::thread::sleep(window);
-    let t = Traffic::mean_since(&before, &observe::traffic_all(net));
-    let scale = |b: u64| (b as f64 * 60.0 / window.as_secs_f64().max(0.001)) as u64;
-    Traffic {
-        bytes_in: scale(t.bytes_in),
-        bytes_out: scale(t.bytes_out),
-        announce_copies: scale(t.announce_copies),
-        announce_unique: scale(t.announce_unique),
-        announce_unique_bytes: scale(t.announce_unique_bytes),
-    }
+    let per_minute = 60.0 / window.as_secs_f64().max(0.001);
+    Traffic::mean_since(&before, &observe::traffic_all(net)).map(|b| (b as f64 * per_minute) as u64)
 }

@@ -122,22 +122,27 @@ pub(super) fn last_learned(
 
 pub(super) fn rss_row(net: &Testnet, report: &mut Report) {
     let rss: Vec<f64> = net.nodes.iter().filter_map(|n| n.rss_mib()).collect();
-    if rss.is_empty() {
+    let Some((mean, max)) = mean_max(&rss) else {
         return;
-    }
-    let max = rss.iter().cloned().fold(0.0, f64::max);
-    let mean = rss.iter().sum::<f64>() / rss.len() as f64;
+    };
     report.row("node RSS (mean / max)", format!("{mean:.0} / {max:.0} MiB"));
     report.data["rss_mib"] = json!({ "mean": mean, "max": max, "per_node": rss });
     // Most of an idle node's RSS is the binary's pages, shared by every node.
     let private: Vec<f64> = net.nodes.iter().filter_map(|n| n.private_mib()).collect();
-    if !private.is_empty() {
-        let max = private.iter().cloned().fold(0.0, f64::max);
-        let mean = private.iter().sum::<f64>() / private.len() as f64;
+    if let Some((mean, max)) = mean_max(&private) {
         report.row(
             "node private memory, RssAnon (mean / max; the rest is the shared binary)",
             format!("{mean:.0} / {max:.0} MiB"),
         );
         report.data["private_mib"] = json!({ "mean": mean, "max": max });
     }
+}
+
+/// The mean and the largest of `values`, if there are any.
+fn mean_max(values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let max = values.iter().cloned().fold(0.0, f64::max);
+    Some((values.iter().sum::<f64>() / values.len() as f64, max))
 }

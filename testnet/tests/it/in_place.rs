@@ -17,6 +17,28 @@ fn poke(path: &std::path::Path, offset: u64) {
     std::os::unix::fs::FileExt::write_all_at(&f, b"#", offset).unwrap();
 }
 
+/// An `n`-node mesh where node 0 published `sales/orders@1.0.0` (`rows` sample
+/// orders, `seed`) and node 1 has learned of it; the data's directory and CSV.
+fn orders_published(
+    n: usize,
+    rows: usize,
+    seed: u64,
+) -> (
+    mesh_testnet::Testnet,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let mut net = testnet(n);
+    net.start_all().unwrap();
+    let dir = net.root().join("orders");
+    let csv = sample::write_orders(&dir, rows, seed).unwrap();
+    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
+        .unwrap();
+    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
+        .unwrap();
+    (net, dir, csv)
+}
+
 #[test]
 fn a_product_published_in_place_is_served_from_its_files_until_they_change() {
     let mut net = testnet(3);
@@ -142,14 +164,7 @@ fn holds(net: &mesh_testnet::Testnet, i: usize, product: &str, version: &str) ->
 
 #[test]
 fn a_product_fetched_in_place_lands_once_and_its_next_version_replaces_it() {
-    let mut net = testnet(3);
-    net.start_all().unwrap();
-    let dir = net.root().join("orders");
-    let csv = sample::write_orders(&dir, 200_000, 22).unwrap();
-    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
-        .unwrap();
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
-        .unwrap();
+    let (mut net, dir, csv) = orders_published(3, 200_000, 22);
 
     // Verified and written into the output only: the consumer's store keeps no copy.
     let out = net.root().join("consumer");
@@ -236,14 +251,7 @@ fn a_product_fetched_in_place_lands_once_and_its_next_version_replaces_it() {
 /// again; the new version lands whole and the old one is no longer listed as held.
 #[test]
 fn a_deleted_output_is_noticed_and_its_chunks_fetched_again() {
-    let mut net = testnet(2);
-    net.start_all().unwrap();
-    let dir = net.root().join("orders");
-    let csv = sample::write_orders(&dir, 1_000_000, 23).unwrap(); // ~45 MB
-    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
-        .unwrap();
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
-        .unwrap();
+    let (net, dir, csv) = orders_published(2, 1_000_000, 23); // ~45 MB
     let first = net.root().join("first");
     let v1 = fetch_in_place(&net, 1, "sales/orders@1.0.0", &first);
     assert!(v1.in_place);
@@ -283,14 +291,7 @@ fn a_deleted_output_is_noticed_and_its_chunks_fetched_again() {
 /// so deleting that output takes nothing from it.
 #[test]
 fn a_copy_fetch_keeps_what_an_in_place_fetch_left_in_its_output() {
-    let mut net = testnet(2);
-    net.start_all().unwrap();
-    let dir = net.root().join("orders");
-    let csv = sample::write_orders(&dir, 200_000, 24).unwrap();
-    net.publish(0, &dir, &sample::manifest_toml("sales/orders", "1.0.0"))
-        .unwrap();
-    net.wait_product(1, "sales/orders", "1.0.0", DEADLINE)
-        .unwrap();
+    let (net, _, csv) = orders_published(2, 200_000, 24);
     let kept = net.root().join("kept");
     let v1 = fetch_in_place(&net, 1, "sales/orders@1.0.0", &kept);
     assert!(packed_bytes(&net.nodes[1].home) < v1.size / 20);
