@@ -122,7 +122,8 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         deadline: u64,
         /// Seconds the idle mesh's traffic is measured (late-join, before the
-        /// joiner starts, after as many seconds to settle).
+        /// joiner starts, after as many seconds to settle). Each node pulls a
+        /// whole catalog every 30 s: a window under 60 s may miss those pulls.
         #[arg(long, default_value_t = 60)]
         idle: u64,
         /// Keep homes and logs here (default: a temp dir, removed afterwards).
