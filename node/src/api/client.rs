@@ -330,8 +330,17 @@ impl ApiClient {
     // --- mutations (need the token) ---
 
     /// `POST /v1/query`: runs `sql` on the node (fetching the products it names
-    /// first) and reads the Arrow IPC stream it answers.
+    /// first) and reads the whole Arrow IPC stream it answers.
     pub fn query(&self, sql: &str) -> Result<Answer, ClientError> {
+        let rows = self.query_rows(sql)?;
+        let schema = rows.schema();
+        let batches = rows.collect::<Result<Vec<_>, _>>()?;
+        Ok(Answer { schema, batches })
+    }
+
+    /// `POST /v1/query`, its rows read as the node streams them: a batch at a
+    /// time, so a caller writing them out never holds the whole answer.
+    pub fn query_rows(&self, sql: &str) -> Result<QueryRows, ClientError> {
         let mut req = self.agent.post(&format!("{}/v1/query", self.base));
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
@@ -342,25 +351,7 @@ impl ApiClient {
                 sql: sql.to_owned(),
             })
             .map_err(|e| self.map_err(e))?;
-        let bad = |e: datafusion::arrow::error::ArrowError| ClientError::Protocol(e.to_string());
-        let mut reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
-            std::io::BufReader::new(Tail::new(resp.into_reader())),
-            None,
-        )
-        .map_err(bad)?;
-        let schema = reader.schema();
-        let batches = reader
-            .by_ref()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        // The node streams the rows as they are made: a query that fails after
-        // its first rows ends the stream without its end marker.
-        if !reader.get_ref().get_ref().ended_whole() {
-            return Err(ClientError::Protocol(
-                "the answer was cut off: the query failed after its first rows (the node's log says why)".into(),
-            ));
-        }
-        Ok(Answer { schema, batches })
+        QueryRows::new(resp.into_reader())
     }
 
     /// `POST /v1/publish`: publishes the files at `path` (on the node's machine).
@@ -517,6 +508,76 @@ impl ApiClient {
 
 /// A reader that remembers the last 8 bytes it gave: an Arrow IPC stream that
 /// ended whole ends with the end-of-stream marker.
+/// A query's rows as the node streams them ([`ApiClient::query_rows`]): each
+/// item is the next batch; an answer the node cut off (the query failed after its
+/// first rows) ends with an error, never as a shorter answer.
+pub struct QueryRows {
+    reader: datafusion::arrow::ipc::reader::StreamReader<
+        BufReader<Tail<Box<dyn std::io::Read + Send>>>,
+    >,
+    ended: bool,
+}
+
+impl std::fmt::Debug for QueryRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryRows")
+            .field("schema", &self.schema())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryRows {
+    fn new(body: Box<dyn std::io::Read + Send>) -> Result<Self, ClientError> {
+        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+            BufReader::new(Tail::new(body)),
+            None,
+        )
+        .map_err(bad_stream)?;
+        Ok(QueryRows {
+            reader,
+            ended: false,
+        })
+    }
+
+    /// The answer's columns (known before its first row).
+    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.reader.schema()
+    }
+}
+
+impl Iterator for QueryRows {
+    type Item = Result<datafusion::arrow::record_batch::RecordBatch, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        match self.reader.next() {
+            Some(Ok(batch)) => Some(Ok(batch)),
+            Some(Err(e)) => {
+                self.ended = true;
+                Some(Err(bad_stream(e)))
+            }
+            None => {
+                self.ended = true;
+                // The node streams the rows as they are made: a query that fails
+                // after its first rows ends the stream without its end marker
+                // (which arrow's reader takes for a normal end).
+                (!self.reader.get_ref().get_ref().ended_whole()).then(|| {
+                    Err(ClientError::Protocol(
+                        "the answer was cut off: the query failed after its first rows (the node's log says why)".into(),
+                    ))
+                })
+            }
+        }
+    }
+}
+
+fn bad_stream(e: datafusion::arrow::error::ArrowError) -> ClientError {
+    ClientError::Protocol(e.to_string())
+}
+
 struct Tail<R> {
     inner: R,
     last: Vec<u8>,
@@ -567,11 +628,26 @@ mod tests {
         let cut = w.get_ref().clone();
         w.finish().expect("finished");
         let whole = w.into_inner().expect("the bytes");
-        for (bytes, ended) in [(whole, true), (cut, false)] {
+        for (bytes, ended) in [(whole.clone(), true), (cut.clone(), false)] {
             let mut t = Tail::new(&bytes[..]);
             let mut sink = Vec::new();
             t.read_to_end(&mut sink).expect("read");
             assert_eq!(t.ended_whole(), ended);
         }
+        // Read as rows: the cut answer gives its batch, then an error.
+        let rows = |bytes: Vec<u8>| {
+            QueryRows::new(Box::new(std::io::Cursor::new(bytes)))
+                .expect("a stream")
+                .map(|r| r.map(|b| b.num_rows()).map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(whole), vec![Ok(3)]);
+        let read = rows(cut);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert_eq!(read[0], Ok(3));
+        assert!(
+            read[1].as_ref().is_err_and(|e| e.contains("cut off")),
+            "{read:?}"
+        );
     }
 }

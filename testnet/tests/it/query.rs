@@ -412,5 +412,53 @@ fn a_query_fetches_only_the_files_of_the_objects_it_reads() {
         all,
         "nothing fetched again"
     );
+
+    // The CLI writes an answer of many batches as it streams; one that fails
+    // part way leaves the earlier file whole and no half-written one.
+    let mesh = net.mesh_bin();
+    let out_file = root.join("orders.jsonl");
+    let run = |args: &[&str]| {
+        mesh.command(&net.nodes[1].home)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let path = out_file.to_str().unwrap();
+    let all_rows = "SELECT order_id, region FROM sales.book.orders ORDER BY order_id";
+    let out = run(&["query", "--format", "jsonl", "-o", path, all_rows]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(written.lines().count(), 20_000);
+    assert_eq!(
+        written.lines().nth(19_999),
+        Some(r#"{"order_id":19999,"region":"r3"}"#)
+    );
+    let failing = "SELECT order_id, 100 / (order_id - 19999) AS x FROM sales.book.orders";
+    let out = run(&["query", "--format", "jsonl", "-o", path, failing]);
+    assert!(!out.status.success(), "a division by zero ran");
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), written);
+    let left: Vec<String> = files_in(&root)
+        .into_iter()
+        .filter(|n| n.starts_with(".mesh-query-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // --json: every row, in one document.
+    let out = run(&["query", "--json", all_rows]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["columns"], serde_json::json!(["order_id", "region"]));
+    assert_eq!(doc["rows"].as_array().map(Vec::len), Some(20_000));
+    assert_eq!(
+        doc["rows"][7],
+        serde_json::json!({"order_id": 7, "region": "r3"})
+    );
     net.stop_all().unwrap();
 }
