@@ -82,8 +82,16 @@ impl<R: BufRead> CsvReader<R> {
         self.delimiter.unwrap_or(',')
     }
 
+    /// The next record's fields, or `None` at the end of the input.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<Vec<String>>> {
         let mut fields = Vec::new();
+        Ok(self.read_record(&mut fields)?.then_some(fields))
+    }
+
+    /// Reads the next record into `fields` (their strings reused: a file is
+    /// read without an allocation per field); `false` at the end of the input.
+    pub(crate) fn read_record(&mut self, fields: &mut Vec<String>) -> io::Result<bool> {
+        let mut out = Fields { fields, n: 0 };
         let mut field = String::new();
         let mut in_quotes = false;
         let mut total = 0usize;
@@ -97,11 +105,13 @@ impl<R: BufRead> CsvReader<R> {
                         "a quoted CSV field is never closed",
                     ));
                 }
-                if fields.is_empty() && field.is_empty() {
-                    return Ok(None);
+                if out.n == 0 && field.is_empty() {
+                    out.finish();
+                    return Ok(false);
                 }
-                fields.push(std::mem::take(&mut field));
-                return Ok(Some(fields));
+                out.push(&field);
+                out.finish();
+                return Ok(true);
             }
             if !self.started {
                 self.started = true;
@@ -120,6 +130,18 @@ impl<R: BufRead> CsvReader<R> {
                     format!("a CSV record is longer than {MAX_RECORD_BYTES} bytes"),
                 ));
             }
+            // Most lines are a whole record without quotes: split as they are.
+            if !in_quotes && out.n == 0 && field.is_empty() && !self.line.contains('"') {
+                let body = line_body(&self.line);
+                if body.is_empty() && !self.blank_is_row {
+                    continue; // a blank line
+                }
+                for f in body.split(delimiter) {
+                    out.push(f);
+                }
+                out.finish();
+                return Ok(true);
+            }
             let mut chars = self.line.chars().peekable();
             while let Some(c) = chars.next() {
                 match (in_quotes, c) {
@@ -130,20 +152,55 @@ impl<R: BufRead> CsvReader<R> {
                     (true, '"') => in_quotes = false,
                     (true, c) => field.push(c),
                     (false, '"') if field.is_empty() => in_quotes = true,
-                    (false, c) if c == delimiter => fields.push(std::mem::take(&mut field)),
+                    (false, c) if c == delimiter => {
+                        out.push(&field);
+                        field.clear();
+                    }
                     (false, '\n') => {}
                     (false, '\r') if chars.peek() == Some(&'\n') => {}
                     (false, c) => field.push(c),
                 }
             }
             if !in_quotes {
-                if fields.is_empty() && field.is_empty() && !self.blank_is_row {
+                if out.n == 0 && field.is_empty() && !self.blank_is_row {
                     continue; // a blank line
                 }
-                fields.push(std::mem::take(&mut field));
-                return Ok(Some(fields));
+                out.push(&field);
+                out.finish();
+                return Ok(true);
             }
         }
+    }
+}
+
+/// A line without its line break (`\n`, or `\r\n`; a lone `\r` is kept).
+fn line_body(line: &str) -> &str {
+    match line.strip_suffix('\n') {
+        Some(l) => l.strip_suffix('\r').unwrap_or(l),
+        None => line,
+    }
+}
+
+/// A record's fields being filled: the first `n` are this record's.
+struct Fields<'a> {
+    fields: &'a mut Vec<String>,
+    n: usize,
+}
+
+impl Fields<'_> {
+    fn push(&mut self, text: &str) {
+        match self.fields.get_mut(self.n) {
+            Some(f) => {
+                f.clear();
+                f.push_str(text);
+            }
+            None => self.fields.push(text.to_owned()),
+        }
+        self.n += 1;
+    }
+
+    fn finish(&mut self) {
+        self.fields.truncate(self.n);
     }
 }
 
@@ -173,5 +230,30 @@ mod tests {
         assert_eq!(detect_delimiter("\"a,b,c\";d;e"), ';');
         assert_eq!(detect_delimiter("a,b;c"), ',');
         assert_eq!(detect_delimiter("single"), ',');
+    }
+
+    #[test]
+    fn lines_without_quotes_read_as_lines_with_them() {
+        // Line ends \n and \r\n, a lone \r kept, blank lines skipped, records
+        // of different lengths in one reused buffer, a quoted field over lines.
+        let text = "a,b,c\r\n1,2,3\n\n4,5\r\n\"x\ny\",\"q\"\"\",z\n6,7\r,8\n\r\nlast,,";
+        let (rows, _) = records(text);
+        let want: Vec<Vec<&str>> = vec![
+            vec!["a", "b", "c"],
+            vec!["1", "2", "3"],
+            vec!["4", "5"],
+            vec!["x\ny", "q\"", "z"],
+            vec!["6", "7\r", "8"],
+            vec!["last", "", ""],
+        ];
+        assert_eq!(rows, want);
+        let mut r = CsvReader::new(io::BufReader::new("v\n\n2\n".as_bytes()));
+        r.blank_is_row = true;
+        let mut fields = Vec::new();
+        let mut got = Vec::new();
+        while r.read_record(&mut fields).unwrap() {
+            got.push(fields.clone());
+        }
+        assert_eq!(got, vec![vec!["v"], vec![""], vec!["2"]]);
     }
 }

@@ -10,6 +10,8 @@
 //! and `text` rules are kept and listed as not evaluated.
 //! Their bounds are in `bounds.rs`.
 
+use std::collections::HashSet;
+
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -31,7 +33,7 @@ pub(crate) enum Metric {
     Missing { values: Vec<String>, null: bool },
     /// Non-null values outside `valid` or not matching `pattern`.
     Invalid {
-        valid: Option<Vec<String>>,
+        valid: Option<ValidValues>,
         pattern: Option<Regex>,
     },
     /// Rows whose value (or combination of the object's `columns`) repeats an
@@ -53,6 +55,57 @@ impl Metric {
             Metric::RowCount => "rowCount",
             Metric::Sql { .. } => "sql",
         }
+    }
+}
+
+/// The values of a `validValues` list, looked up in constant time: a value is
+/// valid when it equals one as text, or as a number (`1` and `1.0`).
+#[derive(Debug, Clone)]
+pub(crate) struct ValidValues {
+    texts: HashSet<String>,
+    /// The listed values that read as numbers, by their bits (`-0` as `0`; NaN,
+    /// equal to no number, left out).
+    numbers: HashSet<u64>,
+}
+
+impl ValidValues {
+    pub(crate) fn new(listed: Vec<String>) -> Self {
+        let numbers = listed
+            .iter()
+            .filter_map(|v| v.parse::<f64>().ok())
+            .filter_map(number_key)
+            .collect();
+        ValidValues {
+            texts: listed.into_iter().collect(),
+            numbers,
+        }
+    }
+
+    /// Whether `v` is one of the list's values.
+    pub(crate) fn contains(&self, v: &str) -> bool {
+        self.texts.contains(v)
+            || (!self.numbers.is_empty()
+                && v.parse::<f64>()
+                    .ok()
+                    .and_then(number_key)
+                    .is_some_and(|k| self.numbers.contains(&k)))
+    }
+
+    /// How many values are listed.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.texts.len()
+    }
+}
+
+/// A number as a set key: equal numbers give equal keys.
+fn number_key(n: f64) -> Option<u64> {
+    if n.is_nan() {
+        None
+    } else if n == 0.0 {
+        Some(0)
+    } else {
+        Some(n.to_bits())
     }
 }
 
@@ -333,12 +386,12 @@ fn library(
             let valid = match argument(r, "validValues") {
                 None => None,
                 // A null in the list is allowed (nulls are never counted invalid).
-                Some(Value::Array(a)) => Some(
+                Some(Value::Array(a)) => Some(ValidValues::new(
                     a.iter()
                         .filter(|v| !v.is_null())
                         .map(|v| scalar_text(v).ok_or("validValues: each entry must be a scalar or null"))
                         .collect::<Result<Vec<_>, _>>()?,
-                ),
+                )),
                 Some(_) => return Err("validValues must be a list".into()),
             };
             let pattern = match argument(r, "pattern") {
@@ -525,5 +578,19 @@ mod tests {
             Level::Property,
         );
         assert!(matches!(r.metric(), Some(Metric::Invalid { valid: Some(v), .. }) if v.len() == 2));
+    }
+
+    #[test]
+    fn a_valid_value_is_equal_as_text_or_as_a_number() {
+        let v = ValidValues::new(vec!["a".into(), "1".into(), "2.50".into(), "-0".into()]);
+        for ok in ["a", "1", "1.0", "2.5", "2.50", "0", "-0.0", "1e0"] {
+            assert!(v.contains(ok), "{ok}");
+        }
+        for bad in ["A", "b", "2", "NaN", "", " 1"] {
+            assert!(!v.contains(bad), "{bad}");
+        }
+        let nan = ValidValues::new(vec!["NaN".into()]);
+        assert!(nan.contains("NaN"), "listed as text");
+        assert!(!nan.contains("nan"), "NaN equals no number");
     }
 }

@@ -90,7 +90,7 @@ impl SqlTable {
     }
 
     /// Adds a row (values as text, `None` for null), in the plan's column order.
-    pub(crate) fn row(&mut self, values: &[Option<String>]) {
+    pub(crate) fn row(&mut self, values: &[Option<std::borrow::Cow<'_, str>>]) {
         if self.broken.is_some() {
             return;
         }
@@ -245,7 +245,7 @@ mod tests {
         let plan = Plan::from_contract(&doc, &NullValues::default());
         let mut t = SqlTable::new(&plan.objects[0]).expect("table");
         for i in 0..1000 {
-            t.row(&[Some(i.to_string()), (i % 2 == 0).then(|| "x".to_owned())]);
+            t.row(&[Some(i.to_string().into()), (i % 2 == 0).then(|| "x".into())]);
         }
         (plan, t)
     }

@@ -71,7 +71,8 @@ pub(crate) fn csv(
         }
     }
     let mut row = 0u64;
-    while let Some(record) = reader.next_record()? {
+    let mut record = Vec::new();
+    while reader.read_record(&mut record)? {
         row += 1;
         let cells: Vec<Cell<'_>> = columns
             .iter()
