@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use mesh_node::api::QueryRows;
+use mesh_node::api::AnswerRows;
 
 use crate::args::{QueryArgs, QueryFormat};
 use crate::output::{printable, say};
@@ -57,7 +57,7 @@ pub(crate) fn query(home: &Path, a: QueryArgs, json: bool) -> anyhow::Result<()>
 
 /// Writes the rows to a temporary file beside `path`, renamed into place once
 /// the answer ended whole. Returns the rows written.
-fn write_file(rows: QueryRows, format: QueryFormat, path: &Path) -> anyhow::Result<u64> {
+fn write_file(rows: AnswerRows, format: QueryFormat, path: &Path) -> anyhow::Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -78,7 +78,7 @@ fn write_file(rows: QueryRows, format: QueryFormat, path: &Path) -> anyhow::Resu
 
 /// Writes the rows in `format` to `w`, each batch as it comes. Returns the rows.
 fn write<W: Write + Send>(
-    mut rows: QueryRows,
+    mut rows: AnswerRows,
     format: QueryFormat,
     mut w: W,
 ) -> anyhow::Result<u64> {
@@ -143,7 +143,7 @@ fn header(schema: &SchemaRef) -> String {
 
 /// `--json`: `{"columns": [...], "rows": [{...}, ...]}`, each row written as it
 /// comes.
-fn write_json<W: Write>(rows: QueryRows, mut w: W) -> anyhow::Result<()> {
+fn write_json<W: Write>(rows: AnswerRows, mut w: W) -> anyhow::Result<()> {
     let schema = rows.schema();
     let columns: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
     write!(

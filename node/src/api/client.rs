@@ -340,7 +340,7 @@ impl ApiClient {
 
     /// `POST /v1/query`, its rows read as the node streams them: a batch at a
     /// time, so a caller writing them out never holds the whole answer.
-    pub fn query_rows(&self, sql: &str) -> Result<QueryRows, ClientError> {
+    pub fn query_rows(&self, sql: &str) -> Result<AnswerRows, ClientError> {
         let mut req = self.agent.post(&format!("{}/v1/query", self.base));
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
@@ -351,7 +351,7 @@ impl ApiClient {
                 sql: sql.to_owned(),
             })
             .map_err(|e| self.map_err(e))?;
-        QueryRows::new(resp.into_reader())
+        AnswerRows::new(resp.into_reader())
     }
 
     /// `POST /v1/publish`: publishes the files at `path` (on the node's machine).
@@ -511,30 +511,30 @@ impl ApiClient {
 /// A query's rows as the node streams them ([`ApiClient::query_rows`]): each
 /// item is the next batch; an answer the node cut off (the query failed after its
 /// first rows) ends with an error, never as a shorter answer.
-pub struct QueryRows {
+pub struct AnswerRows {
     reader: datafusion::arrow::ipc::reader::StreamReader<
         BufReader<Tail<Box<dyn std::io::Read + Send>>>,
     >,
     ended: bool,
 }
 
-impl std::fmt::Debug for QueryRows {
+impl std::fmt::Debug for AnswerRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryRows")
+        f.debug_struct("AnswerRows")
             .field("schema", &self.schema())
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
 }
 
-impl QueryRows {
+impl AnswerRows {
     fn new(body: Box<dyn std::io::Read + Send>) -> Result<Self, ClientError> {
         let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
             BufReader::new(Tail::new(body)),
             None,
         )
         .map_err(bad_stream)?;
-        Ok(QueryRows {
+        Ok(AnswerRows {
             reader,
             ended: false,
         })
@@ -546,7 +546,7 @@ impl QueryRows {
     }
 }
 
-impl Iterator for QueryRows {
+impl Iterator for AnswerRows {
     type Item = Result<datafusion::arrow::record_batch::RecordBatch, ClientError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -636,7 +636,7 @@ mod tests {
         }
         // Read as rows: the cut answer gives its batch, then an error.
         let rows = |bytes: Vec<u8>| {
-            QueryRows::new(Box::new(std::io::Cursor::new(bytes)))
+            AnswerRows::new(Box::new(std::io::Cursor::new(bytes)))
                 .expect("a stream")
                 .map(|r| r.map(|b| b.num_rows()).map_err(|e| e.to_string()))
                 .collect::<Vec<_>>()

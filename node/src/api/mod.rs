@@ -18,7 +18,7 @@ mod tokens;
 pub mod types;
 pub(crate) mod web;
 
-pub use client::{ApiClient, ClientError, QueryRows};
+pub use client::{AnswerRows, ApiClient, ClientError};
 
 /// A `domain/name` from a request (a body field or a path), validated.
 fn parse_product(text: &str) -> Result<mesh_protocol::ProductId, crate::error::NodeError> {
