@@ -231,6 +231,48 @@ fn a_missing_column_and_other_files_and_limits() {
     assert!(err.to_string().contains("longer than"), "{err}");
 }
 
+#[test]
+fn a_csv_of_many_batches_is_checked_in_order_and_a_late_failure_still_fails() {
+    // 5,000 rows (several batches of records), some of 300 KiB (batches cut by
+    // size), a violation in the last row, an id repeated across batches.
+    let mut text = String::from("id,email,amount,day\n");
+    let long = "y".repeat(300 << 10);
+    for i in 1..=5000u32 {
+        let email = if i % 1000 == 0 {
+            long.as_str()
+        } else {
+            "a@x.io"
+        };
+        let id = if i == 4000 { 17 } else { i };
+        let amount = if i == 5000 { "oops" } else { "1.5" };
+        text.push_str(&format!("{id},{email},{amount},2026-01-02\n"));
+    }
+    let r = run("many.csv", &text);
+    assert_eq!(
+        listed(&r),
+        vec![
+            "many.csv row 4000, field `id`: \"17\" repeats an earlier value but must be unique",
+            "many.csv row 5000, field `amount`: \"oops\" is not a number",
+        ]
+    );
+    let q = r.quality.unwrap();
+    assert_eq!(q.rows, 5000);
+    assert_eq!(q.fields[1].distinct, Some(2));
+    // A quote never closed at the end fails the whole check, after the rows
+    // before it were read.
+    text.push_str("5001,\"never closed,1,2026-01-02\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, &text).unwrap();
+    let err = check(
+        &Plan::from_schema(&schema(), &NullValues::default()),
+        &schema(),
+        &[("bad.csv".into(), path)],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("never closed"), "{err}");
+}
+
 /// A Parquet file of `columns` string columns (SNAPPY, statistics in the page
 /// headers), whose first data page header in each column is then rewritten to
 /// declare `declared` bytes uncompressed. The header keeps its length: the
