@@ -39,6 +39,13 @@ fn a_mesh_across_nats_punches_holes_relays_what_it_cannot_and_survives_the_relay
     // One dial opens a circuit per relayed address it tries: a node advertises one
     // per relay, and the relay's per-peer limit leaves room for a consumer that
     // dials several NATed providers at once.
-    assert_eq!(report.relay_refusals, 0, "{report:?}");
+    // A refusal names its status (no reservation, or a limit) in the relay's log.
+    let refusals: Vec<String> = lab.net.nodes[0]
+        .log()
+        .lines()
+        .filter(|l| l.contains("circuit refused"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(report.relay_refusals, 0, "{report:?}\n{refusals:#?}");
     assert!(report.direct_mbps > 0.0 && report.relayed_mbps > 0.0 && report.lan_mbps > 0.0);
 }
