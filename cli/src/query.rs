@@ -7,7 +7,8 @@
 //! the terminal table, whose columns are as wide as their widest value, holds the
 //! whole answer. A file given with `-o` is written beside its place and renamed
 //! into it when the answer ended whole: a query that fails half way leaves no
-//! half-written file (and no earlier file lost).
+//! half-written file (and no earlier file lost). It is the user's alone (0600, as
+//! the temporary file is made), since an answer may hold restricted products' rows.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;

@@ -57,6 +57,22 @@ fn run(name: &str, text: &str) -> Report {
 }
 
 fn run_with(schema: &[Field], name: &str, text: &str, nulls: &NullValues) -> Report {
+    check_text(schema, name, text, nulls).unwrap()
+}
+
+/// Why checking `text` as file `name` of [`schema`] failed.
+fn run_err(name: &str, text: &str) -> String {
+    check_text(&schema(), name, text, &NullValues::default())
+        .unwrap_err()
+        .to_string()
+}
+
+fn check_text(
+    schema: &[Field],
+    name: &str,
+    text: &str,
+    nulls: &NullValues,
+) -> std::io::Result<Report> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -65,7 +81,6 @@ fn run_with(schema: &[Field], name: &str, text: &str, nulls: &NullValues) -> Rep
         schema,
         &[(name.to_string(), path)],
     )
-    .unwrap()
 }
 
 fn listed(r: &Report) -> Vec<String> {
@@ -219,16 +234,8 @@ fn a_missing_column_and_other_files_and_limits() {
     );
     let r = run("notes.txt", "anything");
     assert!(r.quality.is_none() && r.violations.is_empty());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.jsonl");
-    std::fs::write(&path, "x".repeat(MAX_RECORD_BYTES + 10)).unwrap();
-    let err = check(
-        &Plan::from_schema(&schema(), &NullValues::default()),
-        &schema(),
-        &[("big.jsonl".into(), path)],
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("longer than"), "{err}");
+    let err = run_err("big.jsonl", &"x".repeat(MAX_RECORD_BYTES + 10));
+    assert!(err.contains("longer than"), "{err}");
 }
 
 #[test]
@@ -260,17 +267,9 @@ fn a_csv_of_many_batches_is_checked_in_order_and_a_late_failure_still_fails() {
     assert_eq!(q.fields[1].distinct, Some(2));
     // A quote never closed at the end fails the whole check, after the rows
     // before it were read.
-    text.push_str("5001,\"never closed,1,2026-01-02\n");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.csv");
-    std::fs::write(&path, &text).unwrap();
-    let err = check(
-        &Plan::from_schema(&schema(), &NullValues::default()),
-        &schema(),
-        &[("bad.csv".into(), path)],
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("never closed"), "{err}");
+    text.push_str(r#"5001,"never closed,1,2026-01-02"#);
+    let err = run_err("bad.csv", &text);
+    assert!(err.contains("never closed"), "{err}");
 }
 
 /// A Parquet file of `columns` string columns (SNAPPY, statistics in the page

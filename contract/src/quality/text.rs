@@ -123,7 +123,7 @@ fn split_records<R: io::BufRead>(
         let mut batch = empties.try_recv().unwrap_or_default();
         batch.len = 0;
         let mut bytes = 0;
-        let mut failed = None;
+        let (mut ended, mut failed) = (false, None);
         while batch.len < BATCH_RECORDS && bytes < BATCH_BYTES {
             if batch.records.len() == batch.len {
                 batch.records.push(Vec::new());
@@ -136,14 +136,16 @@ fn split_records<R: io::BufRead>(
                         .sum::<usize>();
                     batch.len += 1;
                 }
-                Ok(false) => break,
+                Ok(false) => {
+                    ended = true;
+                    break;
+                }
                 Err(e) => {
-                    failed = Some(e);
+                    (ended, failed) = (true, Some(e));
                     break;
                 }
             }
         }
-        let ended = failed.is_some() || (batch.len < BATCH_RECORDS && bytes < BATCH_BYTES);
         // A closed channel: the checker stopped (it returned an error); so do we.
         if batch.len > 0 && full.send(Ok(batch)).is_err() {
             return;
