@@ -557,7 +557,14 @@ impl Iterator for AnswerRows {
             Some(Ok(batch)) => Some(Ok(batch)),
             Some(Err(e)) => {
                 self.ended = true;
-                Some(Err(bad_stream(e)))
+                // The node aborts the body of an answer whose query failed
+                // after its first rows: the transport's error says only that.
+                Some(Err(match e {
+                    datafusion::arrow::error::ArrowError::IoError(..) => ClientError::Protocol(format!(
+                        "the answer was cut off: the query failed after its first rows (the node's log says why); reading it: {e}"
+                    )),
+                    e => bad_stream(e),
+                }))
             }
             None => {
                 self.ended = true;
