@@ -440,6 +440,11 @@ fn a_query_fetches_only_the_files_of_the_objects_it_reads() {
     let failing = "SELECT order_id, 100 / (order_id - 19999) AS x FROM sales.book.orders";
     let out = run(&["query", "--format", "jsonl", "-o", path, failing]);
     assert!(!out.status.success(), "a division by zero ran");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("cut off") || said.contains("Divide by zero"),
+        "{said}"
+    );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), written);
     let left: Vec<String> = files_in(&root)
         .into_iter()
