@@ -2,6 +2,7 @@
 
 fn main() -> std::process::ExitCode {
     restore_default_sigpipe();
+    mesh_node::limit_arenas();
     mesh_cli::run(std::env::args_os())
 }
 

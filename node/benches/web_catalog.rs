@@ -131,6 +131,8 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() -> Res<()> {
+    // As `mesh` does first thing.
+    mesh_node::limit_arenas();
     let products: usize = std::env::var("MESH_BENCH_PRODUCTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -308,8 +310,28 @@ fn rss() -> String {
         })
         .map_or_else(
             || "unknown".to_string(),
-            |kb| format!("{:.0} MiB", kb / 1024.0),
+            |kb| format!("{:.0} MiB{}", kb / 1024.0, heap_in_use()),
         )
+}
+
+/// The bytes glibc's allocator has handed out and not had back, all arenas: what
+/// of the RSS is live data (the rest is the binary, stacks, and memory freed but
+/// kept by the allocator).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn heap_in_use() -> String {
+    // SAFETY: mallinfo2 only reads the allocator's own counters.
+    let info = unsafe { libc::mallinfo2() };
+    format!(
+        " (heap in use {:.0} MiB, free in the heap {:.0} MiB)",
+        info.uordblks as f64 / 1048576.0,
+        info.fordblks as f64 / 1048576.0
+    )
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> String {
+    String::new()
 }
 
 /// Starts a second node of `domain` bootstrapping to `first`, and returns the time

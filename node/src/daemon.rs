@@ -83,6 +83,7 @@ pub struct RunningNode {
 /// the network loop, the operations over them, then (once the swarm listens)
 /// the control API.
 pub async fn start(home: NodeHome, options: RunOptions) -> Result<RunningNode, NodeError> {
+    crate::memory::limit_arenas();
     let config = effective_config(&home, &options)?;
     let key = home.load_node_key()?;
     let peer_id = key.public().to_peer_id();

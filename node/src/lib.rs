@@ -44,6 +44,7 @@ pub use daemon::{start, RunOptions, RunningNode};
 pub use error::{ErrorClass, NodeError};
 pub use home::{HomeError, NodeHome};
 pub use libp2p::PeerId;
+pub use memory::limit_arenas;
 pub use net::behaviour::{
     agent_version, ANNOUNCE_TOPIC, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_PEER, MAX_GOSSIP_BYTES,
     MAX_PENDING_CONNECTIONS, POLICY_TOPIC, PROVIDERS_TOPIC, USAGE_TOPIC,

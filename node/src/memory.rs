@@ -6,7 +6,10 @@
 //! burst made it long after the memory is free: issue #38's benchmark measured 318
 //! MiB resident after fifteen JSON listings of a catalog that needs 120.
 //! [`release_freed`] asks glibc to hand its free pages back (`malloc_trim`); with
-//! another allocator it does nothing.
+//! another allocator it does nothing. [`limit_arenas`] caps glibc's arenas at one
+//! per core (its default is eight per core, each keeping its own free memory):
+//! at 100,000 products the node's RSS after the benchmark's listings fell from 500
+//! to 441 MiB with the same live data (`MALLOC_ARENA_MAX=2`, 2 cores).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,6 +37,33 @@ pub(crate) fn release_freed() {
         }
     }
 }
+
+/// Caps glibc's allocator at one arena per core, unless `MALLOC_ARENA_MAX` says
+/// otherwise (glibc reads it itself). Call first thing in `main`, before threads
+/// exist (each thread takes its arena on its first allocation); [`crate::start`]
+/// calls it too, for the threads made after.
+pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    set_arena_max(i32::try_from(cores).unwrap_or(i32::MAX));
+}
+
+/// glibc's `mallopt(M_ARENA_MAX, n)`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set_arena_max(n: i32) {
+    // SAFETY: mallopt only changes the allocator's own tuning; arenas made
+    // before it keep working.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, n);
+    }
+}
+
+/// Other allocators manage their own arenas.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_arena_max(_: i32) {}
 
 /// glibc's `malloc_trim(0)`: every arena's free pages back to the system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -6,6 +6,9 @@
 //! A sync is a small state machine: [`SyncState`] says what was asked, and
 //! [`advance`] takes the answer, offers what it holds through the gossip
 //! [`Validator`], and returns the next request, if any. The event loop sends it.
+//! A catalog page that is not the last asks for the next one before its entries
+//! are checked (the cursor is its last entry, valid or not), so the peer reads
+//! and sends that page while this node checks signatures.
 //!
 //! Policy pages are collected and offered to the chain together, because only the
 //! newest policy of a catch-up must be unexpired. Both syncs are bounded: at most
@@ -25,7 +28,7 @@ use mesh_protocol::access::{AccessDecision, AccessRequest};
 use mesh_protocol::wire::{
     RecordKind, Request, Response, MAX_CATALOG_PAGE, MAX_POLICY_PAGE, MAX_RECORD_PAGE,
 };
-use mesh_protocol::{Policy, ProductId, Signed};
+use mesh_protocol::{Announcement, Policy, ProductId, Signed};
 use tracing::{debug, info, warn};
 
 use super::gossip::Validator;
@@ -125,12 +128,14 @@ fn worth_spreading(issued_at_ms: u64, now_ms: u64, spread_so_far: usize) -> bool
 
 /// Takes the answer to `state` (`None`: the request failed), offers what it holds,
 /// pushes the envelopes of recent versions it taught this node onto `spread` (to be
-/// gossiped on), and returns the next step, if any.
+/// gossiped on), and returns the next step, if any. A step that can be asked for
+/// before this answer is offered (the next catalog page) goes to `ahead` instead.
 pub(super) fn advance(
     state: SyncState,
     response: Option<Response>,
     validator: &Validator,
     spread: &mut Vec<Vec<u8>>,
+    ahead: &mut dyn FnMut(SyncState),
 ) -> Option<SyncState> {
     match state {
         SyncState::Policies {
@@ -153,7 +158,31 @@ pub(super) fn advance(
             peer,
             pages,
             cursor,
-        } => catalog_page(peer, pages, cursor, response, validator, spread),
+        } => {
+            let Some(Response::Catalog { entries, more }) = response else {
+                debug!(%peer, "catalog sync: no page");
+                return None;
+            };
+            let page = CatalogPage {
+                peer,
+                pages,
+                cursor,
+                entries,
+                more,
+            };
+            if let Some(next) = page.next() {
+                ahead(next);
+                page.offer(validator, spread);
+                return None;
+            }
+            page.offer(validator, spread);
+            Some(SyncState::Records {
+                peer,
+                kind: RecordKind::Providers,
+                pages: 0,
+                cursor: None,
+            })
+        }
         SyncState::Records {
             peer,
             kind,
@@ -228,78 +257,85 @@ fn policies_page(
     })
 }
 
-/// A page of the peer's catalog: each entry offered, recent new ones pushed onto
-/// `spread`; next page while the cursor moves, then the records.
-fn catalog_page(
+/// A page of the peer's catalog, as it came.
+struct CatalogPage {
     peer: PeerId,
     pages: u32,
     cursor: Option<CatalogCursor>,
-    response: Option<Response>,
-    validator: &Validator,
-    spread: &mut Vec<Vec<u8>>,
-) -> Option<SyncState> {
-    let Some(Response::Catalog { entries, more }) = response else {
-        debug!(%peer, "catalog sync: no page");
-        return None;
-    };
-    let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
-    let mut last = None;
-    let now = unix_now_ms();
-    let spread_before = spread.len();
-    let page = &entries[..entries.len().min(usize::from(MAX_CATALOG_PAGE))];
-    for (bytes, (offered, decoded)) in page.iter().zip(validator.offer_announcements(page)) {
-        match offered {
-            Ok(Offer::New) => {
-                new += 1;
-                if decoded.as_ref().is_some_and(|a| {
-                    worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
-                }) {
-                    spread.push(bytes.clone());
+    entries: Vec<Vec<u8>>,
+    more: bool,
+}
+
+impl CatalogPage {
+    /// The entries read (a longer page is cut to the most a page may hold).
+    fn entries(&self) -> &[Vec<u8>] {
+        &self.entries[..self.entries.len().min(usize::from(MAX_CATALOG_PAGE))]
+    }
+
+    /// The next page's step, while the peer has more, the cursor moves forward
+    /// (to this page's last entry that decodes, valid or not) and the page budget
+    /// lasts, so a hostile peer cannot keep us paging forever.
+    fn next(&self) -> Option<SyncState> {
+        let last = self.entries().iter().rev().find_map(|bytes| {
+            Signed::<Announcement>::from_bytes(bytes)
+                .and_then(|s| s.value())
+                .ok()
+                .map(|a| (a.product, a.version))
+        });
+        let going = self.more
+            && moved_past(last.as_ref(), self.cursor.as_ref())
+            && self.pages + 1 < MAX_CATALOG_PAGES;
+        going.then(|| SyncState::Catalog {
+            peer: self.peer,
+            pages: self.pages + 1,
+            cursor: last,
+        })
+    }
+
+    /// Offers every entry, pushing recent new versions onto `spread`, and logs
+    /// what came of them.
+    fn offer(&self, validator: &Validator, spread: &mut Vec<Vec<u8>>) {
+        let peer = self.peer;
+        let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
+        let now = unix_now_ms();
+        let spread_before = spread.len();
+        let page = self.entries();
+        for (bytes, (offered, decoded)) in page.iter().zip(validator.offer_announcements(page)) {
+            match offered {
+                Ok(Offer::New) => {
+                    new += 1;
+                    if decoded.as_ref().is_some_and(|a| {
+                        worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
+                    }) {
+                        spread.push(bytes.clone());
+                    }
+                }
+                Ok(_) => {}
+                Err(OfferError::Invalid(e)) => {
+                    rejected += 1;
+                    debug!(%peer, "catalog sync: rejected entry: {e}");
+                }
+                Err(OfferError::OverLimit(e)) => {
+                    validator.metrics.over_limit.inc();
+                    debug!(%peer, "catalog sync: over the domain limits: {e}");
+                }
+                Err(e) => {
+                    failed += 1;
+                    validator.metrics.not_kept.inc();
+                    debug!(%peer, "catalog sync: could not keep an entry: {e}");
                 }
             }
-            Ok(_) => {}
-            Err(OfferError::Invalid(e)) => {
-                rejected += 1;
-                debug!(%peer, "catalog sync: rejected entry: {e}");
-            }
-            Err(OfferError::OverLimit(e)) => {
-                validator.metrics.over_limit.inc();
-                debug!(%peer, "catalog sync: over the domain limits: {e}");
-            }
-            Err(e) => {
-                failed += 1;
-                validator.metrics.not_kept.inc();
-                debug!(%peer, "catalog sync: could not keep an entry: {e}");
-            }
         }
-        if let Some(a) = decoded {
-            last = Some((a.product, a.version));
+        if rejected > 0 {
+            warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
+        }
+        if failed > 0 {
+            warn!(%peer, failed, "catalog sync: entries could not be stored here");
+        }
+        if new > 0 {
+            info!(%peer, new, "catalog sync: learned product versions");
         }
     }
-    if rejected > 0 {
-        warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
-    }
-    if failed > 0 {
-        warn!(%peer, failed, "catalog sync: entries could not be stored here");
-    }
-    if new > 0 {
-        info!(%peer, new, "catalog sync: learned product versions");
-    }
-    // Continue only while the cursor moves forward and within the page
-    // budget, so a hostile peer cannot keep us paging forever.
-    if more && moved_past(last.as_ref(), cursor.as_ref()) && pages + 1 < MAX_CATALOG_PAGES {
-        return Some(SyncState::Catalog {
-            peer,
-            pages: pages + 1,
-            cursor: last,
-        });
-    }
-    Some(SyncState::Records {
-        peer,
-        kind: RecordKind::Providers,
-        pages: 0,
-        cursor: None,
-    })
 }
 
 /// A page of the peer's records of one kind (providers, usage, access requests,

@@ -8,6 +8,7 @@
 //! reader may briefly see the store ahead of the index, never the reverse.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mesh_protocol::Announcement;
 
@@ -16,8 +17,9 @@ use super::loaded::LoadedOnUse;
 /// One announcement and its search text.
 #[derive(Debug)]
 pub(crate) struct Indexed {
-    /// The announcement.
-    pub(crate) announcement: Announcement,
+    /// The announcement (shared with the web catalog's listing, which keeps each
+    /// product's newest without a copy).
+    pub(crate) announcement: Arc<Announcement>,
     /// `id title tags`, lowercased.
     haystack: String,
     /// The tags, lowercased.
@@ -36,7 +38,7 @@ impl Indexed {
         .to_lowercase();
         let tags = a.summary.tags.iter().map(|t| t.to_lowercase()).collect();
         Indexed {
-            announcement,
+            announcement: Arc::new(announcement),
             haystack,
             tags,
         }
@@ -66,7 +68,7 @@ pub(crate) fn versions_of<'a>(
     index
         .range(prefix.clone()..)
         .take_while(move |(k, _)| k.starts_with(&prefix))
-        .map(|(_, i)| &i.announcement)
+        .map(|(_, i)| &*i.announcement)
 }
 
 /// The newest version (semver order) of product `id` in `index`.

@@ -571,7 +571,7 @@ impl Catalog {
             let parts = FilterParts::of(filter);
             map.values()
                 .filter(|i| parts.matches(i))
-                .map(|i| i.announcement.clone())
+                .map(|i| Announcement::clone(&i.announcement))
                 .collect()
         })?;
         let mut out = matched

@@ -129,7 +129,7 @@ pub(super) async fn domains(State(s): State<WebState>) -> Result<Response, PageE
                         td { (d.contact) }
                         td.num { (d.publisher_keys.len()) }
                         td.num { (d.nodes.len()) }
-                        td.num { (rows.iter().filter(|r| r.listing.newest.announcement.product.domain() == name).count()) }
+                        td.num { (rows.iter().filter(|r| r.listing.newest.product.domain() == name).count()) }
                     }
                 }
             }
@@ -147,7 +147,7 @@ pub(super) async fn domain(
     let rows = s.index.rows(&s.node).await?;
     let products: Vec<_> = rows
         .iter()
-        .filter(|r| r.listing.newest.announcement.product.domain() == &domain)
+        .filter(|r| r.listing.newest.product.domain() == &domain)
         .collect();
     let entry = policy.domains.get(&domain);
     if entry.is_none() && products.is_empty() {
@@ -205,7 +205,7 @@ pub(super) async fn domain(
                     thead { tr { th { "Product" } th { "Title" } th { "Version" } th { "Status" } th { "SLA" } } }
                     tbody {
                         @for r in &products {
-                            @let a = &r.listing.newest.announcement;
+                            @let a = &r.listing.newest;
                             tr {
                                 td { a href=(page::product_href(r.id())) { (a.product) } }
                                 td { (a.summary.title) }

@@ -23,7 +23,7 @@ pub(super) async fn page(State(s): State<WebState>) -> Result<Response, PageErro
     let mut per_domain: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for r in rows.iter() {
         let d = per_domain
-            .entry(r.listing.newest.announcement.product.domain().as_str())
+            .entry(r.listing.newest.product.domain().as_str())
             .or_default();
         d.0 += 1;
         d.1 += r.listing.versions.len();
@@ -117,7 +117,7 @@ fn recently_published(recent: &[&Row], now: u64) -> Markup {
             h2 { "Recently published" }
             ul.plain {
                 @for r in recent {
-                    @let a = &r.listing.newest.announcement;
+                    @let a = &r.listing.newest;
                     li {
                         a href=(page::product_href(r.id())) { (a.product) "@" (a.version) }
                         " " span.muted { (a.summary.title) " · " (page::ago(now, a.issued_at_ms / 1000)) }
@@ -142,7 +142,7 @@ fn troubled_list(troubled: &[&Row], troubled_count: usize) -> Markup {
                         li {
                             (page::sla_badge(r.sla())) " "
                             a href=(page::product_href(r.id())) { (r.id()) }
-                            @if let Some(h) = &r.listing.newest.health {
+                            @if let Some(h) = &r.listing.health {
                                 " " span.muted { (h.reasons.join("; ")) }
                             }
                         }
@@ -169,7 +169,7 @@ fn flagged_list(flagged: &[&Row], flagged_count: usize) -> Markup {
                         li {
                             a href=(page::product_href(r.id())) { (r.id()) }
                             " " span.muted {
-                                @for f in &r.listing.newest.flags { (f.rule) ": " (f.reason) " " }
+                                @for f in &r.listing.flags { (f.rule) ": " (f.reason) " " }
                                 @if r.listing.quality_problems > 0 {
                                     (r.listing.quality_problems) " quality problem(s) recorded at publish"
                                 }

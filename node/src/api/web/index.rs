@@ -37,7 +37,7 @@ impl Row {
         // shows them from the listing (its product page reads the manifest).
         let description = std::mem::take(&mut listing.description);
         let columns = std::mem::take(&mut listing.columns);
-        let a = &listing.newest.announcement;
+        let a = &listing.newest;
         let id = a.product.to_string();
         let mut haystack = format!(
             "{} {} {} {} {} {}",
@@ -64,22 +64,18 @@ impl Row {
 
     /// The SLA verdict of the newest version.
     pub(super) fn sla(&self) -> SlaState {
-        self.listing
-            .newest
-            .health
-            .as_ref()
-            .map_or(SlaState::Ok, |h| h.sla)
+        self.listing.health.as_ref().map_or(SlaState::Ok, |h| h.sla)
     }
 
     /// Unix milliseconds of the newest version's announcement.
     pub(super) fn updated_ms(&self) -> u64 {
-        self.listing.newest.announcement.issued_at_ms
+        self.listing.newest.issued_at_ms
     }
 
     /// Whether the newest version carries a policy flag or recorded quality
     /// violations.
     pub(super) fn flagged(&self) -> bool {
-        !self.listing.newest.flags.is_empty() || self.listing.quality_problems > 0
+        !self.listing.flags.is_empty() || self.listing.quality_problems > 0
     }
 }
 
@@ -158,7 +154,7 @@ struct RowsSource<'a> {
 
 impl LineageSource for RowsSource<'_> {
     fn newest(&self, id: &str) -> Option<&Announcement> {
-        find(self.rows, id).map(|r| &r.listing.newest.announcement)
+        find(self.rows, id).map(|r| &*r.listing.newest)
     }
 
     fn upstreams(&self, id: &str) -> Option<Vec<(String, Option<Hash>)>> {
@@ -295,7 +291,7 @@ pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
     let mut hits: Vec<&Row> = rows
         .iter()
         .filter(|r| {
-            let a = &r.listing.newest.announcement;
+            let a = &r.listing.newest;
             words.iter().all(|w| r.haystack.contains(w.as_str()))
                 && (domain.is_empty() || a.product.domain().as_str() == domain)
                 && (tag.is_empty() || a.summary.tags.iter().any(|t| t.to_lowercase() == tag))
@@ -311,9 +307,7 @@ pub(super) fn select<'a>(rows: &'a [Row], q: &Query) -> Selection<'a> {
         .collect();
     match q.sort.as_str() {
         "updated" => hits.sort_by_key(|r| std::cmp::Reverse(r.updated_ms())),
-        "size" => {
-            hits.sort_by_key(|r| std::cmp::Reverse(r.listing.newest.announcement.summary.size))
-        }
+        "size" => hits.sort_by_key(|r| std::cmp::Reverse(r.listing.newest.summary.size)),
         // Rows come sorted by id, which is domain then name.
         _ => {}
     }
@@ -347,36 +341,33 @@ mod tests {
     use mesh_protocol::{Announcement, Hash, KeyPair};
 
     use super::*;
-    use crate::state::catalog::CatalogEntry;
 
     fn row(id: &str, version: &str, upstreams: Vec<(String, Option<Hash>)>) -> Row {
-        let entry = CatalogEntry {
-            announcement: Announcement {
-                format: ANNOUNCEMENT_FORMAT,
-                product: id.parse().expect("test id"),
-                version: version.parse().expect("test version"),
-                manifest: Hash::of(format!("{id}@{version}").as_bytes()),
-                summary: Summary {
-                    title: id.to_string(),
-                    status: Status::Active,
-                    classification: Classification::Internal,
-                    tags: Vec::new(),
-                    owner_team: "team".to_string(),
-                    size: 1,
-                    files: 1,
-                },
-                providers: vec!["peer".to_string()],
-                issued_at_ms: 1,
-                publisher: KeyPair::generate().public(),
+        let announcement = Announcement {
+            format: ANNOUNCEMENT_FORMAT,
+            product: id.parse().expect("test id"),
+            version: version.parse().expect("test version"),
+            manifest: Hash::of(format!("{id}@{version}").as_bytes()),
+            summary: Summary {
+                title: id.to_string(),
+                status: Status::Active,
+                classification: Classification::Internal,
+                tags: Vec::new(),
+                owner_team: "team".to_string(),
+                size: 1,
+                files: 1,
             },
-            local: false,
-            flags: Vec::new(),
-            health: None,
-            providers: Vec::new(),
+            providers: vec!["peer".to_string()],
+            issued_at_ms: 1,
+            publisher: KeyPair::generate().public(),
         };
         Row::new(ProductListing {
-            versions: vec![crate::ops::discover::VersionBrief::of(&entry)],
-            newest: entry,
+            versions: vec![crate::ops::discover::VersionBrief::of_announcement(
+                &announcement,
+            )],
+            newest: std::sync::Arc::new(announcement),
+            flags: Vec::new(),
+            health: None,
             description: String::new(),
             columns: Vec::new(),
             quality_problems: 0,

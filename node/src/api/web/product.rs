@@ -50,9 +50,9 @@ pub(super) async fn page(
     // The listing judged the newest version (at most a few seconds ago); older
     // versions have no verdict, as in `mesh show`.
     entry.health = row
-        .map(|r| &r.listing.newest)
-        .filter(|n| n.announcement.manifest == entry.announcement.manifest)
-        .and_then(|n| n.health.clone());
+        .map(|r| &r.listing)
+        .filter(|l| l.newest.manifest == entry.announcement.manifest)
+        .and_then(|l| l.health.clone());
     let versions: Vec<VersionBrief> = row.map(|r| r.listing.versions.clone()).unwrap_or_default();
     let lineage = index::lineage(&rows, &id);
     let usage = s

@@ -36,7 +36,7 @@ pub(super) async fn page(
     let found = select(&rows, &q);
     let domains: Vec<String> = rows
         .iter()
-        .map(|r| r.listing.newest.announcement.product.domain().to_string())
+        .map(|r| r.listing.newest.product.domain().to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -112,7 +112,7 @@ fn table(rows: &[&Row], now: u64) -> Markup {
         }
         tbody {
             @for r in rows {
-                @let a = &r.listing.newest.announcement;
+                @let a = &r.listing.newest;
                 tr {
                     td { a href=(page::product_href(r.id())) { (a.product) } }
                     td { (a.summary.title) }

@@ -59,6 +59,19 @@ const ANTI_ENTROPY_TICKS: u64 = 15;
 /// How often bootstrap peers are redialled and pending announcements retried.
 const TICK: Duration = Duration::from_secs(2);
 
+/// Sends a sync step's request and keeps the step until its answer comes.
+fn send_step(
+    swarm: &mut Swarm<MeshBehaviour>,
+    syncing: &mut HashMap<OutboundRequestId, SyncState>,
+    state: SyncState,
+) {
+    let id = swarm
+        .behaviour_mut()
+        .transfer
+        .send_request(&state.peer(), state.request());
+    syncing.insert(id, state);
+}
+
 /// The loop that owns the swarm.
 pub(crate) struct EventLoop {
     swarm: Swarm<MeshBehaviour>,
@@ -492,17 +505,14 @@ impl EventLoop {
     }
 
     fn send_sync(&mut self, state: SyncState) {
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .transfer
-            .send_request(&state.peer(), state.request());
-        self.syncing.insert(id, state);
+        send_step(&mut self.swarm, &mut self.syncing, state);
     }
 
     fn on_sync_response(&mut self, state: SyncState, response: Option<Response>) {
         let mut spread = Vec::new();
-        let next = sync::advance(state, response, &self.validator, &mut spread);
+        let (swarm, syncing) = (&mut self.swarm, &mut self.syncing);
+        let mut ahead = |next: SyncState| send_step(swarm, syncing, next);
+        let next = sync::advance(state, response, &self.validator, &mut spread, &mut ahead);
         // Best effort: with no subscribed peer there is nobody to tell.
         for envelope in spread {
             let _ = self.publish(announce_topic(), envelope);

@@ -2,13 +2,18 @@
 //! and lineage health (`mesh_contract::health`) from this node's catalog, manifests
 //! and providers: the publisher's node and every replica with a provider record.
 
-use mesh_contract::health::{lineage, newest_versions, Lineage, LineageSource};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mesh_contract::health::{lineage, Health, Lineage, LineageSource};
 use mesh_protocol::manifest::RuleState;
 use mesh_protocol::{Announcement, Hash, Manifest, ProductId};
 
 use crate::state::announcements::{newest_of, versions_of, ByKey};
 use crate::state::catalog::{Catalog, CatalogEntry, Filter};
 use crate::state::declared::Downstreams;
+use crate::state::governance::Violation;
+use crate::state::StateError;
 use crate::task::blocking;
 
 mod error;
@@ -38,12 +43,17 @@ pub(crate) async fn products_at(
 }
 
 /// One product as a catalog browser lists it: its newest version (with health and
-/// providers), every version, and what a text search reads beyond the
-/// announcement (the description and column names of the newest manifest).
+/// flags), every version, and what a text search reads beyond the announcement
+/// (the description and column names of the newest manifest). Kept for every
+/// product by the web catalog, so it holds no more than its pages show.
 #[derive(Debug, Clone)]
 pub(crate) struct ProductListing {
-    /// The newest version, annotated like `products_at` does.
-    pub(crate) newest: CatalogEntry,
+    /// The newest version's announcement, shared with the catalog's index.
+    pub(crate) newest: Arc<Announcement>,
+    /// Rules of the current policy the newest version violates.
+    pub(crate) flags: Vec<Violation>,
+    /// The newest version's SLA, lifecycle and lineage health.
+    pub(crate) health: Option<Health>,
     /// Every version, oldest first, in brief (a listing of 100,000 products kept a
     /// whole catalog entry per version: announcement, publisher key, providers).
     pub(crate) versions: Vec<VersionBrief>,
@@ -79,9 +89,8 @@ pub(crate) struct VersionBrief {
 }
 
 impl VersionBrief {
-    /// The brief of catalog entry `e`.
-    pub(crate) fn of(e: &CatalogEntry) -> Self {
-        let a = &e.announcement;
+    /// The brief of announcement `a`, as not held here.
+    pub(crate) fn of_announcement(a: &Announcement) -> Self {
         VersionBrief {
             version: a.version.clone(),
             manifest: a.manifest,
@@ -89,67 +98,127 @@ impl VersionBrief {
             size: a.summary.size,
             files: a.summary.files,
             status: a.summary.status,
-            local: e.local,
+            local: false,
         }
     }
 }
 
 /// Every product of the catalog, grouped, sorted by id, with the newest version of
-/// each judged at `now`.
+/// each judged at `now`. Read a thousand-odd entries at a time (whole products),
+/// so only the listing itself grows with the catalog.
 pub(crate) async fn listing(
     catalog: &Catalog,
     view: ProviderView,
     now: u64,
 ) -> Result<Vec<ProductListing>, DiscoverError> {
-    let catalog = catalog.clone();
-    let listing = blocking(move || {
-        let all = catalog.list(&Default::default())?;
-        let newest = newest_versions(all.iter().map(|e| &e.announcement));
-        let mut out: Vec<ProductListing> = Vec::with_capacity(newest.len());
-        let mut group: Vec<VersionBrief> = Vec::new();
-        // `list` is sorted by id then version: the last of each run is the newest.
-        for (i, e) in all.iter().enumerate() {
-            group.push(VersionBrief::of(e));
-            let last_of_product = all
-                .get(i + 1)
-                .is_none_or(|next| next.announcement.product != e.announcement.product);
-            if !last_of_product {
-                continue;
-            }
-            let mut top = e.clone();
-            let manifest = catalog.manifest(&top.announcement.manifest).ok().flatten();
-            let manifest = manifest.map(|(_, m)| m);
-            annotate(&mut top, manifest.as_ref(), &newest, &view, now);
-            out.push(ProductListing {
-                newest: top,
-                versions: std::mem::take(&mut group),
-                description: manifest
-                    .as_ref()
-                    .map(|m| m.description.clone())
-                    .unwrap_or_default(),
-                columns: manifest
-                    .as_ref()
-                    .map(|m| m.schema.iter().map(|f| f.name.clone()).collect())
-                    .unwrap_or_default(),
-                upstreams: manifest.as_ref().map(upstreams_of).unwrap_or_default(),
-                quality_problems: manifest.as_ref().and_then(|m| m.quality.as_ref()).map_or(
-                    0,
-                    |q| {
-                        q.violations.len()
-                            + q.rules
-                                .iter()
-                                .filter(|r| r.state == RuleState::Failed)
-                                .count()
-                    },
-                ),
-            });
-        }
-        Ok(out)
-    })
-    .await;
+    let keys = pages::sorted_keys(catalog, Filter::default()).await?;
+    let view = Arc::new(view);
+    let mut out = Vec::new();
+    let mut rest = keys.as_slice();
+    while !rest.is_empty() {
+        let (chunk, after) = rest.split_at(whole_products(rest, pages::PAGE));
+        rest = after;
+        let (catalog, view, chunk) = (catalog.clone(), view.clone(), chunk.to_vec());
+        out.extend(blocking(move || list_products(&catalog, &view, &chunk, now)).await?);
+    }
     // Every entry was read and judged to build it: much freed at once.
     crate::memory::release_freed();
-    listing
+    Ok(out)
+}
+
+/// How many of `keys` (catalog keys, `{id}\0{version}`, sorted) make at least
+/// `at_least` entries, or all, without splitting a product's versions.
+fn whole_products(keys: &[Vec<u8>], at_least: usize) -> usize {
+    let product = |k: &[u8]| k.split(|b| *b == 0).next().unwrap_or_default().to_vec();
+    let Some(last) = keys.get(at_least.saturating_sub(1)) else {
+        return keys.len();
+    };
+    let last = product(last);
+    at_least
+        + keys[at_least..]
+            .iter()
+            .take_while(|k| product(k) == last)
+            .count()
+}
+
+/// The listings of the products whose every version is in `keys` (sorted).
+fn list_products(
+    catalog: &Catalog,
+    view: &ProviderView,
+    keys: &[Vec<u8>],
+    now: u64,
+) -> Result<Vec<ProductListing>, DiscoverError> {
+    catalog
+        .with_index(|index| {
+            let mut newest = BTreeMap::new();
+            let mut out = Vec::new();
+            let mut versions: Vec<VersionBrief> = Vec::new();
+            let entries: Vec<_> = keys.iter().filter_map(|k| index.get(k)).collect();
+            for (i, indexed) in entries.iter().enumerate() {
+                let a = &indexed.announcement;
+                versions.push(VersionBrief {
+                    local: catalog.holds(&a.manifest)?,
+                    ..VersionBrief::of_announcement(a)
+                });
+                let last_of_product = entries
+                    .get(i + 1)
+                    .is_none_or(|next| next.announcement.product != a.product);
+                if last_of_product {
+                    let mut brief = std::mem::take(&mut versions);
+                    brief.shrink_to_fit();
+                    out.push(product_listing(
+                        catalog,
+                        index,
+                        &mut newest,
+                        view,
+                        a,
+                        brief,
+                        now,
+                    )?);
+                }
+            }
+            Ok::<_, StateError>(out)
+        })?
+        .map_err(DiscoverError::from)
+}
+
+/// The listing of the product whose newest version is `a` (its versions
+/// `versions`), judged at `now`.
+fn product_listing<'a>(
+    catalog: &Catalog,
+    index: &'a ByKey,
+    newest: &mut BTreeMap<String, &'a Announcement>,
+    view: &ProviderView,
+    a: &'a Arc<Announcement>,
+    versions: Vec<VersionBrief>,
+    now: u64,
+) -> Result<ProductListing, StateError> {
+    let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
+    for u in manifest.iter().flat_map(|m| m.lineage.iter()) {
+        view::newest_known(index, newest, u.id.to_string());
+    }
+    newest.insert(a.product.to_string(), a);
+    let mut top = catalog.entry_of(Announcement::clone(a))?;
+    annotate(&mut top, manifest.as_ref(), newest, view, now);
+    let m = manifest.as_ref();
+    Ok(ProductListing {
+        newest: a.clone(),
+        flags: top.flags,
+        health: top.health,
+        versions,
+        description: m.map(|m| m.description.clone()).unwrap_or_default(),
+        columns: m
+            .map(|m| m.schema.iter().map(|f| f.name.clone()).collect())
+            .unwrap_or_default(),
+        upstreams: m.map(upstreams_of).unwrap_or_default(),
+        quality_problems: m.and_then(|m| m.quality.as_ref()).map_or(0, |q| {
+            q.violations.len()
+                + q.rules
+                    .iter()
+                    .filter(|r| r.state == RuleState::Failed)
+                    .count()
+        }),
+    })
 }
 
 /// What `m` declares it is built from: each upstream's id and the manifest it

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use mesh_protocol::ProductId;
+use mesh_protocol::{Announcement, ProductId};
 
 use super::error::DiscoverError;
 use super::view::{annotate, newest_known, ProviderView};
@@ -15,7 +15,7 @@ use crate::state::StateError;
 use crate::task::blocking;
 
 /// Entries judged per page.
-const PAGE: usize = 1000;
+pub(super) const PAGE: usize = 1000;
 
 /// A listing under way: the keys still to read, in the listing's order.
 pub(crate) struct Pages {
@@ -35,24 +35,7 @@ impl Pages {
         filter: Filter,
         now: u64,
     ) -> Result<Pages, DiscoverError> {
-        let reader = catalog.clone();
-        let keys = blocking(move || {
-            let parts = FilterParts::of(&filter);
-            reader
-                .with_index(|index| {
-                    let mut keys: Vec<(&ProductId, &semver::Version, &Vec<u8>)> = index
-                        .iter()
-                        .filter(|(_, i)| parts.matches(i))
-                        .map(|(k, i)| (&i.announcement.product, &i.announcement.version, k))
-                        .collect();
-                    keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-                    keys.into_iter()
-                        .map(|(_, _, k)| k.clone())
-                        .collect::<Vec<_>>()
-                })
-                .map_err(DiscoverError::from)
-        })
-        .await?;
+        let keys = sorted_keys(&catalog, filter).await?;
         Ok(Pages {
             catalog,
             view: std::sync::Arc::new(view),
@@ -73,6 +56,32 @@ impl Pages {
     }
 }
 
+/// The catalog keys of the entries `filter` keeps, sorted by product id then
+/// version (as `sort_entries` sorts).
+pub(super) async fn sorted_keys(
+    catalog: &Catalog,
+    filter: Filter,
+) -> Result<Vec<Vec<u8>>, DiscoverError> {
+    let reader = catalog.clone();
+    blocking(move || {
+        let parts = FilterParts::of(&filter);
+        reader
+            .with_index(|index| {
+                let mut keys: Vec<(&ProductId, &semver::Version, &Vec<u8>)> = index
+                    .iter()
+                    .filter(|(_, i)| parts.matches(i))
+                    .map(|(k, i)| (&i.announcement.product, &i.announcement.version, k))
+                    .collect();
+                keys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                keys.into_iter()
+                    .map(|(_, _, k)| k.clone())
+                    .collect::<Vec<_>>()
+            })
+            .map_err(DiscoverError::from)
+    })
+    .await
+}
+
 /// The entries of `keys`, each product's newest version annotated. The newest
 /// version of each product and of its upstreams (lineage health) is found by one
 /// range of the index; the store is read for these entries only.
@@ -90,7 +99,7 @@ fn judge(
                 let a = &i.announcement;
                 let is_newest = newest_known(index, &mut newest, a.product.to_string())
                     .is_some_and(|n| n.version == a.version);
-                let mut e = catalog.entry_of(a.clone())?;
+                let mut e = catalog.entry_of(Announcement::clone(a))?;
                 if is_newest {
                     let manifest = catalog.manifest(&a.manifest).ok().flatten().map(|(_, m)| m);
                     for u in manifest.iter().flat_map(|m| m.lineage.iter()) {
