@@ -10,8 +10,9 @@
 //! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
 //! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mesh_protocol::announcement::Announcement;
 use mesh_protocol::{DomainName, Manifest, ManifestHash, ProductId, Signed};
@@ -264,58 +265,81 @@ impl Catalog {
     }
 
     /// Offers every envelope of a page (a catalog sync's) as [`Catalog::offer`]
-    /// does, in order: the signatures are checked on as many threads as the
-    /// machine has cores (they are most of the cost of a late joiner's sync), then
-    /// each is kept in turn. Each outcome comes with its announcement when the
-    /// envelope decodes, valid or not (a sync's cursor moves past both).
+    /// does, in order. The signatures (most of the cost of a late joiner's sync)
+    /// are checked on as many threads as the machine has cores, this one among
+    /// them, while this one also keeps each entry in turn as soon as its check is
+    /// done, so the writes overlap the checks of the entries after. Each outcome
+    /// comes with its announcement when the envelope decodes, valid or not (a
+    /// sync's cursor moves past both).
     pub(crate) fn offer_page(&self, entries: &[Vec<u8>]) -> Vec<PageOffer> {
-        let checked = self.check_all(entries);
-        let mut seen = std::collections::HashSet::new();
-        entries
-            .iter()
-            .zip(checked)
-            .map(|(bytes, checked)| match checked {
-                // A version twice in one page (a hostile peer's) was checked
-                // before the first was kept: checked again now.
-                Ok(c) if !seen.insert(c.key.clone()) => match self.check(bytes) {
-                    Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
-                    Err(e) => (Err(e), Some(c.announcement)),
-                },
-                Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
-                Err(e) => {
-                    let decoded = Signed::<Announcement>::from_bytes(bytes)
-                        .and_then(|s| s.value())
-                        .ok();
-                    (Err(e), decoded)
-                }
-            })
-            .collect()
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut seen = HashSet::new();
+        if threads < 2 || entries.len() < PARALLEL_FROM {
+            return entries
+                .iter()
+                .map(|b| self.offer_checked(b, self.check(b), &mut seen))
+                .collect();
+        }
+        let slots: Vec<Mutex<Option<Result<Checked, OfferError>>>> =
+            entries.iter().map(|_| Mutex::new(None)).collect();
+        let claimed = AtomicUsize::new(0);
+        // Checks the next entry no thread has claimed; false when none is left.
+        let check_next = || {
+            let i = claimed.fetch_add(1, Ordering::AcqRel);
+            let (Some(bytes), Some(slot)) = (entries.get(i), slots.get(i)) else {
+                return false;
+            };
+            let checked = self.check(bytes);
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(checked);
+            true
+        };
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads)
+                .map(|_| scope.spawn(|| while check_next() {}))
+                .collect();
+            let mut out = Vec::with_capacity(entries.len());
+            for (bytes, slot) in entries.iter().zip(&slots) {
+                let checked = loop {
+                    if let Some(c) = slot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                        break c;
+                    }
+                    // Its check is another thread's and not done: check a later
+                    // one meanwhile, or wait (checking it here if that thread died).
+                    if !check_next() {
+                        if helpers.iter().all(|h| h.is_finished()) {
+                            break self.check(bytes);
+                        }
+                        std::thread::yield_now();
+                    }
+                };
+                out.push(self.offer_checked(bytes, checked, &mut seen));
+            }
+            out
+        })
     }
 
-    /// [`Catalog::check`] of every entry, split over the machine's cores when
-    /// there are enough to be worth a thread.
-    fn check_all(&self, entries: &[Vec<u8>]) -> Vec<Result<Checked, OfferError>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 || entries.len() < PARALLEL_FROM {
-            return entries.iter().map(|b| self.check(b)).collect();
-        }
-        let check_part = |part: &[Vec<u8>]| part.iter().map(|b| self.check(b)).collect::<Vec<_>>();
-        let mut parts = entries.chunks(entries.len().div_ceil(threads));
-        let first = parts.next().unwrap_or_default();
-        std::thread::scope(|scope| {
-            let others: Vec<_> = parts
-                .map(|part| scope.spawn(move || check_part(part)))
-                .collect();
-            let mut all = check_part(first);
-            for other in others {
-                all.extend(
-                    other
-                        .join()
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-                );
+    /// Keeps an envelope whose check came out as `checked`. A version already in
+    /// `seen` (twice in one page: a hostile peer's) was checked before the first
+    /// was kept: it is checked again now.
+    fn offer_checked(
+        &self,
+        bytes: &[u8],
+        checked: Result<Checked, OfferError>,
+        seen: &mut HashSet<Vec<u8>>,
+    ) -> PageOffer {
+        match checked {
+            Ok(c) if !seen.insert(c.key.clone()) => match self.check(bytes) {
+                Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
+                Err(e) => (Err(e), Some(c.announcement)),
+            },
+            Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
+            Err(e) => {
+                let decoded = Signed::<Announcement>::from_bytes(bytes)
+                    .and_then(|s| s.value())
+                    .ok();
+                (Err(e), decoded)
             }
-            all
-        })
+        }
     }
 
     /// The checks of an offer that write nothing: the envelope decodes, and unless
