@@ -357,6 +357,27 @@ mod tests {
         assert_eq!(offered.expect("offer"), Offer::New);
     }
 
+    #[test]
+    fn chunks_of_the_listing_end_between_products() {
+        let keys: Vec<Vec<u8>> = [
+            "a/x\x001.0.0",
+            "a/x\x002.0.0",
+            "a/y\x001.0.0",
+            "a/y\x001.1.0",
+            "b/z\x001.0.0",
+        ]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+        // The third key is a/y's first version: its second comes along.
+        assert_eq!(whole_products(&keys, 3), 4);
+        assert_eq!(whole_products(&keys, 2), 2);
+        assert_eq!(whole_products(&keys, 4), 4);
+        assert_eq!(whole_products(&keys, 5), 5);
+        assert_eq!(whole_products(&keys, 50), 5);
+        assert_eq!(whole_products(&keys[..0], 3), 0);
+    }
+
     /// Downstreams come from the reversed lineage of every known manifest: loaded
     /// from the store on the first walk, then kept current by each recorded manifest,
     /// and counting only what a product's newest version declares.
