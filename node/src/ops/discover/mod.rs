@@ -129,16 +129,12 @@ pub(crate) async fn listing(
 /// How many of `keys` (catalog keys, `{id}\0{version}`, sorted) make at least
 /// `at_least` entries, or all, without splitting a product's versions.
 fn whole_products(keys: &[Vec<u8>], at_least: usize) -> usize {
-    let product = |k: &[u8]| k.split(|b| *b == 0).next().unwrap_or_default().to_vec();
-    let Some(last) = keys.get(at_least.saturating_sub(1)) else {
+    let product = |k: &[u8]| k.split(|b| *b == 0).next().unwrap_or_default().to_owned();
+    let Some(last) = keys.get(at_least.saturating_sub(1)).map(|k| product(k)) else {
         return keys.len();
     };
-    let last = product(last);
-    at_least
-        + keys[at_least..]
-            .iter()
-            .take_while(|k| product(k) == last)
-            .count()
+    let same = |k: &Vec<u8>| k.starts_with(&last) && k.get(last.len()) == Some(&0);
+    at_least + keys[at_least..].iter().take_while(|k| same(k)).count()
 }
 
 /// The listings of the products whose every version is in `keys` (sorted).
