@@ -125,7 +125,10 @@ impl Validator {
         let offered = self.catalog.offer_page(entries);
         for (outcome, announcement) in &offered {
             if let (Ok(Offer::New), Some(a)) = (outcome, announcement) {
-                let _ = self.prefetch.try_send(a.clone());
+                // A full queue drops it (without the copy).
+                if let Ok(permit) = self.prefetch.try_reserve() {
+                    permit.send(a.clone());
+                }
             }
         }
         offered

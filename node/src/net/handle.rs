@@ -6,7 +6,7 @@ use mesh_protocol::wire::{Request, Response};
 use serde::Serialize;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::error::NetError;
 use super::reach::ReachabilityView;
@@ -123,6 +123,8 @@ pub(crate) struct NetworkHandle {
     peer_id: PeerId,
     /// Signalled when this node's listen or external addresses change.
     addrs_changed: Arc<Notify>,
+    /// Whether a catalog sync is under way (pages asked for or being offered).
+    catalog_syncing: watch::Receiver<bool>,
 }
 
 impl NetworkHandle {
@@ -131,12 +133,22 @@ impl NetworkHandle {
         tx: mpsc::Sender<Command>,
         peer_id: PeerId,
         addrs_changed: Arc<Notify>,
+        catalog_syncing: watch::Receiver<bool>,
     ) -> Self {
         NetworkHandle {
             tx,
             peer_id,
             addrs_changed,
+            catalog_syncing,
         }
+    }
+
+    /// Waits until no catalog sync is under way (at once when none is): work that
+    /// can wait, such as prefetching manifests, yields the cores to a catch-up.
+    pub(crate) async fn catalog_synced(&self) {
+        let mut syncing = self.catalog_syncing.clone();
+        // An error: the loop is gone, and nothing syncs any more.
+        let _ = syncing.wait_for(|busy| !busy).await;
     }
 
     /// Waits until this node's listen or external addresses change.

@@ -40,6 +40,9 @@ pub(crate) async fn prefetch_manifests(
     let work = stream.for_each_concurrent(PREFETCH_CONCURRENCY, |a| {
         let fetcher = fetcher.clone();
         async move {
+            // A catch-up first: its signature checks take the cores, and the
+            // catalog it completes is what the manifests are shown beside.
+            fetcher.net.catalog_synced().await;
             match fetcher.prefetch_manifest(&a).await {
                 Ok(()) => {}
                 // The rules keep its contract (and so its lineage) from this node.

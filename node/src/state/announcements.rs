@@ -102,6 +102,11 @@ impl AnnouncementIndex {
         )
     }
 
+    /// Whether a key is in the index; `None` while the index is not loaded.
+    pub(crate) fn contains(&self, key: &[u8]) -> Option<bool> {
+        self.inner.peek(|map| map.contains_key(key))
+    }
+
     /// Records a stored announcement (if the index is loaded; else the load will
     /// read it from the store).
     pub(crate) fn insert(&self, key: Vec<u8>, announcement: Announcement) {

@@ -10,7 +10,6 @@
 //! entry may carry [`Violation`] flags: what the current policy says is wrong with it.
 //! [`Catalog::reevaluate`] recomputes them after a policy change; nothing is dropped.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -140,6 +139,10 @@ pub(crate) struct Catalog {
     /// Products whose manifests the rules deny this node (its lineage of them is
     /// incomplete), at most [`MAX_UNREADABLE`].
     unreadable: Arc<std::sync::Mutex<std::collections::HashSet<ProductId>>>,
+    /// Held while an entry is kept: gossip (on the network loop) and catalog sync
+    /// (on its own worker) keep entries at the same time, and each keep re-reads
+    /// the stored entry under it, so a version is never counted new twice.
+    keeping: Arc<Mutex<()>>,
 }
 
 /// Products remembered as unreadable, at most.
@@ -223,6 +226,7 @@ impl Catalog {
             declared: DeclaredIndex::default(),
             digest: LoadedOnUse::default(),
             unreadable: Arc::default(),
+            keeping: Arc::default(),
         }
     }
 
@@ -272,12 +276,15 @@ impl Catalog {
     /// comes with its announcement when the envelope decodes, valid or not (a
     /// sync's cursor moves past both).
     pub(crate) fn offer_page(&self, entries: &[Vec<u8>]) -> Vec<PageOffer> {
+        // Loaded, the index answers whether a version is known without a read of
+        // the store (most entries of a catch-up are not); a failed load only
+        // leaves those reads to the store.
+        let _ = self.with_index(|_| ());
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut seen = HashSet::new();
         if threads < 2 || entries.len() < PARALLEL_FROM {
             return entries
                 .iter()
-                .map(|b| self.offer_checked(b, self.check(b), &mut seen))
+                .map(|b| self.offer_checked(b, self.check(b)))
                 .collect();
         }
         let slots: Vec<Mutex<Option<Result<Checked, OfferError>>>> =
@@ -312,26 +319,15 @@ impl Catalog {
                         std::thread::yield_now();
                     }
                 };
-                out.push(self.offer_checked(bytes, checked, &mut seen));
+                out.push(self.offer_checked(bytes, checked));
             }
             out
         })
     }
 
-    /// Keeps an envelope whose check came out as `checked`. A version already in
-    /// `seen` (twice in one page: a hostile peer's) was checked before the first
-    /// was kept: it is checked again now.
-    fn offer_checked(
-        &self,
-        bytes: &[u8],
-        checked: Result<Checked, OfferError>,
-        seen: &mut HashSet<Vec<u8>>,
-    ) -> PageOffer {
+    /// Keeps an envelope whose check came out as `checked`.
+    fn offer_checked(&self, bytes: &[u8], checked: Result<Checked, OfferError>) -> PageOffer {
         match checked {
-            Ok(c) if !seen.insert(c.key.clone()) => match self.check(bytes) {
-                Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
-                Err(e) => (Err(e), Some(c.announcement)),
-            },
             Ok(c) => (self.keep(bytes, &c), Some(c.announcement)),
             Err(e) => {
                 let decoded = Signed::<Announcement>::from_bytes(bytes)
@@ -350,12 +346,12 @@ impl Catalog {
         let signed = Signed::<Announcement>::from_bytes(bytes).map_err(Invalid::new)?;
         let claimed = signed.value().map_err(Invalid::new)?;
         let key = entry_key(&claimed.product, &claimed.version);
-        let existing = self.store.get(Tree::Announcements, &key)?;
+        let existing = self.stored(&key)?;
         let kept = existing.as_deref() == Some(bytes);
         let announcement = if kept {
             claimed
         } else {
-            self.governance.check_announcement(&signed)?
+            self.governance.check_announcement(&signed, claimed)?
         };
         Ok(Checked {
             key,
@@ -366,11 +362,39 @@ impl Catalog {
     }
 
     /// Keeps a checked envelope: a new version within the domain's limits, or a
-    /// newer announcement of a known one (its manifest may never change).
+    /// newer announcement of a known one (its manifest may never change). When the
+    /// stored entry is no longer the one the check read (another offer of the same
+    /// version was kept since: the same version twice in one page, or from gossip
+    /// and sync at once), the envelope is checked again against what is stored.
     fn keep(&self, bytes: &[u8], c: &Checked) -> Result<Offer, OfferError> {
         if c.kept {
             return Ok(Offer::Known);
         }
+        let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.stored(&c.key)? != c.existing {
+            let again = self.check(bytes)?;
+            if again.kept {
+                return Ok(Offer::Known);
+            }
+            return self.keep_checked(bytes, &again);
+        }
+        self.keep_checked(bytes, c)
+    }
+
+    /// The stored envelope of a catalog key. A key the loaded index lacks is not
+    /// looked up: every write stores the entry, then indexes it, both while
+    /// [`Catalog::keeping`] is held, so with it held the index is never behind
+    /// (without it, a [`Catalog::keep`] checks again).
+    fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        if self.index.contains(key) == Some(false) {
+            return Ok(None);
+        }
+        Ok(self.store.get(Tree::Announcements, key)?)
+    }
+
+    /// [`Catalog::keep`] once the stored entry is known to be the one `c` read
+    /// (with [`Catalog::keeping`] held).
+    fn keep_checked(&self, bytes: &[u8], c: &Checked) -> Result<Offer, OfferError> {
         let a = &c.announcement;
         let old = c
             .existing

@@ -286,12 +286,13 @@ impl Governance {
         Ok(m)
     }
 
-    /// Checks a signed announcement the same way.
+    /// Checks a signed announcement the same way; `a` is its value, decoded once
+    /// by the caller (`signed.value()`).
     pub(crate) fn check_announcement(
         &self,
         signed: &Signed<Announcement>,
+        a: Announcement,
     ) -> Result<Announcement, Invalid> {
-        let a = signed.value().map_err(Invalid::new)?;
         a.validate().map_err(Invalid::new)?;
         self.check_publisher(signed, a.product.domain(), &a.publisher)?;
         Ok(a)

@@ -10,3 +10,4 @@ mod hostile_peer;
 mod limits;
 mod providers;
 mod storage_faults;
+mod sync;

@@ -21,7 +21,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{kad, Multiaddr, PeerId, Swarm};
 use mesh_protocol::wire::{Request, Response};
 use mesh_protocol::Announcement;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -37,7 +37,8 @@ use super::handles::StateHandles;
 use super::peers::{Conn, Departed, PeerTable, Resends};
 use super::reach::Reach;
 use super::scoring::CORRUPT_DATA_PENALTY;
-use super::sync::{self, SyncState};
+use super::sync::offers::{Offered, PageOffers};
+use super::sync::{self, Advance, SyncState};
 use super::transfer::admission::{Admission, MAX_INBOUND_READS};
 use super::transfer::serve::Provider;
 use crate::home::config::NodeConfig;
@@ -83,6 +84,10 @@ pub(crate) struct EventLoop {
     pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>>,
     /// Sync requests in flight (policy pull, then catalog pages), by request id.
     syncing: HashMap<OutboundRequestId, SyncState>,
+    /// The worker that offers synced catalog pages off this loop.
+    offers: PageOffers,
+    /// Whether a catalog sync is under way, as the handles see it.
+    catalog_syncing: watch::Sender<bool>,
     /// Digest asks of anti-entropy.
     entropy: AntiEntropy,
     /// Sync steps sent again after their connection closed, per peer.
@@ -142,7 +147,13 @@ impl EventLoop {
         let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (responses_tx, responses_rx) = mpsc::channel(MAX_INBOUND_READS);
         let addrs_changed = Arc::new(Notify::new());
-        let handle = NetworkHandle::new(tx, *swarm.local_peer_id(), addrs_changed.clone());
+        let (catalog_syncing, syncing_rx) = watch::channel(false);
+        let handle = NetworkHandle::new(
+            tx,
+            *swarm.local_peer_id(),
+            addrs_changed.clone(),
+            syncing_rx,
+        );
         // Parsed and checked by `NodeConfig::validate` before the node starts.
         let external = config.external_addrs().unwrap_or_default();
         let relays = config.relay_addrs().unwrap_or_default();
@@ -171,18 +182,21 @@ impl EventLoop {
             metrics,
             ..
         } = state;
+        let validator = Validator {
+            catalog,
+            governance: governance.clone(),
+            usage,
+            providers,
+            access,
+            prefetch,
+            metrics: metrics.clone(),
+        };
         let this = EventLoop {
             swarm,
             commands,
-            validator: Validator {
-                catalog,
-                governance: governance.clone(),
-                usage,
-                providers,
-                access,
-                prefetch,
-                metrics: metrics.clone(),
-            },
+            offers: PageOffers::start(validator.clone()),
+            catalog_syncing,
+            validator,
             governance,
             provider: Arc::new(provider),
             pending: HashMap::new(),
@@ -234,10 +248,15 @@ impl EventLoop {
                     None => break,
                 },
                 Some(answer) = self.responses_rx.recv() => self.on_answer(answer),
+                Some(offered) = self.offers.offered() => self.on_page_offered(offered),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 _ = tick.tick() => self.on_tick(),
             }
+            let syncing = self.catalog_syncing();
+            self.catalog_syncing
+                .send_if_modified(|busy| std::mem::replace(busy, syncing) != syncing);
         }
+        self.offers.stop().await;
         debug!("network loop stopped");
     }
 
@@ -367,10 +386,10 @@ impl EventLoop {
         if self.ticks % 5 == 2 {
             self.dial_replicas();
         }
-        if self.syncing.is_empty() {
+        if self.sync_idle() {
             self.ask_digest();
         }
-        if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.syncing.is_empty() {
+        if self.ticks.is_multiple_of(ANTI_ENTROPY_TICKS) && self.sync_idle() {
             // Anti-entropy: gossip a node missed while it was stalled (SIGSTOP, a
             // long GC pause) is not sent again, and a connection that survived the
             // stall brings no connect-time sync; so every so often pull the policy
@@ -492,7 +511,7 @@ impl EventLoop {
     /// this node lacks.
     fn on_digest(&mut self, peer: PeerId, response: &Response) {
         let ours = self.validator.catalog.digest_if_built();
-        if self.entropy.should_pull(peer, response, ours) && self.syncing.is_empty() {
+        if self.entropy.should_pull(peer, response, ours) && self.sync_idle() {
             debug!(%peer, "anti-entropy: the peer's catalog differs; pulling it");
             self.start_sync(peer, true);
         }
@@ -508,18 +527,63 @@ impl EventLoop {
         send_step(&mut self.swarm, &mut self.syncing, state);
     }
 
+    /// Whether no sync is under way: no step asked, no page waiting to be offered.
+    fn sync_idle(&self) -> bool {
+        self.syncing.is_empty() && self.offers.idle()
+    }
+
+    /// Whether a catalog page is asked for or waiting to be offered.
+    fn catalog_syncing(&self) -> bool {
+        !self.offers.idle()
+            || self
+                .syncing
+                .values()
+                .any(|s| matches!(s, SyncState::Catalog { .. }))
+    }
+
+    /// Takes a sync step's answer: asks the next step, or hands a catalog page to
+    /// the worker (asking for the next page meanwhile while few are waiting).
     fn on_sync_response(&mut self, state: SyncState, response: Option<Response>) {
-        let mut spread = Vec::new();
-        let (swarm, syncing) = (&mut self.swarm, &mut self.syncing);
-        let mut ahead = |next: SyncState| send_step(swarm, syncing, next);
-        let next = sync::advance(state, response, &self.validator, &mut spread, &mut ahead);
-        // Best effort: with no subscribed peer there is nobody to tell.
-        for envelope in spread {
-            let _ = self.publish(announce_topic(), envelope);
+        match sync::advance(state, response, &self.validator) {
+            Advance::Ask(next) => {
+                if let Some(next) = next {
+                    self.send_sync(next);
+                }
+            }
+            Advance::Offer { page, then, early } => {
+                let then = match then {
+                    Some(next) if early => {
+                        self.offers.defer(next);
+                        None
+                    }
+                    then => then,
+                };
+                match self.offers.submit(*page, then) {
+                    None => self.ask_deferred(),
+                    Some(offered) => self.on_page_offered(offered),
+                }
+            }
         }
-        if let Some(next) = next {
+    }
+
+    /// Asks for the next pages the sync worker has room for.
+    fn ask_deferred(&mut self) {
+        while let Some(next) = self.offers.ready() {
             self.send_sync(next);
         }
+    }
+
+    /// Gossips on what a page taught this node that was announced recently, and
+    /// asks its sync's next step.
+    fn on_page_offered(&mut self, offered: Offered) {
+        // Best effort: with no subscribed peer there is nobody to tell.
+        for envelope in offered.spread {
+            let _ = self.publish(announce_topic(), envelope);
+        }
+        if let Some(next) = offered.then {
+            self.send_sync(next);
+        }
+        self.ask_deferred();
     }
 
     fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {

@@ -114,6 +114,69 @@ fn a_page_checked_on_several_threads_ends_as_the_same_offers_one_by_one() {
 }
 
 #[test]
+fn offers_of_one_version_checked_before_either_is_kept_count_it_once() {
+    // Gossip (on the network loop) and a sync (on its worker) check and keep at
+    // the same time: both may check a version before either keeps it. Run with
+    // the announcement index not loaded (the store is read) and loaded (the index
+    // answers for versions it lacks).
+    for load_index in [false, true] {
+        let s = setup();
+        if load_index {
+            s.catalog.with_index(|_| ()).expect("index");
+        }
+        let first = announcement(&s.current, "1.0.0", 1_000);
+        let (a, b) = (s.catalog.check(&first), s.catalog.check(&first));
+        let (a, b) = (a.expect("checked"), b.expect("checked"));
+        assert_eq!(s.catalog.keep(&first, &a).expect("keep"), Offer::New);
+        assert_eq!(s.catalog.keep(&first, &b).expect("keep"), Offer::Known);
+
+        // A refresh and the envelope it replaces, checked together, kept newest first.
+        let newer = announcement(&s.current, "2.0.0", 2_000);
+        let older = announcement(&s.current, "2.0.0", 1_000);
+        let (n, o) = (s.catalog.check(&newer), s.catalog.check(&older));
+        let (n, o) = (n.expect("checked"), o.expect("checked"));
+        assert_eq!(s.catalog.keep(&newer, &n).expect("keep"), Offer::New);
+        assert_eq!(s.catalog.keep(&older, &o).expect("keep"), Offer::Known);
+
+        // Another manifest for a version kept since the check is refused.
+        let mut other = crate::state::fixtures::orders_announcement(&s.current, "3.0.0", 1_000);
+        let kept = announcement(&s.current, "3.0.0", 1_000);
+        other.manifest = ManifestHash::of(b"another manifest");
+        let other = Signed::sign(&other, &s.current).to_bytes();
+        let (k, c) = (s.catalog.check(&kept), s.catalog.check(&other));
+        let (k, c) = (k.expect("checked"), c.expect("checked"));
+        assert_eq!(s.catalog.keep(&kept, &k).expect("keep"), Offer::New);
+        assert!(invalid(s.catalog.keep(&other, &c)).contains("already announced"));
+
+        assert_eq!(
+            s.catalog.len().expect("len"),
+            3,
+            "index loaded: {load_index}"
+        );
+    }
+}
+
+#[test]
+fn one_version_offered_on_two_threads_at_once_is_new_once() {
+    let s = setup();
+    for minor in 0..40 {
+        let bytes = announcement(&s.current, &format!("1.{minor}.0"), 1_000);
+        let start = std::sync::Barrier::new(2);
+        let offer = || {
+            start.wait();
+            s.catalog.offer(&bytes).expect("offer")
+        };
+        let outcomes = std::thread::scope(|scope| {
+            let (a, b) = (scope.spawn(offer), scope.spawn(offer));
+            [a.join().expect("thread"), b.join().expect("thread")]
+        });
+        let new = outcomes.iter().filter(|o| **o == Offer::New).count();
+        assert_eq!(new, 1, "1.{minor}.0: {outcomes:?}");
+    }
+    assert_eq!(s.catalog.len().expect("len"), 40);
+}
+
+#[test]
 fn an_envelope_already_kept_is_known_even_after_its_key_is_removed() {
     let s = setup();
     let kept = announcement(&s.old, "1.0.0", 1_000);

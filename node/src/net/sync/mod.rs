@@ -6,9 +6,11 @@
 //! A sync is a small state machine: [`SyncState`] says what was asked, and
 //! [`advance`] takes the answer, offers what it holds through the gossip
 //! [`Validator`], and returns the next request, if any. The event loop sends it.
-//! A catalog page that is not the last asks for the next one before its entries
-//! are checked (the cursor is its last entry, valid or not), so the peer reads
-//! and sends that page while this node checks signatures.
+//! A catalog page is not offered on the event loop: it goes to the sync's own
+//! worker ([`offers::PageOffers`]), which checks its signatures (most of a late
+//! joiner's time) while the loop asks for the next page (the cursor is the page's
+//! last entry, valid or not), so the peer reads and sends that page meanwhile and
+//! the loop goes on serving gossip and peers.
 //!
 //! Policy pages are collected and offered to the chain together, because only the
 //! newest policy of a catch-up must be unexpired. Both syncs are bounded: at most
@@ -33,7 +35,9 @@ use tracing::{debug, info, warn};
 
 use super::gossip::Validator;
 use crate::clock::unix_now_ms;
-use crate::state::catalog::{entry_key, Offer};
+
+pub(super) mod offers;
+use crate::state::catalog::{entry_key, Offer, PageOffer};
 use crate::state::OfferError;
 
 /// Catalog pages fetched from one peer per connection, at most (256 entries each).
@@ -126,17 +130,28 @@ fn worth_spreading(issued_at_ms: u64, now_ms: u64, spread_so_far: usize) -> bool
     spread_so_far < MAX_SPREAD_PER_PAGE && now_ms.saturating_sub(issued_at_ms) <= SPREAD_RECENT_MS
 }
 
-/// Takes the answer to `state` (`None`: the request failed), offers what it holds,
-/// pushes the envelopes of recent versions it taught this node onto `spread` (to be
-/// gossiped on), and returns the next step, if any. A step that can be asked for
-/// before this answer is offered (the next catalog page) goes to `ahead` instead.
+/// What a sync does after an answer.
+#[derive(Debug)]
+pub(super) enum Advance {
+    /// Ask this next (or nothing: the sync is over).
+    Ask(Option<SyncState>),
+    /// Offer this catalog page (off the event loop), then ask `then`, if any. With
+    /// `early`, `then` (the next page) may be asked before the page is offered.
+    Offer {
+        page: Box<CatalogPage>,
+        then: Option<SyncState>,
+        early: bool,
+    },
+}
+
+/// Takes the answer to `state` (`None`: the request failed), offers what it holds
+/// (policies and records here; a catalog page is handed back to be offered off the
+/// event loop), and says what comes next.
 pub(super) fn advance(
     state: SyncState,
     response: Option<Response>,
     validator: &Validator,
-    spread: &mut Vec<Vec<u8>>,
-    ahead: &mut dyn FnMut(SyncState),
-) -> Option<SyncState> {
+) -> Advance {
     match state {
         SyncState::Policies {
             peer,
@@ -152,7 +167,7 @@ pub(super) fn advance(
                 collected,
                 then_catalog,
             };
-            policies_page(page, response, validator)
+            Advance::Ask(policies_page(page, response, validator))
         }
         SyncState::Catalog {
             peer,
@@ -161,7 +176,7 @@ pub(super) fn advance(
         } => {
             let Some(Response::Catalog { entries, more }) = response else {
                 debug!(%peer, "catalog sync: no page");
-                return None;
+                return Advance::Ask(None);
             };
             let page = CatalogPage {
                 peer,
@@ -170,25 +185,30 @@ pub(super) fn advance(
                 entries,
                 more,
             };
-            if let Some(next) = page.next() {
-                ahead(next);
-                page.offer(validator, spread);
-                return None;
+            match page.next() {
+                Some(next) => Advance::Offer {
+                    page: Box::new(page),
+                    then: Some(next),
+                    early: true,
+                },
+                None => Advance::Offer {
+                    page: Box::new(page),
+                    then: Some(SyncState::Records {
+                        peer,
+                        kind: RecordKind::Providers,
+                        pages: 0,
+                        cursor: None,
+                    }),
+                    early: false,
+                },
             }
-            page.offer(validator, spread);
-            Some(SyncState::Records {
-                peer,
-                kind: RecordKind::Providers,
-                pages: 0,
-                cursor: None,
-            })
         }
         SyncState::Records {
             peer,
             kind,
             pages,
             cursor,
-        } => records_page(peer, kind, pages, cursor, response, validator),
+        } => Advance::Ask(records_page(peer, kind, pages, cursor, response, validator)),
     }
 }
 
@@ -258,7 +278,8 @@ fn policies_page(
 }
 
 /// A page of the peer's catalog, as it came.
-struct CatalogPage {
+#[derive(Debug)]
+pub(super) struct CatalogPage {
     peer: PeerId,
     pages: u32,
     cursor: Option<CatalogCursor>,
@@ -292,49 +313,83 @@ impl CatalogPage {
         })
     }
 
-    /// Offers every entry, pushing recent new versions onto `spread`, and logs
-    /// what came of them.
-    fn offer(&self, validator: &Validator, spread: &mut Vec<Vec<u8>>) {
-        let peer = self.peer;
-        let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
-        let now = unix_now_ms();
-        let spread_before = spread.len();
-        let page = self.entries();
-        for (bytes, (offered, decoded)) in page.iter().zip(validator.offer_announcements(page)) {
-            match offered {
-                Ok(Offer::New) => {
-                    new += 1;
-                    if decoded.as_ref().is_some_and(|a| {
-                        worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
-                    }) {
-                        spread.push(bytes.clone());
-                    }
-                }
-                Ok(_) => {}
-                Err(OfferError::Invalid(e)) => {
-                    rejected += 1;
-                    debug!(%peer, "catalog sync: rejected entry: {e}");
-                }
-                Err(OfferError::OverLimit(e)) => {
-                    validator.metrics.over_limit.inc();
-                    debug!(%peer, "catalog sync: over the domain limits: {e}");
-                }
-                Err(e) => {
-                    failed += 1;
-                    validator.metrics.not_kept.inc();
-                    debug!(%peer, "catalog sync: could not keep an entry: {e}");
+    /// Offers every entry of `pages` in one batch (their signature checks spread
+    /// over the cores with no pause between pages), pushing recent new versions
+    /// onto `spread` (to be gossiped on), and logs what came of each page.
+    pub(super) fn offer_all(
+        pages: Vec<CatalogPage>,
+        validator: &Validator,
+        spread: &mut Vec<Vec<u8>>,
+    ) {
+        let mut entries = Vec::new();
+        let mut ends = Vec::with_capacity(pages.len());
+        for mut page in pages {
+            page.entries.truncate(usize::from(MAX_CATALOG_PAGE));
+            entries.append(&mut page.entries);
+            ends.push((page.peer, entries.len()));
+        }
+        let mut outcomes = validator.offer_announcements(&entries).into_iter();
+        let mut start = 0;
+        for (peer, end) in ends {
+            let page = entries.get(start..end).unwrap_or_default();
+            tally(
+                peer,
+                page,
+                outcomes.by_ref().take(page.len()),
+                validator,
+                spread,
+            );
+            start = end;
+        }
+    }
+}
+
+/// Logs what came of a page's entries (`outcomes`, in order), pushing recent new
+/// versions onto `spread`, at most [`MAX_SPREAD_PER_PAGE`].
+fn tally(
+    peer: PeerId,
+    page: &[Vec<u8>],
+    outcomes: impl Iterator<Item = PageOffer>,
+    validator: &Validator,
+    spread: &mut Vec<Vec<u8>>,
+) {
+    let (mut new, mut rejected, mut failed) = (0usize, 0usize, 0usize);
+    let now = unix_now_ms();
+    let spread_before = spread.len();
+    for (bytes, (offered, decoded)) in page.iter().zip(outcomes) {
+        match offered {
+            Ok(Offer::New) => {
+                new += 1;
+                if decoded.as_ref().is_some_and(|a| {
+                    worth_spreading(a.issued_at_ms, now, spread.len() - spread_before)
+                }) {
+                    spread.push(bytes.clone());
                 }
             }
+            Ok(_) => {}
+            Err(OfferError::Invalid(e)) => {
+                rejected += 1;
+                debug!(%peer, "catalog sync: rejected entry: {e}");
+            }
+            Err(OfferError::OverLimit(e)) => {
+                validator.metrics.over_limit.inc();
+                debug!(%peer, "catalog sync: over the domain limits: {e}");
+            }
+            Err(e) => {
+                failed += 1;
+                validator.metrics.not_kept.inc();
+                debug!(%peer, "catalog sync: could not keep an entry: {e}");
+            }
         }
-        if rejected > 0 {
-            warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
-        }
-        if failed > 0 {
-            warn!(%peer, failed, "catalog sync: entries could not be stored here");
-        }
-        if new > 0 {
-            info!(%peer, new, "catalog sync: learned product versions");
-        }
+    }
+    if rejected > 0 {
+        warn!(%peer, rejected, "catalog sync: peer sent entries that failed verification");
+    }
+    if failed > 0 {
+        warn!(%peer, failed, "catalog sync: entries could not be stored here");
+    }
+    if new > 0 {
+        info!(%peer, new, "catalog sync: learned product versions");
     }
 }
 
