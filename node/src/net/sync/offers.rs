@@ -71,42 +71,11 @@ pub(crate) struct PageOffers {
 impl PageOffers {
     /// Starts the worker (on the current tokio runtime).
     pub(crate) fn start(validator: Validator) -> Self {
-        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        let (jobs, queue) = mpsc::channel::<Job>(QUEUE);
         let (done_tx, done) = mpsc::channel(QUEUE);
-        let on_loop = validator.clone();
-        let worker = tokio::spawn(async move {
-            while let Some(first) = queue.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < AHEAD {
-                    match queue.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let (pages, thens): (Vec<_>, Vec<_>) =
-                    jobs.into_iter().map(|j| (j.page, j.then)).unzip();
-                let v = validator.clone();
-                let offered = tokio::task::spawn_blocking(move || {
-                    let mut spread = Vec::new();
-                    CatalogPage::offer_all(pages, &v, &mut spread);
-                    spread
-                })
-                .await;
-                // Pages whose offer failed are skipped: their syncs go on.
-                let mut spread = offered.unwrap_or_else(|e| {
-                    warn!("catalog sync: offering pages failed: {e}");
-                    Vec::new()
-                });
-                for then in thens {
-                    let spread = std::mem::take(&mut spread);
-                    if done_tx.send(Offered { spread, then }).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        let worker = tokio::spawn(work(queue, done_tx, validator.clone()));
         PageOffers {
-            validator: on_loop,
+            validator,
             jobs,
             done,
             queued: 0,
@@ -171,6 +140,40 @@ impl PageOffers {
         drop(done);
         if let Err(e) = worker.await {
             warn!("catalog sync worker: {e}");
+        }
+    }
+}
+
+/// The worker: takes every page waiting (at most [`AHEAD`]), offers them as one
+/// batch on the blocking pool, and sends back one [`Offered`] per page, in order,
+/// until the loop goes.
+async fn work(mut queue: mpsc::Receiver<Job>, done: mpsc::Sender<Offered>, validator: Validator) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < AHEAD {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let (pages, thens): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.page, j.then)).unzip();
+        let v = validator.clone();
+        let offered = tokio::task::spawn_blocking(move || {
+            let mut spread = Vec::new();
+            CatalogPage::offer_all(pages, &v, &mut spread);
+            spread
+        })
+        .await;
+        // Pages whose offer failed are skipped: their syncs go on.
+        let mut spread = offered.unwrap_or_else(|e| {
+            warn!("catalog sync: offering pages failed: {e}");
+            Vec::new()
+        });
+        for then in thens {
+            let spread = std::mem::take(&mut spread);
+            if done.send(Offered { spread, then }).await.is_err() {
+                return;
+            }
         }
     }
 }
