@@ -137,7 +137,11 @@ pub fn up(opts: &UpOptions) -> anyhow::Result<()> {
             .collect(),
     };
     let path = opts.dir.join(STATE_FILE);
-    std::fs::write(&path, serde_json::to_string_pretty(&state)?)?;
+    // Written whole, then renamed: `status` and `down` (and a test waiting for the
+    // file) never read it half written.
+    let partial = opts.dir.join(format!("{STATE_FILE}.partial"));
+    std::fs::write(&partial, serde_json::to_string_pretty(&state)?)?;
+    std::fs::rename(&partial, &path)?;
     (opts.say)(&format!(
         "{} nodes up in {:.1} s; state in {}",
         state.nodes.len(),
