@@ -372,11 +372,7 @@ impl Catalog {
         }
         let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
         if self.stored(&c.key)? != c.existing {
-            let again = self.check(bytes)?;
-            if again.kept {
-                return Ok(Offer::Known);
-            }
-            return self.keep_checked(bytes, &again);
+            return self.keep_checked(bytes, &self.check(bytes)?);
         }
         self.keep_checked(bytes, c)
     }
@@ -395,6 +391,9 @@ impl Catalog {
     /// [`Catalog::keep`] once the stored entry is known to be the one `c` read
     /// (with [`Catalog::keeping`] held).
     fn keep_checked(&self, bytes: &[u8], c: &Checked) -> Result<Offer, OfferError> {
+        if c.kept {
+            return Ok(Offer::Known);
+        }
         let a = &c.announcement;
         let old = c
             .existing

@@ -33,10 +33,10 @@ use mesh_protocol::wire::{
 use mesh_protocol::{Announcement, Policy, ProductId, Signed};
 use tracing::{debug, info, warn};
 
+pub(super) mod offers;
+
 use super::gossip::Validator;
 use crate::clock::unix_now_ms;
-
-pub(super) mod offers;
 use crate::state::catalog::{entry_key, Offer, PageOffer};
 use crate::state::OfferError;
 
