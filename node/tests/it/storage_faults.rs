@@ -461,11 +461,25 @@ async fn homes_chunks_and_fetched_personal_data_are_readable_by_their_owner_only
 }
 
 /// A sync that fails while a fetch is still downloading (the background one, every
-/// MiB under `test-support`) fails the fetch, even though the final sync would
+/// 2 MiB under `test-support`) fails the fetch, even though the final sync would
 /// succeed: after an I/O error, a later fsync may report success for lost pages.
 /// It leaves no file under its final name, and succeeds once the fault has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_failing_mid_fetch_fails_the_fetch() {
+    fails_mid_fetch(&|f| f.fail_next_syncs(1), "injected sync failure").await;
+}
+
+/// So does a failure to start writeback (every 512 KiB under `test-support`,
+/// between those syncs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writeback_failing_mid_fetch_fails_the_fetch() {
+    fails_mid_fetch(&|f| f.fail_writeback(true), "injected writeback failure").await;
+}
+
+/// A fetch of 6 MB with `inject` on the consumer's chunk store fails with `cause`,
+/// leaves no file under its final name and the version not held; with the fault
+/// cleared, it then succeeds.
+async fn fails_mid_fetch(inject: &Inject, cause: &str) {
     let dir = tempfile::tempdir().unwrap();
     let bytes = random_bytes(6_000_000, 12);
     let data = data_dir(dir.path(), "big.bin", &bytes);
@@ -474,15 +488,16 @@ async fn a_sync_failing_mid_fetch_fails_the_fetch() {
     let faults = probe.chunk_faults();
     let target: mesh_protocol::ProductRef = "sales/big".parse().unwrap();
     let out = dir.path().join("out");
-    faults.fail_next_syncs(1);
+    inject(faults);
     let err = b
         .node
         .fetch(&target, Some(out.clone()), None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("injected sync failure"), "{err}");
+    assert!(err.to_string().contains(cause), "{err}");
     assert!(!out.join("big.bin").exists());
     assert_eq!(lists(&b.node, "sales/big"), Some(false));
+    faults.clear();
     let outcome = b
         .node
         .fetch(&target, Some(out.clone()), None)

@@ -51,12 +51,20 @@ use crate::task::blocking;
 /// Corrupt held chunks one fetch drops and fetches again, at most (each repair
 /// re-reads the held chunks; more than this says the disk needs `mesh verify`).
 const MAX_REPAIRS: usize = 16;
-/// Bytes downloaded between background syncs during a fetch (1 MiB with the
+/// Bytes downloaded between background syncs during a fetch (2 MiB with the
 /// `test-support` feature, so that tests of a few MiB run them).
 const FLUSH_EVERY: u64 = if cfg!(feature = "test-support") {
-    1 << 20
+    2 << 20
 } else {
     128 << 20
+};
+/// Bytes downloaded between starts of writeback (`sync_file_range`, no waiting)
+/// between those syncs: what the final sync must still write is at most this
+/// much (with 128 MiB it was up to 128 MiB, 65-95 ms of every fetch's tail).
+const WRITEBACK_EVERY: u64 = if cfg!(feature = "test-support") {
+    512 << 10
+} else {
+    16 << 20
 };
 /// Products with at most this many files are written out while chunks arrive (one
 /// open descriptor per file); larger ones are assembled from the store afterwards.
@@ -563,13 +571,7 @@ impl Fetcher {
                 async move { job.fetch_batch(i, batch).await }
             })
             .buffer_unordered(WINDOW.min(PEER_WINDOW * job.providers.len().max(1)));
-        // Writeback overlaps the download: every FLUSH_EVERY bytes, one background
-        // sync of the store and the output starts (never two at once), so the final
-        // syncs find little left to do.
-        // A failed sync fails the fetch: after an I/O error a later fsync may report
-        // success for pages already lost.
-        let mut flushing: Option<tokio::task::JoinHandle<Result<(), FetchError>>> = None;
-        let mut flushed_at = 0u64;
+        let mut writeback = Writeback::new(self.chunks.clone(), job.output.clone());
         let abandon = |e: FetchError| {
             // Batches still running on other threads hold the output; remove its
             // temporary files before reporting, not when the last one ends.
@@ -581,23 +583,7 @@ impl Fetcher {
         while let Some(r) = results.next().await {
             r.map_err(abandon)?;
             let got = job.transferred.load(Ordering::Relaxed);
-            if got >= flushed_at + FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished())
-            {
-                if let Some(done) = flushing.take() {
-                    flushed(done).await.map_err(abandon)?;
-                }
-                flushed_at = got;
-                let (chunks, output) = (self.chunks.clone(), job.output.clone());
-                flushing = Some(tokio::task::spawn_blocking(move || {
-                    chunks.sync()?;
-                    // The output files' writeback starts too: their final fsync
-                    // (which alone makes them durable) is then short.
-                    if let Some(output) = output {
-                        output.start_writeback()?;
-                    }
-                    Ok(())
-                }));
-            }
+            writeback.after(got).await.map_err(abandon)?;
             send(
                 progress,
                 FetchEvent::Progress {
@@ -608,16 +594,72 @@ impl Fetcher {
             .await;
         }
         drop(results);
-        if let Some(done) = flushing {
-            flushed(done).await.map_err(abandon)?;
-        }
-        Ok(())
+        writeback.finish().await.map_err(abandon)
     }
 }
 
-/// The outcome of a background sync started during a download.
-async fn flushed(done: tokio::task::JoinHandle<Result<(), FetchError>>) -> Result<(), FetchError> {
-    done.await.map_err(|e| FetchError::Task(e.into()))?
+/// Writeback overlapping a download, so that the final syncs find little left:
+/// every [`WRITEBACK_EVERY`] bytes one background task starts writing back the
+/// store's packs and the output files, and every [`FLUSH_EVERY`] bytes it syncs
+/// the store instead (never two tasks at once). A failed sync fails the fetch:
+/// after an I/O error a later fsync may report success for pages already lost.
+struct Writeback {
+    chunks: Arc<ChunkStore>,
+    output: Option<Arc<assemble::Output>>,
+    running: Option<tokio::task::JoinHandle<Result<(), FetchError>>>,
+    started_at: u64,
+    synced_at: u64,
+}
+
+impl Writeback {
+    fn new(chunks: Arc<ChunkStore>, output: Option<Arc<assemble::Output>>) -> Self {
+        Writeback {
+            chunks,
+            output,
+            running: None,
+            started_at: 0,
+            synced_at: 0,
+        }
+    }
+
+    /// Called as the download has `got` bytes: starts the next round if due and
+    /// the last one is over (reporting its failure).
+    async fn after(&mut self, got: u64) -> Result<(), FetchError> {
+        if got < self.started_at + WRITEBACK_EVERY
+            || self.running.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return Ok(());
+        }
+        self.finish().await?;
+        self.started_at = got;
+        let sync = got >= self.synced_at + FLUSH_EVERY;
+        if sync {
+            self.synced_at = got;
+        }
+        let (chunks, output) = (self.chunks.clone(), self.output.clone());
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            if sync {
+                chunks.sync()?;
+            } else {
+                chunks.start_writeback()?;
+            }
+            // The output files' final fsync (which alone makes them durable) is
+            // then short.
+            if let Some(output) = output {
+                output.start_writeback()?;
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    /// Waits for the round under way, if any; its outcome.
+    async fn finish(&mut self) -> Result<(), FetchError> {
+        match self.running.take() {
+            Some(t) => t.await.map_err(|e| FetchError::Task(e.into()))?,
+            None => Ok(()),
+        }
+    }
 }
 
 /// What resolving a fetch found.
