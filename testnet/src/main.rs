@@ -66,6 +66,9 @@ enum Cmd {
         /// The slow provider's rate in MB/s.
         #[arg(long, default_value_t = 5)]
         slow_mbps: u64,
+        /// Rounds, each on a fresh mesh: every row shows its median and spread.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Start N nodes in DIR (council, genesis and domains generated) and hold them in
     /// the foreground until Ctrl-C, SIGTERM or `down`; no node outlives this process.
@@ -286,11 +289,13 @@ fn benches(cmd: Cmd) -> ExitCode {
             size_mib,
             rate_mbps,
             slow_mbps,
+            rounds,
         } => bench(|mesh| {
             mesh_testnet::bench_links::links(&mesh_testnet::bench_links::LinkBenchOptions {
                 size_mib,
                 rate_mbps,
                 slow_mbps,
+                rounds,
                 mesh,
                 progress: |line| eprintln!("{line}"),
             })

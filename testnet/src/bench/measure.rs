@@ -43,6 +43,16 @@ pub struct Row {
 
 pub(super) const LONG: Duration = Duration::from_secs(600);
 
+/// The median and the spread (min to max) of `runs`.
+pub(crate) fn median(runs: &[Duration]) -> (Duration, Duration, Duration) {
+    let mut sorted = runs.to_vec();
+    sorted.sort();
+    let mid = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    let lo = sorted.first().copied().unwrap_or_default();
+    let hi = sorted.last().copied().unwrap_or_default();
+    (mid, lo, hi)
+}
+
 pub(super) fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64().max(1e-9)
 }

@@ -27,10 +27,10 @@ mod measure;
 mod objects;
 
 use anchors::{timed, Sendme};
-pub(crate) use measure::write_random;
 use measure::{
     blink_row, cpu_during, mbps, measured_fetch, moved_row, peak_rss_mib, timed_fetch, LONG,
 };
+pub(crate) use measure::{median, write_random};
 pub use measure::{BenchOptions, Row};
 pub use objects::objects;
 

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use mesh_testkit::seaweed::Seaweed;
 
 use super::anchors::timed;
-use super::measure::{mbps, write_random, BenchOptions, Row, LONG};
+use super::measure::{mbps, median, write_random, BenchOptions, Row, LONG};
 use crate::{sample, Testnet, TestnetConfig};
 
 /// Runs of each timed row.
@@ -188,16 +188,6 @@ fn deliver_to(net: &Testnet, i: usize, url: &str) -> anyhow::Result<()> {
         bail!("fetch -o {url}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
-}
-
-/// The median and the spread (min to max) of `runs`.
-fn median(runs: &[Duration]) -> (Duration, Duration, Duration) {
-    let mut sorted = runs.to_vec();
-    sorted.sort();
-    let mid = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
-    let lo = sorted.first().copied().unwrap_or_default();
-    let hi = sorted.last().copied().unwrap_or_default();
-    (mid, lo, hi)
 }
 
 /// A row: mesh's median against the anchor's, as a rate ratio.
