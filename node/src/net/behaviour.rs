@@ -199,7 +199,8 @@ pub(crate) fn build_swarm(
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
-            noise::Config::new,
+            // TLS first (AES-GCM: see `tls`), Noise for peers without it.
+            (super::tls::Tls::new, noise::Config::new),
             yamux::Config::default,
         )
         .map_err(|e| net(&e))?

@@ -22,6 +22,7 @@ pub(crate) mod peers;
 pub(crate) mod reach;
 pub(crate) mod scoring;
 mod sync;
+mod tls;
 pub(crate) mod transfer;
 
 pub use error::NetError;

@@ -1,5 +1,5 @@
 //! The single-provider fetch rows of the transfer benchmark, side by side in one
-//! run: mesh over TCP (noise + yamux) and over QUIC, curl downloading the same file
+//! run: mesh over TCP (TLS 1.3 + yamux) and over QUIC, curl downloading the same file
 //! from a local nginx over HTTPS (TLS 1.3) and over plain HTTP, and `sendme
 //! receive`. Each is measured [`ROUNDS`] times, interleaved (one of each per
 //! round, every run after a `sync`), and reported as the median
@@ -222,7 +222,10 @@ impl Fetches {
             )
         };
         let mut rows = Vec::new();
-        for (name, s) in [("TCP (noise + yamux)", &self.tcp), ("QUIC", &self.quic)] {
+        for (name, s) in [
+            ("TCP (TLS 1.3, AES-GCM + yamux)", &self.tcp),
+            ("QUIC", &self.quic),
+        ] {
             rows.push(Row {
                 what: format!("fetch, 1 provider, {name} (`mesh fetch -o`: in place)"),
                 mesh: format!("{}; {}", s.summary(size), s.cpu_line(size)),
