@@ -11,3 +11,4 @@ mod limits;
 mod providers;
 mod storage_faults;
 mod sync;
+mod transport;
