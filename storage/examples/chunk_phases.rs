@@ -10,12 +10,22 @@ use mesh_storage::chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: chunk_phases FILE");
-    // `CHUNK_PHASES=store` times only the copying chunking (for `perf record`).
-    let only_store = std::env::var("CHUNK_PHASES").is_ok_and(|v| v == "store");
-    if only_store {
-        let dir = tempfile::tempdir().unwrap();
-        copying(&path, dir.path());
-        return;
+    // `CHUNK_PHASES=store` times only the copying chunking, `in_place` only the
+    // in-place one, 5 times (for `perf record`).
+    match std::env::var("CHUNK_PHASES").as_deref() {
+        Ok("store") => {
+            let dir = tempfile::tempdir().unwrap();
+            copying(&path, dir.path());
+            return;
+        }
+        Ok("in_place") => {
+            let dir = tempfile::tempdir().unwrap();
+            for k in 0..5 {
+                in_place(&path, &dir.path().join(format!("in-place-{k}")));
+            }
+            return;
+        }
+        _ => {}
     }
     let data = std::fs::read(&path).unwrap();
     let t = Instant::now();
@@ -40,10 +50,15 @@ fn main() {
     store.sync().unwrap();
     println!("sync:                {:?}", t.elapsed());
 
-    let placed = mesh_storage::ChunkStore::open(&dir.path().join("in-place")).unwrap();
+    in_place(&path, &dir.path().join("in-place"));
+}
+
+/// Chunks `path` in place into a new store at `dir`, timed.
+fn in_place(path: &str, dir: &std::path::Path) {
+    let placed = mesh_storage::ChunkStore::open(dir).unwrap();
     timed_with_cpu("chunk_file_in_place:", || {
         mesh_storage::chunker::chunk_file_in_place(
-            std::path::Path::new(&path),
+            std::path::Path::new(path),
             &placed,
             &mut Vec::new(),
         )
