@@ -67,14 +67,14 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
         }
     }
     let size = opts.size_mib * 1024 * 1024;
-    let medians: Vec<Duration> = fetched
+    // Each row's (median, fastest, slowest).
+    let stats: Vec<(Duration, Duration, Duration)> = fetched
         .iter()
-        .map(|f| median(&f.iter().map(|f| f.took).collect::<Vec<_>>()).0)
+        .map(|f| median(&f.iter().map(|f| f.took).collect::<Vec<_>>()))
         .collect();
     let mut rows = Vec::new();
     for (k, (label, fast, slow)) in runs.iter().enumerate() {
-        let times: Vec<Duration> = fetched[k].iter().map(|f| f.took).collect();
-        let (took, lo, hi) = median(&times);
+        let (took, lo, hi) = stats[k];
         let mbps = size as f64 / 1e6 / took.as_secs_f64();
         let served = fetched[k]
             .iter()
@@ -84,8 +84,8 @@ pub fn links(opts: &LinkBenchOptions) -> anyhow::Result<Vec<Row>> {
         let (baseline, ratio, target) = compare(
             opts,
             k,
-            medians.first(),
-            medians.get(2),
+            stats.first().map(|s| &s.0),
+            stats.get(2).map(|s| &s.0),
             took,
             mbps,
             fast.len(),
