@@ -32,6 +32,9 @@ use rustls::crypto::aws_lc_rs::cipher_suite::{
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 
+/// What either upgrade gives: the peer's id and the encrypted stream.
+type Upgraded<C> = BoxFuture<'static, Result<(PeerId, TlsStream<C>), UpgradeError>>;
+
 /// The security upgrade: libp2p-tls inbound, this module's client outbound.
 #[derive(Clone)]
 pub(crate) struct Tls {
@@ -85,7 +88,7 @@ where
 {
     type Output = (PeerId, TlsStream<C>);
     type Error = UpgradeError;
-    type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+    type Future = Upgraded<C>;
 
     fn upgrade_inbound(self, socket: C, info: Self::Info) -> Self::Future {
         self.inbound.upgrade_inbound(socket, info)
@@ -98,7 +101,7 @@ where
 {
     type Output = (PeerId, TlsStream<C>);
     type Error = UpgradeError;
-    type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+    type Future = Upgraded<C>;
 
     fn upgrade_outbound(self, socket: C, _: Self::Info) -> Self::Future {
         async move {
