@@ -61,6 +61,11 @@ pub fn binary_manifest_toml(product: &str, version: &str) -> String {
     format!("{}{}", &text[..start], &text[end..])
 }
 
+/// [`binary_manifest_toml`] titled for the benchmarks' products of random bytes.
+pub fn bench_manifest_toml(product: &str, version: &str) -> String {
+    binary_manifest_toml(product, version).replace("Orders", "Bench data")
+}
+
 /// The sample Cedar rules (`examples/governance/rules.cedar`).
 pub const RULES: &str = include_str!("../../examples/governance/rules.cedar");
 

@@ -117,13 +117,7 @@ impl Bench {
 
 /// The product's manifest at version `v`.
 fn toml(v: &str) -> String {
-    manifest_of("sales/big", v)
-}
-
-/// A manifest for `product` at version `v` without a schema (the benchmarks'
-/// products are random bytes).
-fn manifest_of(product: &str, v: &str) -> String {
-    sample::binary_manifest_toml(product, v).replace("Orders", "Bench data")
+    sample::bench_manifest_toml("sales/big", v)
 }
 
 /// The copying publish against cp + fsync of the same file (and b3sum and sendme's
@@ -217,7 +211,7 @@ fn copy_rounds(
             net.publish(0, &folder, &toml("1.0.0"))?;
         } else {
             let name = format!("logistics/big-copy-{k}");
-            net.publish(8, &folder, &manifest_of(&name, "1.0.0"))?;
+            net.publish(8, &folder, &sample::bench_manifest_toml(&name, "1.0.0"))?;
         }
         mesh.push(t.elapsed());
         if k > 1 {
@@ -238,7 +232,7 @@ fn in_place_rounds(net: &Testnet, other: &Path) -> anyhow::Result<(Vec<Duration>
                 .args(["--num-threads", "1"])
                 .arg(other.join("big.bin")),
         )?);
-        let toml = manifest_of(&format!("sales/big-in-place-{k}"), "1.0.0");
+        let toml = sample::bench_manifest_toml(&format!("sales/big-in-place-{k}"), "1.0.0");
         let t = Instant::now();
         net.publish_in_place(3, other, &toml)?;
         mesh.push(t.elapsed());

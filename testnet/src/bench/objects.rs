@@ -19,7 +19,7 @@ use mesh_testkit::seaweed::Seaweed;
 
 use super::anchors::timed;
 use super::measure::{mbps, median, write_random, BenchOptions, Row, LONG};
-use crate::{Testnet, TestnetConfig};
+use crate::{sample, Testnet, TestnetConfig};
 
 /// Runs of each timed row.
 const RUNS: usize = 3;
@@ -128,7 +128,7 @@ fn local_rows(
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     (opts.progress)("the local-disk rows");
-    let toml = super::manifest_of("sales/local", "1.0.0");
+    let toml = sample::bench_manifest_toml("sales/local", "1.0.0");
     let t = Instant::now();
     net.publish_in_place(0, data, &toml)?;
     let local_publish = t.elapsed();
@@ -163,7 +163,7 @@ fn local_rows(
 /// Publishes `url` in place from node `i` as `sales/big@version`.
 fn publish_url(net: &Testnet, i: usize, url: &str, version: &str) -> anyhow::Result<()> {
     let manifest = net.root().join("big.toml");
-    let toml = super::manifest_of("sales/big", version);
+    let toml = sample::bench_manifest_toml("sales/big", version);
     std::fs::write(&manifest, toml)?;
     let out = net.nodes[i].mesh(
         net.mesh_bin(),
